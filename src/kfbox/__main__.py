@@ -1,0 +1,3 @@
+from kfbox.cli.main import main
+
+main()

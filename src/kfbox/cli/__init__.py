@@ -1,0 +1,1 @@
+"""The ``kfbox`` command line: ``kfbox <noun> <verb>``, one module per noun."""

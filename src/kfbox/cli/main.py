@@ -1,0 +1,80 @@
+"""The ``kfbox`` entry point: mounts one module per noun and turns errors into messages."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from kfbox import __version__
+from kfbox.cli import server
+from kfbox.cli.output import err_console
+from kfbox.errors import KfboxError
+
+app = typer.Typer(
+    name="kfbox",
+    help="Kubeflow's own APIs, embedded: KFP pipelines, Model Registry and KServe serving on one machine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_debug = False
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    global _debug
+    _debug = debug
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+app.command()(server.up)
+app.command()(server.down)
+app.command()(server.status)
+
+
+def _mount_optional_nouns() -> None:
+    """Nouns whose modules exist are mounted; each module exposes ``register(app)``."""
+    import importlib
+
+    for name in ("models", "runs", "serve", "loadtest", "example", "cluster"):
+        try:
+            module = importlib.import_module(f"kfbox.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"kfbox.cli.{name}":
+                continue
+            raise
+        module.register(app)
+
+
+_mount_optional_nouns()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except KfboxError as exc:
+        if _debug:
+            raise
+        err_console.print(f"[red]Error:[/] {exc.message}", highlight=False)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("Aborted.")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,150 @@
+"""``kfbox up``, ``kfbox down``, ``kfbox status``: run and manage the platform server."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from kfbox.cli.options import HomeOption, Output, OutputOption
+from kfbox.cli.output import console, print_json, print_table
+from kfbox.config import Settings, default_home
+from kfbox.errors import Unavailable
+from kfbox.server.runner import pid_alive, read_record
+
+READY_TIMEOUT_SECONDS = 60.0
+
+
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to bind. Anything but loopback needs --token.", show_default="127.0.0.1")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind; 0 picks a free one.", show_default="8080")] = None,
+    home: HomeOption = None,
+    db: Annotated[str | None, typer.Option("--db", help="Metadata database URL: sqlite:///..., postgresql://..., mysql://...", show_default="sqlite in the home")] = None,
+    token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API call. Env: KFBOX_TOKEN.", show_default=False)] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; logs go to HOME/logs/server.log.")] = False,
+) -> None:
+    """Start the platform: KFP API, Model Registry, serving gateway, dashboard and /metrics on one port.
+
+    Runs in the foreground until Ctrl-C (in-flight requests finish first), or with
+    --detach in the background; stop it with `kfbox down`.
+    """
+    settings = Settings.load(host=host, port=port, home=home, db=db, token=token)
+    if detach:
+        _start_detached(settings)
+        return
+    from kfbox.server.runner import serve
+
+    console.print(f"kfbox starting on http://{settings.host}:{settings.port} (home {settings.home})")
+    serve(settings)
+
+
+def _start_detached(settings: Settings) -> None:
+    existing = read_record(settings.home)
+    if existing:
+        console.print(f"kfbox is already running at {existing['url']} (pid {existing['pid']}).")
+        return
+    log_path = settings.logs_dir / "server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "kfbox", "up", "--host", settings.host, "--port", str(settings.port),
+            "--home", str(settings.home)]
+    if settings.db:
+        argv += ["--db", settings.db]
+    env = dict(os.environ)
+    if settings.token:
+        env["KFBOX_TOKEN"] = settings.token  # not on the command line, where `ps` would show it
+    with open(log_path, "ab") as log:
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, env=env)
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with console.status("Starting kfbox..."):
+        while time.monotonic() < deadline:
+            if child.poll() is not None:
+                tail = log_path.read_text(errors="replace").splitlines()[-15:]
+                raise Unavailable("kfbox failed to start:\n" + "\n".join(tail) + f"\nFull log: {log_path}")
+            record = read_record(settings.home)
+            if record and _healthy(str(record["url"])):
+                console.print(f"kfbox is running at [bold]{record['url']}[/] (pid {record['pid']}). "
+                              f"Logs: {log_path}. Stop it with: kfbox down")
+                return
+            time.sleep(0.1)
+    child.kill()
+    raise Unavailable(f"kfbox did not become ready within {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def down(
+    home: HomeOption = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a graceful stop before SIGKILL.")] = 20.0,
+) -> None:
+    """Stop the background server of this home (graceful: in-flight requests finish)."""
+    home = _home(home)
+    pid = _recorded_pid(home)
+    if pid is None:
+        console.print(f"No kfbox server is running for home {home}.")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    with console.status(f"Stopping kfbox (pid {pid})..."):
+        while pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+        console.print(f"kfbox (pid {pid}) did not stop within {timeout:.0f}s and was killed.")
+    else:
+        console.print(f"kfbox (pid {pid}) stopped.")
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _recorded_pid(home: Path) -> int | None:
+    record = read_record(home)
+    if record:
+        return int(record["pid"])
+    try:
+        pid = int((home / "kfbox.pid").read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def _home(home: Path | None) -> Path:
+    return Settings.load(home=home).home if home else default_home()
+
+
+def status(home: HomeOption = None, output: OutputOption = Output.table) -> None:
+    """Show whether the server of this home runs, where, and whether it is healthy."""
+    home = _home(home)
+    record = read_record(home)
+    if record is None:
+        if output is Output.json:
+            print_json({"running": False, "home": str(home)})
+        else:
+            console.print(f"kfbox is not running (home {home}). Start it with: kfbox up --detach")
+        raise typer.Exit(1)
+    healthy = _healthy(str(record["url"]))
+    info = {"running": True, "healthy": healthy, "url": record["url"], "pid": record["pid"], "home": str(home),
+            "uptime_seconds": round(time.time() - float(record.get("started_at", time.time())))}
+    if output is Output.json:
+        print_json(info)
+    else:
+        print_table(None, ["key", "value"], [(k, v) for k, v in info.items()])
+    if not healthy:
+        raise typer.Exit(1)

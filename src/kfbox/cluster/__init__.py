@@ -1,0 +1,1 @@
+"""kfbox cluster subsystem."""

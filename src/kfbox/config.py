@@ -1,0 +1,126 @@
+"""Settings: flags > ``KFBOX_*`` environment > defaults, built once and passed down.
+
+Example::
+
+    settings = Settings.load(port=9000)          # flags win
+    settings.db_url                               # sqlite:///<home>/kfbox.db unless KFBOX_DB is set
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from pathlib import Path
+from typing import Any
+
+from kfbox.errors import InvalidInput
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+MAX_BODY_BYTES = 1024 * 1024
+ENV_PREFIX = "KFBOX_"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("KFBOX_HOME") or Path.home() / ".kfbox").expanduser()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything the server and its subsystems read; no module reads the environment itself."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    home: Path = dataclasses.field(default_factory=default_home)
+    db: str | None = None
+    token: str | None = dataclasses.field(default=None, repr=False)
+    max_body_bytes: int = MAX_BODY_BYTES
+    run_concurrency: int = 2
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = dataclasses.field(default=None, repr=False)
+    s3_secret_key: str | None = dataclasses.field(default=None, repr=False)
+    s3_bucket: str | None = None
+    ingress_domain: str = "example.com"
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """Build settings from flags (``None`` means unset), then ``KFBOX_<NAME>``, then defaults."""
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            flag = flags.get(field.name)
+            env = os.environ.get(ENV_PREFIX + field.name.upper())
+            raw = flag if flag is not None else env
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _coerce(field.name, field.type, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise InvalidInput(f"Port {self.port} is out of range; use 0-65535 (0 picks a free port).")
+        if not is_loopback(self.host) and not self.token:
+            raise InvalidInput(
+                f"Binding to {self.host} exposes kfbox beyond this machine; pass --token "
+                "(or set KFBOX_TOKEN) so every API call must carry it."
+            )
+
+    @property
+    def db_url(self) -> str:
+        return self.db or f"sqlite:///{self.home / 'kfbox.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def pvc_dir(self) -> Path:
+        return self.home / "pvc"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def serving_dir(self) -> Path:
+        return self.home / "serving"
+
+    @property
+    def venvs_dir(self) -> Path:
+        return self.home / "venvs"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "kfbox.pid"
+
+    @property
+    def server_record(self) -> Path:
+        """JSON written by ``kfbox up``: where clients find the running server."""
+        return self.home / "server.json"
+
+
+def _coerce(name: str, annotation: Any, raw: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if "Path" in kind:
+            return Path(raw).expanduser().resolve()
+        if kind.startswith("int"):
+            return int(raw)
+    except ValueError as exc:
+        raise InvalidInput(f"Setting {name}={raw!r} is not valid: {exc}") from exc
+    return raw

@@ -1,0 +1,14 @@
+"""Alembic environment: runs against the engine kfbox hands over in ``config.attributes``."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from kfbox.db.base import Base
+
+engine = context.config.attributes["engine"]
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,1 @@
+"""kfbox pipelines subsystem."""

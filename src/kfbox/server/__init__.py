@@ -1,0 +1,1 @@
+"""The platform server: app factory, middleware, process supervision."""

@@ -1,0 +1,97 @@
+"""The app factory: one FastAPI app, every subsystem mounted by its ``install`` hook.
+
+Example::
+
+    app = create_app(Settings.load(home="/tmp/kfbox"))
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kfbox import __version__
+from kfbox.config import Settings
+from kfbox.db import Database
+from kfbox.errors import KfboxError
+from kfbox.server.middleware import BodyLimit, RequestMetrics, TokenAuth
+from kfbox.server.platform import Platform
+
+SUBSYSTEMS = [
+    "kfbox.registry.service",
+    "kfbox.pipelines.service",
+    "kfbox.serving.service",
+    "kfbox.ui.service",
+]
+
+
+def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+    platform = platform or Platform(settings=settings, db=Database(settings.db_url))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        for hook in platform.on_startup:
+            hook()
+        try:
+            yield
+        finally:
+            for hook in reversed(platform.on_shutdown):
+                hook()
+
+    app = FastAPI(title="kfbox", version=__version__, lifespan=lifespan,
+                  description="Kubeflow's own APIs, embedded: KFP, Model Registry and KServe on one machine.")
+    app.state.platform = platform
+    _install_error_handlers(app, platform)
+
+    @app.get("/healthz", tags=["platform"])
+    def healthz() -> dict[str, str]:
+        platform.db.ping()
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/metrics", tags=["platform"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(platform.metrics), media_type=CONTENT_TYPE_LATEST)
+
+    for name in SUBSYSTEMS:
+        importlib.import_module(name).install(app, platform)
+
+    app.add_middleware(RequestMetrics, platform=platform)
+    app.add_middleware(BodyLimit, platform=platform)
+    app.add_middleware(TokenAuth, platform=platform)
+    return app
+
+
+def _install_error_handlers(app: FastAPI, platform: Platform) -> None:
+    def reply(request: Request, status: int, message: str) -> JSONResponse:
+        return JSONResponse(platform.render_error(request.url.path, status, message), status_code=status)
+
+    @app.exception_handler(KfboxError)
+    async def kfbox_error(request: Request, exc: KfboxError) -> JSONResponse:
+        return reply(request, exc.status_code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return reply(request, 400, describe_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"No API at {request.method} {request.url.path}. The API is described at /openapi.json."
+        return reply(request, exc.status_code, message)
+
+
+def describe_validation_error(exc: RequestValidationError) -> str:
+    """One readable sentence per problem: where it is and what is wrong."""
+    parts = []
+    for error in exc.errors():
+        loc = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {error.get('msg', 'invalid')}")
+    return "Invalid request: " + "; ".join(parts)

@@ -1,0 +1,45 @@
+"""The :class:`Platform`: what every subsystem of a running server shares.
+
+A subsystem module exposes ``install(app, platform)``; there it mounts its routers,
+registers start/stop hooks and, if its API has its own error body, an error renderer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from kfbox.config import Settings
+from kfbox.db import Database
+
+Hook = Callable[[], Any]
+ErrorRenderer = Callable[[int, str], dict[str, Any]]
+
+
+@dataclasses.dataclass
+class Platform:
+    settings: Settings
+    db: Database
+    metrics: CollectorRegistry = dataclasses.field(default_factory=CollectorRegistry)
+    started_at: float = dataclasses.field(default_factory=time.time)
+    on_startup: list[Hook] = dataclasses.field(default_factory=list)
+    on_shutdown: list[Hook] = dataclasses.field(default_factory=list)
+    error_renderers: list[tuple[str, ErrorRenderer]] = dataclasses.field(default_factory=list)
+    services: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Subsystem objects by name (e.g. ``"registry"``), for other subsystems to call."""
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.settings.port}"
+
+    def render_error(self, path: str, status: int, message: str) -> dict[str, Any]:
+        for prefix, render in self.error_renderers:
+            if path.startswith(prefix):
+                return render(status, message)
+        return {"code": str(status), "message": message}

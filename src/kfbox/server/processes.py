@@ -1,0 +1,66 @@
+"""Child processes the server supervises: pipeline runs and model replicas.
+
+Each child gets its own process group (so a kill reaches its grandchildren), writes
+stdout and stderr to a log file, and is stopped with SIGTERM then SIGKILL.
+
+Example::
+
+    child = ChildProcess.spawn([sys.executable, "-m", "x"], log_path=home / "x.log")
+    child.stop(grace=5)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class ChildProcess:
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
+              cwd: Path | None = None) -> ChildProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=dict(env) if env is not None else None, cwd=cwd,
+                                     start_new_session=True)
+        return cls(popen=popen, log_path=log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM the whole group, SIGKILL what is left after ``grace`` seconds."""
+        kill_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        kill_group(self.pid, signal.SIGKILL)  # also reaches grandchildren that outlived the leader
+        try:
+            return self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def kill_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

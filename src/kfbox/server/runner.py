@@ -1,0 +1,99 @@
+"""Run the platform in the foreground: migrate, bind, serve until SIGINT/SIGTERM.
+
+The server records itself in the home (``kfbox.pid``, ``server.json``) once it is
+ready, so ``kfbox status``/``down`` and every client command can find it, and
+removes both on a clean stop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from kfbox.config import Settings
+from kfbox.db import Database
+from kfbox.errors import Conflict, InvalidInput
+from kfbox.server.app import create_app
+from kfbox.server.platform import Platform
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+def read_record(home: Path) -> dict[str, Any] | None:
+    """The running server's record, or None when there is none or its process is gone."""
+    try:
+        record = json.loads((home / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if pid_alive(int(record.get("pid", 0))) else None
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(settings: Settings) -> None:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    existing = read_record(settings.home)
+    if existing:
+        raise Conflict(f"A kfbox server (pid {existing['pid']}) already runs at {existing['url']} for "
+                       f"home {settings.home}. Stop it with: kfbox down --home {settings.home}")
+    sock = _bind(settings.host, settings.port)
+    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    db = Database(settings.db_url)
+    db.upgrade()
+    platform = Platform(settings=settings, db=db)
+    platform.on_startup.append(lambda: _write_record(platform))
+    platform.on_shutdown.insert(0, lambda: _remove_record(settings.home))
+    app = create_app(settings, platform)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+                            access_log=False, lifespan="on")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        db.dispose()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"Cannot listen on {host}:{port}: {exc.strerror}. "
+                           "Pick another port with --port (0 picks a free one).") from exc
+    sock.listen(2048)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _write_record(platform: Platform) -> None:
+    home = platform.settings.home
+    record = {"pid": os.getpid(), "url": platform.url, "host": platform.settings.host,
+              "port": platform.settings.port, "started_at": time.time()}
+    tmp = home / "server.json.tmp"
+    tmp.write_text(json.dumps(record))
+    os.replace(tmp, home / "server.json")
+    (home / "kfbox.pid").write_text(str(os.getpid()))
+
+
+def _remove_record(home: Path) -> None:
+    for name in ("server.json", "kfbox.pid"):
+        (home / name).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""kfbox ui subsystem."""

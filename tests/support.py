@@ -1,0 +1,125 @@
+"""Test support that is real code: launch ``kfbox up`` as a child process, make databases."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+MYSQL_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
+BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
+               "mysql": "mysql://root@127.0.0.1:3306/{name}"}
+
+
+@dataclasses.dataclass
+class ServerProcess:
+    """A ``python -m kfbox up`` child on an ephemeral port; the address comes from its server.json."""
+
+    home: Path
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+    token: str | None = None
+
+    @classmethod
+    def start(cls, home: Path, *, db: str | None = None, token: str | None = None, host: str = "127.0.0.1",
+              extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> ServerProcess:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "server.json").unlink(missing_ok=True)
+        argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home), "--host", host]
+        if db:
+            argv += ["--db", db]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+        env.update(extra_env or {})
+        if token:
+            env["KFBOX_TOKEN"] = token
+        log = open(home / "test-server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"kfbox up exited {process.returncode}:\n{(home / 'test-server.log').read_text()}")
+            try:
+                record = json.loads((home / "server.json").read_text())
+                if record["pid"] == process.pid:
+                    server = cls(home=home, process=process, url=record["url"], port=record["port"], token=token)
+                    if server.healthy():
+                        return server
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.05)
+        process.kill()
+        raise RuntimeError(f"kfbox up not ready in {timeout}s:\n{(home / 'test-server.log').read_text()}")
+
+    def healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        _kill_group(self.process.pid)
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown hooks run."""
+        self.process.kill()
+        self.process.wait()
+        _kill_group(self.process.pid)
+
+    def log(self) -> str:
+        return (self.home / "test-server.log").read_text(errors="replace")
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def create_database(backend: str, name: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = POSTGRES_ADMIN if backend == "postgresql" else MYSQL_ADMIN
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            suffix = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if backend == "mysql" else ""
+            conn.execute(text(f"CREATE DATABASE {name}{suffix}"))
+    except OperationalError as exc:
+        pytest.skip(f"{backend} server is not reachable at {admin}: {exc.orig}")
+    finally:
+        engine.dispose()
+    return BACKEND_URL[backend].format(name=name)
+
+
+def drop_database(backend: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = POSTGRES_ADMIN if backend == "postgresql" else MYSQL_ADMIN
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        force = " WITH (FORCE)" if backend == "postgresql" else ""
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
+    engine.dispose()
