@@ -38,7 +38,7 @@ def up(
     """
     settings = Settings.load(host=host, port=port, home=home, db=db, token=token)
     if detach:
-        _start_detached(settings)
+        start_detached(settings)
         return
     from kfbox.server.runner import serve
 
@@ -46,7 +46,7 @@ def up(
     serve(settings)
 
 
-def _start_detached(settings: Settings) -> None:
+def start_detached(settings: Settings) -> None:
     existing = read_record(settings.home)
     if existing:
         console.print(f"kfbox is already running at {existing['url']} (pid {existing['pid']}).")
