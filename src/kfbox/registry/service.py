@@ -1,11 +1,160 @@
-"""Mounts the registry subsystem into the platform app (filled in by its issue)."""
+"""The registry subsystem: mounts the Model Registry API and offers :class:`Registry` to others.
+
+Other subsystems reach it as ``platform.services["registry"]``::
+
+    registry = platform.services["registry"]
+    uri = registry.resolve_artifact_uri("iris", None)         # latest LIVE version's model artifact
+    record = registry.record_deployment("iris-svc", "iris", "v1", runtime="sklearn")
+    registry.set_deployment_state(record["inferenceService"]["id"], "UNDEPLOYED")
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from fastapi import FastAPI
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
+
+from kfbox.db import Database
+from kfbox.errors import InvalidInput, NotFound, Unavailable
+from kfbox.registry import kinds, store
+from kfbox.registry.paging import Paginator
+from kfbox.registry.tables import Resource
 from kfbox.server.platform import Platform
+
+T = TypeVar("T")
+DEFAULT_ENVIRONMENT = "kfbox"
+_RETRIES = 5
+
+
+class Registry:
+    """Transactions with retry, plus the calls the serving subsystem makes."""
+
+    def __init__(self, db: Database, paginator: Paginator | None = None) -> None:
+        self.db = db
+        self.paginator = paginator or Paginator()
+
+    def read(self, fn: Callable[[Session], T]) -> T:
+        with self.db.read() as session:
+            return fn(session)
+
+    def write(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in a write transaction, retrying deadlocks/serialization failures."""
+        for attempt in range(_RETRIES):
+            try:
+                with self.db.write() as session:
+                    return fn(session)
+            except DBAPIError as exc:
+                if not _retryable(exc) or attempt == _RETRIES - 1:
+                    if isinstance(exc, OperationalError):
+                        raise Unavailable(f"The registry database is busy or unreachable: {exc.orig}. "
+                                          "Retry the request.") from exc
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def resolve_artifact_uri(self, model_name: str, version_name: str | None = None) -> str:
+        """The model artifact URI of ``model_name``/``version_name`` (None = latest LIVE version).
+
+        This is what ``model-registry://MODEL[/VERSION]`` means; raises NotFound with the next step.
+        """
+        def resolve(session: Session) -> str:
+            version = self._version(session, model_name, version_name)
+            artifact = session.scalars(
+                select(Resource).where(Resource.family == "artifact", Resource.kind == "model-artifact",
+                                       Resource.scope == version.id).order_by(Resource.id.desc()).limit(1)).first()
+            uri = artifact.attrs.get("uri") if artifact is not None else None
+            if not uri:
+                raise NotFound(f"Version {version.name!r} of model {model_name!r} has no model artifact with a URI. "
+                               f"Register one with ModelRegistry.register_model({model_name!r}, uri, ...).")
+            return str(uri)
+        return self.read(resolve)
+
+    def record_deployment(self, name: str, model_name: str, version_name: str | None = None, *,
+                          runtime: str | None = None, environment: str = DEFAULT_ENVIRONMENT) -> dict[str, Any]:
+        """Create or update the InferenceService ``name`` serving that version, and add a ServeModel.
+
+        Returns ``{"inferenceService": {...}, "serveModel": {...}}`` in API (wire) form.
+        """
+        def record(session: Session) -> dict[str, Any]:
+            version = self._version(session, model_name, version_name)
+            env = _get_or_create(session, kinds.SERVING_ENVIRONMENT, "serving_environment", environment, None)
+            fields: dict[str, Any] = {"name": name, "registeredModelId": str(version.parent_id),
+                                      "modelVersionId": str(version.id), "desiredState": "DEPLOYED"}
+            if runtime:
+                fields["runtime"] = runtime
+            service = session.scalars(select(Resource).where(
+                Resource.family == "inference_service", Resource.scope == env.id, Resource.name == name)).first()
+            if service is None:
+                service = store.create(session, kinds.INFERENCE_SERVICE, fields, parent=env)
+            else:
+                fields.pop("name")
+                fields.pop("registeredModelId")
+                store.update(session, service, fields)
+                service.attrs = {**service.attrs, "registeredModelId": str(version.parent_id)}
+            serve = store.create(session, kinds.SERVE_MODEL, {"modelVersionId": str(version.id),
+                                                              "lastKnownState": "RUNNING"}, parent=service)
+            return {"inferenceService": store.to_wire(kinds.INFERENCE_SERVICE, service),
+                    "serveModel": store.to_wire(kinds.SERVE_MODEL, serve)}
+        return self.write(record)
+
+    def set_deployment_state(self, inference_service_id: str, desired_state: str,
+                             serve_state: str | None = None) -> dict[str, Any]:
+        """Mark an InferenceService DEPLOYED/UNDEPLOYED (and its latest ServeModel's state)."""
+        if desired_state not in ("DEPLOYED", "UNDEPLOYED"):
+            raise InvalidInput(f"desired state {desired_state!r} is not DEPLOYED or UNDEPLOYED.")
+
+        def change(session: Session) -> dict[str, Any]:
+            service = store.get(session, "inference_service", inference_service_id)
+            store.update(session, service, {"desiredState": desired_state})
+            if serve_state:
+                serve = session.scalars(select(Resource).where(Resource.family == "serve_model",
+                                                               Resource.scope == service.id)
+                                        .order_by(Resource.id.desc()).limit(1)).first()
+                if serve is not None:
+                    store.update(session, serve, {"lastKnownState": serve_state})
+            return store.to_wire(kinds.INFERENCE_SERVICE, service)
+        return self.write(change)
+
+    def _version(self, session: Session, model_name: str, version_name: str | None) -> Resource:
+        model = session.scalars(select(Resource).where(Resource.family == "registered_model", Resource.scope == 0,
+                                                       Resource.name == model_name)).first()
+        if model is None:
+            raise NotFound(f"Model {model_name!r} not found. List models with: kfbox models list")
+        stmt = select(Resource).where(Resource.family == "model_version", Resource.scope == model.id)
+        if version_name is None:
+            stmt = stmt.where(Resource.state == "LIVE").order_by(Resource.created_ms.desc(), Resource.id.desc())
+        else:
+            stmt = stmt.where(Resource.name == version_name)
+        version = session.scalars(stmt.limit(1)).first()
+        if version is None:
+            what = f"no version {version_name!r}" if version_name else "no LIVE version"
+            raise NotFound(f"Model {model_name!r} has {what}. List versions with: kfbox models show {model_name}")
+        return version
+
+
+def _get_or_create(session: Session, kind: kinds.Kind, family: str, name: str, parent: Resource | None) -> Resource:
+    row = session.scalars(select(Resource).where(Resource.family == family, Resource.name == name,
+                                                 Resource.scope == (parent.id if parent else 0))).first()
+    return row if row is not None else store.create(session, kind, {"name": name}, parent=parent)
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in ("40001", "40P01"):
+        return True
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in (1205, 1213)
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    return None
+    from kfbox.registry.router import build_router
+
+    registry = Registry(platform.db)
+    platform.services["registry"] = registry
+    for prefix, legacy in (("/api/model_registry/v1", False), ("/api/model_registry/v1alpha3", True)):
+        app.include_router(build_router(registry, legacy=legacy), prefix=prefix)

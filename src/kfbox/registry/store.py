@@ -1,0 +1,230 @@
+"""Registry storage: pure functions over a SQLAlchemy session.
+
+The routers and :class:`kfbox.registry.service.Registry` call these inside
+``db.read()`` / ``db.write()``; uniqueness is left to the database's constraints, and a
+violation becomes :class:`~kfbox.errors.Conflict` (409) -- so two racing registrations
+of one version name give one 201 and one 409, never a 500.
+
+Example::
+
+    with db.write() as session:
+        model = create(session, REGISTERED_MODEL, {"name": "iris"})
+    to_wire(REGISTERED_MODEL, model)["id"]  # "1"
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kfbox.errors import Conflict, InvalidInput, NotFound
+from kfbox.registry.kinds import BY_KIND, FAMILY_NAMES, Kind
+from kfbox.registry.paging import Page, Paginator
+from kfbox.registry.tables import Resource
+
+_COLUMNS = tuple(Resource.__table__.c)
+_COMMON = ("name", "externalId", "customProperties", "artifactType", "id", "createTimeSinceEpoch",
+           "lastUpdateTimeSinceEpoch")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def to_wire(kind: Kind, row: Any) -> dict[str, Any]:
+    """The JSON object the API returns for ``row`` (an ORM object or a Core row)."""
+    out: dict[str, Any] = {"id": str(row.id)}
+    if row.name is not None:
+        out["name"] = row.name
+    if row.external_id is not None:
+        out["externalId"] = row.external_id
+    out["createTimeSinceEpoch"] = str(row.created_ms)
+    out["lastUpdateTimeSinceEpoch"] = str(row.updated_ms)
+    if kind.is_artifact:
+        out["artifactType"] = kind.kind
+    if kind.state_field and row.state is not None:
+        out[kind.state_field] = row.state
+    if kind.parent_field and row.parent_id is not None:
+        out[kind.parent_field] = str(row.parent_id)
+    out.update(row.attrs)
+    out["customProperties"] = {key: _custom_to_wire(value) for key, value in row.custom.items()}
+    return out
+
+
+def kind_of(row: Any) -> Kind:
+    return BY_KIND[row.kind]
+
+
+def _custom_to_wire(value: dict[str, Any]) -> dict[str, Any]:
+    if value.get("metadataType") == "MetadataIntValue":
+        return {**value, "int_value": str(value["int_value"])}
+    return value
+
+
+def _custom_from_wire(props: dict[str, Any] | None) -> dict[str, Any]:
+    stored: dict[str, Any] = {}
+    for key, value in (props or {}).items():
+        if value.get("metadataType") == "MetadataIntValue":
+            value = {**value, "int_value": int(value["int_value"])}
+        stored[key] = value
+    return stored
+
+
+def describe(kind: Kind, row: Any) -> str:
+    label = f"{kind.name} {row.id}"
+    return f"{label} ({row.name!r})" if row.name is not None else label
+
+
+def get(session: Session, family: str, resource_id: int | str, kinds: Sequence[str] | None = None) -> Resource:
+    """The entity with this id in ``family`` (and of one of ``kinds``), else NotFound."""
+    rid = parse_id(resource_id)
+    row = session.get(Resource, rid)
+    if row is None or row.family != family or (kinds is not None and row.kind not in kinds):
+        what = FAMILY_NAMES[family] if kinds is None or len(kinds) != 1 else BY_KIND[kinds[0]].name
+        raise NotFound(f"No {what} with id {rid}. List them with GET .../{family}s.")
+    return row
+
+
+def parse_id(raw: int | str, field: str = "id") -> int:
+    text = str(raw)
+    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 9:
+        raise InvalidInput(f"{field} {text[:40]!r} is not a valid id; ids are positive whole numbers like '1'.")
+    return int(text)
+
+
+def find(session: Session, family: str, *, name: str | None = None, external_id: str | None = None,
+         parent: str | None = None, kinds: Sequence[str] | None = None) -> Resource:
+    """``find_*`` lookup by name (+ parent id) or externalId; NotFound when absent."""
+    if name is None and external_id is None:
+        raise InvalidInput(f"Finding a {FAMILY_NAMES[family]} needs 'name' or 'externalId' as a query parameter.")
+    stmt = select(Resource).where(Resource.family == family)
+    if kinds is not None:
+        stmt = stmt.where(Resource.kind.in_(kinds))
+    if name is not None:
+        stmt = stmt.where(Resource.name == name)
+    if external_id is not None:
+        stmt = stmt.where(Resource.external_id == external_id)
+    if parent is not None:
+        stmt = stmt.where(Resource.scope == parse_id(parent, "parentResourceId"))
+    rows = session.scalars(stmt.order_by(Resource.id).limit(2)).all()
+    if not rows:
+        bits = [f"name {name!r}" if name is not None else "", f"externalId {external_id!r}" if external_id else "",
+                f"under parent {parent}" if parent is not None else ""]
+        raise NotFound(f"No {FAMILY_NAMES[family]} with " + " ".join(b for b in bits if b) + ".")
+    if len(rows) > 1:
+        raise InvalidInput(f"More than one {FAMILY_NAMES[family]} is named {name!r}; pass parentResourceId too.")
+    return rows[0]
+
+
+def list_page(session: Session, family: str, page: Page, paginator: Paginator, *,
+              where: Sequence[ColumnElement[bool] | None] = (), kinds: Sequence[str] | None = None,
+              parent: int | None = None) -> dict[str, Any]:
+    """One page of ``family`` in the list shape the client expects."""
+    stmt = select(*_COLUMNS).where(Resource.family == family)
+    if kinds is not None:
+        stmt = stmt.where(Resource.kind.in_(kinds))
+    if parent is not None:
+        stmt = stmt.where(Resource.scope == parent)
+    for clause in where:
+        if clause is not None:
+            stmt = stmt.where(clause)
+    rows = session.execute(paginator.apply(stmt, page)).all()
+    more = len(rows) > page.size
+    rows = rows[:page.size]
+    items = [to_wire(BY_KIND[row.kind], row) for row in rows]
+    token = paginator.next_token(page, rows[-1]) if more else ""
+    return {"items": items, "nextPageToken": token, "pageSize": page.size, "size": len(items)}
+
+
+def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Resource | None = None) -> Resource:
+    """Insert one entity; the parent comes from ``parent`` or the kind's parent field."""
+    fields = dict(fields)
+    for wire in ("id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch"):
+        fields.pop(wire, None)
+    if kind.parent_field and fields.get(kind.parent_field) is not None:
+        given = get(session, kind.parent_family or "", fields.pop(kind.parent_field))
+        if parent is not None and given.id != parent.id:
+            raise InvalidInput(f"{kind.parent_field} {given.id} does not match the parent {parent.id} in the path.")
+        parent = given
+    fields.pop(kind.parent_field or "", None)
+    if kind.is_artifact and parent is None and fields.get("experimentRunId"):
+        parent = get(session, "experiment_run", fields["experimentRunId"])
+    if parent is None and kind.parent_family and kind.parent_field:
+        raise InvalidInput(f"A {kind.name} needs {kind.parent_field}.")
+    _check_refs(session, kind, fields)
+    stamp = now_ms()
+    row = Resource(family=kind.family, kind=kind.kind, scope=parent.id if parent else 0,
+                   parent_id=parent.id if parent else None, name=fields.get("name"),
+                   external_id=fields.get("externalId"), created_ms=stamp, updated_ms=stamp,
+                   state=fields.get(kind.state_field or "") or kind.default_state,
+                   attrs=_attrs(kind, fields, {}), custom=_custom_from_wire(fields.get("customProperties")))
+    session.add(row)
+    _flush(session, kind, row)
+    return row
+
+
+def update(session: Session, row: Resource, fields: dict[str, Any]) -> Resource:
+    """Apply a PATCH: only the fields sent change; ``customProperties`` is replaced whole."""
+    kind = kind_of(row)
+    if fields.get("artifactType") not in (None, kind.kind):
+        raise InvalidInput(f"artifactType {fields['artifactType']!r} does not match {describe(kind, row)}, "
+                           f"which is a {kind.kind}; the type of an artifact cannot change.")
+    _check_refs(session, kind, fields)
+    if "externalId" in fields:
+        row.external_id = fields["externalId"]
+    if "customProperties" in fields:
+        row.custom = _custom_from_wire(fields["customProperties"])
+    if kind.state_field and fields.get(kind.state_field) is not None:
+        row.state = fields[kind.state_field]
+    row.attrs = _attrs(kind, fields, row.attrs)
+    row.updated_ms = max(now_ms(), row.updated_ms)
+    _flush(session, kind, row)
+    return row
+
+
+def attach(session: Session, row: Resource, parent: Resource) -> Resource:
+    """Move an existing artifact under ``parent`` (the upsert endpoints' "existing" case)."""
+    row.parent_id = parent.id
+    row.scope = parent.id
+    row.updated_ms = now_ms()
+    _flush(session, kind_of(row), row)
+    return row
+
+
+def _attrs(kind: Kind, fields: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    attrs = dict(current)
+    allowed = {f.wire: f for f in kind.fields}
+    allowed_names = set(allowed) | {"description"}
+    for wire, value in fields.items():
+        if wire in _COMMON or wire == kind.state_field or wire not in allowed_names:
+            continue
+        if value is None:
+            attrs.pop(wire, None)
+        else:
+            attrs[wire] = str(value) if wire == "step" else value
+    if not current:
+        for field in kind.fields:
+            if field.default is not None and field.wire not in attrs:
+                attrs[field.wire] = field.default
+    return attrs
+
+
+def _check_refs(session: Session, kind: Kind, fields: dict[str, Any]) -> None:
+    for wire, family in kind.refs:
+        if fields.get(wire) is not None:
+            get(session, family, fields[wire])
+
+
+def _flush(session: Session, kind: Kind, row: Resource) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        what = "externalId " + repr(row.external_id) if "external_id" in str(exc.orig) else "name " + repr(row.name)
+        where = f" under parent {row.scope}" if row.scope else ""
+        raise Conflict(f"A {FAMILY_NAMES[kind.family]} with {what}{where} already exists. "
+                       "Pick another name, or update the existing one with PATCH.") from exc

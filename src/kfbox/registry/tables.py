@@ -1,0 +1,48 @@
+"""The registry's one table: every entity kind is a row, discriminated by ``family``/``kind``.
+
+One table keeps ids numeric and unique across kinds (the client only sees decimal
+strings), and lets the database enforce the API's uniqueness rules directly:
+
+* ``(family, scope, name)`` unique -- a version name within its model, an artifact name
+  within its version, a model name globally (``scope`` is the parent id, 0 for none);
+* ``(family, external_id)`` unique -- externalId within a kind family.
+
+Type-specific fields live in the ``attrs`` JSON column under their wire names, custom
+properties in ``custom`` (``{"key": {"metadataType": ..., "<x>_value": ...}}``), so
+filterQuery can reach both with the dialect's JSON operators and bound parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kfbox.db import Base
+
+NAME_MAX = 255
+
+
+class Resource(Base):
+    __tablename__ = "registry_resources"
+    __table_args__ = (
+        UniqueConstraint("family", "scope", "name"),
+        UniqueConstraint("family", "external_id"),
+        Index("ix_registry_resources_family_scope_created", "family", "scope", "created_ms", "id"),
+        Index("ix_registry_resources_family_created", "family", "created_ms", "id"),
+        Index("ix_registry_resources_family_updated", "family", "updated_ms", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    family: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[int] = mapped_column(Integer, default=0)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("registry_resources.id"), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(NAME_MAX), nullable=True)
+    external_id: Mapped[str | None] = mapped_column(String(NAME_MAX), nullable=True)
+    state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JSON)
+    custom: Mapped[dict[str, Any]] = mapped_column(JSON)
