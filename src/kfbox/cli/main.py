@@ -58,7 +58,8 @@ _mount_optional_nouns()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns (not raises) the code of typer.Exit
+        code = app(standalone_mode=False)
     except KfboxError as exc:
         if _debug:
             raise
@@ -78,3 +79,5 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
