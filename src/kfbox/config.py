@@ -51,6 +51,12 @@ class Settings:
     s3_secret_key: str | None = dataclasses.field(default=None, repr=False)
     s3_bucket: str | None = None
     ingress_domain: str = "example.com"
+    serving_max_body_bytes: int = 16 * 1024 * 1024
+    serving_scale_window: float = 60.0
+    """Seconds without load before replicas scale down (Knative's stable window); per service:
+    annotation autoscaling.knative.dev/window."""
+    serving_cold_start_timeout: float = 60.0
+    serving_replica_start_timeout: float = 120.0
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:
@@ -121,6 +127,8 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
             return Path(raw).expanduser().resolve()
         if kind.startswith("int"):
             return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
     except ValueError as exc:
         raise InvalidInput(f"Setting {name}={raw!r} is not valid: {exc}") from exc
     return raw

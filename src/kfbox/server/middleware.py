@@ -60,9 +60,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = next((n for rule in self.platform.body_limits if (n := rule(scope)) is not None), self.limit)
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _send_error(self.platform, scope, send, 413, self._message())
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _send_error(self.platform, scope, send, 413, self._message(limit))
             return
         seen = 0
         started = False
@@ -72,7 +73,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     raise _TooLarge
             return message
 
@@ -85,10 +86,10 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _send_error(self.platform, scope, send, 413, self._message())
+                await _send_error(self.platform, scope, send, 413, self._message(limit))
 
-    def _message(self) -> str:
-        return f"Request body is larger than the limit of {self.limit} bytes."
+    def _message(self, limit: int) -> str:
+        return f"Request body is larger than the limit of {limit} bytes."
 
 
 class _TooLarge(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -18,6 +18,7 @@ from kfbox.db import Database
 
 Hook = Callable[[], Any]
 ErrorRenderer = Callable[[int, str], dict[str, Any]]
+BodyLimitRule = Callable[[MutableMapping[str, Any]], int | None]
 
 
 @dataclasses.dataclass
@@ -29,6 +30,9 @@ class Platform:
     on_startup: list[Hook] = dataclasses.field(default_factory=list)
     on_shutdown: list[Hook] = dataclasses.field(default_factory=list)
     error_renderers: list[tuple[str, ErrorRenderer]] = dataclasses.field(default_factory=list)
+    body_limits: list[BodyLimitRule] = dataclasses.field(default_factory=list)
+    """Per-request body limits (ASGI scope -> bytes, or None to pass); the first answer wins over
+    ``settings.max_body_bytes`` (serving takes larger inference payloads than the other APIs)."""
     services: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Subsystem objects by name (e.g. ``"registry"``), for other subsystems to call."""
 

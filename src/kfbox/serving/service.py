@@ -1,11 +1,40 @@
-"""Mounts the serving subsystem into the platform app (filled in by its issue)."""
+"""Mounts serving: the InferenceService API, the inference gateway, host routing and the manager.
+
+Other subsystems reach the manager as ``platform.services["serving"]`` (a
+:class:`~kfbox.serving.manager.ServingManager`): ``await manager.apply(manifest, namespace)``,
+``manager.deployments``; ``kfbox.serving.status.describe`` gives an InferenceService's status
+with ``status.url``, ``status.address.url`` and ``status.replicas``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any
 
 from fastapi import FastAPI
 
 from kfbox.server.platform import Platform
+from kfbox.serving.gateway import PREFIX, HostRouting, gateway_router
+from kfbox.serving.manager import ServingManager
+from kfbox.serving.router import serving_router
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    return None
+    manager = ServingManager(platform)
+    platform.services["serving"] = manager
+    platform.error_renderers.append((PREFIX + "/", lambda _status, message: {"error": message}))
+    domain_suffix = "." + platform.settings.ingress_domain.lower()
+    limit = platform.settings.serving_max_body_bytes
+
+    def serving_body_limit(scope: MutableMapping[str, Any]) -> int | None:
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower().rsplit(":", 1)[0]
+        if str(scope.get("path", "")).startswith(PREFIX + "/") or host.endswith(domain_suffix):
+            return limit
+        return None
+
+    platform.body_limits.append(serving_body_limit)
+    app.include_router(serving_router(manager))
+    app.include_router(gateway_router(manager))
+    app.add_middleware(HostRouting, domain=platform.settings.ingress_domain)
+    platform.on_startup.append(manager.start)
+    platform.on_shutdown.append(manager.shutdown)

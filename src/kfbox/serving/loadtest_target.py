@@ -1,0 +1,119 @@
+"""What ``kfbox loadtest TARGET`` points at: a URL as given, or an InferenceService name
+resolved through the platform to its gateway path, plus the replica gauge to sample.
+
+Example::
+
+    target = resolve_target("iris", api=ApiClient.connect(), namespace="kubeflow-user-example-com")
+    target.url   # http://127.0.0.1:8080/serving/kubeflow-user-example-com/iris/v1/models/iris:predict
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Protocol
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from kfbox.errors import InvalidInput, NotFound
+
+DEFAULT_NAMESPACE = "kubeflow-user-example-com"
+REPLICAS_METRIC = "kfbox_serving_replicas"
+"""Gauge the serving subsystem exports on /metrics, labelled by namespace and name."""
+
+
+class Api(Protocol):
+    """The part of :class:`kfbox.cli.api.ApiClient` used here."""
+
+    base_url: str
+
+    def get(self, path: str, **kwargs: Any) -> Any: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    url: str
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    name: str | None = None
+    namespace: str | None = None
+    metrics_url: str | None = None
+    """The platform's /metrics, to sample replicas from; None for a plain URL."""
+
+    @property
+    def is_service(self) -> bool:
+        return self.name is not None
+
+
+def is_url(target: str) -> bool:
+    return target.startswith(("http://", "https://"))
+
+
+def inference_path(namespace: str, name: str, v2: bool) -> str:
+    """The gateway path of an InferenceService's V1 predict or V2 infer endpoint."""
+    if v2:
+        return f"/serving/{namespace}/{name}/v2/models/{name}/infer"
+    return f"/serving/{namespace}/{name}/v1/models/{name}:predict"
+
+
+def resolve_target(target: str, *, api: Api | None, namespace: str = DEFAULT_NAMESPACE, v2: bool = False,
+                   token: str | None = None) -> Target:
+    """A URL is used as-is; a name must be an InferenceService the platform knows."""
+    if is_url(target):
+        if v2:
+            raise InvalidInput("--v2 picks the path for an InferenceService name; with a URL target, "
+                               "put the path in the URL (…/v2/models/NAME/infer).")
+        return Target(url=target)
+    if "/" in target or not target:
+        raise InvalidInput(f"Target {target!r} is neither an http(s) URL nor an InferenceService name.")
+    if api is None:
+        raise InvalidInput(f"Target {target!r} is an InferenceService name; it needs a running kfbox server.")
+    _check_exists(api, namespace, target)
+    base = api.base_url.rstrip("/")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return Target(url=base + inference_path(namespace, target, v2), headers=headers, name=target,
+                  namespace=namespace, metrics_url=f"{base}/metrics")
+
+
+def _check_exists(api: Api, namespace: str, name: str) -> None:
+    path = f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/{name}"
+    try:
+        api.get(path)
+    except NotFound as exc:
+        raise NotFound(f"InferenceService {name!r} not found in namespace {namespace!r}. "
+                       "List them with: kfbox serve list (or pass --namespace, or a URL).") from exc
+
+
+class ReplicaGauge:
+    """Samples the serving replica gauge of one InferenceService from the platform's /metrics."""
+
+    def __init__(self, metrics_url: str, name: str, namespace: str, headers: dict[str, str] | None = None) -> None:
+        self.metrics_url = metrics_url
+        self.name = name
+        self.namespace = namespace
+        self.headers = headers or {}
+        self._client: httpx.AsyncClient | None = None
+
+    async def __call__(self) -> float | None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(headers=self.headers, timeout=2.0)
+        reply = await self._client.get(self.metrics_url)
+        if reply.status_code != 200:
+            return None
+        return replicas_from_metrics(reply.text, self.name, self.namespace)
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+def replicas_from_metrics(text: str, name: str, namespace: str) -> float | None:
+    """The replica gauge's value for one InferenceService in a Prometheus exposition, if present."""
+    for family in text_string_to_metric_families(text):
+        if family.name != REPLICAS_METRIC:
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("name", labels.get("inferenceservice")) == name and \
+                    labels.get("namespace", namespace) == namespace:
+                return float(sample.value)
+    return None

@@ -1,0 +1,165 @@
+"""The serving manager: keeps every InferenceService's replicas in line with the database.
+
+One asyncio task ticks every :data:`TICK_SECONDS` (or sooner when woken by a request waiting
+for a cold start): it probes, replaces and scales replicas, promotes a new revision once it
+is ready, and updates the replica gauges. API calls change the database first, then the
+in-memory deployments, so a server restart rebuilds the same state from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from kfbox.errors import InvalidInput, NotFound
+from kfbox.server.platform import Platform
+from kfbox.serving.deployment import Deployment
+from kfbox.serving.metrics import ServingMetrics
+from kfbox.serving.pool import PoolConfig, ReplicaPool
+from kfbox.serving.spec import InferenceServiceSpec
+from kfbox.serving.store import ServiceRecord, ServingStore, revision_name
+from kfbox.storage import UriResolver
+
+TICK_SECONDS = 0.2
+
+
+class ServingManager:
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+        self.settings = platform.settings
+        self.store = ServingStore(platform.db)
+        self.metrics = ServingMetrics(platform.metrics)
+        self.resolver = UriResolver(platform.settings, self._registry_lookup)
+        self.deployments: dict[tuple[str, str], Deployment] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Startup hook (runs on the server's loop): bring back every stored InferenceService."""
+        self._wake = asyncio.Event()
+        for record in self.store.list():
+            self._install(record)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        for deployment in self.deployments.values():
+            for pool in deployment.pools.values():
+                pool.kill_all()
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            for deployment in list(self.deployments.values()):
+                try:
+                    await self._reconcile(deployment)
+                except Exception as exc:  # noqa: BLE001 - one broken deployment must not stop the others
+                    print(f"serving: reconciling {deployment.key} failed: {exc!r}", flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            self._wake.clear()
+
+    async def _reconcile(self, deployment: Deployment) -> None:
+        now = time.monotonic()
+        for pool in list(deployment.pools.values()):
+            await pool.tick(now)
+        record = deployment.record
+        latest = deployment.pools.get(record.latest)
+        if record.latest != record.stable and latest is not None and latest.ready_count and (
+                record.canary_percent is None or record.stable is None):
+            promoted = await asyncio.to_thread(self.store.promote, record.namespace, record.name, record.latest)
+            if self.deployments.get(record.key) is deployment:
+                await self._update(deployment, promoted)
+        ready = sum(p.ready_count for p in deployment.pools.values())
+        desired = sum(p.desired for p in deployment.pools.values())
+        self.metrics.replicas.labels(*deployment.key).set(ready)
+        self.metrics.desired.labels(*deployment.key).set(desired)
+
+    # --- operations ----------------------------------------------------------------------
+    async def apply(self, manifest: Any, namespace: str) -> ServiceRecord:
+        spec = InferenceServiceSpec.parse(manifest, default_namespace=namespace)
+        if spec.namespace != namespace:
+            raise InvalidInput(f"metadata.namespace {spec.namespace!r} differs from the namespace in the URL "
+                               f"{namespace!r}.")
+        if spec.predictor.storage_uri:
+            self.resolver.check_scheme(spec.predictor.storage_uri)
+        record, _ = await asyncio.to_thread(self.store.apply, spec)
+        deployment = self.deployments.get(record.key)
+        if deployment is None:
+            self._install(record)
+        else:
+            await self._update(deployment, record)
+        self.wake()
+        return record
+
+    async def delete(self, namespace: str, name: str) -> None:
+        await asyncio.to_thread(self.store.delete, namespace, name)
+        deployment = self.deployments.pop((namespace, name), None)
+        if deployment is not None:
+            await asyncio.gather(*(pool.close() for pool in deployment.pools.values()))
+        self.metrics.forget(namespace, name)
+
+    async def promote(self, namespace: str, name: str) -> ServiceRecord:
+        record = await asyncio.to_thread(self.store.promote, namespace, name)
+        await self._update(self.deployment(namespace, name), record)
+        return record
+
+    async def rollback(self, namespace: str, name: str) -> ServiceRecord:
+        record = await asyncio.to_thread(self.store.rollback, namespace, name)
+        await self._update(self.deployment(namespace, name), record)
+        return record
+
+    def deployment(self, namespace: str, name: str) -> Deployment:
+        deployment = self.deployments.get((namespace, name))
+        if deployment is None:
+            raise NotFound(f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
+        return deployment
+
+    def log_paths(self, namespace: str, name: str, revision: int | None = None) -> list[Path]:
+        deployment = self.deployment(namespace, name)
+        folder = self._log_dir(namespace, name)
+        number = revision or deployment.record.latest
+        prefix = revision_name(name, number) + "-"
+        paths = [p for p in folder.glob(f"{prefix}*.log")] if folder.exists() else []
+        return sorted(paths, key=lambda p: p.stat().st_mtime)
+
+    # --- internals -----------------------------------------------------------------------
+    def _install(self, record: ServiceRecord) -> None:
+        deployment = Deployment(record=record)
+        self.deployments[record.key] = deployment
+        self._sync_pools(deployment)
+
+    async def _update(self, deployment: Deployment, record: ServiceRecord) -> None:
+        deployment.record = record
+        for pool in self._sync_pools(deployment):
+            await pool.close()
+
+    def _sync_pools(self, deployment: Deployment) -> list[ReplicaPool]:
+        """Create pools for revisions that should run; return the ones to close."""
+        record = deployment.record
+        wanted = deployment.wanted_revisions()
+        for number in wanted - deployment.pools.keys():
+            config = PoolConfig(model_name=record.name, revision=revision_name(record.name, number),
+                                log_dir=self._log_dir(record.namespace, record.name),
+                                scale_window=self.settings.serving_scale_window,
+                                start_timeout=self.settings.serving_replica_start_timeout)
+            deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize)
+        return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]
+
+    def _log_dir(self, namespace: str, name: str) -> Path:
+        return self.settings.logs_dir / "serving" / namespace / name
+
+    def _registry_lookup(self, model: str, version: str | None) -> str:
+        registry = self.platform.services.get("registry")
+        if registry is None:
+            raise NotFound("The Model Registry is not part of this server, so model-registry:// cannot be resolved.")
+        return str(registry.resolve_artifact_uri(model, version))

@@ -1,0 +1,240 @@
+"""The replicas of one revision: spawn, probe, replace, scale, and pick one for a request.
+
+Every method runs on the server's event loop; blocking work (spawning, stopping, resolving a
+storage URI) goes to a thread. A replica that dies before it is ready is a load failure:
+its ``KFBOX_REPLICA_FAILED`` line becomes the pool's reason and restarts back off
+exponentially; one that dies after being ready is simply replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from kfbox.server.processes import ChildProcess
+from kfbox.serving.autoscaler import Autoscaler
+from kfbox.serving.replica import FAILURE_PREFIX
+from kfbox.serving.spec import PredictorSpec
+
+PROBE_TIMEOUT = 0.5
+DRAIN_SECONDS = 30.0
+MAX_BACKOFF = 30.0
+
+
+@dataclasses.dataclass
+class Replica:
+    index: int
+    port: int
+    child: ChildProcess
+    started_at: float
+    ready_at: float | None = None
+    inflight: int = 0
+    broken: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_at is not None and not self.broken
+
+
+@dataclasses.dataclass
+class PoolConfig:
+    model_name: str
+    revision: str
+    log_dir: Path
+    scale_window: float
+    start_timeout: float
+
+
+class ReplicaPool:
+    def __init__(self, config: PoolConfig, spec: PredictorSpec, resolve: Callable[[str], Path]) -> None:
+        self.config = config
+        self.spec = spec
+        self.resolve = resolve
+        self.replicas: list[Replica] = []
+        self.autoscaler = Autoscaler(spec.min_replicas, spec.max_replicas, spec.scale_target,
+                                     spec.scale_window if spec.scale_window is not None else config.scale_window)
+        self.desired = max(spec.min_replicas, 1)  # a new revision starts one replica, as KServe does
+        self.model_path: Path | None = None
+        self.failure: str | None = None
+        self.failures = 0
+        self.retry_at = 0.0
+        self.inflight = 0
+        self.waiting = 0
+        self.last_request_at = time.monotonic()
+        self.ever_ready = False
+        self.client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=2.0),
+                                        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        self._indexes = itertools.count(1)
+        self._rotation = itertools.count()
+        self._draining: set[asyncio.Task[None]] = set()
+
+    # --- routing -------------------------------------------------------------------------
+    def pick(self) -> Replica | None:
+        ready = [r for r in self.replicas if r.ready]
+        if not ready:
+            return None
+        turn = next(self._rotation)
+        order = {id(r): (pos - turn) % len(ready) for pos, r in enumerate(ready)}  # rotate among equals
+        return min(ready, key=lambda r: (r.inflight, order[id(r)]))
+
+    @property
+    def ready_count(self) -> int:
+        return sum(1 for r in self.replicas if r.ready)
+
+    async def wait_ready(self, timeout: float, wake: Callable[[], None]) -> Replica | None:
+        """Hold a request while replicas start (scale from zero); None on failure or timeout."""
+        self.waiting += 1
+        self.desired = max(self.desired, 1)
+        wake()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                replica = self.pick()
+                if replica is not None or self.failure is not None:
+                    return replica
+                await asyncio.sleep(0.02)
+            return None
+        finally:
+            self.waiting -= 1
+
+    # --- reconciling ---------------------------------------------------------------------
+    async def tick(self, now: float) -> None:
+        await self._reap(now)
+        await self._probe(now)
+        self.autoscaler.observe(now, self.inflight)
+        current = len(self.replicas)
+        self.desired = self.autoscaler.desired(now, current, self.last_request_at)
+        if self.waiting:
+            self.desired = max(self.desired, 1)
+        if current < self.desired and now >= self.retry_at:
+            await self._ensure_model_path(now)
+            if self.model_path is not None or self.spec.model_format == "custom":
+                for _ in range(self.desired - current):
+                    self.replicas.append(await asyncio.to_thread(self._spawn, now))
+        elif current > self.desired:
+            # drain the idlest replicas first, starting ones before ready ones
+            extra = sorted(self.replicas, key=lambda r: (r.ready, r.inflight))[: current - self.desired]
+            for replica in extra:
+                self.replicas.remove(replica)
+                self._drain(replica)
+
+    async def _reap(self, now: float) -> None:
+        for replica in list(self.replicas):
+            if replica.child.alive and not (replica.ready_at is None
+                                            and now - replica.started_at > self.config.start_timeout):
+                continue
+            self.replicas.remove(replica)
+            if replica.ready_at is None:
+                reason = (failure_reason(replica.child.log_path) if not replica.child.alive else
+                          f"the replica did not become ready within {self.config.start_timeout:.0f}s")
+                self._record_failure(now, reason)
+            await asyncio.to_thread(replica.child.stop, 1.0)
+
+    async def _probe(self, now: float) -> None:
+        starting = [r for r in self.replicas if r.ready_at is None]
+        results = await asyncio.gather(*(self._is_ready(r) for r in starting))
+        for replica, ok in zip(starting, results, strict=True):
+            if ok:
+                replica.ready_at = now
+                self.ever_ready = True
+                self.failure = None
+                self.failures = 0
+
+    async def _is_ready(self, replica: Replica) -> bool:
+        try:
+            response = await self.client.get(f"{replica.url}/v2/health/ready", timeout=PROBE_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _ensure_model_path(self, now: float) -> None:
+        if self.model_path is not None or self.spec.storage_uri is None:
+            return
+        try:
+            self.model_path = await asyncio.to_thread(self.resolve, self.spec.storage_uri)
+        except Exception as exc:  # noqa: BLE001 - any resolution failure is shown as the reason
+            self._record_failure(now, f"storageUri {self.spec.storage_uri}: {getattr(exc, 'message', exc)}")
+
+    def _record_failure(self, now: float, reason: str) -> None:
+        self.failure = reason
+        self.failures += 1
+        self.retry_at = now + min(MAX_BACKOFF, 0.5 * 2 ** self.failures)
+
+    def _spawn(self, now: float) -> Replica:
+        index = next(self._indexes)
+        port = free_port()
+        spec = self.spec
+        argv = [sys.executable, "-m", "kfbox.serving.replica", "--name", self.config.model_name,
+                "--format", spec.model_format, "--port", str(port)]
+        if self.model_path is not None:
+            argv += ["--model-path", str(self.model_path)]
+        if spec.model_class:
+            argv += ["--model-class", spec.model_class]
+        if spec.python_path:
+            argv += ["--python-path", spec.python_path]
+        if spec.enable_grpc:
+            argv += ["--grpc-port", str(free_port())]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}  # no tokens or keys
+        env["PYTHONUNBUFFERED"] = "1"
+        log_path = self.config.log_dir / f"{self.config.revision}-{index}.log"
+        child = ChildProcess.spawn(argv, log_path=log_path, env=env)
+        return Replica(index=index, port=port, child=child, started_at=now)
+
+    def _drain(self, replica: Replica) -> None:
+        async def drain() -> None:
+            deadline = time.monotonic() + DRAIN_SECONDS
+            while replica.inflight and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.to_thread(replica.child.stop, 2.0)
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def close(self) -> None:
+        """Stop every replica (draining in-flight requests briefly) and the HTTP client."""
+        for replica in self.replicas:
+            self._drain(replica)
+        self.replicas = []
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
+        await self.client.aclose()
+
+    def kill_all(self) -> None:
+        """At server shutdown: no draining, just stop the children (they die with the server)."""
+        for replica in self.replicas:
+            with contextlib.suppress(Exception):
+                replica.child.stop(2.0)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def failure_reason(log_path: Path) -> str:
+    """The replica's own failure line, else the last lines of its log."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"the replica exited; no log at {log_path}"
+    for line in reversed(lines):
+        if line.startswith(FAILURE_PREFIX):
+            return line[len(FAILURE_PREFIX):].strip()
+    tail = " | ".join(line.strip() for line in lines[-3:] if line.strip())
+    return f"the replica exited: {tail or 'no output'} (log: {log_path})"

@@ -1,0 +1,80 @@
+"""One model replica: ``python -m kfbox.serving.replica ...`` runs the upstream kserve ModelServer.
+
+Two things of kserve must not leak in: ``kserve.model_server`` parses ``sys.argv`` when it is
+imported, so our own flags are parsed first and ``sys.argv`` is emptied before the import;
+and it binds 0.0.0.0 (REST) and ``[::]`` (gRPC), so both are pointed at 127.0.0.1.
+A model that fails to load prints one ``KFBOX_REPLICA_FAILED:`` line (the reason the server
+shows in ``kfbox serve get``) and exits with :data:`EXIT_LOAD_FAILED`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+LOOPBACK = "127.0.0.1"
+FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
+EXIT_LOAD_FAILED = 3
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kfbox.serving.replica")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--format", required=True, dest="model_format")
+    parser.add_argument("--model-path", type=Path, default=None)
+    parser.add_argument("--model-class", default=None)
+    parser.add_argument("--python-path", default=None)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, default=0, help="0 keeps gRPC off")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
+    try:
+        from kfbox.serving.runtimes import build_model
+
+        model = build_model(args.name, args.model_format, args.model_path, args.model_class, args.python_path)
+    except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
+        print(f"{FAILURE_PREFIX} {type(exc).__name__}: {exc}", flush=True)
+        return EXIT_LOAD_FAILED
+    server = _loopback_server(args.port, args.grpc_port)
+    server.start([model])
+    return 0
+
+
+def _loopback_server(port: int, grpc_port: int) -> Any:
+    from kserve import ModelServer
+
+    if grpc_port:
+        _grpc_on_loopback()
+
+    class LoopbackModelServer(ModelServer):
+        """kserve's ModelServer, with its REST server bound to 127.0.0.1 instead of 0.0.0.0."""
+
+        async def _serve(self) -> None:
+            if self._rest_server is not None:
+                self._rest_server.config.host = LOOPBACK
+            await super()._serve()
+
+    return LoopbackModelServer(http_port=port, grpc_port=grpc_port or 8081, enable_grpc=bool(grpc_port),
+                               enable_latency_logging=False, workers=1, grace_period=5)
+
+
+def _grpc_on_loopback() -> None:
+    from grpc import aio
+
+    server_class: Any = type(aio.server())
+    original = server_class.add_insecure_port
+
+    def add_insecure_port(self: Any, address: str) -> int:
+        return original(self, address.replace("[::]", LOOPBACK))
+
+    server_class.add_insecure_port = add_insecure_port
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,139 @@
+"""Model runtimes: small ``kserve.Model`` subclasses that load a model file and predict.
+
+Imported only inside a replica process (``kfbox.serving.replica``), never by the server:
+loading a model runs its code. Upstream ships the sklearn/xgboost/lightgbm servers as
+separate packages that are not installed here; these classes do the same job and are
+served by the upstream ``kserve.ModelServer``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from kserve import InferRequest, Model
+from kserve.errors import InvalidInput
+from kserve.utils.utils import get_predict_input, get_predict_response
+
+MODEL_FILES = {
+    "sklearn": (".joblib", ".pkl", ".pickle"),
+    "xgboost": (".bst", ".json", ".ubj"),
+    "lightgbm": (".bst", ".txt"),
+}
+
+
+def find_model_file(path: Path, model_format: str) -> Path:
+    """The model file itself, or the one file with a known extension in a folder."""
+    if path.is_file():
+        return path
+    suffixes = MODEL_FILES[model_format]
+    found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in suffixes) if path.is_dir() else []
+    if len(found) != 1:
+        names = ", ".join(p.name for p in found) or "none"
+        raise FileNotFoundError(f"Expected exactly one {'/'.join(suffixes)} model file in {path}; found {names}.")
+    return found[0]
+
+
+class TabularModel(Model):
+    """A model that predicts rows of numbers: V1 ``instances``/``inputs`` or a V2 tensor."""
+
+    def __init__(self, name: str, path: Path, model_format: str) -> None:
+        super().__init__(name)
+        self.path = path
+        self.model_format = model_format
+        self._predict: Callable[[Any], Any] | None = None
+
+    def load(self) -> bool:
+        self._predict = LOADERS[self.model_format](find_model_file(self.path, self.model_format))
+        self.ready = True
+        return True
+
+    def predict(self, payload: dict[str, Any] | InferRequest, headers: dict[str, str] | None = None) -> Any:
+        if isinstance(payload, dict):
+            rows = payload.get("inputs", payload.get("instances"))
+            if rows is None:
+                raise InvalidInput('Expected "instances" (or "inputs") in the request body: {"instances": [[...]]}.')
+            if not isinstance(rows, list) or not rows:
+                raise InvalidInput('"instances" must be a non-empty list of rows, e.g. [[5.1, 3.5, 1.4, 0.2]].')
+        try:
+            data = get_predict_input(payload)
+            array = np.asarray(data)
+            if array.dtype.kind not in "biuf":
+                array = array.astype(np.float64)
+            if array.ndim != 2:
+                raise ValueError(f"expected a 2-D batch of rows, got an array of shape {list(array.shape)}")
+            assert self._predict is not None
+            result = self._predict(array)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise InvalidInput(f"Cannot predict on this input: {exc}") from exc
+        return get_predict_response(payload, np.asarray(result), self.name)
+
+
+def _load_sklearn(path: Path) -> Callable[[Any], Any]:
+    if path.suffix == ".joblib":
+        import joblib
+
+        model = joblib.load(path)
+    else:
+        import pickle
+
+        with open(path, "rb") as handle:
+            model = pickle.load(handle)  # model files are code: the README says so
+    if not hasattr(model, "predict"):
+        raise TypeError(f"{path} holds a {type(model).__name__}, which has no predict() method.")
+    return model.predict
+
+
+def _load_xgboost(path: Path) -> Callable[[Any], Any]:
+    xgb = _optional("xgboost")
+    booster = xgb.Booster(model_file=str(path))
+    return lambda rows: booster.predict(xgb.DMatrix(rows))
+
+
+def _load_lightgbm(path: Path) -> Callable[[Any], Any]:
+    lgb = _optional("lightgbm")
+    booster = lgb.Booster(model_file=str(path))
+    return booster.predict
+
+
+def _optional(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise RuntimeError(f"Model format {name!r} needs the {name} package: pip install {name}") from exc
+
+
+LOADERS: dict[str, Callable[[Path], Callable[[Any], Any]]] = {
+    "sklearn": _load_sklearn, "xgboost": _load_xgboost, "lightgbm": _load_lightgbm,
+}
+
+
+def custom_model(name: str, model_class: str, python_path: str | None, model_dir: Path | None) -> Any:
+    """Instantiate a user's ``kserve.Model`` subclass; it finds its files in ``KFBOX_MODEL_DIR``."""
+    if python_path:
+        sys.path.insert(0, python_path)
+    if model_dir is not None:
+        os.environ["KFBOX_MODEL_DIR"] = str(model_dir)
+    module_name, _, class_name = model_class.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Model)):
+        raise TypeError(f"{model_class} is not a kserve.Model subclass.")
+    model = cls(name)
+    model.load()
+    return model
+
+
+def build_model(name: str, model_format: str, model_path: Path | None, model_class: str | None,
+                python_path: str | None) -> Any:
+    if model_format == "custom":
+        assert model_class is not None
+        return custom_model(name, model_class, python_path, model_path)
+    assert model_path is not None
+    model = TabularModel(name, model_path, model_format)
+    model.load()
+    return model

@@ -1,0 +1,161 @@
+"""The InferenceService manifest (``serving.kserve.io/v1beta1``), read into what kfbox acts on.
+
+The manifest is kept verbatim; :class:`PredictorSpec` is the part that defines a revision.
+Knative's autoscaling annotations are honoured: ``autoscaling.knative.dev/window`` (the idle
+window before scaling down, e.g. ``"2s"``); kfbox's own live under ``serving.kfbox.io/``:
+``model-class`` (``module:Class``, a ``kserve.Model`` subclass), ``python-path`` (a folder
+to import it from) and ``enable-grpc``.
+
+Example::
+
+    isvc = InferenceServiceSpec.parse(yaml.safe_load(text), default_namespace="default")
+    isvc.predictor.model_format   # "sklearn"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from kfbox.errors import InvalidInput
+
+API_VERSION = "serving.kserve.io/v1beta1"
+KIND = "InferenceService"
+FORMATS = ("sklearn", "xgboost", "lightgbm", "custom")
+SHORTHAND = ("sklearn", "xgboost", "lightgbm")
+NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
+CLASS_ANNOTATION = "serving.kfbox.io/model-class"
+PATH_ANNOTATION = "serving.kfbox.io/python-path"
+GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
+DEFAULT_SCALE_TARGET = 100  # Knative's container-concurrency-target-default
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorSpec:
+    """Everything that makes a revision: a change here means new replicas."""
+
+    model_format: str
+    storage_uri: str | None
+    model_class: str | None
+    python_path: str | None
+    min_replicas: int
+    max_replicas: int
+    scale_target: int
+    scale_metric: str
+    scale_window: float | None
+    enable_grpc: bool
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PredictorSpec:
+        return cls(**json.loads(text))
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceServiceSpec:
+    namespace: str
+    name: str
+    manifest: dict[str, Any]
+    predictor: PredictorSpec
+    canary_percent: int | None
+
+    @classmethod
+    def parse(cls, manifest: Any, default_namespace: str = "default") -> InferenceServiceSpec:
+        if not isinstance(manifest, dict):
+            raise InvalidInput("An InferenceService manifest must be a mapping (YAML or JSON object).")
+        if manifest.get("apiVersion") != API_VERSION or manifest.get("kind") != KIND:
+            raise InvalidInput(f"Expected apiVersion {API_VERSION} and kind {KIND}, got "
+                               f"{manifest.get('apiVersion')!r} / {manifest.get('kind')!r}.")
+        meta = _mapping(manifest.get("metadata"), "metadata")
+        name = meta.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InvalidInput(f"metadata.name {name!r} must be a DNS label: lowercase letters, digits and '-', "
+                               "starting with a letter, at most 63 characters.")
+        namespace = meta.get("namespace") or default_namespace
+        if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+            raise InvalidInput(f"metadata.namespace {namespace!r} must be a DNS label.")
+        annotations = _mapping(meta.get("annotations") or {}, "metadata.annotations")
+        spec = _mapping(manifest.get("spec"), "spec")
+        predictor = _mapping(spec.get("predictor"), "spec.predictor")
+        canary = predictor.get("canaryTrafficPercent")
+        if canary is not None and (not isinstance(canary, int) or isinstance(canary, bool) or not 0 <= canary <= 100):
+            raise InvalidInput(f"spec.predictor.canaryTrafficPercent {canary!r} must be an integer 0-100.")
+        clean = json.loads(json.dumps(manifest))
+        clean.setdefault("metadata", {})["namespace"] = namespace
+        return cls(namespace=namespace, name=name, manifest=clean,
+                   predictor=_predictor(predictor, annotations), canary_percent=canary)
+
+
+def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> PredictorSpec:
+    model_class = annotations.get(CLASS_ANNOTATION)
+    if model_class is not None and (not isinstance(model_class, str) or not CLASS_RE.match(model_class)):
+        raise InvalidInput(f"Annotation {CLASS_ANNOTATION} {model_class!r} must look like 'package.module:Class'.")
+    shorthand = [key for key in SHORTHAND if key in predictor]
+    if "model" in predictor:
+        model = _mapping(predictor["model"], "spec.predictor.model")
+        fmt = _mapping(model.get("modelFormat") or {}, "spec.predictor.model.modelFormat").get("name")
+    elif shorthand:
+        model = _mapping(predictor[shorthand[0]], f"spec.predictor.{shorthand[0]}")
+        fmt = shorthand[0]
+    elif model_class:
+        model, fmt = {}, "custom"
+    else:
+        raise InvalidInput("spec.predictor needs a model: set spec.predictor.model.modelFormat.name "
+                           f"({', '.join(FORMATS)}) and storageUri, or annotation {CLASS_ANNOTATION}.")
+    fmt = fmt or ("custom" if model_class else None)
+    if fmt not in FORMATS:
+        raise InvalidInput(f"Model format {fmt!r} is not served by kfbox; use one of: {', '.join(FORMATS)}.")
+    if fmt == "custom" and not model_class:
+        raise InvalidInput(f"Model format 'custom' needs annotation {CLASS_ANNOTATION}: 'package.module:Class'.")
+    storage_uri = model.get("storageUri")
+    if storage_uri is not None and not isinstance(storage_uri, str):
+        raise InvalidInput(f"storageUri {storage_uri!r} must be a string.")
+    if storage_uri is None and fmt != "custom":
+        raise InvalidInput(f"spec.predictor.model.storageUri is required for format {fmt!r} "
+                           "(file:///..., pvc://NAME/path, model-registry://MODEL/VERSION or s3://...).")
+    min_replicas = _int(predictor.get("minReplicas", 1), "minReplicas", 0)
+    max_default = max(min_replicas, 1)
+    max_replicas = _int(predictor.get("maxReplicas", max_default), "maxReplicas", 0) or max_default
+    if max_replicas < min_replicas:
+        raise InvalidInput(f"spec.predictor.maxReplicas {max_replicas} is below minReplicas {min_replicas}.")
+    metric = predictor.get("scaleMetric", "concurrency")
+    if metric != "concurrency":
+        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not supported here; use 'concurrency'.")
+    target = _int(predictor.get("scaleTarget", DEFAULT_SCALE_TARGET), "scaleTarget", 1)
+    window = annotations.get(WINDOW_ANNOTATION)
+    grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes")
+    python_path = annotations.get(PATH_ANNOTATION)
+    return PredictorSpec(model_format=fmt, storage_uri=storage_uri, model_class=model_class,
+                         python_path=str(python_path) if python_path else None, min_replicas=min_replicas,
+                         max_replicas=max_replicas, scale_target=target, scale_metric=metric,
+                         scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
+                         enable_grpc=grpc)
+
+
+def parse_duration(value: Any, what: str) -> float:
+    """Seconds from a Go-style duration such as ``"60s"``, ``"500ms"`` or ``"2m"``."""
+    match = _DURATION.match(str(value).strip())
+    if not match:
+        raise InvalidInput(f"{what} {value!r} is not a duration; write e.g. '60s', '500ms' or '2m'.")
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
+    return float(match.group(1)) * scale
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where} must be a mapping, got {type(value).__name__}.")
+    return value
+
+
+def _int(value: Any, field: str, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise InvalidInput(f"spec.predictor.{field} {value!r} must be an integer >= {minimum}.")
+    return value

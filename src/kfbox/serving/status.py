@@ -1,0 +1,89 @@
+"""An InferenceService as KServe shows it: the applied manifest plus a ``status`` block.
+
+``status.url`` is KServe's host-based URL (``http://NAME.NAMESPACE.DOMAIN``, reached through
+the gateway with that ``Host`` header); ``status.address.url`` is the path-based URL on the
+kfbox port. ``status.replicas`` / ``status.desiredReplicas`` are kfbox additions.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kfbox.serving.deployment import Deployment, traffic_split
+from kfbox.serving.store import revision_name
+
+
+def _condition(kind: str, ok: bool, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
+    condition: dict[str, Any] = {"type": kind, "status": "True" if ok else "False",
+                                 "lastTransitionTime": datetime.datetime.now(datetime.UTC).strftime(
+                                     "%Y-%m-%dT%H:%M:%SZ")}
+    if not ok:
+        condition["reason"] = reason
+        condition["message"] = message
+    return condition
+
+
+def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any]:
+    record = deployment.record
+    name, namespace = record.name, record.namespace
+    split = traffic_split(record)
+    serving = [deployment.pools[n] for n, pct in split.items() if pct > 0 and n in deployment.pools]
+    latest = deployment.pools.get(record.latest)
+    ready_revisions = [n for n, p in deployment.pools.items() if p.ready_count or (p.ever_ready and p.failure is None)]
+
+    def healthy(pool: Any) -> bool:
+        return bool(pool.ready_count) or (pool.ever_ready and pool.failure is None and not pool.replicas)
+
+    ok = bool(serving) and any(healthy(p) for p in serving)
+    failing = next((p for p in serving if p.failure), None) or (latest if latest and latest.failure else None)
+    if ok:
+        reason, message = None, None
+    elif failing is not None:
+        reason, message = "ModelLoadFailed", failing.failure
+    else:
+        reason, message = "ReplicasStarting", "Waiting for a model replica to load and report ready."
+    latest_ok = latest is not None and healthy(latest)
+    conditions = [
+        _condition("IngressReady", True),
+        _condition("LatestDeploymentReady", latest_ok,
+                   "ModelLoadFailed" if latest and latest.failure else "ReplicasStarting",
+                   latest.failure if latest and latest.failure else "The latest revision is starting."),
+        _condition("PredictorReady", ok, reason, message),
+        _condition("Ready", ok, reason, message),
+    ]
+    traffic = [{"revisionName": revision_name(name, n), "percent": pct, "latestRevision": n == record.latest,
+                **({"tag": "prev"} if n != record.latest and len(split) > 1 else {})}
+               for n, pct in sorted(split.items())]
+    predictor: dict[str, Any] = {
+        "latestCreatedRevision": revision_name(name, record.latest),
+        "traffic": traffic,
+        "url": f"http://{name}-predictor.{namespace}.{domain}",
+    }
+    if ready_revisions:
+        predictor["latestReadyRevision"] = revision_name(name, max(ready_revisions))
+    if record.stable is not None:
+        predictor["latestRolledoutRevision"] = revision_name(name, record.stable)
+    failure = latest.failure if latest else None
+    body = dict(record.manifest)
+    body["metadata"] = {**body.get("metadata", {}), "namespace": namespace, "generation": record.generation,
+                        "creationTimestamp": datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
+                        .strftime("%Y-%m-%dT%H:%M:%SZ")}
+    body["status"] = {
+        "url": f"http://{name}.{namespace}.{domain}",
+        "address": {"url": f"{platform_url}/serving/{namespace}/{name}"},
+        "conditions": conditions,
+        "components": {"predictor": predictor},
+        "modelStatus": {
+            "states": {"activeModelState": "Loaded" if ok else ("FailedToLoad" if failing else "Pending"),
+                       "targetModelState": "Loaded"},
+            **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}} if failure else {}),
+        },
+        "observedGeneration": record.generation,
+        "replicas": sum(p.ready_count for p in deployment.pools.values()),
+        "desiredReplicas": sum(p.desired for p in deployment.pools.values()),
+        "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),
+                                               "desired": p.desired, "failure": p.failure}
+                      for n, p in sorted(deployment.pools.items())},
+    }
+    return body

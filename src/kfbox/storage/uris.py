@@ -1,0 +1,135 @@
+"""Storage URIs of models and artifacts: which schemes kfbox loads from, and where they land.
+
+Only four schemes are loaded; anything else is refused, because a model file (a pickle) is
+code and must come from a place the user chose on purpose:
+
+    file:///abs/path              the path itself
+    pvc://NAME/path               <home>/pvc/NAME/path (the folder pipelines mount for PVC NAME)
+    model-registry://MODEL/VER    the version's artifact URI, looked up in the registry, then these rules
+    s3://bucket/key               downloaded once into <home>/serving/cache (needs KFBOX_S3_* settings)
+
+Example::
+
+    resolver = UriResolver(settings, registry_lookup)
+    resolver.localize("pvc://models/iris")   # -> Path("<home>/pvc/models/iris")
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from kfbox.config import Settings
+from kfbox.errors import InvalidInput, NotFound, Unavailable
+
+SCHEMES = ("file", "pvc", "model-registry", "s3")
+RegistryLookup = Callable[[str, str | None], str]
+"""(model name, version name or None for the latest) -> the version's artifact URI."""
+
+MAX_REGISTRY_HOPS = 3
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """``root / relative`` that refuses ``..`` and absolute parts, so no URI escapes its root."""
+    parts = PurePosixPath(relative).parts
+    if any(part == ".." for part in parts) or relative.startswith("/"):
+        raise InvalidInput(f"Path {relative!r} must stay inside {root}; remove '..' and leading '/'.")
+    return root.joinpath(*parts) if parts else root
+
+
+class UriResolver:
+    """Turns a storage URI into a local path, checking that it exists."""
+
+    def __init__(self, settings: Settings, registry_lookup: RegistryLookup | None = None) -> None:
+        self.settings = settings
+        self.registry_lookup = registry_lookup
+
+    def check_scheme(self, uri: str) -> str:
+        """The URI's scheme, or InvalidInput when kfbox does not load from it (refused before anything runs)."""
+        scheme = urlsplit(uri).scheme
+        if scheme not in SCHEMES:
+            raise InvalidInput(f"Storage URI {uri!r} has an unsupported scheme; use one of "
+                               + ", ".join(f"{s}://" for s in SCHEMES) + ".")
+        if scheme in ("file", "pvc"):
+            self.local_path(uri)
+        return scheme
+
+    def localize(self, uri: str, _hops: int = 0) -> Path:
+        scheme = self.check_scheme(uri)
+        if scheme == "model-registry":
+            if _hops >= MAX_REGISTRY_HOPS:
+                raise InvalidInput(f"Storage URI {uri!r} resolves through the registry too many times.")
+            return self.localize(self._from_registry(uri), _hops + 1)
+        if scheme == "s3":
+            return self._from_s3(uri)
+        path = self.local_path(uri)
+        if not path.exists():
+            raise NotFound(f"Nothing at {path} (from storage URI {uri!r}). Check the path, or copy the model there.")
+        return path
+
+    def local_path(self, uri: str) -> Path:
+        """Where a file:// or pvc:// URI points, without checking that it exists."""
+        parts = urlsplit(uri)
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise InvalidInput(f"file:// URI {uri!r} names host {parts.netloc!r}; write file:///abs/path.")
+            path = unquote(parts.path)
+            if not path.startswith("/") or ".." in PurePosixPath(path).parts:
+                raise InvalidInput(f"file:// URI {uri!r} needs an absolute path without '..'.")
+            return Path(path)
+        if parts.scheme == "pvc":
+            name = parts.netloc
+            if not name or name in (".", ".."):
+                raise InvalidInput(f"pvc:// URI {uri!r} has no claim name; write pvc://NAME/path.")
+            return safe_join(self.settings.pvc_dir / name, unquote(parts.path).lstrip("/"))
+        raise InvalidInput(f"Storage URI {uri!r} is not a local path (file:// or pvc://).")
+
+    def _from_registry(self, uri: str) -> str:
+        parts = urlsplit(uri)
+        path = unquote(parts.path).strip("/")
+        model, _, version = (unquote(parts.netloc) + ("/" + path if path else "")).partition("/")
+        if not model or "/" in version:
+            raise InvalidInput(f"Storage URI {uri!r} should be model-registry://MODEL/VERSION "
+                               "(or model-registry://MODEL for the latest version).")
+        if self.registry_lookup is None:
+            raise Unavailable(f"Cannot resolve {uri!r}: the Model Registry is not available in this server.")
+        return self.registry_lookup(model, version or None)
+
+    def _from_s3(self, uri: str) -> Path:
+        settings = self.settings
+        if not settings.s3_endpoint:
+            raise InvalidInput(f"Storage URI {uri!r} needs S3; set KFBOX_S3_ENDPOINT, KFBOX_S3_ACCESS_KEY "
+                               "and KFBOX_S3_SECRET_KEY.")
+        parts = urlsplit(uri)
+        bucket, prefix = parts.netloc, unquote(parts.path).lstrip("/")
+        target = settings.serving_dir / "cache" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        if target.exists():
+            return _single_file_or_dir(target)
+        import boto3  # only when S3 is used: it is slow to import
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = boto3.client("s3", endpoint_url=settings.s3_endpoint, aws_access_key_id=settings.s3_access_key,
+                              aws_secret_access_key=settings.s3_secret_key)
+        staging = target.with_suffix(".partial")
+        try:
+            keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                                                            Prefix=prefix)
+                    for obj in page.get("Contents", [])]
+            if not keys:
+                raise NotFound(f"Nothing at {uri!r} in S3 endpoint {settings.s3_endpoint}.")
+            for key in keys:
+                rel = key[len(prefix):].lstrip("/") or PurePosixPath(key).name
+                dest = safe_join(staging, rel)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, key, str(dest))
+        except (BotoCoreError, ClientError) as exc:
+            raise Unavailable(f"Cannot download {uri!r} from {settings.s3_endpoint}: {exc}") from exc
+        staging.rename(target)
+        return _single_file_or_dir(target)
+
+
+def _single_file_or_dir(folder: Path) -> Path:
+    entries = list(folder.iterdir())
+    return entries[0] if len(entries) == 1 and entries[0].is_file() else folder
