@@ -1,11 +1,43 @@
-"""Mounts the pipelines subsystem into the platform app (filled in by its issue)."""
+"""Mounts the pipelines subsystem: the KFP API, the run queue, KFP-shaped errors.
+
+``platform.services["pipelines"]`` is the :class:`PipelinesService`: other subsystems may
+call ``create_run(body)``, ``runs.get(run_id)`` / ``runs.details(run_id)`` and
+``supervisor.cancel(run_id)``.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
+from kfbox.pipelines import views
+from kfbox.pipelines.api import PREFIXES, build_router
+from kfbox.pipelines.catalog import Catalog
+from kfbox.pipelines.runs import RunStore
+from kfbox.pipelines.supervisor import Supervisor
+from kfbox.pipelines.tables import Run
 from kfbox.server.platform import Platform
 
 
+class PipelinesService:
+    def __init__(self, platform: Platform) -> None:
+        self.catalog = Catalog(platform.db)
+        self.runs = RunStore(platform.db, self.catalog)
+        self.supervisor = Supervisor(platform.settings, self.runs)
+
+    def create_run(self, body: dict[str, Any]) -> Run:
+        run = self.runs.create(body)
+        self.supervisor.submit()
+        return run
+
+
 def install(app: FastAPI, platform: Platform) -> None:
-    return None
+    service = PipelinesService(platform)
+    platform.services["pipelines"] = service
+    router = build_router(service)
+    for prefix in PREFIXES:
+        app.include_router(router, prefix=prefix)
+        platform.error_renderers.append((prefix.rsplit("/", 1)[0], views.error_body))
+    platform.on_startup.append(service.supervisor.start)
+    platform.on_shutdown.append(service.supervisor.stop)

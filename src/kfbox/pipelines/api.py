@@ -1,0 +1,243 @@
+"""The KFP v2beta1 REST API subset ``kfp.Client`` uses, mounted at ``/apis/v2beta1`` and
+``/pipeline/apis/v2beta1`` (so ``kfp.Client(host="http://127.0.0.1:8080/pipeline")`` works).
+
+Handlers are thin: they parse, call :class:`~kfbox.pipelines.service.PipelinesService`, and
+shape rows with :mod:`kfbox.pipelines.views`. Two kfbox additions live beside the KFP paths:
+``GET /runs/{run_id}/tasks/{task}/logs`` and ``GET /artifacts/{artifact_id}``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Body, File, Query, UploadFile
+from fastapi.responses import PlainTextResponse
+
+from kfbox import __version__
+from kfbox.errors import InvalidInput, Unsupported
+from kfbox.pipelines import spec as specs
+from kfbox.pipelines import views
+from kfbox.pipelines.listing import Listing
+
+if TYPE_CHECKING:
+    from kfbox.pipelines.service import PipelinesService
+
+PREFIXES = ("/apis/v2beta1", "/pipeline/apis/v2beta1")
+MAX_LOG_BYTES = 1024 * 1024
+
+
+def _body(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput("The request body must be a JSON object.")
+    return value
+
+
+def build_router(service: PipelinesService) -> APIRouter:
+    router = APIRouter(tags=["pipelines"])
+    catalog, runs = service.catalog, service.runs
+
+    def listing(page_token: str | None, page_size: int | None, sort_by: str | None, filter: str | None) -> Listing:
+        return Listing.parse(filter, sort_by, page_size, page_token)
+
+    @router.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"commit_sha": "", "tag_name": __version__, "multi_user": False, "pipeline_store": "database"}
+
+    # experiments
+    @router.post("/experiments")
+    def create_experiment(body: Any = Body(...)) -> dict[str, Any]:
+        body = _body(body)
+        return views.experiment(catalog.create_experiment(body.get("display_name"), body.get("description") or "",
+                                                          body.get("namespace") or ""))
+
+    @router.get("/experiments")
+    def list_experiments(page_token: str | None = None, page_size: int | None = None, sort_by: str | None = None,
+                         filter: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        rows, token, total = catalog.list_experiments(listing(page_token, page_size, sort_by, filter))
+        return {"experiments": [views.experiment(r) for r in rows], "total_size": total, "next_page_token": token}
+
+    @router.get("/experiments/{experiment_id}")
+    def get_experiment(experiment_id: str) -> dict[str, Any]:
+        return views.experiment(catalog.get_experiment(experiment_id))
+
+    @router.post("/experiments/{experiment_id}:archive")
+    def archive_experiment(experiment_id: str) -> dict[str, Any]:
+        catalog.set_experiment_state(experiment_id, "ARCHIVED")
+        return {}
+
+    @router.post("/experiments/{experiment_id}:unarchive")
+    def unarchive_experiment(experiment_id: str) -> dict[str, Any]:
+        catalog.set_experiment_state(experiment_id, "AVAILABLE")
+        return {}
+
+    @router.delete("/experiments/{experiment_id}")
+    def delete_experiment(experiment_id: str) -> dict[str, Any]:
+        catalog.delete_experiment(experiment_id)
+        return {}
+
+    # pipelines and versions
+    @router.post("/pipelines")
+    def create_pipeline(body: Any = Body(...)) -> dict[str, Any]:
+        body = _body(body)
+        return views.pipeline(catalog.create_pipeline(body.get("display_name") or body.get("name"),
+                                                      body.get("description") or "", body.get("namespace") or ""))
+
+    @router.post("/pipelines/create")
+    def create_pipeline_and_version(body: Any = Body(...)) -> dict[str, Any]:
+        body = _body(body)
+        pipeline, version = _body(body.get("pipeline") or {}), _body(body.get("pipeline_version") or {})
+        spec = _version_spec(version)
+        row = catalog.create_pipeline(pipeline.get("display_name") or pipeline.get("name"),
+                                      pipeline.get("description") or "", pipeline.get("namespace") or "",
+                                      spec=spec, version_name=version.get("display_name") or version.get("name"))
+        return views.pipeline(row)
+
+    @router.post("/pipelines/upload")
+    def upload_pipeline(uploadfile: UploadFile = File(...), name: str | None = None,
+                        display_name: str | None = None, description: str | None = None,
+                        namespace: str | None = None) -> dict[str, Any]:
+        spec = specs.parse_package(uploadfile.file.read(), uploadfile.filename or "pipeline.yaml")
+        title = display_name or name or specs.pipeline_name(spec)
+        return views.pipeline(catalog.create_pipeline(title, description or "", namespace or "", spec=spec))
+
+    @router.post("/pipelines/upload_version")
+    def upload_version(uploadfile: UploadFile = File(...), name: str | None = None,
+                       display_name: str | None = None, pipelineid: str | None = None,
+                       description: str | None = None) -> dict[str, Any]:
+        if not pipelineid:
+            raise InvalidInput("upload_version needs the query parameter pipelineid (the pipeline to add to).")
+        spec = specs.parse_package(uploadfile.file.read(), uploadfile.filename or "pipeline.yaml")
+        title = display_name or name or uploadfile.filename or specs.pipeline_name(spec)
+        return views.pipeline_version(catalog.create_version(pipelineid, title, spec, description or ""))
+
+    @router.get("/pipelines")
+    def list_pipelines(page_token: str | None = None, page_size: int | None = None, sort_by: str | None = None,
+                       filter: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        rows, token, total = catalog.list_pipelines(listing(page_token, page_size, sort_by, filter))
+        return {"pipelines": [views.pipeline(r) for r in rows], "total_size": total, "next_page_token": token}
+
+    @router.get("/pipelines/names/{name}")
+    def get_pipeline_by_name(name: str, namespace: str | None = None) -> dict[str, Any]:
+        return views.pipeline(catalog.pipeline_by_name(name, namespace or ""))
+
+    @router.get("/pipelines/{pipeline_id}")
+    def get_pipeline(pipeline_id: str) -> dict[str, Any]:
+        return views.pipeline(catalog.get_pipeline(pipeline_id))
+
+    @router.delete("/pipelines/{pipeline_id}")
+    def delete_pipeline(pipeline_id: str) -> dict[str, Any]:
+        catalog.delete_pipeline(pipeline_id)
+        return {}
+
+    @router.post("/pipelines/{pipeline_id}/versions")
+    def create_version(pipeline_id: str, body: Any = Body(...)) -> dict[str, Any]:
+        body = _body(body)
+        return views.pipeline_version(catalog.create_version(pipeline_id, body.get("display_name") or body.get("name"),
+                                                             _version_spec(body), body.get("description") or ""))
+
+    @router.get("/pipelines/{pipeline_id}/versions")
+    def list_versions(pipeline_id: str, page_token: str | None = None, page_size: int | None = None,
+                      sort_by: str | None = None, filter: str | None = None) -> dict[str, Any]:
+        rows, token, total = catalog.list_versions(pipeline_id, listing(page_token, page_size, sort_by, filter))
+        return {"pipeline_versions": [views.pipeline_version(r) for r in rows], "total_size": total,
+                "next_page_token": token}
+
+    @router.get("/pipelines/{pipeline_id}/versions/{version_id}")
+    def get_version(pipeline_id: str, version_id: str) -> dict[str, Any]:
+        return views.pipeline_version(catalog.get_version(pipeline_id, version_id))
+
+    @router.delete("/pipelines/{pipeline_id}/versions/{version_id}")
+    def delete_version(pipeline_id: str, version_id: str) -> dict[str, Any]:
+        catalog.delete_version(pipeline_id, version_id)
+        return {}
+
+    # runs
+    @router.post("/runs")
+    def create_run(body: Any = Body(...), experiment_id: str | None = None) -> dict[str, Any]:
+        body = _body(body)
+        if experiment_id and not body.get("experiment_id"):
+            body["experiment_id"] = experiment_id
+        return views.run(service.create_run(body))
+
+    @router.get("/runs")
+    def list_runs(page_token: str | None = None, page_size: int | None = None, sort_by: str | None = None,
+                  filter: str | None = None, experiment_id: str | None = None,
+                  namespace: str | None = None) -> dict[str, Any]:
+        rows, token, total = runs.list_runs(listing(page_token, page_size, sort_by, filter), experiment_id)
+        return {"runs": [views.run(r) for r in rows], "total_size": total, "next_page_token": token}
+
+    @router.get("/runs/{run_id}")
+    def get_run(run_id: str) -> dict[str, Any]:
+        run, tasks, artifacts = runs.details(run_id)
+        return views.run(run, tasks, artifacts)
+
+    @router.post("/runs/{run_id}:terminate")
+    def terminate_run(run_id: str) -> dict[str, Any]:
+        runs.get(run_id)
+        service.supervisor.cancel(run_id)
+        return {}
+
+    @router.post("/runs/{run_id}:archive")
+    def archive_run(run_id: str) -> dict[str, Any]:
+        runs.set_storage(run_id, "ARCHIVED")
+        return {}
+
+    @router.post("/runs/{run_id}:unarchive")
+    def unarchive_run(run_id: str) -> dict[str, Any]:
+        runs.set_storage(run_id, "AVAILABLE")
+        return {}
+
+    @router.post("/runs/{run_id}:retry")
+    def retry_run(run_id: str) -> dict[str, Any]:
+        raise Unsupported(f"Retrying run {run_id!r} in place is not supported by kfbox; submit the pipeline "
+                          "again (identical tasks are answered from the cache).")
+
+    @router.delete("/runs/{run_id}")
+    def delete_run(run_id: str) -> dict[str, Any]:
+        runs.get(run_id)
+        service.supervisor.forget(run_id)
+        runs.delete(run_id)
+        return {}
+
+    @router.get("/runs/{run_id}/tasks/{task:path}/logs", response_class=PlainTextResponse)
+    def task_logs(run_id: str, task: str, tail: int = Query(0, ge=0)) -> str:
+        row = runs.task(run_id, task)
+        if not row.log_path:
+            raise InvalidInput(f"Task {row.path!r} is a DAG; it has no log of its own. Ask for one of its tasks.")
+        return _read_log(row.log_path, tail)
+
+    @router.get("/artifacts/{artifact_id}")
+    def get_artifact(artifact_id: str) -> dict[str, Any]:
+        return views.artifact(runs.artifact(artifact_id))
+
+    # recurring runs are a cluster feature
+    @router.api_route("/recurringruns", methods=["GET", "POST"])
+    @router.api_route("/recurringruns/{rest:path}", methods=["GET", "POST", "DELETE"])
+    def recurring_runs() -> None:
+        raise Unsupported("Recurring runs are not supported by kfbox (there is no scheduler). Schedule "
+                          "`kfbox run FILE` with cron, or use a Kubeflow cluster: kfbox run FILE --host URL.")
+
+    return router
+
+
+def _version_spec(version: dict[str, Any]) -> dict[str, Any]:
+    if version.get("pipeline_spec") is not None:
+        return specs.normalise(version["pipeline_spec"])
+    if version.get("package_url"):
+        raise Unsupported("Pipeline versions from package_url are not supported by kfbox (it fetches nothing "
+                          "from the network); upload the file: POST /apis/v2beta1/pipelines/upload_version.")
+    raise InvalidInput("A pipeline version needs pipeline_spec (the compiled pipeline).")
+
+
+def _read_log(path: str, tail: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - MAX_LOG_BYTES))
+            text = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+    if tail:
+        text = "\n".join(text.splitlines()[-tail:]) + "\n"
+    return text

@@ -1,0 +1,210 @@
+"""Runs and their tasks: creation with validation, listing, and the state machine the worker drives.
+
+States follow KFP's ``V2beta1RuntimeState``: PENDING -> RUNNING -> SUCCEEDED | FAILED, and
+CANCELING -> CANCELED on terminate. The worker's events (see :mod:`kfbox.pipelines.events`)
+are applied here, so every write to a run goes through one module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from kfbox.db import Database
+from kfbox.errors import InvalidInput, NotFound
+from kfbox.pipelines import spec as specs
+from kfbox.pipelines.catalog import Catalog, new_id, now_ms
+from kfbox.pipelines.listing import Fields, Listing
+from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
+
+FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
+ACTIVE = ("PENDING", "RUNNING", "CANCELING")
+RUN_FIELDS: Fields = {"id": Run.id, "run_id": Run.id, "name": Run.display_name, "display_name": Run.display_name,
+                      "created_at": Run.created_ms, "finished_at": Run.finished_ms,
+                      "scheduled_at": Run.scheduled_ms, "state": Run.state, "storage_state": Run.storage_state,
+                      "experiment_id": Run.experiment_id, "pipeline_version_id": Run.pipeline_version_id,
+                      "description": Run.description}
+
+
+class RunStore:
+    def __init__(self, db: Database, catalog: Catalog) -> None:
+        self.db = db
+        self.catalog = catalog
+
+    def create(self, body: dict[str, Any]) -> Run:
+        """Validate a V2beta1Run body and store it PENDING (or FAILED when it cannot run here)."""
+        name = body.get("display_name")
+        if not isinstance(name, str) or not name.strip():
+            raise InvalidInput("Run display_name is required (a non-empty string).")
+        config = body.get("runtime_config") or {}
+        if not isinstance(config, dict) or not isinstance(config.get("parameters") or {}, dict):
+            raise InvalidInput("runtime_config.parameters must be an object of parameter values.")
+        reference = body.get("pipeline_version_reference") or {}
+        version_id = reference.get("pipeline_version_id") or body.get("pipeline_version_id")
+        pipeline_id = reference.get("pipeline_id")
+        spec = body.get("pipeline_spec")
+        if spec is not None and (version_id or pipeline_id):
+            raise InvalidInput("Give either pipeline_spec or pipeline_version_reference, not both.")
+        with self.db.write() as s:
+            if spec is None:
+                if not (version_id or pipeline_id):
+                    raise InvalidInput("A run needs a pipeline: set pipeline_spec (the compiled pipeline) or "
+                                       "pipeline_version_reference {pipeline_id, pipeline_version_id}.")
+                version = (self.catalog.get_version(pipeline_id, version_id, s) if version_id
+                           else self.catalog.latest_version(str(pipeline_id), s))
+                spec, pipeline_id, version_id = version.pipeline_spec, version.pipeline_id, version.id
+            spec = specs.normalise(spec)
+            parameters = specs.check_parameters(spec, config.get("parameters"))
+            experiment = (self.catalog.get_experiment(body["experiment_id"], s) if body.get("experiment_id")
+                          else self.catalog.default_experiment(s))
+            if experiment.storage_state == "ARCHIVED":
+                raise InvalidInput(f"Experiment {experiment.display_name!r} is archived; unarchive it "
+                                   "or pick another experiment.")
+            problems = specs.unsupported_features(spec)
+            created = now_ms()
+            run = Run(id=new_id(), experiment_id=experiment.id, display_name=name, pipeline_spec=spec,
+                      description=body.get("description") or "", pipeline_id=pipeline_id,
+                      pipeline_version_id=version_id, parameters=parameters,
+                      pipeline_root=str(config.get("pipeline_root") or ""),
+                      service_account=body.get("service_account") or "", storage_state="AVAILABLE",
+                      state="PENDING", state_history=[{"ms": created, "state": "PENDING"}], created_ms=created,
+                      scheduled_ms=created)
+            if problems:
+                run.error = "This pipeline cannot run locally: " + "; ".join(problems) + "."
+                run.state, run.finished_ms = "FAILED", created
+                run.state_history = [*run.state_history, {"ms": created, "state": "FAILED"}]
+            s.add(run)
+            s.execute(update(Experiment).where(Experiment.id == experiment.id).values(last_run_ms=created))
+        return run
+
+    def get(self, run_id: str, session: Session | None = None) -> Run:
+        if session is None:
+            with self.db.read() as s:
+                return self.get(run_id, s)
+        row = session.get(Run, run_id)
+        if row is None:
+            raise NotFound(f"Run {run_id!r} does not exist. List runs with: kfbox runs list")
+        return row
+
+    def details(self, run_id: str) -> tuple[Run, list[Task], list[Artifact]]:
+        with self.db.read() as s:
+            run = self.get(run_id, s)
+            tasks = list(s.scalars(select(Task).where(Task.run_id == run_id).order_by(Task.created_ms, Task.id)))
+            artifacts = list(s.scalars(select(Artifact).where(Artifact.run_id == run_id).order_by(Artifact.id)))
+        return run, tasks, artifacts
+
+    def list_runs(self, listing: Listing, experiment_id: str | None = None) -> tuple[list[Run], str, int]:
+        with self.db.read() as s:
+            query = select(Run)
+            if experiment_id:
+                query = query.where(Run.experiment_id == experiment_id)
+            return listing.apply(s, query, RUN_FIELDS)
+
+    def set_storage(self, run_id: str, state: str) -> None:
+        with self.db.write() as s:
+            self.get(run_id, s).storage_state = state
+
+    def delete(self, run_id: str) -> None:
+        with self.db.write() as s:
+            run = self.get(run_id, s)
+            s.query(Artifact).filter(Artifact.run_id == run_id).delete()
+            s.query(Task).filter(Task.run_id == run_id).delete()
+            s.delete(run)
+
+    def artifact(self, artifact_id: str) -> Artifact:
+        with self.db.read() as s:
+            row = s.get(Artifact, int(artifact_id)) if artifact_id.isdigit() else None
+        if row is None:
+            raise NotFound(f"Artifact {artifact_id!r} does not exist; artifact ids are listed in a run's "
+                           "task_details[].outputs.")
+        return row
+
+    def task(self, run_id: str, task: str) -> Task:
+        """A task by id, display name or path."""
+        with self.db.read() as s:
+            rows = list(s.scalars(select(Task).where(Task.run_id == run_id)))
+        for row in rows:
+            if task in (row.id, row.path):
+                return row
+        named = [r for r in rows if r.name == task]
+        if len(named) == 1:
+            return named[0]
+        known = ", ".join(sorted({r.path for r in rows if r.kind != "dag"})) or "none yet"
+        hint = " (several tasks have that name; use the path)" if named else ""
+        raise NotFound(f"Run {run_id!r} has no task {task!r}{hint}. Its tasks: {known}.")
+
+    # the state machine
+    def transition(self, session: Session, run: Run, state: str, error: str | None = None) -> None:
+        if run.state == state:
+            return
+        stamp = now_ms()
+        run.state = state
+        run.state_history = [*run.state_history, {"ms": stamp, "state": state}]
+        if error:
+            run.error = error
+        if state in FINAL:
+            run.finished_ms = stamp
+            for task in session.scalars(select(Task).where(Task.run_id == run.id, Task.state == "RUNNING")):
+                task.state = "CANCELED" if state == "CANCELED" else "FAILED"
+                task.finished_ms = stamp
+
+    def finish(self, run_id: str, state: str, error: str | None = None, only_if: tuple[str, ...] = ACTIVE) -> bool:
+        with self.db.write() as s:
+            run = self.get(run_id, s)
+            if run.state not in only_if:
+                return False
+            self.transition(s, run, state, error)
+            return True
+
+    def next_pending(self) -> Run | None:
+        with self.db.read() as s:
+            return s.scalars(select(Run).where(Run.state == "PENDING").order_by(Run.created_ms, Run.id)).first()
+
+    def mark_started(self, run_id: str, pid: int) -> bool:
+        with self.db.write() as s:
+            run = self.get(run_id, s)
+            if run.state != "PENDING":
+                return False
+            run.pid = pid
+            self.transition(s, run, "RUNNING")
+            return True
+
+    def recover(self) -> list[str]:
+        """At start: runs left RUNNING by a server that died cannot be resumed; fail them with the reason."""
+        with self.db.write() as s:
+            stale = list(s.scalars(select(Run).where(Run.state.in_(("RUNNING", "CANCELING")))))
+            for run in stale:
+                final = "CANCELED" if run.state == "CANCELING" else "FAILED"
+                self.transition(s, run, final, "The kfbox server stopped while this run was running; its "
+                                "worker was lost. Start it again with: kfbox run (or kfp.Client.run_pipeline).")
+            return [run.id for run in stale]
+
+    def apply(self, run_id: str, event: dict[str, Any]) -> None:
+        """One worker event, in its own transaction."""
+        kind = event.get("event")
+        with self.db.write() as s:
+            if kind == "task_started":
+                s.add(Task(id=event["task_id"], run_id=run_id, parent_id=event.get("parent_id"),
+                           name=event["name"], path=event["path"], kind=event.get("kind", "container"),
+                           state="RUNNING", cache_hit=False, parameters={}, log_path=event.get("log"),
+                           created_ms=event["ms"], started_ms=event["ms"]))
+            elif kind == "task_finished":
+                task = s.get(Task, event["task_id"])
+                if task is None:
+                    return
+                task.state = event["state"]
+                task.finished_ms = event["ms"]
+                task.error = event.get("error")
+                task.cache_hit = bool(event.get("cache_hit"))
+                task.parameters = event.get("parameters") or {}
+                for art in event.get("artifacts") or []:
+                    s.add(Artifact(run_id=run_id, task_id=task.id, direction="output", key=art["key"],
+                                   name=art.get("name") or art["key"], uri=art.get("uri") or "",
+                                   schema_title=art.get("schema_title") or "system.Artifact",
+                                   artifact_metadata=art.get("metadata") or {}, created_ms=event["ms"]))
+            elif kind == "run_finished":
+                run = self.get(run_id, s)
+                if run.state in ("RUNNING", "PENDING"):
+                    self.transition(s, run, event["state"], event.get("error"))

@@ -1,0 +1,158 @@
+"""The run queue: starts workers with bounded concurrency, ingests their events, handles cancel.
+
+One thread owns the loop: it applies each active run's new events to the database, notices
+workers that exited, and starts PENDING runs while fewer than ``run_concurrency`` run. A
+worker is a :class:`ChildProcess` (own process group), so cancel and shutdown kill every
+task process with it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+from kfbox.config import Settings
+from kfbox.pipelines.environment import task_environment
+from kfbox.pipelines.events import EventReader
+from kfbox.pipelines.runs import ACTIVE, RunStore
+from kfbox.pipelines.tables import Run
+from kfbox.server.processes import ChildProcess
+
+log = logging.getLogger(__name__)
+POLL_SECONDS = 0.1
+IDLE_SECONDS = 1.0
+CANCEL_GRACE_SECONDS = 2.0
+
+
+@dataclasses.dataclass
+class _Active:
+    child: ChildProcess
+    reader: EventReader
+    finished: bool = False
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, store: RunStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.active: dict[str, _Active] = {}
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.dirty = True
+        self.thread: threading.Thread | None = None
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.settings.runs_dir / run_id
+
+    def start(self) -> None:
+        recovered = self.store.recover()
+        if recovered:
+            log.warning("marked %d run(s) interrupted by a server stop as FAILED", len(recovered))
+        self.thread = threading.Thread(target=self._loop, name="kfbox-runs", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self.thread:
+            self.thread.join(timeout=10)
+        with self.lock:
+            active = dict(self.active)
+            self.active.clear()
+        for run_id, entry in active.items():
+            entry.child.stop(grace=CANCEL_GRACE_SECONDS)
+            self._ingest(run_id, entry)
+            self.store.finish(run_id, "FAILED", "The kfbox server was stopped while this run was running.")
+
+    def submit(self) -> None:
+        self.dirty = True
+        self.wake.set()
+
+    def cancel(self, run_id: str) -> None:
+        """Terminate: a queued run is CANCELED at once; a running one CANCELING until its group is dead."""
+        if self.store.finish(run_id, "CANCELED", None, only_if=("PENDING",)):
+            return
+        if not self.store.finish(run_id, "CANCELING", None, only_if=("RUNNING",)):
+            return
+        with self.lock:
+            entry = self.active.get(run_id)
+        if entry is not None:
+            entry.child.stop(grace=CANCEL_GRACE_SECONDS)
+        else:
+            self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
+        self.wake.set()
+
+    def forget(self, run_id: str) -> None:
+        """Cancel if needed and remove the run's folder (logs, events); artifacts stay for the cache."""
+        self.cancel(run_id)
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self._poll()
+                if self.dirty:
+                    self.dirty = False
+                    self._start_pending()
+            except Exception:  # the loop must survive a database hiccup
+                log.exception("run supervisor iteration failed")
+            self.wake.wait(POLL_SECONDS if self.active else IDLE_SECONDS)
+            self.wake.clear()
+
+    def _poll(self) -> None:
+        with self.lock:
+            entries = list(self.active.items())
+        for run_id, entry in entries:
+            exited = not entry.child.alive
+            self._ingest(run_id, entry)
+            if not exited:
+                continue
+            self._ingest(run_id, entry)
+            code = entry.child.returncode
+            self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
+            self.store.finish(run_id, "FAILED", f"The run's worker process exited with code {code} before "
+                              f"finishing; see {entry.child.log_path}.", only_if=("RUNNING", "PENDING"))
+            with self.lock:
+                self.active.pop(run_id, None)
+            self.dirty = True
+
+    def _ingest(self, run_id: str, entry: _Active) -> None:
+        for event in entry.reader.read():
+            self.store.apply(run_id, event)
+
+    def _start_pending(self) -> None:
+        while len(self.active) < max(1, self.settings.run_concurrency) and not self.stopping.is_set():
+            run = self.store.next_pending()
+            if run is None:
+                return
+            self._launch(run)
+
+    def _launch(self, run: Run) -> None:
+        run_dir = self.run_dir(run.id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        job = {"run_id": run.id, "pipeline_spec": run.pipeline_spec, "parameters": run.parameters,
+               "artifacts_root": str(self.settings.artifacts_dir), "cache_root": str(self.settings.home / "cache"),
+               "pvc_root": str(self.settings.pvc_dir), "venvs_dir": str(self.settings.venvs_dir),
+               "logs_dir": str(run_dir / "tasks")}
+        (run_dir / "job.json").write_text(json.dumps(job))
+        (run_dir / "events.jsonl").touch()
+        env = {**os.environ, **task_environment(self.settings), "PYTHONUNBUFFERED": "1"}
+        if not self.store.mark_started(run.id, 0):
+            return
+        try:
+            child = ChildProcess.spawn([sys.executable, "-m", "kfbox.pipelines.worker", str(run_dir)],
+                                       log_path=run_dir / "worker.log", env=env, cwd=run_dir)
+        except OSError as exc:
+            self.store.finish(run.id, "FAILED", f"Could not start the run's worker: {exc}")
+            return
+        with self.lock:
+            self.active[run.id] = _Active(child, EventReader(run_dir / "events.jsonl"))
+        if self.store.get(run.id).state not in ACTIVE:  # cancelled between mark and spawn
+            child.stop(grace=0)

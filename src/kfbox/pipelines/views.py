@@ -1,0 +1,93 @@
+"""Rows as KFP v2beta1 JSON: the field names and enums of ``kfp_server_api``'s models."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from kfbox.pipelines.tables import Artifact, Experiment, Pipeline, PipelineVersion, Run, Task
+
+# google.rpc.Code values KFP puts in error bodies.
+GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 501: 12, 503: 14, 500: 13}
+UNKNOWN = 2
+
+
+def timestamp(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    stamp = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def status(message: str | None, code: int = UNKNOWN) -> dict[str, Any] | None:
+    return None if not message else {"code": code, "message": message, "details": []}
+
+
+def error_body(http_status: int, message: str) -> dict[str, Any]:
+    """KFP's error shape: ``{"error", "code", "message", "details"}``."""
+    return {"error": message, "code": GRPC_CODES.get(http_status, UNKNOWN), "message": message, "details": []}
+
+
+def experiment(row: Experiment) -> dict[str, Any]:
+    return {"experiment_id": row.id, "display_name": row.display_name, "description": row.description,
+            "created_at": timestamp(row.created_ms), "namespace": row.namespace,
+            "storage_state": row.storage_state, "last_run_created_at": timestamp(row.last_run_ms)}
+
+
+def pipeline(row: Pipeline) -> dict[str, Any]:
+    return {"pipeline_id": row.id, "display_name": row.display_name, "name": row.display_name,
+            "description": row.description, "created_at": timestamp(row.created_ms), "namespace": row.namespace}
+
+
+def pipeline_version(row: PipelineVersion, with_spec: bool = True) -> dict[str, Any]:
+    body: dict[str, Any] = {"pipeline_id": row.pipeline_id, "pipeline_version_id": row.id, "display_name": row.display_name,
+            "name": row.display_name, "description": row.description, "created_at": timestamp(row.created_ms)}
+    if with_spec:
+        body["pipeline_spec"] = row.pipeline_spec
+    return body
+
+
+def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "experiment_id": row.experiment_id, "run_id": row.id, "display_name": row.display_name,
+        "storage_state": row.storage_state, "description": row.description,
+        "runtime_config": {"parameters": row.parameters, "pipeline_root": row.pipeline_root},
+        "service_account": row.service_account, "created_at": timestamp(row.created_ms),
+        "scheduled_at": timestamp(row.scheduled_ms), "finished_at": timestamp(row.finished_ms),
+        "state": row.state, "error": status(row.error),
+        "state_history": [{"update_time": timestamp(h["ms"]), "state": h["state"]} for h in row.state_history],
+    }
+    if row.pipeline_version_id:
+        body["pipeline_version_id"] = row.pipeline_version_id
+        body["pipeline_version_reference"] = {"pipeline_id": row.pipeline_id,
+                                              "pipeline_version_id": row.pipeline_version_id}
+    else:
+        body["pipeline_spec"] = row.pipeline_spec
+    if tasks is not None:
+        outputs: dict[str, list[Artifact]] = {}
+        for art in artifacts or []:
+            outputs.setdefault(art.task_id, []).append(art)
+        body["run_details"] = {"task_details": [task(t, outputs.get(t.id, []), tasks) for t in tasks]}
+    return body
+
+
+def task(row: Task, artifacts: list[Artifact], siblings: list[Task]) -> dict[str, Any]:
+    children = [{"task_id": t.id} for t in siblings if t.parent_id == row.id]
+    outputs: dict[str, dict[str, list[str]]] = {}
+    for art in artifacts:
+        outputs.setdefault(art.key, {"artifact_ids": []})["artifact_ids"].append(str(art.id))
+    return {
+        "run_id": row.run_id, "task_id": row.id, "display_name": row.name,
+        "create_time": timestamp(row.created_ms), "start_time": timestamp(row.started_ms),
+        "end_time": timestamp(row.finished_ms), "state": row.state, "error": status(row.error),
+        "execution_id": row.id, "parent_task_id": row.parent_id, "pod_name": row.path,
+        "outputs": outputs, "child_tasks": children,
+        # kfbox additions (ignored by kfp.Client): output parameters and whether the cache answered.
+        "parameters": row.parameters, "cache_hit": row.cache_hit, "kind": row.kind,
+    }
+
+
+def artifact(row: Artifact) -> dict[str, Any]:
+    return {"artifact_id": str(row.id), "run_id": row.run_id, "task_id": row.task_id, "name": row.name,
+            "key": row.key, "uri": row.uri, "type": row.schema_title, "metadata": row.artifact_metadata,
+            "created_at": timestamp(row.created_ms)}
