@@ -83,7 +83,9 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         "replicas": sum(p.ready_count for p in deployment.pools.values()),
         "desiredReplicas": sum(p.desired for p in deployment.pools.values()),
         "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),
-                                               "desired": p.desired, "failure": p.failure}
+                                               "desired": p.desired, "failure": p.failure,
+                                               # each ready replica's own address, for benchmarks and debugging
+                                               "endpoints": [r.url for r in p.replicas if r.ready]}
                       for n, p in sorted(deployment.pools.items())},
     }
     return body
