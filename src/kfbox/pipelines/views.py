@@ -40,8 +40,9 @@ def pipeline(row: Pipeline) -> dict[str, Any]:
 
 
 def pipeline_version(row: PipelineVersion, with_spec: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {"pipeline_id": row.pipeline_id, "pipeline_version_id": row.id, "display_name": row.display_name,
-            "name": row.display_name, "description": row.description, "created_at": timestamp(row.created_ms)}
+    body: dict[str, Any] = {"pipeline_id": row.pipeline_id, "pipeline_version_id": row.id,
+                            "display_name": row.display_name, "name": row.display_name,
+                            "description": row.description, "created_at": timestamp(row.created_ms)}
     if with_spec:
         body["pipeline_spec"] = row.pipeline_spec
     return body

@@ -1,0 +1,274 @@
+"""``kfbox run``, ``kfbox compile`` and ``kfbox runs list|get|logs|cancel``: thin over the KFP API.
+
+Example::
+
+    kfbox run pipelines/train.py:training -p epochs=3 --watch
+    kfbox run train.yaml --host https://kubeflow.example.com/pipeline     # same file, a real cluster
+    kfbox runs logs RUN_ID --task train
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from kfbox.cli.api import ApiClient
+from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
+from kfbox.cli.output import Output, console, print_json, print_table
+from kfbox.errors import InvalidInput, KfboxError
+from kfbox.pipelines import spec as specs
+
+API = "/apis/v2beta1"
+FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
+STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "CANCELED": "magenta",
+               "CANCELING": "magenta", "PENDING": "dim"}
+
+runs_app = typer.Typer(help="Inspect and control pipeline runs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("compile")(compile_pipeline)
+    app.add_typer(runs_app, name="runs")
+
+
+def parse_parameters(spec: dict[str, Any], pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"Parameter {pair!r} is not name=value.")
+        values[name] = specs.coerce_parameter(spec, name, raw)
+    specs.check_parameters(spec, values)
+    return values
+
+
+def run(
+    target: Annotated[str, typer.Argument(help="FILE.py[:PIPELINE] (compiled here with the KFP compiler) or FILE.yaml.", show_default=False)],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Pipeline parameter name=value (repeatable).")] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Experiment name (created when missing).", show_default="Default")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name.", show_default="pipeline name + time")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Execute every task even when an identical one ran before.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Show live task progress until the run ends.")] = False,
+    host: Annotated[str | None, typer.Option("--host", help="Submit to a real KFP endpoint with kfp.Client instead (e.g. https://host/pipeline).", show_default=False)] = None,
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Compile and submit a pipeline run; with --watch, follow it to the end (exit 1 unless it succeeds)."""
+    spec = _load(target)
+    parameters = parse_parameters(spec, param or [])
+    if no_cache:
+        specs.override_caching(spec, False)
+    run_name = name or f"{specs.pipeline_name(spec)} {time.strftime('%Y-%m-%d %H-%M-%S')}"
+    if host:
+        _run_remote(host, token, spec, parameters, experiment, run_name, watch)
+        return
+    api = ApiClient.connect(url, home, token)
+    body: dict[str, Any] = {"display_name": run_name, "pipeline_spec": spec,
+                            "runtime_config": {"parameters": parameters}}
+    if experiment:
+        body["experiment_id"] = _experiment_id(api, experiment)
+    created = api.post(f"{API}/runs", json=body)
+    run_id = created["run_id"]
+    if not watch:
+        if output == Output.json:
+            print_json(created)
+        else:
+            console.print(f"Run [bold]{run_id}[/] submitted ({created['state']}). Follow it with: "
+                          f"kfbox runs get {run_id}")
+        return
+    final = _watch(api, run_id)
+    if output == Output.json:
+        print_json(final)
+    _report(final)
+
+
+def compile_pipeline(
+    target: Annotated[str, typer.Argument(help="FILE.py[:PIPELINE]", show_default=False)],
+    output_file: Annotated[Path, typer.Option("--output", "-o", help="Where to write the compiled pipeline YAML.")],
+) -> None:
+    """Compile a pipeline with the KFP compiler (the YAML runs here and on any Kubeflow cluster)."""
+    from kfbox.pipelines.source import compile_file
+
+    compile_file(target, output_file)
+    console.print(f"Compiled {target} -> {output_file}")
+
+
+@runs_app.command("list")
+def list_runs(
+    experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Only runs of this experiment (name).")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """List runs, newest first."""
+    api = ApiClient.connect(url, home, token)
+    query: dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
+    if experiment:
+        query["experiment_id"] = _experiment_id(api, experiment, create=False)
+    body = api.get(f"{API}/runs", params=query)
+    runs = body.get("runs", [])
+    if output == Output.json:
+        print_json(runs)
+        return
+    print_table(None, ["RUN ID", "NAME", "STATE", "CREATED", "DURATION"],
+                [[r["run_id"], r["display_name"], _styled(r["state"]), r["created_at"], _duration(r)] for r in runs])
+
+
+@runs_app.command("get")
+def get_run(
+    run_id: Annotated[str, typer.Argument(show_default=False)],
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+    output: OutputOption = Output.table,
+) -> None:
+    """Show a run: its state, error and every task with its outputs."""
+    api = ApiClient.connect(url, home, token)
+    body = api.get(f"{API}/runs/{run_id}")
+    if output == Output.json:
+        print_json(body)
+        return
+    console.print(f"[bold]{body['display_name']}[/] ({body['run_id']}): {_styled(body['state'])}"
+                  f"  {_duration(body)}", highlight=False)
+    if body.get("error"):
+        console.print(f"[red]{body['error']['message']}[/]", highlight=False)
+    console.print(_task_table(body))
+
+
+@runs_app.command("logs")
+def logs(
+    run_id: Annotated[str, typer.Argument(show_default=False)],
+    task: Annotated[str | None, typer.Option("--task", "-t", help="Task path or name; default: every task.")] = None,
+    tail: Annotated[int, typer.Option(help="Only the last N lines of each log (0 = all).")] = 0,
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Print task logs (stdout and stderr of the component)."""
+    api = ApiClient.connect(url, home, token)
+    if task:
+        console.out(api.get(f"{API}/runs/{run_id}/tasks/{task}/logs", params={"tail": tail}), end="")
+        return
+    body = api.get(f"{API}/runs/{run_id}")
+    for detail in body.get("run_details", {}).get("task_details", []):
+        if detail.get("kind") == "dag":
+            continue
+        console.rule(f"{detail['pod_name']} ({detail['state']})")
+        console.out(api.get(f"{API}/runs/{run_id}/tasks/{detail['task_id']}/logs", params={"tail": tail}), end="")
+
+
+@runs_app.command("cancel")
+def cancel(
+    run_id: Annotated[str, typer.Argument(show_default=False)],
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Terminate a run: its worker and every task process are killed."""
+    api = ApiClient.connect(url, home, token)
+    api.post(f"{API}/runs/{run_id}:terminate")
+    state = api.get(f"{API}/runs/{run_id}")["state"]
+    console.print(f"Run {run_id}: {_styled(state)}", highlight=False)
+
+
+def _load(target: str) -> dict[str, Any]:
+    from kfbox.pipelines.source import load_spec
+
+    return load_spec(target)
+
+
+def _experiment_id(api: ApiClient, name: str, create: bool = True) -> str:
+    import json
+
+    flt = json.dumps({"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": name}]})
+    found = api.get(f"{API}/experiments", params={"filter": flt}).get("experiments", [])
+    if found:
+        return str(found[0]["experiment_id"])
+    if not create:
+        raise InvalidInput(f"No experiment is named {name!r}.")
+    return str(api.post(f"{API}/experiments", json={"display_name": name})["experiment_id"])
+
+
+def _watch(api: ApiClient, run_id: str) -> dict[str, Any]:
+    body = api.get(f"{API}/runs/{run_id}")
+    with Live(_task_table(body), console=console, refresh_per_second=4, transient=False) as live:
+        while body["state"] not in FINAL:
+            time.sleep(0.5)
+            body = api.get(f"{API}/runs/{run_id}")
+            live.update(_task_table(body))
+    return body
+
+
+def _report(body: dict[str, Any]) -> None:
+    state = body["state"]
+    console.print(f"Run {body['run_id']} {_styled(state)} in {_duration(body)}", highlight=False)
+    if state != "SUCCEEDED":
+        message = (body.get("error") or {}).get("message") or f"Run ended {state}."
+        raise KfboxError(message)
+
+
+def _task_table(body: dict[str, Any]) -> Table:
+    table = Table(title=f"{body['display_name']}: {_styled(body['state'])}", title_justify="left")
+    for column in ("TASK", "STATE", "DURATION", "OUTPUTS"):
+        table.add_column(column)
+    for task in body.get("run_details", {}).get("task_details", []):
+        if task.get("kind") == "dag":
+            continue
+        outputs = dict(task.get("parameters") or {})
+        outputs.update({k: f"artifact {','.join(v['artifact_ids'])}" for k, v in (task.get("outputs") or {}).items()})
+        state = task["state"] + (" (cached)" if task.get("cache_hit") else "")
+        table.add_row(task["pod_name"], _styled(state), _duration(task, "start_time", "end_time"),
+                      ", ".join(f"{k}={v}" for k, v in outputs.items())[:80])
+    return table
+
+
+def _styled(state: str) -> str:
+    style = STATE_STYLE.get(state.split()[0], "")
+    return f"[{style}]{state}[/]" if style else state
+
+
+def _duration(body: dict[str, Any], start: str = "created_at", end: str = "finished_at") -> str:
+    import datetime
+
+    if not body.get(start):
+        return ""
+    began = datetime.datetime.fromisoformat(body[start].replace("Z", "+00:00"))
+    ended = (datetime.datetime.fromisoformat(body[end].replace("Z", "+00:00")) if body.get(end)
+             else datetime.datetime.now(datetime.UTC))
+    return f"{(ended - began).total_seconds():.1f}s"
+
+
+def _run_remote(host: str, token: str | None, spec: dict[str, Any], parameters: dict[str, Any],
+                experiment: str | None, run_name: str, watch: bool) -> None:
+    """The same pipeline on a Kubeflow cluster, through the upstream kfp.Client."""
+    import tempfile
+
+    import yaml
+    from kfp import Client
+
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / "pipeline.yaml"
+        docs = [specs.pipeline_part(spec)] + ([specs.platform_part(spec)] if specs.platform_part(spec) else [])
+        package.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        try:
+            client = Client(host=host, existing_token=token)
+            result = client.create_run_from_pipeline_package(str(package), arguments=parameters, run_name=run_name,
+                                                             experiment_name=experiment)
+        except Exception as exc:
+            raise KfboxError(f"Submitting to {host} failed: {type(exc).__name__}: {exc}") from exc
+    console.print(f"Run [bold]{result.run_id}[/] submitted to {host}.")
+    if watch:
+        final = client.wait_for_run_completion(result.run_id, timeout=24 * 3600, sleep_duration=2)
+        console.print(f"Run {result.run_id} {_styled(str(final.state))}", highlight=False)
+        if final.state != "SUCCEEDED":
+            raise KfboxError(f"Run {result.run_id} ended {final.state}: {final.error}")

@@ -1,0 +1,38 @@
+"""Shared helpers: a kfp.Client on the module's server, and waiting for runs."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import httpx
+import pytest
+from kfp import Client
+
+from tests.support import ServerProcess
+
+FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+
+
+@pytest.fixture(scope="module")
+def kfp_client(server: ServerProcess) -> Client:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return Client(host=f"{server.url}/pipeline")
+
+
+def wait_run(server: ServerProcess, run_id: str, timeout: float = 120, states: tuple[str, ...] = FINAL
+             ) -> dict[str, Any]:
+    """The run's raw v2beta1 JSON once it reaches one of ``states``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}", timeout=10).json()
+        if body["state"] in states:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} not in {states} after {timeout}s: {body['state']}\n{server.log()[-2000:]}")
+
+
+def tasks_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {t["pod_name"]: t for t in body["run_details"]["task_details"]}

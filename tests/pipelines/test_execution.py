@@ -1,0 +1,126 @@
+"""Pipelines submitted with kfp.Client run through kfp.local in a worker, with history kept by the server."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from kfp import Client
+from model_registry import ModelRegistry
+
+from tests.pipelines import sample_pipelines as samples
+from tests.pipelines.conftest import tasks_by_path, wait_run
+from tests.support import ServerProcess
+
+
+def test_acceptance_pipeline_runs_with_control_flow_artifacts_and_registry(server: ServerProcess,
+                                                                          kfp_client: Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(samples.acceptance, arguments={"items": [1, 2, 3, 4]},
+                                                      experiment_name="acceptance")
+    run = kfp_client.wait_for_run_completion(result.run_id, timeout=180, sleep_duration=0.5)
+    assert run.state == "SUCCEEDED", run.error
+    names = [t.display_name for t in run.run_details.task_details]
+    assert names.count("square") == 4
+    assert {"make-dataset", "add-all", "train", "register", "report"} <= set(names)
+    assert "say" not in names  # the Else branch did not run: 1+4+9+16 > 5
+
+    body = wait_run(server, result.run_id)
+    tasks = tasks_by_path(body)
+    assert tasks["add-all"]["parameters"] == {"Output": 30}
+    assert all(t["state"] == "SUCCEEDED" for t in tasks.values())
+    train = next(t for t in body["run_details"]["task_details"] if t["display_name"] == "train")
+    assert set(train["outputs"]) == {"model", "metrics", "confusion"}
+    metrics_id = train["outputs"]["metrics"]["artifact_ids"][0]
+    metrics = httpx.get(f"{server.url}/apis/v2beta1/artifacts/{metrics_id}").json()
+    assert metrics["type"] == "system.Metrics" and metrics["metadata"]["accuracy"] == pytest.approx(0.9)
+    confusion = httpx.get(f"{server.url}/apis/v2beta1/artifacts/{train['outputs']['confusion']['artifact_ids'][0]}")
+    assert confusion.json()["metadata"]["confusionMatrix"]["rows"][0]["row"] == [3, 1]
+    model = httpx.get(f"{server.url}/apis/v2beta1/artifacts/{train['outputs']['model']['artifact_ids'][0]}").json()
+    model_path = Path(model["uri"])
+    assert model_path.is_relative_to(server.home / "artifacts" / result.run_id)
+    assert model_path.read_text() == "model trained on 8 rows, scale 30"
+    report = next(t for t in body["run_details"]["task_details"] if t["display_name"] == "report")
+    assert report["parameters"] == {"Output": "SUCCEEDED"}
+
+    registry = ModelRegistry("http://127.0.0.1", server.port, author="test", is_secure=False)
+    artifact = registry.get_model_artifact("acceptance-model", "v1")
+    assert artifact is not None and artifact.uri == model["uri"]
+    register_log = httpx.get(f"{server.url}/apis/v2beta1/runs/{result.run_id}/tasks/register/logs").text
+    assert "already installed; running without pip" in register_log
+
+
+def test_failing_component_fails_the_run_with_its_exception(server: ServerProcess, kfp_client: Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(samples.failing, arguments={"message": "kaput"})
+    run = kfp_client.wait_for_run_completion(result.run_id, timeout=120, sleep_duration=0.3)
+    assert run.state == "FAILED"
+    assert "ValueError: boom: kaput" in run.error.message
+    tasks = {t.display_name: t for t in run.run_details.task_details}
+    assert tasks["explode"].state == "FAILED" and "say" not in tasks
+    log = httpx.get(f"{server.url}/pipeline/apis/v2beta1/runs/{result.run_id}/tasks/explode/logs").text
+    assert "Traceback" in log and "ValueError: boom: kaput" in log
+    assert server.healthy()
+
+
+def test_hanging_task_is_cancelled_with_its_processes(server: ServerProcess, kfp_client: Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(samples.hanging, arguments={"seconds": 600})
+    wait_run(server, result.run_id, states=("RUNNING",))
+    logs_url = f"{server.url}/apis/v2beta1/runs/{result.run_id}/tasks/hang/logs"
+    pid = 0
+    deadline = time.monotonic() + 60
+    while not pid and time.monotonic() < deadline:
+        response = httpx.get(logs_url)
+        if response.status_code == 200 and "pid=" in response.text:
+            pid = int(response.text.split("pid=")[1].split()[0])
+        time.sleep(0.2)
+    assert pid, "the hanging task never started"
+    kfp_client.terminate_run(result.run_id)
+    body = wait_run(server, result.run_id, timeout=30)
+    assert body["state"] == "CANCELED"
+    assert tasks_by_path(body)["hang"]["state"] == "CANCELED"
+    assert process_gone(pid), f"task process {pid} outlived the cancel"
+    assert server.healthy()
+
+
+def process_gone(pid: int, timeout: float = 10) -> bool:
+    """Gone or a zombie (killed, waiting for init to reap it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_identical_run_is_answered_from_the_cache(server: ServerProcess, kfp_client: Client) -> None:
+    def timed(**kwargs: object) -> tuple[float, dict]:
+        started = time.monotonic()
+        result = kfp_client.create_run_from_pipeline_func(samples.cacheable, arguments={"x": 7}, **kwargs)
+        body = wait_run(server, result.run_id)
+        assert body["state"] == "SUCCEEDED", body["error"]
+        return time.monotonic() - started, tasks_by_path(body)
+
+    first, first_tasks = timed()
+    second, second_tasks = timed()
+    uncached, uncached_tasks = timed(enable_caching=False)
+    assert not any(t["cache_hit"] for t in first_tasks.values())
+    assert all(t["cache_hit"] for t in second_tasks.values())
+    assert second_tasks["slow-square-2"]["parameters"] == {"Output": 2401}
+    assert second < first - 2  # two 2-second tasks skipped
+    assert not any(t["cache_hit"] for t in uncached_tasks.values())
+    assert uncached > second + 2
+
+
+def test_satisfied_packages_run_offline(server: ServerProcess, kfp_client: Client) -> None:
+    result = kfp_client.create_run_from_pipeline_func(samples.offline)
+    body = wait_run(server, result.run_id)
+    assert body["state"] == "SUCCEEDED", body["error"]
+    task = tasks_by_path(body)["with-packages"]
+    assert task["parameters"]["Output"].endswith("index=http://127.0.0.1:9/simple")
+    log = httpx.get(f"{server.url}/apis/v2beta1/runs/{result.run_id}/tasks/with-packages/logs").text
+    assert "already installed; running without pip" in log
