@@ -85,7 +85,8 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),
                                                "desired": p.desired, "failure": p.failure,
                                                # each ready replica's own address, for benchmarks and debugging
-                                               "endpoints": [r.url for r in p.replicas if r.ready]}
+                                               "endpoints": [r.url for r in p.replicas if r.ready],
+                                               "pids": [r.child.pid for r in p.replicas if r.ready]}
                       for n, p in sorted(deployment.pools.items())},
     }
     return body

@@ -1,0 +1,99 @@
+"""Shared by the serving tests: a real iris model, manifests built with the kserve SDK, waiting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+from kserve import (
+    ApiClient,
+    V1beta1InferenceService,
+    V1beta1InferenceServiceSpec,
+    V1beta1ModelFormat,
+    V1beta1ModelSpec,
+    V1beta1PredictorSpec,
+    constants,
+)
+from kubernetes.client import V1ObjectMeta
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+API = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
+
+
+def train_iris(folder: Path, kind: str = "logistic") -> Any:
+    """Train an iris classifier and save it as ``folder/model.joblib``; returns the model."""
+    features, labels = load_iris(return_X_y=True)
+    model = (LogisticRegression(max_iter=500) if kind == "logistic" else DecisionTreeClassifier(max_depth=2))
+    model.fit(features, labels)
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump(model, folder / "model.joblib")
+    return model
+
+
+def expected(model: Any, rows: list[list[float]] = ROWS) -> list[int]:
+    return [int(v) for v in model.predict(np.array(rows))]
+
+
+def manifest(name: str, storage_uri: str | None, *, fmt: str = "sklearn", namespace: str = "default",
+             annotations: dict[str, str] | None = None, **predictor: Any) -> dict[str, Any]:
+    """An InferenceService built with the upstream kserve SDK, serialised as kubectl would send it."""
+    model = V1beta1ModelSpec(model_format=V1beta1ModelFormat(name=fmt), storage_uri=storage_uri)
+    isvc = V1beta1InferenceService(
+        api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,
+        metadata=V1ObjectMeta(name=name, namespace=namespace, annotations=annotations),
+        spec=V1beta1InferenceServiceSpec(predictor=V1beta1PredictorSpec(model=model, **predictor)))
+    return ApiClient().sanitize_for_serialization(isvc)  # type: ignore[no-any-return]
+
+
+def apply(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    ns = body["metadata"].get("namespace", "default")
+    reply = client.post(API.format(ns=ns), json=body)
+    assert reply.status_code == 200, reply.text
+    return reply.json()  # type: ignore[no-any-return]
+
+
+def status(client: httpx.Client, name: str, namespace: str = "default") -> dict[str, Any]:
+    reply = client.get(API.format(ns=namespace) + f"/{name}")
+    assert reply.status_code == 200, reply.text
+    return reply.json()["status"]  # type: ignore[no-any-return]
+
+
+def ready(st: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in st["conditions"] if c["type"] == "Ready")
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def wait_ready(client: httpx.Client, name: str, namespace: str = "default", timeout: float = 90.0) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        st = status(client, name, namespace)
+        return st if ready(st)["status"] == "True" else None
+    return wait_for(check, timeout, f"{namespace}/{name} Ready")  # type: ignore[no-any-return]
+
+
+def kfbox(*args: str, url: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI against the test server."""
+    return subprocess.run([sys.executable, "-m", "kfbox", *args, "--url", url], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def v1(client: httpx.Client, name: str, rows: list[list[float]] = ROWS, **kwargs: Any) -> httpx.Response:
+    return client.post(f"/serving/default/{name}/v1/models/{name}:predict", json={"instances": rows}, **kwargs)

@@ -1,0 +1,250 @@
+"""An iris model served from ``pvc://`` through the gateway: V1/V2, path and Host routing,
+bad input, broken models, a killed replica, metrics — against a real ``kfbox up``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serving.helpers import (
+    ROWS,
+    apply,
+    expected,
+    kfbox,
+    manifest,
+    ready,
+    status,
+    train_iris,
+    v1,
+    wait_for,
+    wait_ready,
+)
+from tests.support import ServerProcess
+
+V2_PATH = "/serving/default/iris/v2/models/iris/infer"
+
+
+@pytest.fixture(scope="module")
+def iris(server: ServerProcess) -> Any:
+    """The iris model trained here, saved where pipelines mount PVC 'models', served with 2 replicas."""
+    model = train_iris(server.home / "pvc" / "models" / "iris")
+    with server.client() as client:
+        apply(client, manifest("iris", "pvc://models/iris", min_replicas=2, max_replicas=2))
+        wait_for(lambda: status(client, "iris")["replicas"] == 2, 90, "2 ready replicas")
+    return model
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Any:
+    with server.client() as c:
+        yield c
+
+
+def v2_body(rows: list[list[float]]) -> dict[str, Any]:
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": "FP64",
+                        "data": [v for row in rows for v in row]}]}
+
+
+def test_v1_and_v2_predictions_by_path_and_host(client: httpx.Client, iris: Any) -> None:
+    want = expected(iris)
+    reply = v1(client, "iris")
+    assert reply.status_code == 200
+    assert reply.json() == {"predictions": want}
+    assert reply.headers["x-kfbox-revision"] == "iris-predictor-00001"
+
+    v2 = client.post(V2_PATH, json=v2_body(ROWS))
+    assert v2.status_code == 200
+    assert v2.json()["model_name"] == "iris"
+    assert v2.json()["outputs"][0]["data"] == want
+
+    host = {"Host": "iris.default.example.com"}
+    assert client.post("/v1/models/iris:predict", json={"instances": ROWS}, headers=host).json() == \
+        {"predictions": want}
+    assert client.post("/v2/models/iris/infer", json=v2_body(ROWS), headers=host).json()["outputs"][0]["data"] == want
+    # health, readiness and metadata paths, both ways
+    assert client.get("/serving/default/iris/v1/models/iris").json() == {"name": "iris", "ready": True}
+    assert client.get("/v2/health/ready", headers=host).status_code == 200
+    assert client.get("/serving/default/iris/v2/models/iris").json()["name"] == "iris"
+    assert client.get("/serving/default/iris/v2/models/iris/ready").status_code == 200
+
+
+def test_status_is_kserve_shaped(client: httpx.Client, server: ServerProcess, iris: Any) -> None:
+    st = status(client, "iris")
+    assert ready(st) == {**ready(st), "status": "True"}
+    assert st["url"] == "http://iris.default.example.com"
+    assert st["address"]["url"] == f"{server.url}/serving/default/iris"
+    assert st["components"]["predictor"]["traffic"] == [
+        {"revisionName": "iris-predictor-00001", "percent": 100, "latestRevision": True}]
+    listed = client.get("/apis/serving.kserve.io/v1beta1/inferenceservices").json()
+    assert [i["metadata"]["name"] for i in listed["items"] if i["metadata"]["name"] == "iris"] == ["iris"]
+
+
+BAD = [
+    pytest.param("v1", {"instances": [[5.1, 3.5, 1.4]]}, 400, "features", id="wrong-shape"),
+    pytest.param("v1", {"instances": [["a", "b", "c", "d"]]}, 400, "convert", id="non-numeric"),
+    pytest.param("v1", {"rows": [[5.1, 3.5, 1.4, 0.2]]}, 400, "instances", id="missing-instances"),
+    pytest.param("v1", {"instances": []}, 400, "instances", id="empty-instances"),
+    pytest.param("v2", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1.0, 2.0, 3.0]}]},
+                 400, "reshape", id="v2-shape-data-mismatch"),
+    pytest.param("v2", {"outputs": []}, 422, "inputs", id="v2-missing-inputs"),
+    pytest.param("unknown-model", {"instances": ROWS}, 404, "nope", id="unknown-model"),
+    pytest.param("unknown-isvc", {"instances": ROWS}, 404, "does not exist", id="unknown-inferenceservice"),
+]
+
+
+@pytest.mark.parametrize(("where", "body", "code", "says"), BAD)
+def test_bad_input_is_a_4xx_with_kserve_error_body(client: httpx.Client, iris: Any, where: str,
+                                                   body: dict[str, Any], code: int, says: str) -> None:
+    path = {"v1": "/serving/default/iris/v1/models/iris:predict", "v2": V2_PATH,
+            "unknown-model": "/serving/default/iris/v1/models/nope:predict",
+            "unknown-isvc": "/serving/default/nope/v1/models/nope:predict"}[where]
+    reply = client.post(path, json=body)
+    assert reply.status_code == code, reply.text
+    assert set(reply.json()) == {"error"}
+    assert says in reply.json()["error"]
+    assert v1(client, "iris").json() == {"predictions": expected(iris)}
+
+
+def test_body_over_the_serving_limit_is_413(client: httpx.Client, iris: Any) -> None:
+    big = b'{"instances": [' + b"[1.0, 2.0, 3.0, 4.0]," * 900_000 + b"[1.0, 2.0, 3.0, 4.0]]}"
+    assert len(big) > 16 * 1024 * 1024
+    reply = client.post("/serving/default/iris/v1/models/iris:predict", content=big,
+                        headers={"content-type": "application/json"})
+    assert reply.status_code == 413
+    assert "limit" in reply.json()["error"]
+    assert v1(client, "iris").json() == {"predictions": expected(iris)}
+
+
+def test_missing_or_corrupt_model_is_not_ready_and_says_why(client: httpx.Client, server: ServerProcess,
+                                                            iris: Any) -> None:
+    corrupt = server.home / "pvc" / "models" / "corrupt"
+    corrupt.mkdir(parents=True)
+    (corrupt / "model.joblib").write_bytes(b"this is not a pickle")
+    apply(client, manifest("missing", "pvc://models/does-not-exist"))
+    apply(client, manifest("corrupt", "pvc://models/corrupt"))
+    for name, reason in (("missing", "does-not-exist"), ("corrupt", "model.joblib")):
+        st = wait_for(lambda n=name: (s := status(client, n))["modelStatus"]["states"]["activeModelState"]  # type: ignore[misc]
+                      == "FailedToLoad" and s, 60, f"{name} to fail")
+        condition = ready(st)
+        assert condition["status"] == "False"
+        assert condition["reason"] == "ModelLoadFailed"
+        assert reason in condition["message"]
+        shown = kfbox("serve", "get", name, url=server.url)
+        assert shown.returncode == 0, shown.stderr
+        assert "ModelLoadFailed" in shown.stdout
+        started = time.monotonic()
+        reply = v1(client, name)
+        assert reply.status_code == 503
+        assert time.monotonic() - started < 2.0  # answered, not hung
+        assert "error" in reply.json()
+    assert v1(client, "iris").json() == {"predictions": expected(iris)}  # nothing else affected
+    for name in ("missing", "corrupt"):
+        assert client.delete(f"/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/{name}"
+                             ).status_code == 200
+
+
+def test_a_killed_replica_is_replaced_and_traffic_continues(client: httpx.Client, server: ServerProcess,
+                                                           iris: Any) -> None:
+    pids = status(client, "iris")["revisions"]["iris-predictor-00001"]["pids"]
+    assert len(pids) == 2
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with server.client() as c:
+            while not stop.is_set():
+                try:
+                    codes.append(v1(c, "iris").status_code)
+                except httpx.HTTPError:
+                    codes.append(0)
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        os.kill(pids[0], signal.SIGKILL)
+        wait_for(lambda: (p := status(client, "iris")["revisions"]["iris-predictor-00001"]["pids"])  # type: ignore[misc]
+                 and len(p) == 2 and pids[0] not in p, 90, "a replacement replica")
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+    failures = [c for c in codes if c != 200]
+    assert len(codes) > 50
+    assert len(failures) <= 1, failures  # at most the one request in flight on the killed replica
+
+
+def test_metrics_per_inferenceservice(client: httpx.Client, iris: Any) -> None:
+    v1(client, "iris")
+    text = client.get("/metrics").text
+    lines = text.splitlines()
+
+    def value(prefix: str) -> float:
+        return float(next(line for line in lines if line.startswith(prefix)).rsplit(" ", 1)[1])
+
+    assert value('kfbox_serving_requests_total{code="200",name="iris",namespace="default"}') >= 1
+    assert value('kfbox_serving_requests_total{code="400",name="iris",namespace="default"}') >= 1
+    assert value('kfbox_serving_request_duration_seconds_count{name="iris",namespace="default"}') >= 2
+    assert value('kfbox_serving_inflight_requests{name="iris",namespace="default"}') == 0
+    assert value('kfbox_serving_replicas{name="iris",namespace="default"}') == 2
+    assert "kfbox_serving_cold_starts_total" in text
+    assert "kfbox_serving_cold_start_seconds_bucket" in text or "kfbox_serving_cold_start_seconds" in text
+
+
+def test_apply_refuses_bad_manifests_and_changes_nothing(client: httpx.Client, iris: Any) -> None:
+    api = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
+    before = client.get(api).json()["items"]
+    bad = [
+        manifest("Bad_Name", "pvc://models/iris"),
+        manifest("x", "http://example.com/model.joblib"),
+        manifest("x", "pvc://models/../../etc"),
+        manifest("x", "pvc://models/iris", fmt="tensorflow"),
+        manifest("x", None),
+        {**manifest("x", "pvc://models/iris"), "kind": "Deployment"},
+        manifest("x", "pvc://models/iris", min_replicas=3, max_replicas=1),
+    ]
+    for body in bad:
+        reply = client.post(api, json=body)
+        assert reply.status_code == 400, (body, reply.text)
+        assert reply.json()["message"]
+    assert client.get(api).json()["items"] == before
+
+
+def test_cli_apply_list_logs_predict(server: ServerProcess, tmp_path: Path, iris: Any) -> None:
+    path = tmp_path / "isvc.yaml"
+    path.write_text("""\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: iris-cli
+spec:
+  predictor:
+    model:
+      modelFormat:
+        name: sklearn
+      storageUri: pvc://models/iris
+""")
+    applied = kfbox("serve", "apply", "-f", str(path), "--wait", url=server.url)
+    assert applied.returncode == 0, applied.stderr
+    assert "iris-cli" in applied.stdout
+    listed = kfbox("serve", "list", "-o", "json", url=server.url)
+    assert "iris-cli" in listed.stdout
+    predicted = kfbox("predict", "iris-cli", "--data", "[[5.1, 3.5, 1.4, 0.2]]", url=server.url)
+    assert predicted.returncode == 0, predicted.stderr
+    assert '"predictions"' in predicted.stdout
+    as_v2 = kfbox("predict", "iris-cli", "--v2", "--data", "[[5.1, 3.5, 1.4, 0.2]]", url=server.url)
+    assert '"outputs"' in as_v2.stdout, as_v2.stderr
+    logs = kfbox("serve", "logs", "iris-cli", url=server.url)
+    assert "iris-cli-predictor-00001" in logs.stdout
+    deleted = kfbox("serve", "delete", "iris-cli", url=server.url)
+    assert deleted.returncode == 0
+    gone = kfbox("serve", "get", "iris-cli", url=server.url)
+    assert gone.returncode == 1
+    assert "does not exist" in gone.stderr
