@@ -183,8 +183,10 @@ class _Parser:
             return _apply(column, op, value, self)
         if typed is None and prop == self.kind.state_field:
             return _apply(Resource.state, op, value, self)
+        if typed is None and prop == self.kind.parent_field:
+            return _apply(Resource.parent_id, op, _as_int(value, prop, self), self)
         known = {f.wire: f for f in self.kind.fields}
-        if typed is None and (prop in known or prop in ("description", self.kind.parent_field)):
+        if typed is None and (prop in known or prop == "description"):
             return _apply(Resource.attrs[prop].as_string(), op, _as_text(value), self)
         return self.custom(prop, typed, op, value)
 
@@ -208,7 +210,8 @@ class _Parser:
         if typed == "bool_value":
             if not isinstance(value, bool) or op not in ("=", "!=", "<>"):
                 raise self.fail(f"{prop}.bool_value compares with = or != to true or false")
-            return _apply(path.as_boolean(), op, value, self)
+            # MySQL's boolean extraction maps a missing key to false; require the key first
+            return and_(path.as_string().is_not(None), _apply(path.as_boolean(), op, value, self))
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(f"{prop}.{typed} compares with a number, got {value!r}")
         if typed == "int_value":
@@ -224,7 +227,7 @@ def _split_property(token: Token) -> tuple[str, str | None]:
         typed = rest[1:] if rest else None
     else:
         name, _, typed_part = text.rpartition(".")
-        if name and typed_part in _TYPED:
+        if name and (typed_part in _TYPED or typed_part.endswith("_value")):
             typed = typed_part
         else:
             name, typed = text, None

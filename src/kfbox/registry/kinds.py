@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import StrictFloat, StrictInt, StrictStr
+Text = str
 
-Text = StrictStr
-Number = StrictFloat | StrictInt
+
+class Number(float):
+    """Marker type: a JSON number (integer or float, never a boolean or a string)."""
 
 RegisteredModelState = Literal["LIVE", "ARCHIVED"]
 ArtifactState = Literal["UNKNOWN", "PENDING", "LIVE", "MARKED_FOR_DELETION", "DELETED", "ABANDONED", "REFERENCE"]
@@ -58,14 +59,13 @@ class Kind:
         return self.family == "artifact"
 
 
-_STR = Text
 _MODEL_SOURCE = tuple(Field(f"modelSource{part}") for part in ("Kind", "Class", "Group", "Id", "Name"))
 # v1alpha3 clients attach artifacts to experiment runs through these two optional fields
 _ARTIFACT_LINKS = (Field("experimentId", update=False), Field("experimentRunId", update=False))
 
 REGISTERED_MODEL = Kind(
     "RegisteredModel", "registered_model", "registered_model",
-    fields=(Field("readme"), Field("maturity"), Field("language", list[_STR]), Field("tasks", list[_STR]),
+    fields=(Field("readme"), Field("maturity"), Field("language", list[str]), Field("tasks", list[str]),
             Field("provider"), Field("logo"), Field("license"), Field("licenseLink"), Field("libraryName"),
             Field("owner")),
     state_field="state", state_type=RegisteredModelState, default_state="LIVE", name_required=True)
@@ -93,7 +93,7 @@ DATASET = Kind(
 
 METRIC = Kind(
     "Metric", "artifact", "metric",
-    fields=(Field("value", Number), Field("timestamp"), Field("step", Text | StrictInt), *_ARTIFACT_LINKS),
+    fields=(Field("value", Number), Field("timestamp"), Field("step"), *_ARTIFACT_LINKS),
     state_field="state", state_type=ArtifactState, default_state="UNKNOWN")
 
 PARAMETER = Kind(

@@ -1,282 +1,257 @@
 """HTTP routes of the Model Registry API, thin over :mod:`kfbox.registry.store`.
 
-The same router serves ``/api/model_registry/v1`` (client 0.3.15+) and, with
+The same routes serve ``/api/model_registry/v1`` (client 0.3.15+) and, with
 ``legacy=True``, ``/api/model_registry/v1alpha3`` (older clients: also Experiments and
 ExperimentRuns). Each collection gets the upstream quintet -- find (``/thing``), list,
 create (201), get and PATCH (``/things/{id}``) -- plus the nested routes of the spec.
+
+Routes are plain Starlette routes with our own validation (:mod:`.validation`) and
+OpenAPI (:mod:`.openapi`): the FastAPI/pydantic machinery for ~100 routes cost more
+start-up time than the whole rest of the server.
 """
 
-# no ``from __future__ import annotations`` here: FastAPI reads the generated body models
-# from the closures' annotations, which must be real classes, not strings.
+from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from kfbox.errors import InvalidInput
-from kfbox.registry import kinds, schemas, store
+from kfbox.registry import kinds, store
 from kfbox.registry.filters import parse_filter
 from kfbox.registry.kinds import Kind
+from kfbox.registry.openapi import LIST_PARAMS, Operation
 from kfbox.registry.service import Registry
 from kfbox.registry.tables import Resource
+from kfbox.registry.validation import artifact_kind, parse_json, validate
 
-TAG = "ModelRegistryService"
+Handler = Callable[[str | None, QueryParams, Any], tuple[int, Any]]
+FIND_PARAMS = ("name", "externalId", "parentResourceId")
 
 
 @dataclasses.dataclass(frozen=True)
 class Collection:
     plural: str
     singular: str
-    family: str
-    kind: Kind                          # the kind POST creates / filters are parsed for
+    kind: Kind                          # what POST creates and filters are parsed for
     kinds: tuple[str, ...] | None       # restrict to these kinds (None: the whole family)
-    create_body: Any
-    update_body: Any
+    polymorphic: bool = False           # bodies are Artifact oneOf, by artifactType
+
+    @property
+    def family(self) -> str:
+        return self.kind.family
+
+    @property
+    def label(self) -> str:
+        return "Artifact" if self.polymorphic else self.kind.name
 
 
-def _collections(legacy: bool) -> list[Collection]:
-    c, u = schemas.CREATE, schemas.UPDATE
+def collections(legacy: bool) -> list[Collection]:
     out = [
-        Collection("registered_models", "registered_model", "registered_model", kinds.REGISTERED_MODEL, None,
-                   c["registered_model"], u["registered_model"]),
-        Collection("model_versions", "model_version", "model_version", kinds.MODEL_VERSION, None,
-                   c["model_version"], u["model_version"]),
-        Collection("model_artifacts", "model_artifact", "artifact", kinds.MODEL_ARTIFACT, ("model-artifact",),
-                   c["model-artifact"], u["model-artifact"]),
-        Collection("artifacts", "artifact", "artifact", kinds.MODEL_ARTIFACT, None,
-                   schemas.ArtifactCreate, schemas.ArtifactUpdate),
-        Collection("serving_environments", "serving_environment", "serving_environment", kinds.SERVING_ENVIRONMENT,
-                   None, c["serving_environment"], u["serving_environment"]),
-        Collection("inference_services", "inference_service", "inference_service", kinds.INFERENCE_SERVICE, None,
-                   c["inference_service"], u["inference_service"]),
+        Collection("registered_models", "registered_model", kinds.REGISTERED_MODEL, None),
+        Collection("model_versions", "model_version", kinds.MODEL_VERSION, None),
+        Collection("model_artifacts", "model_artifact", kinds.MODEL_ARTIFACT, ("model-artifact",)),
+        Collection("artifacts", "artifact", kinds.MODEL_ARTIFACT, None, polymorphic=True),
+        Collection("serving_environments", "serving_environment", kinds.SERVING_ENVIRONMENT, None),
+        Collection("inference_services", "inference_service", kinds.INFERENCE_SERVICE, None),
     ]
     if legacy:
-        out += [
-            Collection("experiments", "experiment", "experiment", kinds.EXPERIMENT, None,
-                       c["experiment"], u["experiment"]),
-            Collection("experiment_runs", "experiment_run", "experiment_run", kinds.EXPERIMENT_RUN, None,
-                       c["experiment_run"], u["experiment_run"]),
-        ]
+        out += [Collection("experiments", "experiment", kinds.EXPERIMENT, None),
+                Collection("experiment_runs", "experiment_run", kinds.EXPERIMENT_RUN, None)]
     return out
 
 
-def _reply(body: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
-
-
-def _kind_of_body(body: BaseModel, default: Kind) -> Kind:
-    artifact_type = getattr(body, "f_artifactType", None)
-    return kinds.ARTIFACT_KINDS[artifact_type] if artifact_type else default
-
-
-def _artifact_types(artifact_type: str | None) -> tuple[str, ...] | None:
-    if artifact_type is None or artifact_type == "":
+def _artifact_types(raw: str | None) -> tuple[str, ...] | None:
+    if not raw:
         return None
-    if artifact_type not in kinds.ARTIFACT_KINDS:
-        raise InvalidInput(f"artifactType {artifact_type!r} is not one of: " + ", ".join(kinds.ARTIFACT_KINDS))
-    return (artifact_type,)
+    if raw not in kinds.ARTIFACT_KINDS:
+        raise InvalidInput(f"artifactType {raw[:40]!r} is not one of: " + ", ".join(kinds.ARTIFACT_KINDS))
+    return (raw,)
 
 
-class _Lister:
-    """Shared list logic: paging parameters, filterQuery, name/externalId narrowing."""
+class RegistryRoutes:
+    """Builds the routes (and their OpenAPI operations) for one API prefix."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, prefix: str, legacy: bool) -> None:
         self.registry = registry
+        self.prefix = prefix
+        self.legacy = legacy
+        self.routes: list[Route] = []
+        self.operations: list[Operation] = []
+        if legacy:
+            self._metric_history()
+        for collection in collections(legacy):
+            self._collection(collection)
+        self._nested()
 
-    def __call__(self, scope: str, family: str, kind: Kind, *, kinds_: Sequence[str] | None = None,
-                 parent: int | None = None, filter_query: str | None = None, name: str | None = None,
-                 external_id: str | None = None, page_size: str | None = None, order_by: str | None = None,
-                 sort_order: str | None = None, token: str | None = None,
-                 extra: Sequence[ColumnElement[bool]] = ()) -> JSONResponse:
+    # -- plumbing -------------------------------------------------------------------------
+
+    def add(self, method: str, path: str, handler: Handler, op: Operation) -> None:
+        async def endpoint(request: Request) -> JSONResponse:
+            body = None
+            if method in ("POST", "PATCH"):
+                body = parse_json(await request.body(), request.headers.get("content-type"))
+            status, payload = await run_in_threadpool(handler, request.path_params.get("id"),
+                                                      request.query_params, body)
+            return JSONResponse(payload, status_code=status)
+
+        self.routes.append(Route(self.prefix + path, endpoint, methods=[method], name=op.summary))
+        self.operations.append(op)
+
+    def list_page(self, scope: str, kind: Kind, query: QueryParams, *, kinds_: Sequence[str] | None = None,
+                  parent: int | None = None, narrow: bool = False,
+                  extra: Sequence[ColumnElement[bool]] = ()) -> dict[str, Any]:
+        """Shared list logic: paging, filterQuery and (for nested lists) name/externalId."""
+        filter_query = query.get("filterQuery")
+        name = query.get("name") if narrow else None
+        external_id = query.get("externalId") if narrow else None
         key = "\x1f".join((scope, str(parent), filter_query or "", name or "", external_id or "",
-                           ",".join(kinds_ or ())))
-        page = self.registry.paginator.page(page_size, order_by, sort_order, token, key)
+                           ",".join(kinds_ or ()), query.get("stepIds") or ""))
+        page = self.registry.paginator.page(query.get("pageSize"), query.get("orderBy"), query.get("sortOrder"),
+                                            query.get("nextPageToken"), key)
         where: list[ColumnElement[bool] | None] = [parse_filter(filter_query, kind), *extra]
         if name is not None:
             where.append(Resource.name == name)
         if external_id is not None:
             where.append(Resource.external_id == external_id)
-        return _reply(self.registry.read(lambda s: store.list_page(
-            s, family, page, self.registry.paginator, where=where, kinds=kinds_, parent=parent)))
+        return self.registry.read(lambda s: store.list_page(s, kind.family, page, self.registry.paginator,
+                                                            where=where, kinds=kinds_, parent=parent))
 
+    # -- collections ----------------------------------------------------------------------
 
-def require_json(request: Request) -> None:
-    """Bodies must be JSON: a text/plain or form body is a 400 that says so."""
-    if request.method in ("POST", "PATCH", "PUT"):
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json" and not content_type.endswith("+json"):
-            raise InvalidInput(f"Content-Type {content_type or '(none)'!r} is not accepted; send the body as "
-                               "JSON with 'Content-Type: application/json'.")
+    def _collection(self, col: Collection) -> None:
+        registry = self.registry
 
-
-def build_router(registry: Registry, legacy: bool = False) -> APIRouter:
-    router = APIRouter(tags=[TAG], dependencies=[Depends(require_json)])
-    lister = _Lister(registry)
-    if legacy:
-        _metric_history_routes(router, registry, lister)
-    for collection in _collections(legacy):
-        _collection_routes(router, registry, lister, collection)
-    _nested_routes(router, registry, lister, legacy)
-    return router
-
-
-def _collection_routes(router: APIRouter, registry: Registry, lister: _Lister, col: Collection) -> None:
-    CreateBody, UpdateBody = col.create_body, col.update_body
-
-    def find(name: str | None = None, externalId: str | None = None,
-             parentResourceId: str | None = None) -> JSONResponse:
-        def run(s: Session) -> dict[str, Any]:
-            row = store.find(s, col.family, name=name, external_id=externalId, parent=parentResourceId,
-                             kinds=col.kinds)
-            return store.to_wire(store.kind_of(row), row)
-        return _reply(registry.read(run))
-
-    def list_(filterQuery: str | None = None, pageSize: str | None = None, orderBy: str | None = None,
-              sortOrder: str | None = None, nextPageToken: str | None = None,
-              artifactType: str | None = None) -> JSONResponse:
-        kinds_ = col.kinds if col.kinds is not None else (
-            _artifact_types(artifactType) if col.family == "artifact" else None)
-        return lister(col.plural, col.family, col.kind, kinds_=kinds_, filter_query=filterQuery,
-                      page_size=pageSize, order_by=orderBy, sort_order=sortOrder, token=nextPageToken)
-
-    def create(body: CreateBody) -> JSONResponse:  # type: ignore[valid-type]
-        kind = _kind_of_body(body, col.kind)
-
-        def run(s: Session) -> dict[str, Any]:
-            return store.to_wire(kind, store.create(s, kind, schemas.to_fields(body)))
-        return _reply(registry.write(run), 201)
-
-    def get(id: str) -> JSONResponse:
-        def run(s: Session) -> dict[str, Any]:
-            row = store.get(s, col.family, id, col.kinds)
-            return store.to_wire(store.kind_of(row), row)
-        return _reply(registry.read(run))
-
-    def patch(id: str, body: UpdateBody) -> JSONResponse:  # type: ignore[valid-type]
-        def run(s: Session) -> dict[str, Any]:
-            row = store.get(s, col.family, id, col.kinds)
-            row = store.update(s, row, schemas.to_fields(body))
-            return store.to_wire(store.kind_of(row), row)
-        return _reply(registry.write(run))
-
-    name = col.kind.name if col.kinds is not None or col.family != "artifact" else "Artifact"
-    router.add_api_route(f"/{col.singular}", find, methods=["GET"], summary=f"Find a {name} by name or externalId")
-    router.add_api_route(f"/{col.plural}", list_, methods=["GET"], summary=f"List {name}s")
-    router.add_api_route(f"/{col.plural}", create, methods=["POST"], status_code=201, summary=f"Create a {name}")
-    router.add_api_route(f"/{col.plural}/{{id}}", get, methods=["GET"], summary=f"Get a {name}")
-    router.add_api_route(f"/{col.plural}/{{id}}", patch, methods=["PATCH"], summary=f"Update a {name}")
-
-
-def _child_routes(router: APIRouter, registry: Registry, lister: _Lister, *, path: str, parent_family: str,
-                  child: Kind, body_type: Any, upsert: bool = False, op: str) -> None:
-    """``GET/POST /parents/{id}/children``: list children, create one under the parent."""
-    BodyType = body_type
-
-    def list_children(id: str, name: str | None = None, externalId: str | None = None,
-                      filterQuery: str | None = None, pageSize: str | None = None, orderBy: str | None = None,
-                      sortOrder: str | None = None, nextPageToken: str | None = None,
-                      artifactType: str | None = None) -> JSONResponse:
-        parent = registry.read(lambda s: store.get(s, parent_family, id))
-        kinds_ = _artifact_types(artifactType) if child.is_artifact else None
-        return lister(path, child.family, child, kinds_=kinds_, parent=parent.id, filter_query=filterQuery,
-                      name=name, external_id=externalId, page_size=pageSize, order_by=orderBy,
-                      sort_order=sortOrder, token=nextPageToken)
-
-    def create_child(id: str, body: BodyType) -> JSONResponse:  # type: ignore[valid-type]
-        kind = _kind_of_body(body, child)
-        fields = schemas.to_fields(body)
-        created = True
-
-        def run(s: Session) -> dict[str, Any]:
-            nonlocal created
-            parent = store.get(s, parent_family, id)
-            if upsert and fields.get("id") is not None:
-                row = store.get(s, child.family, fields["id"])
-                created = False
-                if store.kind_of(row).kind != kind.kind:
-                    raise InvalidInput(f"Artifact {row.id} is a {row.kind}, not a {kind.kind}.")
-                rest = {k: v for k, v in fields.items() if k not in ("id", "name")}
-                row = store.attach(s, store.update(s, row, rest), parent)
-            else:
-                row = store.create(s, kind, fields, parent=parent)
-            return store.to_wire(kind, row)
-        result = registry.write(run)
-        return _reply(result, 201 if created else 200)
-
-    router.add_api_route(path, list_children, methods=["GET"])
-    router.add_api_route(path, create_child, methods=["POST"], status_code=201)
-
-
-def _nested_routes(router: APIRouter, registry: Registry, lister: _Lister, legacy: bool) -> None:
-    _child_routes(router, registry, lister, path="/registered_models/{id}/versions", parent_family="registered_model",
-                  child=kinds.MODEL_VERSION, body_type=schemas.FULL["model_version"], op="registered_model_versions")
-    _child_routes(router, registry, lister, path="/model_versions/{id}/artifacts", parent_family="model_version",
-                  child=kinds.MODEL_ARTIFACT, body_type=schemas.Artifact, upsert=True,
-                  op="model_version_artifacts")
-    _child_routes(router, registry, lister, path="/serving_environments/{id}/inference_services",
-                  parent_family="serving_environment", child=kinds.INFERENCE_SERVICE,
-                  body_type=schemas.CREATE["inference_service"], op="environment_inference_services")
-    _child_routes(router, registry, lister, path="/inference_services/{id}/serves", parent_family="inference_service",
-                  child=kinds.SERVE_MODEL, body_type=schemas.CREATE["serve_model"], op="inference_service_serves")
-    if legacy:
-        _child_routes(router, registry, lister, path="/experiments/{id}/experiment_runs", parent_family="experiment",
-                      child=kinds.EXPERIMENT_RUN, body_type=schemas.FULL["experiment_run"],
-                      op="experiment_experiment_runs")
-        _child_routes(router, registry, lister, path="/experiment_runs/{id}/artifacts",
-                      parent_family="experiment_run", child=kinds.MODEL_ARTIFACT, body_type=schemas.Artifact,
-                      upsert=True, op="experiment_run_artifacts")
-
-    def linked(ref: str, family: str, kind: Kind) -> Callable[[str], JSONResponse]:
-        def get_linked(id: str) -> JSONResponse:
+        def find(_: str | None, query: QueryParams, __: Any) -> tuple[int, Any]:
             def run(s: Session) -> dict[str, Any]:
-                service = store.get(s, "inference_service", id)
+                row = store.find(s, col.family, name=query.get("name"), external_id=query.get("externalId"),
+                                 parent=query.get("parentResourceId"), kinds=col.kinds)
+                return store.to_wire(store.kind_of(row), row)
+            return 200, registry.read(run)
+
+        def list_(_: str | None, query: QueryParams, __: Any) -> tuple[int, Any]:
+            kinds_ = col.kinds if not col.polymorphic else _artifact_types(query.get("artifactType"))
+            return 200, self.list_page(col.plural, col.kind, query, kinds_=kinds_)
+
+        def create(_: str | None, __: QueryParams, body: Any) -> tuple[int, Any]:
+            kind = artifact_kind(body) if col.polymorphic else col.kind
+            fields = validate(kind, "create", body)
+            return 201, registry.write(lambda s: store.to_wire(kind, store.create(s, kind, fields)))
+
+        def get(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
+            def run(s: Session) -> dict[str, Any]:
+                row = store.get(s, col.family, rid or "", col.kinds)
+                return store.to_wire(store.kind_of(row), row)
+            return 200, registry.read(run)
+
+        def patch(rid: str | None, _: QueryParams, body: Any) -> tuple[int, Any]:
+            store.parse_id(rid or "")
+
+            def run(s: Session) -> dict[str, Any]:
+                row = store.get(s, col.family, rid or "", col.kinds)
+                kind = store.kind_of(row)
+                row = store.update(s, row, validate(kind, "update", body))
+                return store.to_wire(kind, row)
+            return 200, registry.write(run)
+
+        label, extra_q = col.label, (("artifactType",) if col.polymorphic else ())
+        self.add("GET", f"/{col.singular}", find,
+                 Operation("GET", f"/{col.singular}", f"Find a {label}", label, query=FIND_PARAMS))
+        self.add("GET", f"/{col.plural}", list_,
+                 Operation("GET", f"/{col.plural}", f"List {label}s", f"{label}List", query=LIST_PARAMS + extra_q))
+        self.add("POST", f"/{col.plural}", create,
+                 Operation("POST", f"/{col.plural}", f"Create a {label}", label, 201, f"{label}Create"))
+        self.add("GET", f"/{col.plural}/{{id}}", get,
+                 Operation("GET", f"/{col.plural}/{{id}}", f"Get a {label}", label))
+        self.add("PATCH", f"/{col.plural}/{{id}}", patch,
+                 Operation("PATCH", f"/{col.plural}/{{id}}", f"Update a {label}", label, 200, f"{label}Update"))
+
+    # -- nested ---------------------------------------------------------------------------
+
+    def _children(self, path: str, parent_family: str, child: Kind, variant: str, *, upsert: bool = False) -> None:
+        """``GET/POST /parents/{id}/children``: list children, create (or attach) one under the parent."""
+        registry = self.registry
+        label = "Artifact" if child.is_artifact else child.name
+
+        def list_children(rid: str | None, query: QueryParams, _: Any) -> tuple[int, Any]:
+            parent = registry.read(lambda s: store.get(s, parent_family, rid or ""))
+            kinds_ = _artifact_types(query.get("artifactType")) if child.is_artifact else None
+            return 200, self.list_page(path, child, query, kinds_=kinds_, parent=parent.id, narrow=True)
+
+        def create_child(rid: str | None, _: QueryParams, body: Any) -> tuple[int, Any]:
+            store.parse_id(rid or "")
+            kind = artifact_kind(body, None) if child.is_artifact else child
+            fields = validate(kind, variant, body)
+
+            def run(s: Session) -> tuple[int, Any]:
+                parent = store.get(s, parent_family, rid or "")
+                if upsert and fields.get("id") is not None:
+                    row = store.get(s, child.family, fields["id"])
+                    if row.kind != kind.kind:
+                        raise InvalidInput(f"Artifact {row.id} is a {row.kind}, not a {kind.kind}.")
+                    rest = {k: v for k, v in fields.items() if k not in ("id", "name")}
+                    return 200, store.to_wire(kind, store.attach(s, store.update(s, row, rest), parent))
+                return 201, store.to_wire(kind, store.create(s, kind, fields, parent=parent))
+            return registry.write(run)
+
+        body_schema = label if variant == "full" else f"{label}Create"
+        narrow = ("name", "externalId") + (("artifactType",) if child.is_artifact else ())
+        self.add("GET", path, list_children,
+                 Operation("GET", path, f"List the {label}s of a parent", f"{label}List", query=LIST_PARAMS + narrow))
+        self.add("POST", path, create_child,
+                 Operation("POST", path, f"Create a {label} under a parent", label, 201, body_schema))
+
+    def _nested(self) -> None:
+        self._children("/registered_models/{id}/versions", "registered_model", kinds.MODEL_VERSION, "full")
+        self._children("/model_versions/{id}/artifacts", "model_version", kinds.MODEL_ARTIFACT, "full", upsert=True)
+        self._children("/serving_environments/{id}/inference_services", "serving_environment",
+                       kinds.INFERENCE_SERVICE, "create")
+        self._children("/inference_services/{id}/serves", "inference_service", kinds.SERVE_MODEL, "create")
+        if self.legacy:
+            self._children("/experiments/{id}/experiment_runs", "experiment", kinds.EXPERIMENT_RUN, "full")
+            self._children("/experiment_runs/{id}/artifacts", "experiment_run", kinds.MODEL_ARTIFACT, "full",
+                           upsert=True)
+        for suffix, ref, family, kind in (("model", "registeredModelId", "registered_model", kinds.REGISTERED_MODEL),
+                                          ("version", "modelVersionId", "model_version", kinds.MODEL_VERSION)):
+            self.add("GET", f"/inference_services/{{id}}/{suffix}", self._linked(ref, family, kind),
+                     Operation("GET", f"/inference_services/{{id}}/{suffix}",
+                               f"Get the {kind.name} an InferenceService serves", kind.name))
+
+    def _linked(self, ref: str, family: str, kind: Kind) -> Handler:
+        def get_linked(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
+            def run(s: Session) -> dict[str, Any]:
+                service = store.get(s, "inference_service", rid or "")
                 target = service.attrs.get(ref)
                 if not target:
                     raise InvalidInput(f"InferenceService {service.id} has no {ref}.")
                 return store.to_wire(kind, store.get(s, family, target))
-            return _reply(registry.read(run))
+            return 200, self.registry.read(run)
         return get_linked
 
-    router.add_api_route("/inference_services/{id}/model", linked("registeredModelId", "registered_model",
-                                                                   kinds.REGISTERED_MODEL), methods=["GET"])
-    router.add_api_route("/inference_services/{id}/version", linked("modelVersionId", "model_version",
-                                                                     kinds.MODEL_VERSION), methods=["GET"])
+    def _metric_history(self) -> None:
+        """v1alpha3 metric history: the Metric artifacts of runs, optionally by name and steps."""
+        registry = self.registry
 
+        def history(rid: str | None, query: QueryParams, _: Any) -> tuple[int, Any]:
+            parent = registry.read(lambda s: store.get(s, "experiment_run", rid)).id if rid is not None else None
+            extra: list[ColumnElement[bool]] = []
+            step_ids = query.get("stepIds")
+            if step_ids:
+                steps = [part.strip() for part in step_ids.split(",") if part.strip()]
+                if not all(step.lstrip("-").isdigit() for step in steps):
+                    raise InvalidInput(f"stepIds {step_ids[:60]!r} must be comma-separated whole numbers.")
+                extra.append(Resource.attrs["step"].as_string().in_(steps))
+            return 200, self.list_page("metric_history", kinds.METRIC, query, kinds_=("metric",), parent=parent,
+                                       narrow=True, extra=extra)
 
-def _metric_history_routes(router: APIRouter, registry: Registry, lister: _Lister) -> None:
-    """v1alpha3 metric history: the Metric artifacts of runs, optionally by name and steps."""
-
-    def history(run_id: str | None, name: str | None, stepIds: str | None, filterQuery: str | None,
-                pageSize: str | None, orderBy: str | None, sortOrder: str | None,
-                nextPageToken: str | None) -> JSONResponse:
-        parent = None
-        if run_id is not None:
-            parent = registry.read(lambda s: store.get(s, "experiment_run", run_id)).id
-        extra: list[ColumnElement[bool]] = []
-        if stepIds:
-            steps = [part.strip() for part in stepIds.split(",") if part.strip()]
-            if not all(step.lstrip("-").isdigit() for step in steps):
-                raise InvalidInput(f"stepIds {stepIds!r} must be comma-separated whole numbers.")
-            extra.append(Resource.attrs["step"].as_string().in_(steps))
-        return lister(f"metric_history/{stepIds}", "artifact", kinds.METRIC, kinds_=("metric",), parent=parent,
-                      filter_query=filterQuery, name=name, page_size=pageSize, order_by=orderBy,
-                      sort_order=sortOrder, token=nextPageToken, extra=extra)
-
-    def all_runs(name: str | None = None, stepIds: str | None = None, filterQuery: str | None = None,
-                 pageSize: str | None = None, orderBy: str | None = None, sortOrder: str | None = None,
-                 nextPageToken: str | None = None) -> JSONResponse:
-        return history(None, name, stepIds, filterQuery, pageSize, orderBy, sortOrder, nextPageToken)
-
-    def one_run(id: str, name: str | None = None, stepIds: str | None = None, filterQuery: str | None = None,
-                pageSize: str | None = None, orderBy: str | None = None, sortOrder: str | None = None,
-                nextPageToken: str | None = None) -> JSONResponse:
-        return history(id, name, stepIds, filterQuery, pageSize, orderBy, sortOrder, nextPageToken)
-
-    router.add_api_route("/experiment_runs/metric_history", all_runs, methods=["GET"])
-    router.add_api_route("/experiment_runs/{id}/metric_history", one_run, methods=["GET"])
+        for path in ("/experiment_runs/metric_history", "/experiment_runs/{id}/metric_history"):
+            self.add("GET", path, history, Operation("GET", path, "Metric history of experiment runs", "MetricList",
+                                                     query=(*LIST_PARAMS, "name", "stepIds")))

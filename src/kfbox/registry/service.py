@@ -151,10 +151,18 @@ def _retryable(exc: DBAPIError) -> bool:
     return bool(args) and args[0] in (1205, 1213)
 
 
+PREFIXES = (("/api/model_registry/v1", False), ("/api/model_registry/v1alpha3", True))
+
+
 def install(app: FastAPI, platform: Platform) -> None:
-    from kfbox.registry.router import build_router
+    from kfbox.registry.openapi import publish
+    from kfbox.registry.router import RegistryRoutes
 
     registry = Registry(platform.db)
     platform.services["registry"] = registry
-    for prefix, legacy in (("/api/model_registry/v1", False), ("/api/model_registry/v1alpha3", True)):
-        app.include_router(build_router(registry, legacy=legacy), prefix=prefix)
+    documents = []
+    for prefix, legacy in PREFIXES:
+        routes = RegistryRoutes(registry, prefix, legacy)
+        app.router.routes.extend(routes.routes)
+        documents.append((prefix, routes.operations))
+    publish(app, documents)
