@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
+    _skip_kubernetes_client()
     try:
         from kfbox.serving.runtimes import build_model
 
@@ -44,6 +46,22 @@ def main(argv: list[str]) -> int:
     server = _loopback_server(args.port, args.grpc_port)
     server.start([model])
     return 0
+
+
+def _skip_kubernetes_client() -> None:
+    """Keep kserve's Kubernetes client out of the cold start (about a second of imports).
+
+    ``kserve/__init__`` imports ``KServeClient`` and with it the ``kubernetes`` package, which a
+    replica never uses; a stand-in module that refuses to be used takes its place.
+    """
+    stub = types.ModuleType("kserve.api.kserve_client")
+
+    class KServeClient:
+        def __init__(self, *_: Any, **__: Any) -> None:
+            raise RuntimeError("KServeClient is not available inside a kfbox model replica.")
+
+    stub.KServeClient = KServeClient  # type: ignore[attr-defined]
+    sys.modules.setdefault("kserve.api.kserve_client", stub)
 
 
 def _loopback_server(port: int, grpc_port: int) -> Any:
