@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,3 +37,28 @@ def wait_run(server: ServerProcess, run_id: str, timeout: float = 120, states: t
 
 def tasks_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {t["pod_name"]: t for t in body["run_details"]["task_details"]}
+
+
+def task_pid(server: ServerProcess, run_id: str, task: str, timeout: float = 60) -> int:
+    """The pid a task printed as ``pid=N`` in its log (the hanging sample does)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}/tasks/{task}/logs", timeout=10)
+        if response.status_code == 200 and "pid=" in response.text:
+            return int(response.text.split("pid=")[1].split()[0])
+        time.sleep(0.2)
+    raise AssertionError(f"task {task} of run {run_id} never printed its pid")
+
+
+def process_gone(pid: int, timeout: float = 10) -> bool:
+    """Gone or a zombie (killed, waiting for init to reap it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False

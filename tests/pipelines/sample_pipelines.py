@@ -136,3 +136,18 @@ def offline():
     task.set_env_variable("PIP_NO_INDEX", "1")
     task.set_env_variable("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     task.set_caching_options(False)
+
+
+@dsl.container_component
+def shell(message: str) -> dsl.ContainerSpec:
+    return dsl.ContainerSpec(image="alpine:3", command=["echo"], args=[message])
+
+
+@dsl.pipeline(name="containerised")
+def containerised(message: str = "hi"):
+    shell(message=message)
+
+
+@dsl.pipeline(name="typed")
+def typed(count: int, ratio: float = 0.5, label: str = "x", flag: bool = False):
+    say(message=label)

@@ -11,7 +11,7 @@ from kfp import Client
 from model_registry import ModelRegistry
 
 from tests.pipelines import sample_pipelines as samples
-from tests.pipelines.conftest import tasks_by_path, wait_run
+from tests.pipelines.conftest import process_gone, task_pid, tasks_by_path, wait_run
 from tests.support import ServerProcess
 
 
@@ -66,35 +66,13 @@ def test_failing_component_fails_the_run_with_its_exception(server: ServerProces
 def test_hanging_task_is_cancelled_with_its_processes(server: ServerProcess, kfp_client: Client) -> None:
     result = kfp_client.create_run_from_pipeline_func(samples.hanging, arguments={"seconds": 600})
     wait_run(server, result.run_id, states=("RUNNING",))
-    logs_url = f"{server.url}/apis/v2beta1/runs/{result.run_id}/tasks/hang/logs"
-    pid = 0
-    deadline = time.monotonic() + 60
-    while not pid and time.monotonic() < deadline:
-        response = httpx.get(logs_url)
-        if response.status_code == 200 and "pid=" in response.text:
-            pid = int(response.text.split("pid=")[1].split()[0])
-        time.sleep(0.2)
-    assert pid, "the hanging task never started"
+    pid = task_pid(server, result.run_id, "hang")
     kfp_client.terminate_run(result.run_id)
     body = wait_run(server, result.run_id, timeout=30)
     assert body["state"] == "CANCELED"
     assert tasks_by_path(body)["hang"]["state"] == "CANCELED"
     assert process_gone(pid), f"task process {pid} outlived the cancel"
     assert server.healthy()
-
-
-def process_gone(pid: int, timeout: float = 10) -> bool:
-    """Gone or a zombie (killed, waiting for init to reap it)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_identical_run_is_answered_from_the_cache(server: ServerProcess, kfp_client: Client) -> None:

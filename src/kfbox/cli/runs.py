@@ -84,10 +84,10 @@ def run(
             console.print(f"Run [bold]{run_id}[/] submitted ({created['state']}). Follow it with: "
                           f"kfbox runs get {run_id}")
         return
-    final = _watch(api, run_id)
+    final = _watch(api, run_id, live=output == Output.table)
     if output == Output.json:
         print_json(final)
-    _report(final)
+    _report(final, quiet=output == Output.json)
 
 
 def compile_pipeline(
@@ -199,19 +199,25 @@ def _experiment_id(api: ApiClient, name: str, create: bool = True) -> str:
     return str(api.post(f"{API}/experiments", json={"display_name": name})["experiment_id"])
 
 
-def _watch(api: ApiClient, run_id: str) -> dict[str, Any]:
+def _watch(api: ApiClient, run_id: str, live: bool = True) -> dict[str, Any]:
     body = api.get(f"{API}/runs/{run_id}")
-    with Live(_task_table(body), console=console, refresh_per_second=4, transient=False) as live:
+    if not live:
         while body["state"] not in FINAL:
-            time.sleep(0.5)
+            time.sleep(0.3)
             body = api.get(f"{API}/runs/{run_id}")
-            live.update(_task_table(body))
+        return body
+    with Live(_task_table(body), console=console, refresh_per_second=4, transient=False) as display:
+        while body["state"] not in FINAL:
+            time.sleep(0.3)
+            body = api.get(f"{API}/runs/{run_id}")
+            display.update(_task_table(body))
     return body
 
 
-def _report(body: dict[str, Any]) -> None:
+def _report(body: dict[str, Any], quiet: bool = False) -> None:
     state = body["state"]
-    console.print(f"Run {body['run_id']} {_styled(state)} in {_duration(body)}", highlight=False)
+    if not quiet:
+        console.print(f"Run {body['run_id']} {_styled(state)} in {_duration(body)}", highlight=False)
     if state != "SUCCEEDED":
         message = (body.get("error") or {}).get("message") or f"Run ended {state}."
         raise KfboxError(message)

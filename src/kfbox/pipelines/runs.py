@@ -171,15 +171,22 @@ class RunStore:
             self.transition(s, run, "RUNNING")
             return True
 
-    def recover(self) -> list[str]:
-        """At start: runs left RUNNING by a server that died cannot be resumed; fail them with the reason."""
+    def set_pid(self, run_id: str, pid: int) -> None:
+        with self.db.write() as s:
+            self.get(run_id, s).pid = pid
+
+    def recover(self) -> list[tuple[str, int | None]]:
+        """At start: runs left RUNNING by a server that died cannot be resumed; fail them with the reason.
+
+        Returns (run id, worker pid) of each, so the caller can kill workers that outlived the server.
+        """
         with self.db.write() as s:
             stale = list(s.scalars(select(Run).where(Run.state.in_(("RUNNING", "CANCELING")))))
             for run in stale:
                 final = "CANCELED" if run.state == "CANCELING" else "FAILED"
                 self.transition(s, run, final, "The kfbox server stopped while this run was running; its "
-                                "worker was lost. Start it again with: kfbox run (or kfp.Client.run_pipeline).")
-            return [run.id for run in stale]
+                                "worker was stopped. Start it again with: kfbox run (or kfp.Client.run_pipeline).")
+            return [(run.id, run.pid) for run in stale]
 
     def apply(self, run_id: str, event: dict[str, Any]) -> None:
         """One worker event, in its own transaction."""

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -22,7 +23,7 @@ from kfbox.pipelines.environment import task_environment
 from kfbox.pipelines.events import EventReader
 from kfbox.pipelines.runs import ACTIVE, RunStore
 from kfbox.pipelines.tables import Run
-from kfbox.server.processes import ChildProcess
+from kfbox.server.processes import ChildProcess, kill_group
 
 log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
@@ -53,6 +54,9 @@ class Supervisor:
 
     def start(self) -> None:
         recovered = self.store.recover()
+        for run_id, pid in recovered:
+            if pid and _is_worker(pid, run_id):
+                kill_group(pid, signal.SIGKILL)
         if recovered:
             log.warning("marked %d run(s) interrupted by a server stop as FAILED", len(recovered))
         self.thread = threading.Thread(target=self._loop, name="kfbox-runs", daemon=True)
@@ -152,7 +156,17 @@ class Supervisor:
         except OSError as exc:
             self.store.finish(run.id, "FAILED", f"Could not start the run's worker: {exc}")
             return
+        self.store.set_pid(run.id, child.pid)
         with self.lock:
             self.active[run.id] = _Active(child, EventReader(run_dir / "events.jsonl"))
         if self.store.get(run.id).state not in ACTIVE:  # cancelled between mark and spawn
             child.stop(grace=0)
+
+
+def _is_worker(pid: int, run_id: str) -> bool:
+    """Whether ``pid`` is still this run's worker (and not a recycled pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"kfbox.pipelines.worker" in cmdline and any(run_id.encode() in part for part in cmdline)

@@ -1,0 +1,113 @@
+"""``kfbox run``, ``kfbox compile`` and ``kfbox runs ...`` against a live server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerProcess
+
+PIPELINE_FILE = '''
+from kfp import dsl
+
+
+@dsl.component(base_image="python:3.11")
+def greet(name: str, times: int) -> str:
+    print(f"hello {name} x{times}")
+    return name * times
+
+
+@dsl.pipeline(name="greeting")
+def greeting(name: str = "kf", times: int = 2):
+    greet(name=name, times=times)
+
+
+@dsl.pipeline(name="other")
+def other():
+    greet(name="o", times=1)
+'''
+
+
+def kfbox(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env["KFBOX_URL"] = server.url
+    env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", "kfbox", *args], capture_output=True, text=True, env=env,
+                          timeout=180)
+
+
+@pytest.fixture(scope="module")
+def pipeline_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("src") / "greeting.py"
+    path.write_text(PIPELINE_FILE)
+    return path
+
+
+def run_count(server: ServerProcess) -> int:
+    return int(server.client().get("/apis/v2beta1/runs").json()["total_size"])
+
+
+BAD_INPUT = [
+    (":greeting", ["-p", "colour=red"], "has no parameter 'colour'"),
+    (":greeting", ["-p", "times=many"], "Parameter 'times' must be an integer; got 'many'"),
+    (":greeting", ["-p", "times"], "Parameter 'times' is not name=value"),
+    (":nope", [], "has no pipeline named 'nope'. Its pipelines: greeting, other"),
+    ("", [], "defines 2 pipelines; pick one with"),
+    ("broken", [], "has a syntax error at line 2"),
+]
+
+
+def test_bad_input_fails_before_anything_runs(server: ServerProcess, pipeline_file: Path) -> None:
+    broken = pipeline_file.parent / "broken.py"
+    broken.write_text("from kfp import dsl\ndef oops(:\n")
+    before = run_count(server)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env.update(KFBOX_URL=server.url, COLUMNS="200")
+    started = []
+    for target, params, message in BAD_INPUT:  # concurrently: each pays kfp's import time
+        path = str(broken) if target == "broken" else str(pipeline_file) + target
+        started.append((subprocess.Popen([sys.executable, "-m", "kfbox", "run", path, *params], env=env, text=True,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE), message))
+    for process, message in started:
+        _, stderr = process.communicate(timeout=180)
+        assert process.returncode == 1, stderr
+        assert message in " ".join(stderr.split())
+    assert run_count(server) == before
+
+
+def test_run_watch_get_logs_list(server: ServerProcess, pipeline_file: Path) -> None:
+    done = kfbox(server, "run", f"{pipeline_file}:greeting", "-p", "name=ab", "-p", "times=3", "--watch",
+                 "--experiment", "cli", "-o", "json")
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout[done.stdout.index('{\n  "experiment_id"'):])
+    assert body["state"] == "SUCCEEDED"
+    run_id = body["run_id"]
+    task = body["run_details"]["task_details"][0]
+    assert task["parameters"] == {"Output": "ababab"}
+
+    shown = kfbox(server, "runs", "get", run_id)
+    assert "SUCCEEDED" in shown.stdout and "Output=ababab" in shown.stdout
+    logs = kfbox(server, "runs", "logs", run_id, "--task", "greet")
+    assert "hello ab x3" in logs.stdout
+    listed = kfbox(server, "runs", "list", "--experiment", "cli", "-o", "json")
+    assert [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]
+    missing = kfbox(server, "runs", "logs", run_id, "--task", "nope")
+    assert missing.returncode == 1 and "has no task 'nope'" in missing.stderr
+
+
+def test_compile_then_run_yaml_without_cache(server: ServerProcess, pipeline_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "greeting.yaml"
+    done = kfbox(server, "compile", f"{pipeline_file}:greeting", "-o", str(output))
+    assert done.returncode == 0, done.stderr
+    assert "pipelineInfo" in output.read_text()
+    first = kfbox(server, "run", str(output), "--watch", "-o", "json")
+    assert first.returncode == 0, first.stderr
+    again = kfbox(server, "run", str(output), "--watch", "--no-cache", "-o", "json")
+    body = json.loads(again.stdout[again.stdout.index('{\n  "experiment_id"'):])
+    assert body["state"] == "SUCCEEDED"
+    assert body["run_details"]["task_details"][0]["cache_hit"] is False
