@@ -116,12 +116,14 @@ class VenvCache:
     def python_for(self, reqs: Requirements, log: IO[bytes], env: Mapping[str, str]) -> str:
         path = self.root / reqs.key
         python = path / "bin" / "python"
+        reuse = f"[kfbox] reusing virtual environment {path} for {list(reqs.packages)}\n".encode()
         if (path / READY).exists():
-            log.write(f"[kfbox] reusing virtual environment {path} for {list(reqs.packages)}\n".encode())
+            log.write(reuse)
             return str(python)
         self.root.mkdir(parents=True, exist_ok=True)
         with _locked(self.root / f"{reqs.key}.lock"):
-            if (path / READY).exists():
+            if (path / READY).exists():  # another task built it while this one waited
+                log.write(reuse)
                 return str(python)
             log.write(f"[kfbox] building virtual environment {path} for {list(reqs.packages)}\n".encode())
             log.flush()
