@@ -115,9 +115,8 @@ def _register_many(url: str, model_id: str, worker: int, count: int, queue: Any)
     queue.put(statuses)
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
 def test_eight_processes_register_four_hundred_versions(database_url: str, tmp_path: Path) -> None:
-    if database_url.startswith("mysql"):
-        pytest.skip("the 8x50 storm runs on SQLite and PostgreSQL (issue scope); MariaDB is covered above")
     proc = ServerProcess.start(tmp_path / "home", db=database_url)
     try:
         with proc.client() as http:
