@@ -250,41 +250,41 @@ def copy_model_to_pvc(model_uri: str, model_name: str, version: str, pvc_name: s
 def deploy_inference_service(manifest: str, storage_uri: str) -> str:
     """Create or update the InferenceService of ``manifest`` with ``storage_uri``; return its name.
 
-    On kfbox (``KFBOX_URL`` set) it goes to kfbox's serving API; on a cluster to the
-    Kubernetes API with the pipeline's service account.
+    The same Kubernetes client call serves both places: kfbox answers the
+    ``serving.kserve.io/v1beta1`` API at ``KFBOX_URL`` (a POST there applies: create or
+    update); on a cluster it goes to the Kubernetes API with the pipeline's service account.
     """
     import json
     import os
-    import urllib.request
+
+    from kubernetes import client, config
 
     isvc = json.loads(manifest)
     isvc["spec"]["predictor"]["model"]["storageUri"] = storage_uri
     name, namespace = isvc["metadata"]["name"], isvc["metadata"].get("namespace", "default")
+    group, api_version, plural = "serving.kserve.io", "v1beta1", "inferenceservices"
     platform = os.environ.get("KFBOX_URL")
     if platform:
-        request = urllib.request.Request(
-            f"{platform}/serving/api/v1/inferenceservices", data=json.dumps(isvc).encode(), method="POST",
-            headers={"Content-Type": "application/json",
-                     **({"Authorization": f"Bearer {os.environ['KFBOX_TOKEN']}"} if os.environ.get("KFBOX_TOKEN")
-                        else {})})
-        with urllib.request.urlopen(request, timeout=60) as reply:  # noqa: S310 - the platform's own URL
-            print(f"applied {namespace}/{name} on kfbox: HTTP {reply.status}")
+        configuration = client.Configuration(host=platform)
+        if os.environ.get("KFBOX_TOKEN"):
+            configuration.api_key = {"authorization": os.environ["KFBOX_TOKEN"]}
+            configuration.api_key_prefix = {"authorization": "Bearer"}
+        api = client.CustomObjectsApi(client.ApiClient(configuration))
+        api.create_namespaced_custom_object(group, api_version, namespace, plural, isvc)
+        print(f"applied {namespace}/{name} on kfbox at {platform} with storageUri {storage_uri}")
         return name
-    from kubernetes import client, config
-
     config.load_incluster_config()
     api = client.CustomObjectsApi()
-    group, api_version, plural = "serving.kserve.io", "v1beta1", "inferenceservices"
     try:
         api.get_namespaced_custom_object(group, api_version, namespace, plural, name)
     except client.ApiException as exc:
         if exc.status != 404:
             raise
         api.create_namespaced_custom_object(group, api_version, namespace, plural, isvc)
-        print(f"created {namespace}/{name}")
+        print(f"created {namespace}/{name} with storageUri {storage_uri}")
     else:
         api.patch_namespaced_custom_object(group, api_version, namespace, plural, name, isvc)
-        print(f"updated {namespace}/{name}")
+        print(f"updated {namespace}/{name} with storageUri {storage_uri}")
     return name
 
 

@@ -1,0 +1,88 @@
+"""``kfbox example iris``: the whole MLOps workflow by one command."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kfbox.cli.api import resolve_url
+from kfbox.cli.options import HomeOption, TokenOption, UrlOption
+from kfbox.cli.output import console, print_table
+from kfbox.config import Settings
+from kfbox.errors import Unavailable
+from kfbox.workflows.iris import IrisOptions, IrisSummary, run_iris
+
+example_app = typer.Typer(help="Runnable end-to-end workflows.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(example_app, name="example")
+
+
+def _platform_url(url: str | None, home: Path | None, token: str | None) -> str:
+    """The running platform, or a new detached one for this home when none runs."""
+    try:
+        return resolve_url(url, home)
+    except Unavailable:
+        if url or os.environ.get("KFBOX_URL"):
+            raise
+    from kfbox.cli.server import start_detached
+
+    start_detached(Settings.load(home=home, token=token))
+    return resolve_url(None, home)
+
+
+@example_app.command("iris")
+def iris(
+    neighbors: Annotated[str, typer.Option(help="Comma-separated k values, one KNN model each.")] = "2,6,9",
+    version: Annotated[str | None, typer.Option(help="Model version to register. Default: the next vN.", show_default=False)] = None,
+    scaler: Annotated[str, typer.Option(help="standard_scaler or min_max_scaler.")] = "standard_scaler",
+    metric: Annotated[str, typer.Option(help="Custom property that ranks the models.")] = "accuracy",
+    loadtest_seconds: Annotated[float, typer.Option("--loadtest-seconds", help="Length of the closing load test; 0 skips it.")] = 3.0,
+    examples_dir: Annotated[Path | None, typer.Option("--examples-dir", help="Folder holding pipelines.py, inference.yaml, request.json.", show_default="examples/iris of this checkout")] = None,
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Train KNN models on iris, register them, select the best, serve it, predict and load-test it.
+
+    Starts the platform in the background when none runs (stop it with `kfbox down`).
+    Re-running registers the next version; --version picks one.
+
+    Example: kfbox example iris --neighbors 3,5,7 --scaler min_max_scaler
+    """
+    try:
+        ks = [int(k) for k in neighbors.split(",") if k.strip()]
+    except ValueError as exc:
+        raise typer.BadParameter(f"--neighbors must be integers like 2,6,9, got {neighbors!r}") from exc
+    platform_url = _platform_url(url, home, token)
+    options = IrisOptions(neighbors=ks, version=version, scaler=scaler, metric=metric,
+                          loadtest_seconds=loadtest_seconds)
+    summary = run_iris(platform_url, token, options, console, examples_dir)
+    print_summary(summary)
+
+
+def print_summary(summary: IrisSummary) -> None:
+    print_table(f"Models registered as version {summary.version}", ["model", "accuracy", "selected"],
+                [(name, f"{value:.4f}" if value is not None else "-", "yes" if name == summary.selected else "")
+                 for name, value in summary.models])
+    rows = [
+        ("selected model", f"{summary.selected} {summary.version} (accuracy {summary.selected_metric})"),
+        ("endpoint", summary.endpoint),
+        ("sample request", json.dumps(summary.request)),
+        ("answer", f"{json.dumps(summary.response)} -> {', '.join(summary.predicted_classes)}"),
+    ]
+    if summary.loadtest:
+        lt = summary.loadtest
+        rows.append(("load test", f"{lt['requests']} requests in {lt['seconds']:.1f}s: {lt['rps']:.0f} req/s, "
+                                  f"p50 {lt['p50_ms']:.1f} ms, p99 {lt['p99_ms']:.1f} ms, errors {lt['errors']}"))
+    rows += [
+        ("timings", f"training {summary.training_seconds:.1f}s, selection+deploy {summary.selection_seconds:.1f}s, "
+                    f"total {summary.total_seconds:.1f}s"),
+        ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),
+    ]
+    print_table("iris workflow", ["", ""], rows)

@@ -1,0 +1,1 @@
+"""Whole workflows driven through the platform API, as a user would: ``kfbox example``."""

@@ -1,0 +1,216 @@
+"""The iris workflow end to end, through the platform's public APIs only.
+
+train (KFP run) -> registry -> select + deploy (KFP run) -> wait Ready -> predict -> load test.
+Every step goes through the same HTTP APIs a user's own code would call: ``kfp.Client``
+for the pipelines, the upstream ``model_registry`` client for the registry, the KServe
+V1 protocol for predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+from rich.console import Console
+
+from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
+from kfbox.workflows.run_watch import watch_run
+
+NAMESPACE = "kubeflow-user-example-com"
+SERVICE = "sklearn-inference"
+IRIS_CLASSES = ("setosa", "versicolor", "virginica")
+VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+@dataclasses.dataclass
+class IrisOptions:
+    neighbors: list[int] = dataclasses.field(default_factory=lambda: [2, 6, 9])
+    version: str | None = None
+    scaler: str = "standard_scaler"
+    metric: str = "accuracy"
+    loadtest_seconds: float = 3.0
+    loadtest_concurrency: int = 8
+    timeout: float = 600.0
+
+
+@dataclasses.dataclass
+class IrisSummary:
+    platform_url: str
+    version: str
+    models: list[tuple[str, float | None]]
+    selected: str
+    selected_metric: float | None
+    endpoint: str
+    request: dict[str, Any]
+    response: dict[str, Any]
+    predicted_classes: list[str]
+    loadtest: dict[str, Any] | None
+    training_seconds: float
+    selection_seconds: float
+    total_seconds: float
+
+
+def find_examples_dir(start: Path | None = None) -> Path:
+    """``examples/iris`` of the source tree kfbox runs from (an editable install or a checkout)."""
+    here = start or Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "examples" / "iris" / "pipelines.py"
+        if candidate.exists():
+            return candidate.parent
+    raise NotFound("Cannot find examples/iris/pipelines.py next to this kfbox. Run from a kfbox checkout "
+                   "(`make run`) or pass --examples-dir PATH/examples/iris.")
+
+
+def load_pipelines(examples_dir: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("kfbox_iris_pipelines", examples_dir / "pipelines.py")
+    if spec is None or spec.loader is None:
+        raise NotFound(f"{examples_dir / 'pipelines.py'} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def next_version(registry: Any) -> str:
+    """``v<N+1>`` for the highest ``v<N>`` any KNN model has: re-running never collides."""
+    highest = 0
+    for model in registry.get_registered_models():
+        if not model.name.startswith("KNN_"):
+            continue
+        for version in registry.get_model_versions(model.name):
+            match = VERSION_RE.match(version.name or "")
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return f"v{highest + 1}"
+
+
+def registry_client(platform_url: str, token: str | None) -> Any:
+    import warnings
+
+    from model_registry import ModelRegistry
+
+    parsed = urlparse(platform_url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "User access token is missing" is expected on loopback
+        return ModelRegistry(f"{parsed.scheme}://{parsed.hostname}", parsed.port, author="kfbox-example",
+                             is_secure=False, user_token=token)
+
+
+def run_pipeline(client: Any, package: Path, arguments: dict[str, Any], title: str, console: Console,
+                 timeout: float) -> tuple[Any, float]:
+    started = time.monotonic()
+    result = client.create_run_from_pipeline_package(str(package), arguments=arguments, run_name=title,
+                                                     experiment_name="iris")
+    run = watch_run(client, result.run_id, title, console, timeout=timeout)
+    state = str(run.state).rsplit(".", 1)[-1].upper()
+    if state != "SUCCEEDED":
+        message = getattr(getattr(run, "error", None), "message", None) or "no error message"
+        raise KfboxError(f"Pipeline run '{title}' ({result.run_id}) ended {state}: {message}. "
+                         f"See its logs with: kfbox runs logs {result.run_id}")
+    return run, time.monotonic() - started
+
+
+def wait_ready(http: httpx.Client, timeout: float) -> dict[str, Any]:
+    """Wait until the newest revision is Ready: after a re-run the old one may still be serving."""
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    path = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/{SERVICE}"
+    while time.monotonic() < deadline:
+        reply = http.get(path)
+        if reply.status_code == 200:
+            body = reply.json()
+            status = body.get("status", {})
+            conditions = {c["type"]: c for c in status.get("conditions", [])}
+            predictor = status.get("components", {}).get("predictor", {})
+            if (conditions.get("Ready", {}).get("status") == "True"
+                    and conditions.get("LatestDeploymentReady", {}).get("status") == "True"
+                    and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision")):
+                return body
+            failed = conditions.get("LatestDeploymentReady", {})
+            if failed.get("reason") == "ModelLoadFailed":
+                raise KfboxError(f"InferenceService {NAMESPACE}/{SERVICE} failed to load its model: "
+                                 f"{failed.get('message')}. See: kfbox serve logs {SERVICE} -n {NAMESPACE}")
+        time.sleep(0.2)
+    raise Unavailable(f"InferenceService {NAMESPACE}/{SERVICE} was not Ready within {timeout:.0f}s: "
+                      f"{body.get('status')}. See why with: kfbox serve get {SERVICE} -n {NAMESPACE}")
+
+
+def run_iris(platform_url: str, token: str | None, options: IrisOptions, console: Console,
+             examples_dir: Path | None = None) -> IrisSummary:
+    """Run the whole workflow against the platform at ``platform_url``."""
+    import kfp
+
+    if options.scaler not in ("standard_scaler", "min_max_scaler"):
+        raise InvalidInput(f"Scaler {options.scaler!r} is not known; use standard_scaler or min_max_scaler.")
+    if not options.neighbors or any(k < 1 for k in options.neighbors):
+        raise InvalidInput(f"Neighbors {options.neighbors} must be a non-empty list of positive integers.")
+    started = time.monotonic()
+    examples_dir = examples_dir or find_examples_dir()
+    pipelines = load_pipelines(examples_dir)
+    registry = registry_client(platform_url, token)
+    version = options.version or next_version(registry)
+    if not VERSION_RE.match(version) and not version.strip():
+        raise InvalidInput(f"Version {version!r} is empty.")
+    console.print(f"Training iris KNN models {options.neighbors} as version [bold]{version}[/] "
+                  f"with {options.scaler} on {platform_url}")
+
+    client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
+    with tempfile.TemporaryDirectory(prefix="kfbox-iris-") as tmp:
+        from kfp import compiler
+
+        training_yaml = Path(tmp) / "iris-training.yaml"
+        selection_yaml = Path(tmp) / "iris-model-selection.yaml"
+        compiler.Compiler().compile(pipelines.iris_training, str(training_yaml))
+        compiler.Compiler().compile(pipelines.iris_model_selection, str(selection_yaml))
+        _, training_seconds = run_pipeline(
+            client, training_yaml,
+            {"neighbors": options.neighbors, "version": version,
+             "standard_scaler": options.scaler == "standard_scaler",
+             "min_max_scaler": options.scaler == "min_max_scaler"},
+            f"iris-training-{version}", console, options.timeout)
+        _, selection_seconds = run_pipeline(client, selection_yaml, {"version": version, "metric": options.metric},
+                                            f"iris-model-selection-{version}", console, options.timeout)
+
+    models = []
+    for k in options.neighbors:
+        found = registry.get_model_version(f"KNN_{k}", version)
+        value = (found.custom_properties or {}).get(options.metric) if found else None
+        models.append((f"KNN_{k}", float(value) if isinstance(value, int | float) else None))
+    ranked = sorted((m for m in models if m[1] is not None), key=lambda m: (-(m[1] or 0.0), m[0]))
+    selected, selected_metric = ranked[0] if ranked else ("?", None)
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=platform_url, headers=headers, timeout=60) as http:
+        with console.status(f"Waiting for InferenceService {SERVICE} to be Ready..."):
+            wait_ready(http, options.timeout)
+        endpoint = f"{platform_url}/serving/{NAMESPACE}/{SERVICE}/v1/models/{SERVICE}:predict"
+        request = json.loads((examples_dir / "request.json").read_text())
+        reply = http.post(endpoint, json=request)
+        if reply.status_code != 200:
+            raise KfboxError(f"Prediction at {endpoint} failed with HTTP {reply.status_code}: {reply.text}")
+        response = reply.json()
+    predicted = [IRIS_CLASSES[int(p)] if str(p).isdigit() else str(p) for p in response.get("predictions", [])]
+    loadtest = _short_loadtest(endpoint, request, token, options, console)
+    return IrisSummary(platform_url=platform_url, version=version, models=models, selected=selected,
+                       selected_metric=selected_metric, endpoint=endpoint, request=request, response=response,
+                       predicted_classes=predicted, loadtest=loadtest, training_seconds=training_seconds,
+                       selection_seconds=selection_seconds, total_seconds=time.monotonic() - started)
+
+
+def _short_loadtest(endpoint: str, request: dict[str, Any], token: str | None, options: IrisOptions,
+                    console: Console) -> dict[str, Any] | None:
+    if options.loadtest_seconds <= 0:
+        return None
+    from kfbox.workflows.loadtest_step import short_loadtest
+
+    return short_loadtest(endpoint, request, token, options.loadtest_seconds, options.loadtest_concurrency, console)
