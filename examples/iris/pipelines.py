@@ -59,7 +59,7 @@ def load_iris_data(source: str, data: Output[Dataset]) -> int:
         rows = [[*map(float, x), int(y)] for x, y in zip(iris.data, iris.target, strict=True)]
     elif source.startswith(("http://", "https://")):
         names = {"Iris-setosa": 0, "Iris-versicolor": 1, "Iris-virginica": 2}
-        with urllib.request.urlopen(source, timeout=30) as reply:  # noqa: S310 - the user's chosen URL
+        with urllib.request.urlopen(source, timeout=30) as reply:
             lines = reply.read().decode().splitlines()
         rows = [[*map(float, parts[:4]), names[parts[4]]] for parts in csv.reader(lines) if len(parts) == 5]
     else:
@@ -177,7 +177,6 @@ def select_best_model(
     Ties go to the model whose name sorts first, so the choice is deterministic.
     """
     import os
-    from typing import NamedTuple
 
     from model_registry import ModelRegistry
 
@@ -202,8 +201,7 @@ def select_best_model(
     if artifact is None or not artifact.uri:
         raise ValueError(f"{name} {version} has no model artifact")
     print(f"selected {name} {version} with {metric}={-negated}")
-    best = NamedTuple("BestModel", [("model_name", str), ("model_uri", str), ("metric_value", float)])
-    return best(name, artifact.uri, -negated)
+    return (name, artifact.uri, -negated)  # KFP maps the tuple onto the NamedTuple's fields in order
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=["boto3"])
