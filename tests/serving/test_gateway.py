@@ -24,7 +24,6 @@ from tests.serving.helpers import (
     train_iris,
     v1,
     wait_for,
-    wait_ready,
 )
 from tests.support import ServerProcess
 

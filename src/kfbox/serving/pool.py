@@ -118,8 +118,8 @@ class ReplicaPool:
         self.autoscaler.observe(now, self.inflight)
         current = len(self.replicas)
         self.desired = self.autoscaler.desired(now, current, self.last_request_at)
-        if self.waiting:
-            self.desired = max(self.desired, 1)
+        if self.waiting or (not self.ever_ready and self.failure is None):
+            self.desired = max(self.desired, 1)  # a request waits, or the revision has yet to come up once
         if current < self.desired and now >= self.retry_at:
             await self._ensure_model_path(now)
             if self.model_path is not None or self.spec.model_format == "custom":

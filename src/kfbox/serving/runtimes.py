@@ -52,7 +52,7 @@ class TabularModel(Model):
         model_file = find_model_file(self.path, self.model_format)
         try:
             self._predict = LOADERS[self.model_format](model_file)
-        except Exception as exc:  # noqa: BLE001 - whatever a corrupt file raises, say which file it was
+        except Exception as exc:  # whatever a corrupt file raises, say which file it was
             raise RuntimeError(f"cannot load {model_file} as a {self.model_format} model "
                                f"({type(exc).__name__}: {exc})") from exc
         self.ready = True

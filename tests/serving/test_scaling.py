@@ -1,0 +1,146 @@
+"""Revisions, canary traffic, promote/rollback, autoscaling and scale-from-zero on a live server."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serving.helpers import (
+    API,
+    apply,
+    expected,
+    kfbox,
+    manifest,
+    status,
+    train_iris,
+    v1,
+    wait_for,
+    wait_ready,
+)
+from tests.support import ServerProcess
+
+WINDOW = {"autoscaling.knative.dev/window": "2s"}
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Any:
+    with server.client() as c:
+        yield c
+
+
+def revision_share(client: httpx.Client, name: str, n: int) -> collections.Counter[str]:
+    seen: collections.Counter[str] = collections.Counter()
+    with ThreadPoolExecutor(4) as pool:
+        for reply in pool.map(lambda _: v1(client, name, [[5.1, 3.5, 1.4, 0.2]]), range(n)):
+            assert reply.status_code == 200, reply.text
+            seen[reply.headers["x-kfbox-revision"]] += 1
+    return seen
+
+
+def test_canary_split_promote_and_rollback(client: httpx.Client, server: ServerProcess) -> None:
+    old = train_iris(server.home / "pvc" / "models" / "flower-v1")
+    new = train_iris(server.home / "pvc" / "models" / "flower-v2", kind="tree")
+    apply(client, manifest("flower", "pvc://models/flower-v1"))
+    wait_ready(client, "flower")
+    assert v1(client, "flower").json() == {"predictions": expected(old)}
+
+    st = apply(client, manifest("flower", "pvc://models/flower-v2", canary_traffic_percent=20))["status"]
+    assert st["components"]["predictor"]["latestCreatedRevision"] == "flower-predictor-00002"
+    wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
+    traffic = {t["revisionName"]: t["percent"] for t in status(client, "flower")["components"]["predictor"]["traffic"]}
+    assert traffic == {"flower-predictor-00001": 80, "flower-predictor-00002": 20}
+
+    seen = revision_share(client, "flower", 1000)
+    assert 150 <= seen["flower-predictor-00002"] <= 250, seen
+    assert seen["flower-predictor-00001"] + seen["flower-predictor-00002"] == 1000
+
+    promoted = kfbox("serve", "promote", "flower", url=server.url)
+    assert promoted.returncode == 0, promoted.stderr
+    assert revision_share(client, "flower", 40) == {"flower-predictor-00002": 40}
+    assert v1(client, "flower").json() == {"predictions": expected(new)}
+
+    # a third revision as a 50% canary, then rolled back: everything returns to revision 2
+    apply(client, manifest("flower", "pvc://models/flower-v1", canary_traffic_percent=50))
+    wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00003"]["ready"], 90, "canary 3 ready")
+    assert set(revision_share(client, "flower", 40)) == {"flower-predictor-00002", "flower-predictor-00003"}
+    rolled = kfbox("serve", "rollback", "flower", url=server.url)
+    assert rolled.returncode == 0, rolled.stderr
+    assert revision_share(client, "flower", 40) == {"flower-predictor-00002": 40}
+    traffic = status(client, "flower")["components"]["predictor"]["traffic"]
+    assert traffic == [{"revisionName": "flower-predictor-00002", "percent": 100, "latestRevision": True}]
+    again = client.post(API.format(ns="default") + "/flower/rollback")
+    assert again.status_code == 409
+    client.delete(API.format(ns="default") + "/flower")
+
+
+def test_a_new_revision_without_canary_takes_over_when_ready(client: httpx.Client, server: ServerProcess) -> None:
+    train_iris(server.home / "pvc" / "models" / "roll-v1")
+    tree = train_iris(server.home / "pvc" / "models" / "roll-v2", kind="tree")
+    apply(client, manifest("roll", "pvc://models/roll-v1"))
+    wait_ready(client, "roll")
+    apply(client, manifest("roll", "pvc://models/roll-v2"))
+    # the old revision serves until the new one is ready, then the new one takes everything
+    assert v1(client, "roll").status_code == 200
+    wait_for(lambda: status(client, "roll")["components"]["predictor"].get("latestRolledoutRevision")
+             == "roll-predictor-00002", 90, "rollout of revision 2")
+    assert revision_share(client, "roll", 20) == {"roll-predictor-00002": 20}
+    assert v1(client, "roll").json() == {"predictions": expected(tree)}
+    # applying the same spec again changes nothing
+    apply(client, manifest("roll", "pvc://models/roll-v2"))
+    assert status(client, "roll")["components"]["predictor"]["latestCreatedRevision"] == "roll-predictor-00002"
+    client.delete(API.format(ns="default") + "/roll")
+
+
+def test_autoscale_up_under_load_and_down_after_idle(client: httpx.Client, server: ServerProcess) -> None:
+    train_iris(server.home / "pvc" / "models" / "auto")
+    apply(client, manifest("auto", "pvc://models/auto", annotations=WINDOW, min_replicas=1, max_replicas=3,
+                           scale_target=2, scale_metric="concurrency"))
+    wait_ready(client, "auto")
+    assert status(client, "auto")["replicas"] == 1
+    stop = threading.Event()
+    codes: collections.Counter[int] = collections.Counter()
+
+    def worker() -> None:
+        with server.client() as c:
+            while not stop.is_set():
+                codes[v1(c, "auto").status_code] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: status(client, "auto")["replicas"] == 3, 120, "3 replicas under load")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert set(codes) == {200}, codes
+    wait_for(lambda: status(client, "auto")["replicas"] == 1, 30, "scale down to 1 after the idle window")
+    metrics = client.get("/metrics").text
+    assert 'kfbox_serving_replicas{name="auto",namespace="default"} 1.0' in metrics
+    client.delete(API.format(ns="default") + "/auto")
+
+
+def test_scale_to_zero_and_cold_start(client: httpx.Client, server: ServerProcess) -> None:
+    model = train_iris(server.home / "pvc" / "models" / "zero")
+    apply(client, manifest("zero", "pvc://models/zero", annotations={"autoscaling.knative.dev/window": "1s"},
+                           min_replicas=0, max_replicas=1))
+    wait_ready(client, "zero")
+    wait_for(lambda: status(client, "zero")["revisions"]["zero-predictor-00001"]["replicas"] == 0, 30, "zero")
+    st = status(client, "zero")
+    assert [c["status"] for c in st["conditions"] if c["type"] == "Ready"] == ["True"]  # scaled to zero is Ready
+    started = time.monotonic()
+    reply = v1(client, "zero")
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"predictions": expected(model)}
+    assert time.monotonic() - started > 0.2  # it waited for a replica to start
+    metrics = client.get("/metrics").text
+    assert 'kfbox_serving_cold_starts_total{name="zero",namespace="default"} 1.0' in metrics
+    assert 'kfbox_serving_cold_start_seconds_count{name="zero",namespace="default"} 1.0' in metrics
+    client.delete(API.format(ns="default") + "/zero")
