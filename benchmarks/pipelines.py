@@ -1,0 +1,170 @@
+"""Pipelines benchmark: a 10-task pipeline (seed, a ParallelFor of 8, combine) from submit to
+SUCCEEDED through kfbox, against plain ``kfp.local`` in-process with
+``SubprocessRunner(use_venv=False)`` and against kfp.local's default runner (a fresh venv
+with pip installs per task).
+
+    .venv/bin/python benchmarks/pipelines.py [--repeat 3] [--skip-default] [--json out.json]
+
+Goals printed with the ratios: kfbox <= 1.2x plain kfp.local without venvs; kfbox >= 10x
+faster than kfp.local's default runner. Caching is off for every task, so each repetition
+executes all ten. Every figure depends on the machine and its load: compare ratios.
+"""
+
+# no `from __future__ import annotations`: kfp reads the components' annotations as types
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import httpx
+
+TASKS = 10
+ITEMS = list(range(8))
+FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+
+
+def build_pipeline():  # type: ignore[no-untyped-def]
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11")
+    def seed(n: int) -> list:
+        return list(range(n))
+
+    @dsl.component(base_image="python:3.11")
+    def work(x: int) -> int:
+        return x * x
+
+    @dsl.component(base_image="python:3.11")
+    def combine(values: list) -> int:
+        return int(sum(values))
+
+    @dsl.pipeline(name="bench-fanout")
+    def fanout(n: int = len(ITEMS)) -> None:
+        first = seed(n=n).set_caching_options(False)
+        with dsl.ParallelFor(first.output) as item:
+            squared = work(x=item).set_caching_options(False)
+        combine(values=dsl.Collected(squared.output)).set_caching_options(False)
+
+    return fanout
+
+
+def time_kfbox(repeat: int) -> list[float]:
+    from kfp import Client
+
+    home = Path(tempfile.mkdtemp(prefix="kfbox-bench-pipelines-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    server = subprocess.Popen([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = _wait_ready(home, server)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            client = Client(host=f"{url}/pipeline")
+        pipeline = build_pipeline()
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):  # kfp.Client prints UI links
+                run_id = client.create_run_from_pipeline_func(pipeline).run_id
+            state = ""
+            while state not in FINAL:
+                time.sleep(0.05)
+                state = httpx.get(f"{url}/apis/v2beta1/runs/{run_id}").json()["state"]
+            elapsed = time.perf_counter() - started
+            if state != "SUCCEEDED":
+                raise SystemExit(f"kfbox run {run_id} ended {state}")
+            times.append(elapsed)
+        return times
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _wait_ready(home: Path, server: "subprocess.Popen[bytes]") -> str:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit("kfbox up exited early")
+        try:
+            url = json.loads((home / "server.json").read_text())["url"]
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return str(url)
+        except (OSError, ValueError, KeyError, httpx.HTTPError):
+            pass
+        time.sleep(0.05)
+    raise SystemExit("kfbox up not ready in 60s")
+
+
+def time_local(use_venv: bool, repeat: int, timeout: float) -> list[float]:
+    """Each repetition in a fresh interpreter (kfp.local keeps global state); times only the pipeline call."""
+    times = []
+    for _ in range(repeat):
+        done = subprocess.run([sys.executable, __file__, "--child", "venv" if use_venv else "plain"],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"kfp.local ({'venv' if use_venv else 'plain'}) failed:\n{done.stderr[-3000:]}")
+        times.append(float(done.stdout.strip().splitlines()[-1]))
+    return times
+
+
+def child(mode: str) -> None:
+    from kfp import local
+
+    pipeline = build_pipeline()
+    with tempfile.TemporaryDirectory() as root:
+        local.init(runner=local.SubprocessRunner(use_venv=mode == "venv"), pipeline_root=root)
+        started = time.perf_counter()
+        result = pipeline()
+        elapsed = time.perf_counter() - started
+    assert result is not None
+    print(f"{elapsed:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-default", action="store_true", help="Skip kfp.local's default (venv) runner.")
+    parser.add_argument("--default-timeout", type=float, default=900)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", choices=["plain", "venv"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    results: dict[str, list[float]] = {}
+    print(f"{TASKS}-task pipeline (ParallelFor of {len(ITEMS)}), submit to SUCCEEDED, {args.repeat} repetitions")
+    results["kfbox"] = time_kfbox(args.repeat)
+    _line("kfbox", results["kfbox"])
+    results["kfp.local use_venv=False"] = time_local(False, args.repeat, 600)
+    _line("kfp.local use_venv=False", results["kfp.local use_venv=False"])
+    if not args.skip_default:
+        results["kfp.local default (venv)"] = time_local(True, 1, args.default_timeout)
+        _line("kfp.local default (venv)", results["kfp.local default (venv)"])
+    kfbox = statistics.median(results["kfbox"])
+    plain = statistics.median(results["kfp.local use_venv=False"])
+    print(f"kfbox / plain kfp.local: {kfbox / plain:.2f}x (goal <= 1.2x); "
+          f"kfbox overhead per task: {(kfbox - plain) / TASKS * 1000:+.0f} ms")
+    if "kfp.local default (venv)" in results:
+        default = statistics.median(results["kfp.local default (venv)"])
+        print(f"kfp.local default / kfbox: {default / kfbox:.1f}x faster (goal >= 10x)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+def _line(name: str, times: list[float]) -> None:
+    median = statistics.median(times)
+    print(f"  {name:<26} median {median:6.2f} s  ({median / TASKS * 1000:5.0f} ms/task)  runs: "
+          + ", ".join(f"{t:.2f}" for t in times))
+
+
+if __name__ == "__main__":
+    main()
