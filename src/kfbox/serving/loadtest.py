@@ -108,6 +108,7 @@ class LoadTest:
         self._errors: Counter[str] = Counter()
         self._samples: list[tuple[float, float]] = []
         self._stop: asyncio.Event | None = None
+        self._closing = False
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -130,6 +131,7 @@ class LoadTest:
         finally:
             elapsed = time.perf_counter() - self._started
             interrupted = self._stop.is_set()
+            self._closing = True  # a worker whose cancel gets lost (wait_for can swallow it) still ends
             for task in [*workers, *helpers, stopped]:
                 task.cancel()
             await asyncio.gather(*workers, *helpers, stopped, return_exceptions=True)
@@ -156,6 +158,8 @@ class LoadTest:
             await asyncio.wait(ends, timeout=left + 0.001, return_when=asyncio.FIRST_COMPLETED)
 
     def _claim(self) -> bool:
+        if self._closing:
+            return False
         if self._limit is not None and self._issued >= self._limit:
             return False
         self._issued += 1
@@ -178,13 +182,13 @@ class LoadTest:
                     timer = loop.call_later(timeout - (perf() - start), conn.expire)
                     status = await reply
                 except (OSError, EOFError, TimeoutError, RequestTimeout, ProtocolError, ssl.SSLError) as exc:
-                    end = perf()
                     self._errors[error_kind(exc)] += 1
                     if conn is not None:
                         conn.close()
                         conn = None
-                    if end - start < 0.001:
-                        await asyncio.sleep(0)  # an instant failure (refused) must not starve the loop
+                    # a failure may come without the coroutine ever suspending (a refused connect on
+                    # loopback): yield, or the deadline timer would never get to run
+                    await asyncio.sleep(0)
                     continue
                 finally:
                     if timer is not None:

@@ -222,8 +222,7 @@ class ProtocolError(Exception):
 async def open_connection(target: HttpTarget, timeout: float) -> Connection:
     loop = asyncio.get_running_loop()
     context = ssl.create_default_context() if target.tls else None
-    _, conn = await asyncio.wait_for(
-        loop.create_connection(lambda: Connection(target.method), target.host, target.port, ssl=context,
-                               server_hostname=target.host if context else None),
-        timeout)
+    async with asyncio.timeout(timeout):
+        _, conn = await loop.create_connection(lambda: Connection(target.method), target.host, target.port,
+                                               ssl=context, server_hostname=target.host if context else None)
     return conn

@@ -1,0 +1,246 @@
+"""Serving benchmark: iris KNN V1 predict through the kfbox gateway, straight to one kserve
+replica, and through a minimal Flask app doing the same predict (the hand-written frontend
+path), at concurrency 1, 8 and 32; then two replicas against one, and ``kfbox loadtest``
+against ``wrk`` on one endpoint.
+
+    .venv/bin/pip install -e '.[bench]'
+    .venv/bin/python benchmarks/serving.py [--seconds 8] [--json out.json]
+
+Goals printed with the ratios: gateway >= 0.8x direct at c=8; two replicas >= 1.3x one;
+``kfbox loadtest`` within 10% of ``wrk``. Every figure depends on the machine (and on what
+else runs on it): compare ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kfbox.serving.loadtest import LoadSpec, run_load
+
+NAMESPACE = "kubeflow-user-example-com"
+BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
+CONCURRENCY = (1, 8, 32)
+API = "/apis/serving.kserve.io/v1beta1/namespaces/" + NAMESPACE + "/inferenceservices"
+
+FLASK_APP = textwrap.dedent('''
+    """The hand-written frontend: Flask, the model loaded once, the same V1 predict."""
+    import sys
+
+    import joblib
+    from flask import Flask, jsonify, request
+
+    model = joblib.load(sys.argv[1])
+    app = Flask("iris")
+
+    @app.post("/v1/models/iris:predict")
+    def predict():
+        return jsonify({"predictions": model.predict(request.get_json()["instances"]).tolist()})
+
+    app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def train(path: Path) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+
+    data = load_iris()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(KNeighborsClassifier(n_neighbors=3).fit(data.data, data.target), path)
+
+
+def wait_for(check: Any, what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
+            value = check()
+            if value:
+                return value
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=env or dict(os.environ))
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def kfbox_server(home: Path) -> Iterator[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)]
+    with child(argv, home / "bench-server.log", env) as proc:
+        def ready() -> str | None:
+            record = json.loads((home / "server.json").read_text())
+            ok = record["pid"] == proc.pid and httpx.get(record["url"] + "/healthz").status_code == 200
+            return str(record["url"]) if ok else None
+
+        yield wait_for(ready, "kfbox up")
+
+
+def apply_iris(url: str, name: str, replicas: int) -> dict[str, Any]:
+    manifest = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"predictor": {"minReplicas": replicas, "maxReplicas": replicas,
+                                       "model": {"modelFormat": {"name": "sklearn"},
+                                                 "storageUri": "pvc://models/iris"}}}}
+    httpx.post(url + API, json=manifest, timeout=30).raise_for_status()
+
+    def ready() -> dict[str, Any] | None:
+        status = httpx.get(f"{url}{API}/{name}", timeout=10).json()["status"]
+        return status if status.get("replicas") == replicas else None
+
+    return wait_for(ready, f"{replicas} ready replica(s) of {name}")
+
+
+def endpoints(status: dict[str, Any]) -> list[str]:
+    return [e for revision in status["revisions"].values() for e in revision.get("endpoints", [])]
+
+
+def measure(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
+    spec = LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=seconds, timeout=30)
+    run_load(LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=min(1.0, seconds)))
+    report = run_load(spec)
+    if report.failed:
+        raise RuntimeError(f"{url}: {report.failed} of {report.total} requests failed: "
+                           f"{report.errors} {report.statuses}")
+    return {"rps": report.rps, "p50_ms": report.percentile(50) * 1000, "p99_ms": report.percentile(99) * 1000}
+
+
+def compare_with_wrk(url: str, concurrency: int, seconds: float, work: Path,
+                     rounds: int = 2) -> dict[str, Any] | None:
+    """The same endpoint, concurrency and duration under ``kfbox loadtest`` (the CLI) and ``wrk``,
+    alternated ``rounds`` times so a neighbour's load on a shared machine hits both alike."""
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk): skipping the loadtest/wrk comparison")
+        return None
+    (work / "body.json").write_bytes(BODY)
+    script = work / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{BODY.decode()}\'\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        cli = subprocess.run([sys.executable, "-m", "kfbox", "loadtest", url, "-z", f"{seconds}s", "-c",
+                              str(concurrency), "-d", f"@{work / 'body.json'}", "-o", "json"],
+                             capture_output=True, text=True, check=True)
+        ours.append(json.loads(cli.stdout)["requests_per_second"])
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
+                             capture_output=True, text=True, check=True).stdout
+        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        if match is None or "Non-2xx" in out or "Socket errors" in out:
+            raise RuntimeError(f"wrk did not report a clean run:\n{out}")
+        theirs.append(float(match.group(1)))
+    mean_ours, mean_theirs = sum(ours) / rounds, sum(theirs) / rounds
+    return {"loadtest_rps": ours, "wrk_rps": theirs, "ratio": mean_ours / mean_theirs}
+
+
+def print_table(rows: dict[str, dict[int, dict[str, Any]]]) -> None:
+    print(f"\n{'path':<22}{'c':>4}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for path, by_c in rows.items():
+        for c, m in by_c.items():
+            print(f"{path:<22}{c:>4}{m['rps']:>10.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}")
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell (after 1s warm-up)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory(prefix="kfbox-bench-") as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        model = home / "pvc" / "models" / "iris" / "model.joblib"
+        train(model)
+        flask_port = free_port()
+        with kfbox_server(home) as url, \
+                child([sys.executable, "-c", FLASK_APP, str(model), str(flask_port)], work / "flask.log"):
+            flask_url = f"http://127.0.0.1:{flask_port}/v1/models/iris:predict"
+            wait_for(lambda: httpx.post(flask_url, content=BODY, headers={"content-type": "application/json"})
+                     .status_code == 200, "the Flask app")
+            status = apply_iris(url, "iris", 1)
+            direct = endpoints(status)[0] + "/v1/models/iris:predict"
+            gateway = f"{url}/serving/{NAMESPACE}/iris/v1/models/iris:predict"
+            paths = {"gateway (1 replica)": gateway, "direct kserve replica": direct, "flask": flask_url}
+            rows: dict[str, dict[int, dict[str, Any]]] = {}
+            for label, target in paths.items():
+                rows[label] = {}
+                for c in CONCURRENCY:
+                    rows[label][c] = measure(target, c, args.seconds)
+                    print(f"  {label:<22} c={c:<3} {rows[label][c]['rps']:8.1f} req/s", flush=True)
+            agreement = compare_with_wrk(direct, 8, args.seconds, work)
+            apply_iris(url, "iris-2", 2)
+            gateway2 = f"{url}/serving/{NAMESPACE}/iris-2/v1/models/iris-2:predict"
+            rows["gateway (2 replicas)"] = {c: measure(gateway2, c, args.seconds) for c in (8, 32)}
+            print_table(rows)
+            results["rows"] = {k: {str(c): v for c, v in by_c.items()} for k, by_c in rows.items()}
+    g1, d, f = rows["gateway (1 replica)"], rows["direct kserve replica"], rows["flask"]
+    g2 = rows["gateway (2 replicas)"]
+    ratios = {
+        "gateway/direct c=8 (goal >= 0.8)": g1[8]["rps"] / d[8]["rps"],
+        "2 replicas/1 replica c=8 (goal >= 1.3)": g2[8]["rps"] / g1[8]["rps"],
+        "2 replicas/1 replica c=32 (goal >= 1.3)": g2[32]["rps"] / g1[32]["rps"],
+        "gateway/flask c=8": g1[8]["rps"] / f[8]["rps"],
+        "direct/flask c=8": d[8]["rps"] / f[8]["rps"],
+    }
+    goals = {"gateway/direct c=8 (goal >= 0.8)": 0.8, "2 replicas/1 replica c=8 (goal >= 1.3)": 1.3,
+             "2 replicas/1 replica c=32 (goal >= 1.3)": 1.3}
+    print("\nratios")
+    for name, value in ratios.items():
+        goal = goals.get(name)
+        print(f"  {name:<42}{value:6.2f}" + (f"  {verdict(value >= goal)}" if goal else ""))
+    if agreement:
+        within = abs(agreement["ratio"] - 1) <= 0.10
+        rates = " / ".join(f"{a:.1f} vs {b:.1f}" for a, b in zip(agreement["loadtest_rps"], agreement["wrk_rps"],
+                                                                   strict=True))
+        print(f"\nkfbox loadtest vs wrk, direct replica, c=8, alternating runs: {rates} req/s "
+              f"(ratio of means {agreement['ratio']:.3f}, goal within 10%: {verdict(within)})")
+    results.update(ratios=ratios, loadtest_vs_wrk=agreement)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
