@@ -25,6 +25,8 @@ def traffic_split(record: ServiceRecord) -> dict[int, int]:
 class Deployment:
     record: ServiceRecord
     pools: dict[int, ReplicaPool] = dataclasses.field(default_factory=dict)
+    transitions: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
+    """Condition type -> (status, when it last changed), for ``lastTransitionTime``."""
     _credit: dict[int, int] = dataclasses.field(default_factory=dict)
 
     @property

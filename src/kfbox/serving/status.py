@@ -14,10 +14,17 @@ from kfbox.serving.deployment import Deployment, traffic_split
 from kfbox.serving.store import revision_name
 
 
-def _condition(kind: str, ok: bool, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
-    condition: dict[str, Any] = {"type": kind, "status": "True" if ok else "False",
-                                 "lastTransitionTime": datetime.datetime.now(datetime.UTC).strftime(
-                                     "%Y-%m-%dT%H:%M:%SZ")}
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _condition(deployment: Deployment, kind: str, ok: bool, reason: str | None = None,
+               message: str | None = None) -> dict[str, Any]:
+    value = "True" if ok else "False"
+    seen = deployment.transitions.get(kind)
+    if seen is None or seen[0] != value:
+        seen = deployment.transitions[kind] = (value, _now())
+    condition: dict[str, Any] = {"type": kind, "status": value, "lastTransitionTime": seen[1]}
     if not ok:
         condition["reason"] = reason
         condition["message"] = message
@@ -45,12 +52,12 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         reason, message = "ReplicasStarting", "Waiting for a model replica to load and report ready."
     latest_ok = latest is not None and healthy(latest)
     conditions = [
-        _condition("IngressReady", True),
-        _condition("LatestDeploymentReady", latest_ok,
+        _condition(deployment, "IngressReady", True),
+        _condition(deployment, "LatestDeploymentReady", latest_ok,
                    "ModelLoadFailed" if latest and latest.failure else "ReplicasStarting",
                    latest.failure if latest and latest.failure else "The latest revision is starting."),
-        _condition("PredictorReady", ok, reason, message),
-        _condition("Ready", ok, reason, message),
+        _condition(deployment, "PredictorReady", ok, reason, message),
+        _condition(deployment, "Ready", ok, reason, message),
     ]
     traffic = [{"revisionName": revision_name(name, n), "percent": pct, "latestRevision": n == record.latest,
                 **({"tag": "prev"} if n != record.latest and len(split) > 1 else {})}
