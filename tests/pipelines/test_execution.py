@@ -61,6 +61,10 @@ def test_failing_component_fails_the_run_with_its_exception(server: ServerProces
     log = httpx.get(f"{server.url}/pipeline/apis/v2beta1/runs/{result.run_id}/tasks/explode/logs").text
     assert "Traceback" in log and "ValueError: boom: kaput" in log
     assert server.healthy()
+    deadline = time.monotonic() + 10  # counted once the worker process is gone
+    while 'kfbox_pipeline_runs_finished_total{state="FAILED"}' not in httpx.get(f"{server.url}/metrics").text:
+        assert time.monotonic() < deadline, "the failed run was not counted on /metrics"
+        time.sleep(0.2)
 
 
 def test_hanging_task_is_cancelled_with_its_processes(server: ServerProcess, kfp_client: Client) -> None:

@@ -74,9 +74,9 @@ class Engine:
         subprocess_task_handler.run_local_subprocess = self._subprocess
         try:
             pipeline_orchestrator.run_local_pipeline(pipeline, dict(self.job["parameters"]))
-        except RuntimeError as exc:
+        except Exception as exc:  # noqa: BLE001 - kfp.local raises RuntimeError on failure, anything on a bug
             self._close_scopes()
-            return "FAILED", self.failures[0] if self.failures else _ANSI.sub("", str(exc))
+            return "FAILED", self.failures[0] if self.failures else _ANSI.sub("", f"{type(exc).__name__}: {exc}")
         self._close_scopes()
         if self.failures:
             return "FAILED", self.failures[0]

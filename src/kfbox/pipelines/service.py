@@ -24,7 +24,7 @@ class PipelinesService:
     def __init__(self, platform: Platform) -> None:
         self.catalog = Catalog(platform.db)
         self.runs = RunStore(platform.db, self.catalog)
-        self.supervisor = Supervisor(platform.settings, self.runs)
+        self.supervisor = Supervisor(platform.settings, self.runs, platform.metrics)
 
     def create_run(self, body: dict[str, Any]) -> Run:
         run = self.runs.create(body)

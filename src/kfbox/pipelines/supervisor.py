@@ -8,6 +8,7 @@ task process with it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -18,7 +19,10 @@ import sys
 import threading
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
 from kfbox.config import Settings
+from kfbox.errors import NotFound
 from kfbox.pipelines.environment import task_environment
 from kfbox.pipelines.events import EventReader
 from kfbox.pipelines.runs import ACTIVE, RunStore
@@ -39,9 +43,13 @@ class _Active:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, store: RunStore) -> None:
+    def __init__(self, settings: Settings, store: RunStore, metrics: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.store = store
+        self.finished = Counter("kfbox_pipeline_runs_finished", "Pipeline runs that ended, by final state.",
+                                ["state"], registry=metrics)
+        self.running = Gauge("kfbox_pipeline_runs_running", "Pipeline runs whose worker is alive.", registry=metrics)
+        self.running.set_function(lambda: len(self.active))
         self.active: dict[str, _Active] = {}
         self.lock = threading.Lock()
         self.wake = threading.Event()
@@ -125,6 +133,8 @@ class Supervisor:
                               f"finishing; see {entry.child.log_path}.", only_if=("RUNNING", "PENDING"))
             with self.lock:
                 self.active.pop(run_id, None)
+            with contextlib.suppress(NotFound):  # deleted while it ran
+                self.finished.labels(self.store.get(run_id).state).inc()
             self.dirty = True
 
     def _ingest(self, run_id: str, entry: _Active) -> None:
