@@ -143,7 +143,7 @@ def measure(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
     return {"rps": report.rps, "p50_ms": report.percentile(50) * 1000, "p99_ms": report.percentile(99) * 1000}
 
 
-def compare_with_wrk(url: str, concurrency: int, seconds: float, work: Path,
+def compare_with_wrk(url: str, concurrency: int, seconds: int, work: Path,
                      rounds: int = 2) -> dict[str, Any] | None:
     """The same endpoint, concurrency and duration under ``kfbox loadtest`` (the CLI) and ``wrk``,
     alternated ``rounds`` times so a neighbour's load on a shared machine hits both alike."""
@@ -161,10 +161,11 @@ def compare_with_wrk(url: str, concurrency: int, seconds: float, work: Path,
                               str(concurrency), "-d", f"@{work / 'body.json'}", "-o", "json"],
                              capture_output=True, text=True, check=True)
         ours.append(json.loads(cli.stdout)["requests_per_second"])
-        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
-                             capture_output=True, text=True, check=True).stdout
+        wrk = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
+                             capture_output=True, text=True)
+        out = wrk.stdout + wrk.stderr
         match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        if match is None or "Non-2xx" in out or "Socket errors" in out:
+        if wrk.returncode or match is None or "Non-2xx" in out or "Socket errors" in out:
             raise RuntimeError(f"wrk did not report a clean run:\n{out}")
         theirs.append(float(match.group(1)))
     mean_ours, mean_theirs = sum(ours) / rounds, sum(theirs) / rounds
@@ -209,7 +210,7 @@ def main() -> int:
                 for c in CONCURRENCY:
                     rows[label][c] = measure(target, c, args.seconds)
                     print(f"  {label:<22} c={c:<3} {rows[label][c]['rps']:8.1f} req/s", flush=True)
-            agreement = compare_with_wrk(direct, 8, args.seconds, work)
+            agreement = compare_with_wrk(direct, 8, max(1, round(args.seconds)), work)
             apply_iris(url, "iris-2", 2)
             gateway2 = f"{url}/serving/{NAMESPACE}/iris-2/v1/models/iris-2:predict"
             rows["gateway (2 replicas)"] = {c: measure(gateway2, c, args.seconds) for c in (8, 32)}

@@ -21,6 +21,7 @@ import pytest
 
 from kfbox.cli.main import main
 from kfbox.serving.loadtest import LoadSpec, run_load
+from tests.serving.helpers import ROWS, apply, manifest, status, train_iris, wait_for
 from tests.support import ServerProcess
 
 
@@ -153,10 +154,44 @@ def test_bad_input_is_refused_before_any_request(kfbox: Callable[..., Result], s
 
 
 def test_unknown_inferenceservice_is_a_clear_error(kfbox: Callable[..., Result], server: ServerProcess) -> None:
-    result = kfbox("loadtest", "no-such-isvc", "--url", server.url, "-n", "5", "-d", '{"instances": [[1, 2]]}')
+    body = '{"instances": [[1, 2]]}'
+    result = kfbox("loadtest", "no-such-isvc", "--url", server.url, "-n", "5", "-d", body)
     assert result.returncode == 1
-    message = " ".join(result.stderr.split())
-    assert "InferenceService 'no-such-isvc' not found in namespace 'kubeflow-user-example-com'" in message
+    assert "InferenceService 'no-such-isvc' not found in any namespace" in " ".join(result.stderr.split())
+    result = kfbox("loadtest", "no-such-isvc", "--namespace", "team-a", "--url", server.url, "-d", body)
+    assert result.returncode == 1
+    assert "InferenceService 'no-such-isvc' not found in namespace 'team-a'" in " ".join(result.stderr.split())
+
+
+@pytest.fixture(scope="module")
+def iris(server: ServerProcess) -> str:
+    """An iris InferenceService with one replica, served from pvc:// in namespace 'default'."""
+    train_iris(server.home / "pvc" / "models" / "iris-lt")
+    with server.client() as client:
+        apply(client, manifest("iris-lt", "pvc://models/iris-lt", min_replicas=1, max_replicas=1))
+        wait_for(lambda: status(client, "iris-lt")["replicas"] == 1, 90, "a ready replica")
+    return "iris-lt"
+
+
+def test_inferenceservice_name_target(kfbox: Callable[..., Result], server: ServerProcess, iris: str,
+                                      tmp_path: Path) -> None:
+    body = json.dumps({"instances": ROWS})
+    result = kfbox("loadtest", iris, "--url", server.url, "-n", "40", "-c", "4", "-d", body, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["url"] == f"{server.url}/serving/default/{iris}/v1/models/{iris}:predict"
+    assert report["method"] == "POST" and report["status_codes"] == {"200": 40}
+    assert report["replicas"] and report["replicas"][0]["replicas"] == 1  # sampled from /metrics
+    v2 = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0]}]})
+    plot = tmp_path / "iris.svg"
+    result = kfbox("loadtest", iris, "--v2", "--namespace", "default", "--url", server.url, "-z", "1.2s", "-c", "2",
+                   "-d", v2, "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert f"POST {server.url}/serving/default/{iris}/v2/models/{iris}/infer" in result.stdout
+    assert "[200]" in result.stdout
+    assert "replicas" in plot.read_text()  # the second panel
+    result = kfbox("loadtest", iris, "--url", server.url, "-n", "5")
+    assert result.returncode == 1 and "needs a body" in result.stderr
 
 
 def test_name_target_without_a_running_server_says_how_to_start_one(kfbox: Callable[..., Result],

@@ -39,7 +39,7 @@ def loadtest(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Requests in flight at once, one keep-alive connection each.")] = DEFAULT_CONCURRENCY,
     data: Annotated[str | None, typer.Option("--data", "-d", help="Request body: JSON text or @file. Sent as POST application/json.", show_default=False)] = None,
     v2: Annotated[bool, typer.Option("--v2", help="For a name target: the V2 infer path instead of V1 predict.")] = False,
-    namespace: Annotated[str, typer.Option("--namespace", help="Namespace of a name target.")] = DEFAULT_NAMESPACE,
+    namespace: Annotated[str | None, typer.Option("--namespace", help=f"Namespace of a name target. Default: the one namespace that has it ({DEFAULT_NAMESPACE} if several do).", show_default=False)] = None,
     method: Annotated[str | None, typer.Option("--method", "-m", help="HTTP method. Default: POST with -d, else GET.", show_default=False)] = None,
     header: Annotated[list[str] | None, typer.Option("--header", "-H", help="Extra header 'Name: value'; repeatable.", show_default=False)] = None,
     timeout: Annotated[float, typer.Option("--timeout", "-t", help="Seconds before a request counts as a timeout.")] = DEFAULT_TIMEOUT,
@@ -71,7 +71,7 @@ def loadtest(
                     body=body, headers={**resolved.headers, **headers}, concurrency=concurrency,
                     requests=requests, duration=seconds, timeout=timeout)
     sampler = None
-    if resolved.is_service and resolved.metrics_url and plot is not None:
+    if resolved.is_service and resolved.metrics_url:
         assert resolved.name is not None and resolved.namespace is not None
         sampler = ReplicaGauge(resolved.metrics_url, resolved.name, resolved.namespace, resolved.headers)
     report = _run_with_progress(spec, sampler)
@@ -85,7 +85,7 @@ def loadtest(
     _exit_status(report)
 
 
-def _resolve(target: str, *, v2: bool, namespace: str, url: str | None, home: Path | None,
+def _resolve(target: str, *, v2: bool, namespace: str | None, url: str | None, home: Path | None,
              token: str | None) -> Target:
     if is_url(target):
         return resolve_target(target, api=None, v2=v2)

@@ -3,7 +3,7 @@ resolved through the platform to its gateway path, plus the replica gauge to sam
 
 Example::
 
-    target = resolve_target("iris", api=ApiClient.connect(), namespace="kubeflow-user-example-com")
+    target = resolve_target("iris", api=ApiClient.connect(), namespace="kubeflow-user-example-com", v2=False)
     target.url   # http://127.0.0.1:8080/serving/kubeflow-user-example-com/iris/v1/models/iris:predict
 """
 
@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kfbox.errors import InvalidInput, NotFound
 
 DEFAULT_NAMESPACE = "kubeflow-user-example-com"
+API = "/apis/serving.kserve.io/v1beta1"
 REPLICAS_METRIC = "kfbox_serving_replicas"
 """Gauge the serving subsystem exports on /metrics, labelled by namespace and name."""
 
@@ -55,9 +56,13 @@ def inference_path(namespace: str, name: str, v2: bool) -> str:
     return f"/serving/{namespace}/{name}/v1/models/{name}:predict"
 
 
-def resolve_target(target: str, *, api: Api | None, namespace: str = DEFAULT_NAMESPACE, v2: bool = False,
+def resolve_target(target: str, *, api: Api | None, namespace: str | None = None, v2: bool = False,
                    token: str | None = None) -> Target:
-    """A URL is used as-is; a name must be an InferenceService the platform knows."""
+    """A URL is used as-is; a name must be an InferenceService the platform knows.
+
+    Without a namespace the name is looked up in every namespace (``kfbox serve apply``
+    defaults to ``default``, Kubeflow profiles to ``kubeflow-user-example-com``).
+    """
     if is_url(target):
         if v2:
             raise InvalidInput("--v2 picks the path for an InferenceService name; with a URL target, "
@@ -67,20 +72,35 @@ def resolve_target(target: str, *, api: Api | None, namespace: str = DEFAULT_NAM
         raise InvalidInput(f"Target {target!r} is neither an http(s) URL nor an InferenceService name.")
     if api is None:
         raise InvalidInput(f"Target {target!r} is an InferenceService name; it needs a running kfbox server.")
-    _check_exists(api, namespace, target)
+    namespace = _find_namespace(api, target) if namespace is None else _check_exists(api, namespace, target)
     base = api.base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return Target(url=base + inference_path(namespace, target, v2), headers=headers, name=target,
                   namespace=namespace, metrics_url=f"{base}/metrics")
 
 
-def _check_exists(api: Api, namespace: str, name: str) -> None:
-    path = f"/apis/serving.kserve.io/v1beta1/namespaces/{namespace}/inferenceservices/{name}"
+def _check_exists(api: Api, namespace: str, name: str) -> str:
     try:
-        api.get(path)
+        api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
     except NotFound as exc:
         raise NotFound(f"InferenceService {name!r} not found in namespace {namespace!r}. "
-                       "List them with: kfbox serve list (or pass --namespace, or a URL).") from exc
+                       "List them with: kfbox serve list (or pass a URL).") from exc
+    return namespace
+
+
+def _find_namespace(api: Api, name: str) -> str:
+    items = (api.get(f"{API}/inferenceservices") or {}).get("items", [])
+    found = sorted({item["metadata"].get("namespace", "default") for item in items
+                    if item.get("metadata", {}).get("name") == name})
+    if not found:
+        raise NotFound(f"InferenceService {name!r} not found in any namespace. "
+                       "List them with: kfbox serve list (or pass a URL).")
+    if len(found) > 1:
+        if DEFAULT_NAMESPACE in found:
+            return DEFAULT_NAMESPACE
+        raise InvalidInput(f"InferenceService {name!r} exists in namespaces {', '.join(found)}; "
+                           "pick one with --namespace.")
+    return found[0]
 
 
 class ReplicaGauge:
