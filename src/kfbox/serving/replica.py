@@ -10,7 +10,10 @@ shows in ``kfbox serve get``) and exits with :data:`EXIT_LOAD_FAILED`.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 LOOPBACK = "127.0.0.1"
 FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
 EXIT_LOAD_FAILED = 3
+PARENT_POLL_SECONDS = 0.5
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,6 +38,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    _exit_with_parent()
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
     _skip_kubernetes_client()
     try:
@@ -46,6 +51,19 @@ def main(argv: list[str]) -> int:
     server = _loopback_server(args.port, args.grpc_port)
     server.start([model])
     return 0
+
+
+def _exit_with_parent() -> None:
+    """Die when the server does, even by SIGKILL: replicas run in their own process group, so
+    nothing else would stop them; a daemon thread notices the parent is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="kfbox-parent-watch", daemon=True).start()
 
 
 def _skip_kubernetes_client() -> None:
