@@ -3,6 +3,7 @@ bad input, broken models, a killed replica, metrics — against a real ``kfbox u
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -216,15 +217,18 @@ def test_apply_refuses_bad_manifests_and_changes_nothing(client: httpx.Client, i
     assert client.get(api).json()["items"] == before
 
 
-def test_cli_apply_list_logs_predict(server: ServerProcess, tmp_path: Path, iris: Any) -> None:
+def test_cli_apply_list_logs_predict_delete(server: ServerProcess, tmp_path: Path, iris: Any) -> None:
+    """Last in this module: the CLI re-applies the same spec (no new revision), then deletes it."""
     path = tmp_path / "isvc.yaml"
     path.write_text("""\
 apiVersion: serving.kserve.io/v1beta1
 kind: InferenceService
 metadata:
-  name: iris-cli
+  name: iris
 spec:
   predictor:
+    minReplicas: 2
+    maxReplicas: 2
     model:
       modelFormat:
         name: sklearn
@@ -232,18 +236,23 @@ spec:
 """)
     applied = kfbox("serve", "apply", "-f", str(path), "--wait", url=server.url)
     assert applied.returncode == 0, applied.stderr
-    assert "iris-cli" in applied.stdout
-    listed = kfbox("serve", "list", "-o", "json", url=server.url)
-    assert "iris-cli" in listed.stdout
-    predicted = kfbox("predict", "iris-cli", "--data", "[[5.1, 3.5, 1.4, 0.2]]", url=server.url)
+    assert "inferenceservice.serving.kserve.io/iris configured" in applied.stdout
+    listed = json.loads(kfbox("serve", "list", "-o", "json", url=server.url).stdout)
+    iris_listed = next(i for i in listed if i["metadata"]["name"] == "iris")
+    assert iris_listed["status"]["components"]["predictor"]["latestCreatedRevision"] == "iris-predictor-00001"
+    predicted = kfbox("predict", "iris", "--data", json.dumps(ROWS), url=server.url)
     assert predicted.returncode == 0, predicted.stderr
-    assert '"predictions"' in predicted.stdout
-    as_v2 = kfbox("predict", "iris-cli", "--v2", "--data", "[[5.1, 3.5, 1.4, 0.2]]", url=server.url)
-    assert '"outputs"' in as_v2.stdout, as_v2.stderr
-    logs = kfbox("serve", "logs", "iris-cli", url=server.url)
-    assert "iris-cli-predictor-00001" in logs.stdout
-    deleted = kfbox("serve", "delete", "iris-cli", url=server.url)
+    assert json.loads(predicted.stdout) == {"predictions": expected(iris)}
+    as_v2 = kfbox("predict", "iris", "--v2", "--data", json.dumps(ROWS), url=server.url)
+    assert json.loads(as_v2.stdout)["outputs"][0]["data"] == expected(iris), as_v2.stderr
+    bad = kfbox("predict", "iris", "--data", "[[1, 2]]", url=server.url)
+    assert bad.returncode == 1
+    assert "features" in bad.stderr
+    logs = kfbox("serve", "logs", "iris", url=server.url)
+    assert "iris-predictor-00001" in logs.stdout
+    deleted = kfbox("serve", "delete", "iris", url=server.url)
     assert deleted.returncode == 0
-    gone = kfbox("serve", "get", "iris-cli", url=server.url)
+    gone = kfbox("serve", "get", "iris", url=server.url)
     assert gone.returncode == 1
     assert "does not exist" in gone.stderr
+    assert v1(httpx.Client(base_url=server.url), "iris").status_code == 404

@@ -1,0 +1,46 @@
+"""InferenceServices and revisions persist the same on SQLite, PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from kfbox.db import Database
+from kfbox.errors import Conflict, NotFound
+from kfbox.serving.spec import InferenceServiceSpec
+from kfbox.serving.store import ServingStore
+from tests.serving.helpers import manifest
+
+
+def spec(uri: str, **predictor: object) -> InferenceServiceSpec:
+    return InferenceServiceSpec.parse(manifest("iris", uri, **predictor))
+
+
+def test_revisions_canary_promote_rollback_delete(database_url: str) -> None:
+    db = Database(database_url)
+    try:
+        db.upgrade()
+        store = ServingStore(db)
+        record, created = store.apply(spec("pvc://m/v1"))
+        assert (record.latest, record.stable, created) == (1, None, True)
+        record, created = store.apply(spec("pvc://m/v1"))
+        assert (record.latest, created, record.generation) == (1, False, 2)
+        store.promote("default", "iris")
+        record, created = store.apply(spec("pvc://m/v2", canary_traffic_percent=20))
+        assert (record.latest, record.stable, record.canary_percent, created) == (2, 1, 20, True)
+        assert record.revisions[2].storage_uri == "pvc://m/v2"
+        record = store.rollback("default", "iris")
+        assert (record.latest, record.stable, record.canary_percent) == (1, 1, None)
+        with pytest.raises(Conflict):
+            store.rollback("default", "iris")
+        record, _ = store.apply(spec("pvc://m/v3", canary_traffic_percent=10))
+        assert record.latest == 3  # revision numbers never repeat
+        record = store.promote("default", "iris")
+        assert (record.latest, record.stable, record.canary_percent) == (3, 3, None)
+        assert "canaryTrafficPercent" not in record.manifest["spec"]["predictor"]
+        assert [r.name for r in store.list()] == ["iris"]
+        store.delete("default", "iris")
+        with pytest.raises(NotFound):
+            store.get("default", "iris")
+        assert store.list() == []
+    finally:
+        db.dispose()
