@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from kfbox.cli import main
+from kfbox.errors import InvalidInput
 from tests.support import ServerProcess
 
 PIPELINE_FILE = '''
@@ -58,25 +61,21 @@ BAD_INPUT = [
     (":greeting", ["-p", "times"], "Parameter 'times' is not name=value"),
     (":nope", [], "has no pipeline named 'nope'. Its pipelines: greeting, other"),
     ("", [], "defines 2 pipelines; pick one with"),
-    ("broken", [], "has a syntax error at line 2"),
 ]
 
 
 def test_bad_input_fails_before_anything_runs(server: ServerProcess, pipeline_file: Path) -> None:
+    before = run_count(server)
+    runner = CliRunner()
+    for target, params, message in BAD_INPUT:  # in-process: the same command object, without kfp's import time
+        result = runner.invoke(main.app, ["run", str(pipeline_file) + target, *params, "--url", server.url])
+        assert isinstance(result.exception, InvalidInput), result.output
+        assert message in str(result.exception)
     broken = pipeline_file.parent / "broken.py"
     broken.write_text("from kfp import dsl\ndef oops(:\n")
-    before = run_count(server)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
-    env.update(KFBOX_URL=server.url, COLUMNS="200")
-    started = []
-    for target, params, message in BAD_INPUT:  # concurrently: each pays kfp's import time
-        path = str(broken) if target == "broken" else str(pipeline_file) + target
-        started.append((subprocess.Popen([sys.executable, "-m", "kfbox", "run", path, *params], env=env, text=True,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE), message))
-    for process, message in started:
-        _, stderr = process.communicate(timeout=180)
-        assert process.returncode == 1, stderr
-        assert message in " ".join(stderr.split())
+    done = kfbox(server, "run", str(broken))  # and once end to end: message on stderr, exit code 1
+    assert done.returncode == 1
+    assert f"Error: Pipeline file '{broken}' has a syntax error at line 2" in " ".join(done.stderr.split())
     assert run_count(server) == before
 
 
@@ -111,3 +110,13 @@ def test_compile_then_run_yaml_without_cache(server: ServerProcess, pipeline_fil
     body = json.loads(again.stdout[again.stdout.index('{\n  "experiment_id"'):])
     assert body["state"] == "SUCCEEDED"
     assert body["run_details"]["task_details"][0]["cache_hit"] is False
+
+
+def test_host_submits_through_kfp_client(server: ServerProcess, pipeline_file: Path) -> None:
+    """``--host`` is the cluster path (upstream kfp.Client); kfbox's own KFP API stands in for the cluster."""
+    done = kfbox(server, "run", f"{pipeline_file}:greeting", "-p", "name=remote", "--host", f"{server.url}/pipeline",
+                 "--experiment", "remote", "--watch")
+    assert done.returncode == 0, done.stderr
+    assert f"submitted to {server.url}/pipeline" in done.stdout and "SUCCEEDED" in done.stdout
+    runs = server.client().get("/apis/v2beta1/runs", params={"sort_by": "created_at desc", "page_size": 1}).json()
+    assert runs["runs"][0]["runtime_config"]["parameters"] == {"name": "remote"}
