@@ -64,6 +64,9 @@ class Engine:
         from kfp.local.orchestrator import task_executor
         from kfp.pipeline_spec import pipeline_spec_pb2
 
+        from kfbox.pipelines import kfp_local_fixes
+
+        kfp_local_fixes.apply()
         pipeline = json_format.ParseDict(specs.pipeline_part(self.job["pipeline_spec"]),
                                          pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=True)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=self.job["artifacts_root"],
