@@ -113,7 +113,8 @@ class Supervisor:
                 if self.dirty:
                     self.dirty = False
                     self._start_pending()
-            except Exception:  # the loop must survive a database hiccup
+            except Exception:  # the loop must survive a database hiccup; try the queue again next time
+                self.dirty = True
                 log.exception("run supervisor iteration failed")
             self.wake.wait(POLL_SECONDS if self.active else IDLE_SECONDS)
             self.wake.clear()
