@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.server.platform import Platform
+from kfbox.server.processes import kill_group
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import PoolConfig, ReplicaPool
@@ -24,6 +26,7 @@ from kfbox.serving.store import ServiceRecord, ServingStore, revision_name
 from kfbox.storage import UriResolver
 
 TICK_SECONDS = 0.2
+SHUTDOWN_GRACE_SECONDS = 3.0
 
 
 class ServingManager:
@@ -46,11 +49,18 @@ class ServingManager:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def shutdown(self) -> None:
+        """Shutdown hook: SIGTERM every replica at once, SIGKILL what is left after a grace period."""
         if self._task is not None:
             self._task.cancel()
-        for deployment in self.deployments.values():
-            for pool in deployment.pools.values():
-                pool.kill_all()
+        children = [child for deployment in self.deployments.values() for pool in deployment.pools.values()
+                    for child in pool.children()]
+        for child in children:
+            kill_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while any(child.alive for child in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for child in children:
+            child.stop(0)
 
     def wake(self) -> None:
         if self._wake is not None:

@@ -9,7 +9,6 @@ exponentially; one that dies after being ready is simply replaced.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
 import os
@@ -76,6 +75,7 @@ class ReplicaPool:
         self.waiting = 0
         self.last_request_at = time.monotonic()
         self.ever_ready = False
+        self.closed = False
         self.client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=2.0),
                                         limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         self._indexes = itertools.count(1)
@@ -113,6 +113,8 @@ class ReplicaPool:
 
     # --- reconciling ---------------------------------------------------------------------
     async def tick(self, now: float) -> None:
+        if self.closed:
+            return
         await self._reap(now)
         await self._probe(now)
         self.autoscaler.observe(now, self.inflight)
@@ -124,7 +126,11 @@ class ReplicaPool:
             await self._ensure_model_path(now)
             if self.model_path is not None or self.spec.model_format == "custom":
                 for _ in range(self.desired - current):
-                    self.replicas.append(await asyncio.to_thread(self._spawn, now))
+                    replica = await asyncio.to_thread(self._spawn, now)
+                    if self.closed:  # closed while spawning (a new revision, a delete): don't leak it
+                        await asyncio.to_thread(replica.child.stop, 1.0)
+                        return
+                    self.replicas.append(replica)
         elif current > self.desired:
             # drain the idlest replicas first, starting ones before ready ones
             extra = sorted(self.replicas, key=lambda r: (r.ready, r.inflight))[: current - self.desired]
@@ -207,6 +213,7 @@ class ReplicaPool:
 
     async def close(self) -> None:
         """Stop every replica (draining in-flight requests briefly) and the HTTP client."""
+        self.closed = True
         for replica in self.replicas:
             self._drain(replica)
         self.replicas = []
@@ -214,11 +221,8 @@ class ReplicaPool:
             await asyncio.gather(*self._draining, return_exceptions=True)
         await self.client.aclose()
 
-    def kill_all(self) -> None:
-        """At server shutdown: no draining, just stop the children (they die with the server)."""
-        for replica in self.replicas:
-            with contextlib.suppress(Exception):
-                replica.child.stop(2.0)
+    def children(self) -> list[ChildProcess]:
+        return [replica.child for replica in self.replicas]
 
 
 def free_port() -> int:
