@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+
+import numpy as np
+from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from tests.serving.helpers import API, ROWS, apply, expected, manifest, status, train_iris, v1, wait_for, wait_ready
 from tests.support import ServerProcess
@@ -26,6 +30,19 @@ class Doubler(Model):
 '''
 
 
+async def grpc_infer(address: str) -> list[int]:
+    """A V2 gRPC call with the upstream kserve client, straight to a replica (gRPC stays on loopback)."""
+    assert address.startswith("127.0.0.1:")
+    client = InferenceGRPCClient(url=address)
+    tensor = InferInput(name="input-0", shape=[len(ROWS), 4], datatype="FP64")
+    tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float64))
+    try:
+        reply = await client.infer(InferRequest(model_name="iris", infer_inputs=[tensor]))
+    finally:
+        await client.close()
+    return [int(v) for v in reply.outputs[0].as_numpy().tolist()]
+
+
 def custom_manifest(code_dir: Path, pvc: str) -> dict[str, object]:
     body = manifest("doubler", pvc, fmt="custom",
                     annotations={"serving.kfbox.io/model-class": "doubler_model:Doubler",
@@ -45,12 +62,14 @@ def test_custom_predictor_and_restart(tmp_path: Path) -> None:
     try:
         with server.client() as client:
             apply(client, custom_manifest(code, "pvc://custom/doubler"))
-            apply(client, manifest("iris", "pvc://models/iris"))
+            apply(client, manifest("iris", "pvc://models/iris", annotations={"serving.kfbox.io/enable-grpc": "true"}))
             wait_ready(client, "doubler")
             wait_ready(client, "iris")
             reply = v1(client, "doubler", [[1.0, 2.0], [3.0, 4.0]])
             assert reply.json() == {"predictions": [9.0, 21.0]}
-            old_pids = status(client, "iris")["revisions"]["iris-predictor-00001"]["pids"]
+            revision = status(client, "iris")["revisions"]["iris-predictor-00001"]
+            assert asyncio.run(grpc_infer(revision["grpcEndpoints"][0])) == expected(model, ROWS)
+            old_pids = revision["pids"]
         server.stop()
         assert not any(Path(f"/proc/{pid}").exists() for pid in old_pids)  # replicas die with the server
 

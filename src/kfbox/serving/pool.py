@@ -39,6 +39,7 @@ class Replica:
     ready_at: float | None = None
     inflight: int = 0
     broken: bool = False
+    grpc_port: int = 0
 
     @property
     def url(self) -> str:
@@ -192,13 +193,14 @@ class ReplicaPool:
             argv += ["--model-class", spec.model_class]
         if spec.python_path:
             argv += ["--python-path", spec.python_path]
-        if spec.enable_grpc:
-            argv += ["--grpc-port", str(free_port())]
+        grpc_port = free_port() if spec.enable_grpc else 0
+        if grpc_port:
+            argv += ["--grpc-port", str(grpc_port)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}  # no tokens or keys
         env["PYTHONUNBUFFERED"] = "1"
         log_path = self.config.log_dir / f"{self.config.revision}-{index}.log"
         child = ChildProcess.spawn(argv, log_path=log_path, env=env)
-        return Replica(index=index, port=port, child=child, started_at=now)
+        return Replica(index=index, port=port, child=child, started_at=now, grpc_port=grpc_port)
 
     def _drain(self, replica: Replica) -> None:
         async def drain() -> None:

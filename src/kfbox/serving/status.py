@@ -93,7 +93,9 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
                                                "desired": p.desired, "failure": p.failure,
                                                # each ready replica's own address, for benchmarks and debugging
                                                "endpoints": [r.url for r in p.replicas if r.ready],
-                                               "pids": [r.child.pid for r in p.replicas if r.ready]}
+                                               "pids": [r.child.pid for r in p.replicas if r.ready],
+                                               "grpcEndpoints": [f"127.0.0.1:{r.grpc_port}" for r in p.replicas
+                                                                 if r.ready and r.grpc_port]}
                       for n, p in sorted(deployment.pools.items())},
     }
     return body
