@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -102,14 +103,14 @@ def child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iter
 
 
 @contextlib.contextmanager
-def kfbox_server(home: Path) -> Iterator[str]:
+def kfbox_server(home: Path) -> Iterator[tuple[str, int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
     argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)]
     with child(argv, home / "bench-server.log", env) as proc:
-        def ready() -> str | None:
+        def ready() -> tuple[str, int] | None:
             record = json.loads((home / "server.json").read_text())
             ok = record["pid"] == proc.pid and httpx.get(record["url"] + "/healthz").status_code == 200
-            return str(record["url"]) if ok else None
+            return (str(record["url"]), proc.pid) if ok else None
 
         yield wait_for(ready, "kfbox up")
 
@@ -133,20 +134,48 @@ def endpoints(status: dict[str, Any]) -> list[str]:
     return [e for revision in status["revisions"].values() for e in revision.get("endpoints", [])]
 
 
-def measure(url: str, concurrency: int, seconds: float) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (0 where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def replica_pid(port: int) -> int | None:
+    """The kserve replica process listening on ``port`` (its command line names the port)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().split(b"\0")
+            if b"kfbox.serving.replica" in argv and str(port).encode() in argv:
+                return int(cmdline.parent.name)
+    return None
+
+
+def measure(url: str, concurrency: int, seconds: float, watch: dict[str, int] | None = None) -> dict[str, Any]:
+    """req/s and latency of one cell; with ``watch`` also the CPU ms per request of those processes."""
     spec = LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=seconds, timeout=30)
     run_load(LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=min(1.0, seconds)))
+    before = {name: cpu_seconds(pid) for name, pid in (watch or {}).items()}
+    own = time.process_time()
     report = run_load(spec)
+    own = time.process_time() - own
     if report.failed:
         raise RuntimeError(f"{url}: {report.failed} of {report.total} requests failed: "
                            f"{report.errors} {report.statuses}")
-    return {"rps": report.rps, "p50_ms": report.percentile(50) * 1000, "p99_ms": report.percentile(99) * 1000}
+    cell: dict[str, Any] = {"rps": report.rps, "p50_ms": report.percentile(50) * 1000,
+                            "p99_ms": report.percentile(99) * 1000}
+    if watch:
+        cpu = {name: (cpu_seconds(pid) - before[name]) * 1000 / report.total for name, pid in watch.items()}
+        cell["cpu_ms_per_request"] = {**cpu, "load generator": own * 1000 / report.total}
+    return cell
 
 
 def compare_with_wrk(url: str, concurrency: int, seconds: int, work: Path,
                      rounds: int = 2) -> dict[str, Any] | None:
     """The same endpoint, concurrency and duration under ``kfbox loadtest`` (the CLI) and ``wrk``,
-    alternated ``rounds`` times so a neighbour's load on a shared machine hits both alike."""
+    in ABBA order ``rounds`` times, so a neighbour's load drifting on a shared machine hits both alike."""
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk): skipping the loadtest/wrk comparison")
         return None
@@ -156,20 +185,30 @@ def compare_with_wrk(url: str, concurrency: int, seconds: int, work: Path,
                       'wrk.headers["Content-Type"] = "application/json"\n')
     ours: list[float] = []
     theirs: list[float] = []
-    for _ in range(rounds):
-        cli = subprocess.run([sys.executable, "-m", "kfbox", "loadtest", url, "-z", f"{seconds}s", "-c",
-                              str(concurrency), "-d", f"@{work / 'body.json'}", "-o", "json"],
-                             capture_output=True, text=True, check=True)
-        ours.append(json.loads(cli.stdout)["requests_per_second"])
-        wrk = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
-                             capture_output=True, text=True)
-        out = wrk.stdout + wrk.stderr
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        if wrk.returncode or match is None or "Non-2xx" in out or "Socket errors" in out:
-            raise RuntimeError(f"wrk did not report a clean run:\n{out}")
-        theirs.append(float(match.group(1)))
+    for turn in range(rounds * 2):
+        if turn % 4 in (0, 3):
+            ours.append(_loadtest_rps(url, concurrency, seconds, work))
+        else:
+            theirs.append(_wrk_rps(url, concurrency, seconds, script))
     mean_ours, mean_theirs = sum(ours) / rounds, sum(theirs) / rounds
     return {"loadtest_rps": ours, "wrk_rps": theirs, "ratio": mean_ours / mean_theirs}
+
+
+def _loadtest_rps(url: str, concurrency: int, seconds: int, work: Path) -> float:
+    cli = subprocess.run([sys.executable, "-m", "kfbox", "loadtest", url, "-z", f"{seconds}s", "-c",
+                          str(concurrency), "-d", f"@{work / 'body.json'}", "-o", "json"],
+                         capture_output=True, text=True, check=True)
+    return float(json.loads(cli.stdout)["requests_per_second"])
+
+
+def _wrk_rps(url: str, concurrency: int, seconds: int, script: Path) -> float:
+    wrk = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
+                         capture_output=True, text=True)
+    out = wrk.stdout + wrk.stderr
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if wrk.returncode or match is None or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk did not report a clean run:\n{out}")
+    return float(match.group(1))
 
 
 def print_table(rows: dict[str, dict[int, dict[str, Any]]]) -> None:
@@ -177,6 +216,11 @@ def print_table(rows: dict[str, dict[int, dict[str, Any]]]) -> None:
     for path, by_c in rows.items():
         for c, m in by_c.items():
             print(f"{path:<22}{c:>4}{m['rps']:>10.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}")
+    print("\nCPU ms per request at c=8 (what bounds req/s on a small machine)")
+    for path, by_c in rows.items():
+        cpu = by_c.get(8, {}).get("cpu_ms_per_request")
+        if cpu:
+            print(f"  {path:<22}" + "  ".join(f"{name} {ms:.2f}" for name, ms in cpu.items()))
 
 
 def verdict(ok: bool) -> str:
@@ -195,7 +239,7 @@ def main() -> int:
         model = home / "pvc" / "models" / "iris" / "model.joblib"
         train(model)
         flask_port = free_port()
-        with kfbox_server(home) as url, \
+        with kfbox_server(home) as (url, server_pid), \
                 child([sys.executable, "-c", FLASK_APP, str(model), str(flask_port)], work / "flask.log"):
             flask_url = f"http://127.0.0.1:{flask_port}/v1/models/iris:predict"
             wait_for(lambda: httpx.post(flask_url, content=BODY, headers={"content-type": "application/json"})
@@ -204,11 +248,13 @@ def main() -> int:
             direct = endpoints(status)[0] + "/v1/models/iris:predict"
             gateway = f"{url}/serving/{NAMESPACE}/iris/v1/models/iris:predict"
             paths = {"gateway (1 replica)": gateway, "direct kserve replica": direct, "flask": flask_url}
+            replica = replica_pid(urlsplit(direct).port or 80)
+            watch = {"kfbox server (gateway)": server_pid, **({"kserve replica": replica} if replica else {})}
             rows: dict[str, dict[int, dict[str, Any]]] = {}
             for label, target in paths.items():
                 rows[label] = {}
                 for c in CONCURRENCY:
-                    rows[label][c] = measure(target, c, args.seconds)
+                    rows[label][c] = measure(target, c, args.seconds, watch if c == 8 and label != "flask" else None)
                     print(f"  {label:<22} c={c:<3} {rows[label][c]['rps']:8.1f} req/s", flush=True)
             agreement = compare_with_wrk(direct, 8, max(1, round(args.seconds)), work)
             apply_iris(url, "iris-2", 2)
@@ -235,7 +281,7 @@ def main() -> int:
         within = abs(agreement["ratio"] - 1) <= 0.10
         rates = " / ".join(f"{a:.1f} vs {b:.1f}" for a, b in zip(agreement["loadtest_rps"], agreement["wrk_rps"],
                                                                    strict=True))
-        print(f"\nkfbox loadtest vs wrk, direct replica, c=8, alternating runs: {rates} req/s "
+        print(f"\nkfbox loadtest vs wrk, direct replica, c=8, runs in ABBA order: {rates} req/s "
               f"(ratio of means {agreement['ratio']:.3f}, goal within 10%: {verdict(within)})")
     results.update(ratios=ratios, loadtest_vs_wrk=agreement)
     if args.json:

@@ -109,6 +109,7 @@ class LoadTest:
         self._samples: list[tuple[float, float]] = []
         self._stop: asyncio.Event | None = None
         self._closing = False
+        self._last_end = 0.0
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -131,18 +132,24 @@ class LoadTest:
         finally:
             elapsed = time.perf_counter() - self._started
             interrupted = self._stop.is_set()
+            finished = all_done.done()
             self._closing = True  # a worker whose cancel gets lost (wait_for can swallow it) still ends
+            all_done.cancel()
             for task in [*workers, *helpers, stopped]:
                 task.cancel()
-            await asyncio.gather(*workers, *helpers, stopped, return_exceptions=True)
+            # all_done is awaited too, so its (cancelled) outcome counts as retrieved
+            outcomes = await asyncio.gather(all_done, *workers, *helpers, stopped, return_exceptions=True)
             close = getattr(self.sampler, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):
                     await close()
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(signal.SIGINT)
-        if all_done.done() and not all_done.cancelled() and all_done.exception() is None and self._finished_at:
-            elapsed = self._finished_at[-1]  # -n: the run ends with its last reply
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome  # a bug in a worker must not pass as a short, clean run
+        if finished and self._last_end:
+            elapsed = self._last_end  # -n: the run ends with its last reply
         return Report.build(
             url=self.spec.url, method=self.spec.method, concurrency=self.spec.connections, duration=elapsed,
             finished_at=self._finished_at, latencies=self._latencies, statuses=dict(self._statuses),
@@ -183,6 +190,7 @@ class LoadTest:
                     status = await reply
                 except (OSError, EOFError, TimeoutError, RequestTimeout, ProtocolError, ssl.SSLError) as exc:
                     self._errors[error_kind(exc)] += 1
+                    self._last_end = perf() - self._started
                     if conn is not None:
                         conn.close()
                         conn = None
@@ -196,7 +204,8 @@ class LoadTest:
                 end = perf()
                 self._statuses[status] += 1
                 self._latencies.append(end - start)
-                self._finished_at.append(end - self._started)
+                self._last_end = end - self._started
+                self._finished_at.append(self._last_end)
                 if not conn.keep_alive:
                     conn.close()
                     conn = None
