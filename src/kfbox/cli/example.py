@@ -11,7 +11,7 @@ import typer
 
 from kfbox.cli.api import resolve_url
 from kfbox.cli.options import HomeOption, TokenOption, UrlOption
-from kfbox.cli.output import console, print_table
+from kfbox.cli.output import console, print_pairs, print_table
 from kfbox.config import Settings
 from kfbox.errors import Unavailable
 from kfbox.workflows.iris import IrisOptions, IrisSummary, run_iris
@@ -85,4 +85,4 @@ def print_summary(summary: IrisSummary) -> None:
                     f"total {summary.total_seconds:.1f}s"),
         ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),
     ]
-    print_table("iris workflow", ["", ""], rows)
+    print_pairs("iris workflow", rows)

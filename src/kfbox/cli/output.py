@@ -30,3 +30,13 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
     console.print(table)
+
+
+def print_pairs(title: str | None, rows: Sequence[tuple[str, Any]]) -> None:
+    """A key/value block whose values wrap instead of being cut: URLs must stay copyable."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)

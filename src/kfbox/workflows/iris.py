@@ -8,13 +8,16 @@ V1 protocol for predictions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
+import io
 import json
 import re
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -95,8 +98,6 @@ def next_version(registry: Any) -> str:
 
 
 def registry_client(platform_url: str, token: str | None) -> Any:
-    import warnings
-
     from model_registry import ModelRegistry
 
     parsed = urlparse(platform_url)
@@ -109,8 +110,10 @@ def registry_client(platform_url: str, token: str | None) -> Any:
 def run_pipeline(client: Any, package: Path, arguments: dict[str, Any], title: str, console: Console,
                  timeout: float) -> tuple[Any, float]:
     started = time.monotonic()
-    result = client.create_run_from_pipeline_package(str(package), arguments=arguments, run_name=title,
-                                                     experiment_name="iris")
+    with contextlib.redirect_stdout(io.StringIO()):  # kfp.Client prints links to a cluster UI we don't have
+        result = client.create_run_from_pipeline_package(str(package), arguments=arguments, run_name=title,
+                                                         experiment_name="iris")
+    console.print(f"Run {result.run_id} submitted ({title}); details: kfbox runs get {result.run_id}")
     run = watch_run(client, result.run_id, title, console, timeout=timeout)
     state = str(run.state).rsplit(".", 1)[-1].upper()
     if state != "SUCCEEDED":
@@ -159,12 +162,14 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
     pipelines = load_pipelines(examples_dir)
     registry = registry_client(platform_url, token)
     version = options.version or next_version(registry)
-    if not VERSION_RE.match(version) and not version.strip():
-        raise InvalidInput(f"Version {version!r} is empty.")
+    if not version.strip() or any(c.isspace() or not c.isprintable() for c in version):
+        raise InvalidInput(f"Version {version!r} must be a non-empty name without spaces, e.g. v3.")
     console.print(f"Training iris KNN models {options.neighbors} as version [bold]{version}[/] "
                   f"with {options.scaler} on {platform_url}")
 
-    client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later": we are
+        client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
     with tempfile.TemporaryDirectory(prefix="kfbox-iris-") as tmp:
         from kfp import compiler
 
