@@ -43,58 +43,48 @@ def revision_share(client: httpx.Client, name: str, n: int) -> collections.Count
     return seen
 
 
-def test_canary_split_promote_and_rollback(client: httpx.Client, server: ServerProcess) -> None:
-    old = train_iris(server.home / "pvc" / "models" / "flower-v1")
-    new = train_iris(server.home / "pvc" / "models" / "flower-v2", kind="tree")
+def test_rollout_canary_promote_and_rollback(client: httpx.Client, server: ServerProcess) -> None:
+    logistic = train_iris(server.home / "pvc" / "models" / "flower-v1")
+    tree = train_iris(server.home / "pvc" / "models" / "flower-v2", kind="tree")
     apply(client, manifest("flower", "pvc://models/flower-v1"))
     wait_ready(client, "flower")
-    assert v1(client, "flower").json() == {"predictions": expected(old)}
+    assert v1(client, "flower").json() == {"predictions": expected(logistic)}
 
-    st = apply(client, manifest("flower", "pvc://models/flower-v2", canary_traffic_percent=20))["status"]
-    assert st["components"]["predictor"]["latestCreatedRevision"] == "flower-predictor-00002"
-    wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
+    # a changed spec without canary: the old revision serves until the new one is ready, then hands over
+    apply(client, manifest("flower", "pvc://models/flower-v2"))
+    assert v1(client, "flower").status_code == 200
+    wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
+             == "flower-predictor-00002", 90, "rollout of revision 2")
+    assert revision_share(client, "flower", 20) == {"flower-predictor-00002": 20}
+    assert v1(client, "flower").json() == {"predictions": expected(tree)}
+    apply(client, manifest("flower", "pvc://models/flower-v2"))  # the same spec again: no new revision
+    assert status(client, "flower")["components"]["predictor"]["latestCreatedRevision"] == "flower-predictor-00002"
+
+    # revision 3 as a 20% canary
+    st = apply(client, manifest("flower", "pvc://models/flower-v1", canary_traffic_percent=20))["status"]
+    assert st["components"]["predictor"]["latestCreatedRevision"] == "flower-predictor-00003"
+    wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00003"]["ready"], 90, "canary ready")
     traffic = {t["revisionName"]: t["percent"] for t in status(client, "flower")["components"]["predictor"]["traffic"]}
-    assert traffic == {"flower-predictor-00001": 80, "flower-predictor-00002": 20}
-
+    assert traffic == {"flower-predictor-00002": 80, "flower-predictor-00003": 20}
     seen = revision_share(client, "flower", 1000)
-    assert 150 <= seen["flower-predictor-00002"] <= 250, seen
-    assert seen["flower-predictor-00001"] + seen["flower-predictor-00002"] == 1000
+    assert 150 <= seen["flower-predictor-00003"] <= 250, seen
+    assert seen["flower-predictor-00002"] + seen["flower-predictor-00003"] == 1000
 
     promoted = kfbox("serve", "promote", "flower", url=server.url)
     assert promoted.returncode == 0, promoted.stderr
-    assert revision_share(client, "flower", 40) == {"flower-predictor-00002": 40}
-    assert v1(client, "flower").json() == {"predictions": expected(new)}
-
-    # a third revision as a 50% canary, then rolled back: everything returns to revision 2
-    apply(client, manifest("flower", "pvc://models/flower-v1", canary_traffic_percent=50))
-    wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00003"]["ready"], 90, "canary 3 ready")
-    assert set(revision_share(client, "flower", 40)) == {"flower-predictor-00002", "flower-predictor-00003"}
+    assert revision_share(client, "flower", 40) == {"flower-predictor-00003": 40}
+    assert v1(client, "flower").json() == {"predictions": expected(logistic)}
+    # revision 4 as a 50% canary, rolled back: everything returns to revision 3
+    apply(client, manifest("flower", "pvc://models/flower-v2", canary_traffic_percent=50))
     rolled = kfbox("serve", "rollback", "flower", url=server.url)
     assert rolled.returncode == 0, rolled.stderr
-    assert revision_share(client, "flower", 40) == {"flower-predictor-00002": 40}
+    assert revision_share(client, "flower", 40) == {"flower-predictor-00003": 40}
     traffic = status(client, "flower")["components"]["predictor"]["traffic"]
-    assert traffic == [{"revisionName": "flower-predictor-00002", "percent": 100, "latestRevision": True}]
+    assert traffic == [{"revisionName": "flower-predictor-00003", "percent": 100, "latestRevision": True}]
     again = client.post(API.format(ns="default") + "/flower/rollback")
     assert again.status_code == 409
+    assert "no earlier" in again.json()["message"]
     client.delete(API.format(ns="default") + "/flower")
-
-
-def test_a_new_revision_without_canary_takes_over_when_ready(client: httpx.Client, server: ServerProcess) -> None:
-    train_iris(server.home / "pvc" / "models" / "roll-v1")
-    tree = train_iris(server.home / "pvc" / "models" / "roll-v2", kind="tree")
-    apply(client, manifest("roll", "pvc://models/roll-v1"))
-    wait_ready(client, "roll")
-    apply(client, manifest("roll", "pvc://models/roll-v2"))
-    # the old revision serves until the new one is ready, then the new one takes everything
-    assert v1(client, "roll").status_code == 200
-    wait_for(lambda: status(client, "roll")["components"]["predictor"].get("latestRolledoutRevision")
-             == "roll-predictor-00002", 90, "rollout of revision 2")
-    assert revision_share(client, "roll", 20) == {"roll-predictor-00002": 20}
-    assert v1(client, "roll").json() == {"predictions": expected(tree)}
-    # applying the same spec again changes nothing
-    apply(client, manifest("roll", "pvc://models/roll-v2"))
-    assert status(client, "roll")["components"]["predictor"]["latestCreatedRevision"] == "roll-predictor-00002"
-    client.delete(API.format(ns="default") + "/roll")
 
 
 def test_autoscale_up_under_load_and_down_after_idle(client: httpx.Client, server: ServerProcess) -> None:

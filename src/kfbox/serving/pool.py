@@ -179,7 +179,7 @@ class ReplicaPool:
     def _record_failure(self, now: float, reason: str) -> None:
         self.failure = reason
         self.failures += 1
-        self.retry_at = now + min(MAX_BACKOFF, 0.5 * 2 ** self.failures)
+        self.retry_at = now + min(MAX_BACKOFF, 2.0 ** self.failures)  # 2s, 4s, 8s... like CrashLoopBackOff
 
     def _spawn(self, now: float) -> Replica:
         index = next(self._indexes)
