@@ -194,6 +194,7 @@ def test_metrics_per_inferenceservice(client: httpx.Client, iris: Any) -> None:
     assert value('kfbox_serving_request_duration_seconds_count{name="iris",namespace="default"}') >= 2
     assert value('kfbox_serving_inflight_requests{name="iris",namespace="default"}') == 0
     assert value('kfbox_serving_replicas{name="iris",namespace="default"}') == 2
+    assert value('kfbox_serving_replica_start_seconds_count{name="iris",namespace="default"}') >= 2
     assert "kfbox_serving_cold_starts_total" in text
     assert "kfbox_serving_cold_start_seconds_bucket" in text or "kfbox_serving_cold_start_seconds" in text
 

@@ -161,7 +161,8 @@ class ServingManager:
             config = PoolConfig(model_name=record.name, revision=revision_name(record.name, number),
                                 log_dir=self._log_dir(record.namespace, record.name),
                                 scale_window=self.settings.serving_scale_window,
-                                start_timeout=self.settings.serving_replica_start_timeout)
+                                start_timeout=self.settings.serving_replica_start_timeout,
+                                on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe)
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize)
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]
 

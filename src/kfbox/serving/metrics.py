@@ -25,6 +25,9 @@ class ServingMetrics:
                              registry=registry)
         self.cold_starts = Counter("kfbox_serving_cold_starts", "Requests that waited for a replica to start "
                                    "(scale from zero).", labels, registry=registry)
+        self.replica_start_seconds = Histogram("kfbox_serving_replica_start_seconds", "From spawning a model "
+                                               "replica to its first ready probe.", labels,
+                                               buckets=COLD_START_BUCKETS, registry=registry)
         self.cold_start_seconds = Histogram("kfbox_serving_cold_start_seconds", "How long a request waited for a "
                                             "cold start.", labels, buckets=COLD_START_BUCKETS, registry=registry)
 

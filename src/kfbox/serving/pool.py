@@ -57,6 +57,8 @@ class PoolConfig:
     log_dir: Path
     scale_window: float
     start_timeout: float
+    on_replica_ready: Callable[[float], None] | None = None
+    """Called with the seconds from spawn to ready (the replica start metric)."""
 
 
 class ReplicaPool:
@@ -157,6 +159,8 @@ class ReplicaPool:
         for replica, ok in zip(starting, results, strict=True):
             if ok:
                 replica.ready_at = now
+                if self.config.on_replica_ready is not None:
+                    self.config.on_replica_ready(now - replica.started_at)
                 self.ever_ready = True
                 self.failure = None
                 self.failures = 0
