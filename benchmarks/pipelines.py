@@ -1,7 +1,9 @@
 """Pipelines benchmark: a 10-task pipeline (seed, a ParallelFor of 8, combine) from submit to
 SUCCEEDED through kfbox, against plain ``kfp.local`` in-process with
-``SubprocessRunner(use_venv=False)`` and against kfp.local's default runner (a fresh venv
-with pip installs per task).
+``SubprocessRunner(use_venv=False)`` (the same components, whose compiled ``pip install kfp``
+prelude kfp.local runs for every task; and once more compiled with
+``install_kfp_package=False``, i.e. kfp.local's bare execution cost) and against kfp.local's
+default runner (a fresh venv with pip installs per task, measured once).
 
     .venv/bin/python benchmarks/pipelines.py [--repeat 3] [--skip-default] [--json out.json]
 
@@ -30,20 +32,26 @@ import httpx
 TASKS = 10
 ITEMS = list(range(8))
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+PLAIN = "kfp.local use_venv=False"
+BARE = "kfp.local no pip prelude"
+DEFAULT = "kfp.local default (venv)"
 
 
-def build_pipeline():  # type: ignore[no-untyped-def]
+def build_pipeline(prelude: bool = True):  # type: ignore[no-untyped-def]
+    """``prelude=False`` compiles the components without the ``pip install kfp`` shell prelude."""
     from kfp import dsl
 
-    @dsl.component(base_image="python:3.11")
+    component = dsl.component(base_image="python:3.11", install_kfp_package=prelude)
+
+    @component
     def seed(n: int) -> list:
         return list(range(n))
 
-    @dsl.component(base_image="python:3.11")
+    @component
     def work(x: int) -> int:
         return x * x
 
-    @dsl.component(base_image="python:3.11")
+    @component
     def combine(values: list) -> int:
         return int(sum(values))
 
@@ -104,14 +112,14 @@ def _wait_ready(home: Path, server: "subprocess.Popen[bytes]") -> str:
     raise SystemExit("kfbox up not ready in 60s")
 
 
-def time_local(use_venv: bool, repeat: int, timeout: float) -> list[float]:
+def time_local(mode: str, repeat: int, timeout: float) -> list[float]:
     """Each repetition in a fresh interpreter (kfp.local keeps global state); times only the pipeline call."""
     times = []
     for _ in range(repeat):
-        done = subprocess.run([sys.executable, __file__, "--child", "venv" if use_venv else "plain"],
+        done = subprocess.run([sys.executable, __file__, "--child", mode],
                               capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
-            raise SystemExit(f"kfp.local ({'venv' if use_venv else 'plain'}) failed:\n{done.stderr[-3000:]}")
+            raise SystemExit(f"kfp.local ({mode}) failed:\n{done.stderr[-3000:]}")
         times.append(float(done.stdout.strip().splitlines()[-1]))
     return times
 
@@ -119,7 +127,7 @@ def time_local(use_venv: bool, repeat: int, timeout: float) -> list[float]:
 def child(mode: str) -> None:
     from kfp import local
 
-    pipeline = build_pipeline()
+    pipeline = build_pipeline(prelude=mode != "bare")
     with tempfile.TemporaryDirectory() as root:
         local.init(runner=local.SubprocessRunner(use_venv=mode == "venv"), pipeline_root=root)
         started = time.perf_counter()
@@ -135,7 +143,7 @@ def main() -> None:
     parser.add_argument("--skip-default", action="store_true", help="Skip kfp.local's default (venv) runner.")
     parser.add_argument("--default-timeout", type=float, default=900)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--child", choices=["plain", "venv"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["plain", "bare", "venv"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child)
@@ -144,17 +152,20 @@ def main() -> None:
     print(f"{TASKS}-task pipeline (ParallelFor of {len(ITEMS)}), submit to SUCCEEDED, {args.repeat} repetitions")
     results["kfbox"] = time_kfbox(args.repeat)
     _line("kfbox", results["kfbox"])
-    results["kfp.local use_venv=False"] = time_local(False, args.repeat, 600)
-    _line("kfp.local use_venv=False", results["kfp.local use_venv=False"])
+    results[PLAIN] = time_local("plain", args.repeat, 600)
+    _line(PLAIN, results[PLAIN])
+    results[BARE] = time_local("bare", args.repeat, 600)
+    _line(BARE, results[BARE])
     if not args.skip_default:
-        results["kfp.local default (venv)"] = time_local(True, 1, args.default_timeout)
-        _line("kfp.local default (venv)", results["kfp.local default (venv)"])
+        results[DEFAULT] = time_local("venv", 1, args.default_timeout)
+        _line(DEFAULT, results[DEFAULT])
     kfbox = statistics.median(results["kfbox"])
-    plain = statistics.median(results["kfp.local use_venv=False"])
-    print(f"kfbox / plain kfp.local: {kfbox / plain:.2f}x (goal <= 1.2x); "
-          f"kfbox overhead per task: {(kfbox - plain) / TASKS * 1000:+.0f} ms")
-    if "kfp.local default (venv)" in results:
-        default = statistics.median(results["kfp.local default (venv)"])
+    for name in (PLAIN, BARE):
+        plain = statistics.median(results[name])
+        print(f"kfbox / {name}: {kfbox / plain:.2f}x (goal <= 1.2x); "
+              f"kfbox overhead per task: {(kfbox - plain) / TASKS * 1000:+.0f} ms")
+    if DEFAULT in results:
+        default = statistics.median(results[DEFAULT])
         print(f"kfp.local default / kfbox: {default / kfbox:.1f}x faster (goal >= 10x)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

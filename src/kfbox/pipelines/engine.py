@@ -33,6 +33,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+def preload() -> None:
+    """Import the modules a run uses (the slow part of a worker's start), for spare workers."""
+    from google.protobuf import json_format  # noqa: F401
+    from kfp import dsl, local  # noqa: F401
+    from kfp.local import pipeline_orchestrator, subprocess_task_handler  # noqa: F401
+    from kfp.local.orchestrator import enhanced_dag_orchestrator, task_executor  # noqa: F401
+    from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: F401
+
+
 class _Task:
     def __init__(self, task_id: str, path: str, log: Path) -> None:
         self.task_id = task_id

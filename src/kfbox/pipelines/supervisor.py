@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -56,6 +57,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.dirty = True
         self.thread: threading.Thread | None = None
+        self.spare: tuple[ChildProcess, Path] | None = None
 
     def run_dir(self, run_id: str) -> Path:
         return self.settings.runs_dir / run_id
@@ -63,7 +65,7 @@ class Supervisor:
     def start(self) -> None:
         recovered = self.store.recover()
         for run_id, pid in recovered:
-            if pid and _is_worker(pid, run_id):
+            if pid and _is_worker(pid, self.run_dir(run_id)):
                 kill_group(pid, signal.SIGKILL)
         if recovered:
             log.warning("marked %d run(s) interrupted by a server stop as FAILED", len(recovered))
@@ -78,6 +80,9 @@ class Supervisor:
         with self.lock:
             active = dict(self.active)
             self.active.clear()
+        if self.spare is not None:
+            self.spare[0].stop(grace=0)
+            shutil.rmtree(self.spare[1], ignore_errors=True)
         for run_id, entry in active.items():
             entry.child.stop(grace=CANCEL_GRACE_SECONDS)
             self._ingest(run_id, entry)
@@ -113,6 +118,7 @@ class Supervisor:
                 if self.dirty:
                     self.dirty = False
                     self._start_pending()
+                self._keep_spare()
             except Exception:  # the loop must survive a database hiccup; try the queue again next time
                 self.dirty = True
                 log.exception("run supervisor iteration failed")
@@ -151,19 +157,19 @@ class Supervisor:
 
     def _launch(self, run: Run) -> None:
         run_dir = self.run_dir(run.id)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "tasks").mkdir(parents=True, exist_ok=True)
         job = {"run_id": run.id, "pipeline_spec": run.pipeline_spec, "parameters": run.parameters,
                "artifacts_root": str(self.settings.artifacts_dir), "cache_root": str(self.settings.home / "cache"),
                "pvc_root": str(self.settings.pvc_dir), "venvs_dir": str(self.settings.venvs_dir),
                "logs_dir": str(run_dir / "tasks")}
         (run_dir / "job.json").write_text(json.dumps(job))
         (run_dir / "events.jsonl").touch()
-        env = {**os.environ, **task_environment(self.settings), "PYTHONUNBUFFERED": "1"}
         if not self.store.mark_started(run.id, 0):
             return
         try:
-            child = ChildProcess.spawn([sys.executable, "-m", "kfbox.pipelines.worker", str(run_dir)],
-                                       log_path=run_dir / "worker.log", env=env, cwd=run_dir)
+            child = self._take_spare(run_dir) or ChildProcess.spawn(
+                [sys.executable, "-m", "kfbox.pipelines.worker", str(run_dir)],
+                log_path=run_dir / "worker.log", env=self._env(), cwd=run_dir)
         except OSError as exc:
             self.store.finish(run.id, "FAILED", f"Could not start the run's worker: {exc}")
             return
@@ -173,11 +179,37 @@ class Supervisor:
         if self.store.get(run.id).state not in ACTIVE:  # cancelled between mark and spawn
             child.stop(grace=0)
 
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **task_environment(self.settings), "PYTHONUNBUFFERED": "1"}
 
-def _is_worker(pid: int, run_id: str) -> bool:
-    """Whether ``pid`` is still this run's worker (and not a recycled pid)."""
+    def _keep_spare(self) -> None:
+        """One worker with kfp already imported, waiting for the next run."""
+        if self.spare is not None and self.spare[0].alive:
+            return
+        if self.spare is not None:
+            shutil.rmtree(self.spare[1], ignore_errors=True)
+        folder = self.settings.runs_dir / f".spare-{uuid.uuid4().hex[:8]}"
+        folder.mkdir(parents=True, exist_ok=True)
+        child = ChildProcess.spawn([sys.executable, "-m", "kfbox.pipelines.worker", "--spare", str(folder)],
+                                   log_path=folder / "spare.log", env=self._env(), cwd=folder)
+        self.spare = (child, folder)
+
+    def _take_spare(self, run_dir: Path) -> ChildProcess | None:
+        spare, self.spare = self.spare, None
+        if spare is None or not spare[0].alive:
+            return None
+        child, folder = spare
+        tmp = folder / "go.tmp"
+        tmp.write_text(str(run_dir))
+        os.replace(tmp, folder / "go")
+        child.log_path = run_dir / "worker.log"
+        return child
+
+def _is_worker(pid: int, run_dir: Path) -> bool:
+    """Whether ``pid`` is still this run's worker (and not a recycled pid): a worker working in ``run_dir``."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
-    return b"kfbox.pipelines.worker" in cmdline and any(run_id.encode() in part for part in cmdline)
+    return b"kfbox.pipelines.worker" in cmdline and Path(cwd).resolve() == run_dir.resolve()

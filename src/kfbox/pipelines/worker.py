@@ -1,22 +1,29 @@
-"""The run child process: ``python -m kfbox.pipelines.worker RUN_DIR``.
+"""The run child process: ``python -m kfbox.pipelines.worker RUN_DIR`` (or ``--spare DIR``).
 
 Reads ``RUN_DIR/job.json``, runs the pipeline with kfp.local (see :mod:`kfbox.pipelines.engine`)
 and reports to ``RUN_DIR/events.jsonl``. It never touches the database: the server owns the
 bookkeeping. The server starts it as a process-group leader, so cancelling kills every task.
+
+A *spare* worker imports kfp ahead of time and waits for ``DIR/go`` to name its run dir; the
+server keeps one ready, so a submitted run does not pay the interpreter start and kfp import.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import time
 import traceback
 from pathlib import Path
 
 from kfbox.pipelines.events import EventWriter
 
+SPARE_POLL_SECONDS = 0.01
 
-def main(argv: list[str]) -> int:
-    run_dir = Path(argv[1])
+
+def run(run_dir: Path) -> int:
     events = EventWriter(run_dir / "events.jsonl")
     try:
         from kfbox.pipelines.engine import Engine
@@ -28,6 +35,34 @@ def main(argv: list[str]) -> int:
         state, error = "FAILED", f"kfbox could not run the pipeline: {type(exc).__name__}: {exc}"
     events.emit("run_finished", state=state, error=error)
     return 0
+
+
+def wait_as_spare(spare: Path) -> int:
+    """Import what a run needs, then wait for the server to hand over a run dir (or to go away)."""
+    from kfbox.pipelines.engine import preload
+
+    preload()
+    parent = os.getppid()
+    go = spare / "go"
+    while not go.exists():
+        if os.getppid() != parent:  # the server died: nobody will hand over a run
+            return 0
+        time.sleep(SPARE_POLL_SECONDS)
+    run_dir = Path(go.read_text().strip())
+    os.chdir(run_dir)
+    with open(run_dir / "worker.log", "ab") as log:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    shutil.rmtree(spare, ignore_errors=True)
+    return run(run_dir)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "--spare":
+        return wait_as_spare(Path(argv[2]))
+    return run(Path(argv[1]))
 
 
 if __name__ == "__main__":
