@@ -28,7 +28,7 @@ from kfbox.errors import (
     Unavailable,
     Unsupported,
 )
-from kfbox.server.runner import read_record
+from kfbox.server.record import read_record
 
 _BY_STATUS: dict[int, type[KfboxError]] = {400: InvalidInput, 401: Unauthorized, 404: NotFound, 409: Conflict,
                                            413: PayloadTooLarge, 422: InvalidInput, 501: Unsupported,

@@ -18,7 +18,7 @@ from kfbox.cli.options import HomeOption, Output, OutputOption
 from kfbox.cli.output import console, print_json, print_table
 from kfbox.config import Settings, default_home
 from kfbox.errors import Unavailable
-from kfbox.server.runner import pid_alive, read_record
+from kfbox.server.record import pid_alive, read_record
 
 READY_TIMEOUT_SECONDS = 60.0
 

@@ -13,7 +13,6 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 
@@ -22,29 +21,11 @@ from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput
 from kfbox.server.app import create_app
 from kfbox.server.platform import Platform
+from kfbox.server.record import pid_alive, read_record
+
+__all__ = ["pid_alive", "read_record", "serve"]
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
-
-
-def read_record(home: Path) -> dict[str, Any] | None:
-    """The running server's record, or None when there is none or its process is gone."""
-    try:
-        record = json.loads((home / "server.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return record if pid_alive(int(record.get("pid", 0))) else None
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def serve(settings: Settings) -> None:
