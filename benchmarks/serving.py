@@ -173,7 +173,7 @@ def measure(url: str, concurrency: int, seconds: float, watch: dict[str, int] | 
 
 
 def compare_with_wrk(url: str, concurrency: int, seconds: int, work: Path,
-                     rounds: int = 2) -> dict[str, Any] | None:
+                     rounds: int = 4) -> dict[str, Any] | None:
     """The same endpoint, concurrency and duration under ``kfbox loadtest`` (the CLI) and ``wrk``,
     in ABBA order ``rounds`` times, so a neighbour's load drifting on a shared machine hits both alike."""
     if shutil.which("wrk") is None:

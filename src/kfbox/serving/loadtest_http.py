@@ -158,8 +158,6 @@ class Connection(asyncio.Protocol):
             else:
                 return
             self._finish()
-            if self._remaining < 0 and not buf:
-                return
 
     def _parse_head(self) -> bool:
         buf = self._buffer
