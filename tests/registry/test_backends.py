@@ -100,18 +100,15 @@ def test_filters_ordering_and_uniqueness(backend_server: ServerProcess) -> None:
 
 
 def _register_many(url: str, model_id: str, worker: int, count: int, queue: Any) -> None:
-    """One client process: ``count`` registrations (version + model artifact), as register_model does."""
+    """One client process: ``count`` version registrations, as fast as the server answers."""
     statuses: list[int] = []
     with httpx.Client(base_url=url, timeout=60) as http:
         for i in range(count):
-            name = f"w{worker}-v{i}"
-            version = http.post(f"{V1}/model_versions", json={"name": name, "registeredModelId": model_id})
+            version = http.post(f"{V1}/model_versions", json={"name": f"w{worker}-v{i}", "registeredModelId": model_id,
+                                                              "customProperties": {"worker": {
+                                                                  "metadataType": "MetadataIntValue",
+                                                                  "int_value": str(worker)}}})
             statuses.append(version.status_code)
-            if version.status_code == 201:
-                artifact = http.post(f"{V1}/model_versions/{version.json()['id']}/artifacts",
-                                     json={"artifactType": "model-artifact", "name": "storm",
-                                           "uri": f"s3://storm/{name}"})
-                statuses.append(artifact.status_code)
     queue.put(statuses)
 
 
@@ -121,7 +118,7 @@ def test_eight_processes_register_four_hundred_versions(database_url: str, tmp_p
     try:
         with proc.client() as http:
             model_id = http.post(f"{V1}/registered_models", json={"name": "storm"}).json()["id"]
-            ctx = multiprocessing.get_context("spawn")
+            ctx = multiprocessing.get_context("fork")  # no re-import per worker
             queue = ctx.Queue()
             workers = [ctx.Process(target=_register_many, args=(proc.url, model_id, w, 50, queue)) for w in range(8)]
             for worker in workers:
@@ -129,7 +126,7 @@ def test_eight_processes_register_four_hundred_versions(database_url: str, tmp_p
             statuses = [s for _ in workers for s in queue.get(timeout=240)]
             for worker in workers:
                 worker.join(30)
-            assert statuses.count(201) == 800 and len(statuses) == 800
+            assert statuses.count(201) == 400 and len(statuses) == 400
             seen: list[str] = []
             token = ""
             while True:

@@ -34,7 +34,7 @@ def test_resolve_artifact_uri(registry: Registry) -> None:
     assert registry.resolve_artifact_uri("iris", "v3") == "s3://m/iris/v3"  # archived, but named explicitly
     with pytest.raises(NotFound, match="kfbox models list"):
         registry.resolve_artifact_uri("nope", None)
-    with pytest.raises(NotFound, match="no version 'v9'.*kfbox models show iris"):
+    with pytest.raises(NotFound, match=r"no version 'v9'.*kfbox models show iris"):
         registry.resolve_artifact_uri("iris", "v9")
     with pytest.raises(NotFound, match="no model artifact"):
         registry.resolve_artifact_uri("iris", "no-artifact")

@@ -96,6 +96,8 @@ class RegistryRoutes:
 
     def add(self, method: str, path: str, handler: Handler, op: Operation) -> None:
         async def endpoint(request: Request) -> JSONResponse:
+            # FastAPI's router labels only its own routes; the metrics middleware reads this
+            request.scope["route"] = route
             body = None
             if method in ("POST", "PATCH"):
                 body = parse_json(await request.body(), request.headers.get("content-type"))
@@ -103,7 +105,8 @@ class RegistryRoutes:
                                                       request.query_params, body)
             return JSONResponse(payload, status_code=status)
 
-        self.routes.append(Route(self.prefix + path, endpoint, methods=[method], name=op.summary))
+        route = Route(self.prefix + path, endpoint, methods=[method], name=op.summary)
+        self.routes.append(route)
         self.operations.append(op)
 
     def list_page(self, scope: str, kind: Kind, query: QueryParams, *, kinds_: Sequence[str] | None = None,

@@ -17,11 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kfbox.db import Base
 
 NAME_MAX = 255
+# names compare byte-exact on MySQL too ("Iris" and "iris" are two models), as on SQLite/PostgreSQL
+EXACT_TEXT = String(NAME_MAX).with_variant(mysql.VARCHAR(NAME_MAX, charset="utf8mb4", collation="utf8mb4_bin"),
+                                           "mysql", "mariadb")
 
 
 class Resource(Base):
@@ -39,8 +43,8 @@ class Resource(Base):
     kind: Mapped[str] = mapped_column(String(32))
     scope: Mapped[int] = mapped_column(Integer, default=0)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("registry_resources.id"), nullable=True)
-    name: Mapped[str | None] = mapped_column(String(NAME_MAX), nullable=True)
-    external_id: Mapped[str | None] = mapped_column(String(NAME_MAX), nullable=True)
+    name: Mapped[str | None] = mapped_column(EXACT_TEXT, nullable=True)
+    external_id: Mapped[str | None] = mapped_column(EXACT_TEXT, nullable=True)
     state: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)

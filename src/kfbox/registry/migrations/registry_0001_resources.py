@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+# names compare byte-exact on MySQL too ("Iris" and "iris" are two models), as on SQLite/PostgreSQL
+EXACT_TEXT = sa.String(255).with_variant(mysql.VARCHAR(255, charset="utf8mb4", collation="utf8mb4_bin"), "mysql",
+                                         "mariadb")
 
 revision = "registry_0001"
 down_revision = None
@@ -23,8 +28,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("scope", sa.Integer(), nullable=False),
         sa.Column("parent_id", sa.Integer(), nullable=True),
-        sa.Column("name", sa.String(255), nullable=True),
-        sa.Column("external_id", sa.String(255), nullable=True),
+        sa.Column("name", EXACT_TEXT, nullable=True),
+        sa.Column("external_id", EXACT_TEXT, nullable=True),
         sa.Column("state", sa.String(32), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
