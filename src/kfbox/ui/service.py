@@ -13,7 +13,7 @@ from kfbox.server.platform import Platform
 LINKS = [
     ("/api/model_registry/v1alpha3/registered_models", "Model Registry", "registered models (Kubeflow Model Registry API v1alpha3)"),
     ("/pipeline/apis/v2beta1/runs", "Pipelines", "pipeline runs (KFP API v2beta1)"),
-    ("/serving/", "Serving", "InferenceServices behind the inference gateway (KServe V1/V2)"),
+    ("/apis/serving.kserve.io/v1beta1/inferenceservices", "Serving", "KServe InferenceServices; predictions at /serving/{namespace}/{name}/v1 and /v2"),
     ("/metrics", "Metrics", "Prometheus metrics"),
     ("/docs", "API docs", "interactive OpenAPI documentation"),
     ("/openapi.json", "OpenAPI", "the OpenAPI document of everything served here"),
