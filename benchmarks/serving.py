@@ -8,7 +8,10 @@ against ``wrk`` on one endpoint.
 
 Goals printed with the ratios: gateway >= 0.8x direct at c=8; two replicas >= 1.3x one;
 ``kfbox loadtest`` within 10% of ``wrk``. Every figure depends on the machine (and on what
-else runs on it): compare ratios, not absolute numbers.
+else runs on it): compare ratios, not absolute numbers. On a shared machine, back-to-back
+runs swing by tens of percent; two figures hold still: the CPU milliseconds each process
+spends per request, and ``kfbox loadtest`` against ``wrk`` run at the same time on the same
+endpoint (each with half the connections).
 """
 
 from __future__ import annotations
@@ -172,6 +175,31 @@ def measure(url: str, concurrency: int, seconds: float, watch: dict[str, int] | 
     return cell
 
 
+FAVOUR = -10
+"""Nice value for the measured replica and both load generators during the wrk comparison."""
+
+
+@contextlib.contextmanager
+def favoured(pids: list[int]) -> Iterator[bool]:
+    """On a machine shared with other work, neighbours' bursts swing one process's req/s by +-50%
+    from one run to the next; raising the priority of the one replica under test (one core at
+    most) and of the load generators keeps the comparison about the load generators. Needs root;
+    without it the comparison runs as is."""
+    try:
+        for pid in pids:
+            os.setpriority(os.PRIO_PROCESS, pid, FAVOUR)
+        os.setpriority(os.PRIO_PROCESS, 0, FAVOUR)  # inherited by the kfbox loadtest and wrk children
+        ok = True
+    except OSError:
+        ok = False
+    try:
+        yield ok
+    finally:
+        for pid in [*pids, 0]:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+
+
 def compare_with_wrk(url: str, concurrency: int, seconds: int, work: Path,
                      rounds: int = 4) -> dict[str, Any] | None:
     """The same endpoint, concurrency and duration under ``kfbox loadtest`` (the CLI) and ``wrk``,
@@ -194,6 +222,25 @@ def compare_with_wrk(url: str, concurrency: int, seconds: int, work: Path,
     return {"loadtest_rps": ours, "wrk_rps": theirs, "ratio": mean_ours / mean_theirs}
 
 
+def share_with_wrk(url: str, concurrency: int, seconds: int, work: Path, rounds: int = 3) -> dict[str, Any] | None:
+    """``kfbox loadtest``'s engine and ``wrk`` at the same time on one endpoint, ``concurrency``
+    connections each: both see the same server at the same moment, so a neighbour's load cancels
+    out, and a generator that added latency of its own would get the smaller share."""
+    if shutil.which("wrk") is None:
+        return None
+    script = work / "post.lua"
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(rounds):
+        wrk = subprocess.Popen(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        report = run_load(LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=seconds))
+        out, _ = wrk.communicate()
+        ours.append(report.rps)
+        theirs.append(_wrk_figure(out, wrk.returncode))
+    return {"loadtest_rps": ours, "wrk_rps": theirs, "ratio": sum(ours) / sum(theirs)}
+
+
 def _loadtest_rps(url: str, concurrency: int, seconds: int, work: Path) -> float:
     cli = subprocess.run([sys.executable, "-m", "kfbox", "loadtest", url, "-z", f"{seconds}s", "-c",
                           str(concurrency), "-d", f"@{work / 'body.json'}", "-o", "json"],
@@ -204,9 +251,12 @@ def _loadtest_rps(url: str, concurrency: int, seconds: int, work: Path) -> float
 def _wrk_rps(url: str, concurrency: int, seconds: int, script: Path) -> float:
     wrk = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True)
-    out = wrk.stdout + wrk.stderr
+    return _wrk_figure(wrk.stdout + wrk.stderr, wrk.returncode)
+
+
+def _wrk_figure(out: str, returncode: int) -> float:
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if wrk.returncode or match is None or "Non-2xx" in out or "Socket errors" in out:
+    if returncode or match is None or "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"wrk did not report a clean run:\n{out}")
     return float(match.group(1))
 
@@ -256,7 +306,9 @@ def main() -> int:
                 for c in CONCURRENCY:
                     rows[label][c] = measure(target, c, args.seconds, watch if c == 8 and label != "flask" else None)
                     print(f"  {label:<22} c={c:<3} {rows[label][c]['rps']:8.1f} req/s", flush=True)
-            agreement = compare_with_wrk(direct, 8, max(1, round(args.seconds)), work)
+            with favoured([replica] if replica else []):
+                agreement = compare_with_wrk(direct, 8, max(1, round(args.seconds)), work)
+                shared = share_with_wrk(direct, 4, max(1, round(args.seconds)), work)
             apply_iris(url, "iris-2", 2)
             gateway2 = f"{url}/serving/{NAMESPACE}/iris-2/v1/models/iris-2:predict"
             rows["gateway (2 replicas)"] = {c: measure(gateway2, c, args.seconds) for c in (8, 32)}
@@ -283,7 +335,12 @@ def main() -> int:
                                                                    strict=True))
         print(f"\nkfbox loadtest vs wrk, direct replica, c=8, runs in ABBA order: {rates} req/s "
               f"(ratio of means {agreement['ratio']:.3f}, goal within 10%: {verdict(within)})")
-    results.update(ratios=ratios, loadtest_vs_wrk=agreement)
+    if shared:
+        pairs = zip(shared["loadtest_rps"], shared["wrk_rps"], strict=True)
+        rates = " / ".join(f"{a:.1f} vs {b:.1f}" for a, b in pairs)
+        print(f"kfbox loadtest vs wrk, direct replica, at the same time, c=4 each: {rates} req/s "
+              f"(ratio of sums {shared['ratio']:.3f}, goal within 10%: {verdict(abs(shared['ratio'] - 1) <= 0.10)})")
+    results.update(ratios=ratios, loadtest_vs_wrk=agreement, loadtest_vs_wrk_same_time=shared)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
