@@ -140,5 +140,7 @@ def test_eight_processes_register_four_hundred_versions(database_url: str, tmp_p
             assert set(seen) == {f"w{w}-v{i}" for w in range(8) for i in range(50)}
             metrics = http.get("/metrics").text
             assert 'status="5' not in metrics
+            assert 'kfbox_http_requests_total{method="POST",route="/api/model_registry/v1/model_versions",' \
+                   'status="201"} 400.0' in metrics
     finally:
         proc.stop()

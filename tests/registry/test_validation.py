@@ -211,3 +211,33 @@ def test_artifact_uris_are_stored_not_fetched(http: httpx.Client) -> None:
     finally:
         trap.shutdown()
     assert hits == []
+
+
+@pytest.mark.parametrize("query", [
+    "id = 99999999999999999999999",
+    "accuracy > 1e999",
+    "createTimeSinceEpoch > -99999999999999999999",
+    "NOT " * 900 + "name = 'x'",
+    "name IN (" + ", ".join(["'a'"] * 900) + ")",
+    "epochs IN (" + ", ".join(["1"] * 300) + ")",
+])
+def test_hostile_filters_are_400_not_500(http: httpx.Client, query: str) -> None:
+    assert_error(http.get(f"{V1}/model_versions", params={"filterQuery": query}), 400, "filterQuery")
+
+
+@pytest.mark.parametrize(("body", "word"), [
+    (b'{"name": "x", "description": "\\ud800"}', "json"),
+    (b"[" * 50_000 + b"]" * 50_000, "nested"),
+    (b'{"name": "x", "customProperties": {"a": {"metadataType": "MetadataDoubleValue", "double_value": NaN}}}',
+     "double_value"),
+])
+def test_bodies_no_database_could_store_are_400(http: httpx.Client, body: bytes, word: str) -> None:
+    before = snapshot(http)
+    assert_error(http.post(f"{V1}/registered_models", content=body, headers={"content-type": "application/json"}),
+                 400, word)
+    assert snapshot(http) == before
+
+
+def test_nul_in_query_parameters_is_400(http: httpx.Client) -> None:
+    assert_error(http.get(f"{V1}/registered_model", params={"name": "a\x00b"}), 400, "NUL")
+    assert_error(http.get(f"{V1}/registered_models", params={"filterQuery": "name = 'a\x00'"}), 400, "NUL")

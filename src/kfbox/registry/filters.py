@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -34,6 +35,8 @@ from kfbox.registry.tables import Resource
 
 MAX_FILTER_LENGTH = 4096
 MAX_DEPTH = 32
+MAX_COMPARISONS = 200
+MAX_NUMBER = 2**53
 _TOKEN = re.compile(r"""
     (?P<ws>\s+)
   | (?P<op><>|!=|>=|<=|=|>|<)
@@ -77,7 +80,10 @@ def tokenize(query: str) -> list[Token]:
         if kind == "string":
             tokens.append(Token("string", text, re.sub(r"\\(.)", r"\1", text[1:-1])))
         elif kind == "number":
-            tokens.append(Token("number", text, float(text) if any(c in text for c in ".eE") else int(text)))
+            number = float(text) if any(c in text for c in ".eE") else int(text)
+            if not math.isfinite(number) or abs(number) > MAX_NUMBER:
+                raise InvalidInput(f"filterQuery: the number {text[:40]} is out of range (at most {MAX_NUMBER:.0e}).")
+            tokens.append(Token("number", text, number))
         elif kind == "word" and text.upper() in _KEYWORDS:
             tokens.append(Token("keyword", text.upper()))
         else:
@@ -92,6 +98,7 @@ class _Parser:
         self.kind = kind
         self.query = query
         self.depth = 0
+        self.comparisons = 0
 
     def fail(self, what: str) -> InvalidInput:
         return InvalidInput(f"filterQuery {self.query!r}: {what}. "
@@ -138,7 +145,12 @@ class _Parser:
 
     def unary(self) -> ColumnElement[bool]:
         if self.accept("keyword", "NOT"):
-            return not_(self.unary())
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise self.fail(f"nested deeper than {MAX_DEPTH} levels")
+            inner = self.unary()
+            self.depth -= 1
+            return not_(inner)
         if self.accept("punct", "("):
             inner = self.expr()
             if not self.accept("punct", ")"):
@@ -174,6 +186,9 @@ class _Parser:
         raise self.fail(f"expected an operator after {token.text!r}, got {op_token.text!r}")
 
     def compare(self, prop: str, typed: str | None, op: str, value: Any) -> ColumnElement[bool]:
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise self.fail(f"it has more than {MAX_COMPARISONS} comparisons")
         if typed is None and prop in _COLUMNS:
             column: Any = _COLUMNS[prop]
             if prop in _INT_COLUMNS:

@@ -98,6 +98,8 @@ class RegistryRoutes:
         async def endpoint(request: Request) -> JSONResponse:
             # FastAPI's router labels only its own routes; the metrics middleware reads this
             request.scope["route"] = route
+            if any("\x00" in value for _, value in request.query_params.multi_items()):
+                raise InvalidInput("Query parameters must not contain NUL characters.")
             body = None
             if method in ("POST", "PATCH"):
                 body = parse_json(await request.body(), request.headers.get("content-type"))
