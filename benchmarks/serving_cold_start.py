@@ -1,7 +1,8 @@
 """How long a scaled-to-zero InferenceService takes to answer its first request (cold start).
 
 Starts a real ``kfbox up``, serves an iris model with ``minReplicas: 0`` and a 1s idle window,
-then repeatedly waits for zero replicas and times the first request. Prints the request's
+then repeatedly waits for zero replicas (and ``--settle`` seconds, for the warm standby to be
+ready; ``KFBOX_SERVING_WARM_STANDBY=false`` turns it off) and times the first request. Prints the request's
 wall time and the server's ``kfbox_serving_replica_start_seconds`` (spawn to ready).
 
     .venv/bin/python benchmarks/serving_cold_start.py --repeat 3
@@ -10,6 +11,7 @@ wall time and the server's ``kfbox_serving_replica_start_seconds`` (spawn to rea
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -30,10 +32,12 @@ def metric(text: str, name: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="seconds to wait at zero replicas, so the warm standby has finished importing")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="kfbox-cold-"))
     train_iris(home / "pvc" / "models" / "iris")
-    server = ServerProcess.start(home)
+    server = ServerProcess.start(home, extra_env={k: v for k, v in os.environ.items() if k.startswith("KFBOX_")})
     try:
         with server.client() as client:
             apply(client, manifest("iris", "pvc://models/iris", min_replicas=0, max_replicas=1,
@@ -43,9 +47,11 @@ def main() -> None:
                 wait_for(lambda: status(client, "iris")["revisions"]["iris-predictor-00001"]["replicas"] == 0
                          and status(client, "iris")["revisions"]["iris-predictor-00001"]["desired"] == 0, 120,
                          "scale to zero")
+                time.sleep(args.settle)
                 started = time.perf_counter()
                 assert v1(client, "iris").status_code == 200
                 times.append(time.perf_counter() - started)
+                print(f"cold start {len(times)}: {times[-1]:.2f}s", flush=True)
             text = client.get("/metrics").text
             label = '{name="iris",namespace="default"}'
             starts = metric(text, f"kfbox_serving_replica_start_seconds_sum{label}") / metric(

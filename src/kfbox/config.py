@@ -57,6 +57,8 @@ class Settings:
     annotation autoscaling.knative.dev/window."""
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
+    serving_warm_standby: bool = True
+    """Keep one replica process with kserve imported, waiting, to cut cold starts."""
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:
@@ -129,6 +131,10 @@ def _coerce(name: str, annotation: Any, raw: Any) -> Any:
             return int(raw)
         if kind.startswith("float"):
             return float(raw)
+        if kind.startswith("bool") and isinstance(raw, str):
+            if raw.lower() not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError("expected true or false")
+            return raw.lower() in ("1", "true", "yes", "on")
     except ValueError as exc:
         raise InvalidInput(f"Setting {name}={raw!r} is not valid: {exc}") from exc
     return raw

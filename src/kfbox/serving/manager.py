@@ -19,6 +19,7 @@ from kfbox.errors import InvalidInput, NotFound
 from kfbox.server.platform import Platform
 from kfbox.server.processes import kill_group
 from kfbox.serving.deployment import Deployment
+from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import PoolConfig, ReplicaPool
 from kfbox.serving.spec import InferenceServiceSpec
@@ -37,6 +38,8 @@ class ServingManager:
         self.metrics = ServingMetrics(platform.metrics)
         self.resolver = UriResolver(platform.settings, self._registry_lookup)
         self.deployments: dict[tuple[str, str], Deployment] = {}
+        self.launcher = ReplicaLauncher(platform.settings.serving_dir / "standby",
+                                        warm=platform.settings.serving_warm_standby)
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -53,7 +56,7 @@ class ServingManager:
         if self._task is not None:
             self._task.cancel()
         children = [child for deployment in self.deployments.values() for pool in deployment.pools.values()
-                    for child in pool.children()]
+                    for child in pool.children()] + self.launcher.children()
         for child in children:
             kill_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
@@ -61,6 +64,7 @@ class ServingManager:
             time.sleep(0.05)
         for child in children:
             child.stop(0)
+        self.launcher.close()
 
     def wake(self) -> None:
         if self._wake is not None:
@@ -163,7 +167,8 @@ class ServingManager:
                                 scale_window=self.settings.serving_scale_window,
                                 start_timeout=self.settings.serving_replica_start_timeout,
                                 on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe)
-            deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize)
+            deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
+                                                   self.launcher)
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]
 
     def _log_dir(self, namespace: str, name: str) -> Path:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import os
 import socket
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +20,7 @@ import httpx
 
 from kfbox.server.processes import ChildProcess
 from kfbox.serving.autoscaler import Autoscaler
+from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import FAILURE_PREFIX
 from kfbox.serving.spec import PredictorSpec
 
@@ -62,8 +61,10 @@ class PoolConfig:
 
 
 class ReplicaPool:
-    def __init__(self, config: PoolConfig, spec: PredictorSpec, resolve: Callable[[str], Path]) -> None:
+    def __init__(self, config: PoolConfig, spec: PredictorSpec, resolve: Callable[[str], Path],
+                 launcher: ReplicaLauncher) -> None:
         self.config = config
+        self.launcher = launcher
         self.spec = spec
         self.resolve = resolve
         self.replicas: list[Replica] = []
@@ -189,8 +190,7 @@ class ReplicaPool:
         index = next(self._indexes)
         port = free_port()
         spec = self.spec
-        argv = [sys.executable, "-m", "kfbox.serving.replica", "--name", self.config.model_name,
-                "--format", spec.model_format, "--port", str(port)]
+        argv = ["--name", self.config.model_name, "--format", spec.model_format, "--port", str(port)]
         if self.model_path is not None:
             argv += ["--model-path", str(self.model_path)]
         if spec.model_class:
@@ -200,10 +200,8 @@ class ReplicaPool:
         grpc_port = free_port() if spec.enable_grpc else 0
         if grpc_port:
             argv += ["--grpc-port", str(grpc_port)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}  # no tokens or keys
-        env["PYTHONUNBUFFERED"] = "1"
         log_path = self.config.log_dir / f"{self.config.revision}-{index}.log"
-        child = ChildProcess.spawn(argv, log_path=log_path, env=env)
+        child = self.launcher.launch(argv, log_path)
         return Replica(index=index, port=port, child=child, started_at=now, grpc_port=grpc_port)
 
     def _drain(self, replica: Replica) -> None:

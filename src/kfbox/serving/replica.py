@@ -5,11 +5,18 @@ imported, so our own flags are parsed first and ``sys.argv`` is emptied before t
 and it binds 0.0.0.0 (REST) and ``[::]`` (gRPC), so both are pointed at 127.0.0.1.
 A model that fails to load prints one ``KFBOX_REPLICA_FAILED:`` line (the reason the server
 shows in ``kfbox serve get``) and exits with :data:`EXIT_LOAD_FAILED`.
+
+``--standby FOLDER`` is the warm start: the process imports kserve and the runtimes, then waits
+for the server to write its arguments to ``FOLDER/assign.json`` (see ``kfbox.serving.launcher``),
+so a cold start pays only for loading the model and binding the port.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import json
 import os
 import sys
 import threading
@@ -21,6 +28,10 @@ from typing import Any
 LOOPBACK = "127.0.0.1"
 FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
 EXIT_LOAD_FAILED = 3
+STANDBY_FLAG = "--standby"
+ASSIGNMENT = "assign.json"
+STANDBY_POLL_SECONDS = 0.01
+_watching = False
 PARENT_POLL_SECONDS = 0.5
 
 
@@ -53,9 +64,30 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def standby(folder: Path) -> int:
+    """Import everything a replica needs, then wait for the server to hand over the arguments."""
+    _exit_with_parent()
+    sys.argv = sys.argv[:1]
+    _skip_kubernetes_client()
+    import kserve.model_server  # noqa: F401 - the slow part of a cold start, done ahead of time
+
+    import kfbox.serving.runtimes  # noqa: F401
+    for optional in ("joblib", "sklearn.base"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(optional)
+    assignment = folder / ASSIGNMENT
+    while not assignment.exists():
+        time.sleep(STANDBY_POLL_SECONDS)
+    return main(json.loads(assignment.read_text()))
+
+
 def _exit_with_parent() -> None:
     """Die when the server does, even by SIGKILL: replicas run in their own process group, so
     nothing else would stop them; a daemon thread notices the parent is gone."""
+    global _watching
+    if _watching:
+        return
+    _watching = True
     parent = os.getppid()
 
     def watch() -> None:
@@ -113,4 +145,6 @@ def _grpc_on_loopback() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == [STANDBY_FLAG]:
+        sys.exit(standby(Path(sys.argv[2])))
     sys.exit(main(sys.argv[1:]))
