@@ -133,14 +133,24 @@ def get(
         print_json(isvc)
         return
     status = isvc["status"]
-    print_table(None, COLUMNS, [_row(isvc)])
-    print_table("conditions", ["type", "status", "reason", "message"],
-                [[c["type"], c["status"], c.get("reason") or "", c.get("message") or ""]
-                 for c in status["conditions"]])
-    print_table("revisions", ["revision", "ready", "replicas", "desired", "failure"],
-                [[rev, r["ready"], r["replicas"], r["desired"], r["failure"] or ""]
-                 for rev, r in status.get("revisions", {}).items()])
-    console.print(f"Host URL: {status['url']}  (send 'Host: {status['url'].split('//', 1)[-1]}' to the kfbox port)")
+    ready = _ready(isvc)
+    latest: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == "LatestDeploymentReady"), {})
+    predictor = status.get("components", {}).get("predictor", {})
+    rows: list[tuple[str, Any]] = [
+        ("name", f"{isvc['metadata']['namespace']}/{isvc['metadata']['name']}"),
+        ("ready", ready.get("status")),
+        ("reason", ready.get("reason") or ""),
+        ("message", ready.get("message") or ""),
+        ("url", status.get("address", {}).get("url")),
+        ("host url", f"{status['url']} (send 'Host: {status['url'].split('//', 1)[-1]}' to the kfbox port)"),
+        ("replicas", f"{status.get('replicas')} ready of {status.get('desiredReplicas')} desired"),
+        ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
+    ]
+    if latest.get("status") == "False" and latest.get("message") != ready.get("message"):
+        rows.append(("latest revision", f"{latest.get('reason')}: {latest.get('message')}"))
+    print_table(None, ["field", "value"], rows)
+    print_table("revisions", ["revision", "ready", "replicas", "desired"],
+                [[rev, r["ready"], r["replicas"], r["desired"]] for rev, r in status.get("revisions", {}).items()])
 
 
 @serve_app.command("delete")

@@ -116,7 +116,7 @@ async def _forward(manager: ServingManager, request: Request, namespace: str, na
             finally:
                 target.inflight -= 1
             return _reply(upstream, revision_name(name, number))
-        reason = pool.failure or "no replica is ready"
+        reason = (pool.failure or "no replica is ready").rstrip(".")
         return error(503, f"InferenceService {namespace}/{name} cannot serve ({revision_name(name, number)}): "
                           f"{reason}. See: kfbox serve get {name}")
     finally:
