@@ -183,8 +183,11 @@ class Supervisor:
         return {**os.environ, **task_environment(self.settings), "PYTHONUNBUFFERED": "1"}
 
     def _keep_spare(self) -> None:
-        """One worker with kfp already imported, waiting for the next run."""
-        if self.spare is not None and self.spare[0].alive:
+        """One worker with kfp already imported, waiting for the next run.
+
+        Spawned only while no run is active: its import would otherwise take CPU from the tasks.
+        """
+        if (self.spare is not None and self.spare[0].alive) or self.active:
             return
         if self.spare is not None:
             shutil.rmtree(self.spare[1], ignore_errors=True)
