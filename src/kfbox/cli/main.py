@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kfbox import __version__
-from kfbox.cli import server
+from kfbox.cli import example, loadtest, models, runs, serve, server
 from kfbox.cli.output import err_console
 from kfbox.errors import KfboxError
 
@@ -39,21 +39,8 @@ app.command()(server.down)
 app.command()(server.status)
 
 
-def _mount_optional_nouns() -> None:
-    """Nouns whose modules exist are mounted; each module exposes ``register(app)``."""
-    import importlib
-
-    for name in ("models", "runs", "serve", "loadtest", "example", "cluster"):
-        try:
-            module = importlib.import_module(f"kfbox.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"kfbox.cli.{name}":
-                continue
-            raise
-        module.register(app)
-
-
-_mount_optional_nouns()
+for noun in (models, runs, serve, loadtest, example):
+    noun.register(app)
 
 
 def main() -> None:
