@@ -119,6 +119,10 @@ def test_body_over_the_serving_limit_is_413(client: httpx.Client, iris: Any) -> 
                         headers={"content-type": "application/json"})
     assert reply.status_code == 413
     assert "limit" in reply.json()["error"]
+    by_host = client.post("/v1/models/iris:predict", content=big, headers={"content-type": "application/json",
+                                                                           "Host": "iris.default.example.com"})
+    assert by_host.status_code == 413
+    assert "limit" in by_host.json()["error"]
     assert v1(client, "iris").json() == {"predictions": expected(iris)}
 
 

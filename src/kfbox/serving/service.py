@@ -22,7 +22,8 @@ from kfbox.serving.router import serving_router
 def install(app: FastAPI, platform: Platform) -> None:
     manager = ServingManager(platform)
     platform.services["serving"] = manager
-    platform.error_renderers.append((PREFIX + "/", lambda _status, message: {"error": message}))
+    for prefix in (PREFIX + "/", "/v1/models/", "/v2/"):  # gateway paths, by path and by Host header
+        platform.error_renderers.append((prefix, lambda _status, message: {"error": message}))
     domain_suffix = "." + platform.settings.ingress_domain.lower()
     limit = platform.settings.serving_max_body_bytes
 
