@@ -79,6 +79,9 @@ def test_kfbox_deploy_serves_and_records_in_the_registry(client: httpx.Client, s
     assert recorded["modelVersionId"] == body["registry"]["inferenceService"]["modelVersionId"]
     serves = client.get(f"{MR}/inference_services/{recorded['id']}/serves").json()["items"]
     assert [s["modelVersionId"] for s in serves] == [recorded["modelVersionId"]]
+    assert kfbox("serve", "delete", "iris-prod", url=server.url).returncode == 0
+    undeployed = client.get(f"{MR}/inference_services/{recorded['id']}").json()
+    assert undeployed["desiredState"] == "UNDEPLOYED"
 
 
 def test_deploy_of_an_unknown_version_fails_and_changes_nothing(client: httpx.Client, server: ServerProcess,

@@ -14,18 +14,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from kfbox.errors import InvalidInput
+from kfbox.errors import InvalidInput, KfboxError
 from kfbox.serving.manager import ServingManager
-from kfbox.serving.spec import API_VERSION, FORMATS, KIND, NAME_RE
+from kfbox.serving.spec import API_VERSION, FORMATS, KIND, NAME_RE, InferenceServiceSpec
 from kfbox.serving.status import describe
 
 API = "/apis/serving.kserve.io/v1beta1"
+REGISTRY_ANNOTATION = "serving.kfbox.io/registry-inference-service-id"
+"""Set by ``kfbox deploy``: the registry's InferenceService, marked UNDEPLOYED on delete."""
 
 
 class DeployRequest(BaseModel):
@@ -73,7 +76,13 @@ def serving_router(manager: ServingManager) -> APIRouter:
 
     @router.delete("/namespaces/{namespace}/inferenceservices/{name}")
     async def delete(namespace: str, name: str) -> dict[str, Any]:
+        manifest = manager.deployment(namespace, name).record.manifest
         await manager.delete(namespace, name)
+        registry_id = (manifest.get("metadata", {}).get("annotations") or {}).get(REGISTRY_ANNOTATION)
+        registry = manager.platform.services.get("registry")
+        if registry_id and registry is not None:  # deployed with `kfbox deploy`: tell the registry
+            with contextlib.suppress(KfboxError):
+                await asyncio.to_thread(registry.set_deployment_state, registry_id, "UNDEPLOYED")
         return {"kind": "Status", "status": "Success", "details": {"name": name, "namespace": namespace}}
 
     @router.post("/namespaces/{namespace}/inferenceservices/{name}/promote")
@@ -110,13 +119,15 @@ def serving_router(manager: ServingManager) -> APIRouter:
         for field in ("minReplicas", "maxReplicas"):
             if getattr(request, field) is not None:
                 predictor[field] = getattr(request, field)
-        manifest = {"apiVersion": API_VERSION, "kind": KIND,
-                    "metadata": {"name": name, "namespace": namespace,
-                                 "labels": {"modelregistry/registered-model-name": request.model}},
-                    "spec": {"predictor": predictor}}
-        record = await manager.apply(manifest, namespace)
+        manifest: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND,
+                                    "metadata": {"name": name, "namespace": namespace,
+                                                 "labels": {"modelregistry/registered-model-name": request.model}},
+                                    "spec": {"predictor": predictor}}
+        InferenceServiceSpec.parse(manifest)  # refuse bad input before the registry records anything
         recorded = await asyncio.to_thread(registry.record_deployment, name, request.model, request.version,
                                            runtime=f"kfbox-{request.format}")
+        manifest["metadata"]["annotations"] = {REGISTRY_ANNOTATION: str(recorded["inferenceService"]["id"])}
+        record = await manager.apply(manifest, namespace)
         body = show(record.namespace, record.name)
         body["registry"] = recorded
         return body
