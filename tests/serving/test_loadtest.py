@@ -193,6 +193,11 @@ def test_inferenceservice_name_target(kfbox: Callable[..., Result], server: Serv
     assert "replicas" in plot.read_text()  # the second panel
     result = kfbox("loadtest", iris, "--url", server.url, "-n", "5")
     assert result.returncode == 1 and "needs a body" in result.stderr
+    # KServe-style host routing: a plain URL with the InferenceService's Host header
+    result = kfbox("loadtest", f"{server.url}/v1/models/{iris}:predict", "-H", f"Host: {iris}.default.example.com",
+                   "-n", "6", "-c", "2", "-d", body, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status_codes"] == {"200": 6}
 
 
 def test_name_target_without_a_running_server_says_how_to_start_one(kfbox: Callable[..., Result],

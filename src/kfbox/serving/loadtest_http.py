@@ -52,13 +52,16 @@ class HttpTarget:
         host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
         if ":" in parts.hostname:  # IPv6 literal
             host_header = f"[{parts.hostname}]" + ("" if default_port else f":{port}")
-        lines = [f"{method} {path} HTTP/1.1", f"Host: {host_header}", f"User-Agent: {USER_AGENT}", "Accept: */*"]
         given = {name.lower() for name in (headers or {})}
+        defaults = {"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
         if body is not None:
-            if "content-type" not in given:
-                lines.append("Content-Type: application/json")
+            defaults["Content-Type"] = "application/json"
+        # a header given by the caller replaces the default (e.g. Host, for KServe's host routing)
+        lines = [f"{method} {path} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in defaults.items() if name.lower() not in given]
+        lines += [f"{name}: {value}" for name, value in (headers or {}).items() if name.lower() != "content-length"]
+        if body is not None:
             lines.append(f"Content-Length: {len(body)}")
-        lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
         return cls(url=url, host=parts.hostname, port=port, tls=parts.scheme == "https", method=method,
                    payload=payload)
