@@ -3,6 +3,7 @@ bad input, broken models, a killed replica, metrics — against a real ``kfbox u
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 from tests.serving.helpers import (
     ROWS,
@@ -73,6 +76,29 @@ def test_v1_and_v2_predictions_by_path_and_host(client: httpx.Client, iris: Any)
     assert client.get("/v2/health/ready", headers=host).status_code == 200
     assert client.get("/serving/default/iris/v2/models/iris").json()["name"] == "iris"
     assert client.get("/serving/default/iris/v2/models/iris/ready").status_code == 200
+
+
+def test_kserve_rest_client_through_the_gateway(server: ServerProcess, iris: Any) -> None:
+    """The upstream kserve InferenceRESTClient, V1 and V2, with the gateway URL as its base_url."""
+
+    async def call() -> tuple[Any, Any]:
+        base = f"{server.url}/serving/default/iris"
+        v1_client = InferenceRESTClient(RESTConfig(protocol="v1"))
+        v2_client = InferenceRESTClient(RESTConfig(protocol="v2"))
+        tensor = InferInput(name="input-0", shape=[len(ROWS), 4], datatype="FP64")
+        tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float64))
+        try:
+            first = await v1_client.infer(base, {"instances": ROWS}, model_name="iris")
+            second = await v2_client.infer(base, InferRequest(model_name="iris", infer_inputs=[tensor]),
+                                           model_name="iris")
+        finally:
+            await v1_client.close()
+            await v2_client.close()
+        return first, second
+
+    first, second = asyncio.run(call())
+    assert first == {"predictions": expected(iris)}
+    assert second.outputs[0].as_numpy().tolist() == expected(iris)
 
 
 def test_status_is_kserve_shaped(client: httpx.Client, server: ServerProcess, iris: Any) -> None:
