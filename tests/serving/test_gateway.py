@@ -287,3 +287,26 @@ spec:
     assert gone.returncode == 1
     assert "does not exist" in gone.stderr
     assert v1(httpx.Client(base_url=server.url), "iris").status_code == 404
+
+
+def test_kubernetes_client_custom_objects_api(server: ServerProcess) -> None:
+    """The pipeline's way in: kubernetes' CustomObjectsApi against kfbox, as against a cluster."""
+    from kubernetes import client as k8s
+
+    api = k8s.CustomObjectsApi(k8s.ApiClient(k8s.Configuration(host=server.url)))
+    args = ("serving.kserve.io", "v1beta1", "team-a", "inferenceservices")
+    body = manifest("k8s-made", "pvc://models/not-there-yet", namespace="team-a")
+    created = api.create_namespaced_custom_object(*args, body)
+    assert created["metadata"]["name"] == "k8s-made"
+    patched = api.patch_namespaced_custom_object(*args, "k8s-made",
+                                                 {"spec": {"predictor": {"canaryTrafficPercent": 10}}})
+    assert patched["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    assert patched["spec"]["predictor"]["model"]["storageUri"] == "pvc://models/not-there-yet"
+    fetched = api.get_namespaced_custom_object(*args, "k8s-made")
+    assert fetched["metadata"]["generation"] == 2
+    listed = api.list_namespaced_custom_object(*args)
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["k8s-made"]
+    api.delete_namespaced_custom_object(*args, "k8s-made")
+    with pytest.raises(k8s.ApiException) as info:
+        api.get_namespaced_custom_object(*args, "k8s-made")
+    assert info.value.status == 404

@@ -5,6 +5,7 @@
     POST   /apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices        apply (create or update)
     GET    .../inferenceservices/{name}                                             status
     PUT    .../inferenceservices/{name}                                             apply
+    PATCH  .../inferenceservices/{name}                                             JSON merge patch, then apply
     DELETE .../inferenceservices/{name}
     POST   .../inferenceservices/{name}/promote | /rollback                         canary
     GET    .../inferenceservices/{name}/logs?revision=N&tail=200                    replica logs
@@ -68,6 +69,18 @@ def serving_router(manager: ServingManager) -> APIRouter:
         if (manifest.get("metadata") or {}).get("name") != name:
             raise InvalidInput(f"metadata.name must be {name!r}, the name in the URL.")
         record = await manager.apply(manifest, namespace)
+        return show(record.namespace, record.name)
+
+    @router.patch("/namespaces/{namespace}/inferenceservices/{name}")
+    async def patch(namespace: str, name: str, changes: Any = Body(...)) -> dict[str, Any]:
+        """A JSON merge patch (RFC 7386) onto the applied manifest, as ``kubectl patch --type merge``."""
+        if not isinstance(changes, dict):
+            raise InvalidInput("Send a JSON merge patch (an object, Content-Type: application/merge-patch+json); "
+                               "JSON Patch lists are not supported.")
+        merged = merge_patch(manager.deployment(namespace, name).record.manifest, changes)
+        if (merged.get("metadata") or {}).get("name") != name:
+            raise InvalidInput(f"metadata.name must stay {name!r}.")
+        record = await manager.apply(merged, namespace)
         return show(record.namespace, record.name)
 
     @router.get("/namespaces/{namespace}/inferenceservices/{name}")
@@ -134,3 +147,15 @@ def serving_router(manager: ServingManager) -> APIRouter:
 
     return router
 
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge key by key, ``null`` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
