@@ -103,6 +103,10 @@ def test_wire_format_matches_the_spec(server: ServerProcess, registry: ModelRegi
     assert version["customProperties"]["accuracy"] == {"double_value": 0.5, "metadataType": "MetadataDoubleValue"}
     artifacts = httpx.get(f"{base}/model_versions/{version['id']}/artifacts").json()
     assert artifacts["items"][0]["artifactType"] == "model-artifact"
+    by_type = httpx.get(f"{base}/artifacts", params={"filterQuery": "artifactType = 'model-artifact' AND "
+                                                                    "uri = 's3://models/wire/v1'"}).json()
+    assert [a["id"] for a in by_type["items"]] == [artifacts["items"][0]["id"]]
+    assert httpx.get(f"{base}/artifacts", params={"artifactType": "metric"}).json()["items"] == []
     missing = httpx.get(f"{base}/registered_model", params={"name": "nope"})
     assert missing.status_code == 404 and set(missing.json()) == {"code", "message"}
     assert "nope" in missing.json()["message"]

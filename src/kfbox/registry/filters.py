@@ -196,6 +196,8 @@ class _Parser:
             elif not isinstance(value, str):
                 raise self.fail(f"{prop} is a string; quote the value")
             return _apply(column, op, value, self)
+        if typed is None and prop == "artifactType" and self.kind.is_artifact:
+            return _apply(Resource.kind, op, _as_text(value), self)
         if typed is None and prop == self.kind.state_field:
             return _apply(Resource.state, op, value, self)
         if typed is None and prop == self.kind.parent_field:
