@@ -111,7 +111,7 @@ def hanging(seconds: int = 600):
 def slow_square(x: int) -> int:
     import time
 
-    time.sleep(2)
+    time.sleep(1)
     return x * x
 
 

@@ -185,9 +185,10 @@ class Supervisor:
     def _keep_spare(self) -> None:
         """One worker with kfp already imported, waiting for the next run.
 
-        Spawned only while no run is active: its import would otherwise take CPU from the tasks.
+        Respawned as soon as one is taken: its import costs the running tasks a little CPU, but the
+        next run (a cached rerun, a queue of runs) then starts at once instead of after the import.
         """
-        if (self.spare is not None and self.spare[0].alive) or self.active:
+        if self.spare is not None and self.spare[0].alive:
             return
         if self.spare is not None:
             shutil.rmtree(self.spare[1], ignore_errors=True)
