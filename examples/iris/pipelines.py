@@ -248,9 +248,9 @@ def copy_model_to_pvc(model_uri: str, model_name: str, version: str, pvc_name: s
 def deploy_inference_service(manifest: str, storage_uri: str) -> str:
     """Create or update the InferenceService of ``manifest`` with ``storage_uri``; return its name.
 
-    The same Kubernetes client call serves both places: kfbox answers the
-    ``serving.kserve.io/v1beta1`` API at ``KFBOX_URL`` (a POST there applies: create or
-    update); on a cluster it goes to the Kubernetes API with the pipeline's service account.
+    The same Kubernetes client calls serve both places: kfbox answers the
+    ``serving.kserve.io/v1beta1`` API at ``KFBOX_URL``; on a cluster they go to the
+    Kubernetes API with the pipeline's service account.
     """
     import json
     import os
@@ -268,11 +268,9 @@ def deploy_inference_service(manifest: str, storage_uri: str) -> str:
             configuration.api_key = {"authorization": os.environ["KFBOX_TOKEN"]}
             configuration.api_key_prefix = {"authorization": "Bearer"}
         api = client.CustomObjectsApi(client.ApiClient(configuration))
-        api.create_namespaced_custom_object(group, api_version, namespace, plural, isvc)
-        print(f"applied {namespace}/{name} on kfbox at {platform} with storageUri {storage_uri}")
-        return name
-    config.load_incluster_config()
-    api = client.CustomObjectsApi()
+    else:
+        config.load_incluster_config()
+        api = client.CustomObjectsApi()
     try:
         api.get_namespaced_custom_object(group, api_version, namespace, plural, name)
     except client.ApiException as exc:

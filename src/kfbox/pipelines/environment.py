@@ -23,6 +23,7 @@ def task_environment(settings: Settings) -> dict[str, str]:
     }
     if settings.token:
         env["MODEL_REGISTRY_TOKEN"] = settings.token
+        env["KFBOX_TOKEN"] = settings.token  # for the serving API (e.g. kubernetes' CustomObjectsApi at KFBOX_URL)
     if settings.s3_endpoint:
         env["AWS_S3_ENDPOINT"] = settings.s3_endpoint
         env["S3_ENDPOINT_URL"] = settings.s3_endpoint
