@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from kfbox.serving.loadtest import LoadSpec, run_load
+from kfbox.serving.loadtest_report import percentile
 
 NAMESPACE = "kubeflow-user-example-com"
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
@@ -133,6 +134,10 @@ def apply_iris(url: str, name: str, replicas: int) -> dict[str, Any]:
     return wait_for(ready, f"{replicas} ready replica(s) of {name}")
 
 
+def gateway_url(url: str, name: str) -> str:
+    return f"{url}/serving/{NAMESPACE}/{name}/v1/models/{name}:predict"
+
+
 def endpoints(status: dict[str, Any]) -> list[str]:
     return [e for revision in status["revisions"].values() for e in revision.get("endpoints", [])]
 
@@ -146,33 +151,59 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def replica_pid(port: int) -> int | None:
-    """The kserve replica process listening on ``port`` (its command line names the port)."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+def listening_pid(port: int) -> int | None:
+    """The process listening on 127.0.0.1:``port``, found through /proc (None elsewhere): a replica
+    handed out by the warm standby does not carry its port on its command line."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
         with contextlib.suppress(OSError):
-            argv = cmdline.read_bytes().split(b"\0")
-            if b"kfbox.serving.replica" in argv and str(port).encode() in argv:
-                return int(cmdline.parent.name)
+            if os.readlink(fd) in inodes:
+                return int(fd.parent.parent.name)
     return None
 
 
-def measure(url: str, concurrency: int, seconds: float, watch: dict[str, int] | None = None) -> dict[str, Any]:
-    """req/s and latency of one cell; with ``watch`` also the CPU ms per request of those processes."""
-    spec = LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=seconds, timeout=30)
-    run_load(LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=min(1.0, seconds)))
-    before = {name: cpu_seconds(pid) for name, pid in (watch or {}).items()}
-    own = time.process_time()
-    report = run_load(spec)
-    own = time.process_time() - own
-    if report.failed:
-        raise RuntimeError(f"{url}: {report.failed} of {report.total} requests failed: "
-                           f"{report.errors} {report.statuses}")
-    cell: dict[str, Any] = {"rps": report.rps, "p50_ms": report.percentile(50) * 1000,
-                            "p99_ms": report.percentile(99) * 1000}
-    if watch:
-        cpu = {name: (cpu_seconds(pid) - before[name]) * 1000 / report.total for name, pid in watch.items()}
-        cell["cpu_ms_per_request"] = {**cpu, "load generator": own * 1000 / report.total}
-    return cell
+def measure(paths: dict[str, str], concurrency: int, seconds: float, rounds: int,
+            watch: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+    """Every path for ``seconds`` at ``concurrency``, in ``rounds`` interleaved slices (the order
+    rotating each round), so a neighbour's load drifting over the minutes hits every path alike.
+    Also the CPU milliseconds per request of the processes in ``watch[path]`` and of the load
+    generator itself."""
+    for url in paths.values():  # warm-up: connections, caches, lazy imports
+        run_load(LoadSpec(url=url, method="POST", body=BODY, concurrency=concurrency, duration=0.5))
+    labels = list(paths)
+    requests = dict.fromkeys(labels, 0)
+    elapsed = dict.fromkeys(labels, 0.0)
+    latencies: dict[str, list[float]] = {label: [] for label in labels}
+    cpu: dict[str, dict[str, float]] = {label: {} for label in labels}
+    for turn in range(rounds):
+        for label in labels[turn % len(labels):] + labels[:turn % len(labels)]:
+            pids = watch.get(label, {})
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            own = time.process_time()
+            report = run_load(LoadSpec(url=paths[label], method="POST", body=BODY, concurrency=concurrency,
+                                       duration=seconds / rounds, timeout=30))
+            if report.failed:
+                raise RuntimeError(f"{paths[label]}: {report.failed} of {report.total} requests failed: "
+                                   f"{report.errors} {report.statuses}")
+            spent = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+            spent["load generator"] = time.process_time() - own
+            for name, value in spent.items():
+                cpu[label][name] = cpu[label].get(name, 0.0) + value
+            requests[label] += report.total
+            elapsed[label] += report.duration
+            latencies[label] += report.latencies
+    cells = {}
+    for label in labels:
+        ordered = sorted(latencies[label])
+        cells[label] = {"rps": requests[label] / elapsed[label], "p50_ms": percentile(ordered, 50) * 1000,
+                        "p99_ms": percentile(ordered, 99) * 1000,
+                        "cpu_ms_per_request": {n: v * 1000 / requests[label] for n, v in cpu[label].items()}}
+    return cells
 
 
 FAVOUR = -10
@@ -262,15 +293,11 @@ def _wrk_figure(out: str, returncode: int) -> float:
 
 
 def print_table(rows: dict[str, dict[int, dict[str, Any]]]) -> None:
-    print(f"\n{'path':<22}{'c':>4}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    print(f"\n{'path':<22}{'c':>4}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   CPU ms per request")
     for path, by_c in rows.items():
         for c, m in by_c.items():
-            print(f"{path:<22}{c:>4}{m['rps']:>10.1f}{m['p50_ms']:>10.2f}{m['p99_ms']:>10.2f}")
-    print("\nCPU ms per request at c=8 (what bounds req/s on a small machine)")
-    for path, by_c in rows.items():
-        cpu = by_c.get(8, {}).get("cpu_ms_per_request")
-        if cpu:
-            print(f"  {path:<22}" + "  ".join(f"{name} {ms:.2f}" for name, ms in cpu.items()))
+            cpu = "  ".join(f"{name} {ms:.2f}" for name, ms in m["cpu_ms_per_request"].items())
+            print(f"{path:<22}{c:>4}{m['rps']:>9.1f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}   {cpu}")
 
 
 def verdict(ok: bool) -> str:
@@ -279,7 +306,8 @@ def verdict(ok: bool) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per cell (after 1s warm-up)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per path and concurrency")
+    parser.add_argument("--rounds", type=int, default=4, help="interleaved slices the seconds are split into")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     results: dict[str, Any] = {"cpus": os.cpu_count()}
@@ -290,30 +318,30 @@ def main() -> int:
         train(model)
         flask_port = free_port()
         with kfbox_server(home) as (url, server_pid), \
-                child([sys.executable, "-c", FLASK_APP, str(model), str(flask_port)], work / "flask.log"):
+                child([sys.executable, "-c", FLASK_APP, str(model), str(flask_port)], work / "flask.log") as flask:
             flask_url = f"http://127.0.0.1:{flask_port}/v1/models/iris:predict"
             wait_for(lambda: httpx.post(flask_url, content=BODY, headers={"content-type": "application/json"})
                      .status_code == 200, "the Flask app")
             status = apply_iris(url, "iris", 1)
+            status2 = apply_iris(url, "iris-2", 2)
             direct = endpoints(status)[0] + "/v1/models/iris:predict"
-            gateway = f"{url}/serving/{NAMESPACE}/iris/v1/models/iris:predict"
-            paths = {"gateway (1 replica)": gateway, "direct kserve replica": direct, "flask": flask_url}
-            replica = replica_pid(urlsplit(direct).port or 80)
-            watch = {"kfbox server (gateway)": server_pid, **({"kserve replica": replica} if replica else {})}
-            rows: dict[str, dict[int, dict[str, Any]]] = {}
-            for label, target in paths.items():
-                rows[label] = {}
-                for c in CONCURRENCY:
-                    rows[label][c] = measure(target, c, args.seconds, watch if c == 8 and label != "flask" else None)
-                    print(f"  {label:<22} c={c:<3} {rows[label][c]['rps']:8.1f} req/s", flush=True)
-            with favoured([replica] if replica else []):
-                agreement = compare_with_wrk(direct, 8, max(1, round(args.seconds)), work)
-                shared = share_with_wrk(direct, 4, max(1, round(args.seconds)), work)
-            apply_iris(url, "iris-2", 2)
-            gateway2 = f"{url}/serving/{NAMESPACE}/iris-2/v1/models/iris-2:predict"
-            rows["gateway (2 replicas)"] = {c: measure(gateway2, c, args.seconds) for c in (8, 32)}
+            paths = {"gateway (1 replica)": gateway_url(url, "iris"),
+                     "gateway (2 replicas)": gateway_url(url, "iris-2"),
+                     "direct kserve replica": direct, "flask": flask_url}
+            replica = listening_pid(urlsplit(direct).port or 80)
+            one = {"kserve replica": replica} if replica else {}
+            two = {f"kserve replica {i + 1}": pid for i, e in enumerate(endpoints(status2))
+                   if (pid := listening_pid(urlsplit(e).port or 80))}
+            watch = {"gateway (1 replica)": {"gateway": server_pid, **one},
+                     "gateway (2 replicas)": {"gateway": server_pid, **two},
+                     "direct kserve replica": {"gateway": server_pid, **one}, "flask": {"flask": flask.pid}}
+            by_c = {c: measure(paths, c, args.seconds, args.rounds, watch) for c in CONCURRENCY}
+            rows = {label: {c: by_c[c][label] for c in CONCURRENCY} for label in paths}
             print_table(rows)
-            results["rows"] = {k: {str(c): v for c, v in by_c.items()} for k, by_c in rows.items()}
+            results["rows"] = {k: {str(c): v for c, v in cells.items()} for k, cells in rows.items()}
+            with favoured([replica] if replica else []):
+                agreement = compare_with_wrk(direct, 8, max(1, round(args.seconds / 2)), work)
+                shared = share_with_wrk(direct, 4, max(1, round(args.seconds / 2)), work)
     g1, d, f = rows["gateway (1 replica)"], rows["direct kserve replica"], rows["flask"]
     g2 = rows["gateway (2 replicas)"]
     ratios = {
