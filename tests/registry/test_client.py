@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Iterator
 
@@ -11,9 +12,21 @@ from model_registry import ModelRegistry
 from model_registry.exceptions import StoreError
 from model_registry.types import ModelVersionState, RegisteredModelState
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, create_database, drop_database
 
 warnings.filterwarnings("ignore", message="User access token is missing")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mysql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """The same client tests on each metadata backend (skipped, with the reason, where one is absent)."""
+    name = f"kfbox_test_{uuid.uuid4().hex[:12]}"
+    url = None if request.param == "sqlite" else create_database(request.param, name)
+    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), db=url)
+    yield proc
+    proc.stop()
+    if url is not None:
+        drop_database(request.param, name)
 
 
 @pytest.fixture(scope="module")
