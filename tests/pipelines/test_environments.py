@@ -76,7 +76,9 @@ def test_pvc_folders_and_platform_addresses(server: ServerProcess, kfp_client: C
         with open(os.path.join(path, "note.txt"), "w") as f:
             f.write("shared")
         keys = ("MODEL_REGISTRY_HOST", "MODEL_REGISTRY_PORT", "KFBOX_URL", "KFBOX_PVC_ROOT", "GREETING")
-        return json.dumps({k: os.environ.get(k) for k in keys})
+        seen = {k: os.environ.get(k) for k in keys}
+        seen["normal_priority"] = os.sched_getscheduler(0) == os.SCHED_OTHER  # not the spare worker's idle one
+        return json.dumps(seen)
 
     @dsl.component(base_image="python:3.11")
     def read_shared(pvc: str) -> str:
@@ -103,7 +105,8 @@ def test_pvc_folders_and_platform_addresses(server: ServerProcess, kfp_client: C
     assert tasks["read-shared"]["parameters"]["Output"] == "shared"
     env = json.loads(tasks["write-shared"]["parameters"]["Output"])
     assert env == {"MODEL_REGISTRY_HOST": "http://127.0.0.1", "MODEL_REGISTRY_PORT": str(server.port),
-                   "KFBOX_URL": server.url, "KFBOX_PVC_ROOT": str(server.home / "pvc"), "GREETING": "hi"}
+                   "KFBOX_URL": server.url, "KFBOX_PVC_ROOT": str(server.home / "pvc"), "GREETING": "hi",
+                   "normal_priority": True}
 
 
 def test_unsupported_platform_setting_fails_before_start(kfp_client: Client) -> None:
