@@ -2,8 +2,9 @@
 
 It proxies V1/V2 requests to a ready replica of the revision the traffic split picks, counts
 in-flight requests for the autoscaler, holds a request while a scaled-to-zero revision cold
-starts, retries on another replica when one is dead (the request never reached it, or it is a
-GET), and answers 503 at once when no replica can serve. Errors have KServe's body:
+starts, retries on another replica when one is dead (the request never reached it, or it is
+idempotent: a GET, or an inference call, which has no side effects), and answers 503 at once
+when no replica can serve. Errors have KServe's body:
 ``{"error": "..."}``.
 """
 
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -101,21 +103,23 @@ async def _forward(manager: ServingManager, request: Request, namespace: str, na
             target = replica
             target.inflight += 1
             try:
-                upstream = await pool.client.request(request.method, target.url + url_path, content=body,
-                                                     headers=headers)
-            except (httpx.ConnectError, httpx.ConnectTimeout):
+                async with pool.session.request(request.method, target.url + url_path, data=body,
+                                                headers=headers) as upstream:
+                    content = await upstream.read()
+                    return _reply(upstream.status, upstream.headers, content, revision_name(name, number))
+            except aiohttp.ClientConnectorError:
                 target.broken = True  # never reached it: safe to send elsewhere
                 replica = pool.pick()
-                continue
-            except httpx.TransportError as exc:
-                if request.method in IDEMPOTENT:
-                    target.broken = True
-                    replica = pool.pick()
-                    continue
-                return error(502, f"Replica of {revision_name(name, number)} failed during the request: {exc!r}")
+            except TimeoutError:
+                return error(504, f"Replica of {revision_name(name, number)} did not answer in time.")
+            except aiohttp.ClientError as exc:
+                if not (request.method in IDEMPOTENT or is_inference(url_path)):
+                    return error(502, f"Replica of {revision_name(name, number)} failed during the request: "
+                                      f"{exc!r}")
+                target.broken = True  # the connection broke; inference has no side effects: send it elsewhere
+                replica = pool.pick()
             finally:
                 target.inflight -= 1
-            return _reply(upstream, revision_name(name, number))
         reason = (pool.failure or "no replica is ready").rstrip(".")
         return error(503, f"InferenceService {namespace}/{name} cannot serve ({revision_name(name, number)}): "
                           f"{reason}. See: kfbox serve get {name}")
@@ -123,14 +127,19 @@ async def _forward(manager: ServingManager, request: Request, namespace: str, na
         pool.inflight -= 1
 
 
-def _reply(upstream: httpx.Response, revision: str) -> Response:
-    headers = {k: v for k, v in upstream.headers.items() if k.lower() in FORWARD_RESPONSE}
+def is_inference(path: str) -> bool:
+    """V1 ``:predict`` and V2 ``/infer``: pure functions of the request, so safe to send twice."""
+    path = path.split("?", 1)[0]
+    return path.endswith(":predict") or path.endswith("/infer")
+
+
+def _reply(status: int, upstream_headers: Mapping[str, str], content: bytes, revision: str) -> Response:
+    headers = {k: v for k, v in upstream_headers.items() if k.lower() in FORWARD_RESPONSE}
     headers["x-kfbox-revision"] = revision
-    content = upstream.content
-    if upstream.status_code >= 400:
+    if status >= 400:
         content = _kserve_error_body(content)
         headers["content-type"] = "application/json"
-    return Response(content=content, status_code=upstream.status_code, headers=headers)
+    return Response(content=content, status_code=status, headers=headers)
 
 
 def _kserve_error_body(content: bytes) -> bytes:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
+import aiohttp
 
 from kfbox.server.processes import ChildProcess
 from kfbox.serving.autoscaler import Autoscaler
@@ -25,6 +25,9 @@ from kfbox.serving.replica import FAILURE_PREFIX
 from kfbox.serving.spec import PredictorSpec
 
 PROBE_TIMEOUT = 0.5
+REQUEST_TIMEOUT = 300.0
+CONNECT_TIMEOUT = 2.0
+MAX_CONNECTIONS = 256
 DRAIN_SECONDS = 30.0
 MAX_BACKOFF = 30.0
 
@@ -80,11 +83,19 @@ class ReplicaPool:
         self.last_request_at = time.monotonic()
         self.ever_ready = False
         self.closed = False
-        self.client = httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=2.0),
-                                        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
+        self._session: aiohttp.ClientSession | None = None
         self._indexes = itertools.count(1)
         self._rotation = itertools.count()
         self._draining: set[asyncio.Task[None]] = set()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The pool's keep-alive HTTP client (aiohttp: a proxy hop costs about half of httpx's)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), auto_decompress=False)
+        return self._session
 
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
@@ -144,8 +155,8 @@ class ReplicaPool:
 
     async def _reap(self, now: float) -> None:
         for replica in list(self.replicas):
-            if replica.child.alive and not (replica.ready_at is None
-                                            and now - replica.started_at > self.config.start_timeout):
+            if replica.child.alive and not replica.broken and not (
+                    replica.ready_at is None and now - replica.started_at > self.config.start_timeout):
                 continue
             self.replicas.remove(replica)
             if replica.ready_at is None:
@@ -168,10 +179,11 @@ class ReplicaPool:
 
     async def _is_ready(self, replica: Replica) -> bool:
         try:
-            response = await self.client.get(f"{replica.url}/v2/health/ready", timeout=PROBE_TIMEOUT)
-        except httpx.HTTPError:
+            async with self.session.get(f"{replica.url}/v2/health/ready",
+                                        timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def _ensure_model_path(self, now: float) -> None:
         if self.model_path is not None or self.spec.storage_uri is None:
@@ -223,7 +235,8 @@ class ReplicaPool:
         self.replicas = []
         if self._draining:
             await asyncio.gather(*self._draining, return_exceptions=True)
-        await self.client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     def children(self) -> list[ChildProcess]:
         return [replica.child for replica in self.replicas]
