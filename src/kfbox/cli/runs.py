@@ -211,6 +211,8 @@ def _watch(api: ApiClient, run_id: str, live: bool = True) -> dict[str, Any]:
             time.sleep(0.3)
             body = api.get(f"{API}/runs/{run_id}")
             display.update(_task_table(body))
+    if not console.is_terminal:
+        console.line()  # Live leaves the last frame unterminated when output is not a terminal
     return body
 
 
