@@ -58,6 +58,8 @@ class Settings:
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
+    pipelines_fork_tasks: bool = True
+    """Start lightweight tasks by forking a warm interpreter (kfbox.pipelines.forkserver)."""
     """Keep one replica process with kserve imported, waiting, to cut cold starts."""
 
     @classmethod

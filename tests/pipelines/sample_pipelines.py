@@ -151,3 +151,24 @@ def containerised(message: str = "hi"):
 @dsl.pipeline(name="typed")
 def typed(count: int, ratio: float = 0.5, label: str = "x", flag: bool = False):
     say(message=label)
+
+
+@dsl.component(base_image=IMAGE)
+def label() -> str:
+    return "made-before-the-loop"
+
+
+@dsl.component(base_image=IMAGE)
+def combine(k: int, tag: str) -> str:
+    import os
+
+    return f"{k}:{tag}:{os.environ.get('KFBOX_SAMPLE_SETTING', 'unset')}:{os.getpid()}"
+
+
+@dsl.pipeline(name="loop-reads-outer-output")
+def loop_reads_outer_output(ks: list = [2, 9]):  # noqa: B006
+    """A ParallelFor body reading an output made before the loop (kfp.local 2.17 replaced it by the item)."""
+    made = label()
+    with dsl.ParallelFor(ks) as k:
+        task = combine(k=k, tag=made.output)
+        task.set_env_variable("KFBOX_SAMPLE_SETTING", "from-the-task")

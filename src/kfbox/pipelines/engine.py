@@ -26,6 +26,7 @@ from typing import Any
 
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.events import EventWriter
+from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.mounts import Mounts
 from kfbox.pipelines.requirements import Requirements, VenvBuildError, VenvCache, strip_prelude
 
@@ -65,6 +66,7 @@ class Engine:
         self.scopes: dict[str, str] = {}
         self.scope_failed: set[str] = set()
         self.failures: list[str] = []
+        self.forker: TaskForker | None = None
 
     def run(self) -> tuple[str, str | None]:
         from google.protobuf import json_format
@@ -84,11 +86,15 @@ class Engine:
         original_execute = task_executor.execute_single_task
         task_executor.execute_single_task = lambda **kw: self._execute(original_execute, kw)
         subprocess_task_handler.run_local_subprocess = self._subprocess
+        self.forker = TaskForker(Path.cwd()) if self.job.get("fork_tasks", True) else None
         try:
             pipeline_orchestrator.run_local_pipeline(pipeline, dict(self.job["parameters"]))
         except Exception as exc:  # noqa: BLE001 - kfp.local raises RuntimeError on failure, anything on a bug
             self._close_scopes()
             return "FAILED", self.failures[0] if self.failures else _ANSI.sub("", f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.forker is not None:
+                self.forker.close()
         self._close_scopes()
         if self.failures:
             return "FAILED", self.failures[0]
@@ -182,6 +188,10 @@ class Engine:
                 log.write(f"[kfbox] {list(reqs.packages)} already installed; running without pip\n".encode())
             log.flush()
             command = strip_prelude(full_command, python)
+            if python == sys.executable and self.forker is not None:
+                code = self.forker.run(command, env, task.log, reqs.packages if reqs else ())
+                if code is not None:
+                    return code
             return subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
 

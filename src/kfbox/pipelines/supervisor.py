@@ -161,6 +161,7 @@ class Supervisor:
         job = {"run_id": run.id, "pipeline_spec": run.pipeline_spec, "parameters": run.parameters,
                "artifacts_root": str(self.settings.artifacts_dir), "cache_root": str(self.settings.home / "cache"),
                "pvc_root": str(self.settings.pvc_dir), "venvs_dir": str(self.settings.venvs_dir),
+               "fork_tasks": self.settings.pipelines_fork_tasks,
                "logs_dir": str(run_dir / "tasks")}
         (run_dir / "job.json").write_text(json.dumps(job))
         (run_dir / "events.jsonl").touch()

@@ -1,0 +1,237 @@
+"""Start pipeline tasks by forking a warm interpreter instead of starting a cold one.
+
+A KFP lightweight component's command is a shell script that writes the component's source
+to a file and runs ``python3 -m kfp.dsl.executor_main``. Starting that interpreter costs
+about a second for kfp alone, plus whatever the component imports (scikit-learn: about 3 s),
+for every task. The *task server* is a single-threaded child of the run worker that imports
+kfp's executor once and, on request, the top-level modules of a component's (already
+installed) packages. For each task it forks; the fork runs kfp's own ``executor_main`` with
+the task's arguments, environment and log file, which is exactly what the script would run.
+
+Only tasks the running interpreter can run (requirements satisfied) and commands of the
+standard lightweight shape are forked; anything else starts as a plain subprocess. The
+server lives in the worker's process group, so cancelling a run kills it and its tasks.
+
+Protocol, one connection per task on an abstract Unix socket: the worker sends one
+length-prefixed JSON request; the task process answers its exit code (4 bytes) when done.
+A task that dies before answering reads as exit code 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+EXECUTOR = "kfp.dsl.executor_main"
+CONNECT_TIMEOUT_SECONDS = 60.0
+_LENGTH = struct.Struct("!I")
+_CODE = struct.Struct("!i")
+
+
+def lightweight_arguments(command: list[str]) -> tuple[str, list[str]] | None:
+    """``(component source, executor arguments)`` of a standard lightweight command, else None."""
+    for index, part in enumerate(command):
+        if f"-m {EXECUTOR}" in part and '"$0"' in part and index + 1 < len(command):
+            if index == 0 or command[index - 1] != "-ec":
+                return None
+            return command[index + 1], list(command[index + 2:])
+    return None
+
+
+def import_names(packages: Iterable[str]) -> list[str]:
+    """Top-level modules of installed distributions named by requirement strings (kfp excluded)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    by_dist: dict[str, list[str]] = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        if module.startswith("_") or not module.isidentifier():
+            continue
+        for dist in dists:
+            by_dist.setdefault(_normalise(dist), []).append(module)
+    names: list[str] = []
+    for text in packages:
+        try:
+            name = _normalise(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+        if name != "kfp":
+            names += sorted(by_dist.get(name, []))
+    return names
+
+
+def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
+    """What the component imports from its declared packages: worth importing once, before the fork.
+
+    Only modules of packages the component itself declares are preloaded, so the server never
+    imports anything the task would not have imported anyway.
+    """
+    import ast
+
+    declared = set(import_names(packages))
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    wanted: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        wanted += [name for name in names if name.split(".")[0] in declared and name not in wanted]
+    return wanted
+
+
+def _normalise(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+class TaskForker:
+    """The worker's handle on its task server: ``run()`` a task, ``close()`` at the end."""
+
+    def __init__(self, cwd: Path) -> None:
+        self.address = f"\0kfbox-tasks-{uuid.uuid4().hex}"
+        self.cwd = cwd
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kfbox.pipelines.forkserver", self.address.lstrip("\0")],
+            stdin=subprocess.DEVNULL, cwd=cwd)
+
+    def run(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str]) -> int | None:
+        """The task's exit code, or None when the command is not one this server can fork."""
+        parsed = lightweight_arguments(command)
+        if parsed is None or self.process.poll() is not None:
+            return None
+        source, arguments = parsed
+        request = {"source": source, "arguments": arguments, "env": dict(env), "log": str(log_path),
+                   "cwd": str(self.cwd), "preload": modules_to_preload(source, packages)}
+        with self._connect() as conn:
+            payload = json.dumps(request).encode()
+            conn.sendall(_LENGTH.pack(len(payload)) + payload)
+            answer = _read_exactly(conn, _CODE.size)
+        return _CODE.unpack(answer)[0] if answer else 1
+
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
+        while True:
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                conn.connect(self.address)
+                return conn
+            except (FileNotFoundError, ConnectionRefusedError):
+                conn.close()
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.02)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
+        if self.process.poll() is None:
+            self.process.kill()
+
+
+def _read_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def serve(address: str) -> None:
+    """The task server's loop: accept, import what is asked, fork, repeat until the worker goes."""
+    importlib.import_module(EXECUTOR)
+    parent = os.getppid()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked tasks are reaped by the kernel
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("\0" + address)
+    listener.listen(64)
+    listener.settimeout(1.0)
+    while os.getppid() == parent:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        conn.settimeout(None)
+        header = _read_exactly(conn, _LENGTH.size)
+        request = json.loads(_read_exactly(conn, _LENGTH.unpack(header)[0])) if header else None
+        if request is None:
+            conn.close()
+            continue
+        for module in request["preload"]:
+            with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
+                importlib.import_module(module)
+        if os.fork() == 0:
+            listener.close()
+            _run_task(conn, request)
+        conn.close()
+
+
+def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
+    """In the fork: become the task process that kfp's shell script would have started."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.chdir(request["cwd"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.environ["_KFP_RUNTIME"] = "true"
+        program = Path(tempfile.mkdtemp()) / "ephemeral_component.py"
+        program.write_text(request["source"])
+        sys.argv = [EXECUTOR, "--component_module_path", str(program), *request["arguments"]]
+        code = _run_executor()
+    except BaseException:  # noqa: BLE001 - whatever happens, the worker must get an exit code
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            conn.sendall(_CODE.pack(code))
+        os._exit(code)
+
+
+def _run_executor() -> int:
+    import runpy
+
+    try:
+        runpy.run_module(EXECUTOR, run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        if exit_.code is None:
+            return 0
+        return exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the component's exception, printed as python would
+        traceback.print_exc()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
