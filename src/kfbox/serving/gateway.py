@@ -14,7 +14,6 @@ import json
 import time
 from collections.abc import Mapping
 
-import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -79,6 +78,8 @@ def gateway_router(manager: ServingManager) -> APIRouter:
 
 async def _forward(manager: ServingManager, request: Request, namespace: str, name: str, path: str,
                    body: bytes) -> Response:
+    import aiohttp  # imported on first use: it costs ~0.3 s of server start
+
     deployment = manager.deployments[(namespace, name)]
     chosen = deployment.choose()
     if chosen is None:

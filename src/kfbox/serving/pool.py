@@ -15,14 +15,16 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from kfbox.server.processes import ChildProcess
 from kfbox.serving.autoscaler import Autoscaler
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import FAILURE_PREFIX
 from kfbox.serving.spec import PredictorSpec
+
+if TYPE_CHECKING:  # aiohttp costs ~0.3 s to import: only pay it once a replica exists
+    import aiohttp
 
 PROBE_TIMEOUT = 0.5
 REQUEST_TIMEOUT = 300.0
@@ -91,6 +93,8 @@ class ReplicaPool:
     @property
     def session(self) -> aiohttp.ClientSession:
         """The pool's keep-alive HTTP client (aiohttp: a proxy hop costs about half of httpx's)."""
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
@@ -178,6 +182,8 @@ class ReplicaPool:
                 self.failures = 0
 
     async def _is_ready(self, replica: Replica) -> bool:
+        import aiohttp
+
         try:
             async with self.session.get(f"{replica.url}/v2/health/ready",
                                         timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
