@@ -67,11 +67,12 @@ def iris(
 
 
 def print_summary(summary: IrisSummary) -> None:
-    print_table(f"Models registered as version {summary.version}", ["model", "accuracy", "selected"],
+    print_table(f"Models registered as version {summary.version}", ["model", summary.metric, "selected"],
                 [(name, f"{value:.4f}" if value is not None else "-", "yes" if name == summary.selected else "")
                  for name, value in summary.models])
     rows = [
-        ("selected model", f"{summary.selected} {summary.version} (accuracy {summary.selected_metric})"),
+        ("selected model", f"{summary.selected} {summary.version}" + (
+            f" ({summary.metric} {summary.selected_metric:.4f})" if summary.selected_metric is not None else "")),
         ("endpoint", summary.endpoint),
         ("sample request", json.dumps(summary.request)),
         ("answer", f"{json.dumps(summary.response)} -> {', '.join(summary.predicted_classes)}"),

@@ -50,6 +50,7 @@ class IrisOptions:
 class IrisSummary:
     platform_url: str
     version: str
+    metric: str
     models: list[tuple[str, float | None]]
     selected: str
     selected_metric: float | None
@@ -206,10 +207,11 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
         response = reply.json()
     predicted = [IRIS_CLASSES[int(p)] if str(p).isdigit() else str(p) for p in response.get("predictions", [])]
     loadtest = _short_loadtest(endpoint, request, token, options, console)
-    return IrisSummary(platform_url=platform_url, version=version, models=models, selected=selected,
-                       selected_metric=selected_metric, endpoint=endpoint, request=request, response=response,
-                       predicted_classes=predicted, loadtest=loadtest, training_seconds=training_seconds,
-                       selection_seconds=selection_seconds, total_seconds=time.monotonic() - started)
+    return IrisSummary(platform_url=platform_url, version=version, metric=options.metric, models=models,
+                       selected=selected, selected_metric=selected_metric, endpoint=endpoint, request=request,
+                       response=response, predicted_classes=predicted, loadtest=loadtest,
+                       training_seconds=training_seconds, selection_seconds=selection_seconds,
+                       total_seconds=time.monotonic() - started)
 
 
 def _short_loadtest(endpoint: str, request: dict[str, Any], token: str | None, options: IrisOptions,
