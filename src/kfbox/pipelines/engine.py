@@ -34,13 +34,31 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
+_warm_forker: TaskForker | None = None
+
+
 def preload() -> None:
-    """Import the modules a run uses (the slow part of a worker's start), for spare workers."""
+    """Import the modules a run uses (the slow part of a worker's start), for spare workers,
+    and start the task server, which imports kfp's executor meanwhile."""
+    global _warm_forker
     from google.protobuf import json_format  # noqa: F401
     from kfp import dsl, local  # noqa: F401
     from kfp.local import pipeline_orchestrator, subprocess_task_handler  # noqa: F401
     from kfp.local.orchestrator import enhanced_dag_orchestrator, task_executor  # noqa: F401
     from kfp.pipeline_spec import pipeline_spec_pb2  # noqa: F401
+
+    _warm_forker = TaskForker()
+
+
+def _task_forker(enabled: bool) -> TaskForker | None:
+    """The spare worker's task server when there is one, else a new one; None when forking is off."""
+    global _warm_forker
+    forker, _warm_forker = _warm_forker, None
+    if not enabled:
+        if forker is not None:
+            forker.close()
+        return None
+    return forker or TaskForker()
 
 
 class _Task:
@@ -86,7 +104,7 @@ class Engine:
         original_execute = task_executor.execute_single_task
         task_executor.execute_single_task = lambda **kw: self._execute(original_execute, kw)
         subprocess_task_handler.run_local_subprocess = self._subprocess
-        self.forker = TaskForker(Path.cwd()) if self.job.get("fork_tasks", True) else None
+        self.forker = _task_forker(self.job.get("fork_tasks", True))
         try:
             pipeline_orchestrator.run_local_pipeline(pipeline, dict(self.job["parameters"]))
         except Exception as exc:  # noqa: BLE001 - kfp.local raises RuntimeError on failure, anything on a bug

@@ -20,6 +20,7 @@ A task that dies before answering reads as exit code 1.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.metadata
 import json
@@ -57,21 +58,30 @@ def import_names(packages: Iterable[str]) -> list[str]:
     """Top-level modules of installed distributions named by requirement strings (kfp excluded)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    by_dist: dict[str, list[str]] = {}
-    for module, dists in importlib.metadata.packages_distributions().items():
-        if module.startswith("_") or not module.isidentifier():
-            continue
-        for dist in dists:
-            by_dist.setdefault(_normalise(dist), []).append(module)
     names: list[str] = []
     for text in packages:
         try:
-            name = _normalise(Requirement(text).name)
+            name = Requirement(text).name
         except InvalidRequirement:
             continue
-        if name != "kfp":
-            names += sorted(by_dist.get(name, []))
+        if name.lower() != "kfp":
+            names += _top_level_modules(name)
     return names
+
+
+@functools.lru_cache(maxsize=256)
+def _top_level_modules(dist_name: str) -> list[str]:
+    """Read from the distribution's own file list: one lookup, not a scan of every installed package."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    declared = dist.read_text("top_level.txt")
+    if declared:
+        candidates = set(declared.split())
+    else:
+        candidates = {f.parts[0] if len(f.parts) > 1 else f.stem for f in dist.files or [] if f.suffix == ".py"}
+    return sorted(n for n in candidates if n.isidentifier() and not n.startswith("_"))
 
 
 def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
@@ -82,6 +92,9 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
     """
     import ast
 
+    packages = list(packages)
+    if not packages:
+        return []
     declared = set(import_names(packages))
     try:
         tree = ast.parse(source)
@@ -99,19 +112,14 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
     return wanted
 
 
-def _normalise(name: str) -> str:
-    return name.lower().replace("_", "-").replace(".", "-")
-
-
 class TaskForker:
     """The worker's handle on its task server: ``run()`` a task, ``close()`` at the end."""
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self) -> None:
         self.address = f"\0kfbox-tasks-{uuid.uuid4().hex}"
-        self.cwd = cwd
         self.process = subprocess.Popen(
             [sys.executable, "-m", "kfbox.pipelines.forkserver", self.address.lstrip("\0")],
-            stdin=subprocess.DEVNULL, cwd=cwd)
+            stdin=subprocess.DEVNULL)
 
     def run(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str]) -> int | None:
         """The task's exit code, or None when the command is not one this server can fork."""
@@ -120,7 +128,7 @@ class TaskForker:
             return None
         source, arguments = parsed
         request = {"source": source, "arguments": arguments, "env": dict(env), "log": str(log_path),
-                   "cwd": str(self.cwd), "preload": modules_to_preload(source, packages)}
+                   "cwd": os.getcwd(), "preload": modules_to_preload(source, packages)}
         with self._connect() as conn:
             payload = json.dumps(request).encode()
             conn.sendall(_LENGTH.pack(len(payload)) + payload)
@@ -179,6 +187,7 @@ def serve(address: str) -> None:
         if request is None:
             conn.close()
             continue
+        _normal_priority()  # a spare worker starts this server at idle priority; tasks run at normal
         for module in request["preload"]:
             with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
                 importlib.import_module(module)
@@ -186,6 +195,12 @@ def serve(address: str) -> None:
             listener.close()
             _run_task(conn, request)
         conn.close()
+
+
+def _normal_priority() -> None:
+    if hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
