@@ -14,19 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.live import Live
-from rich.table import Table
 
 from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
+from kfbox.cli.run_watch import duration, styled, task_table, watch_run
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.pipelines import spec as specs
 
 API = "/apis/v2beta1"
-FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
-STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "CANCELED": "magenta",
-               "CANCELING": "magenta", "PENDING": "dim"}
 
 runs_app = typer.Typer(help="Inspect and control pipeline runs.", no_args_is_help=True)
 
@@ -84,7 +80,7 @@ def run(
             console.print(f"Run [bold]{run_id}[/] submitted ({created['state']}). Follow it with: "
                           f"kfbox runs get {run_id}")
         return
-    final = _watch(api, run_id, live=output == Output.table)
+    final = watch_run(api, run_id, live=output == Output.table)
     if output == Output.json:
         print_json(final)
     _report(final, quiet=output == Output.json)
@@ -121,7 +117,7 @@ def list_runs(
         print_json(runs)
         return
     print_table(None, ["RUN ID", "NAME", "STATE", "CREATED", "DURATION"],
-                [[r["run_id"], r["display_name"], _styled(r["state"]), r["created_at"], _duration(r)] for r in runs])
+                [[r["run_id"], r["display_name"], styled(r["state"]), r["created_at"], duration(r)] for r in runs])
 
 
 @runs_app.command("get")
@@ -138,11 +134,11 @@ def get_run(
     if output == Output.json:
         print_json(body)
         return
-    console.print(f"[bold]{body['display_name']}[/] ({body['run_id']}): {_styled(body['state'])}"
-                  f"  {_duration(body)}", highlight=False)
+    console.print(f"[bold]{body['display_name']}[/] ({body['run_id']}): {styled(body['state'])}"
+                  f"  {duration(body)}", highlight=False)
     if body.get("error"):
         console.print(f"[red]{body['error']['message']}[/]", highlight=False)
-    console.print(_task_table(body))
+    console.print(task_table(body))
 
 
 @runs_app.command("logs")
@@ -178,7 +174,7 @@ def cancel(
     api = ApiClient.connect(url, home, token)
     api.post(f"{API}/runs/{run_id}:terminate")
     state = api.get(f"{API}/runs/{run_id}")["state"]
-    console.print(f"Run {run_id}: {_styled(state)}", highlight=False)
+    console.print(f"Run {run_id}: {styled(state)}", highlight=False)
 
 
 def _load(target: str) -> dict[str, Any]:
@@ -199,61 +195,13 @@ def _experiment_id(api: ApiClient, name: str, create: bool = True) -> str:
     return str(api.post(f"{API}/experiments", json={"display_name": name})["experiment_id"])
 
 
-def _watch(api: ApiClient, run_id: str, live: bool = True) -> dict[str, Any]:
-    body = api.get(f"{API}/runs/{run_id}")
-    if not live:
-        while body["state"] not in FINAL:
-            time.sleep(0.3)
-            body = api.get(f"{API}/runs/{run_id}")
-        return body
-    with Live(_task_table(body), console=console, refresh_per_second=4, transient=False) as display:
-        while body["state"] not in FINAL:
-            time.sleep(0.3)
-            body = api.get(f"{API}/runs/{run_id}")
-            display.update(_task_table(body))
-    if not console.is_terminal:
-        console.line()  # Live leaves the last frame unterminated when output is not a terminal
-    return body
-
-
 def _report(body: dict[str, Any], quiet: bool = False) -> None:
     state = body["state"]
     if not quiet:
-        console.print(f"Run {body['run_id']} {_styled(state)} in {_duration(body)}", highlight=False)
+        console.print(f"Run {body['run_id']} {styled(state)} in {duration(body)}", highlight=False)
     if state != "SUCCEEDED":
         message = (body.get("error") or {}).get("message") or f"Run ended {state}."
         raise KfboxError(message)
-
-
-def _task_table(body: dict[str, Any]) -> Table:
-    table = Table(title=f"{body['display_name']}: {_styled(body['state'])}", title_justify="left")
-    for column in ("TASK", "STATE", "DURATION", "OUTPUTS"):
-        table.add_column(column)
-    for task in body.get("run_details", {}).get("task_details", []):
-        if task.get("kind") == "dag":
-            continue
-        outputs = dict(task.get("parameters") or {})
-        outputs.update({k: f"artifact {','.join(v['artifact_ids'])}" for k, v in (task.get("outputs") or {}).items()})
-        state = task["state"] + (" (cached)" if task.get("cache_hit") else "")
-        table.add_row(task["pod_name"], _styled(state), _duration(task, "start_time", "end_time"),
-                      ", ".join(f"{k}={v}" for k, v in outputs.items())[:80])
-    return table
-
-
-def _styled(state: str) -> str:
-    style = STATE_STYLE.get(state.split()[0], "")
-    return f"[{style}]{state}[/]" if style else state
-
-
-def _duration(body: dict[str, Any], start: str = "created_at", end: str = "finished_at") -> str:
-    import datetime
-
-    if not body.get(start):
-        return ""
-    began = datetime.datetime.fromisoformat(body[start].replace("Z", "+00:00"))
-    ended = (datetime.datetime.fromisoformat(body[end].replace("Z", "+00:00")) if body.get(end)
-             else datetime.datetime.now(datetime.UTC))
-    return f"{(ended - began).total_seconds():.1f}s"
 
 
 def _run_remote(host: str, token: str | None, spec: dict[str, Any], parameters: dict[str, Any],
@@ -277,6 +225,6 @@ def _run_remote(host: str, token: str | None, spec: dict[str, Any], parameters: 
     console.print(f"Run [bold]{result.run_id}[/] submitted to {host}.")
     if watch:
         final = client.wait_for_run_completion(result.run_id, timeout=24 * 3600, sleep_duration=2)
-        console.print(f"Run {result.run_id} {_styled(str(final.state))}", highlight=False)
+        console.print(f"Run {result.run_id} {styled(str(final.state))}", highlight=False)
         if final.state != "SUCCEEDED":
             raise KfboxError(f"Run {result.run_id} ended {final.state}: {final.error}")

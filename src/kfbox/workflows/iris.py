@@ -26,8 +26,9 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
+from kfbox.cli.api import ApiClient
+from kfbox.cli.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
-from kfbox.workflows.run_watch import watch_run
 
 NAMESPACE = "kubeflow-user-example-com"
 SERVICE = "sklearn-inference"
@@ -108,20 +109,20 @@ def registry_client(platform_url: str, token: str | None) -> Any:
                              is_secure=False, user_token=token)
 
 
-def run_pipeline(client: Any, package: Path, arguments: dict[str, Any], title: str, console: Console,
-                 timeout: float) -> tuple[Any, float]:
+def run_pipeline(client: Any, api: ApiClient, package: Path, arguments: dict[str, Any], title: str,
+                 console: Console) -> float:
+    """Submit with the upstream ``kfp.Client``, follow with kfbox's live task table; seconds taken."""
     started = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()):  # kfp.Client prints links to a cluster UI we don't have
         result = client.create_run_from_pipeline_package(str(package), arguments=arguments, run_name=title,
                                                          experiment_name="iris")
     console.print(f"Run {result.run_id} submitted ({title}); details: kfbox runs get {result.run_id}")
-    run = watch_run(client, result.run_id, title, console, timeout=timeout)
-    state = str(run.state).rsplit(".", 1)[-1].upper()
-    if state != "SUCCEEDED":
-        message = getattr(getattr(run, "error", None), "message", None) or "no error message"
-        raise KfboxError(f"Pipeline run '{title}' ({result.run_id}) ended {state}: {message}. "
+    run = watch_run(api, result.run_id)
+    if run["state"] != "SUCCEEDED":
+        message = (run.get("error") or {}).get("message") or "no error message"
+        raise KfboxError(f"Pipeline run '{title}' ({result.run_id}) ended {run['state']}: {message}. "
                          f"See its logs with: kfbox runs logs {result.run_id}")
-    return run, time.monotonic() - started
+    return time.monotonic() - started
 
 
 def wait_ready(http: httpx.Client, timeout: float) -> dict[str, Any]:
@@ -171,6 +172,7 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later": we are
         client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
+    api = ApiClient(platform_url, token)
     with tempfile.TemporaryDirectory(prefix="kfbox-iris-") as tmp:
         from kfp import compiler
 
@@ -178,14 +180,14 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
         selection_yaml = Path(tmp) / "iris-model-selection.yaml"
         compiler.Compiler().compile(pipelines.iris_training, str(training_yaml))
         compiler.Compiler().compile(pipelines.iris_model_selection, str(selection_yaml))
-        _, training_seconds = run_pipeline(
-            client, training_yaml,
+        training_seconds = run_pipeline(
+            client, api, training_yaml,
             {"neighbors": options.neighbors, "version": version,
              "standard_scaler": options.scaler == "standard_scaler",
              "min_max_scaler": options.scaler == "min_max_scaler"},
-            f"iris-training-{version}", console, options.timeout)
-        _, selection_seconds = run_pipeline(client, selection_yaml, {"version": version, "metric": options.metric},
-                                            f"iris-model-selection-{version}", console, options.timeout)
+            f"iris-training-{version}", console)
+        selection_seconds = run_pipeline(client, api, selection_yaml, {"version": version, "metric": options.metric},
+                                         f"iris-model-selection-{version}", console)
 
     models = []
     for k in options.neighbors:
