@@ -62,6 +62,18 @@ class Settings:
     """Start lightweight tasks by forking a warm interpreter (kfbox.pipelines.forkserver)."""
     """Keep one replica process with kserve imported, waiting, to cut cold starts."""
 
+    allowed_hosts: str = ""
+    """Extra names (comma-separated; ``*.corp.example`` for a domain) the server answers to besides
+    loopback, IP literals, the bound host and ``*.<ingress_domain>``: the DNS-rebinding defence."""
+    http_header_timeout: float = 20.0
+    """Seconds a client has to send a request's headers (slowloris defence)."""
+    http_body_timeout: float = 60.0
+    """Seconds a request body may stall between chunks before the connection is closed."""
+    max_connections_per_client: int = 1024
+    """Open connections one client address may hold (0: no cap); above it a new one gets 503."""
+    guard_checks: bool = True
+    """Host/Origin/path checks on every request; off only for the A/B benchmark of their cost."""
+
     @classmethod
     def load(cls, **flags: Any) -> Settings:
         """Build settings from flags (``None`` means unset), then ``KFBOX_<NAME>``, then defaults."""
