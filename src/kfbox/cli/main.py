@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kfbox import __version__
-from kfbox.cli import example, loadtest, models, runs, serve, server
+from kfbox.cli import cluster, example, loadtest, models, runs, serve, server
 from kfbox.cli.output import err_console
 from kfbox.errors import KfboxError
 
@@ -39,7 +39,7 @@ app.command()(server.down)
 app.command()(server.status)
 
 
-for noun in (models, runs, serve, loadtest, example):
+for noun in (models, runs, serve, loadtest, example, cluster):
     noun.register(app)
 
 
