@@ -21,7 +21,10 @@ from kfbox import __version__
 from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import KfboxError
-from kfbox.server.middleware import BodyLimit, RequestMetrics, TokenAuth
+from kfbox.server import session
+from kfbox.server.auth import TokenAuth
+from kfbox.server.guard import RequestGuard
+from kfbox.server.middleware import BodyLimit, RequestMetrics
 from kfbox.server.platform import Platform
 
 SUBSYSTEMS = [
@@ -59,12 +62,17 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(platform.metrics), media_type=CONTENT_TYPE_LATEST)
 
+    # middleware added first runs innermost: auth sees the path after host routing rewrote it,
+    # i.e. the route that is served; the guard runs first of all, on the raw request
+    app.add_middleware(TokenAuth, platform=platform)
     for name in SUBSYSTEMS:
         importlib.import_module(name).install(app, platform)
+    session.install(app, platform)
 
     app.add_middleware(RequestMetrics, platform=platform)
     app.add_middleware(BodyLimit, platform=platform)
-    app.add_middleware(TokenAuth, platform=platform)
+    if settings.guard_checks:
+        app.add_middleware(RequestGuard, platform=platform)
     return app
 
 

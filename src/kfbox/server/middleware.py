@@ -1,8 +1,10 @@
-"""ASGI middleware: bearer-token auth, body-size limit, per-route Prometheus metrics."""
+"""ASGI middleware: body-size limit, per-route Prometheus metrics; the error reply all middleware sends.
+
+Auth is in :mod:`kfbox.server.auth`, Host/Origin/path checks in :mod:`kfbox.server.guard`.
+"""
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 
@@ -11,41 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfbox.server.platform import Platform
 
-OPEN_PATHS = ("/healthz", "/", "/static/")
 
-
-async def _send_error(platform: Platform, scope: Scope, send: Send, status: int, message: str,
-                      headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_error(platform: Platform, scope: Scope, send: Send, status: int, message: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps(platform.render_error(scope.get("path", ""), status, message)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()), *(headers or [])]})
     await send({"type": "http.response.body", "body": body})
-
-
-class TokenAuth:
-    """When a token is configured every path but the open ones needs ``Authorization: Bearer``."""
-
-    def __init__(self, app: ASGIApp, platform: Platform) -> None:
-        self.app = app
-        self.platform = platform
-        self.expected = f"Bearer {platform.settings.token}".encode() if platform.settings.token else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.expected is None or scope["type"] != "http" or _is_open(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
-            return
-        await _send_error(self.platform, scope, send, 401, "Missing or wrong bearer token. "
-                          "Send 'Authorization: Bearer <token>' (the token kfbox up was given).",
-                          [(b"www-authenticate", b"Bearer")])
-
-
-def _is_open(path: str) -> bool:
-    return path in ("/", "/healthz") or path.startswith("/static/")
 
 
 class BodyLimit:
@@ -63,7 +38,7 @@ class BodyLimit:
         limit = next((n for rule in self.platform.body_limits if (n := rule(scope)) is not None), self.limit)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await _send_error(self.platform, scope, send, 413, self._message(limit))
+            await send_error(self.platform, scope, send, 413, self._message(limit))
             return
         seen = 0
         started = False
@@ -86,7 +61,7 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await _send_error(self.platform, scope, send, 413, self._message(limit))
+                await send_error(self.platform, scope, send, 413, self._message(limit))
 
     def _message(self, limit: int) -> str:
         return f"Request body is larger than the limit of {limit} bytes."
