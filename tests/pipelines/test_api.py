@@ -33,8 +33,6 @@ def test_healthz_and_error_shape(server: ServerProcess, kfp_client: Client) -> N
     body = missing.json()
     assert set(body) == {"error", "code", "message", "details"} and body["code"] == 5
     assert "nope" in body["message"]
-    recurring = httpx.get(f"{server.url}/apis/v2beta1/recurringruns")
-    assert recurring.status_code == 501 and "Recurring runs are not supported" in recurring.json()["message"]
 
 
 def test_experiments(kfp_client: Client) -> None:

@@ -210,13 +210,7 @@ def build_router(service: PipelinesService) -> APIRouter:
     def get_artifact(artifact_id: str) -> dict[str, Any]:
         return views.artifact(runs.artifact(artifact_id))
 
-    # recurring runs are a cluster feature
-    @router.api_route("/recurringruns", methods=["GET", "POST"])
-    @router.api_route("/recurringruns/{rest:path}", methods=["GET", "POST", "DELETE"])
-    def recurring_runs() -> None:
-        raise Unsupported("Recurring runs are not supported by kfbox (there is no scheduler). Schedule "
-                          "`kfbox run FILE` with cron, or use a Kubeflow cluster: kfbox run FILE --host URL.")
-
+    # recurring runs: kfbox.pipelines.schedule_api
     return router
 
 

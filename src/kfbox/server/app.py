@@ -30,6 +30,7 @@ from kfbox.server.platform import Platform
 SUBSYSTEMS = [
     "kfbox.registry.service",
     "kfbox.pipelines.service",
+    "kfbox.pipelines.schedule_api",
     "kfbox.serving.service",
     "kfbox.ui.service",
 ]

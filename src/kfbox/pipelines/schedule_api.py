@@ -1,0 +1,109 @@
+"""The KFP v2beta1 ``recurringruns`` API (what ``kfp.Client.create_recurring_run`` and friends call).
+
+Mounted beside the rest of the KFP API (``/apis/v2beta1`` and ``/pipeline/apis/v2beta1``), so
+errors come back in KFP's shape. Bodies are ``V2beta1RecurringRun`` as in ``kfp_server_api``;
+kfbox adds three read-only fields clients ignore: ``next_run_at``, ``last_run_at`` and
+``run_ids`` (the newest runs the schedule started).
+
+``install(app, platform)`` runs after :mod:`kfbox.pipelines.service` (it needs
+``platform.services["pipelines"]``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
+with the server; ``platform.services["schedules"]`` is the :class:`ScheduleStore`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, FastAPI
+
+from kfbox.errors import InvalidInput
+from kfbox.pipelines.api import PREFIXES
+from kfbox.pipelines.listing import Listing
+from kfbox.pipelines.schedules import RecurringRun, Scheduler, ScheduleStore
+from kfbox.pipelines.views import status, timestamp
+from kfbox.server.platform import Platform
+
+
+def recurring_run(row: RecurringRun, now: int, run_ids: list[str] | None = None) -> dict[str, Any]:
+    times = {"start_time": timestamp(row.start_ms), "end_time": timestamp(row.end_ms)}
+    trigger = ({"cron_schedule": {**times, "cron": row.cron}} if row.cron is not None
+               else {"periodic_schedule": {**times, "interval_second": str(row.interval_seconds)}})
+    body: dict[str, Any] = {
+        "recurring_run_id": row.id, "display_name": row.display_name, "description": row.description,
+        "namespace": row.namespace, "experiment_id": row.experiment_id, "service_account": row.service_account,
+        "runtime_config": {"parameters": row.parameters, "pipeline_root": row.pipeline_root},
+        "max_concurrency": str(row.max_concurrency), "trigger": trigger, "no_catchup": row.no_catchup,
+        "mode": "ENABLE" if row.enabled else "DISABLE", "status": "ENABLED" if row.enabled else "DISABLED",
+        "created_at": timestamp(row.created_ms), "updated_at": timestamp(row.updated_ms),
+        "error": status(row.error),
+        # kfbox additions
+        "last_run_at": timestamp(row.last_tick_ms),
+        "next_run_at": timestamp(row.next_tick(now)) if row.enabled else None,
+    }
+    if row.pipeline_spec is not None:
+        body["pipeline_spec"] = row.pipeline_spec
+    else:
+        body["pipeline_version_reference"] = {"pipeline_id": row.pipeline_id,
+                                              "pipeline_version_id": row.pipeline_version_id}
+        if row.pipeline_version_id:
+            body["pipeline_version_id"] = row.pipeline_version_id
+    if run_ids is not None:
+        body["run_ids"] = run_ids
+    return body
+
+
+def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
+    router = APIRouter(tags=["pipelines"])
+
+    def now() -> int:
+        return scheduler.clock()
+
+    @router.post("/recurringruns")
+    def create(body: Any = Body(...)) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise InvalidInput("The request body must be a JSON object (a V2beta1RecurringRun).")
+        row = store.create(body)
+        scheduler.wake()
+        return recurring_run(row, now(), [])
+
+    @router.get("/recurringruns")
+    def list_recurring_runs(page_token: str | None = None, page_size: int | None = None,
+                            sort_by: str | None = None, filter: str | None = None,
+                            experiment_id: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        rows, token, total = store.list_schedules(Listing.parse(filter, sort_by, page_size, page_token), experiment_id)
+        return {"recurringRuns": [recurring_run(r, now()) for r in rows], "total_size": total,
+                "next_page_token": token}
+
+    @router.get("/recurringruns/{recurring_run_id}")
+    def get(recurring_run_id: str) -> dict[str, Any]:
+        return recurring_run(store.get(recurring_run_id), now(), store.run_ids(recurring_run_id))
+
+    @router.post("/recurringruns/{recurring_run_id}:enable")
+    def enable(recurring_run_id: str) -> dict[str, Any]:
+        store.set_enabled(recurring_run_id, True)
+        scheduler.wake()
+        return {}
+
+    @router.post("/recurringruns/{recurring_run_id}:disable")
+    def disable(recurring_run_id: str) -> dict[str, Any]:
+        store.set_enabled(recurring_run_id, False)
+        return {}
+
+    @router.delete("/recurringruns/{recurring_run_id}")
+    def delete(recurring_run_id: str) -> dict[str, Any]:
+        store.delete(recurring_run_id)
+        return {}
+
+    return router
+
+
+def install(app: FastAPI, platform: Platform) -> None:
+    service = platform.services["pipelines"]
+    store = ScheduleStore(platform.db, service.catalog)
+    scheduler = Scheduler(store, submit=lambda body: str(service.create_run(body).id))
+    platform.services["schedules"] = store
+    router = build_router(store, scheduler)
+    for prefix in PREFIXES:
+        app.include_router(router, prefix=prefix)
+    platform.on_startup.append(scheduler.start)
+    platform.on_shutdown.append(scheduler.stop)

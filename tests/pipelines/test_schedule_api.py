@@ -1,0 +1,108 @@
+"""Recurring runs through the upstream kfp.Client against a real server: a 1-second interval
+schedule really starts runs that really run; enable/disable/delete and bad input as KFP answers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import kfp_server_api
+import pytest
+from kfp import Client, compiler
+
+from tests.pipelines.conftest import wait_run
+from tests.pipelines.ticker_pipeline import ticker
+from tests.support import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("pkg") / "ticker.yaml"
+    compiler.Compiler().compile(ticker, str(path))
+    return str(path)
+
+
+def run_ids(server: ServerProcess, recurring_run_id: str) -> list[str]:
+    body = httpx.get(f"{server.url}/apis/v2beta1/recurringruns/{recurring_run_id}", timeout=10).json()
+    return list(body["run_ids"])
+
+
+def wait_for_runs(server: ServerProcess, recurring_run_id: str, count: int, timeout: float = 60) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ids = run_ids(server, recurring_run_id)
+        if len(ids) >= count:
+            return ids
+        time.sleep(0.2)
+    raise AssertionError(f"schedule {recurring_run_id} started {run_ids(server, recurring_run_id)} in {timeout}s")
+
+
+def test_interval_schedule_starts_runs_until_disabled(server: ServerProcess, kfp_client: Client,
+                                                      package: str) -> None:
+    experiment = kfp_client.create_experiment("scheduled")
+    created = kfp_client.create_recurring_run(experiment.experiment_id, "every-second", interval_second=1,
+                                              max_concurrency=2, no_catchup=True, params={"text": "tock"},
+                                              pipeline_package_path=package)
+    assert created.status == "ENABLED" and created.trigger.periodic_schedule.interval_second == "1"
+    ids = wait_for_runs(server, created.recurring_run_id, 2)
+    first = wait_run(server, ids[-1])  # the oldest
+    assert first["state"] == "SUCCEEDED", first
+    assert first["experiment_id"] == experiment.experiment_id
+    assert first["runtime_config"]["parameters"] == {"text": "tock"}
+    assert first["display_name"].startswith("every-second ")
+    listed = kfp_client.list_runs(experiment_id=experiment.experiment_id, page_size=50).runs
+    assert set(ids) <= {r.run_id for r in listed}
+
+    kfp_client.disable_recurring_run(created.recurring_run_id)
+    got = kfp_client.get_recurring_run(created.recurring_run_id)
+    assert got.status == "DISABLED" and got.mode == "DISABLE"
+    count = len(run_ids(server, created.recurring_run_id))
+    time.sleep(2.5)  # more than two intervals: a disabled schedule must start nothing
+    assert len(run_ids(server, created.recurring_run_id)) == count
+
+    kfp_client.enable_recurring_run(created.recurring_run_id)
+    wait_for_runs(server, created.recurring_run_id, count + 1)
+    kfp_client.delete_recurring_run(created.recurring_run_id)
+    with pytest.raises(kfp_server_api.ApiException) as exc:
+        kfp_client.get_recurring_run(created.recurring_run_id)
+    assert exc.value.status == 404
+    for run_id in ids:  # runs outlive their schedule, as in KFP
+        assert kfp_client.get_run(run_id).run_id == run_id
+
+
+def test_cron_schedule_round_trip_and_listing(kfp_client: Client, package: str) -> None:
+    experiment = kfp_client.create_experiment("cron")
+    created = kfp_client.create_recurring_run(
+        experiment.experiment_id, "weekday-mornings", cron_expression="0 0 9 ? * 1-5",
+        start_time="2030-01-01T00:00:00Z", end_time="2030-12-31T00:00:00Z", pipeline_package_path=package,
+        enabled=False, description="not yet")
+    got = kfp_client.get_recurring_run(created.recurring_run_id)
+    assert got.trigger.cron_schedule.cron == "0 0 9 ? * 1-5" and got.status == "DISABLED"
+    assert got.trigger.cron_schedule.start_time.year == 2030 and got.no_catchup is True
+    assert got.max_concurrency == "1" and got.description == "not yet"
+    listed = kfp_client.list_recurring_runs(experiment_id=experiment.experiment_id)
+    assert [r.display_name for r in listed.recurring_runs] == ["weekday-mornings"] and listed.total_size == 1
+    kfp_client.enable_recurring_run(created.recurring_run_id)
+    body = kfp_client.get_recurring_run(created.recurring_run_id)
+    assert body.status == "ENABLED"
+    kfp_client.delete_recurring_run(created.recurring_run_id)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"cron_expression": "*/5 * * * *"}, "six, seconds first"),
+    ({"interval_second": 60, "max_concurrency": 11}, "at least 1 and at most 10"),
+    ({"interval_second": 60, "params": {"nope": 1}}, "has no parameter 'nope'"),
+])
+def test_bad_recurring_runs_are_400_with_the_reason(kfp_client: Client, package: str, kwargs: dict[str, object],
+                                                    message: str) -> None:
+    experiment = kfp_client.create_experiment("bad-schedules")
+    with pytest.raises(kfp_server_api.ApiException) as exc:
+        kfp_client.create_recurring_run(experiment.experiment_id, "bad", pipeline_package_path=package,
+                                        **kwargs)  # type: ignore[arg-type]
+    assert exc.value.status == 400 and message in str(exc.value.body)
+
+
+def test_unknown_recurring_run_is_404_in_kfp_shape(server: ServerProcess) -> None:
+    response = httpx.post(f"{server.url}/pipeline/apis/v2beta1/recurringruns/nope:enable", timeout=10)
+    assert response.status_code == 404
+    assert response.json()["code"] == 5 and "nope" in response.json()["message"]
