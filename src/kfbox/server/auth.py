@@ -3,7 +3,7 @@
 It sits *inside* host routing (``Host: NAME.NS.<domain>`` has already become
 ``/serving/NS/NAME/...``) and behind :class:`~kfbox.server.guard.RequestGuard`, which refuses
 dot segments: the path checked here is the path the router dispatches. A gateway request is
-therefore never under an open path. Open: ``/healthz`` (liveness), ``/login``, and files under
+therefore never under an open path. Open: ``/healthz`` (liveness), ``/login``, ``/logout``, and files under
 ``/static/``; everything else (every API family, ``/metrics``, ``/docs``, the dashboard) needs
 ``Authorization: Bearer <token>`` or a valid session cookie (:mod:`kfbox.server.session`); a change
 made with the cookie must also carry the server's own ``Origin`` (the guard has already refused
@@ -22,7 +22,7 @@ from kfbox.server.middleware import send_error
 from kfbox.server.platform import Platform
 from kfbox.server.session import Sessions, cookie_value
 
-OPEN_PATHS = frozenset({"/healthz", "/login"})
+OPEN_PATHS = frozenset({"/healthz", "/login", "/logout"})
 STATIC_PREFIX = "/static/"
 
 
