@@ -20,6 +20,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 1024 * 1024
 ENV_PREFIX = "KFBOX_"
+CONTAINER_RUNTIMES = ("auto", "docker", "podman", "host")
 
 
 def default_home() -> Path:
@@ -73,6 +74,13 @@ class Settings:
     """Open connections one client address may hold (0: no cap); above it a new one gets 503."""
     guard_checks: bool = True
     """Host/Origin/path checks on every request; off only for the A/B benchmark of their cost."""
+    secret_key: str | None = dataclasses.field(default=None, repr=False)
+    """Key for secrets at rest (any string; KFBOX_SECRET_KEY). Unset: <home>/secret.key, made on first use."""
+    container_runtime: str = "auto"
+    """How container components run (KFBOX_CONTAINER_RUNTIME, ``kfbox up --containers``): auto (docker or
+    podman when its engine answers), docker, podman, or host (the command on this machine, image unused)."""
+    importer_max_bytes: int = 5 * 1024**3
+    """Largest file ``dsl.importer`` downloads over http(s)."""
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:
@@ -97,6 +105,9 @@ class Settings:
                 f"Binding to {self.host} exposes kfbox beyond this machine; pass --token "
                 "(or set KFBOX_TOKEN) so every API call must carry it."
             )
+        if self.container_runtime not in CONTAINER_RUNTIMES:
+            raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
+                               f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")
 
     @property
     def db_url(self) -> str:
