@@ -6,9 +6,10 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from kfbox import __version__
-from kfbox.cli import cluster, example, loadtest, models, runs, serve, server
+from kfbox.cli import cluster, example, loadtest, models, runs, schedules, secrets, serve, server
 from kfbox.cli.output import err_console
 from kfbox.errors import KfboxError
 
@@ -39,7 +40,7 @@ app.command()(server.down)
 app.command()(server.status)
 
 
-for noun in (models, runs, serve, loadtest, example, cluster):
+for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster):
     noun.register(app)
 
 
@@ -50,7 +51,8 @@ def main() -> None:
     except KfboxError as exc:
         if _debug:
             raise
-        err_console.print(f"[red]Error:[/] {exc.message}", highlight=False)
+        # escaped: messages quote values such as regexes ('[a-z0-9]') that rich would read as markup
+        err_console.print(f"[red]Error:[/] {escape(exc.message)}", highlight=False)
         sys.exit(1)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
