@@ -21,11 +21,13 @@ from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput
 from kfbox.server.app import create_app
 from kfbox.server.platform import Platform
+from kfbox.server.protocol import guarded_protocol
 from kfbox.server.record import pid_alive, read_record
 
 __all__ = ["pid_alive", "read_record", "serve"]
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+KEEP_ALIVE_SECONDS = 5
 
 
 def serve(settings: Settings) -> None:
@@ -42,8 +44,11 @@ def serve(settings: Settings) -> None:
     platform.on_startup.append(lambda: _write_record(platform))
     platform.on_shutdown.insert(0, lambda: _remove_record(settings.home))
     app = create_app(settings, platform)
+    # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
+    # uvicorn's timeout_keep_alive covers the idle time between requests
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                            access_log=False, lifespan="on")
+                            access_log=False, lifespan="on", http=guarded_protocol(settings),
+                            timeout_keep_alive=KEEP_ALIVE_SECONDS)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
