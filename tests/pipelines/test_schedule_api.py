@@ -3,6 +3,10 @@ schedule really starts runs that really run; enable/disable/delete and bad input
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 
 import httpx
@@ -106,3 +110,32 @@ def test_unknown_recurring_run_is_404_in_kfp_shape(server: ServerProcess) -> Non
     response = httpx.post(f"{server.url}/pipeline/apis/v2beta1/recurringruns/nope:enable", timeout=10)
     assert response.status_code == 404
     assert response.json()["code"] == 5 and "nope" in response.json()["message"]
+
+
+def test_cli_create_list_get_enable_disable_delete(server: ServerProcess, package: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")} | {"KFBOX_URL": server.url,
+                                                                                 "COLUMNS": "200"}
+
+    def kfbox(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kfbox", "schedules", *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+
+    made = kfbox("create", package, "--every", "1h30m", "--name", "cli-hourly", "-p", "text=hi", "--disabled",
+                 "-o", "json")
+    assert made.returncode == 0, made.stderr
+    body = json.loads(made.stdout)
+    sid = body["recurring_run_id"]
+    assert body["trigger"]["periodic_schedule"]["interval_second"] == "5400" and body["status"] == "DISABLED"
+    assert body["runtime_config"]["parameters"] == {"text": "hi"} and body["no_catchup"] is True
+    assert "cli-hourly" in kfbox("list").stdout
+    assert kfbox("enable", sid).returncode == 0
+    shown = kfbox("get", sid)
+    assert "ENABLED" in shown.stdout and "every 5400s" in shown.stdout
+    assert kfbox("disable", sid).returncode == 0
+    assert kfbox("delete", sid).returncode == 0
+    gone = kfbox("get", sid)
+    assert gone.returncode == 1 and "does not exist" in gone.stderr
+    bad = kfbox("create", package, "--cron", "*/5 * * * *")
+    assert bad.returncode == 1 and "seconds first" in bad.stderr
+    both = kfbox("create", package, "--every", "5m", "--cron", "0 * * * * *")
+    assert both.returncode == 1 and "exactly one trigger" in both.stderr

@@ -1,7 +1,7 @@
-"""The pipeline the schedule tests fire: one quick task with a parameter."""
+"""Pipelines the schedule and secret tests compile: one quick task each."""
 # no `from __future__ import annotations` here: kfp reads the annotations as types
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 
 
 @dsl.component(base_image="python:3.11")
@@ -13,3 +13,13 @@ def echo(text: str) -> str:
 @dsl.pipeline(name="ticker")
 def ticker(text: str = "tick"):
     echo(text=text)
+
+
+@dsl.pipeline(name="with-secrets")
+def echo_with_secrets():
+    task = echo(text="x")
+    kubernetes.use_secret_as_env(task, secret_name="db", secret_key_to_env={"password": "DB_PASSWORD"})
+    kubernetes.use_secret_as_volume(task, secret_name="db", mount_path="/mnt/db")
+    kubernetes.use_secret_as_volume(task, secret_name="extra", mount_path="/mnt/extra", optional=True)
+    kubernetes.use_config_map_as_env(task, config_map_name="settings", config_map_key_to_env={"mode": "MODE"})
+    kubernetes.use_config_map_as_volume(task, config_map_name="settings", mount_path="/etc/settings")

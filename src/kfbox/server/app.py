@@ -31,6 +31,7 @@ SUBSYSTEMS = [
     "kfbox.registry.service",
     "kfbox.pipelines.service",
     "kfbox.pipelines.schedule_api",
+    "kfbox.pipelines.secret_api",
     "kfbox.serving.service",
     "kfbox.ui.service",
 ]

@@ -1,0 +1,300 @@
+"""Secrets and config maps for kfp-kubernetes' ``use_secret_as_env/as_volume`` and
+``use_config_map_as_env/as_volume``: what a cluster keeps in Kubernetes, kept in our database.
+
+* A **secret**'s values are encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256, from
+  ``cryptography``). The key is ``KFBOX_SECRET_KEY`` when set (any string; a Fernet key is
+  derived from it with HKDF-SHA256, so several homes sharing one PostgreSQL database can share
+  it), else the file ``<home>/secret.key``, created on first use with mode 0600 and refused
+  when others can read it. Key names are stored in clear so listings need no key.
+* A **config map** is stored plain.
+* Values never leave through ``repr``/``str`` (:class:`SecretData` prints key names only),
+  logs or the API (which lists names and keys; only a config map's own GET shows values).
+
+Interface (for the API, and for the engine when a task starts)::
+
+    store = SecretStore.from_settings(db, settings)
+    store.set("secret", "db", {"password": "s3cret"})            # replaces; merge=True adds keys
+    store.get("secret", "db")["password"]                         # -> "s3cret"
+    store.list("configmap")                                       # -> [Entry(name, keys, ...)]
+    store.delete("secret", "db")
+
+    # the engine, per task: the executor's kfp-kubernetes config (platform spec)
+    env = task_env(store, executor_config)                        # {"PW": "s3cret", ...}
+    volumes = write_task_volumes(store, executor_config, sandbox / "volumes")
+    # -> {"/mnt/db": <folder with one file per key, 0600>}: map each mount path into the sandbox
+
+``name_of`` reads the constant secret/config map name; an engine that resolves
+``componentInputParameter`` names passes its own ``name_of``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from sqlalchemy import JSON, BigInteger, String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kfbox.db import Base, Database
+from kfbox.errors import Conflict, InvalidInput, NotFound
+from kfbox.pipelines.catalog import now_ms
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+    from kfbox.config import Settings
+
+Kind = Literal["secret", "configmap"]
+KINDS: tuple[Kind, ...] = ("secret", "configmap")
+WORDS = {"secret": "Secret", "configmap": "Config map"}
+COMMANDS = {"secret": "kfbox secrets", "configmap": "kfbox configmaps"}
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Kubernetes DNS-1123 subdomain
+KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # a Kubernetes secret/config map key
+MAX_BYTES = 1024 * 1024  # Kubernetes' limit per object
+KEY_FILE = "secret.key"
+
+
+class StoredSecret(Base):
+    __tablename__ = "pipelines_secrets"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), primary_key=True)
+    keys: Mapped[list[str]] = mapped_column(JSON)
+    data: Mapped[str] = mapped_column(Text)  # a Fernet token (secret) or JSON (config map)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class SecretData(dict[str, str]):
+    """The values of one secret: a plain dict whose ``repr`` names the keys and hides the values."""
+
+    def __repr__(self) -> str:
+        return f"SecretData(keys={sorted(self)!r})"
+
+    __str__ = __repr__
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    kind: Kind
+    name: str
+    keys: list[str]
+    created_ms: int
+    updated_ms: int
+
+
+def check_name(kind: Kind, name: str) -> str:
+    if not isinstance(name, str) or len(name) > 253 or not NAME.match(name):
+        raise InvalidInput(f"{WORDS[kind]} name {name!r} is not a valid Kubernetes name: lowercase letters, "
+                           "digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters.")
+    return name
+
+
+def check_data(kind: Kind, data: Any) -> dict[str, str]:
+    if not isinstance(data, dict) or not data:
+        raise InvalidInput(f"A {WORDS[kind].lower()} needs data: an object of KEY: VALUE strings, at least one.")
+    for key, value in data.items():
+        if not isinstance(key, str) or len(key) > 253 or not KEY.match(key) or key in (".", ".."):
+            raise InvalidInput(f"{WORDS[kind]} key {key!r} is not valid: use letters, digits, '-', '_' and '.' "
+                               "(it becomes a file name in as_volume mounts).")
+        if not isinstance(value, str):
+            raise InvalidInput(f"{WORDS[kind]} key {key!r} must have a string value, not {type(value).__name__}.")
+    if sum(len(k) + len(v.encode()) for k, v in data.items()) > MAX_BYTES:
+        raise InvalidInput(f"{WORDS[kind]} data is over {MAX_BYTES} bytes (the Kubernetes limit); keep large files "
+                           "in artifacts or a PVC instead.")
+    return dict(data)
+
+
+def load_key(home: Path, configured: str | None) -> bytes:
+    """The Fernet key: derived from ``KFBOX_SECRET_KEY``, else read (or first made) at ``<home>/secret.key``."""
+    if configured:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"kfbox-secrets", info=b"fernet").derive(
+            configured.encode())
+        return base64.urlsafe_b64encode(derived)
+    from cryptography.fernet import Fernet
+
+    path = home / KEY_FILE
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise Conflict(f"The secrets key {path} can be read by other users (mode {mode:o}); "
+                           f"restrict it with: chmod 600 {path}") from None
+        return path.read_bytes().strip()
+    key = Fernet.generate_key()
+    with os.fdopen(fd, "wb") as f:
+        f.write(key + b"\n")
+    return key
+
+
+class SecretStore:
+    """Secrets (encrypted) and config maps (plain); every method is one transaction."""
+
+    def __init__(self, db: Database, key: Callable[[], bytes]) -> None:
+        self.db = db
+        self._key = key
+        self._fernet: Fernet | None = None
+
+    @classmethod
+    def from_settings(cls, db: Database, settings: Settings) -> SecretStore:
+        configured = getattr(settings, "secret_key", None)
+        return cls(db, lambda: load_key(settings.home, configured))
+
+    def __repr__(self) -> str:
+        return f"SecretStore(db={self.db.safe_url!r}, key=<hidden>)"
+
+    def _cipher(self) -> Fernet:
+        if self._fernet is None:  # the key file is made on first use, not at server start
+            from cryptography.fernet import Fernet
+
+            self._fernet = Fernet(self._key())
+        return self._fernet
+
+    def set(self, kind: Kind, name: str, data: Mapping[str, str], merge: bool = False) -> Entry:
+        """Create or replace ``name``; with ``merge`` the given keys are added to (or replace) those stored."""
+        check_name(kind, name)
+        values = check_data(kind, dict(data))
+        stamp = now_ms()
+        with self.db.write() as s:
+            row = s.get(StoredSecret, (kind, name))
+            if row is not None and merge:
+                values = check_data(kind, {**self._decode(row), **values})
+            encoded = self._encode(kind, values)
+            if row is None:
+                row = StoredSecret(kind=kind, name=name, keys=sorted(values), data=encoded, created_ms=stamp,
+                                   updated_ms=stamp)
+                s.add(row)
+            else:
+                row.keys, row.data, row.updated_ms = sorted(values), encoded, stamp
+            return _entry(row)
+
+    def get(self, kind: Kind, name: str) -> SecretData:
+        with self.db.read() as s:
+            row = s.get(StoredSecret, (kind, name))
+            if row is None:
+                raise NotFound(f"{WORDS[kind]} {name!r} does not exist. Create it with: "
+                               f"{COMMANDS[kind]} set {name} KEY=VALUE")
+            return self._decode(row)
+
+    def describe(self, kind: Kind, name: str) -> Entry:
+        with self.db.read() as s:
+            row = s.get(StoredSecret, (kind, name))
+            if row is None:
+                raise NotFound(f"{WORDS[kind]} {name!r} does not exist. List them with: {COMMANDS[kind]} list")
+            return _entry(row)
+
+    def list(self, kind: Kind) -> list[Entry]:
+        with self.db.read() as s:
+            rows = s.scalars(select(StoredSecret).where(StoredSecret.kind == kind).order_by(StoredSecret.name))
+            return [_entry(r) for r in rows]
+
+    def delete(self, kind: Kind, name: str) -> None:
+        with self.db.write() as s:
+            row = s.get(StoredSecret, (kind, name))
+            if row is None:
+                raise NotFound(f"{WORDS[kind]} {name!r} does not exist. List them with: {COMMANDS[kind]} list")
+            s.delete(row)
+
+    def _encode(self, kind: Kind, values: dict[str, str]) -> str:
+        text = json.dumps(values, sort_keys=True)
+        return self._cipher().encrypt(text.encode()).decode() if kind == "secret" else text
+
+    def _decode(self, row: StoredSecret) -> SecretData:
+        if row.kind != "secret":
+            return SecretData(json.loads(row.data))
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return SecretData(json.loads(self._cipher().decrypt(row.data.encode())))
+        except InvalidToken as exc:
+            raise Conflict(f"Secret {row.name!r} cannot be decrypted with this server's key: the key changed "
+                           "(KFBOX_SECRET_KEY or <home>/secret.key). Restore the key, or set the secret "
+                           f"again with: kfbox secrets set {row.name} KEY=VALUE") from exc
+
+
+def _entry(row: StoredSecret) -> Entry:
+    kind: Kind = "secret" if row.kind == "secret" else "configmap"
+    return Entry(kind=kind, name=row.name, keys=list(row.keys), created_ms=row.created_ms, updated_ms=row.updated_ms)
+
+
+# what the engine calls when a task starts
+ENV_FIELDS: dict[Kind, tuple[str, str, str]] = {"secret": ("secretAsEnv", "secretName", "secretKey"),
+                                                "configmap": ("configMapAsEnv", "configMapName", "configMapKey")}
+VOLUME_FIELDS: dict[Kind, tuple[str, str]] = {"secret": ("secretAsVolume", "secretName"),
+                                              "configmap": ("configMapAsVolume", "configMapName")}
+
+
+def name_of(entry: Mapping[str, Any], field: str) -> str:
+    """The constant name in a kfp-kubernetes entry (``secretName`` or its ``...NameParameter``)."""
+    parameter = entry.get(f"{field}Parameter") or {}
+    constant = parameter.get("runtimeValue", {}).get("constant") if isinstance(parameter, dict) else None
+    name = entry.get(field) or constant
+    if not name:
+        raise InvalidInput(f"kfp-kubernetes {field} is not a constant here ({dict(entry)!r}); the engine must "
+                           "resolve it from the task's inputs.")
+    return str(name)
+
+
+def _lookup(store: SecretStore, kind: Kind, name: str, optional: bool) -> SecretData | None:
+    try:
+        return store.get(kind, name)
+    except NotFound:
+        if optional:
+            return None
+        raise NotFound(f"The task uses {WORDS[kind].lower()} {name!r}, which does not exist. Create it with: "
+                       f"{COMMANDS[kind]} set {name} KEY=VALUE") from None
+
+
+def task_env(store: SecretStore, executor_config: Mapping[str, Any],
+             name_of: Callable[[Mapping[str, Any], str], str] = name_of) -> dict[str, str]:
+    """Environment variables from ``use_secret_as_env`` / ``use_config_map_as_env``."""
+    env: dict[str, str] = {}
+    for kind in KINDS:
+        section, field, key_field = ENV_FIELDS[kind]
+        for entry in executor_config.get(section) or []:
+            name = name_of(entry, field)
+            values = _lookup(store, kind, name, bool(entry.get("optional")))
+            if values is None:
+                continue
+            for pair in entry.get("keyToEnv") or []:
+                key = pair.get(key_field)
+                if key not in values:
+                    if entry.get("optional"):
+                        continue
+                    raise NotFound(f"{WORDS[kind]} {name!r} has no key {key!r} (keys: {', '.join(sorted(values))}). "
+                                   f"Add it with: {COMMANDS[kind]} set {name} {key}=VALUE --merge")
+                env[str(pair["envVar"])] = values[key]
+    return env
+
+
+def write_task_volumes(store: SecretStore, executor_config: Mapping[str, Any], root: Path,
+                       name_of: Callable[[Mapping[str, Any], str], str] = name_of) -> dict[str, Path]:
+    """Materialise ``use_*_as_volume``: one folder per mount (a file per key, 0600), by mount path."""
+    mounts: dict[str, Path] = {}
+    for kind in KINDS:
+        section, field = VOLUME_FIELDS[kind]
+        for entry in executor_config.get(section) or []:
+            name = name_of(entry, field)
+            values = _lookup(store, kind, name, bool(entry.get("optional")))
+            if values is None:
+                continue
+            folder = root / kind / name
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for key, value in values.items():  # keys were checked to be plain file names
+                fd = os.open(folder / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(value)
+            mounts[str(entry["mountPath"])] = folder
+    return mounts

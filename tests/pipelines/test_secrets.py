@@ -1,0 +1,146 @@
+"""Secrets and config maps: encrypted at rest on every database, never in a reply, a log or a repr;
+what the engine gets for a task compiled with kfp-kubernetes."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kfp import compiler
+
+from kfbox.db import Database
+from kfbox.errors import Conflict, InvalidInput, NotFound
+from kfbox.pipelines.secrets import SecretStore, load_key, task_env, write_task_volumes
+from tests.pipelines.ticker_pipeline import echo_with_secrets
+from tests.support import ServerProcess
+
+VALUE = "hunter2-Zq9xV7"  # distinctive, so a grep for it cannot match by chance
+
+
+def store_at(url: str, home: Path, key: str | None = None) -> SecretStore:
+    db = Database(url)
+    db.upgrade()
+    return SecretStore(db, lambda: load_key(home, key))
+
+
+def test_round_trip_on_every_database(database_url: str, tmp_path: Path) -> None:
+    store = store_at(database_url, tmp_path)
+    store.set("secret", "db", {"password": VALUE, "user": "app"})
+    store.set("configmap", "settings", {"mode": "fast"})
+    assert store.get("secret", "db") == {"password": VALUE, "user": "app"}
+    store.set("secret", "db", {"token": "t"}, merge=True)
+    assert sorted(store.get("secret", "db")) == ["password", "token", "user"]
+    store.set("secret", "db", {"only": "this"})
+    assert store.get("secret", "db") == {"only": "this"}
+    assert [(e.name, e.keys) for e in store.list("configmap")] == [("settings", ["mode"])]
+    store.delete("secret", "db")
+    with pytest.raises(NotFound, match="kfbox secrets set db KEY=VALUE"):
+        store.get("secret", "db")
+
+
+def test_values_are_encrypted_at_rest_and_hidden_from_repr(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = store_at(f"sqlite:///{tmp_path / 'kfbox.db'}", home)
+    store.set("secret", "db", {"password": VALUE})
+    store.set("configmap", "plain", {"mode": "visible-config"})
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("kfbox.db*"))  # the database, its WAL and shm
+    assert VALUE.encode() not in stored
+    assert b"visible-config" in stored  # config maps are plain, so the grep above would have found it
+    key_file = home / "secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    values = store.get("secret", "db")
+    assert VALUE not in repr(values) and VALUE not in str(values) and "password" in repr(values)
+    assert VALUE not in repr(store) and key_file.read_text().strip() not in repr(store)
+
+
+def test_a_changed_or_exposed_key_is_refused_with_the_fix(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'kfbox.db'}"
+    store_at(url, tmp_path / "a", key="first key").set("secret", "db", {"password": VALUE})
+    assert store_at(url, tmp_path / "b", key="first key").get("secret", "db")["password"] == VALUE
+    with pytest.raises(Conflict, match="cannot be decrypted with this server's key"):
+        store_at(url, tmp_path / "c", key="another key").get("secret", "db")
+    home = tmp_path / "home"
+    load_key(home, None)
+    os.chmod(home / "secret.key", 0o644)
+    with pytest.raises(Conflict, match="chmod 600"):
+        load_key(home, None)
+
+
+@pytest.mark.parametrize(("kind", "name", "data", "message"), [
+    ("secret", "DB", {"a": "b"}, "not a valid Kubernetes name"),
+    ("secret", "db", {"../x": "b"}, "key '../x' is not valid"),
+    ("configmap", "c", {"..": "b"}, "key '..' is not valid"),
+    ("secret", "db", {}, "needs data"),
+    ("secret", "db", {"a": 1}, "must have a string value"),
+])
+def test_bad_names_and_keys_are_refused(tmp_path: Path, kind: Any, name: str, data: dict[str, Any],
+                                        message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        store_at(f"sqlite:///{tmp_path / 'kfbox.db'}", tmp_path).set(kind, name, data)
+
+
+def test_task_env_and_volumes_from_a_compiled_kfp_kubernetes_pipeline(tmp_path: Path) -> None:
+    package = tmp_path / "p.yaml"
+    compiler.Compiler().compile(echo_with_secrets, str(package))
+    platform = list(yaml.safe_load_all(package.read_text()))[1]
+    [config] = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    store = store_at(f"sqlite:///{tmp_path / 'kfbox.db'}", tmp_path)
+    with pytest.raises(NotFound, match="uses secret 'db', which does not exist"):
+        task_env(store, config)
+    store.set("secret", "db", {"password": VALUE})
+    with pytest.raises(NotFound, match="uses config map 'settings'"):
+        task_env(store, config)
+    store.set("configmap", "settings", {"mode": "fast"})
+    assert task_env(store, config) == {"DB_PASSWORD": VALUE, "MODE": "fast"}
+    mounts = write_task_volumes(store, config, tmp_path / "sandbox")
+    assert set(mounts) == {"/mnt/db", "/etc/settings"}  # /mnt/extra is optional and absent
+    secret_file = mounts["/mnt/db"] / "password"
+    assert secret_file.read_text() == VALUE and stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    assert (mounts["/etc/settings"] / "mode").read_text() == "fast"
+
+
+def test_api_and_cli_never_show_a_secret_value(server: ServerProcess, tmp_path: Path) -> None:
+    http = server.client()
+    created = http.put("/kfbox/v1/secrets/db", json={"data": {"password": VALUE, "user": "app"}})
+    assert created.status_code == 200 and created.json()["keys"] == ["password", "user"]
+    replies = [created, http.get("/kfbox/v1/secrets"), http.get("/kfbox/v1/secrets/db")]
+    assert replies[1].json()["secrets"][0]["keys"] == ["password", "user"]
+    assert all(VALUE not in r.text for r in replies)
+    assert http.put("/kfbox/v1/configmaps/settings", json={"data": {"mode": "fast"}}).status_code == 200
+    assert http.get("/kfbox/v1/configmaps/settings").json()["data"] == {"mode": "fast"}
+    bad = http.put("/kfbox/v1/secrets/Bad_Name", json={"data": {"k": VALUE}})
+    assert bad.status_code == 400 and "not a valid Kubernetes name" in bad.json()["message"]
+    assert VALUE not in bad.text
+    assert http.get("/kfbox/v1/secrets/nope").status_code == 404
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")} | {"KFBOX_URL": server.url,
+                                                                                 "COLUMNS": "200"}
+    value_file = tmp_path / "token.txt"
+    value_file.write_text(VALUE + "-file")
+
+    def kfbox(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "kfbox", *args], capture_output=True, text=True, env=env,
+                              timeout=60)
+
+    made = kfbox("secrets", "set", "api", f"key={VALUE}", "--from-file", f"token={value_file}")
+    assert made.returncode == 0, made.stderr
+    listed = kfbox("secrets", "list")
+    assert "api" in listed.stdout and "key, token" in listed.stdout
+    assert all(VALUE not in p.stdout + p.stderr for p in (made, listed))
+    wrong = kfbox("secrets", "set", "api", f"no-equals-{VALUE}")
+    assert wrong.returncode == 1 and VALUE not in wrong.stdout + wrong.stderr
+    assert kfbox("configmaps", "set", "cli", "a=1").returncode == 0
+    assert "1" in kfbox("configmaps", "get", "cli").stdout
+    assert kfbox("secrets", "delete", "api").returncode == 0
+    gone = kfbox("secrets", "delete", "api")
+    assert gone.returncode == 1 and "does not exist" in gone.stderr
+
+    stored = b"".join(p.read_bytes() for p in server.home.glob("kfbox.db*"))
+    assert VALUE.encode() not in stored
+    assert VALUE not in server.log()
