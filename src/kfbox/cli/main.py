@@ -23,16 +23,20 @@ app = typer.Typer(
 _debug = False
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    # eager: handled while parsing, so `kfbox --version` needs no command after it
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)] = False,
 ) -> None:
     global _debug
     _debug = debug
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit()
 
 
 app.command()(server.up)
@@ -46,27 +50,15 @@ for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster
 
 def main() -> None:
     try:
-        # without standalone mode click returns (not raises) the code of typer.Exit
-        code = app(standalone_mode=False)
+        # standalone: typer reports usage errors itself (usage text, "did you mean", exit 2) and
+        # turns typer.Exit and Ctrl-C into exit codes. Matching click's exception class here broke
+        # when typer began vendoring click (typer._click): every usage error became a traceback.
+        app()
     except KfboxError as exc:
         if _debug:
             raise
         # escaped: messages quote values such as regexes ('[a-z0-9]') that rich would read as markup
         err_console.print(f"[red]Error:[/] {escape(exc.message)}", highlight=False)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("Aborted.")
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    if isinstance(code, int) and code:
-        sys.exit(code)
