@@ -1,0 +1,193 @@
+"""Deployments (serving): the list, and one InferenceService's revisions, traffic split (canary
+percent, promote, rollback), replicas desired vs ready, logs, and a "try it" predict form with
+the curl and Python for the same request.
+
+Status comes from :func:`kfbox.serving.status.describe`, exactly what the Kubernetes-style API
+returns; actions call that API (PATCH, promote, rollback) and predictions go through the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
+from kfbox.server.platform import Platform
+from kfbox.serving.status import describe
+from kfbox.ui import csrf
+from kfbox.ui.models import SERVING_API, call_api
+from kfbox.ui.render import Pages
+
+IRIS_CLASSES = "setosa,versicolor,virginica"
+MAX_FEATURES = 64
+
+
+def summary(body: dict[str, Any]) -> dict[str, Any]:
+    """The list view of one described InferenceService."""
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status", {})
+    predictor = spec.get("predictor", {})
+    model = predictor.get("model") or {}
+    runtime = (model.get("modelFormat") or {}).get("name") or next(
+        (k for k in ("sklearn", "xgboost", "lightgbm") if k in predictor), "custom")
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+    failure = next((c.get("message") for c in status.get("conditions", [])
+                    if c.get("type") == "Ready" and c.get("status") != "True"), None)
+    return {"name": meta.get("name", ""), "namespace": meta.get("namespace", ""), "ready": ready,
+            "reason": failure or "", "runtime": runtime,
+            "protocol": model.get("protocolVersion") or predictor.get("protocolVersion") or "v1",
+            "storage_uri": model.get("storageUri") or (predictor.get(runtime) or {}).get("storageUri", ""),
+            "url": (status.get("address") or {}).get("url", ""), "host_url": status.get("url", ""),
+            "replicas": status.get("replicas", 0), "desired": status.get("desiredReplicas", 0),
+            "traffic": (status.get("components", {}).get("predictor", {}) or {}).get("traffic", []),
+            "canary": predictor.get("canaryTrafficPercent"),
+            "min_replicas": predictor.get("minReplicas"), "max_replicas": predictor.get("maxReplicas"),
+            "annotations": meta.get("annotations") or {}, "labels": meta.get("labels") or {}}
+
+
+def summaries(platform: Platform) -> list[dict[str, Any]]:
+    manager = platform.services.get("serving")
+    if manager is None:
+        return []
+    domain = platform.settings.ingress_domain
+    return [summary(describe(manager.deployments[key], platform.url, domain)) for key in sorted(manager.deployments)]
+
+
+def snippets(url: str, name: str, instances: list[list[float]], token: bool) -> dict[str, str]:
+    endpoint = f"{url}/v1/models/{name}:predict"
+    body = json.dumps({"instances": instances})
+    auth = ' -H "Authorization: Bearer $KFBOX_TOKEN"' if token else ""
+    py_auth = ', headers={"Authorization": f"Bearer {os.environ[\'KFBOX_TOKEN\']}"}' if token else ""
+    return {"curl": f"curl -s {endpoint}{auth} -H 'Content-Type: application/json' -d '{body}'",
+            "python": ("import httpx" + (", os" if token else "") + "\n\n"
+                       f"response = httpx.post({endpoint!r}, json={{'instances': {instances!r}}}{py_auth})\n"
+                       "print(response.json()['predictions'])")}
+
+
+def build(platform: Platform, pages: Pages) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    def manager() -> Any:
+        found = platform.services.get("serving")
+        if found is None:
+            raise NotFound("Serving is not part of this server.")
+        return found
+
+    @router.get("/deployments")
+    @router.get("/deployments.json")
+    @pages.page("deployments.html", "Deployments")
+    def deployments(request: Request) -> dict[str, Any]:
+        return {"deployments": summaries(platform)}
+
+    def detail(namespace: str, name: str, features: int, values: list[str] | None = None,
+               labels: str | None = None, result: dict[str, Any] | None = None) -> dict[str, Any]:
+        m = manager()
+        deployment = m.deployment(namespace, name)
+        body = describe(deployment, platform.url, platform.settings.ingress_domain)
+        info = summary(body)
+        revisions = [{"name": rev, **data} for rev, data in sorted(body["status"].get("revisions", {}).items())]
+        record = deployment.record
+        history = [{"number": n, "name": f"{name}-predictor-{n:05d}", "latest": n == record.latest,
+                    "stable": n == record.stable, "spec": spec.to_json() if hasattr(spec, "to_json") else str(spec)}
+                   for n, spec in sorted(record.revisions.items())]
+        paths = m.log_paths(namespace, name)
+        log = ""
+        if paths:
+            lines = paths[-1].read_text(errors="replace").splitlines()[-200:]
+            log = "\n".join(lines)
+        if labels is None:
+            labels = info["annotations"].get("serving.kfbox.io/class-names", "")
+            model_name = info["labels"].get("modelregistry/registered-model-name", name)
+            if not labels and "iris" in f"{name} {model_name}".lower():
+                labels = IRIS_CLASSES
+        features = max(1, min(features, MAX_FEATURES))
+        shown = (values or [])[:features] + [""] * max(0, features - len(values or []))
+        example = [[float(v) if _is_number(v) else 0.0 for v in shown]]
+        return {"deployment": info, "revisions": revisions, "history": history, "log": log,
+                "features": features, "values": shown, "labels": labels, "result": result,
+                "snippets": snippets(info["url"], name, example, bool(platform.settings.token)),
+                "can_rollback": record.stable is not None and record.stable != record.latest}
+
+    @router.get("/deployments/{namespace}/{name}")
+    @router.get("/deployments/{namespace}/{name}.json")
+    @pages.page("deployment.html", lambda d: d["deployment"]["name"])
+    def deployment_page(request: Request, namespace: str, name: str,
+                        features: int = Query(default=4, ge=1, le=MAX_FEATURES)) -> dict[str, Any]:
+        return detail(namespace, name, features)
+
+    @router.post("/deployments/{namespace}/{name}/predict")
+    async def predict(request: Request, namespace: str, name: str) -> Response:
+        form = await csrf.checked_form(request)
+        count = int(str(form.get("features") or "4")) if str(form.get("features") or "4").isdigit() else 4
+        values = [str(form.get(f"x{i}", "")).strip() for i in range(min(count, MAX_FEATURES))]
+        labels = str(form.get("labels") or "")
+        try:
+            if not all(_is_number(v) for v in values):
+                raise InvalidInput(f"Every feature must be a number; got {values}.")
+            instance = [float(v) for v in values]
+            started = time.perf_counter()
+            reply = await _predict(platform, namespace, name, instance)
+            elapsed = (time.perf_counter() - started) * 1000
+            predictions = reply.get("predictions", [])
+            names = [n.strip() for n in labels.split(",") if n.strip()]
+            shown = [names[int(p)] if names and _is_index(p, len(names)) else p for p in predictions]
+            result = {"ok": True, "predictions": predictions, "classes": shown, "ms": round(elapsed, 1)}
+        except KfboxError as exc:
+            result = {"ok": False, "error": exc.message}
+        data = detail(namespace, name, count, values, labels, result)
+        return pages.render(request, "deployment.html", data, name, status=200 if result["ok"] else 400)
+
+    @router.post("/deployments/{namespace}/{name}/canary")
+    async def canary(request: Request, namespace: str, name: str) -> Response:
+        form = await csrf.checked_form(request)
+        raw = str(form.get("percent") or "").strip()
+        if not raw.isdigit() or not 0 <= int(raw) <= 100:
+            raise InvalidInput(f"The canary share must be a whole percent from 0 to 100; got {raw!r}.")
+        path = f"{SERVING_API}/namespaces/{namespace}/inferenceservices/{name}"
+        await call_api(platform, "PATCH", path, {"spec": {"predictor": {"canaryTrafficPercent": int(raw)}}},
+                       content_type="application/merge-patch+json")
+        return pages.redirect(f"/deployments/{namespace}/{name}")
+
+    @router.post("/deployments/{namespace}/{name}/promote")
+    @router.post("/deployments/{namespace}/{name}/rollback")
+    async def promote(request: Request, namespace: str, name: str) -> Response:
+        await csrf.checked_form(request)
+        verb = request.url.path.rsplit("/", 1)[-1]
+        await call_api(platform, "POST", f"{SERVING_API}/namespaces/{namespace}/inferenceservices/{name}/{verb}")
+        return pages.redirect(f"/deployments/{namespace}/{name}")
+
+    return router
+
+
+async def _predict(platform: Platform, namespace: str, name: str, instance: list[float]) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {platform.settings.token}"} if platform.settings.token else {}
+    url = f"{platform.url}/serving/{namespace}/{name}/v1/models/{name}:predict"
+    try:
+        async with httpx.AsyncClient(timeout=120) as client:
+            response = await client.post(url, json={"instances": [instance]}, headers=headers)
+    except httpx.HTTPError as exc:
+        raise Unavailable(f"The inference gateway did not answer: {exc}.") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text}
+    if response.status_code >= 400:
+        raise Unavailable(f"The model answered {response.status_code}: {body.get('error') or body}.")
+    return body if isinstance(body, dict) else {"predictions": body}
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_index(value: Any, size: int) -> bool:
+    return (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < size) or (
+        isinstance(value, str) and value.isdigit() and int(value) < size)
