@@ -23,3 +23,16 @@ def echo_with_secrets():
     kubernetes.use_secret_as_volume(task, secret_name="extra", mount_path="/mnt/extra", optional=True)
     kubernetes.use_config_map_as_env(task, config_map_name="settings", config_map_key_to_env={"mode": "MODE"})
     kubernetes.use_config_map_as_volume(task, config_map_name="settings", mount_path="/etc/settings")
+
+
+@dsl.container_component
+def greet_in_shell(name: str, greeting: dsl.OutputPath(str), report: dsl.Output[dsl.Dataset]):
+    return dsl.ContainerSpec(
+        image="alpine:3.20", command=["sh", "-c"],
+        args=['echo "hello $0" > "$1" && echo "rows: 3" > "$2"', name, greeting, report.path])
+
+
+@dsl.pipeline(name="shell-greeting")
+def shell_greeting(name: str = "kfbox"):
+    task = greet_in_shell(name=name)
+    task.set_env_variable("GREETING_TOKEN", "t0ps3cret")

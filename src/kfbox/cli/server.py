@@ -29,6 +29,7 @@ def up(
     home: HomeOption = None,
     db: Annotated[str | None, typer.Option("--db", help="Metadata database URL: sqlite:///..., postgresql://..., mysql://...", show_default="sqlite in the home")] = None,
     token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API call. Env: KFBOX_TOKEN.", show_default=False)] = None,
+    containers: Annotated[str | None, typer.Option("--containers", help="How container components run: auto (docker or podman when its engine answers), docker, podman, host (the command on this machine, image unused). Env: KFBOX_CONTAINER_RUNTIME.", show_default="auto")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; logs go to HOME/logs/server.log.")] = False,
 ) -> None:
     """Start the platform: KFP API, Model Registry, serving gateway, dashboard and /metrics on one port.
@@ -36,7 +37,7 @@ def up(
     Runs in the foreground until Ctrl-C (in-flight requests finish first), or with
     --detach in the background; stop it with `kfbox down`.
     """
-    settings = Settings.load(host=host, port=port, home=home, db=db, token=token)
+    settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers)
     if detach:
         start_detached(settings)
         return
@@ -57,6 +58,7 @@ def start_detached(settings: Settings) -> None:
             "--home", str(settings.home)]
     if settings.db:
         argv += ["--db", settings.db]
+    argv += ["--containers", settings.container_runtime]
     env = dict(os.environ)
     if settings.token:
         env["KFBOX_TOKEN"] = settings.token  # not on the command line, where `ps` would show it
