@@ -22,8 +22,10 @@ def test_revisions_canary_promote_rollback_delete(database_url: str) -> None:
         store = ServingStore(db)
         record, created = store.apply(spec("pvc://m/v1"))
         assert (record.latest, record.stable, created) == (1, None, True)
-        record, created = store.apply(spec("pvc://m/v1"))
-        assert (record.latest, created, record.generation) == (1, False, 2)
+        first_version = record.resource_version
+        record, created = store.apply(spec("pvc://m/v1"))  # the same spec: no new revision, no new generation
+        assert (record.latest, created, record.generation) == (1, False, 1)
+        assert record.resource_version > first_version
         store.promote("default", "iris")
         record, created = store.apply(spec("pvc://m/v2", canary_traffic_percent=20))
         assert (record.latest, record.stable, record.canary_percent, created) == (2, 1, 20, True)

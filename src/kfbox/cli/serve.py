@@ -16,7 +16,7 @@ import yaml
 from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, print_json, print_table
-from kfbox.errors import InvalidInput, Unavailable
+from kfbox.errors import Conflict, InvalidInput, Unavailable
 
 API = "/apis/serving.kserve.io/v1beta1"
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the InferenceService.")]
@@ -79,7 +79,7 @@ def apply(
     results = []
     for manifest in _load_manifests(file):
         ns = (manifest.get("metadata") or {}).get("namespace") or namespace
-        isvc = api.post(f"{API}/namespaces/{ns}/inferenceservices", json=manifest)
+        isvc = _create_or_replace(api, ns, manifest)
         if wait:
             isvc = _wait_ready(api, ns, isvc["metadata"]["name"], timeout)
         results.append(isvc)
@@ -90,6 +90,28 @@ def apply(
         console.print(f"inferenceservice.serving.kserve.io/{isvc['metadata']['name']} configured")
     if wait:
         print_table(None, COLUMNS, [_row(i) for i in results])
+
+
+def _create_or_replace(api: ApiClient, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create (201), or replace the existing one at its current resourceVersion (retried if it moved)."""
+    try:
+        created: dict[str, Any] = api.post(f"{API}/namespaces/{namespace}/inferenceservices", json=manifest)
+        return created
+    except Conflict:
+        pass
+    name = (manifest.get("metadata") or {}).get("name")
+    for attempt in range(5):
+        current = api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
+        body = {**manifest, "metadata": {**manifest.get("metadata", {}),
+                                         "resourceVersion": current["metadata"]["resourceVersion"]}}
+        try:
+            replaced: dict[str, Any] = api.request("PUT", f"{API}/namespaces/{namespace}/inferenceservices/{name}",
+                                                   json=body)
+            return replaced
+        except Conflict:
+            if attempt == 4:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _wait_ready(api: ApiClient, namespace: str, name: str, timeout: float) -> dict[str, Any]:

@@ -107,20 +107,26 @@ class ServingManager:
         if spec.predictor.storage_uri:
             self.resolver.check_scheme(spec.predictor.storage_uri)
         record, _ = await asyncio.to_thread(self.store.apply, spec)
+        await self.adopt(record)
+        return record
+
+    async def adopt(self, record: ServiceRecord) -> None:
+        """Run what ``record`` (just written to the store) asks for; an older write never wins."""
         deployment = self.deployments.get(record.key)
         if deployment is None:
             self._install(record)
-        else:
+        elif record.resource_version >= deployment.record.resource_version:
             await self._update(deployment, record)
         self.wake()
-        return record
 
-    async def delete(self, namespace: str, name: str) -> None:
-        await asyncio.to_thread(self.store.delete, namespace, name)
+    async def delete(self, namespace: str, name: str, resource_version: str | None = None) -> int:
+        """Remove it and stop its replicas; returns the deletion's resourceVersion."""
+        version = await asyncio.to_thread(self.store.delete, namespace, name, resource_version)
         deployment = self.deployments.pop((namespace, name), None)
         if deployment is not None:
             await asyncio.gather(*(pool.close() for pool in deployment.pools.values()))
         self.metrics.forget(namespace, name)
+        return version
 
     async def promote(self, namespace: str, name: str) -> ServiceRecord:
         record = await asyncio.to_thread(self.store.promote, namespace, name)

@@ -1,31 +1,43 @@
-"""The serving API, shaped like Kubernetes' for ``serving.kserve.io/v1beta1`` InferenceServices.
+"""The InferenceService API with the Kubernetes API's conventions (``serving.kserve.io/v1beta1``).
 
-    GET    /apis/serving.kserve.io/v1beta1/inferenceservices                        all namespaces
-    GET    /apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices        list
-    POST   /apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices        apply (create or update)
-    GET    .../inferenceservices/{name}                                             status
-    PUT    .../inferenceservices/{name}                                             apply
-    PATCH  .../inferenceservices/{name}                                             JSON merge patch, then apply
+    GET    /apis/serving.kserve.io/v1beta1/inferenceservices                        list (all namespaces), watch
+    GET    /apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices        list, ?watch=true
+    POST   /apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices        create (201; 409 AlreadyExists)
+    GET    .../inferenceservices/{name}                                             get
+    PUT    .../inferenceservices/{name}                                             replace (needs resourceVersion)
+    PATCH  .../inferenceservices/{name}                                             merge, JSON patch, server-side apply
     DELETE .../inferenceservices/{name}
-    POST   .../inferenceservices/{name}/promote | /rollback                         canary
-    GET    .../inferenceservices/{name}/logs?revision=N&tail=200                    replica logs
-    POST   /apis/serving.kserve.io/v1beta1/namespaces/{ns}/deployments              deploy a registry version
+    GET|PUT|PATCH .../inferenceservices/{name}/status                               the status subresource
+    POST   .../inferenceservices/{name}/promote | /rollback                         canary (kfbox)
+    GET    .../inferenceservices/{name}/logs?revision=N&tail=200                    replica logs (kfbox)
+    POST   /apis/serving.kserve.io/v1beta1/namespaces/{ns}/deployments              deploy a registry version (kfbox)
+
+Errors are ``Status`` objects (:mod:`kfbox.serving.kube_api`); ``resourceVersion`` gives
+optimistic concurrency on PUT/PATCH/DELETE; ``dryRun=All`` validates and answers without
+storing; ``labelSelector``/``fieldSelector`` filter lists and watches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import json
+import uuid
 from typing import Any
 
-from fastapi import APIRouter, Body, Query
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from kfbox.errors import InvalidInput, KfboxError
-from kfbox.serving.manager import ServingManager
+from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
+from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, record_update, server_side_apply
+from kfbox.serving.resources import InferenceServices
+from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import API_VERSION, FORMATS, KIND, NAME_RE, InferenceServiceSpec
-from kfbox.serving.status import describe
+from kfbox.serving.store import SERVER_METADATA
+from kfbox.serving.watch import DEFAULT_TIMEOUT_SECONDS, stream
 
 API = "/apis/serving.kserve.io/v1beta1"
 REGISTRY_ANNOTATION = "serving.kfbox.io/registry-inference-service-id"
@@ -41,76 +53,278 @@ class DeployRequest(BaseModel):
     maxReplicas: int | None = None
 
 
-def serving_router(manager: ServingManager) -> APIRouter:
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _dry_run(request: Request) -> bool:
+    values = request.query_params.getlist("dryRun")
+    if any(v != "All" for v in values):
+        raise bad_request(f"dryRun {values} is not supported; the only value is All.")
+    return bool(values)
+
+
+def _field_manager(request: Request) -> str:
+    manager = request.query_params.get("fieldManager")
+    if manager:
+        return manager
+    agent = request.headers.get("user-agent", "unknown")
+    return agent.split("/", 1)[0] or "unknown"  # Kubernetes' default: the User-Agent's product
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+
+
+def _check_object(body: Any, namespace: str, name: str | None = None) -> dict[str, Any]:
+    """kind/apiVersion, and name/namespace matching the URL: 400 BadRequest as an API server answers."""
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object (an InferenceService)")
+    if body.get("apiVersion") != API_VERSION or body.get("kind") != KIND:
+        raise bad_request(f"the API version in the data ({body.get('apiVersion')}) and kind ({body.get('kind')}) "
+                          f"do not match the expected {API_VERSION} {KIND}")
+    meta = body.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise invalid(None, "metadata must be an object", "metadata")
+    meta = meta or {}
+    if meta.get("namespace") not in (None, "", namespace):
+        raise bad_request(f"the namespace of the provided object ({meta.get('namespace')}) does not match the "
+                          f"namespace sent on the request ({namespace})")
+    if name is not None and meta.get("name") != name:
+        raise bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+    return body
+
+
+def _parse(manager_resolver: Any, manifest: dict[str, Any], namespace: str) -> InferenceServiceSpec:
+    """Schema and value checks: 422 Invalid, naming the object."""
+    name = (manifest.get("metadata") or {}).get("name")
+    try:
+        spec = InferenceServiceSpec.parse(manifest, default_namespace=namespace)
+        if spec.predictor.storage_uri:
+            manager_resolver.check_scheme(spec.predictor.storage_uri)
+    except InvalidInput as exc:
+        raise invalid(name if isinstance(name, str) else None, exc.message) from exc
+    return spec
+
+
+def _preview(manifest: dict[str, Any], current: dict[str, Any] | None, generation: int,
+             managed: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a dry run answers: the object as it would be stored, with the current status if any."""
+    body = {k: v for k, v in manifest.items() if k != "status"}
+    meta = {k: v for k, v in (manifest.get("metadata") or {}).items() if k not in SERVER_METADATA}
+    old = (current or {}).get("metadata") or {}
+    meta.update({"uid": old.get("uid") or str(uuid.uuid4()), "generation": generation,
+                 "creationTimestamp": old.get("creationTimestamp") or _now()})
+    if old.get("resourceVersion"):
+        meta["resourceVersion"] = old["resourceVersion"]
+    if managed:
+        meta["managedFields"] = managed
+    body["metadata"] = meta
+    if current is not None and "status" in current:
+        body["status"] = current["status"]
+    return body
+
+
+def serving_router(res: InferenceServices) -> APIRouter:
     router = APIRouter(prefix=API, tags=["serving"])
+    manager = res.manager
 
-    def show(namespace: str, name: str) -> dict[str, Any]:
-        settings = manager.settings
-        return describe(manager.deployment(namespace, name), manager.platform.url, settings.ingress_domain)
+    async def listing(request: Request, namespace: str | None) -> Any:
+        q = request.query_params
+        matches_labels = label_selector(q.get("labelSelector"))
+        matches_fields = field_selector(q.get("fieldSelector"))
 
-    def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"apiVersion": API_VERSION, "kind": KIND + "List", "items": items}
+        def matches(obj: dict[str, Any]) -> bool:
+            inside = namespace is None or obj["metadata"]["namespace"] == namespace
+            return inside and matches_labels(obj) and matches_fields(obj)
+
+        if q.get("watch", "").lower() in ("true", "1"):
+            try:
+                timeout = float(q.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+                version = q.get("resourceVersion") or "0"
+                since = int(version)
+            except ValueError as exc:
+                raise bad_request(f"resourceVersion and timeoutSeconds must be numbers: {exc}") from exc
+            initial = [o for o in res.objects(namespace) if matches(o)] if since == 0 else None
+            since = res.log.latest if since == 0 else since
+            bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
+            return StreamingResponse(stream(res.log, initial, since, matches, timeout, bookmarks),
+                                     media_type="application/json")
+        items = [o for o in res.objects(namespace) if matches(o)]
+        latest = max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)])
+        return {"apiVersion": API_VERSION, "kind": KIND + "List",
+                "metadata": {"resourceVersion": str(latest)}, "items": items}
 
     @router.get("/inferenceservices")
-    async def list_all() -> dict[str, Any]:
-        return listing([show(*key) for key in sorted(manager.deployments)])
+    async def list_all(request: Request) -> Any:
+        return await listing(request, None)
 
     @router.get("/namespaces/{namespace}/inferenceservices")
-    async def list_namespace(namespace: str) -> dict[str, Any]:
-        return listing([show(*key) for key in sorted(manager.deployments) if key[0] == namespace])
+    async def list_namespace(namespace: str, request: Request) -> Any:
+        return await listing(request, namespace)
 
-    @router.post("/namespaces/{namespace}/inferenceservices")
-    async def apply(namespace: str, manifest: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        record = await manager.apply(manifest, namespace)
-        return show(record.namespace, record.name)
-
-    @router.put("/namespaces/{namespace}/inferenceservices/{name}")
-    async def replace(namespace: str, name: str, manifest: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        if (manifest.get("metadata") or {}).get("name") != name:
-            raise InvalidInput(f"metadata.name must be {name!r}, the name in the URL.")
-        record = await manager.apply(manifest, namespace)
-        return show(record.namespace, record.name)
-
-    @router.patch("/namespaces/{namespace}/inferenceservices/{name}")
-    async def patch(namespace: str, name: str, changes: Any = Body(...)) -> dict[str, Any]:
-        """A JSON merge patch (RFC 7386) onto the applied manifest, as ``kubectl patch --type merge``."""
-        if not isinstance(changes, dict):
-            raise InvalidInput("Send a JSON merge patch (an object, Content-Type: application/merge-patch+json); "
-                               "JSON Patch lists are not supported.")
-        merged = merge_patch(manager.deployment(namespace, name).record.manifest, changes)
-        if (merged.get("metadata") or {}).get("name") != name:
-            raise InvalidInput(f"metadata.name must stay {name!r}.")
-        record = await manager.apply(merged, namespace)
-        return show(record.namespace, record.name)
+    @router.post("/namespaces/{namespace}/inferenceservices", status_code=201)
+    async def create(namespace: str, request: Request) -> JSONResponse:
+        body = _check_object(await _json_body(request), namespace)
+        spec = _parse(manager.resolver, body, namespace)
+        managed = record_update([], None, spec.manifest, _field_manager(request))
+        if _dry_run(request):
+            if (spec.namespace, spec.name) in manager.deployments:
+                raise KubeStatus(409, "AlreadyExists", f'{PLURAL}.{GROUP} "{spec.name}" already exists',
+                                 name=spec.name)
+            return JSONResponse(_preview(spec.manifest, None, 1, managed), status_code=201)
+        async with res.lock:
+            record = await asyncio.to_thread(res.store.create, spec, managed)
+            obj = await res.commit(record, created=True)
+        return JSONResponse(obj, status_code=201)
 
     @router.get("/namespaces/{namespace}/inferenceservices/{name}")
     async def get(namespace: str, name: str) -> dict[str, Any]:
-        return show(namespace, name)
+        return res.get(namespace, name)
+
+    @router.get("/namespaces/{namespace}/inferenceservices/{name}/status")
+    async def get_status(namespace: str, name: str) -> dict[str, Any]:
+        return res.get(namespace, name)
+
+    async def update(request: Request, namespace: str, name: str, manifest: dict[str, Any],
+                     precondition: str | None, managed: list[dict[str, Any]]) -> dict[str, Any]:
+        spec = _parse(manager.resolver, manifest, namespace)
+        current = res.get(namespace, name)
+        if _dry_run(request):
+            version = current["metadata"]["resourceVersion"]
+            if precondition not in (None, "") and str(precondition) != version:
+                raise stale(name, str(precondition), int(version))
+            same = (current.get("spec") == spec.manifest.get("spec"))
+            return _preview(spec.manifest, current, current["metadata"]["generation"] + (not same), managed)
+        async with res.lock:
+            record, _ = await asyncio.to_thread(res.store.replace, spec, precondition, managed)
+            return await res.commit(record, created=False)
+
+    @router.put("/namespaces/{namespace}/inferenceservices/{name}")
+    async def replace(namespace: str, name: str, request: Request) -> dict[str, Any]:
+        body = _check_object(await _json_body(request), namespace, name)
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if not version:
+            raise invalid(name, "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update "
+                                "(GET the object and send it back with its resourceVersion)",
+                          "metadata.resourceVersion")
+        deployment = res.deployment(namespace, name)
+        managed = record_update(deployment.record.managed_fields, deployment.record.manifest, body,
+                                _field_manager(request))
+        return await update(request, namespace, name, body, str(version), managed)
+
+    @router.patch("/namespaces/{namespace}/inferenceservices/{name}")
+    async def patch(namespace: str, name: str, request: Request) -> Any:
+        kind = patch_type(request.headers.get("content-type"))
+        body = parse_body(await request.body(), kind)
+        if kind == APPLY:
+            return await server_apply(request, namespace, name, body)
+        current = res.get(namespace, name)
+        patched = apply_patch(current, kind, body)
+        _check_object(patched, namespace, name)
+        version = (patched.get("metadata") or {}).get("resourceVersion")
+        sent = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) else None
+        changed = version and str(version) != current["metadata"]["resourceVersion"]
+        precondition = str(sent or version) if (sent or changed) else None  # a precondition only when sent
+        record = res.deployment(namespace, name).record
+        managed = record_update(record.managed_fields, record.manifest, patched, _field_manager(request))
+        return await update(request, namespace, name, patched, precondition, managed)
+
+    async def server_apply(request: Request, namespace: str, name: str, applied: Any) -> Any:
+        manager_name = request.query_params.get("fieldManager")
+        if not manager_name:
+            raise invalid(name, "fieldManager: Required value: is required for apply patch", "fieldManager")
+        force = request.query_params.get("force", "").lower() in ("true", "1")
+        _check_object(applied, namespace, name)
+        precondition = (applied.get("metadata") or {}).get("resourceVersion")
+        deployment = manager.deployments.get((namespace, name))
+        if deployment is None:
+            manifest, managed = server_side_apply(None, applied, [], manager_name, force)
+            manifest.setdefault("metadata", {})["namespace"] = namespace
+            spec = _parse(manager.resolver, manifest, namespace)
+            if _dry_run(request):
+                return JSONResponse(_preview(spec.manifest, None, 1, managed), status_code=201)
+            async with res.lock:
+                record = await asyncio.to_thread(res.store.create, spec, managed)
+                return JSONResponse(await res.commit(record, created=True), status_code=201)
+        record = deployment.record
+        manifest, managed = server_side_apply(record.manifest, applied, record.managed_fields, manager_name, force)
+        return await update(request, namespace, name, manifest, str(precondition) if precondition else None,
+                            managed)
+
+    @router.put("/namespaces/{namespace}/inferenceservices/{name}/status")
+    async def replace_status(namespace: str, name: str, request: Request) -> dict[str, Any]:
+        """Status belongs to kfbox's controller: a write is checked (resourceVersion) and the computed status stands."""
+        body = _check_object(await _json_body(request), namespace, name)
+        current = res.get(namespace, name)
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        if version and str(version) != current["metadata"]["resourceVersion"]:
+            raise stale(name, str(version), int(current["metadata"]["resourceVersion"]))
+        return current
+
+    @router.patch("/namespaces/{namespace}/inferenceservices/{name}/status")
+    async def patch_status(namespace: str, name: str, request: Request) -> dict[str, Any]:
+        kind = patch_type(request.headers.get("content-type"))
+        body = parse_body(await request.body(), kind)
+        current = res.get(namespace, name)
+        if kind != APPLY:
+            patched = apply_patch(current, kind, body)
+            version = (patched.get("metadata") or {}).get("resourceVersion")
+            if version and str(version) != current["metadata"]["resourceVersion"]:
+                raise stale(name, str(version), int(current["metadata"]["resourceVersion"]))
+        return current
 
     @router.delete("/namespaces/{namespace}/inferenceservices/{name}")
-    async def delete(namespace: str, name: str) -> dict[str, Any]:
-        manifest = manager.deployment(namespace, name).record.manifest
-        await manager.delete(namespace, name)
-        registry_id = (manifest.get("metadata", {}).get("annotations") or {}).get(REGISTRY_ANNOTATION)
-        registry = manager.platform.services.get("registry")
-        if registry_id and registry is not None:  # deployed with `kfbox deploy`: tell the registry
-            with contextlib.suppress(KfboxError):
-                await asyncio.to_thread(registry.set_deployment_state, registry_id, "UNDEPLOYED")
-        return {"kind": "Status", "status": "Success", "details": {"name": name, "namespace": namespace}}
+    async def delete(namespace: str, name: str, request: Request) -> dict[str, Any]:
+        current = res.get(namespace, name)
+        raw = await request.body()
+        options: dict[str, Any] = {}
+        with contextlib.suppress(ValueError):
+            options = json.loads(raw) if raw else {}
+        version = ((options.get("preconditions") or {}) if isinstance(options, dict) else {}).get("resourceVersion")
+        dry = _dry_run(request) or "All" in ((options.get("dryRun") or []) if isinstance(options, dict) else [])
+        meta = current["metadata"]
+        if version and str(version) != meta["resourceVersion"]:
+            raise stale(name, str(version), int(meta["resourceVersion"]))
+        if not dry:
+            async with res.lock:
+                deleted = await manager.delete(namespace, name, version)
+                res.emit("DELETED", {**current, "metadata": {**meta, "resourceVersion": str(deleted)}})
+            registry_id = (meta.get("annotations") or {}).get(REGISTRY_ANNOTATION)
+            registry = manager.platform.services.get("registry")
+            if registry_id and registry is not None:  # deployed with `kfbox deploy`: tell the registry
+                with contextlib.suppress(KfboxError):
+                    await asyncio.to_thread(registry.set_deployment_state, registry_id, "UNDEPLOYED")
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                "details": {"name": name, "namespace": namespace, "group": GROUP, "kind": PLURAL,
+                            "uid": meta["uid"]}}
 
     @router.post("/namespaces/{namespace}/inferenceservices/{name}/promote")
     async def promote(namespace: str, name: str) -> dict[str, Any]:
-        await manager.promote(namespace, name)
-        return show(namespace, name)
+        res.deployment(namespace, name)
+        async with res.lock:
+            await manager.promote(namespace, name)
+            obj = res.get(namespace, name)
+            res.emit("MODIFIED", obj)
+        return obj
 
     @router.post("/namespaces/{namespace}/inferenceservices/{name}/rollback")
     async def rollback(namespace: str, name: str) -> dict[str, Any]:
-        await manager.rollback(namespace, name)
-        return show(namespace, name)
+        res.deployment(namespace, name)
+        async with res.lock:
+            await manager.rollback(namespace, name)
+            obj = res.get(namespace, name)
+            res.emit("MODIFIED", obj)
+        return obj
 
     @router.get("/namespaces/{namespace}/inferenceservices/{name}/logs", response_class=PlainTextResponse)
     async def logs(namespace: str, name: str, revision: int | None = Query(default=None, ge=1),
                    tail: int = Query(default=200, ge=1, le=100_000)) -> str:
+        res.deployment(namespace, name)
         paths = manager.log_paths(namespace, name, revision)
         if not paths:
             return ""
@@ -140,22 +354,13 @@ def serving_router(manager: ServingManager) -> APIRouter:
         recorded = await asyncio.to_thread(registry.record_deployment, name, request.model, request.version,
                                            runtime=f"kfbox-{request.format}")
         manifest["metadata"]["annotations"] = {REGISTRY_ANNOTATION: str(recorded["inferenceService"]["id"])}
-        record = await manager.apply(manifest, namespace)
-        body = show(record.namespace, record.name)
+        async with res.lock:
+            existed = (namespace, name) in manager.deployments
+            record = await manager.apply(manifest, namespace)
+            body = res.get(record.namespace, record.name)
+            res.emit("MODIFIED" if existed else "ADDED", body)
         body["registry"] = recorded
         return body
 
     return router
 
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge key by key, ``null`` deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result

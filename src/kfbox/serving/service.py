@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from kfbox.server.platform import Platform
+from kfbox.serving.discovery import discovery_router
 from kfbox.serving.gateway import PREFIX, HostRouting, gateway_router
+from kfbox.serving.kube_api import KubeStatus, status_body
 from kfbox.serving.manager import ServingManager
+from kfbox.serving.resources import InferenceServices
 from kfbox.serving.router import serving_router
 
 
@@ -34,8 +38,21 @@ def install(app: FastAPI, platform: Platform) -> None:
         return None
 
     platform.body_limits.append(serving_body_limit)
-    app.include_router(serving_router(manager))
+    resources = InferenceServices(manager)
+    platform.services["inferenceservices"] = resources
+    for prefix in ("/apis/serving.kserve.io", "/api/v1/"):  # Kubernetes-style API: Status bodies, ahead of KFP's /apis
+        platform.error_renderers.insert(0, (prefix, lambda status, message: status_body(status, message)))
+
+    async def kube_status(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, KubeStatus)
+        return JSONResponse(exc.body(), status_code=exc.status_code)
+
+    app.add_exception_handler(KubeStatus, kube_status)
+    app.include_router(serving_router(resources))
+    app.include_router(discovery_router(resources))
     app.include_router(gateway_router(manager))
     app.add_middleware(HostRouting, domain=platform.settings.ingress_domain)
     platform.on_startup.append(manager.start)
+    platform.on_startup.append(resources.start)
+    platform.on_shutdown.append(resources.shutdown)
     platform.on_shutdown.append(manager.shutdown)

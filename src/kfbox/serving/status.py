@@ -51,6 +51,14 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
     else:
         reason, message = "ReplicasStarting", "Waiting for a model replica to load and report ready."
     latest_ok = latest is not None and healthy(latest)
+    serving_ok = ok
+    if ok and not latest_ok:  # a rollout is under way: Ready for this generation only once its revision is
+        ok = False
+        if latest is not None and latest.failure:
+            reason, message = "ModelLoadFailed", latest.failure
+        else:
+            reason, message = "RevisionNotReady", (f"Revision {revision_name(name, record.latest)} is starting; "
+                                                   "the previous revision serves meanwhile.")
     conditions = [
         _condition(deployment, "IngressReady", True),
         _condition(deployment, "LatestDeploymentReady", latest_ok,
@@ -73,16 +81,19 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         predictor["latestRolledoutRevision"] = revision_name(name, record.stable)
     failure = latest.failure if latest else None
     body = dict(record.manifest)
-    body["metadata"] = {**body.get("metadata", {}), "namespace": namespace, "generation": record.generation,
+    body["metadata"] = {**body.get("metadata", {}), "namespace": namespace, "uid": record.uid,
+                        "resourceVersion": str(record.resource_version), "generation": record.generation,
                         "creationTimestamp": datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
                         .strftime("%Y-%m-%dT%H:%M:%SZ")}
+    if record.managed_fields:
+        body["metadata"]["managedFields"] = record.managed_fields
     body["status"] = {
         "url": f"http://{name}.{namespace}.{domain}",
         "address": {"url": f"{platform_url}/serving/{namespace}/{name}"},
         "conditions": conditions,
         "components": {"predictor": predictor},
         "modelStatus": {
-            "states": {"activeModelState": "Loaded" if ok else ("FailedToLoad" if failing else "Pending"),
+            "states": {"activeModelState": "Loaded" if serving_ok else ("FailedToLoad" if failing else "Pending"),
                        "targetModelState": "Loaded"},
             **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}} if failure else {}),
         },

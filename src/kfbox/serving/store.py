@@ -1,18 +1,30 @@
-"""Persistence of InferenceServices and their revisions: the source of truth across restarts."""
+"""Persistence of InferenceServices and their revisions: the source of truth across restarts.
+
+Every write takes the next ``resourceVersion`` from one counter row, in the same transaction,
+so versions grow strictly across all objects (what watch and optimistic concurrency rely on);
+``generation`` grows only when ``spec`` changes, as in Kubernetes.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from kfbox.db import Database
-from kfbox.errors import Conflict, NotFound
+from kfbox.errors import Conflict
+from kfbox.serving.kube_api import KubeStatus, already_exists, not_found, stale
 from kfbox.serving.spec import InferenceServiceSpec, PredictorSpec
-from kfbox.serving.tables import RevisionRow, ServiceRow
+from kfbox.serving.tables import CounterRow, NamespaceRow, RevisionRow, ServiceRow
+
+SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
+                   "deletionTimestamp", "deletionGracePeriodSeconds")
+"""Metadata the server owns: never stored from what a client sends."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +38,9 @@ class ServiceRecord:
     canary_percent: int | None
     revisions: dict[int, PredictorSpec]
     created_at: float
+    uid: str = ""
+    resource_version: int = 0
+    managed_fields: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -37,43 +52,100 @@ def revision_name(name: str, number: int) -> str:
     return f"{name}-predictor-{number:05d}"
 
 
-def _not_found(namespace: str, name: str) -> NotFound:
-    return NotFound(f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
+def _not_found(namespace: str, name: str) -> KubeStatus:
+    return not_found(name, namespace=namespace)
 
 
 class ServingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def apply(self, spec: InferenceServiceSpec) -> tuple[ServiceRecord, bool]:
+    def apply(self, spec: InferenceServiceSpec, managed_fields: list[dict[str, Any]] | None = None
+              ) -> tuple[ServiceRecord, bool]:
         """Create or update; a changed predictor makes a new revision. Returns (record, new revision?)."""
-        now = time.time()
-        manifest = json.dumps(spec.manifest)
         with self.db.write() as session:
             row = self._row(session, spec.namespace, spec.name)
             if row is None:
-                row = ServiceRow(namespace=spec.namespace, name=spec.name, manifest=manifest, generation=1,
-                                 latest_revision=1, stable_revision=None, canary_percent=spec.canary_percent,
-                                 created_at=now, updated_at=now)
-                session.add(row)
-                session.flush()
-                session.add(RevisionRow(service_id=row.id, number=1, predictor=spec.predictor.to_json(),
-                                        created_at=now))
-                created = True
-            else:
-                revisions = self._revisions(session, row.id)
-                created = revisions[row.latest_revision] != spec.predictor
-                if created:
-                    number = max(revisions) + 1
-                    session.add(RevisionRow(service_id=row.id, number=number, predictor=spec.predictor.to_json(),
-                                            created_at=now))
-                    row.latest_revision = number
-                row.manifest = manifest
-                row.canary_percent = spec.canary_percent
-                row.generation += 1
-                row.updated_at = now
+                return self._create(session, spec, managed_fields), True
+            return self._update(session, row, spec, managed_fields)
+
+    def create(self, spec: InferenceServiceSpec, managed_fields: list[dict[str, Any]] | None = None
+               ) -> ServiceRecord:
+        """Kubernetes create: 409 AlreadyExists when the name is taken."""
+        with self.db.write() as session:
+            if self._row(session, spec.namespace, spec.name) is not None:
+                raise already_exists(spec.name)
+            return self._create(session, spec, managed_fields)
+
+    def replace(self, spec: InferenceServiceSpec, resource_version: str | None,
+                managed_fields: list[dict[str, Any]] | None = None) -> tuple[ServiceRecord, bool]:
+        """Kubernetes update: 404 when absent, 409 Conflict when ``resource_version`` is given and stale."""
+        with self.db.write() as session:
+            row = self._row(session, spec.namespace, spec.name)
+            if row is None:
+                raise not_found(spec.name, namespace=spec.namespace)
+            if resource_version not in (None, "") and str(row.resource_version) != str(resource_version):
+                raise stale(spec.name, str(resource_version), row.resource_version)
+            return self._update(session, row, spec, managed_fields)
+
+    def touch(self, namespace: str, name: str) -> ServiceRecord | None:
+        """A new resourceVersion for a status change; None when the object is gone."""
+        with self.db.write() as session:
+            row = self._row(session, namespace, name)
+            if row is None:
+                return None
+            row.resource_version = self._next_version(session)
+            return self._record(session, row)
+
+    def current_version(self) -> int:
+        with self.db.read() as session:
+            counter = session.get(CounterRow, 1)
+            return counter.value if counter is not None else 0
+
+    def _create(self, session: Any, spec: InferenceServiceSpec,
+                managed_fields: list[dict[str, Any]] | None) -> ServiceRecord:
+        now = time.time()
+        row = ServiceRow(namespace=spec.namespace, name=spec.name, manifest=json.dumps(_stored(spec.manifest)),
+                         generation=1, latest_revision=1, stable_revision=None, canary_percent=spec.canary_percent,
+                         created_at=now, updated_at=now, uid=str(uuid.uuid4()),
+                         resource_version=self._next_version(session),
+                         managed_fields=json.dumps(managed_fields) if managed_fields else None)
+        session.add(row)
+        session.flush()
+        session.add(RevisionRow(service_id=row.id, number=1, predictor=spec.predictor.to_json(), created_at=now))
+        session.flush()
+        return self._record(session, row)
+
+    def _update(self, session: Any, row: ServiceRow, spec: InferenceServiceSpec,
+                managed_fields: list[dict[str, Any]] | None) -> tuple[ServiceRecord, bool]:
+        now = time.time()
+        revisions = self._revisions(session, row.id)
+        created = revisions[row.latest_revision] != spec.predictor
+        if created:
+            number = max(revisions) + 1
+            session.add(RevisionRow(service_id=row.id, number=number, predictor=spec.predictor.to_json(),
+                                    created_at=now))
+            row.latest_revision = number
+        manifest = _stored(spec.manifest)
+        if json.loads(row.manifest).get("spec") != manifest.get("spec"):
+            row.generation += 1
+        row.manifest = json.dumps(manifest)
+        row.canary_percent = spec.canary_percent
+        if managed_fields is not None:
+            row.managed_fields = json.dumps(managed_fields) if managed_fields else None
+        row.updated_at = now
+        row.resource_version = self._next_version(session)
+        session.flush()
+        return self._record(session, row), created
+
+    @staticmethod
+    def _next_version(session: Any) -> int:
+        """The counter row's next value, in the caller's (write) transaction."""
+        if session.execute(update(CounterRow).where(CounterRow.id == 1)
+                           .values(value=CounterRow.value + 1)).rowcount == 0:
+            session.add(CounterRow(id=1, value=1))
             session.flush()
-            return self._record(session, row), created
+        return int(session.scalars(select(CounterRow.value).where(CounterRow.id == 1)).one())
 
     def get(self, namespace: str, name: str) -> ServiceRecord:
         with self.db.read() as session:
@@ -87,14 +159,33 @@ class ServingStore:
             rows = session.scalars(select(ServiceRow).order_by(ServiceRow.namespace, ServiceRow.name)).all()
             return [self._record(session, row) for row in rows]
 
-    def delete(self, namespace: str, name: str) -> None:
+    def delete(self, namespace: str, name: str, resource_version: str | None = None) -> int:
+        """Remove it; returns the resourceVersion of the deletion (for the DELETED watch event)."""
         with self.db.write() as session:
             row = self._row(session, namespace, name)
             if row is None:
                 raise _not_found(namespace, name)
+            if resource_version not in (None, "") and str(row.resource_version) != str(resource_version):
+                raise stale(name, str(resource_version), row.resource_version)
             for revision in session.scalars(select(RevisionRow).where(RevisionRow.service_id == row.id)):
                 session.delete(revision)
             session.delete(row)
+            return self._next_version(session)
+
+    # --- namespaces ----------------------------------------------------------------------
+    def namespaces(self) -> Sequence[NamespaceRow]:
+        with self.db.read() as session:
+            return list(session.scalars(select(NamespaceRow).order_by(NamespaceRow.name)).all())
+
+    def create_namespace(self, name: str, labels: dict[str, str]) -> NamespaceRow:
+        with self.db.write() as session:
+            if session.get(NamespaceRow, name) is not None:
+                raise already_exists(name, kind="namespaces", group="")
+            row = NamespaceRow(name=name, uid=str(uuid.uuid4()), resource_version=self._next_version(session),
+                               labels=json.dumps(labels), created_at=time.time())
+            session.add(row)
+            session.flush()
+            return row
 
     def promote(self, namespace: str, name: str, number: int | None = None) -> ServiceRecord:
         """Roll the latest revision out to 100%: it becomes the stable one and the canary ends."""
@@ -107,9 +198,11 @@ class ServingStore:
             row.stable_revision = row.latest_revision
             row.canary_percent = None
             manifest = json.loads(row.manifest)
-            manifest.get("spec", {}).get("predictor", {}).pop("canaryTrafficPercent", None)
+            if manifest.get("spec", {}).get("predictor", {}).pop("canaryTrafficPercent", None) is not None:
+                row.generation += 1  # the spec changed: the canary percent is gone
             row.manifest = json.dumps(manifest)
             row.updated_at = time.time()
+            row.resource_version = self._next_version(session)
             return self._record(session, row)
 
     def rollback(self, namespace: str, name: str) -> ServiceRecord:
@@ -125,6 +218,7 @@ class ServingStore:
             row.latest_revision = row.stable_revision
             row.canary_percent = None
             row.updated_at = time.time()
+            row.resource_version = self._next_version(session)
             return self._record(session, row)
 
     @staticmethod
@@ -141,4 +235,18 @@ class ServingStore:
         return ServiceRecord(namespace=row.namespace, name=row.name, manifest=json.loads(row.manifest),
                              generation=row.generation, latest=row.latest_revision, stable=row.stable_revision,
                              canary_percent=row.canary_percent, revisions=self._revisions(session, row.id),
-                             created_at=row.created_at)
+                             created_at=row.created_at, uid=row.uid or _legacy_uid(row),
+                             resource_version=row.resource_version,
+                             managed_fields=json.loads(row.managed_fields) if row.managed_fields else [])
+
+
+def _legacy_uid(row: ServiceRow) -> str:
+    """A stable uid for rows stored before uids existed."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{row.namespace}/{row.name}/{row.created_at}"))
+
+
+def _stored(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest without ``status`` and server-owned metadata (those are computed on read)."""
+    clean = {k: v for k, v in manifest.items() if k != "status"}
+    clean["metadata"] = {k: v for k, v in (manifest.get("metadata") or {}).items() if k not in SERVER_METADATA}
+    return clean

@@ -1,4 +1,5 @@
-"""Serving's tables: each InferenceService as applied, and its numbered revisions."""
+"""Serving's tables: each InferenceService as applied, its numbered revisions, namespaces, and the
+resourceVersion counter that orders every change (Kubernetes' optimistic concurrency and watch)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ class ServiceRow(Base):
     canary_percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
+    uid: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    resource_version: Mapped[int] = mapped_column(Integer, default=0)
+    managed_fields: Mapped[str | None] = mapped_column(Text, nullable=True)
+    """JSON: server-side apply's field owners (``metadata.managedFields``)."""
 
 
 class RevisionRow(Base):
@@ -37,4 +42,25 @@ class RevisionRow(Base):
     service_id: Mapped[int] = mapped_column(ForeignKey("serving_inference_services.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     predictor: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class CounterRow(Base):
+    """One row: the last resourceVersion handed out (every create, update, status change, delete)."""
+
+    __tablename__ = "serving_resource_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+
+
+class NamespaceRow(Base):
+    """A namespace created through ``/api/v1/namespaces`` (``default`` always exists)."""
+
+    __tablename__ = "serving_namespaces"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36))
+    resource_version: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[str] = mapped_column(Text, default="{}")
     created_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,165 @@
+"""What ``kubectl`` asks before it touches a resource: discovery, version, OpenAPI, namespaces.
+
+    GET /api, /api/v1                        core group: only ``namespaces``
+    GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
+    GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
+    GET /version
+    GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1
+
+Modern kubectl first asks for *aggregated* discovery (``Accept:
+application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList``); kfbox answers the
+legacy documents with ``Content-Type: application/json``, which kubectl takes as "not
+aggregated" and reads group by group. ``/openapi/v2`` is JSON only: kubectl asks for protobuf
+there and gets 406, which it treats as "no v2 schema" (it uses v3 for ``explain`` and apply).
+Namespaces are lenient: ``default`` always exists, and so does any namespace that holds an
+InferenceService.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import hashlib
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from kfbox import __version__
+from kfbox.serving.kube_api import KubeStatus, bad_request, not_found
+from kfbox.serving.openapi import core_document, serving_document, swagger_v2
+from kfbox.serving.resources import InferenceServices
+from kfbox.serving.spec import API_VERSION, KIND, NAMESPACE_RE
+
+GROUP = "serving.kserve.io"
+VERSION = "v1beta1"
+VERBS = ["delete", "get", "list", "patch", "create", "update", "watch"]
+KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kfbox", "gitCommit": __version__,
+                "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.23",
+                "compiler": "kfbox", "platform": "linux/amd64"}
+
+
+def _group() -> dict[str, Any]:
+    version = {"groupVersion": API_VERSION, "version": VERSION}
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP, "versions": [version],
+            "preferredVersion": version}
+
+
+def _stamp(created: float) -> str:
+    return datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def discovery_router(res: InferenceServices) -> APIRouter:
+    router = APIRouter(tags=["kubernetes discovery"], include_in_schema=False)
+    store = res.store
+
+    @router.get("/api")
+    async def core_versions() -> dict[str, Any]:
+        return {"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
+
+    @router.get("/api/v1")
+    async def core_resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
+             "verbs": ["create", "get", "list"], "shortNames": ["ns"]}]}
+
+    @router.get("/apis")
+    async def groups() -> dict[str, Any]:
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group()]}
+
+    @router.get("/apis/serving.kserve.io")
+    async def group() -> dict[str, Any]:
+        return _group()
+
+    @router.get("/apis/serving.kserve.io/v1beta1")
+    async def resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": API_VERSION, "resources": [
+            {"name": "inferenceservices", "singularName": "inferenceservice", "namespaced": True, "kind": KIND,
+             "verbs": VERBS, "shortNames": ["isvc"], "categories": ["all", "kserve"],
+             "storageVersionHash": hashlib.sha256(b"inferenceservices").hexdigest()[:11]},
+            {"name": "inferenceservices/status", "singularName": "", "namespaced": True, "kind": KIND,
+             "verbs": ["get", "patch", "update"]},
+        ]}
+
+    @router.get("/version")
+    async def version() -> dict[str, Any]:
+        return KUBE_VERSION
+
+    @router.get("/openapi/v2")
+    async def openapi_v2(request: Request) -> Response:
+        accept = request.headers.get("accept", "")
+        if "protobuf" in accept and "json" not in accept:
+            return Response(status_code=406)
+        return JSONResponse(swagger_v2())
+
+    @router.get("/openapi/v3")
+    async def openapi_v3_index() -> dict[str, Any]:
+        paths = {}
+        for path, doc in (("apis/serving.kserve.io/v1beta1", serving_document()), ("api/v1", core_document())):
+            digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
+            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+        return {"paths": paths}
+
+    @router.get("/openapi/v3/apis/serving.kserve.io/v1beta1")
+    async def openapi_v3_serving() -> dict[str, Any]:
+        return serving_document()
+
+    @router.get("/openapi/v3/api/v1")
+    async def openapi_v3_core() -> dict[str, Any]:
+        return core_document()
+
+    # --- namespaces ----------------------------------------------------------------------
+    async def namespaces() -> dict[str, dict[str, Any]]:
+        rows = await asyncio.to_thread(store.namespaces)
+        found: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            found[row.name] = _namespace(row.name, row.uid, row.resource_version, row.created_at,
+                                         json.loads(row.labels))
+        for name in {"default", *(ns for ns, _ in res.manager.deployments)} - set(found):
+            found[name] = _namespace(name, "", 1, res.manager.platform.started_at, {})
+        return found
+
+    @router.get("/api/v1/namespaces")
+    async def list_namespaces() -> dict[str, Any]:
+        found = await namespaces()
+        return {"kind": "NamespaceList", "apiVersion": "v1", "metadata": {"resourceVersion": str(res.log.latest)},
+                "items": [found[n] for n in sorted(found)]}
+
+    @router.get("/api/v1/namespaces/{name}")
+    async def get_namespace(name: str) -> dict[str, Any]:
+        found = await namespaces()
+        if name not in found:
+            raise not_found(name, kind="namespaces", group="")
+        return found[name]
+
+    @router.post("/api/v1/namespaces", status_code=201)
+    async def create_namespace(request: Request) -> JSONResponse:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        name = (meta or {}).get("name")
+        if not isinstance(name, str) or not NAMESPACE_RE.match(name):
+            raise KubeStatus(422, "Invalid", f'Namespace "{name}" is invalid: metadata.name: must be a DNS label',
+                             name=name if isinstance(name, str) else None, kind="Namespace", group="")
+        if name in await namespaces():
+            raise KubeStatus(409, "AlreadyExists", f'namespaces "{name}" already exists', name=name,
+                             kind="namespaces", group="")
+        labels = (meta or {}).get("labels") or {}
+        row = await asyncio.to_thread(store.create_namespace, name, labels)
+        return JSONResponse(_namespace(row.name, row.uid, row.resource_version, row.created_at, labels),
+                            status_code=201)
+
+    return router
+
+
+def _namespace(name: str, uid: str, version: int, created: float, labels: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "Namespace", "apiVersion": "v1",
+            "metadata": {"name": name, "uid": uid or str(uuid.uuid5(uuid.NAMESPACE_DNS, name + ".kfbox")),
+                         "resourceVersion": str(version), "creationTimestamp": _stamp(created),
+                         "labels": {"kubernetes.io/metadata.name": name, **labels}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
