@@ -59,6 +59,9 @@ class Settings:
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
+    allow_unsafe_pickle: bool = False
+    """Load pickle/joblib model files unrestricted for every service (KFBOX_ALLOW_UNSAFE_PICKLE=1);
+    otherwise only per service, by annotation serving.kfbox.io/allow-unsafe-pickle."""
     pipelines_fork_tasks: bool = True
     """Start lightweight tasks by forking a warm interpreter (kfbox.pipelines.forkserver)."""
     """Keep one replica process with kserve imported, waiting, to cut cold starts."""

@@ -172,7 +172,8 @@ class ServingManager:
                                 log_dir=self._log_dir(record.namespace, record.name),
                                 scale_window=self.settings.serving_scale_window,
                                 start_timeout=self.settings.serving_replica_start_timeout,
-                                on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe)
+                                on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe,
+                                allow_unsafe_pickle=self.settings.allow_unsafe_pickle)
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]

@@ -63,6 +63,8 @@ class PoolConfig:
     start_timeout: float
     on_replica_ready: Callable[[float], None] | None = None
     """Called with the seconds from spawn to ready (the replica start metric)."""
+    allow_unsafe_pickle: bool = False
+    """The server-wide opt-in (KFBOX_ALLOW_UNSAFE_PICKLE); a service can opt in by annotation."""
 
 
 class ReplicaPool:
@@ -218,6 +220,8 @@ class ReplicaPool:
         grpc_port = free_port() if spec.enable_grpc else 0
         if grpc_port:
             argv += ["--grpc-port", str(grpc_port)]
+        if spec.allow_unsafe_pickle or self.config.allow_unsafe_pickle:
+            argv += ["--allow-unsafe-pickle"]
         log_path = self.config.log_dir / f"{self.config.revision}-{index}.log"
         child = self.launcher.launch(argv, log_path)
         return Replica(index=index, port=port, child=child, started_at=now, grpc_port=grpc_port)

@@ -44,6 +44,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--python-path", default=None)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--grpc-port", type=int, default=0, help="0 keeps gRPC off")
+    parser.add_argument("--allow-unsafe-pickle", action="store_true",
+                        help="load pickle/joblib files with the unrestricted unpickler (the user opted in)")
     return parser.parse_args(argv)
 
 
@@ -55,7 +57,8 @@ def main(argv: list[str]) -> int:
     try:
         from kfbox.serving.runtimes import build_model
 
-        model = build_model(args.name, args.model_format, args.model_path, args.model_class, args.python_path)
+        model = build_model(args.name, args.model_format, args.model_path, args.model_class, args.python_path,
+                            args.allow_unsafe_pickle)
     except Exception as exc:  # noqa: BLE001 - any failure to load is reported the same way
         print(f"{FAILURE_PREFIX} {type(exc).__name__}: {exc}", flush=True)
         return EXIT_LOAD_FAILED

@@ -4,6 +4,11 @@ Imported only inside a replica process (``kfbox.serving.replica``), never by the
 loading a model runs its code. Upstream ships the sklearn/xgboost/lightgbm servers as
 separate packages that are not installed here; these classes do the same job and are
 served by the upstream ``kserve.ModelServer``.
+
+The model file is opened once, inside its checked folder (``kfbox.storage.confine``: a link
+swapped in since the InferenceService was applied is refused), and that open file is what is
+read. Pickle/joblib files go through the restricted unpickler (``kfbox.serving.unpickle``)
+unless the service opted in to unsafe pickles; xgboost and lightgbm load their native formats.
 """
 
 from __future__ import annotations
@@ -13,12 +18,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from kserve import InferRequest, Model
 from kserve.errors import InvalidInput
 from kserve.utils.utils import get_predict_input, get_predict_response
+
+from kfbox.errors import KfboxError
+from kfbox.serving.unpickle import UnsafePickle, load_model_file
+from kfbox.storage.confine import check_canonical, fd_path, open_inside
 
 MODEL_FILES = {
     "sklearn": (".joblib", ".pkl", ".pickle"),
@@ -42,19 +51,24 @@ def find_model_file(path: Path, model_format: str) -> Path:
 class TabularModel(Model):
     """A model that predicts rows of numbers: V1 ``instances``/``inputs`` or a V2 tensor."""
 
-    def __init__(self, name: str, path: Path, model_format: str) -> None:
+    def __init__(self, name: str, path: Path, model_format: str, allow_unsafe_pickle: bool = False) -> None:
         super().__init__(name)
         self.path = path
         self.model_format = model_format
+        self.allow_unsafe_pickle = allow_unsafe_pickle
         self._predict: Callable[[Any], Any] | None = None
 
     def load(self) -> bool:
+        check_canonical(self.path, str(self.path))
         model_file = find_model_file(self.path, self.model_format)
-        try:
-            self._predict = LOADERS[self.model_format](model_file)
-        except Exception as exc:  # whatever a corrupt file raises, say which file it was
-            raise RuntimeError(f"cannot load {model_file} as a {self.model_format} model "
-                               f"({type(exc).__name__}: {exc})") from exc
+        with open_inside(model_file, self.path, str(self.path)) as handle:
+            try:
+                self._predict = LOADERS[self.model_format](model_file, handle, self.allow_unsafe_pickle)
+            except (UnsafePickle, KfboxError):
+                raise
+            except Exception as exc:  # whatever a corrupt file raises, say which file it was
+                raise RuntimeError(f"cannot load {model_file} as a {self.model_format} model "
+                                   f"({type(exc).__name__}: {exc})") from exc
         self.ready = True
         return True
 
@@ -79,30 +93,22 @@ class TabularModel(Model):
         return get_predict_response(payload, np.asarray(result), self.name)
 
 
-def _load_sklearn(path: Path) -> Callable[[Any], Any]:
-    if path.suffix == ".joblib":
-        import joblib
-
-        model = joblib.load(path)
-    else:
-        import pickle
-
-        with open(path, "rb") as handle:
-            model = pickle.load(handle)  # model files are code: the README says so
+def _load_sklearn(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[[Any], Any]:
+    model = load_model_file(path, handle, allow_unsafe=allow_unsafe)
     if not hasattr(model, "predict"):
         raise TypeError(f"{path} holds a {type(model).__name__}, which has no predict() method.")
     return model.predict
 
 
-def _load_xgboost(path: Path) -> Callable[[Any], Any]:
+def _load_xgboost(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[[Any], Any]:
     xgb = _optional("xgboost")
-    booster = xgb.Booster(model_file=str(path))
+    booster = xgb.Booster(model_file=fd_path(handle, path))  # the checked open file, by its /proc name
     return lambda rows: booster.predict(xgb.DMatrix(rows))
 
 
-def _load_lightgbm(path: Path) -> Callable[[Any], Any]:
+def _load_lightgbm(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[[Any], Any]:
     lgb = _optional("lightgbm")
-    booster = lgb.Booster(model_file=str(path))
+    booster = lgb.Booster(model_file=fd_path(handle, path))
     return booster.predict
 
 
@@ -113,7 +119,7 @@ def _optional(name: str) -> Any:
         raise RuntimeError(f"Model format {name!r} needs the {name} package: pip install {name}") from exc
 
 
-LOADERS: dict[str, Callable[[Path], Callable[[Any], Any]]] = {
+LOADERS: dict[str, Callable[[Path, BinaryIO, bool], Callable[[Any], Any]]] = {
     "sklearn": _load_sklearn, "xgboost": _load_xgboost, "lightgbm": _load_lightgbm,
 }
 
@@ -123,6 +129,7 @@ def custom_model(name: str, model_class: str, python_path: str | None, model_dir
     if python_path:
         sys.path.insert(0, python_path)
     if model_dir is not None:
+        check_canonical(model_dir, str(model_dir))  # a link swapped in since the URI was checked
         os.environ["KFBOX_MODEL_DIR"] = str(model_dir)
     module_name, _, class_name = model_class.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
@@ -134,11 +141,11 @@ def custom_model(name: str, model_class: str, python_path: str | None, model_dir
 
 
 def build_model(name: str, model_format: str, model_path: Path | None, model_class: str | None,
-                python_path: str | None) -> Any:
+                python_path: str | None, allow_unsafe_pickle: bool = False) -> Any:
     if model_format == "custom":
         assert model_class is not None
         return custom_model(name, model_class, python_path, model_path)
     assert model_path is not None
-    model = TabularModel(name, model_path, model_format)
+    model = TabularModel(name, model_path, model_format, allow_unsafe_pickle)
     model.load()
     return model

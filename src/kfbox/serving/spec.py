@@ -4,7 +4,8 @@ The manifest is kept verbatim; :class:`PredictorSpec` is the part that defines a
 Knative's autoscaling annotations are honoured: ``autoscaling.knative.dev/window`` (the idle
 window before scaling down, e.g. ``"2s"``); kfbox's own live under ``serving.kfbox.io/``:
 ``model-class`` (``module:Class``, a ``kserve.Model`` subclass), ``python-path`` (a folder
-to import it from) and ``enable-grpc``.
+to import it from), ``enable-grpc`` and ``allow-unsafe-pickle`` (``"true"``: load pickle/joblib
+files with the unrestricted unpickler; see ``kfbox.serving.unpickle``).
 
 Example::
 
@@ -32,6 +33,7 @@ WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
 CLASS_ANNOTATION = "serving.kfbox.io/model-class"
 PATH_ANNOTATION = "serving.kfbox.io/python-path"
 GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
+UNSAFE_PICKLE_ANNOTATION = "serving.kfbox.io/allow-unsafe-pickle"
 DEFAULT_SCALE_TARGET = 100  # Knative's container-concurrency-target-default
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
@@ -50,6 +52,7 @@ class PredictorSpec:
     scale_metric: str
     scale_window: float | None
     enable_grpc: bool
+    allow_unsafe_pickle: bool = False
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -132,12 +135,15 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     target = _int(predictor.get("scaleTarget", DEFAULT_SCALE_TARGET), "scaleTarget", 1)
     window = annotations.get(WINDOW_ANNOTATION)
     grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes")
+    unsafe = str(annotations.get(UNSAFE_PICKLE_ANNOTATION, "false")).lower()
+    if unsafe not in ("true", "false"):
+        raise InvalidInput(f'Annotation {UNSAFE_PICKLE_ANNOTATION} {unsafe!r} must be "true" or "false".')
     python_path = annotations.get(PATH_ANNOTATION)
     return PredictorSpec(model_format=fmt, storage_uri=storage_uri, model_class=model_class,
                          python_path=str(python_path) if python_path else None, min_replicas=min_replicas,
                          max_replicas=max_replicas, scale_target=target, scale_metric=metric,
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
-                         enable_grpc=grpc)
+                         enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true")
 
 
 def parse_duration(value: Any, what: str) -> float:

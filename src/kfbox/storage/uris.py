@@ -8,6 +8,14 @@ code and must come from a place the user chose on purpose:
     model-registry://MODEL/VER    the version's artifact URI, looked up in the registry, then these rules
     s3://bucket/key               downloaded once into <home>/serving/cache (needs KFBOX_S3_* settings)
 
+Paths are resolved to their real paths (symlinks followed) and must stay inside their root:
+``pvc://`` inside ``<home>/pvc/NAME`` (the claim folder itself inside ``<home>/pvc``), the S3
+cache inside ``<home>/serving/cache``. ``file://`` names a place the user picked on purpose, so
+it may point anywhere the server's user can read, but only by an absolute path without ``..``;
+its links are resolved once, and from then on the model is confined to that real path: a link
+inside a model folder cannot lead out of it, and a link swapped in later is refused when the
+replica opens the file (see :mod:`kfbox.storage.confine`).
+
 Example::
 
     resolver = UriResolver(settings, registry_lookup)
@@ -23,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, NotFound, Unavailable
+from kfbox.storage.confine import resolve_inside
 
 SCHEMES = ("file", "pvc", "model-registry", "s3")
 RegistryLookup = Callable[[str, str | None], str]
@@ -53,7 +62,7 @@ class UriResolver:
             raise InvalidInput(f"Storage URI {uri!r} has an unsupported scheme; use one of "
                                + ", ".join(f"{s}://" for s in SCHEMES) + ".")
         if scheme in ("file", "pvc"):
-            self.local_path(uri)
+            self.real_path(uri)
         return scheme
 
     def localize(self, uri: str, _hops: int = 0) -> Path:
@@ -64,7 +73,7 @@ class UriResolver:
             return self.localize(self._from_registry(uri), _hops + 1)
         if scheme == "s3":
             return self._from_s3(uri)
-        path = self.local_path(uri)
+        path = self.real_path(uri)
         if not path.exists():
             raise NotFound(f"Nothing at {path} (from storage URI {uri!r}). Check the path, or copy the model there.")
         return path
@@ -86,6 +95,15 @@ class UriResolver:
             return safe_join(self.settings.pvc_dir / name, unquote(parts.path).lstrip("/"))
         raise InvalidInput(f"Storage URI {uri!r} is not a local path (file:// or pvc://).")
 
+    def real_path(self, uri: str) -> Path:
+        """The real path (links resolved) of a file:// or pvc:// URI; a pvc:// one must stay in its claim folder."""
+        path = self.local_path(uri)
+        if urlsplit(uri).scheme == "pvc":
+            claim = self.settings.pvc_dir / urlsplit(uri).netloc
+            resolve_inside(claim, self.settings.pvc_dir, uri)
+            return resolve_inside(path, claim, uri)
+        return resolve_inside(path, Path("/"), uri)
+
     def _from_registry(self, uri: str) -> str:
         parts = urlsplit(uri)
         path = unquote(parts.path).strip("/")
@@ -104,9 +122,10 @@ class UriResolver:
                                "and KFBOX_S3_SECRET_KEY.")
         parts = urlsplit(uri)
         bucket, prefix = parts.netloc, unquote(parts.path).lstrip("/")
-        target = settings.serving_dir / "cache" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        cache = settings.serving_dir / "cache"
+        target = cache / hashlib.sha256(uri.encode()).hexdigest()[:16]
         if target.exists():
-            return _single_file_or_dir(target)
+            return resolve_inside(_single_file_or_dir(target), cache, uri)
         import boto3  # only when S3 is used: it is slow to import
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -127,7 +146,7 @@ class UriResolver:
         except (BotoCoreError, ClientError) as exc:
             raise Unavailable(f"Cannot download {uri!r} from {settings.s3_endpoint}: {exc}") from exc
         staging.rename(target)
-        return _single_file_or_dir(target)
+        return resolve_inside(_single_file_or_dir(target), cache, uri)
 
 
 def _single_file_or_dir(folder: Path) -> Path:

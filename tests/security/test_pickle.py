@@ -1,0 +1,152 @@
+"""Model files are code: a pickle's ``__reduce__`` must not run when kfbox serves it, unless opted in.
+
+Through a real server and real replicas: a ``.pkl`` and a ``.joblib`` whose ``__reduce__`` writes
+a marker file are refused (the marker never appears, the service says why and how to opt in);
+the annotation ``serving.kfbox.io/allow-unsafe-pickle: "true"`` and the server-wide
+``KFBOX_ALLOW_UNSAFE_PICKLE=1`` load them; real scikit-learn models still serve by default.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+from kfbox.serving.unpickle import UnsafePickle, load_model_file
+from tests.serving.helpers import ROWS, apply, manifest, ready, status, v1, wait_for, wait_ready
+from tests.support import ServerProcess
+
+OPT_IN = {"serving.kfbox.io/allow-unsafe-pickle": "true"}
+
+
+class Booby:
+    """Unpickles into a working iris model, after writing a marker file: code run at load time."""
+
+    def __init__(self, marker: Path, model: Any) -> None:
+        self.marker, self.model = marker, model
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        payload = pickle.dumps(self.model)
+        code = f"[open({str(self.marker)!r}, 'w').write('pwned'), __import__('pickle').loads({payload!r})][1]"
+        return (eval, (code,))
+
+
+def iris_model(kind: str = "knn") -> Any:
+    features, labels = load_iris(return_X_y=True)
+    model = KNeighborsClassifier() if kind == "knn" else make_pipeline(StandardScaler(), KNeighborsClassifier(3))
+    return model.fit(features, labels)
+
+
+def dump(model: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".joblib":
+        joblib.dump(model, path)
+    else:
+        path.write_bytes(pickle.dumps(model))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def server(home: Path) -> Iterator[ServerProcess]:
+    proc = ServerProcess.start(home)
+    yield proc
+    proc.stop()
+
+
+def wait_failure(server: ServerProcess, name: str, marker: Path) -> str:
+    with server.client() as client:
+        def failed() -> str | None:
+            assert not marker.exists(), "the model file's code ran"
+            condition = ready(status(client, name))
+            return condition.get("message") if condition.get("reason") == "ModelLoadFailed" else None
+        return wait_for(failed, 90, f"{name} to fail loading")
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".joblib"])
+def test_code_in_a_model_file_does_not_run(server: ServerProcess, home: Path, suffix: str) -> None:
+    marker = home / f"marker{suffix}"
+    name = f"booby{suffix[1:]}"
+    dump(Booby(marker, iris_model()), home / "pvc" / "models" / name / f"model{suffix}")
+    with server.client() as client:
+        apply(client, manifest(name, f"pvc://models/{name}"))
+    message = wait_failure(server, name, marker)
+    assert "builtins.eval" in message, message
+    assert 'serving.kfbox.io/allow-unsafe-pickle: "true"' in message and "KFBOX_ALLOW_UNSAFE_PICKLE=1" in message
+    assert not marker.exists()
+    with server.client() as client:
+        assert v1(client, name).status_code >= 500
+    assert not marker.exists()
+
+
+def test_annotation_opts_in_to_unsafe_pickle(server: ServerProcess, home: Path) -> None:
+    marker = home / "marker-opted-in"
+    model = iris_model()
+    dump(Booby(marker, model), home / "pvc" / "models" / "trusted" / "model.pkl")
+    with server.client() as client:
+        apply(client, manifest("trusted", "pvc://models/trusted", annotations=OPT_IN))
+        wait_ready(client, "trusted")
+        reply = v1(client, "trusted")
+    assert reply.json()["predictions"] == model.predict(np.array(ROWS)).tolist()
+    assert marker.read_text() == "pwned"  # it is the user's call, and it did run
+
+
+@pytest.mark.parametrize("kind,suffix", [("knn", ".joblib"), ("pipeline", ".joblib"), ("pipeline", ".pkl")])
+def test_real_sklearn_models_serve_by_default(server: ServerProcess, home: Path, kind: str, suffix: str) -> None:
+    name = f"{kind}-{suffix[1:]}"
+    model = iris_model(kind)
+    dump(model, home / "pvc" / "models" / name / f"model{suffix}")
+    with server.client() as client:
+        apply(client, manifest(name, f"pvc://models/{name}"))
+        wait_ready(client, name)
+        reply = v1(client, name)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["predictions"] == model.predict(np.array(ROWS)).tolist()
+
+
+def test_server_wide_opt_in(tmp_path: Path) -> None:
+    marker = tmp_path / "marker-env"
+    model = iris_model()
+    dump(Booby(marker, model), tmp_path / "home" / "pvc" / "models" / "env" / "model.joblib")
+    server = ServerProcess.start(tmp_path / "home", extra_env={"KFBOX_ALLOW_UNSAFE_PICKLE": "1"})
+    try:
+        with server.client() as client:
+            apply(client, manifest("env", "pvc://models/env"))
+            wait_ready(client, "env")
+            assert v1(client, "env").json()["predictions"] == model.predict(np.array(ROWS)).tolist()
+        assert marker.exists()
+    finally:
+        server.stop()
+
+
+def test_nested_and_foreign_globals_are_refused(tmp_path: Path) -> None:
+    """Object arrays inside a joblib file and classes outside the allowlist go through the same check."""
+    import os
+
+    import pandas as pd
+
+    cases = {"object-array.joblib": np.array([{"a": 1}, os.system], dtype=object),
+             "frame.pkl": pd.DataFrame({"a": [1]}),
+             "compressed.joblib": [Booby(tmp_path / "m", None)]}
+    for file, value in cases.items():
+        path = tmp_path / file
+        joblib.dump(value, path, compress=3 if "compressed" in file else 0) if path.suffix == ".joblib" else \
+            path.write_bytes(pickle.dumps(value))
+        with pytest.raises(UnsafePickle, match="allow-unsafe-pickle"):
+            load_model_file(path)
+    assert not (tmp_path / "m").exists()
+    safe = make_pipeline(FunctionTransformer(np.log1p), StandardScaler()).fit(np.ones((3, 2)))
+    joblib.dump(safe, tmp_path / "ufunc.joblib")
+    assert load_model_file(tmp_path / "ufunc.joblib").transform(np.ones((1, 2))).shape == (1, 2)
