@@ -30,6 +30,7 @@ def up(
     db: Annotated[str | None, typer.Option("--db", help="Metadata database URL: sqlite:///..., postgresql://..., mysql://...", show_default="sqlite in the home")] = None,
     token: Annotated[str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API call. Env: KFBOX_TOKEN.", show_default=False)] = None,
     containers: Annotated[str | None, typer.Option("--containers", help="How container components run: auto (docker or podman when its engine answers), docker, podman, host (the command on this machine, image unused). Env: KFBOX_CONTAINER_RUNTIME.", show_default="auto")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option("--allowed-host", help="Another name clients reach the server by (repeatable; *.domain for a whole domain). Loopback, IP addresses and *.<ingress domain> are always accepted; other Host headers get 400 (DNS-rebinding defence). Env: KFBOX_ALLOWED_HOSTS (comma-separated).", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; logs go to HOME/logs/server.log.")] = False,
 ) -> None:
     """Start the platform: KFP API, Model Registry, serving gateway, dashboard and /metrics on one port.
@@ -37,7 +38,8 @@ def up(
     Runs in the foreground until Ctrl-C (in-flight requests finish first), or with
     --detach in the background; stop it with `kfbox down`.
     """
-    settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers)
+    settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers,
+                             allowed_hosts=",".join(allowed_host) if allowed_host else None)
     if detach:
         start_detached(settings)
         return
@@ -62,6 +64,7 @@ def start_detached(settings: Settings) -> None:
     env = dict(os.environ)
     if settings.token:
         env["KFBOX_TOKEN"] = settings.token  # not on the command line, where `ps` would show it
+    env["KFBOX_ALLOWED_HOSTS"] = settings.allowed_hosts
     with open(log_path, "ab") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, env=env)
