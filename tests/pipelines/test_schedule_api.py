@@ -3,17 +3,19 @@ schedule really starts runs that really run; enable/disable/delete and bad input
 
 from __future__ import annotations
 
+import datetime
 import json
-import os
-import subprocess
-import sys
 import time
+from pathlib import Path
 
 import httpx
 import kfp_server_api
 import pytest
 from kfp import Client, compiler
+from typer.testing import CliRunner, Result
 
+from kfbox.cli import main
+from kfbox.errors import InvalidInput, NotFound
 from tests.pipelines.conftest import wait_run
 from tests.pipelines.ticker_pipeline import ticker
 from tests.support import ServerProcess
@@ -113,29 +115,62 @@ def test_unknown_recurring_run_is_404_in_kfp_shape(server: ServerProcess) -> Non
 
 
 def test_cli_create_list_get_enable_disable_delete(server: ServerProcess, package: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")} | {"KFBOX_URL": server.url,
-                                                                                 "COLUMNS": "200"}
+    runner = CliRunner()  # in-process: the same command objects, without an interpreter start per call
 
-    def kfbox(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kfbox", "schedules", *args], capture_output=True, text=True,
-                              env=env, timeout=60)
+    def kfbox(*args: str) -> Result:
+        return runner.invoke(main.app, ["schedules", *args, "--url", server.url], env={"COLUMNS": "200"})
 
     made = kfbox("create", package, "--every", "1h30m", "--name", "cli-hourly", "-p", "text=hi", "--disabled",
                  "-o", "json")
-    assert made.returncode == 0, made.stderr
-    body = json.loads(made.stdout)
+    assert made.exit_code == 0, made.output
+    body = json.loads(made.output)
     sid = body["recurring_run_id"]
     assert body["trigger"]["periodic_schedule"]["interval_second"] == "5400" and body["status"] == "DISABLED"
     assert body["runtime_config"]["parameters"] == {"text": "hi"} and body["no_catchup"] is True
-    assert "cli-hourly" in kfbox("list").stdout
-    assert kfbox("enable", sid).returncode == 0
-    shown = kfbox("get", sid)
-    assert "ENABLED" in shown.stdout and "every 5400s" in shown.stdout
-    assert kfbox("disable", sid).returncode == 0
-    assert kfbox("delete", sid).returncode == 0
+    assert "cli-hourly" in kfbox("list").output
+    assert kfbox("enable", sid).exit_code == 0
+    shown = kfbox("get", sid).output
+    assert "ENABLED" in shown and "every 5400s" in shown
+    assert kfbox("disable", sid).exit_code == 0
+    assert kfbox("delete", sid).exit_code == 0
     gone = kfbox("get", sid)
-    assert gone.returncode == 1 and "does not exist" in gone.stderr
+    assert isinstance(gone.exception, NotFound) and "does not exist" in str(gone.exception)
     bad = kfbox("create", package, "--cron", "*/5 * * * *")
-    assert bad.returncode == 1 and "seconds first" in bad.stderr
+    assert isinstance(bad.exception, InvalidInput) and "seconds first" in str(bad.exception)
     both = kfbox("create", package, "--every", "5m", "--cron", "0 * * * * *")
-    assert both.returncode == 1 and "exactly one trigger" in both.stderr
+    assert isinstance(both.exception, InvalidInput) and "exactly one trigger" in str(both.exception)
+
+
+def run_ticks(server: ServerProcess, recurring_run_id: str) -> list[datetime.datetime]:
+    """When each run of the schedule was due (its name ends with the tick, as KFP's carry an index)."""
+    names = [httpx.get(f"{server.url}/apis/v2beta1/runs/{r}", timeout=10).json()["display_name"]
+             for r in run_ids(server, recurring_run_id)]
+    return [datetime.datetime.fromisoformat(n.rsplit(" ", 1)[1].replace("Z", "+00:00")) for n in names]
+
+
+def test_ticks_missed_while_the_server_is_down_are_not_back_filled(tmp_path: Path, package: str) -> None:
+    home = tmp_path / "home"
+    first = ServerProcess.start(home)
+    try:
+        client = Client(host=f"{first.url}/pipeline")
+        created = client.create_recurring_run(client.create_experiment("restart").experiment_id, "restart-every-1s",
+                                              interval_second=1, max_concurrency=10, pipeline_package_path=package)
+        sid = created.recurring_run_id
+        wait_for_runs(first, sid, 1)
+    finally:
+        first.stop()
+    stopped_at = datetime.datetime.now(datetime.UTC)
+    time.sleep(4)  # four ticks go by with no server
+    restarting_at = datetime.datetime.now(datetime.UTC)
+    second = ServerProcess.start(home)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(t >= restarting_at for t in run_ticks(second, sid)):
+            assert time.monotonic() < deadline, "the schedule started nothing after the restart"
+            time.sleep(0.2)
+        ticks = run_ticks(second, sid)
+        # catch-up would have started runs for the ticks while down; without it the first one is "now"
+        assert not [t for t in ticks if stopped_at < t < restarting_at], (ticks, stopped_at, restarting_at)
+        assert Client(host=f"{second.url}/pipeline").get_recurring_run(sid).status == "ENABLED"
+    finally:
+        second.stop()
