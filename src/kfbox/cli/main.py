@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from kfbox import __version__
-from kfbox.cli import cluster, context, example, loadtest, models, runs, schedules, secrets, serve, server
+from kfbox.cli import cluster, context, example, kubeconfig, loadtest, models, promote, runs, schedules, secrets, serve, server
 from kfbox.cli.output import err_console
 from kfbox.errors import KfboxError
 
@@ -44,7 +44,7 @@ app.command()(server.down)
 app.command()(server.status)
 
 
-for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster, context):
+for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster, context, kubeconfig, promote):
     noun.register(app)
 
 
