@@ -1,6 +1,7 @@
 """Stand-ins for a Kubeflow cluster (there is no Kubernetes here): a second kfbox server behind
-our loopback Dex/oauth2-proxy gateway (tests/cluster/dexgateway.py). Session-scoped: the remote
-and promotion tests share them.
+our loopback Dex/oauth2-proxy gateway (tests/cluster/dexgateway.py), and an S3-compatible
+server on loopback (moto's) as the cluster's SeaweedFS. Session-scoped: the remote and
+promotion tests share them.
 """
 
 from __future__ import annotations
@@ -12,11 +13,26 @@ import pytest
 from tests.cluster.dexgateway import Gateway, running_gateway
 from tests.support import ServerProcess
 
+S3_KEYS = {"access": "AKIAKFBOXTEST", "secret": "kfbox-test-secret"}
+
 
 @pytest.fixture(scope="session")
-def cluster_kfbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """The kfbox server that stands in for the cluster's Model Registry, KFP and KServe APIs."""
-    proc = ServerProcess.start(tmp_path_factory.mktemp("cluster-home"))
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster_kfbox(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[ServerProcess]:
+    """The kfbox server standing in for the cluster's Model Registry, KFP and KServe APIs (reads s3:// from moto)."""
+    env = {"KFBOX_S3_ENDPOINT": s3_endpoint, "KFBOX_S3_ACCESS_KEY": S3_KEYS["access"],
+           "KFBOX_S3_SECRET_KEY": S3_KEYS["secret"]}
+    proc = ServerProcess.start(tmp_path_factory.mktemp("cluster-home"), extra_env=env)
     yield proc
     proc.stop()
 
