@@ -9,7 +9,20 @@ import typer
 from rich.markup import escape
 
 from kfbox import __version__
-from kfbox.cli import cluster, context, example, kubeconfig, loadtest, models, promote, runs, schedules, secrets, serve, server
+from kfbox.cli import (
+    cluster,
+    context,
+    example,
+    kubeconfig,
+    loadtest,
+    models,
+    promote,
+    runs,
+    schedules,
+    secrets,
+    serve,
+    server,
+)
 from kfbox.cli.output import err_console
 from kfbox.errors import KfboxError
 
