@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
 from kfbox.db import Base, Database
 from kfbox.errors import InvalidInput, KfboxError, NotFound
@@ -237,9 +237,10 @@ class ScheduleStore:
             return row
 
     def enabled(self) -> list[RecurringRun]:
+        """Enabled schedules without their pipeline specs (read every second; the spec only when firing)."""
         with self.db.read() as s:
-            return list(s.scalars(select(RecurringRun).where(RecurringRun.enabled.is_(True))
-                                  .order_by(RecurringRun.created_ms)))
+            return list(s.scalars(select(RecurringRun).options(defer(RecurringRun.pipeline_spec))
+                                  .where(RecurringRun.enabled.is_(True)).order_by(RecurringRun.created_ms)))
 
     def active_runs(self, recurring_run_id: str) -> int:
         with self.db.read() as s:
@@ -341,7 +342,7 @@ class Scheduler:
 
     def _submit(self, row: RecurringRun, tick_ms: int) -> tuple[str | None, str | None]:
         try:
-            run_id = self.submit(run_body(row, tick_ms))
+            run_id = self.submit(run_body(self.store.get(row.id), tick_ms))
         except KfboxError as exc:
             log.warning("recurring run %s (%s): the run for %s was not created: %s", row.id, row.display_name,
                         iso(tick_ms), exc.message)

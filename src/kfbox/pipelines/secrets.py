@@ -149,8 +149,7 @@ class SecretStore:
 
     @classmethod
     def from_settings(cls, db: Database, settings: Settings) -> SecretStore:
-        configured = getattr(settings, "secret_key", None)
-        return cls(db, lambda: load_key(settings.home, configured))
+        return cls(db, lambda: load_key(settings.home, settings.secret_key))
 
     def __repr__(self) -> str:
         return f"SecretStore(db={self.db.safe_url!r}, key=<hidden>)"
