@@ -33,3 +33,68 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# --- Kubeflow on Kind: the original project's target names, each a kfbox command -------------
+# `make build-kubeflow` = `kfbox cluster up` (Kubeflow 26.03, upstream CI's order and waits,
+# server-side apply everywhere, retries; a re-run resumes). See: kfbox cluster --help
+KFBOX ?= $(BIN)/kfbox
+CLUSTER ?= kubeflow
+COMPONENTS ?= pipelines,kserve,model-registry
+UP = $(KFBOX) cluster up --name $(CLUSTER)
+
+.PHONY: cluster-doctor cluster build-kubeflow kserve-server-side-forcing kubeflow-metallb expose-kubeflow \
+	expose_kubeflow prometheus prometheus-expose grafana grafana-expose grafana-admin-password model-registry \
+	model-registry-expose expose_model-registry minio-expose minio-access-secrets cluster-status cluster-down
+
+cluster-doctor: install
+	$(KFBOX) cluster doctor
+
+cluster: install
+	$(UP) --components $(COMPONENTS) --until cluster
+
+build-kubeflow: install
+	$(UP) --components $(COMPONENTS)
+
+# SSA for every apply is built in (kserve#3487); this re-applies KServe on demand
+kserve-server-side-forcing: install
+	$(UP) --components $(COMPONENTS) --redo kserve
+
+kubeflow-metallb: install
+	@echo "kfbox installs no MetalLB: Kubeflow keeps istio-ingressgateway a ClusterIP on purpose (secure cookies"
+	@echo "need localhost or HTTPS), so the gateway is reached by a port-forward on 127.0.0.1:"
+	$(KFBOX) cluster expose dashboard --name $(CLUSTER)
+
+expose-kubeflow expose_kubeflow: install
+	$(KFBOX) cluster expose dashboard --name $(CLUSTER)
+
+# kube-prometheus-stack brings both (the standalone grafana chart is deprecated)
+prometheus grafana: install
+	$(UP) --components $(COMPONENTS),monitoring
+
+prometheus-expose: install
+	$(KFBOX) cluster expose prometheus --name $(CLUSTER)
+
+grafana-expose: install
+	$(KFBOX) cluster expose grafana --name $(CLUSTER)
+
+grafana-admin-password: install
+	$(KFBOX) cluster creds grafana --name $(CLUSTER)
+
+model-registry: install
+	$(UP) --components $(COMPONENTS),model-registry
+
+model-registry-expose expose_model-registry: install
+	$(KFBOX) cluster expose registry --name $(CLUSTER)
+
+# MinIO is SeaweedFS since Kubeflow 1.11 (same secret name, S3 on port 8333)
+minio-expose: install
+	$(KFBOX) cluster expose s3 --name $(CLUSTER)
+
+minio-access-secrets: install
+	$(KFBOX) cluster creds s3 --name $(CLUSTER)
+
+cluster-status: install
+	$(KFBOX) cluster status --name $(CLUSTER)
+
+cluster-down: install
+	$(KFBOX) cluster down --name $(CLUSTER)

@@ -32,7 +32,7 @@ from kfbox.cluster.runner import Command, SubprocessRunner
 from kfbox.cluster.state import InstallState, cluster_dir
 from kfbox.cluster.steps import Action, Step
 from kfbox.config import default_home
-from kfbox.errors import Unavailable
+from kfbox.errors import InvalidInput, Unavailable
 
 cluster_app = typer.Typer(help="Install Kubeflow on Kind (doctor, up, status, expose, creds, down).",
                           no_args_is_help=True)
@@ -117,8 +117,6 @@ def _dex_password(password: str | None, dry_run: bool) -> str | None:
                           "Set one with --password or KFBOX_DEX_PASSWORD.", highlight=False)
         return None
     if len(password) < dex.MIN_LENGTH:
-        from kfbox.errors import InvalidInput
-
         raise InvalidInput(f"The Dex password must have at least {dex.MIN_LENGTH} characters.")
     return password
 
@@ -132,6 +130,7 @@ def up(
     workers: Annotated[int, typer.Option("--workers", min=0, max=8, help="Kind worker nodes.")] = 2,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print every command in order, with its wait points; run nothing.")] = False,
     redo: Annotated[list[str] | None, typer.Option("--redo", help="Run this step again even if it finished (repeatable).", show_default=False)] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this step (e.g. cluster: only the kind cluster).", show_default=False)] = None,
     home: HomeOption = None,
 ) -> None:
     """Install Kubeflow on Kind: upstream CI's order and waits, server-side apply, retries; re-runs resume."""
@@ -144,6 +143,12 @@ def up(
                        renderer=("kubectl", "kustomize") if dry_run else _renderer(runner),
                        dex_password_hash=dex.hash_password(secret) if secret else None)
     steps = build_plan(opts)
+    names = [step.name for step in steps]
+    for step_name in [*(redo or ()), *([until] if until else [])]:
+        if step_name not in names:
+            raise InvalidInput(f"No step {step_name!r} in this plan. Steps: {', '.join(names)}")
+    if until:
+        steps = steps[:names.index(until) + 1]
     state = InstallState.load(home, name)
     if dry_run:
         console.print(plan_text(steps, state), highlight=False, markup=False, soft_wrap=True)
@@ -232,8 +237,6 @@ def creds(
         pairs = [("token", access.create_token(runner, context)),
                  ("use", "Authorization: Bearer <token> at http://localhost:8080 (valid 24h)")]
     else:
-        from kfbox.errors import InvalidInput
-
         raise InvalidInput(f"Unknown service {service!r} for creds. Choose from: dex, s3, grafana, token")
     if output is Output.json:
         print_json(dict(pairs))
