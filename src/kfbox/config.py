@@ -64,6 +64,8 @@ class Settings:
     otherwise only per service, by annotation serving.kfbox.io/allow-unsafe-pickle."""
     pipelines_fork_tasks: bool = True
     """Start lightweight tasks by forking a warm interpreter (kfbox.pipelines.forkserver)."""
+    task_concurrency: int = 0
+    """Executor tasks one run runs at once (KFBOX_TASK_CONCURRENCY); 0: the machine's cores."""
     """Keep one replica process with kserve imported, waiting, to cut cold starts."""
 
     allowed_hosts: str = ""

@@ -36,7 +36,7 @@ def wait_run(server: ServerProcess, run_id: str, timeout: float = 120, states: t
 
 
 def tasks_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {t["pod_name"]: t for t in body["run_details"]["task_details"]}
+    return {t["path"]: t for t in body["run_details"]["task_details"] if t["path"]}
 
 
 def task_pid(server: ServerProcess, run_id: str, task: str, timeout: float = 60) -> int:

@@ -27,9 +27,11 @@ def test_acceptance_pipeline_runs_with_control_flow_artifacts_and_registry(serve
     assert "say" not in names  # the Else branch did not run: 1+4+9+16 > 5
 
     body = wait_run(server, result.run_id)
-    tasks = tasks_by_path(body)
-    assert tasks["add-all"]["parameters"] == {"Output": 30}
-    assert all(t["state"] == "SUCCEEDED" for t in tasks.values())
+    tasks = tasks_by_path(body)  # paths follow the IR's nesting: the exit handler's DAG, its condition DAGs
+    assert tasks["exit-handler-1/add-all"]["parameters"] == {"Output": 30}
+    assert {t["state"] for t in tasks.values() if t["kind"] != "dag"} == {"SUCCEEDED"}
+    skipped = [t for t in tasks.values() if t["state"] == "SKIPPED"]
+    assert [t["kind"] for t in skipped] == ["dag"] and "is false" in skipped[0]["skip_reason"]  # the Else branch
     train = next(t for t in body["run_details"]["task_details"] if t["display_name"] == "train")
     assert set(train["outputs"]) == {"model", "metrics", "confusion"}
     metrics_id = train["outputs"]["metrics"]["artifact_ids"][0]
@@ -42,7 +44,7 @@ def test_acceptance_pipeline_runs_with_control_flow_artifacts_and_registry(serve
     assert model_path.is_relative_to(server.home / "artifacts" / result.run_id)
     assert model_path.read_text() == "model trained on 8 rows, scale 30"
     report = next(t for t in body["run_details"]["task_details"] if t["display_name"] == "report")
-    assert report["parameters"] == {"Output": "SUCCEEDED"}
+    assert report["parameters"] == {"Output": "COMPLETE"}  # PipelineTaskFinalStatus.state, as the KFP backend says
 
     registry = ModelRegistry("http://127.0.0.1", server.port, author="test", is_secure=False)
     artifact = registry.get_model_artifact("acceptance-model", "v1")
@@ -57,7 +59,8 @@ def test_failing_component_fails_the_run_with_its_exception(server: ServerProces
     assert run.state == "FAILED"
     assert "ValueError: boom: kaput" in run.error.message
     tasks = {t.display_name: t for t in run.run_details.task_details}
-    assert tasks["explode"].state == "FAILED" and "say" not in tasks
+    assert tasks["explode"].state == "FAILED" and "ValueError: boom: kaput" in tasks["explode"].error.message
+    assert tasks["say"].state == "SKIPPED"  # its upstream failed: recorded, never started
     log = httpx.get(f"{server.url}/pipeline/apis/v2beta1/runs/{result.run_id}/tasks/explode/logs").text
     assert "Traceback" in log and "ValueError: boom: kaput" in log
     assert server.healthy()

@@ -13,8 +13,10 @@ standard lightweight shape are forked; anything else starts as a plain subproces
 server lives in the worker's process group, so cancelling a run kills it and its tasks.
 
 Protocol, one connection per task on an abstract Unix socket: the worker sends one
-length-prefixed JSON request; the task process answers its exit code (4 bytes) when done.
-A task that dies before answering reads as exit code 1.
+length-prefixed JSON request; the server answers the task's pid (4 bytes, so the worker can
+kill it on timeout), the task process its exit code (4 bytes) when done. A task that dies
+before answering reads as killed. Every process here has a parent-death signal: the task
+server dies with its worker, a task with the task server.
 """
 
 from __future__ import annotations
@@ -118,22 +120,40 @@ class TaskForker:
     def __init__(self) -> None:
         self.address = f"\0kfbox-tasks-{uuid.uuid4().hex}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kfbox.pipelines.forkserver", self.address.lstrip("\0")],
+            [sys.executable, "-m", "kfbox.pipelines.forkserver", self.address.lstrip("\0"), str(os.getpid())],
             stdin=subprocess.DEVNULL)
 
     def run(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str]) -> int | None:
         """The task's exit code, or None when the command is not one this server can fork."""
+        started = self.start(command, env, log_path, packages, Path(os.getcwd()))
+        if started is None:
+            return None
+        _pid, conn = started
+        with conn:
+            answer = _read_exactly(conn, _CODE.size)
+        return _CODE.unpack(answer)[0] if answer else 1
+
+    def start(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str],
+              workdir: Path) -> tuple[int, socket.socket] | None:
+        """Fork the task: ``(pid, connection)`` whose next 4 bytes are its exit code; None when not forkable.
+
+        The component's source goes to ``workdir`` (the task's folder), not to a temporary folder.
+        """
         parsed = lightweight_arguments(command)
         if parsed is None or self.process.poll() is not None:
             return None
         source, arguments = parsed
         request = {"source": source, "arguments": arguments, "env": dict(env), "log": str(log_path),
-                   "cwd": os.getcwd(), "preload": modules_to_preload(source, packages)}
-        with self._connect() as conn:
-            payload = json.dumps(request).encode()
-            conn.sendall(_LENGTH.pack(len(payload)) + payload)
-            answer = _read_exactly(conn, _CODE.size)
-        return _CODE.unpack(answer)[0] if answer else 1
+                   "cwd": str(workdir), "program_dir": str(workdir),
+                   "preload": modules_to_preload(source, packages)}
+        conn = self._connect()
+        payload = json.dumps(request).encode()
+        conn.sendall(_LENGTH.pack(len(payload)) + payload)
+        pid = _read_exactly(conn, _CODE.size)
+        if not pid:
+            conn.close()
+            return None
+        return _CODE.unpack(pid)[0], conn
 
     def _connect(self) -> socket.socket:
         deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
@@ -167,10 +187,13 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
     return data
 
 
-def serve(address: str) -> None:
+def serve(address: str, worker: int | None = None) -> None:
     """The task server's loop: accept, import what is asked, fork, repeat until the worker goes."""
-    importlib.import_module(EXECUTOR)
+    _die_with_parent()
     parent = os.getppid()
+    if worker is not None and parent != worker:  # the worker died before the signal was armed
+        return
+    importlib.import_module(EXECUTOR)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked tasks are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind("\0" + address)
@@ -191,10 +214,20 @@ def serve(address: str) -> None:
         for module in request["preload"]:
             with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
                 importlib.import_module(module)
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
             listener.close()
             _run_task(conn, request)
+        with contextlib.suppress(OSError):
+            conn.sendall(_CODE.pack(pid))
         conn.close()
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _normal_priority() -> None:
@@ -208,6 +241,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        _die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -218,7 +252,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["_KFP_RUNTIME"] = "true"
-        program = Path(tempfile.mkdtemp()) / "ephemeral_component.py"
+        program = Path(request.get("program_dir") or tempfile.mkdtemp()) / "ephemeral_component.py"
         program.write_text(request["source"])
         sys.argv = [EXECUTOR, "--component_module_path", str(program), *request["arguments"]]
         code = _run_executor()
@@ -249,4 +283,4 @@ def _run_executor() -> int:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -17,6 +17,7 @@ from kfbox.errors import InvalidInput, NotFound
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.catalog import Catalog, new_id, now_ms
 from kfbox.pipelines.listing import Fields, Listing
+from kfbox.pipelines.orchestrator import ir
 from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
 
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
@@ -62,6 +63,10 @@ class RunStore:
             if experiment.storage_state == "ARCHIVED":
                 raise InvalidInput(f"Experiment {experiment.display_name!r} is archived; unarchive it "
                                    "or pick another experiment.")
+            refused = ir.check(ir.Pipeline(specs.pipeline_part(spec)))
+            if refused:
+                raise InvalidInput("kfbox's engine cannot run this pipeline: " + "; ".join(refused) + ". Run it on "
+                                   "a Kubeflow cluster with: kfbox run FILE --host URL")
             problems = specs.unsupported_features(spec)
             created = now_ms()
             run = Run(id=new_id(), experiment_id=experiment.id, display_name=name, pipeline_spec=spec,
@@ -193,19 +198,28 @@ class RunStore:
         kind = event.get("event")
         with self.db.write() as s:
             if kind == "task_started":
+                if s.get(Task, event["task_id"]) is not None:  # replayed after a restart
+                    return
                 s.add(Task(id=event["task_id"], run_id=run_id, parent_id=event.get("parent_id"),
                            name=event["name"], path=event["path"], kind=event.get("kind", "container"),
                            state="RUNNING", cache_hit=False, parameters={}, log_path=event.get("log"),
-                           created_ms=event["ms"], started_ms=event["ms"]))
+                           created_ms=event["ms"], started_ms=event["ms"],
+                           details={"inputs": event.get("inputs") or {},
+                                    "state_history": [{"ms": event["ms"], "state": "RUNNING"}]}))
             elif kind == "task_finished":
                 task = s.get(Task, event["task_id"])
-                if task is None:
+                if task is None or task.state in FINAL:
                     return
                 task.state = event["state"]
                 task.finished_ms = event["ms"]
                 task.error = event.get("error")
                 task.cache_hit = bool(event.get("cache_hit"))
                 task.parameters = event.get("parameters") or {}
+                details = dict(task.details or {})
+                details.update(event.get("detail") or {})
+                details["state_history"] = [*details.get("state_history", []),
+                                            {"ms": event["ms"], "state": event["state"], "error": event.get("error")}]
+                task.details = details
                 for art in event.get("artifacts") or []:
                     s.add(Artifact(run_id=run_id, task_id=task.id, direction="output", key=art["key"],
                                    name=art.get("name") or art["key"], uri=art.get("uri") or "",

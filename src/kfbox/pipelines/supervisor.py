@@ -17,6 +17,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -162,7 +163,10 @@ class Supervisor:
                "artifacts_root": str(self.settings.artifacts_dir), "cache_root": str(self.settings.home / "cache"),
                "pvc_root": str(self.settings.pvc_dir), "venvs_dir": str(self.settings.venvs_dir),
                "fork_tasks": self.settings.pipelines_fork_tasks,
-               "logs_dir": str(run_dir / "tasks")}
+               "logs_dir": str(run_dir / "tasks"), "display_name": run.display_name,
+               "created_at": _utc(run.created_ms), "scheduled_at": _utc(run.scheduled_ms or run.created_ms),
+               "pipeline_root": run.pipeline_root or None,
+               "task_concurrency": self.settings.task_concurrency or os.cpu_count() or 1}
         (run_dir / "job.json").write_text(json.dumps(job))
         (run_dir / "events.jsonl").touch()
         if not self.store.mark_started(run.id, 0):
@@ -209,6 +213,10 @@ class Supervisor:
         os.replace(tmp, folder / "go")
         child.log_path = run_dir / "worker.log"
         return child
+
+def _utc(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
 
 def _is_worker(pid: int, run_dir: Path) -> bool:
     """Whether ``pid`` is still this run's worker (and not a recycled pid): a worker working in ``run_dir``."""

@@ -98,6 +98,8 @@ class Task(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     started_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # inputs, state_history, pod name, attempts, warnings (ignored resource settings), skip reason
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Artifact(Base):

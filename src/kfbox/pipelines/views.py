@@ -68,23 +68,38 @@ def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | N
         outputs: dict[str, list[Artifact]] = {}
         for art in artifacts or []:
             outputs.setdefault(art.task_id, []).append(art)
-        body["run_details"] = {"task_details": [task(t, outputs.get(t.id, []), tasks) for t in tasks]}
+        by_uri = {art.uri: str(art.id) for art in artifacts or []}
+        body["run_details"] = {"task_details": [task(t, outputs.get(t.id, []), tasks, by_uri) for t in tasks]}
     return body
 
 
-def task(row: Task, artifacts: list[Artifact], siblings: list[Task]) -> dict[str, Any]:
-    children = [{"task_id": t.id} for t in siblings if t.parent_id == row.id]
+def task(row: Task, artifacts: list[Artifact], siblings: list[Task],
+         by_uri: dict[str, str] | None = None) -> dict[str, Any]:
+    """A V2beta1PipelineTaskDetail; ``pod_name`` is the task's path, unique within the run."""
+    children = [{"task_id": t.id, "pod_name": t.path} for t in siblings if t.parent_id == row.id]
     outputs: dict[str, dict[str, list[str]]] = {}
     for art in artifacts:
         outputs.setdefault(art.key, {"artifact_ids": []})["artifact_ids"].append(str(art.id))
+    details = row.details or {}
+    given = details.get("inputs") or {}
+    inputs = {name: {"artifact_ids": [(by_uri or {}).get(uri, "") for uri in uris]}
+              for name, uris in (given.get("artifacts") or {}).items()}
+    history = [{"update_time": timestamp(h["ms"]), "state": h["state"], "error": status(h.get("error"))}
+               for h in details.get("state_history", [])]
+    main_job = details.get("pod_name") or row.path
     return {
         "run_id": row.run_id, "task_id": row.id, "display_name": row.name,
         "create_time": timestamp(row.created_ms), "start_time": timestamp(row.started_ms),
         "end_time": timestamp(row.finished_ms), "state": row.state, "error": status(row.error),
         "execution_id": row.id, "parent_task_id": row.parent_id, "pod_name": row.path,
-        "outputs": outputs, "child_tasks": children,
-        # kfbox additions (ignored by kfp.Client): output parameters and whether the cache answered.
-        "parameters": row.parameters, "cache_hit": row.cache_hit, "kind": row.kind,
+        "inputs": inputs, "outputs": outputs, "child_tasks": children, "state_history": history,
+        "executor_detail": {} if row.kind == "dag" else {
+            "main_job": main_job, "failed_main_jobs": [main_job] * max(0, int(details.get("attempts") or 1) - 1)},
+        # kfbox additions (ignored by kfp.Client): output and input parameters, whether the cache answered,
+        # the task's path, warnings (settings with no local meaning), why a task was skipped.
+        "parameters": row.parameters, "input_parameters": given.get("parameters") or {}, "cache_hit": row.cache_hit,
+        "kind": row.kind, "path": row.path, "warnings": details.get("warnings") or [],
+        "skip_reason": details.get("reason"),
     }
 
 

@@ -1,6 +1,6 @@
 """The run child process: ``python -m kfbox.pipelines.worker RUN_DIR`` (or ``--spare DIR``).
 
-Reads ``RUN_DIR/job.json``, runs the pipeline with kfp.local (see :mod:`kfbox.pipelines.engine`)
+Reads ``RUN_DIR/job.json``, runs the pipeline (see :mod:`kfbox.pipelines.orchestrator`)
 and reports to ``RUN_DIR/events.jsonl``. It never touches the database: the server owns the
 bookkeeping. The server starts it as a process-group leader, so cancelling kills every task.
 
@@ -29,7 +29,7 @@ SPARE_POLL_SECONDS = 0.01
 def run(run_dir: Path) -> int:
     events = EventWriter(run_dir / "events.jsonl")
     try:
-        from kfbox.pipelines.engine import Engine
+        from kfbox.pipelines.orchestrator.dag import Engine
 
         job = json.loads((run_dir / "job.json").read_text())
         state, error = Engine(job, events).run()
@@ -42,7 +42,7 @@ def run(run_dir: Path) -> int:
 
 def wait_as_spare(spare: Path) -> int:
     """Import what a run needs, then wait for the server to hand over a run dir (or to go away)."""
-    from kfbox.pipelines.engine import preload
+    from kfbox.pipelines.orchestrator.dag import preload
 
     parent = os.getppid()
     go = spare / "go"
@@ -95,6 +95,12 @@ def _restore_priority_on(go: Path, parent: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    from kfbox.pipelines.orchestrator.launch import die_with_parent
+
+    parent = os.getppid()
+    die_with_parent()  # a worker never outlives the server (issue 8, item 13); the run resumes on restart
+    if os.getppid() != parent:
+        return 0
     if len(argv) == 3 and argv[1] == "--spare":
         return wait_as_spare(Path(argv[2]))
     return run(Path(argv[1]))

@@ -1,0 +1,281 @@
+"""Scheduling the IR: DAGs with real parallelism, loops, conditions, exit handlers, retries.
+
+Semantics of the KFP backend (``compiler/argocompiler/dag.go``, ``driver/``):
+
+* a task starts once every ``dependentTasks`` entry has finished, and runs only if all of them
+  SUCCEEDED -- otherwise it is SKIPPED (Argo's ``depends: a.Succeeded && ...``);
+* an exit task or ``ignore_upstream_failure`` (``triggerPolicy.strategy:
+  ALL_UPSTREAM_TASKS_COMPLETED``) runs whatever its upstream's state;
+* ``triggerPolicy.condition`` false: SKIPPED; a DAG fails when a child failed;
+* a ParallelFor task runs its DAG once per item, ``iteratorPolicy.parallelismLimit`` at a time;
+  its outputs are lists over iterations (``dsl.Collected``); a DAG's outputs take the first
+  producer that has one (``dsl.OneOf``);
+* ``retryPolicy``: up to ``maxRetryCount`` more attempts with exponential backoff, ``{{retries}}``
+  being the attempt number.
+
+Each DAG instance runs on its own thread; executor tasks also take a slot of the run's task
+concurrency (``KFBOX_TASK_CONCURRENCY``, default: cores).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kfbox.pipelines import spec as specs
+from kfbox.pipelines.events import EventWriter
+from kfbox.pipelines.forkserver import TaskForker
+from kfbox.pipelines.orchestrator import ir
+from kfbox.pipelines.orchestrator.execute import Executor
+from kfbox.pipelines.orchestrator.record import Recorder
+from kfbox.pipelines.orchestrator.values import (
+    Job,
+    ResolveError,
+    Result,
+    Scope,
+    collect,
+    condition_holds,
+    dag_outputs,
+    job_placeholders,
+    resolve_inputs,
+)
+
+_warm_forker: TaskForker | None = None
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
+
+
+def preload() -> None:
+    """Import what a run uses and start the task server (for spare workers)."""
+    global _warm_forker
+    from kfbox.pipelines.orchestrator import execute, launch  # noqa: F401
+
+    _warm_forker = TaskForker()
+
+
+def _task_forker(enabled: bool) -> TaskForker | None:
+    global _warm_forker
+    forker, _warm_forker = _warm_forker, None
+    if not enabled:
+        if forker is not None:
+            forker.close()
+        return None
+    return forker or TaskForker()
+
+
+class Engine:
+    """One run: ``Engine(job, events).run()`` returns the final state and error message."""
+
+    def __init__(self, job: dict[str, Any], events: EventWriter) -> None:
+        self.job = job
+        self.run_id: str = job["run_id"]
+        spec = job["pipeline_spec"]
+        self.pipeline = ir.Pipeline(specs.pipeline_part(spec), specs.platform_part(spec))
+        self.recorder = Recorder(events)
+        self.stop = threading.Event()
+        name = re.sub(r"[^a-z0-9-]+", "-", self.pipeline.name.lower()).strip("-") or "pipeline"
+        created = job.get("created_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.context = Job(run_id=self.run_id, display_name=job.get("display_name") or self.pipeline.name,
+                           resource_name=f"{name}-{self.run_id[:8]}",
+                           pipeline_root=job.get("pipeline_root") or job["artifacts_root"],
+                           create_time=created, schedule_time=job.get("scheduled_at") or created)
+        concurrency = int(job.get("task_concurrency") or os.cpu_count() or 1)
+        self.executor = Executor(self, threading.BoundedSemaphore(max(1, concurrency)))
+        self.resume: dict[str, dict[str, Any]] = dict(job.get("resume") or {})
+
+    def run(self) -> tuple[str, str | None]:
+        forker = _task_forker(self.job.get("fork_tasks", True))
+        self.executor.start(forker)
+        try:
+            root_id = str(uuid.uuid4())
+            self.recorder.started(root_id, None, self.pipeline.name, "", "dag",
+                                  inputs={"parameters": self.job["parameters"]})
+            definitions = self.pipeline.root.get("inputDefinitions", {}).get("parameters", {})
+            parameters = {k: d["defaultValue"] for k, d in definitions.items() if "defaultValue" in d}
+            parameters.update(self.job["parameters"])
+            scope = Scope(parameters, {})
+            state = self.run_dag(self.pipeline.root, scope, "", root_id)
+            outputs, artifacts = dag_outputs(self.pipeline.root, scope)
+            error = self.recorder.failures[0] if state == "FAILED" and self.recorder.failures else None
+            self.recorder.finished(root_id, state, error=error, parameters=outputs, artifacts=artifacts)
+        finally:
+            self.executor.close()
+        if state != "SUCCEEDED":
+            return "FAILED", error or "A task of the pipeline failed."
+        return "SUCCEEDED", None
+
+    # --- a DAG instance ---------------------------------------------------------------------
+    def run_dag(self, component: dict[str, Any], scope: Scope, path: str, dag_id: str) -> str:
+        """Run every task of one DAG instance; FAILED when a child failed, else SUCCEEDED."""
+        pending = ir.tasks(component)
+        names = set(pending)
+        done: queue.Queue[tuple[str, Result]] = queue.Queue()
+        running = 0
+        while pending or running:
+            progressed = True
+            while progressed:
+                progressed = False
+                for name, task in list(pending.items()):
+                    deps = [d for d in task.get("dependentTasks", []) if d in names]
+                    if any(d not in scope.results for d in deps):
+                        continue
+                    del pending[name]
+                    progressed = True
+                    upstream = [scope.results[d] for d in deps]
+                    blocked = [r.name for r in upstream if r.state != "SUCCEEDED"]
+                    if (blocked and not ir.is_exit_task(task)) or self.stop.is_set():
+                        task_path = f"{path}/{name}" if path else name
+                        why = "the run was cancelled" if self.stop.is_set() else \
+                            f"upstream task(s) {', '.join(blocked)} did not succeed"
+                        scope.results[name] = self.skip(name, task, task_path, dag_id, why)
+                        continue
+                    running += 1
+                    threading.Thread(target=self._report, args=(done, name, task, scope, path, dag_id),
+                                     name=f"task-{name}", daemon=True).start()
+            if not running:
+                break
+            name, result = done.get()
+            running -= 1
+            scope.results[name] = result
+        for name in pending:  # dependencies that name no task of this DAG: nothing can start them
+            scope.results[name] = Result(name, "", "SKIPPED", error="unresolvable dependencies")
+        return "FAILED" if any(r.state in ("FAILED", "CANCELED") for r in scope.results.values()) else "SUCCEEDED"
+
+    def _report(self, done: queue.Queue[tuple[str, Result]], name: str, task: dict[str, Any], scope: Scope,
+                path: str, dag_id: str) -> None:
+        done.put((name, self.run_task(name, task, scope, path, dag_id)))
+
+    def skip(self, name: str, task: dict[str, Any], path: str, parent_id: str, why: str) -> Result:
+        task_id = str(uuid.uuid4())
+        self.recorder.skipped(task_id, parent_id, name, path, self.kind(task), why)
+        return Result(name, task_id, "SKIPPED")
+
+    def kind(self, task: dict[str, Any]) -> str:
+        try:
+            component = self.pipeline.component(task.get("componentRef", {}).get("name", ""))
+        except KeyError:
+            return "container"
+        if "dag" in component:
+            return "dag"
+        label = component.get("executorLabel", "")
+        return "importer" if "importer" in self.pipeline.executors.get(label, {}) else "container"
+
+    # --- one task of a DAG ------------------------------------------------------------------
+    def run_task(self, name: str, task: dict[str, Any], scope: Scope, parent_path: str, parent_id: str) -> Result:
+        path = f"{parent_path}/{name}" if parent_path else name
+        task_id = str(uuid.uuid4())
+        try:
+            component = self.pipeline.component(task.get("componentRef", {}).get("name", ""))
+            placeholders = job_placeholders(self.context, name, task_id)
+            parameters, artifacts = resolve_inputs(task, component, scope, placeholders, self.context)
+            if not condition_holds(task, parameters):
+                self.recorder.skipped(task_id, parent_id, name, path, self.kind(task),
+                                      f"condition {task['triggerPolicy']['condition']!r} is false")
+                return Result(name, task_id, "SKIPPED")
+            items = ir.loop_items(task, parameters, artifacts)
+        except (ResolveError, KeyError, ValueError) as exc:
+            message = f"Task {path!r} could not start: {exc.args[0] if exc.args else exc}"
+            self.recorder.started(task_id, parent_id, name, path, self.kind(task))
+            self.recorder.finished(task_id, "FAILED", error=message)
+            return Result(name, task_id, "FAILED", error=message)
+        if items is not None:
+            return self.run_loop(name, task, component, items, parameters, artifacts, path, task_id, parent_id)
+        if "dag" in component:
+            return self.run_sub_dag(name, task, component, parameters, artifacts, path, task_id, parent_id)
+        return self.executor.run(name, task, component, scope, path, task_id, parent_id)
+
+    def run_sub_dag(self, name: str, task: dict[str, Any], component: dict[str, Any], parameters: dict[str, Any],
+                    artifacts: dict[str, list[Any]], path: str, task_id: str, parent_id: str) -> Result:
+        self.recorder.started(task_id, parent_id, name, path, "dag",
+                              inputs={"parameters": parameters, "artifacts": _uris(artifacts)})
+        attempts = int(task.get("retryPolicy", {}).get("maxRetryCount") or 0) + 1
+        for attempt in range(attempts):
+            sub = Scope(dict(parameters), dict(artifacts))
+            state = self.run_dag(component, sub, path, task_id)
+            if state == "SUCCEEDED" or self.stop.is_set() or attempt + 1 == attempts:
+                break
+            time.sleep(backoff(task.get("retryPolicy", {}), attempt))
+        outputs, produced = dag_outputs(component, sub)
+        error = f"A task inside {path!r} failed." if state == "FAILED" else None
+        self.recorder.finished(task_id, state, error=error, parameters=outputs, artifacts=produced)
+        return Result(name, task_id, state, outputs, produced, error=self._first_failure(error))
+
+    def run_loop(self, name: str, task: dict[str, Any], component: dict[str, Any], items: list[Any],
+                 parameters: dict[str, Any], artifacts: dict[str, list[Any]], path: str, task_id: str,
+                 parent_id: str) -> Result:
+        self.recorder.started(task_id, parent_id, name, path, "dag",
+                              inputs={"parameters": parameters, "artifacts": _uris(artifacts)})
+        iterator = task.get("parameterIterator") or task.get("artifactIterator") or {}
+        item_input = iterator.get("itemInput", "")
+        limit = int(task.get("iteratorPolicy", {}).get("parallelismLimit") or 0)
+        gate = threading.BoundedSemaphore(limit) if limit > 0 else None
+        results: list[tuple[str, dict[str, Any], dict[str, list[Any]]] | None] = [None] * len(items)
+
+        def iteration(index: int, item: Any) -> None:
+            try:
+                iteration_id = str(uuid.uuid4())
+                iteration_name = f"{name}-iteration-{index}"
+                iteration_path = f"{path}/{iteration_name}"
+                scope = Scope(dict(parameters), dict(artifacts))
+                if "artifactIterator" in task:
+                    scope.artifacts[item_input] = [item]
+                else:
+                    scope.parameters[item_input] = item
+                self.recorder.started(iteration_id, task_id, iteration_name, iteration_path, "dag",
+                                      inputs={"parameters": {item_input: item} if "parameterIterator" in task else {}})
+                state = self.run_dag(component, scope, iteration_path, iteration_id)
+                outputs, produced = dag_outputs(component, scope)
+                self.recorder.finished(iteration_id, state, parameters=outputs, artifacts=produced)
+                results[index] = (state, outputs, produced)
+            finally:
+                if gate is not None:
+                    gate.release()
+
+        threads = []
+        for index, item in enumerate(items):
+            if gate is not None:
+                gate.acquire()
+            thread = threading.Thread(target=iteration, args=(index, item), name=f"{name}-{index}", daemon=True)
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+        finished = [r for r in results if r is not None]
+        state = "FAILED" if len(finished) < len(items) or any(r[0] == "FAILED" for r in finished) else "SUCCEEDED"
+        outputs, produced = collect(component, [(r[1], r[2]) for r in finished])
+        error = f"An iteration of {path!r} failed." if state == "FAILED" else None
+        self.recorder.finished(task_id, state, error=error, parameters=outputs, artifacts=produced)
+        return Result(name, task_id, state, outputs, produced, error=self._first_failure(error))
+
+    def _first_failure(self, fallback: str | None) -> str | None:
+        if fallback is None:
+            return None
+        return self.recorder.failures[0] if self.recorder.failures else fallback
+
+
+def backoff(policy: dict[str, Any], attempt: int) -> float:
+    """Seconds before retry ``attempt + 1``: duration x factor^attempt, capped (Argo's retryStrategy)."""
+    base = _seconds(policy.get("backoffDuration"), 0.0)
+    factor = float(policy.get("backoffFactor") or 2.0)
+    cap = _seconds(policy.get("backoffMaxDuration"), 3600.0)
+    return float(min(cap, base * factor ** attempt))
+
+
+def _seconds(text: Any, default: float) -> float:
+    match = _DURATION.match(str(text or ""))
+    return float(match.group(1)) if match else default
+
+
+def _uris(artifacts: dict[str, list[Any]]) -> dict[str, list[str]]:
+    return {k: [a.get("uri", "") for a in v] for k, v in artifacts.items()}
+
+
+def task_folder(root: Path, path: str) -> Path:
+    from kfbox.pipelines.orchestrator.names import inside
+
+    return inside(root, *[p for p in path.split("/") if p])

@@ -1,0 +1,276 @@
+"""An executor task from resolved inputs to recorded outputs: cache, importer, PVC, process, retries.
+
+Resource requests (cpu/memory limits, accelerators) and Kubernetes scheduling settings have no
+meaning on this machine; they are not silently dropped but said in the task's log and in its
+task details (issue 8, item 12).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kfbox.pipelines import spec as specs
+from kfbox.pipelines.forkserver import TaskForker
+from kfbox.pipelines.mounts import Mounts
+from kfbox.pipelines.orchestrator.launch import Launcher, command_line, executor_input, read_outputs
+from kfbox.pipelines.orchestrator.names import inside
+from kfbox.pipelines.orchestrator.values import (
+    Artifact,
+    ResolveError,
+    Result,
+    Scope,
+    fill,
+    job_placeholders,
+    resolve_inputs,
+)
+from kfbox.pipelines.requirements import VenvCache
+
+if TYPE_CHECKING:
+    from kfbox.pipelines.orchestrator.dag import Engine
+
+_RESOURCE_FIELDS = ("cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest", "resourceCpuLimit",
+                    "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest", "accelerator")
+
+
+class Executor:
+    def __init__(self, engine: Engine, slots: threading.BoundedSemaphore) -> None:
+        self.engine = engine
+        self.slots = slots
+        job = engine.job
+        self.tasks_root = Path(job["logs_dir"])
+        self.artifacts_root = Path(job["artifacts_root"])
+        self.cache_root = Path(job["cache_root"])
+        self.mounts = Mounts(Path(job["pvc_root"]), engine.run_id, {"platforms": {"kubernetes": {
+            "deploymentSpec": {"executors": engine.pipeline.kubernetes}}}})
+        self.launcher = Launcher(None, VenvCache(Path(job["venvs_dir"])))
+        self.forker: TaskForker | None = None
+
+    def start(self, forker: TaskForker | None) -> None:
+        self.forker = forker
+        self.launcher.forker = forker
+
+    def close(self) -> None:
+        if self.forker is not None:
+            self.forker.close()
+
+    def run(self, name: str, task: dict[str, Any], component: dict[str, Any], scope: Scope, path: str,
+            task_id: str, parent_id: str) -> Result:
+        engine = self.engine
+        label = component.get("executorLabel", "")
+        executor = engine.pipeline.executor(label)
+        kind = "importer" if "importer" in executor else "container"
+        folder = inside(self.tasks_root, *path.split("/"))
+        folder.mkdir(parents=True, exist_ok=True)
+        log = folder / "task.log"
+        policy = task.get("retryPolicy", {})
+        attempts = int(policy.get("maxRetryCount") or 0) + 1
+        warnings = self.ignored_settings(executor, label)
+        with open(log, "ab") as handle:
+            for line in warnings:
+                handle.write(f"[kfbox] {line}\n".encode())
+        recorded = False
+        for attempt in range(attempts):
+            placeholders = job_placeholders(engine.context, name, task_id)
+            try:
+                parameters, artifacts = resolve_inputs(task, component, scope, placeholders, engine.context, attempt)
+            except ResolveError as exc:
+                return self._fail(task_id, parent_id, name, path, kind, log, recorded,
+                                  f"Task {path!r} could not start: {exc}")
+            if not recorded:
+                engine.recorder.started(task_id, parent_id, name, path, kind, log=str(log),
+                                        inputs={"parameters": parameters,
+                                                "artifacts": {k: [a.get("uri") for a in v]
+                                                              for k, v in artifacts.items()}})
+                recorded = True
+            detail: dict[str, Any] = {"attempt": attempt, "warnings": warnings,
+                                      "pod_name": f"{engine.context.resource_name}-{name}-{task_id[:8]}"}
+            try:
+                outcome = self.attempt(name, task, component, executor, parameters, artifacts, scope, path, folder,
+                                       log, placeholders, detail)
+            except (ResolveError, OSError, ValueError, KeyError, RuntimeError) as exc:
+                outcome = ("FAILED", {}, {}, f"Task {path!r} could not start: {exc}", False)
+            state, outputs, produced, error, cache_hit = outcome
+            if state == "SUCCEEDED" or engine.stop.is_set() or attempt + 1 == attempts:
+                break
+            delay = _backoff(policy, attempt)
+            with open(log, "ab") as handle:
+                handle.write(f"[kfbox] attempt {attempt + 1} of {attempts} failed; retrying in {delay:g} s\n".encode())
+            time.sleep(delay)
+        if engine.stop.is_set() and state != "SUCCEEDED":
+            state, error = "CANCELED", None
+        detail["attempts"] = attempt + 1
+        engine.recorder.finished(task_id, state, error=error, cache_hit=cache_hit, parameters=outputs,
+                                 artifacts=produced, detail=detail)
+        return Result(name, task_id, state, outputs, produced, error=error)
+
+    def _fail(self, task_id: str, parent_id: str, name: str, path: str, kind: str, log: Path, recorded: bool,
+              message: str) -> Result:
+        if not recorded:
+            self.engine.recorder.started(task_id, parent_id, name, path, kind, log=str(log))
+        self.engine.recorder.finished(task_id, "FAILED", error=message)
+        return Result(name, task_id, "FAILED", error=message)
+
+    def attempt(self, name: str, task: dict[str, Any], component: dict[str, Any], executor: dict[str, Any],
+                parameters: dict[str, Any], artifacts: dict[str, list[Artifact]], scope: Scope, path: str,
+                folder: Path, log: Path, placeholders: dict[str, str], detail: dict[str, Any]
+                ) -> tuple[str, dict[str, Any], dict[str, list[Artifact]], str | None, bool]:
+        """(state, parameters, artifacts, error, cache hit) of one attempt."""
+        engine = self.engine
+        if "importer" in executor:
+            return ("SUCCEEDED", {}, {"artifact": [self.imported(executor["importer"], parameters)]}, None, False)
+        container = executor.get("container", {})
+        image = container.get("image", "")
+        if image in specs.PVC_IMAGES:
+            return ("SUCCEEDED", self.pvc_task(image, parameters), {}, None, False)
+        key = None
+        if task.get("cachingOptions", {}).get("enableCache") and self.engine.job.get("enable_caching", True):
+            key = cache_key(component, container, parameters, artifacts)
+            hit = self.cached(key)
+            if hit is not None:
+                with open(log, "ab") as handle:
+                    handle.write(f"[kfbox] answered from the cache (key {key})\n".encode())
+                return ("SUCCEEDED", hit[0], hit[1], None, True)
+        artifact_dir = inside(self.artifacts_root, engine.run_id, *path.split("/"))
+        outputs_dir = folder / f"outputs-{detail['attempt']}"
+        (outputs_dir / "parameters").mkdir(parents=True, exist_ok=True)
+        spec = executor_input(parameters, artifacts, component, outputs_dir, artifact_dir)
+        for group in spec["outputs"]["artifacts"].values():
+            for art in group["artifacts"]:
+                Path(art["uri"]).parent.mkdir(parents=True, exist_ok=True)
+        command = command_line(container, spec, placeholders)
+        env = {**os.environ, **self.task_env(name, detail, placeholders)}
+        for item in container.get("env", []):
+            env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
+        self.mounts.prepare(component.get("executorLabel", ""), _ScopeStore(scope))
+        timeout = self.timeout(component.get("executorLabel", ""))
+        with self.slots:
+            if engine.stop.is_set():
+                return ("CANCELED", {}, {}, None, False)
+            code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop)
+        if code != 0:
+            reason = why or _last_exception(log)
+            error = (f"Task {path!r} failed" + (f": {reason}" if reason else f" with exit code {code}")
+                     + f". Logs: kfbox runs logs {engine.run_id} --task {path}")
+            return ("FAILED", {}, {}, error, False)
+        outputs, produced = read_outputs(spec, component)
+        if key is not None:
+            self.store(key, outputs, produced)
+        return ("SUCCEEDED", outputs, produced, None, False)
+
+    def task_env(self, name: str, detail: dict[str, Any], placeholders: dict[str, str]) -> dict[str, str]:
+        context = self.engine.context
+        return {"PIPELINE_JOB_NAME": context.display_name, "PIPELINE_JOB_ID": context.run_id,
+                "PIPELINE_JOB_RESOURCE_NAME": context.resource_name,
+                "PIPELINE_JOB_CREATE_TIME_UTC": context.create_time,
+                "PIPELINE_TASK_NAME": name, "PIPELINE_TASK_ID": placeholders["{{$.pipeline_task_uuid}}"],
+                "PIPELINE_ROOT": context.pipeline_root, "KFP_POD_NAME": detail["pod_name"],
+                "KFP_POD_UID": placeholders["{{$.pipeline_task_uuid}}"]}
+
+    def ignored_settings(self, executor: dict[str, Any], label: str) -> list[str]:
+        """What a cluster would honour and this machine cannot: each becomes a warning."""
+        resources = executor.get("container", {}).get("resources", {})
+        lines = []
+        for field in _RESOURCE_FIELDS:
+            if resources.get(field):
+                lines.append(f"resource setting {field}={resources[field]!r} is ignored locally (no limits or "
+                             "accelerators are applied on this machine)")
+        platform = self.engine.pipeline.platform(label)
+        for feature in sorted(set(platform) & specs.SCHEDULING_ONLY - {"activeDeadlineSeconds"}):
+            lines.append(f"kfp-kubernetes setting {feature!r} only steers Kubernetes scheduling; ignored locally")
+        return lines
+
+    def timeout(self, label: str) -> float | None:
+        value = self.engine.pipeline.platform(label).get("activeDeadlineSeconds")
+        return float(value) if value else None
+
+    def imported(self, importer: dict[str, Any], parameters: dict[str, Any]) -> Artifact:
+        source = importer.get("artifactUri", {})
+        uri = source.get("constant") if "constant" in source else parameters.get(source.get("runtimeParameter", ""))
+        if isinstance(uri, dict):
+            uri = uri.get("stringValue")
+        if not uri:
+            raise ResolveError(f"importer has no artifact URI: {source!r}")
+        metadata = json.loads(fill(json.dumps(importer.get("metadata", {})), {}, parameters))
+        kind = importer.get("typeSchema", {})
+        return {"name": "artifact", "uri": str(uri), "metadata": metadata,
+                "type": {"schemaTitle": kind.get("schemaTitle", "system.Artifact"),
+                         "schemaVersion": kind.get("schemaVersion", "0.0.1")}}
+
+    def pvc_task(self, image: str, parameters: dict[str, Any]) -> dict[str, Any]:
+        if image == specs.CREATE_PVC_IMAGE:
+            pvc = parameters.get("pvc_name") or f"{self.engine.run_id[:8]}{parameters.get('pvc_name_suffix') or ''}"
+            self.mounts.folder(str(pvc)).mkdir(parents=True, exist_ok=True)
+            return {"name": str(pvc)}
+        shutil.rmtree(self.mounts.folder(str(parameters.get("pvc_name") or "")), ignore_errors=True)
+        return {}
+
+    # cache: outputs by a key over the component, its command and its resolved inputs
+    def cached(self, key: str) -> tuple[dict[str, Any], dict[str, list[Artifact]]] | None:
+        try:
+            entry = json.loads((self.cache_root / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        for group in entry.get("artifacts", {}).values():
+            for art in group:
+                uri = art.get("uri", "")
+                if uri.startswith("/") and not Path(uri).exists():
+                    return None  # an output the cache points at was removed
+        return entry.get("parameters", {}), entry.get("artifacts", {})
+
+    def store(self, key: str, parameters: dict[str, Any], artifacts: dict[str, list[Artifact]]) -> None:
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_root / f"{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps({"parameters": parameters, "artifacts": artifacts}))
+        os.replace(tmp, self.cache_root / f"{key}.json")
+
+
+class _ScopeStore:
+    """What :class:`Mounts` asks of kfp.local's io store, answered from a DAG scope."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+
+    def get_task_output(self, producer: str, key: str) -> Any:
+        result = self.scope.results.get(producer)
+        if result is None or key not in result.parameters:
+            raise RuntimeError(f"mount_pvc: task {producer!r} has no output {key!r}")
+        return result.parameters[key]
+
+    def get_parent_input(self, name: str) -> Any:
+        if name not in self.scope.parameters:
+            raise RuntimeError(f"mount_pvc: the parent DAG has no input {name!r}")
+        return self.scope.parameters[name]
+
+
+def cache_key(component: dict[str, Any], container: dict[str, Any], parameters: dict[str, Any],
+              artifacts: dict[str, list[Artifact]]) -> str:
+    body = {"component": {k: v for k, v in component.items() if k != "executorLabel"}, "container": container,
+            "parameters": parameters, "artifacts": {k: [a.get("uri") for a in v] for k, v in artifacts.items()}}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _backoff(policy: dict[str, Any], attempt: int) -> float:
+    from kfbox.pipelines.orchestrator.dag import backoff
+
+    return backoff(policy, attempt)
+
+
+def _last_exception(log: Path) -> str | None:
+    """The final line of the last traceback in a task log: what the component raised."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith("Traceback (most recent call last)"):
+            tail = [line for line in lines[index + 1:] if line.strip() and not line.startswith((" ", "\t"))]
+            return tail[-1].strip() if tail else None
+    bad = [line for line in lines if line.startswith("[kfbox]") and "could not" in line]
+    return bad[-1].removeprefix("[kfbox] ") if bad else None

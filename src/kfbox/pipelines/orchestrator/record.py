@@ -1,0 +1,48 @@
+"""The worker's side of the run record: one ``task_started`` and one ``task_finished`` per task.
+
+Every DAG (root, sub-pipeline, condition, loop, iteration, exit handler) is a task too, with
+its parent, so ``run_details.task_details`` has the tree the KFP API returns. Finished tasks'
+outputs are in the events file before the run goes on, which is what a restart resumes from.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from kfbox.pipelines.events import EventWriter
+from kfbox.pipelines.orchestrator.values import Artifact
+
+
+class Recorder:
+    def __init__(self, events: EventWriter) -> None:
+        self.events = events
+        self.lock = threading.Lock()
+        self.failures: list[str] = []
+
+    def started(self, task_id: str, parent_id: str | None, name: str, path: str, kind: str, *,
+                log: str | None = None, inputs: dict[str, Any] | None = None) -> None:
+        self.events.emit("task_started", task_id=task_id, parent_id=parent_id, name=name, path=path, kind=kind,
+                         log=log, inputs=inputs or {})
+
+    def finished(self, task_id: str, state: str, *, error: str | None = None, cache_hit: bool = False,
+                 parameters: dict[str, Any] | None = None, artifacts: dict[str, list[Artifact]] | None = None,
+                 detail: dict[str, Any] | None = None) -> None:
+        if error and state == "FAILED":
+            with self.lock:
+                self.failures.append(error)
+        flat = [{"key": key, "name": a.get("name") or key, "uri": a.get("uri", ""),
+                 "schema_title": a.get("type", {}).get("schemaTitle", "system.Artifact"),
+                 "metadata": a.get("metadata", {})}
+                for key, group in (artifacts or {}).items() for a in group]
+        self.events.emit("task_finished", task_id=task_id, state=state, error=error, cache_hit=cache_hit,
+                         parameters=parameters or {}, artifacts=flat, detail=detail or {})
+
+    def skipped(self, task_id: str, parent_id: str | None, name: str, path: str, kind: str, why: str) -> None:
+        self.started(task_id, parent_id, name, path, kind)
+        self.finished(task_id, "SKIPPED", detail={"reason": why})
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
