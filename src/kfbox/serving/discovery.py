@@ -137,10 +137,11 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     @router.post("/api/v1/namespaces", status_code=201)
     async def create_namespace(request: Request) -> JSONResponse:
+        raw = await request.body()
         try:
-            body = json.loads(await request.body())
-        except ValueError as exc:
-            raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+            body = _protobuf_namespace(raw) if raw.startswith(PROTOBUF_MAGIC) else json.loads(raw)
+        except (ValueError, IndexError) as exc:
+            raise bad_request(f"the request body is not a valid Namespace (JSON or protobuf): {exc}") from exc
         meta = body.get("metadata") if isinstance(body, dict) else None
         name = (meta or {}).get("name")
         if not isinstance(name, str) or not NAMESPACE_RE.match(name):
@@ -155,6 +156,53 @@ def discovery_router(res: InferenceServices) -> APIRouter:
                             status_code=201)
 
     return router
+
+
+PROTOBUF_MAGIC = b"k8s\x00"
+
+
+def _fields(data: bytes) -> list[tuple[int, bytes]]:
+    """Length-delimited fields of a protobuf message (field number, bytes); other wire types skipped."""
+    out, i = [], 0
+
+    def varint() -> int:
+        nonlocal i
+        value, shift = 0, 0
+        while True:
+            byte = data[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    while i < len(data):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            size = varint()
+            out.append((field, data[i:i + size]))
+            i += size
+        elif wire == 0:
+            varint()
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire}")
+    return out
+
+
+def _protobuf_namespace(raw: bytes) -> dict[str, Any]:
+    """``kubectl create namespace`` sends protobuf (``runtime.Unknown`` around a ``Namespace``):
+    read ``metadata.name`` (field 1) and ``metadata.labels`` (field 11) from it."""
+    inner = dict(_fields(raw[len(PROTOBUF_MAGIC):])).get(2, b"")
+    meta = dict(_fields(inner)).get(1, b"")
+    name, labels = "", {}
+    for field, value in _fields(meta):
+        if field == 1:
+            name = value.decode()
+        elif field == 11:
+            entry = dict(_fields(value))
+            labels[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
+    return {"metadata": {"name": name, "labels": labels}}
 
 
 def _namespace(name: str, uid: str, version: int, created: float, labels: dict[str, str]) -> dict[str, Any]:

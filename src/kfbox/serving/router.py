@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
 from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, record_update, server_side_apply
+from kfbox.serving.printer import table, table_event, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import API_VERSION, FORMATS, KIND, NAME_RE, InferenceServiceSpec
@@ -152,10 +153,13 @@ def serving_router(res: InferenceServices) -> APIRouter:
             initial = [o for o in res.objects(namespace) if matches(o)] if since == 0 else None
             since = res.log.latest if since == 0 else since
             bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
-            return StreamingResponse(stream(res.log, initial, since, matches, timeout, bookmarks),
+            render = table_event if wants_table(request.headers.get("accept")) else None
+            return StreamingResponse(stream(res.log, initial, since, matches, timeout, bookmarks, render),
                                      media_type="application/json")
         items = [o for o in res.objects(namespace) if matches(o)]
         latest = max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)])
+        if wants_table(request.headers.get("accept")):
+            return table(items, str(latest))
         return {"apiVersion": API_VERSION, "kind": KIND + "List",
                 "metadata": {"resourceVersion": str(latest)}, "items": items}
 
@@ -183,8 +187,9 @@ def serving_router(res: InferenceServices) -> APIRouter:
         return JSONResponse(obj, status_code=201)
 
     @router.get("/namespaces/{namespace}/inferenceservices/{name}")
-    async def get(namespace: str, name: str) -> dict[str, Any]:
-        return res.get(namespace, name)
+    async def get(namespace: str, name: str, request: Request) -> dict[str, Any]:
+        obj = res.get(namespace, name)
+        return table([obj]) if wants_table(request.headers.get("accept")) else obj
 
     @router.get("/namespaces/{namespace}/inferenceservices/{name}/status")
     async def get_status(namespace: str, name: str) -> dict[str, Any]:

@@ -84,8 +84,13 @@ def expired(version: int, floor: int) -> dict[str, Any]:
 
 
 async def stream(log: EventLog, initial: list[dict[str, Any]] | None, since: int, matches: Matcher,
-                 timeout: float, bookmarks: bool) -> AsyncIterator[bytes]:
-    """Newline-delimited JSON events: the initial ``ADDED`` ones (when listing), then changes after ``since``."""
+                 timeout: float, bookmarks: bool,
+                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> AsyncIterator[bytes]:
+    """Newline-delimited JSON events: the initial ``ADDED`` ones (when listing), then changes after ``since``;
+    ``render`` reshapes each event (kubectl's Table form)."""
+    def _line(event: dict[str, Any]) -> bytes:
+        return _encode(render(event) if render else event)
+
     deadline = time.monotonic() + timeout
     last_sent = time.monotonic()
     for obj in initial or []:
@@ -116,5 +121,5 @@ async def stream(log: EventLog, initial: list[dict[str, Any]] | None, since: int
         await _wait(changed, wait)
 
 
-def _line(event: dict[str, Any]) -> bytes:
+def _encode(event: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode() + b"\n"

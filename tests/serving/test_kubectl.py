@@ -1,0 +1,114 @@
+"""The real ``kubectl`` (Debian's package) against ``kfbox up``, through the kubeconfig ``kfbox kubeconfig``
+writes. There is no Kubernetes cluster here: kfbox answers as the API server. The example's own
+manifest (examples/iris/inference.yaml) serves a real iris model from the PVC path it names."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.serving.helpers import kfbox, train_iris
+from tests.support import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "examples" / "iris" / "inference.yaml"
+NS = "kubeflow-user-example-com"
+NAME = "sklearn-inference"
+KUBECTL = shutil.which("kubectl")
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def kube_env(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    home = tmp_path_factory.mktemp("kubectl-home")
+    config = home / "kubeconfig"
+    written = kfbox("kubeconfig", "-o", str(config), url=server.url)
+    assert written.returncode == 0, written.stderr
+    assert yaml.safe_load(config.read_text())["current-context"] == "kfbox"
+    assert (config.stat().st_mode & 0o777) == 0o600
+    # the manifest's storageUri: pvc://model-pvc/models/KNN_6/v1/model
+    train_iris(server.home / "pvc" / "model-pvc" / "models" / "KNN_6" / "v1" / "model")
+    yield {**os.environ, "KUBECONFIG": str(config), "HOME": str(home)}
+
+
+def kubectl(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    assert KUBECTL is not None
+    return subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def ok(env: dict[str, str], *args: str, timeout: float = 60) -> str:
+    done = kubectl(env, *args, timeout=timeout)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout
+
+
+def test_apply_wait_get_watch_patch_select_delete(kube_env: dict[str, str]) -> None:
+    assert f"inferenceservice.serving.kserve.io/{NAME} created" in ok(kube_env, "apply", "-f", str(MANIFEST))
+    assert "condition met" in ok(kube_env, "wait", "--for=condition=Ready", f"isvc/{NAME}", "-n", NS,
+                                 "--timeout=90s", timeout=100)
+    table = ok(kube_env, "get", "isvc", "-n", NS)
+    header, row = table.splitlines()[:2]
+    assert header.split()[:3] == ["NAME", "URL", "READY"] and row.split()[0] == NAME and "True" in row.split()
+    assert "unchanged" in ok(kube_env, "apply", "-f", str(MANIFEST))
+    assert "serverside-applied" in ok(kube_env, "apply", "--server-side", "-f", str(MANIFEST))
+
+    # watch while patching: the watch prints the object again for the change
+    watcher = subprocess.Popen([KUBECTL or "kubectl", "get", "isvc", "-n", NS, "-w", "--output-watch-events"],
+                               env=kube_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")))  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not any(NAME in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "patched" in ok(kube_env, "patch", "isvc", NAME, "-n", NS, "--type", "merge",
+                               "-p", '{"metadata": {"labels": {"team": "a"}}}')
+        while not any("MODIFIED" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        watcher.terminate()
+        watcher.wait(10)
+        reader.join(10)
+    assert any(line.split()[:2] == ["ADDED", NAME] for line in lines), lines
+    assert any(line.split()[:2] == ["MODIFIED", NAME] for line in lines), lines
+
+    assert "patched" in ok(kube_env, "patch", "isvc", NAME, "-n", NS, "--type", "json",
+                           "-p", '[{"op": "replace", "path": "/spec/predictor/maxReplicas", "value": 3}]')
+    selected = yaml.safe_load(ok(kube_env, "get", "isvc", "-l", "team=a", "-n", NS, "-o", "yaml"))
+    assert [i["metadata"]["name"] for i in selected["items"]] == [NAME]
+    assert selected["items"][0]["spec"]["predictor"]["maxReplicas"] == 3
+    assert selected["items"][0]["metadata"]["generation"] == 2  # the label patch did not count
+    assert "No resources found" in kubectl(kube_env, "get", "isvc", "-l", "team=b", "-n", NS).stderr
+
+    assert f'"{NAME}" deleted' in ok(kube_env, "delete", "isvc", NAME, "-n", NS)
+    gone = kubectl(kube_env, "get", "isvc", NAME, "-n", NS)
+    assert gone.returncode == 1 and "NotFound" in gone.stderr
+
+
+def test_server_side_apply_conflict_and_discovery(kube_env: dict[str, str], tmp_path: Path) -> None:
+    body = yaml.safe_load(MANIFEST.read_text())
+    body["metadata"]["name"] = "ssa-only"
+    body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
+    path = tmp_path / "ssa.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert "serverside-applied" in ok(kube_env, "apply", "--server-side", "-f", str(path))
+    body["spec"]["predictor"]["maxReplicas"] = 5
+    path.write_text(yaml.safe_dump(body))
+    clash = kubectl(kube_env, "apply", "--server-side", "--field-manager", "someone-else", "-f", str(path))
+    assert clash.returncode == 1 and "conflict" in clash.stderr.lower() and "maxReplicas" in clash.stderr
+    assert "serverside-applied" in ok(kube_env, "apply", "--server-side", "--field-manager", "someone-else",
+                                      "--force-conflicts", "-f", str(path))
+    assert ok(kube_env, "get", "isvc", "ssa-only", "-n", NS, "-o", "jsonpath={.spec.predictor.maxReplicas}") == "5"
+    assert "inferenceservices" in ok(kube_env, "api-resources", "--api-group", "serving.kserve.io")
+    assert "canaryTrafficPercent" in ok(kube_env, "explain", "isvc.spec.predictor")
+    assert "created" in ok(kube_env, "create", "namespace", "team-x")
+    ok(kube_env, "delete", "isvc", "ssa-only", "-n", NS)
