@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kfp import compiler
+from typer.testing import CliRunner, Result
 
+from kfbox.cli import main
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
 from kfbox.pipelines.secrets import SecretStore, load_key, task_env, write_task_volumes
@@ -119,27 +119,27 @@ def test_api_and_cli_never_show_a_secret_value(server: ServerProcess, tmp_path: 
     assert VALUE not in bad.text
     assert http.get("/kfbox/v1/secrets/nope").status_code == 404
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")} | {"KFBOX_URL": server.url,
-                                                                                 "COLUMNS": "200"}
     value_file = tmp_path / "token.txt"
     value_file.write_text(VALUE + "-file")
+    runner = CliRunner()  # in-process: the same command objects the kfbox entry point runs
 
-    def kfbox(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kfbox", *args], capture_output=True, text=True, env=env,
-                              timeout=60)
+    def kfbox(*args: str) -> Result:
+        return runner.invoke(main.app, [*args, "--url", server.url], env={"COLUMNS": "200"})
 
     made = kfbox("secrets", "set", "api", f"key={VALUE}", "--from-file", f"token={value_file}")
-    assert made.returncode == 0, made.stderr
+    assert made.exit_code == 0, made.output
     listed = kfbox("secrets", "list")
-    assert "api" in listed.stdout and "key, token" in listed.stdout
-    assert all(VALUE not in p.stdout + p.stderr for p in (made, listed))
+    assert "api" in listed.output and "key, token" in listed.output
+    assert all(VALUE not in r.output for r in (made, listed))
     wrong = kfbox("secrets", "set", "api", f"no-equals-{VALUE}")
-    assert wrong.returncode == 1 and VALUE not in wrong.stdout + wrong.stderr
-    assert kfbox("configmaps", "set", "cli", "a=1").returncode == 0
-    assert "1" in kfbox("configmaps", "get", "cli").stdout
-    assert kfbox("secrets", "delete", "api").returncode == 0
+    assert isinstance(wrong.exception, InvalidInput) and "Argument 1 after the name is not KEY=VALUE" in str(
+        wrong.exception)
+    assert VALUE not in str(wrong.exception) + wrong.output
+    assert kfbox("configmaps", "set", "cli", "a=1").exit_code == 0
+    assert "a" in kfbox("configmaps", "get", "cli").output
+    assert kfbox("secrets", "delete", "api").exit_code == 0
     gone = kfbox("secrets", "delete", "api")
-    assert gone.returncode == 1 and "does not exist" in gone.stderr
+    assert isinstance(gone.exception, NotFound) and "does not exist" in str(gone.exception)
 
     stored = b"".join(p.read_bytes() for p in server.home.glob("kfbox.db*"))
     assert VALUE.encode() not in stored
