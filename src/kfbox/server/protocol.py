@@ -38,11 +38,11 @@ def _reply(status: str, message: str) -> bytes:
 
 def guarded_protocol(settings: Settings) -> Any:
     """A protocol class for ``uvicorn.Config(http=...)``, with its own per-address counts."""
-    if HttpToolsProtocol is None:
-        return "auto"
     header_timeout = settings.http_header_timeout
     body_timeout = settings.http_body_timeout
     per_client = settings.max_connections_per_client
+    if HttpToolsProtocol is None or not (header_timeout > 0 or body_timeout > 0 or per_client > 0):
+        return "auto"  # all three off (0): uvicorn's own protocol, e.g. for the A/B benchmark
     too_many = _reply("503 Service Unavailable", f"Too many connections from your address (limit {per_client}, "
                       "KFBOX_MAX_CONNECTIONS_PER_CLIENT). Reuse connections or close idle ones.")
     too_slow = _reply("408 Request Timeout", f"The request headers did not arrive within {header_timeout:g}s.")

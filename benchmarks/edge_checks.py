@@ -1,0 +1,151 @@
+"""Cost of the edge checks on the inference gateway: the Host/Origin/path guard and the
+slowloris-guarded HTTP protocol, on against off, in one interleaved run.
+
+Two ``kfbox up`` servers, each with one iris KNN replica: "checks on" (the defaults) and
+"checks off" (``KFBOX_GUARD_CHECKS=0`` and the read deadlines and per-client cap at 0, i.e.
+uvicorn's own protocol). Both are warmed, then V1 predict with KServe host routing
+(``Host: iris.NS.example.com``, the path with the most checks) is driven by ``kfbox loadtest``'s
+engine at one concurrency, in rounds that alternate which server goes first. Printed: req/s
+(median of the rounds) and the CPU milliseconds the kfbox process spends per request (the figure
+a shared machine moves least), and their ratios on/off. Goal: at most 3% loss.
+
+    .venv/bin/python benchmarks/edge_checks.py [--seconds 3] [--rounds 8] [--concurrency 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from kfbox.serving.loadtest import LoadSpec, run_load
+from serving import (
+    BODY,
+    NAMESPACE,
+    apply_iris,
+    child,
+    cpu_seconds,
+    endpoints,
+    listening_pid,
+    train,
+    wait_for,
+)
+
+CHECKS_OFF = {"KFBOX_GUARD_CHECKS": "0", "KFBOX_HTTP_HEADER_TIMEOUT": "0", "KFBOX_HTTP_BODY_TIMEOUT": "0",
+              "KFBOX_MAX_CONNECTIONS_PER_CLIENT": "0"}
+
+
+@contextlib.contextmanager
+def kfbox_server(home: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")} | extra_env
+    argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)]
+    with child(argv, home / "bench-server.log", env) as proc:
+        def ready() -> tuple[str, int] | None:
+            record = json.loads((home / "server.json").read_text())
+            ok = record["pid"] == proc.pid and httpx.get(record["url"] + "/healthz").status_code == 200
+            return (str(record["url"]), proc.pid) if ok else None
+
+        yield wait_for(ready, "kfbox up")
+
+
+def one_round(url: str, concurrency: int, seconds: float, pids: list[int]) -> tuple[float, float, int]:
+    """req/s, CPU seconds of ``pids[0]`` (kfbox) and requests, for one slice of load."""
+    spec = LoadSpec(url=f"{url}/v1/models/iris:predict", method="POST", body=BODY, concurrency=concurrency,
+                    duration=seconds, timeout=30, headers={"Host": f"iris.{NAMESPACE}.example.com",
+                                                           "Content-Type": "application/json"})
+    before = cpu_seconds(pids[0])
+    report = run_load(spec)
+    if report.failed:
+        raise RuntimeError(f"{url}: {report.failed} of {report.total} failed: {report.errors} {report.statuses}")
+    return report.total / report.duration, cpu_seconds(pids[0]) - before, report.total
+
+
+def guard_microseconds(calls: int = 200_000) -> float:
+    """In-process: microseconds RequestGuard adds to one host-routed POST (a no-op app behind it)."""
+    import asyncio
+
+    from kfbox.config import Settings
+    from kfbox.db import Database
+    from kfbox.server.guard import RequestGuard
+    from kfbox.server.platform import Platform
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    settings = Settings.load(home=tempfile.mkdtemp(prefix="kfbox-edge-guard-"), port=8080)
+    guard = RequestGuard(app, Platform(settings=settings, db=Database(settings.db_url)))
+    scope = {"type": "http", "method": "POST", "path": "/v1/models/iris:predict", "headers": [
+        (b"host", f"iris.{NAMESPACE}.example.com:8080".encode()), (b"user-agent", b"kfbox-loadtest"),
+        (b"accept", b"*/*"), (b"content-type", b"application/json"), (b"content-length", b"57")]}
+
+    async def loop(target: Any) -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            await target(scope, None, None)
+        return time.perf_counter() - start
+
+    bare = min(asyncio.run(loop(app)) for _ in range(3))
+    guarded = min(asyncio.run(loop(guard)) for _ in range(3))
+    return (guarded - bare) / calls * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per slice")
+    parser.add_argument("--rounds", type=int, default=8, help="slices per side, alternating which goes first")
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kfbox-edge-bench-") as tmp, contextlib.ExitStack() as stack:
+        sides: dict[str, tuple[str, list[int]]] = {}
+        for label, env in (("checks on", {}), ("checks off", CHECKS_OFF)):
+            home = Path(tmp) / label.replace(" ", "-")
+            train(home / "pvc" / "models" / "iris" / "model.joblib")
+            url, pid = stack.enter_context(kfbox_server(home, env))
+            status = apply_iris(url, "iris", 1)
+            replica = listening_pid(urlsplit(endpoints(status)[0]).port or 80)
+            sides[label] = (url, [pid, *([replica] if replica else [])])
+        for url, pids in sides.values():  # warm-up: connections, lazy imports, the replica's first predicts
+            one_round(url, args.concurrency, 1.0, pids)
+        rps: dict[str, list[float]] = {label: [] for label in sides}
+        cpu: dict[str, float] = dict.fromkeys(sides, 0.0)
+        total: dict[str, int] = dict.fromkeys(sides, 0)
+        labels = list(sides)
+        for turn in range(args.rounds):
+            for label in labels[turn % 2:] + labels[:turn % 2]:
+                url, pids = sides[label]
+                r, c, n = one_round(url, args.concurrency, args.seconds, pids)
+                rps[label].append(r)
+                cpu[label] += c
+                total[label] += n
+            time.sleep(0.2)
+    print(f"V1 predict by Host routing, c={args.concurrency}, {args.rounds} x {args.seconds:g}s slices per side")
+    print(f"{'':<12}{'req/s median':>14}{'min':>9}{'max':>9}{'kfbox CPU ms/req':>19}")
+    cpu_ms = {label: cpu[label] * 1000 / total[label] for label in labels}
+    for label in labels:
+        print(f"{label:<12}{statistics.median(rps[label]):>14.1f}{min(rps[label]):>9.1f}{max(rps[label]):>9.1f}"
+              f"{cpu_ms[label]:>19.3f}")
+    ratio = statistics.median(rps["checks on"]) / statistics.median(rps["checks off"])
+    per_round = [a / b for a, b in zip(rps["checks on"], rps["checks off"], strict=True)]
+    print(f"req/s on/off: {ratio:.3f} (median of per-round ratios {statistics.median(per_round):.3f}); "
+          f"kfbox CPU per request on/off: {cpu_ms['checks on'] / cpu_ms['checks off']:.3f}  (goal: loss <= 3%)")
+    added = guard_microseconds()
+    print(f"RequestGuard in-process: {added:.2f} us per host-routed POST = "
+          f"{added / 10 / cpu_ms['checks off']:.2f}% of kfbox's CPU per gateway request here")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
