@@ -1,0 +1,81 @@
+"""The kserve SDK's ``KServeClient`` against ``kfbox up`` through the kubeconfig ``kfbox kubeconfig``
+writes — create, wait (watch), replace (resourceVersion), patch (canary), get, delete — as against a
+cluster. There is no Kubernetes here: kfbox is the API server the SDK's kubernetes client talks to."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from kserve import (
+    KServeClient,
+    V1beta1InferenceService,
+    V1beta1InferenceServiceSpec,
+    V1beta1ModelFormat,
+    V1beta1ModelSpec,
+    V1beta1PredictorSpec,
+    constants,
+)
+from kubernetes.client import V1ObjectMeta
+
+from tests.serving.helpers import ROWS, expected, kfbox, train_iris
+from tests.support import ServerProcess
+
+NS = "sdk"
+NAME = "sdk-iris"
+
+
+@pytest.fixture(scope="module")
+def kserve(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeClient]:
+    config = tmp_path_factory.mktemp("kube") / "config"
+    assert kfbox("kubeconfig", "-o", str(config), url=server.url).returncode == 0
+    yield KServeClient(config_file=str(config))
+
+
+def isvc(uri: str, canary: int | None = None, version: str | None = None) -> V1beta1InferenceService:
+    predictor = V1beta1PredictorSpec(model=V1beta1ModelSpec(model_format=V1beta1ModelFormat(name="sklearn"),
+                                                            storage_uri=uri), canary_traffic_percent=canary)
+    return V1beta1InferenceService(api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,
+                                   metadata=V1ObjectMeta(name=NAME, namespace=NS, resource_version=version),
+                                   spec=V1beta1InferenceServiceSpec(predictor=predictor))
+
+
+def predict(server: ServerProcess) -> Any:
+    reply = httpx.post(f"{server.url}/serving/{NS}/{NAME}/v1/models/{NAME}:predict", json={"instances": ROWS})
+    assert reply.status_code == 200, reply.text
+    return reply.json()["predictions"]
+
+
+def test_create_wait_replace_patch_delete(kserve: KServeClient, server: ServerProcess, tmp_path: Path) -> None:
+    logistic = train_iris(server.home / "pvc" / "models" / "sdk-v1")
+    tree = train_iris(server.home / "pvc" / "models" / "sdk-v2", kind="tree")
+    created = kserve.create(isvc("pvc://models/sdk-v1"))
+    assert created["metadata"]["generation"] == 1 and created["metadata"]["uid"]
+    assert not kserve.is_isvc_ready(NAME, namespace=NS)  # nothing is loaded yet: the watch below must wait
+    kserve.wait_isvc_ready(NAME, namespace=NS, watch=True, timeout_seconds=90)
+    assert kserve.is_isvc_ready(NAME, namespace=NS)
+    assert predict(server) == expected(logistic)
+
+    replaced = kserve.replace(NAME, isvc("pvc://models/sdk-v2"))  # the SDK fills in the resourceVersion
+    assert replaced["metadata"]["generation"] == 2
+    kserve.wait_isvc_ready(NAME, namespace=NS, watch=True, timeout_seconds=90, expected_generation=2)
+    assert kserve.is_isvc_ready(NAME, namespace=NS, expected_generation=2)
+    assert predict(server) == expected(tree)  # Ready for generation 2 means revision 2 serves
+
+    with pytest.raises(RuntimeError, match="409"):  # a stale resourceVersion is refused
+        kserve.replace(NAME, isvc("pvc://models/sdk-v1", version=created["metadata"]["resourceVersion"]))
+
+    patched = kserve.patch(NAME, isvc("pvc://models/sdk-v1", canary=30))
+    assert patched["spec"]["predictor"]["canaryTrafficPercent"] == 30
+    assert patched["metadata"]["generation"] == 3
+    kserve.wait_isvc_ready(NAME, namespace=NS, watch=True, timeout_seconds=90, expected_generation=3)
+    traffic = {t["revisionName"]: t["percent"]
+               for t in kserve.get(NAME, namespace=NS)["status"]["components"]["predictor"]["traffic"]}
+    assert traffic == {f"{NAME}-predictor-00002": 70, f"{NAME}-predictor-00003": 30}
+
+    kserve.delete(NAME, namespace=NS)
+    with pytest.raises(RuntimeError, match=r"Not Found|404"):
+        kserve.get(NAME, namespace=NS)
