@@ -234,3 +234,10 @@ def test_subprocess_runner_passes_arguments_literally() -> None:
         Command("kubectl get pods")  # type: ignore[arg-type]
     assert SubprocessRunner().run(Command(("kfbox-no-such-tool",))).returncode == 127
     assert SubprocessRunner().run(Command(("cat",), stdin="piped")).stdout == "piped"
+
+
+def test_a_missing_tool_stops_at_once_and_points_to_doctor(tmp_path: Path) -> None:
+    runner = FakeCluster()
+    runner.answer(["kind", "create"], Result(127, "", "kind: command not found"))
+    with pytest.raises(Unavailable, match=r"kind: command not found\. Install it \(see: kfbox cluster doctor\)"):
+        _install(tmp_path, runner)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from kfbox.cluster.runner import Command, CommandRunner, Result
+from kfbox.cluster.runner import NOT_FOUND, Command, CommandRunner, Result
 from kfbox.cluster.state import InstallState
 from kfbox.cluster.steps import Action, Step
 from kfbox.errors import KfboxError, Unavailable
@@ -118,11 +118,13 @@ def run_step(step: Step, runner: CommandRunner, reporter: Reporter, sleep: Calla
                 execute(action, runner)
             return attempt
         except ActionFailed as exc:
-            if exc.final or attempt == step.attempts:
+            missing_tool = exc.result.returncode == NOT_FOUND
+            if exc.final or missing_tool or attempt == step.attempts:
                 hint = "" if exc.final else f" (after {attempt} attempt{'s' * (attempt > 1)})"
+                fix = "Install it (see: kfbox cluster doctor)" if missing_tool else "Fix the cause"
                 raise Unavailable(
                     f"Step {step.name!r} failed{hint} at: {exc.action.display()}: {exc.detail}. "
-                    "Fix the cause, then run kfbox cluster up again: finished steps are skipped.") from None
+                    f"{fix}, then run kfbox cluster up again: finished steps are skipped.") from None
             delay = backoff * 2 ** (attempt - 1)
             reporter.retrying(step, attempt, delay, exc.detail)
             sleep(delay)
