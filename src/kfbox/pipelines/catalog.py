@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
+from kfbox.names import normalize_name
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.tables import Experiment, Pipeline, PipelineVersion, Run
@@ -38,8 +39,10 @@ def new_id() -> str:
 
 
 def check_name(value: Any, what: str) -> str:
+    """The display name in NFC: ``café`` typed as NFC or NFD is one pipeline/experiment (kfbox.names)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} display_name is required (a non-empty string); got {value!r}.")
+    value = normalize_name(value)
     if len(value) > 255:
         raise InvalidInput(f"{what} display_name is {len(value)} characters; the limit is 255.")
     return value
@@ -130,7 +133,7 @@ class Catalog:
 
     def pipeline_by_name(self, name: str, namespace: str = "") -> Pipeline:
         with self.db.read() as s:
-            row = s.scalars(select(Pipeline).where(Pipeline.display_name == name,
+            row = s.scalars(select(Pipeline).where(Pipeline.display_name == normalize_name(name),
                                                    Pipeline.namespace == (namespace or ""))).first()
         if row is None:
             raise NotFound(f"No pipeline is named {name!r}. List pipelines with: GET /apis/v2beta1/pipelines")

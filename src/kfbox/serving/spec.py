@@ -79,11 +79,13 @@ class InferenceServiceSpec:
                                f"{manifest.get('apiVersion')!r} / {manifest.get('kind')!r}.")
         meta = _mapping(manifest.get("metadata"), "metadata")
         name = meta.get("name")
-        if not isinstance(name, str) or not NAME_RE.match(name):
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):  # fullmatch: '$' would let "name\n" in
+            ascii_hint = "" if not isinstance(name, str) or name.isascii() else (
+                " Kubernetes names are ASCII: spell it without accents (e.g. 'cafe' for 'café').")
             raise InvalidInput(f"metadata.name {name!r} must be a DNS label: lowercase letters, digits and '-', "
-                               "starting with a letter, at most 63 characters.")
+                               f"starting with a letter, at most 63 characters.{ascii_hint}")
         namespace = meta.get("namespace") or default_namespace
-        if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+        if not isinstance(namespace, str) or not NAMESPACE_RE.fullmatch(namespace):
             raise InvalidInput(f"metadata.namespace {namespace!r} must be a DNS label.")
         annotations = _mapping(meta.get("annotations") or {}, "metadata.annotations")
         spec = _mapping(manifest.get("spec"), "spec")
