@@ -7,6 +7,7 @@ no Kubernetes on these machines.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -94,3 +95,40 @@ def test_port_forwards_refuse_a_busy_port_and_unknown_services(tmp_path: Path) -
         with pytest.raises(Conflict, match=f"Port {busy}"):
             access.start_forward(tmp_path, "kubeflow", access.SERVICES["registry"], port=busy)
     assert access.running_forwards(tmp_path, "kubeflow") == {}
+
+
+FAKE_KUBECTL = """#!{python}
+# a stand-in kubectl (no Kubernetes here): `port-forward ... LOCAL:REMOTE` listens on 127.0.0.1:LOCAL
+import http.server, sys
+port = int(sys.argv[-1].split(":")[0])
+assert sys.argv[sys.argv.index("--address") + 1] == "127.0.0.1"
+http.server.HTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler).serve_forever()
+"""
+
+
+def test_expose_tracks_its_port_forward_and_down_stops_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake kubectl on PATH stands in for the cluster's port-forward (no Kubernetes here)."""
+    import socket
+    import sys
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL.format(python=sys.executable))
+    (bin_dir / "kubectl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    record = access.start_forward(tmp_path, "kubeflow", access.SERVICES["registry"], port=port)
+    assert record["url"] == f"http://127.0.0.1:{port}"
+    assert access.start_forward(tmp_path, "kubeflow", access.SERVICES["registry"], port=port) == record
+    assert set(access.running_forwards(tmp_path, "kubeflow")) == {"registry"}
+    assert access.stop_forwards(tmp_path, "kubeflow") == ["registry"]
+    pid = int(record["pid"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()  # the port-forward process is gone, not just forgotten

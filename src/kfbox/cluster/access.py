@@ -71,7 +71,8 @@ def _alive(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"port-forward" in cmdline and any(part.endswith(b"kubectl") for part in cmdline[:1])
+    # argv[0] is kubectl, or an interpreter running a kubectl wrapper script
+    return b"port-forward" in cmdline and any(part.endswith(b"kubectl") for part in cmdline[:2])
 
 
 def _port_open(port: int) -> bool:
