@@ -20,6 +20,7 @@ from functools import lru_cache
 from kfbox.config import Settings, is_loopback
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
+SEEN_LIMIT = 1024
 
 
 class HostAllowlist:
@@ -31,6 +32,7 @@ class HostAllowlist:
         # the common case: a header exactly as a client of this server writes it, answered by one lookup
         self.exact = frozenset({f"{_bracket(n)}:{port}".encode() for n in self.names}
                                | {_bracket(n).encode() for n in self.names})
+        self.seen: set[bytes] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HostAllowlist:
@@ -49,10 +51,13 @@ class HostAllowlist:
         return cls(names, tuple(suffixes), settings.port)
 
     def allows(self, host: bytes | None) -> bool:
-        if host is None or host in self.exact:
+        if host is None or host in self.exact or host in self.seen:
             return True  # no Host (HTTP/1.0, not a browser) cannot be a rebinding
         name = _hostname(host.decode("latin-1").lower())
-        return name in self.names or name.endswith(self.suffixes) or _is_ip(name)
+        allowed = name in self.names or name.endswith(self.suffixes) or _is_ip(name)
+        if allowed and len(self.seen) < SEEN_LIMIT:
+            self.seen.add(host)  # gateway Host values repeat: one set lookup next time
+        return allowed
 
 
 def _bracket(name: str) -> str:
