@@ -23,6 +23,9 @@ PROTECTED = [
     "/api/model_registry/v1alpha3/registered_models",
     "/api/model_registry/v1/registered_models",
     "/apis/serving.kserve.io/v1beta1/inferenceservices",
+    "/api",  # Kubernetes discovery (kubectl)
+    "/apis",
+    "/openapi/v2",
     "/serving/default/iris/v1/models/iris",
     "/metrics",
     "/openapi.json",
@@ -102,3 +105,10 @@ def test_dot_segments_are_refused_even_when_authorised(server: ServerProcess) ->
                         {"Authorization": f"Bearer {TOKEN}"})
     assert reply.status == 400
     assert "'..'" in reply.json()["message"]
+
+
+@pytest.mark.parametrize("target", ["/.well-known/security.txt", "/api/model_registry/v1alpha3/registered_models/a..b",
+                                    "/static/.hidden", "/x%25y"])
+def test_dots_inside_names_are_not_dot_segments(server: ServerProcess, target: str) -> None:
+    """Only whole '.'/'..' segments are refused; names with dots go on to auth (401 here)."""
+    assert raw_request(server.port, "GET", target).status in (401, 404), target
