@@ -126,8 +126,8 @@ def kfbox_server() -> Iterator[str]:
 
 def run_case(client: Any, case: Case, package: Path, timeout: float) -> tuple[str, str]:
     """(final state, short reason) of one run."""
+    # the run name left to kfp.Client ("<pipeline> <time>"): upstream's placeholder sample asserts that form
     result = client.create_run_from_pipeline_package(str(package), arguments=case.arguments,
-                                                     run_name=case.name.rsplit("/", 1)[-1][:60],
                                                      experiment_name="conformance")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

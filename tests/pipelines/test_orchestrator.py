@@ -12,7 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import httpx
 import pytest
@@ -29,6 +29,7 @@ IMAGE = "python:3.11"
 def run(pipeline: Any, tmp_path: Path, arguments: dict[str, Any] | None = None, **job: Any
         ) -> tuple[str, str | None, dict[str, dict[str, Any]]]:
     """(state, error, tasks by path) of one in-process run; tasks carry their finished event's fields."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     package = tmp_path / "pipeline.yaml"
     compiler.Compiler().compile(pipeline, str(package))
     import yaml
@@ -222,6 +223,17 @@ def test_retry_with_backoff_substitutes_retries(tmp_path: Path) -> None:
         flaky(attempt="{{retries}}", succeed_on="2").set_retry(
             num_retries=2, backoff_duration="1s", backoff_factor=1.5).set_caching_options(False)
 
+    @dsl.pipeline(name="retried-dag")
+    def retried_dag() -> None:
+        flaky(attempt="{{retries}}", succeed_on="1").set_caching_options(False)
+
+    @dsl.pipeline(name="retry")
+    def with_dag() -> None:
+        retried_dag().set_retry(num_retries=1)  # a sub-DAG's attempt is what {{retries}} counts inside it
+
+    state, error, tasks = run(with_dag, tmp_path / "dag")
+    assert state == "SUCCEEDED", error
+    assert tasks["retried-dag/flaky"]["state"] == "SUCCEEDED"  # its second run, in the DAG's second attempt
     started = time.monotonic()
     state, error, tasks = run(retry, tmp_path)
     assert state == "SUCCEEDED", error
@@ -232,7 +244,7 @@ def test_retry_with_backoff_substitutes_retries(tmp_path: Path) -> None:
 
 @dsl.component(base_image=IMAGE)
 def placeholders(job_name: str, resource: str, job_id: str, task_name: str, task_id: str, root: str,
-                 created: str, optional: str = None) -> str:  # type: ignore[assignment]
+                 created: str, optional: Optional[str] = None) -> str:  # noqa: UP045 - kfp reads the annotation
     import json
     import os
 
@@ -369,5 +381,5 @@ def test_a_killed_task_fails_with_the_signal(tmp_path: Path) -> None:
     def killed() -> None:
         suicide().set_caching_options(False)
 
-    state, error, tasks = run(killed, tmp_path)
+    state, error, _ = run(killed, tmp_path)
     assert state == "FAILED" and "killed by a signal" in (error or "")

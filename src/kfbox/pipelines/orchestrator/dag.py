@@ -184,18 +184,18 @@ class Engine:
             self.recorder.finished(task_id, "FAILED", error=message)
             return Result(name, task_id, "FAILED", error=message)
         if items is not None:
-            return self.run_loop(name, task, component, items, parameters, artifacts, path, task_id, parent_id)
+            return self.run_loop(name, task, component, items, parameters, artifacts, path, task_id, parent_id, scope)
         if "dag" in component:
-            return self.run_sub_dag(name, task, component, parameters, artifacts, path, task_id, parent_id)
+            return self.run_sub_dag(name, task, component, parameters, artifacts, path, task_id, parent_id, scope)
         return self.executor.run(name, task, component, scope, path, task_id, parent_id)
 
     def run_sub_dag(self, name: str, task: dict[str, Any], component: dict[str, Any], parameters: dict[str, Any],
-                    artifacts: dict[str, list[Any]], path: str, task_id: str, parent_id: str) -> Result:
+                    artifacts: dict[str, list[Any]], path: str, task_id: str, parent_id: str, outer: Scope) -> Result:
         self.recorder.started(task_id, parent_id, name, path, "dag",
                               inputs={"parameters": parameters, "artifacts": _uris(artifacts)})
         attempts = int(task.get("retryPolicy", {}).get("maxRetryCount") or 0) + 1
         for attempt in range(attempts):
-            sub = Scope(dict(parameters), dict(artifacts))
+            sub = Scope(dict(parameters), dict(artifacts), retries=outer.retries + attempt)
             state = self.run_dag(component, sub, path, task_id)
             if state == "SUCCEEDED" or self.stop.is_set() or attempt + 1 == attempts:
                 break
@@ -207,7 +207,7 @@ class Engine:
 
     def run_loop(self, name: str, task: dict[str, Any], component: dict[str, Any], items: list[Any],
                  parameters: dict[str, Any], artifacts: dict[str, list[Any]], path: str, task_id: str,
-                 parent_id: str) -> Result:
+                 parent_id: str, outer: Scope) -> Result:
         self.recorder.started(task_id, parent_id, name, path, "dag",
                               inputs={"parameters": parameters, "artifacts": _uris(artifacts)})
         iterator = task.get("parameterIterator") or task.get("artifactIterator") or {}
@@ -221,7 +221,7 @@ class Engine:
                 iteration_id = str(uuid.uuid4())
                 iteration_name = f"{name}-iteration-{index}"
                 iteration_path = f"{path}/{iteration_name}"
-                scope = Scope(dict(parameters), dict(artifacts))
+                scope = Scope(dict(parameters), dict(artifacts), retries=outer.retries)
                 if "artifactIterator" in task:
                     scope.artifacts[item_input] = [item]
                 else:

@@ -79,7 +79,8 @@ class Executor:
         for attempt in range(attempts):
             placeholders = job_placeholders(engine.context, name, task_id)
             try:
-                parameters, artifacts = resolve_inputs(task, component, scope, placeholders, engine.context, attempt)
+                parameters, artifacts = resolve_inputs(task, component, scope, placeholders, engine.context,
+                                                       attempt + scope.retries)
             except ResolveError as exc:
                 return self._fail(task_id, parent_id, name, path, kind, log, recorded,
                                   f"Task {path!r} could not start: {exc}")

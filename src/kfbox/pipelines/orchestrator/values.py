@@ -52,6 +52,7 @@ class Scope:
     parameters: dict[str, Any]
     artifacts: dict[str, list[Artifact]]
     results: dict[str, Result] = dataclasses.field(default_factory=dict)
+    retries: int = 0  # the attempt of an enclosing retried sub-DAG: what {{retries}} counts inside it
 
 
 class ResolveError(Exception):
