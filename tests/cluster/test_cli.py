@@ -104,3 +104,19 @@ def test_down_deletes_the_kind_cluster_and_forgets_the_state(tools: dict[str, st
     assert done.returncode == 0, done.stderr
     assert ["delete", "cluster", "--name", "dev"] in _calls(tools)
     assert not (home / "cluster/dev/state.json").exists()
+
+
+def test_context_from_a_kind_install_takes_its_password_context_and_s3_keys(tools: dict[str, str]) -> None:
+    from kfbox.cluster import dex
+    from kfbox.cluster.contexts import ContextStore
+
+    home = Path(tools["KFBOX_HOME"])
+    dex.save_password(home / "cluster/kubeflow", "a-better-pass")
+    done = subprocess.run([sys.executable, "-m", "kfbox", "context", "add", "kind", "--from-cluster", "kubeflow"],
+                          capture_output=True, text=True, env=tools, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    context = ContextStore(home).get("kind")
+    assert (context.host, context.password, context.kube_context) == (
+        "http://127.0.0.1:8080", "a-better-pass", "kind-kubeflow")
+    assert (context.s3_endpoint, context.s3_access_key, context.s3_secret_key) == (
+        "http://127.0.0.1:8333", "profile-key", "profile-secret")

@@ -99,13 +99,14 @@ def test_promote_copies_metadata_metrics_and_files_through_the_gateway(
                      http.get(f"{V1ALPHA3}/model_versions/{version['id']}/artifacts").json()["items"]}
     assert artifacts["metric"]["value"] == 0.97
     uri = artifacts["model-artifact"]["uri"]
-    assert uri == "s3://mlpipeline/models/iris-knn/v1/model"
+    assert uri == "s3://mlpipeline/private/kubeflow-user-example-com/models/iris-knn/v1/model"
     assert artifacts["model-artifact"]["modelFormatName"] == "sklearn"
     # the files are in the cluster's S3 under that URI
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_KEYS["access"],
                       aws_secret_access_key=S3_KEYS["secret"], region_name="us-east-1")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mlpipeline", Prefix="models/iris-knn/v1/")["Contents"]]
-    assert keys == ["models/iris-knn/v1/model/model.joblib"]
+    listed = s3.list_objects_v2(Bucket="mlpipeline", Prefix="private/kubeflow-user-example-com/models/iris-knn/v1/")
+    assert [o["Key"] for o in listed["Contents"]] == [
+        "private/kubeflow-user-example-com/models/iris-knn/v1/model/model.joblib"]
     # --deploy on a Kubeflow target: one server-side kubectl apply of S3 access, the ISVC and its allow policy
     (command,) = runner.commands
     assert command.argv[:3] == ("kubectl", "--context", "kind-kubeflow") and "--server-side" in command.argv

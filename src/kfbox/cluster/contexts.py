@@ -49,6 +49,8 @@ class Context:
     s3_cluster_endpoint: str = "seaweedfs.kubeflow:8333"
     """The same store as pods reach it (KServe's storage initializer)."""
     s3_bucket: str = "mlpipeline"
+    s3_prefix: str = "private/{namespace}/models"
+    """Where promoted files go: inside what a Kubeflow profile's S3 keys may write."""
     s3_access_key: str | None = None
     s3_secret_key: str | None = dataclasses.field(default=None, repr=False)
 

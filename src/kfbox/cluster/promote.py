@@ -1,8 +1,10 @@
 """Laptop -> cluster: copy a registered model version, its metadata and its files, optionally deploy it.
 
 Reads the version from the local kfbox (``/api/model_registry/v1``), uploads its model files
-to the target's S3 (``s3://BUCKET/models/MODEL/VERSION/...``: SeaweedFS on a Kubeflow
-cluster, any S3), then creates the model, the version (description, author, custom
+to the target's S3 (``s3://mlpipeline/private/NAMESPACE/models/MODEL/VERSION/...``: SeaweedFS
+on a Kubeflow cluster, where a profile's keys may write only under ``private/NAMESPACE/``,
+``private-artifacts/NAMESPACE/``, ``artifacts/`` and ``shared/`` (pipelines-profile-controller's
+IAM policy); any S3 elsewhere), then creates the model, the version (description, author, custom
 properties, plus ``kfbox.promoted_from``) and every artifact (model artifacts with their new
 ``s3://`` URI; metrics and parameters as they are) in the target's Model Registry, at the
 prefix the target serves. A re-run finds what it created before and does not duplicate it.
@@ -107,8 +109,17 @@ class S3Target:
 
         try:
             self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            self.client.create_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("403", "AccessDenied", "Forbidden"):
+                return  # a profile's keys may write under its prefix without seeing the bucket itself
+            if code not in ("404", "NoSuchBucket", "NotFound"):
+                raise Unavailable(f"S3 bucket {self.bucket!r} at {self.endpoint}: {exc}") from exc
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as create_exc:
+                raise Unavailable(f"S3 bucket {self.bucket!r} does not exist at {self.endpoint} and could not be "
+                                  f"created: {create_exc}") from create_exc
         except BotoCoreError as exc:
             raise Unavailable(f"Cannot reach the cluster's S3 at {self.endpoint}: {exc}. "
                               "For kind: kfbox cluster expose s3") from exc
@@ -198,7 +209,8 @@ def promote(source: ApiClient, resolver: UriResolver, remote: Remote, model: str
             s3.ensure_bucket()
             for artifact in models:
                 local = resolver.localize(str(artifact.get("uri", "")))
-                key = f"models/{_key_part(model)}/{_key_part(version)}/{_key_part(artifact.get('name') or 'model')}"
+                key = (f"{ctx.s3_prefix.format(namespace=ctx.namespace).strip('/')}/{_key_part(model)}/"
+                       f"{_key_part(version)}/{_key_part(artifact.get('name') or 'model')}")
                 uri, size = s3.upload(local, key)
                 uploads[str(artifact["id"])] = uri
                 result.uploaded_bytes += size
