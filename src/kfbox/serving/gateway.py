@@ -4,8 +4,12 @@ It proxies V1/V2 requests to a ready replica of the revision the traffic split p
 in-flight requests for the autoscaler, holds a request while a scaled-to-zero revision cold
 starts, retries on another replica when one is dead (the request never reached it, or it is
 idempotent: a GET, or an inference call, which has no side effects), and answers 503 at once
-when no replica can serve. Errors have KServe's body:
-``{"error": "..."}``.
+when no replica can serve.
+
+Every error the gateway answers has KServe's body, ``{"error": "..."}``, with one
+``content-type: application/json``: the replica's own errors pass through; FastAPI's
+``{"detail": ...}`` forms a replica answers for 405 (with its ``allow`` header) and 422 are
+reshaped to it, and so are the gateway's own 404/413/503/504 and the platform's 401.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from kfbox.serving.store import revision_name
 PREFIX = "/serving"
 MAX_ATTEMPTS = 3
 FORWARD_REQUEST = ("content-type", "accept", "inference-header-content-length", "x-request-id", "traceparent")
-FORWARD_RESPONSE = ("content-type", "inference-header-content-length", "x-request-id")
+FORWARD_RESPONSE = ("content-type", "inference-header-content-length", "x-request-id", "allow")
 IDEMPOTENT = ("GET", "HEAD", "OPTIONS")
 
 
@@ -135,7 +139,9 @@ def is_inference(path: str) -> bool:
 
 
 def _reply(status: int, upstream_headers: Mapping[str, str], content: bytes, revision: str) -> Response:
-    headers = {k: v for k, v in upstream_headers.items() if k.lower() in FORWARD_RESPONSE}
+    # lower-cased: aiohttp keeps the replica's spelling ("Content-Type"), and a second spelling
+    # set below would send the header twice
+    headers = {k.lower(): v for k, v in upstream_headers.items() if k.lower() in FORWARD_RESPONSE}
     headers["x-kfbox-revision"] = revision
     if status >= 400:
         content = _kserve_error_body(content)

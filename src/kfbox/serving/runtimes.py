@@ -81,13 +81,16 @@ class TabularModel(Model):
                 raise InvalidInput('"instances" must be a non-empty list of rows, e.g. [[5.1, 3.5, 1.4, 0.2]].')
         try:
             data = get_predict_input(payload)
-            array = np.asarray(data)
-            if array.dtype.kind not in "biuf":
-                array = array.astype(np.float64)
-            if array.ndim != 2:
-                raise ValueError(f"expected a 2-D batch of rows, got an array of shape {list(array.shape)}")
             assert self._predict is not None
-            result = self._predict(array)
+            if hasattr(data, "columns"):  # V2 with content_type "pd": a DataFrame of mixed column types goes to
+                result = self._predict(data)  # the model as is (a Pipeline encodes it), as upstream's sklearnserver
+            else:
+                array = np.asarray(data)
+                if array.dtype.kind not in "biuf":
+                    array = array.astype(np.float64)
+                if array.ndim != 2:
+                    raise ValueError(f"expected a 2-D batch of rows, got an array of shape {list(array.shape)}")
+                result = self._predict(array)
         except (ValueError, TypeError, IndexError) as exc:
             raise InvalidInput(f"Cannot predict on this input: {exc}") from exc
         return get_predict_response(payload, np.asarray(result), self.name)
