@@ -383,3 +383,22 @@ def test_a_killed_task_fails_with_the_signal(tmp_path: Path) -> None:
 
     state, error, _ = run(killed, tmp_path)
     assert state == "FAILED" and "killed by a signal" in (error or "")
+
+
+@dsl.container_component
+def shout(text: str, out: dsl.OutputPath(str)):  # type: ignore[valid-type]
+    return dsl.ContainerSpec(image="alpine:3", command=["sh", "-c", 'echo "$0!" | tr a-z A-Z > "$1"'],
+                             args=[text, out])
+
+
+def test_container_component_runs_on_the_host_when_told(tmp_path: Path) -> None:
+    """No Docker here: KFBOX_CONTAINER_RUNTIME=host runs the command itself, saying the image was not used."""
+    @dsl.pipeline(name="containers")
+    def with_container() -> None:
+        said = shout(text="hi").set_caching_options(False)
+        echo(text=said.output).set_caching_options(False)
+
+    state, error, tasks = run(with_container, tmp_path, container_runtime="host")
+    assert state == "SUCCEEDED", error
+    assert tasks["echo"]["parameters"]["Output"] == "HI!\n"
+    assert "image 'alpine:3' was not used" in log(tasks["shout"])

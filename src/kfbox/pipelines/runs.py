@@ -30,9 +30,10 @@ RUN_FIELDS: Fields = {"id": Run.id, "run_id": Run.id, "name": Run.display_name, 
 
 
 class RunStore:
-    def __init__(self, db: Database, catalog: Catalog) -> None:
+    def __init__(self, db: Database, catalog: Catalog, container_runtime: str | None = None) -> None:
         self.db = db
         self.catalog = catalog
+        self.container_runtime = container_runtime  # settings.container_runtime; None: no container runs
 
     def create(self, body: dict[str, Any]) -> Run:
         """Validate a V2beta1Run body and store it PENDING (or FAILED when it cannot run here)."""
@@ -67,7 +68,7 @@ class RunStore:
             if refused:
                 raise InvalidInput("kfbox's engine cannot run this pipeline: " + "; ".join(refused) + ". Run it on "
                                    "a Kubeflow cluster with: kfbox run FILE --host URL")
-            problems = specs.unsupported_features(spec)
+            problems = specs.unsupported_features(spec, containers=self._containers_usable(spec))
             created = now_ms()
             run = Run(id=new_id(), experiment_id=experiment.id, display_name=name, pipeline_spec=spec,
                       description=body.get("description") or "", pipeline_id=pipeline_id,
@@ -83,6 +84,17 @@ class RunStore:
             s.add(run)
             s.execute(update(Experiment).where(Experiment.id == experiment.id).values(last_run_ms=created))
         return run
+
+    def _containers_usable(self, spec: dict[str, Any]) -> bool:
+        """Whether the configured container runtime answers (only asked when the spec has a container component)."""
+        from kfbox.pipelines import containers
+
+        executors = specs.pipeline_part(spec).get("deploymentSpec", {}).get("executors", {})
+        if self.container_runtime is None or not any(
+                containers.is_container_component(e) and e["container"].get("image") not in specs.PVC_IMAGES
+                for e in executors.values()):
+            return False
+        return containers.detect_runtime(self.container_runtime) is not None
 
     def get(self, run_id: str, session: Session | None = None) -> Run:
         if session is None:

@@ -165,8 +165,11 @@ def coerce_parameter(spec: dict[str, Any], name: str, raw: str) -> Any:
     return value
 
 
-def unsupported_features(spec: dict[str, Any]) -> list[str]:
-    """What in this spec has no local equivalent: each entry names the feature and where it is."""
+def unsupported_features(spec: dict[str, Any], containers: bool = False) -> list[str]:
+    """What in this spec has no local equivalent: each entry names the feature and where it is.
+
+    ``containers``: a container runtime is usable (container components can run).
+    """
     problems: list[str] = []
     executors = pipeline_part(spec).get("deploymentSpec", {}).get("executors", {})
     for label, executor in sorted(executors.items()):
@@ -178,7 +181,7 @@ def unsupported_features(spec: dict[str, Any]) -> list[str]:
         if container.get("image") in PVC_IMAGES:
             continue
         command = [*container.get("command", []), *container.get("args", [])]
-        if not any(EXECUTOR_MODULE in str(part) for part in command):
+        if not containers and not any(EXECUTOR_MODULE in str(part) for part in command):
             problems.append(f"executor {label!r}: container component (image {container.get('image')!r}) needs a "
                             "container runtime, which this machine does not have; write it as a @dsl.component "
                             "or run it on a cluster with: kfbox run FILE --host URL")

@@ -165,7 +165,7 @@ class Supervisor:
                "fork_tasks": self.settings.pipelines_fork_tasks,
                "logs_dir": str(run_dir / "tasks"), "display_name": run.display_name,
                "created_at": _utc(run.created_ms), "scheduled_at": _utc(run.scheduled_ms or run.created_ms),
-               "pipeline_root": run.pipeline_root or None,
+               "pipeline_root": run.pipeline_root or None, "container_runtime": self.settings.container_runtime,
                "task_concurrency": self.settings.task_concurrency or os.cpu_count() or 1}
         (run_dir / "job.json").write_text(json.dumps(job))
         (run_dir / "events.jsonl").touch()

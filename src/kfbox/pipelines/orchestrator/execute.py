@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfbox.errors import InvalidInput
+from kfbox.pipelines import containers
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.mounts import Mounts
-from kfbox.pipelines.orchestrator.launch import Launcher, command_line, executor_input, read_outputs
+from kfbox.pipelines.orchestrator.launch import Launcher, command_line, executor_input, expand, read_outputs
 from kfbox.pipelines.orchestrator.names import inside
 from kfbox.pipelines.orchestrator.values import (
     Artifact,
@@ -95,7 +97,7 @@ class Executor:
             try:
                 outcome = self.attempt(name, task, component, executor, parameters, artifacts, scope, path, folder,
                                        log, placeholders, detail)
-            except (ResolveError, OSError, ValueError, KeyError, RuntimeError) as exc:
+            except (ResolveError, OSError, ValueError, KeyError, RuntimeError, InvalidInput) as exc:
                 outcome = ("FAILED", {}, {}, f"Task {path!r} could not start: {exc}", False)
             state, outputs, produced, error, cache_hit = outcome
             if state == "SUCCEEDED" or engine.stop.is_set() or attempt + 1 == attempts:
@@ -145,16 +147,32 @@ class Executor:
         for group in spec["outputs"]["artifacts"].values():
             for art in group["artifacts"]:
                 Path(art["uri"]).parent.mkdir(parents=True, exist_ok=True)
-        command = command_line(container, spec, placeholders)
-        env = {**os.environ, **self.task_env(name, detail, placeholders)}
+        task_env = self.task_env(name, detail, placeholders)
         for item in container.get("env", []):
-            env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
+            task_env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
+        env = {**os.environ, **task_env}
         self.mounts.prepare(component.get("executorLabel", ""), _ScopeStore(scope))
         timeout = self.timeout(component.get("executorLabel", ""))
-        with self.slots:
-            if engine.stop.is_set():
-                return ("CANCELED", {}, {}, None, False)
-            code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop)
+        if containers.is_container_component(executor):
+            runtime = containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
+            containers.prepare_outputs(spec)
+            launch = containers.build_launch(runtime, containers.ContainerTask(
+                image=image, command=expand(container.get("command", []), spec, placeholders),
+                args=expand(container.get("args", []), spec, placeholders), env=task_env,
+                binds=[self.tasks_root.parent, self.artifacts_root / engine.run_id],
+                name=f"kfbox-{engine.run_id[:8]}-{detail['pod_name'][-8:]}"))
+            if launch.log_line:
+                with open(log, "ab") as handle:
+                    handle.write(f"[{launch.log_line}]\n".encode())
+            with self.slots:
+                code, why = self.launcher.run_plain(launch.argv, {**env, **launch.env}, log, folder, timeout,
+                                                    engine.stop)
+        else:
+            command = command_line(container, spec, placeholders)
+            with self.slots:
+                if engine.stop.is_set():
+                    return ("CANCELED", {}, {}, None, False)
+                code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop)
         if code != 0:
             reason = why or _last_exception(log)
             error = (f"Task {path!r} failed" + (f": {reason}" if reason else f" with exit code {code}")

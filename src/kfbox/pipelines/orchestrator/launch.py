@@ -53,10 +53,13 @@ def executor_input(parameters: dict[str, Any], artifacts: dict[str, list[Artifac
 
 def command_line(container: dict[str, Any], executor: dict[str, Any], placeholders: dict[str, str]) -> list[str]:
     """The container's command and args with every placeholder filled."""
-    parts: list[str] = []
-    for part in [*container.get("command", []), *container.get("args", [])]:
-        parts += _expand(part, executor, placeholders)
-    return parts
+    return [*expand(container.get("command", []), executor, placeholders),
+            *expand(container.get("args", []), executor, placeholders)]
+
+
+def expand(parts: list[Any], executor: dict[str, Any], placeholders: dict[str, str]) -> list[str]:
+    """Command or args with placeholders filled (IfPresent/Concat expanded)."""
+    return [x for part in parts for x in _expand(part, executor, placeholders)]
 
 
 def _expand(part: Any, executor: dict[str, Any], placeholders: dict[str, str]) -> list[str]:
@@ -95,6 +98,7 @@ def _substitute(text: str, executor: dict[str, Any], placeholders: dict[str, str
         text = text.replace(f"{{{{$.inputs.artifacts['{name}'].path}}}}", first["uri"])
         text = text.replace(f"{{{{$.inputs.artifacts['{name}'].uri}}}}", first["uri"])
         text = text.replace(f"{{{{$.inputs.artifacts['{name}'].metadata}}}}", json.dumps(first.get("metadata", {})))
+        text = text.replace(f"{{{{$.inputs.artifacts['{name}']}}}}", json.dumps(group["artifacts"]))
     for name, group in outputs["artifacts"].items():
         first = group["artifacts"][0]
         text = text.replace(f"{{{{$.outputs.artifacts['{name}'].path}}}}", first["uri"])
@@ -142,6 +146,19 @@ class Launcher:
     def __init__(self, forker: TaskForker | None, venvs: VenvCache) -> None:
         self.forker = forker
         self.venvs = venvs
+
+    def run_plain(self, argv: list[str], env: dict[str, str], log_path: Path, workdir: Path,
+                  timeout: float | None, stop: threading.Event) -> tuple[int, str | None]:
+        """A command as it is (a container component's launch), in the task's folder."""
+        with open(log_path, "ab") as log:
+            try:
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           env={**env, "TMPDIR": str(workdir)}, cwd=workdir,
+                                           preexec_fn=die_with_parent)
+            except OSError as exc:
+                log.write(f"[kfbox] could not start {argv[0]!r}: {exc}\n".encode())
+                return 127, f"could not start {argv[0]!r}: {exc.strerror}"
+            return _wait_process(process, timeout, stop)
 
     def run(self, command: list[str], env: dict[str, str], log_path: Path, workdir: Path,
             timeout: float | None, stop: threading.Event) -> tuple[int, str | None]:
