@@ -14,7 +14,7 @@ from kfbox.errors import InvalidInput
 from kfbox.pipelines.tables import Run
 from kfbox.server.platform import Platform
 from kfbox.ui.render import Pages
-from kfbox.ui.runs import run_row, scalar_metrics
+from kfbox.ui.runs import LIGHT, run_row, scalar_metrics
 
 MAX_RUNS = 20
 LOWER_IS_BETTER = ("loss", "error", "mse", "rmse", "mae", "latency", "time")
@@ -36,7 +36,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         if len(ids) > MAX_RUNS:
             raise InvalidInput(f"Compare up to {MAX_RUNS} runs at once; {len(ids)} were picked.")
         with platform.db.read() as s:
-            found = {r.id: r for r in s.scalars(select(Run).where(Run.id.in_(ids)))}
+            found = {r.id: r for r in s.scalars(select(Run).options(*LIGHT).where(Run.id.in_(ids)))}
             metrics = scalar_metrics(s, list(found))
         missing = [i for i in ids if i not in found]
         if missing:

@@ -14,7 +14,7 @@ from kfbox.registry.tables import Resource
 from kfbox.server.platform import Platform
 from kfbox.ui.deployments import summaries
 from kfbox.ui.render import Pages, duration
-from kfbox.ui.runs import run_row
+from kfbox.ui.runs import LIGHT, run_row
 
 
 def build(platform: Platform, pages: Pages) -> APIRouter:
@@ -41,7 +41,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                 "model_versions": s.scalar(select(func.count()).select_from(Resource)
                                            .where(Resource.family == "model_version")) or 0,
             }
-            recent = [run_row(r) for r in s.scalars(select(Run).order_by(Run.created_ms.desc()).limit(10))]
+            recent = [run_row(r) for r in s.scalars(select(Run).options(*LIGHT).order_by(Run.created_ms.desc()).limit(10))]
         deployments = summaries(platform)
         counts["deployments"] = len(deployments)
         return {"url": platform.url, "counts": counts, "recent_runs": recent,

@@ -78,7 +78,9 @@ class Pages:
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(when=when, duration=duration, number=number, tojson_pretty=_pretty)
-        self.env.globals.update(nav=NAV, version=__version__)
+        from kfbox.ui.svg import dag_svg, task_rows
+
+        self.env.globals.update(nav=NAV, version=__version__, dag_svg=dag_svg, task_rows=task_rows)
 
     def render(self, request: Request, template: str, data: dict[str, Any], title: str,
                status: int = 200) -> Response:

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from kfbox.errors import InvalidInput
 from kfbox.pipelines.listing import Fields, Listing
@@ -26,6 +27,8 @@ COLUMNS = {"name": "display_name", "state": "state", "created": "created_at", "f
 FIELDS: Fields = {**RUN_FIELDS, "duration": Run.finished_ms - Run.created_ms}  # type: ignore[dict-item]
 METRIC_TYPES = ("system.Metrics",)
 MAX_METRIC_COLUMNS = 20
+LIGHT = (defer(Run.pipeline_spec), defer(Run.state_history))
+"""List pages never show a run's spec: not loading it makes a 50-row page several times cheaper."""
 
 
 def run_row(run: Run) -> dict[str, Any]:
@@ -80,7 +83,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         listing = Listing(predicates, "created_at" if metric_sort else COLUMNS[sort], order != "asc",
                           listing.page_size, listing.offset)
         with platform.db.read() as s:
-            rows, token, total = listing.apply(s, select(Run), FIELDS)
+            rows, token, total = listing.apply(s, select(Run).options(*LIGHT), FIELDS)
             ids = [r.id for r in rows]
             names = dict(s.execute(select(Experiment.id, Experiment.display_name)
                                    .where(Experiment.id.in_({r.experiment_id for r in rows}))).all())
