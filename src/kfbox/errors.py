@@ -8,6 +8,7 @@
      +-- PayloadTooLarge  request body over the limit                      (413)
      +-- Unsupported      a feature kfbox does not offer here              (501)
      +-- Unavailable      a dependency (server, replica, database) is down (503)
+     +-- InsufficientStorage  the disk (or the database's) is full        (507)
 
 The HTTP layer maps the tree to status codes in one handler; the CLI prints the
 message and exits non-zero, with a traceback only under ``--debug``.
@@ -53,3 +54,9 @@ class Unsupported(KfboxError):
 
 class Unavailable(KfboxError):
     status_code = 503
+
+
+class InsufficientStorage(KfboxError):
+    """A write found no space left; nothing was saved (see kfbox.storage.space)."""
+
+    status_code = 507

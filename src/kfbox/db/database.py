@@ -22,10 +22,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kfbox.errors import InvalidInput, Unavailable
+from kfbox.storage.space import insufficient_storage
 
 _WRITE = "kfbox_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -48,9 +49,15 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on any error."""
-        with self._write() as session, session.begin():
-            yield session
+        """A transaction that commits on success and rolls back on any error (a full disk: 507)."""
+        try:
+            with self._write() as session, session.begin():
+                yield session
+        except (OSError, DBAPIError) as exc:
+            full = insufficient_storage(exc, self.safe_url)
+            if full is None:
+                raise
+            raise full from exc
 
     def upgrade(self) -> None:
         from kfbox.db.migrate import upgrade

@@ -8,7 +8,7 @@ from typing import Any
 from kfbox.pipelines.tables import Artifact, Experiment, Pipeline, PipelineVersion, Run, Task
 
 # google.rpc.Code values KFP puts in error bodies.
-GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 501: 12, 503: 14, 500: 13}
+GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 501: 12, 503: 14, 500: 13, 507: 8}
 UNKNOWN = 2
 
 

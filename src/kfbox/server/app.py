@@ -26,6 +26,7 @@ from kfbox.server.auth import TokenAuth
 from kfbox.server.guard import RequestGuard
 from kfbox.server.middleware import BodyLimit, RequestMetrics
 from kfbox.server.platform import Platform
+from kfbox.storage.space import insufficient_storage
 
 SUBSYSTEMS = [
     "kfbox.registry.service",
@@ -85,6 +86,13 @@ def _install_error_handlers(app: FastAPI, platform: Platform) -> None:
     @app.exception_handler(KfboxError)
     async def kfbox_error(request: Request, exc: KfboxError) -> JSONResponse:
         return reply(request, exc.status_code, exc.message)
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+        full = insufficient_storage(exc, str(platform.settings.home))  # anything else stays a 500
+        if full is None:
+            raise exc
+        return reply(request, full.status_code, full.message)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

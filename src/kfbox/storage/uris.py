@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -32,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, NotFound, Unavailable
 from kfbox.storage.confine import resolve_inside
+from kfbox.storage.space import insufficient_storage
 
 SCHEMES = ("file", "pvc", "model-registry", "s3")
 RegistryLookup = Callable[[str, str | None], str]
@@ -132,6 +134,7 @@ class UriResolver:
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint, aws_access_key_id=settings.s3_access_key,
                               aws_secret_access_key=settings.s3_secret_key)
         staging = target.with_suffix(".partial")
+        shutil.rmtree(staging, ignore_errors=True)  # what an interrupted download left
         try:
             keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
                                                                                             Prefix=prefix)
@@ -144,7 +147,14 @@ class UriResolver:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 client.download_file(bucket, key, str(dest))
         except (BotoCoreError, ClientError) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
             raise Unavailable(f"Cannot download {uri!r} from {settings.s3_endpoint}: {exc}") from exc
+        except BaseException as exc:  # a full disk above all: no half-downloaded model stays in the cache
+            shutil.rmtree(staging, ignore_errors=True)
+            full = insufficient_storage(exc, str(cache))
+            if full is None:
+                raise
+            raise full from exc
         staging.rename(target)
         return resolve_inside(_single_file_or_dir(target), cache, uri)
 
