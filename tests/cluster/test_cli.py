@@ -22,6 +22,9 @@ import json, os, sys
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(sys.argv[1:]) + "\\n")
 args = sys.argv[1:]
+if "apply" in args:
+    with open(os.environ["FAKE_LOG"] + ".stdin", "a") as log:
+        log.write(sys.stdin.read() + "\\n---\\n")
 if "deployments" in args:
     print(json.dumps({{"items": [
         {{"metadata": {{"namespace": "kubeflow", "name": "centraldashboard"}},
@@ -120,3 +123,27 @@ def test_context_from_a_kind_install_takes_its_password_context_and_s3_keys(tool
         "http://127.0.0.1:8080", "a-better-pass", "kind-kubeflow")
     assert (context.s3_endpoint, context.s3_access_key, context.s3_secret_key) == (
         "http://127.0.0.1:8333", "profile-key", "profile-secret")
+
+
+def test_a_new_password_on_an_installed_cluster_reruns_only_dex(tools: dict[str, str]) -> None:
+    import bcrypt
+    import yaml
+
+    from kfbox.cluster import dex
+
+    home = Path(tools["KFBOX_HOME"])
+    state = InstallState.load(home, "kubeflow")
+    for step in build_plan(PlanOptions(home=home, dex_password_hash="$2y$12$old")):
+        state.record(step.name, step.fingerprint())
+    dex.save_password(home / "cluster/kubeflow", "old-password-1")
+    (home / "cluster/manifests/26.03").mkdir(parents=True)  # the renders run in the checkout
+    done = _kfbox(tools, "up", "--password", "new-password-2")
+    assert done.returncode == 0, done.stderr + done.stdout
+    calls = _calls(tools)
+    assert ["--context", "kind-kubeflow", "rollout", "restart", "deployment/dex", "-n", "auth"] in calls
+    assert not any("common/cert-manager/base" in call for call in calls)
+    secrets = [d for d in yaml.safe_load_all(Path(tools["FAKE_LOG"] + ".stdin").read_text())
+               if d and d.get("kind") == "Secret"]
+    digest = secrets[-1]["stringData"]["DEX_USER_PASSWORD"]
+    assert bcrypt.checkpw(b"new-password-2", digest.encode())
+    assert dex.load_password(home / "cluster/kubeflow") == ("new-password-2", False)

@@ -234,6 +234,8 @@ def test_subprocess_runner_passes_arguments_literally() -> None:
         Command("kubectl get pods")  # type: ignore[arg-type]
     assert SubprocessRunner().run(Command(("kfbox-no-such-tool",))).returncode == 127
     assert SubprocessRunner().run(Command(("cat",), stdin="piped")).stdout == "piped"
+    missing_cwd = SubprocessRunner().run(Command(("ls",), cwd=Path("/nonexistent/kfbox")))
+    assert missing_cwd.returncode == 126 and "folder /nonexistent/kfbox does not exist" in missing_cwd.stderr
 
 
 def test_a_missing_tool_stops_at_once_and_points_to_doctor(tmp_path: Path) -> None:

@@ -153,10 +153,13 @@ def up(
     if dry_run:
         console.print(plan_text(steps, state), highlight=False, markup=False, soft_wrap=True)
         return
+    redo_steps = set(redo or ())
     if secret:
+        if dex.load_password(cluster_dir(home, name))[0] != secret and state.steps.get("dex"):
+            redo_steps.add("dex")  # a new password on an installed cluster: set it now
         dex.save_password(cluster_dir(home, name), secret)
     state.info.update({"manifests_ref": opts.manifests_ref, "components": list(chosen), "context": opts.context})
-    outcomes = run_plan(steps, runner, state, redo=set(redo or ()), reporter=RichReporter())
+    outcomes = run_plan(steps, runner, state, redo=redo_steps, reporter=RichReporter())
     applied = sum(1 for o in outcomes if o.status == "applied")
     console.print(f"[green]Kubeflow {opts.manifests_ref} is up[/] on kind cluster {name!r} "
                   f"({applied} step(s) applied, {len(outcomes) - applied} already done). "

@@ -73,6 +73,9 @@ class SubprocessRunner:
     """Runs commands with :func:`subprocess.run` on an argv list (``shell=False``), capturing output."""
 
     def run(self, command: Command) -> Result:
+        if command.cwd is not None and not command.cwd.is_dir():
+            # checked first: subprocess reports a missing cwd as a missing program
+            return Result(126, "", f"folder {command.cwd} does not exist (needed by {command.argv[0]})")
         try:
             done = subprocess.run(list(command.argv), input=command.stdin, capture_output=True, text=True,
                                   cwd=command.cwd, timeout=command.timeout, check=False, shell=False)
