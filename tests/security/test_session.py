@@ -49,6 +49,13 @@ def test_login_sets_a_strict_httponly_cookie_and_goes_next(server: ServerProcess
     assert TOKEN not in reply.headers["set-cookie"]
 
 
+def test_next_may_come_in_the_query(server: ServerProcess) -> None:
+    reply = httpx.post(f"{server.url}/login?next=/runs", data={"token": TOKEN}, headers={"Origin": server.url})
+    assert reply.status_code == 303 and reply.headers["location"] == "/runs"
+    evil = httpx.post(f"{server.url}/login?next=//evil.example", data={"token": TOKEN}, headers={"Origin": server.url})
+    assert evil.headers["location"] == "/"
+
+
 def test_wrong_token_sets_no_cookie(server: ServerProcess) -> None:
     reply = _login(server, "guess")
     assert reply.status_code == 401

@@ -106,7 +106,7 @@ def install(app: FastAPI, platform: Platform) -> None:
     @router.post("/login")
     async def login(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        target = local_path((form.get("next") or ["/"])[0])
+        target = local_path((form.get("next") or [request.query_params.get("next", "/")])[0])
         if sessions.key is None:
             return JSONResponse({"code": "400", "message": "This server has no token; nothing to log in to."},
                                 status_code=400)
