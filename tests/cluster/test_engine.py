@@ -243,3 +243,10 @@ def test_a_missing_tool_stops_at_once_and_points_to_doctor(tmp_path: Path) -> No
     runner.answer(["kind", "create"], Result(127, "", "kind: command not found"))
     with pytest.raises(Unavailable, match=r"kind: command not found\. Install it \(see: kfbox cluster doctor\)"):
         _install(tmp_path, runner)
+
+
+def test_switching_the_renderer_reruns_nothing(tmp_path: Path) -> None:
+    _install(tmp_path, FakeCluster())
+    again = FakeCluster(checkout=True, exists=True)
+    outcomes, _ = _install(tmp_path, again, renderer=("kustomize", "build"))
+    assert {o.status for o in outcomes} == {SKIPPED} and again.commands == []

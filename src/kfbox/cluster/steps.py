@@ -74,7 +74,9 @@ class Step:
 
     def fingerprint(self) -> str:
         """What the step does, as text; a changed plan (other ref, other components) re-runs the step."""
-        text = "\n".join(action.display() for action in self.actions)
+        # the render's folder, not its program: switching kubectl kustomize <-> kustomize re-runs nothing
+        text = "\n".join(f"{action.render.argv[-1] if action.render else ''} {action.command.display()}"
+                         for action in self.actions)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def waits(self) -> list[Action]:
