@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from http import HTTPStatus
 from http import server as http_server
 from typing import Any
 
@@ -36,7 +37,9 @@ def snapshot(http: httpx.Client) -> list[Any]:
 def assert_error(reply: httpx.Response, status: int, *words: str) -> None:
     assert reply.status_code == status, reply.text
     body = reply.json()
-    assert set(body) == {"code", "message"} and isinstance(body["code"], str) and body["code"] == str(status)
+    # upstream's Error: code is the status text, and its 422 (a required field missing) says "Bad Request"
+    expected = "Bad Request" if status == 422 else HTTPStatus(status).phrase
+    assert set(body) == {"code", "message"} and body["code"] == expected, body
     for word in words:
         assert word.lower() in body["message"].lower(), body["message"]
 
@@ -53,7 +56,6 @@ BAD_BODIES: list[tuple[str, dict[str, str], bytes, str]] = [
     ("name is a number", {"content-type": "application/json"}, b'{"name": 5}', "name"),
     ("unknown field", {"content-type": "application/json"}, b'{"name": "x", "colour": "red"}', "colour"),
     ("state not in enum", {"content-type": "application/json"}, b'{"name": "x", "state": "DEAD"}', "state"),
-    ("empty name", {"content-type": "application/json"}, b'{"name": ""}', "name"),
     ("name with a newline", {"content-type": "application/json"}, b'{"name": "a\\nb"}', "control"),
     ("name with NUL", {"content-type": "application/json"}, b'{"name": "a\\u0000b"}', "control"),
     ("name too long", {"content-type": "application/json"}, json.dumps({"name": "n" * 300}).encode(), "name"),

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from kfbox.errors import InvalidInput
+from kfbox.names import normalize_name
 from kfbox.registry import kinds, store
 from kfbox.registry.filters import parse_filter
 from kfbox.registry.kinds import Kind
@@ -77,6 +78,15 @@ def _artifact_types(raw: str | None) -> tuple[str, ...] | None:
     return (raw,)
 
 
+def _legacy_wire(payload: Any) -> Any:
+    """v1alpha3 spells Metric.step as a JSON integer (int64); /v1 as a string, as each client expects."""
+    for item in payload.get("items", [payload]) if isinstance(payload, dict) else ():
+        step = item.get("step") if isinstance(item, dict) and item.get("artifactType") == "metric" else None
+        if isinstance(step, str) and step.lstrip("-").isdigit():
+            item["step"] = int(step)
+    return payload
+
+
 class RegistryRoutes:
     """Builds the routes (and their OpenAPI operations) for one API prefix."""
 
@@ -105,6 +115,8 @@ class RegistryRoutes:
                 body = parse_json(await request.body(), request.headers.get("content-type"))
             status, payload = await run_in_threadpool(handler, request.path_params.get("id"),
                                                       request.query_params, body)
+            if self.legacy:
+                payload = _legacy_wire(payload)
             return JSONResponse(payload, status_code=status)
 
         route = Route(self.prefix + path, endpoint, methods=[method], name=op.summary)
@@ -124,7 +136,7 @@ class RegistryRoutes:
                                             query.get("nextPageToken"), key)
         where: list[ColumnElement[bool] | None] = [parse_filter(filter_query, kind), *extra]
         if name is not None:
-            where.append(Resource.name == name)
+            where.append(Resource.name == normalize_name(name))
         if external_id is not None:
             where.append(Resource.external_id == external_id)
         return self.registry.read(lambda s: store.list_page(s, kind.family, page, self.registry.paginator,
@@ -203,7 +215,7 @@ class RegistryRoutes:
                     if row.kind != kind.kind:
                         raise InvalidInput(f"Artifact {row.id} is a {row.kind}, not a {kind.kind}.")
                     rest = {k: v for k, v in fields.items() if k not in ("id", "name")}
-                    return 200, store.to_wire(kind, store.attach(s, store.update(s, row, rest), parent))
+                    return 200, store.to_wire(kind, store.update(s, store.attach(s, row, parent), rest))
                 return 201, store.to_wire(kind, store.create(s, kind, fields, parent=parent))
             return registry.write(run)
 

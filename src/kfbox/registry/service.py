@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
@@ -21,12 +22,14 @@ from sqlalchemy.orm import Session
 
 from kfbox.db import Database
 from kfbox.errors import InvalidInput, NotFound, Unavailable
+from kfbox.names import normalize_name
 from kfbox.registry import kinds, store
 from kfbox.registry.paging import Paginator
 from kfbox.registry.tables import Resource
 from kfbox.server.platform import Platform
 
 T = TypeVar("T")
+_STATUSES = {s.value for s in HTTPStatus}
 DEFAULT_ENVIRONMENT = "kfbox"
 _RETRIES = 5
 
@@ -121,6 +124,7 @@ class Registry:
         return self.write(change)
 
     def _version(self, session: Session, model_name: str, version_name: str | None) -> Resource:
+        model_name, version_name = normalize_name(model_name), normalize_name(version_name)
         model = session.scalars(select(Resource).where(Resource.family == "registered_model", Resource.scope == 0,
                                                        Resource.name == model_name)).first()
         if model is None:
@@ -138,6 +142,7 @@ class Registry:
 
 
 def _get_or_create(session: Session, kind: kinds.Kind, family: str, name: str, parent: Resource | None) -> Resource:
+    name = normalize_name(name)
     row = session.scalars(select(Resource).where(Resource.family == family, Resource.name == name,
                                                  Resource.scope == (parent.id if parent else 0))).first()
     return row if row is not None else store.create(session, kind, {"name": name}, parent=parent)
@@ -154,12 +159,19 @@ def _retryable(exc: DBAPIError) -> bool:
 PREFIXES = (("/api/model_registry/v1", False), ("/api/model_registry/v1alpha3", True))
 
 
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """Upstream's ``Error``: ``code`` is the status text (``"Not Found"``); its 422s say ``"Bad Request"``."""
+    code = HTTPStatus.BAD_REQUEST if status == 422 else HTTPStatus(status) if status in _STATUSES else None
+    return {"code": code.phrase if code is not None else str(status), "message": message}
+
+
 def install(app: FastAPI, platform: Platform) -> None:
     from kfbox.registry.openapi import publish
     from kfbox.registry.router import RegistryRoutes
 
     registry = Registry(platform.db)
     platform.services["registry"] = registry
+    platform.error_renderers.append(("/api/model_registry/", error_body))
     documents = []
     for prefix, legacy in PREFIXES:
         routes = RegistryRoutes(registry, prefix, legacy)

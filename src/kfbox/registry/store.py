@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kfbox.errors import Conflict, InvalidInput, NotFound
-from kfbox.registry.kinds import BY_KIND, FAMILY_NAMES, Kind
+from kfbox.names import normalize_name
+from kfbox.registry.kinds import ARTIFACT_KINDS, BY_KIND, FAMILY_NAMES, Kind
 from kfbox.registry.paging import Page, Paginator
-from kfbox.registry.tables import Resource
+from kfbox.registry.tables import NAME_MAX, Resource
 
 _COLUMNS = tuple(Resource.__table__.c)
+# kinds upstream names with a UUID when created without a name (its converter's mapEntityNameWithUUIDGeneration)
+GENERATED_NAMES = frozenset({*ARTIFACT_KINDS, "inference_service", "serve_model", "experiment_run"})
+UUID_PREFIX = 37   # len("<uuid>:"), the prefix upstream gives a parentless artifact's name
 _COMMON = ("name", "externalId", "customProperties", "artifactType", "id", "createTimeSinceEpoch",
            "lastUpdateTimeSinceEpoch")
 
@@ -106,7 +111,7 @@ def find(session: Session, family: str, *, name: str | None = None, external_id:
     if kinds is not None:
         stmt = stmt.where(Resource.kind.in_(kinds))
     if name is not None:
-        stmt = stmt.where(Resource.name == name)
+        stmt = stmt.where(Resource.name == normalize_name(name))
     if external_id is not None:
         stmt = stmt.where(Resource.external_id == external_id)
     if parent is not None:
@@ -156,6 +161,9 @@ def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Reso
         parent = get(session, "experiment_run", fields["experimentRunId"])
     if parent is None and kind.parent_family and kind.parent_field:
         raise InvalidInput(f"A {kind.name} needs {kind.parent_field}.")
+    if fields.get("name") is None and kind.kind in GENERATED_NAMES:
+        fields["name"] = str(uuid.uuid4())   # upstream names these itself when the client does not
+    _check_name_length(kind, fields.get("name"), parent)
     _check_refs(session, kind, fields)
     stamp = now_ms()
     row = Resource(family=kind.family, kind=kind.kind, scope=parent.id if parent else 0,
@@ -188,7 +196,18 @@ def update(session: Session, row: Resource, fields: dict[str, Any]) -> Resource:
 
 
 def attach(session: Session, row: Resource, parent: Resource) -> Resource:
-    """Move an existing artifact under ``parent`` (the upsert endpoints' "existing" case)."""
+    """Put an unattached artifact under ``parent`` (the upsert endpoints' "existing" case).
+
+    An artifact another parent owns is refused: moving it would take it from its version
+    (its model loses its model file), and rewriting it would change another owner's data.
+    """
+    if row.parent_id is not None and row.parent_id != parent.id:
+        owner = session.get(Resource, row.parent_id)
+        whose = f"{FAMILY_NAMES[owner.family]} {owner.id}" if owner is not None else f"parent {row.parent_id}"
+        raise Conflict(f"{describe(kind_of(row), row)} belongs to {whose}; it cannot be attached to "
+                       f"{FAMILY_NAMES[parent.family]} {parent.id}. Create a new artifact there (POST without "
+                       "an id), or change this one with PATCH .../artifacts/{id}.")
+    _check_name_length(kind_of(row), row.name, parent)
     row.parent_id = parent.id
     row.scope = parent.id
     row.updated_ms = now_ms()
@@ -212,6 +231,19 @@ def _attrs(kind: Kind, fields: dict[str, Any], current: dict[str, Any]) -> dict[
             if field.default is not None and field.wire not in attrs:
                 attrs[field.wire] = field.default
     return attrs
+
+
+def _check_name_length(kind: Kind, name: str | None, parent: Resource | None) -> None:
+    """Upstream stores an owned entity's name as ``<parentId>:<name>`` (a UUID for a parentless artifact)
+    in 255 characters; the same names fit here and there, so a model moves between the two."""
+    if name is None or not (kind.parent_family or kind.is_artifact):
+        return
+    prefix = len(str(parent.id)) + 1 if parent is not None else (UUID_PREFIX if kind.is_artifact else 0)
+    limit = NAME_MAX - prefix
+    if len(name) > limit:
+        where = f"under {FAMILY_NAMES[parent.family]} {parent.id}" if parent is not None else "without a parent"
+        raise InvalidInput(f"{kind.name} name is {len(name)} characters; {where} the limit is {limit} (the registry "
+                           f"stores '<parentId>:<name>' in {NAME_MAX} characters, as upstream). Use a shorter name.")
 
 
 def _check_refs(session: Session, kind: Kind, fields: dict[str, Any]) -> None:

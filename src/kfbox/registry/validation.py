@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 from kfbox.errors import InvalidInput
+from kfbox.names import normalize_name
 from kfbox.registry import kinds
 from kfbox.registry.kinds import Kind
 from kfbox.registry.tables import NAME_MAX
@@ -40,7 +41,14 @@ METADATA_FIELDS: dict[str, dict[str, str]] = {
     "MetadataStructValue": {"struct_value": "string"},
     "MetadataProtoValue": {"type": "string", "proto_value": "string"},
 }
+STEP_RE = re.compile(r"^-?[0-9]{1,18}$")
 Check = Callable[[Any], str | None]   # None when fine, else what is wrong
+
+
+class MissingRequired(InvalidInput):
+    """A required field is absent or empty: 422, as upstream's server answers."""
+
+    status_code = 422
 
 
 def _control_char(value: str) -> str | None:
@@ -72,8 +80,12 @@ def check_number(value: Any) -> str | None:
 
 
 def check_step(value: Any) -> str | None:
-    ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
-    return None if ok else f"must be a string or integer, not {_json_type(value)}"
+    """An int64: a JSON integer (v1alpha3 clients) or a string holding one (v1 clients)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        ok = -(2**63) <= value < 2**63
+    else:
+        ok = isinstance(value, str) and STEP_RE.match(value) is not None
+    return None if ok else f"must be a whole number (or a string holding one), not {json.dumps(value)[:40]}"
 
 
 def check_string_list(value: Any) -> str | None:
@@ -144,7 +156,7 @@ def _check_for(field: kinds.Field) -> tuple[Check, dict[str, Any]]:
     if field.type is kinds.Number:
         return check_number, {"type": "number"}
     if field.wire == "step":
-        return check_step, {"oneOf": [{"type": "string"}, {"type": "integer"}]}
+        return check_step, {"oneOf": [{"type": "string", "pattern": STEP_RE.pattern}, {"type": "integer"}]}
     if field.type == list[str]:
         return check_string_list, {"type": "array", "items": TEXT}
     choices = get_args(field.type)
@@ -193,13 +205,16 @@ def validate(kind: Kind, variant: str, body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput(f"Invalid {kind.name}: the body must be a JSON object, not {_json_type(body)}.")
     fields = SHAPES[(kind.kind, variant)]
-    problems = [f"{key[:60]}: unknown field" for key in body if key not in fields]
+    unknown = next((key for key in body if key not in fields), None)
+    if unknown is not None:
+        # upstream's Go decoder (DisallowUnknownFields) words it so, and its client tests compare the text
+        raise InvalidInput(f"json: unknown field {json.dumps(unknown[:60])}")
+    problems = []
     for key, (check, required, _) in fields.items():
-        if key not in body:
-            if required:
-                problems.append(f"{key}: required")
-            continue
-        if body[key] is None:
+        if required and body.get(key) in (None, ""):
+            # upstream: 422 with this exact wording, for a missing field and for an empty one alike
+            raise MissingRequired(f"required field '{key}' is zero value.")
+        if body.get(key) is None:
             continue
         problem = check(body[key])
         if problem:
@@ -207,7 +222,10 @@ def validate(kind: Kind, variant: str, body: Any) -> dict[str, Any]:
     if problems:
         suffix = {"create": "Create", "update": "Update", "full": ""}[variant]
         raise InvalidInput(f"Invalid {kind.name}{suffix}: " + "; ".join(problems[:10]) + ".")
-    return {key: value for key, value in body.items() if value is not None}
+    fields_given = {key: value for key, value in body.items() if value is not None}
+    if isinstance(fields_given.get("name"), str):
+        fields_given["name"] = normalize_name(fields_given["name"])
+    return fields_given
 
 
 def artifact_kind(body: Any, default: Kind | None = None) -> Kind:
