@@ -77,6 +77,20 @@ def test_links_inside_the_claim_still_work(server: ServerProcess, home: Path) ->
         assert v1(client, "alias").json() == {"predictions": expected(model)}
 
 
+def test_update_to_a_link_out_is_refused(server: ServerProcess, home: Path, outside: Path) -> None:
+    """A merge patch (kubectl patch, the kserve SDK's patch) goes through the same check as a create."""
+    train_iris(home / "pvc" / "models" / "upd")
+    (home / "pvc" / "models" / "upd-link").symlink_to(outside / "model")
+    with server.client() as client:
+        apply(client, manifest("upd", "pvc://models/upd"))
+        reply = client.patch(API.format(ns="default") + "/upd",
+                             json={"spec": {"predictor": {"model": {"storageUri": "pvc://models/upd-link"}}}},
+                             headers={"Content-Type": "application/merge-patch+json"})
+        assert 400 <= reply.status_code < 500 and "outside" in reply.text, reply.text
+        spec = client.get(API.format(ns="default") + "/upd").json()["spec"]["predictor"]["model"]
+        assert spec["storageUri"] == "pvc://models/upd"
+
+
 def test_link_swapped_in_after_apply_is_refused_at_load(server: ServerProcess, home: Path, outside: Path) -> None:
     folder = home / "pvc" / "models" / "swap"
     model = train_iris(folder)
