@@ -100,6 +100,12 @@ def test_a_browser_without_credentials_is_sent_to_login(server: ServerProcess) -
     assert reply.headers["location"] == "/login?next=%2Fapis%2Fv2beta1%2Fruns%3Fpage_size%3D5"
 
 
+def test_a_browser_on_a_model_host_gets_401_not_a_redirect_loop(server: ServerProcess) -> None:
+    reply = httpx.get(f"{server.url}/v1/models/iris", headers={"Accept": "text/html",
+                                                               "Host": f"{GATEWAY_HOST}:{server.port}"})
+    assert reply.status_code == 401
+
+
 def test_dot_segments_are_refused_even_when_authorised(server: ServerProcess) -> None:
     reply = raw_request(server.port, "GET", "/apis/v2beta1/../v2beta1/experiments",
                         {"Authorization": f"Bearer {TOKEN}"})

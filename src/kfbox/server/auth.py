@@ -24,6 +24,7 @@ from kfbox.server.session import Sessions, cookie_value
 
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout"})
 STATIC_PREFIX = "/static/"
+GATEWAY_PREFIX = "/serving/"
 
 
 class TokenAuth:
@@ -65,7 +66,8 @@ class TokenAuth:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "Missing or wrong token."})
             return
-        if scope["method"] == "GET" and accept is not None and b"text/html" in accept:
+        if (scope["method"] == "GET" and accept is not None and b"text/html" in accept
+                and not scope["path"].startswith(GATEWAY_PREFIX)):  # a model's host has no /login
             await _redirect_to_login(scope, send)
             return
         await send_error(self.platform, scope, send, 401, "Missing or wrong bearer token. "
