@@ -51,11 +51,13 @@ def guarded_protocol(settings: Settings) -> Any:
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         _read_timer: asyncio.TimerHandle | None = None
         _address = ""
+        _counted = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._address = self.client[0] if self.client else ""
             count = open_by_client[self._address] = open_by_client.get(self._address, 0) + 1
+            self._counted = True
             if per_client and count > per_client:
                 transport.write(too_many)
                 transport.close()
@@ -63,13 +65,23 @@ def guarded_protocol(settings: Settings) -> Any:
             self._arm(header_timeout, self._headers_timed_out)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
-            left = open_by_client.get(self._address, 1) - 1
-            if left > 0:
-                open_by_client[self._address] = left
-            else:
-                open_by_client.pop(self._address, None)
+            self._release()
             super().connection_lost(exc)
+
+        def handle_websocket_upgrade(self) -> None:
+            # the connection passes to the WebSocket protocol: no read deadline, out of the count
+            self._release()
+            super().handle_websocket_upgrade()
+
+        def _release(self) -> None:
+            self._disarm()
+            if self._counted:
+                self._counted = False
+                left = open_by_client.get(self._address, 1) - 1
+                if left > 0:
+                    open_by_client[self._address] = left
+                else:
+                    open_by_client.pop(self._address, None)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
