@@ -155,6 +155,24 @@ def test_failing_task_logs_are_readable_after_the_run_ended(server: ServerProces
     assert "ValueError: boom: bad input" in log.inner_text()
 
 
+def test_live_states_log_follow_and_terminate_button(server: ServerProcess, page: Any,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    spec = compiled("hanging", tmp_path_factory.mktemp("hanging"))
+    with server.client() as http:
+        run = http.post("/apis/v2beta1/runs", json={"display_name": "hangs", "pipeline_spec": spec,
+                                                    "runtime_config": {"parameters": {"seconds": 600}}}).json()
+    page.goto(f"{server.url}/runs/{run['run_id']}")
+    # the page's script polls the JSON twin and recolours the node: no reload by the test
+    page.wait_for_selector('#dag [data-node="hang"][data-state="RUNNING"]', timeout=60_000)
+    page.goto(f"{server.url}/runs/{run['run_id']}?task=hang")
+    assert page.locator("pre.log").get_attribute("data-live") == "true"
+    page.wait_for_function("document.querySelector('pre.log').textContent.includes('pid=')", timeout=30_000)
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Terminate").click()
+    page.wait_for_selector("h1 .state-canceled", timeout=60_000)
+    assert httpx.get(f"{server.url}/apis/v2beta1/runs/{run['run_id']}").json()["state"] == "CANCELED"
+
+
 def test_deploy_from_models_page_then_predict_the_iris_class(server: ServerProcess, seeded: dict[str, Any],
                                                              page: Any, shots: Path) -> None:
     page.goto(f"{server.url}/models/{seeded['model']}")

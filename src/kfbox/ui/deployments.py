@@ -120,6 +120,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         return detail(namespace, name, features)
 
     @router.post("/deployments/{namespace}/{name}/predict")
+    @pages.action
     async def predict(request: Request, namespace: str, name: str) -> Response:
         form = await csrf.checked_form(request)
         count = int(str(form.get("features") or "4")) if str(form.get("features") or "4").isdigit() else 4
@@ -142,6 +143,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         return pages.render(request, "deployment.html", data, name, status=200 if result["ok"] else 400)
 
     @router.post("/deployments/{namespace}/{name}/canary")
+    @pages.action
     async def canary(request: Request, namespace: str, name: str) -> Response:
         form = await csrf.checked_form(request)
         raw = str(form.get("percent") or "").strip()
@@ -154,6 +156,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
 
     @router.post("/deployments/{namespace}/{name}/promote")
     @router.post("/deployments/{namespace}/{name}/rollback")
+    @pages.action
     async def promote(request: Request, namespace: str, name: str) -> Response:
         await csrf.checked_form(request)
         verb = request.url.path.rsplit("/", 1)[-1]

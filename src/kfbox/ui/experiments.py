@@ -61,6 +61,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
 
     @router.post("/experiments/{experiment_id}/archive")
     @router.post("/experiments/{experiment_id}/restore")
+    @pages.action
     async def archive(request: Request, experiment_id: str) -> Response:
         await csrf.checked_form(request)
         state = "ARCHIVED" if request.url.path.endswith("/archive") else "AVAILABLE"

@@ -160,6 +160,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @router.post("/models/{model_id}/restore")
     @router.post("/models/{model_id}/versions/{version_id}/archive")
     @router.post("/models/{model_id}/versions/{version_id}/restore")
+    @pages.action
     async def archive(request: Request, model_id: str, version_id: str = "") -> Response:
         await csrf.checked_form(request)
         state = "ARCHIVED" if request.url.path.endswith("/archive") else "LIVE"
@@ -174,6 +175,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         return pages.redirect(f"/models/{model_id}")
 
     @router.post("/models/{model_id}/versions/{version_id}/deploy")
+    @pages.action
     async def deploy(request: Request, model_id: str, version_id: str) -> Response:
         form = await csrf.checked_form(request)
 

@@ -56,6 +56,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                 "pipeline_id": pipeline, "error": ""}
 
     @router.post("/pipelines/upload")
+    @pages.action
     async def upload(request: Request) -> Response:
         csrf.check_origin(request)
         form = await request.form(max_part_size=platform.settings.max_body_bytes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jinja2
@@ -113,6 +113,16 @@ class Pages:
                 return self.render(request, template, data, name)
             return wrapper
         return decorate
+
+    def action(self, handler: Callable[..., Awaitable[Response]]) -> Any:
+        """Decorate a form POST handler: a refusal or failure comes back as an HTML page with the message."""
+        @functools.wraps(handler)
+        async def wrapper(request: Request, **kwargs: Any) -> Response:
+            try:
+                return await handler(request, **kwargs)
+            except KfboxError as exc:
+                return self.error(request, exc)
+        return wrapper
 
     def error(self, request: Request, exc: KfboxError) -> Response:
         return self.render(request, "error.html", {"message": exc.message, "status": exc.status_code},

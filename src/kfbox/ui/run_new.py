@@ -102,6 +102,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         return context(pipeline, version, request.query_params.get("from", source))
 
     @router.post("/runs/new")
+    @pages.action
     async def create(request: Request) -> Response:
         form = await csrf.checked_form(request)
         pipeline, version, source = (str(form.get(k, "")) for k in ("pipeline", "version", "source"))

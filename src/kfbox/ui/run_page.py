@@ -126,6 +126,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                                                 "X-Content-Type-Options": "nosniff"})
 
     @router.post("/runs/{run_id}/terminate")
+    @pages.action
     async def terminate(request: Request, run_id: str) -> Response:
         await csrf.checked_form(request)
         svc = service()
@@ -134,6 +135,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         return pages.redirect(f"/runs/{run_id}")
 
     @router.post("/runs/{run_id}/retry")
+    @pages.action
     async def retry(request: Request, run_id: str) -> Response:
         """Run the same pipeline with the same arguments again; finished tasks come from the cache."""
         await csrf.checked_form(request)
@@ -151,6 +153,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
 
     @router.post("/runs/{run_id}/archive")
     @router.post("/runs/{run_id}/restore")
+    @pages.action
     async def archive(request: Request, run_id: str) -> Response:
         await csrf.checked_form(request)
         state = "ARCHIVED" if request.url.path.endswith("/archive") else "AVAILABLE"
