@@ -8,13 +8,16 @@ shape rows with :mod:`kfbox.pipelines.views`. Two kfbox additions live beside th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Body, File, Query, UploadFile
+from fastapi import APIRouter, Body, File, Query, Request, Response, UploadFile
 from fastapi.responses import PlainTextResponse
+from fastapi.routing import APIRoute
 
 from kfbox import __version__
 from kfbox.errors import InvalidInput, Unsupported
+from kfbox.parsing import load_json
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines import views
 from kfbox.pipelines.listing import Listing
@@ -32,8 +35,28 @@ def _body(value: Any) -> dict[str, Any]:
     return value
 
 
+class JsonBodyRoute(APIRoute):
+    """Decodes JSON bodies with :func:`kfbox.parsing.load_json` before FastAPI does.
+
+    FastAPI turns any decoding failure into "There was an error parsing the body"; decoding
+    first gives the client the reason (nested too deeply, not JSON, where) as a KFP error.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media == "application/json" or media.endswith("+json"):
+                body = await request.body()
+                if body:
+                    request._json = load_json(body)  # starlette's Request.json() returns this
+            return await handler(request)
+        return route
+
+
 def build_router(service: PipelinesService) -> APIRouter:
-    router = APIRouter(tags=["pipelines"])
+    router = APIRouter(tags=["pipelines"], route_class=JsonBodyRoute)
     catalog, runs = service.catalog, service.runs
 
     def listing(page_token: str | None, page_size: int | None, sort_by: str | None, filter: str | None) -> Listing:
@@ -189,8 +212,8 @@ def build_router(service: PipelinesService) -> APIRouter:
 
     @router.post("/runs/{run_id}:retry")
     def retry_run(run_id: str) -> dict[str, Any]:
-        raise Unsupported(f"Retrying run {run_id!r} in place is not supported by kfbox; submit the pipeline "
-                          "again (identical tasks are answered from the cache).")
+        service.supervisor.retry(run_id)  # failed and skipped tasks run again; succeeded ones are reused
+        return {}
 
     @router.delete("/runs/{run_id}")
     def delete_run(run_id: str) -> dict[str, Any]:
@@ -208,6 +231,9 @@ def build_router(service: PipelinesService) -> APIRouter:
 
     @router.get("/artifacts/{artifact_id}")
     def get_artifact(artifact_id: str) -> dict[str, Any]:
+        if not (artifact_id.isascii() and artifact_id.isdigit()) or len(artifact_id) > 18:
+            raise InvalidInput(f"Artifact id {artifact_id[:40]!r} is not valid; artifact ids are whole numbers "
+                               "like '12', listed in a run's task_details[].outputs.")
         return views.artifact(runs.artifact(artifact_id))
 
     # recurring runs: kfbox.pipelines.schedule_api

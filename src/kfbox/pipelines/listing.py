@@ -15,12 +15,15 @@ import base64
 import dataclasses
 import datetime
 import json
+import math
+import re
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kfbox.errors import InvalidInput
+from kfbox.parsing import client_input, load_json
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 1000
@@ -32,6 +35,11 @@ V1_OPERATIONS = {0: "EQUALS", 1: "GREATER_THAN", 2: "LESS_THAN", 5: "NOT_EQUALS"
 
 Fields = dict[str, InstrumentedAttribute[Any]]
 TIME_FIELDS = {"created_at", "finished_at", "scheduled_at"}
+INT64_MAX = 2**63 - 1
+INT_TEXT = re.compile(r"-?[0-9]{1,19}")
+MAX_TIME_MS = 253402300799999          # 9999-12-31T23:59:59.999Z, the end of RFC 3339
+MAX_OFFSET = 2**31 - 1                 # a page_token offset beyond any table this server keeps
+FILTER_EXAMPLE = '{"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": "my-run"}]}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,13 +56,12 @@ class Listing:
         predicates: list[dict[str, Any]] = []
         if filter:
             try:
-                body = json.loads(filter)
-            except ValueError as exc:
-                raise InvalidInput(f"filter is not JSON: {exc}. Example: "
-                                   '{"predicates": [{"key": "display_name", "operation": "EQUALS", '
-                                   '"string_value": "my-run"}]}') from exc
+                body = load_json(filter, "filter")
+            except InvalidInput as exc:
+                raise InvalidInput(f"{exc.message} Example: {FILTER_EXAMPLE}") from exc
             if not isinstance(body, dict) or not isinstance(body.get("predicates", []), list):
-                raise InvalidInput(f"filter must be an object with a 'predicates' list; got {filter!r}.")
+                raise InvalidInput(f"filter must be an object with a 'predicates' list; got {filter[:200]!r}. "
+                                   f"Example: {FILTER_EXAMPLE}")
             predicates = body.get("predicates", [])
         words = (sort_by or default_sort).split()
         if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
@@ -66,7 +73,8 @@ class Listing:
                    _decode_token(page_token))
 
     def apply(self, session: Session, query: Select[Any], fields: Fields) -> tuple[list[Any], str, int]:
-        conditions = [_condition(p, fields) for p in self.predicates]
+        with client_input("filter"):
+            conditions = [_condition(p, fields) for p in self.predicates]
         query = query.where(*conditions)
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         column = _column(self.sort_key, fields, "sort by")
@@ -86,22 +94,28 @@ def _column(key: str, fields: Fields, what: str) -> InstrumentedAttribute[Any]:
 
 def _condition(predicate: Any, fields: Fields) -> ColumnElement[bool]:
     if not isinstance(predicate, dict):
-        raise InvalidInput(f"Filter predicate {predicate!r} must be an object.")
-    key = str(predicate.get("key", ""))
+        raise InvalidInput(f"Filter predicate {_show(predicate)} must be an object. Example: {FILTER_EXAMPLE}")
+    key = predicate.get("key", "")
+    if not isinstance(key, str):
+        raise InvalidInput(f"Filter predicate key {_show(key)} must be a field name (a string).")
     column = _column(key, fields, "filter on")
     op = predicate.get("operation", predicate.get("op", "EQUALS"))
-    if isinstance(op, int):
+    if isinstance(op, int) and not isinstance(op, bool):
         op = V1_OPERATIONS.get(op, "") if "op" in predicate else (OPERATIONS[op] if 0 <= op < len(OPERATIONS) else "")
-    if op not in OPERATIONS[1:]:
-        raise InvalidInput(f"Filter operation {op!r} is not supported; use one of: {', '.join(OPERATIONS[1:])}.")
+    if not isinstance(op, str) or op not in OPERATIONS[1:]:
+        raise InvalidInput(f"Filter operation {_show(op)} is not supported; use one of: {', '.join(OPERATIONS[1:])}.")
     value = _value(predicate, key)
+    for item in value if isinstance(value, list) else [value]:
+        _check_type(item, column, key)
     if op == "IN":
         values = value if isinstance(value, list) else [value]
         return column.in_(values)
     if isinstance(value, list):
         raise InvalidInput(f"Filter operation {op} on {key!r} takes one value, not a list.")
     if op == "IS_SUBSTRING":
-        return column.contains(str(value), autoescape=True)
+        if not isinstance(value, str):
+            raise InvalidInput(f"Filter operation IS_SUBSTRING on {key!r} needs a string_value.")
+        return column.contains(value, autoescape=True)
     comparisons = {"EQUALS": column.__eq__, "NOT_EQUALS": column.__ne__, "GREATER_THAN": column.__gt__,
                    "GREATER_THAN_EQUALS": column.__ge__, "LESS_THAN": column.__lt__,
                    "LESS_THAN_EQUALS": column.__le__}
@@ -110,29 +124,88 @@ def _condition(predicate: Any, fields: Fields) -> ColumnElement[bool]:
 
 
 def _value(predicate: dict[str, Any], key: str) -> Any:
-    for name in ("string_value", "stringValue", "int_value", "intValue", "long_value", "longValue"):
+    for name in ("string_value", "stringValue"):
         if name in predicate:
-            value = predicate[name]
-            return int(value) if "long" in name.lower() or "int" in name.lower() else value
+            return _string(predicate[name], name, key)
+    for name in ("int_value", "intValue", "long_value", "longValue"):
+        if name in predicate:
+            return _integer(predicate[name], name, key)
     for name in ("timestamp_value", "timestampValue"):
         if name in predicate:
-            return _to_ms(predicate[name])
+            return _to_ms(predicate[name], key)
     for name in ("string_values", "stringValues", "int_values", "intValues", "long_values", "longValues"):
         if name in predicate:
-            values = predicate[name].get("values", []) if isinstance(predicate[name], dict) else []
-            return [int(v) for v in values] if "string" not in name.lower() else values
+            holder = predicate[name]
+            values = holder.get("values", []) if isinstance(holder, dict) else None
+            if not isinstance(values, list):
+                raise InvalidInput(f"Filter {name} on {key!r} must be an object like {{\"values\": [...]}}; "
+                                   f"got {_show(holder)}.")
+            if "string" in name.lower():
+                return [_string(v, name, key) for v in values]
+            return [_integer(v, name, key) for v in values]
     raise InvalidInput(f"Filter predicate on {key!r} has no value; set string_value, int_value, long_value, "
                        "timestamp_value or *_values.")
 
 
-def _to_ms(value: Any) -> int:
+def _string(value: Any, name: str, key: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"Filter {name} on {key!r} must be a string; got {_show(value)}.")
+    return value
+
+
+def _integer(value: Any, name: str, key: str) -> int:
+    """An int64 as protobuf JSON writes it: a number or a decimal string (``"5"``)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer() and abs(value) <= INT64_MAX:
+        number = int(value)
+    elif isinstance(value, str) and INT_TEXT.fullmatch(value.strip()):
+        number = int(value.strip())
+    if number is None or not -INT64_MAX - 1 <= number <= INT64_MAX:
+        raise InvalidInput(f"Filter {name} on {key!r} must be a whole number within 64 bits (a number or a "
+                           f"string like \"5\"); got {_show(value)}.")
+    return number
+
+
+def _check_type(value: Any, column: InstrumentedAttribute[Any], key: str) -> None:
+    """The value's type must match the column's: PostgreSQL refuses text = integer outright."""
     try:
-        if isinstance(value, int | float):
-            return int(value * 1000)
-        stamp = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        expected = column.type.python_type
+    except NotImplementedError:
+        return
+    if expected is str and not isinstance(value, str):
+        raise InvalidInput(f"Filter on {key!r} compares text; use string_value (got {_show(value)}).")
+    if expected is int and not isinstance(value, int):
+        what = "a time; use timestamp_value" if key in TIME_FIELDS else "a number; use int_value or long_value"
+        raise InvalidInput(f"Filter on {key!r} compares {what} (got {_show(value)}).")
+
+
+def _to_ms(value: Any, key: str = "created_at") -> int:
+    """An RFC 3339 time (protobuf Timestamp JSON) or seconds since the epoch, as milliseconds."""
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            ms = value * 1000
+            if not (isinstance(ms, int) or math.isfinite(ms)) or abs(ms) > MAX_TIME_MS:
+                raise ValueError(value)
+            return int(ms)
+        if not isinstance(value, str):
+            raise ValueError(value)
+        stamp = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=datetime.UTC)
         return int(stamp.timestamp() * 1000)
-    except ValueError as exc:
-        raise InvalidInput(f"timestamp_value {value!r} is not an RFC 3339 time.") from exc
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidInput(f"Filter timestamp_value on {key!r} must be an RFC 3339 time like "
+                           f"\"2026-01-31T12:00:00Z\"; got {_show(value)}.") from exc
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _encode_token(offset: int) -> str:
@@ -142,11 +215,12 @@ def _encode_token(offset: int) -> str:
 def _decode_token(token: str | None) -> int:
     if not token:
         return 0
+    problem = InvalidInput(f"page_token {token[:80]!r} is not one this server issued; "
+                           "pass the next_page_token of the previous page, or none for the first page.")
     try:
-        offset = int(json.loads(base64.urlsafe_b64decode(token.encode()))["offset"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"page_token {token!r} is not one this server issued; "
-                           "pass the next_page_token of the previous page.") from exc
-    if offset < 0:
-        raise InvalidInput(f"page_token {token!r} is not valid.")
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
+        raise problem from exc
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
+        raise problem
     return offset

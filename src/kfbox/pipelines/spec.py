@@ -15,9 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
 from kfbox.errors import InvalidInput
+from kfbox.parsing import load_json, load_yaml_documents
 
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
 CREATE_PVC_IMAGE = "argostub/createpvc"
@@ -26,17 +25,17 @@ PVC_IMAGES = (CREATE_PVC_IMAGE, DELETE_PVC_IMAGE)
 # kfp-kubernetes settings that only steer Kubernetes scheduling; they have no local meaning.
 SCHEDULING_ONLY = {"nodeSelector", "tolerations", "podMetadata", "imagePullPolicy", "imagePullSecret",
                    "nodeAffinity", "activeDeadlineSeconds", "enabledSharedMemory"}
-LOCAL_EQUIVALENT = {"pvcMount"}
+LOCAL_EQUIVALENT = {"pvcMount", "secretAsEnv", "configMapAsEnv", "fieldPathAsEnv"}
 
 
 def parse_package(data: bytes, filename: str = "pipeline.yaml") -> dict[str, Any]:
     """A compiled pipeline file (YAML with an optional platform document, or JSON) as a run spec."""
     try:
         text = data.decode()
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"Pipeline package {filename!r} is not YAML or JSON: {exc}. "
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"Pipeline package {filename!r} is not UTF-8 text (YAML or JSON): {exc}. "
                            "Compile it with: kfbox compile FILE.py -o pipeline.yaml") from exc
+    docs = load_yaml_documents(text, f"Pipeline package {filename!r}")
     if not docs or not all(isinstance(d, dict) for d in docs):
         raise InvalidInput(f"Pipeline package {filename!r} holds no pipeline spec. "
                            "Compile it with: kfbox compile FILE.py -o pipeline.yaml")
@@ -48,10 +47,7 @@ def parse_package(data: bytes, filename: str = "pipeline.yaml") -> dict[str, Any
 def normalise(spec: Any) -> dict[str, Any]:
     """Validate the shape and return the run spec in one of kfp.Client's two forms."""
     if isinstance(spec, str):
-        try:
-            spec = json.loads(spec)
-        except ValueError as exc:
-            raise InvalidInput(f"pipeline_spec is not JSON: {exc}") from exc
+        spec = load_json(spec, "pipeline_spec")
     if not isinstance(spec, dict):
         raise InvalidInput("pipeline_spec must be an object (the compiled PipelineSpec).")
     pipeline = pipeline_part(spec)
