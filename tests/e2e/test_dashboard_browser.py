@@ -64,7 +64,8 @@ def seeded(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> d
         add_task_rows(server, wide_id, 600)
         iris = tmp_path_factory.mktemp("model") / "iris"
         train_iris(iris)
-        ids = register_model(http, "iris", f"file://{iris}", description=SCRIPT, metrics={"accuracy": 0.96})
+        ids = register_model(http, "iris", f"file://{iris}", description=SCRIPT, versions=("v1", "v2"),
+                             metrics={"accuracy": 0.96})
         wait_run(http, run_id)
     return {"link": link, "run": run_id, "wide": wide_id, "model": ids["model"], "v1": ids["v1"]}
 
@@ -176,7 +177,7 @@ def test_live_states_log_follow_and_terminate_button(server: ServerProcess, page
 def test_deploy_from_models_page_then_predict_the_iris_class(server: ServerProcess, seeded: dict[str, Any],
                                                              page: Any, shots: Path) -> None:
     page.goto(f"{server.url}/models/{seeded['model']}")
-    page.get_by_role("link", name="Deploy…").first.click()
+    page.get_by_role("link", name="Deploy…").last.click()  # newest first: the last row is v1
     page.get_by_role("button", name="Deploy").click()
     page.wait_for_url("**/deployments/default/iris")
     deadline = time.monotonic() + 120
@@ -191,6 +192,18 @@ def test_deploy_from_models_page_then_predict_the_iris_class(server: ServerProce
     page.get_by_role("button", name="Predict").click()
     assert page.locator("#prediction .prediction").inner_text() == "virginica"
     assert "curl -s" in page.locator("pre", has_text="curl").inner_text()
+    # v2 as a 10% canary (as kubectl patch would), then the page's slider moves the split to 40%
+    api = f"{server.url}/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/iris"
+    patch = {"spec": {"predictor": {"canaryTrafficPercent": 10,
+                                    "model": {"storageUri": "model-registry://iris/v2"}}}}
+    assert httpx.patch(api, json=patch, headers={"Content-Type": "application/merge-patch+json"}).status_code == 200
+    page.reload()
+    page.fill("#canary", "40")
+    page.get_by_role("button", name="Set split").click()
+    page.wait_for_url("**/deployments/default/iris")
+    traffic = httpx.get(api).json()["status"]["components"]["predictor"]["traffic"]
+    assert sorted(t["percent"] for t in traffic) == [40, 60]
+    assert page.locator("td.num", has_text="40%").count() == 1
     page.screenshot(path=str(shots / "deployment.png"), full_page=True)
 
 

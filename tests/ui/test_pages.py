@@ -220,3 +220,18 @@ def test_kfp_link_page_is_a_script_that_reads_the_fragment(http: httpx.Client) -
     assert '<script src="/static/kfp-links.js" defer></script>' in html
     script = http.get("/static/kfp-links.js").text
     assert "runs|experiments|pipelines" in script and "location.replace" in script
+
+
+def test_pipeline_upload_form_and_pipeline_page(http: httpx.Client, seeded: dict[str, Any]) -> None:
+    token = csrf_cookie(http)
+    package = (Path(seeded["spec_folder"]) / "acceptance.yaml").read_bytes()
+    refused = http.post("/pipelines/upload", files={"file": ("a.yaml", package)}, data={"name": "via form"})
+    assert refused.status_code == 403
+    made = http.post("/pipelines/upload", files={"file": ("a.yaml", package)},
+                     data={"name": "via form", "csrf_token": token})
+    assert made.status_code == 303, made.text
+    html = page(http, made.headers["location"])
+    assert "via form" in html and 'data-node="exit-handler-1"' in html and "threshold" in html
+    bad = http.post("/pipelines/upload", files={"file": ("b.yaml", b"not: [a pipeline")},
+                    data={"csrf_token": token})
+    assert bad.status_code == 400 and "kfbox compile" in bad.text
