@@ -59,6 +59,8 @@ class Settings:
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
+    serving_grpc_port: int = -1
+    """The gRPC gateway's port (KServe V2 gRPC, kfbox.serving.grpc_gateway); -1: off, 0: a free port."""
     allow_unsafe_pickle: bool = False
     """Load pickle/joblib model files unrestricted for every service (KFBOX_ALLOW_UNSAFE_PICKLE=1);
     otherwise only per service, by annotation serving.kfbox.io/allow-unsafe-pickle."""

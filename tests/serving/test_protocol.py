@@ -2,7 +2,8 @@
 (``tests.serving.stock_sklearn``: upstream sklearnserver's logic on the installed
 ``kserve.ModelServer``) serve the same mixed-type model (a pandas Pipeline, as kserve's e2e
 ``test_sklearn_v2_mixed``) and must answer alike — except that every gateway error uses KServe's
-``{"error": ...}`` body where FastAPI's ``{"detail": ...}`` would show through."""
+``{"error": ...}`` body where FastAPI's ``{"detail": ...}`` would show through. The same service
+answers kserve's ``InferenceGRPCClient`` through the gRPC gateway port (``KFBOX_SERVING_GRPC_PORT``)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+GRPC_PORT = 0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """This module's ``kfbox up``, with the gRPC gateway on a free port."""
+    global GRPC_PORT
+    GRPC_PORT = free_port()
+    proc = ServerProcess.start(tmp_path_factory.mktemp("home"),
+                               extra_env={"KFBOX_SERVING_GRPC_PORT": str(GRPC_PORT)})
+    yield proc
+    proc.stop()
+
+
 @pytest.fixture(scope="module")
 def servers(server: ServerProcess) -> Iterator[tuple[httpx.Client, httpx.Client, Any]]:
     """(kfbox gateway, stock server, model): the same model file behind both."""
@@ -66,7 +81,7 @@ def servers(server: ServerProcess) -> Iterator[tuple[httpx.Client, httpx.Client,
     stock = subprocess.Popen([sys.executable, "-m", "tests.serving.stock_sklearn", str(folder), NAME, str(port)],
                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with server.client() as kfbox:
-        apply(kfbox, manifest(NAME, f"pvc://models/{NAME}"))
+        apply(kfbox, manifest(NAME, f"pvc://models/{NAME}", annotations={"serving.kfbox.io/enable-grpc": "true"}))
         wait_ready(kfbox, NAME)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as upstream:
             deadline = time.monotonic() + 60
@@ -120,3 +135,38 @@ def test_gateway_own_errors_have_the_same_form(servers: tuple[httpx.Client, http
     missing = httpx.post(f"{server.url}/serving/default/absent/v2/models/absent/infer", json=MIXED_V2)
     assert missing.status_code == 404 and set(missing.json()) == {"error"}
     assert missing.headers.get_list("content-type") == ["application/json"]
+
+
+def grpc_inputs() -> list[Any]:
+    """Typed ``contents`` per column, as kserve's e2e test_sklearn_v2_mixed_grpc sends them (raw contents of
+    mixed types fail on a stock server too: it reads them as an empty frame)."""
+    from kserve import InferInput
+
+    return [InferInput(key, [1], "BYTES" if isinstance(value, str) else "INT32", data=[value])
+            for key, value in ROW.items()]
+
+
+def test_grpc_through_the_gateway_port(servers: tuple[httpx.Client, httpx.Client, Any]) -> None:
+    """kserve's InferenceGRPCClient against kfbox's gRPC port: routed by model name (and namespace metadata)."""
+    import asyncio
+
+    import grpc
+    from kserve import InferenceGRPCClient, InferRequest
+
+    async def calls() -> None:
+        client = InferenceGRPCClient(f"127.0.0.1:{GRPC_PORT}", timeout=60)
+        assert await client.is_server_live() and await client.is_model_ready(NAME)
+        reply = await client.infer(InferRequest(model_name=NAME, infer_inputs=grpc_inputs(),
+                                                parameters={"content_type": "pd"}))
+        want = servers[2].predict(pd.DataFrame([ROW]))
+        assert list(reply.outputs[0].as_numpy()) == pytest.approx(list(want))
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await client.infer(InferRequest(model_name="absent", infer_inputs=grpc_inputs()))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+        assert await client.is_model_ready(NAME, headers=[("x-kfbox-namespace", "default")])
+        with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+            await client.is_model_ready(NAME, headers=[("x-kfbox-namespace", "other")])
+        assert elsewhere.value.code() == grpc.StatusCode.NOT_FOUND
+        await client.close()
+
+    asyncio.run(calls())
