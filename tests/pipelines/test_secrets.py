@@ -3,6 +3,7 @@ what the engine gets for a task compiled with kfp-kubernetes."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -14,10 +15,11 @@ from kfp import compiler
 from typer.testing import CliRunner, Result
 
 from kfbox.cli import main
+from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
-from kfbox.pipelines.secrets import SecretStore, load_key, task_env, write_task_volumes
-from tests.pipelines.ticker_pipeline import echo_with_secrets
+from kfbox.pipelines.secrets import SealedSecrets, SecretStore, load_key, seal, task_env, write_task_volumes
+from tests.pipelines.ticker_pipeline import echo_with_secrets, secret_by_parameter
 from tests.support import ServerProcess
 
 VALUE = "hunter2-Zq9xV7"  # distinctive, so a grep for it cannot match by chance
@@ -103,6 +105,50 @@ def test_task_env_and_volumes_from_a_compiled_kfp_kubernetes_pipeline(tmp_path: 
     secret_file = mounts["/mnt/db"] / "password"
     assert secret_file.read_text() == VALUE and stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert (mounts["/etc/settings"] / "mode").read_text() == "fast"
+
+
+def test_a_sealed_run_job_gives_the_worker_what_the_store_would(tmp_path: Path) -> None:
+    """The worker never opens the database: the server seals the run's secrets into its job, encrypted."""
+    package = tmp_path / "p.yaml"
+    compiler.Compiler().compile(echo_with_secrets, str(package))
+    pipeline, platform = yaml.safe_load_all(package.read_text())
+    spec = {"pipeline_spec": pipeline, "platform_spec": platform}
+    [config] = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+    settings = Settings(home=tmp_path / "home")
+    store = SecretStore.from_settings(Database(f"sqlite:///{tmp_path / 'kfbox.db'}"), settings)
+    store.db.upgrade()
+    assert seal(store, spec, {}) is None  # nothing it names exists yet
+    store.set("secret", "db", {"password": VALUE})
+    store.set("secret", "unrelated", {"other": "not-for-this-run"})
+    store.set("configmap", "settings", {"mode": "fast"})
+    token = seal(store, spec, {})
+    assert token is not None and VALUE not in token and "not-for-this-run" not in token
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"secrets": token}))
+    opened = SealedSecrets.open(json.loads(job.read_text())["secrets"], settings)
+    assert task_env(opened, config) == task_env(store, config) == {"DB_PASSWORD": VALUE, "MODE": "fast"}
+    assert VALUE not in repr(opened) and "unrelated" not in repr(opened)
+    with pytest.raises(NotFound, match="uses secret 'unrelated'"):  # only what the spec names was sealed
+        task_env(opened, {"secretAsEnv": [{"secretName": "unrelated",
+                                           "keyToEnv": [{"secretKey": "other", "envVar": "X"}]}]})
+    with pytest.raises(Conflict, match="Submit the run again"):
+        SealedSecrets.open(token, Settings(home=tmp_path / "home", secret_key="a different key"))
+
+
+def test_a_secret_named_by_a_pipeline_parameter_is_sealed(tmp_path: Path) -> None:
+    package = tmp_path / "p.yaml"
+    compiler.Compiler().compile(secret_by_parameter, str(package))
+    pipeline, platform = yaml.safe_load_all(package.read_text())
+    spec = {"pipeline_spec": pipeline, "platform_spec": platform}
+    settings = Settings(home=tmp_path / "home")
+    store = SecretStore.from_settings(Database(f"sqlite:///{tmp_path / 'kfbox.db'}"), settings)
+    store.db.upgrade()
+    store.set("secret", "db", {"password": "default"})
+    store.set("secret", "prod", {"password": "chosen"})
+    by_default = SealedSecrets.open(seal(store, spec, {}), settings)
+    assert by_default.get("secret", "db") == {"password": "default"}
+    chosen = SealedSecrets.open(seal(store, spec, {"secret": "prod"}), settings)
+    assert chosen.get("secret", "prod") == {"password": "chosen"}
 
 
 def test_api_and_cli_never_show_a_secret_value(server: ServerProcess, tmp_path: Path) -> None:

@@ -36,3 +36,9 @@ def greet_in_shell(name: str, greeting: dsl.OutputPath(str), report: dsl.Output[
 def shell_greeting(name: str = "kfbox"):
     task = greet_in_shell(name=name)
     task.set_env_variable("GREETING_TOKEN", "t0ps3cret")
+
+
+@dsl.pipeline(name="secret-by-parameter")
+def secret_by_parameter(secret: str = "db"):
+    task = echo(text="x")
+    kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={"password": "DB_PASSWORD"})

@@ -23,6 +23,13 @@ Interface (for the API, and for the engine when a task starts)::
     volumes = write_task_volumes(store, executor_config, sandbox / "volumes")
     # -> {"/mnt/db": <folder with one file per key, 0600>}: map each mount path into the sandbox
 
+A run's worker never touches the database, so the server *seals* what a run may use into its
+job (encrypted with the same key: nothing in clear on disk) and the worker opens it::
+
+    job["secrets"] = seal(store, run.pipeline_spec, run.parameters)     # server; None if unused
+    source = SealedSecrets.open(job.get("secrets"), settings)           # worker (reads the key file)
+    env = task_env(source, executor_config)                             # as with a store
+
 ``name_of`` reads the constant secret/config map name; an engine that resolves
 ``componentInputParameter`` names passes its own ``name_of``.
 """
@@ -37,7 +44,7 @@ import re
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import JSON, BigInteger, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
@@ -59,6 +66,11 @@ NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Kubernetes DNS-1123 
 KEY = re.compile(r"^[-._a-zA-Z0-9]+$")  # a Kubernetes secret/config map key
 MAX_BYTES = 1024 * 1024  # Kubernetes' limit per object
 KEY_FILE = "secret.key"
+# kfp-kubernetes' platform spec fields, per kind: (env section, name field, key field), (volume section, name)
+ENV_FIELDS: dict[Kind, tuple[str, str, str]] = {"secret": ("secretAsEnv", "secretName", "secretKey"),
+                                                "configmap": ("configMapAsEnv", "configMapName", "configMapKey")}
+VOLUME_FIELDS: dict[Kind, tuple[str, str]] = {"secret": ("secretAsVolume", "secretName"),
+                                              "configmap": ("configMapAsVolume", "configMapName")}
 
 
 class StoredSecret(Base):
@@ -228,11 +240,81 @@ def _entry(row: StoredSecret) -> Entry:
     return Entry(kind=kind, name=row.name, keys=list(row.keys), created_ms=row.created_ms, updated_ms=row.updated_ms)
 
 
+class SecretSource(Protocol):
+    """Where task_env and write_task_volumes read values: a :class:`SecretStore` or :class:`SealedSecrets`."""
+
+    def get(self, kind: Kind, name: str) -> SecretData: ...
+
+
+class SealedSecrets:
+    """The secrets and config maps one run may use, opened in its worker from :func:`seal`'s token."""
+
+    def __init__(self, values: Mapping[str, Mapping[str, Mapping[str, str]]]) -> None:
+        self._values = values
+
+    @classmethod
+    def open(cls, token: str | None, settings: Settings) -> SealedSecrets:
+        if not token:
+            return cls({})
+        from cryptography.fernet import Fernet, InvalidToken
+
+        try:
+            values = json.loads(Fernet(load_key(settings.home, settings.secret_key)).decrypt(token.encode()))
+        except InvalidToken as exc:
+            raise Conflict("This run's secrets cannot be decrypted: the secrets key changed after it was "
+                           "submitted (KFBOX_SECRET_KEY or <home>/secret.key). Submit the run again.") from exc
+        return cls(values)
+
+    def get(self, kind: Kind, name: str) -> SecretData:
+        values = self._values.get(kind, {}).get(name)
+        if values is None:
+            raise NotFound(f"{WORDS[kind]} {name!r} does not exist. Create it with: "
+                           f"{COMMANDS[kind]} set {name} KEY=VALUE")
+        return SecretData(values)
+
+    def __repr__(self) -> str:
+        names = {kind: sorted(v) for kind, v in self._values.items()}
+        return f"SealedSecrets({names!r})"
+
+
+def referenced_names(spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> dict[Kind, set[str]]:
+    """Names a run's kfp-kubernetes settings may use: constants, and for names given as component
+    inputs, the run's string parameters and the pipeline's string defaults (they flow from there)."""
+    platform = spec.get("platform_spec") if isinstance(spec.get("platform_spec"), Mapping) else {}
+    executors = ((platform or {}).get("platforms", {}).get("kubernetes", {}).get("deploymentSpec", {})
+                 .get("executors", {}))
+    found: dict[Kind, set[str]] = {"secret": set(), "configmap": set()}
+    pipeline = spec.get("pipeline_spec") if isinstance(spec.get("pipeline_spec"), Mapping) else spec
+    declared = (pipeline or {}).get("root", {}).get("inputDefinitions", {}).get("parameters", {})
+    defaults = [d.get("defaultValue") for d in declared.values() if isinstance(d, Mapping)]
+    candidates = {v for v in [*parameters.values(), *defaults] if isinstance(v, str)}
+    for config in executors.values():
+        for kind in KINDS:
+            field = ENV_FIELDS[kind][1]
+            for section in (ENV_FIELDS[kind][0], VOLUME_FIELDS[kind][0]):
+                for entry in (config or {}).get(section) or []:
+                    try:
+                        found[kind].add(name_of(entry, field))
+                    except InvalidInput:
+                        found[kind] |= candidates
+    return found
+
+
+def seal(store: SecretStore, spec: Mapping[str, Any], parameters: Mapping[str, Any]) -> str | None:
+    """An encrypted token of the secrets and config maps ``spec`` refers to (those that exist), or None."""
+    payload: dict[str, dict[str, dict[str, str]]] = {}
+    for kind, names in referenced_names(spec, parameters).items():
+        for name in sorted(names):
+            try:
+                payload.setdefault(kind, {})[name] = dict(store.get(kind, name))
+            except NotFound:
+                continue  # a missing one fails the task that needs it, with the command to create it
+    if not payload:
+        return None
+    return store._cipher().encrypt(json.dumps(payload).encode()).decode()
+
+
 # what the engine calls when a task starts
-ENV_FIELDS: dict[Kind, tuple[str, str, str]] = {"secret": ("secretAsEnv", "secretName", "secretKey"),
-                                                "configmap": ("configMapAsEnv", "configMapName", "configMapKey")}
-VOLUME_FIELDS: dict[Kind, tuple[str, str]] = {"secret": ("secretAsVolume", "secretName"),
-                                              "configmap": ("configMapAsVolume", "configMapName")}
 
 
 def name_of(entry: Mapping[str, Any], field: str) -> str:
@@ -246,7 +328,7 @@ def name_of(entry: Mapping[str, Any], field: str) -> str:
     return str(name)
 
 
-def _lookup(store: SecretStore, kind: Kind, name: str, optional: bool) -> SecretData | None:
+def _lookup(store: SecretSource, kind: Kind, name: str, optional: bool) -> SecretData | None:
     try:
         return store.get(kind, name)
     except NotFound:
@@ -256,7 +338,7 @@ def _lookup(store: SecretStore, kind: Kind, name: str, optional: bool) -> Secret
                        f"{COMMANDS[kind]} set {name} KEY=VALUE") from None
 
 
-def task_env(store: SecretStore, executor_config: Mapping[str, Any],
+def task_env(store: SecretSource, executor_config: Mapping[str, Any],
              name_of: Callable[[Mapping[str, Any], str], str] = name_of) -> dict[str, str]:
     """Environment variables from ``use_secret_as_env`` / ``use_config_map_as_env``."""
     env: dict[str, str] = {}
@@ -278,7 +360,7 @@ def task_env(store: SecretStore, executor_config: Mapping[str, Any],
     return env
 
 
-def write_task_volumes(store: SecretStore, executor_config: Mapping[str, Any], root: Path,
+def write_task_volumes(store: SecretSource, executor_config: Mapping[str, Any], root: Path,
                        name_of: Callable[[Mapping[str, Any], str], str] = name_of) -> dict[str, Path]:
     """Materialise ``use_*_as_volume``: one folder per mount (a file per key, 0600), by mount path."""
     mounts: dict[str, Path] = {}
