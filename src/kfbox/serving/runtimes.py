@@ -59,7 +59,7 @@ class TabularModel(Model):
         self._predict: Callable[[Any], Any] | None = None
 
     def load(self) -> bool:
-        check_canonical(self.path, str(self.path))
+        check_canonical(self.path)
         model_file = find_model_file(self.path, self.model_format)
         with open_inside(model_file, self.path, str(self.path)) as handle:
             try:
@@ -132,7 +132,7 @@ def custom_model(name: str, model_class: str, python_path: str | None, model_dir
     if python_path:
         sys.path.insert(0, python_path)
     if model_dir is not None:
-        check_canonical(model_dir, str(model_dir))  # a link swapped in since the URI was checked
+        check_canonical(model_dir)  # a link swapped in since the URI was checked
         os.environ["KFBOX_MODEL_DIR"] = str(model_dir)
     module_name, _, class_name = model_class.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)

@@ -35,17 +35,19 @@ def resolve_inside(path: Path, root: Path, source: str) -> Path:
     real_root = Path(os.path.realpath(root))
     real = Path(os.path.realpath(path))
     if not is_inside(real, real_root):
-        raise InvalidInput(f"Storage URI {source!r} resolves to {real}, outside {real_root} (a symbolic link "
+        # the link's target is not echoed: a client must not learn the host's layout by probing links
+        raise InvalidInput(f"Storage URI {source!r} resolves to a path outside {real_root} (a symbolic link "
                            "leads out of the folder). Copy the model into the folder instead of linking to it.")
     return real
 
 
-def check_canonical(root: Path, source: str) -> None:
+def check_canonical(root: Path) -> None:
     """Refuse when ``root`` (a real path when it was checked) now passes through a symlink."""
     real = Path(os.path.realpath(root))
     if real != root:
-        raise InvalidInput(f"Model path {root} from {source!r} now resolves to {real}: a symbolic link was put in "
-                           "its place after it was checked, so it is not loaded. Re-apply the InferenceService.")
+        raise InvalidInput(f"Model path {root} now leads elsewhere: a symbolic link was put in its place after the "
+                           "storage URI was checked, so it is not loaded; the URI is resolved and checked again on "
+                           "the next attempt.")
 
 
 def open_inside(path: Path, root: Path, source: str) -> BinaryIO:
@@ -54,14 +56,14 @@ def open_inside(path: Path, root: Path, source: str) -> BinaryIO:
     The file opened is compared (device, inode) with the file at its real path, so a link swapped
     between the check and the open is caught rather than followed.
     """
-    check_canonical(root, source)
+    check_canonical(root)
     handle = open(path, "rb")  # noqa: SIM115 - returned to the caller
     try:
         real = resolve_inside(path, root, source)
         opened, checked = os.fstat(handle.fileno()), os.stat(real)
         if (opened.st_dev, opened.st_ino) != (checked.st_dev, checked.st_ino):
-            raise InvalidInput(f"Model file {path} from {source!r} changed while it was opened (a symbolic link was "
-                               "swapped); it is not loaded. Re-apply the InferenceService.")
+            raise InvalidInput(f"Model file {path} changed while it was opened (a symbolic link was swapped); it is "
+                               "not loaded; the storage URI is resolved and checked again on the next attempt.")
     except BaseException:
         handle.close()
         raise
