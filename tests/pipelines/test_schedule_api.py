@@ -94,6 +94,18 @@ def test_cron_schedule_round_trip_and_listing(kfp_client: Client, package: str) 
     kfp_client.delete_recurring_run(created.recurring_run_id)
 
 
+def test_schedule_of_an_uploaded_pipeline_version(kfp_client: Client, package: str) -> None:
+    pipeline = kfp_client.upload_pipeline(package, pipeline_name="scheduled-ticker")
+    [version] = kfp_client.list_pipeline_versions(pipeline.pipeline_id).pipeline_versions
+    created = kfp_client.create_recurring_run(
+        kfp_client.create_experiment("versions-scheduled").experiment_id, "from-version", interval_second=3600,
+        pipeline_id=pipeline.pipeline_id, version_id=version.pipeline_version_id, enabled=False)
+    got = kfp_client.get_recurring_run(created.recurring_run_id)
+    assert got.pipeline_version_reference.pipeline_version_id == version.pipeline_version_id
+    assert got.pipeline_spec is None and got.trigger.periodic_schedule.interval_second == "3600"
+    kfp_client.delete_recurring_run(created.recurring_run_id)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"cron_expression": "*/5 * * * *"}, "six, seconds first"),
     ({"interval_second": 60, "max_concurrency": 11}, "at least 1 and at most 10"),
