@@ -100,10 +100,21 @@ def compile_sample(upstream: Path, case: Case, out: Path) -> Path:
     return path
 
 
+def prerequisites(url: str, upstream: Path) -> None:
+    """What sample_test.py deploys first (samples/v2/pre-requisites): its secrets, as kfbox secrets."""
+    import httpx
+
+    for doc in yaml.safe_load_all((upstream / "samples/v2/pre-requisites/test-secrets.yaml").read_text()):
+        if doc and doc.get("kind") == "Secret":
+            httpx.put(f"{url}/kfbox/v1/secrets/{doc['metadata']['name']}",
+                      json={"data": doc.get("stringData") or {}}, timeout=30).raise_for_status()
+
+
 @contextlib.contextmanager
-def kfbox_server() -> Iterator[str]:
+def kfbox_server(containers: str) -> Iterator[str]:
     home = Path(tempfile.mkdtemp(prefix="kfbox-conformance-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env["KFBOX_CONTAINER_RUNTIME"] = containers
     server = subprocess.Popen([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)], env=env,
                               stdout=open(home / "server.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
                               start_new_session=True)
@@ -126,8 +137,11 @@ def kfbox_server() -> Iterator[str]:
 
 def run_case(client: Any, case: Case, package: Path, timeout: float) -> tuple[str, str]:
     """(final state, short reason) of one run."""
-    # the run name left to kfp.Client ("<pipeline> <time>"): upstream's placeholder sample asserts that form
+    # the run named as kfp.Client names a pipeline function's run ("<pipeline> <time>"), which upstream's
+    # placeholder sample asserts
+    name = next(yaml.safe_load_all(package.read_text()))["pipelineInfo"]["name"]
     result = client.create_run_from_pipeline_package(str(package), arguments=case.arguments,
+                                                     run_name=f"{name} {time.strftime('%Y-%m-%d %H-%M-%S')}",
                                                      experiment_name="conformance")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -148,6 +162,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
+    parser.add_argument("--containers", default="auto", choices=["auto", "docker", "podman", "host"],
+                        help="the started server's container runtime (host: container commands run here)")
     args = parser.parse_args()
 
     cases = sample_cases(args.upstream) + test_data_cases(args.upstream)
@@ -191,9 +207,11 @@ def main() -> int:
             return list(pool.map(one, cases))
 
     if args.url:
+        prerequisites(args.url, args.upstream)
         rows = table(args.url)
     else:
-        with kfbox_server() as url:
+        with kfbox_server(args.containers) as url:
+            prerequisites(url, args.upstream)
             rows = table(url)
     passed = sum(r["ok"] for r in rows)
     executed = [r for r in rows if r["executed_upstream"]]

@@ -109,15 +109,37 @@ def test_pvc_folders_and_platform_addresses(server: ServerProcess, kfp_client: C
                    "normal_priority": True}
 
 
-def test_unsupported_platform_setting_fails_before_start(kfp_client: Client) -> None:
+def test_secret_and_config_map_env_and_what_has_no_local_equivalent(server: ServerProcess,
+                                                                     kfp_client: Client) -> None:
     @dsl.component(base_image="python:3.11")
-    def noop() -> None:
-        pass
+    def show() -> str:
+        import os
+
+        return f"{os.environ['PASSWORD']}/{os.environ['LEVEL']}/{os.environ['POD'].startswith('secrets-')}"
 
     @dsl.pipeline(name="secrets")
     def secrets() -> None:
-        kubernetes.use_secret_as_env(noop(), secret_name="creds", secret_key_to_env={"password": "PASSWORD"})
+        task = show().set_caching_options(False)
+        kubernetes.use_secret_as_env(task, secret_name="creds", secret_key_to_env={"password": "PASSWORD"})
+        kubernetes.use_config_map_as_env(task, config_map_name="tuning", config_map_key_to_env={"level": "LEVEL"})
+        kubernetes.use_field_path_as_env(task, env_name="POD", field_path="metadata.name")
 
-    run = kfp_client.get_run(kfp_client.create_run_from_pipeline_func(secrets).run_id)
+    missing = kfp_client.get_run(kfp_client.create_run_from_pipeline_func(secrets).run_id)
+    missing = kfp_client.wait_for_run_completion(missing.run_id, timeout=60, sleep_duration=0.3)
+    assert missing.state == "FAILED" and "secret 'creds', which does not exist" in missing.error.message
+    api = f"{server.url}/kfbox/v1"
+    assert httpx.put(f"{api}/secrets/creds", json={"data": {"password": "s3cret"}}).status_code < 300
+    assert httpx.put(f"{api}/configmaps/tuning", json={"data": {"level": "high"}}).status_code < 300
+    result = kfp_client.create_run_from_pipeline_func(secrets)
+    body = wait_run(server, result.run_id)
+    assert body["state"] == "SUCCEEDED", body["error"]
+    assert tasks_by_path(body)["show"]["parameters"]["Output"] == "s3cret/high/True"
+    assert not list((server.home / "runs" / result.run_id).glob("secret-env.json"))  # read once, then removed
+
+    @dsl.pipeline(name="volume")
+    def volume() -> None:
+        kubernetes.use_secret_as_volume(show(), secret_name="creds", mount_path="/mnt/creds")
+
+    run = kfp_client.get_run(kfp_client.create_run_from_pipeline_func(volume).run_id)
     assert run.state == "FAILED"
-    assert "kfp-kubernetes setting 'secretAsEnv' has no local equivalent" in run.error.message
+    assert "kfp-kubernetes setting 'secretAsVolume' has no local equivalent" in run.error.message

@@ -177,6 +177,20 @@ def cancel(
     console.print(f"Run {run_id}: {styled(state)}", highlight=False)
 
 
+@runs_app.command("retry")
+def retry(
+    run_id: Annotated[str, typer.Argument(show_default=False)],
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Retry a FAILED or CANCELED run in place: its failed and skipped tasks run again, the rest are reused."""
+    api = ApiClient.connect(url, home, token)
+    api.post(f"{API}/runs/{run_id}:retry")
+    state = api.get(f"{API}/runs/{run_id}")["state"]
+    console.print(f"Run {run_id}: {styled(state)}", highlight=False)
+
+
 def _load(target: str) -> dict[str, Any]:
     from kfbox.pipelines.source import load_spec
 

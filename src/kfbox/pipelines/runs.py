@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from kfbox.db import Database
-from kfbox.errors import InvalidInput, NotFound
+from kfbox.errors import Conflict, InvalidInput, NotFound
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.catalog import Catalog, new_id, now_ms
 from kfbox.pipelines.listing import Fields, Listing
@@ -193,17 +193,44 @@ class RunStore:
             self.get(run_id, s).pid = pid
 
     def recover(self) -> list[tuple[str, int | None]]:
-        """At start: runs left RUNNING by a server that died cannot be resumed; fail them with the reason.
+        """At start: runs a stopped server left RUNNING are queued again, to resume from their finished tasks.
 
+        Their workers died with the server; the next worker re-reads the run's events and skips every
+        task that had finished (its outputs are in the record). CANCELING runs end CANCELED.
         Returns (run id, worker pid) of each, so the caller can kill workers that outlived the server.
         """
         with self.db.write() as s:
             stale = list(s.scalars(select(Run).where(Run.state.in_(("RUNNING", "CANCELING")))))
             for run in stale:
-                final = "CANCELED" if run.state == "CANCELING" else "FAILED"
-                self.transition(s, run, final, "The kfbox server stopped while this run was running; its "
-                                "worker was stopped. Start it again with: kfbox run (or kfp.Client.run_pipeline).")
+                if run.state == "CANCELING":
+                    self.transition(s, run, "CANCELED")
+                    continue
+                stamp = now_ms()
+                run.state = "PENDING"
+                run.state_history = [*run.state_history, {"ms": stamp, "state": "PENDING"}]
             return [(run.id, run.pid) for run in stale]
+
+    def retry(self, run_id: str) -> Run:
+        """Queue a FAILED or CANCELED run again: its unfinished tasks go, the SUCCEEDED ones stay and are reused."""
+        with self.db.write() as s:
+            run = self.get(run_id, s)
+            if run.state not in ("FAILED", "CANCELED"):
+                raise Conflict(f"Run {run_id!r} is {run.state}; only a FAILED or CANCELED run can be retried.")
+            if run.storage_state == "ARCHIVED":
+                raise InvalidInput(f"Run {run_id!r} is archived; unarchive it before retrying.")
+            redo = [t.id for t in s.scalars(select(Task).where(Task.run_id == run_id, Task.state != "SUCCEEDED"))]
+            redo += [t.id for t in s.scalars(select(Task).where(Task.run_id == run_id, Task.kind == "dag"))]
+            s.query(Artifact).filter(Artifact.run_id == run_id, Artifact.task_id.in_(redo)).delete()
+            s.query(Task).filter(Task.run_id == run_id, Task.id.in_(redo)).delete()
+            stamp = now_ms()
+            run.state, run.error, run.finished_ms = "PENDING", None, None
+            run.state_history = [*run.state_history, {"ms": stamp, "state": "PENDING"}]
+            return run
+
+    def fail_unresumable(self, run_id: str, reason: str) -> None:
+        self.finish(run_id, "FAILED", f"The kfbox server stopped while this run was running and it cannot "
+                    f"resume: {reason}. Start it again with: kfbox run (or kfp.Client.run_pipeline).",
+                    only_if=("PENDING", "RUNNING"))
 
     def apply(self, run_id: str, event: dict[str, Any]) -> None:
         """One worker event, in its own transaction."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from kfbox.config import Settings
-from kfbox.errors import NotFound
+from kfbox.errors import KfboxError, NotFound
 from kfbox.pipelines.environment import task_environment
 from kfbox.pipelines.events import EventReader
 from kfbox.pipelines.runs import ACTIVE, RunStore
@@ -59,17 +59,24 @@ class Supervisor:
         self.dirty = True
         self.thread: threading.Thread | None = None
         self.spare: tuple[ChildProcess, Path] | None = None
+        self.resume: set[str] = set()  # runs to continue from their events after a restart
+        self.retrying: set[str] = set()  # runs to re-run except their SUCCEEDED tasks
 
     def run_dir(self, run_id: str) -> Path:
         return self.settings.runs_dir / run_id
 
     def start(self) -> None:
+        reaped = reap_leftovers(self.settings.runs_dir)
+        if reaped:
+            log.warning("stopped %d process(es) an earlier kfbox server left running: %s", len(reaped), reaped)
         recovered = self.store.recover()
         for run_id, pid in recovered:
             if pid and _is_worker(pid, self.run_dir(run_id)):
                 kill_group(pid, signal.SIGKILL)
+            self.resume.add(run_id)
         if recovered:
-            log.warning("marked %d run(s) interrupted by a server stop as FAILED", len(recovered))
+            log.warning("%d run(s) interrupted by a server stop will resume from their finished tasks",
+                        len(recovered))
         self.thread = threading.Thread(target=self._loop, name="kfbox-runs", daemon=True)
         self.thread.start()
 
@@ -86,8 +93,8 @@ class Supervisor:
             shutil.rmtree(self.spare[1], ignore_errors=True)
         for run_id, entry in active.items():
             entry.child.stop(grace=CANCEL_GRACE_SECONDS)
-            self._ingest(run_id, entry)
-            self.store.finish(run_id, "FAILED", "The kfbox server was stopped while this run was running.")
+            self._ingest(run_id, entry)  # finished tasks are in the record: the next start resumes the run
+            self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
 
     def submit(self) -> None:
         self.dirty = True
@@ -106,6 +113,16 @@ class Supervisor:
         else:
             self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
         self.wake.set()
+
+    def retry(self, run_id: str) -> None:
+        """Re-run a finished run's failed and skipped tasks, reusing the outputs of those that succeeded."""
+        self.retrying.add(run_id)
+        try:
+            self.store.retry(run_id)
+        except Exception:
+            self.retrying.discard(run_id)
+            raise
+        self.submit()
 
     def forget(self, run_id: str) -> None:
         """Cancel if needed and remove the run's folder (logs, events); artifacts stay for the cache."""
@@ -167,6 +184,21 @@ class Supervisor:
                "created_at": _utc(run.created_ms), "scheduled_at": _utc(run.scheduled_ms or run.created_ms),
                "pipeline_root": run.pipeline_root or None, "container_runtime": self.settings.container_runtime,
                "task_concurrency": self.settings.task_concurrency or os.cpu_count() or 1}
+        if run.id in self.resume:
+            self.resume.discard(run.id)
+            if not (run_dir / "events.jsonl").exists():
+                self.store.fail_unresumable(run.id, f"its events file {run_dir / 'events.jsonl'} is gone")
+                return
+            job["resume"] = True
+        retry = run.id in self.retrying
+        if retry:
+            self.retrying.discard(run.id)
+            job["retry"] = (run_dir / "events.jsonl").exists()
+        try:
+            self._write_secret_env(run, run_dir)
+        except (KfboxError, OSError) as exc:
+            self.store.finish(run.id, "FAILED", str(exc), only_if=("PENDING",))
+            return
         (run_dir / "job.json").write_text(json.dumps(job))
         (run_dir / "events.jsonl").touch()
         if not self.store.mark_started(run.id, 0):
@@ -179,10 +211,31 @@ class Supervisor:
             self.store.finish(run.id, "FAILED", f"Could not start the run's worker: {exc}")
             return
         self.store.set_pid(run.id, child.pid)
+        reader = EventReader(run_dir / "events.jsonl")
+        if retry:  # the earlier worker's events were applied when it finished; the retry's come after them
+            reader.offset = (run_dir / "events.jsonl").stat().st_size
         with self.lock:
-            self.active[run.id] = _Active(child, EventReader(run_dir / "events.jsonl"))
+            self.active[run.id] = _Active(child, reader)
         if self.store.get(run.id).state not in ACTIVE:  # cancelled between mark and spawn
             child.stop(grace=0)
+
+    def _write_secret_env(self, run: Run, run_dir: Path) -> None:
+        """``use_secret_as_env`` / ``use_config_map_as_env`` values for the worker, in a 0600 file it reads
+        and removes at start: the worker never opens the database, and values never reach job.json or a log."""
+        from kfbox.pipelines import secrets
+        from kfbox.pipelines import spec as specs
+
+        kubernetes = specs.platform_part(run.pipeline_spec).get("platforms", {}).get("kubernetes", {})
+        wanted = {label: config for label, config in kubernetes.get("deploymentSpec", {}).get("executors", {}).items()
+                  if config and ({"secretAsEnv", "configMapAsEnv"} & set(config))}
+        if not wanted:
+            return
+        store = secrets.SecretStore.from_settings(self.store.db, self.settings)
+        values = {label: secrets.task_env(store, config) for label, config in wanted.items()}
+        path = run_dir / "secret-env.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(values, f)
 
     def _env(self) -> dict[str, str]:
         return {**os.environ, **task_environment(self.settings), "PYTHONUNBUFFERED": "1"}
@@ -216,6 +269,34 @@ class Supervisor:
 
 def _utc(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def reap_leftovers(runs_dir: Path) -> list[int]:
+    """Kill the process groups of run workers and task servers working in ``runs_dir`` (an earlier server's).
+
+    Workers and task servers die with their parent (a parent-death signal), so this only finds
+    processes from before that, or ones whose parent was stopped in a way the signal misses.
+    """
+    found: list[int] = []
+    root = runs_dir.resolve()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"kfbox.pipelines.worker" not in cmdline and b"kfbox.pipelines.forkserver" not in cmdline:
+                continue
+            cwd = Path(os.readlink(entry / "cwd")).resolve()
+        except OSError:
+            continue
+        if cwd == root or root in cwd.parents:
+            pid = int(entry.name)
+            with contextlib.suppress(OSError):
+                kill_group(os.getpgid(pid), signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            found.append(pid)
+    return found
 
 
 def _is_worker(pid: int, run_dir: Path) -> bool:

@@ -33,7 +33,7 @@ from kfbox.pipelines.events import EventWriter
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.orchestrator import ir
 from kfbox.pipelines.orchestrator.execute import Executor
-from kfbox.pipelines.orchestrator.record import Recorder
+from kfbox.pipelines.orchestrator.record import Recorder, prior_tasks
 from kfbox.pipelines.orchestrator.values import (
     Job,
     ResolveError,
@@ -86,13 +86,15 @@ class Engine:
                            create_time=created, schedule_time=job.get("scheduled_at") or created)
         concurrency = int(job.get("task_concurrency") or os.cpu_count() or 1)
         self.executor = Executor(self, threading.BoundedSemaphore(max(1, concurrency)))
-        self.resume: dict[str, dict[str, Any]] = dict(job.get("resume") or {})
+        # resumed after a restart: finished tasks keep their state; retried: only SUCCEEDED ones are kept
+        self.prior = prior_tasks(events.path) if job.get("resume") or job.get("retry") else {}
+        self.keep = ("SUCCEEDED",) if job.get("retry") else ("SUCCEEDED", "FAILED")
 
     def run(self) -> tuple[str, str | None]:
         forker = _task_forker(self.job.get("fork_tasks", True))
         self.executor.start(forker)
         try:
-            root_id = str(uuid.uuid4())
+            root_id = self.task_id("")
             self.recorder.started(root_id, None, self.pipeline.name, "", "dag",
                                   inputs={"parameters": self.job["parameters"]})
             definitions = self.pipeline.root.get("inputDefinitions", {}).get("parameters", {})
@@ -150,8 +152,23 @@ class Engine:
                 path: str, dag_id: str) -> None:
         done.put((name, self.run_task(name, task, scope, path, dag_id)))
 
+    def task_id(self, path: str) -> str:
+        """The task's id: the one it had before a restart, else a new one."""
+        prior = self.prior.get(path)
+        return str(prior["task_id"]) if prior else str(uuid.uuid4())
+
+    def finished_before(self, name: str, path: str) -> Result | None:
+        """A task that finished before a restart (or SUCCEEDED before a retry): its recorded result, not a rerun."""
+        prior = self.prior.get(path)
+        if not prior or prior["state"] not in self.keep or prior["kind"] == "dag":
+            return None
+        if prior["state"] == "FAILED":
+            self.recorder.failures.append(prior.get("error") or f"Task {path!r} failed.")
+        return Result(name, prior["task_id"], prior["state"], dict(prior["parameters"]), dict(prior["artifacts"]),
+                      error=prior.get("error"))
+
     def skip(self, name: str, task: dict[str, Any], path: str, parent_id: str, why: str) -> Result:
-        task_id = str(uuid.uuid4())
+        task_id = self.task_id(path)
         self.recorder.skipped(task_id, parent_id, name, path, self.kind(task), why)
         return Result(name, task_id, "SKIPPED")
 
@@ -168,7 +185,10 @@ class Engine:
     # --- one task of a DAG ------------------------------------------------------------------
     def run_task(self, name: str, task: dict[str, Any], scope: Scope, parent_path: str, parent_id: str) -> Result:
         path = f"{parent_path}/{name}" if parent_path else name
-        task_id = str(uuid.uuid4())
+        done = self.finished_before(name, path)
+        if done is not None:
+            return done
+        task_id = self.task_id(path)
         try:
             component = self.pipeline.component(task.get("componentRef", {}).get("name", ""))
             placeholders = job_placeholders(self.context, name, task_id)
@@ -218,9 +238,9 @@ class Engine:
 
         def iteration(index: int, item: Any) -> None:
             try:
-                iteration_id = str(uuid.uuid4())
                 iteration_name = f"{name}-iteration-{index}"
                 iteration_path = f"{path}/{iteration_name}"
+                iteration_id = self.task_id(iteration_path)
                 scope = Scope(dict(parameters), dict(artifacts), retries=outer.retries)
                 if "artifactIterator" in task:
                     scope.artifacts[item_input] = [item]

@@ -53,6 +53,7 @@ class Executor:
             "deploymentSpec": {"executors": engine.pipeline.kubernetes}}}})
         self.launcher = Launcher(None, VenvCache(Path(job["venvs_dir"])))
         self.forker: TaskForker | None = None
+        self.secret_env = _take_secret_env(self.tasks_root.parent / "secret-env.json")
 
     def start(self, forker: TaskForker | None) -> None:
         self.forker = forker
@@ -150,6 +151,12 @@ class Executor:
         task_env = self.task_env(name, detail, placeholders)
         for item in container.get("env", []):
             task_env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
+        label = component.get("executorLabel", "")
+        task_env.update(self.secret_env.get(label, {}))  # use_secret_as_env / use_config_map_as_env
+        for field in engine.pipeline.platform(label).get("fieldPathAsEnv") or []:
+            value = {"metadata.name": detail["pod_name"], "metadata.namespace": "kubeflow"}.get(field.get("fieldPath"))
+            if value is not None:
+                task_env[str(field.get("name"))] = value
         env = {**os.environ, **task_env}
         self.mounts.prepare(component.get("executorLabel", ""), _ScopeStore(scope))
         timeout = self.timeout(component.get("executorLabel", ""))
@@ -266,6 +273,16 @@ class _ScopeStore:
         if name not in self.scope.parameters:
             raise RuntimeError(f"mount_pvc: the parent DAG has no input {name!r}")
         return self.scope.parameters[name]
+
+
+def _take_secret_env(path: Path) -> dict[str, dict[str, str]]:
+    """The secret and config map values the server resolved for this run; the file goes once read."""
+    try:
+        values: dict[str, dict[str, str]] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    path.unlink(missing_ok=True)
+    return values
 
 
 def cache_key(component: dict[str, Any], container: dict[str, Any], parameters: dict[str, Any],

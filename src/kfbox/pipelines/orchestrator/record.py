@@ -46,3 +46,38 @@ class Recorder:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def prior_tasks(path: Any) -> dict[str, dict[str, Any]]:
+    """What an interrupted run recorded, by task path: id, kind, and for finished tasks state and outputs.
+
+    Read by the next worker of a resumed run: a task that SUCCEEDED is not run again, and every
+    task keeps its id, so the record has one row per task however often the run resumed.
+    """
+    import json
+    from pathlib import Path
+
+    tasks: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, dict[str, Any]] = {}
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return tasks
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a line cut by the crash
+        if event.get("event") == "task_started":
+            entry = {"task_id": event["task_id"], "kind": event.get("kind"), "state": None}
+            by_id[event["task_id"]] = tasks[event["path"]] = entry
+        elif event.get("event") == "task_finished" and event.get("task_id") in by_id:
+            entry = by_id[event["task_id"]]
+            artifacts: dict[str, list[Artifact]] = {}
+            for art in event.get("artifacts") or []:
+                artifacts.setdefault(art["key"], []).append(
+                    {"name": art.get("name"), "uri": art.get("uri", ""), "metadata": art.get("metadata") or {},
+                     "type": {"schemaTitle": art.get("schema_title", "system.Artifact")}})
+            entry.update(state=event.get("state"), parameters=event.get("parameters") or {}, artifacts=artifacts,
+                         error=event.get("error"))
+    return tasks
