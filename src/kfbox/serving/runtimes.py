@@ -13,10 +13,13 @@ unless the service opted in to unsafe pickles; xgboost and lightgbm load their n
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,7 +30,7 @@ from kserve.utils.utils import get_predict_input, get_predict_response
 
 from kfbox.errors import KfboxError
 from kfbox.serving.unpickle import UnsafePickle, load_model_file
-from kfbox.storage.confine import check_canonical, fd_path, open_inside
+from kfbox.storage.confine import check_canonical, open_inside
 
 MODEL_FILES = {
     "sklearn": (".joblib", ".pkl", ".pickle"),
@@ -103,15 +106,28 @@ def _load_sklearn(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[
     return model.predict
 
 
+@contextlib.contextmanager
+def private_copy(path: Path, handle: BinaryIO) -> Iterator[str]:
+    """The checked open file's bytes in a private temporary file with the same name, for libraries
+    that load by file name (and pick the format by its extension): nothing can swap it under them."""
+    with tempfile.TemporaryDirectory(prefix="kfbox-model-") as folder:
+        copy = Path(folder) / path.name
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(handle, out)
+        yield str(copy)
+
+
 def _load_xgboost(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[[Any], Any]:
     xgb = _optional("xgboost")
-    booster = xgb.Booster(model_file=fd_path(handle, path))  # the checked open file, by its /proc name
+    with private_copy(path, handle) as model_file:
+        booster = xgb.Booster(model_file=model_file)
     return lambda rows: booster.predict(xgb.DMatrix(rows))
 
 
 def _load_lightgbm(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[[Any], Any]:
     lgb = _optional("lightgbm")
-    booster = lgb.Booster(model_file=fd_path(handle, path))
+    with private_copy(path, handle) as model_file:
+        booster = lgb.Booster(model_file=model_file)
     return booster.predict
 
 

@@ -68,9 +68,3 @@ def open_inside(path: Path, root: Path, source: str) -> BinaryIO:
         handle.close()
         raise
     return handle
-
-
-def fd_path(handle: BinaryIO, fallback: Path) -> str:
-    """A path that reopens exactly this open file (``/proc/self/fd/N`` on Linux), for libraries that want a name."""
-    proc = f"/proc/self/fd/{handle.fileno()}"
-    return proc if os.path.exists(proc) else str(fallback)
