@@ -16,6 +16,7 @@ from kfbox.cli import (
     kubeconfig,
     loadtest,
     models,
+    notebook,
     promote,
     runs,
     schedules,
@@ -57,7 +58,8 @@ app.command()(server.down)
 app.command()(server.status)
 
 
-for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster, context, kubeconfig, promote):
+for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster, context, kubeconfig, promote,
+             notebook):
     noun.register(app)
 
 
