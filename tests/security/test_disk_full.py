@@ -4,8 +4,8 @@ The server's home (SQLite database, logs, everything) lives on a small tmpfs mou
 module (we run as root; where mounting is not permitted the module skips with the mount error).
 Once the tmpfs is filled to the last byte: creating an experiment, uploading a pipeline,
 registering a model and applying an InferenceService answer 507 Insufficient Storage, none of
-them leaves a trace, every read answers 200, and after the filler is removed the same writes
-succeed.
+them leaves a trace (nor does an s3:// model download into the serving cache), every read
+answers 200, and after the filler is removed the same writes succeed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ import httpx
 import pytest
 from kfp import compiler
 
+from kfbox.config import Settings
+from kfbox.errors import InsufficientStorage
+from kfbox.storage import UriResolver
 from tests.pipelines import sample_pipelines as samples
 from tests.serving.helpers import API, manifest
 from tests.support import ServerProcess
@@ -92,6 +95,29 @@ def test_writes_answer_507_with_a_message(server: ServerProcess, mount: Path, pa
     for what, reply in replies.items():
         assert reply.status_code == 507, (what, reply.status_code, reply.text)
         assert "No space left" in reply.text and "nothing was saved" in reply.text, (what, reply.text)
+
+
+def test_s3_model_download_leaves_no_partial_copy(mount: Path, server: ServerProcess) -> None:
+    """The serving cache downloads an s3:// model into a staging folder; on a full disk it is removed."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                          region_name="us-east-1")
+        s3.create_bucket(Bucket="models")
+        s3.put_object(Bucket="models", Key="iris/model.joblib", Body=os.urandom(256 * 1024))
+        settings = Settings(home=mount / "home", s3_endpoint=endpoint, s3_access_key="test", s3_secret_key="test")
+        with pytest.raises(InsufficientStorage, match="No space left"):
+            UriResolver(settings).localize("s3://models/iris")
+        cache = settings.serving_dir / "cache"
+        assert not cache.exists() or list(cache.iterdir()) == []
+    finally:
+        moto.stop()
 
 
 def test_nothing_half_written_and_reads_still_work(server: ServerProcess) -> None:
