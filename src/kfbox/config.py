@@ -112,6 +112,9 @@ class Settings:
                 f"Binding to {self.host} exposes kfbox beyond this machine; pass --token "
                 "(or set KFBOX_TOKEN) so every API call must carry it."
             )
+        if not self.guard_checks and not is_loopback(self.host):
+            raise InvalidInput("KFBOX_GUARD_CHECKS=0 turns off the Host, Origin and path checks; it is for "
+                               f"benchmarks on loopback only, not for a server bound to {self.host}.")
         if self.container_runtime not in CONTAINER_RUNTIMES:
             raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
                                f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")
