@@ -19,7 +19,9 @@ from functools import lru_cache
 
 from kfbox.config import Settings, is_loopback
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "localhost.localdomain")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "localhost.localdomain",
+                  # how container components reach the host (Docker, Podman): names no attacker's DNS serves
+                  "host.docker.internal", "host.containers.internal")
 SEEN_LIMIT = 1024
 
 
