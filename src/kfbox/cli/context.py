@@ -76,7 +76,7 @@ def add(
         if versions["note"]:
             console.print(f"[yellow]Note:[/] {versions['note']}", highlight=False)
     ContextStore(home).add(context, make_current=use)
-    console.print(f"Saved context {name!r}{' (current)' if use else ''}.")
+    console.print(f"Saved context {name!r}{' (current: commands now talk to it; back with: kfbox context use local)' if use else ''}.")
 
 
 def _from_cluster(home: Path, cluster: str, namespace: str, host: str | None, password: str | None,
@@ -96,9 +96,12 @@ def _from_cluster(home: Path, cluster: str, namespace: str, host: str | None, pa
 
 @context_app.command("use")
 def use_context(name: Annotated[str, typer.Argument(show_default=False)], home: HomeOption = None) -> None:
-    """Make NAME the current context."""
+    """Make NAME the current context: commands without --url/--host/--context talk to it ('local': the local server)."""
     context = ContextStore((home or default_home()).expanduser()).use(name)
-    console.print(f"Current context: {name} ({context.host})", highlight=False)
+    if context is None:
+        console.print("Current context: local (the server kfbox up started)", highlight=False)
+    else:
+        console.print(f"Current context: {name} ({context.host})", highlight=False)
 
 
 @context_app.command("list")

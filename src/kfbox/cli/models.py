@@ -16,8 +16,9 @@ from typing import Annotated, Any
 import typer
 
 from kfbox.cli.api import ApiClient
-from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
+from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
+from kfbox.cli.target import connect
 from kfbox.errors import NotFound
 
 API = "/api/model_registry/v1"
@@ -81,10 +82,10 @@ def version_details(api: ApiClient, version: dict[str, Any]) -> dict[str, Any]:
 
 
 @models_app.command("list")
-def list_models(url: UrlOption = None, home: HomeOption = None, token: TokenOption = None,
-                output: OutputOption = Output.table) -> None:
+def list_models(url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+                home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table) -> None:
     """List registered models with their latest version."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     rows = []
     for model in pages(api, f"{API}/registered_models", orderBy="CREATE_TIME", sortOrder="ASC"):
         latest = api.get(f"{API}/registered_models/{model['id']}/versions",
@@ -106,10 +107,11 @@ def list_models(url: UrlOption = None, home: HomeOption = None, token: TokenOpti
 def show_model(
     name: Annotated[str, typer.Argument(help="Registered model name.", show_default=False)],
     version: Annotated[str | None, typer.Option("--version", "-v", help="Show only this version.", show_default=False)] = None,
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
 ) -> None:
     """Show a model's versions: state, custom properties (e.g. accuracy) and artifact URIs."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     model = find_model(api, name)
     if version is not None:
         try:

@@ -3,7 +3,7 @@
 Example::
 
     kfbox run pipelines/train.py:training -p epochs=3 --watch
-    kfbox run train.yaml --host https://kubeflow.example.com/pipeline     # same file, a real cluster
+    kfbox run train.yaml --context kind     # same file, a Kubeflow cluster (kfbox context add kind ...)
     kfbox runs logs RUN_ID --task train
 """
 
@@ -16,9 +16,10 @@ from typing import Annotated, Any
 import typer
 
 from kfbox.cli.api import ApiClient
-from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
+from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.run_watch import duration, styled, task_table, watch_run
+from kfbox.cli.target import connect
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.pipelines import spec as specs
 
@@ -51,8 +52,9 @@ def run(
     name: Annotated[str | None, typer.Option("--name", help="Run name.", show_default="pipeline name + time")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Execute every task even when an identical one ran before.")] = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Show live task progress until the run ends.")] = False,
-    host: Annotated[str | None, typer.Option("--host", help="Submit to a real KFP endpoint with kfp.Client instead (e.g. https://host/pipeline).", show_default=False)] = None,
     url: UrlOption = None,
+    host: HostOption = None,
+    context: ContextOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
     output: OutputOption = Output.table,
@@ -63,10 +65,7 @@ def run(
     if no_cache:
         specs.override_caching(spec, False)
     run_name = name or f"{specs.pipeline_name(spec)} {time.strftime('%Y-%m-%d %H-%M-%S')}"
-    if host:
-        _run_remote(host, token, spec, parameters, experiment, run_name, watch)
-        return
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     body: dict[str, Any] = {"display_name": run_name, "pipeline_spec": spec,
                             "runtime_config": {"parameters": parameters}}
     if experiment:
@@ -88,13 +87,29 @@ def run(
 
 def compile_pipeline(
     target: Annotated[str, typer.Argument(help="FILE.py[:PIPELINE]", show_default=False)],
-    output_file: Annotated[Path, typer.Option("--output", "-o", help="Where to write the compiled pipeline YAML.")],
+    output_file: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the compiled pipeline YAML.", show_default="PIPELINE-NAME.yaml")] = None,
+    for_: Annotated[str, typer.Option("--for", help="local: the KFP compiler's output, as kfbox runs it; cluster: plus what a Kubeflow cluster needs (registry client it serves, S3 keys, no localhost).")] = "local",
 ) -> None:
-    """Compile a pipeline with the KFP compiler (the YAML runs here and on any Kubeflow cluster)."""
-    from kfbox.pipelines.source import compile_file
+    """Compile a pipeline with the KFP compiler; --for cluster emits the form a Kubeflow 26.03 cluster runs."""
+    from kfbox.pipelines.source import compile_file, load_spec
 
-    compile_file(target, output_file)
-    console.print(f"Compiled {target} -> {output_file}")
+    if for_ not in ("local", "cluster"):
+        raise InvalidInput(f"--for {for_!r} is not local or cluster")
+    if for_ == "local":
+        output_file = output_file or Path(f"{specs.pipeline_name(_load(target))}.yaml")
+        compile_file(target, output_file)
+        console.print(f"Compiled {target} -> {output_file}")
+        return
+    from kfbox.cluster.compile import for_cluster, to_yaml
+
+    form = for_cluster(load_spec(target))
+    output_file = output_file or Path(f"{specs.pipeline_name(form.spec)}.yaml")
+    output_file.parent.mkdir(parents=True, exist_ok=True)
+    output_file.write_text(to_yaml(form.spec))
+    console.print(f"Compiled {target} for a cluster -> {output_file}", highlight=False)
+    for note in form.notes:
+        console.print(f"  {note}", highlight=False)
+    console.print(f"  images: {', '.join(sorted(set(form.images.values()))) or 'none'}", highlight=False)
 
 
 @runs_app.command("list")
@@ -102,12 +117,14 @@ def list_runs(
     experiment: Annotated[str | None, typer.Option("--experiment", "-e", help="Only runs of this experiment (name).")] = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
     url: UrlOption = None,
+    host: HostOption = None,
+    context: ContextOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """List runs, newest first."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     query: dict[str, Any] = {"page_size": limit, "sort_by": "created_at desc"}
     if experiment:
         query["experiment_id"] = _experiment_id(api, experiment, create=False)
@@ -124,12 +141,14 @@ def list_runs(
 def get_run(
     run_id: Annotated[str, typer.Argument(show_default=False)],
     url: UrlOption = None,
+    host: HostOption = None,
+    context: ContextOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
     output: OutputOption = Output.table,
 ) -> None:
     """Show a run: its state, error and every task with its outputs."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     body = api.get(f"{API}/runs/{run_id}")
     if output == Output.json:
         print_json(body)
@@ -147,11 +166,13 @@ def logs(
     task: Annotated[str | None, typer.Option("--task", "-t", help="Task path or name; default: every task.")] = None,
     tail: Annotated[int, typer.Option(help="Only the last N lines of each log (0 = all).")] = 0,
     url: UrlOption = None,
+    host: HostOption = None,
+    context: ContextOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
 ) -> None:
     """Print task logs (stdout and stderr of the component)."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     if task:
         console.out(api.get(f"{API}/runs/{run_id}/tasks/{task}/logs", params={"tail": tail}), end="")
         return
@@ -167,11 +188,13 @@ def logs(
 def cancel(
     run_id: Annotated[str, typer.Argument(show_default=False)],
     url: UrlOption = None,
+    host: HostOption = None,
+    context: ContextOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
 ) -> None:
     """Terminate a run: its worker and every task process are killed."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     api.post(f"{API}/runs/{run_id}:terminate")
     state = api.get(f"{API}/runs/{run_id}")["state"]
     console.print(f"Run {run_id}: {styled(state)}", highlight=False)
@@ -181,11 +204,13 @@ def cancel(
 def retry(
     run_id: Annotated[str, typer.Argument(show_default=False)],
     url: UrlOption = None,
+    host: HostOption = None,
+    context: ContextOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
 ) -> None:
     """Retry a FAILED or CANCELED run in place: its failed and skipped tasks run again, the rest are reused."""
-    api = ApiClient.connect(url, home, token)
+    api = connect(url, home, token, host=host, context=context)
     api.post(f"{API}/runs/{run_id}:retry")
     state = api.get(f"{API}/runs/{run_id}")["state"]
     console.print(f"Run {run_id}: {styled(state)}", highlight=False)
@@ -217,28 +242,3 @@ def _report(body: dict[str, Any], quiet: bool = False) -> None:
         message = (body.get("error") or {}).get("message") or f"Run ended {state}."
         raise KfboxError(message)
 
-
-def _run_remote(host: str, token: str | None, spec: dict[str, Any], parameters: dict[str, Any],
-                experiment: str | None, run_name: str, watch: bool) -> None:
-    """The same pipeline on a Kubeflow cluster, through the upstream kfp.Client."""
-    import tempfile
-
-    import yaml
-    from kfp import Client
-
-    with tempfile.TemporaryDirectory() as tmp:
-        package = Path(tmp) / "pipeline.yaml"
-        docs = [specs.pipeline_part(spec)] + ([specs.platform_part(spec)] if specs.platform_part(spec) else [])
-        package.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-        try:
-            client = Client(host=host, existing_token=token)
-            result = client.create_run_from_pipeline_package(str(package), arguments=parameters, run_name=run_name,
-                                                             experiment_name=experiment)
-        except Exception as exc:
-            raise KfboxError(f"Submitting to {host} failed: {type(exc).__name__}: {exc}") from exc
-    console.print(f"Run [bold]{result.run_id}[/] submitted to {host}.")
-    if watch:
-        final = client.wait_for_run_completion(result.run_id, timeout=24 * 3600, sleep_duration=2)
-        console.print(f"Run {result.run_id} {styled(str(final.state))}", highlight=False)
-        if final.state != "SUCCEEDED":
-            raise KfboxError(f"Run {result.run_id} ended {final.state}: {final.error}")

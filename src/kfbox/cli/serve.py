@@ -14,8 +14,9 @@ import typer
 import yaml
 
 from kfbox.cli.api import ApiClient
-from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
+from kfbox.cli.options import ContextOption, HomeOption, HostOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, print_json, print_table
+from kfbox.cli.target import connect
 from kfbox.errors import Conflict, InvalidInput, Unavailable
 
 API = "/apis/serving.kserve.io/v1beta1"
@@ -31,8 +32,9 @@ def register(app: typer.Typer) -> None:
     app.command()(predict)
 
 
-def _api(url: str | None, home: Path | None, token: str | None) -> ApiClient:
-    return ApiClient.connect(url, home, token, timeout=120.0)
+def _api(url: str | None, home: Path | None, token: str | None, host: str | None = None,
+         context: str | None = None) -> ApiClient:
+    return connect(url, home, token, host=host, context=context, timeout=120.0)
 
 
 def _ready(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -72,10 +74,11 @@ def apply(
     namespace: NamespaceOption = "default",
     wait: Annotated[bool, typer.Option("--wait", help="Wait until Ready (or failed).")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait with --wait.")] = 120.0,
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
 ) -> None:
     """Create or update InferenceServices from a manifest, as `kubectl apply -f` would."""
-    api = _api(url, home, token)
+    api = _api(url, home, token, host, context)
     results = []
     for manifest in _load_manifests(file):
         ns = (manifest.get("metadata") or {}).get("namespace") or namespace
@@ -133,11 +136,12 @@ def _wait_ready(api: ApiClient, namespace: str, name: str, timeout: float) -> di
 @serve_app.command("list")
 def list_(
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
 ) -> None:
     """List InferenceServices with their URL, readiness, replicas and traffic split."""
     path = f"{API}/namespaces/{namespace}/inferenceservices" if namespace else f"{API}/inferenceservices"
-    items = _api(url, home, token).get(path)["items"]
+    items = _api(url, home, token, host, context).get(path)["items"]
     if output is Output.json:
         print_json(items)
     else:
@@ -147,10 +151,11 @@ def list_(
 @serve_app.command("get")
 def get(
     name: str, namespace: NamespaceOption = "default",
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
 ) -> None:
     """Show one InferenceService: readiness and why, URLs, revisions, traffic, replicas."""
-    isvc = _api(url, home, token).get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
+    isvc = _api(url, home, token, host, context).get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
     if output is Output.json:
         print_json(isvc)
         return
@@ -177,9 +182,10 @@ def get(
 
 @serve_app.command("delete")
 def delete(name: str, namespace: NamespaceOption = "default",
-           url: UrlOption = None, home: HomeOption = None, token: TokenOption = None) -> None:
+           url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+           home: HomeOption = None, token: TokenOption = None) -> None:
     """Delete an InferenceService and stop its replicas."""
-    _api(url, home, token).delete(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
+    _api(url, home, token, host, context).delete(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
     console.print(f"inferenceservice.serving.kserve.io/{name} deleted")
 
 
@@ -188,29 +194,32 @@ def logs(
     name: str, namespace: NamespaceOption = "default",
     revision: Annotated[int | None, typer.Option(help="Revision number; default the latest.")] = None,
     tail: Annotated[int, typer.Option(help="Lines from the end.")] = 200,
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None,
 ) -> None:
     """Print the log of the newest replica of a revision."""
     params: dict[str, Any] = {"tail": tail}
     if revision is not None:
         params["revision"] = revision
-    text = _api(url, home, token).get(f"{API}/namespaces/{namespace}/inferenceservices/{name}/logs", params=params)
+    text = _api(url, home, token, host, context).get(f"{API}/namespaces/{namespace}/inferenceservices/{name}/logs", params=params)
     typer.echo(text or "(no replica log yet)", nl=not str(text).endswith("\n"))
 
 
 @serve_app.command("promote")
 def promote(name: str, namespace: NamespaceOption = "default",
-            url: UrlOption = None, home: HomeOption = None, token: TokenOption = None) -> None:
+            url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+           home: HomeOption = None, token: TokenOption = None) -> None:
     """Send 100% of traffic to the canary (latest) revision."""
-    isvc = _api(url, home, token).post(f"{API}/namespaces/{namespace}/inferenceservices/{name}/promote")
+    isvc = _api(url, home, token, host, context).post(f"{API}/namespaces/{namespace}/inferenceservices/{name}/promote")
     print_table(None, COLUMNS, [_row(isvc)])
 
 
 @serve_app.command("rollback")
 def rollback(name: str, namespace: NamespaceOption = "default",
-             url: UrlOption = None, home: HomeOption = None, token: TokenOption = None) -> None:
+             url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+           home: HomeOption = None, token: TokenOption = None) -> None:
     """Send 100% of traffic back to the last rolled-out revision, dropping the canary."""
-    isvc = _api(url, home, token).post(f"{API}/namespaces/{namespace}/inferenceservices/{name}/rollback")
+    isvc = _api(url, home, token, host, context).post(f"{API}/namespaces/{namespace}/inferenceservices/{name}/rollback")
     print_table(None, COLUMNS, [_row(isvc)])
 
 
@@ -221,10 +230,11 @@ def deploy(
     model_format: Annotated[str, typer.Option("--format", help="sklearn, xgboost, lightgbm.")] = "sklearn",
     namespace: NamespaceOption = "default",
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until Ready.")] = True,
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
 ) -> None:
     """Serve a Model Registry version: builds the InferenceService and records it in the registry."""
-    api = _api(url, home, token)
+    api = _api(url, home, token, host, context)
     isvc = api.post(f"{API}/namespaces/{namespace}/deployments",
                     json={"model": model, "version": version, "name": name, "format": model_format})
     if wait:
@@ -240,7 +250,8 @@ def predict(
     data: Annotated[str, typer.Option("--data", "-d", help="JSON body or rows, or @file.json.")],
     v2: Annotated[bool, typer.Option("--v2", help="Use the V2 (Open Inference) protocol.")] = False,
     namespace: NamespaceOption = "default",
-    url: UrlOption = None, home: HomeOption = None, token: TokenOption = None,
+    url: UrlOption = None, host: HostOption = None, context: ContextOption = None,
+    home: HomeOption = None, token: TokenOption = None,
 ) -> None:
     """Send a prediction through the gateway; a bare list of rows is wrapped for V1 or V2."""
     raw = Path(data[1:]).read_text() if data.startswith("@") else data
@@ -254,7 +265,7 @@ def predict(
     else:
         body = body if isinstance(body, dict) else {"instances": body}
         path = f"/serving/{namespace}/{name}/v1/models/{name}:predict"
-    print_json(_api(url, home, token).post(path, json=body))
+    print_json(_api(url, home, token, host, context).post(path, json=body))
 
 
 def v2_request(rows: Any) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from kfbox.errors import InvalidInput, NotFound
 from kfbox.names import check_dns1123_label
 
 AUTHS = ("dex", "token", "none")
+LOCAL = "local"
+"""Reserved: the local kfbox server (``kfbox context use local``, ``--context local``)."""
 KINDS = ("kubeflow", "kfbox")
 SECRET_FIELDS = ("password", "token", "s3_secret_key")
 
@@ -56,6 +58,8 @@ class Context:
 
     def validate(self) -> Context:
         check_dns1123_label(self.name, kind="Context")
+        if self.name == LOCAL:
+            raise InvalidInput(f"Context name {LOCAL!r} is reserved for the local kfbox server; choose another")
         parts = urlsplit(self.host)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise InvalidInput(f"Context host {self.host!r} must be an http(s) URL, e.g. http://127.0.0.1:8080")
@@ -106,10 +110,11 @@ class ContextStore:
         self._write(data)
         return context
 
-    def use(self, name: str) -> Context:
-        context = self.get(name)
+    def use(self, name: str) -> Context | None:
+        """Make NAME current; ``local`` makes the local server the target again (returns None)."""
+        context = None if name == LOCAL else self.get(name)
         data = self._read()
-        data["current"] = name
+        data["current"] = None if name == LOCAL else name
         self._write(data)
         return context
 
@@ -137,5 +142,5 @@ class ContextStore:
             return Context(**data["contexts"][name])
         except KeyError:
             known = ", ".join(sorted(data["contexts"])) or "none"
-            raise NotFound(f"No context {name!r} (known: {known}). Add it with: kfbox context add {name} --host URL") \
-                from None
+            raise NotFound(f"No context {name!r} (known: {known}; {LOCAL!r} is the local server). "
+                           f"Add it with: kfbox context add {name} --host URL") from None

@@ -1,0 +1,182 @@
+"""The everyday commands against a remote target: ``kfbox run|runs|models|serve|deploy|predict --context``.
+
+No Kubernetes here: the cluster is a kfbox server (its KFP, Model Registry and InferenceService
+APIs) behind the loopback oauth2-proxy/Dex gateway stand-in (tests/cluster/dexgateway.py: Dex
+login pages, /pipeline and /api/model_registry/v1alpha3 routes, /v1 answering 404 as on 26.03,
+Host-header routing of predictions), and a fake Kubernetes API server (tests/cluster/fakekube.py)
+named by a real kubeconfig, which proxies serving.kserve.io to that kfbox and records every other
+server-side apply. The laptop's home has no kfbox server at all: whatever answers came from the
+target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from kfbox.cli.api import ApiClient
+from kfbox.cli.target import connect
+from kfbox.cluster.contexts import Context, ContextStore
+from kfbox.cluster.target import ClusterApi
+from kfbox.errors import InvalidInput, NotFound, Unavailable
+from tests.cluster.conftest import S3_KEYS
+from tests.cluster.dexgateway import PASSWORD, USER, Gateway
+from tests.cluster.fakekube import KUBE_CONTEXT, FakeKube, running_kube
+from tests.support import ServerProcess
+
+NS = "kubeflow-user-example-com"
+V1ALPHA3 = "/api/model_registry/v1alpha3"
+ISTIO_SCHEMA = json.loads((Path(__file__).parent / "schemas/istio-authorizationpolicy-v1.json").read_text())
+PIPELINE = '''
+from kfp import dsl
+
+
+@dsl.component(base_image="python:3.11")
+def greet(name: str) -> str:
+    print(f"hello {name}")
+    return name
+
+
+@dsl.pipeline(name="remote-greeting")
+def greeting(name: str = "cluster"):
+    greet(name=name)
+'''
+
+
+@pytest.fixture(scope="module")
+def kube(cluster_kfbox: ServerProcess) -> Iterator[FakeKube]:
+    with running_kube(cluster_kfbox.url) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def laptop(tmp_path_factory: pytest.TempPathFactory, gateway: Gateway, kube: FakeKube, s3_endpoint: str) -> Path:
+    """A home with the context 'kind' (current) and a kubeconfig naming the fake API server; no server."""
+    home = tmp_path_factory.mktemp("laptop")
+    kube.kubeconfig(home / "kubeconfig")
+    ContextStore(home).add(Context(name="kind", host=gateway.url, auth="dex", username=USER, password=PASSWORD,
+                                   kube_context=KUBE_CONTEXT, s3_endpoint=s3_endpoint,
+                                   s3_access_key=S3_KEYS["access"], s3_secret_key=S3_KEYS["secret"]))
+    ContextStore(home).use("local")
+    return home
+
+
+def kfbox(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env.update({"KFBOX_HOME": str(home), "KUBECONFIG": str(home / "kubeconfig"), "COLUMNS": "200"})
+    return subprocess.run([sys.executable, "-m", "kfbox", *args], capture_output=True, text=True, env=env,
+                          timeout=180, check=False)
+
+
+def test_run_and_runs_list_go_through_the_dex_login(laptop: Path, gateway: Gateway, cluster_kfbox: ServerProcess,
+                                                     tmp_path: Path) -> None:
+    pipeline = tmp_path / "greeting.py"
+    pipeline.write_text(PIPELINE)
+    logins = gateway.logins
+    ran = kfbox(laptop, "run", str(pipeline), "--context", "kind", "--watch", "-o", "json")
+    assert ran.returncode == 0, ran.stderr
+    run = json.loads(ran.stdout)
+    assert run["state"] == "SUCCEEDED"
+    assert gateway.logins == logins + 1  # logged in through oauth2-proxy and Dex once, cookie cached
+    # multi-user KFP: the run went to the profile namespace's Default experiment
+    with cluster_kfbox.client() as http:
+        experiment = http.get(f"/apis/v2beta1/experiments/{run['experiment_id']}").json()
+    assert (experiment["display_name"], experiment["namespace"]) == ("Default", NS)
+    listed = kfbox(laptop, "runs", "list", "--context", "kind", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert run["run_id"] in [r["run_id"] for r in json.loads(listed.stdout)]
+    assert gateway.logins == logins + 1  # the cached session cookie was reused
+
+
+def test_models_list_follows_the_prefix_the_cluster_serves(laptop: Path, cluster_kfbox: ServerProcess) -> None:
+    with cluster_kfbox.client() as http:
+        http.post(f"{V1ALPHA3}/registered_models", json={"name": "on-the-cluster", "owner": "ops"}).raise_for_status()
+    listed = kfbox(laptop, "models", "list", "--context", "kind", "-o", "json")
+    assert listed.returncode == 0, listed.stderr  # the gateway answers 404 on /v1: v1alpha3 was used
+    assert "on-the-cluster" in [m["name"] for m in json.loads(listed.stdout)]
+
+
+def test_predict_carries_kserves_host_header_through_the_gateway(laptop: Path, gateway: Gateway) -> None:
+    answered = kfbox(laptop, "predict", "iris", "--context", "kind", "-d", "[[6.8, 2.8, 4.8, 1.4]]")
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["host"] == f"iris.{NS}.example.com"
+    assert gateway.hosts[-1] == f"iris.{NS}.example.com"
+
+
+def test_deploy_applies_the_inference_service_and_its_mesh_policy_with_the_kubernetes_api(
+        laptop: Path, cluster_kfbox: ServerProcess, kube: FakeKube) -> None:
+    uri = f"s3://mlpipeline/private/{NS}/models/iris-remote/v1/model"
+    with cluster_kfbox.client() as http:
+        model = http.post(f"{V1ALPHA3}/registered_models", json={"name": "iris-remote"}).json()
+        version = http.post(f"{V1ALPHA3}/registered_models/{model['id']}/versions",
+                            json={"name": "v1", "registeredModelId": model["id"]}).json()
+        http.post(f"{V1ALPHA3}/model_versions/{version['id']}/artifacts", json={
+            "artifactType": "model-artifact", "name": "iris-remote", "uri": uri, "modelFormatName": "sklearn",
+        }).raise_for_status()
+    deployed = kfbox(laptop, "deploy", "iris-remote", "--version", "v1", "--context", "kind", "--no-wait",
+                     "-o", "json")
+    assert deployed.returncode == 0, deployed.stderr
+    # the InferenceService went through the Kubernetes API (fake server, kubeconfig token) into the cluster
+    assert ("PATCH", f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/iris-remote") \
+        in kube.requests
+    with cluster_kfbox.client() as http:
+        isvc = http.get(f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/iris-remote").json()
+    predictor = isvc["spec"]["predictor"]
+    assert (predictor["model"]["storageUri"], predictor["serviceAccountName"]) == (uri, "kfbox-s3")
+    policies = f"/apis/security.istio.io/v1/namespaces/{NS}/authorizationpolicies"
+    policy = kube.applied[f"{policies}/iris-remote-predictor-allow"]
+    jsonschema.validate(policy, ISTIO_SCHEMA)
+    assert policy["spec"]["selector"]["matchLabels"] == {"serving.knative.dev/service": "iris-remote-predictor"}
+    secret = kube.applied[f"/api/v1/namespaces/{NS}/secrets/kfbox-s3"]
+    assert secret["stringData"]["AWS_ACCESS_KEY_ID"] == S3_KEYS["access"]
+    assert f"/api/v1/namespaces/{NS}/serviceaccounts/kfbox-s3" in kube.applied
+    listed = kfbox(laptop, "serve", "list", "--context", "kind", "-n", NS, "-o", "json")
+    assert "iris-remote" in [i["metadata"]["name"] for i in json.loads(listed.stdout)]
+    assert kfbox(laptop, "serve", "delete", "iris-remote", "--context", "kind").returncode == 0
+
+
+def test_a_wrong_context_name_lists_the_known_ones(laptop: Path) -> None:
+    wrong = kfbox(laptop, "runs", "list", "--context", "kinf")
+    assert wrong.returncode == 1
+    assert "No context 'kinf' (known: kind;" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_one_target_choice_flag_then_env_then_current_context_then_the_local_record(
+        laptop: Path, monkeypatch: pytest.MonkeyPatch, cluster_kfbox: ServerProcess) -> None:
+    for choice in ({}, {"context": "local"}):  # no current context: the local server's record, absent here
+        with pytest.raises(Unavailable, match="No kfbox server is running"):
+            connect(None, laptop, None, **choice)
+    ContextStore(laptop).use("kind")
+    try:
+        current = connect(None, laptop, None)
+        assert isinstance(current, ClusterApi) and current.remote.context.name == "kind"
+        monkeypatch.setenv("KFBOX_URL", cluster_kfbox.url)  # env beats the current context
+        assert type(connect(None, laptop, None)) is ApiClient
+        monkeypatch.setenv("KFBOX_CONTEXT", "kind")
+        with pytest.raises(InvalidInput, match="unset one"):
+            connect(None, laptop, None)
+        monkeypatch.delenv("KFBOX_URL")
+        assert isinstance(connect(None, laptop, None), ClusterApi)
+        assert connect("http://127.0.0.1:1", laptop, None).base_url == "http://127.0.0.1:1"  # a flag beats env
+        with pytest.raises(InvalidInput, match="not --url and --context"):
+            connect("http://127.0.0.1:1", laptop, None, context="kind")
+        with pytest.raises(NotFound, match="known: kind"):
+            connect(None, laptop, None, context="nope")
+        adhoc = connect(None, laptop, "sa-token", host="https://kf.example.org/pipeline")
+        assert isinstance(adhoc, ClusterApi) and adhoc.remote.context.host == "https://kf.example.org"
+        assert adhoc.remote.context.auth == "token"
+    finally:
+        ContextStore(laptop).use("local")
+
+
+def test_kfbox_only_verbs_on_a_cluster_say_what_to_run_instead(laptop: Path) -> None:
+    answer = kfbox(laptop, "serve", "logs", "iris", "--context", "kind")
+    assert answer.returncode == 1 and "kubectl logs" in answer.stderr
+
