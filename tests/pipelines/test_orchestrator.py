@@ -402,3 +402,15 @@ def test_container_component_runs_on_the_host_when_told(tmp_path: Path) -> None:
     assert state == "SUCCEEDED", error
     assert tasks["echo"]["parameters"]["Output"] == "HI!\n"
     assert "image 'alpine:3' was not used" in log(tasks["shout"])
+
+
+def test_field_paths_give_pod_name_and_the_task_pod_metadata() -> None:
+    """``use_field_path_as_env`` as the downward API answers it: a label the pod lacks reads as ""."""
+    from kfbox.pipelines.orchestrator.execute import field_path_env
+
+    platform = {"podMetadata": {"labels": {"team": "ml"}, "annotations": {"note": "hi"}},
+                "fieldPathAsEnv": [{"name": "POD", "fieldPath": "metadata.name"},
+                                   {"name": "TEAM", "fieldPath": "metadata.labels['team']"},
+                                   {"name": "NOTE", "fieldPath": "metadata.annotations['note']"},
+                                   {"name": "NONE", "fieldPath": "metadata.labels['absent']"}]}
+    assert field_path_env(platform, "p-123") == {"POD": "p-123", "TEAM": "ml", "NOTE": "hi", "NONE": ""}

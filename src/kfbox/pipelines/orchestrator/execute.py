@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -153,10 +154,7 @@ class Executor:
             task_env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
         label = component.get("executorLabel", "")
         task_env.update(self.secret_env.get(label, {}))  # use_secret_as_env / use_config_map_as_env
-        for field in engine.pipeline.platform(label).get("fieldPathAsEnv") or []:
-            value = {"metadata.name": detail["pod_name"], "metadata.namespace": "kubeflow"}.get(field.get("fieldPath"))
-            if value is not None:
-                task_env[str(field.get("name"))] = value
+        task_env.update(field_path_env(engine.pipeline.platform(label), detail["pod_name"]))
         env = {**os.environ, **task_env}
         self.mounts.prepare(component.get("executorLabel", ""), _ScopeStore(scope))
         timeout = self.timeout(component.get("executorLabel", ""))
@@ -273,6 +271,25 @@ class _ScopeStore:
         if name not in self.scope.parameters:
             raise RuntimeError(f"mount_pvc: the parent DAG has no input {name!r}")
         return self.scope.parameters[name]
+
+
+_METADATA_FIELD = re.compile(r"^metadata\.(labels|annotations)\[['\"](.+)['\"]\]$")
+
+
+def field_path_env(platform: dict[str, Any], pod_name: str) -> dict[str, str]:
+    """``use_field_path_as_env``: the pod's name, namespace, and the labels/annotations of ``add_pod_label``
+    / ``add_pod_annotation`` (this task's pod metadata), as a pod's downward API gives them."""
+    metadata = platform.get("podMetadata") or {}
+    env: dict[str, str] = {}
+    for field in platform.get("fieldPathAsEnv") or []:
+        path = str(field.get("fieldPath", ""))
+        value = {"metadata.name": pod_name, "metadata.namespace": "kubeflow"}.get(path)
+        match = _METADATA_FIELD.match(path)
+        if match:
+            value = (metadata.get(match.group(1)) or {}).get(match.group(2), "")  # absent: "", as the API gives
+        if value is not None:
+            env[str(field.get("name"))] = str(value)
+    return env
 
 
 def _take_secret_env(path: Path) -> dict[str, dict[str, str]]:
