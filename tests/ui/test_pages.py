@@ -27,15 +27,16 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
 def seeded(server: ServerProcess, http: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("specs")
     good = submit(http, compiled("acceptance", folder), "accept <b>me</b>")
-    small = submit(http, compiled("acceptance", folder), "small one", items=[1], threshold=0)
+    # its own model name: two runs registering one name and version would race for it
+    small = submit(http, compiled("acceptance", folder), "small one", items=[1], threshold=0,
+                   model_name="small-model")
     bad = submit(http, compiled("failing", folder), "failing run")
     wide = submit(http, wide_spec(600), "wide run")
     add_task_rows(server, wide, 600)
     ids = register_model(http, "demo", "file:///nonexistent/model", description=SCRIPT, versions=("v1", "v2"),
                          metrics={"accuracy": 0.9})
-    wait_run(http, good)
-    wait_run(http, bad)
-    wait_run(http, small)
+    for run in (good, bad, small):
+        assert wait_run(http, run)["state"] == ("FAILED" if run == bad else "SUCCEEDED"), run
     return {"good": good, "small": small, "bad": bad, "wide": wide, "model": ids["model"], "spec_folder": folder}
 
 
@@ -135,13 +136,13 @@ def test_compare_marks_the_best_and_hides_equal_rows(http: httpx.Client, seeded:
     runs = [seeded["small"], seeded["good"]]
     body = http.get("/compare.json", params={"runs": runs}).json()
     assert [r["run_id"] for r in body["runs"]] == runs
-    assert [row["name"] for row in body["parameters"]] == ["items", "threshold"]  # both differ
+    assert [row["name"] for row in body["parameters"]] == ["items", "model_name", "threshold"]  # all differ
     accuracy = next(row for row in body["metrics"] if row["name"] == "accuracy")
     assert accuracy["cells"][1] > accuracy["cells"][0] and accuracy["best"] == 1
     html = page(http, f"/compare?runs={runs[0]}&runs={runs[1]}")
     assert re.search(r'<td class="num best">0\.9', html)
     same = http.get("/compare.json", params={"runs": [seeded["good"], seeded["small"]], "all": True}).json()
-    assert len(same["parameters"]) == 2 and len(same["metrics"]) >= 1
+    assert len(same["parameters"]) == 3 and len(same["metrics"]) >= 1
 
 
 def csrf_cookie(http: httpx.Client) -> str:
@@ -235,3 +236,18 @@ def test_pipeline_upload_form_and_pipeline_page(http: httpx.Client, seeded: dict
     bad = http.post("/pipelines/upload", files={"file": ("b.yaml", b"not: [a pipeline")},
                     data={"csrf_token": token})
     assert bad.status_code == 400 and "kfbox compile" in bad.text
+
+
+def test_register_model_form_goes_through_the_registry_api(http: httpx.Client, seeded: dict[str, Any]) -> None:
+    token = csrf_cookie(http)
+    form = {"csrf_token": token, "name": "from-form", "version": "v1", "uri": "file:///models/x",
+            "format": "sklearn", "description": "made in the dashboard"}
+    made = http.post("/models/register", data=form)
+    assert made.status_code == 303, made.text
+    again = http.post("/models/register", data={**form, "version": "v2"})  # same model, a second version
+    assert again.headers["location"] == made.headers["location"]
+    body = http.get(made.headers["location"] + ".json").json()
+    assert [v["name"] for v in body["versions"]] == ["v2", "v1"]
+    assert body["versions"][0]["uri"] == "file:///models/x" and body["versions"][0]["format"] == "sklearn"
+    clash = http.post("/models/register", data={**form, "version": "v2"})
+    assert clash.status_code == 409 and "already exists" in clash.text

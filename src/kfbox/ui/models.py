@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from fastapi import APIRouter, Query, Request
@@ -28,6 +29,7 @@ from kfbox.ui.render import Pages
 
 RUN_PROPERTIES = ("kfp_run_id", "run_id", "pipeline_run_id", "runId")
 SERVING_API = "/apis/serving.kserve.io/v1beta1"
+MR = "/api/model_registry/v1alpha3"
 
 
 def plain(custom: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +52,7 @@ def dns_name(name: str) -> str:
 
 
 async def call_api(platform: Platform, method: str, path: str, body: Any = None,
-                   content_type: str = "application/json") -> dict[str, Any]:
+                   content_type: str = "application/json", missing_ok: bool = False) -> dict[str, Any]:
     """Call kfbox's own HTTP API (so the dashboard's actions take exactly the API's path)."""
     headers = {"Content-Type": content_type}
     if platform.settings.token:
@@ -61,6 +63,8 @@ async def call_api(platform: Platform, method: str, path: str, body: Any = None,
     except httpx.HTTPError as exc:
         raise Unavailable(f"The serving API did not answer: {exc}.") from exc
     data = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    if missing_ok and response.status_code == 404:
+        return {}
     if response.status_code >= 400:
         message = data.get("message") or data.get("error") or response.text
         error = KfboxError(str(message))
@@ -101,6 +105,36 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         more = (page + 1) * page_size < total
         return {"models": items, "total": total, "q": q, "archived": archived,
                 "next_url": f"/models?page={page + 1}&q={q}" + ("&archived=1" if archived else "") if more else ""}
+
+    @router.get("/models/register")
+    @router.get("/models/register.json")
+    @pages.page("model_register.html", "Register a model")
+    def register_form(request: Request) -> dict[str, Any]:
+        return {"formats": FORMATS, "error": "", "values": {}}
+
+    @router.post("/models/register")
+    @pages.action
+    async def register(request: Request) -> Response:
+        """Model, version and model artifact through the Model Registry API (as its client would)."""
+        form = await csrf.checked_form(request)
+        values = {k: str(form.get(k) or "").strip() for k in ("name", "version", "uri", "format", "description")}
+        try:
+            if not values["name"] or not values["version"] or not values["uri"]:
+                raise InvalidInput("Name, version and URI are all needed.")
+            found = await call_api(platform, "GET", f"{MR}/registered_model?name={quote(values['name'])}",
+                                   missing_ok=True)
+            model = found or await call_api(platform, "POST", f"{MR}/registered_models",
+                                            {"name": values["name"], "description": values["description"]})
+            version = await call_api(platform, "POST", f"{MR}/model_versions",
+                                     {"name": values["version"], "registeredModelId": model["id"],
+                                      "description": values["description"]})
+            await call_api(platform, "POST", f"{MR}/model_versions/{version['id']}/artifacts",
+                           {"artifactType": "model-artifact", "name": f"{values['name']}-{values['version']}",
+                            "uri": values["uri"], "modelFormatName": values["format"] or "sklearn"})
+        except KfboxError as exc:
+            data = {"formats": FORMATS, "error": exc.message, "values": values}
+            return pages.render(request, "model_register.html", data, "Register a model", status=exc.status_code)
+        return pages.redirect(f"/models/{model['id']}")
 
     @router.get("/models/{model_id}")
     @router.get("/models/{model_id}.json")
