@@ -132,7 +132,9 @@ def test_dns_rebinding_host_is_refused_before_any_data(server: ServerProcess, ho
     assert write.status == 400
     with server.client() as http:
         models = http.get(REGISTRY).json().get("items", [])
+        metrics = http.get("/metrics").text
     assert "rebound" not in [m["name"] for m in models]
+    assert 'route="unmatched",status="400"' in metrics  # refused requests are counted, not hidden
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:{port}", "localhost:{port}", "LOCALHOST", "[::1]:{port}",

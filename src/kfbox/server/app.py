@@ -66,16 +66,17 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         return Response(generate_latest(platform.metrics), media_type=CONTENT_TYPE_LATEST)
 
     # middleware added first runs innermost: auth sees the path after host routing rewrote it,
-    # i.e. the route that is served; the guard runs first of all, on the raw request
+    # i.e. the route that is served; the guard runs before anything reads the request, inside
+    # the metrics only (so refused requests are counted too, as route "unmatched")
     app.add_middleware(TokenAuth, platform=platform)
     for name in SUBSYSTEMS:
         importlib.import_module(name).install(app, platform)
     session.install(app, platform)
 
-    app.add_middleware(RequestMetrics, platform=platform)
     app.add_middleware(BodyLimit, platform=platform)
     if settings.guard_checks:
         app.add_middleware(RequestGuard, platform=platform)
+    app.add_middleware(RequestMetrics, platform=platform)
     return app
 
 
