@@ -251,3 +251,14 @@ def test_register_model_form_goes_through_the_registry_api(http: httpx.Client, s
     assert body["versions"][0]["uri"] == "file:///models/x" and body["versions"][0]["format"] == "sklearn"
     clash = http.post("/models/register", data={**form, "version": "v2"})
     assert clash.status_code == 409 and "already exists" in clash.text
+
+
+def test_retry_button_reruns_a_failed_run_in_place(http: httpx.Client, seeded: dict[str, Any]) -> None:
+    run = seeded["bad"]
+    before = http.get(f"/apis/v2beta1/runs/{run}").json()["state_history"]
+    assert 'action="/runs/' + run + '/retry"' in page(http, f"/runs/{run}")
+    done = http.post(f"/runs/{run}/retry", data={"csrf_token": csrf_cookie(http)})
+    assert done.status_code == 303 and done.headers["location"] == f"/runs/{run}"
+    after = wait_run(http, run)
+    assert len(after["state_history"]) > len(before) and after["state"] == "FAILED"  # it fails by design
+    assert 'action="/runs/' + seeded["good"] + '/retry"' not in page(http, f"/runs/{seeded['good']}")
