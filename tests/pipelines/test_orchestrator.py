@@ -34,7 +34,8 @@ def run(pipeline: Any, tmp_path: Path, arguments: dict[str, Any] | None = None, 
     compiler.Compiler().compile(pipeline, str(package))
     import yaml
 
-    spec = yaml.safe_load(package.read_text())
+    docs = [d for d in yaml.safe_load_all(package.read_text()) if d]
+    spec = docs[0] if len(docs) == 1 else {"pipeline_spec": docs[0], "platform_spec": docs[1]}
     root = tmp_path / "run"
     (root / "tasks").mkdir(parents=True)
     settings = {"run_id": "5e1f0c2a-0000-4000-8000-000000000001", "pipeline_spec": spec,
@@ -414,3 +415,16 @@ def test_field_paths_give_pod_name_and_the_task_pod_metadata() -> None:
                                    {"name": "NOTE", "fieldPath": "metadata.annotations['note']"},
                                    {"name": "NONE", "fieldPath": "metadata.labels['absent']"}]}
     assert field_path_env(platform, "p-123") == {"POD": "p-123", "TEAM": "ml", "NOTE": "hi", "NONE": ""}
+
+
+def test_a_task_over_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
+    from kfp import kubernetes
+
+    @dsl.pipeline(name="slow")
+    def slow() -> None:
+        kubernetes.set_timeout(sleepy(seconds=60.0).set_caching_options(False), 1)
+
+    started = time.monotonic()
+    state, error, tasks = run(slow, tmp_path)
+    assert state == "FAILED" and "exceeded its timeout of 1 s; killed with SIGKILL" in (error or "")
+    assert time.monotonic() - started < 30 and tasks["sleepy"]["state"] == "FAILED"
