@@ -220,18 +220,32 @@ class Supervisor:
             child.stop(grace=0)
 
     def _write_secret_env(self, run: Run, run_dir: Path) -> None:
-        """``use_secret_as_env`` / ``use_config_map_as_env`` values for the worker, in a 0600 file it reads
-        and removes at start: the worker never opens the database, and values never reach job.json or a log."""
+        """The secrets and config maps a run may use (``use_*_as_env``), in a 0600 file its worker reads and
+        removes at start: the worker never opens the database, and values never reach job.json or a log.
+
+        Names are the constants, the run's parameters and defaults (kfbox.pipelines.secrets.referenced_names);
+        where a name comes from a task's output, every entry of that kind (a pod may name any secret of its
+        namespace, too).
+        """
+        from kfbox.errors import NotFound as Missing
         from kfbox.pipelines import secrets
         from kfbox.pipelines import spec as specs
 
         kubernetes = specs.platform_part(run.pipeline_spec).get("platforms", {}).get("kubernetes", {})
-        wanted = {label: config for label, config in kubernetes.get("deploymentSpec", {}).get("executors", {}).items()
-                  if config and ({"secretAsEnv", "configMapAsEnv"} & set(config))}
-        if not wanted:
+        configs = [c for c in kubernetes.get("deploymentSpec", {}).get("executors", {}).values() if c]
+        if not any({"secretAsEnv", "configMapAsEnv"} & set(c) for c in configs):
             return
         store = secrets.SecretStore.from_settings(self.store.db, self.settings)
-        values = {label: secrets.task_env(store, config) for label, config in wanted.items()}
+        names = secrets.referenced_names(run.pipeline_spec, run.parameters)
+        for kind, (section, field, _key) in secrets.ENV_FIELDS.items():
+            if any("taskOutputParameter" in (e.get(f"{field}Parameter") or {})
+                   for c in configs for e in c.get(section) or []):
+                names[kind] |= {entry.name for entry in store.list(kind)}
+        values: dict[str, dict[str, dict[str, str]]] = {}
+        for kind, wanted in names.items():
+            for name in sorted(wanted):
+                with contextlib.suppress(Missing):  # a missing one fails the task that needs it, saying so
+                    values.setdefault(kind, {})[name] = dict(store.get(kind, name))
         path = run_dir / "secret-env.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:

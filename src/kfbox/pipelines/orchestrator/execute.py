@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kfbox.errors import InvalidInput
-from kfbox.pipelines import containers
+from kfbox.errors import KfboxError
+from kfbox.pipelines import containers, secrets
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.mounts import Mounts
@@ -99,7 +99,7 @@ class Executor:
             try:
                 outcome = self.attempt(name, task, component, executor, parameters, artifacts, scope, path, folder,
                                        log, placeholders, detail)
-            except (ResolveError, OSError, ValueError, KeyError, RuntimeError, InvalidInput) as exc:
+            except (ResolveError, OSError, ValueError, KeyError, RuntimeError, KfboxError) as exc:
                 outcome = ("FAILED", {}, {}, f"Task {path!r} could not start: {exc}", False)
             state, outputs, produced, error, cache_hit = outcome
             if state == "SUCCEEDED" or engine.stop.is_set() or attempt + 1 == attempts:
@@ -153,7 +153,10 @@ class Executor:
         for item in container.get("env", []):
             task_env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
         label = component.get("executorLabel", "")
-        task_env.update(self.secret_env.get(label, {}))  # use_secret_as_env / use_config_map_as_env
+        platform = engine.pipeline.platform(label)
+        if platform.get("secretAsEnv") or platform.get("configMapAsEnv"):  # kfbox secrets and config maps
+            task_env.update(secrets.task_env(secrets.SealedSecrets(self.secret_env), platform,
+                                             name_of=_NameResolver(scope, parameters)))
         task_env.update(field_path_env(engine.pipeline.platform(label), detail["pod_name"]))
         env = {**os.environ, **task_env}
         self.mounts.prepare(component.get("executorLabel", ""), _ScopeStore(scope))
@@ -292,10 +295,31 @@ def field_path_env(platform: dict[str, Any], pod_name: str) -> dict[str, str]:
     return env
 
 
-def _take_secret_env(path: Path) -> dict[str, dict[str, str]]:
+class _NameResolver:
+    """A kfp-kubernetes secret/config map name: a constant, the parent DAG's input or a sibling's output."""
+
+    def __init__(self, scope: Scope, parameters: dict[str, Any]) -> None:
+        self.scope = scope
+        self.parameters = parameters
+
+    def __call__(self, entry: Any, field: str) -> str:
+        source = entry.get(f"{field}Parameter") or {}
+        value: Any = entry.get(field) or source.get("runtimeValue", {}).get("constant")
+        if not value and "componentInputParameter" in source:
+            value = self.scope.parameters.get(source["componentInputParameter"])
+        if not value and "taskOutputParameter" in source:
+            ref = source["taskOutputParameter"]
+            result = self.scope.results.get(ref.get("producerTask", ""))
+            value = result.parameters.get(ref.get("outputParameterKey", "")) if result else None
+        if not value:
+            raise ResolveError(f"kfp-kubernetes {field} has no value here: {dict(entry)!r}")
+        return str(value)
+
+
+def _take_secret_env(path: Path) -> dict[str, dict[str, dict[str, str]]]:
     """The secret and config map values the server resolved for this run; the file goes once read."""
     try:
-        values: dict[str, dict[str, str]] = json.loads(path.read_text())
+        values: dict[str, dict[str, dict[str, str]]] = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     path.unlink(missing_ok=True)
