@@ -3,6 +3,7 @@ what the engine gets for a task compiled with kfp-kubernetes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kfp import compiler
+from kfp import Client, compiler
 from typer.testing import CliRunner, Result
 
 from kfbox.cli import main
@@ -19,7 +20,8 @@ from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
 from kfbox.pipelines.secrets import SealedSecrets, SecretStore, load_key, seal, task_env, write_task_volumes
-from tests.pipelines.ticker_pipeline import echo_with_secrets, secret_by_parameter
+from tests.pipelines.conftest import wait_run
+from tests.pipelines.ticker_pipeline import echo_with_secrets, secret_by_parameter, secret_env
 from tests.support import ServerProcess
 
 VALUE = "hunter2-Zq9xV7"  # distinctive, so a grep for it cannot match by chance
@@ -190,3 +192,21 @@ def test_api_and_cli_never_show_a_secret_value(server: ServerProcess, tmp_path: 
     stored = b"".join(p.read_bytes() for p in server.home.glob("kfbox.db*"))
     assert VALUE.encode() not in stored
     assert VALUE not in server.log()
+
+
+def test_a_task_gets_the_secret_and_nothing_keeps_it_in_clear(server: ServerProcess, kfp_client: Client) -> None:
+    http = server.client()
+    assert http.put("/kfbox/v1/secrets/db", json={"data": {"password": VALUE}}).status_code == 200
+    assert http.put("/kfbox/v1/configmaps/settings", json={"data": {"mode": "fast"}}).status_code == 200
+    run = kfp_client.create_run_from_pipeline_func(secret_env, experiment_name="secrets")
+    body = wait_run(server, run.run_id)
+    assert body["state"] == "SUCCEEDED", body.get("error")
+    digests = [t["parameters"] for t in body["run_details"]["task_details"] if t["display_name"] == "digest-of-env"]
+    assert digests and digests[0]["Output"] == hashlib.sha256(VALUE.encode()).hexdigest()
+    for task in body["run_details"]["task_details"]:
+        log = http.get(f"/apis/v2beta1/runs/{run.run_id}/tasks/{task['task_id']}/logs")
+        assert VALUE not in log.text
+    assert VALUE not in json.dumps(body)
+    leaks = [p for p in server.home.rglob("*") if p.is_file() and p.name != "secret.key"
+             and VALUE.encode() in p.read_bytes()]
+    assert leaks == []

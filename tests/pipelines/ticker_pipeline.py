@@ -42,3 +42,19 @@ def shell_greeting(name: str = "kfbox"):
 def secret_by_parameter(secret: str = "db"):
     task = echo(text="x")
     kubernetes.use_secret_as_env(task, secret_name=secret, secret_key_to_env={"password": "DB_PASSWORD"})
+
+
+@dsl.component(base_image="python:3.11")
+def digest_of_env(name: str) -> str:
+    import hashlib
+    import os
+
+    return hashlib.sha256(os.environ.get(name, "").encode()).hexdigest()
+
+
+@dsl.pipeline(name="secret-env")
+def secret_env():
+    secret = digest_of_env(name="DB_PASSWORD").set_caching_options(False)
+    kubernetes.use_secret_as_env(secret, secret_name="db", secret_key_to_env={"password": "DB_PASSWORD"})
+    config = echo(text="config").set_caching_options(False)
+    kubernetes.use_config_map_as_env(config, config_map_name="settings", config_map_key_to_env={"mode": "MODE"})
