@@ -106,6 +106,7 @@ def test_metric_columns_show_values_from_metrics_artifacts(http: httpx.Client, s
 def test_failing_task_logs_are_readable_after_the_run_ended(http: httpx.Client, seeded: dict[str, Any]) -> None:
     html = page(http, f"/runs/{seeded['bad']}?task=explode")
     assert "ValueError: boom: bad input" in html  # in the log panel, not only the error line
+    assert re.search(r'<th scope="row">message</th><td><code>bad input</code>', html)  # the value it got
     log = http.get(f"/runs/{seeded['bad']}/log", params={"task": "explode"})
     assert "Traceback" in log.text and int(log.headers["x-log-offset"]) == len(log.content)
     again = http.get(f"/runs/{seeded['bad']}/log", params={"task": "explode", "offset": log.headers["x-log-offset"]})

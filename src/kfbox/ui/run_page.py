@@ -31,7 +31,11 @@ LOG_PAGE_BYTES = 256 * 1024
 
 def task_row(t: Task) -> dict[str, Any]:
     end = t.finished_ms
-    return {"task_id": t.id, "name": t.name, "path": t.path, "node": dag.ir_path(t.path), "kind": t.kind,
+    details = getattr(t, "details", None) or {}  # engines that record inputs, attempts and skip reasons
+    inputs = details.get("inputs") or {}
+    return {"input_values": inputs.get("parameters") or {}, "input_artifacts": inputs.get("artifacts") or {},
+            "attempts": int(details.get("attempts") or 1), "history": details.get("state_history") or [],
+            "warnings": details.get("warnings") or [], "skip_reason": details.get("reason"),"task_id": t.id, "name": t.name, "path": t.path, "node": dag.ir_path(t.path), "kind": t.kind,
             "state": t.state, "started_ms": t.started_ms, "finished_ms": end, "parent_id": t.parent_id,
             "duration_ms": (end - t.started_ms) if end and t.started_ms else None, "cache_hit": t.cache_hit,
             "error": t.error, "parameters": t.parameters, "has_log": bool(t.log_path)}
