@@ -19,7 +19,7 @@ from kfbox.pipelines.catalog import Catalog
 from kfbox.pipelines.runs import RunStore
 from kfbox.pipelines.schedules import Scheduler, ScheduleStore
 from kfbox.pipelines.tables import Run
-from tests.pipelines.ticker_pipeline import ticker
+from tests.pipelines.ticker_pipeline import shell_greeting, ticker
 
 S = 1000
 T0 = 1_767_600_000_000  # 2026-01-05T08:00:00Z
@@ -155,3 +155,17 @@ def test_bad_schedules_are_refused(stores: tuple[ScheduleStore, RunStore], spec:
     with pytest.raises(InvalidInput) as exc:
         schedule(stores[0], spec, **overrides)
     assert message in exc.value.message
+
+
+def test_container_components_are_scheduled_only_where_a_runtime_runs_them(
+        stores: tuple[ScheduleStore, RunStore], tmp_path: Path) -> None:
+    import yaml
+
+    package = tmp_path / "shell.yaml"
+    compiler.Compiler().compile(shell_greeting, str(package))
+    spec = yaml.safe_load(package.read_text())
+    store, _ = stores
+    with pytest.raises(InvalidInput, match="needs a container runtime"):
+        schedule(store, spec, runtime_config={})
+    on_host = ScheduleStore(store.db, store.catalog, container_runtime="host")
+    assert on_host.get(schedule(on_host, spec, runtime_config={})).cron is None

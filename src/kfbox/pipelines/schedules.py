@@ -146,9 +146,10 @@ def parse_trigger(body: Any) -> Trigger:
 class ScheduleStore:
     """Recurring runs in the database; every method is one transaction."""
 
-    def __init__(self, db: Database, catalog: Catalog) -> None:
+    def __init__(self, db: Database, catalog: Catalog, container_runtime: str | None = None) -> None:
         self.db = db
         self.catalog = catalog
+        self.container_runtime = container_runtime  # settings.container_runtime; None: no container runs
 
     def create(self, body: dict[str, Any], now: int | None = None) -> RecurringRun:
         """Validate a V2beta1RecurringRun body (everything a run from it would need) and store it."""
@@ -184,7 +185,7 @@ class ScheduleStore:
             else:
                 spec = checked = specs.normalise(spec)
             specs.check_parameters(checked, parameters)
-            problems = specs.unsupported_features(checked)
+            problems = self.problems(checked)
             if problems:
                 raise InvalidInput("This pipeline cannot run locally: " + "; ".join(problems) + ".")
             experiment = (self.catalog.get_experiment(body["experiment_id"], s) if body.get("experiment_id")
@@ -205,6 +206,19 @@ class ScheduleStore:
                 created_ms=stamp, updated_ms=stamp, last_tick_ms=None, run_count=0, error=None)
             s.add(row)
         return row
+
+    def problems(self, spec: dict[str, Any]) -> list[str]:
+        """What would fail every run of this schedule, as the run store judges a run (refused at create)."""
+        from kfbox.pipelines import containers
+        from kfbox.pipelines.orchestrator import ir
+
+        refused = ir.check(ir.Pipeline(specs.pipeline_part(spec)))
+        executors = specs.pipeline_part(spec).get("deploymentSpec", {}).get("executors", {})
+        wants_runtime = any(containers.is_container_component(e) and e["container"].get("image") not in specs.PVC_IMAGES
+                            for e in executors.values())
+        usable = (wants_runtime and self.container_runtime is not None
+                  and containers.detect_runtime(self.container_runtime) is not None)
+        return [*refused, *specs.unsupported_features(spec, containers=usable)]
 
     def get(self, recurring_run_id: str, session: Session | None = None) -> RecurringRun:
         if session is None:
