@@ -25,7 +25,9 @@ def test_pages_need_a_login_then_forms_need_csrf_and_origin(guarded: ServerProce
         html = {"Accept": "text/html"}
         first = browser.get("/runs", headers=html)
         assert first.status_code == 303 and first.headers["location"].startswith("/login?next=")
-        assert browser.get("/static/app.css").status_code == 200  # the login page can be styled
+        form = browser.get(first.headers["location"], headers=html)
+        assert form.status_code == 200 and 'action="/login"' in form.text and 'value="/runs"' in form.text
+        assert browser.get("/static/app.css").status_code == 200  # the login page is styled
         wrong = browser.post("/login", data={"token": "nope", "next": "/runs"}, headers={"Origin": guarded.url})
         assert wrong.status_code == 401
         login = browser.post("/login", data={"token": TOKEN, "next": "/runs"}, headers={"Origin": guarded.url})

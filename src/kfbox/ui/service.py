@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from kfbox.server.platform import Platform
 from kfbox.ui.render import Pages
 
-PAGE_MODULES = ["kfbox.ui.home", "kfbox.ui.kfp_links", "kfbox.ui.runs", "kfbox.ui.run_new", "kfbox.ui.run_page",
+PAGE_MODULES = ["kfbox.ui.home", "kfbox.ui.login", "kfbox.ui.kfp_links", "kfbox.ui.runs", "kfbox.ui.run_new", "kfbox.ui.run_page",
                 "kfbox.ui.experiments", "kfbox.ui.compare", "kfbox.ui.pipelines", "kfbox.ui.models", "kfbox.ui.deployments",
                 "kfbox.ui.artifacts", "kfbox.ui.notebooks"]
 STATIC = Path(__file__).parent / "static"
