@@ -52,7 +52,10 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         reason, message = "ReplicasStarting", "Waiting for a model replica to load and report ready."
     latest_ok = latest is not None and healthy(latest)
     serving_ok = ok
-    if ok and not latest_ok:  # a rollout is under way: Ready for this generation only once its revision is
+    # a rollout is under way: Ready for this generation only once its revision is ready and, without a
+    # canary percent, takes the traffic (the manager hands it over on its next tick)
+    handed_over = record.canary_percent is not None or split.get(record.latest, 0) > 0
+    if ok and not (latest_ok and handed_over):
         ok = False
         if latest is not None and latest.failure:
             reason, message = "ModelLoadFailed", latest.failure
