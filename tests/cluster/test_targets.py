@@ -20,12 +20,14 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from typer.testing import CliRunner, Result
 
+from kfbox.cli import main
 from kfbox.cli.api import ApiClient
 from kfbox.cli.target import connect
 from kfbox.cluster.contexts import Context, ContextStore
 from kfbox.cluster.target import ClusterApi
-from kfbox.errors import InvalidInput, NotFound, Unavailable
+from kfbox.errors import InvalidInput, NotFound, Unavailable, Unsupported
 from tests.cluster.conftest import S3_KEYS
 from tests.cluster.dexgateway import PASSWORD, USER, Gateway
 from tests.cluster.fakekube import KUBE_CONTEXT, FakeKube, running_kube
@@ -69,10 +71,17 @@ def laptop(tmp_path_factory: pytest.TempPathFactory, gateway: Gateway, kube: Fak
 
 
 def kfbox(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """As a user runs it: a new process, errors printed by the entry point."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
     env.update({"KFBOX_HOME": str(home), "KUBECONFIG": str(home / "kubeconfig"), "COLUMNS": "200"})
     return subprocess.run([sys.executable, "-m", "kfbox", *args], capture_output=True, text=True, env=env,
                           timeout=180, check=False)
+
+
+def kfbox_here(home: Path, *args: str) -> Result:
+    """The same commands in this process (the CLI's imports paid once: kubernetes alone takes seconds)."""
+    return CliRunner().invoke(main.app, list(args), env={"KFBOX_HOME": str(home), "KFBOX_URL": None,
+                                                          "KUBECONFIG": str(home / "kubeconfig"), "COLUMNS": "200"})
 
 
 def test_run_and_runs_list_go_through_the_dex_login(laptop: Path, gateway: Gateway, cluster_kfbox: ServerProcess,
@@ -80,10 +89,12 @@ def test_run_and_runs_list_go_through_the_dex_login(laptop: Path, gateway: Gatew
     pipeline = tmp_path / "greeting.py"
     pipeline.write_text(PIPELINE)
     logins = gateway.logins
-    ran = kfbox(laptop, "run", str(pipeline), "--context", "kind", "--watch", "-o", "json")
-    assert ran.returncode == 0, ran.stderr
+    ran = kfbox_here(laptop, "run", str(pipeline), "--context", "kind", "-o", "json")
+    assert ran.exit_code == 0, ran.output
     run = json.loads(ran.stdout)
-    assert run["state"] == "SUCCEEDED"
+    with cluster_kfbox.client() as http:  # submitted to the cluster, with the pipeline's spec and defaults
+        submitted = http.get(f"/apis/v2beta1/runs/{run['run_id']}").json()
+    assert submitted["pipeline_spec"]["pipelineInfo"]["name"] == "remote-greeting"
     assert gateway.logins == logins + 1  # logged in through oauth2-proxy and Dex once, cookie cached
     # multi-user KFP: the run went to the profile namespace's Default experiment
     with cluster_kfbox.client() as http:
@@ -98,14 +109,14 @@ def test_run_and_runs_list_go_through_the_dex_login(laptop: Path, gateway: Gatew
 def test_models_list_follows_the_prefix_the_cluster_serves(laptop: Path, cluster_kfbox: ServerProcess) -> None:
     with cluster_kfbox.client() as http:
         http.post(f"{V1ALPHA3}/registered_models", json={"name": "on-the-cluster", "owner": "ops"}).raise_for_status()
-    listed = kfbox(laptop, "models", "list", "--context", "kind", "-o", "json")
-    assert listed.returncode == 0, listed.stderr  # the gateway answers 404 on /v1: v1alpha3 was used
+    listed = kfbox_here(laptop, "models", "list", "--context", "kind", "-o", "json")
+    assert listed.exit_code == 0, listed.output  # the gateway answers 404 on /v1: v1alpha3 was used
     assert "on-the-cluster" in [m["name"] for m in json.loads(listed.stdout)]
 
 
 def test_predict_carries_kserves_host_header_through_the_gateway(laptop: Path, gateway: Gateway) -> None:
-    answered = kfbox(laptop, "predict", "iris", "--context", "kind", "-d", "[[6.8, 2.8, 4.8, 1.4]]")
-    assert answered.returncode == 0, answered.stderr
+    answered = kfbox_here(laptop, "predict", "iris", "--context", "kind", "-d", "[[6.8, 2.8, 4.8, 1.4]]")
+    assert answered.exit_code == 0, answered.output
     assert json.loads(answered.stdout)["host"] == f"iris.{NS}.example.com"
     assert gateway.hosts[-1] == f"iris.{NS}.example.com"
 
@@ -120,9 +131,9 @@ def test_deploy_applies_the_inference_service_and_its_mesh_policy_with_the_kuber
         http.post(f"{V1ALPHA3}/model_versions/{version['id']}/artifacts", json={
             "artifactType": "model-artifact", "name": "iris-remote", "uri": uri, "modelFormatName": "sklearn",
         }).raise_for_status()
-    deployed = kfbox(laptop, "deploy", "iris-remote", "--version", "v1", "--context", "kind", "--no-wait",
-                     "-o", "json")
-    assert deployed.returncode == 0, deployed.stderr
+    deployed = kfbox_here(laptop, "deploy", "iris-remote", "--version", "v1", "--context", "kind", "--no-wait",
+                          "-o", "json")
+    assert deployed.exit_code == 0, deployed.output
     # the InferenceService went through the Kubernetes API (fake server, kubeconfig token) into the cluster
     assert ("PATCH", f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices/iris-remote") \
         in kube.requests
@@ -137,9 +148,9 @@ def test_deploy_applies_the_inference_service_and_its_mesh_policy_with_the_kuber
     secret = kube.applied[f"/api/v1/namespaces/{NS}/secrets/kfbox-s3"]
     assert secret["stringData"]["AWS_ACCESS_KEY_ID"] == S3_KEYS["access"]
     assert f"/api/v1/namespaces/{NS}/serviceaccounts/kfbox-s3" in kube.applied
-    listed = kfbox(laptop, "serve", "list", "--context", "kind", "-n", NS, "-o", "json")
+    listed = kfbox_here(laptop, "serve", "list", "--context", "kind", "-n", NS, "-o", "json")
     assert "iris-remote" in [i["metadata"]["name"] for i in json.loads(listed.stdout)]
-    assert kfbox(laptop, "serve", "delete", "iris-remote", "--context", "kind").returncode == 0
+    assert kfbox_here(laptop, "serve", "delete", "iris-remote", "--context", "kind").exit_code == 0
 
 
 def test_a_wrong_context_name_lists_the_known_ones(laptop: Path) -> None:
@@ -177,6 +188,6 @@ def test_one_target_choice_flag_then_env_then_current_context_then_the_local_rec
 
 
 def test_kfbox_only_verbs_on_a_cluster_say_what_to_run_instead(laptop: Path) -> None:
-    answer = kfbox(laptop, "serve", "logs", "iris", "--context", "kind")
-    assert answer.returncode == 1 and "kubectl logs" in answer.stderr
+    answer = kfbox_here(laptop, "serve", "logs", "iris", "--context", "kind")
+    assert isinstance(answer.exception, Unsupported) and "kubectl logs" in answer.exception.message
 

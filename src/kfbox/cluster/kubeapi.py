@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import httpx
@@ -53,6 +54,8 @@ class KubeApi(ApiClient):
         from kubernetes.config.config_exception import ConfigException
 
         configuration = client.Configuration()
+        # read KUBECONFIG now: the loader's default is frozen when the kubernetes package is first imported
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or None
         try:
             config.load_kube_config(config_file=kubeconfig, context=kube_context,
                                     client_configuration=configuration)
