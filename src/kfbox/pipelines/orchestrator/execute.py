@@ -164,8 +164,12 @@ class Executor:
         if containers.is_container_component(executor):
             runtime = containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
             containers.prepare_outputs(spec)
+            command_parts = expand(container.get("command", []), spec, placeholders)
+            if runtime.kind == "host" and command_parts[:1] == ["sh"] and shutil.which("bash"):
+                # images' sh (busybox ash, bash) accepts [ a == b ]; this machine's may be dash, which does not
+                command_parts[0] = "bash"
             launch = containers.build_launch(runtime, containers.ContainerTask(
-                image=image, command=expand(container.get("command", []), spec, placeholders),
+                image=image, command=command_parts,
                 args=expand(container.get("args", []), spec, placeholders), env=task_env,
                 binds=[self.tasks_root.parent, self.artifacts_root / engine.run_id],
                 name=f"kfbox-{engine.run_id[:8]}-{detail['pod_name'][-8:]}"))
