@@ -63,6 +63,7 @@ def test_interval_fires_on_time_and_runs_carry_the_schedule(stores: tuple[Schedu
     sid = schedule(store, spec)
     sched = scheduler(stores)
     assert sched.tick(T0 + 59 * S) == []
+    assert sched.next_due_ms == T0 + 60 * S  # the thread sleeps until then, not a whole poll
     [run_id] = sched.tick(T0 + 60 * S)
     run = runs.get(run_id)
     assert run.display_name == "nightly 2026-01-05T08:01:00Z" and run.parameters == {"text": "hello"}

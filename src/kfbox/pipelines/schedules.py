@@ -306,6 +306,7 @@ class Scheduler:
         self.submit = submit
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self.next_due_ms: int | None = None  # the earliest tick seen ahead in the last pass
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -328,11 +329,15 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self.next_due_ms = None
             try:
                 self.tick()
             except Exception:  # one bad pass (a database hiccup) must not end scheduling
                 log.exception("scheduler pass failed; trying again in %.0f s", self.poll_seconds)
-            self._wake.wait(self.poll_seconds)
+            wait = self.poll_seconds
+            if self.next_due_ms is not None:  # wake on the tick, not up to a poll later
+                wait = min(wait, max(0.0, (self.next_due_ms - self.clock()) / 1000))
+            self._wake.wait(wait)
             self._wake.clear()
 
     def tick(self, now_ms: int | None = None) -> list[str]:
@@ -343,6 +348,8 @@ class Scheduler:
                 now = now_ms if now_ms is not None else self.clock()
                 due = row.next_tick(now)
                 if due is None or due > now:
+                    if due is not None and (self.next_due_ms is None or due < self.next_due_ms):
+                        self.next_due_ms = due
                     break
                 if self.store.active_runs(row.id) >= row.max_concurrency:
                     break  # the tick waits for a run to finish, as KFP's controller does
