@@ -172,7 +172,7 @@ def test_ticks_missed_while_the_server_is_down_are_not_back_filled(tmp_path: Pat
     finally:
         first.stop()
     stopped_at = datetime.datetime.now(datetime.UTC)
-    time.sleep(4)  # four ticks go by with no server
+    time.sleep(3)  # three ticks go by with no server
     restarting_at = datetime.datetime.now(datetime.UTC)
     second = ServerProcess.start(home)
     try:
