@@ -161,6 +161,11 @@ def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Reso
         parent = get(session, "experiment_run", fields["experimentRunId"])
     if parent is None and kind.parent_family and kind.parent_field:
         raise InvalidInput(f"A {kind.name} needs {kind.parent_field}.")
+    if kind.is_artifact and parent is not None and parent.family == "experiment_run":
+        # as upstream's setExperimentPropertiesOnArtifact: filterQuery "experimentRunId IN (...)" finds them
+        fields["experimentRunId"] = str(parent.id)
+        if parent.parent_id is not None:
+            fields["experimentId"] = str(parent.parent_id)
     if fields.get("name") is None and kind.kind in GENERATED_NAMES:
         fields["name"] = str(uuid.uuid4())   # upstream names these itself when the client does not
     _check_name_length(kind, fields.get("name"), parent)
