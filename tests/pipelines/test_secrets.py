@@ -183,6 +183,10 @@ def test_api_and_cli_never_show_a_secret_value(server: ServerProcess, tmp_path: 
     assert isinstance(wrong.exception, InvalidInput) and "Argument 1 after the name is not KEY=VALUE" in str(
         wrong.exception)
     assert VALUE not in str(wrong.exception) + wrong.output
+    binary = tmp_path / "key.der"
+    binary.write_bytes(b"\xff\xfe\x00binary")
+    refused = kfbox("secrets", "set", "api", "--from-file", f"der={binary}")
+    assert isinstance(refused.exception, InvalidInput) and "base64" in str(refused.exception)
     assert kfbox("configmaps", "set", "cli", "a=1").exit_code == 0
     assert "a" in kfbox("configmaps", "get", "cli").output
     assert kfbox("secrets", "delete", "api").exit_code == 0

@@ -46,6 +46,9 @@ def parse_pairs(pairs: list[str], files: list[str]) -> dict[str, str]:
             data[key] = Path(path).expanduser().read_text()
         except OSError as exc:
             raise InvalidInput(f"--from-file {key}: cannot read {path}: {exc.strerror}.") from exc
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"--from-file {key}: {path} is not UTF-8 text; values are text, so store binary "
+                               "data base64-encoded (base64 -w0 FILE) and decode it in the task.") from exc
     if not data:
         raise InvalidInput("Give at least one KEY=VALUE (or --from-file KEY=PATH).")
     return data
