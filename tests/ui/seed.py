@@ -22,9 +22,12 @@ SCRIPT = "<script>document.title='owned'</script>"
 
 
 def compiled(name: str, folder: Path) -> dict[str, Any]:
+    from tests.ui import artifact_pipeline
+
     path = folder / f"{name}.yaml"
     if not path.exists():
-        compiler.Compiler().compile(getattr(samples, name), str(path))
+        source = artifact_pipeline if hasattr(artifact_pipeline, name) else samples
+        compiler.Compiler().compile(getattr(source, name), str(path))
     return dict(yaml.safe_load(path.read_text()))
 
 

@@ -31,13 +31,16 @@ def seeded(server: ServerProcess, http: httpx.Client, tmp_path_factory: pytest.T
     small = submit(http, compiled("acceptance", folder), "small one", items=[1], threshold=0,
                    model_name="small-model")
     bad = submit(http, compiled("failing", folder), "failing run")
+    kinds = submit(http, compiled("artifact_kinds", folder), "artifact kinds")
     wide = submit(http, wide_spec(600), "wide run")
     add_task_rows(server, wide, 600)
     ids = register_model(http, "demo", "file:///nonexistent/model", description=SCRIPT, versions=("v1", "v2"),
                          metrics={"accuracy": 0.9})
-    for run in (good, bad, small):
-        assert wait_run(http, run)["state"] == ("FAILED" if run == bad else "SUCCEEDED"), run
-    return {"good": good, "small": small, "bad": bad, "wide": wide, "model": ids["model"], "spec_folder": folder}
+    for run in (good, bad, small, kinds):
+        body = wait_run(http, run)
+        assert body["state"] == ("FAILED" if run == bad else "SUCCEEDED"), (body["display_name"], body["error"])
+    return {"good": good, "small": small, "bad": bad, "kinds": kinds, "wide": wide, "model": ids["model"],
+            "spec_folder": folder}
 
 
 def page(http: httpx.Client, path: str, status: int = 200) -> str:
@@ -263,3 +266,17 @@ def test_retry_button_reruns_a_failed_run_in_place(http: httpx.Client, seeded: d
     after = wait_run(http, run)
     assert len(after["state_history"]) > len(before) and after["state"] == "FAILED"  # it fails by design
     assert 'action="/runs/' + seeded["good"] + '/retry"' not in page(http, f"/runs/{seeded['good']}")
+
+
+def test_artifacts_render_inline_and_safely(http: httpx.Client, seeded: dict[str, Any]) -> None:
+    html = page(http, f"/runs/{seeded['kinds']}?task=report")
+    assert "<h1>Notes</h1>" in html and "<strong>bold</strong>" in html  # Markdown rendered
+    assert "&lt;script&gt;document.title" in html and 'href="javascript' not in html  # no raw HTML, no js: links
+    assert re.search(r'<iframe class="sandboxed" sandbox="" src="/artifacts/\d+/raw"', html)
+    assert "<th scope=\"col\">a</th>" in html and "First 20 of 30 rows" in html  # CSV preview
+    assert "ROC curve, AUC" in html and "<polyline" in html
+    raw_src = re.search(r'src="(/artifacts/\d+/raw)"', html)
+    assert raw_src is not None
+    raw = http.get(raw_src.group(1))
+    assert raw.headers["content-security-policy"].startswith("sandbox") and "<script>" in raw.text
+    assert raw.headers["content-type"].startswith("text/html")

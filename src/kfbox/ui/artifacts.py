@@ -79,7 +79,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         path = files.path(row.uri)
         if path.is_dir():
             raise InvalidInput(f"Artifact {artifact_id} is a folder; pick one of its files.")
-        kind = mimetypes.guess_type(path.name)[0] or "text/plain"
+        kind = "text/html" if row.schema_title == "system.HTML" else mimetypes.guess_type(path.name)[0] or "text/plain"
         if kind not in ("text/html", "text/plain", "text/csv"):
             kind = "text/plain"
         return FileResponse(path, media_type=kind, headers={"Content-Security-Policy": RAW_CSP,
