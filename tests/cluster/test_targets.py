@@ -17,7 +17,9 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 from typer.testing import CliRunner, Result
@@ -26,6 +28,7 @@ from kfbox.cli import main
 from kfbox.cli.api import ApiClient
 from kfbox.cli.target import connect
 from kfbox.cluster.contexts import Context, ContextStore
+from kfbox.cluster.remote import Remote
 from kfbox.cluster.target import ClusterApi
 from kfbox.errors import InvalidInput, NotFound, Unavailable, Unsupported
 from tests.cluster.conftest import S3_KEYS
@@ -191,3 +194,51 @@ def test_kfbox_only_verbs_on_a_cluster_say_what_to_run_instead(laptop: Path) -> 
     answer = kfbox_here(laptop, "serve", "logs", "iris", "--context", "kind")
     assert isinstance(answer.exception, Unsupported) and "kubectl logs" in answer.exception.message
 
+
+
+def _recording(api: ClusterApi, answers: dict[tuple[str, str], Any]) -> list[httpx.Request]:
+    """Swap the gateway for httpx's MockTransport (real httpx code, canned KFP answers); returns what was sent."""
+    sent: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        key = (request.method, request.url.path)
+        if key not in answers:
+            return httpx.Response(404, json={"message": "no route"})
+        answer = answers[key](request) if callable(answers[key]) else answers[key]
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+
+    api.http = httpx.Client(base_url=api.base_url, headers=api.http.headers, transport=httpx.MockTransport(handle))
+    return sent
+
+
+def test_a_run_on_a_cluster_goes_to_the_profiles_default_experiment_in_the_cluster_form(tmp_path: Path) -> None:
+    from kfbox.pipelines.source import load_spec
+
+    api = ClusterApi(Remote(Context(name="kf", host="http://kf.test", auth="token", token="sa").validate(), tmp_path))
+    sent = _recording(api, {("GET", "/pipeline/apis/v2beta1/experiments"): {"experiments": []},
+                            ("POST", "/pipeline/apis/v2beta1/experiments"): {"experiment_id": "exp-1"},
+                            ("POST", "/pipeline/apis/v2beta1/runs"): {"run_id": "run-1", "state": "PENDING"},
+                            ("GET", "/pipeline/apis/v2beta1/runs"): {"runs": []}})
+    spec = load_spec(f"{Path(__file__).resolve().parents[2]}/examples/iris/pipelines.py:iris_training")
+    api.post("/apis/v2beta1/runs", json={"display_name": "iris", "pipeline_spec": spec})
+    api.get("/apis/v2beta1/runs", params={"page_size": 5})
+    lookup, made, submitted, listed = sent
+    assert lookup.url.params["namespace"] == NS and "Default" in lookup.url.params["filter"]
+    assert json.loads(made.content) == {"namespace": NS, "display_name": "Default"}
+    body = json.loads(submitted.content)
+    assert body["experiment_id"] == "exp-1"
+    code = json.dumps(body["pipeline_spec"]["deploymentSpec"]["executors"]["exec-register-model"])
+    assert "model-registry==0.3.14" in code and "model-registry>=0.3.15" not in code
+    assert (listed.url.params["namespace"], listed.url.params["page_size"]) == (NS, "5")
+    assert all(r.headers["authorization"] == "Bearer sa" for r in sent)
+
+
+def test_a_prediction_tries_knatives_host_then_the_standard_one(tmp_path: Path) -> None:
+    api = ClusterApi(Remote(Context(name="kf", host="http://kf.test", auth="none").validate(), tmp_path))
+    sent = _recording(api, {("POST", "/v1/models/raw:predict"): lambda request: (
+        httpx.Response(404) if request.headers["host"].startswith("raw.")  # Istio: no route for Knative's Host
+        else {"predictions": [2]})})
+    assert api.post("/serving/default/raw/v1/models/raw:predict", json={"instances": [[1, 2, 3, 4]]}) == \
+        {"predictions": [2]}
+    assert [r.headers["host"] for r in sent] == [f"raw.{NS}.example.com", f"raw-{NS}.example.com"]
