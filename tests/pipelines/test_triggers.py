@@ -81,6 +81,8 @@ def test_cron_start_and_end_bound_the_ticks() -> None:
     ({"cron": "0 0 25 * * *"}, "is not a valid cron expression"),
     ({"cron": "@every 1h"}, "use a periodic trigger (interval_second)"),
     ({"interval_seconds": 0}, "at least 1 second"),
+    ({"interval_seconds": 10**20}, "at most 3162240000"),
+    ({"cron": "0 0 0 30 2 *"}, "never fires"),
     ({}, "exactly one of cron_schedule.cron and periodic_schedule.interval_second"),
     ({"cron": "@daily", "interval_seconds": 5}, "exactly one of"),
     ({"interval_seconds": 5, "start_ms": T0, "end_ms": T0 - 1}, "is before its start_time"),

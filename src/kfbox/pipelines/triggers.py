@@ -29,6 +29,7 @@ import datetime
 from kfbox.errors import InvalidInput
 
 DESCRIPTORS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+MAX_INTERVAL_SECONDS = 100 * 366 * 86400
 CRON_EXAMPLE = "'0 0 9 * * *' (09:00:00 every day) or '*/30 * * * * *' (every 30 seconds)"
 
 
@@ -47,9 +48,9 @@ class Trigger:
                                "periodic_schedule.interval_second.")
         if self.cron is not None:
             check_cron(self.cron)
-        if self.interval_seconds is not None and self.interval_seconds < 1:
+        if self.interval_seconds is not None and not 1 <= self.interval_seconds <= MAX_INTERVAL_SECONDS:
             raise InvalidInput(f"Found invalid period schedule interval {self.interval_seconds}. Set the interval "
-                               "to at least 1 second.")
+                               f"to at least 1 second and at most {MAX_INTERVAL_SECONDS} (100 years).")
         if self.start_ms is not None and self.end_ms is not None and self.end_ms < self.start_ms:
             raise InvalidInput(f"The trigger's end_time ({iso(self.end_ms)}) is before its start_time "
                                f"({iso(self.start_ms)}); give an end after the start.")
@@ -78,14 +79,14 @@ class Trigger:
     def _next_cron(self, base: int, now_ms: int, catchup: bool) -> int | None:
         start = max(base, self.start_ms) if self.start_ms is not None else base
         result = _cron_after(str(self.cron), start)
-        if self.end_ms is not None and self.end_ms < result:
+        if result is None or (self.end_ms is not None and self.end_ms < result):
             return None
         if catchup:
             return result
         # skip to the last tick that is already due (and not past the end)
         while True:
             following = _cron_after(str(self.cron), result)
-            if following > now_ms or (self.end_ms is not None and following > self.end_ms):
+            if following is None or following > now_ms or (self.end_ms is not None and following > self.end_ms):
                 return result
             result = following
 
@@ -109,11 +110,14 @@ def check_cron(expression: str) -> None:
     if not croniter.is_valid(text, second_at_beginning=True):
         raise InvalidInput(f"Schedule cron {expression!r} is not a valid cron expression; KFP's cron has six "
                            f"fields, seconds first, e.g. {CRON_EXAMPLE}.")
+    if _cron_after(text, int(datetime.datetime.now(datetime.UTC).timestamp()) * 1000) is None:
+        raise InvalidInput(f"Schedule cron {expression!r} never fires (no such date); check the day and month "
+                           "fields.")
 
 
-def _cron_after(expression: str, after_ms: int) -> int:
-    """The first tick strictly after ``after_ms`` (robfig's ``Schedule.Next``), in UTC."""
-    from croniter import croniter
+def _cron_after(expression: str, after_ms: int) -> int | None:
+    """The first tick strictly after ``after_ms`` (robfig's ``Schedule.Next``), in UTC; None if none comes."""
+    from croniter import CroniterBadDateError, croniter
 
     text = expression.strip()
     if text.startswith("@"):
@@ -122,7 +126,10 @@ def _cron_after(expression: str, after_ms: int) -> int:
                 "@hourly": "0 0 * * * *"}[text.lower()]
     # robfig truncates to the second and looks from the next one
     start = datetime.datetime.fromtimestamp(after_ms // 1000, tz=datetime.UTC)
-    nxt = croniter(text, start, second_at_beginning=True).get_next(datetime.datetime)
+    try:
+        nxt = croniter(text, start, second_at_beginning=True).get_next(datetime.datetime)
+    except CroniterBadDateError:  # e.g. "0 0 0 30 2 *": February 30th never comes
+        return None
     return int(nxt.timestamp()) * 1000
 
 
