@@ -24,6 +24,7 @@ from typing import Any, get_args
 
 from kfbox.errors import InvalidInput
 from kfbox.names import normalize_name
+from kfbox.parsing import load_json
 from kfbox.registry import kinds
 from kfbox.registry.kinds import Kind
 from kfbox.registry.tables import NAME_MAX
@@ -245,12 +246,10 @@ def parse_json(body: bytes, content_type: str | None) -> Any:
     if media != "application/json" and not media.endswith("+json"):
         raise InvalidInput(f"Content-Type {media or '(none)'!r} is not accepted; send the body as JSON with "
                            "'Content-Type: application/json'.")
-    try:
-        value = json.loads(body)
-        if b"\\ud" in body.lower():  # escaped lone surrogates decode, but no database can store them
+    value = load_json(body)
+    if b"\\ud" in body.lower():  # escaped lone surrogates decode, but no database can store them
+        try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
-        return value
-    except (ValueError, UnicodeError) as exc:
-        raise InvalidInput(f"The request body is not valid JSON: {str(exc)[:200]}.") from exc
-    except RecursionError as exc:
-        raise InvalidInput("The request body is nested too deeply.") from exc
+        except UnicodeError as exc:
+            raise InvalidInput(f"The request body is not valid JSON text: {exc}.") from exc
+    return value
