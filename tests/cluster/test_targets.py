@@ -151,9 +151,16 @@ def test_deploy_applies_the_inference_service_and_its_mesh_policy_with_the_kuber
     secret = kube.applied[f"/api/v1/namespaces/{NS}/secrets/kfbox-s3"]
     assert secret["stringData"]["AWS_ACCESS_KEY_ID"] == S3_KEYS["access"]
     assert f"/api/v1/namespaces/{NS}/serviceaccounts/kfbox-s3" in kube.applied
+    # kubectl-style apply of the example's manifest: created through the Kubernetes API, then its policy
+    manifest = Path(__file__).resolve().parents[2] / "examples/iris/inference.yaml"
+    applied = kfbox_here(laptop, "serve", "apply", "-f", str(manifest), "--context", "kind")
+    assert applied.exit_code == 0, applied.output
+    assert ("POST", f"/apis/serving.kserve.io/v1beta1/namespaces/{NS}/inferenceservices") in kube.requests
+    assert f"{policies}/sklearn-inference-predictor-allow" in kube.applied
     listed = kfbox_here(laptop, "serve", "list", "--context", "kind", "-n", NS, "-o", "json")
-    assert "iris-remote" in [i["metadata"]["name"] for i in json.loads(listed.stdout)]
-    assert kfbox_here(laptop, "serve", "delete", "iris-remote", "--context", "kind").exit_code == 0
+    assert {"iris-remote", "sklearn-inference"} <= {i["metadata"]["name"] for i in json.loads(listed.stdout)}
+    for name in ("iris-remote", "sklearn-inference"):
+        assert kfbox_here(laptop, "serve", "delete", name, "--context", "kind").exit_code == 0
 
 
 def test_a_wrong_context_name_lists_the_known_ones(laptop: Path) -> None:

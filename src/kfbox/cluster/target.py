@@ -53,7 +53,7 @@ KFP = "/apis/v2beta1"
 REGISTRY = "/api/model_registry/v1"
 SERVING = "/apis/serving.kserve.io/v1beta1"
 S3_SECRET = "kfbox-s3"
-_KFP_LISTS = {f"{KFP}/{noun}" for noun in ("runs", "experiments", "pipelines", "recurringruns")}
+_KFP_LISTS = {f"{KFP}/{noun}" for noun in ("runs", "experiments", "recurringruns")}  # pipelines: shared ones too
 _NAMESPACED = re.compile(r"^(?P<base>/apis/serving\.kserve\.io/v1beta1/namespaces/)(?P<ns>[^/]+)(?P<rest>/.*)?$")
 _SERVING_CALL = re.compile(r"^/serving/(?P<ns>[^/]+)/(?P<name>[^/]+)/(?P<rest>v[12]/.*)$")
 
