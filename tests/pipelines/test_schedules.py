@@ -150,6 +150,9 @@ def test_a_run_that_cannot_be_created_shows_on_the_schedule(stores: tuple[Schedu
     ({"runtime_config": {"parameters": {"colour": "red"}}}, "has no parameter 'colour'"),
     ({"mode": "SOMETIMES"}, "use ENABLE or DISABLE"),
     ({"display_name": ""}, "display_name is required"),
+    ({"description": 5}, "description must be a string"),
+    ({"no_catchup": "yes"}, "no_catchup must be true or false"),
+    ({"pipeline_spec": None, "pipeline_version_reference": "v1"}, "must be an object"),
 ])
 def test_bad_schedules_are_refused(stores: tuple[ScheduleStore, RunStore], spec: dict[str, Any],
                                    overrides: dict[str, Any], message: str) -> None:

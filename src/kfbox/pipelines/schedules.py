@@ -167,9 +167,18 @@ class ScheduleStore:
         if not isinstance(config, dict) or not isinstance(config.get("parameters") or {}, dict):
             raise InvalidInput("runtime_config.parameters must be an object of parameter values.")
         parameters = dict(config.get("parameters") or {})
+        for key in ("description", "namespace", "service_account", "experiment_id"):
+            if not isinstance(body.get(key) or "", str):
+                raise InvalidInput(f"{key} must be a string; got {body[key]!r}.")
+        if not isinstance(body.get("no_catchup", False), bool | None):
+            raise InvalidInput(f"no_catchup must be true or false; got {body['no_catchup']!r}.")
         reference = body.get("pipeline_version_reference") or {}
+        if not isinstance(reference, dict):
+            raise InvalidInput("pipeline_version_reference must be an object {pipeline_id, pipeline_version_id}.")
         version_id = reference.get("pipeline_version_id") or body.get("pipeline_version_id")
         pipeline_id = reference.get("pipeline_id")
+        if not all(isinstance(v or "", str) for v in (version_id, pipeline_id)):
+            raise InvalidInput("pipeline_version_reference ids must be strings.")
         spec = body.get("pipeline_spec")
         if spec is not None and (version_id or pipeline_id):
             raise InvalidInput("Give either pipeline_spec or pipeline_version_reference, not both.")
