@@ -13,8 +13,8 @@ standard lightweight shape are forked; anything else starts as a plain subproces
 server lives in the worker's process group, so cancelling a run kills it and its tasks.
 
 Protocol, one connection per task on an abstract Unix socket: the worker sends one
-length-prefixed JSON request; the server answers the task's pid (4 bytes, so the worker can
-kill it on timeout), the task process its exit code (4 bytes) when done. A task that dies
+length-prefixed JSON request; the forked task answers its pid (4 bytes, so the worker can
+kill it on timeout) at once and its exit code (4 bytes) when done. A task that dies
 before answering reads as killed. Every process here has a parent-death signal: the task
 server dies with its worker, a task with the task server.
 """
@@ -150,10 +150,7 @@ class TaskForker:
         payload = json.dumps(request).encode()
         conn.sendall(_LENGTH.pack(len(payload)) + payload)
         pid = _read_exactly(conn, _CODE.size)
-        if not pid:
-            conn.close()
-            return None
-        return _CODE.unpack(pid)[0], conn
+        return (_CODE.unpack(pid)[0] if pid else -1), conn  # -1: died at once; its exit code reads as missing
 
     def _connect(self) -> socket.socket:
         deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
@@ -214,12 +211,11 @@ def serve(address: str, worker: int | None = None) -> None:
         for module in request["preload"]:
             with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
                 importlib.import_module(module)
-        pid = os.fork()
-        if pid == 0:
+        if os.fork() == 0:
             listener.close()
+            with contextlib.suppress(OSError):  # the pid first, from the task itself: ordered before its exit code
+                conn.sendall(_CODE.pack(os.getpid()))
             _run_task(conn, request)
-        with contextlib.suppress(OSError):
-            conn.sendall(_CODE.pack(pid))
         conn.close()
 
 

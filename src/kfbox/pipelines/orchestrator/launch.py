@@ -219,8 +219,9 @@ def _wait_forked(started: Any, timeout: float | None, stop: threading.Event) -> 
             if killed is None and (stop.is_set() or (timeout is not None and waited >= timeout)):
                 killed = ("cancelled" if stop.is_set() else f"exceeded its timeout of {timeout:g} s") + \
                     "; killed with SIGKILL"
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+                if pid > 0:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
             continue
         if not chunk:
             break
