@@ -46,3 +46,31 @@ def test_revisions_canary_promote_rollback_delete(database_url: str) -> None:
         assert store.list() == []
     finally:
         db.dispose()
+
+
+def test_kubernetes_metadata_versions_and_conflicts(database_url: str) -> None:
+    """resourceVersion is one counter across objects; create refuses a taken name; a stale version is refused."""
+    from kfbox.serving.kube_api import KubeStatus
+
+    db = Database(database_url)
+    try:
+        db.upgrade()
+        store = ServingStore(db)
+        first = store.create(spec("pvc://m/v1"))
+        assert first.uid and first.generation == 1 and first.resource_version == store.current_version()
+        with pytest.raises(KubeStatus) as taken:
+            store.create(spec("pvc://m/v1"))
+        assert (taken.value.status_code, taken.value.reason) == (409, "AlreadyExists")
+        touched = store.touch("default", "iris")
+        assert touched is not None and touched.resource_version > first.resource_version
+        with pytest.raises(KubeStatus) as stale:
+            store.replace(spec("pvc://m/v2"), str(first.resource_version))
+        assert (stale.value.status_code, stale.value.reason) == (409, "Conflict")
+        replaced, created = store.replace(spec("pvc://m/v2"), str(touched.resource_version))
+        assert created and replaced.generation == 2 and replaced.uid == first.uid
+        store.create_namespace("team-a", {"tier": "gold"})
+        assert [row.name for row in store.namespaces()] == ["team-a"]
+        deleted_at = store.delete("default", "iris")
+        assert deleted_at == store.current_version() > replaced.resource_version
+    finally:
+        db.dispose()

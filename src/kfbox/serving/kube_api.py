@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kfbox.errors import KfboxError
+from kfbox.errors import Conflict, InvalidInput, KfboxError, NotFound
 
 GROUP = "serving.kserve.io"
 PLURAL = "inferenceservices"
@@ -48,6 +48,18 @@ class KubeStatus(KfboxError):
         return status_body(self.status_code, self.message, self.reason, self.details)
 
 
+class KubeNotFound(KubeStatus, NotFound):
+    """404: also a :class:`~kfbox.errors.NotFound`, for callers that catch the kfbox tree."""
+
+
+class KubeConflict(KubeStatus, Conflict):
+    """409 AlreadyExists or Conflict."""
+
+
+class KubeInvalid(KubeStatus, InvalidInput):
+    """400 BadRequest or 422 Invalid."""
+
+
 def status_body(code: int, message: str, reason: str | None = None,
                 details: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ``Status`` object, as the Kubernetes API server answers errors."""
@@ -61,16 +73,16 @@ def status_body(code: int, message: str, reason: str | None = None,
 def not_found(name: str, kind: str = PLURAL, group: str = GROUP, namespace: str | None = None) -> KubeStatus:
     what = f"{kind}.{group}" if group else kind
     hint = f" in namespace {namespace}; list them with: kfbox serve list -n {namespace}" if namespace else ""
-    return KubeStatus(404, "NotFound", f'{what} "{name}" not found{hint}', name=name, kind=kind, group=group)
+    return KubeNotFound(404, "NotFound", f'{what} "{name}" not found{hint}', name=name, kind=kind, group=group)
 
 
 def already_exists(name: str, kind: str = PLURAL, group: str = GROUP) -> KubeStatus:
     what = f"{kind}.{group}" if group else kind
-    return KubeStatus(409, "AlreadyExists", f'{what} "{name}" already exists', name=name, kind=kind, group=group)
+    return KubeConflict(409, "AlreadyExists", f'{what} "{name}" already exists', name=name, kind=kind, group=group)
 
 
 def stale(name: str, given: str, current: int) -> KubeStatus:
-    return KubeStatus(409, "Conflict", f'Operation cannot be fulfilled on {PLURAL}.{GROUP} "{name}": the object '
+    return KubeConflict(409, "Conflict", f'Operation cannot be fulfilled on {PLURAL}.{GROUP} "{name}": the object '
                       f"has been modified (resourceVersion {given} is stale, now {current}); please apply your "
                       "changes to the latest version and try again", name=name)
 
@@ -78,9 +90,9 @@ def stale(name: str, given: str, current: int) -> KubeStatus:
 def invalid(name: str | None, message: str, field: str | None = None) -> KubeStatus:
     causes = [{"reason": "FieldValueInvalid", "message": message, **({"field": field} if field else {})}]
     label = name or "<unnamed>"
-    return KubeStatus(422, "Invalid", f'InferenceService.{GROUP} "{label}" is invalid: {message}',
+    return KubeInvalid(422, "Invalid", f'InferenceService.{GROUP} "{label}" is invalid: {message}',
                       name=name, kind="InferenceService", causes=causes)
 
 
 def bad_request(message: str) -> KubeStatus:
-    return KubeStatus(400, "BadRequest", message, kind=None, group=None)
+    return KubeInvalid(400, "BadRequest", message, kind=None, group=None)
