@@ -147,6 +147,51 @@ def edge_cpu_microseconds(requests: int = 20_000, rounds: int = 5) -> dict[str, 
     return best
 
 
+def full_app_cpu_microseconds(requests: int = 1_000, rounds: int = 20) -> dict[str, list[float]]:
+    """CPU microseconds per request of the whole kfbox app (middleware, host routing, router, the
+    gateway's handler) in this process, checks on vs off: a host-routed predict to a service that
+    does not exist, so no replica's noise enters; rounds alternate which side goes first."""
+    import dataclasses
+
+    import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.server import ServerState
+
+    from kfbox.config import Settings
+    from kfbox.db import Database
+    from kfbox.server.app import create_app
+    from kfbox.server.protocol import guarded_protocol
+
+    raw = (f"POST /v1/models/absent:predict HTTP/1.1\r\nHost: absent.{NAMESPACE}.example.com:8080\r\n"
+           f"User-Agent: kfbox-loadtest\r\nAccept: */*\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(BODY)}\r\n\r\n").encode() + BODY
+    on = Settings.load(home=tempfile.mkdtemp(prefix="kfbox-edge-app-"), port=8080)
+    Database(on.db_url).upgrade()
+    variants = {"checks off": (HttpToolsProtocol, create_app(dataclasses.replace(on, guard_checks=False))),
+                "checks on": (guarded_protocol(on), create_app(on))}
+
+    async def run(protocol_class: Any, app: Any) -> float:
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", http=protocol_class)
+        config.load()
+        protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
+        protocol.connection_made(_Transport())
+        start = time.process_time()
+        for _ in range(requests):
+            protocol.data_received(raw)
+            while not protocol.cycle.response_complete:
+                await asyncio.sleep(0)
+        spent = time.process_time() - start
+        protocol.connection_lost(None)
+        return spent / requests * 1e6
+
+    spent: dict[str, list[float]] = {label: [] for label in variants}
+    labels = list(variants)
+    for turn in range(rounds):
+        for label in labels[turn % 2:] + labels[:turn % 2]:
+            spent[label].append(asyncio.run(run(*variants[label])))
+    return spent
+
+
 def phase(args: argparse.Namespace, off_first: bool) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Both servers started (in the given order), warmed, then ``args.rounds`` interleaved rounds:
     req/s per round and kfbox CPU ms per request, by side."""
@@ -209,6 +254,11 @@ def main() -> int:
     print(f"in-process, uvicorn protocol + no-op app, CPU us/request: checks off {edge['checks off']:.1f}, "
           f"on {edge['checks on']:.1f}: +{added:.1f} us = {added / 10 / gateway_ms:.2f}% of kfbox's "
           f"{gateway_ms:.2f} ms CPU per gateway request")
+    full = full_app_cpu_microseconds()
+    ratio = statistics.median(a / b for a, b in zip(full["checks on"], full["checks off"], strict=True))
+    print(f"in-process, the whole kfbox app on a host-routed predict (gateway 404, no replica), CPU us/request "
+          f"(median of {len(full['checks on'])} rounds): checks off {statistics.median(full['checks off']):.1f}, "
+          f"on {statistics.median(full['checks on']):.1f}; median per-round ratio on/off {ratio:.3f}")
     return 0
 
 
