@@ -43,7 +43,13 @@ def kubeconfig(
     url: UrlOption = None, home: HomeOption = None, token: TokenOption = None,
 ) -> None:
     """Print (or write) a kubeconfig for kubectl and the kserve SDK, pointing at the running kfbox."""
-    text = yaml.safe_dump(build(resolve_url(url, home), token, namespace), sort_keys=False)
+    server = resolve_url(url, home)
+    text = yaml.safe_dump(build(server, token, namespace), sort_keys=False)
+    if token and server.startswith("http://"):
+        # client-go sends credentials over TLS only (kubernetes/kubectl#744); Python's client sends them anyway
+        err_console.print("Note: kubectl sends the token only over https, so against this http:// server it "
+                          "will get 401; the kserve SDK and the kubernetes Python client do send it. Put a TLS "
+                          "proxy in front of kfbox for kubectl, or use kubectl on loopback without a token.")
     if output is None:
         typer.echo(text, nl=False)
         return
