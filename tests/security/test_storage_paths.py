@@ -60,6 +60,13 @@ def test_symlink_out_of_a_pvc_is_refused_at_apply(server: ServerProcess, home: P
         assert client.get(API.format(ns="default") + "/escape").status_code == 404
 
 
+@pytest.mark.parametrize("uri", ["pvc://models/a%00b", "file:///tmp/model\u0000.joblib"])
+def test_a_nul_in_a_path_is_a_4xx_not_a_500(server: ServerProcess, uri: str) -> None:
+    with server.client() as client:
+        reply = client.post(API.format(ns="default"), json=manifest("odd", uri))
+    assert 400 <= reply.status_code < 500, reply.text
+
+
 def test_claim_folder_that_is_a_link_out_is_refused(server: ServerProcess, home: Path, outside: Path) -> None:
     (home / "pvc").mkdir(exist_ok=True)
     (home / "pvc" / "stolen").symlink_to(outside)

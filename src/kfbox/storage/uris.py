@@ -76,12 +76,18 @@ class UriResolver:
         if scheme == "s3":
             return self._from_s3(uri)
         path = self.real_path(uri)
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except OSError as exc:  # a name too long for the filesystem, say
+            raise InvalidInput(f"Storage URI {uri!r} is not a usable path: {exc.strerror}.") from exc
+        if not exists:
             raise NotFound(f"Nothing at {path} (from storage URI {uri!r}). Check the path, or copy the model there.")
         return path
 
     def local_path(self, uri: str) -> Path:
         """Where a file:// or pvc:// URI points, without checking that it exists."""
+        if "\x00" in unquote(uri):
+            raise InvalidInput(f"Storage URI {uri!r} contains a NUL character (%00), which no path can hold.")
         parts = urlsplit(uri)
         if parts.scheme == "file":
             if parts.netloc not in ("", "localhost"):
