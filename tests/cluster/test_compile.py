@@ -97,7 +97,8 @@ def test_registry_client_matches_what_the_cluster_serves_and_the_defaults_are_in
     assert "v1alpha3" in said  # the pin is said, with why
     assert not LOOPBACK.search(text)
     assert {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values() if "container" in e} \
-        == {"python:3.11", "argostub/createpvc"}
+        == {"python:3.11", "argostub/createpvc"}  # the second is KFP's placeholder for the driver-run createpvc
+    assert "images: python:3.11\n" in said
     _, (training,) = compile_for(f"{IRIS}:iris_training", "cluster", tmp_path / "training.yaml")
     assert f"'{REGISTRY_CLIENT}'" in _executor_code(training, "exec-register-model")
     assert not LOOPBACK.search((tmp_path / "training.yaml").read_text())

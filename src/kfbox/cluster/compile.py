@@ -65,7 +65,7 @@ def for_cluster(spec: dict[str, Any]) -> ClusterForm:
         container = executor.get("container")
         if not isinstance(container, dict):
             continue
-        if container.get("image"):
+        if container.get("image") and not str(container["image"]).startswith("argostub/"):  # driver-run, not pulled
             images[name] = str(container["image"])
         code = "\n".join(map(str, [*container.get("command", []), *container.get("args", [])]))
         _pin_registry_client(name, container, notes)
