@@ -190,6 +190,8 @@ def test_one_target_choice_flag_then_env_then_current_context_then_the_local_rec
             connect("http://127.0.0.1:1", laptop, None, context="kind")
         with pytest.raises(NotFound, match="known: kind"):
             connect(None, laptop, None, context="nope")
+        with pytest.raises(InvalidInput, match="reserved for the local kfbox server"):
+            ContextStore(laptop).add(Context(name="local", host="http://127.0.0.1:1", auth="none"))
         adhoc = connect(None, laptop, "sa-token", host="https://kf.example.org/pipeline")
         assert isinstance(adhoc, ClusterApi) and adhoc.remote.context.host == "https://kf.example.org"
         assert adhoc.remote.context.auth == "token"
