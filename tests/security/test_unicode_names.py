@@ -70,6 +70,13 @@ def test_pipeline_names_are_one_identity(kfp_client: Client, package: Path) -> N
     assert kfp_client.get_pipeline(first.pipeline_id).display_name == NFC
 
 
+def test_a_nul_in_a_name_is_refused(server: ServerProcess) -> None:
+    """SQLite would store it and PostgreSQL would fail with a 500: refused alike on every database."""
+    with server.client() as client:
+        reply = client.post("/apis/v2beta1/experiments", json={"display_name": "a\u0000b"})
+    assert reply.status_code == 400 and "NUL" in reply.text, reply.text
+
+
 @pytest.mark.parametrize("name", ["caf\u00e9", "cafe\u0301", "iris\n"])
 def test_inference_service_names_must_be_ascii_dns_labels(server: ServerProcess, name: str) -> None:
     with server.client() as client:

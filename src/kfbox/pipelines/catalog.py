@@ -43,6 +43,8 @@ def check_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} display_name is required (a non-empty string); got {value!r}.")
     value = normalize_name(value)
+    if "\x00" in value:  # PostgreSQL cannot store it (a 500 there); no name needs it
+        raise InvalidInput(f"{what} display_name {value!r} contains a NUL character; remove it.")
     if len(value) > 255:
         raise InvalidInput(f"{what} display_name is {len(value)} characters; the limit is 255.")
     return value
