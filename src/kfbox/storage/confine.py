@@ -10,7 +10,7 @@ path, and reads from that open file.
 Example::
 
     real = resolve_inside(home / "pvc" / "models" / "iris", home / "pvc" / "models", "pvc://models/iris")
-    with open_inside(real / "model.joblib", real) as handle:
+    with open_inside(real / "model.joblib", real, "pvc://models/iris") as handle:
         ...
 """
 
