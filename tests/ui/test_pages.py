@@ -280,3 +280,13 @@ def test_artifacts_render_inline_and_safely(http: httpx.Client, seeded: dict[str
     raw = http.get(raw_src.group(1))
     assert raw.headers["content-security-policy"].startswith("sandbox") and "<script>" in raw.text
     assert raw.headers["content-type"].startswith("text/html")
+
+
+def test_model_versions_compare_side_by_side(http: httpx.Client, seeded: dict[str, Any]) -> None:
+    model = http.get(f"/models/{seeded['model']}.json").json()
+    ids = [v["id"] for v in model["versions"]]
+    body = http.get(f"/models/{seeded['model']}.json", params={"compare": ids}).json()
+    accuracy = next(r for r in body["comparison"]["rows"] if r["name"] == "accuracy")
+    assert body["comparison"]["versions"] == ["v2", "v1"] and accuracy["best"] == 0  # v2: 0.91 > 0.9
+    html = page(http, f"/models/{seeded['model']}?compare={ids[0]}&compare={ids[1]}")
+    assert 'form="compare-versions"' in html and '<td class="num best">0.91' in html

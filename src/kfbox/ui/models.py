@@ -73,6 +73,16 @@ async def call_api(platform: Platform, method: str, path: str, body: Any = None,
     return data if isinstance(data, dict) else {}
 
 
+def _compare(items: list[dict[str, Any]], picked: list[str]) -> dict[str, Any] | None:
+    """Chosen versions' properties side by side, the best metric starred (as for runs)."""
+    chosen = [i for i in items if str(i["id"]) in picked]
+    if len(chosen) < 2:
+        return None
+    from kfbox.ui.compare import _rows
+
+    return {"versions": [c["name"] for c in chosen], "rows": _rows([c["properties"] for c in chosen], True, True)}
+
+
 def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
@@ -139,7 +149,8 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @router.get("/models/{model_id}")
     @router.get("/models/{model_id}.json")
     @pages.page("model.html", lambda d: d["model"]["name"])
-    def model(request: Request, model_id: str, deploy: str = "") -> dict[str, Any]:
+    def model(request: Request, model_id: str, deploy: str = "",
+              compare: list[str] = Query(default=[])) -> dict[str, Any]:
         with platform.db.read() as s:
             row = store.get(s, "registered_model", model_id)
             versions = list(s.scalars(select(Resource).where(Resource.family == "model_version",
@@ -188,7 +199,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                           "description": row.attrs.get("description", ""), "owner": row.attrs.get("owner", ""),
                           "properties": plain(row.custom), "created_ms": row.created_ms},
                 "versions": items, "metric_names": metric_names, "deploy_form": form, "formats": FORMATS,
-                "serving_version": live[0]["name"] if live else ""}
+                "serving_version": live[0]["name"] if live else "", "comparison": _compare(items, compare)}
 
     @router.post("/models/{model_id}/archive")
     @router.post("/models/{model_id}/restore")
