@@ -16,6 +16,7 @@ from kfp import compiler
 from kfbox.db import Database
 from kfbox.errors import InvalidInput
 from kfbox.pipelines.catalog import Catalog
+from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.runs import RunStore
 from kfbox.pipelines.schedules import Scheduler, ScheduleStore
 from kfbox.pipelines.tables import Run
@@ -151,6 +152,8 @@ def test_a_run_that_cannot_be_created_shows_on_the_schedule(stores: tuple[Schedu
     ({"mode": "SOMETIMES"}, "use ENABLE or DISABLE"),
     ({"display_name": ""}, "display_name is required"),
     ({"description": 5}, "description must be a string"),
+    ({"description": "a\x00b"}, "description contains a NUL character"),
+    ({"display_name": "a\x00b"}, "contains a NUL character"),
     ({"no_catchup": "yes"}, "no_catchup must be true or false"),
     ({"pipeline_spec": None, "pipeline_version_reference": "v1"}, "must be an object"),
 ])
@@ -173,3 +176,24 @@ def test_container_components_are_scheduled_only_where_a_runtime_runs_them(
         schedule(store, spec, runtime_config={})
     on_host = ScheduleStore(store.db, store.catalog, container_runtime="host")
     assert on_host.get(schedule(on_host, spec, runtime_config={})).cron is None
+
+
+def test_schedules_on_every_database(database_url: str, spec: dict[str, Any]) -> None:
+    db = Database(database_url)
+    db.upgrade()
+    catalog = Catalog(db)
+    store, runs = ScheduleStore(db, catalog), RunStore(db, catalog)
+    try:
+        sid = schedule(store, spec, description="nächtlich ✓", max_concurrency=2,
+                       trigger={"cron_schedule": {"cron": "0 */5 * * * *", "start_time": "2026-01-05T08:00:00Z",
+                                                  "end_time": "2026-01-05T09:00:00Z"}})
+        sched = Scheduler(store, submit=lambda body: runs.create(body).id)
+        [run_id] = sched.tick(T0 + 301 * S)
+        assert runs.get(run_id).display_name == "nightly 2026-01-05T08:05:00Z"
+        rows, _, total = store.list_schedules(Listing.parse(None, "display_name", 10, None))
+        assert total == 1 and rows[0].description == "nächtlich ✓" and store.run_ids(sid) == [run_id]
+        assert store.active_runs(sid) == 1
+        store.delete(sid)
+        assert runs.get(run_id).id == run_id
+    finally:
+        db.dispose()

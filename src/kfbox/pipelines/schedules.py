@@ -170,6 +170,8 @@ class ScheduleStore:
         for key in ("description", "namespace", "service_account", "experiment_id"):
             if not isinstance(body.get(key) or "", str):
                 raise InvalidInput(f"{key} must be a string; got {body[key]!r}.")
+            if "\x00" in (body.get(key) or ""):  # PostgreSQL cannot store it
+                raise InvalidInput(f"{key} contains a NUL character; remove it.")
         if not isinstance(body.get("no_catchup", False), bool | None):
             raise InvalidInput(f"no_catchup must be true or false; got {body['no_catchup']!r}.")
         reference = body.get("pipeline_version_reference") or {}
