@@ -88,6 +88,14 @@ class Settings:
     podman when its engine answers), docker, podman, or host (the command on this machine, image unused)."""
     importer_max_bytes: int = 5 * 1024**3
     """Largest file ``dsl.importer`` downloads over http(s)."""
+    prometheus: bool = False
+    """Start a local Prometheus with the server (``kfbox up --prometheus``, KFBOX_PROMETHEUS)."""
+    prometheus_port: int = 0
+    """Loopback port of the local Prometheus; 0 picks a free one."""
+    prometheus_retention: str = "7d"
+    """How long the local Prometheus keeps data (its --storage.tsdb.retention.time)."""
+    prometheus_scrape_interval: str = "5s"
+    """How often the local Prometheus scrapes kfbox and its replicas, and refreshes their list."""
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:

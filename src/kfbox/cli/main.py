@@ -16,6 +16,7 @@ from kfbox.cli import (
     kubeconfig,
     loadtest,
     models,
+    monitoring,
     notebook,
     promote,
     runs,
@@ -59,7 +60,7 @@ app.command()(server.status)
 
 
 for noun in (models, runs, schedules, secrets, serve, loadtest, example, cluster, context, kubeconfig, promote,
-             notebook):
+             notebook, monitoring):
     noun.register(app)
 
 

@@ -32,6 +32,7 @@ def up(
     containers: Annotated[str | None, typer.Option("--containers", help="How container components run: auto (docker or podman when its engine answers), docker, podman, host (the command on this machine, image unused). Env: KFBOX_CONTAINER_RUNTIME.", show_default="auto")] = None,
     allowed_host: Annotated[list[str] | None, typer.Option("--allowed-host", help="Another name clients reach the server by (repeatable; *.domain for a whole domain). Loopback, IP addresses and *.<ingress domain> are always accepted; other Host headers get 400 (DNS-rebinding defence). Env: KFBOX_ALLOWED_HOSTS (comma-separated).", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; logs go to HOME/logs/server.log.")] = False,
+    prometheus: Annotated[bool | None, typer.Option("--prometheus", help="Also start a local Prometheus (Debian's prometheus) that scrapes the server and every replica; data in HOME/monitoring. Env: KFBOX_PROMETHEUS.", show_default=False)] = None,
 ) -> None:
     """Start the platform: KFP API, Model Registry, serving gateway, dashboard and /metrics on one port.
 
@@ -39,7 +40,7 @@ def up(
     --detach in the background; stop it with `kfbox down`.
     """
     settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers,
-                             allowed_hosts=",".join(allowed_host) if allowed_host else None)
+                             allowed_hosts=",".join(allowed_host) if allowed_host else None, prometheus=prometheus)
     if detach:
         start_detached(settings)
         return
@@ -61,6 +62,8 @@ def start_detached(settings: Settings) -> None:
     if settings.db:
         argv += ["--db", settings.db]
     argv += ["--containers", settings.container_runtime]
+    if settings.prometheus:
+        argv.append("--prometheus")
     env = dict(os.environ)
     if settings.token:
         env["KFBOX_TOKEN"] = settings.token  # not on the command line, where `ps` would show it

@@ -34,6 +34,7 @@ SUBSYSTEMS = [
     "kfbox.pipelines.schedule_api",
     "kfbox.pipelines.secret_api",
     "kfbox.serving.service",
+    "kfbox.monitoring.service",
     "kfbox.ui.service",
 ]
 

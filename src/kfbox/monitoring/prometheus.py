@@ -1,0 +1,155 @@
+"""The local Prometheus: Debian's ``prometheus`` binary as a child of the server, bound to loopback.
+
+Its config is generated into ``<home>/monitoring/prometheus.yml``: two jobs found through
+kfbox's HTTP service discovery (the server, and every model replica), the alerting rules
+shipped in :mod:`kfbox.monitoring.rules`, data in ``<home>/monitoring/data`` kept for the
+retention setting. The child has its own process group and is stopped with the server.
+
+Example::
+
+    prom = LocalPrometheus(settings)
+    prom.start()          # raises Unavailable with the install command when the binary is absent
+    prom.status()         # {"running": True, "url": "http://127.0.0.1:9091", ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from kfbox.config import Settings
+from kfbox.errors import Unavailable
+from kfbox.monitoring.targets import JOBS, scrape_address
+from kfbox.server.processes import ChildProcess
+
+INSTALL_HINT = "Install it with: sudo apt-get install prometheus (Debian/Ubuntu), or put a prometheus binary on PATH."
+RULE_FILE = "kfbox-alerts.yml"
+READY_TIMEOUT_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+def rules_text() -> str:
+    """The alerting rules shipped with kfbox (Prometheus rule-file YAML)."""
+    return resources.files("kfbox.monitoring").joinpath("rules", RULE_FILE).read_text()
+
+
+class LocalPrometheus:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.folder = settings.home / "monitoring"
+        self.child: ChildProcess | None = None
+        self.port = 0
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str | None:
+        return f"http://127.0.0.1:{self.port}" if self.child is not None and self.child.alive else None
+
+    def start(self) -> dict[str, Any]:
+        """Start Prometheus if it is not running; returns :meth:`status` (does not wait for it to be ready)."""
+        with self._lock:
+            if self.child is not None and self.child.alive:
+                return self.status()
+            binary = shutil.which("prometheus")
+            if binary is None:
+                raise Unavailable(f"Prometheus is not installed (no 'prometheus' on PATH). {INSTALL_HINT}")
+            self.port = self.settings.prometheus_port or _free_port()
+            config = self.write_config()
+            data = self.folder / "data"
+            data.mkdir(parents=True, exist_ok=True)
+            argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
+                    f"--storage.tsdb.retention.time={self.settings.prometheus_retention}",
+                    f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"]
+            self.child = _spawn(argv, self.settings.logs_dir / "prometheus.log")
+            return self.status()
+
+    def stop(self) -> dict[str, Any]:
+        with self._lock:
+            if self.child is not None:
+                self.child.stop(grace=10)
+                self.child = None
+            return self.status()
+
+    def status(self) -> dict[str, Any]:
+        running = self.child is not None and self.child.alive
+        return {"running": running, "url": self.url, "pid": self.child.pid if running and self.child else None,
+                "installed": shutil.which("prometheus") is not None, "data": str(self.folder / "data"),
+                "retention": self.settings.prometheus_retention, "config": str(self.folder / "prometheus.yml"),
+                "log": str(self.settings.logs_dir / "prometheus.log"),
+                "scrape_interval": self.settings.prometheus_scrape_interval}
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.child is None or not self.child.alive:
+                break
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        log = self.settings.logs_dir / "prometheus.log"
+        tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
+        raise Unavailable("Prometheus did not become ready:\n" + "\n".join(tail) + f"\nFull log: {log}")
+
+    def write_config(self) -> Path:
+        """Write prometheus.yml, the rules and (with a server token) the token file; returns the config path."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / RULE_FILE).write_text(rules_text())
+        server = scrape_address(self.settings.host, self.settings.port)
+        auth: dict[str, Any] = {}
+        if self.settings.token:
+            token_file = self.folder / "token"
+            token_file.touch(mode=0o600)
+            token_file.chmod(0o600)
+            token_file.write_text(self.settings.token)
+            auth = {"authorization": {"credentials_file": str(token_file)}}
+        interval = self.settings.prometheus_scrape_interval
+        jobs = []
+        for job in JOBS:
+            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": interval, **auth}
+            jobs.append({"job_name": job, "http_sd_configs": [sd], **(auth if job == "kfbox" else {})})
+        config = {"global": {"scrape_interval": interval, "evaluation_interval": interval,
+                             "external_labels": {"kfbox_home": str(self.settings.home)}},
+                  "rule_files": [str(self.folder / RULE_FILE)], "scrape_configs": jobs}
+        path = self.folder / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        return path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(argv: list[str], log_path: Path) -> ChildProcess:
+    """Like :meth:`ChildProcess.spawn`, plus PR_SET_PDEATHSIG: a SIGKILLed server takes Prometheus with it.
+
+    The death signal follows the spawning *thread*, so callers start Prometheus from the
+    event loop's thread (the startup hook and an ``async`` route), never from a worker thread.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, preexec_fn=_die_with_parent)
+    return ChildProcess(popen=popen, log_path=log_path)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -1,0 +1,63 @@
+"""Real Prometheus scrapes a real kfbox server: the server and both replicas, found by HTTP service discovery."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+
+from tests.monitoring.conftest import SERVICES, Monitored
+
+
+def test_prometheus_scrapes_the_server_and_every_replica(monitored: Monitored) -> None:
+    up = monitored.wait_series('up{job=~"kfbox|kfbox-replica"} == 1', at_least=3)
+    jobs = sorted((s["metric"]["job"], s["metric"].get("service_name", "")) for s in up)
+    assert jobs == [("kfbox", ""), ("kfbox-replica", SERVICES[0]), ("kfbox-replica", SERVICES[1])]
+    # each replica's own process metrics (kserve's registry), labelled with its Knative revision name
+    rss = monitored.wait_series('process_resident_memory_bytes{job="kfbox-replica"}', at_least=2)
+    assert sorted(s["metric"]["revision_name"] for s in rss) == [f"{n}-predictor-00001" for n in SERVICES]
+
+
+def test_server_reports_cpu_and_memory_of_each_replica(monitored: Monitored) -> None:
+    rows = monitored.wait_series('kfbox_process_resident_memory_bytes{process="replica"}', at_least=2)
+    assert sorted(r["metric"]["name"] for r in rows) == list(SERVICES)
+    assert all(float(r["value"][1]) > 10e6 for r in rows)  # a Python with sklearn loaded: tens of MB
+    server = monitored.wait_series('kfbox_process_cpu_seconds_total{process="server"}')
+    assert float(server[0]["value"][1]) > 0
+
+
+def test_knative_named_series_answer_the_cluster_queries(monitored: Monitored) -> None:
+    codes = monitored.wait_series('sum by (service_name, response_code_class) (revision_app_request_count)', 2)
+    seen = {(s["metric"]["service_name"], s["metric"]["response_code_class"]): float(s["value"][1]) for s in codes}
+    assert seen[(SERVICES[0], "2xx")] >= 5 and seen[(SERVICES[1], "2xx")] >= 5
+    assert seen[(SERVICES[0], "4xx")] >= 1
+    p99 = monitored.wait_series('histogram_quantile(0.99, sum by (service_name, le) '
+                                '(revision_app_request_latencies_bucket))', 2)
+    assert all(0 < float(s["value"][1]) < 30_000 for s in p99)  # milliseconds, as Knative
+    pods = monitored.wait_series("autoscaler_actual_pods", 2)
+    assert {s["metric"]["revision_name"]: s["value"][1] for s in pods} == {
+        f"{n}-predictor-00001": "1" for n in SERVICES}
+
+
+def test_alert_rules_are_loaded(monitored: Monitored) -> None:
+    groups = httpx.get(f"{monitored.prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert names == {"InferenceServiceErrorRate", "InferenceServiceLatencyP99OverSLO",
+                     "InferenceServiceReplicasAtMax", "PipelineRunsFailing"}
+
+
+def test_cli_monitoring_status_down_up(monitored: Monitored) -> None:
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", *args, "--url", monitored.server.url],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "Prometheus is running at http://127.0.0.1:" in cli("status")
+    assert "Prometheus is not running" in cli("down")
+    assert "Prometheus is running" in cli("up")
+    # the same data folder: the series scraped before the restart are still there
+    with monitored.server.client() as client:
+        monitored.prometheus = client.get("/monitoring/prometheus").json()["url"]
+    monitored.wait_series('up{job="kfbox"}')
