@@ -100,7 +100,13 @@ def test_server_side_apply_conflict_and_discovery(kube_env: dict[str, str], tmp_
     body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
     path = tmp_path / "ssa.yaml"
     path.write_text(yaml.safe_dump(body))
+    assert "created" in ok(kube_env, "apply", "-f", str(path))  # client-side first, then moving to server-side:
+    body["spec"]["predictor"]["maxReplicas"] = 4  # kubectl takes the fields over without a conflict, as on a cluster
+    path.write_text(yaml.safe_dump(body))
     assert "serverside-applied" in ok(kube_env, "apply", "--server-side", "-f", str(path))
+    managers = ok(kube_env, "get", "isvc", "ssa-only", "-n", NS, "--show-managed-fields",
+                  "-o", "jsonpath={.metadata.managedFields[*].manager}").split()
+    assert "kubectl" in managers and "kubectl-client-side-apply" not in managers
     body["spec"]["predictor"]["maxReplicas"] = 5
     path.write_text(yaml.safe_dump(body))
     clash = kubectl(kube_env, "apply", "--server-side", "--field-manager", "someone-else", "-f", str(path))

@@ -17,6 +17,7 @@ Lists are atomic (owned and replaced whole), as CRDs without list-type markers a
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import jsonpatch
@@ -31,6 +32,7 @@ JSON_PATCH = "application/json-patch+json"
 APPLY = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE, STRATEGIC, JSON_PATCH, APPLY)
 UNOWNED = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace"), ("status",)}
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 SERVER_OWNED = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink")
 
 Path = tuple[str, ...]
@@ -53,8 +55,6 @@ def parse_body(raw: bytes, kind: str) -> Any:
 
 
 def _json(raw: bytes) -> Any:
-    import json
-
     return json.loads(raw)
 
 
@@ -197,6 +197,8 @@ def server_side_apply(current: dict[str, Any] | None, applied: Any, managed: lis
         for path in paths & set(intent):
             if have.get(path, _MISSING) != intent[path]:
                 conflicts.setdefault(path, []).append(name)
+    if conflicts and not force and _upgrades_client_side_apply(base, manager, set(conflicts)):
+        force = True
     if conflicts and not force:
         causes = [{"type": "FieldManagerConflict", "message": f'conflict with "{who}" using {API_VERSION}',
                    "field": "." + ".".join(path)} for path, names in sorted(conflicts.items()) for who in names]
@@ -214,6 +216,19 @@ def server_side_apply(current: dict[str, Any] | None, applied: Any, managed: lis
     new_owners = [(name, op, paths - set(conflicts)) for name, op, paths in owners if (name, op) != (manager, "Apply")]
     new_owners.append((manager, "Apply", set(intent)))
     return result, _entries(new_owners)
+
+
+def _upgrades_client_side_apply(current: dict[str, Any], manager: str, conflicts: set[Path]) -> bool:
+    """The API server's move from client-side to server-side apply: ``kubectl`` may take over every
+    field its ``last-applied-configuration`` annotation names without a conflict."""
+    if manager != "kubectl":
+        return False
+    text = ((current.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        last = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return False
+    return isinstance(last, dict) and conflicts <= set(leaves(last))
 
 
 def _without_nulls(obj: Any) -> Any:

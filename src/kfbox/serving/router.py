@@ -112,6 +112,18 @@ def _parse(manager_resolver: Any, manifest: dict[str, Any], namespace: str) -> I
     return spec
 
 
+def _written_managed_fields(body: dict[str, Any], current: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """``metadata.managedFields`` a client set itself (kubectl moving client-side apply's fields to
+    server-side apply does so with a JSON patch), or None when it left them as they were."""
+    given = (body.get("metadata") or {}).get("managedFields")
+    if not isinstance(given, list) or given == current:
+        return None
+    if not all(isinstance(m, dict) and isinstance(m.get("manager"), str) for m in given):
+        raise invalid((body.get("metadata") or {}).get("name"), "metadata.managedFields: each entry needs a "
+                      "manager", "metadata.managedFields")
+    return given
+
+
 def _preview(manifest: dict[str, Any], current: dict[str, Any] | None, generation: int,
              managed: list[dict[str, Any]]) -> dict[str, Any]:
     """What a dry run answers: the object as it would be stored, with the current status if any."""
@@ -218,8 +230,8 @@ def serving_router(res: InferenceServices) -> APIRouter:
                                 "(GET the object and send it back with its resourceVersion)",
                           "metadata.resourceVersion")
         deployment = res.deployment(namespace, name)
-        managed = record_update(deployment.record.managed_fields, deployment.record.manifest, body,
-                                _field_manager(request))
+        managed = _written_managed_fields(body, deployment.record.managed_fields) or record_update(
+            deployment.record.managed_fields, deployment.record.manifest, body, _field_manager(request))
         return await update(request, namespace, name, body, str(version), managed)
 
     @router.patch("/namespaces/{namespace}/inferenceservices/{name}")
@@ -236,7 +248,8 @@ def serving_router(res: InferenceServices) -> APIRouter:
         changed = version and str(version) != current["metadata"]["resourceVersion"]
         precondition = str(sent or version) if (sent or changed) else None  # a precondition only when sent
         record = res.deployment(namespace, name).record
-        managed = record_update(record.managed_fields, record.manifest, patched, _field_manager(request))
+        managed = _written_managed_fields(patched, record.managed_fields) or record_update(
+            record.managed_fields, record.manifest, patched, _field_manager(request))
         return await update(request, namespace, name, patched, precondition, managed)
 
     async def server_apply(request: Request, namespace: str, name: str, applied: Any) -> Any:
