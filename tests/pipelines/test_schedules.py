@@ -197,3 +197,20 @@ def test_schedules_on_every_database(database_url: str, spec: dict[str, Any]) ->
         assert runs.get(run_id).id == run_id
     finally:
         db.dispose()
+
+
+def test_the_thread_sleeps_until_the_next_tick_and_polls_only_for_a_free_slot(
+        stores: tuple[ScheduleStore, RunStore], spec: dict[str, Any]) -> None:
+    store, runs = stores
+    now = [T0]
+    sched = Scheduler(store, submit=lambda body: runs.create(body).id, clock=lambda: now[0])
+    sched.tick()
+    assert sched.wait_seconds() == 60.0  # nothing scheduled: idle until a create or enable wakes it
+    schedule(store, spec, max_concurrency=1)
+    now[0] = T0 + 30 * S
+    sched.tick()
+    assert sched.wait_seconds() == 30.0  # the first tick is at T0 + 60 s
+    now[0] = T0 + 60 * S
+    assert len(sched.tick()) == 1 and sched.wait_seconds() == 60.0
+    now[0] = T0 + 120 * S
+    assert sched.tick() == [] and sched.wait_seconds() == 1.0  # held by max_concurrency: poll for a slot

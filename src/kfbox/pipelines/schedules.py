@@ -2,8 +2,9 @@
 
 A recurring run holds what a run needs (a pipeline spec or a version reference, parameters,
 experiment) plus a :class:`~kfbox.pipelines.triggers.Trigger`. The :class:`Scheduler` (one
-daemon thread in the server) wakes every second, asks each enabled schedule for its next
-tick, and when one is due and fewer than ``max_concurrency`` of its runs are still active,
+daemon thread in the server) sleeps until the next tick (or a create/enable), asks each enabled
+schedule for its next tick, and when one is due and fewer than ``max_concurrency`` of its runs
+are still active (else it polls every second for a free slot),
 creates a run through the one path every run takes (``PipelinesService.create_run``), then
 records the tick. Ticks missed while the server was down are not back-filled unless the
 schedule asked for catch-up (see :mod:`kfbox.pipelines.triggers`).
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("PENDING", "RUNNING", "CANCELING")
 MAX_CONCURRENCY = 10  # KFP's API server refuses more
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.0  # while a due tick waits for a free slot
+IDLE_SECONDS = 60.0  # the longest sleep: creates and enables wake the thread; this bounds clock jumps
 MAX_FIRES_PER_PASS = 100  # catch-up fires missed ticks in batches, so one schedule cannot starve the rest
 
 
@@ -318,6 +320,7 @@ class Scheduler:
         self.clock = clock
         self.poll_seconds = poll_seconds
         self.next_due_ms: int | None = None  # the earliest tick seen ahead in the last pass
+        self.held = False  # a due tick waits (max_concurrency, catch-up batch, failed pass): poll
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -340,37 +343,53 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.next_due_ms = None
             try:
                 self.tick()
             except Exception:  # one bad pass (a database hiccup) must not end scheduling
                 log.exception("scheduler pass failed; trying again in %.0f s", self.poll_seconds)
-            wait = self.poll_seconds
-            if self.next_due_ms is not None:  # wake on the tick, not up to a poll later
-                wait = min(wait, max(0.0, (self.next_due_ms - self.clock()) / 1000))
-            self._wake.wait(wait)
+                self.held = True
+            self._wake.wait(self.wait_seconds())
             self._wake.clear()
+
+    def wait_seconds(self) -> float:
+        """Until the next tick (woken early by a create or enable); a held tick polls for a free slot."""
+        if self.held:
+            return self.poll_seconds
+        if self.next_due_ms is None:
+            return IDLE_SECONDS
+        return min(IDLE_SECONDS, max(0.0, (self.next_due_ms - self.clock()) / 1000))
 
     def tick(self, now_ms: int | None = None) -> list[str]:
         """One pass over the enabled schedules; returns the ids of the runs it created."""
         created: list[str] = []
+        self.next_due_ms, self.held = None, False
         for row in self.store.enabled():
             for _ in range(MAX_FIRES_PER_PASS):
                 now = now_ms if now_ms is not None else self.clock()
                 due = row.next_tick(now)
                 if due is None or due > now:
-                    if due is not None and (self.next_due_ms is None or due < self.next_due_ms):
-                        self.next_due_ms = due
+                    self._ahead(due)
                     break
                 if self.store.active_runs(row.id) >= row.max_concurrency:
-                    break  # the tick waits for a run to finish, as KFP's controller does
+                    self.held = True  # the tick waits for a run to finish, as KFP's controller does
+                    break
                 run_id, error = self._submit(row, due)
                 self.store.record_tick(row.id, due, run_id, error)
                 row.last_tick_ms = due
-                if run_id is None:
+                if run_id is None:  # the tick is spent; the next one is when to look again
+                    following = row.next_tick(now)
+                    if following is not None and following <= now:
+                        self.held = True  # catch-up: retry the next missed tick at the next poll
+                    self._ahead(following)
                     break
                 created.append(run_id)
+            else:
+                self.held = True  # catch-up has more missed ticks: go on at the next poll
         return created
+
+    def _ahead(self, due: int | None) -> None:
+        if due is not None and (self.next_due_ms is None or due < self.next_due_ms):
+            self.next_due_ms = due
 
     def _submit(self, row: RecurringRun, tick_ms: int) -> tuple[str | None, str | None]:
         try:
