@@ -163,8 +163,16 @@ class Supervisor:
             self.dirty = True
 
     def _ingest(self, run_id: str, entry: _Active) -> None:
-        for event in entry.reader.read():
-            self.store.apply(run_id, event)
+        events = entry.reader.read()
+        try:
+            self.store.apply_all(run_id, events)
+        except Exception:  # one bad event must not cost the batch: apply them one by one
+            log.exception("applying %d events of run %s at once failed; applying them one by one", len(events), run_id)
+            for event in events:
+                try:
+                    self.store.apply(run_id, event)
+                except Exception:
+                    log.exception("event %s of run %s could not be applied", event.get("event"), run_id)
 
     def _start_pending(self) -> None:
         while len(self.active) < max(1, self.settings.run_concurrency) and not self.stopping.is_set():
