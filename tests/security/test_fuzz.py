@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Err
 from schemathesis.schemas import BaseSchema
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
@@ -88,6 +89,9 @@ def fuzz(schema: BaseSchema, base_url: str, *, skip: Callable[[str, str], bool] 
     """
     failures: list[str] = []
     for result in schema.get_all_operations():
+        if isinstance(result, Err):
+            failures.append(f"unreadable operation: {result.err()}")
+            continue
         operation = result.ok()
         if skip(operation.method.upper(), operation.path):
             continue

@@ -58,7 +58,7 @@ def test_the_upstream_client_cannot_take_another_versions_artifact(registry: Mod
 
     still = registry.get_model_artifact("owner-a", "v1")
     assert still is not None and still.uri == "s3://a/model" and still.id == theirs.id
-    assert registry.get_model_artifact("thief-b", "v1").uri == "s3://b/model"  # type: ignore[union-attr]
+    assert registry.get_model_artifact("thief-b", "v1").uri == "s3://b/model"
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)
