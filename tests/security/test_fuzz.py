@@ -5,8 +5,9 @@ Two documents drive schemathesis against one real ``kfbox up``:
 * kfbox's own ``/openapi.json`` -- every operation it declares (KFP, Model Registry ``/v1``,
   the InferenceService and platform routes), except the ``/pipeline/apis`` twin of
   ``/apis`` and ``/api/model_registry/v1alpha3`` (fuzzed by the next document), and serving's
-  create/replace/patch, which start model replicas (a fuzzed spec is refused, but a valid
-  one would launch processes for the rest of the run; serving has its own tests);
+  create/replace/patch and notebook starts, which launch processes (model replicas, JupyterLab):
+  a fuzzed body is mostly refused, but a valid one would leave processes running for the rest
+  of the run; serving and notebooks have their own tests;
 * the upstream Model Registry spec (``tests/registry/specs``) against
   ``/api/model_registry/v1alpha3``, as upstream's ``clients/python/tests/fuzz_api`` does.
 
@@ -43,7 +44,7 @@ SPEC = Path(__file__).parents[1] / "registry" / "specs" / "model-registry-openap
 MAX_EXAMPLES = int(os.environ.get("KFBOX_FUZZ_EXAMPLES", "3"))
 CHECKS = [not_a_server_error, response_schema_conformance]
 SKIPPED = (r"^/pipeline/apis/|^/api/model_registry/v1alpha3/|^/docs|^/redoc|^/openapi")
-STARTS_REPLICAS = r"^/apis/serving\.kserve\.io/"
+STARTS_PROCESSES = r"^/apis/serving\.kserve\.io/|^/kfbox/v1/notebooks"
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                 phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
@@ -114,7 +115,7 @@ def _call(label: str, base_url: str) -> Callable[[schemathesis.Case], None]:
 
 
 def kfbox_skip(method: str, path: str) -> bool:
-    return bool(re.match(SKIPPED, path)) or (bool(re.match(STARTS_REPLICAS, path))
+    return bool(re.match(SKIPPED, path)) or (bool(re.match(STARTS_PROCESSES, path))
                                             and method in ("POST", "PUT", "PATCH"))
 
 
