@@ -160,9 +160,9 @@ class KnativeCollector(Collector):
     def _gauges(self, serving: Any, revisions: dict[tuple[str, str], list[str]],
                 keys: list[str]) -> Iterator[Metric]:
         helps = {"autoscaler_desired_pods": "Replicas the autoscaler wants.",
-                 "autoscaler_actual_pods": "Replicas running (ready or starting).",
-                 "autoscaler_ready_pods": "Replicas ready to serve.",
-                 "autoscaler_pending_pods": "Replicas started and not yet ready.",
+                 "autoscaler_actual_pods": "Replicas ready to serve.",
+                 "autoscaler_not_ready_pods": "Replicas started and not yet ready.",
+                 "autoscaler_pending_pods": "Replicas not yet running (kfbox: the same as not ready; no scheduler).",
                  "autoscaler_stable_request_concurrency": "Requests in flight (kfbox: now, not averaged).",
                  "kfbox_serving_min_replicas": "spec.predictor.minReplicas of the newest revision.",
                  "kfbox_serving_max_replicas": "spec.predictor.maxReplicas of the newest revision."}
@@ -172,8 +172,8 @@ class KnativeCollector(Collector):
             replicas = [r for pool in pools for r in pool.replicas]
             ready = sum(1 for r in replicas if r.ready)
             values = {"autoscaler_desired_pods": _gauge(serving.metrics.desired, key),
-                      "autoscaler_actual_pods": float(len(replicas)),
-                      "autoscaler_ready_pods": float(ready),
+                      "autoscaler_actual_pods": float(ready),
+                      "autoscaler_not_ready_pods": float(len(replicas) - ready),
                       "autoscaler_pending_pods": float(len(replicas) - ready),
                       "autoscaler_stable_request_concurrency": float(sum(p.inflight for p in pools))}
             if deployment.pools:

@@ -35,7 +35,7 @@ from kfbox.monitoring.targets import JOBS, scrape_address
 from kfbox.server.processes import ChildProcess
 
 INSTALL_HINT = "Install it with: sudo apt-get install prometheus (Debian/Ubuntu), or put a prometheus binary on PATH."
-RULE_FILE = "kfbox-alerts.yml"
+RULE_FILE = "kfbox-alerts.yaml"
 READY_TIMEOUT_SECONDS = 30.0
 PR_SET_PDEATHSIG = 1
 

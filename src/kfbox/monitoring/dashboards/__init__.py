@@ -1,0 +1,1 @@
+"""kfbox Grafana dashboards (JSON), package data; see kfbox.monitoring.grafana."""

@@ -1,0 +1,1 @@
+"""kfbox alerting rules (Prometheus rule-file YAML), package data."""
