@@ -21,6 +21,28 @@ BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
                "mysql": "mysql://root@127.0.0.1:3306/{name}"}
 
 
+# Warm processes a test area does not exercise are off in its servers: the spare run worker (a kfp
+# import, ~1.5 s of CPU and 80 MiB per server) outside the pipeline tests, the standby kserve replica
+# outside the serving tests. A test elsewhere that submits a run still gets a real worker, started on
+# demand; extra_env overrides either.
+SPARE_WORKER_AREAS = ("pipelines", "e2e", "examples")
+STANDBY_REPLICA_AREAS = ("serving", "e2e", "examples")
+
+
+def lean_env() -> dict[str, str]:
+    """KFBOX_* settings that turn off the warm processes the current test's area does not use."""
+    current = os.environ.get("PYTEST_CURRENT_TEST", "")
+    if not current.startswith("tests/"):
+        return {}
+    area = current.split("/")[1]
+    env = {}
+    if area not in SPARE_WORKER_AREAS:
+        env["KFBOX_PIPELINES_SPARE_WORKER"] = "0"
+    if area not in STANDBY_REPLICA_AREAS:
+        env["KFBOX_SERVING_WARM_STANDBY"] = "0"
+    return env
+
+
 @dataclasses.dataclass
 class ServerProcess:
     """A ``python -m kfbox up`` child on an ephemeral port; the address comes from its server.json."""
@@ -40,6 +62,7 @@ class ServerProcess:
         if db:
             argv += ["--db", db]
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+        env.update(lean_env())
         env.update(extra_env or {})
         if token:
             env["KFBOX_TOKEN"] = token

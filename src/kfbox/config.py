@@ -66,6 +66,10 @@ class Settings:
     otherwise only per service, by annotation serving.kfbox.io/allow-unsafe-pickle."""
     pipelines_fork_tasks: bool = True
     """Start lightweight tasks by forking a warm interpreter (kfbox.pipelines.forkserver)."""
+    pipelines_spare_worker: bool = True
+    """Keep one run worker with kfp imported, waiting, so the next run starts at once
+    (KFBOX_PIPELINES_SPARE_WORKER=0: start each worker on demand; the test suite's servers that run
+    no pipeline, to spare ~80 MiB and a kfp import per server)."""
     task_concurrency: int = 0
     """Executor tasks one run runs at once (KFBOX_TASK_CONCURRENCY); 0: the machine's cores."""
     """Keep one replica process with kserve imported, waiting, to cut cold starts."""

@@ -268,7 +268,7 @@ class Supervisor:
         Respawned as soon as one is taken: its import costs the running tasks a little CPU, but the
         next run (a cached rerun, a queue of runs) then starts at once instead of after the import.
         """
-        if self.spare is not None and self.spare[0].alive:
+        if not self.settings.pipelines_spare_worker or (self.spare is not None and self.spare[0].alive):
             return
         if self.spare is not None:
             shutil.rmtree(self.spare[1], ignore_errors=True)
