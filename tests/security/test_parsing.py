@@ -173,3 +173,28 @@ def test_the_last_resort_guard_blames_the_client_only_for_parsing() -> None:
     empty: dict[str, int] = {}
     with pytest.raises(KeyError), client_input("filter"):
         empty["missing"]
+
+
+ISVC = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
+
+
+def assert_status_400(reply: httpx.Response, *words: str) -> None:
+    """The InferenceService API answers as a Kubernetes API server: a ``Status`` body, code 400."""
+    assert reply.status_code == 400, f"{reply.status_code}: {reply.text[:300]}"
+    body = reply.json()
+    assert body["kind"] == "Status" and body["code"] == 400, body
+    for word in words:
+        assert word.lower() in body["message"].lower(), body["message"]
+
+
+def test_inference_service_bodies_nested_2000_deep(http: httpx.Client) -> None:
+    deep = "[" * 2000 + "]" * 2000
+    assert_status_400(http.post(ISVC, content=deep, headers={"content-type": "application/json"}),
+                      "nested too deeply")
+    for kind in ("application/merge-patch+json", "application/json-patch+json"):
+        assert_status_400(http.patch(f"{ISVC}/x", content=deep, headers={"content-type": kind}), "nested too deeply")
+    apply = {"content-type": "application/apply-patch+yaml"}
+    assert_status_400(http.patch(f"{ISVC}/x", params={"fieldManager": "t"}, content=deep, headers=apply),
+                      "nested more than")
+    assert_status_400(http.patch(f"{ISVC}/x", params={"fieldManager": "t"}, content=billion_laughs(9),
+                                 headers=apply), "anchor or alias")

@@ -21,8 +21,9 @@ import json
 from typing import Any
 
 import jsonpatch
-import yaml
 
+from kfbox.errors import InvalidInput
+from kfbox.parsing import load_json, load_yaml_documents
 from kfbox.serving.kube_api import KubeStatus, bad_request
 from kfbox.serving.spec import API_VERSION
 
@@ -48,14 +49,16 @@ def patch_type(content_type: str | None) -> str:
 
 
 def parse_body(raw: bytes, kind: str) -> Any:
+    """The body as a value, through kfbox's one decoder (depth caps, no YAML aliases), as a Status error."""
     try:
-        return yaml.safe_load(raw) if kind == APPLY else _json(raw)
-    except (ValueError, yaml.YAMLError) as exc:
-        raise bad_request(f"the request body is not valid {'YAML' if kind == APPLY else 'JSON'}: {exc}") from exc
-
-
-def _json(raw: bytes) -> Any:
-    return json.loads(raw)
+        if kind != APPLY:
+            return load_json(raw, "The request body")
+        docs = load_yaml_documents(raw.decode("utf-8", "replace"), "The request body")
+    except InvalidInput as exc:
+        raise bad_request(exc.message) from exc
+    if len(docs) > 1:
+        raise bad_request("the apply body holds more than one YAML document; send one object per request")
+    return docs[0] if docs else None
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

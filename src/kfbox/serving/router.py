@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import uuid
 from typing import Any
 
@@ -31,6 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from kfbox.errors import InvalidInput, KfboxError
+from kfbox.parsing import load_json
 from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
 from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, record_update, server_side_apply
 from kfbox.serving.printer import table, table_event, wants_table
@@ -74,11 +74,10 @@ def _field_manager(request: Request) -> str:
 
 
 async def _json_body(request: Request) -> Any:
-    raw = await request.body()
     try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+        return load_json(await request.body(), "The request body")
+    except InvalidInput as exc:
+        raise bad_request(exc.message) from exc
 
 
 def _check_object(body: Any, namespace: str, name: str | None = None) -> dict[str, Any]:
@@ -300,9 +299,9 @@ def serving_router(res: InferenceServices) -> APIRouter:
     async def delete(namespace: str, name: str, request: Request) -> dict[str, Any]:
         current = res.get(namespace, name)
         raw = await request.body()
-        options: dict[str, Any] = {}
-        with contextlib.suppress(ValueError):
-            options = json.loads(raw) if raw else {}
+        options: Any = {}
+        with contextlib.suppress(InvalidInput):
+            options = load_json(raw) if raw else {}
         version = ((options.get("preconditions") or {}) if isinstance(options, dict) else {}).get("resourceVersion")
         dry = _dry_run(request) or "All" in ((options.get("dryRun") or []) if isinstance(options, dict) else [])
         meta = current["metadata"]
