@@ -100,6 +100,8 @@ class Settings:
     """How long the local Prometheus keeps data (its --storage.tsdb.retention.time)."""
     prometheus_scrape_interval: str = "5s"
     """How often the local Prometheus scrapes kfbox and its replicas, and refreshes their list."""
+    monitoring_sample_interval: float = 5.0
+    """Seconds between samples of the dashboard's own one-hour chart history (used without Prometheus)."""
 
     @classmethod
     def load(cls, **flags: Any) -> Settings:

@@ -41,7 +41,8 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
     if shutil.which("prometheus") is None:  # .ci/run installs it; say so rather than pass
         pytest.fail("prometheus is not installed: sudo apt-get install prometheus")
     home = tmp_path_factory.mktemp("home")
-    server = ServerProcess.start(home, extra_env={"KFBOX_PROMETHEUS": "1", "KFBOX_PROMETHEUS_SCRAPE_INTERVAL": "1s"})
+    server = ServerProcess.start(home, extra_env={"KFBOX_PROMETHEUS": "1", "KFBOX_PROMETHEUS_SCRAPE_INTERVAL": "1s",
+                                                 "KFBOX_MONITORING_SAMPLE_INTERVAL": "1"})
     try:
         with server.client() as client:
             status = wait_for(lambda: (s := client.get("/monitoring/prometheus").json())["running"] and s, 30,

@@ -3,6 +3,9 @@
 Routes (all behind the server's token, like ``/metrics``):
 
 - ``GET /monitoring/sd?job=kfbox|kfbox-replica``: Prometheus ``http_sd_configs`` targets.
+- ``GET /monitoring/series/{namespace}/{name}?minutes=15``: one InferenceService's chart data
+  (:mod:`kfbox.monitoring.charts`: from Prometheus when it runs, else the in-memory history).
+- ``GET /monitoring/alerts``: alerts firing in the local Prometheus.
 - ``GET /monitoring/prometheus``: the local Prometheus's status; ``POST`` with
   ``{"action": "start"|"stop"}`` starts or stops it as a child of this server.
 
@@ -11,13 +14,18 @@ Routes (all behind the server's token, like ``/metrics``):
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
-from fastapi import APIRouter, Body, FastAPI
+import httpx
+from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
 
-from kfbox.errors import InvalidInput
+from kfbox.errors import InvalidInput, NotFound
+from kfbox.monitoring.charts import deployment_series
 from kfbox.monitoring.collectors import ChildProcessCollector, KnativeCollector
+from kfbox.monitoring.history import History
 from kfbox.monitoring.pipeline_metrics import PipelineCollector
 from kfbox.monitoring.prometheus import LocalPrometheus
 from kfbox.monitoring.targets import SERVER_JOB, targets
@@ -28,15 +36,45 @@ class MonitoringService:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.prometheus = LocalPrometheus(platform.settings)
+        self.history = History(interval=platform.settings.monitoring_sample_interval)
+        self._sampler: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        """Startup hook: with ``--prometheus``, start it (the server is bound; its port is known)."""
+        """Startup hook (on the loop): the history sampler; with ``--prometheus``, Prometheus too."""
+        self._sampler = asyncio.get_running_loop().create_task(self._sample())
         if self.platform.settings.prometheus:
-            self.prometheus.settings = self.platform.settings
             self.prometheus.start()
 
     def stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
         self.prometheus.stop()
+
+    async def _sample(self) -> None:
+        while True:
+            serving = self.platform.services.get("serving")
+            if serving is not None:
+                self.history.sample(serving, time.time())
+            await asyncio.sleep(self.history.interval)
+
+    async def series(self, namespace: str, name: str, minutes: float) -> dict[str, Any]:
+        return await deployment_series(self.prometheus.url, self.history, namespace, name, minutes)
+
+    async def alerts(self) -> dict[str, Any]:
+        """Firing and pending alerts from the local Prometheus; none without it (the rules run there)."""
+        url = self.prometheus.url
+        if url is None:
+            return {"source": "none", "alerts": []}
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                reply = await client.get(f"{url}/api/v1/alerts")
+            found = reply.json()["data"]["alerts"]
+        except (httpx.HTTPError, KeyError, ValueError):
+            return {"source": "unreachable", "alerts": []}
+        return {"source": "prometheus", "alerts": [
+            {"name": a["labels"].get("alertname", ""), "state": a.get("state", ""), "since": a.get("activeAt", ""),
+             "summary": a.get("annotations", {}).get("summary", ""),
+             "severity": a["labels"].get("severity", "")} for a in found]}
 
 
 def install(app: FastAPI, platform: Platform) -> None:
@@ -57,6 +95,18 @@ def _router(service: MonitoringService) -> APIRouter:
     @router.get("/sd")
     def service_discovery(job: str = SERVER_JOB) -> list[dict[str, Any]]:
         return targets(service.platform, job)
+
+    @router.get("/series/{namespace}/{name}")
+    async def chart_series(namespace: str, name: str, minutes: float = Query(default=15, gt=0, le=60)
+                           ) -> dict[str, Any]:
+        serving = service.platform.services.get("serving")
+        if serving is None or (namespace, name) not in serving.deployments:
+            raise NotFound(f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
+        return await service.series(namespace, name, minutes)
+
+    @router.get("/alerts")
+    async def alerts() -> dict[str, Any]:
+        return await service.alerts()
 
     @router.get("/prometheus")
     def prometheus_status() -> dict[str, Any]:
