@@ -53,6 +53,8 @@ def test_experiment_names_are_one_identity(server: ServerProcess, kfp_client: Cl
     created = kfp_client.create_experiment(NFD)
     assert created.display_name == NFC  # stored normalised
     assert kfp_client.create_experiment(NFC).experiment_id == created.experiment_id  # get-or-create finds it
+    assert kfp_client.create_experiment(NFD).experiment_id == created.experiment_id  # by either spelling
+    assert kfp_client.get_experiment(experiment_name=NFD).experiment_id == created.experiment_id
     with server.client() as client:
         twin = client.post("/apis/v2beta1/experiments", json={"display_name": NFD})
     assert twin.status_code == 409 and "already exists" in twin.text, twin.text
@@ -68,6 +70,7 @@ def test_pipeline_names_are_one_identity(kfp_client: Client, package: Path) -> N
     names = [p.display_name for p in kfp_client.list_pipelines(page_size=100).pipelines or []]
     assert [unicodedata.normalize("NFC", n) for n in names].count(NFC) == 1, names
     assert kfp_client.get_pipeline(first.pipeline_id).display_name == NFC
+    assert kfp_client.get_pipeline_id(NFD) == first.pipeline_id
 
 
 def test_a_nul_in_a_name_is_refused(server: ServerProcess) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kfbox.errors import InvalidInput
+from kfbox.names import normalize_name
 from kfbox.parsing import client_input, load_json
 
 DEFAULT_PAGE_SIZE = 20
@@ -150,7 +151,7 @@ def _value(predicate: dict[str, Any], key: str) -> Any:
 def _string(value: Any, name: str, key: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"Filter {name} on {key!r} must be a string; got {_show(value)}.")
-    return value
+    return normalize_name(value)  # names are stored NFC: an NFD spelling finds them too
 
 
 def _integer(value: Any, name: str, key: str) -> int:
