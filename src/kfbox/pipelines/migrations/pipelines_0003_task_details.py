@@ -1,7 +1,7 @@
 """Pipelines: task details (inputs, state history, pod name, attempts, warnings) for the run record.
 
 Revision ID: pipelines_0003_task_details
-Revises: pipelines_0001
+Revises: pipelines_0002_schedules_secrets
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "pipelines_0003_task_details"
-down_revision = "pipelines_0001"
+down_revision = "pipelines_0002_schedules_secrets"
 branch_labels = None
 depends_on = None
 
