@@ -16,6 +16,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from kfbox.db import Database
+from kfbox.monitoring.history import quantile
 from kfbox.pipelines.tables import Run, Task
 
 STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELING", "CANCELED")
@@ -55,6 +57,21 @@ class PipelineCollector(Collector):
             family.add_metric([state], float(self._counts.get(state, 0)))
         yield family
         yield from self.tasks.collect()
+
+    def summary(self) -> dict[str, Any]:
+        """For the dashboard: runs by state and p50/p95 task duration (seconds) by kind and state."""
+        list(self.collect())  # refresh if stale
+        tasks = []
+        for family in self.tasks.collect():
+            grouped: dict[tuple[str, str], list[tuple[float, float]]] = {}
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    key = (sample.labels["kind"], sample.labels["state"])
+                    grouped.setdefault(key, []).append((float(sample.labels["le"]), sample.value))
+            for (kind, state), buckets in sorted(grouped.items()):
+                tasks.append({"kind": kind, "state": state, "count": int(buckets[-1][1]),
+                              "p50": quantile(0.5, buckets), "p95": quantile(0.95, buckets)})
+        return {"runs": {state: self._counts.get(state, 0) for state in STATES}, "tasks": tasks}
 
     def _refresh(self) -> None:
         with self.db.read() as s:

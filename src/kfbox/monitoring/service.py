@@ -36,6 +36,7 @@ class MonitoringService:
     def __init__(self, platform: Platform) -> None:
         self.platform = platform
         self.prometheus = LocalPrometheus(platform.settings)
+        self.pipeline_collector = PipelineCollector(platform.db)
         self.history = History(interval=platform.settings.monitoring_sample_interval)
         self._sampler: asyncio.Task[None] | None = None
 
@@ -60,15 +61,13 @@ class MonitoringService:
     async def series(self, namespace: str, name: str, minutes: float) -> dict[str, Any]:
         return await deployment_series(self.prometheus.url, self.history, namespace, name, minutes)
 
-    async def alerts(self) -> dict[str, Any]:
+    def alerts(self) -> dict[str, Any]:
         """Firing and pending alerts from the local Prometheus; none without it (the rules run there)."""
         url = self.prometheus.url
         if url is None:
             return {"source": "none", "alerts": []}
         try:
-            async with httpx.AsyncClient(timeout=5) as client:
-                reply = await client.get(f"{url}/api/v1/alerts")
-            found = reply.json()["data"]["alerts"]
+            found = httpx.get(f"{url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
         except (httpx.HTTPError, KeyError, ValueError):
             return {"source": "unreachable", "alerts": []}
         return {"source": "prometheus", "alerts": [
@@ -76,6 +75,9 @@ class MonitoringService:
              "summary": a.get("annotations", {}).get("summary", ""),
              "severity": a["labels"].get("severity", "")} for a in found]}
 
+    def pipelines(self) -> dict[str, Any]:
+        """Runs by state and task-duration quantiles, as the collector last read them."""
+        return self.pipeline_collector.summary()
 
 def install(app: FastAPI, platform: Platform) -> None:
     service = MonitoringService(platform)
@@ -83,7 +85,7 @@ def install(app: FastAPI, platform: Platform) -> None:
     ProcessCollector(registry=platform.metrics)  # the standard process_* series of the server
     platform.metrics.register(ChildProcessCollector(platform))
     platform.metrics.register(KnativeCollector(platform))
-    platform.metrics.register(PipelineCollector(platform.db))
+    platform.metrics.register(service.pipeline_collector)
     platform.on_startup.append(service.start)
     platform.on_shutdown.append(service.stop)
     app.include_router(_router(service))
@@ -105,8 +107,8 @@ def _router(service: MonitoringService) -> APIRouter:
         return await service.series(namespace, name, minutes)
 
     @router.get("/alerts")
-    async def alerts() -> dict[str, Any]:
-        return await service.alerts()
+    def alerts() -> dict[str, Any]:
+        return service.alerts()
 
     @router.get("/prometheus")
     def prometheus_status() -> dict[str, Any]:

@@ -38,7 +38,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 NAV = [("/", "Home"), ("/runs", "Runs"), ("/experiments", "Experiments"), ("/pipelines", "Pipelines"),
-       ("/models", "Models"), ("/deployments", "Deployments"), ("/artifacts", "Artifacts"), ("/notebooks", "Notebooks")]
+       ("/models", "Models"), ("/deployments", "Deployments"), ("/artifacts", "Artifacts"), ("/notebooks", "Notebooks"),
+       ("/monitoring", "Monitoring")]
 Handler = Callable[..., dict[str, Any]]
 
 

@@ -1,0 +1,31 @@
+"""The Monitoring page and the deployment page's live chart, on the real server with Prometheus."""
+
+from __future__ import annotations
+
+from tests.monitoring.conftest import SERVICES, Monitored
+
+
+def test_monitoring_page_lists_charts_alerts_and_pipelines(monitored: Monitored) -> None:
+    with monitored.server.client() as client:
+        page = client.get("/monitoring")
+        data = client.get("/monitoring.json").json()
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert '<script src="/static/charts.js" defer></script>' in page.text
+    for name in SERVICES:
+        assert f'data-src="/monitoring/series/default/{name}?minutes=15"' in page.text
+    assert '<table id="alerts">' in page.text  # Prometheus runs: its alerts are listed
+    assert data["prometheus"]["running"] and data["alerts"]["source"] == "prometheus"
+    assert [s["name"] for s in data["services"]] == list(SERVICES)
+    assert data["pipelines"]["runs"]["FAILED"] >= 1
+    failed = [t for t in data["pipelines"]["tasks"] if t["state"] == "FAILED"]
+    assert failed and failed[0]["count"] >= 1
+
+
+def test_deployment_page_has_a_live_chart(monitored: Monitored) -> None:
+    with monitored.server.client() as client:
+        page = client.get(f"/deployments/default/{SERVICES[0]}")
+        script = client.get("/static/charts.js")
+    assert page.status_code == 200
+    assert f'data-src="/monitoring/series/default/{SERVICES[0]}?minutes=15"' in page.text
+    assert script.status_code == 200 and "createElementNS" in script.text
