@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-llm run run-llm test lint bench clean
+.PHONY: install install-llm run run-llm test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+# The inner loop: unit and in-process tests only (no kfbox up, replica, browser or tool process;
+# tests/conftest.py marks those `processes`). `make test` remains the gate.
+test-fast: install
+	$(BIN)/python -m pytest tests -q -m "not processes and not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples

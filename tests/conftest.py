@@ -2,14 +2,53 @@
 
 from __future__ import annotations
 
+import inspect
 import os
+import sys
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from starlette.testclient import TestClient
 
 from tests.support import ServerProcess, create_database, drop_database
+
+# Tiers: a test that starts processes (a kfbox up, replicas, a browser, a CLI tool) is marked
+# `processes`, found from the source of its module, of the tests.* modules it uses, and of its fixtures;
+# `make test-fast` runs the rest (unit and in-process tests). Conservative: a module that merely
+# imports tests.support counts as starting processes.
+_SPAWNS = ("ServerProcess", "subprocess", "Popen", "playwright", "multiprocessing", "os.fork")
+
+
+def _source_spawns(obj: object, cache: dict[object, bool]) -> bool:
+    if obj not in cache:
+        try:
+            source = inspect.getsource(obj)  # type: ignore[arg-type]
+        except (OSError, TypeError):
+            source = ""
+        cache[obj] = any(word in source for word in _SPAWNS)
+    return cache[obj]
+
+
+def _module_spawns(module: types.ModuleType, cache: dict[object, bool]) -> bool:
+    if _source_spawns(module, cache):
+        return True
+    used = {value if isinstance(value, types.ModuleType) else sys.modules.get(getattr(value, "__module__", ""))
+            for value in vars(module).values()}
+    return any(isinstance(m, types.ModuleType) and m.__name__.startswith("tests.") and m is not module
+               and _source_spawns(m, cache) for m in used)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    cache: dict[object, bool] = {}
+    for item in items:
+        module = getattr(item, "module", None)
+        info = getattr(item, "_fixtureinfo", None)
+        fixtures = [d.func for defs in info.name2fixturedefs.values() for d in defs] if info else []
+        if (module is not None and _module_spawns(module, cache)) or any(_source_spawns(f, cache) for f in fixtures):
+            item.add_marker(pytest.mark.processes)
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +64,27 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     proc = ServerProcess.start(tmp_path_factory.mktemp("home"))
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def app_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """The whole app in this process (httpx over ASGI, lifespan run), for the in-process tier:
+    validation, error shapes and routing, where a real server process is not what is tested."""
+    from kfbox.config import Settings
+    from kfbox.db import Database
+    from kfbox.server.app import create_app
+    from kfbox.server.platform import Platform
+
+    settings = Settings.load(home=tmp_path_factory.mktemp("home"), port=0, pipelines_spare_worker=False,
+                             serving_warm_standby=False)
+    db = Database(settings.db_url)
+    db.upgrade()
+    app = create_app(settings, Platform(settings=settings, db=db))
+    try:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            yield client
+    finally:
+        db.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mysql"])
