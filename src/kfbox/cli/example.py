@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from kfbox.cli.output import console, print_pairs, print_table
 from kfbox.config import Settings
 from kfbox.errors import Unavailable
 from kfbox.workflows.iris import IrisOptions, IrisSummary, run_iris
+
+if TYPE_CHECKING:
+    from kfbox.workflows.llm import LlmSummary
 
 example_app = typer.Typer(help="Runnable end-to-end workflows.", no_args_is_help=True)
 
@@ -87,3 +90,55 @@ def print_summary(summary: IrisSummary) -> None:
         ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),
     ]
     print_pairs("iris workflow", rows)
+
+
+@example_app.command("llm")
+def llm(
+    source: Annotated[str, typer.Option(help="drugreview, a CSV/JSONL file with text and label columns, or hf:NAME.")] = "drugreview",
+    subset: Annotated[int, typer.Option(help="Texts to sample (class-balanced, seeded); 0 uses all.")] = 300,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 2,
+    max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many optimiser steps; 0: no limit.")] = 0,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
+    version: Annotated[str | None, typer.Option(help="Model version to register. Default: the next vN.", show_default=False)] = None,
+    qa_mode: Annotated[str, typer.Option("--qa-mode", help="auto (SmolLM2 when installed), generate or extractive.")] = "auto",
+    examples_dir: Annotated[Path | None, typer.Option("--examples-dir", help="Folder holding pipeline.py, inference.yaml, qa.yaml.", show_default="examples/llm of this checkout")] = None,
+    url: UrlOption = None,
+    home: HomeOption = None,
+    token: TokenOption = None,
+) -> None:
+    """LoRA fine-tune MiniLM on drug reviews in a pipeline, register and serve it, then ask the QA service.
+
+    Offline and on the CPU by default (a GPU is used when torch sees one). Needs `make install-llm`.
+    Starts the platform in the background when none runs (stop it with `kfbox down`).
+
+    Example: kfbox example llm --subset 200 --epochs 1
+    """
+    from kfbox.workflows.llm import LlmOptions, run_llm
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub calls (and their minute of retries) offline
+    platform_url = _platform_url(url, home, token)
+    options = LlmOptions(source=source, subset=subset, epochs=epochs, max_steps=max_steps, max_length=max_length,
+                         version=version, qa_mode=qa_mode)
+    print_llm_summary(run_llm(platform_url, token, options, console, examples_dir))
+
+
+def print_llm_summary(summary: LlmSummary) -> None:
+    def pct(value: float | None) -> str:
+        return f"{value:.3f}" if value is not None else "-"
+
+    answer = summary.answer
+    sources = "; ".join(s["sentence"] for s in answer.get("sources", []))
+    rows = [
+        ("model", f"{summary.model_name} {summary.version} ({summary.model_uri})"),
+        ("accuracy", f"{pct(summary.base_accuracy)} base -> {pct(summary.accuracy)} fine-tuned (held-out texts)"),
+        ("classifier", summary.classifier_endpoint),
+        *[(f"  {label}", text) for text, label in summary.classified],
+        ("question answering", summary.qa_endpoint),
+        ("  question", summary.question),
+        ("  answer", f"{answer.get('answer')} ({answer.get('mode')}, {answer.get('seconds', 0):.2f}s, "
+                     f"{answer.get('tokens', 0)} tokens)"),
+        ("  sources", sources),
+        ("timings", f"pipeline {summary.training_seconds:.1f}s, total {summary.total_seconds:.1f}s"),
+        ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),
+    ]
+    print_pairs("LLM workflow", rows)

