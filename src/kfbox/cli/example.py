@@ -116,6 +116,9 @@ def llm(
     from kfbox.workflows.llm import LlmOptions, run_llm
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub calls (and their minute of retries) offline
+    # a platform started here runs tasks as plain processes: torch tasks forked from the warm task
+    # server are killed at start (kfbox.pipelines.forkserver; reported, not yet fixed there)
+    os.environ.setdefault("KFBOX_PIPELINES_FORK_TASKS", "false")
     platform_url = _platform_url(url, home, token)
     options = LlmOptions(source=source, subset=subset, epochs=epochs, max_steps=max_steps, max_length=max_length,
                          version=version, qa_mode=qa_mode)

@@ -18,7 +18,7 @@ from kfbox.ui.render import Pages
 PAGE_MODULES = ["kfbox.ui.home", "kfbox.ui.login", "kfbox.ui.kfp_links", "kfbox.ui.runs", "kfbox.ui.run_new", "kfbox.ui.run_page",
                 "kfbox.ui.experiments", "kfbox.ui.compare", "kfbox.ui.pipelines", "kfbox.ui.models", "kfbox.ui.deployments",
                 "kfbox.ui.artifacts", "kfbox.ui.notebooks", "kfbox.ui.monitoring",
-                "kfbox.ui.monitoring_loadtest"]
+                "kfbox.ui.monitoring_loadtest", "kfbox.ui.llm"]
 STATIC = Path(__file__).parent / "static"
 
 
