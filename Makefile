@@ -28,10 +28,14 @@ run: install
 	$(BIN)/kfbox example iris
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
+# Serial by default: on 2 busy cores `PYTEST_ARGS="-n 2 --dist loadfile"` (pytest-xdist) measured
+# slower (tests/cli+db+server: 72 s serial, 93 s on 2 workers; the servers are CPU-bound to start).
+# With more cores: make test PYTEST_ARGS="-n auto --dist loadfile".
+PYTEST_ARGS ?=
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest tests -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The inner loop: unit and in-process tests only (no kfbox up, replica, browser or tool process;
 # tests/conftest.py marks those `processes`). `make test` remains the gate.
