@@ -7,7 +7,7 @@ are applied here, so every write to a run goes through one module.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -20,6 +20,9 @@ from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.orchestrator import ir
 from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
 
+if TYPE_CHECKING:
+    from kfbox.config import Settings
+
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
 ACTIVE = ("PENDING", "RUNNING", "CANCELING")
 RUN_FIELDS: Fields = {"id": Run.id, "run_id": Run.id, "name": Run.display_name, "display_name": Run.display_name,
@@ -30,10 +33,12 @@ RUN_FIELDS: Fields = {"id": Run.id, "run_id": Run.id, "name": Run.display_name, 
 
 
 class RunStore:
-    def __init__(self, db: Database, catalog: Catalog, container_runtime: str | None = None) -> None:
+    def __init__(self, db: Database, catalog: Catalog, container_runtime: str | None = None,
+                 settings: Settings | None = None) -> None:
         self.db = db
         self.catalog = catalog
         self.container_runtime = container_runtime  # settings.container_runtime; None: no container runs
+        self.settings = settings  # checks dsl.importer URIs at submit; None: checked when the task runs
 
     def create(self, body: dict[str, Any]) -> Run:
         """Validate a V2beta1Run body and store it PENDING (or FAILED when it cannot run here)."""
@@ -64,7 +69,7 @@ class RunStore:
             if experiment.storage_state == "ARCHIVED":
                 raise InvalidInput(f"Experiment {experiment.display_name!r} is archived; unarchive it "
                                    "or pick another experiment.")
-            refused = ir.check(ir.Pipeline(specs.pipeline_part(spec)))
+            refused = ir.check(ir.Pipeline(specs.pipeline_part(spec)), self.settings)
             if refused:
                 raise InvalidInput("kfbox's engine cannot run this pipeline: " + "; ".join(refused) + ". Run it on "
                                    "a Kubeflow cluster with: kfbox run FILE --host URL")

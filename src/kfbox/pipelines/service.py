@@ -23,7 +23,7 @@ from kfbox.server.platform import Platform
 class PipelinesService:
     def __init__(self, platform: Platform) -> None:
         self.catalog = Catalog(platform.db)
-        self.runs = RunStore(platform.db, self.catalog, platform.settings.container_runtime)
+        self.runs = RunStore(platform.db, self.catalog, platform.settings.container_runtime, platform.settings)
         self.supervisor = Supervisor(platform.settings, self.runs, platform.metrics)
 
     def create_run(self, body: dict[str, Any]) -> Run:

@@ -7,6 +7,7 @@ task details (issue 8, item 12).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -17,12 +18,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from kfbox.config import Settings
 from kfbox.errors import KfboxError
 from kfbox.pipelines import containers, secrets
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
+from kfbox.pipelines.importer import fetch_artifact
 from kfbox.pipelines.mounts import Mounts
-from kfbox.pipelines.orchestrator.launch import Launcher, command_line, executor_input, expand, read_outputs
+from kfbox.pipelines.orchestrator.launch import LOCAL_KEY, Launcher, command_line, executor_input, expand, read_outputs
 from kfbox.pipelines.orchestrator.names import inside
 from kfbox.pipelines.orchestrator.values import (
     Artifact,
@@ -129,7 +132,8 @@ class Executor:
         """(state, parameters, artifacts, error, cache hit) of one attempt."""
         engine = self.engine
         if "importer" in executor:
-            return ("SUCCEEDED", {}, {"artifact": [self.imported(executor["importer"], parameters)]}, None, False)
+            imported = self.imported(executor["importer"], parameters, folder / "imported")
+            return ("SUCCEEDED", {}, {"artifact": [imported]}, None, False)
         container = executor.get("container", {})
         image = container.get("image", "")
         if image in specs.PVC_IMAGES:
@@ -221,7 +225,9 @@ class Executor:
         value = self.engine.pipeline.platform(label).get("activeDeadlineSeconds")
         return float(value) if value else None
 
-    def imported(self, importer: dict[str, Any], parameters: dict[str, Any]) -> Artifact:
+    def imported(self, importer: dict[str, Any], parameters: dict[str, Any], dest: Path) -> Artifact:
+        """The importer's artifact: its URI as given (what the run record shows, as on a cluster) and, under
+        ``LOCAL_KEY``, the local file or folder a downstream task's ``.path`` opens (fetched into ``dest``)."""
         source = importer.get("artifactUri", {})
         uri = source.get("constant") if "constant" in source else parameters.get(source.get("runtimeParameter", ""))
         if isinstance(uri, dict):
@@ -230,9 +236,19 @@ class Executor:
             raise ResolveError(f"importer has no artifact URI: {source!r}")
         metadata = json.loads(fill(json.dumps(importer.get("metadata", {})), {}, parameters))
         kind = importer.get("typeSchema", {})
-        return {"name": "artifact", "uri": str(uri), "metadata": metadata,
+        local = fetch_artifact(str(uri), dest, self.importer_settings())
+        return {"name": "artifact", "uri": str(uri), "metadata": metadata, LOCAL_KEY: str(local),
                 "type": {"schemaTitle": kind.get("schemaTitle", "system.Artifact"),
                          "schemaVersion": kind.get("schemaVersion", "0.0.1")}}
+
+    def importer_settings(self) -> Settings:
+        """What :func:`fetch_artifact` needs: the job's S3 endpoint and cap; keys from the worker's env."""
+        given = self.engine.job.get("importer") or {}
+        return dataclasses.replace(Settings(), s3_endpoint=given.get("s3_endpoint"),
+                                   s3_access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+                                   s3_secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                                   importer_max_bytes=int(given.get("importer_max_bytes")
+                                                          or Settings.importer_max_bytes))
 
     def pvc_task(self, image: str, parameters: dict[str, Any]) -> dict[str, Any]:
         if image == specs.CREATE_PVC_IMAGE:

@@ -8,7 +8,10 @@ pipeline is refused at submit instead of hanging.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kfbox.config import Settings
 
 EXIT_STRATEGY = "ALL_UPSTREAM_TASKS_COMPLETED"
 KNOWN_TASK_FIELDS = {"taskInfo", "componentRef", "inputs", "dependentTasks", "triggerPolicy", "parameterIterator",
@@ -74,9 +77,35 @@ def loop_items(task: dict[str, Any], inputs: dict[str, Any], artifacts: dict[str
     return None
 
 
-def check(pipeline: Pipeline) -> list[str]:
-    """What this engine cannot run, each naming the feature and where it is."""
+def importer_uris(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """``(executor label, URI)`` of every ``dsl.importer`` whose URI is a constant (known at submit)."""
+    found = []
+    for label, executor in sorted(pipeline.executors.items()):
+        source = executor.get("importer", {}).get("artifactUri", {})
+        value = source.get("constant")
+        if isinstance(value, dict):
+            value = value.get("stringValue")
+        if isinstance(value, str) and value:
+            found.append((label, value))
+    return found
+
+
+def check(pipeline: Pipeline, settings: Settings | None = None) -> list[str]:
+    """What this engine cannot run, each naming the feature and where it is.
+
+    With ``settings``, constant ``dsl.importer`` URIs are checked too (gs://, unknown schemes, s3://
+    without an endpoint, bad file:// paths), so such a run is a 400 at submit, not a failed task.
+    """
     problems: list[str] = []
+    if settings is not None:
+        from kfbox.errors import KfboxError
+        from kfbox.pipelines.importer import check_uri
+
+        for label, uri in importer_uris(pipeline):
+            try:
+                check_uri(uri, settings)
+            except KfboxError as exc:
+                problems.append(f"executor {label!r}: {exc}")
     seen: set[str] = set()
 
     def walk(component_name: str, where: str) -> None:

@@ -18,12 +18,14 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.orchestrator.values import Artifact, as_text
 from kfbox.pipelines.requirements import Requirements, VenvBuildError, VenvCache, strip_prelude
 
 PR_SET_PDEATHSIG = 1
+LOCAL_KEY = "kfboxLocalPath"  # an imported artifact's local copy; the task gets it as its uri (kfp's .path)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -47,8 +49,21 @@ def executor_input(parameters: dict[str, Any], artifacts: dict[str, list[Artifac
                                                      "type": {"schemaTitle": kind.get("schemaTitle", "system.Artifact"),
                                                               "schemaVersion": kind.get("schemaVersion", "0.0.1")}}]}
     return {"inputs": {"parameterValues": parameters,
-                       "artifacts": {k: {"artifacts": v} for k, v in artifacts.items()}},
+                       "artifacts": {k: {"artifacts": [_as_local(a) for a in v]} for k, v in artifacts.items()}},
             "outputs": outputs}
+
+
+def _as_local(artifact: Artifact) -> Artifact:
+    """An input artifact as the task sees it: an imported one at its local path, as the KFP launcher
+    downloads an importer's artifact before the task starts (kfp's ``Artifact.path`` keeps a file:// URI
+    as it is, so the task gets the plain path)."""
+    local = artifact.get(LOCAL_KEY)
+    uri = str(artifact.get("uri", ""))
+    if local is None and uri.startswith("file://"):  # a resumed run's record keeps the URI only
+        local = unquote(urlsplit(uri).path)
+    if local is None:
+        return artifact
+    return {**{k: v for k, v in artifact.items() if k != LOCAL_KEY}, "uri": str(local)}
 
 
 def command_line(container: dict[str, Any], executor: dict[str, Any], placeholders: dict[str, str]) -> list[str]:
