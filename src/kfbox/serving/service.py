@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from kfbox.server.platform import Platform
 from kfbox.serving.discovery import discovery_router
 from kfbox.serving.gateway import PREFIX, HostRouting, gateway_router
-from kfbox.serving.grpc_gateway import GrpcGateway
 from kfbox.serving.kube_api import KubeStatus, status_body
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.resources import InferenceServices
@@ -55,9 +54,12 @@ def install(app: FastAPI, platform: Platform) -> None:
     app.add_middleware(HostRouting, domain=platform.settings.ingress_domain)
     platform.on_startup.append(manager.start)
     platform.on_startup.append(resources.start)
-    grpc_gateway = GrpcGateway(manager)
-    platform.services["grpc_gateway"] = grpc_gateway
-    platform.on_startup.append(grpc_gateway.start)
-    platform.on_shutdown.append(grpc_gateway.stop)
+    if platform.settings.serving_grpc_port >= 0:  # off by default: grpc (~40 ms) is imported only when on
+        from kfbox.serving.grpc_gateway import GrpcGateway
+
+        grpc_gateway = GrpcGateway(manager)
+        platform.services["grpc_gateway"] = grpc_gateway
+        platform.on_startup.append(grpc_gateway.start)
+        platform.on_shutdown.append(grpc_gateway.stop)
     platform.on_shutdown.append(resources.shutdown)
     platform.on_shutdown.append(manager.shutdown)
