@@ -136,10 +136,17 @@ def test_secret_and_config_map_env_and_what_has_no_local_equivalent(server: Serv
     assert tasks_by_path(body)["show"]["parameters"]["Output"] == "s3cret/high/True"
     assert not list((server.home / "runs" / result.run_id).glob("secret-env.json"))  # read once, then removed
 
-    @dsl.pipeline(name="volume")
-    def volume() -> None:
-        kubernetes.use_secret_as_volume(show(), secret_name="creds", mount_path="/mnt/creds")
+    @dsl.component(base_image="python:3.11")
+    def read_volume() -> str:
+        with open("/mnt/kfbox-creds/password") as f:
+            return f.read()
 
-    run = kfp_client.get_run(kfp_client.create_run_from_pipeline_func(volume).run_id)
-    assert run.state == "FAILED"
-    assert "kfp-kubernetes setting 'secretAsVolume' has no local equivalent" in run.error.message
+    @dsl.pipeline(name="volume")
+    def volume() -> None:  # the file exists in the task's own mount namespace only (tests/.../test_orchestrator_mounts)
+        kubernetes.use_secret_as_volume(read_volume().set_caching_options(False), secret_name="creds",
+                                        mount_path="/mnt/kfbox-creds")
+
+    body = wait_run(server, kfp_client.create_run_from_pipeline_func(volume).run_id)
+    assert body["state"] == "SUCCEEDED", body["error"]
+    assert tasks_by_path(body)["read-volume"]["parameters"]["Output"] == "s3cret"
+    assert not Path("/mnt/kfbox-creds").exists()

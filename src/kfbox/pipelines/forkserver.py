@@ -134,10 +134,11 @@ class TaskForker:
         return _CODE.unpack(answer)[0] if answer else 1
 
     def start(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str],
-              workdir: Path) -> tuple[int, socket.socket] | None:
+              workdir: Path, binds: Mapping[str, str] | None = None) -> tuple[int, socket.socket] | None:
         """Fork the task: ``(pid, connection)`` whose next 4 bytes are its exit code; None when not forkable.
 
         The component's source goes to ``workdir`` (the task's folder), not to a temporary folder.
+        ``binds`` (mount path -> folder) are mounted in the task's own mount namespace (kfbox.pipelines.sandbox).
         """
         parsed = lightweight_arguments(command)
         if parsed is None or self.process.poll() is not None:
@@ -145,7 +146,7 @@ class TaskForker:
         source, arguments = parsed
         request = {"source": source, "arguments": arguments, "env": dict(env), "log": str(log_path),
                    "cwd": str(workdir), "program_dir": str(workdir),
-                   "preload": modules_to_preload(source, packages)}
+                   "preload": modules_to_preload(source, packages), "binds": dict(binds or {})}
         conn = self._connect()
         payload = json.dumps(request).encode()
         conn.sendall(_LENGTH.pack(len(payload)) + payload)
@@ -245,6 +246,10 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.chdir(request["cwd"])
+        if request.get("binds"):
+            from kfbox.pipelines import sandbox
+
+            sandbox.enter(request["binds"], Path(request["cwd"]))
         os.environ.clear()
         os.environ.update(request["env"])
         os.environ["_KFP_RUNTIME"] = "true"

@@ -2,8 +2,8 @@
 
 ``CreatePVC`` makes the folder (name: ``pvc_name``, else the run id's first 8 characters plus
 ``pvc_name_suffix``), ``DeletePVC`` removes it, and ``mount_pvc(task, pvc_name, mount_path)``
-makes ``mount_path`` a symbolic link to it before the task starts -- so code that writes to
-``/data`` on a cluster writes to the PVC folder here, when that path can be created. The
+bind-mounts it at ``mount_path`` inside the task's own mount namespace -- so code that writes to
+``/data`` on a cluster writes to the PVC folder here, and no ``/data`` appears on the host. The
 same folders back ``pvc://`` storage URIs in serving.
 """
 
@@ -44,24 +44,18 @@ class Mounts:
         shutil.rmtree(self.folder(name), ignore_errors=True)
         return {}
 
-    def prepare(self, executor_label: str, io_store: Any) -> None:
-        """Link every ``mount_pvc`` path of this executor to its PVC folder."""
+    def binds(self, executor_label: str, io_store: Any) -> dict[str, Path]:
+        """``{mount path: PVC folder}`` of every ``mount_pvc`` of this executor (folders created); the task
+        sees them at their mount paths inside its own mount namespace (:mod:`kfbox.pipelines.sandbox`)."""
+        binds: dict[str, Path] = {}
         for mount in (self.executors.get(executor_label) or {}).get("pvcMount", []):
-            name = self._pvc_name(mount, io_store)
-            folder = self.folder(name)
+            folder = self.folder(self._pvc_name(mount, io_store))
             folder.mkdir(parents=True, exist_ok=True)
-            link = Path(mount["mountPath"])
-            if link.is_symlink() and Path(os.readlink(link)) == folder:
-                continue
-            if link.is_symlink():
-                link.unlink()
-            try:
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(folder, target_is_directory=True)
-            except OSError as exc:
-                raise RuntimeError(f"mount_pvc: cannot link mount path {str(link)!r} to PVC folder {folder}: "
-                                   f"{exc.strerror}. Locally a mount path must be creatable by this user; "
-                                   "read the folder from KFBOX_PVC_ROOT instead") from exc
+            path = str(mount["mountPath"])
+            if not os.path.isabs(path) or ".." in Path(path).parts:
+                raise ValueError(f"mount_pvc: mount path {path!r} must be absolute, without '..'")
+            binds[path] = folder
+        return binds
 
     def _pvc_name(self, mount: dict[str, Any], io_store: Any) -> str:
         source = mount.get("pvcNameParameter") or mount

@@ -25,7 +25,8 @@ PVC_IMAGES = (CREATE_PVC_IMAGE, DELETE_PVC_IMAGE)
 # kfp-kubernetes settings that only steer Kubernetes scheduling; they have no local meaning.
 SCHEDULING_ONLY = {"nodeSelector", "tolerations", "podMetadata", "imagePullPolicy", "imagePullSecret",
                    "nodeAffinity", "activeDeadlineSeconds", "enabledSharedMemory"}
-LOCAL_EQUIVALENT = {"pvcMount", "secretAsEnv", "configMapAsEnv", "fieldPathAsEnv"}
+LOCAL_EQUIVALENT = {"pvcMount", "secretAsEnv", "configMapAsEnv", "fieldPathAsEnv", "secretAsVolume",
+                    "configMapAsVolume"}
 
 
 def parse_package(data: bytes, filename: str = "pipeline.yaml") -> dict[str, Any]:

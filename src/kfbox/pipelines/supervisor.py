@@ -243,13 +243,15 @@ class Supervisor:
 
         kubernetes = specs.platform_part(run.pipeline_spec).get("platforms", {}).get("kubernetes", {})
         configs = [c for c in kubernetes.get("deploymentSpec", {}).get("executors", {}).values() if c]
-        if not any({"secretAsEnv", "configMapAsEnv"} & set(c) for c in configs):
+        if not any({"secretAsEnv", "configMapAsEnv", "secretAsVolume", "configMapAsVolume"} & set(c)
+                   for c in configs):
             return
         store = secrets.SecretStore.from_settings(self.store.db, self.settings)
         names = secrets.referenced_names(run.pipeline_spec, run.parameters)
         for kind, (section, field, _key) in secrets.ENV_FIELDS.items():
             if any("taskOutputParameter" in (e.get(f"{field}Parameter") or {})
-                   for c in configs for e in c.get(section) or []):
+                   for c in configs for e in [*(c.get(section) or []),
+                                              *(c.get(secrets.VOLUME_FIELDS[kind][0]) or [])]):
                 names[kind] |= {entry.name for entry in store.list(kind)}
         values: dict[str, dict[str, dict[str, str]]] = {}
         for kind, wanted in names.items():

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from kfbox.config import Settings
 from kfbox.errors import KfboxError
-from kfbox.pipelines import containers, secrets
+from kfbox.pipelines import containers, sandbox, secrets
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.importer import fetch_artifact
@@ -58,6 +58,7 @@ class Executor:
         self.launcher = Launcher(None, VenvCache(Path(job["venvs_dir"])))
         self.forker: TaskForker | None = None
         self.secret_env = _take_secret_env(self.tasks_root.parent / "secret-env.json")
+        self._sandbox_problem: str | None = None  # None: not asked yet; "": mount namespaces work
 
     def start(self, forker: TaskForker | None) -> None:
         self.forker = forker
@@ -163,7 +164,12 @@ class Executor:
                                              name_of=_NameResolver(scope, parameters)))
         task_env.update(field_path_env(engine.pipeline.platform(label), detail["pod_name"]))
         env = {**os.environ, **task_env}
-        self.mounts.prepare(component.get("executorLabel", ""), _ScopeStore(scope))
+        binds = self.mounts.binds(label, _ScopeStore(scope))
+        if platform.get("secretAsVolume") or platform.get("configMapAsVolume"):  # files in this task's folder
+            binds.update(secrets.write_task_volumes(secrets.SealedSecrets(self.secret_env), platform,
+                                                    folder / "volumes", name_of=_NameResolver(scope, parameters)))
+        if binds:
+            self.require_sandbox(sorted(binds))
         timeout = self.timeout(component.get("executorLabel", ""))
         if containers.is_container_component(executor):
             runtime = containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
@@ -182,13 +188,14 @@ class Executor:
                     handle.write(f"[{launch.log_line}]\n".encode())
             with self.slots:
                 code, why = self.launcher.run_plain(launch.argv, {**env, **launch.env}, log, folder, timeout,
-                                                    engine.stop)
+                                                    engine.stop, binds if runtime.kind == "host" else None)
         else:
             command = command_line(container, spec, placeholders)
             with self.slots:
                 if engine.stop.is_set():
                     return ("CANCELED", {}, {}, None, False)
-                code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop)
+                code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop, binds)
+        shutil.rmtree(folder / "volumes", ignore_errors=True)  # secret files live only while the task runs
         if code != 0:
             reason = why or _last_exception(log)
             error = (f"Task {path!r} failed" + (f": {reason}" if reason else f" with exit code {code}")
@@ -198,6 +205,16 @@ class Executor:
         if key is not None:
             self.store(key, outputs, produced)
         return ("SUCCEEDED", outputs, produced, None, False)
+
+    def require_sandbox(self, paths: list[str]) -> None:
+        """Mount paths need a private mount namespace; without one, refuse naming the setting (never a link
+        at a system path)."""
+        if self._sandbox_problem is None:
+            self._sandbox_problem = sandbox.available() or ""
+        if self._sandbox_problem:
+            raise RuntimeError(f"mount paths {paths} (kfp-kubernetes mount_pvc / use_*_as_volume) need a private "
+                               f"mount namespace, and {self._sandbox_problem}. Read the folder from "
+                               "KFBOX_PVC_ROOT instead, or run on a cluster")
 
     def task_env(self, name: str, detail: dict[str, Any], placeholders: dict[str, str]) -> dict[str, str]:
         context = self.engine.context

@@ -16,10 +16,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from kfbox.pipelines import sandbox
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.orchestrator.values import Artifact, as_text
 from kfbox.pipelines.requirements import Requirements, VenvBuildError, VenvCache, strip_prelude
@@ -163,21 +165,23 @@ class Launcher:
         self.venvs = venvs
 
     def run_plain(self, argv: list[str], env: dict[str, str], log_path: Path, workdir: Path,
-                  timeout: float | None, stop: threading.Event) -> tuple[int, str | None]:
+                  timeout: float | None, stop: threading.Event, binds: dict[str, Path] | None = None
+                  ) -> tuple[int, str | None]:
         """A command as it is (a container component's launch), in the task's folder."""
         with open(log_path, "ab") as log:
             try:
                 process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            env={**env, "TMPDIR": str(workdir)}, cwd=workdir,
-                                           preexec_fn=die_with_parent)
+                                           preexec_fn=_task_start(binds, workdir))
             except OSError as exc:
                 log.write(f"[kfbox] could not start {argv[0]!r}: {exc}\n".encode())
                 return 127, f"could not start {argv[0]!r}: {exc.strerror}"
             return _wait_process(process, timeout, stop)
 
     def run(self, command: list[str], env: dict[str, str], log_path: Path, workdir: Path,
-            timeout: float | None, stop: threading.Event) -> tuple[int, str | None]:
-        """(exit code, why it was killed or None)."""
+            timeout: float | None, stop: threading.Event, binds: dict[str, Path] | None = None
+            ) -> tuple[int, str | None]:
+        """(exit code, why it was killed or None); ``binds``: mount path -> folder, in the task's namespace."""
         with open(log_path, "ab") as log:
             python = sys.executable
             reqs = Requirements.from_command(command)
@@ -195,13 +199,23 @@ class Launcher:
                        for part in command]
             command = strip_prelude(command, python)
             if python == sys.executable and self.forker is not None:
-                started = self.forker.start(command, env, log_path, reqs.packages if reqs else (), workdir)
+                started = self.forker.start(command, env, log_path, reqs.packages if reqs else (), workdir,
+                                            {k: str(v) for k, v in (binds or {}).items()})
                 if started is not None:
                     return _wait_forked(started, timeout, stop)
             env = {**env, "TMPDIR": str(workdir)}  # the compiled script's mktemp -d lands in the task folder
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       env=env, cwd=workdir, preexec_fn=die_with_parent)
+                                       env=env, cwd=workdir, preexec_fn=_task_start(binds, workdir))
             return _wait_process(process, timeout, stop)
+
+
+def _task_start(binds: dict[str, Path] | None, workdir: Path) -> Callable[[], None]:
+    """What a task's child process does before exec: die with its parent, enter its own mounts."""
+    def start() -> None:
+        die_with_parent()
+        if binds:
+            sandbox.enter(binds, workdir)
+    return start
 
 
 def _wait_process(process: subprocess.Popen[bytes], timeout: float | None, stop: threading.Event
