@@ -12,23 +12,32 @@ Example::
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import itertools
 from pathlib import Path
-from typing import Any
-
-from markdown_it import MarkdownIt
+from typing import TYPE_CHECKING, Any
 
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.pipelines.tables import Artifact
 from kfbox.storage.uris import safe_join
 from kfbox.ui.csrf import Forbidden
 
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+
 MAX_PREVIEW_BYTES = 512 * 1024
 CSV_ROWS = 20
 TEXT_SUFFIXES = (".txt", ".log", ".json", ".yaml", ".yml", ".py", ".md")
-# CommonMark with raw HTML off: a Markdown artifact cannot carry script or markup of its own.
-_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+@functools.cache
+def _markdown() -> MarkdownIt:
+    """CommonMark with raw HTML off: a Markdown artifact cannot carry script or markup of its own.
+    Built on first use: markdown_it is not imported at server start."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
 
 
 class ArtifactFiles:
@@ -87,7 +96,7 @@ def preview(files: ArtifactFiles, row: Artifact) -> dict[str, Any]:
         return out
     out["size"] = path.stat().st_size
     if row.schema_title == "system.Markdown" or path.suffix == ".md":
-        out.update(view="markdown", html=_MARKDOWN.render(files.head(path)))
+        out.update(view="markdown", html=_markdown().render(files.head(path)))
     elif row.schema_title == "system.HTML" or path.suffix in (".html", ".htm"):
         out.update(view="html", src=f"/artifacts/{row.id}/raw")
     elif path.suffix == ".csv" or _looks_like_csv(files, path):
