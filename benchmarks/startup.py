@@ -5,8 +5,9 @@ Peers, measured in the same run with the rounds interleaved (each round runs eve
 side once, in an order that alternates): the bare interpreter (``python -c pass``, the floor no
 change can beat) and, with ``--baseline SRC``, another kfbox source tree (e.g. an older commit
 extracted with ``git archive <commit> src | tar -x -C /tmp/base``) run through PYTHONPATH.
-Printed: the median of each case per side and its ratio to the baseline; the goals are < 1.0 s
-for a fresh ``up`` and < 0.3 s for ``--help``.
+Printed: the median wall time of each case per side and its ratio to the baseline (the goals are
+< 1.0 s for a fresh ``up`` and < 0.3 s for ``--help``), then the median CPU time (user+sys of the
+process at exit, or at its first /healthz 200), which a loaded machine inflates far less.
 
     .venv/bin/python benchmarks/startup.py [--rounds 5] [--baseline /tmp/base/src]
 """
@@ -45,28 +46,47 @@ def time_bare(_: str | None, __: Path) -> float:
     return time.perf_counter() - start
 
 
+def _cpu_of(pid: int) -> float:
+    """user+system CPU seconds a live process has used (its threads included; /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU: dict[tuple[str | None, str], list[float]] = {}
+
+
 def time_help(src: str | None, _: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "kfbox", "--help"], check=True, stdout=subprocess.DEVNULL, env=_env(src))
-    return time.perf_counter() - start
+    proc = subprocess.Popen([sys.executable, "-m", "kfbox", "--help"], stdout=subprocess.DEVNULL, env=_env(src))
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"kfbox --help exited {proc.returncode}")
+    CPU.setdefault((src, "help"), []).append(usage.ru_utime + usage.ru_stime)
+    return elapsed
 
 
-def _time_up(src: str | None, home: Path) -> float:
+def _time_up(src: str | None, home: Path, case: str = "") -> float:
     """exec of ``kfbox up --port 0`` to the first 200 from /healthz; the server is then stopped."""
     (home / "server.json").unlink(missing_ok=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(src),
-                            start_new_session=True)
+    log = home.parent / f"{home.name}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)],
+                                stdout=out, stderr=subprocess.STDOUT, env=_env(src), start_new_session=True)
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"kfbox up exited {proc.returncode} (home {home})")
+                raise RuntimeError(f"kfbox up exited {proc.returncode} (home {home}):\n{log.read_text()[-2000:]}")
             try:
                 url = json.loads((home / "server.json").read_text())["url"]
                 with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
                     if resp.status == 200:
-                        return time.perf_counter() - start
+                        elapsed = time.perf_counter() - start
+                        if case:
+                            CPU.setdefault((src, case), []).append(_cpu_of(proc.pid))
+                        return elapsed
             except (OSError, ValueError, KeyError):
                 pass
             time.sleep(0.005)
@@ -84,7 +104,7 @@ def _time_up(src: str | None, home: Path) -> float:
 def time_up_fresh(src: str | None, scratch: Path) -> float:
     home = Path(tempfile.mkdtemp(dir=scratch))
     try:
-        return _time_up(src, home)
+        return _time_up(src, home, "up fresh")
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -94,7 +114,7 @@ def time_up_warm(src: str | None, scratch: Path) -> float:
     if not (home / "kfbox.db").exists():
         home.mkdir(exist_ok=True)
         _time_up(src, home)  # creates the schema; not counted
-    return _time_up(src, home)
+    return _time_up(src, home, "up warm")
 
 
 CASES: dict[str, Callable[[str | None, Path], float]] = {
@@ -135,6 +155,15 @@ def main() -> None:
                 ratio = f"{median / statistics.median(samples[('baseline', name)]):.2f}x"
             print(f"{name:<10} {side:<10} {median * 1000:>10.0f} {min(values) * 1000:>8.0f} "
                   f"{GOALS[name] * 1000:>8.0f} {ratio:>12}")
+    # CPU seconds to ready: far less sensitive than wall time to other load on a shared machine
+    print(f"\n{'CPU':<10} {'side':<10} {'median ms':>10} {'vs baseline':>12}  (user+sys at exit/ready)")
+    for kind in CASES:
+        for side, src in sides.items():
+            median = statistics.median(CPU[(src, kind)])
+            ratio = ""
+            if side != "baseline" and "baseline" in sides:
+                ratio = f"{median / statistics.median(CPU[(sides['baseline'], kind)]):.2f}x"
+            print(f"{kind:<10} {side:<10} {median * 1000:>10.0f} {ratio:>12}")
 
 
 if __name__ == "__main__":
