@@ -36,7 +36,7 @@ class Monitored:
                         f"{at_least} series of {expr}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # one server and one Prometheus for every module here
 def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
     if shutil.which("prometheus") is None:  # .ci/run installs it; say so rather than pass
         pytest.fail("prometheus is not installed: sudo apt-get install prometheus")

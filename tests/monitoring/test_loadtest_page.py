@@ -9,7 +9,7 @@ import httpx
 from tests.monitoring.conftest import SERVICES, Monitored
 from tests.serving.helpers import wait_for
 
-PAGE = f"/deployments/default/{SERVICES[0]}"
+PAGE = f"/deployments/default/{SERVICES[1]}"  # maxReplicas 1: the load leaves the replica count alone
 
 
 def _reports(client: httpx.Client) -> list[dict[str, Any]]:
@@ -26,7 +26,7 @@ def test_start_a_bounded_load_test_watch_it_and_keep_its_report(monitored: Monit
             refused = client.post(f"{PAGE}/loadtest", data={"csrf_token": token, field: value}, headers=origin)
             assert refused.status_code == 400, (field, value, refused.text)
         def peak() -> float:
-            body = client.get(f"/monitoring/series/default/{SERVICES[0]}", params={"minutes": 1}).json()
+            body = client.get(f"/monitoring/series/default/{SERVICES[1]}", params={"minutes": 1}).json()
             return max((v for v in body["rps"] if v is not None), default=0.0)
 
         before = peak()
