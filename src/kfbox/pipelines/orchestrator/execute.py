@@ -105,6 +105,7 @@ class Executor:
                                        log, placeholders, detail)
             except (ResolveError, OSError, ValueError, KeyError, RuntimeError, KfboxError) as exc:
                 outcome = ("FAILED", {}, {}, f"Task {path!r} could not start: {exc}", False)
+            shutil.rmtree(folder / "volumes", ignore_errors=True)  # secret files live only while the task runs
             state, outputs, produced, error, cache_hit = outcome
             if state == "SUCCEEDED" or engine.stop.is_set() or attempt + 1 == attempts:
                 break
@@ -168,11 +169,12 @@ class Executor:
         if platform.get("secretAsVolume") or platform.get("configMapAsVolume"):  # files in this task's folder
             binds.update(secrets.write_task_volumes(secrets.SealedSecrets(self.secret_env), platform,
                                                     folder / "volumes", name_of=_NameResolver(scope, parameters)))
-        if binds:
-            self.require_sandbox(sorted(binds))
         timeout = self.timeout(component.get("executorLabel", ""))
-        if containers.is_container_component(executor):
-            runtime = containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
+        runtime = (containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
+                   if containers.is_container_component(executor) else None)
+        if binds and (runtime is None or runtime.kind == "host"):  # in an image, the runtime mounts them
+            self.require_sandbox(sorted(binds))
+        if runtime is not None:
             containers.prepare_outputs(spec)
             command_parts = expand(container.get("command", []), spec, placeholders)
             if runtime.kind == "host" and command_parts[:1] == ["sh"] and shutil.which("bash"):
@@ -181,7 +183,7 @@ class Executor:
             launch = containers.build_launch(runtime, containers.ContainerTask(
                 image=image, command=command_parts,
                 args=expand(container.get("args", []), spec, placeholders), env=task_env,
-                binds=[self.tasks_root.parent, self.artifacts_root / engine.run_id],
+                binds=[self.tasks_root.parent, self.artifacts_root / engine.run_id], volumes=binds,
                 name=f"kfbox-{engine.run_id[:8]}-{detail['pod_name'][-8:]}"))
             if launch.log_line:
                 with open(log, "ab") as handle:
@@ -195,7 +197,6 @@ class Executor:
                 if engine.stop.is_set():
                     return ("CANCELED", {}, {}, None, False)
                 code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop, binds)
-        shutil.rmtree(folder / "volumes", ignore_errors=True)  # secret files live only while the task runs
         if code != 0:
             reason = why or _last_exception(log)
             error = (f"Task {path!r} failed" + (f": {reason}" if reason else f" with exit code {code}")
