@@ -71,7 +71,7 @@ class LocalPrometheus:
             data.mkdir(parents=True, exist_ok=True)
             argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
                     f"--storage.tsdb.retention.time={self.settings.prometheus_retention}",
-                    f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle"]
+                    f"--web.listen-address=127.0.0.1:{self.port}"]  # no --web.enable-lifecycle: no remote quit
             self.child = _spawn(argv, self.settings.logs_dir / "prometheus.log")
             return self.status()
 
