@@ -107,3 +107,18 @@ def test_secret_and_config_map_volumes_are_files_at_their_mount_paths(tmp_path: 
     assert not config_existed and not seen
     assert not (Path(tasks["show"]["log"]).parent / "volumes").exists()  # the secret files went with the task
     assert "s3cret" not in Path(tasks["show"]["log"]).read_text()
+
+
+def test_a_mount_path_that_would_hide_the_whole_filesystem_fails_the_task_saying_so(tmp_path: Path) -> None:
+    @dsl.component(base_image="python:3.11")
+    def nothing() -> str:
+        return "ran"
+
+    @dsl.pipeline(name="root-mount")
+    def root_mount() -> None:
+        pvc = kubernetes.CreatePVC(pvc_name_suffix="-r", access_modes=["ReadWriteOnce"], size="1Gi")
+        kubernetes.mount_pvc(nothing().set_caching_options(False), pvc_name=pvc.outputs["name"], mount_path="/")
+
+    state, _, tasks = run(root_mount, tmp_path)
+    assert state == "FAILED"
+    assert "mount path '/' must be an absolute path below /" in tasks["nothing"]["error"]

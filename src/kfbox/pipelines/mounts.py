@@ -9,12 +9,12 @@ same folders back ``pvc://`` storage URIs in serving.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from kfbox.pipelines.sandbox import check_mount_path
 from kfbox.pipelines.spec import CREATE_PVC_IMAGE
 
 _VALID = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -51,10 +51,7 @@ class Mounts:
         for mount in (self.executors.get(executor_label) or {}).get("pvcMount", []):
             folder = self.folder(self._pvc_name(mount, io_store))
             folder.mkdir(parents=True, exist_ok=True)
-            path = str(mount["mountPath"])
-            if not os.path.isabs(path) or ".." in Path(path).parts:
-                raise ValueError(f"mount_pvc: mount path {path!r} must be absolute, without '..'")
-            binds[path] = folder
+            binds[check_mount_path(str(mount["mountPath"]))] = folder
         return binds
 
     def _pvc_name(self, mount: dict[str, Any], io_store: Any) -> str:

@@ -76,6 +76,14 @@ def _unshare() -> None:
     Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
 
 
+def check_mount_path(path: str) -> str:
+    """``path`` when a task may mount a folder there: absolute, no ``..``, not ``/`` itself."""
+    parts = Path(path).parts
+    if not os.path.isabs(path) or ".." in parts or len(parts) < 2:
+        raise ValueError(f"mount path {path!r} must be an absolute path below / without '..' (e.g. /data)")
+    return path
+
+
 def enter(binds: Mapping[str, Path | str], scratch: Path) -> None:
     """Make each ``mount path -> folder`` of ``binds`` visible to this process (and its children) only."""
     if not binds:

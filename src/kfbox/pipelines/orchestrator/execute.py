@@ -172,6 +172,8 @@ class Executor:
         timeout = self.timeout(component.get("executorLabel", ""))
         runtime = (containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
                    if containers.is_container_component(executor) else None)
+        for target in binds:
+            sandbox.check_mount_path(target)
         if binds and (runtime is None or runtime.kind == "host"):  # in an image, the runtime mounts them
             self.require_sandbox(sorted(binds))
         if runtime is not None:
