@@ -16,7 +16,7 @@ def test_start_without_prometheus_installed_says_how_to_install(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus on it
     (tmp_path / "home").mkdir()
-    settings = Settings.load(home=tmp_path / "home")
+    settings = Settings.load(home=tmp_path / "home", serving_warm_standby=False)  # no standby replica to start
     Database(settings.db_url).upgrade()
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
         status = client.get("/monitoring/prometheus").json()
