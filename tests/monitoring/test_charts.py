@@ -47,6 +47,14 @@ def test_series_from_prometheus_then_from_memory(monitored: Monitored) -> None:
             monitored.prometheus = client.post("/monitoring/prometheus", json={"action": "start"}).json()["url"]
 
 
+def test_pipeline_runs_over_time(monitored: Monitored) -> None:
+    with monitored.server.client() as client:
+        body = wait_for(lambda: (b := client.get("/monitoring/series/pipelines", params={"minutes": 5}).json())
+                        and (_last(b["failed"]) or 0) >= 1 and b, 30, "the FAILED run on the pipelines chart")
+    assert set(body) == {"source", "step", "t", "pending", "running", "succeeded", "failed"}
+    assert all(len(body[f]) == len(body["t"]) for f in ("pending", "running", "succeeded", "failed"))
+
+
 def test_series_of_an_unknown_service_is_a_404(monitored: Monitored) -> None:
     with monitored.server.client() as client:
         reply = client.get("/monitoring/series/default/nope")

@@ -14,6 +14,7 @@ def test_monitoring_page_lists_charts_alerts_and_pipelines(monitored: Monitored)
     assert '<script src="/static/charts.js" defer></script>' in page.text
     for name in SERVICES:
         assert f'data-src="/monitoring/series/default/{name}?minutes=15"' in page.text
+    assert 'data-src="/monitoring/series/pipelines?minutes=15"' in page.text
     assert '<table id="alerts">' in page.text  # Prometheus runs: its alerts are listed
     assert data["prometheus"]["running"] and data["alerts"]["source"] == "prometheus"
     assert [s["name"] for s in data["services"]] == list(SERVICES)

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from kfbox.monitoring.history import History
+from kfbox.monitoring.history import PIPELINE_FIELDS, PIPELINES, History
 
 RATE_WINDOW = "30s"  # a live chart: a few scrapes wide (the dashboards use $__rate_interval)
 
@@ -45,6 +45,17 @@ async def deployment_series(prometheus_url: str | None, history: History, namesp
         except (httpx.HTTPError, KeyError, ValueError):
             pass  # Prometheus is starting or gone: the charts keep drawing from memory
     return {"source": "memory", "step": history.interval, **history.series((namespace, name), minutes)}
+
+
+async def pipeline_series(prometheus_url: str | None, history: History, minutes: float) -> dict[str, Any]:
+    """Runs by state over time: ``{"source", "step", "t", "pending", "running", "succeeded", "failed"}``."""
+    if prometheus_url:
+        queries = {f: f'sum(kfbox_pipeline_runs{{state="{f.upper()}"}})' for f in PIPELINE_FIELDS}
+        try:
+            return await _from_prometheus(prometheus_url, queries, minutes, history.interval)
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+    return {"source": "memory", "step": history.interval, **history.series(PIPELINES, minutes)}
 
 
 async def _from_prometheus(url: str, queries: dict[str, str], minutes: float, step: float) -> dict[str, Any]:

@@ -23,13 +23,15 @@ from array import array
 from typing import Any
 
 FIELDS = ("rps", "success", "p50", "p95", "p99", "inflight", "desired", "ready")
+PIPELINE_FIELDS = ("pending", "running", "succeeded", "failed")
+PIPELINES: tuple[str, str] = ("", "pipelines")  # the pipelines' ring, beside the services' ones
 MAX_SERVICES = 200
 Key = tuple[str, str]
 
 
 class _Ring:
-    def __init__(self, slots: int) -> None:
-        self.values = {field: array("d", [math.nan]) * slots for field in FIELDS}
+    def __init__(self, slots: int, fields: tuple[str, ...] = FIELDS) -> None:
+        self.values = {field: array("d", [math.nan]) * slots for field in fields}
 
 
 class History:
@@ -43,9 +45,17 @@ class History:
         self._previous: dict[Key, tuple[float, float, float, list[tuple[float, float]]]] = {}
 
     def bytes_used(self) -> int:
-        """The arrays' payload: what the docstring's bound counts."""
-        per_ring = len(FIELDS) * self.slots * 8
-        return self.slots * 8 + len(self.rings) * per_ring
+        """The arrays' payload: what the docstring's bound counts (plus the pipelines' ring once sampled)."""
+        return self.slots * 8 + sum(len(r.values) * self.slots * 8 for r in self.rings.values())
+
+    def sample_pipelines(self, counts: dict[str, int]) -> None:
+        """Record run counts by state into the slot :meth:`sample` last wrote."""
+        ring = self.rings.get(PIPELINES)
+        if ring is None:
+            ring = self.rings[PIPELINES] = _Ring(self.slots, PIPELINE_FIELDS)
+        slot = (self.cursor - 1) % self.slots
+        for field in PIPELINE_FIELDS:
+            ring.values[field][slot] = float(counts.get(field.upper(), 0))
 
     def sample(self, serving: Any, now: float) -> None:
         """Record one slot for every InferenceService from the manager's counters."""
@@ -54,7 +64,7 @@ class History:
         self.times[slot] = now
         live = set(serving.deployments)
         for key in list(self.rings):
-            if key not in live:
+            if key not in live and key != PIPELINES:
                 del self.rings[key]
                 self._previous.pop(key, None)
         for key in sorted(live):
@@ -95,11 +105,12 @@ class History:
     def series(self, key: Key, minutes: float = 60.0) -> dict[str, list[float | None]]:
         """Oldest first, the slots within the last ``minutes`` (NaN as None, for JSON)."""
         ring = self.rings.get(key)
+        fields = PIPELINE_FIELDS if key == PIPELINES else FIELDS
         order = [(self.cursor + i) % self.slots for i in range(self.slots)]
         newest = self.times[(self.cursor - 1) % self.slots]
         keep = [i for i in order if not math.isnan(self.times[i]) and newest - self.times[i] <= minutes * 60]
         out: dict[str, list[float | None]] = {"t": [self.times[i] for i in keep]}
-        for field in FIELDS:
+        for field in fields:
             values = ring.values[field] if ring else None
             out[field] = [None if values is None or math.isnan(values[i]) else round(values[i], 4) for i in keep]
         return out

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
 
 from kfbox.errors import InvalidInput, NotFound
-from kfbox.monitoring.charts import deployment_series
+from kfbox.monitoring.charts import deployment_series, pipeline_series
 from kfbox.monitoring.collectors import ChildProcessCollector, KnativeCollector
 from kfbox.monitoring.history import History
 from kfbox.monitoring.pipeline_metrics import PipelineCollector
@@ -56,6 +56,7 @@ class MonitoringService:
             serving = self.platform.services.get("serving")
             if serving is not None:
                 self.history.sample(serving, time.time())
+                self.history.sample_pipelines(self.pipeline_collector.summary()["runs"])
             await asyncio.sleep(self.history.interval)
 
     async def series(self, namespace: str, name: str, minutes: float) -> dict[str, Any]:
@@ -97,6 +98,10 @@ def _router(service: MonitoringService) -> APIRouter:
     @router.get("/sd")
     def service_discovery(job: str = SERVER_JOB) -> list[dict[str, Any]]:
         return targets(service.platform, job)
+
+    @router.get("/series/pipelines")
+    async def pipelines_series(minutes: float = Query(default=15, gt=0, le=60)) -> dict[str, Any]:
+        return await pipeline_series(service.prometheus.url, service.history, minutes)
 
     @router.get("/series/{namespace}/{name}")
     async def chart_series(namespace: str, name: str, minutes: float = Query(default=15, gt=0, le=60)

@@ -5,11 +5,16 @@
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
   var W = 720, H = 92, LEFT = 52, RIGHT = 8, GAP = 18;
-  var PANELS = [
+  var SERVICE_PANELS = [
     { title: "requests/s", fields: [["rps", "#2563eb", "req/s"]] },
     { title: "success %", fields: [["success", "#16a34a", "success"]], scale: 100, max: 100 },
     { title: "latency ms", fields: [["p50", "#0891b2", "p50"], ["p95", "#d97706", "p95"], ["p99", "#dc2626", "p99"]] },
     { title: "replicas · in flight", fields: [["desired", "#7c3aed", "desired"], ["ready", "#16a34a", "ready"], ["inflight", "#64748b", "in flight"]] }
+  ];
+
+  var PIPELINE_PANELS = [
+    { title: "runs queued · running", fields: [["pending", "#d97706", "pending"], ["running", "#2563eb", "running"]] },
+    { title: "runs finished", fields: [["succeeded", "#16a34a", "succeeded"], ["failed", "#dc2626", "failed"]] }
   ];
 
   function el(name, attrs, parent) {
@@ -30,6 +35,7 @@
 
   function draw(fig, data) {
     var t = data.t || [];
+    var PANELS = fig.getAttribute("data-kind") === "pipelines" ? PIPELINE_PANELS : SERVICE_PANELS;
     var old = fig.querySelector("svg");
     var svg = el("svg", { viewBox: "0 0 " + W + " " + (PANELS.length * (H + GAP) + 16), role: "img",
       "class": "chart", "aria-label": "live metrics" });
@@ -73,12 +79,15 @@
       b.textContent = clock(t1);
     }
     if (old) { fig.replaceChild(svg, old); } else { fig.insertBefore(svg, fig.firstChild); }
-    ["rps", "p99", "ready", "desired", "inflight"].forEach(function (f) {
+    ["rps", "p99", "ready", "desired", "inflight", "pending", "failed"].forEach(function (f) {
       var v = last(data[f] || []);
       fig.setAttribute("data-last-" + f, v === null ? "" : String(v));
     });
     var cap = fig.querySelector("figcaption");
-    if (cap) {
+    if (cap && PANELS === PIPELINE_PANELS) {
+      cap.textContent = "from " + data.source + " · " + fmt(last(data.pending || []), 0) + " pending · " +
+        fmt(last(data.running || []), 0) + " running · updated " + clock(Date.now() / 1000);
+    } else if (cap) {
       cap.textContent = "from " + data.source + " · " + fmt(last(data.rps || []), 1) + " req/s · p99 " +
         fmt(last(data.p99 || []), 1) + " ms · " + fmt(last(data.ready || []), 0) + "/" + fmt(last(data.desired || []), 0) +
         " replicas ready · updated " + clock(Date.now() / 1000);
