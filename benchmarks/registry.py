@@ -285,15 +285,18 @@ def mlflow_client(url: str) -> Register:
 
 
 def warm(side: Side, label: str, batch: int) -> int:
-    """Register batches until two in a row run at rates within 20% (at most 20): a server still
-    importing or filling caches is not measured. Returns the registrations spent."""
+    """Register batches until three in a row run within 15% of each other, after at least five and
+    20 s (at most 40 batches): MLflow's workers import lazily and warm one by one, and on a busy
+    machine that takes minutes -- a server still warming is not measured. Returns registrations spent."""
     rates: list[float] = []
-    while len(rates) < 20:
-        start = time.perf_counter()
+    start = time.perf_counter()
+    while len(rates) < 40:
+        began = time.perf_counter()
         for i in range(batch):
             side.register(f"{label}-warm-{len(rates)}-{i}")
-        rates.append(batch / (time.perf_counter() - start))
-        if len(rates) >= 2 and abs(rates[-1] - rates[-2]) <= 0.2 * max(rates[-2:]):
+        rates.append(batch / (time.perf_counter() - began))
+        last = rates[-3:]
+        if len(rates) >= 5 and time.perf_counter() - start > 20 and max(last) - min(last) <= 0.15 * max(last):
             break
     return batch * len(rates)
 
