@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import unicodedata
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import kfp_server_api
@@ -22,13 +21,6 @@ from tests.support import ServerProcess
 
 NFC = "caf\u00e9 model"
 NFD = "cafe\u0301 model"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"))
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture(scope="module")
