@@ -74,6 +74,43 @@ def test_pvc_mounted_at_its_path_for_the_tasks_only(tmp_path: Path, fork_tasks: 
     assert not seen and not os.path.lexists(Path(mount).parent)
 
 
+def test_a_link_or_file_at_the_mount_path_on_the_host_is_shadowed_not_touched(tmp_path: Path) -> None:
+    """A dangling link (what the old engine left at /mnt/models) or a file at the mount path: the task
+    still gets its PVC folder there, and the host's entry is exactly as it was."""
+    base = Path(f"/kfbox-test-{uuid.uuid4().hex[:8]}")
+    base.mkdir()
+    try:
+        (base / "models").symlink_to(tmp_path / "gone")  # dangling
+        (base / "file").write_text("host")
+        (base / "other").write_text("kept")
+
+        @dsl.component(base_image="python:3.11")
+        def use(first: str, second: str, sibling: str) -> str:
+            for path in (first, second):
+                with open(f"{path}/note.txt", "w") as f:
+                    f.write("in the pvc")
+            return open(sibling).read()
+
+        @dsl.pipeline(name="shadow")
+        def shadow() -> None:
+            pvc = kubernetes.CreatePVC(pvc_name_suffix="-s", access_modes=["ReadWriteOnce"], size="1Gi")
+            task = use(first=f"{base}/models", second=f"{base}/file/sub", sibling=f"{base}/other")
+            task.set_caching_options(False)
+            kubernetes.mount_pvc(task, pvc_name=pvc.outputs["name"], mount_path=f"{base}/models")
+            kubernetes.mount_pvc(task, pvc_name=pvc.outputs["name"], mount_path=f"{base}/file/sub")
+
+        state, error, tasks = run(shadow, tmp_path)
+        assert state == "SUCCEEDED", error
+        assert tasks["use"]["parameters"]["Output"] == "kept"  # the rest of the folder is still there
+        name = tasks["createpvc"]["parameters"]["name"]
+        assert (tmp_path / "run" / "pvc" / name / "note.txt").read_text() == "in the pvc"
+        assert os.readlink(base / "models") == str(tmp_path / "gone") and (base / "file").read_text() == "host"
+    finally:
+        for entry in base.iterdir():
+            entry.unlink()
+        base.rmdir()
+
+
 def test_secret_and_config_map_volumes_are_files_at_their_mount_paths(tmp_path: Path) -> None:
     base = f"/kfbox-test-{uuid.uuid4().hex[:8]}"
 

@@ -93,22 +93,28 @@ def enter(binds: Mapping[str, Path | str], scratch: Path) -> None:
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     for count, (target, source) in enumerate(sorted(binds.items(), key=lambda item: len(Path(item[0]).parts))):
         path = Path(target)
-        if not path.is_dir():
+        if path.is_symlink() or not path.is_dir():
             _make_room(path, scratch / f".mount-{count}")
         _mount(str(source), str(path), None, MS_BIND | MS_REC)
     os.chdir(cwd)
 
 
 def _make_room(target: Path, staging: Path) -> None:
-    """Shadow the nearest existing parent of ``target`` with a tmpfs copy of its entries plus ``target``."""
-    parent = target
-    while not parent.is_dir():
-        if parent.exists() or parent.is_symlink():
-            raise SandboxError(f"mount path {str(target)!r}: {parent} exists and is not a folder")
+    """Shadow the nearest real folder above ``target`` with a tmpfs copy of its entries plus ``target``.
+
+    Whatever stands on the way on the host -- a file, a link, a dangling link left by someone else --
+    is left out of the copy and replaced by a folder, in this namespace only: a pod's mount path
+    is a folder whatever the image has there, and the host's entry stays as it was.
+    """
+    parent = target.parent
+    while parent.is_symlink() or not parent.is_dir():
         parent = parent.parent
+    replaced = target.relative_to(parent).parts[0]
     staging.mkdir(parents=True, exist_ok=True)
     _mount("tmpfs", str(staging), "tmpfs", 0, "mode=755")
     for entry in os.scandir(parent):
+        if entry.name == replaced and (entry.is_symlink() or not entry.is_dir()):
+            continue
         copy = staging / entry.name
         if entry.is_symlink():
             os.symlink(os.readlink(entry.path), copy)
