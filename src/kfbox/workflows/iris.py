@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import io
 import json
 import re
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,7 +25,8 @@ from rich.console import Console
 
 from kfbox.cli.api import ApiClient
 from kfbox.cli.run_watch import watch_run
-from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
+from kfbox.errors import InvalidInput, KfboxError, Unavailable
+from kfbox.workflows.example_files import find_example_dir, load_example_module
 
 NAMESPACE = "kubeflow-user-example-com"
 SERVICE = "sklearn-inference"
@@ -63,27 +61,6 @@ class IrisSummary:
     training_seconds: float
     selection_seconds: float
     total_seconds: float
-
-
-def find_examples_dir(start: Path | None = None) -> Path:
-    """``examples/iris`` of the source tree kfbox runs from (an editable install or a checkout)."""
-    here = start or Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "examples" / "iris" / "pipelines.py"
-        if candidate.exists():
-            return candidate.parent
-    raise NotFound("Cannot find examples/iris/pipelines.py next to this kfbox. Run from a kfbox checkout "
-                   "(`make run`) or pass --examples-dir PATH/examples/iris.")
-
-
-def load_pipelines(examples_dir: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kfbox_iris_pipelines", examples_dir / "pipelines.py")
-    if spec is None or spec.loader is None:
-        raise NotFound(f"{examples_dir / 'pipelines.py'} is not a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def next_version(registry: Any) -> str:
@@ -160,8 +137,8 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
     if not options.neighbors or any(k < 1 for k in options.neighbors):
         raise InvalidInput(f"Neighbors {options.neighbors} must be a non-empty list of positive integers.")
     started = time.monotonic()
-    examples_dir = examples_dir or find_examples_dir()
-    pipelines = load_pipelines(examples_dir)
+    examples_dir = examples_dir or find_example_dir("iris", "pipelines.py", "make run")
+    pipelines = load_example_module(examples_dir, "pipelines.py")
     registry = registry_client(platform_url, token)
     version = options.version or next_version(registry)
     if not version.strip() or any(c.isspace() or not c.isprintable() for c in version):

@@ -13,12 +13,10 @@ import dataclasses
 import importlib.util
 import io
 import re
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -27,7 +25,8 @@ from rich.console import Console
 
 from kfbox.cli.api import ApiClient
 from kfbox.cli.run_watch import watch_run
-from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
+from kfbox.errors import InvalidInput, KfboxError, Unavailable
+from kfbox.workflows.example_files import find_example_dir, load_example_module
 from kfbox.workflows.iris import registry_client
 
 NAMESPACE = "kubeflow-user-example-com"
@@ -75,26 +74,6 @@ class LlmSummary:
     answer: dict[str, Any]
     training_seconds: float
     total_seconds: float
-
-
-def find_examples_dir(start: Path | None = None) -> Path:
-    """``examples/llm`` of the source tree kfbox runs from (an editable install or a checkout)."""
-    here = start or Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "examples" / "llm" / "pipeline.py").exists():
-            return parent / "examples" / "llm"
-    raise NotFound("Cannot find examples/llm/pipeline.py next to this kfbox. Run from a kfbox checkout "
-                   "(`make run-llm`) or pass --examples-dir PATH/examples/llm.")
-
-
-def load_pipeline(examples_dir: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("kfbox_llm_pipeline", examples_dir / "pipeline.py")
-    if spec is None or spec.loader is None:
-        raise NotFound(f"{examples_dir / 'pipeline.py'} is not a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_extra() -> None:
@@ -165,8 +144,8 @@ def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: 
                            "must be >= 0, >= 1 and >= 0.")
     check_extra()
     started = time.monotonic()
-    examples_dir = examples_dir or find_examples_dir()
-    pipeline = load_pipeline(examples_dir)
+    examples_dir = examples_dir or find_example_dir("llm", "pipeline.py", "make run-llm")
+    pipeline = load_example_module(examples_dir, "pipeline.py")
     registry = registry_client(platform_url, token)
     version = options.version or next_version(registry, options.model_name)
     console.print(f"Fine-tuning MiniLM with LoRA on {options.source} ({options.subset or 'all'} texts, "
