@@ -57,7 +57,7 @@ def test_chart_shows_a_load_test_scale_the_deployment_up(scaling_server: ServerP
             tab.wait_for_url("**/deployments/default/watch*")
             _wait_ready_replicas(tab, chart, lambda n: n >= 2, 90)
             assert float(chart.get_attribute("data-last-rps") or 0) > 1
-            playwright.expect(tab.locator("#live-chart svg path[data-field=ready]")).to_have_count(1)  # retries
+            playwright.expect(tab.locator("#live-chart svg path[data-field=ready]")).to_have_count(1, timeout=20_000)
             assert "memory" in (chart.locator("figcaption").text_content() or "")
             tab.screenshot(path=str(tmp_path / "scale-up.png"), full_page=True)
             assert not errors, errors  # no CSP violation, no script error
