@@ -154,8 +154,9 @@ class Supervisor:
             self._ingest(run_id, entry)
             code = entry.child.returncode
             self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
-            self.store.finish(run_id, "FAILED", f"The run's worker process exited with code {code} before "
-                              f"finishing; see {entry.child.log_path}.", only_if=("RUNNING", "PENDING"))
+            if not entry.finished:  # a worker that said its run ended must not fail it: the run may be retried by now
+                self.store.finish(run_id, "FAILED", f"The run's worker process exited with code {code} before "
+                                  f"finishing; see {entry.child.log_path}.", only_if=("RUNNING", "PENDING"))
             with self.lock:
                 self.active.pop(run_id, None)
             with contextlib.suppress(NotFound):  # deleted while it ran
@@ -164,6 +165,7 @@ class Supervisor:
 
     def _ingest(self, run_id: str, entry: _Active) -> None:
         events = entry.reader.read()
+        entry.finished = entry.finished or any(event.get("event") == "run_finished" for event in events)
         try:
             self.store.apply_all(run_id, events)
         except Exception:  # one bad event must not cost the batch: apply them one by one
