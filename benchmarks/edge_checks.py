@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from kfbox.serving.loadtest import LoadSpec, run_load
+from kfbox.loadtest.runner import LoadSpec, run_load
 from serving import (
     BODY,
     NAMESPACE,

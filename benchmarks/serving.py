@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kfbox.serving.loadtest import LoadSpec, run_load
-from kfbox.serving.loadtest_report import percentile
+from kfbox.loadtest.report import percentile
+from kfbox.loadtest.runner import LoadSpec, run_load
 
 NAMESPACE = "kubeflow-user-example-com"
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'

@@ -14,14 +14,14 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, err_console, print_json
+from kfbox.client import ApiClient
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
-from kfbox.serving import loadtest_plot
-from kfbox.serving.loadtest import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, LoadSpec, Snapshot, run_load
-from kfbox.serving.loadtest_report import Report
-from kfbox.serving.loadtest_target import DEFAULT_NAMESPACE, ReplicaGauge, Target, is_url, resolve_target
+from kfbox.loadtest import plot as loadtest_plot
+from kfbox.loadtest.report import Report
+from kfbox.loadtest.runner import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, LoadSpec, Snapshot, run_load
+from kfbox.loadtest.target import DEFAULT_NAMESPACE, ReplicaGauge, Target, is_url, resolve_target
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

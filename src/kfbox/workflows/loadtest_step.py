@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from kfbox.serving.loadtest import LoadSpec, run_load
+from kfbox.loadtest.runner import LoadSpec, run_load
 
 
 def short_loadtest(endpoint: str, request: dict[str, Any], token: str | None, seconds: float, concurrency: int,

@@ -24,7 +24,7 @@ REPLICAS_METRIC = "kfbox_serving_replicas"
 
 
 class Api(Protocol):
-    """The part of :class:`kfbox.cli.api.ApiClient` used here."""
+    """The part of :class:`kfbox.client.ApiClient` used here."""
 
     base_url: str
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from kfbox.cli.main import main
-from kfbox.serving.loadtest import LoadSpec, run_load
+from kfbox.loadtest.runner import LoadSpec, run_load
 from tests.serving.helpers import ROWS, apply, manifest, status, train_iris, wait_for
 from tests.support import ServerProcess
 

@@ -10,7 +10,7 @@ import importlib.util
 from pathlib import Path
 
 from kfbox.errors import InvalidInput, Unsupported
-from kfbox.serving.loadtest_report import Report
+from kfbox.loadtest.report import Report
 
 FORMATS = (".svg", ".png", ".pdf")
 MISSING = "--plot needs matplotlib; install it with: pip install matplotlib"

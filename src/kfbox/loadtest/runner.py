@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kfbox.errors import InvalidInput
-from kfbox.serving.loadtest_http import Connection, HttpTarget, ProtocolError, RequestTimeout, open_connection
-from kfbox.serving.loadtest_report import Report
+from kfbox.loadtest.connection import Connection, HttpTarget, ProtocolError, RequestTimeout, open_connection
+from kfbox.loadtest.report import Report
 
 DEFAULT_REQUESTS = 200
 DEFAULT_CONCURRENCY = 50
