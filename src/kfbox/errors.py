@@ -7,6 +7,7 @@
      +-- Conflict         it exists already / state forbids the change     (409)
      +-- PayloadTooLarge  request body over the limit                      (413)
      +-- Unsupported      a feature kfbox does not offer here              (501)
+     |    +-- MissingExtra  it needs an optional dependency not installed here
      +-- Unavailable      a dependency (server, replica, database) is down (503)
      +-- InsufficientStorage  the disk (or the database's) is full        (507)
 
@@ -50,6 +51,10 @@ class PayloadTooLarge(KfboxError):
 
 class Unsupported(KfboxError):
     status_code = 501
+
+
+class MissingExtra(Unsupported):
+    """An optional dependency is not installed; the message names the ``kfbox[extra]`` to install."""
 
 
 class Unavailable(KfboxError):

@@ -26,10 +26,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.orm import Session, sessionmaker
 
 from kfbox.errors import InvalidInput, Unavailable
+from kfbox.extras import missing
 from kfbox.storage.space import insufficient_storage
 
 _WRITE = "kfbox_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# the kfbox extra that installs each backend's driver (psycopg, pymysql)
+DRIVER_EXTRAS = {"postgresql": "postgres", "mysql": "mysql"}
 
 
 class Database:
@@ -104,6 +107,10 @@ def _create_engine(url: str) -> Engine:
         engine = create_engine(url, **kwargs)
     except (ArgumentError, NoSuchModuleError) as exc:
         raise InvalidInput(f"Database URL {url!r} is not supported: {exc}") from exc
+    except ModuleNotFoundError as exc:  # the dialect imports its driver here
+        if backend not in DRIVER_EXTRAS or exc.name is None:
+            raise
+        raise missing(exc.name, extra=DRIVER_EXTRAS[backend], feature=f"A {backend} database") from exc
     if backend == "sqlite":
         _configure_sqlite(engine)
     return engine

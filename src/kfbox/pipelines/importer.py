@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from kfbox.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable
+from kfbox.extras import require
 from kfbox.storage.uris import UriResolver, safe_join
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def _finish(staging: Path, target: Path) -> Path:
 
 
 def _from_s3(uri: str, dest: Path, settings: Settings) -> Path:
-    import boto3  # slow to import: only when an s3:// artifact is imported
+    boto3 = require("boto3", extra="s3", feature="A dsl.importer s3:// URI")  # slow to import: only here
     from botocore.exceptions import BotoCoreError, ClientError
 
     parts = urlsplit(uri)

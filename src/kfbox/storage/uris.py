@@ -32,6 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, NotFound, Unavailable
+from kfbox.extras import require
 from kfbox.storage.confine import resolve_inside
 from kfbox.storage.space import insufficient_storage
 
@@ -134,7 +135,7 @@ class UriResolver:
         target = cache / hashlib.sha256(uri.encode()).hexdigest()[:16]
         if target.exists():
             return resolve_inside(_single_file_or_dir(target), cache, uri)
-        import boto3  # only when S3 is used: it is slow to import
+        boto3 = require("boto3", extra="s3", feature="An s3:// model URI")  # slow to import: only here
         from botocore.exceptions import BotoCoreError, ClientError
 
         client = boto3.client("s3", endpoint_url=settings.s3_endpoint, aws_access_key_id=settings.s3_access_key,
