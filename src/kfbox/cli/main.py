@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from kfbox import __version__
 from kfbox.cli.lazy import LazyGroup
 from kfbox.errors import KfboxError
 
@@ -54,6 +53,8 @@ _debug = False
 
 def _print_version(value: bool) -> None:
     if value:
+        from kfbox import __version__  # looked up only here: a scan of the installed distributions
+
         typer.echo(__version__)
         raise typer.Exit()
 
