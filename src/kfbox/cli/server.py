@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 
 from kfbox.cli.options import HomeOption, Output, OutputOption
@@ -88,6 +87,8 @@ def start_detached(settings: Settings) -> None:
 
 
 def _healthy(url: str) -> bool:
+    import httpx  # not at import: `kfbox up` in the foreground never calls this (~70 ms)
+
     try:
         return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
