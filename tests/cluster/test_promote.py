@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from kfbox.cli.api import ApiClient
+from kfbox.client import ApiClient
 from kfbox.cluster.contexts import Context, ContextStore
 from kfbox.cluster.objects import check_kserve
 from kfbox.cluster.promote import PROMOTED_FROM, promote

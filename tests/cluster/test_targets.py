@@ -25,8 +25,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from kfbox.cli import main
-from kfbox.cli.api import ApiClient
 from kfbox.cli.target import connect
+from kfbox.client import ApiClient
 from kfbox.cluster.contexts import Context, ContextStore
 from kfbox.cluster.remote import Remote
 from kfbox.cluster.target import ClusterApi

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kfbox.cli.api import resolve_url
 from kfbox.cli.options import HomeOption, TokenOption, UrlOption
 from kfbox.cli.output import console, print_pairs, print_table
+from kfbox.client import resolve_url
 from kfbox.config import Settings
 from kfbox.errors import Unavailable
 from kfbox.workflows.iris import IrisOptions, IrisSummary, run_iris

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from kfbox.cli.api import resolve_url
 from kfbox.cli.options import HomeOption, TokenOption, UrlOption
 from kfbox.cli.output import err_console
+from kfbox.client import resolve_url
 
 CONTEXT = "kfbox"
 

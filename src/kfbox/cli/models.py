@@ -9,20 +9,19 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
+from kfbox.client import ApiClient
+from kfbox.client.registry import pages
 from kfbox.errors import NotFound
 
 API = "/api/model_registry/v1"
-PAGE = "1000"
 
 models_app = typer.Typer(help="Browse the Model Registry: models, versions, properties, artifact URIs.",
                          no_args_is_help=True)
@@ -30,17 +29,6 @@ models_app = typer.Typer(help="Browse the Model Registry: models, versions, prop
 
 def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
-
-
-def pages(api: ApiClient, path: str, **params: str) -> Iterator[dict[str, Any]]:
-    """Every item of a registry list, following nextPageToken."""
-    token = ""
-    while True:
-        page = api.get(path, params={**params, "pageSize": PAGE, "nextPageToken": token})
-        yield from page["items"]
-        token = page["nextPageToken"]
-        if not token:
-            return
 
 
 def property_value(value: dict[str, Any]) -> Any:

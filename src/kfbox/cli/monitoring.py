@@ -11,9 +11,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, print_json
+from kfbox.client import ApiClient
 
 monitoring_app = typer.Typer(help="Local Prometheus (up, down, status) and Grafana dashboards for kfbox.",
                              no_args_is_help=True)

@@ -15,9 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
+from kfbox.client import ApiClient
 from kfbox.errors import Unavailable
 
 API = "/kfbox/v1/notebooks"

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_pairs
+from kfbox.client import ApiClient
 from kfbox.cluster.contexts import ContextStore
 from kfbox.cluster.promote import promote as promote_version
 from kfbox.cluster.remote import Remote

@@ -15,11 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
-from kfbox.cli.run_watch import duration, styled, task_table, watch_run
 from kfbox.cli.target import connect
+from kfbox.client import ApiClient
+from kfbox.client.run_watch import duration, styled, task_table, watch_run
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.pipelines import spec as specs
 
@@ -79,7 +79,7 @@ def run(
             console.print(f"Run [bold]{run_id}[/] submitted ({created['state']}). Follow it with: "
                           f"kfbox runs get {run_id}")
         return
-    final = watch_run(api, run_id, live=output == Output.table)
+    final = watch_run(api, run_id, live=output == Output.table, console=console)
     if output == Output.json:
         print_json(final)
     _report(final, quiet=output == Output.json)

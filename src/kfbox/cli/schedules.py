@@ -14,10 +14,10 @@ from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_pairs, print_table
 from kfbox.cli.runs import _experiment_id, _load, parse_parameters
+from kfbox.client import ApiClient
 from kfbox.errors import InvalidInput
 from kfbox.pipelines import spec as specs
 

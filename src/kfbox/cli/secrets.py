@@ -14,9 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_pairs, print_table
+from kfbox.client import ApiClient
 from kfbox.errors import InvalidInput
 
 API = "/kfbox/v1"

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from kfbox.cli.api import ApiClient
 from kfbox.cli.options import ContextOption, HomeOption, HostOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, print_json, print_table
 from kfbox.cli.target import connect
+from kfbox.client import ApiClient
 from kfbox.errors import Conflict, InvalidInput, Unavailable
 
 API = "/apis/serving.kserve.io/v1beta1"

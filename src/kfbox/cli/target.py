@@ -9,7 +9,7 @@ In order, the first that is given wins:
 3. the current context (``kfbox context use NAME``; ``kfbox context use local`` clears it);
 4. the server ``kfbox up`` recorded in the home.
 
-A kfbox server gets a plain :class:`~kfbox.cli.api.ApiClient`; a cluster gets a
+A kfbox server gets a plain :class:`~kfbox.client.ApiClient`; a cluster gets a
 :class:`~kfbox.cluster.target.ClusterApi`, which answers the same kfbox paths through the
 cluster's gateway and Kubernetes API, so the commands themselves have no remote cases.
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kfbox.cli.api import ApiClient
+from kfbox.client import ApiClient
 from kfbox.config import default_home
 from kfbox.errors import InvalidInput
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from kfbox.cli.api import ApiClient
+from kfbox.client import ApiClient
 from kfbox.errors import InvalidInput, NotFound
 
 FIELD_MANAGER = "kfbox"

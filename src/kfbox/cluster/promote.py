@@ -29,8 +29,8 @@ from typing import Any
 
 import yaml
 
-from kfbox.cli.api import ApiClient
-from kfbox.cli.models import pages
+from kfbox.client import ApiClient
+from kfbox.client.registry import pages
 from kfbox.cluster.objects import check_kserve, inference_service, predictor_authorization_policy, s3_access
 from kfbox.cluster.remote import Remote
 from kfbox.cluster.runner import Command, CommandRunner

@@ -30,7 +30,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from kfbox.cli.api import ApiClient
+from kfbox.client import ApiClient
 from kfbox.cluster.contexts import Context
 from kfbox.errors import KfboxError, NotFound, Unauthorized, Unavailable
 

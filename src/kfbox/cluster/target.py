@@ -1,7 +1,7 @@
 """kfbox's client API answered by a Kubeflow cluster: one routing table instead of per-command cases.
 
 The everyday commands (``kfbox run|runs|models|serve|deploy|predict``) speak kfbox's paths to
-an :class:`~kfbox.cli.api.ApiClient`. For a remote target they get a :class:`ClusterApi`, the
+an :class:`~kfbox.client.ApiClient`. For a remote target they get a :class:`ClusterApi`, the
 same interface, which sends each path where the cluster serves it:
 
 ==========================================  ===================================================
@@ -43,7 +43,7 @@ import json
 import re
 from typing import Any
 
-from kfbox.cli.api import ApiClient
+from kfbox.client import ApiClient
 from kfbox.cluster.kubeapi import KubeApi
 from kfbox.cluster.objects import inference_service, predictor_authorization_policy, s3_access
 from kfbox.cluster.remote import Remote

@@ -23,8 +23,8 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
-from kfbox.cli.api import ApiClient
-from kfbox.cli.run_watch import watch_run
+from kfbox.client import ApiClient
+from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.workflows.example_files import find_example_dir, load_example_module
 
@@ -94,7 +94,7 @@ def run_pipeline(client: Any, api: ApiClient, package: Path, arguments: dict[str
         result = client.create_run_from_pipeline_package(str(package), arguments=arguments, run_name=title,
                                                          experiment_name="iris")
     console.print(f"Run {result.run_id} submitted ({title}); details: kfbox runs get {result.run_id}")
-    run = watch_run(api, result.run_id)
+    run = watch_run(api, result.run_id, console=console)
     if run["state"] != "SUCCEEDED":
         message = (run.get("error") or {}).get("message") or "no error message"
         raise KfboxError(f"Pipeline run '{title}' ({result.run_id}) ended {run['state']}: {message}. "

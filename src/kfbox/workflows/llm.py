@@ -23,8 +23,8 @@ import httpx
 import yaml
 from rich.console import Console
 
-from kfbox.cli.api import ApiClient
-from kfbox.cli.run_watch import watch_run
+from kfbox.client import ApiClient
+from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.workflows.example_files import find_example_dir, load_example_module
 from kfbox.workflows.iris import registry_client
@@ -166,7 +166,7 @@ def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: 
                                                              run_name=f"llm-fine-tuning-{version}",
                                                              experiment_name="llm")
     console.print(f"Run {result.run_id} submitted; details: kfbox runs get {result.run_id}")
-    run = watch_run(api, result.run_id)
+    run = watch_run(api, result.run_id, console=console)
     if run["state"] != "SUCCEEDED":
         message = (run.get("error") or {}).get("message") or "no error message"
         raise KfboxError(f"The fine-tuning run ({result.run_id}) ended {run['state']}: {message}. "

@@ -9,11 +9,11 @@ import datetime
 import time
 from typing import Any
 
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from kfbox.cli.api import ApiClient
-from kfbox.cli.output import console
+from kfbox.client.api import ApiClient
 
 API = "/apis/v2beta1"
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
@@ -21,13 +21,15 @@ STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "CANC
                "CANCELING": "magenta", "PENDING": "dim"}
 
 
-def watch_run(api: ApiClient, run_id: str, live: bool = True) -> dict[str, Any]:
+def watch_run(api: ApiClient, run_id: str, live: bool = True, console: Console | None = None) -> dict[str, Any]:
+    """Poll a run until it ends; with ``live``, redraw its task table on ``console`` meanwhile."""
     body = api.get(f"{API}/runs/{run_id}")
     if not live:
         while body["state"] not in FINAL:
             time.sleep(0.3)
             body = api.get(f"{API}/runs/{run_id}")
         return body
+    console = console or Console()
     with Live(task_table(body), console=console, refresh_per_second=4, transient=False) as display:
         while body["state"] not in FINAL:
             time.sleep(0.3)

@@ -43,7 +43,8 @@ def resolve_url(url: str | None = None, home: Path | None = None) -> str:
     record = read_record(home)
     if record is None:
         raise Unavailable(f"No kfbox server is running for home {home}. "
-                          "Start one with: kfbox up --detach (or pass --url / set KFBOX_URL; a cluster: --context NAME).")
+                          "Start one with: kfbox up --detach "
+                          "(or pass --url / set KFBOX_URL; a cluster: --context NAME).")
     return str(record["url"])
 
 

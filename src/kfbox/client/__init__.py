@@ -1,0 +1,11 @@
+"""The Python client of kfbox's own HTTP API, used by the CLI, the workflows and the load tester.
+
+Users import from here::
+
+    from kfbox.client import ApiClient
+    api = ApiClient.connect()
+"""
+
+from kfbox.client.api import ApiClient, error_from_response, resolve_url
+
+__all__ = ["ApiClient", "error_from_response", "resolve_url"]
