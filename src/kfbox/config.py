@@ -100,6 +100,9 @@ class Settings:
     """How long the local Prometheus keeps data (its --storage.tsdb.retention.time)."""
     prometheus_scrape_interval: str = "5s"
     """How often the local Prometheus scrapes kfbox and its replicas, and refreshes their list."""
+    prometheus_alert_for: str = ""
+    """Replace every alerting rule's ``for:`` in the local Prometheus (e.g. ``5s``, for tests and demos);
+    empty keeps the shipped durations."""
     monitoring_sample_interval: float = 5.0
     """Seconds between samples of the dashboard's own one-hour chart history (used without Prometheus)."""
 
