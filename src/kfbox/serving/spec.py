@@ -20,6 +20,7 @@ import json
 import re
 from typing import Any
 
+from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput
 
 API_VERSION = "serving.kserve.io/v1beta1"
@@ -35,7 +36,6 @@ PATH_ANNOTATION = "serving.kfbox.io/python-path"
 GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
 UNSAFE_PICKLE_ANNOTATION = "serving.kfbox.io/allow-unsafe-pickle"
 DEFAULT_SCALE_TARGET = 100  # Knative's container-concurrency-target-default
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,15 +146,6 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          max_replicas=max_replicas, scale_target=target, scale_metric=metric,
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true")
-
-
-def parse_duration(value: Any, what: str) -> float:
-    """Seconds from a Go-style duration such as ``"60s"``, ``"500ms"`` or ``"2m"``."""
-    match = _DURATION.match(str(value).strip())
-    if not match:
-        raise InvalidInput(f"{what} {value!r} is not a duration; write e.g. '60s', '500ms' or '2m'.")
-    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(2) or "s"]
-    return float(match.group(1)) * scale
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

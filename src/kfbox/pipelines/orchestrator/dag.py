@@ -32,6 +32,7 @@ from kfbox.pipelines import spec as specs
 from kfbox.pipelines.events import EventWriter
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.orchestrator import ir
+from kfbox.pipelines.orchestrator.backoff import backoff
 from kfbox.pipelines.orchestrator.execute import Executor
 from kfbox.pipelines.orchestrator.record import Recorder, prior_tasks
 from kfbox.pipelines.orchestrator.values import (
@@ -47,7 +48,6 @@ from kfbox.pipelines.orchestrator.values import (
 )
 
 _warm_forker: TaskForker | None = None
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
 
 
 def preload() -> None:
@@ -276,19 +276,6 @@ class Engine:
         if fallback is None:
             return None
         return self.recorder.failures[0] if self.recorder.failures else fallback
-
-
-def backoff(policy: dict[str, Any], attempt: int) -> float:
-    """Seconds before retry ``attempt + 1``: duration x factor^attempt, capped (Argo's retryStrategy)."""
-    base = _seconds(policy.get("backoffDuration"), 0.0)
-    factor = float(policy.get("backoffFactor") or 2.0)
-    cap = _seconds(policy.get("backoffMaxDuration"), 3600.0)
-    return float(min(cap, base * factor ** attempt))
-
-
-def _seconds(text: Any, default: float) -> float:
-    match = _DURATION.match(str(text or ""))
-    return float(match.group(1)) if match else default
 
 
 def _uris(artifacts: dict[str, list[Any]]) -> dict[str, list[str]]:

@@ -25,6 +25,7 @@ from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.importer import fetch_artifact
 from kfbox.pipelines.mounts import Mounts
+from kfbox.pipelines.orchestrator.backoff import backoff
 from kfbox.pipelines.orchestrator.launch import LOCAL_KEY, Launcher, command_line, executor_input, expand, read_outputs
 from kfbox.pipelines.orchestrator.names import inside
 from kfbox.pipelines.orchestrator.values import (
@@ -109,7 +110,7 @@ class Executor:
             state, outputs, produced, error, cache_hit = outcome
             if state == "SUCCEEDED" or engine.stop.is_set() or attempt + 1 == attempts:
                 break
-            delay = _backoff(policy, attempt)
+            delay = backoff(policy, attempt)
             with open(log, "ab") as handle:
                 handle.write(f"[kfbox] attempt {attempt + 1} of {attempts} failed; retrying in {delay:g} s\n".encode())
             time.sleep(delay)
@@ -373,10 +374,6 @@ def cache_key(component: dict[str, Any], container: dict[str, Any], parameters: 
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _backoff(policy: dict[str, Any], attempt: int) -> float:
-    from kfbox.pipelines.orchestrator.dag import backoff
-
-    return backoff(policy, attempt)
 
 
 def _last_exception(log: Path) -> str | None:
