@@ -42,6 +42,7 @@ PYTEST_ARGS ?=
 test: install-llm
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest tests -q $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
 # The inner loop: unit and in-process tests only (no kfbox up, replica, browser or tool process;
@@ -52,6 +53,7 @@ test-fast: install-llm
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
