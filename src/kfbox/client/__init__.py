@@ -7,5 +7,6 @@ Users import from here::
 """
 
 from kfbox.client.api import ApiClient, error_from_response, resolve_url
+from kfbox.client.registry import RegistryClient
 
-__all__ = ["ApiClient", "error_from_response", "resolve_url"]
+__all__ = ["ApiClient", "RegistryClient", "error_from_response", "resolve_url"]
