@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from kfbox.db import Database
 from kfbox.db.migrate import alembic_config, current_revisions, known_heads
@@ -56,3 +57,88 @@ def test_a_stamp_other_than_the_heads_goes_to_alembic(tmp_path: Path) -> None:
             db.upgrade()
     finally:
         db.dispose()
+
+
+def _schema(engine: Any) -> dict[str, Any]:
+    """Everything a migration can name or depend on: columns, keys, indexes, constraints."""
+    from sqlalchemy import inspect
+
+    found = inspect(engine)
+    return {table: {
+        "columns": [(c["name"], str(c["type"]), c["nullable"], str(c.get("default")), c.get("autoincrement"))
+                    for c in found.get_columns(table)],
+        "primary key": found.get_pk_constraint(table),
+        "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)),
+        "unique": sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+        "foreign keys": sorted((f["name"], tuple(f["constrained_columns"]), f["referred_table"],
+                                tuple(f["referred_columns"]), str(f.get("options")))
+                               for f in found.get_foreign_keys(table)),
+        "checks": sorted((c["name"], c["sqltext"]) for c in found.get_check_constraints(table)),
+    } for table in sorted(found.get_table_names())}
+
+
+def _drop_everything(engine: Any) -> None:
+    from sqlalchemy import MetaData
+
+    everything = MetaData()
+    everything.reflect(engine)
+    everything.drop_all(engine)
+
+
+def test_a_fresh_database_gets_the_schema_the_migrations_build(database_url: str) -> None:
+    """Start-up creates an empty database from the models and stamps it; Alembic's migrations must
+    build the very same schema, or a later migration would meet names it does not expect."""
+    from alembic import command
+
+    db = Database(database_url)
+    try:
+        db.upgrade()
+        assert current_revisions(db.engine) == known_heads()
+        created = _schema(db.engine)
+        _drop_everything(db.engine)
+        command.upgrade(alembic_config(db.engine), "heads")
+        assert _schema(db.engine) == created
+    finally:
+        db.dispose()
+
+
+def test_a_fresh_database_created_from_the_models_takes_alembic_downgrades_and_upgrades(tmp_path: Path) -> None:
+    """The stamp is Alembic's own: every migration runs backwards from it and forwards again."""
+    from alembic import command
+
+    db = Database(f"sqlite:///{tmp_path / 'kfbox.db'}")
+    try:
+        db.upgrade()
+        command.downgrade(alembic_config(db.engine), "base")
+        assert current_revisions(db.engine) == set()
+        command.upgrade(alembic_config(db.engine), "heads")
+        assert current_revisions(db.engine) == known_heads()
+    finally:
+        db.dispose()
+
+
+def test_a_database_at_old_revisions_is_upgraded_with_its_rows(tmp_path: Path) -> None:
+    """A home from an earlier kfbox (each branch at its first revision, with a row) goes through
+    Alembic to the heads, keeping its data, and ends with the schema a fresh home gets."""
+    from alembic import command
+    from sqlalchemy import text
+
+    fresh = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    old = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        fresh.upgrade()
+        command.upgrade(alembic_config(old.engine), "pipelines_0001")
+        command.upgrade(alembic_config(old.engine), "registry_0001")
+        command.upgrade(alembic_config(old.engine), "serving_0001")
+        with old.engine.begin() as conn:
+            conn.execute(text("INSERT INTO serving_inference_services (namespace, name, manifest, generation, "
+                              "latest_revision, created_at, updated_at) VALUES ('default', 'iris', '{}', 1, 1, 0, 0)"))
+        old.upgrade()
+        assert current_revisions(old.engine) == known_heads()
+        assert _schema(old.engine) == _schema(fresh.engine)
+        with old.engine.connect() as conn:
+            row = conn.execute(text("SELECT name, resource_version FROM serving_inference_services")).one()
+        assert tuple(row) == ("iris", 0)
+    finally:
+        fresh.dispose()
+        old.dispose()

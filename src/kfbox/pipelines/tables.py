@@ -19,7 +19,7 @@ NAME = 255
 
 class Experiment(Base):
     __tablename__ = "pipelines_experiments"
-    __table_args__ = (UniqueConstraint("namespace", "display_name"),)
+    __table_args__ = (UniqueConstraint("namespace", "display_name", name="uq_pipelines_experiments_namespace"),)
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(NAME))
@@ -32,7 +32,7 @@ class Experiment(Base):
 
 class Pipeline(Base):
     __tablename__ = "pipelines_pipelines"
-    __table_args__ = (UniqueConstraint("namespace", "display_name"),)
+    __table_args__ = (UniqueConstraint("namespace", "display_name", name="uq_pipelines_pipelines_namespace"),)
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(NAME))
@@ -43,7 +43,7 @@ class Pipeline(Base):
 
 class PipelineVersion(Base):
     __tablename__ = "pipelines_versions"
-    __table_args__ = (UniqueConstraint("pipeline_id", "display_name"),
+    __table_args__ = (UniqueConstraint("pipeline_id", "display_name", name="uq_pipelines_versions_pipeline_id"),
                       Index("ix_pipelines_versions_pipeline_created", "pipeline_id", "created_ms"))
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)

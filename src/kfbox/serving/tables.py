@@ -13,7 +13,7 @@ class ServiceRow(Base):
     """One InferenceService: the manifest last applied and which revisions take traffic."""
 
     __tablename__ = "serving_inference_services"
-    __table_args__ = (UniqueConstraint("namespace", "name"),)
+    __table_args__ = (UniqueConstraint("namespace", "name", name="uq_serving_inference_services_namespace"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     namespace: Mapped[str] = mapped_column(String(63))
@@ -27,7 +27,7 @@ class ServiceRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
     uid: Mapped[str | None] = mapped_column(String(36), nullable=True)
-    resource_version: Mapped[int] = mapped_column(Integer, default=0)
+    resource_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     managed_fields: Mapped[str | None] = mapped_column(Text, nullable=True)
     """JSON: server-side apply's field owners (``metadata.managedFields``)."""
 
@@ -36,7 +36,7 @@ class RevisionRow(Base):
     """An immutable predictor spec; a changed spec makes revision N+1."""
 
     __tablename__ = "serving_revisions"
-    __table_args__ = (UniqueConstraint("service_id", "number"),)
+    __table_args__ = (UniqueConstraint("service_id", "number", name="uq_serving_revisions_service_id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("serving_inference_services.id", ondelete="CASCADE"))
@@ -50,7 +50,7 @@ class CounterRow(Base):
 
     __tablename__ = "serving_resource_counter"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     value: Mapped[int] = mapped_column(Integer)
 
 
