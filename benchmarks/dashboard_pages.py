@@ -101,7 +101,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, kfbox_server(Path(tmp)) as (url, _pid):
         ids = seed(Path(tmp))
         pages = ["/", "/runs", "/runs?sort=duration", "/runs?metrics=accuracy&metrics=loss&state=SUCCEEDED",
-                 "/runs?q=run-99", "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==", f"/runs/{ids['wide']}",
+                 "/runs?q=run-99", "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==",
+                 "/runs?metrics=accuracy&sort=metric:accuracy", "/runs?metrics=loss&sort=metric:loss&order=asc",
+                 f"/runs/{ids['wide']}", f"/runs/{ids['wide']}?open=*", f"/runs/{ids['wide']}/states.json",
                  f"/runs/{ids['run']}", "/experiments", f"/compare?runs={ids['run']}&runs={ids['other']}",
                  "/models", f"/models/{ids['model']}", "/pipelines", "/artifacts", "/deployments", "/runs.json"]
         times: dict[str, list[float]] = {p: [] for p in pages}

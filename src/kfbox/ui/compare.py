@@ -1,4 +1,5 @@
-"""Compare runs: parameters and scalar metrics side by side, differences only by default, best marked.
+"""Compare runs: parameters and scalar metrics side by side, differences only by default, best marked,
+and each metric's history as a chart (:mod:`kfbox.ui.metric_chart`).
 
 "Best" is the highest value, or the lowest for metrics whose name says it is a loss or an error.
 """
@@ -13,8 +14,9 @@ from sqlalchemy import select
 from kfbox.errors import InvalidInput
 from kfbox.pipelines.tables import Run
 from kfbox.server.platform import Platform
+from kfbox.ui.metric_chart import metric_chart
 from kfbox.ui.render import Pages
-from kfbox.ui.runs import LIGHT, run_row, scalar_metrics
+from kfbox.ui.runs import LIGHT, metric_series, run_row
 
 MAX_RUNS = 20
 LOWER_IS_BETTER = ("loss", "error", "mse", "rmse", "mae", "latency", "time")
@@ -37,16 +39,20 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
             raise InvalidInput(f"Compare up to {MAX_RUNS} runs at once; {len(ids)} were picked.")
         with platform.db.read() as s:
             found = {r.id: r for r in s.scalars(select(Run).options(*LIGHT).where(Run.id.in_(ids)))}
-            metrics = scalar_metrics(s, list(found))
+            series = metric_series(s, list(found))
         missing = [i for i in ids if i not in found]
         if missing:
             raise InvalidInput(f"No run with id {', '.join(missing)}; pick runs from the runs list.")
         ordered = [found[i] for i in ids]
         columns = [run_row(r) for r in ordered]
         param_rows = _rows([r.parameters for r in ordered], all, best=False)
-        metric_rows = _rows([metrics[r.id] for r in ordered], all, best=True)
+        metric_rows = _rows([{k: v[-1] for k, v in series[r.id].items()} for r in ordered], all, best=True)
+        best = {row["name"]: row["best"] for row in metric_rows}
+        names = sorted({k for r in ordered for k in series[r.id]})
+        charts = [metric_chart(name, [(r.display_name, series[r.id].get(name, [])) for r in ordered],
+                               best.get(name)) for name in names]
         return {"runs": columns, "parameters": param_rows, "metrics": metric_rows, "all": all,
-                "ids": ids, "hidden_same": not all}
+                "ids": ids, "hidden_same": not all, "charts": charts}
 
     return router
 

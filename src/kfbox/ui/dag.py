@@ -2,18 +2,23 @@
 
 Nodes are the IR's tasks; a task whose component is itself a DAG (a sub-pipeline, a
 ``ParallelFor`` loop, a ``dsl.If`` condition) is one collapsed node until the user expands it,
-and then its inner tasks take its place (edges into it go to its first tasks, edges out of it
-leave from its last). States come from the run record: a record task's ``path`` with the loop
-iteration segments removed is the IR node's path, and a collapsed node shows the combined
-state of everything inside it.
+and then it is drawn as a labelled box with its inner tasks laid out inside (edges into and out
+of the group meet the box). States come from the run record: a record task's ``path`` with the
+loop iteration segments removed is the IR node's path, and a collapsed node or a box shows the
+combined state of everything inside it.
 
-Layout is layered: a node's row is its longest dependency chain, its column its order in the
-row (ordered by the mean column of its parents, one pass). Linear in nodes + edges: a 600-task
-graph lays out in milliseconds.
+Layout is layered, per level (the root DAG, then each open group inside its box): an item's row
+is its longest dependency chain among its siblings, its column its order in the row (ordered by
+the mean column of its parents, one pass); rows are as tall as their tallest item, so a box
+pushes what follows down. Linear in nodes + edges: a 600-task graph lays out in milliseconds.
+
+The layout depends on the IR and the open groups only, never on states, so a laid-out
+:class:`Graph` is reused across polls and runs (:meth:`Graph.as_json` adds the states).
 
 Example::
 
-    graph = build_graph(spec, expanded={"for-loop-2"}, states={"train": "SUCCEEDED"})
+    graph = build_graph(spec, expanded={"for-loop-2"})
+    drawn = graph.as_json(states={"train": ["SUCCEEDED"]})
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any
 from kfbox.pipelines import spec as specs
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190, 38, 24, 56, 16
+BOX_PAD, BOX_HEAD = 12, 26
 _ITERATION = re.compile(r"-iteration-\d+$")
 RANK = {"FAILED": 6, "RUNNING": 5, "CANCELING": 4, "PENDING": 3, "CANCELED": 2, "SUCCEEDED": 1, "SKIPPED": 0}
 
@@ -34,36 +40,60 @@ class Node:
     id: str                 # IR path: "outer/inner"
     label: str
     kind: str               # "task", "dag", "loop", "condition", "importer"
-    depends: list[str]      # ids of nodes it waits for
+    depends: list[str]      # ids of sibling items it waits for
     expandable: bool = False
-    expanded_from: str = ""  # the group this node was inlined from, if any
-    state: str = ""
-    count: int = 0          # record tasks behind this node (loop iterations, sub-DAG tasks)
+    expanded_from: str = ""  # the open group this node is drawn inside, if any
+    inner: list[Node] | None = None  # an open group: its items, drawn inside its box
     row: int = 0
     col: int = 0
-
-    @property
-    def x(self) -> int:
-        return MARGIN + self.col * (NODE_W + GAP_X)
-
-    @property
-    def y(self) -> int:
-        return MARGIN + self.row * (NODE_H + GAP_Y)
+    x: int = 0
+    y: int = 0
+    w: int = NODE_W
+    h: int = NODE_H
 
 
 @dataclasses.dataclass
 class Graph:
-    nodes: list[Node]
+    nodes: list[Node]       # what is drawn as a node: tasks and collapsed groups
+    boxes: list[Node]       # open groups, outermost first
     edges: list[tuple[Node, Node]]
     width: int
     height: int
     groups: list[str]       # every expandable node id in the IR (for "expand all")
 
-    def as_json(self) -> dict[str, Any]:
-        return {"nodes": [{"id": n.id, "label": n.label, "kind": n.kind, "state": n.state, "count": n.count,
-                           "expandable": n.expandable, "x": n.x, "y": n.y, "depends": n.depends}
-                          for n in self.nodes],
-                "edges": [[a.id, b.id] for a, b in self.edges], "width": self.width, "height": self.height}
+    def as_json(self, states: dict[str, list[str]] | None = None) -> dict[str, Any]:
+        """The drawing with the states of the record tasks (``states``: IR path -> their states)."""
+        states = states or {}
+        inner: dict[str, list[str]] = {}
+        if self.boxes or any(n.expandable for n in self.nodes):
+            for path, found in states.items():
+                parts = path.split("/")
+                for i in range(1, len(parts)):
+                    inner.setdefault("/".join(parts[:i]), []).extend(found)
+        nodes = []
+        for n in self.nodes:
+            state, count = _state(n, states, inner)
+            nodes.append({"id": n.id, "label": n.label, "kind": n.kind, "state": state, "count": count,
+                          "expandable": n.expandable, "x": n.x, "y": n.y, "depends": n.depends})
+        boxes = []
+        for b in self.boxes:
+            state, count = _state(b, states, inner)
+            boxes.append({"id": b.id, "label": b.label, "kind": b.kind, "state": state, "count": count,
+                          "x": b.x, "y": b.y, "w": b.w, "h": b.h})
+        return {"nodes": nodes, "boxes": boxes, "edges": [[a.id, b.id] for a, b in self.edges],
+                "width": self.width, "height": self.height}
+
+
+def _state(n: Node, states: dict[str, list[str]], inner: dict[str, list[str]]) -> tuple[str, int]:
+    own = states.get(n.id, [])
+    if n.expandable:
+        below = inner.get(n.id, [])
+        # the group's own record (engines that record DAG nodes) wins; else what ran inside it
+        return (combine(own) if own else combine(below)), len(below)
+    state = combine(own)
+    if not state and n.expanded_from and "SKIPPED" in states.get(n.expanded_from, []):
+        state = "SKIPPED"  # inside a branch that was not taken
+    return state, len(own)
 
 
 def ir_path(record_path: str) -> str:
@@ -97,13 +127,11 @@ def count_nodes(spec: dict[str, Any]) -> int:
 
 def _children(spec: dict[str, Any], component: dict[str, Any], prefix: str, expanded: set[str],
               origin: str) -> tuple[list[Node], list[str]]:
-    """Nodes of one DAG component (with expanded groups inlined) and every group id below it."""
+    """The items of one DAG component (open groups carry their own items) and every group id below it."""
     components = specs.pipeline_part(spec).get("components", {})
     tasks: dict[str, Any] = component.get("dag", {}).get("tasks", {})
-    nodes: list[Node] = []
+    items: list[Node] = []
     groups: list[str] = []
-    entry: dict[str, list[str]] = {}   # group id -> ids of its first inner nodes
-    exit_: dict[str, list[str]] = {}   # group id -> ids of its last inner nodes
     for name, task in tasks.items():
         node_id = f"{prefix}/{name}" if prefix else name
         comp = components.get(task.get("componentRef", {}).get("name", ""), {})
@@ -111,72 +139,48 @@ def _children(spec: dict[str, Any], component: dict[str, Any], prefix: str, expa
         kind = ("loop" if "parameterIterator" in task or "artifactIterator" in task
                 else "condition" if task.get("triggerPolicy", {}).get("condition") or name.startswith("condition-")
                 else "dag" if is_group else "importer" if "importer" in str(comp.get("executorLabel", "")) else "task")
-        depends = [f"{prefix}/{d}" if prefix else d for d in task.get("dependentTasks", []) if d in tasks]
+        depends = [f"{prefix}/{d}" if prefix else d for d in task.get("dependentTasks", [])
+                   if d in tasks and d != name]
         label = task.get("taskInfo", {}).get("name") or name
+        node = Node(node_id, label, kind, depends, expandable=is_group, expanded_from=origin)
         if is_group:
             groups.append(node_id)
             inner, inner_groups = _children(spec, comp, node_id, expanded, node_id)
             groups.extend(inner_groups)
             if node_id in expanded and inner:
-                local = {n.id for n in inner}
-                firsts = [n.id for n in inner if not any(d in local for d in n.depends)]
-                depended = {d for n in inner for d in n.depends}
-                lasts = [n.id for n in inner if n.id not in depended]
-                for n in inner:
-                    if n.id in firsts:
-                        n.depends = [*n.depends, *depends]
-                entry[node_id], exit_[node_id] = firsts, lasts
-                nodes.extend(inner)
-                continue
-        nodes.append(Node(node_id, label, kind, depends, expandable=is_group, expanded_from=origin))
-    # dependencies on an expanded group point at its last inner nodes; on its entry nodes nothing changes
-    for n in nodes:
-        n.depends = [x for d in n.depends for x in exit_.get(d, [d])]
-    del entry
-    return nodes, groups
+                node.inner = inner
+        items.append(node)
+    return items, groups
 
 
-def build_graph(spec: dict[str, Any], expanded: set[str] | None = None,
-                states: dict[str, list[str]] | None = None) -> Graph:
-    """Lay out the IR; ``states`` maps IR paths to the states of the record tasks at that path."""
+def build_graph(spec: dict[str, Any], expanded: set[str] | None = None) -> Graph:
+    """Lay out the IR with the groups in ``expanded`` open (drawn as boxes)."""
     root = specs.pipeline_part(spec).get("root", {})
-    nodes, groups = _children(spec, root, "", expanded or set(), "")
-    by_id = {n.id: n for n in nodes}
-    for n in nodes:
-        n.depends = [d for d in n.depends if d in by_id and d != n.id]
-    _assign_states(nodes, states or {})
-    _layout(nodes, by_id)
-    edges = [(by_id[d], n) for n in nodes for d in n.depends]
-    cols = max((n.col for n in nodes), default=0) + 1
-    rows = max((n.row for n in nodes), default=0) + 1
-    return Graph(nodes, edges, 2 * MARGIN + cols * (NODE_W + GAP_X) - GAP_X,
-                 2 * MARGIN + rows * (NODE_H + GAP_Y) - GAP_Y, groups)
+    items, groups = _children(spec, root, "", expanded or set(), "")
+    width, height = _layout(items)
+    nodes: list[Node] = []
+    boxes: list[Node] = []
+    edges: list[tuple[Node, Node]] = []
+    _place(items, MARGIN, MARGIN, nodes, boxes, edges)
+    return Graph(nodes, boxes, edges, 2 * MARGIN + width, 2 * MARGIN + height, groups)
 
 
-def _assign_states(nodes: list[Node], states: dict[str, list[str]]) -> None:
-    for n in nodes:
-        own = states.get(n.id, [])
-        if n.expandable:
-            inner = [s for path, found in states.items() if path.startswith(n.id + "/") for s in found]
-            # the group's own record (engines that record DAG nodes) wins; else what ran inside it
-            n.state, n.count = combine(own) if own else combine(inner), len(inner)
-        else:
-            n.state, n.count = combine(own), len(own)
-            group = states.get(n.expanded_from, []) if n.expanded_from else []
-            if not n.state and "SKIPPED" in group:  # inside a branch that was not taken
-                n.state = "SKIPPED"
-
-
-def _layout(nodes: list[Node], by_id: dict[str, Node]) -> None:
+def _layout(items: list[Node]) -> tuple[int, int]:
+    """Rows, columns and sizes of one level (open groups first, inside out); returns its size."""
+    for n in items:
+        if n.inner is not None:
+            w, h = _layout(n.inner)
+            n.w, n.h = max(NODE_W, w + 2 * BOX_PAD), h + BOX_HEAD + BOX_PAD
+    by_id = {n.id: n for n in items}
     # Kahn's order: a node's row is one more than its deepest dependency's (cycles, which the
     # compiler never makes, end up in row 0 instead of looping)
-    waiting = {n.id: len(n.depends) for n in nodes}
+    waiting = {n.id: len(n.depends) for n in items}
     users: dict[str, list[Node]] = {}
-    for n in nodes:
+    for n in items:
         for d in n.depends:
             users.setdefault(d, []).append(n)
-    row = {n.id: 0 for n in nodes}
-    ready = [n for n in nodes if not n.depends]
+    row = {n.id: 0 for n in items}
+    ready = [n for n in items if not n.depends]
     while ready:
         n = ready.pop()
         for user in users.get(n.id, []):
@@ -185,16 +189,36 @@ def _layout(nodes: list[Node], by_id: dict[str, Node]) -> None:
             if waiting[user.id] == 0:
                 ready.append(user)
     layers: dict[int, list[Node]] = {}
-    for n in nodes:
+    for n in items:
         n.row = row[n.id]
         layers.setdefault(n.row, []).append(n)
+    width = height = 0
     for r in sorted(layers):
         layer = layers[r]
         if r:
             layer.sort(key=lambda n: (sum(by_id[d].col for d in n.depends) / len(n.depends) if n.depends else 0,
                                       n.id))
+        x = 0
         for col, n in enumerate(layer):
-            n.col = col
+            n.col, n.x, n.y = col, x, height
+            x += n.w + GAP_X
+        width = max(width, x - GAP_X)
+        height += max(n.h for n in layer) + GAP_Y
+    return width, max(0, height - GAP_Y)
+
+
+def _place(items: list[Node], dx: int, dy: int, nodes: list[Node], boxes: list[Node],
+           edges: list[tuple[Node, Node]]) -> None:
+    """Make a level's positions absolute and collect what is drawn."""
+    by_id = {n.id: n for n in items}
+    for n in items:
+        n.x, n.y = n.x + dx, n.y + dy
+        if n.inner is not None:
+            boxes.append(n)
+            _place(n.inner, n.x + BOX_PAD, n.y + BOX_HEAD, nodes, boxes, edges)
+        else:
+            nodes.append(n)
+    edges.extend((by_id[d], n) for n in items for d in n.depends if d in by_id)
 
 
 def ir_task(spec: dict[str, Any], path: str) -> tuple[dict[str, Any], dict[str, Any]] | None:

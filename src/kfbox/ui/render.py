@@ -16,9 +16,9 @@ Example::
 
 from __future__ import annotations
 
-import datetime
 import functools
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,7 +47,7 @@ def when(ms: int | float | None) -> str:
     """Epoch milliseconds as a short UTC time."""
     if ms is None:
         return ""
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))  # 3x cheaper than datetime (600-row tables)
 
 
 def duration(ms: int | float | None) -> str:
@@ -79,9 +79,11 @@ class Pages:
                                       autoescape=True, undefined=jinja2.StrictUndefined,
                                       trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(when=when, duration=duration, number=number, tojson_pretty=_pretty)
+        from kfbox.ui.metric_chart import chart_svg
         from kfbox.ui.svg import dag_svg, task_rows
 
-        self.env.globals.update(nav=NAV, version=__version__, dag_svg=dag_svg, task_rows=task_rows)
+        self.env.globals.update(nav=NAV, version=__version__, dag_svg=dag_svg, task_rows=task_rows,
+                                chart_svg=chart_svg)
 
     def render(self, request: Request, template: str, data: dict[str, Any], title: str,
                status: int = 200) -> Response:

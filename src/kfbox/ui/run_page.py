@@ -1,9 +1,10 @@
 """Run detail: the graph from the IR with live states, the task panel (inputs, outputs, artifacts,
 logs), and the run's actions (terminate, retry, clone, archive) as POST forms.
 
-The page and its ``.json`` twin read the run exactly as ``GET /apis/v2beta1/runs/{id}`` does
-(:meth:`RunStore.details`: three queries, whatever the number of tasks); static/run.js polls the
-twin while the run is active and recolours the nodes.
+The page and its ``.json`` twin read the run and its tasks' states in two queries whatever the
+number of tasks, with the graph's layout cached per pipeline version (:mod:`kfbox.ui.run_live`);
+the task panel reads the few tasks it shows in full. While the run is active, static/run.js polls
+``/runs/{id}/states.json?since=<version>``, which sends only the nodes and tasks that changed.
 """
 
 from __future__ import annotations
@@ -12,16 +13,19 @@ import os
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.runs import FINAL
-from kfbox.pipelines.tables import Task
+from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
 from kfbox.server.platform import Platform
 from kfbox.ui import csrf, dag
 from kfbox.ui.artifact_files import ArtifactFiles, preview
 from kfbox.ui.render import Pages
+from kfbox.ui.run_live import Bounded, Deltas, Layouts, node_state_lists, snapshot, task_states
 from kfbox.ui.runs import run_row
 
 GRAPH_LIMIT = 1500
@@ -60,57 +64,97 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     files = ArtifactFiles(platform.settings.artifacts_dir)
 
+    layouts = Layouts()
+    counts: Bounded[str, tuple[int, str]] = Bounded(256)
+    deltas = Deltas()
+
     def service() -> Any:
         return platform.services["pipelines"]
+
+    def load(session: Any, run_id: str, expanded: set[str], graph: bool, with_spec: bool = True) -> dict[str, Any]:
+        """The run, its task rows and its graph with states: two queries, a cached layout."""
+        query = select(Run).where(Run.id == run_id)
+        if not with_spec:
+            query = query.options(defer(Run.pipeline_spec), defer(Run.state_history))
+        run = session.scalar(query)
+        if run is None:
+            raise NotFound(f"Run {run_id!r} does not exist. List runs with: kfbox runs list")
+        tasks = task_states(session, run_id)
+        key = run.pipeline_version_id or run.id
+        counted = counts.get(key)
+        if counted is None:
+            counted = dag.count_nodes(run.pipeline_spec), specs.pipeline_name(run.pipeline_spec)
+            counts.put(key, counted)
+        drawn: dict[str, Any] | None = None
+        groups: list[str] = []
+        if graph and counted[0] <= GRAPH_LIMIT:
+            if "*" in expanded:
+                expanded = set(layouts.get(key, run.pipeline_spec, set()).groups)
+            laid = layouts.get(key, run.pipeline_spec, expanded)
+            drawn, groups = laid.as_json(node_state_lists(tasks)), laid.groups
+        return {"run": run, "tasks": tasks, "graph": drawn, "groups": groups, "expanded": expanded,
+                "node_count": counted[0], "pipeline_name": counted[1]}
 
     @router.get("/runs/{run_id}")
     @router.get("/runs/{run_id}.json")
     @pages.page("run.html", lambda d: d["run"]["display_name"])
     def run_page(request: Request, run_id: str, task: str = "", open: str = "",
                  graph: bool = Query(default=True)) -> dict[str, Any]:
-        svc = service()
-        run, tasks, artifacts = svc.runs.details(run_id)
-        experiment = svc.catalog.get_experiment(run.experiment_id)
-        spec = run.pipeline_spec
-        record = [task_row(t) for t in tasks]
-        states: dict[str, list[str]] = {}
-        for t in record:
-            if t["node"]:
-                states.setdefault(t["node"], []).append(t["state"])
-        total = dag.count_nodes(spec)
-        expanded = {g for g in open.split(",") if g}
-        drawn: dict[str, Any] | None = None
-        groups: list[str] = []
-        if graph and total <= GRAPH_LIMIT:
-            if "*" in expanded:
-                expanded = set(dag.build_graph(spec).groups)
-            laid = dag.build_graph(spec, expanded, states)
-            drawn, groups = laid.as_json(), laid.groups
+        with platform.db.read() as s:
+            found = load(s, run_id, {g for g in open.split(",") if g}, graph)
+            run = found["run"]
+            experiment = s.get(Experiment, run.experiment_id)
+            panel = _panel(s, run_id, run.pipeline_spec, found["tasks"], task) if task else None
+        drawn, expanded = found["graph"], found["expanded"]
         info = run_row(run)
         info.update(parameters=run.parameters, state_history=run.state_history, description=run.description,
-                    pipeline_name=specs.pipeline_name(spec) if spec else "", experiment=experiment.display_name,
+                    pipeline_name=found["pipeline_name"], experiment=experiment.display_name if experiment else "",
                     pipeline_version_id=run.pipeline_version_id, final=run.state in FINAL)
-        logs = {t.id: t.log_path for t in tasks}
-        panel = _panel(run_id, spec, record, artifacts, logs, task) if task else None
-        return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "node_count": total,
-                "expanded": sorted(expanded), "groups": groups, "tasks": [t for t in record if t["kind"] != "dag"],
-                "panel": panel, "selected": task, "open_param": ",".join(sorted(expanded)),
-                "node_states": {n["id"]: n["state"] for n in (drawn or {}).get("nodes", [])}}
+        nodes = {n["id"]: n["state"] for n in (drawn or {}).get("nodes", [])}
+        nodes.update((b["id"], b["state"]) for b in (drawn or {}).get("boxes", []))
+        open_param = ",".join(sorted(expanded))
+        version = deltas.since(run_id, open_param, "", snapshot(run.state, nodes, found["tasks"]),
+                               found["tasks"])["version"]
+        return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "node_count": found["node_count"],
+                "expanded": sorted(expanded), "groups": found["groups"],
+                "tasks": [t for t in found["tasks"] if t["kind"] != "dag"],
+                "panel": panel, "selected": task, "open_param": open_param, "node_states": nodes,
+                "version": version}
 
-    def _panel(run_id: str, spec: dict[str, Any], record: list[dict[str, Any]], artifacts: list[Any],
-               logs: dict[str, str | None], selected: str) -> dict[str, Any]:
+    @router.get("/runs/{run_id}/states.json")
+    def run_states(run_id: str, open: str = "", since: str = "") -> JSONResponse:
+        """What changed since the page's ``version``: the states of nodes and tasks that moved, the
+        tasks that appeared, the run's state. A poll of a quiet 600-task run is a few hundred bytes."""
+        expanded = {g for g in open.split(",") if g}
+        with platform.db.read() as s:
+            found = load(s, run_id, expanded, graph=True, with_spec=False)
+        run, drawn = found["run"], found["graph"] or {}
+        nodes = {n["id"]: n["state"] for n in drawn.get("nodes", [])}
+        nodes.update((b["id"], b["state"]) for b in drawn.get("boxes", []))
+        tasks = [t for t in found["tasks"] if t["kind"] != "dag"]
+        open_param = ",".join(sorted(found["expanded"]))
+        body = deltas.since(run_id, open_param, since, snapshot(run.state, nodes, tasks), tasks)
+        body["run"] = {"state": run.state, "final": run.state in FINAL}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+    def _panel(s: Any, run_id: str, spec: dict[str, Any], tasks: list[dict[str, Any]],
+               selected: str) -> dict[str, Any]:
         node = dag.ir_path(selected)
-        attempts = [t for t in record if t["path"] == selected or t["task_id"] == selected
-                    or (t["node"] == node and t["kind"] != "dag")]
+        ids = [t["task_id"] for t in tasks if t["path"] == selected or t["task_id"] == selected
+               or (t["node"] == node and t["kind"] != "dag")]
         found = dag.ir_task(spec, node)
-        if not attempts and found is None:
+        if not ids and found is None:
             raise NotFound(f"Run {run_id!r} has no task {selected!r}. Pick one from the graph or the table.")
+        rows = list(s.scalars(select(Task).where(Task.id.in_(ids)).order_by(Task.created_ms, Task.id))) if ids else []
+        arts = list(s.scalars(select(Artifact).where(Artifact.run_id == run_id, Artifact.task_id.in_(ids))
+                              .order_by(Artifact.id))) if ids else []
         by_task: dict[str, list[Any]] = {}
-        for art in artifacts:
+        for art in arts:
             by_task.setdefault(art.task_id, []).append(art)
-        for t in attempts:
+        attempts = [task_row(t) for t in rows]
+        for row, t in zip(rows, attempts, strict=True):
             t["artifacts"] = [preview(files, a) for a in by_task.get(t["task_id"], [])]
-            text, offset, size = read_log(logs.get(t["task_id"]))
+            text, offset, size = read_log(row.log_path)
             t["log"], t["log_offset"], t["log_truncated"] = text, offset, size > len(text.encode())
         task, component = found if found else ({}, {})
         return {"node": node, "name": node.rsplit("/", 1)[-1], "attempts": attempts,

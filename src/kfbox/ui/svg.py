@@ -18,14 +18,27 @@ ARROW = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" marker
 
 def dag_svg(graph: dict[str, Any], expanded: list[str], open_param: str, panel_node: str = "",
             link_tasks: bool = True, base_query: str = "") -> Markup:
-    """The graph as an SVG: every node a link (open a group, or show a task's panel)."""
-    nodes = {n["id"]: n for n in graph["nodes"]}
-    half, low = NODE_W // 2, NODE_H
+    """The graph as an SVG: every node a link (open a group, or show a task's panel); an open group
+    is a dashed box around its tasks whose label closes it."""
+    items = {n["id"]: (n["x"], n["y"], NODE_W, NODE_H) for n in graph["nodes"]}
+    boxes = graph.get("boxes", [])
+    items.update((b["id"], (b["x"], b["y"], b["w"], b["h"])) for b in boxes)
     parts = [f'<div class="dag-wrap"><svg class="dag" id="dag" width="{graph["width"]}" height="{graph["height"]}" '
              f'viewBox="0 0 {graph["width"]} {graph["height"]}" role="group" aria-label="Pipeline graph">', ARROW]
+    for b in boxes:
+        state = b["state"] or ""
+        closed = [g for g in expanded if g != b["id"] and not g.startswith(b["id"] + "/")]
+        href = f"?{base_query}open={quote(','.join(closed))}"
+        what = f"{b['label']} ({b['kind']}): {state.lower() or 'not started'} (close group)"
+        parts.append(f'<g class="box kind-{b["kind"]}" data-node="{escape(b["id"])}" data-state="{state}">'
+                     f'<rect x="{b["x"]}" y="{b["y"]}" width="{b["w"]}" height="{b["h"]}"/>'
+                     f'<a href="{escape(href)}" aria-label="{escape(what)}"><text x="{b["x"] + 8}" y="{b["y"] + 17}">'
+                     f'\u25be {escape(b["label"][:40])} <tspan class="sub">{escape(b["kind"])} \u00d7{b["count"]} '
+                     f'<tspan data-state-text>{state.lower()}</tspan></tspan></text></a></g>')
     for a, b in graph["edges"]:
-        s, t = nodes[a], nodes[b]
-        x1, y1, x2, y2 = s["x"] + half, s["y"] + low, t["x"] + half, t["y"]
+        sx, sy, sw, sh = items[a]
+        tx, ty, tw, _ = items[b]
+        x1, y1, x2, y2 = sx + sw // 2, sy + sh, tx + tw // 2, ty
         parts.append(f'<path class="edge" d="M{x1},{y1} C{x1},{y1 + 28} {x2},{y2 - 28} {x2},{y2}"/>')
     keep_open = f"&open={quote(open_param)}" if open_param else ""
     for n in graph["nodes"]:
@@ -54,12 +67,13 @@ def dag_svg(graph: dict[str, Any], expanded: list[str], open_param: str, panel_n
 
 def task_rows(tasks: list[dict[str, Any]], open_param: str) -> Markup:
     """The task table's rows (same columns as the template's header)."""
-    keep_open = f"&open={quote(open_param)}" if open_param else ""
+    keep_open = escape(f"&open={quote(open_param)}" if open_param else "")
     rows = []
     for t in tasks:
         state = escape(t["state"])
-        rows.append(f'<tr data-task="{escape(t["task_id"])}"><td><a href="?task={escape(quote(t["path"]))}'
-                    f'{escape(keep_open)}">{escape(t["path"])}</a></td><td data-cell="state"><span class="state '
-                    f'state-{state.lower()}">{state}</span></td><td>{when(t["started_ms"])}</td>'
-                    f'<td class="num">{duration(t["duration_ms"])}</td><td>{"hit" if t["cache_hit"] else ""}</td></tr>')
+        path = escape(t["path"])
+        rows.append(f'<tr data-task="{escape(t["task_id"])}"><td><a href="?task={escape(quote(t["path"]))}{keep_open}">'
+                    f'{path}</a></td><td data-cell="state"><span class="state state-{state.lower()}">{state}</span></td>'
+                    f'<td>{when(t["started_ms"])}</td><td class="num">{duration(t["duration_ms"])}</td>'
+                    f'<td>{"hit" if t["cache_hit"] else ""}</td></tr>')
     return Markup("".join(rows))

@@ -1,4 +1,4 @@
-// Run page: while the run is active, poll the page's JSON twin and recolour graph nodes and table
+// Run page: while the run is active, poll the run's state deltas and recolour graph nodes and table
 // rows; follow the open task's log by byte offset. Reloads once when the run ends (artifacts appear).
 (function () {
   "use strict";
@@ -7,25 +7,30 @@
   var runId = root.getAttribute("data-run");
   var open = root.getAttribute("data-open");
 
+  // Each poll sends the version the page shows and gets back only the nodes and tasks that changed
+  // since (all of them, with reset: true, when the server no longer has that version).
+  var version = root.getAttribute("data-version") || "";
+
   function poll() {
     if (root.getAttribute("data-final") === "true") { return; }
-    var url = "/runs/" + encodeURIComponent(runId) + ".json?graph=true" + (open ? "&open=" + encodeURIComponent(open) : "");
+    var url = "/runs/" + encodeURIComponent(runId) + "/states.json?since=" + encodeURIComponent(version) +
+      (open ? "&open=" + encodeURIComponent(open) : "");
     fetch(url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; }).then(function (data) {
-      if (!data) { return; }
-      var states = data.node_states || {};
-      document.querySelectorAll("#dag [data-node]").forEach(function (g) {
-        var s = states[g.getAttribute("data-node")];
-        if (s !== undefined && g.getAttribute("data-state") !== s) {
+      if (!data) { setTimeout(poll, 3000); return; }
+      version = data.version;
+      var states = data.nodes || {};
+      Object.keys(states).forEach(function (id) {
+        var g = document.querySelector('#dag [data-node="' + CSS.escape(id) + '"]');
+        var s = states[id];
+        if (g && g.getAttribute("data-state") !== s) {
           g.setAttribute("data-state", s);
           var label = g.querySelector("[data-state-text]");
           if (label) { label.textContent = s.toLowerCase(); }
         }
       });
-      var known = {};
-      document.querySelectorAll("#task-table tr[data-task]").forEach(function (tr) { known[tr.getAttribute("data-task")] = tr; });
       var added = false;
       (data.tasks || []).forEach(function (t) {
-        var tr = known[t.task_id];
+        var tr = document.querySelector('#task-table tr[data-task="' + CSS.escape(t.task_id) + '"]');
         if (!tr) { added = true; return; }
         var badge = tr.querySelector("[data-cell=state] .state");
         if (badge && badge.textContent !== t.state) {
