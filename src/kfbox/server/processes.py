@@ -28,12 +28,12 @@ class ChildProcess:
 
     @classmethod
     def spawn(cls, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
-              cwd: Path | None = None) -> ChildProcess:
+              cwd: Path | None = None, pass_fds: Sequence[int] = ()) -> ChildProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=dict(env) if env is not None else None, cwd=cwd,
-                                     start_new_session=True)
+                                     start_new_session=True, pass_fds=tuple(pass_fds))
         return cls(popen=popen, log_path=log_path)
 
     @property
