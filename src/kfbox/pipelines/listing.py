@@ -213,6 +213,10 @@ def _encode_token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
 
 
+page_token = _encode_token
+"""The page_token for a page starting at ``offset`` (for lists paged outside :meth:`Listing.apply`)."""
+
+
 def _decode_token(token: str | None) -> int:
     if not token:
         return 0
