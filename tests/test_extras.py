@@ -70,3 +70,15 @@ def test_s3_without_boto3_names_the_s3_extra(tmp_path: Path, monkeypatch: pytest
         UriResolver(settings).localize("s3://models/iris/model.joblib")
     with pytest.raises(MissingExtra, match=r"dsl.importer s3:// URI.*pip install 'kfbox\[s3\]'"):
         fetch_artifact("s3://data/iris.csv", tmp_path / "dest", settings)
+
+
+@pytest.mark.parametrize("module", ["sklearn", "model_registry"])
+def test_kfbox_example_iris_without_the_examples_extra_says_what_to_install(module: str, tmp_path: Path) -> None:
+    """Refused before any platform starts (none runs for this home afterwards)."""
+    code = (f"import sys\nsys.modules[{module!r}] = None\n"
+            f"sys.argv = ['kfbox', 'example', 'iris', '--home', {str(tmp_path)!r}]\n"
+            "from kfbox.cli.main import main\nmain()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'kfbox[examples]'" in done.stdout + done.stderr
+    assert not (tmp_path / "server.json").exists()

@@ -14,7 +14,7 @@ from kfbox.cli.output import console, print_pairs, print_table
 from kfbox.client import resolve_url
 from kfbox.config import Settings
 from kfbox.errors import Unavailable
-from kfbox.workflows.iris import IrisOptions, IrisSummary, run_iris
+from kfbox.workflows.iris import IrisOptions, IrisSummary, require_examples, run_iris
 
 if TYPE_CHECKING:
     from kfbox.workflows.llm import LlmSummary
@@ -62,6 +62,7 @@ def iris(
         ks = [int(k) for k in neighbors.split(",") if k.strip()]
     except ValueError as exc:
         raise typer.BadParameter(f"--neighbors must be integers like 2,6,9, got {neighbors!r}") from exc
+    require_examples()  # before a platform is started for nothing
     platform_url = _platform_url(url, home, token)
     options = IrisOptions(neighbors=ks, version=version, scaler=scaler, metric=metric,
                           loadtest_seconds=loadtest_seconds)
@@ -85,8 +86,9 @@ def print_summary(summary: IrisSummary) -> None:
         rows.append(("load test", f"{lt['requests']} requests in {lt['seconds']:.1f}s: {lt['rps']:.0f} req/s, "
                                   f"p50 {lt['p50_ms']:.1f} ms, p99 {lt['p99_ms']:.1f} ms, errors {lt['errors']}"))
     rows += [
-        ("timings", f"training {summary.training_seconds:.1f}s, selection+deploy {summary.selection_seconds:.1f}s, "
-                    f"total {summary.total_seconds:.1f}s"),
+        ("timings", ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in summary.phases.items())
+                    + f"; first prediction after {summary.first_prediction_seconds:.1f}s, "
+                      f"total {summary.total_seconds:.1f}s"),
         ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),
     ]
     print_pairs("iris workflow", rows)

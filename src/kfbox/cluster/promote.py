@@ -35,6 +35,7 @@ from kfbox.cluster.objects import check_kserve, inference_service, predictor_aut
 from kfbox.cluster.remote import Remote
 from kfbox.cluster.runner import Command, CommandRunner
 from kfbox.errors import Conflict, InvalidInput, KfboxError, NotFound, Unavailable
+from kfbox.extras import require
 from kfbox.names import check_dns1123_label
 from kfbox.storage.uris import UriResolver
 
@@ -97,7 +98,7 @@ class S3Target:
     """The target's S3 (boto3), as this machine reaches it."""
 
     def __init__(self, endpoint: str, access_key: str | None, secret_key: str | None, bucket: str) -> None:
-        import boto3  # slow to import: only when promoting
+        boto3 = require("boto3", extra="s3", feature="kfbox promote")  # slow to import: only when promoting
 
         self.bucket = bucket
         self.endpoint = endpoint

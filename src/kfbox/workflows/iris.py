@@ -2,14 +2,17 @@
 
 train (KFP run) -> registry -> select + deploy (KFP run) -> wait Ready -> predict -> load test.
 Every step goes through the same HTTP APIs a user's own code would call: ``kfp.Client``
-for the pipelines, the upstream ``model_registry`` client for the registry, the KServe
-V1 protocol for predictions.
+for the pipelines, the Model Registry REST API (kfbox's :class:`RegistryClient`, which
+speaks it like the upstream ``model_registry`` client without its second of import), the
+KServe V1 protocol for predictions. The load test is its own phase, after the first
+prediction; the summary times each phase.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import io
 import json
 import re
@@ -23,15 +26,31 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
-from kfbox.client import ApiClient
+from kfbox.client import ApiClient, RegistryClient
 from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
+from kfbox.extras import missing
 from kfbox.workflows.example_files import find_example_dir, load_example_module
 
 NAMESPACE = "kubeflow-user-example-com"
 SERVICE = "sklearn-inference"
 IRIS_CLASSES = ("setosa", "versicolor", "virginica")
 VERSION_RE = re.compile(r"^v(\d+)$")
+# what the workflow and its tasks import (module -> package): the kfbox[examples] extra. A task
+# whose packages are missing would build a venv from the network instead of running here.
+EXAMPLE_PACKAGES = {"sklearn": "scikit-learn", "model_registry": "model-registry", "kfp.kubernetes": "kfp-kubernetes",
+                    "boto3": "boto3"}
+
+
+def require_examples() -> None:
+    """Refuse up front, naming the extra, when the packages of ``kfbox[examples]`` are not installed."""
+    for module, package in EXAMPLE_PACKAGES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module set to None
+            found = False
+        if not found:
+            raise missing(package, extra="examples", feature="kfbox example iris")
 
 
 @dataclasses.dataclass
@@ -58,12 +77,22 @@ class IrisSummary:
     response: dict[str, Any]
     predicted_classes: list[str]
     loadtest: dict[str, Any] | None
-    training_seconds: float
-    selection_seconds: float
+    phases: dict[str, float]
+    """Seconds per phase in order: prepare, training, selection+deploy, ready+predict, load test."""
+    first_prediction_seconds: float
+    """From the start of the command to the first prediction's answer."""
     total_seconds: float
 
+    @property
+    def training_seconds(self) -> float:
+        return self.phases.get("training", 0.0)
 
-def next_version(registry: Any) -> str:
+    @property
+    def selection_seconds(self) -> float:
+        return self.phases.get("selection+deploy", 0.0)
+
+
+def next_version(registry: RegistryClient) -> str:
     """``v<N+1>`` for the highest ``v<N>`` any KNN model has: re-running never collides."""
     highest = 0
     for model in registry.get_registered_models():
@@ -76,14 +105,10 @@ def next_version(registry: Any) -> str:
     return f"v{highest + 1}"
 
 
-def registry_client(platform_url: str, token: str | None) -> Any:
-    from model_registry import ModelRegistry
-
+def registry_client(platform_url: str, token: str | None) -> RegistryClient:
     parsed = urlparse(platform_url)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "User access token is missing" is expected on loopback
-        return ModelRegistry(f"{parsed.scheme}://{parsed.hostname}", parsed.port, author="kfbox-example",
-                             is_secure=False, user_token=token)
+    return RegistryClient(f"{parsed.scheme}://{parsed.hostname}", parsed.port, author="kfbox-example",
+                          is_secure=False, user_token=token)
 
 
 def run_pipeline(client: Any, api: ApiClient, package: Path, arguments: dict[str, Any], title: str,
@@ -132,48 +157,53 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
     """Run the whole workflow against the platform at ``platform_url``."""
     import kfp
 
+    require_examples()
     if options.scaler not in ("standard_scaler", "min_max_scaler"):
         raise InvalidInput(f"Scaler {options.scaler!r} is not known; use standard_scaler or min_max_scaler.")
     if not options.neighbors or any(k < 1 for k in options.neighbors):
         raise InvalidInput(f"Neighbors {options.neighbors} must be a non-empty list of positive integers.")
     started = time.monotonic()
+    phases: dict[str, float] = {}
     examples_dir = examples_dir or find_example_dir("iris", "pipelines.py", "make run")
     pipelines = load_example_module(examples_dir, "pipelines.py")
-    registry = registry_client(platform_url, token)
-    version = options.version or next_version(registry)
-    if not version.strip() or any(c.isspace() or not c.isprintable() for c in version):
-        raise InvalidInput(f"Version {version!r} must be a non-empty name without spaces, e.g. v3.")
-    console.print(f"Training iris KNN models {options.neighbors} as version [bold]{version}[/] "
-                  f"with {options.scaler} on {platform_url}")
+    with registry_client(platform_url, token) as registry:
+        version = options.version or next_version(registry)
+        if not version.strip() or any(c.isspace() or not c.isprintable() for c in version):
+            raise InvalidInput(f"Version {version!r} must be a non-empty name without spaces, e.g. v3.")
+        console.print(f"Training iris KNN models {options.neighbors} as version [bold]{version}[/] "
+                      f"with {options.scaler} on {platform_url}")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later": we are
-        client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
-    api = ApiClient(platform_url, token)
-    with tempfile.TemporaryDirectory(prefix="kfbox-iris-") as tmp:
-        from kfp import compiler
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later": we are
+            client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
+        api = ApiClient(platform_url, token)
+        with tempfile.TemporaryDirectory(prefix="kfbox-iris-") as tmp:
+            from kfp import compiler
 
-        training_yaml = Path(tmp) / "iris-training.yaml"
-        selection_yaml = Path(tmp) / "iris-model-selection.yaml"
-        compiler.Compiler().compile(pipelines.iris_training, str(training_yaml))
-        compiler.Compiler().compile(pipelines.iris_model_selection, str(selection_yaml))
-        training_seconds = run_pipeline(
-            client, api, training_yaml,
-            {"neighbors": options.neighbors, "version": version,
-             "standard_scaler": options.scaler == "standard_scaler",
-             "min_max_scaler": options.scaler == "min_max_scaler"},
-            f"iris-training-{version}", console)
-        selection_seconds = run_pipeline(client, api, selection_yaml, {"version": version, "metric": options.metric},
-                                         f"iris-model-selection-{version}", console)
+            training_yaml = Path(tmp) / "iris-training.yaml"
+            selection_yaml = Path(tmp) / "iris-model-selection.yaml"
+            compiler.Compiler().compile(pipelines.iris_training, str(training_yaml))
+            compiler.Compiler().compile(pipelines.iris_model_selection, str(selection_yaml))
+            phases["prepare"] = time.monotonic() - started
+            phases["training"] = run_pipeline(
+                client, api, training_yaml,
+                {"neighbors": options.neighbors, "version": version,
+                 "standard_scaler": options.scaler == "standard_scaler",
+                 "min_max_scaler": options.scaler == "min_max_scaler"},
+                f"iris-training-{version}", console)
+            phases["selection+deploy"] = run_pipeline(
+                client, api, selection_yaml, {"version": version, "metric": options.metric},
+                f"iris-model-selection-{version}", console)
 
-    models = []
-    for k in options.neighbors:
-        found = registry.get_model_version(f"KNN_{k}", version)
-        value = (found.custom_properties or {}).get(options.metric) if found else None
-        models.append((f"KNN_{k}", float(value) if isinstance(value, int | float) else None))
+        models = []
+        for k in options.neighbors:
+            found = registry.get_model_version(f"KNN_{k}", version)
+            value = (found.custom_properties or {}).get(options.metric) if found else None
+            models.append((f"KNN_{k}", float(value) if isinstance(value, int | float) else None))
     ranked = sorted((m for m in models if m[1] is not None), key=lambda m: (-(m[1] or 0.0), m[0]))
     selected, selected_metric = ranked[0] if ranked else ("?", None)
 
+    ready_started = time.monotonic()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=platform_url, headers=headers, timeout=60) as http:
         with console.status(f"Waiting for InferenceService {SERVICE} to be Ready..."):
@@ -184,12 +214,18 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
         if reply.status_code != 200:
             raise KfboxError(f"Prediction at {endpoint} failed with HTTP {reply.status_code}: {reply.text}")
         response = reply.json()
+    first_prediction = time.monotonic()
+    phases["ready+predict"] = first_prediction - ready_started
     predicted = [IRIS_CLASSES[int(p)] if str(p).isdigit() else str(p) for p in response.get("predictions", [])]
+    console.print(f"First prediction {time.monotonic() - started:.1f}s after start: "
+                  f"{', '.join(predicted)}")
     loadtest = _short_loadtest(endpoint, request, token, options, console)
+    if loadtest is not None:
+        phases["load test"] = time.monotonic() - first_prediction
     return IrisSummary(platform_url=platform_url, version=version, metric=options.metric, models=models,
                        selected=selected, selected_metric=selected_metric, endpoint=endpoint, request=request,
-                       response=response, predicted_classes=predicted, loadtest=loadtest,
-                       training_seconds=training_seconds, selection_seconds=selection_seconds,
+                       response=response, predicted_classes=predicted, loadtest=loadtest, phases=phases,
+                       first_prediction_seconds=first_prediction - started,
                        total_seconds=time.monotonic() - started)
 
 
