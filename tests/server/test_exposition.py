@@ -73,9 +73,9 @@ def test_label_churn_past_the_cap_starts_the_cache_over() -> None:
     assert len(writer._prefixes) < 10
 
 
-def test_server_metrics_parse_and_match(app_client: TestClient) -> None:
+def test_server_metrics_parse(app_client: TestClient) -> None:
     app_client.get("/healthz")
     reply = app_client.get("/metrics")
-    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert reply.status_code == 200 and reply.headers["content-type"].startswith("text/plain; version=")
     names = {family.name for family in text_string_to_metric_families(reply.text)}
     assert {"kfbox_http_requests", "process_cpu_seconds"} <= names
