@@ -73,10 +73,13 @@ class Listing:
         return cls(predicates, words[0], len(words) == 2 and words[1].lower() == "desc", size,
                    _decode_token(page_token))
 
-    def apply(self, session: Session, query: Select[Any], fields: Fields) -> tuple[list[Any], str, int]:
+    def conditions(self, fields: Fields) -> list[ColumnElement[bool]]:
+        """The filter as SQL conditions, for a query that pages some other way."""
         with client_input("filter"):
-            conditions = [_condition(p, fields) for p in self.predicates]
-        query = query.where(*conditions)
+            return [_condition(p, fields) for p in self.predicates]
+
+    def apply(self, session: Session, query: Select[Any], fields: Fields) -> tuple[list[Any], str, int]:
+        query = query.where(*self.conditions(fields))
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         column = _column(self.sort_key, fields, "sort by")
         order = column.desc() if self.descending else column.asc()
