@@ -151,7 +151,18 @@ class TaskForker:
         payload = json.dumps(request).encode()
         conn.sendall(_LENGTH.pack(len(payload)) + payload)
         pid = _read_exactly(conn, _CODE.size)
+        if not pid and self._exited():  # the server died preparing the task (an import that kills its process)
+            conn.close()
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(f"[kfbox] the task server exited with code {self.process.returncode} while importing "
+                          f"{request['preload']}; this task and the next start as fresh processes\n")
+            return None
         return (_CODE.unpack(pid)[0] if pid else -1), conn  # -1: died at once; its exit code reads as missing
+
+    def _exited(self, wait: float = 2.0) -> bool:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(wait)
+        return self.process.poll() is not None
 
     def _connect(self) -> socket.socket:
         deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
@@ -191,6 +202,10 @@ def serve(address: str, worker: int | None = None) -> None:
     parent = os.getppid()
     if worker is not None and parent != worker:  # the worker died before the signal was armed
         return
+    # Not the folder it started in: a spare worker's folder is deleted at hand-over, and importing torch
+    # with a deleted working directory kills the process (oneMKL: "Cannot load libtorch_cpu.so", exit 2).
+    # Each task changes to its own folder after the fork.
+    os.chdir("/")
     importlib.import_module(EXECUTOR)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked tasks are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
