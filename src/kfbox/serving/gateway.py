@@ -4,36 +4,57 @@ It proxies V1/V2 requests to a ready replica of the revision the traffic split p
 in-flight requests for the autoscaler, holds a request while a scaled-to-zero revision cold
 starts, retries on another replica when one is dead (the request never reached it, or it is
 idempotent: a GET, or an inference call, which has no side effects), and answers 503 at once
-when no replica can serve.
+when no replica can serve or the revision's queue is full (:data:`~kfbox.serving.pool.QUEUE_PER_REPLICA`).
+
+It is plain ASGI, the innermost middleware: host routing, the guard and token auth have run
+(auth is decided on the ``/serving/...`` route that is served), FastAPI's routing never sees a
+gateway request. Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the
+platform's own credentials), and the reply is streamed: a chunked or event-stream reply (tokens
+of a generate endpoint) reaches the client as the replica produces it.
 
 Every error the gateway answers has KServe's body, ``{"error": "..."}``, with one
 ``content-type: application/json``: the replica's own errors pass through; FastAPI's
 ``{"detail": ...}`` forms a replica answers for 405 (with its ``allow`` header) and 422 are
-reshaped to it, and so are the gateway's own 404/413/503/504 and the platform's 401.
+reshaped to it, and so are the gateway's own 404/502/503/504 and the platform's 401/413.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfbox.serving.manager import ServingManager
+from kfbox.serving.pool import ReplicaPool
 from kfbox.serving.store import revision_name
+from kfbox.serving.upstream import Connection, UpstreamError
 
 PREFIX = "/serving"
 MAX_ATTEMPTS = 3
-FORWARD_REQUEST = ("content-type", "accept", "inference-header-content-length", "x-request-id", "traceparent")
-FORWARD_RESPONSE = ("content-type", "inference-header-content-length", "x-request-id", "allow")
+REQUEST_TIMEOUT = 300.0
+"""Seconds a replica may take to start its reply, and may then pause between two pieces of it."""
 IDEMPOTENT = ("GET", "HEAD", "OPTIONS")
+HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding",
+                        b"upgrade", b"content-length"})
+DROP_REQUEST = HOP_BY_HOP | {b"host", b"expect", b"authorization", b"cookie", b"proxy-authorization"}
+"""Not sent on: the hop's own headers, and the platform's credentials (a replica runs the user's model code)."""
+DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
+"""uvicorn writes its own ``date``/``server``; a second copy would be sent twice."""
+JSON = (b"content-type", b"application/json")
+PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+class _GatewayRoute:
+    """What ``scope["route"]`` holds for a gateway request: the per-route metrics read ``path_format``."""
+
+    path_format = PREFIX + "/{namespace}/{name}/{path}"
+
+
+ROUTE = _GatewayRoute()
 
 
 class HostRouting:
@@ -45,91 +66,198 @@ class HostRouting:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower().rsplit(":", 1)[0]
-            if host.endswith(self.suffix):
-                labels = host[: -len(self.suffix)].split(".")
+            host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+            name = host.decode("latin-1").lower().rsplit(":", 1)[0]
+            if name.endswith(self.suffix):
+                labels = name[: -len(self.suffix)].split(".")
                 if len(labels) == 2 and all(labels):
-                    name, namespace = labels
-                    path = f"{PREFIX}/{namespace}/{name.removesuffix('-predictor')}{scope['path']}"
-                    scope = {**scope, "path": path, "raw_path": path.encode()}
+                    service, namespace = labels
+                    path = f"{PREFIX}/{namespace}/{service.removesuffix('-predictor')}{scope['path']}"
+                    # in place: the outer middleware (per-route metrics) reads the route set inside
+                    scope["path"], scope["raw_path"] = path, path.encode()
         await self.app(scope, receive, send)
 
 
-def gateway_router(manager: ServingManager) -> APIRouter:
-    router = APIRouter(tags=["serving gateway"])
-    methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"]
+class Gateway:
+    """ASGI middleware serving ``/serving/{namespace}/{name}/{path}``; anything else goes on to ``app``."""
 
-    @router.api_route(PREFIX + "/{namespace}/{name}/{path:path}", methods=methods, include_in_schema=False)
-    async def proxy(request: Request, namespace: str, name: str, path: str) -> Response:
-        deployment = manager.deployments.get((namespace, name))
-        labels = (namespace, name)
+    def __init__(self, app: ASGIApp, manager: ServingManager) -> None:
+        self.app = app
+        self.manager = manager
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/serving/"):
+            await self.app(scope, receive, send)
+            return
+        parts = scope["path"].split("/", 4)  # "", "serving", namespace, name, rest
+        if len(parts) < 5 or not parts[2] or not parts[3]:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = ROUTE
+        await self.proxy(scope, receive, send, parts[2], parts[3], "/" + parts[4])
+
+    async def proxy(self, scope: Scope, receive: Receive, send: Send, namespace: str, name: str, rest: str) -> None:
+        metrics = self.manager.metrics
+        deployment = self.manager.deployments.get((namespace, name))
         if deployment is None:
-            return error(404, f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
-        body = await request.body()
+            await reply_error(send, 404, f"InferenceService {namespace}/{name} does not exist. "
+                                         "List them with: kfbox serve list")
+            return
+        body = await read_body(receive)
         started = time.perf_counter()
-        manager.metrics.inflight.labels(*labels).inc()
-        response: Response = error(500, "gateway error")
+        inflight = metrics.inflight.labels(namespace, name)
+        inflight.inc()
+        status = 500
         try:
-            response = await _forward(manager, request, namespace, name, path, body)
+            status = await self.forward(scope, receive, send, namespace, name, rest, body)
         finally:
-            manager.metrics.inflight.labels(*labels).dec()
-            manager.metrics.requests.labels(*labels, str(response.status_code)).inc()
-            manager.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        return response
+            inflight.dec()
+            metrics.requests.labels(namespace, name, str(status)).inc()
+            metrics.latency.labels(namespace, name).observe(time.perf_counter() - started)
 
-    return router
+    async def forward(self, scope: Scope, receive: Receive, send: Send, namespace: str, name: str, rest: str,
+                      body: bytes) -> int:
+        """Send the request to a replica and relay its reply; returns the status the client got."""
+        chosen = self.manager.deployments[(namespace, name)].choose()
+        if chosen is None:
+            return await reply_error(send, 503, f"InferenceService {namespace}/{name} has no revision to serve yet.")
+        number, pool = chosen
+        revision = revision_name(name, number)
+        if pool.full:
+            return await reply_error(send, 503, f"InferenceService {namespace}/{name} is overloaded: {pool.inflight} "
+                                                f"requests are waiting for {revision}. Retry shortly, or raise "
+                                                "maxReplicas.", [(b"retry-after", b"1")])
+        pool.last_request_at = time.monotonic()
+        pool.inflight += 1
+        try:
+            return await self._attempts(scope, receive, send, pool, namespace, name, rest, body, revision)
+        finally:
+            pool.inflight -= 1
 
-
-async def _forward(manager: ServingManager, request: Request, namespace: str, name: str, path: str,
-                   body: bytes) -> Response:
-    import aiohttp  # imported on first use: it costs ~0.3 s of server start
-
-    deployment = manager.deployments[(namespace, name)]
-    chosen = deployment.choose()
-    if chosen is None:
-        return error(503, f"InferenceService {namespace}/{name} has no revision to serve yet.")
-    number, pool = chosen
-    pool.last_request_at = time.monotonic()
-    pool.inflight += 1
-    try:
+    async def _attempts(self, scope: Scope, receive: Receive, send: Send, pool: ReplicaPool, namespace: str,
+                        name: str, rest: str, body: bytes, revision: str) -> int:
         replica = pool.pick()
         if replica is None and pool.failure is None:  # starting or scaled to zero: wait, bounded
-            cold = not pool.replicas
-            waited = time.perf_counter()
-            replica = await pool.wait_ready(manager.settings.serving_cold_start_timeout, manager.wake)
-            if replica is not None and cold:
-                manager.metrics.cold_starts.labels(namespace, name).inc()
-                manager.metrics.cold_start_seconds.labels(namespace, name).observe(time.perf_counter() - waited)
-        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_REQUEST}
-        url_path = "/" + path + (f"?{request.url.query}" if request.url.query else "")
-        for _attempt in range(MAX_ATTEMPTS):
-            if replica is None:
-                break
+            replica = await self._cold_start(pool, namespace, name)
+        method: str = scope["method"]
+        line, headers = request_head(scope, rest, len(body))
+        retryable = method in IDEMPOTENT or is_inference(rest)
+        fresh_tries = 1  # a kept-alive connection the replica closed just then: once more on a new one
+        attempts = 0
+        while replica is not None and attempts < MAX_ATTEMPTS:
+            attempts += 1
             target = replica
             target.inflight += 1
             try:
-                async with pool.session.request(request.method, target.url + url_path, data=body,
-                                                headers=headers) as upstream:
-                    content = await upstream.read()
-                    return _reply(upstream.status, upstream.headers, content, revision_name(name, number))
-            except aiohttp.ClientConnectorError:
+                connection = await pool.upstreams.open(target.port)
+                try:
+                    head = b"%bhost: 127.0.0.1:%d\r\n%b" % (line, target.port, headers)
+                    await connection.exchange(head, body, REQUEST_TIMEOUT, head_only=method == "HEAD")
+                except UpstreamError as exc:
+                    connection.close()
+                    if exc.reused and not exc.received and fresh_tries and retryable:
+                        fresh_tries -= 1
+                        attempts -= 1
+                        continue
+                    if not retryable:
+                        return await reply_error(send, 502, f"Replica of {revision} failed during the request: "
+                                                            f"{exc}")
+                    target.broken = True  # the connection broke; inference has no side effects: send it elsewhere
+                    replica = pool.pick()
+                    continue
+                return await relay(connection, pool, target.port, receive, send, revision)
+            except UpstreamError as exc:
+                if exc.connected:
+                    raise
                 target.broken = True  # never reached it: safe to send elsewhere
                 replica = pool.pick()
             except TimeoutError:
-                return error(504, f"Replica of {revision_name(name, number)} did not answer in time.")
-            except aiohttp.ClientError as exc:
-                if not (request.method in IDEMPOTENT or is_inference(url_path)):
-                    return error(502, f"Replica of {revision_name(name, number)} failed during the request: "
-                                      f"{exc!r}")
-                target.broken = True  # the connection broke; inference has no side effects: send it elsewhere
-                replica = pool.pick()
+                return await reply_error(send, 504, f"Replica of {revision} did not answer in time.")
             finally:
                 target.inflight -= 1
         reason = (pool.failure or "no replica is ready").rstrip(".")
-        return error(503, f"InferenceService {namespace}/{name} cannot serve ({revision_name(name, number)}): "
-                          f"{reason}. See: kfbox serve get {name}")
+        return await reply_error(send, 503, f"InferenceService {namespace}/{name} cannot serve ({revision}): "
+                                            f"{reason}. See: kfbox serve get {name}")
+
+    async def _cold_start(self, pool: ReplicaPool, namespace: str, name: str) -> Any:
+        cold = not pool.replicas
+        waited = time.perf_counter()
+        replica = await pool.wait_ready(self.manager.settings.serving_cold_start_timeout, self.manager.wake)
+        if replica is not None and cold:
+            self.manager.metrics.cold_starts.labels(namespace, name).inc()
+            self.manager.metrics.cold_start_seconds.labels(namespace, name).observe(time.perf_counter() - waited)
+        return replica
+
+
+async def relay(connection: Connection, pool: ReplicaPool, port: int, receive: Receive, send: Send,
+                revision: str) -> int:
+    """The replica's reply to the client: whole when it has all arrived, else piece by piece as it comes."""
+    status = connection.status
+    if status >= 400:
+        try:
+            content = kserve_error_body(await connection.read_all(REQUEST_TIMEOUT))
+        except UpstreamError as exc:
+            return await reply_error(send, 502, f"Replica of {revision} failed during its reply: {exc}")
+        headers = [(k, v) for k, v in connection.headers if k not in DROP_RESPONSE and k != b"content-type"]
+        pool.upstreams.release(port, connection)
+        await send_reply(send, status, content, [*headers, (b"x-kfbox-revision", revision.encode()), JSON])
+        return status
+    headers = [(k, v) for k, v in connection.headers if k not in DROP_RESPONSE]
+    headers.append((b"x-kfbox-revision", revision.encode()))
+    length = next((v for k, v in connection.headers if k == b"content-length"), None)
+    if length is not None:
+        headers.append((b"content-length", length))
+    whole = connection.take_body()
+    if whole is not None:  # the usual small reply: it came with the head
+        pool.upstreams.release(port, connection)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": whole})
+        return status
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    gone = asyncio.ensure_future(receive())  # the client hanging up ends the stream
+    try:
+        while (chunk := await connection.next_chunk(REQUEST_TIMEOUT)) is not None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if gone.done():
+                connection.close()
+                return status
+    except (UpstreamError, TimeoutError) as exc:
+        connection.close()
+        # the status line is out: only closing the client's connection tells it the reply is cut short
+        raise StreamBroken(f"{revision}: the reply broke off: {exc}") from exc
     finally:
-        pool.inflight -= 1
+        gone.cancel()
+    pool.upstreams.release(port, connection)
+    await send({"type": "http.response.body", "body": b""})
+    return status
+
+
+class StreamBroken(Exception):
+    """A replica's reply broke after its head was relayed; uvicorn closes the client's connection."""
+
+
+def request_head(scope: Scope, rest: str, length: int) -> tuple[bytes, bytes]:
+    """The request line and the headers for the replica; its ``host`` line goes between them."""
+    query: bytes = scope.get("query_string", b"")
+    line = f"{scope['method']} {quote(rest, safe=PATH_SAFE)}".encode() + (b"?" + query if query else b"")
+    lines: list[bytes] = []
+    for key, value in scope["headers"]:
+        if key not in DROP_REQUEST:
+            lines += [key, b": ", value, b"\r\n"]
+    lines.append(b"content-length: " + str(length).encode() + b"\r\n\r\n")
+    return line + b" HTTP/1.1\r\n", b"".join(lines)
+
+
+async def read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    parts = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
 
 
 def is_inference(path: str) -> bool:
@@ -138,18 +266,20 @@ def is_inference(path: str) -> bool:
     return path.endswith(":predict") or path.endswith("/infer")
 
 
-def _reply(status: int, upstream_headers: Mapping[str, str], content: bytes, revision: str) -> Response:
-    # lower-cased: aiohttp keeps the replica's spelling ("Content-Type"), and a second spelling
-    # set below would send the header twice
-    headers = {k.lower(): v for k, v in upstream_headers.items() if k.lower() in FORWARD_RESPONSE}
-    headers["x-kfbox-revision"] = revision
-    if status >= 400:
-        content = _kserve_error_body(content)
-        headers["content-type"] = "application/json"
-    return Response(content=content, status_code=status, headers=headers)
+async def send_reply(send: Send, status: int, content: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    start: Message = {"type": "http.response.start", "status": status,
+                      "headers": [*headers, (b"content-length", str(len(content)).encode())]}
+    await send(start)
+    await send({"type": "http.response.body", "body": content})
 
 
-def _kserve_error_body(content: bytes) -> bytes:
+async def reply_error(send: Send, status: int, message: str,
+                      headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    await send_reply(send, status, json.dumps({"error": message}).encode(), [JSON, *(headers or [])])
+    return status
+
+
+def kserve_error_body(content: bytes) -> bytes:
     """Replicas answer most errors as ``{"error": ...}``; FastAPI validation errors are reshaped to match."""
     try:
         body = json.loads(content)

@@ -15,21 +15,18 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kfbox.server.processes import ChildProcess
 from kfbox.serving.autoscaler import Autoscaler
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import FAILURE_PREFIX
 from kfbox.serving.spec import PredictorSpec
-
-if TYPE_CHECKING:  # aiohttp costs ~0.3 s to import: only pay it once a replica exists
-    import aiohttp
+from kfbox.serving.upstream import UpstreamError, Upstreams
 
 PROBE_TIMEOUT = 0.5
-REQUEST_TIMEOUT = 300.0
-CONNECT_TIMEOUT = 2.0
-MAX_CONNECTIONS = 256
+QUEUE_PER_REPLICA = 128
+"""Requests a revision holds per ready replica (one while none is ready) before it answers 503 at once:
+past that a replica only queues, and an overloaded service must say so fast, never time out."""
 DRAIN_SECONDS = 30.0
 MAX_BACKOFF = 30.0
 
@@ -87,21 +84,10 @@ class ReplicaPool:
         self.last_request_at = time.monotonic()
         self.ever_ready = False
         self.closed = False
-        self._session: aiohttp.ClientSession | None = None
+        self.upstreams = Upstreams()
         self._indexes = itertools.count(1)
         self._rotation = itertools.count()
         self._draining: set[asyncio.Task[None]] = set()
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        """The pool's keep-alive HTTP client (aiohttp: a proxy hop costs about half of httpx's)."""
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
-                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS), auto_decompress=False)
-        return self._session
 
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
@@ -115,6 +101,11 @@ class ReplicaPool:
     @property
     def ready_count(self) -> int:
         return sum(1 for r in self.replicas if r.ready)
+
+    @property
+    def full(self) -> bool:
+        """True when another request would only wait in a queue (:data:`QUEUE_PER_REPLICA`)."""
+        return self.inflight >= QUEUE_PER_REPLICA * max(1, self.ready_count)
 
     async def wait_ready(self, timeout: float, wake: Callable[[], None]) -> Replica | None:
         """Hold a request while replicas start (scale from zero); None on failure or timeout."""
@@ -165,6 +156,7 @@ class ReplicaPool:
                     replica.ready_at is None and now - replica.started_at > self.config.start_timeout):
                 continue
             self.replicas.remove(replica)
+            self.upstreams.forget(replica.port)
             if replica.ready_at is None:
                 reason = (failure_reason(replica.child.log_path) if not replica.child.alive else
                           f"the replica did not become ready within {self.config.start_timeout:.0f}s")
@@ -185,14 +177,15 @@ class ReplicaPool:
                 self.failures = 0
 
     async def _is_ready(self, replica: Replica) -> bool:
-        import aiohttp
-
+        head = f"GET /v2/health/ready HTTP/1.1\r\nhost: 127.0.0.1:{replica.port}\r\n\r\n".encode()
         try:
-            async with self.session.get(f"{replica.url}/v2/health/ready",
-                                        timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
-                return response.status == 200
-        except (aiohttp.ClientError, TimeoutError):
+            connection = await self.upstreams.open(replica.port)
+            await connection.exchange(head, b"", PROBE_TIMEOUT)
+            await connection.read_all(PROBE_TIMEOUT)
+        except (UpstreamError, TimeoutError):
             return False
+        self.upstreams.release(replica.port, connection)
+        return connection.status == 200
 
     async def _ensure_model_path(self, now: float) -> None:
         if self.model_path is not None or self.spec.storage_uri is None:
@@ -233,6 +226,7 @@ class ReplicaPool:
             while replica.inflight and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(replica.child.stop, 2.0)
+            self.upstreams.forget(replica.port)
 
         task = asyncio.get_running_loop().create_task(drain())
         self._draining.add(task)
@@ -246,8 +240,7 @@ class ReplicaPool:
         self.replicas = []
         if self._draining:
             await asyncio.gather(*self._draining, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        self.upstreams.close()
 
     def children(self) -> list[ChildProcess]:
         return [replica.child for replica in self.replicas]

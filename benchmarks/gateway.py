@@ -1,0 +1,290 @@
+"""Gateway hop benchmark (issue 15 item 4): iris KNN V1 predict through the kfbox gateway against
+the same kserve replica straight, and beside a stock KServe sklearn server on the same model.
+
+    .venv/bin/python benchmarks/gateway.py [--seconds 3] [--rounds 3] [--baseline-src DIR]
+
+* closed loop, ``wrk -t1 -cC`` (one client kind for every path), C = 1, 8, 64; the paths take
+  turns in rotating order each round, after a warm-up; the CPU milliseconds per request of the
+  kfbox server process (the gateway) and of the replica(s) from /proc;
+* two replicas against one through the gateway at c=8 and c=64;
+* open loop (:mod:`benchmarks.openloop`, fixed rate, latency from each request's due time): the
+  gateway, the direct replica and the stock server from 100 to 2,000 req/s, then overload.
+
+``--baseline-src DIR`` also starts a second ``kfbox up`` from another source tree (e.g. ``git
+archive HEAD~3 src | tar -x -C /tmp/before``) with its own iris replica, measured in the same
+rounds: before and after in one run. The stock server is ``tests.serving.stock_sklearn`` (upstream
+sklearnserver's logic on the installed ``kserve.ModelServer``; the ``sklearnserver`` package is not
+on PyPI). Every process here is one Python process (one core at most); the machine's cores and
+its load are printed: compare ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.openloop import fixed_rate
+
+NAMESPACE = "kubeflow-user-example-com"
+BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
+API = "/apis/serving.kserve.io/v1beta1/namespaces/" + NAMESPACE + "/inferenceservices"
+ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY = (1, 8, 64)
+RATES = (100, 250, 500, 1000, 1500, 2000)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def train(folder: Path) -> None:
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+
+    folder.mkdir(parents=True, exist_ok=True)
+    data = load_iris()
+    joblib.dump(KNeighborsClassifier(n_neighbors=3).fit(data.data, data.target), folder / "model.joblib")
+
+
+def wait_for(check: Any, what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
+            if value := check():
+                return value
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+@contextlib.contextmanager
+def child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT,
+                                env=env or dict(os.environ))
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 15)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+@contextlib.contextmanager
+def kfbox_server(home: Path, src: Path | None = None) -> Iterator[tuple[str, int]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env.update(KFBOX_PIPELINES_SPARE_WORKER="0", KFBOX_SERVING_WARM_STANDBY="0")
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)]
+    with child(argv, home.parent / f"{home.name}-server.log", env) as proc:
+        def ready() -> tuple[str, int] | None:
+            record = json.loads((home / "server.json").read_text())
+            ok = record["pid"] == proc.pid and httpx.get(record["url"] + "/healthz").status_code == 200
+            return (str(record["url"]), proc.pid) if ok else None
+
+        yield wait_for(ready, "kfbox up")
+
+
+def apply_iris(url: str, name: str, replicas: int) -> list[str]:
+    """Serve pvc://models/iris with ``replicas`` replicas; the replicas' own URLs."""
+    manifest = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                "metadata": {"name": name, "namespace": NAMESPACE},
+                "spec": {"predictor": {"minReplicas": replicas, "maxReplicas": replicas,
+                                       "model": {"modelFormat": {"name": "sklearn"},
+                                                 "storageUri": "pvc://models/iris"}}}}
+    httpx.post(url + API, json=manifest, timeout=30).raise_for_status()
+
+    def ready() -> dict[str, Any] | None:
+        status = httpx.get(f"{url}{API}/{name}", timeout=10).json()["status"]
+        return status if status.get("replicas") == replicas else None
+
+    status = wait_for(ready, f"{replicas} ready replica(s) of {name}")
+    return [e for revision in status["revisions"].values() for e in revision.get("endpoints", [])]
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def listening_pid(port: int) -> int | None:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+                inodes.add(f"socket:[{fields[9]}]")
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) in inodes:
+                return int(fd.parent.parent.name)
+    return None
+
+
+def wrk(url: str, concurrency: int, seconds: float, script: Path) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+                          "-s", str(script), url], capture_output=True, text=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if rps is None or total is None or "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk did not report a clean run on {url}:\n{out}")
+
+    def pct(label: str) -> float:
+        match = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
+        assert match is not None, out
+        return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
+
+    return {"rps": float(rps.group(1)), "requests": int(total.group(1)), "p50_ms": pct("50"), "p99_ms": pct("99")}
+
+
+def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurrency: int, seconds: float,
+                rounds: int, script: Path) -> dict[str, dict[str, Any]]:
+    for url in paths.values():
+        wrk(url, concurrency, 1, script)  # warm-up: connections, caches, lazy imports
+    labels = list(paths)
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
+    cpu: dict[str, dict[str, float]] = {label: {} for label in labels}
+    for turn in range(rounds):
+        for label in labels[turn % len(labels):] + labels[:turn % len(labels)]:
+            before = {name: cpu_seconds(pid) for name, pid in watch[label].items()}
+            runs[label].append(wrk(paths[label], concurrency, seconds / rounds, script))
+            for name, pid in watch[label].items():
+                cpu[label][name] = cpu[label].get(name, 0.0) + cpu_seconds(pid) - before[name]
+    cells = {}
+    for label in labels:
+        requests = sum(r["requests"] for r in runs[label])
+        ordered = sorted(r["rps"] for r in runs[label])
+        cells[label] = {"rps": ordered[len(ordered) // 2], "rps_runs": [r["rps"] for r in runs[label]],
+                        "p50_ms": sorted(r["p50_ms"] for r in runs[label])[len(ordered) // 2],
+                        "p99_ms": sorted(r["p99_ms"] for r in runs[label])[len(ordered) // 2],
+                        "cpu_ms_per_request": {n: v * 1000 / requests for n, v in cpu[label].items()}}
+    return cells
+
+
+def open_loop(paths: dict[str, str], rates: tuple[int, ...], seconds: float) -> dict[str, dict[int, Any]]:
+    results: dict[str, dict[int, Any]] = {label: {} for label in paths}
+    for rate in rates:
+        for label, url in paths.items():
+            asyncio.run(fixed_rate(url, BODY, rate=min(rate, 200), seconds=0.5))  # warm-up
+            report = asyncio.run(fixed_rate(url, BODY, rate=rate, seconds=seconds))
+            ok = report.statuses.get(200, 0)
+            results[label][rate] = {"sent": report.sent, "ok": ok, "p50_ms": report.percentile(50) * 1000,
+                                    "p99_ms": report.percentile(99) * 1000, "timeouts": report.timeouts,
+                                    "errors": report.errors,
+                                    "statuses": {str(k): v for k, v in report.statuses.items()}}
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per path and concurrency")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate-seconds", type=float, default=4.0, help="seconds per open-loop rate")
+    parser.add_argument("--rates", default=",".join(map(str, RATES)))
+    parser.add_argument("--baseline-src", type=Path, default=None, help="a second kfbox source tree, e.g. before")
+    parser.add_argument("--skip-closed", action="store_true")
+    parser.add_argument("--skip-open", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk")
+        return 2
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory(prefix="kfbox-gw-") as tmp, contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        script = work / "post.lua"
+        script.write_text(f'wrk.method = "POST"\nwrk.body = \'{BODY.decode()}\'\n'
+                          'wrk.headers["Content-Type"] = "application/json"\n')
+        homes = {"": None} if args.baseline_src is None else {"": None, "before": args.baseline_src}
+        paths: dict[str, str] = {}
+        watch: dict[str, dict[str, int]] = {}
+        for tag, src in homes.items():
+            home = work / (tag or "home")
+            train(home / "pvc" / "models" / "iris")
+            url, pid = stack.enter_context(kfbox_server(home, src))
+            one = apply_iris(url, "iris", 1)[0]
+            replica = {"replica": rp} if (rp := listening_pid(urlsplit(one).port or 80)) else {}
+            label = f"gateway {tag}".strip()
+            paths[label] = f"{url}/serving/{NAMESPACE}/iris/v1/models/iris:predict"
+            watch[label] = {"gateway": pid, **replica}
+            if not tag:
+                paths["direct"] = one + "/v1/models/iris:predict"
+                watch["direct"] = {"gateway": pid, **replica}
+                two = apply_iris(url, "iris-2", 2)
+                paths["gateway 2 replicas"] = f"{url}/serving/{NAMESPACE}/iris-2/v1/models/iris-2:predict"
+                watch["gateway 2 replicas"] = {"gateway": pid, **{
+                    f"replica {i}": p for i, e in enumerate(two) if (p := listening_pid(urlsplit(e).port or 80))}}
+                stock_port = free_port()
+                stack.enter_context(child([sys.executable, "-m", "tests.serving.stock_sklearn",
+                                           str(home / "pvc" / "models" / "iris"), "iris", str(stock_port)],
+                                          work / "stock.log"))
+                stock = f"http://127.0.0.1:{stock_port}/v1/models/iris:predict"
+                wait_for(lambda url=stock: httpx.post(url, content=BODY).status_code == 200, "the stock server")
+        if not args.skip_closed:
+            by_c = {c: closed_loop(paths, watch, c, args.seconds, args.rounds, script) for c in CONCURRENCY}
+            results["closed"] = {str(c): cells for c, cells in by_c.items()}
+            print(f"\n{'path':<22}{'c':>4}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   CPU ms per request")
+            for label in paths:
+                for c in CONCURRENCY:
+                    m = by_c[c][label]
+                    cpu = "  ".join(f"{n} {ms:.3f}" for n, ms in m["cpu_ms_per_request"].items())
+                    print(f"{label:<22}{c:>4}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}   {cpu}")
+            print("\nratios (median req/s of the rounds)")
+            for c in CONCURRENCY:
+                cells = by_c[c]
+                line = f"  c={c:<3} gateway/direct {cells['gateway']['rps'] / cells['direct']['rps']:.2f}"
+                if "gateway before" in cells:
+                    line += f"  (before {cells['gateway before']['rps'] / cells['direct']['rps']:.2f})"
+                line += f"  2 replicas/1 {cells['gateway 2 replicas']['rps'] / cells['gateway']['rps']:.2f}"
+                print(line)
+        if not args.skip_open:
+            rated = {k: v for k, v in paths.items() if k != "gateway 2 replicas"} | {"stock sklearn": stock}
+            rates = tuple(int(r) for r in args.rates.split(","))
+            curve = open_loop(rated, rates, args.rate_seconds)
+            results["open"] = {k: {str(r): v for r, v in cells.items()} for k, cells in curve.items()}
+            print(f"\nopen loop, {args.rate_seconds:g} s per rate: p50 / p99 ms (non-200 or timeouts)")
+            print(f"{'req/s':>7}" + "".join(f"{label:>26}" for label in rated))
+            for rate in rates:
+                row = ""
+                for label in rated:
+                    m = curve[label][rate]
+                    bad = m["sent"] - m["ok"]
+                    row += f"{m['p50_ms']:>9.1f} /{m['p99_ms']:>7.1f}" + (f" ({bad:>5})" if bad else " " * 8)
+                print(f"{rate:>7}" + row)
+    results["load_after"] = os.getloadavg()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
