@@ -2,15 +2,16 @@
 
 Most of a replica's start is importing kserve (FastAPI, pandas, numpy...). The launcher keeps
 one standby process that has done those imports and waits for its arguments
-(``python -m kfbox.serving.replica --standby FOLDER``); launching a replica hands them over
-and starts the next standby, so a scale-up or a scale-from-zero pays only for loading the
-model. The standby's log is renamed to the replica's log when it is assigned.
+(``python -m kfbox.serving.replica --standby``, a warm child of :mod:`kfbox.server.warm`);
+launching a replica hands them over on the standby's channel and starts the next standby, so a
+scale-up or a scale-from-zero pays only for loading the model. The standby's log is renamed to
+the replica's log when it is assigned. Every replica holds a warm channel, so it exits with the
+server; where there are none (no Unix sockets) replicas start cold.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -18,8 +19,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from kfbox.server import warm as warm_children
 from kfbox.server.processes import ChildProcess
-from kfbox.serving.replica import ASSIGNMENT, STANDBY_FLAG
+from kfbox.serving.replica import STANDBY_FLAG
 
 MODULE = "kfbox.serving.replica"
 
@@ -34,46 +36,52 @@ def replica_env() -> dict[str, str]:
 class ReplicaLauncher:
     def __init__(self, folder: Path, warm: bool = True) -> None:
         self.folder = folder
-        self.warm = warm
+        self.warm = warm and warm_children.supported()
         self.env = replica_env()
-        self._standby: tuple[ChildProcess, Path] | None = None
+        self._standby: warm_children.WarmChild | None = None
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()  # launch() runs in worker threads
-        shutil.rmtree(folder, ignore_errors=True)  # standbys of an earlier server run
+        shutil.rmtree(folder, ignore_errors=True)  # standby logs of an earlier server run
 
     def launch(self, args: Sequence[str], log_path: Path) -> ChildProcess:
         """A running replica process with these ``kfbox.serving.replica`` arguments."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             standby, self._standby = self._standby, None
-            if standby is not None and standby[0].alive:
-                child, folder = standby
-                os.replace(child.log_path, log_path)  # the process keeps writing to the same file
-                child.log_path = log_path
-                staging = folder / (ASSIGNMENT + ".tmp")
-                staging.write_text(json.dumps(list(args)))
-                os.replace(staging, folder / ASSIGNMENT)
-            else:
+            child: ChildProcess | None = None
+            if standby is not None and standby.alive:
+                standby_log = standby.log_path
+                os.replace(standby_log, log_path)  # the process keeps writing to the same file
+                standby.log_path = log_path
+                if standby.assign({"argv": list(args)}):
+                    child = standby
+                else:  # it died just now: its log stays where it was
+                    os.replace(log_path, standby_log)
+            if child is None:
                 if standby is not None:
-                    standby[0].stop(0)
-                child = ChildProcess.spawn([sys.executable, "-m", MODULE, *args], log_path=log_path, env=self.env)
+                    standby.stop(0)
+                child = self._cold(args, log_path)
             if self.warm:
                 self._standby = self._spawn_standby()
             return child
 
-    def _spawn_standby(self) -> tuple[ChildProcess, Path]:
-        folder = self.folder / f"standby-{next(self._numbers)}"
-        folder.mkdir(parents=True, exist_ok=True)
-        child = ChildProcess.spawn([sys.executable, "-m", MODULE, STANDBY_FLAG, str(folder)],
-                                   log_path=folder / "standby.log", env=self.env)
-        return child, folder
+    def _cold(self, args: Sequence[str], log_path: Path) -> ChildProcess:
+        argv = [sys.executable, "-m", MODULE, *args]
+        if warm_children.supported():  # a channel all the same: the replica exits with the server
+            return warm_children.spawn(argv, log_path=log_path, env=self.env)
+        return ChildProcess.spawn(argv, log_path=log_path, env=self.env)
+
+    def _spawn_standby(self) -> warm_children.WarmChild:
+        log_path = self.folder / f"standby-{next(self._numbers)}.log"
+        return warm_children.spawn([sys.executable, "-m", MODULE, STANDBY_FLAG], log_path=log_path, env=self.env)
 
     def children(self) -> list[ChildProcess]:
-        return [self._standby[0]] if self._standby is not None else []
+        return [self._standby] if self._standby is not None else []
 
     def close(self) -> None:
         with self._lock:
             standby, self._standby = self._standby, None
         if standby is not None:
-            standby[0].stop(0)
+            standby.stop(0)
         shutil.rmtree(self.folder, ignore_errors=True)
+

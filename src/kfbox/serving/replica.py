@@ -6,9 +6,10 @@ and it binds 0.0.0.0 (REST) and ``[::]`` (gRPC), so both are pointed at 127.0.0.
 A model that fails to load prints one ``KFBOX_REPLICA_FAILED:`` line (the reason the server
 shows in ``kfbox serve get``) and exits with :data:`EXIT_LOAD_FAILED`.
 
-``--standby FOLDER`` is the warm start: the process imports kserve and the runtimes, then waits
-for the server to write its arguments to ``FOLDER/assign.json`` (see ``kfbox.serving.launcher``),
-so a cold start pays only for loading the model and binding the port.
+``--standby`` is the warm start: the process imports kserve and the runtimes, then waits for
+the server to hand over its arguments on the warm channel (``kfbox.server.warm``; see
+``kfbox.serving.launcher``), so a cold start pays only for loading the model and binding the port.
+Every replica the server starts holds such a channel and exits when the server's end closes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import json
 import os
 import sys
 import threading
@@ -25,12 +25,13 @@ import types
 from pathlib import Path
 from typing import Any
 
+from kfbox.server import warm
+from kfbox.server.warm import Channel
+
 LOOPBACK = "127.0.0.1"
 FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
 EXIT_LOAD_FAILED = 3
 STANDBY_FLAG = "--standby"
-ASSIGNMENT = "assign.json"
-STANDBY_POLL_SECONDS = 0.01
 _watching = False
 PARENT_POLL_SECONDS = 0.5
 
@@ -49,9 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], channel: Channel | None = None) -> int:
     args = parse_args(argv)
-    _exit_with_parent()
+    _exit_with_parent(channel)
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
     _skip_kubernetes_client()
     try:
@@ -67,9 +68,12 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def standby(folder: Path) -> int:
+def standby() -> int:
     """Import everything a replica needs, then wait for the server to hand over the arguments."""
-    _exit_with_parent()
+    channel = warm.inherited_channel()
+    if channel is None:
+        print(f"{STANDBY_FLAG} needs the channel of a kfbox server (kfbox.server.warm)", file=sys.stderr)
+        return 2
     sys.argv = sys.argv[:1]
     _skip_kubernetes_client()
     import kserve.model_server  # noqa: F401 - the slow part of a cold start, done ahead of time
@@ -78,19 +82,25 @@ def standby(folder: Path) -> int:
     for optional in ("joblib", "sklearn.base"):
         with contextlib.suppress(ImportError):
             importlib.import_module(optional)
-    assignment = folder / ASSIGNMENT
-    while not assignment.exists():
-        time.sleep(STANDBY_POLL_SECONDS)
-    return main(json.loads(assignment.read_text()))
+    message = channel.recv()  # blocks; None: the server went away first
+    if message is None:
+        return 0
+    return main([str(arg) for arg in message["assign"]["argv"]], channel)
 
 
-def _exit_with_parent() -> None:
+def _exit_with_parent(channel: Channel | None = None) -> None:
     """Die when the server does, even by SIGKILL: replicas run in their own process group, so
-    nothing else would stop them; a daemon thread notices the parent is gone."""
+    nothing else would stop them. The server's end of the warm channel closes with it (a blocked
+    read, no polling; not a parent-death signal, which Linux ties to the server *thread* that
+    started the replica); without a channel, a thread polls the parent pid."""
     global _watching
     if _watching:
         return
     _watching = True
+    channel = channel or warm.inherited_channel()
+    if channel is not None:
+        warm.exit_when_parent_closes(channel)
+        return
     parent = os.getppid()
 
     def watch() -> None:
@@ -149,5 +159,5 @@ def _grpc_on_loopback() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == [STANDBY_FLAG]:
-        sys.exit(standby(Path(sys.argv[2])))
+        sys.exit(standby())
     sys.exit(main(sys.argv[1:]))
