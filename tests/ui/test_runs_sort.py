@@ -7,12 +7,14 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import insert
 
 from kfbox.db import Database
 from kfbox.pipelines.tables import Artifact, Experiment, Run
-from kfbox.ui.runs import NO_VALUE, metric_value
+from kfbox.ui import metric_ranking
+from kfbox.ui.metric_ranking import MetricValues, ordered_ids
 
 SMALL = {"pipelineInfo": {"name": "sorted"}, "root": {"dag": {"tasks": {}}}, "components": {},
          "deploymentSpec": {"executors": {}}}
@@ -66,14 +68,54 @@ def test_metric_sort_spans_every_page(app_client: TestClient) -> None:
     assert bad.status_code == 400 and "Cannot sort on metric" in bad.text
 
 
-def test_metric_sort_sql_on_each_backend(database_url: str) -> None:
+@pytest.mark.parametrize("query", [{}, {"q": "walk-1"}])
+def test_walking_the_ranking_gives_the_same_pages(app_client: TestClient, monkeypatch: pytest.MonkeyPatch,
+                                                  query: dict[str, str]) -> None:
+    """Many runs pass the filter: the page walks the cached ranking in batches (made small here, so a
+    page takes several) and then the runs without the metric; every page equals the full sort."""
+    db = app_client.app.state.platform.db  # type: ignore[attr-defined]
+    if not app_client.get("/runs.json", params={"q": "walk-"}).json()["runs"]:
+        seed(db, [None if i % 9 == 0 else round((i * 53 % 97) / 97, 4) for i in range(150)], "walk")
+    params = {"q": "walk-", **query}
+    slow = [r["run_id"] for r in every_page(app_client, {**params, "sort": "metric:accuracy"}, 40)]
+    monkeypatch.setattr(metric_ranking, "SMALL_SET", 5)
+    monkeypatch.setattr(metric_ranking, "BATCH", 7)
+    walked = every_page(app_client, {**params, "sort": "metric:accuracy"}, 40)
+    assert [r["run_id"] for r in walked] == slow and len(slow) > 40
+    values = [r["metrics"].get("accuracy") for r in walked]
+    numbers = [v for v in values if v is not None]
+    assert numbers == sorted(numbers, reverse=True) and values[len(numbers):] == [None] * (len(values) - len(numbers))
+    names = [r["display_name"] for r in walked if "accuracy" not in r["metrics"]]
+    assert names == sorted(names, key=lambda n: -int(n.split("-")[1]))  # without the metric: newest first
+
+
+def every_page(client: TestClient, params: dict[str, str], size: int) -> list[dict[str, Any]]:
+    runs, token = [], ""
+    while True:
+        body = client.get("/runs.json", params={**params, "page_size": size, "page_token": token}).json()
+        runs += body["runs"]
+        token = body["next_page_token"]
+        if not token:
+            return runs
+
+
+def test_metric_values_on_each_backend(database_url: str) -> None:
+    """The metric's numbers read from artifact JSON by each backend's SQL (strings and absent keys
+    skipped), kept until an artifact is added, then read again."""
     db = Database(database_url)
     db.upgrade()
+    values = MetricValues()
     try:
         ids = seed(db, [0.5, 0.9, None, 0.7, "high", 0.1], "b")
-        value = func.coalesce(metric_value(db.dialect, "accuracy"), literal(-NO_VALUE))
         with db.read() as s:
-            ordered = list(s.scalars(select(Run.id).order_by(value.desc(), Run.id.desc())))
-        assert ordered[:4] == [ids[1], ids[3], ids[0], ids[5]] and set(ordered[4:]) == {ids[2], ids[4]}
+            found = values.get(s, db.dialect, "accuracy")
+        assert found.values == {ids[0]: 0.5, ids[1]: 0.9, ids[3]: 0.7, ids[5]: 0.1}
+        assert found.ascending == [ids[5], ids[0], ids[3], ids[1]]
+        newest_first = ids[::-1]
+        expected = [ids[1], ids[3], ids[0], ids[5], ids[4], ids[2]]
+        assert ordered_ids(newest_first, found, descending=True) == expected
+        later = seed(db, [0.95], "c")
+        with db.read() as s:
+            assert values.get(s, db.dialect, "accuracy").values[later[0]] == 0.95
     finally:
         db.dispose()

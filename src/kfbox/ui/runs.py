@@ -3,35 +3,32 @@
 It reads runs with the KFP API's own listing code (:class:`~kfbox.pipelines.listing.Listing`
 over ``RUN_FIELDS``, plus ``duration``), then the page's experiments and metrics in one query
 each -- three queries a page whatever its size. Sorting on a metric column sorts all the runs in the
-database (:func:`metric_value`), not only the rows of one page.
+database (:mod:`kfbox.ui.metric_ranking`), not only the rows of one page.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from kfbox.errors import InvalidInput
+from kfbox.pipelines import listing as listings
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.runs import RUN_FIELDS
 from kfbox.pipelines.tables import Artifact, Experiment, Run
 from kfbox.server.platform import Platform
+from kfbox.ui.metric_ranking import METRIC_TYPES, MetricValues, metric_page, without_metric
 from kfbox.ui.render import Pages
 
 STATES = ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELING", "CANCELED"]
 COLUMNS = {"name": "display_name", "state": "state", "created": "created_at", "finished": "finished_at",
            "duration": "duration", "experiment": "experiment_id"}
 FIELDS: Fields = {**RUN_FIELDS, "duration": Run.finished_ms - Run.created_ms}  # type: ignore[dict-item]
-METRIC_TYPES = ("system.Metrics",)
 MAX_METRIC_COLUMNS = 20
-METRIC_NAME = re.compile(r"[\w .:/+-]{1,128}")
-NO_VALUE = 1.0e308
-"""Where runs without the sorted metric go: after every real value, whichever the order."""
 LIGHT = (defer(Run.pipeline_spec), defer(Run.state_history))
 """List pages never show a run's spec: not loading it makes a 50-row page several times cheaper."""
 
@@ -67,28 +64,9 @@ def scalar_metrics(session: Any, run_ids: list[str]) -> dict[str, dict[str, Any]
     return {rid: {k: v[-1] for k, v in series.items()} for rid, series in metric_series(session, run_ids).items()}
 
 
-def metric_value(dialect: str, name: str) -> ColumnElement[Any]:
-    """The run's value of metric ``name`` as SQL: the number under that key in its last
-    system.Metrics artifact that has one (what :func:`scalar_metrics` shows), or NULL. A correlated
-    subquery, so sorting 10,000 runs by it is one query; non-numbers are skipped per backend."""
-    if not METRIC_NAME.fullmatch(name):
-        raise InvalidInput(f"Cannot sort on metric {name!r}: a metric name is letters, digits, spaces and . : / + -.")
-    column, path = Artifact.artifact_metadata, f'$."{name}"'
-    value = column[name].as_float()
-    if dialect == "postgresql":
-        numeric = func.json_typeof(column[name]) == "number"
-    elif dialect in ("mysql", "mariadb"):
-        numeric = func.json_type(func.json_extract(column, path)).in_(["INTEGER", "DOUBLE", "DECIMAL",
-                                                                         "UNSIGNED INTEGER"])
-    else:
-        numeric = func.json_type(column, path).in_(["integer", "real"])
-    number = case((numeric, value))
-    return (select(number).where(Artifact.run_id == Run.id, Artifact.schema_title.in_(METRIC_TYPES), numeric)
-            .order_by(Artifact.id.desc()).limit(1).scalar_subquery())
-
-
 def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
+    ranking = MetricValues()
 
     @router.get("/runs")
     @router.get("/runs.json")
@@ -112,15 +90,20 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         if not metric_sort and sort not in COLUMNS:
             raise InvalidInput(f"Cannot sort runs on {sort!r}; use one of {', '.join(COLUMNS)} or metric:<name>.")
         listing = Listing.parse(None, "created_at desc", page_size, page_token or None)
-        fields = FIELDS
-        if metric_sort:  # across every page: the database sorts on the metric, runs without it last
-            value = metric_value(platform.db.dialect, sort.split(":", 1)[1])
-            last = literal(-NO_VALUE if order != "asc" else NO_VALUE)
-            fields = {**FIELDS, "metric": func.coalesce(value, last)}  # type: ignore[dict-item]
-        listing = Listing(predicates, "metric" if metric_sort else COLUMNS[sort], order != "asc",
+        listing = Listing(predicates, "created_at" if metric_sort else COLUMNS[sort], order != "asc",
                           listing.page_size, listing.offset)
         with platform.db.read() as s:
-            rows, token, total = listing.apply(s, select(Run).options(*LIGHT), fields)
+            if metric_sort:  # across every page: the filtered runs ordered by the metric, runs without it last
+                name = sort.split(":", 1)[1]
+                ranked = ranking.get(s, platform.db.dialect, name)
+                chosen, total = metric_page(s, listing, FIELDS, ranked, order != "asc",
+                                            without_metric(platform.db.dialect, name))
+                found = {r.id: r for r in s.scalars(select(Run).options(*LIGHT).where(Run.id.in_(chosen)))}
+                rows = [found[i] for i in chosen if i in found]
+                end = listing.offset + len(rows)
+                token = listings.page_token(end) if end < total else ""
+            else:
+                rows, token, total = listing.apply(s, select(Run).options(*LIGHT), FIELDS)
             ids = [r.id for r in rows]
             names = dict(s.execute(select(Experiment.id, Experiment.display_name)
                                    .where(Experiment.id.in_({r.experiment_id for r in rows}))).all())
