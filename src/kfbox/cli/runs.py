@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kfbox.apis import KFP as API
 from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
@@ -22,8 +23,6 @@ from kfbox.client import ApiClient
 from kfbox.client.run_watch import duration, styled, task_table, watch_run
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.pipelines import spec as specs
-
-API = "/apis/v2beta1"
 
 runs_app = typer.Typer(help="Inspect and control pipeline runs.", no_args_is_help=True)
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kfbox.apis import KFP
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_pairs, print_table
 from kfbox.cli.runs import _experiment_id, _load, parse_parameters
@@ -21,7 +22,7 @@ from kfbox.client import ApiClient
 from kfbox.errors import InvalidInput
 from kfbox.pipelines import spec as specs
 
-API = "/apis/v2beta1/recurringruns"
+API = f"{KFP}/recurringruns"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 schedules_app = typer.Typer(help="Recurring runs: start a pipeline on a cron or interval schedule.",

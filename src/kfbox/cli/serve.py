@@ -13,13 +13,13 @@ from typing import Annotated, Any
 import typer
 import yaml
 
+from kfbox.apis import SERVING as API
 from kfbox.cli.options import ContextOption, HomeOption, HostOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, print_json, print_table
 from kfbox.cli.target import connect
 from kfbox.client import ApiClient
 from kfbox.errors import Conflict, InvalidInput, Unavailable
 
-API = "/apis/serving.kserve.io/v1beta1"
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the InferenceService.")]
 
 serve_app = typer.Typer(help="Serve KServe InferenceServices: apply, list, get, delete, logs, promote, rollback.",

@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from kfbox.apis import FINAL_STATES as FINAL
+from kfbox.apis import KFP as API
 from kfbox.client.api import ApiClient
 
-API = "/apis/v2beta1"
-FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
 STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "CANCELED": "magenta",
                "CANCELING": "magenta", "PENDING": "dim"}
 

@@ -30,12 +30,13 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
+from kfbox.apis import REGISTRY, REGISTRY_V1
 from kfbox.client import ApiClient
 from kfbox.cluster.contexts import Context
 from kfbox.errors import KfboxError, NotFound, Unauthorized, Unavailable
 
 SESSION_COOKIE = "oauth2_proxy_kubeflow"
-REGISTRY_PREFIXES = ("/api/model_registry/v1alpha3", "/api/model_registry/v1")
+REGISTRY_PREFIXES = (REGISTRY, REGISTRY_V1)
 
 
 def dex_login(host: str, username: str, password: str, *, auth_type: str = "local", timeout: float = 30.0,

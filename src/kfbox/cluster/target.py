@@ -43,15 +43,14 @@ import json
 import re
 from typing import Any
 
+from kfbox.apis import KFP, SERVING
+from kfbox.apis import REGISTRY_V1 as REGISTRY
 from kfbox.client import ApiClient
 from kfbox.cluster.kubeapi import KubeApi
 from kfbox.cluster.objects import inference_service, predictor_authorization_policy, s3_access
 from kfbox.cluster.remote import Remote
 from kfbox.errors import InvalidInput, KfboxError, NotFound, Unauthorized, Unsupported
 
-KFP = "/apis/v2beta1"
-REGISTRY = "/api/model_registry/v1"
-SERVING = "/apis/serving.kserve.io/v1beta1"
 S3_SECRET = "kfbox-s3"
 _KFP_LISTS = {f"{KFP}/{noun}" for noun in ("runs", "experiments", "recurringruns")}  # pipelines: shared ones too
 _NAMESPACED = re.compile(r"^(?P<base>/apis/serving\.kserve\.io/v1beta1/namespaces/)(?P<ns>[^/]+)(?P<rest>/.*)?$")

@@ -25,7 +25,6 @@ from kfbox.pipelines.listing import Listing
 if TYPE_CHECKING:
     from kfbox.pipelines.service import PipelinesService
 
-PREFIXES = ("/apis/v2beta1", "/pipeline/apis/v2beta1")
 MAX_LOG_BYTES = 1024 * 1024
 
 

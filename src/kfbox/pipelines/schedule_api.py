@@ -16,8 +16,8 @@ from typing import Any
 
 from fastapi import APIRouter, Body, FastAPI
 
+from kfbox.apis import KFP_PREFIXES as PREFIXES
 from kfbox.errors import InvalidInput
-from kfbox.pipelines.api import PREFIXES
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.schedules import RecurringRun, Scheduler, ScheduleStore
 from kfbox.pipelines.views import status, timestamp

@@ -11,8 +11,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from kfbox.apis import KFP_PREFIXES as PREFIXES
 from kfbox.pipelines import views
-from kfbox.pipelines.api import PREFIXES, build_router
+from kfbox.pipelines.api import build_router
 from kfbox.pipelines.catalog import Catalog
 from kfbox.pipelines.runs import RunStore
 from kfbox.pipelines.supervisor import Supervisor

@@ -29,6 +29,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from kfbox.apis import SERVING as API
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.parsing import load_json
 from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
@@ -40,7 +41,6 @@ from kfbox.serving.spec import API_VERSION, FORMATS, KIND, NAME_RE, InferenceSer
 from kfbox.serving.store import SERVER_METADATA
 from kfbox.serving.watch import DEFAULT_TIMEOUT_SECONDS, stream
 
-API = "/apis/serving.kserve.io/v1beta1"
 REGISTRY_ANNOTATION = "serving.kfbox.io/registry-inference-service-id"
 """Set by ``kfbox deploy``: the registry's InferenceService, marked UNDEPLOYED on delete."""
 

@@ -20,10 +20,10 @@ import json
 import re
 from typing import Any
 
+from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput
 
-API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
 FORMATS = ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
 SHORTHAND = ("sklearn", "xgboost", "lightgbm")

@@ -17,6 +17,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import func, select
 
+from kfbox.apis import REGISTRY as MR
+from kfbox.apis import SERVING as SERVING_API
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.pipelines.tables import Artifact
 from kfbox.registry import store
@@ -27,8 +29,6 @@ from kfbox.ui import csrf
 from kfbox.ui.render import Pages
 
 RUN_PROPERTIES = ("kfp_run_id", "run_id", "pipeline_run_id", "runId")
-SERVING_API = "/apis/serving.kserve.io/v1beta1"
-MR = "/api/model_registry/v1alpha3"
 
 
 def plain(custom: dict[str, Any]) -> dict[str, Any]:

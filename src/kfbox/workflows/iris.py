@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
+from kfbox.apis import SERVING
 from kfbox.client import ApiClient, RegistryClient
 from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
@@ -131,7 +132,7 @@ def wait_ready(http: httpx.Client, timeout: float) -> dict[str, Any]:
     """Wait until the newest revision is Ready: after a re-run the old one may still be serving."""
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}
-    path = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices/{SERVICE}"
+    path = f"{SERVING}/namespaces/{NAMESPACE}/inferenceservices/{SERVICE}"
     while time.monotonic() < deadline:
         reply = http.get(path)
         if reply.status_code == 200:

@@ -23,6 +23,7 @@ import httpx
 import yaml
 from rich.console import Console
 
+from kfbox.apis import SERVING
 from kfbox.client import ApiClient
 from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
@@ -33,7 +34,7 @@ NAMESPACE = "kubeflow-user-example-com"
 CLASSIFIER = "review-classifier"
 QA_SERVICE = "review-qa"
 VERSION_RE = re.compile(r"^v(\d+)$")
-API = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
+API = f"{SERVING}/namespaces/{NAMESPACE}/inferenceservices"
 SAMPLE_REVIEWS = ["This medicine worked wonders, my pain is gone and I have no side effects.",
                   "Terrible. I felt sick for a week and it did nothing for my headaches."]
 SAMPLE_CONTEXT = ("Lisinopril is used to treat high blood pressure. A common side effect is a dry cough. "
