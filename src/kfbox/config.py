@@ -59,6 +59,8 @@ class Settings:
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
+    serving_queue_per_replica: int = 128
+    """Requests the gateway holds per ready replica of a revision; the next is answered 503 at once."""
     serving_grpc_port: int = -1
     """The gRPC gateway's port (KServe V2 gRPC, kfbox.serving.grpc_gateway); -1: off, 0: a free port."""
     allow_unsafe_pickle: bool = False
