@@ -23,6 +23,8 @@ from kfbox.errors import InvalidInput
 
 DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 DNS1123_LABEL_MAX = 63
+# a user-visible name's length limit: what the tables store (upstream's VARCHAR(255))
+NAME_MAX = 255
 
 
 @overload
@@ -34,6 +36,18 @@ def normalize_name(name: str | None) -> str | None:
     if name is None:
         return None
     return unicodedata.normalize("NFC", name)
+
+
+def name_problem(name: str) -> str | None:
+    """What is wrong with a user-visible name (pipeline, experiment, registered model...), or None.
+
+    1 to :data:`NAME_MAX` characters and no control characters: NUL cannot be stored in
+    PostgreSQL, and the others are invisible in every listing.
+    """
+    if not 1 <= len(name) <= NAME_MAX:
+        return f"must be 1 to {NAME_MAX} characters long (got {len(name)})"
+    bad = next((ch for ch in name if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0), None)
+    return None if bad is None else f"must not contain control characters (found U+{ord(bad):04X})"
 
 
 def check_dns1123_label(name: str, kind: str = "InferenceService") -> str:

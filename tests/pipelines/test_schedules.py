@@ -153,7 +153,8 @@ def test_a_run_that_cannot_be_created_shows_on_the_schedule(stores: tuple[Schedu
     ({"display_name": ""}, "display_name is required"),
     ({"description": 5}, "description must be a string"),
     ({"description": "a\x00b"}, "description contains a NUL character"),
-    ({"display_name": "a\x00b"}, "contains a NUL character"),
+    ({"display_name": "a\x00b"}, "must not contain control characters (found U+0000)"),
+    ({"display_name": "a\tb"}, "must not contain control characters (found U+0009)"),
     ({"no_catchup": "yes"}, "no_catchup must be true or false"),
     ({"pipeline_spec": None, "pipeline_version_reference": "v1"}, "must be an object"),
 ])

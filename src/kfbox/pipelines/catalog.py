@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -10,9 +9,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kfbox.clock import now_ms
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
-from kfbox.names import normalize_name
+from kfbox.names import name_problem, normalize_name
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.tables import Experiment, Pipeline, PipelineVersion, Run
@@ -30,10 +30,6 @@ VERSION_FIELDS: Fields = {"id": PipelineVersion.id, "pipeline_version_id": Pipel
                           "created_at": PipelineVersion.created_ms, "description": PipelineVersion.description}
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def new_id() -> str:
     return str(uuid.uuid4())
 
@@ -43,10 +39,9 @@ def check_name(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} display_name is required (a non-empty string); got {value!r}.")
     value = normalize_name(value)
-    if "\x00" in value:  # PostgreSQL cannot store it (a 500 there); no name needs it
-        raise InvalidInput(f"{what} display_name {value!r} contains a NUL character; remove it.")
-    if len(value) > 255:
-        raise InvalidInput(f"{what} display_name is {len(value)} characters; the limit is 255.")
+    problem = name_problem(value)
+    if problem is not None:
+        raise InvalidInput(f"{what} display_name {value[:80]!r} {problem}.")
     return value
 
 

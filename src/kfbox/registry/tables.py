@@ -21,8 +21,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kfbox.db import Base
+from kfbox.names import NAME_MAX
 
-NAME_MAX = 255
 # names compare byte-exact on MySQL too ("Iris" and "iris" are two models), as on SQLite/PostgreSQL
 EXACT_TEXT = String(NAME_MAX).with_variant(mysql.VARCHAR(NAME_MAX, charset="utf8mb4", collation="utf8mb4_bin"),
                                            "mysql", "mariadb")

@@ -23,11 +23,10 @@ from collections.abc import Callable
 from typing import Any, get_args
 
 from kfbox.errors import InvalidInput
-from kfbox.names import normalize_name
+from kfbox.names import NAME_MAX, name_problem, normalize_name
 from kfbox.parsing import load_json
 from kfbox.registry import kinds
 from kfbox.registry.kinds import Kind
-from kfbox.registry.tables import NAME_MAX
 
 ID_RE = re.compile(r"^[1-9][0-9]{0,8}$")
 INT_VALUE_RE = re.compile(r"^-?([1-9][0-9]{0,8}|0)$")
@@ -52,11 +51,6 @@ class MissingRequired(InvalidInput):
     status_code = 422
 
 
-def _control_char(value: str) -> str | None:
-    bad = next((ch for ch in value if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0), None)
-    return None if bad is None else f"must not contain control characters (found U+{ord(bad):04X})"
-
-
 def check_text(value: Any) -> str | None:
     return None if isinstance(value, str) else f"must be a string, not {_json_type(value)}"
 
@@ -64,9 +58,7 @@ def check_text(value: Any) -> str | None:
 def check_name(value: Any) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, not {_json_type(value)}"
-    if not 1 <= len(value) <= NAME_MAX:
-        return f"must be 1 to {NAME_MAX} characters long (got {len(value)})"
-    return _control_char(value)
+    return name_problem(value)
 
 
 def check_id(value: Any) -> str | None:
