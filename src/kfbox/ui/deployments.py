@@ -1,6 +1,8 @@
 """Deployments (serving): the list, and one InferenceService's revisions, traffic split (canary
-percent, promote, rollback), replicas desired vs ready, logs, and a "try it" predict form with
-the curl and Python for the same request.
+percent, promote, rollback), replicas desired vs ready, logs (followed live by
+:mod:`kfbox.ui.deployment_logs`), and a "try it" predict form with the curl and Python for the same
+request: generated from the model's V2 metadata when the deployment speaks V2
+(:mod:`kfbox.ui.predict_form`), rows of numbers otherwise.
 
 Status comes from :func:`kfbox.serving.status.describe`, exactly what the Kubernetes-style API
 returns; actions call that API (PATCH, promote, rollback) and predictions go through the gateway.
@@ -19,11 +21,15 @@ from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
 from kfbox.server.platform import Platform
 from kfbox.serving.status import describe
 from kfbox.ui import csrf
+from kfbox.ui.deployment_logs import TAIL_BYTES, describe_files, log_files, read_tail
 from kfbox.ui.models import SERVING_API, call_api
+from kfbox.ui.predict_form import v2_fields, v2_predictions, v2_request, v2_snippets
 from kfbox.ui.render import Pages
+from kfbox.ui.run_live import Bounded
 
 IRIS_CLASSES = "setosa,versicolor,virginica"
 MAX_FEATURES = 64
+METADATA_TIMEOUT_S = 5.0
 
 
 def summary(body: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +88,62 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     def deployments(request: Request) -> dict[str, Any]:
         return {"deployments": summaries(platform)}
 
+    metadata_cache: Bounded[tuple[str, str, int], dict[str, Any]] = Bounded(128)
+
+    def metadata_url(namespace: str, name: str) -> str:
+        return f"{platform.url}/serving/{namespace}/{name}/v2/models/{name}"
+
+    def auth() -> dict[str, str]:
+        return {"Authorization": f"Bearer {platform.settings.token}"} if platform.settings.token else {}
+
+    def cached_metadata(namespace: str, name: str, revision: int, fetch: bool) -> dict[str, Any] | None:
+        """The V2 metadata of the serving revision (asked once per revision; a failure is asked again)."""
+        key = (namespace, name, revision)
+        found = metadata_cache.get(key)
+        if found is None and fetch:
+            import httpx  # lazily, as everywhere the dashboard calls out
+
+            try:
+                reply = httpx.get(metadata_url(namespace, name), headers=auth(), timeout=METADATA_TIMEOUT_S)
+                if reply.status_code == 200 and isinstance(reply.json(), dict):
+                    found = reply.json()
+                    metadata_cache.put(key, found)
+            except (httpx.HTTPError, ValueError):
+                return None
+        return found
+
+    async def fetch_metadata(namespace: str, name: str) -> None:
+        """Fill the cache from an async handler (a sync call back into this server would block it)."""
+        import httpx
+
+        deployment = manager().deployment(namespace, name)
+        key = (namespace, name, deployment.record.latest)
+        if metadata_cache.get(key) is not None:
+            return
+        try:
+            async with httpx.AsyncClient(timeout=METADATA_TIMEOUT_S) as client:
+                reply = await client.get(metadata_url(namespace, name), headers=auth())
+            if reply.status_code == 200 and isinstance(reply.json(), dict):
+                metadata_cache.put(key, reply.json())
+        except (httpx.HTTPError, ValueError):
+            return
+
+    def v2_form(info: dict[str, Any], namespace: str, name: str, revision: int,
+                fetch: bool) -> tuple[list[dict[str, Any]], str]:
+        """(fields, problem): the V2 form's fields when the deployment speaks V2 and its model lists inputs."""
+        if str(info["protocol"]).lower() != "v2" or not info["ready"]:
+            return [], ""
+        metadata = cached_metadata(namespace, name, revision, fetch)
+        if metadata is None:
+            return [], "The model's V2 metadata did not answer; the form below sends V1 rows."
+        try:
+            return v2_fields(metadata), ""
+        except InvalidInput as exc:
+            return [], exc.message
+
     def detail(namespace: str, name: str, features: int, values: list[str] | None = None,
-               labels: str | None = None, result: dict[str, Any] | None = None) -> dict[str, Any]:
+               labels: str | None = None, result: dict[str, Any] | None = None,
+               fetch: bool = True) -> dict[str, Any]:
         m = manager()
         deployment = m.deployment(namespace, name)
         body = describe(deployment, platform.url, platform.settings.ingress_domain)
@@ -93,22 +153,32 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         history = [{"number": n, "name": f"{name}-predictor-{n:05d}", "latest": n == record.latest,
                     "stable": n == record.stable, "spec": spec.to_json() if hasattr(spec, "to_json") else str(spec)}
                    for n, spec in sorted(record.revisions.items())]
-        paths = m.log_paths(namespace, name)
-        log = ""
-        if paths:
-            lines = paths[-1].read_text(errors="replace").splitlines()[-200:]
-            log = "\n".join(lines)
+        files = log_files(m, namespace, name)
+        log, log_offset = read_tail(files[-1], TAIL_BYTES) if files else ("", 0)
         if labels is None:
             labels = info["annotations"].get("serving.kfbox.io/class-names", "")
             model_name = info["labels"].get("modelregistry/registered-model-name", name)
             if not labels and "iris" in f"{name} {model_name}".lower():
                 labels = IRIS_CLASSES
+        fields, v2_problem = v2_form(info, namespace, name, record.latest, fetch)
+        if fields:
+            features = len(fields)
         features = max(1, min(features, MAX_FEATURES))
         shown = (values or [])[:features] + [""] * max(0, features - len(values or []))
-        example = [[float(v) if _is_number(v) else 0.0 for v in shown]]
+        token = bool(platform.settings.token)
+        if fields:
+            example = [v or ("0" if f["kind"] == "number" else "") for v, f in zip(shown, fields, strict=True)]
+            try:
+                code = v2_snippets(info["url"], name, v2_request(fields, example), token)
+            except InvalidInput:
+                code = v2_snippets(info["url"], name, v2_request(fields, ["0"] * len(fields)), token)
+        else:
+            code = snippets(info["url"], name, [[float(v) if _is_number(v) else 0.0 for v in shown]], token)
         return {"deployment": info, "revisions": revisions, "history": history, "log": log,
+                "log_offset": log_offset, "log_files": describe_files(files),
+                "log_file": files[-1].name if files else "",
                 "features": features, "values": shown, "labels": labels, "result": result,
-                "snippets": snippets(info["url"], name, example, bool(platform.settings.token)),
+                "fields": fields, "v2_problem": v2_problem, "snippets": code,
                 "can_rollback": record.stable is not None and record.stable != record.latest}
 
     @router.get("/deployments/{namespace}/{name}")
@@ -125,20 +195,28 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         count = int(str(form.get("features") or "4")) if str(form.get("features") or "4").isdigit() else 4
         values = [str(form.get(f"x{i}", "")).strip() for i in range(min(count, MAX_FEATURES))]
         labels = str(form.get("labels") or "")
+        await fetch_metadata(namespace, name)
+        info = summary(describe(manager().deployment(namespace, name), platform.url,
+                                platform.settings.ingress_domain))
+        fields, _ = v2_form(info, namespace, name, manager().deployment(namespace, name).record.latest, False)
         try:
-            if not all(_is_number(v) for v in values):
-                raise InvalidInput(f"Every feature must be a number; got {values}.")
-            instance = [float(v) for v in values]
             started = time.perf_counter()
-            reply = await _predict(platform, namespace, name, instance)
+            if fields:
+                values = [str(form.get(f"x{i}", "")).strip() for i in range(len(fields))]
+                reply = await _infer(platform, namespace, name, v2_request(fields, values))
+                predictions = v2_predictions(reply)
+            else:
+                if not all(_is_number(v) for v in values):
+                    raise InvalidInput(f"Every feature must be a number; got {values}.")
+                reply = await _predict(platform, namespace, name, [float(v) for v in values])
+                predictions = reply.get("predictions", [])
             elapsed = (time.perf_counter() - started) * 1000
-            predictions = reply.get("predictions", [])
             names = [n.strip() for n in labels.split(",") if n.strip()]
             shown = [names[int(p)] if names and _is_index(p, len(names)) else p for p in predictions]
             result = {"ok": True, "predictions": predictions, "classes": shown, "ms": round(elapsed, 1)}
         except KfboxError as exc:
             result = {"ok": False, "error": exc.message}
-        data = detail(namespace, name, count, values, labels, result)
+        data = detail(namespace, name, count, values, labels, result, fetch=False)
         return pages.render(request, "deployment.html", data, name, status=200 if result["ok"] else 400)
 
     @router.post("/deployments/{namespace}/{name}/canary")
@@ -166,12 +244,20 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
 
 
 async def _predict(platform: Platform, namespace: str, name: str, instance: list[float]) -> dict[str, Any]:
+    return await _post(platform, f"/serving/{namespace}/{name}/v1/models/{name}:predict", {"instances": [instance]})
+
+
+async def _infer(platform: Platform, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await _post(platform, f"/serving/{namespace}/{name}/v2/models/{name}/infer", body)
+
+
+async def _post(platform: Platform, path: str, payload: dict[str, Any]) -> dict[str, Any]:
     import httpx  # lazily: ~70 ms of CPU at server start otherwise
+
     headers = {"Authorization": f"Bearer {platform.settings.token}"} if platform.settings.token else {}
-    url = f"{platform.url}/serving/{namespace}/{name}/v1/models/{name}:predict"
     try:
         async with httpx.AsyncClient(timeout=120) as client:
-            response = await client.post(url, json={"instances": [instance]}, headers=headers)
+            response = await client.post(platform.url + path, json=payload, headers=headers)
     except httpx.HTTPError as exc:
         raise Unavailable(f"The inference gateway did not answer: {exc}.") from exc
     try:
@@ -179,7 +265,8 @@ async def _predict(platform: Platform, namespace: str, name: str, instance: list
     except ValueError:
         body = {"error": response.text}
     if response.status_code >= 400:
-        raise Unavailable(f"The model answered {response.status_code}: {body.get('error') or body}.")
+        error = body.get("error") if isinstance(body, dict) else None
+        raise Unavailable(f"The model answered {response.status_code}: {error or body}.")
     return body if isinstance(body, dict) else {"predictions": body}
 
 

@@ -16,7 +16,7 @@ from kfbox.server.platform import Platform
 from kfbox.ui.render import Pages
 
 PAGE_MODULES = ["kfbox.ui.home", "kfbox.ui.login", "kfbox.ui.kfp_links", "kfbox.ui.runs", "kfbox.ui.run_new", "kfbox.ui.run_page",
-                "kfbox.ui.experiments", "kfbox.ui.compare", "kfbox.ui.pipelines", "kfbox.ui.models", "kfbox.ui.deployments",
+                "kfbox.ui.experiments", "kfbox.ui.compare", "kfbox.ui.pipelines", "kfbox.ui.models", "kfbox.ui.deployments", "kfbox.ui.deployment_logs",
                 "kfbox.ui.artifacts", "kfbox.ui.notebooks", "kfbox.ui.monitoring",
                 "kfbox.ui.monitoring_loadtest", "kfbox.ui.llm"]
 STATIC = Path(__file__).parent / "static"
