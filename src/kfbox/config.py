@@ -21,6 +21,7 @@ DEFAULT_PORT = 8080
 MAX_BODY_BYTES = 1024 * 1024
 ENV_PREFIX = "KFBOX_"
 CONTAINER_RUNTIMES = ("auto", "docker", "podman", "host")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def default_home() -> Path:
@@ -105,6 +106,8 @@ class Settings:
     prometheus_alert_for: str = ""
     """Replace every alerting rule's ``for:`` in the local Prometheus (e.g. ``5s``, for tests and demos);
     empty keeps the shipped durations."""
+    log_level: str = "warning"
+    """The server's log level, for kfbox's own loggers and uvicorn's (KFBOX_LOG_LEVEL): one of LOG_LEVELS."""
     monitoring_sample_interval: float = 5.0
     """Seconds between samples of the dashboard's own one-hour chart history (used without Prometheus)."""
 
@@ -134,6 +137,8 @@ class Settings:
         if not self.guard_checks and not is_loopback(self.host):
             raise InvalidInput("KFBOX_GUARD_CHECKS=0 turns off the Host, Origin and path checks; it is for "
                                f"benchmarks on loopback only, not for a server bound to {self.host}.")
+        if self.log_level not in LOG_LEVELS:
+            raise InvalidInput(f"Log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)} (KFBOX_LOG_LEVEL).")
         if self.container_runtime not in CONTAINER_RUNTIMES:
             raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
                                f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")

@@ -20,6 +20,7 @@ from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput
 from kfbox.server.app import create_app
+from kfbox.server.logs import configure_logging
 from kfbox.server.platform import Platform
 from kfbox.server.protocol import guarded_protocol
 from kfbox.server.record import pid_alive, read_record
@@ -31,6 +32,7 @@ KEEP_ALIVE_SECONDS = 5
 
 
 def serve(settings: Settings) -> None:
+    configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
     existing = read_record(settings.home)
     if existing:
@@ -46,7 +48,7 @@ def serve(settings: Settings) -> None:
     app = create_app(settings, platform)
     # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
     # uvicorn's timeout_keep_alive covers the idle time between requests
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                             access_log=False, lifespan="on", http=guarded_protocol(settings),
                             timeout_keep_alive=KEEP_ALIVE_SECONDS)
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from typing import Any
 
@@ -28,6 +29,7 @@ from kfbox import __version__
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.store import revision_name
 
+log = logging.getLogger(__name__)
 SERVICE = "/inference.GRPCInferenceService/"
 MODEL_CALLS = {"ModelInfer": "ModelInferRequest", "ModelReady": "ModelReadyRequest",
                "ModelMetadata": "ModelMetadataRequest"}
@@ -54,7 +56,7 @@ class GrpcGateway:
         self.port = server.add_insecure_port(f"{address}:{self.settings.serving_grpc_port}")
         self._server = server
         self._tasks.add(asyncio.get_running_loop().create_task(server.start()))
-        print(f"kfbox gRPC gateway (KServe V2 gRPC) on {host}:{self.port}", flush=True)
+        log.info("gRPC gateway (KServe V2 gRPC) on %s:%d", host, self.port)
 
     def stop(self) -> None:
         if self._server is not None:
