@@ -1,7 +1,9 @@
 """The worker -> server channel: a JSON-lines file per run, appended by the worker, tailed by the server.
 
 A file (not a pipe) survives either side restarting, and the server stays the only writer
-of the database: it reads new complete lines and applies them.
+of the database: it reads new complete lines and applies them. A worker started as a warm
+child (``kfbox.server.warm``) also announces each event on its channel once the line is in the
+file, so the server reads the file when there is news instead of polling it.
 
 Events: ``task_started`` {task_id, parent_id, name, path, kind, log}, ``task_finished``
 {task_id, state, error, cache_hit, parameters, artifacts}, ``run_finished`` {state, error};
@@ -14,18 +16,25 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kfbox.server.warm import Channel
 
 
 class EventWriter:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, channel: Channel | None = None) -> None:
         self.path = path
+        self.channel = channel
         self._lock = threading.Lock()  # kfp.local runs ParallelFor iterations on threads
 
     def emit(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, "ms": int(time.time() * 1000), **fields}, default=str)
+        ms = int(time.time() * 1000)
+        line = json.dumps({"event": event, "ms": ms, **fields}, default=str)
         with self._lock, open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
+        if self.channel is not None:  # after the write: the server finds the line when it looks
+            self.channel.send({"event": {"event": event, "ms": ms}})
 
 
 class EventReader:

@@ -2,8 +2,9 @@
 
 One thread owns the loop: it applies each active run's new events to the database, notices
 workers that exited, and starts PENDING runs while fewer than ``run_concurrency`` run. A
-worker is a :class:`ChildProcess` (own process group), so cancel and shutdown kill every
-task process with it.
+worker is a warm child (:mod:`kfbox.server.warm`; own process group), so cancel and shutdown
+kill every task process with it; its channel wakes the loop when it appends an event or exits,
+so nothing polls while runs are active (a slow safety pass still runs every second).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +31,7 @@ from kfbox.pipelines.environment import task_environment
 from kfbox.pipelines.events import EventReader
 from kfbox.pipelines.runs import ACTIVE, RunStore
 from kfbox.pipelines.tables import Run
+from kfbox.server import warm
 from kfbox.server.processes import ChildProcess, kill_group
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.dirty = True
         self.thread: threading.Thread | None = None
-        self.spare: tuple[ChildProcess, Path] | None = None
+        self.spare: warm.WarmChild | None = None
         self.resume: set[str] = set()  # runs to continue from their events after a restart
         self.retrying: set[str] = set()  # runs to re-run except their SUCCEEDED tasks
 
@@ -67,6 +70,8 @@ class Supervisor:
 
     def start(self) -> None:
         reaped = reap_leftovers(self.settings.runs_dir)
+        for leftover in self.settings.runs_dir.glob(".spare-*.log"):  # spare workers of an earlier server
+            leftover.unlink(missing_ok=True)
         if reaped:
             log.warning("stopped %d process(es) an earlier kfbox server left running: %s", len(reaped), reaped)
         recovered = self.store.recover()
@@ -89,8 +94,8 @@ class Supervisor:
             active = dict(self.active)
             self.active.clear()
         if self.spare is not None:
-            self.spare[0].stop(grace=0)
-            shutil.rmtree(self.spare[1], ignore_errors=True)
+            self.spare.stop(grace=0)
+            self.spare.log_path.unlink(missing_ok=True)
         for run_id, entry in active.items():
             entry.child.stop(grace=CANCEL_GRACE_SECONDS)
             self._ingest(run_id, entry)  # finished tasks are in the record: the next start resumes the run
@@ -140,7 +145,10 @@ class Supervisor:
             except Exception:  # the loop must survive a database hiccup; try the queue again next time
                 self.dirty = True
                 log.exception("run supervisor iteration failed")
-            self.wake.wait(POLL_SECONDS if self.active else IDLE_SECONDS)
+            # a worker with a channel wakes the loop itself (an event, its exit); others are polled
+            with self.lock:
+                polled = any(not isinstance(entry.child, warm.WarmChild) for entry in self.active.values())
+            self.wake.wait(POLL_SECONDS if polled else IDLE_SECONDS)
             self.wake.clear()
 
     def _poll(self) -> None:
@@ -216,9 +224,7 @@ class Supervisor:
         if not self.store.mark_started(run.id, 0):
             return
         try:
-            child = self._take_spare(run_dir) or ChildProcess.spawn(
-                [sys.executable, "-m", "kfbox.pipelines.worker", str(run_dir)],
-                log_path=run_dir / "worker.log", env=self._env(), cwd=run_dir)
+            child = self._take_spare(run_dir) or self._spawn_worker(run_dir)
         except OSError as exc:
             self.store.finish(run.id, "FAILED", f"Could not start the run's worker: {exc}")
             return
@@ -228,8 +234,17 @@ class Supervisor:
             reader.offset = (run_dir / "events.jsonl").stat().st_size
         with self.lock:
             self.active[run.id] = _Active(child, reader)
+        if isinstance(child, warm.WarmChild):
+            child.events(lambda _event: self.wake.set(), lambda: self._exited(child))
         if self.store.get(run.id).state not in ACTIVE:  # cancelled between mark and spawn
             child.stop(grace=0)
+
+    def _exited(self, child: ChildProcess) -> None:
+        """A worker's channel ended: wake the loop once the process is reapable (its exit ends the
+        channel a moment before the kernel lets it be waited for)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.popen.wait(timeout=5)
+        self.wake.set()
 
     def _write_secret_env(self, run: Run, run_dir: Path) -> None:
         """The secrets and config maps a run may use (``use_*_as_env``), in a 0600 file its worker reads and
@@ -268,32 +283,44 @@ class Supervisor:
     def _env(self) -> dict[str, str]:
         return {**os.environ, **task_environment(self.settings), "PYTHONUNBUFFERED": "1"}
 
+    def _spawn_worker(self, run_dir: Path) -> ChildProcess:
+        argv = [sys.executable, "-m", "kfbox.pipelines.worker", str(run_dir)]
+        log_path = run_dir / "worker.log"
+        if warm.supported():  # a channel all the same: its events wake the loop
+            return warm.spawn(argv, log_path=log_path, env=self._env(), cwd=run_dir)
+        return ChildProcess.spawn(argv, log_path=log_path, env=self._env(), cwd=run_dir)
+
     def _keep_spare(self) -> None:
         """One worker with kfp already imported, waiting for the next run.
 
         Respawned as soon as one is taken: its import costs the running tasks a little CPU, but the
         next run (a cached rerun, a queue of runs) then starts at once instead of after the import.
+        It works in the runs folder (where an earlier server's leftovers are found) and logs to
+        ``.spare-*.log`` there until a run is handed over.
         """
-        if not self.settings.pipelines_spare_worker or (self.spare is not None and self.spare[0].alive):
+        if not self.settings.pipelines_spare_worker or not warm.supported():
             return
-        if self.spare is not None:
-            shutil.rmtree(self.spare[1], ignore_errors=True)
-        folder = self.settings.runs_dir / f".spare-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True, exist_ok=True)
-        child = ChildProcess.spawn([sys.executable, "-m", "kfbox.pipelines.worker", "--spare", str(folder)],
-                                   log_path=folder / "spare.log", env=self._env(), cwd=folder)
-        self.spare = (child, folder)
+        if self.spare is not None and self.spare.alive:
+            return
+        if self.spare is not None:  # it died: reap it, keep nothing of it
+            self.spare.stop(grace=0)
+            self.spare.log_path.unlink(missing_ok=True)
+        self.settings.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.spare = warm.spawn([sys.executable, "-m", "kfbox.pipelines.worker", "--spare"],
+                                log_path=self.settings.runs_dir / f".spare-{uuid.uuid4().hex[:8]}.log",
+                                env=self._env(), cwd=self.settings.runs_dir)
 
     def _take_spare(self, run_dir: Path) -> ChildProcess | None:
         spare, self.spare = self.spare, None
-        if spare is None or not spare[0].alive:
+        if spare is None or not spare.alive:
             return None
-        child, folder = spare
-        tmp = folder / "go.tmp"
-        tmp.write_text(str(run_dir))
-        os.replace(tmp, folder / "go")
-        child.log_path = run_dir / "worker.log"
-        return child
+        if not spare.assign({"run_dir": str(run_dir)}):
+            spare.stop(grace=0)
+            return None
+        spare.log_path.unlink(missing_ok=True)  # the worker now writes to the run's worker.log
+        spare.log_path = run_dir / "worker.log"
+        return spare
+
 
 def _utc(ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))

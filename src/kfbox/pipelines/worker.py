@@ -1,11 +1,17 @@
-"""The run child process: ``python -m kfbox.pipelines.worker RUN_DIR`` (or ``--spare DIR``).
+"""The run child process: ``python -m kfbox.pipelines.worker RUN_DIR`` (or ``--spare``).
 
 Reads ``RUN_DIR/job.json``, runs the pipeline (see :mod:`kfbox.pipelines.orchestrator`)
 and reports to ``RUN_DIR/events.jsonl``. It never touches the database: the server owns the
 bookkeeping. The server starts it as a process-group leader, so cancelling kills every task.
 
-A *spare* worker imports kfp ahead of time and waits for ``DIR/go`` to name its run dir; the
-server keeps one ready, so a submitted run does not pay the interpreter start and kfp import.
+The server starts it as a warm child (:mod:`kfbox.server.warm`): each event, once appended to
+the file (the durable record the server applies and a restarted server resumes from), is
+announced on the channel, so the server applies it at once instead of polling the file; the
+channel's end tells the server the worker is gone.
+
+A *spare* worker (``--spare``) imports kfp ahead of time and waits for the server to hand over a
+run folder on its channel; the server keeps one ready, so a submitted run does not pay the
+interpreter start and kfp import.
 """
 
 from __future__ import annotations
@@ -14,20 +20,19 @@ import contextlib
 import json
 import os
 import resource
-import shutil
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from kfbox.pipelines.events import EventWriter
+from kfbox.server import warm
+from kfbox.server.warm import Channel
 
-SPARE_POLL_SECONDS = 0.01
 
-
-def run(run_dir: Path) -> int:
-    events = EventWriter(run_dir / "events.jsonl")
+def run(run_dir: Path, channel: Channel | None = None) -> int:
+    events = EventWriter(run_dir / "events.jsonl", channel)
     try:
         from kfbox.pipelines.orchestrator.dag import Engine
 
@@ -40,32 +45,41 @@ def run(run_dir: Path) -> int:
     return 0
 
 
-def wait_as_spare(spare: Path) -> int:
+def wait_as_spare(channel: Channel) -> int:
     """Import what a run needs, then wait for the server to hand over a run dir (or to go away)."""
     from kfbox.pipelines.orchestrator.dag import preload
 
-    parent = os.getppid()
-    go = spare / "go"
-    # The import runs at idle priority (only on CPU the running tasks leave free); a watcher thread,
-    # started first so it keeps normal priority, restores it the moment a run is handed over.
-    threading.Thread(target=_restore_priority_on, args=(go, parent), daemon=True).start()
-    idle = _idle_priority()
+    # The import runs at idle priority (only on CPU the running tasks leave free); the channel's
+    # reader thread, started first so it keeps normal priority, restores it the moment a run is
+    # handed over, then stays to end the process if the server goes (portable; Linux also has the
+    # parent-death signal).
+    handed: dict[str, Any] = {}
+    arrived = threading.Event()
+    main_thread = os.getpid()  # Linux: the main thread's id is the process id
+
+    def read() -> None:
+        message = channel.recv()
+        if message is None:
+            os._exit(0)  # the server died: nobody will hand over a run
+        handed.update(message.get("assign") or {})
+        _normal_priority(main_thread)
+        arrived.set()
+        for _ in channel:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=read, name="kfbox-spare-channel", daemon=True).start()
+    _idle_priority()
     preload()
-    while not go.exists():
-        if os.getppid() != parent:  # the server died: nobody will hand over a run
-            return 0
-        time.sleep(SPARE_POLL_SECONDS)
-    if idle:
-        _normal_priority(0)
-    run_dir = Path(go.read_text().strip())
+    arrived.wait()
+    run_dir = Path(str(handed["run_dir"]))
     os.chdir(run_dir)
     with open(run_dir / "worker.log", "ab") as log:
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-    shutil.rmtree(spare, ignore_errors=True)
-    return run(run_dir)
+    return run(run_dir, channel)
 
 
 def _idle_priority() -> bool:
@@ -83,27 +97,26 @@ def _idle_priority() -> bool:
 
 
 def _normal_priority(pid: int) -> None:
+    if not hasattr(os, "sched_setscheduler"):
+        return
     with contextlib.suppress(OSError):
         os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
 
 
-def _restore_priority_on(go: Path, parent: int) -> None:
-    main_thread = os.getpid()  # Linux: the main thread's id is the process id
-    while not go.exists() and os.getppid() == parent:
-        time.sleep(SPARE_POLL_SECONDS)
-    _normal_priority(main_thread)
-
-
 def main(argv: list[str]) -> int:
-    from kfbox.pipelines.orchestrator.launch import die_with_parent
-
     parent = os.getppid()
-    die_with_parent()  # a worker never outlives the server (issue 8, item 13); the run resumes on restart
+    warm.die_with_parent()  # a worker never outlives the server (issue 8, item 13); the run resumes on restart
     if os.getppid() != parent:
         return 0
-    if len(argv) == 3 and argv[1] == "--spare":
-        return wait_as_spare(Path(argv[2]))
-    return run(Path(argv[1]))
+    channel = warm.inherited_channel()
+    if argv[1:] == ["--spare"]:
+        if channel is None:
+            print("--spare needs the channel of a kfbox server (kfbox.server.warm)", file=sys.stderr)
+            return 2
+        return wait_as_spare(channel)
+    if channel is not None:
+        warm.exit_when_parent_closes(channel)
+    return run(Path(argv[1]), channel)
 
 
 if __name__ == "__main__":
