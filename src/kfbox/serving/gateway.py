@@ -4,7 +4,7 @@ It proxies V1/V2 requests to a ready replica of the revision the traffic split p
 in-flight requests for the autoscaler, holds a request while a scaled-to-zero revision cold
 starts, retries on another replica when one is dead (the request never reached it, or it is
 idempotent: a GET, or an inference call, which has no side effects), and answers 503 at once
-when no replica can serve or the revision's queue is full (:data:`~kfbox.serving.pool.QUEUE_PER_REPLICA`).
+when no replica can serve or the revision's queue is full (``KFBOX_SERVING_QUEUE_PER_REPLICA``).
 
 It is plain ASGI, the innermost middleware: host routing, the guard and token auth have run
 (auth is decided on the ``/serving/...`` route that is served), FastAPI's routing never sees a

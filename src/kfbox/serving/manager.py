@@ -173,7 +173,8 @@ class ServingManager:
                                 scale_window=self.settings.serving_scale_window,
                                 start_timeout=self.settings.serving_replica_start_timeout,
                                 on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe,
-                                allow_unsafe_pickle=self.settings.allow_unsafe_pickle)
+                                allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
+                                queue_per_replica=self.settings.serving_queue_per_replica)
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]

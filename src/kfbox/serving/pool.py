@@ -24,9 +24,6 @@ from kfbox.serving.spec import PredictorSpec
 from kfbox.serving.upstream import UpstreamError, Upstreams
 
 PROBE_TIMEOUT = 0.5
-QUEUE_PER_REPLICA = 128
-"""Requests a revision holds per ready replica (one while none is ready) before it answers 503 at once:
-past that a replica only queues, and an overloaded service must say so fast, never time out."""
 DRAIN_SECONDS = 30.0
 MAX_BACKOFF = 30.0
 
@@ -62,6 +59,9 @@ class PoolConfig:
     """Called with the seconds from spawn to ready (the replica start metric)."""
     allow_unsafe_pickle: bool = False
     """The server-wide opt-in (KFBOX_ALLOW_UNSAFE_PICKLE); a service can opt in by annotation."""
+    queue_per_replica: int = 128
+    """Requests held per ready replica (one counted while none is ready) before the gateway answers 503
+    at once: past that a replica only queues, and an overloaded service must say so fast, never time out."""
 
 
 class ReplicaPool:
@@ -104,8 +104,8 @@ class ReplicaPool:
 
     @property
     def full(self) -> bool:
-        """True when another request would only wait in a queue (:data:`QUEUE_PER_REPLICA`)."""
-        return self.inflight >= QUEUE_PER_REPLICA * max(1, self.ready_count)
+        """True when another request would only wait in a queue (:attr:`PoolConfig.queue_per_replica`)."""
+        return self.inflight >= self.config.queue_per_replica * max(1, self.ready_count)
 
     async def wait_ready(self, timeout: float, wake: Callable[[], None]) -> Replica | None:
         """Hold a request while replicas start (scale from zero); None on failure or timeout."""
