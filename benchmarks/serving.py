@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kfbox.loadtest.report import percentile
+from kfbox.loadtest.latency import Latencies
 from kfbox.loadtest.runner import LoadSpec, run_load
 
 NAMESPACE = "kubeflow-user-example-com"
@@ -178,7 +178,7 @@ def measure(paths: dict[str, str], concurrency: int, seconds: float, rounds: int
     labels = list(paths)
     requests = dict.fromkeys(labels, 0)
     elapsed = dict.fromkeys(labels, 0.0)
-    latencies: dict[str, list[float]] = {label: [] for label in labels}
+    latencies: dict[str, Latencies] = {label: Latencies() for label in labels}
     cpu: dict[str, dict[str, float]] = {label: {} for label in labels}
     for turn in range(rounds):
         for label in labels[turn % len(labels):] + labels[:turn % len(labels)]:
@@ -196,12 +196,12 @@ def measure(paths: dict[str, str], concurrency: int, seconds: float, rounds: int
                 cpu[label][name] = cpu[label].get(name, 0.0) + value
             requests[label] += report.total
             elapsed[label] += report.duration
-            latencies[label] += report.latencies
+            latencies[label].add(report.latencies)
     cells = {}
     for label in labels:
-        ordered = sorted(latencies[label])
-        cells[label] = {"rps": requests[label] / elapsed[label], "p50_ms": percentile(ordered, 50) * 1000,
-                        "p99_ms": percentile(ordered, 99) * 1000,
+        cells[label] = {"rps": requests[label] / elapsed[label],
+                        "p50_ms": latencies[label].percentile(50) * 1000,
+                        "p99_ms": latencies[label].percentile(99) * 1000,
                         "cpu_ms_per_request": {n: v * 1000 / requests[label] for n, v in cpu[label].items()}}
     return cells
 

@@ -21,6 +21,7 @@ import pytest
 
 from kfbox.cli.main import main
 from kfbox.loadtest.runner import LoadSpec, run_load
+from kfbox.monitoring.chart_svg import panels_of
 from tests.serving.helpers import ROWS, apply, manifest, status, train_iris, wait_for
 from tests.support import ServerProcess
 
@@ -142,7 +143,7 @@ def test_non_2xx_statuses_are_reported_and_fail(kfbox: Callable[..., Result], se
     (["-d", "{not json"], "Request body is not valid JSON"),
     (["-d", "@/no/such/body.json"], "Cannot read the request body file"),
     (["-H", "no-colon"], "is not 'Name: value'"),
-    (["--plot", "out.txt"], "must end with one of .svg"),
+    (["--plot", "out.txt"], "must end with .svg"),
     (["--v2"], "--v2 picks the path for an InferenceService name"),
 ])
 def test_bad_input_is_refused_before_any_request(kfbox: Callable[..., Result], server: ServerProcess,
@@ -190,7 +191,14 @@ def test_inferenceservice_name_target(kfbox: Callable[..., Result], server: Serv
     assert result.returncode == 0, result.stderr
     assert f"POST {server.url}/serving/default/{iris}/v2/models/{iris}/infer" in result.stdout
     assert "[200]" in result.stdout
-    assert "replicas" in plot.read_text()  # the second panel
+    # the file is the deployment page's live chart: same panels, same series, on one time axis
+    with server.client() as client:
+        page_chart = client.get(f"/monitoring/series/default/{iris}", params={"svg": "true"}).json()["svg"]
+    drawn = plot.read_text()
+    assert panels_of(drawn) == panels_of(page_chart) == [
+        ("requests/s", ["rps"]), ("success %", ["success"]), ("latency ms", ["p50", "p95", "p99"]),
+        ("replicas · in flight", ["desired", "ready", "inflight"])]
+    assert _drawn_fields(drawn) >= {"rps", "success", "p50", "p99", "ready", "desired", "inflight"}
     result = kfbox("loadtest", iris, "--url", server.url, "-n", "5")
     assert result.returncode == 1 and "needs a body" in result.stderr
     # KServe-style host routing: a plain URL with the InferenceService's Host header
@@ -214,8 +222,18 @@ def test_plot_writes_an_svg(kfbox: Callable[..., Result], server: ServerProcess,
     root = ET.parse(out).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     text = out.read_text()
-    assert "latency (ms)" in text and "p99" in text
-    assert "replicas" not in text  # a plain URL has no replica gauge to draw
+    assert [title for title, _ in panels_of(text)] == ["requests/s", "success %", "latency ms",
+                                                      "replicas · in flight"]
+    drawn = _drawn_fields(text)
+    assert {"rps", "success", "p50", "p95", "p99"} <= drawn
+    assert not drawn & {"ready", "desired"}  # a plain URL has no replica gauge to draw
+    result = kfbox("loadtest", f"{server.url}/healthz", "-n", "5", "--plot", str(tmp_path / "load.png"))
+    assert result.returncode == 1 and "must end with .svg" in " ".join(result.stderr.split())
+
+
+def _drawn_fields(svg: str) -> set[str]:
+    """The series with a line in the chart (a panel's legend lists its series even without data)."""
+    return {p.get("data-field", "") for p in ET.fromstring(svg.split("?>", 1)[-1]).iter("{http://www.w3.org/2000/svg}path")}
 
 
 def test_ctrl_c_gives_a_partial_report(server: ServerProcess) -> None:

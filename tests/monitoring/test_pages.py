@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kfbox.monitoring.chart_svg import panels_of
 from tests.monitoring.conftest import SERVICES, Monitored
 
 
@@ -13,8 +14,8 @@ def test_monitoring_page_lists_charts_alerts_and_pipelines(monitored: Monitored)
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert '<script src="/static/charts.js" defer></script>' in page.text
     for name in SERVICES:
-        assert f'data-src="/monitoring/series/default/{name}?minutes=15"' in page.text
-    assert 'data-src="/monitoring/series/pipelines?minutes=15"' in page.text
+        assert f'data-src="/monitoring/series/default/{name}?minutes=15&amp;svg=1"' in page.text
+    assert 'data-src="/monitoring/series/pipelines?minutes=15&amp;svg=1"' in page.text
     assert '<table id="alerts">' in page.text  # Prometheus runs: its alerts are listed
     assert data["prometheus"]["running"] and data["alerts"]["source"] == "prometheus"
     assert [s["name"] for s in data["services"]] == list(SERVICES)
@@ -27,6 +28,15 @@ def test_deployment_page_has_a_live_chart(monitored: Monitored) -> None:
     with monitored.server.client() as client:
         page = client.get(f"/deployments/default/{SERVICES[0]}")
         script = client.get("/static/charts.js")
+        series = client.get(f"/monitoring/series/default/{SERVICES[0]}", params={"minutes": 5, "svg": "true"}).json()
+        pipelines = client.get("/monitoring/series/pipelines", params={"svg": "true"}).json()
     assert page.status_code == 200
-    assert f'data-src="/monitoring/series/default/{SERVICES[0]}?minutes=15"' in page.text
-    assert script.status_code == 200 and "createElementNS" in script.text
+    assert f'data-src="/monitoring/series/default/{SERVICES[0]}?minutes=15&amp;svg=1"' in page.text
+    assert script.status_code == 200 and "parseFromString(data.svg" in script.text
+    # the picture the script swaps in: four panels on one time axis, a line for each live series
+    assert panels_of(series["svg"]) == [("requests/s", ["rps"]), ("success %", ["success"]),
+                                        ("latency ms", ["p50", "p95", "p99"]),
+                                        ("replicas · in flight", ["desired", "ready", "inflight"])]
+    for field in ("rps", "p99", "ready", "desired"):
+        assert f'data-field="{field}"' in series["svg"]
+    assert [title for title, _ in panels_of(pipelines["svg"])] == ["runs queued · running", "runs finished"]

@@ -1,7 +1,7 @@
 """``kfbox loadtest TARGET``: a built-in ``hey`` for InferenceServices and any HTTP URL.
 
 Live progress while it runs, then requests/s, latency percentiles, status counts, error
-kinds and a histogram; ``--plot out.svg`` draws latency and replicas over time.
+kinds and a histogram; ``--plot out.svg`` draws the run as the dashboard's live chart.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def loadtest(
     method: Annotated[str | None, typer.Option("--method", "-m", help="HTTP method. Default: POST with -d, else GET.", show_default=False)] = None,
     header: Annotated[list[str] | None, typer.Option("--header", "-H", help="Extra header 'Name: value'; repeatable.", show_default=False)] = None,
     timeout: Annotated[float, typer.Option("--timeout", "-t", help="Seconds before a request counts as a timeout.")] = DEFAULT_TIMEOUT,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Write latency (and replicas, for a name target) over time to this .svg/.png file.", show_default=False)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Draw the run as the dashboard's live chart (load, success, latency percentiles, replicas) to this .svg file.", show_default=False)] = None,
     url: UrlOption = None,
     home: HomeOption = None,
     token: TokenOption = None,

@@ -3,9 +3,9 @@
 Why not httpx: on two shared cores a general-purpose client spends more CPU per
 request than the model server it is measuring, and the figures stop agreeing with
 ``wrk``. Here the request is encoded once, each connection is an
-:class:`asyncio.Protocol` that parses just enough of the reply (status line,
-``Content-Length``, chunked bodies, ``Connection: close``) and one future per request
-hands the status back to the worker.
+:class:`asyncio.Protocol` whose replies are parsed by ``httptools`` (llhttp, the parser
+uvicorn uses: lengths, chunked bodies, keep-alive) and one future per request hands the
+status back to the worker.
 
 Example::
 
@@ -20,6 +20,8 @@ import asyncio
 import dataclasses
 import ssl
 from urllib.parse import urlsplit
+
+import httptools
 
 from kfbox.errors import InvalidInput
 
@@ -80,36 +82,57 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.keep_alive = True
-        self._buffer = bytearray()
         self._waiter: asyncio.Future[int] | None = None
-        self._reset()
-
-    def _reset(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
         self._status = 0
-        self._remaining = -1  # body bytes still expected; -1 while the head is incomplete
-        self._chunked = False
-        self._until_close = False
+        self._headers_done = False
+        self._framed = False  # a Content-Length or chunked body: a close before its end is an error
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
         try:
-            self._parse()
-        except (ValueError, IndexError) as exc:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"unparseable HTTP reply: {exc}"))
+            self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost settles the waiter
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._until_close and self._waiter is not None and not self._waiter.done():
+        if self._headers_done and not self._framed and self._waiter is not None and not self._waiter.done():
+            self.keep_alive = False  # a body that runs until the close: complete now
             self._finish()
             return
         self._fail(exc or ConnectionResetError("the server closed the connection"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() in (b"content-length", b"transfer-encoding"):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        self._headers_done = self._status >= 200
+        if self._status in (204, 304):
+            self._framed = True
+        if self._head_only and self._headers_done:
+            # a HEAD reply has a Content-Length but no body; llhttp cannot be told, so finish
+            # here and start a fresh parser for the next reply
+            self.keep_alive = self._parser.should_keep_alive()
+            self._parser = httptools.HttpResponseParser(self)
+            self._finish()
+
+    def on_message_complete(self) -> None:
+        if self._status < 200:  # 100 Continue and friends: the real reply follows
+            self._reset()
+            return
+        self.keep_alive = self._parser.should_keep_alive()
+        self._finish()
 
     # use
     def send(self, payload: bytes) -> asyncio.Future[int]:
@@ -128,6 +151,11 @@ class Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def _reset(self) -> None:
+        self._status = 0
+        self._headers_done = False
+        self._framed = False
+
     def _fail(self, exc: BaseException) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -140,80 +168,6 @@ class Connection(asyncio.Protocol):
         self._reset()
         if waiter is not None and not waiter.done():
             waiter.set_result(status)
-
-    def _parse(self) -> None:
-        buf = self._buffer
-        while buf:
-            if self._remaining < 0 and not self._chunked:
-                if not self._parse_head():
-                    return
-                if self._status < 200:  # 100 Continue and friends: the real reply follows
-                    self._reset()
-                    continue
-            if self._until_close:
-                buf.clear()
-                return
-            if self._chunked:
-                if not self._parse_chunks():
-                    return
-            elif len(buf) >= self._remaining:
-                del buf[:self._remaining]
-            else:
-                return
-            self._finish()
-
-    def _parse_head(self) -> bool:
-        buf = self._buffer
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        lines = bytes(buf[:end]).split(b"\r\n")
-        del buf[:end + 4]
-        version, code = lines[0].split(b" ", 2)[:2]
-        self._status = int(code)
-        length = -1
-        connection = b""
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding":
-                self._chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                connection = value.strip().lower()
-        self.keep_alive = connection != b"close" and (version == b"HTTP/1.1" or connection == b"keep-alive")
-        if self._head_only or self._status in (204, 304) or self._status < 200:
-            self._remaining, self._chunked = 0, False
-        elif self._chunked:
-            self._remaining = 0
-        elif length >= 0:
-            self._remaining = length
-        else:
-            self._until_close, self._remaining, self.keep_alive = True, 0, False
-        return True
-
-    def _parse_chunks(self) -> bool:
-        buf = self._buffer
-        while True:
-            line_end = buf.find(b"\r\n")
-            if line_end < 0:
-                return False
-            size = int(bytes(buf[:line_end]).split(b";")[0], 16)
-            if size == 0:
-                if buf[line_end + 2:line_end + 4] == b"\r\n":  # no trailers
-                    del buf[:line_end + 4]
-                    self._chunked = False
-                    return True
-                trailer_end = buf.find(b"\r\n\r\n", line_end)
-                if trailer_end < 0:
-                    return False
-                del buf[:trailer_end + 4]
-                self._chunked = False
-                return True
-            if len(buf) < line_end + 2 + size + 2:
-                return False
-            del buf[:line_end + 2 + size + 2]
 
 
 class ProtocolError(Exception):

@@ -1,65 +1,65 @@
-"""``kfbox loadtest --plot``: latency and replicas over time, as an SVG (or PNG) file.
+"""``kfbox loadtest --plot``: the dashboard's live chart of the run, as an SVG file.
 
-matplotlib is imported here only, with the Agg backend, so the load generator itself
-never pays for it.
+The report becomes the live charts' JSON shape (one point a second: requests/s, success,
+p50/p95/p99, in flight, desired and ready replicas) and :mod:`kfbox.monitoring.chart_svg`
+draws it, so the file shows the same panels and series as the deployment page. SVG only:
+no library installed here rasterises SVG (convert with e.g. ``rsvg-convert -o out.png out.svg``).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import collections
+import math
 from pathlib import Path
+from typing import Any
 
-from kfbox.errors import InvalidInput, Unsupported
+from kfbox.errors import InvalidInput
 from kfbox.loadtest.report import Report
+from kfbox.monitoring.chart_svg import SERVICE_PANELS, render
 
-FORMATS = (".svg", ".png", ".pdf")
-MISSING = "--plot needs matplotlib; install it with: pip install matplotlib"
+FORMATS = (".svg",)
 
 
 def check_plot_path(path: Path) -> None:
-    """Fail before the run, not after it: a known format and matplotlib installed."""
+    """Fail before the run, not after it."""
     if path.suffix.lower() not in FORMATS:
-        raise InvalidInput(f"Plot file {str(path)!r} must end with one of {', '.join(FORMATS)}, e.g. out.svg.")
-    if importlib.util.find_spec("matplotlib") is None:
-        raise Unsupported(MISSING)
+        raise InvalidInput(f"Plot file {str(path)!r} must end with .svg, e.g. out.svg (convert it to PNG with "
+                           "e.g. rsvg-convert -o out.png out.svg).")
+
+
+def report_series(report: Report) -> dict[str, Any]:
+    """The report as the live charts' series: one point at the end of each second of the run."""
+    out: dict[str, Any] = {"source": "loadtest", "step": 1.0,
+                           **{f: [] for f in ("t", "rps", "success", "p50", "p95", "p99", "inflight",
+                                              "desired", "ready")}}
+    samples = collections.deque(sorted(report.replicas, key=lambda s: s.t))
+
+    def ms(value: float) -> float | None:
+        return None if math.isnan(value) else round(value * 1000, 4)
+
+    latest = None
+    for second in report.timeline:
+        end = second.start + 1
+        while samples and samples[0].t <= end:
+            latest = samples.popleft()
+        out["t"].append(report.started_at + end)
+        out["rps"].append(float(second.count + second.errors))
+        out["success"].append(None if math.isnan(second.success) else round(second.success, 4))
+        out["p50"].append(ms(second.p50))
+        out["p95"].append(ms(second.p95))
+        out["p99"].append(ms(second.p99))
+        out["inflight"].append(float(second.inflight))
+        out["ready"].append(latest.ready if latest else None)
+        out["desired"].append(latest.desired if latest else None)
+    return out
 
 
 def write_plot(report: Report, path: Path) -> Path:
-    """Draw per-second p50/p99 latency and, when sampled, replicas; return the file written."""
+    """Draw the run as the live chart does; return the file written."""
     check_plot_path(path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise Unsupported(MISSING) from exc
-
-    plt.rcParams["svg.fonttype"] = "none"  # real text in the SVG: smaller, selectable, searchable
-    panels = 2 if report.replicas else 1
-    fig, axes = plt.subplots(panels, 1, sharex=True, figsize=(8, 3 + 2 * panels), squeeze=False)
-    latency = axes[0][0]
-    seconds = [s.start + 0.5 for s in report.timeline]
-    latency.plot(seconds, [s.p50 * 1000 for s in report.timeline], label="p50", marker=".")
-    latency.plot(seconds, [s.p99 * 1000 for s in report.timeline], label="p99", marker=".")
-    latency.set_ylabel("latency (ms)")
-    latency.set_ylim(bottom=0)
-    latency.grid(alpha=0.3)
-    latency.legend(loc="upper left")
-    latency.set_title(f"{report.method} {report.url}  (c={report.concurrency}, {report.rps:.0f} req/s)",
-                      fontsize=9)
-    if report.replicas:
-        replicas = axes[1][0]
-        times = [t for t, _ in report.replicas]
-        values = [v for _, v in report.replicas]
-        replicas.step(times, values, where="post", color="tab:green")
-        replicas.set_ylabel("replicas")
-        replicas.set_ylim(bottom=0, top=max(values) + 1)
-        replicas.yaxis.get_major_locator().set_params(integer=True)
-        replicas.grid(alpha=0.3)
-    axes[-1][0].set_xlabel("seconds since start")
-    fig.tight_layout()
+    title = f"{report.method} {report.url}  (c={report.concurrency}, {report.rps:.0f} req/s)"
+    svg = render(report_series(report), SERVICE_PANELS, title=title,
+                 label=lambda t: f"{t - report.started_at:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    path.write_text('<?xml version="1.0" encoding="UTF-8"?>\n' + svg, encoding="utf-8")
     return path

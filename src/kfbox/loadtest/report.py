@@ -1,26 +1,54 @@
 """What a load test measured: throughput, latency percentiles, status counts, a histogram
 and per-second series for the chart. Plain data, so the CLI can print it as a table or
 as JSON and the plot can draw it.
+
+Latencies live in an HDR histogram (:mod:`kfbox.loadtest.latency`), and each second of the
+run is folded into one :class:`Second` as it ends, so a report's size depends on the
+run's length in seconds, never on its number of requests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from typing import Any
 
+from kfbox.loadtest.latency import Latencies
+
 PERCENTILES = (50, 90, 99)
+SECOND_PERCENTILES = (50.0, 95.0, 99.0)
 
 
 @dataclasses.dataclass(frozen=True)
 class Second:
-    """Replies that completed during one second of the run."""
+    """Replies (and failures) that completed during one second of the run."""
 
     start: float
     count: int
     p50: float
     p99: float
+    p95: float = math.nan
+    errors: int = 0
+    """Requests that got no reply (transport errors, timeouts)."""
+    server_errors: int = 0
+    """Replies with a status >= 500."""
+    inflight: int = 0
+    """Requests in flight when the second ended."""
+
+    @property
+    def success(self) -> float:
+        """Share of the second's requests answered below 500 (the dashboard's success rate)."""
+        sent = self.count + self.errors
+        return (self.count - self.server_errors) / sent if sent else math.nan
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """The InferenceService's replicas at ``t`` seconds into the run."""
+
+    t: float
+    ready: float
+    desired: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,26 +57,29 @@ class Report:
     method: str
     concurrency: int
     duration: float
-    latencies: list[float]
-    """Seconds per reply, sorted; transport errors have no latency."""
+    latencies: Latencies
+    """Seconds per reply; transport errors have no latency."""
     statuses: dict[int, int]
     errors: dict[str, int]
     timeline: list[Second]
-    replicas: list[tuple[float, float]]
+    replicas: list[Sample]
     interrupted: bool = False
+    started_at: float = 0.0
+    """Unix time of the start, for a chart on the same clock as the dashboard's."""
 
     @classmethod
-    def build(cls, *, url: str, method: str, concurrency: int, duration: float, finished_at: Sequence[float],
-              latencies: Sequence[float], statuses: dict[int, int], errors: dict[str, int],
-              replicas: list[tuple[float, float]], interrupted: bool) -> Report:
+    def build(cls, *, url: str, method: str, concurrency: int, duration: float, latencies: Latencies,
+              statuses: dict[int, int], errors: dict[str, int], timeline: list[Second],
+              replicas: list[Sample], interrupted: bool, started_at: float = 0.0) -> Report:
         return cls(url=url, method=method, concurrency=concurrency, duration=duration,
-                   latencies=sorted(latencies), statuses=dict(sorted(statuses.items())),
+                   latencies=latencies, statuses=dict(sorted(statuses.items())),
                    errors=dict(sorted(errors.items(), key=lambda kv: -kv[1])),
-                   timeline=per_second(finished_at, latencies), replicas=list(replicas), interrupted=interrupted)
+                   timeline=list(timeline), replicas=list(replicas), interrupted=interrupted,
+                   started_at=started_at)
 
     @property
     def responses(self) -> int:
-        return len(self.latencies)
+        return self.latencies.count
 
     @property
     def total(self) -> int:
@@ -65,29 +96,22 @@ class Report:
 
     @property
     def mean(self) -> float:
-        return sum(self.latencies) / len(self.latencies) if self.latencies else math.nan
+        return self.latencies.mean
 
     @property
     def max(self) -> float:
-        return self.latencies[-1] if self.latencies else math.nan
+        return self.latencies.max
 
     @property
     def min(self) -> float:
-        return self.latencies[0] if self.latencies else math.nan
+        return self.latencies.min
 
     def percentile(self, p: float) -> float:
-        return percentile(self.latencies, p)
+        return self.latencies.percentile(p)
 
     def histogram(self, buckets: int = 10) -> list[tuple[float, int]]:
         """(upper bound in seconds, count) over equal-width buckets from the fastest to the slowest."""
-        if not self.latencies:
-            return []
-        low, high = self.latencies[0], self.latencies[-1]
-        width = (high - low) / buckets or 1e-9
-        counts = [0] * buckets
-        for value in self.latencies:
-            counts[min(int((value - low) / width), buckets - 1)] += 1
-        return [(low + width * (i + 1), counts[i]) for i in range(buckets)]
+        return self.latencies.buckets(buckets)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``--output json``: times in seconds, rounded to microseconds."""
@@ -103,27 +127,9 @@ class Report:
             "status_codes": {str(code): n for code, n in self.statuses.items()},
             "errors": self.errors,
             "histogram": [{"le": r(bound), "count": n} for bound, n in self.histogram()],
-            "timeline": [dataclasses.asdict(s) for s in self.timeline],
-            "replicas": [{"t": round(t, 3), "replicas": v} for t, v in self.replicas],
+            "started_at": round(self.started_at, 3),
+            "timeline": [{k: r(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(s).items()}
+                         for s in self.timeline],
+            "replicas": [{"t": round(s.t, 3), "replicas": s.ready, "desired": s.desired} for s in self.replicas],
         }
 
-
-def percentile(ordered: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (NaN when empty)."""
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
-
-
-def per_second(finished_at: Sequence[float], latencies: Sequence[float]) -> list[Second]:
-    """Group replies by the second they completed in, for latency-over-time charts."""
-    buckets: dict[int, list[float]] = {}
-    for when, latency in zip(finished_at, latencies, strict=True):
-        buckets.setdefault(int(when), []).append(latency)
-    seconds = []
-    for start in sorted(buckets):
-        values = sorted(buckets[start])
-        seconds.append(Second(start=float(start), count=len(values), p50=percentile(values, 50),
-                              p99=percentile(values, 99)))
-    return seconds

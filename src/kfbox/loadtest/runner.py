@@ -23,14 +23,14 @@ import signal
 import socket
 import ssl
 import time
-from array import array
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kfbox.errors import InvalidInput
 from kfbox.loadtest.connection import Connection, HttpTarget, ProtocolError, RequestTimeout, open_connection
-from kfbox.loadtest.report import Report
+from kfbox.loadtest.latency import Latencies
+from kfbox.loadtest.report import SECOND_PERCENTILES, Report, Sample, Second
 
 DEFAULT_REQUESTS = 200
 DEFAULT_CONCURRENCY = 50
@@ -38,8 +38,8 @@ DEFAULT_TIMEOUT = 20.0
 PROGRESS_INTERVAL = 0.25
 SAMPLE_INTERVAL = 1.0
 
-Sampler = Callable[[], Awaitable[float | None]]
-"""Reads a gauge (e.g. the replicas of the InferenceService under load) once per second."""
+Sampler = Callable[[], Awaitable[tuple[float, float | None] | None]]
+"""Reads (ready, desired) replicas of the InferenceService under load, once per second."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +102,15 @@ class LoadTest:
         self._issued = 0
         self._limit = spec.request_limit
         self._started = 0.0
-        self._finished_at = array("d")  # seconds since start, one per reply
-        self._latencies = array("d")  # seconds, same order
+        self._started_at = 0.0
+        self._latencies = Latencies()  # the whole run, folded in second by second
+        self._second = _SecondFold()
+        self._timeline: list[Second] = []
+        self._replies = 0
+        self._inflight = 0
         self._statuses: Counter[int] = Counter()
         self._errors: Counter[str] = Counter()
-        self._samples: list[tuple[float, float]] = []
+        self._samples: list[Sample] = []
         self._stop: asyncio.Event | None = None
         self._closing = False
         self._last_end = 0.0
@@ -121,6 +125,7 @@ class LoadTest:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signal.SIGINT, self.stop)
         self._started = time.perf_counter()
+        self._started_at = time.time()
         workers = [asyncio.create_task(self._worker()) for _ in range(self.spec.connections)]
         helpers = [asyncio.create_task(self._report_progress())]
         if self.sampler is not None:
@@ -150,10 +155,27 @@ class LoadTest:
                 raise outcome  # a bug in a worker must not pass as a short, clean run
         if finished and self._last_end:
             elapsed = self._last_end  # -n: the run ends with its last reply
+        self._fold()
         return Report.build(
             url=self.spec.url, method=self.spec.method, concurrency=self.spec.connections, duration=elapsed,
-            finished_at=self._finished_at, latencies=self._latencies, statuses=dict(self._statuses),
-            errors=dict(self._errors), replicas=self._samples, interrupted=interrupted)
+            latencies=self._latencies, statuses=dict(self._statuses), errors=dict(self._errors),
+            timeline=self._timeline, replicas=self._samples, interrupted=interrupted,
+            started_at=self._started_at)
+
+    def _at(self, elapsed: float) -> _SecondFold:
+        """The fold of the second ``elapsed`` falls in; an earlier one is closed into the timeline first."""
+        second = int(elapsed)
+        if second != self._second.start:
+            self._fold()
+            self._second.start = second
+        return self._second
+
+    def _fold(self) -> None:
+        fold = self._second
+        if fold.latencies.count or fold.errors:
+            self._timeline.append(fold.close(self._inflight))
+            self._latencies.add(fold.latencies)
+        fold.clear()
 
     async def _wait(self, ends: list[asyncio.Future[Any]]) -> None:
         """Until one of ``ends`` is done or the duration is up (the loop's timers may fire a little early)."""
@@ -187,10 +209,15 @@ class LoadTest:
                         conn = await open_connection(self.target, timeout)
                     reply = conn.send(payload)
                     timer = loop.call_later(timeout - (perf() - start), conn.expire)
-                    status = await reply
+                    self._inflight += 1
+                    try:
+                        status = await reply
+                    finally:
+                        self._inflight -= 1
                 except (OSError, EOFError, TimeoutError, RequestTimeout, ProtocolError, ssl.SSLError) as exc:
                     self._errors[error_kind(exc)] += 1
                     self._last_end = perf() - self._started
+                    self._at(self._last_end).errors += 1
                     if conn is not None:
                         conn.close()
                         conn = None
@@ -203,9 +230,12 @@ class LoadTest:
                         timer.cancel()
                 end = perf()
                 self._statuses[status] += 1
-                self._latencies.append(end - start)
+                self._replies += 1
                 self._last_end = end - self._started
-                self._finished_at.append(self._last_end)
+                fold = self._at(self._last_end)
+                fold.latencies.record(end - start)
+                if status >= 500:
+                    fold.server_errors += 1
                 if not conn.keep_alive:
                     conn.close()
                     conn = None
@@ -220,7 +250,7 @@ class LoadTest:
         while True:
             await asyncio.sleep(PROGRESS_INTERVAL)
             now = time.perf_counter() - self._started
-            done = len(self._finished_at) + self._errors.total()
+            done = self._replies + self._errors.total()
             rps = (done - last_done) / (now - last_time) if now > last_time else 0.0
             last_done, last_time = done, now
             self.on_progress(Snapshot(elapsed=now, done=done, errors=self._errors.total(), rps=rps,
@@ -235,8 +265,27 @@ class LoadTest:
             except Exception:  # noqa: BLE001 - a failed sample is a gap in the chart, never a failed run
                 value = None
             if value is not None:
-                self._samples.append((elapsed, value))
+                self._samples.append(Sample(t=elapsed, ready=value[0], desired=value[1]))
             await asyncio.sleep(max(0.0, SAMPLE_INTERVAL - (time.perf_counter() - self._started - elapsed)))
+
+
+class _SecondFold:
+    """The second being filled: its own small histogram and counts, closed into a :class:`Second`."""
+
+    def __init__(self) -> None:
+        self.start = 0
+        self.latencies = Latencies()
+        self.errors = 0
+        self.server_errors = 0
+
+    def close(self, inflight: int) -> Second:
+        p = self.latencies.percentiles(SECOND_PERCENTILES)
+        return Second(start=float(self.start), count=self.latencies.count, p50=p[50.0], p95=p[95.0], p99=p[99.0],
+                      errors=self.errors, server_errors=self.server_errors, inflight=inflight)
+
+    def clear(self) -> None:
+        self.latencies.reset()
+        self.errors = self.server_errors = 0
 
 
 def error_kind(exc: BaseException) -> str:

@@ -21,6 +21,7 @@ DEFAULT_NAMESPACE = "kubeflow-user-example-com"
 API = "/apis/serving.kserve.io/v1beta1"
 REPLICAS_METRIC = "kfbox_serving_replicas"
 """Gauge the serving subsystem exports on /metrics, labelled by namespace and name."""
+DESIRED_METRIC = "kfbox_serving_desired_replicas"
 
 
 class Api(Protocol):
@@ -113,27 +114,33 @@ class ReplicaGauge:
         self.headers = headers or {}
         self._client: httpx.AsyncClient | None = None
 
-    async def __call__(self) -> float | None:
+    async def __call__(self) -> tuple[float, float | None] | None:
+        """(ready, desired) replicas now, or None when /metrics does not say."""
         if self._client is None:
             self._client = httpx.AsyncClient(headers=self.headers, timeout=2.0)
         reply = await self._client.get(self.metrics_url)
         if reply.status_code != 200:
             return None
-        return replicas_from_metrics(reply.text, self.name, self.namespace)
+        found = gauges_from_metrics(reply.text, self.name, self.namespace, (REPLICAS_METRIC, DESIRED_METRIC))
+        if REPLICAS_METRIC not in found:
+            return None
+        return found[REPLICAS_METRIC], found.get(DESIRED_METRIC)
 
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
 
 
-def replicas_from_metrics(text: str, name: str, namespace: str) -> float | None:
-    """The replica gauge's value for one InferenceService in a Prometheus exposition, if present."""
+def gauges_from_metrics(text: str, name: str, namespace: str, metrics: tuple[str, ...]) -> dict[str, float]:
+    """The values of some per-InferenceService gauges in a Prometheus exposition (those present)."""
+    found: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.name != REPLICAS_METRIC:
+        if family.name not in metrics:
             continue
         for sample in family.samples:
             labels = sample.labels
             if labels.get("name", labels.get("inferenceservice")) == name and \
                     labels.get("namespace", namespace) == namespace:
-                return float(sample.value)
-    return None
+                found[family.name] = float(sample.value)
+                break
+    return found

@@ -4,7 +4,8 @@ Routes (all behind the server's token, like ``/metrics``):
 
 - ``GET /monitoring/sd?job=kfbox|kfbox-replica``: Prometheus ``http_sd_configs`` targets.
 - ``GET /monitoring/series/{namespace}/{name}?minutes=15``: one InferenceService's chart data
-  (:mod:`kfbox.monitoring.charts`: from Prometheus when it runs, else the in-memory history).
+  (:mod:`kfbox.monitoring.charts`: from Prometheus when it runs, else the in-memory history);
+  ``&svg=true`` adds the picture (:mod:`kfbox.monitoring.chart_svg`).
 - ``GET /monitoring/alerts``: alerts firing in the local Prometheus.
 - ``GET /monitoring/prometheus``: the local Prometheus's status; ``POST`` with
   ``{"action": "start"|"stop"}`` starts or stops it as a child of this server.
@@ -22,6 +23,7 @@ from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
 
 from kfbox.errors import InvalidInput, NotFound
+from kfbox.monitoring.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
 from kfbox.monitoring.charts import deployment_series, pipeline_series
 from kfbox.monitoring.collectors import ChildProcessCollector, KnativeCollector
 from kfbox.monitoring.history import History
@@ -100,16 +102,20 @@ def _router(service: MonitoringService) -> APIRouter:
         return targets(service.platform, job)
 
     @router.get("/series/pipelines")
-    async def pipelines_series(minutes: float = Query(default=15, gt=0, le=60)) -> dict[str, Any]:
-        return await pipeline_series(service.prometheus.url, service.history, minutes)
+    async def pipelines_series(minutes: float = Query(default=15, gt=0, le=60), svg: bool = False
+                               ) -> dict[str, Any]:
+        body = await pipeline_series(service.prometheus.url, service.history, minutes)
+        return {**body, "svg": render(body, PIPELINE_PANELS)} if svg else body
 
     @router.get("/series/{namespace}/{name}")
-    async def chart_series(namespace: str, name: str, minutes: float = Query(default=15, gt=0, le=60)
-                           ) -> dict[str, Any]:
+    async def chart_series(namespace: str, name: str, minutes: float = Query(default=15, gt=0, le=60),
+                           svg: bool = False) -> dict[str, Any]:
+        """The chart's series; with ``svg=true`` also the picture (the live chart draws it as is)."""
         serving = service.platform.services.get("serving")
         if serving is None or (namespace, name) not in serving.deployments:
             raise NotFound(f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
-        return await service.series(namespace, name, minutes)
+        body = await service.series(namespace, name, minutes)
+        return {**body, "svg": render(body, SERVICE_PANELS)} if svg else body
 
     @router.get("/alerts")
     def alerts() -> dict[str, Any]:
