@@ -42,12 +42,13 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
         pytest.fail("prometheus is not installed: sudo apt-get install prometheus")
     home = tmp_path_factory.mktemp("home")
     server = ServerProcess.start(home, extra_env={"KFBOX_PROMETHEUS": "1", "KFBOX_PROMETHEUS_SCRAPE_INTERVAL": "1s",
-                                                 "KFBOX_MONITORING_SAMPLE_INTERVAL": "1"})
+                                                 "KFBOX_MONITORING_SAMPLE_INTERVAL": "1",
+                                                 "KFBOX_PROMETHEUS_ALERT_FOR": "2s"})  # alerts fire in seconds
     try:
         with server.client() as client:
             status = wait_for(lambda: (s := client.get("/monitoring/prometheus").json())["running"] and s, 30,
                               "prometheus running")
-            run_id = _submit_failing_run(server)  # a FAILED run and a failed task, for the pipeline series
+            run_id = submit_failing_run(server)  # a FAILED run and a failed task, for the pipeline series
             for name in SERVICES:  # deployed after Prometheus started: found by service discovery alone
                 train_iris(home / "pvc" / "models" / name)
                 scale = {"min_replicas": 1, "max_replicas": 2} if name == SERVICES[0] else {}
@@ -69,7 +70,7 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
         server.stop()
 
 
-def _submit_failing_run(server: ServerProcess) -> str:
+def submit_failing_run(server: ServerProcess) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         client = Client(host=f"{server.url}/pipeline")

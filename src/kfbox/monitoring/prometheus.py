@@ -39,9 +39,20 @@ READY_TIMEOUT_SECONDS = 30.0
 PR_SET_PDEATHSIG = 1
 
 
-def rules_text() -> str:
-    """The alerting rules shipped with kfbox (Prometheus rule-file YAML)."""
-    return resources.files("kfbox.monitoring").joinpath("rules", RULE_FILE).read_text()
+def rules_text(alert_for: str = "") -> str:
+    """The alerting rules shipped with kfbox (Prometheus rule-file YAML).
+
+    ``alert_for`` (e.g. ``"5s"``) replaces every rule's ``for:``, so a test or a demo sees an
+    alert fire in seconds rather than minutes; empty keeps the shipped text as is.
+    """
+    text = resources.files("kfbox.monitoring").joinpath("rules", RULE_FILE).read_text()
+    if not alert_for:
+        return text
+    rules = yaml.safe_load(text)
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["for"] = alert_for
+    return yaml.safe_dump(rules, sort_keys=False, allow_unicode=True)
 
 
 class LocalPrometheus:
@@ -108,7 +119,7 @@ class LocalPrometheus:
     def write_config(self) -> Path:
         """Write prometheus.yml, the rules and (with a server token) the token file; returns the config path."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / RULE_FILE).write_text(rules_text())
+        (self.folder / RULE_FILE).write_text(rules_text(self.settings.prometheus_alert_for))
         server = scrape_address(self.settings.host, self.settings.port)
         auth: dict[str, Any] = {}
         if self.settings.token:
