@@ -18,6 +18,7 @@ import yaml
 
 from kfbox.monitoring import grafana
 from kfbox.monitoring.prometheus import rules_text
+from kfbox.monitoring.prometheus_rule import structural_errors
 from tests.monitoring.conftest import Monitored
 
 VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*", "$service": ".*"}
@@ -58,6 +59,37 @@ def test_rules_pass_promtool(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 4 rules found" in done.stdout
+
+
+def test_prometheus_rule_for_clusters(tmp_path: Path) -> None:
+    """``--for cluster``: the rule groups wrapped as a prometheus-operator PrometheusRule.
+
+    The CRD's schema is not available offline here: :func:`structural_errors` checks what it
+    requires of these fields; promtool checks the unwrapped groups' PromQL.
+    """
+    out = tmp_path / "kfbox-alerts.prometheusrule.yaml"
+    done = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", "rules", "--for", "cluster", "-n", "obs",
+                           "-l", "release=prom", "-o", str(out)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    obj = yaml.safe_load(out.read_text())
+    assert structural_errors(obj) == []
+    assert (obj["apiVersion"], obj["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
+    assert obj["metadata"]["namespace"] == "obs" and obj["metadata"]["labels"]["release"] == "prom"
+    assert obj["spec"]["groups"] == yaml.safe_load(rules_text())["groups"]  # the same rules as the local ones
+    unwrapped = tmp_path / "groups.yaml"
+    unwrapped.write_text(yaml.safe_dump({"groups": obj["spec"]["groups"]}))
+    check = subprocess.run([shutil.which("promtool") or "promtool", "check", "rules", str(unwrapped)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0 and "SUCCESS: 4 rules found" in check.stdout, check.stdout + check.stderr
+    # what the CRD would refuse is refused here too
+    broken = yaml.safe_load(out.read_text())
+    broken["spec"]["groups"][0]["rules"][0]["for"] = "one minute"
+    broken["spec"]["groups"].append({"name": broken["spec"]["groups"][0]["name"], "rules": [{"alert": "x"}]})
+    errors = " ".join(structural_errors(broken))
+    assert "not a duration" in errors and "unique" in errors and ".expr is required" in errors
+    bad = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", "rules", "--for", "cluster", "-l", "nolabel"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "is not KEY=VALUE" in bad.stderr
 
 
 def test_cli_writes_dashboards_and_rules(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ running server to start or stop it. ``dashboards`` needs no server.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,3 +76,46 @@ def dashboards(
 
     for path in write_all(out):
         console.print(f"wrote {path}")
+
+
+class RulesFor(StrEnum):
+    local = "local"
+    cluster = "cluster"
+
+
+@monitoring_app.command()
+def rules(
+    target: Annotated[RulesFor, typer.Option("--for", help="local: the Prometheus rule file; cluster: a monitoring.coreos.com/v1 PrometheusRule for kube-prometheus-stack.")] = RulesFor.local,
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="File to write; default: standard output.", show_default=False)] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="--for cluster: the PrometheusRule's namespace.")] = "monitoring",
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="--for cluster: a label KEY=VALUE for Prometheus's ruleSelector; repeatable. Default: release=kube-prometheus-stack.", show_default=False)] = None,
+) -> None:
+    """Write kfbox's alerting rules, as a rule file or as a PrometheusRule for a cluster.
+
+    Example: kfbox monitoring rules --for cluster -l release=prom -o kfbox-alerts.yaml && kubectl apply -f kfbox-alerts.yaml
+    """
+    import yaml
+
+    from kfbox.errors import InvalidInput
+    from kfbox.monitoring.prometheus import rules_text
+    from kfbox.monitoring.prometheus_rule import DEFAULT_LABELS, prometheus_rule
+
+    if target is RulesFor.local:
+        text = rules_text()
+    else:
+        labels = dict(DEFAULT_LABELS)
+        if label:
+            labels = {"app.kubernetes.io/part-of": "kfbox"}
+            for item in label:
+                key, sep, value = item.partition("=")
+                if not sep or not key:
+                    raise InvalidInput(f"Label {item!r} is not KEY=VALUE, e.g. -l release=kube-prometheus-stack.")
+                labels[key] = value
+        text = yaml.safe_dump(prometheus_rule(namespace=namespace, labels=labels), sort_keys=False,
+                              allow_unicode=True)
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    console.print(f"wrote {out}")
