@@ -147,7 +147,11 @@ def register_model(
     import os
 
     import sklearn
-    from model_registry import ModelRegistry
+
+    try:  # on kfbox: its client, the same calls and REST API over one keep-alive connection
+        from kfbox.client.registry import RegistryClient as ModelRegistry
+    except ImportError:  # an image without kfbox (a cluster): the upstream client
+        from model_registry import ModelRegistry
 
     host = os.environ.get("MODEL_REGISTRY_HOST", "http://model-registry-service.kubeflow.svc.cluster.local")
     port = int(os.environ.get("MODEL_REGISTRY_PORT", "8080"))
@@ -178,7 +182,10 @@ def select_best_model(
     """
     import os
 
-    from model_registry import ModelRegistry
+    try:  # on kfbox: its client, the same calls and REST API over one keep-alive connection
+        from kfbox.client.registry import RegistryClient as ModelRegistry
+    except ImportError:  # an image without kfbox (a cluster): the upstream client
+        from model_registry import ModelRegistry
 
     host = os.environ.get("MODEL_REGISTRY_HOST", "http://model-registry-service.kubeflow.svc.cluster.local")
     port = int(os.environ.get("MODEL_REGISTRY_PORT", "8080"))

@@ -62,3 +62,9 @@ def test_preloads_only_what_the_component_imports_from_its_own_packages() -> Non
     assert modules_to_preload(source, ["scikit-learn>=1.0"]) == ["sklearn.neighbors"]
     assert modules_to_preload(source, []) == []
     assert modules_to_preload("def broken(:\n", ["scikit-learn"]) == []
+
+
+def test_imports_tried_for_an_import_error_are_left_to_the_task() -> None:
+    source = ("def f():\n    import yaml\n    try:\n        from kfbox.client import RegistryClient\n"
+              "    except ImportError:\n        from model_registry import ModelRegistry\n")
+    assert modules_to_preload(source, ["pyyaml", "model-registry"]) == ["yaml"]
