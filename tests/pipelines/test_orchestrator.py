@@ -211,6 +211,26 @@ def test_exit_handlers_see_the_final_status_and_ignore_upstream_failure_runs(tmp
     assert tasks["exit-handler-1/fail"]["error"].startswith("Task 'exit-handler-1/fail' failed: RuntimeError: kaput")
 
 
+def test_a_forked_task_has_what_a_task_pod_has_not_kfp_client(tmp_path: Path) -> None:
+    """A task pod runs executor_main with ``_KFP_RUNTIME=true``: kfp then imports its runtime, not kfp.client
+    and the kubernetes client. A task forked from the task server starts from that same state (it used to
+    inherit the server's full kfp import: 2.4 s of CPU at its start and 80 MB copied into every fork)."""
+    @dsl.component(base_image=IMAGE)
+    def imported() -> str:
+        import os
+        import sys
+
+        return f"{os.environ.get('_KFP_RUNTIME')} {'kfp.client' in sys.modules} {'kubernetes' in sys.modules}"
+
+    @dsl.pipeline(name="pod-like")
+    def pod_like() -> None:
+        imported().set_caching_options(False)
+
+    state, error, tasks = run(pod_like, tmp_path)
+    assert state == "SUCCEEDED", error
+    assert tasks["imported"]["parameters"]["Output"] == "true False False"
+
+
 @dsl.component(base_image=IMAGE)
 def flaky(attempt: str, succeed_on: str) -> str:
     if attempt != succeed_on:

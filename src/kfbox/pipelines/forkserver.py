@@ -21,9 +21,9 @@ server dies with its worker, a task with the task server.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
+import gc
 import importlib
 import importlib.metadata
 import json
@@ -91,9 +91,10 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
     """What the component imports from its declared packages: worth importing once, before the fork.
 
     Only modules of packages the component itself declares are preloaded, so the server never
-    imports anything the task would not have imported anyway; imports under a ``try`` that
-    catches ImportError are alternatives the task may not take, so they are left to the task.
+    imports anything the task would not have imported anyway.
     """
+    import ast
+
     packages = list(packages)
     if not packages:
         return []
@@ -102,12 +103,8 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) and _catches_import_error(t)
-                for n in ast.walk(t)}
     wanted: list[str] = []
     for node in ast.walk(tree):
-        if id(node) in optional:
-            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -116,15 +113,6 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
             continue
         wanted += [name for name in names if name.split(".")[0] in declared and name not in wanted]
     return wanted
-
-
-def _catches_import_error(node: ast.Try) -> bool:
-    names = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
-    for handler in node.handlers:
-        caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
-        if handler.type is None or any(isinstance(c, ast.Name) and c.id in names for c in caught):
-            return True
-    return False
 
 
 class TaskForker:
@@ -219,13 +207,36 @@ def serve(address: str, worker: int | None = None) -> None:
     # with a deleted working directory kills the process (oneMKL: "Cannot load libtorch_cpu.so", exit 2).
     # Each task changes to its own folder after the fork.
     os.chdir("/")
+    # As in a task pod (the compiled command sets it too): kfp then imports its runtime only, not kfp.client
+    # and the kubernetes client behind it -- 45 ms and 8 MB instead of 2.4 s and 80 MB, and a fork copies less.
+    os.environ["_KFP_RUNTIME"] = "true"
     importlib.import_module(EXECUTOR)
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked tasks are reaped by the kernel
+    gc.freeze()  # what is imported now stays out of the collector: fewer copied pages in each fork
+    signal.signal(signal.SIGTERM, _exit_on_signal)  # the worker's close(): reap the last tasks, then go
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind("\0" + address)
     listener.listen(64)
     listener.settimeout(1.0)
+    try:
+        _accept_loop(listener, parent)
+    finally:
+        _reap()
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _reap() -> None:
+    """Collect ended tasks: no zombies, and their CPU time counts in this server's (so the run's) rusage."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def _accept_loop(listener: socket.socket, parent: int) -> None:
     while os.getppid() == parent:
+        _reap()
         try:
             conn, _ = listener.accept()
         except TimeoutError:
@@ -265,7 +276,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
     """In the fork: become the task process that kfp's shell script would have started."""
     code = 1
     try:
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)
@@ -297,10 +308,9 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
 
 
 def _run_executor() -> int:
-    import runpy
-
+    executor = importlib.import_module(EXECUTOR)
     try:
-        runpy.run_module(EXECUTOR, run_name="__main__", alter_sys=True)
+        executor.executor_main()
     except SystemExit as exit_:
         if exit_.code is None:
             return 0

@@ -69,14 +69,18 @@ def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | N
         for art in artifacts or []:
             outputs.setdefault(art.task_id, []).append(art)
         by_uri = {art.uri: str(art.id) for art in artifacts or []}
-        body["run_details"] = {"task_details": [task(t, outputs.get(t.id, []), tasks, by_uri) for t in tasks]}
+        children: dict[str | None, list[dict[str, str]]] = {}  # one pass: a 400-task run read 160,000 pairs
+        for t in tasks:
+            children.setdefault(t.parent_id, []).append({"task_id": t.id, "pod_name": t.path})
+        body["run_details"] = {"task_details": [task(t, outputs.get(t.id, []), children.get(t.id, []), by_uri)
+                                                for t in tasks]}
     return body
 
 
-def task(row: Task, artifacts: list[Artifact], siblings: list[Task],
+def task(row: Task, artifacts: list[Artifact], children: list[dict[str, str]],
          by_uri: dict[str, str] | None = None) -> dict[str, Any]:
-    """A V2beta1PipelineTaskDetail; ``pod_name`` is the task's path, unique within the run."""
-    children = [{"task_id": t.id, "pod_name": t.path} for t in siblings if t.parent_id == row.id]
+    """A V2beta1PipelineTaskDetail; ``pod_name`` is the task's path, unique within the run; ``children``: the
+    ``child_tasks`` entries (task_id, pod_name) of the tasks whose parent it is."""
     outputs: dict[str, dict[str, list[str]]] = {}
     for art in artifacts:
         outputs.setdefault(art.key, {"artifact_ids": []})["artifact_ids"].append(str(art.id))
