@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from kfp import Client, compiler, dsl
+from kfp.dsl import Dataset, Output
 
 from kfbox.pipelines.spec import parse_package
 from kfbox.pipelines.supervisor import reap_leftovers
@@ -33,16 +34,40 @@ def first(text: str) -> str:
 
 
 @dsl.component(base_image=IMAGE)
-def gate(flag: str, previous: str) -> str:
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@dsl.component(base_image=IMAGE)
+def square(x: int, flag: str, hold_from: int, table: Output[Dataset]) -> int:
+    """Items from ``hold_from`` on wait for the flag: they are the ones running when the server is killed."""
     import os
     import time
 
-    print(f"pid={os.getpid()}", flush=True)
+    print(f"square ran with {x}; pid={os.getpid()}", flush=True)
     deadline = time.time() + 120
-    while not os.path.exists(flag):
+    while x >= hold_from and not os.path.exists(flag):
         assert time.time() < deadline, "the flag never appeared"
         time.sleep(0.1)
-    return f"{previous} then the gate"
+    with open(table.path, "w") as f:
+        f.write(f"{x} squared is {x * x}")
+    return x * x
+
+
+@dsl.component(base_image=IMAGE)
+def total(values: list) -> int:
+    return int(sum(values))
+
+
+ITEMS, HOLD_FROM = 18, 9  # 20 tasks: numbers, 18 squares (9 finish before the kill, 9 are running), total
+
+
+@dsl.pipeline(name="twenty")
+def twenty(flag: str) -> None:
+    made = numbers(n=ITEMS).set_caching_options(False)
+    with dsl.ParallelFor(made.output) as x:
+        squared = square(x=x, flag=flag, hold_from=HOLD_FROM).set_caching_options(False)
+    total(values=dsl.Collected(squared.outputs["Output"])).set_caching_options(False)
 
 
 @dsl.component(base_image=IMAGE)
@@ -52,12 +77,6 @@ def picky(flag: str, previous: str) -> str:
     if not os.path.exists(flag):
         raise RuntimeError("no flag yet")
     return f"{previous} then picky"
-
-
-@dsl.pipeline(name="gated")
-def gated(flag: str) -> None:
-    made = first(text="made once").set_caching_options(False)
-    gate(flag=flag, previous=made.output).set_caching_options(False)
 
 
 @dsl.pipeline(name="picky")
@@ -96,39 +115,62 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def test_kill_9_mid_run_leaves_no_process_and_the_run_resumes(tmp_path: Path, db_url: str | None) -> None:
+def executors(body: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {path: t for path, t in tasks_by_path(body).items() if t["kind"] != "dag"}
+
+
+def test_kill_9_mid_run_of_20_tasks_loses_no_finished_output_and_the_run_resumes(tmp_path: Path,
+                                                                                  db_url: str | None) -> None:
+    """kill -9 of the server while 9 of 18 loop tasks are still running: no process outlives it, and on the
+    next start the run resumes -- every task that had finished keeps its id, outputs and artifact file and
+    does not run again; the rest run and the run ends SUCCEEDED with the sum over all items."""
     flag = tmp_path / "flag"
-    spec = spec_of(gated, tmp_path)
+    spec = spec_of(twenty, tmp_path)
     home = tmp_path / "home"
-    server = ServerProcess.start(home, db=db_url)
+    env = {"KFBOX_TASK_CONCURRENCY": "20"}  # the held tasks must not hold the slots the others need
+    server = ServerProcess.start(home, db=db_url, extra_env=env)
     try:
         created = httpx.post(f"{server.url}/apis/v2beta1/runs", timeout=30,
                              json={"display_name": "durable", "pipeline_spec": spec,
                                    "runtime_config": {"parameters": {"flag": str(flag)}}}).json()
         run_id = created["run_id"]
-        pid = task_pid(server, run_id, "gate")
-        before = tasks_by_path(wait_run(server, run_id, states=("RUNNING",)))["first"]
-        assert before["state"] == "SUCCEEDED"
+        deadline = time.monotonic() + 120
+        while True:  # every item below HOLD_FROM finished, every other one running
+            body = wait_run(server, run_id, states=("RUNNING",))
+            squares = {p: t for p, t in executors(body).items() if t["display_name"] == "square"}
+            done = {p: t for p, t in executors(body).items() if t["state"] == "SUCCEEDED"}
+            if len(done) == HOLD_FROM + 1 and len(squares) == ITEMS:
+                break
+            assert time.monotonic() < deadline, sorted((p, t["state"]) for p, t in executors(body).items())
+            time.sleep(0.2)
+        held = next(p for p, t in squares.items() if t["state"] == "RUNNING")
+        pid = task_pid(server, run_id, held)
         workers = children_of(server.process.pid)
         assert workers  # the run worker and the spare worker
     finally:
         server.kill()
     # every child dies with the server: worker, task server, the task itself (a parent-death signal each)
-    assert process_gone(pid, timeout=30), "the task outlived kill -9 of the server"  # generous: shared CI cores
+    assert process_gone(pid, timeout=30), "a task outlived kill -9 of the server"  # generous: shared CI cores
     assert all(process_gone(w, timeout=30) for w in workers), "a worker outlived kill -9 of the server"
     flag.write_text("open")
-    server = ServerProcess.start(home, db=db_url)
+    server = ServerProcess.start(home, db=db_url, extra_env=env)
     try:
         body = wait_run(server, run_id, timeout=240)
         assert body["state"] == "SUCCEEDED", body["error"]
-        tasks = tasks_by_path(body)
-        assert tasks["first"]["task_id"] == before["task_id"]  # its recorded outputs were reused ...
-        assert tasks["gate"]["parameters"] == {"Output": "MADE ONCE then the gate"}
-        log = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}/tasks/first/logs").text
-        assert log.count("first ran with made once") == 1  # ... not recomputed
+        after = executors(body)
+        assert len(after) == ITEMS + 2  # one record per task, however often the run resumed
+        assert after["total"]["parameters"] == {"Output": sum(x * x for x in range(ITEMS))}
+        for path, before in done.items():
+            task = after[path]
+            assert (task["task_id"], task["parameters"]) == (before["task_id"], before["parameters"]), path
+            log = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}/tasks/{task['task_id']}/logs").text
+            assert log.count(" ran with ") == (task["display_name"] == "square"), log  # ran once, not again
+            for ids in task["outputs"].values():  # its artifact: recorded once, the file as the task wrote it
+                artifact = httpx.get(f"{server.url}/apis/v2beta1/artifacts/{ids['artifact_ids'][0]}").json()
+                x = task["input_parameters"]["x"]
+                assert Path(artifact["uri"].removeprefix("file://")).read_text() == f"{x} squared is {x * x}"
         assert [h["state"] for h in body["state_history"]] == ["PENDING", "RUNNING", "PENDING", "RUNNING",
                                                                "SUCCEEDED"]
-        assert len([t for t in body["run_details"]["task_details"] if t["display_name"] == "gate"]) == 1
     finally:
         server.stop()
 

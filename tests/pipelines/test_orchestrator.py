@@ -211,6 +211,33 @@ def test_exit_handlers_see_the_final_status_and_ignore_upstream_failure_runs(tmp
     assert tasks["exit-handler-1/fail"]["error"].startswith("Task 'exit-handler-1/fail' failed: RuntimeError: kaput")
 
 
+def test_final_status_error_code_is_the_google_rpc_code_of_the_cause(tmp_path: Path) -> None:
+    """``error_code`` is "the google.rpc.Code in case of error" (kfp's PipelineTaskFinalStatus): UNKNOWN (2) for
+    a component that raised, DEADLINE_EXCEEDED (4) for one killed at its timeout, None when all succeeded."""
+    from kfp import kubernetes
+
+    @dsl.pipeline(name="codes")
+    def codes() -> None:
+        raised, late, fine = report().set_caching_options(False), report().set_caching_options(False), \
+            report().set_caching_options(False)
+        with dsl.ExitHandler(raised):
+            fail(message="kaput").set_caching_options(False)
+        with dsl.ExitHandler(late):
+            kubernetes.set_timeout(sleepy(seconds=60.0).set_caching_options(False), 1)
+        with dsl.ExitHandler(fine):
+            echo(text="fine").set_caching_options(False)
+
+    state, _, tasks = run(codes, tmp_path)
+    assert state == "FAILED"
+    statuses = {json.loads(t["parameters"]["Output"])["task"]: json.loads(t["parameters"]["Output"])
+                for p, t in tasks.items() if p.startswith("report")}
+    assert statuses["exit-handler-1"]["code"] == 2 and "RuntimeError: kaput" in statuses["exit-handler-1"]["message"]
+    assert statuses["exit-handler-2"]["code"] == 4 and "exceeded its timeout of 1 s" in statuses["exit-handler-2"][
+        "message"]
+    assert statuses["exit-handler-3"] == {"state": "COMPLETE", "resource": statuses["exit-handler-3"]["resource"],
+                                          "task": "exit-handler-3", "code": None, "message": None}
+
+
 def test_a_forked_task_has_what_a_task_pod_has_not_kfp_client(tmp_path: Path) -> None:
     """A task pod runs executor_main with ``_KFP_RUNTIME=true``: kfp then imports its runtime, not kfp.client
     and the kubernetes client. A task forked from the task server starts from that same state (it used to

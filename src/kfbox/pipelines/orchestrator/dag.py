@@ -34,8 +34,9 @@ from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.orchestrator import ir
 from kfbox.pipelines.orchestrator.backoff import backoff
 from kfbox.pipelines.orchestrator.execute import Executor
-from kfbox.pipelines.orchestrator.record import Recorder, prior_tasks
+from kfbox.pipelines.orchestrator.record import Failure, Recorder, prior_tasks
 from kfbox.pipelines.orchestrator.values import (
+    FAILED_PRECONDITION,
     Job,
     ResolveError,
     Result,
@@ -103,7 +104,8 @@ class Engine:
             scope = Scope(parameters, {})
             state = self.run_dag(self.pipeline.root, scope, "", root_id)
             outputs, artifacts = dag_outputs(self.pipeline.root, scope)
-            error = self.recorder.failures[0] if state == "FAILED" and self.recorder.failures else None
+            first = self.recorder.first_failure("") if state == "FAILED" else None
+            error = first.message if first else None
             self.recorder.finished(root_id, state, error=error, parameters=outputs, artifacts=artifacts)
         finally:
             self.executor.close()
@@ -163,9 +165,10 @@ class Engine:
         if not prior or prior["state"] not in self.keep or prior["kind"] == "dag":
             return None
         if prior["state"] == "FAILED":
-            self.recorder.failures.append(prior.get("error") or f"Task {path!r} failed.")
+            self.recorder.failures.append(Failure(prior.get("error") or f"Task {path!r} failed.", prior.get("code"),
+                                                  path))
         return Result(name, prior["task_id"], prior["state"], dict(prior["parameters"]), dict(prior["artifacts"]),
-                      error=prior.get("error"))
+                      error=prior.get("error"), code=prior.get("code"))
 
     def skip(self, name: str, task: dict[str, Any], path: str, parent_id: str, why: str) -> Result:
         task_id = self.task_id(path)
@@ -201,8 +204,8 @@ class Engine:
         except (ResolveError, KeyError, ValueError) as exc:
             message = f"Task {path!r} could not start: {exc.args[0] if exc.args else exc}"
             self.recorder.started(task_id, parent_id, name, path, self.kind(task))
-            self.recorder.finished(task_id, "FAILED", error=message)
-            return Result(name, task_id, "FAILED", error=message)
+            self.recorder.finished(task_id, "FAILED", error=message, code=FAILED_PRECONDITION)
+            return Result(name, task_id, "FAILED", error=message, code=FAILED_PRECONDITION)
         if items is not None:
             return self.run_loop(name, task, component, items, parameters, artifacts, path, task_id, parent_id, scope)
         if "dag" in component:
@@ -222,8 +225,7 @@ class Engine:
             time.sleep(backoff(task.get("retryPolicy", {}), attempt))
         outputs, produced = dag_outputs(component, sub)
         error = f"A task inside {path!r} failed." if state == "FAILED" else None
-        self.recorder.finished(task_id, state, error=error, parameters=outputs, artifacts=produced)
-        return Result(name, task_id, state, outputs, produced, error=self._first_failure(error))
+        return self._dag_finished(name, path, task_id, state, error, outputs, produced)
 
     def run_loop(self, name: str, task: dict[str, Any], component: dict[str, Any], items: list[Any],
                  parameters: dict[str, Any], artifacts: dict[str, list[Any]], path: str, task_id: str,
@@ -269,13 +271,16 @@ class Engine:
         state = "FAILED" if len(finished) < len(items) or any(r[0] == "FAILED" for r in finished) else "SUCCEEDED"
         outputs, produced = collect(component, [(r[1], r[2]) for r in finished])
         error = f"An iteration of {path!r} failed." if state == "FAILED" else None
-        self.recorder.finished(task_id, state, error=error, parameters=outputs, artifacts=produced)
-        return Result(name, task_id, state, outputs, produced, error=self._first_failure(error))
+        return self._dag_finished(name, path, task_id, state, error, outputs, produced)
 
-    def _first_failure(self, fallback: str | None) -> str | None:
-        if fallback is None:
-            return None
-        return self.recorder.failures[0] if self.recorder.failures else fallback
+    def _dag_finished(self, name: str, path: str, task_id: str, state: str, error: str | None,
+                      outputs: dict[str, Any], produced: dict[str, list[Any]]) -> Result:
+        """A DAG's record and result: a failed one carries the message and code of the first failure inside it
+        (what an exit handler guarding it sees), as the failure of a task in it is the reason it failed."""
+        first = self.recorder.first_failure(path) if error is not None else None
+        code = first.code if first is not None else None
+        self.recorder.finished(task_id, state, error=error, parameters=outputs, artifacts=produced, code=code)
+        return Result(name, task_id, state, outputs, produced, error=first.message if first else error, code=code)
 
 
 def _uris(artifacts: dict[str, list[Any]]) -> dict[str, list[str]]:

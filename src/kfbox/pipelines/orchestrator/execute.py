@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kfbox.config import Settings
 from kfbox.errors import KfboxError
@@ -29,6 +29,10 @@ from kfbox.pipelines.orchestrator.backoff import backoff
 from kfbox.pipelines.orchestrator.launch import LOCAL_KEY, Launcher, command_line, executor_input, expand, read_outputs
 from kfbox.pipelines.orchestrator.names import inside
 from kfbox.pipelines.orchestrator.values import (
+    CANCELLED,
+    DEADLINE_EXCEEDED,
+    FAILED_PRECONDITION,
+    UNKNOWN,
     Artifact,
     ResolveError,
     Result,
@@ -44,6 +48,17 @@ if TYPE_CHECKING:
 
 _RESOURCE_FIELDS = ("cpuLimit", "memoryLimit", "cpuRequest", "memoryRequest", "resourceCpuLimit",
                     "resourceMemoryLimit", "resourceCpuRequest", "resourceMemoryRequest", "accelerator")
+
+
+class Outcome(NamedTuple):
+    """One attempt of a task; ``code`` is the google.rpc.Code of a failure (values.UNKNOWN, ...)."""
+
+    state: str
+    parameters: dict[str, Any]
+    artifacts: dict[str, list[Artifact]]
+    error: str | None = None
+    cache_hit: bool = False
+    code: int | None = None
 
 
 class Executor:
@@ -92,7 +107,7 @@ class Executor:
                                                        attempt + scope.retries)
             except ResolveError as exc:
                 return self._fail(task_id, parent_id, name, path, kind, log, recorded,
-                                  f"Task {path!r} could not start: {exc}")
+                                  f"Task {path!r} could not start: {exc}", FAILED_PRECONDITION)
             if not recorded:
                 engine.recorder.started(task_id, parent_id, name, path, kind, log=str(log),
                                         inputs={"parameters": parameters,
@@ -105,42 +120,42 @@ class Executor:
                 outcome = self.attempt(name, task, component, executor, parameters, artifacts, scope, path, folder,
                                        log, placeholders, detail)
             except (ResolveError, OSError, ValueError, KeyError, RuntimeError, KfboxError) as exc:
-                outcome = ("FAILED", {}, {}, f"Task {path!r} could not start: {exc}", False)
+                outcome = Outcome("FAILED", {}, {}, f"Task {path!r} could not start: {exc}", code=FAILED_PRECONDITION)
             shutil.rmtree(folder / "volumes", ignore_errors=True)  # secret files live only while the task runs
-            state, outputs, produced, error, cache_hit = outcome
+            state = outcome.state
             if state == "SUCCEEDED" or engine.stop.is_set() or attempt + 1 == attempts:
                 break
             delay = backoff(policy, attempt)
             with open(log, "ab") as handle:
                 handle.write(f"[kfbox] attempt {attempt + 1} of {attempts} failed; retrying in {delay:g} s\n".encode())
             time.sleep(delay)
+        error, code = outcome.error, outcome.code
         if engine.stop.is_set() and state != "SUCCEEDED":
-            state, error = "CANCELED", None
+            state, error, code = "CANCELED", None, CANCELLED
         detail["attempts"] = attempt + 1
-        engine.recorder.finished(task_id, state, error=error, cache_hit=cache_hit, parameters=outputs,
-                                 artifacts=produced, detail=detail)
-        return Result(name, task_id, state, outputs, produced, error=error)
+        engine.recorder.finished(task_id, state, error=error, cache_hit=outcome.cache_hit,
+                                 parameters=outcome.parameters, artifacts=outcome.artifacts, detail=detail, code=code)
+        return Result(name, task_id, state, outcome.parameters, outcome.artifacts, error=error, code=code)
 
     def _fail(self, task_id: str, parent_id: str, name: str, path: str, kind: str, log: Path, recorded: bool,
-              message: str) -> Result:
+              message: str, code: int) -> Result:
         if not recorded:
             self.engine.recorder.started(task_id, parent_id, name, path, kind, log=str(log))
-        self.engine.recorder.finished(task_id, "FAILED", error=message)
-        return Result(name, task_id, "FAILED", error=message)
+        self.engine.recorder.finished(task_id, "FAILED", error=message, code=code)
+        return Result(name, task_id, "FAILED", error=message, code=code)
 
     def attempt(self, name: str, task: dict[str, Any], component: dict[str, Any], executor: dict[str, Any],
                 parameters: dict[str, Any], artifacts: dict[str, list[Artifact]], scope: Scope, path: str,
-                folder: Path, log: Path, placeholders: dict[str, str], detail: dict[str, Any]
-                ) -> tuple[str, dict[str, Any], dict[str, list[Artifact]], str | None, bool]:
-        """(state, parameters, artifacts, error, cache hit) of one attempt."""
+                folder: Path, log: Path, placeholders: dict[str, str], detail: dict[str, Any]) -> Outcome:
+        """One attempt: run the task (or answer it from the cache) and read its outputs."""
         engine = self.engine
         if "importer" in executor:
             imported = self.imported(executor["importer"], parameters, folder / "imported")
-            return ("SUCCEEDED", {}, {"artifact": [imported]}, None, False)
+            return Outcome("SUCCEEDED", {}, {"artifact": [imported]})
         container = executor.get("container", {})
         image = container.get("image", "")
         if image in specs.PVC_IMAGES:
-            return ("SUCCEEDED", self.pvc_task(image, parameters), {}, None, False)
+            return Outcome("SUCCEEDED", self.pvc_task(image, parameters), {})
         key = None
         if task.get("cachingOptions", {}).get("enableCache") and self.engine.job.get("enable_caching", True):
             key = cache_key(component, container, parameters, artifacts)
@@ -148,7 +163,7 @@ class Executor:
             if hit is not None:
                 with open(log, "ab") as handle:
                     handle.write(f"[kfbox] answered from the cache (key {key})\n".encode())
-                return ("SUCCEEDED", hit[0], hit[1], None, True)
+                return Outcome("SUCCEEDED", hit[0], hit[1], cache_hit=True)
         artifact_dir = inside(self.artifacts_root, engine.run_id, *path.split("/"))
         outputs_dir = folder / f"outputs-{detail['attempt']}"
         (outputs_dir / "parameters").mkdir(parents=True, exist_ok=True)
@@ -198,17 +213,18 @@ class Executor:
             command = command_line(container, spec, placeholders)
             with self.slots:
                 if engine.stop.is_set():
-                    return ("CANCELED", {}, {}, None, False)
+                    return Outcome("CANCELED", {}, {}, code=CANCELLED)
                 code, why = self.launcher.run(command, env, log, folder, timeout, engine.stop, binds)
         if code != 0:
             reason = why or _last_exception(log)
             error = (f"Task {path!r} failed" + (f": {reason}" if reason else f" with exit code {code}")
                      + f". Logs: kfbox runs logs {engine.run_id} --task {path}")
-            return ("FAILED", {}, {}, error, False)
+            timed_out = why is not None and "exceeded its timeout" in why
+            return Outcome("FAILED", {}, {}, error, code=DEADLINE_EXCEEDED if timed_out else UNKNOWN)
         outputs, produced = read_outputs(spec, component)
         if key is not None:
             self.store(key, outputs, produced)
-        return ("SUCCEEDED", outputs, produced, None, False)
+        return Outcome("SUCCEEDED", outputs, produced)
 
     def require_sandbox(self, paths: list[str]) -> None:
         """Mount paths need a private mount namespace; without one, refuse naming the setting (never a link

@@ -9,35 +9,49 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from kfbox.pipelines.events import EventWriter
 from kfbox.pipelines.orchestrator.values import Artifact
+
+
+class Failure(NamedTuple):
+    message: str
+    code: int | None  # google.rpc.Code (values.UNKNOWN, ...)
+    path: str = ""  # the failed task's path in the run ("" for the root)
 
 
 class Recorder:
     def __init__(self, events: EventWriter) -> None:
         self.events = events
         self.lock = threading.Lock()
-        self.failures: list[str] = []
+        self.failures: list[Failure] = []
+        self.paths: dict[str, str] = {}  # task id -> path, for the failures
 
     def started(self, task_id: str, parent_id: str | None, name: str, path: str, kind: str, *,
                 log: str | None = None, inputs: dict[str, Any] | None = None) -> None:
+        self.paths[task_id] = path
         self.events.emit("task_started", task_id=task_id, parent_id=parent_id, name=name, path=path, kind=kind,
                          log=log, inputs=inputs or {})
 
     def finished(self, task_id: str, state: str, *, error: str | None = None, cache_hit: bool = False,
                  parameters: dict[str, Any] | None = None, artifacts: dict[str, list[Artifact]] | None = None,
-                 detail: dict[str, Any] | None = None) -> None:
+                 detail: dict[str, Any] | None = None, code: int | None = None) -> None:
         if error and state == "FAILED":
             with self.lock:
-                self.failures.append(error)
+                self.failures.append(Failure(error, code, self.paths.get(task_id, "")))
         flat = [{"key": key, "name": a.get("name") or key, "uri": a.get("uri", ""),
                  "schema_title": a.get("type", {}).get("schemaTitle", "system.Artifact"),
                  "metadata": a.get("metadata", {})}
                 for key, group in (artifacts or {}).items() for a in group]
         self.events.emit("task_finished", task_id=task_id, state=state, error=error, cache_hit=cache_hit,
-                         parameters=parameters or {}, artifacts=flat, detail=detail or {})
+                         parameters=parameters or {}, artifacts=flat, detail=detail or {},
+                         **({"code": code} if code is not None else {}))
+
+    def first_failure(self, inside: str) -> Failure | None:
+        """The first failure recorded under the DAG at path ``inside`` ("" for the whole run)."""
+        with self.lock:
+            return next((f for f in self.failures if not inside or f.path.startswith(f"{inside}/")), None)
 
     def skipped(self, task_id: str, parent_id: str | None, name: str, path: str, kind: str, why: str) -> None:
         self.started(task_id, parent_id, name, path, kind)
@@ -79,5 +93,5 @@ def prior_tasks(path: Any) -> dict[str, dict[str, Any]]:
                     {"name": art.get("name"), "uri": art.get("uri", ""), "metadata": art.get("metadata") or {},
                      "type": {"schemaTitle": art.get("schema_title", "system.Artifact")}})
             entry.update(state=event.get("state"), parameters=event.get("parameters") or {}, artifacts=artifacts,
-                         error=event.get("error"))
+                         error=event.get("error"), code=event.get("code"))
     return tasks

@@ -20,6 +20,14 @@ from kfbox.pipelines.orchestrator import ir
 Artifact = dict[str, Any]  # ExecutorInput form: name, uri, metadata, type{schemaTitle, schemaVersion}
 MISSING = object()
 
+# google.rpc.Code of a failure: ``PipelineTaskFinalStatus.error_code`` ("the google.rpc.Code in case of
+# error", kfp.dsl.task_final_status). The backend driver at ae2440355f leaves the error empty (a TODO in
+# driver/resolve.go), so kfbox fills what that TODO names, by the cause it knows.
+CANCELLED = 1  # the run was cancelled
+UNKNOWN = 2  # the component failed (exit code, exception, signal): gRPC's code for an application error
+DEADLINE_EXCEEDED = 4  # the task exceeded its timeout (activeDeadlineSeconds)
+FAILED_PRECONDITION = 9  # the task could not start: an input without a value, a missing runtime
+
 
 @dataclasses.dataclass
 class Result:
@@ -31,6 +39,7 @@ class Result:
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     artifacts: dict[str, list[Artifact]] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    code: int | None = None  # google.rpc.Code of the failure (CANCELLED, UNKNOWN, ...), None when it did not fail
 
 
 @dataclasses.dataclass
@@ -154,8 +163,9 @@ def _parameter(name: str, source: dict[str, Any], scope: Scope, job: Job) -> Any
             result.state if result is not None else "FAILED")
         status: dict[str, Any] = {"state": state, "pipelineJobResourceName": job.resource_name,
                                   "pipelineTaskName": producer, "error": {}}
-        if result is not None and result.error:
-            status["error"] = {"code": 2, "message": result.error}
+        if result is not None and result.state in ("FAILED", "CANCELED"):
+            code = result.code or (CANCELLED if result.state == "CANCELED" else UNKNOWN)
+            status["error"] = {"code": code, "message": result.error or f"task {producer!r} ended {result.state}"}
         return status
     return MISSING
 
@@ -269,5 +279,6 @@ def collect(component: dict[str, Any], iterations: list[tuple[dict[str, Any], di
     return parameters, artifacts
 
 
-__all__ = ["MISSING", "Artifact", "Job", "ResolveError", "Result", "Scope", "collect", "condition_holds",
-           "dag_outputs", "evaluate", "fill", "ir", "job_placeholders", "resolve_inputs"]
+__all__ = ["CANCELLED", "DEADLINE_EXCEEDED", "FAILED_PRECONDITION", "MISSING", "UNKNOWN", "Artifact", "Job",
+           "ResolveError", "Result", "Scope", "collect", "condition_holds", "dag_outputs", "evaluate", "fill", "ir",
+           "job_placeholders", "resolve_inputs"]
