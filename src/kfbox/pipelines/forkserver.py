@@ -21,6 +21,7 @@ server dies with its worker, a task with the task server.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import functools
 import gc
@@ -91,10 +92,9 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
     """What the component imports from its declared packages: worth importing once, before the fork.
 
     Only modules of packages the component itself declares are preloaded, so the server never
-    imports anything the task would not have imported anyway.
+    imports anything the task would not have imported anyway; imports under a ``try`` that
+    catches ImportError are alternatives the task may not take, so they are left to the task.
     """
-    import ast
-
     packages = list(packages)
     if not packages:
         return []
@@ -103,8 +103,12 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
+    optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) and _catches_import_error(t)
+                for n in ast.walk(t)}
     wanted: list[str] = []
     for node in ast.walk(tree):
+        if id(node) in optional:
+            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -113,6 +117,15 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
             continue
         wanted += [name for name in names if name.split(".")[0] in declared and name not in wanted]
     return wanted
+
+
+def _catches_import_error(node: ast.Try) -> bool:
+    names = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+    for handler in node.handlers:
+        caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+        if handler.type is None or any(isinstance(c, ast.Name) and c.id in names for c in caught):
+            return True
+    return False
 
 
 class TaskForker:
