@@ -1,6 +1,7 @@
-"""The spare run worker setting: on (the default), the server keeps one kfp-importing worker waiting;
-off (KFBOX_PIPELINES_SPARE_WORKER=0, what the test suite's non-pipeline servers use), there is none
-and a run still runs, its worker started on demand."""
+"""The spare run worker setting: on (the default), the server keeps one kfp-importing worker waiting
+while the pipelines API is in use (started by its first request, retired after a quiet while, so an
+idle server stays small); off (KFBOX_PIPELINES_SPARE_WORKER=0, what the test suite's non-pipeline
+servers use), there is none and a run still runs, its worker started on demand."""
 
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def test_spare_worker_on_by_default_and_off_by_setting(tmp_path: Path) -> None:
     on = ServerProcess.start(tmp_path / "on", extra_env={"KFBOX_PIPELINES_SPARE_WORKER": "1"})
     off = ServerProcess.start(tmp_path / "off", extra_env={"KFBOX_PIPELINES_SPARE_WORKER": "0"})
     try:
+        time.sleep(1.5)  # more than the run loop's idle pass: a spare would have been started by now
+        assert _spare_workers(on.process.pid) == [], "a spare worker before anyone used the pipelines API"
+        httpx.get(f"{on.url}/apis/v2beta1/runs", timeout=30).raise_for_status()
         deadline = time.monotonic() + 30
         while not _spare_workers(on.process.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _spare_workers(on.process.pid), "no spare worker with the setting on"
+        assert _spare_workers(on.process.pid), "no spare worker with the setting on, after an API call"
         assert _spare_workers(off.process.pid) == []
         created = httpx.post(f"{off.url}/apis/v2beta1/runs", timeout=30,
                              json={"display_name": "on demand", "pipeline_spec": _spec(tmp_path)}).json()
@@ -57,3 +61,27 @@ def test_spare_worker_on_by_default_and_off_by_setting(tmp_path: Path) -> None:
     finally:
         on.stop()
         off.stop()
+
+
+def test_the_spare_worker_is_retired_after_a_quiet_while(tmp_path: Path) -> None:
+    """The supervisor's own keeper, with a real spare process; the run store plays no part here."""
+    from kfbox.config import Settings
+    from kfbox.pipelines import supervisor as module
+
+    settings = Settings.load(home=tmp_path / "home", pipelines_spare_worker=True)
+    keeper = module.Supervisor(settings, store=None)  # type: ignore[arg-type]
+    try:
+        keeper._keep_spare()
+        assert keeper.spare is None, "started before any use"
+        keeper.touch()
+        keeper._keep_spare()
+        spare = keeper.spare
+        assert spare is not None and spare.alive
+        keeper.last_use -= module.SPARE_IDLE_SECONDS + 1  # as if nobody used pipelines since
+        keeper._keep_spare()
+        assert keeper.spare is None
+        assert spare.popen.poll() is not None, "the retired spare still runs"
+        assert not list(settings.runs_dir.glob(".spare-*.log"))
+    finally:
+        if keeper.spare is not None:
+            keeper.spare.stop(grace=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from kfbox.apis import KFP_PREFIXES as PREFIXES
 from kfbox.pipelines import views
@@ -37,8 +37,12 @@ def install(app: FastAPI, platform: Platform) -> None:
     service = PipelinesService(platform)
     platform.services["pipelines"] = service
     router = build_router(service)
+
+    async def in_use() -> None:  # async: runs inline, no thread hop per request
+        service.supervisor.touch()
+
     for prefix in PREFIXES:
-        app.include_router(router, prefix=prefix)
+        app.include_router(router, prefix=prefix, dependencies=[Depends(in_use)])
         platform.error_renderers.append((prefix.rsplit("/", 1)[0], views.error_body))
     platform.on_startup.append(service.supervisor.start)
     platform.on_shutdown.append(service.supervisor.stop)

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
 IDLE_SECONDS = 1.0
 CANCEL_GRACE_SECONDS = 2.0
+SPARE_IDLE_SECONDS = 300.0
+"""The spare worker (and its task server, ~160 MiB together) is started on the first use of the
+pipelines API and retired after this long without any, so an idle server stays small."""
 
 
 @dataclasses.dataclass
@@ -62,6 +65,7 @@ class Supervisor:
         self.dirty = True
         self.thread: threading.Thread | None = None
         self.spare: warm.WarmChild | None = None
+        self.last_use = -SPARE_IDLE_SECONDS  # monotonic time of the last pipelines API use; none yet
         self.resume: set[str] = set()  # runs to continue from their events after a restart
         self.retrying: set[str] = set()  # runs to re-run except their SUCCEEDED tasks
 
@@ -98,12 +102,20 @@ class Supervisor:
             self.spare.log_path.unlink(missing_ok=True)
         for run_id, entry in active.items():
             entry.child.stop(grace=CANCEL_GRACE_SECONDS)
+            self._remove_containers(run_id)  # the run resumes at the next start: its tasks run again there
             self._ingest(run_id, entry)  # finished tasks are in the record: the next start resumes the run
             self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
 
     def submit(self) -> None:
         self.dirty = True
-        self.wake.set()
+        self.touch()
+
+    def touch(self) -> None:
+        """The pipelines API was used: a run may follow, so have a spare worker ready."""
+        idle = time.monotonic() - self.last_use > SPARE_IDLE_SECONDS
+        self.last_use = time.monotonic()
+        if idle:
+            self.wake.set()
 
     def cancel(self, run_id: str) -> None:
         """Terminate: a queued run is CANCELED at once; a running one CANCELING until its group is dead."""
@@ -115,9 +127,20 @@ class Supervisor:
             entry = self.active.get(run_id)
         if entry is not None:
             entry.child.stop(grace=CANCEL_GRACE_SECONDS)
+            self._remove_containers(run_id)
         else:
             self.store.finish(run_id, "CANCELED", None, only_if=("CANCELING",))
         self.wake.set()
+
+    def _remove_containers(self, run_id: str) -> None:
+        """Its tasks' containers outlive the killed ``docker run`` processes: remove them (by the run's label)."""
+        from kfbox.pipelines import containers
+
+        with contextlib.suppress(NotFound):
+            spec = self.store.get(run_id).pipeline_spec
+            removed = containers.remove_containers_of(self.settings.container_runtime, run_id, spec)
+            if removed:
+                log.info("removed %d container(s) of cancelled run %s", len(removed), run_id)
 
     def retry(self, run_id: str) -> None:
         """Re-run a finished run's failed and skipped tasks, reusing the outputs of those that succeeded."""
@@ -295,10 +318,17 @@ class Supervisor:
 
         Respawned as soon as one is taken: its import costs the running tasks a little CPU, but the
         next run (a cached rerun, a queue of runs) then starts at once instead of after the import.
+        Only while pipelines are in use (:data:`SPARE_IDLE_SECONDS`).
         It works in the runs folder (where an earlier server's leftovers are found) and logs to
         ``.spare-*.log`` there until a run is handed over.
         """
         if not self.settings.pipelines_spare_worker or not warm.supported():
+            return
+        if not self.active and time.monotonic() - self.last_use > SPARE_IDLE_SECONDS:
+            if self.spare is not None:  # nobody used pipelines for a while: give the memory back
+                self.spare.stop(grace=0)
+                self.spare.log_path.unlink(missing_ok=True)
+                self.spare = None
             return
         if self.spare is not None and self.spare.alive:
             return
