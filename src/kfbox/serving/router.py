@@ -107,7 +107,7 @@ def _parse(manager_resolver: Any, manifest: dict[str, Any], namespace: str) -> I
         if spec.predictor.storage_uri:
             manager_resolver.check_scheme(spec.predictor.storage_uri)
     except InvalidInput as exc:
-        raise invalid(name if isinstance(name, str) else None, exc.message) from exc
+        raise invalid(name if isinstance(name, str) else None, exc.message, getattr(exc, "field", None)) from exc
     return spec
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput
+from kfbox.serving.schema import check_fields
 
 KIND = "InferenceService"
 FORMATS = ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
@@ -89,6 +90,7 @@ class InferenceServiceSpec:
             raise InvalidInput(f"metadata.namespace {namespace!r} must be a DNS label.")
         annotations = _mapping(meta.get("annotations") or {}, "metadata.annotations")
         spec = _mapping(manifest.get("spec"), "spec")
+        check_fields(spec)
         predictor = _mapping(spec.get("predictor"), "spec.predictor")
         canary = predictor.get("canaryTrafficPercent")
         if canary is not None and (not isinstance(canary, int) or isinstance(canary, bool) or not 0 <= canary <= 100):
