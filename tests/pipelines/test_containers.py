@@ -9,8 +9,10 @@ running or stopped daemon's would); the host-mode run is real.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,8 @@ from kfbox.pipelines.containers import (
     require_runtime,
     stop_command,
 )
-from tests.pipelines.ticker_pipeline import shell_greeting, ticker
+from tests.pipelines.conftest import process_gone
+from tests.pipelines.ticker_pipeline import long_container, shell_greeting, ticker
 
 SECRET = "t0ps3cret"
 
@@ -174,3 +177,79 @@ def test_kfbox_up_refuses_an_unknown_runtime_before_starting(tmp_path: Path) -> 
                            "--home", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1 and "Container runtime 'kubernetes' is not one of" in done.stderr
     assert not (tmp_path / "server.json").exists()
+
+
+def engine_with_containers(folder: Path) -> Path:
+    """A ``docker``-like CLI whose containers outlive ``docker run``, as real ones do (they are the engine's
+    children, not the CLI's): ``run`` starts the "container" in its own session and waits for it; ``ps
+    --filter label=...`` lists the live ones with that label; ``rm --force`` kills them. Each call is logged."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "docker"
+    script.write_text("""#!/bin/sh
+dir="$(dirname "$0")"
+echo "$*" >> "$dir/calls.txt"
+case "$1" in
+  info) echo "{}"; exit 0 ;;
+  run)
+    name=""; label=""
+    while [ $# -gt 0 ]; do
+      case "$1" in --name) name="$2"; shift ;; --label) label="$2"; shift ;; esac
+      shift
+    done
+    setsid sh -c 'echo $$ > "$0"; exec sleep 300' "$dir/$name.pid" </dev/null >/dev/null 2>&1 &
+    echo "$label" > "$dir/$name.label"
+    while [ ! -s "$dir/$name.pid" ]; do sleep 0.05; done
+    while kill -0 "$(cat "$dir/$name.pid")" 2>/dev/null; do sleep 0.1; done
+    exit 137 ;;
+  ps)
+    for pid in "$dir"/*.pid; do
+      [ -s "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null || continue
+      name="$(basename "$pid" .pid)"
+      [ "label=$(cat "$dir/$name.label")" = "$5" ] && echo "$name"
+    done
+    exit 0 ;;
+  rm)
+    shift 2
+    for name in "$@"; do kill "$(cat "$dir/$name.pid")"; done ;;
+esac
+""")
+    script.chmod(0o755)
+    return script
+
+
+def test_cancelling_a_run_stops_its_container(tmp_path: Path) -> None:
+    """No Docker engine here: a fake ``docker`` CLI on the server's PATH (see engine_with_containers) stands in,
+    whose container keeps running when ``docker run`` is killed -- what a real engine does. Terminating the run
+    (kfp.Client's terminate_run) must remove the container, found by the run's label; the run ends CANCELED."""
+    from tests.pipelines.conftest import wait_run
+    from tests.support import ServerProcess
+
+    folder = tmp_path / "bin"
+    engine_with_containers(folder)
+    package = tmp_path / "long.yaml"
+    compiler.Compiler().compile(long_container, str(package))
+    server = ServerProcess.start(tmp_path / "home", extra_env={"PATH": f"{folder}:{os.environ['PATH']}",
+                                                               "KFBOX_CONTAINER_RUNTIME": "docker"})
+    container_pid = None
+    try:
+        import httpx
+
+        spec = yaml.safe_load(package.read_text())
+        run_id = httpx.post(f"{server.url}/apis/v2beta1/runs", timeout=30,
+                            json={"display_name": "long", "pipeline_spec": spec}).json()["run_id"]
+        deadline = time.monotonic() + 60
+        while not [p for p in folder.glob("*.pid") if p.read_text().strip()]:
+            assert time.monotonic() < deadline, "the container never started"
+            time.sleep(0.1)
+        pid_file = next(folder.glob("*.pid"))
+        container_pid = int(pid_file.read_text())
+        assert (folder / f"{pid_file.stem}.label").read_text().strip() == f"kfbox.run={run_id}"
+        assert httpx.post(f"{server.url}/apis/v2beta1/runs/{run_id}:terminate", timeout=30).status_code == 200
+        assert wait_run(server, run_id)["state"] == "CANCELED"
+        assert process_gone(container_pid, timeout=10), "the container still runs after the run was cancelled"
+        calls = (folder / "calls.txt").read_text().splitlines()
+        assert f"ps --all --quiet --filter label=kfbox.run={run_id}" in calls and f"rm --force {pid_file.stem}" in calls
+    finally:
+        server.stop()
+        if container_pid is not None and not process_gone(container_pid, timeout=0):
+            os.kill(container_pid, signal.SIGKILL)

@@ -58,3 +58,13 @@ def secret_env():
     kubernetes.use_secret_as_env(secret, secret_name="db", secret_key_to_env={"password": "DB_PASSWORD"})
     config = echo(text="config").set_caching_options(False)
     kubernetes.use_config_map_as_env(config, config_map_name="settings", config_map_key_to_env={"mode": "MODE"})
+
+
+@dsl.container_component
+def long_running():
+    return dsl.ContainerSpec(image="alpine:3.20", command=["sleep", "300"])
+
+
+@dsl.pipeline(name="long-container")
+def long_container():
+    long_running().set_caching_options(False)

@@ -29,7 +29,12 @@ Interface (for the engine)::
                                                  name=f"kfbox-{run_id[:8]}-{task_id[:8]}"))
     log.write(launch.log_line)                               # host mode: "image ... was not used"
     subprocess.Popen(launch.argv, env={**os.environ, **launch.env}, ...)
-    # on cancel, as well as killing the process: subprocess.run(stop_command(runtime, name))
+    # on cancel, after killing the run's processes (the server does it):
+    remove_run_containers(runtime, run_id)                   # every container labelled with the run
+
+Killing ``docker run`` (the worker's process group on cancel) does not stop its container: the
+container is the engine's child, not the CLI's. So each container carries the label
+``kfbox.run=<run id>`` and a cancelled run's containers are removed by that label.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ ENGINES = ("docker", "podman")
 PROBE_TIMEOUT_SECONDS = 5.0
 PROBE_CACHE_SECONDS = 30.0
 EXECUTOR_MODULE = "kfp.dsl.executor_main"
+RUN_LABEL = "kfbox.run"  # label on every task container: the run it belongs to
+REMOVE_TIMEOUT_SECONDS = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +81,8 @@ class ContainerTask:
     """Container path -> host folder (kfp-kubernetes PVC, secret and config map volumes)."""
     name: str | None = None
     """Container name, so a cancelled task's container can be removed with :func:`stop_command`."""
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Container labels (:data:`RUN_LABEL`: the run, so :func:`remove_run_containers` finds it)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +189,8 @@ def build_launch(runtime: Runtime, task: ContainerTask) -> Launch:
     argv = [executable, "run", "--rm", "--init"]
     if task.name:
         argv += ["--name", task.name]
+    for key, value in sorted(task.labels.items()):
+        argv += ["--label", f"{key}={value}"]
     if hasattr(os, "getuid") and os.getuid() != 0:
         # outputs land in the home as this user's files, not root's
         argv += ["--userns=keep-id"] if runtime.kind == "podman" else ["--user", f"{os.getuid()}:{os.getgid()}"]
@@ -207,3 +218,41 @@ def stop_command(runtime: Runtime, name: str) -> list[str] | None:
     if runtime.kind == "host":
         return None
     return [runtime.executable or runtime.kind, "rm", "--force", name]
+
+
+def remove_run_containers(runtime: Runtime, run_id: str) -> list[str]:
+    """Remove (``rm --force``: stop, then delete) every container labelled with ``run_id``; their ids.
+
+    Errors are logged, not raised: the run is cancelled either way, and a container that cannot be
+    removed is named in the server log for the user to remove.
+    """
+    if runtime.kind == "host":
+        return []
+    executable = runtime.executable or runtime.kind
+    listing = [executable, "ps", "--all", "--quiet", "--filter", f"label={RUN_LABEL}={run_id}"]
+    try:
+        found = subprocess.run(listing, capture_output=True, text=True, timeout=REMOVE_TIMEOUT_SECONDS,
+                               stdin=subprocess.DEVNULL, check=False)
+        ids = found.stdout.split()
+        if ids:
+            removed = subprocess.run([executable, "rm", "--force", *ids], capture_output=True, text=True,
+                                     timeout=REMOVE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL, check=False)
+            if removed.returncode != 0:
+                log.warning("could not remove the containers %s of run %s: %s", ids, run_id, removed.stderr.strip())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not list or remove the containers of run %s (%s): %s", run_id, " ".join(listing), exc)
+        return []
+    return ids
+
+
+def remove_containers_of(setting: str, run_id: str, spec: Mapping[str, Any]) -> list[str]:
+    """:func:`remove_run_containers` for a run whose pipeline (``spec``) has container components, with the
+    runtime ``setting`` (``KFBOX_CONTAINER_RUNTIME``); nothing to do (and no engine probed) otherwise."""
+    from kfbox.pipelines import spec as specs
+
+    executors = specs.pipeline_part(dict(spec)).get("deploymentSpec", {}).get("executors", {})
+    if setting == "host" or not any(is_container_component(e) and e["container"].get("image") not in specs.PVC_IMAGES
+                                    for e in executors.values()):
+        return []
+    runtime = detect_runtime(setting)
+    return remove_run_containers(runtime, run_id) if runtime is not None else []

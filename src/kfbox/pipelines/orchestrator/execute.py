@@ -202,7 +202,8 @@ class Executor:
                 image=image, command=command_parts,
                 args=expand(container.get("args", []), spec, placeholders), env=task_env,
                 binds=[self.tasks_root.parent, self.artifacts_root / engine.run_id], volumes=binds,
-                name=f"kfbox-{engine.run_id[:8]}-{detail['pod_name'][-8:]}"))
+                name=f"kfbox-{engine.run_id[:8]}-{detail['pod_name'][-8:]}",
+                labels={containers.RUN_LABEL: engine.run_id}))
             if launch.log_line:
                 with open(log, "ab") as handle:
                     handle.write(f"[{launch.log_line}]\n".encode())
