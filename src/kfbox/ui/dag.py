@@ -31,6 +31,7 @@ from kfbox.pipelines import spec as specs
 
 NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190, 38, 24, 56, 16
 BOX_PAD, BOX_HEAD = 12, 26
+LABEL_CHAR_W = 6.6  # px per character of the 12px label font, for sizing a box to its title
 _ITERATION = re.compile(r"-iteration-\d+$")
 RANK = {"FAILED": 6, "RUNNING": 5, "CANCELING": 4, "PENDING": 3, "CANCELED": 2, "SUCCEEDED": 1, "SKIPPED": 0}
 
@@ -170,7 +171,8 @@ def _layout(items: list[Node]) -> tuple[int, int]:
     for n in items:
         if n.inner is not None:
             w, h = _layout(n.inner)
-            n.w, n.h = max(NODE_W, w + 2 * BOX_PAD), h + BOX_HEAD + BOX_PAD
+            label = len(n.label[:40]) + len(n.kind) + 18  # the title line: arrow, label, kind, count, state
+            n.w, n.h = max(NODE_W, w + 2 * BOX_PAD, int(label * LABEL_CHAR_W)), h + BOX_HEAD + BOX_PAD
     by_id = {n.id: n for n in items}
     # Kahn's order: a node's row is one more than its deepest dependency's (cycles, which the
     # compiler never makes, end up in row 0 instead of looping)

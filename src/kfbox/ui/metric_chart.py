@@ -39,9 +39,11 @@ def chart_svg(chart: dict[str, Any]) -> Markup:
         return Markup("")
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x_max = max(max(xs), 2)
-    y_lo, y_hi = min(ys), max(ys)
+    y_lo, y_hi = low, high = min(ys), max(ys)
     if y_lo == y_hi:
         y_lo, y_hi = y_lo - 0.5 * (abs(y_lo) or 1), y_hi + 0.5 * (abs(y_hi) or 1)
+    pad = (y_hi - y_lo) * 0.08  # points off the frame's edges
+    y_lo, y_hi = y_lo - pad, y_hi + pad
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def at(x: float, y: float) -> tuple[float, float]:
@@ -52,9 +54,10 @@ def chart_svg(chart: dict[str, Any]) -> Markup:
     parts = [f'<svg class="chart metric-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
              f'role="img" aria-label="{escape(what)}" data-metric="{escape(metric)}" data-kind="{chart["kind"]}">',
              f'<title>{escape(what)}</title>',
-             f'<path class="axis" d="M{LEFT},{TOP} V{TOP + plot_h} H{LEFT + plot_w}"/>',
-             f'<text x="{LEFT - 6}" y="{TOP + 4}" text-anchor="end">{_num(y_hi)}</text>',
-             f'<text x="{LEFT - 6}" y="{TOP + plot_h}" text-anchor="end">{_num(y_lo)}</text>']
+             f'<path class="axis" fill="none" d="M{LEFT},{TOP} V{TOP + plot_h} H{LEFT + plot_w}"/>',
+             f'<text x="{LEFT - 6}" y="{at(1, high)[1] + 4}" text-anchor="end">{_num(high)}</text>']
+    if low != high:
+        parts.append(f'<text x="{LEFT - 6}" y="{at(1, low)[1] + 4}" text-anchor="end">{_num(low)}</text>')
     if history:
         parts.append(f'<text x="{LEFT}" y="{HEIGHT - 16}">step 1</text>'
                      f'<text x="{LEFT + plot_w}" y="{HEIGHT - 16}" text-anchor="end">step {x_max}</text>')
