@@ -11,13 +11,14 @@ from pathlib import Path
 import httpx
 import kfp_server_api
 import pytest
+import yaml
 from kfp import Client, compiler
 from typer.testing import CliRunner, Result
 
 from kfbox.cli import main
 from kfbox.errors import InvalidInput, NotFound
 from tests.pipelines.conftest import wait_run
-from tests.pipelines.ticker_pipeline import ticker
+from tests.pipelines.ticker_pipeline import gs_importing, ticker
 from tests.support import ServerProcess
 
 
@@ -118,6 +119,27 @@ def test_bad_recurring_runs_are_400_with_the_reason(kfp_client: Client, package:
         kfp_client.create_recurring_run(experiment.experiment_id, "bad", pipeline_package_path=package,
                                         **kwargs)  # type: ignore[arg-type]
     assert exc.value.status == 400 and message in str(exc.value.body)
+
+
+def test_a_schedule_is_refused_at_create_for_what_a_run_submit_refuses(server: ServerProcess, tmp_path: Path,
+                                                                       package: str) -> None:
+    """A gs:// importer and an IR field the engine does not know: 400 at create naming them, as POST /runs
+    answers, and nothing stored -- not a schedule whose every run fails."""
+    compiler.Compiler().compile(gs_importing, str(tmp_path / "gs.yaml"))
+    gs = yaml.safe_load((tmp_path / "gs.yaml").read_text())
+    future = yaml.safe_load(Path(package).read_text())
+    future["root"]["dag"]["tasks"]["echo"]["someFutureField"] = {"x": 1}
+    trigger = {"periodic_schedule": {"interval_second": 60}}
+    answers = [httpx.post(f"{server.url}/apis/v2beta1/recurringruns", timeout=30,
+                          json={"display_name": "refused", "pipeline_spec": spec, "trigger": trigger, "mode": "ENABLE"})
+               for spec in (gs, future)]
+    assert [a.status_code for a in answers] == [400, 400], [a.text for a in answers]
+    gs_message, future_message = (a.json()["message"] for a in answers)
+    assert "gs://bucket/notes.txt" in gs_message and "gs:// needs Google Cloud credentials" in gs_message
+    assert "executor 'exec-importer'" in gs_message
+    assert "task 'echo': IR field 'someFutureField' is not supported" in future_message
+    listed = httpx.get(f"{server.url}/apis/v2beta1/recurringruns", timeout=30).json().get("recurringRuns") or []
+    assert not [r for r in listed if r["display_name"] == "refused"]
 
 
 def test_unknown_recurring_run_is_404_in_kfp_shape(server: ServerProcess) -> None:

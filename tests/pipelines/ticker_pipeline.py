@@ -68,3 +68,8 @@ def long_running():
 @dsl.pipeline(name="long-container")
 def long_container():
     long_running().set_caching_options(False)
+
+
+@dsl.pipeline(name="gs-importing")
+def gs_importing():
+    dsl.importer(artifact_uri="gs://bucket/notes.txt", artifact_class=dsl.Dataset, reimport=False)

@@ -99,7 +99,7 @@ def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
 
 def install(app: FastAPI, platform: Platform) -> None:
     service = platform.services["pipelines"]
-    store = ScheduleStore(platform.db, service.catalog, platform.settings.container_runtime)
+    store = ScheduleStore(platform.db, service.catalog, platform.settings.container_runtime, platform.settings)
     scheduler = Scheduler(store, submit=lambda body: str(service.create_run(body).id))
     platform.services["schedules"] = store
     router = build_router(store, scheduler)

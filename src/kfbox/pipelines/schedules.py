@@ -24,7 +24,7 @@ import datetime
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
@@ -36,6 +36,9 @@ from kfbox.pipelines.catalog import Catalog, check_name, new_id, now_ms
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.tables import Run
 from kfbox.pipelines.triggers import Trigger, iso
+
+if TYPE_CHECKING:
+    from kfbox.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +151,12 @@ def parse_trigger(body: Any) -> Trigger:
 class ScheduleStore:
     """Recurring runs in the database; every method is one transaction."""
 
-    def __init__(self, db: Database, catalog: Catalog, container_runtime: str | None = None) -> None:
+    def __init__(self, db: Database, catalog: Catalog, container_runtime: str | None = None,
+                 settings: Settings | None = None) -> None:
         self.db = db
         self.catalog = catalog
         self.container_runtime = container_runtime  # settings.container_runtime; None: no container runs
+        self.settings = settings  # checks dsl.importer URIs at create, as a run submit does; None: not checked
 
     def create(self, body: dict[str, Any], now: int | None = None) -> RecurringRun:
         """Validate a V2beta1RecurringRun body (everything a run from it would need) and store it."""
@@ -225,7 +230,7 @@ class ScheduleStore:
         from kfbox.pipelines import containers
         from kfbox.pipelines.orchestrator import ir
 
-        refused = ir.check(ir.Pipeline(specs.pipeline_part(spec)))
+        refused = ir.check(ir.Pipeline(specs.pipeline_part(spec)), self.settings)
         executors = specs.pipeline_part(spec).get("deploymentSpec", {}).get("executors", {})
         wants_runtime = any(containers.is_container_component(e) and e["container"].get("image") not in specs.PVC_IMAGES
                             for e in executors.values())
