@@ -54,7 +54,7 @@ def test_a_warm_child_gets_its_job_and_answers_with_events(tmp_path: Path) -> No
         assert child.assign({"value": 42})
         assert child.channel.recv() == {"event": {"echo": 42, "env": None}}  # the variable is not left behind
         assert child.channel.recv() is None  # it exited: its end closed
-        assert child.process.popen.wait(timeout=15) == 0
+        assert child.popen.wait(timeout=15) == 0
         assert not child.assign({"value": 1}), "a job is handed over once"
     finally:
         child.stop(grace=0)
@@ -63,7 +63,7 @@ def test_a_warm_child_gets_its_job_and_answers_with_events(tmp_path: Path) -> No
 def test_a_warm_child_exits_when_the_server_closes_its_end(tmp_path: Path) -> None:
     child = _child(tmp_path)
     child.channel.close()
-    assert child.process.popen.wait(timeout=15) == 7
+    assert child.popen.wait(timeout=15) == 7
 
 
 def test_the_server_sees_a_child_exit_even_while_its_grandchild_lives(tmp_path: Path) -> None:

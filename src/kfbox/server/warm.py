@@ -114,20 +114,15 @@ class Channel:
 
 
 @dataclasses.dataclass
-class WarmChild:
-    """The server's handle on a warm child: its process (own group, log file) and its channel."""
+class WarmChild(ChildProcess):
+    """A child process (own group, log file) that holds the other end of :attr:`channel`.
 
-    process: ChildProcess
-    channel: Channel
+    The handle must live as long as the child: dropping it closes the channel, which a warm
+    child reads as the server's death.
+    """
+
+    channel: Channel = dataclasses.field(default=None)  # type: ignore[assignment]
     assigned: bool = False
-
-    @property
-    def alive(self) -> bool:
-        return self.process.alive
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
 
     def assign(self, job: Mapping[str, Any]) -> bool:
         """Hand the job over; False when the child is gone (start another way then)."""
@@ -153,8 +148,10 @@ class WarmChild:
         return thread
 
     def stop(self, grace: float = 5.0) -> int | None:
+        """SIGTERM first (a replica drains), then the channel closes."""
+        code = super().stop(grace)
         self.channel.close()
-        return self.process.stop(grace)
+        return code
 
 
 def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
@@ -170,7 +167,7 @@ def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None 
         raise
     finally:
         theirs.close()  # the child holds its own copy: our copy would hide the child's death from us
-    return WarmChild(process=process, channel=Channel(ours))
+    return WarmChild(popen=process.popen, log_path=process.log_path, channel=Channel(ours))
 
 
 def inherited_channel() -> Channel | None:
@@ -225,7 +222,7 @@ class FakeWarmChild(WarmChild):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.child_channel = Channel(theirs)
         self.thread = threading.Thread(target=self._run, args=(target,), name="kfbox-fake-warm", daemon=True)
-        super().__init__(process=None, channel=Channel(ours))  # type: ignore[arg-type]
+        super().__init__(popen=None, log_path=Path(os.devnull), channel=Channel(ours))  # type: ignore[arg-type]
         self.thread.start()
 
     def _run(self, target: Callable[[Channel], None]) -> None:
