@@ -9,12 +9,41 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from prometheus_client import CollectorRegistry
 
 from kfbox.config import Settings
 from kfbox.db import Database
+
+if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, never an import at run time
+    from kfbox.monitoring.service import MonitoringService
+    from kfbox.pipelines.schedules import ScheduleStore
+    from kfbox.pipelines.secrets import SecretStore
+    from kfbox.pipelines.service import PipelinesService
+    from kfbox.registry.service import Registry
+    from kfbox.server.session import Sessions
+    from kfbox.serving.grpc_gateway import GrpcGateway
+    from kfbox.serving.manager import ServingManager
+    from kfbox.serving.resources import InferenceServices
+    from kfbox.ui.notebooks import NotebookManager
+
+
+
+class Services(TypedDict, total=False):
+    """Each subsystem's object, set by its install hook; a subsystem that is off has no entry (use ``.get``)."""
+
+    pipelines: PipelinesService
+    schedules: ScheduleStore
+    secrets: SecretStore
+    registry: Registry
+    serving: ServingManager
+    inferenceservices: InferenceServices
+    grpc_gateway: GrpcGateway
+    monitoring: MonitoringService
+    notebooks: NotebookManager
+    sessions: Sessions
+
 
 Hook = Callable[[], Any]
 ErrorRenderer = Callable[[int, str], dict[str, Any]]
@@ -33,7 +62,7 @@ class Platform:
     body_limits: list[BodyLimitRule] = dataclasses.field(default_factory=list)
     """Per-request body limits (ASGI scope -> bytes, or None to pass); the first answer wins over
     ``settings.max_body_bytes`` (serving takes larger inference payloads than the other APIs)."""
-    services: dict[str, Any] = dataclasses.field(default_factory=dict)
+    services: Services = dataclasses.field(default_factory=lambda: Services())
     """Subsystem objects by name (e.g. ``"registry"``), for other subsystems to call."""
 
     @property
