@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kfbox.chart_svg import panels_of
 from kfbox.cli.main import main
 from kfbox.loadtest.runner import LoadSpec, run_load
-from kfbox.monitoring.chart_svg import panels_of
 from tests.serving.helpers import ROWS, apply, manifest, status, train_iris, wait_for
 from tests.support import ServerProcess
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kfbox.monitoring.chart_svg import panels_of
+from kfbox.chart_svg import panels_of
 from tests.monitoring.conftest import SERVICES, Monitored
 
 

@@ -1,7 +1,7 @@
 """``kfbox loadtest --plot``: the dashboard's live chart of the run, as an SVG file.
 
 The report becomes the live charts' JSON shape (one point a second: requests/s, success,
-p50/p95/p99, in flight, desired and ready replicas) and :mod:`kfbox.monitoring.chart_svg`
+p50/p95/p99, in flight, desired and ready replicas) and :mod:`kfbox.chart_svg`
 draws it, so the file shows the same panels and series as the deployment page. SVG only:
 no library installed here rasterises SVG (convert with e.g. ``rsvg-convert -o out.png out.svg``).
 """
@@ -13,9 +13,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from kfbox.chart_svg import SERVICE_PANELS, render
 from kfbox.errors import InvalidInput
 from kfbox.loadtest.report import Report
-from kfbox.monitoring.chart_svg import SERVICE_PANELS, render
 
 FORMATS = (".svg",)
 

@@ -5,7 +5,7 @@ Routes (all behind the server's token, like ``/metrics``):
 - ``GET /monitoring/sd?job=kfbox|kfbox-replica``: Prometheus ``http_sd_configs`` targets.
 - ``GET /monitoring/series/{namespace}/{name}?minutes=15``: one InferenceService's chart data
   (:mod:`kfbox.monitoring.charts`: from Prometheus when it runs, else the in-memory history);
-  ``&svg=true`` adds the picture (:mod:`kfbox.monitoring.chart_svg`).
+  ``&svg=true`` adds the picture (:mod:`kfbox.chart_svg`).
 - ``GET /monitoring/alerts``: alerts firing in the local Prometheus.
 - ``GET /monitoring/prometheus``: the local Prometheus's status; ``POST`` with
   ``{"action": "start"|"stop"}`` starts or stops it as a child of this server.
@@ -22,8 +22,8 @@ from typing import Any
 from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
 
+from kfbox.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
 from kfbox.errors import InvalidInput, NotFound
-from kfbox.monitoring.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
 from kfbox.monitoring.charts import deployment_series, pipeline_series
 from kfbox.monitoring.collectors import ChildProcessCollector, KnativeCollector
 from kfbox.monitoring.history import History

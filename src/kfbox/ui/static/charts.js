@@ -17,7 +17,7 @@
   function draw(fig, data) {
     var pipelines = fig.getAttribute("data-kind") === "pipelines";
     var old = fig.querySelector("svg");
-    // the server draws the panels (kfbox.monitoring.chart_svg, as `kfbox loadtest --plot` does)
+    // the server draws the panels (kfbox.chart_svg, as `kfbox loadtest --plot` does)
     var svg = document.importNode(PARSER.parseFromString(data.svg, "image/svg+xml").documentElement, true);
     if (old) { fig.replaceChild(svg, old); } else { fig.insertBefore(svg, fig.firstChild); }
     ["rps", "p99", "ready", "desired", "inflight", "pending", "failed"].forEach(function (f) {
