@@ -28,7 +28,8 @@ def parse_duration(value: Any, what: str) -> float:
         try:
             seconds = durationpy.from_str(text).total_seconds()
         except (durationpy.DurationError, ValueError, OverflowError) as exc:
-            raise InvalidInput(f"{what} {value!r} is not a duration; write e.g. '60s', '500ms' or '1m30s'.") from exc
+            raise InvalidInput(f"{what} {value!r} is not understood as a duration; "
+                               "write e.g. '60s', '500ms' or '1m30s'.") from exc
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidInput(f"{what} {value!r} is not a duration of zero or more seconds; write e.g. '60s'.")
     return seconds

@@ -7,7 +7,6 @@ kinds and a histogram; ``--plot out.svg`` draws the run as the dashboard's live 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated
 
@@ -17,14 +16,13 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import console, err_console, print_json
 from kfbox.client import ApiClient
+from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.loadtest import plot as loadtest_plot
 from kfbox.loadtest.report import Report
 from kfbox.loadtest.runner import DEFAULT_CONCURRENCY, DEFAULT_TIMEOUT, LoadSpec, Snapshot, run_load
 from kfbox.loadtest.target import DEFAULT_NAMESPACE, ReplicaGauge, Target, is_url, resolve_target
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 EXAMPLE_BODY = '{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 
 
@@ -59,7 +57,7 @@ def loadtest(
 
     Exits 1 when any request failed (no reply, or a status >= 400), after the report.
     """
-    seconds = parse_duration(duration) if duration is not None else None
+    seconds = parse_duration(duration, "Duration") if duration is not None else None
     body = read_body(data, header or [])
     headers = parse_headers(header or [])
     if plot is not None:
@@ -115,19 +113,6 @@ def _update(progress: Progress, task: TaskID, snap: Snapshot) -> None:
     status = f"{snap.done} done  {snap.rps:7.1f} req/s  {snap.errors} errors"
     progress.update(task, completed=done, status=status)
     progress.refresh()
-
-
-def parse_duration(text: str) -> float:
-    """'30s', '2m', '500ms', '1m30s' or a plain number of seconds."""
-    value = text.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    parts = _DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise InvalidInput(f"Duration {text!r} is not understood; use e.g. 30s, 2m, 500ms or 1m30s.")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
 def read_body(data: str | None, header: list[str]) -> bytes | None:
