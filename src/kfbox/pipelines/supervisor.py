@@ -109,6 +109,7 @@ class Supervisor:
     def submit(self) -> None:
         self.dirty = True
         self.touch()
+        self.wake.set()  # start it now, not at the loop's next idle tick (up to a second later)
 
     def touch(self) -> None:
         """The pipelines API was used: a run may follow, so have a spare worker ready."""
