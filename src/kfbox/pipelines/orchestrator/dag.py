@@ -30,7 +30,7 @@ from typing import Any
 
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.events import EventWriter
-from kfbox.pipelines.forkserver import TaskForker
+from kfbox.pipelines.forkserver import PRELOAD_MEMORY, TaskForker, remembered_preload
 from kfbox.pipelines.orchestrator import ir
 from kfbox.pipelines.orchestrator.backoff import backoff
 from kfbox.pipelines.orchestrator.execute import Executor
@@ -52,21 +52,23 @@ _warm_forker: TaskForker | None = None
 
 
 def preload() -> None:
-    """Import what a run uses and start the task server (for spare workers)."""
+    """Import what a run uses and start the task server (for spare workers), with the modules the last
+    run's tasks imported (scikit-learn for iris) already in it. A spare works in the runs folder."""
     global _warm_forker
     from kfbox.pipelines.orchestrator import execute, launch  # noqa: F401
 
-    _warm_forker = TaskForker()
+    runs = Path.cwd().parent if Path.cwd().name.startswith(".spare-") else Path.cwd()
+    _warm_forker = TaskForker(remembered_preload(runs / PRELOAD_MEMORY), memory=runs / PRELOAD_MEMORY)
 
 
-def _task_forker(enabled: bool) -> TaskForker | None:
+def _task_forker(enabled: bool, memory: Path) -> TaskForker | None:
     global _warm_forker
     forker, _warm_forker = _warm_forker, None
     if not enabled:
         if forker is not None:
             forker.close()
         return None
-    return forker or TaskForker()
+    return forker or TaskForker(memory=memory)
 
 
 class Engine:
@@ -92,7 +94,8 @@ class Engine:
         self.keep = ("SUCCEEDED",) if job.get("retry") else ("SUCCEEDED", "FAILED")
 
     def run(self) -> tuple[str, str | None]:
-        forker = _task_forker(self.job.get("fork_tasks", True))
+        forker = _task_forker(self.job.get("fork_tasks", True), Path(self.recorder.events.path).parent.parent
+                              / PRELOAD_MEMORY)
         self.executor.start(forker)
         try:
             root_id = self.task_id("")
