@@ -165,7 +165,7 @@ class RegistryRoutes:
 
         def get(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
             def run(s: Session) -> dict[str, Any]:
-                row = store.get(s, col.family, rid or "", col.kinds)
+                row = store.read(s, col.family, rid or "", col.kinds)
                 return store.to_wire(store.kind_of(row), row)
             return 200, registry.read(run)
 
@@ -199,7 +199,7 @@ class RegistryRoutes:
         label = "Artifact" if child.is_artifact else child.name
 
         def list_children(rid: str | None, query: QueryParams, _: Any) -> tuple[int, Any]:
-            parent = registry.read(lambda s: store.get(s, parent_family, rid or ""))
+            parent = registry.read(lambda s: store.read(s, parent_family, rid or ""))
             kinds_ = _artifact_types(query.get("artifactType")) if child.is_artifact else None
             return 200, self.list_page(path, child, query, kinds_=kinds_, parent=parent.id, narrow=True)
 
@@ -209,7 +209,7 @@ class RegistryRoutes:
             fields = validate(kind, variant, body)
 
             def run(s: Session) -> tuple[int, Any]:
-                parent = store.get(s, parent_family, rid or "")
+                parent = store.read(s, parent_family, rid or "")
                 if upsert and fields.get("id") is not None:
                     row = store.get(s, child.family, fields["id"])
                     if row.kind != kind.kind:
@@ -245,11 +245,11 @@ class RegistryRoutes:
     def _linked(self, ref: str, family: str, kind: Kind) -> Handler:
         def get_linked(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
             def run(s: Session) -> dict[str, Any]:
-                service = store.get(s, "inference_service", rid or "")
+                service = store.read(s, "inference_service", rid or "")
                 target = service.attrs.get(ref)
                 if not target:
                     raise InvalidInput(f"InferenceService {service.id} has no {ref}.")
-                return store.to_wire(kind, store.get(s, family, target))
+                return store.to_wire(kind, store.read(s, family, target))
             return 200, self.registry.read(run)
         return get_linked
 
@@ -258,7 +258,7 @@ class RegistryRoutes:
         registry = self.registry
 
         def history(rid: str | None, query: QueryParams, _: Any) -> tuple[int, Any]:
-            parent = registry.read(lambda s: store.get(s, "experiment_run", rid)).id if rid is not None else None
+            parent = registry.read(lambda s: store.read(s, "experiment_run", rid)).id if rid is not None else None
             extra: list[ColumnElement[bool]] = []
             step_ids = query.get("stepIds")
             if step_ids:

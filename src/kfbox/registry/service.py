@@ -90,15 +90,17 @@ class Registry:
                                       "modelVersionId": str(version.id), "desiredState": "DEPLOYED"}
             if runtime:
                 fields["runtime"] = runtime
-            service = session.scalars(select(Resource).where(
+            existing = session.scalars(select(Resource).where(
                 Resource.family == "inference_service", Resource.scope == env.id, Resource.name == name)).first()
-            if service is None:
+            service: store.Record
+            if existing is None:
                 service = store.create(session, kinds.INFERENCE_SERVICE, fields, parent=env)
             else:
                 fields.pop("name")
                 fields.pop("registeredModelId")
-                store.update(session, service, fields)
-                service.attrs = {**service.attrs, "registeredModelId": str(version.parent_id)}
+                store.update(session, existing, fields)
+                existing.attrs = {**existing.attrs, "registeredModelId": str(version.parent_id)}
+                service = existing
             serve = store.create(session, kinds.SERVE_MODEL, {"modelVersionId": str(version.id),
                                                               "lastKnownState": "RUNNING"}, parent=service)
             return {"inferenceService": store.to_wire(kinds.INFERENCE_SERVICE, service),
@@ -141,7 +143,8 @@ class Registry:
         return version
 
 
-def _get_or_create(session: Session, kind: kinds.Kind, family: str, name: str, parent: Resource | None) -> Resource:
+def _get_or_create(session: Session, kind: kinds.Kind, family: str, name: str,
+                   parent: store.Record | None) -> store.Record:
     name = normalize_name(name)
     row = session.scalars(select(Resource).where(Resource.family == family, Resource.name == name,
                                                  Resource.scope == (parent.id if parent else 0))).first()

@@ -14,12 +14,13 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, Row, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,12 +30,63 @@ from kfbox.registry.kinds import ARTIFACT_KINDS, BY_KIND, FAMILY_NAMES, Kind
 from kfbox.registry.paging import Page, Paginator
 from kfbox.registry.tables import NAME_MAX, Resource
 
-_COLUMNS = tuple(Resource.__table__.c)
+_TABLE = cast(Table, Resource.__table__)
+_COLUMNS = tuple(_TABLE.c)
+# built once: the hot write path binds values to these instead of building (and coercing) a statement per call
+_INSERT = insert(_TABLE)
+_BY_ID = select(*_COLUMNS).where(_TABLE.c.id == bindparam("rid"))
 # kinds upstream names with a UUID when created without a name (its converter's mapEntityNameWithUUIDGeneration)
 GENERATED_NAMES = frozenset({*ARTIFACT_KINDS, "inference_service", "serve_model", "experiment_run"})
 UUID_PREFIX = 37   # len("<uuid>:"), the prefix upstream gives a parentless artifact's name
 _COMMON = ("name", "externalId", "customProperties", "artifactType", "id", "createTimeSinceEpoch",
            "lastUpdateTimeSinceEpoch")
+
+
+class Record(Protocol):
+    """A stored entity as the API shows it: an ORM :class:`Resource`, a Core row, or a :class:`Created`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def scope(self) -> int: ...
+    @property
+    def parent_id(self) -> int | None: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def state(self) -> str | None: ...
+    @property
+    def created_ms(self) -> int: ...
+    @property
+    def updated_ms(self) -> int: ...
+    @property
+    def attrs(self) -> dict[str, Any]: ...
+    @property
+    def custom(self) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Created:
+    """The row :func:`create` inserted (a Core insert: no ORM object, no identity map, no unit of work)."""
+
+    id: int
+    family: str
+    kind: str
+    scope: int
+    parent_id: int | None
+    name: str | None
+    external_id: str | None
+    state: str | None
+    created_ms: int
+    updated_ms: int
+    attrs: dict[str, Any]
+    custom: dict[str, Any]
 
 
 def now_ms() -> int:
@@ -86,13 +138,26 @@ def describe(kind: Kind, row: Any) -> str:
 
 
 def get(session: Session, family: str, resource_id: int | str, kinds: Sequence[str] | None = None) -> Resource:
-    """The entity with this id in ``family`` (and of one of ``kinds``), else NotFound."""
+    """The entity with this id in ``family`` (and of one of ``kinds``), else NotFound; an ORM object, to change."""
     rid = parse_id(resource_id)
     row = session.get(Resource, rid)
     if row is None or row.family != family or (kinds is not None and row.kind not in kinds):
-        what = FAMILY_NAMES[family] if kinds is None or len(kinds) != 1 else BY_KIND[kinds[0]].name
-        raise NotFound(f"No {what} with id {rid}. List them with GET .../{family}s.")
+        raise _not_found(family, rid, kinds)
     return row
+
+
+def read(session: Session, family: str, resource_id: int | str, kinds: Sequence[str] | None = None) -> Record:
+    """As :func:`get`, read only: one Core select, no ORM object (what reads and parent lookups need)."""
+    rid = parse_id(resource_id)
+    row = session.connection().execute(_BY_ID, {"rid": rid}).first()
+    if row is None or row.family != family or (kinds is not None and row.kind not in kinds):
+        raise _not_found(family, rid, kinds)
+    return cast(Record, row)  # a Row has the Record's attributes
+
+
+def _not_found(family: str, rid: int, kinds: Sequence[str] | None) -> NotFound:
+    what = FAMILY_NAMES[family] if kinds is None or len(kinds) != 1 else BY_KIND[kinds[0]].name
+    return NotFound(f"No {what} with id {rid}. List them with GET .../{family}s.")
 
 
 def parse_id(raw: int | str, field: str = "id") -> int:
@@ -146,19 +211,19 @@ def list_page(session: Session, family: str, page: Page, paginator: Paginator, *
     return {"items": items, "nextPageToken": token, "pageSize": page.size, "size": len(items)}
 
 
-def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Resource | None = None) -> Resource:
-    """Insert one entity; the parent comes from ``parent`` or the kind's parent field."""
+def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Record | None = None) -> Created:
+    """Insert one entity (one Core INSERT); the parent comes from ``parent`` or the kind's parent field."""
     fields = dict(fields)
     for wire in ("id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch"):
         fields.pop(wire, None)
     if kind.parent_field and fields.get(kind.parent_field) is not None:
-        given = get(session, kind.parent_family or "", fields.pop(kind.parent_field))
+        given = read(session, kind.parent_family or "", fields.pop(kind.parent_field))
         if parent is not None and given.id != parent.id:
             raise InvalidInput(f"{kind.parent_field} {given.id} does not match the parent {parent.id} in the path.")
         parent = given
     fields.pop(kind.parent_field or "", None)
     if kind.is_artifact and parent is None and fields.get("experimentRunId"):
-        parent = get(session, "experiment_run", fields["experimentRunId"])
+        parent = read(session, "experiment_run", fields["experimentRunId"])
     if parent is None and kind.parent_family and kind.parent_field:
         raise InvalidInput(f"A {kind.name} needs {kind.parent_field}.")
     if kind.is_artifact and parent is not None and parent.family == "experiment_run":
@@ -171,14 +236,17 @@ def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Reso
     _check_name_length(kind, fields.get("name"), parent)
     _check_refs(session, kind, fields)
     stamp = now_ms()
-    row = Resource(family=kind.family, kind=kind.kind, scope=parent.id if parent else 0,
-                   parent_id=parent.id if parent else None, name=fields.get("name"),
-                   external_id=fields.get("externalId"), created_ms=stamp, updated_ms=stamp,
-                   state=fields.get(kind.state_field or "") or kind.default_state,
-                   attrs=_attrs(kind, fields, {}), custom=_custom_from_wire(fields.get("customProperties")))
-    session.add(row)
-    _flush(session, kind, row)
-    return row
+    values: dict[str, Any] = {
+        "family": kind.family, "kind": kind.kind, "scope": parent.id if parent else 0,
+        "parent_id": parent.id if parent else None, "name": fields.get("name"),
+        "external_id": fields.get("externalId"), "state": fields.get(kind.state_field or "") or kind.default_state,
+        "created_ms": stamp, "updated_ms": stamp, "attrs": _attrs(kind, fields, {}),
+        "custom": _custom_from_wire(fields.get("customProperties"))}
+    try:
+        result = session.connection().execute(_INSERT, values)
+    except IntegrityError as exc:
+        raise _conflict(kind, exc, values["name"], values["external_id"], values["scope"]) from exc
+    return Created(id=int(cast(Row[Any], result.inserted_primary_key)[0]), **values)
 
 
 def update(session: Session, row: Resource, fields: dict[str, Any]) -> Resource:
@@ -200,7 +268,7 @@ def update(session: Session, row: Resource, fields: dict[str, Any]) -> Resource:
     return row
 
 
-def attach(session: Session, row: Resource, parent: Resource) -> Resource:
+def attach(session: Session, row: Resource, parent: Record) -> Resource:
     """Put an unattached artifact under ``parent`` (the upsert endpoints' "existing" case).
 
     An artifact another parent owns is refused: moving it would take it from its version
@@ -238,7 +306,7 @@ def _attrs(kind: Kind, fields: dict[str, Any], current: dict[str, Any]) -> dict[
     return attrs
 
 
-def _check_name_length(kind: Kind, name: str | None, parent: Resource | None) -> None:
+def _check_name_length(kind: Kind, name: str | None, parent: Record | None) -> None:
     """Upstream stores an owned entity's name as ``<parentId>:<name>`` (a UUID for a parentless artifact)
     in 255 characters; the same names fit here and there, so a model moves between the two."""
     if name is None or not (kind.parent_family or kind.is_artifact):
@@ -254,14 +322,18 @@ def _check_name_length(kind: Kind, name: str | None, parent: Resource | None) ->
 def _check_refs(session: Session, kind: Kind, fields: dict[str, Any]) -> None:
     for wire, family in kind.refs:
         if fields.get(wire) is not None:
-            get(session, family, fields[wire])
+            read(session, family, fields[wire])
 
 
 def _flush(session: Session, kind: Kind, row: Resource) -> None:
     try:
         session.flush()
     except IntegrityError as exc:
-        what = "externalId " + repr(row.external_id) if "external_id" in str(exc.orig) else "name " + repr(row.name)
-        where = f" under parent {row.scope}" if row.scope else ""
-        raise Conflict(f"A {FAMILY_NAMES[kind.family]} with {what}{where} already exists. "
-                       "Pick another name, or update the existing one with PATCH.") from exc
+        raise _conflict(kind, exc, row.name, row.external_id, row.scope) from exc
+
+
+def _conflict(kind: Kind, exc: IntegrityError, name: str | None, external_id: str | None, scope: int) -> Conflict:
+    what = "externalId " + repr(external_id) if "external_id" in str(exc.orig) else "name " + repr(name)
+    where = f" under parent {scope}" if scope else ""
+    return Conflict(f"A {FAMILY_NAMES[kind.family]} with {what}{where} already exists. "
+                    "Pick another name, or update the existing one with PATCH.")
