@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from kfbox.apis import FINAL_STATES as FINAL
+from kfbox.clock import now_ms
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
 from kfbox.pipelines import spec as specs
-from kfbox.pipelines.catalog import Catalog, new_id, now_ms
+from kfbox.pipelines.catalog import Catalog, new_id
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.orchestrator import ir
 from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
@@ -23,7 +25,6 @@ from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
 if TYPE_CHECKING:
     from kfbox.config import Settings
 
-FINAL = ("SUCCEEDED", "FAILED", "CANCELED", "SKIPPED")
 ACTIVE = ("PENDING", "RUNNING", "CANCELING")
 _IN_CHUNK = 500  # task ids per IN (...) query: under SQLite's bound-parameter limit
 RUN_FIELDS: Fields = {"id": Run.id, "run_id": Run.id, "name": Run.display_name, "display_name": Run.display_name,

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, defer, mapped_column
 
+from kfbox.clock import now_ms
 from kfbox.db import Base, Database
 from kfbox.errors import InvalidInput, KfboxError, NotFound
 from kfbox.pipelines import spec as specs
-from kfbox.pipelines.catalog import Catalog, check_name, new_id, now_ms
+from kfbox.pipelines.catalog import Catalog, check_name, new_id
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.tables import Run
 from kfbox.pipelines.triggers import Trigger, iso

@@ -49,9 +49,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sqlalchemy import JSON, BigInteger, String, Text, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from kfbox.clock import now_ms
 from kfbox.db import Base, Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
-from kfbox.pipelines.catalog import now_ms
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet

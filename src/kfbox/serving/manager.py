@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from kfbox.serving.spec import InferenceServiceSpec
 from kfbox.serving.store import ServiceRecord, ServingStore, revision_name
 from kfbox.storage import UriResolver
 
+log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
 SHUTDOWN_GRACE_SECONDS = 3.0
 
@@ -76,8 +78,8 @@ class ServingManager:
             for deployment in list(self.deployments.values()):
                 try:
                     await self._reconcile(deployment)
-                except Exception as exc:  # noqa: BLE001 - one broken deployment must not stop the others
-                    print(f"serving: reconciling {deployment.key} failed: {exc!r}", flush=True)
+                except Exception:  # one broken deployment must not stop the others
+                    log.exception("reconciling %s failed", deployment.key)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
             self._wake.clear()

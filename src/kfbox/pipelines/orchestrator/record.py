@@ -8,7 +8,6 @@ outputs are in the events file before the run goes on, which is what a restart r
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, NamedTuple
 
 from kfbox.pipelines.events import EventWriter
@@ -56,10 +55,6 @@ class Recorder:
     def skipped(self, task_id: str, parent_id: str | None, name: str, path: str, kind: str, why: str) -> None:
         self.started(task_id, parent_id, name, path, kind)
         self.finished(task_id, "SKIPPED", detail={"reason": why})
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def prior_tasks(path: Any) -> dict[str, dict[str, Any]]:
