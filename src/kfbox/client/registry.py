@@ -25,10 +25,10 @@ from typing import Any, TypeVar
 
 import httpx
 
+from kfbox.apis import REGISTRY as PREFIX
 from kfbox.client.api import ApiClient, error_from_response
 from kfbox.errors import Conflict, InvalidInput, Unavailable
 
-PREFIX = "/api/model_registry/v1alpha3"
 """What a Model Registry on a cluster serves (kfbox serves it and ``/api/model_registry/v1``)."""
 PAGE_SIZE = "1000"
 IN_CLUSTER_HOST = "http://model-registry-service.kubeflow.svc.cluster.local"

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from kfbox.apis import REGISTRY, REGISTRY_V1
 from kfbox.db import Database
 from kfbox.errors import InvalidInput, NotFound, Unavailable
 from kfbox.names import normalize_name
@@ -159,7 +160,7 @@ def _retryable(exc: DBAPIError) -> bool:
     return bool(args) and args[0] in (1205, 1213)
 
 
-PREFIXES = (("/api/model_registry/v1", False), ("/api/model_registry/v1alpha3", True))
+PREFIXES = ((REGISTRY_V1, False), (REGISTRY, True))
 
 
 def error_body(status: int, message: str) -> dict[str, Any]:

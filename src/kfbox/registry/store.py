@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
@@ -24,6 +23,7 @@ from sqlalchemy import ColumnElement, Row, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kfbox.clock import now_ms
 from kfbox.errors import Conflict, InvalidInput, NotFound
 from kfbox.names import normalize_name
 from kfbox.registry.kinds import ARTIFACT_KINDS, BY_KIND, FAMILY_NAMES, Kind
@@ -87,10 +87,6 @@ class Created:
     updated_ms: int
     attrs: dict[str, Any]
     custom: dict[str, Any]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def to_wire(kind: Kind, row: Any) -> dict[str, Any]:
