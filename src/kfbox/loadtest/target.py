@@ -10,26 +10,18 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Protocol
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from kfbox.apis import SERVING as API
+from kfbox.client import ApiClient as Api
 from kfbox.errors import InvalidInput, NotFound
 
 DEFAULT_NAMESPACE = "kubeflow-user-example-com"
-API = "/apis/serving.kserve.io/v1beta1"
 REPLICAS_METRIC = "kfbox_serving_replicas"
 """Gauge the serving subsystem exports on /metrics, labelled by namespace and name."""
 DESIRED_METRIC = "kfbox_serving_desired_replicas"
-
-
-class Api(Protocol):
-    """The part of :class:`kfbox.client.ApiClient` used here."""
-
-    base_url: str
-
-    def get(self, path: str, **kwargs: Any) -> Any: ...
 
 
 @dataclasses.dataclass(frozen=True)
