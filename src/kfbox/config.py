@@ -74,7 +74,7 @@ class Settings:
     (KFBOX_PIPELINES_SPARE_WORKER=0: start each worker on demand; the test suite's servers that run
     no pipeline, to spare ~80 MiB and a kfp import per server)."""
     task_concurrency: int = 0
-    """Executor tasks one run runs at once (KFBOX_TASK_CONCURRENCY); 0: the machine's cores."""
+    """Executor tasks one run runs at once (KFBOX_TASK_CONCURRENCY); 0: twice the cores, at least 4."""
     """Keep one replica process with kserve imported, waiting, to cut cold starts."""
 
     allowed_hosts: str = ""

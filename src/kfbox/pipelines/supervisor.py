@@ -225,7 +225,8 @@ class Supervisor:
                "logs_dir": str(run_dir / "tasks"), "display_name": run.display_name,
                "created_at": _utc(run.created_ms), "scheduled_at": _utc(run.scheduled_ms or run.created_ms),
                "pipeline_root": run.pipeline_root or None, "container_runtime": self.settings.container_runtime,
-               "task_concurrency": self.settings.task_concurrency or os.cpu_count() or 1,
+               # twice the cores, at least 4: tasks wait on I/O and HTTP too (iris: 3 train+register iterations at once)
+               "task_concurrency": self.settings.task_concurrency or max(4, 2 * (os.cpu_count() or 1)),
                "importer": {"s3_endpoint": self.settings.s3_endpoint,  # keys reach the worker in its env only
                             "importer_max_bytes": self.settings.importer_max_bytes}}
         if run.id in self.resume:
