@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
@@ -30,9 +30,11 @@ from kfbox.registry import kinds, store
 from kfbox.registry.filters import parse_filter
 from kfbox.registry.kinds import Kind
 from kfbox.registry.openapi import LIST_PARAMS, Operation
-from kfbox.registry.service import Registry
 from kfbox.registry.tables import Resource
 from kfbox.registry.validation import artifact_kind, parse_json, validate
+
+if TYPE_CHECKING:  # service.py's install hook imports this module
+    from kfbox.registry.service import Registry
 
 Handler = Callable[[str | None, QueryParams, Any], tuple[int, Any]]
 FIND_PARAMS = ("name", "externalId", "parentResourceId")
