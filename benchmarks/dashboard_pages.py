@@ -11,11 +11,18 @@ row); the same 50 rows are fetched that way through the KFP API (1 list + 50 GET
 with the dashboard's one request (``/runs?metrics=...``, three queries in total).
 
     .venv/bin/python benchmarks/dashboard_pages.py [--rounds 30]
+
+Before/after a change, interleaved (machine load moves both sides alike)::
+
+    git archive <rev> src | tar -x -C /tmp/before
+    .venv/bin/python benchmarks/dashboard_pages.py --peer-src /tmp/before/src
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -97,45 +104,87 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--peer-src", type=Path, default=None,
+                        help="an older kfbox's src folder (git archive REV src | tar -x -C DIR): served beside "
+                             "this one with the same seed, rounds interleaved, ratios printed")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, kfbox_server(Path(tmp)) as (url, _pid):
-        ids = seed(Path(tmp))
-        pages = ["/", "/runs", "/runs?sort=duration", "/runs?metrics=accuracy&metrics=loss&state=SUCCEEDED",
-                 "/runs?q=run-99", "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==",
-                 "/runs?metrics=accuracy&sort=metric:accuracy", "/runs?metrics=loss&sort=metric:loss&order=asc",
-                 f"/runs/{ids['wide']}", f"/runs/{ids['wide']}?open=*", f"/runs/{ids['wide']}/states.json",
-                 f"/runs/{ids['run']}", "/experiments", f"/compare?runs={ids['run']}&runs={ids['other']}",
-                 "/models", f"/models/{ids['model']}", "/pipelines", "/artifacts", "/deployments", "/runs.json"]
-        times: dict[str, list[float]] = {p: [] for p in pages}
-        with httpx.Client(base_url=url, timeout=60, headers={"Accept": "text/html"}) as http:
-            for p in pages:
-                for _ in range(3):
-                    assert http.get(p).status_code == 200, p
-            for r in range(args.rounds):
-                order = pages[r % len(pages):] + pages[:r % len(pages)]
-                for p in order:
+    with contextlib.ExitStack() as stack:
+        sides: dict[str, tuple[httpx.Client, dict[str, str]]] = {}
+        for side, src in (("this", None), ("peer", args.peer_src)):
+            if side == "peer" and src is None:
+                continue
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            saved = os.environ.pop("PYTHONPATH", None)
+            if src is not None:
+                os.environ["PYTHONPATH"] = str(src.resolve())
+            try:
+                url, _pid = stack.enter_context(kfbox_server(home))
+            finally:
+                os.environ.pop("PYTHONPATH", None)
+                if saved is not None:
+                    os.environ["PYTHONPATH"] = saved
+            http = stack.enter_context(httpx.Client(base_url=url, timeout=60, headers={"Accept": "text/html"}))
+            sides[side] = (http, seed(home))
+        http = sides["this"][0]
+        pages = {"/": "/", "/runs": "/runs", "/runs?sort=duration": "/runs?sort=duration",
+                 "/runs?metrics=accuracy&metrics=loss&state=SUCCEEDED":
+                     "/runs?metrics=accuracy&metrics=loss&state=SUCCEEDED",
+                 "/runs?q=run-99": "/runs?q=run-99",
+                 "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==": "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==",
+                 "/runs?metrics=accuracy&sort=metric:accuracy": "/runs?metrics=accuracy&sort=metric:accuracy",
+                 "/runs?metrics=loss&sort=metric:loss&order=asc": "/runs?metrics=loss&sort=metric:loss&order=asc",
+                 "/runs/WIDE (600 tasks)": "/runs/{wide}", "/runs/WIDE?open=*": "/runs/{wide}?open=*",
+                 "/runs/WIDE/states.json (a poll)": "/runs/{wide}/states.json", "/runs/RUN": "/runs/{run}",
+                 "/experiments": "/experiments", "/compare?runs=RUN&runs=OTHER": "/compare?runs={run}&runs={other}",
+                 "/models": "/models", "/models/MODEL": "/models/{model}", "/pipelines": "/pipelines",
+                 "/artifacts": "/artifacts", "/deployments": "/deployments", "/runs.json": "/runs.json"}
+        times: dict[tuple[str, str], list[float]] = {}
+        usable: dict[str, list[str]] = {}
+        for side, (client, found) in sides.items():
+            usable[side] = []
+            for name, path in pages.items():
+                replies = [client.get(path.format(**found)).status_code for _ in range(3)]
+                if replies == [200] * 3:
+                    usable[side].append(name)
+                else:
+                    assert side == "peer", (name, replies)  # a page the older version lacks
+        names = list(pages)
+        for r in range(args.rounds):
+            for name in names[r % len(names):] + names[:r % len(names)]:
+                for side in sorted(sides, reverse=r % 2 == 1):  # who goes first alternates
+                    if name not in usable[side]:
+                        continue
+                    client, found = sides[side]
                     started = time.perf_counter()
-                    http.get(p)
-                    times[p].append((time.perf_counter() - started) * 1000)
-            print(f"{RUNS} runs, {MODELS * VERSIONS} model versions, {WIDE_TASKS}-task run; {args.rounds} rounds")
-            print(f"{'page':<64} {'p50 ms':>8} {'p95 ms':>8}")
-            for p in pages:
-                print(f"{p[:64]:<64} {statistics.median(times[p]):8.1f} {percentile(times[p], 0.95):8.1f}")
-            worst = max(percentile(t, 0.95) for t in times.values())
-            print(f"worst p95: {worst:.1f} ms (goal < 150 ms)")
-            ours, peer = [], []
-            for _ in range(10):
-                started = time.perf_counter()
-                http.get("/runs?metrics=accuracy&page_size=50")
-                ours.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                listed = http.get("/apis/v2beta1/runs", params={"page_size": 50}).json()["runs"]
-                for run in listed:
-                    http.get(f"/apis/v2beta1/runs/{run['run_id']}")
-                peer.append(time.perf_counter() - started)
-            a, b = statistics.median(ours) * 1000, statistics.median(peer) * 1000
-            print(f"runs list with metrics, 50 rows: dashboard {a:.1f} ms (1 request) vs KFP-UI-style "
-                  f"{b:.1f} ms (51 requests): {b / a:.1f}x")
+                    client.get(pages[name].format(**found))
+                    times.setdefault((side, name), []).append((time.perf_counter() - started) * 1000)
+        print(f"{RUNS} runs, {MODELS * VERSIONS} model versions, {WIDE_TASKS}-task run; {args.rounds} rounds; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; one server process each")
+        peer_cols = f" {'peer p50':>9} {'peer p95':>9} {'p95 peer/this':>14}" if "peer" in sides else ""
+        print(f"{'page':<52} {'p50 ms':>8} {'p95 ms':>8}{peer_cols}")
+        for name in names:
+            ours_t = times[("this", name)]
+            line = f"{name[:52]:<52} {statistics.median(ours_t):8.1f} {percentile(ours_t, 0.95):8.1f}"
+            if ("peer", name) in times:
+                theirs = times[("peer", name)]
+                line += (f" {statistics.median(theirs):9.1f} {percentile(theirs, 0.95):9.1f}"
+                         f" {percentile(theirs, 0.95) / percentile(ours_t, 0.95):13.2f}x")
+            print(line)
+        worst = max(percentile(t, 0.95) for (side, _), t in times.items() if side == "this")
+        print(f"worst p95: {worst:.1f} ms (goal < 150 ms)")
+        ours, kfp = [], []
+        for _ in range(10):
+            started = time.perf_counter()
+            http.get("/runs?metrics=accuracy&page_size=50")
+            ours.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            listed = http.get("/apis/v2beta1/runs", params={"page_size": 50}).json()["runs"]
+            for run in listed:
+                http.get(f"/apis/v2beta1/runs/{run['run_id']}")
+            kfp.append(time.perf_counter() - started)
+        a, b = statistics.median(ours) * 1000, statistics.median(kfp) * 1000
+        print(f"runs list with metrics, 50 rows: dashboard {a:.1f} ms (1 request) vs KFP-UI-style "
+              f"{b:.1f} ms (51 requests): {b / a:.1f}x")
 
 
 if __name__ == "__main__":

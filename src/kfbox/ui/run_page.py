@@ -113,11 +113,10 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         nodes = {n["id"]: n["state"] for n in (drawn or {}).get("nodes", [])}
         nodes.update((b["id"], b["state"]) for b in (drawn or {}).get("boxes", []))
         open_param = ",".join(sorted(expanded))
-        version = deltas.since(run_id, open_param, "", snapshot(run.state, nodes, found["tasks"]),
-                               found["tasks"])["version"]
+        tasks = [t for t in found["tasks"] if t["kind"] != "dag"]
+        version = deltas.since(run_id, open_param, "", snapshot(run.state, nodes, tasks), tasks)["version"]
         return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "node_count": found["node_count"],
-                "expanded": sorted(expanded), "groups": found["groups"],
-                "tasks": [t for t in found["tasks"] if t["kind"] != "dag"],
+                "expanded": sorted(expanded), "groups": found["groups"], "tasks": tasks,
                 "panel": panel, "selected": task, "open_param": open_param, "node_states": nodes,
                 "version": version}
 
