@@ -1,16 +1,25 @@
-"""Gateway throughput with and without the local Prometheus scraping every second; its RSS and disk.
+"""What monitoring costs the gateway: req/s with and without Prometheus scraping every second, the CPU of
+one ``/metrics`` scrape, the in-memory history's memory, Prometheus's RSS and disk.
 
-Starts ``kfbox up`` (own home), deploys the iris model, then alternates rounds of ``wrk``
-against the gateway with Prometheus stopped and running (scrape interval 1 s), after a
-warm-up of each. Prints req/s per round, the median of each side and the ratio
-(goal: scraping costs <= 3%), then Prometheus's RSS and the size of its data folder.
+Starts ``kfbox up`` (own home), deploys the iris model, then runs pairs of ``wrk`` rounds against the
+gateway (1 thread, ``--connections``), one with the local Prometheus stopped and one with it scraping
+the server and the replica every second, the order alternating from pair to pair (ABBA...). Each round
+also reads CPU time from /proc — the server's, and the server's with its replica and Prometheus — so
+CPU per request is reported beside req/s: on a shared machine it is the steadier figure. The req/s
+ratio is the median over pairs of on/off.
 
-    .venv/bin/python benchmarks/monitoring_overhead.py --rounds 4 --seconds 10
+Then: the server's CPU per ``/metrics`` scrape (200 scrapes, /proc), the text writer A/B on the server's
+own series (``prometheus_client.generate_latest`` vs ``kfbox.server.exposition``, interleaved, same
+bytes), the history's memory after a simulated hour at 1,000 req/s, Prometheus's RSS and data size.
+
+    .venv/bin/python benchmarks/monitoring_overhead.py --pairs 6 --seconds 8
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
 import re
 import statistics
@@ -18,12 +27,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Iterable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from tests.serving.helpers import apply, manifest, train_iris, wait_ready
 from tests.support import ServerProcess
+
+from kfbox.monitoring.history import History
+from kfbox.monitoring.prometheus import SD_REFRESH_SECONDS
+from kfbox.server.exposition import Exposition
 
 LUA = """wrk.method = "POST"
 wrk.body = '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
@@ -31,13 +51,14 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def wrk(url: str, seconds: int, connections: int, script: Path) -> float:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+def wrk(url: str, seconds: int, connections: int, script: Path) -> tuple[float, int]:
+    """(req/s, requests) of one round."""
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not found:
+    rate, total = re.search(r"Requests/sec:\s+([\d.]+)", out), re.search(r"(\d+) requests in", out)
+    if not rate or not total or "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(out)
-    return float(found.group(1))
+    return float(rate.group(1)), int(total.group(1))
 
 
 def rss_kb(pid: int) -> int:
@@ -52,66 +73,227 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """The live descendants of ``pid`` (the server's replicas, workers, Prometheus), from /proc."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            queue += children
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants (a process that exited in between is not counted)."""
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(p)
+    return total
+
+
 def du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+class _Frozen(Collector):
+    """The families parsed from a real /metrics, yielded again: the server's series for the writer A/B."""
+
+    def __init__(self, families: Iterable[Any]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Any]:
+        return iter(self.families)
+
+
+def writer_ab(text: str, rounds: int = 200) -> tuple[float, float]:
+    """Median ms per scrape of generate_latest and of Exposition on the same series, interleaved."""
+    registry = CollectorRegistry()
+    registry.register(_Frozen(text_string_to_metric_families(text)))
+    writer = Exposition(registry)
+    assert writer.generate() == generate_latest(registry)
+    old, new = [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        generate_latest(registry)
+        t1 = time.perf_counter()
+        writer.generate()
+        t2 = time.perf_counter()
+        old.append(t1 - t0)
+        new.append(t2 - t1)
+    return statistics.median(old) * 1000, statistics.median(new) * 1000
+
+
+def history_memory(rate: float = 1000.0, interval: float = 5.0, hours: int = 4) -> list[int]:
+    """Traced bytes after each hour of one service sampled at ``rate`` req/s (History built under the trace)."""
+    registry = CollectorRegistry()
+    requests = Counter("kfbox_serving_requests", "", ["namespace", "name", "code"], registry=registry)
+    latency = Histogram("kfbox_serving_request_duration_seconds", "", ["namespace", "name"], registry=registry)
+    pool = SimpleNamespace(replicas=[SimpleNamespace(ready=True)], inflight=8, desired=1)
+    serving = SimpleNamespace(metrics=SimpleNamespace(requests=requests, latency=latency),
+                              deployments={("default", "iris"): SimpleNamespace(pools={1: pool})})
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    history = History(interval=interval, horizon=3600.0)
+    per_sample = int(rate * interval)
+    now, seen = 0.0, []
+    for _ in range(hours):
+        for _ in range(int(3600 / interval)):
+            now += interval
+            requests.labels("default", "iris", "200").inc(per_sample)
+            latency.labels("default", "iris").observe(0.004)  # the history reads the cumulative buckets only
+            history.sample(serving, now)
+        gc.collect()
+        seen.append(tracemalloc.get_traced_memory()[0] - base)
+    tracemalloc.stop()
+    return seen
+
+
+def cpu_per_call(client: Any, pid: int, path: str, params: dict[str, str] | None = None, n: int = 200) -> float:
+    """Server CPU ms per GET of ``path`` (from /proc, over ``n`` calls)."""
+    cpu0 = cpu_seconds(pid)
+    for _ in range(n):
+        client.get(path, params=params)
+    return (cpu_seconds(pid) - cpu0) * 1000 / n
+
+
+def storage(minutes: float, rate: float) -> None:
+    """Prometheus at the default 5 s scrape interval on the iris deployment under ``rate`` req/s: RSS, disk."""
+    home = Path(tempfile.mkdtemp(prefix="kfbox-monstore-"))
+    server = ServerProcess.start(home, extra_env={"KFBOX_PROMETHEUS": "1"})
+    try:
+        with server.client() as client:
+            train_iris(home / "pvc" / "models" / "iris")
+            apply(client, manifest("iris", "pvc://models/iris"))
+            wait_ready(client, "iris")
+            pid = int(client.get("/monitoring/prometheus").json()["pid"])
+            data = home / "monitoring" / "data"
+            began = time.time()
+            rows = []
+            next_at, sent = began, 0
+            while time.time() - began < minutes * 60:
+                sent += 1
+                client.post("/serving/default/iris/v1/models/iris:predict",
+                            json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+                if time.time() >= next_at:
+                    rows.append((time.time() - began, rss_kb(pid), du(data)))
+                    next_at += 60
+                time.sleep(1 / rate)
+            rows.append((time.time() - began, rss_kb(pid), du(data)))
+            series = len(client.get("/metrics").text.splitlines())
+    finally:
+        server.stop()
+    print(f"\nPrometheus at the default 5 s scrape, iris under {sent / rows[-1][0]:.1f} req/s "
+          f"({series} server lines + the replica's):")
+    for t, rss, size in rows:
+        print(f"  {t:6.0f} s  RSS {rss / 1024:6.1f} MiB  data {size / 1024:8.0f} KiB")
+    (t0, _, d0), (t1, _, d1) = rows[1] if len(rows) > 2 else rows[0], rows[-1]
+    per_hour = (d1 - d0) / (t1 - t0) * 3600
+    print(f"  data grows {per_hour / 1024 / 1024:.1f} MiB/hour (write-ahead log, before the 2-hour block "
+          "compaction compresses it; extrapolated from this run)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--pairs", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--storage-minutes", type=float, default=0, help="then Prometheus RSS/disk over this long")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="kfbox-monbench-"))
     script = home / "post.lua"
     script.write_text(LUA)
     server = ServerProcess.start(home, extra_env={"KFBOX_PROMETHEUS_SCRAPE_INTERVAL": "1s"})
     started = time.time()
+    scraping = 0.0
     try:
         with server.client() as client:
             train_iris(home / "pvc" / "models" / "iris")
             apply(client, manifest("iris", "pvc://models/iris"))
             wait_ready(client, "iris")
             url = f"{server.url}/serving/default/iris/v1/models/iris:predict"
+            spid = server.process.pid
 
-            def prometheus(action: str) -> dict[str, object]:
+            def prometheus(action: str) -> dict[str, Any]:
                 return dict(client.post("/monitoring/prometheus", json={"action": action}).json())
 
-            wrk(url, 3, args.connections, script)  # warm-up
-            results: dict[str, list[float]] = {"off": [], "scrape 1s": []}
-            prom_cpu: list[float] = []
-            for i in range(args.rounds):
-                for side in (("off", "scrape 1s") if i % 2 == 0 else ("scrape 1s", "off")):
-                    status = prometheus("start" if side != "off" else "stop")
-                    time.sleep(2)  # Prometheus up and scraping (or gone)
-                    cpu0, wall0 = (cpu_seconds(int(str(status["pid"]))) if status["running"] else 0.0), time.time()
-                    rps = wrk(url, args.seconds, args.connections, script)
+            wrk(url, 3, args.connections, script)  # warm-up: both sides reuse the same warm replica
+            rps: dict[str, list[float]] = {"off": [], "on": []}
+            cpu_ms: dict[str, list[float]] = {"off": [], "on": []}
+            tree_ms: dict[str, list[float]] = {"off": [], "on": []}
+            prom_share: list[float] = []
+            ratios = []
+            for i in range(args.pairs):
+                pair = {}
+                for side in (("off", "on") if i % 2 == 0 else ("on", "off")):
+                    status = prometheus("start" if side == "on" else "stop")
+                    time.sleep(2.5)  # Prometheus up and scraping (or gone)
+                    cpu0, all0, t0 = cpu_seconds(spid), tree_cpu(spid), time.time()
+                    prom0 = cpu_seconds(int(status["pid"])) if status["running"] else 0.0
+                    rate, total = wrk(url, args.seconds, args.connections, script)
                     if status["running"]:
-                        prom_cpu.append((cpu_seconds(int(str(status["pid"]))) - cpu0) / (time.time() - wall0))
-                    results[side].append(rps)
-                    print(f"round {i + 1} {side:>10}: {rps:8.1f} req/s", flush=True)
-            off, on = statistics.median(results["off"]), statistics.median(results["scrape 1s"])
-            print(f"median off {off:.1f} req/s, with scraping every 1 s {on:.1f} req/s: ratio {on / off:.3f} "
-                  f"({(1 - on / off) * 100:+.1f}% loss)")
-            status = prometheus("start")
-            time.sleep(2)
-            pid = int(str(status["pid"]))
-            data = home / "monitoring" / "data"
-            print(f"Prometheus RSS {rss_kb(pid) / 1024:.1f} MiB, data {du(data) / 1024:.0f} KiB after "
-                  f"{time.time() - started:.0f} s of the server (scraping only while 'scrape 1s' rounds ran)")
-            lines = client.get("/metrics").text.count("\n")
-            took = []
-            for _ in range(200):
+                        scraping += time.time() - t0
+                        prom_share.append((cpu_seconds(int(status["pid"])) - prom0) / (time.time() - t0))
+                    cpu_ms[side].append((cpu_seconds(spid) - cpu0) * 1000 / total)
+                    tree_ms[side].append((tree_cpu(spid) - all0) * 1000 / total)
+                    rps[side].append(rate)
+                    pair[side] = rate
+                    print(f"pair {i + 1} {side:>3}: {rate:8.1f} req/s, CPU/request: server {cpu_ms[side][-1]:.3f} ms, "
+                          f"server+replica+Prometheus {tree_ms[side][-1]:.3f} ms", flush=True)
+                ratios.append(pair["on"] / pair["off"])
+            off, on = statistics.median(rps["off"]), statistics.median(rps["on"])
+            print(f"\nmedian req/s off {off:.1f}, scraped every 1 s {on:.1f}; median of pair ratios on/off "
+                  f"{statistics.median(ratios):.3f} (pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
+            print(f"server CPU per request: off {statistics.median(cpu_ms['off']):.3f} ms, "
+                  f"on {statistics.median(cpu_ms['on']):.3f} ms (median of rounds)")
+            off_all, on_all = statistics.median(tree_ms["off"]), statistics.median(tree_ms["on"])
+            print(f"server+replica+Prometheus CPU per request: off {off_all:.3f} ms, on {on_all:.3f} ms: "
+                  f"{(on_all / off_all - 1) * 100:+.1f}% (Prometheus alone: {statistics.median(prom_share) * 100:.1f}% "
+                  "of a core while scraping)")
+
+            text = client.get("/metrics").text
+            n, cpu0, took = 200, cpu_seconds(spid), []
+            for _ in range(n):
                 t0 = time.perf_counter()
                 client.get("/metrics")
                 took.append(time.perf_counter() - t0)
-            per = statistics.median(took) * 1000
-            print(f"server /metrics: {lines} lines, median {per:.2f} ms per scrape "
-                  f"({per / 10:.2f}% of one core at one scrape a second); "
-                  f"Prometheus CPU while scraping: {statistics.mean(prom_cpu) * 100:.1f}% of one core")
-            print(f"load average (2-core machine shared with other work): {os.getloadavg()}")
+            per_cpu = (cpu_seconds(spid) - cpu0) * 1000 / n
+            print(f"\nserver /metrics: {text.count(chr(10))} lines; {per_cpu:.2f} ms of server CPU per scrape "
+                  f"({per_cpu / 10:.2f}% of its one process at one scrape a second), wall median "
+                  f"{statistics.median(took) * 1000:.2f} ms")
+            sd = cpu_per_call(client, spid, "/monitoring/sd", {"job": "kfbox"})
+            sd_replica = cpu_per_call(client, spid, "/monitoring/sd", {"job": "kfbox-replica"})
+            every = SD_REFRESH_SECONDS
+            per_second = per_cpu + (sd + sd_replica) / every
+            print(f"service discovery: {sd:.2f} + {sd_replica:.2f} ms of server CPU per refresh of the two jobs; "
+                  f"with a scrape every second and both lists refreshed every {every} s the server spends "
+                  f"{per_second:.2f} ms/s on monitoring = {per_second / 10:.2f}% of its one process")
+            old, new = writer_ab(text)
+            print(f"text writer on these series: generate_latest {old:.2f} ms, kfbox Exposition {new:.2f} ms "
+                  f"({old / new:.1f}x less)")
+
+            status = prometheus("start")
+            time.sleep(3)
+            pid = int(status["pid"])
+            data = home / "monitoring" / "data"
+            replica = client.get("/monitoring/sd", params={"job": "kfbox-replica"}).json()
+            print(f"\nPrometheus: RSS {rss_kb(pid) / 1024:.1f} MiB, data {du(data) / 1024:.0f} KiB after "
+                  f"{scraping + 3:.0f} s of scraping at 1 s ({len(replica)} replica target(s) + the server; "
+                  f"{time.time() - started:.0f} s since start)")
     finally:
         server.stop()
+    hours = history_memory()
+    print("\nin-memory history, one service at 1,000 req/s sampled every 5 s, traced after each hour: "
+          + ", ".join(f"{b / 1024:.1f} KiB" for b in hours))
+    if args.storage_minutes:
+        storage(args.storage_minutes, rate=10)
+    print(f"load average (2-core machine shared with other work): {os.getloadavg()}")
 
 
 if __name__ == "__main__":

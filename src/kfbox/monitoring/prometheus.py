@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from kfbox.config import Settings
+from kfbox.durations import parse_duration
 from kfbox.errors import Unavailable
 from kfbox.monitoring.targets import JOBS, scrape_address
 from kfbox.server.processes import ChildProcess
@@ -36,6 +37,8 @@ from kfbox.server.processes import ChildProcess
 INSTALL_HINT = "Install it with: sudo apt-get install prometheus (Debian/Ubuntu), or put a prometheus binary on PATH."
 RULE_FILE = "kfbox-alerts.yaml"
 READY_TIMEOUT_SECONDS = 30.0
+SD_REFRESH_SECONDS = 5
+"""Shortest refresh of the service-discovery target lists (the scrape interval when it is longer)."""
 PR_SET_PDEATHSIG = 1
 
 
@@ -129,9 +132,13 @@ class LocalPrometheus:
             token_file.write_text(self.settings.token)
             auth = {"authorization": {"credentials_file": str(token_file)}}
         interval = self.settings.prometheus_scrape_interval
+        # the target list changes when a replica starts or stops: refreshing it at every 1 s scrape
+        # cost the server as much CPU as the scrapes themselves; 5 s at most finds a new replica soon enough
+        refresh = interval if parse_duration(interval, "scrape interval") >= SD_REFRESH_SECONDS \
+            else f"{SD_REFRESH_SECONDS}s"
         jobs = []
         for job in JOBS:
-            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": interval, **auth}
+            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": refresh, **auth}
             jobs.append({"job_name": job, "http_sd_configs": [sd], **(auth if job == "kfbox" else {})})
         config = {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                              "external_labels": {"kfbox_home": str(self.settings.home)}},
