@@ -1,0 +1,75 @@
+"""Routes built on first use (kfbox.server.lazy_routes): nothing is built at start, and once a
+request reaches the block the app answers exactly as with eager routes, in the same order."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+from fastapi.testclient import TestClient
+from starlette.routing import BaseRoute
+
+from kfbox.server.lazy_routes import LazyRoutes, install_lazy
+
+
+def _app(built: list[int]) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/api/thing")
+    def api() -> dict[str, str]:
+        return {"from": "api"}
+
+    def build() -> list[BaseRoute]:
+        built.append(1)
+        router = APIRouter()
+
+        @router.get("/page")
+        def page() -> dict[str, str]:
+            return {"from": "page"}
+
+        @router.get("/api/thing/shadowed")
+        def shadowed() -> dict[str, str]:
+            return {"from": "lazy"}
+
+        @router.get("/notes", tags=["notes"])
+        def notes() -> list[str]:
+            return []
+
+        return list(router.routes)
+
+    install_lazy(app, build)
+
+    @app.post("/after")
+    def after() -> dict[str, str]:
+        return {"from": "after"}
+
+    return app
+
+
+def test_the_block_is_built_on_the_first_request_that_reaches_it() -> None:
+    built: list[int] = []
+    app = _app(built)
+    with TestClient(app) as client:
+        assert client.get("/api/thing").json() == {"from": "api"}  # matched before the block
+        assert built == []
+        assert client.get("/page").json() == {"from": "page"}
+        assert built == [1]
+        assert not any(isinstance(route, LazyRoutes) for route in app.router.routes), "replaced by its routes"
+        assert client.get("/page").json() == {"from": "page"}
+        assert client.get("/api/thing/shadowed").json() == {"from": "lazy"}
+        assert client.post("/after").json() == {"from": "after"}  # routes after the block still answer
+        assert client.post("/page").status_code == 405  # a partial match stays a 405
+        assert client.get("/nowhere").status_code == 404
+        assert built == [1]
+
+
+def test_a_request_for_a_later_route_builds_it_and_still_gets_its_answer() -> None:
+    built: list[int] = []
+    with TestClient(_app(built)) as client:
+        assert client.post("/after").json() == {"from": "after"}
+        assert built == [1]
+
+
+def test_the_openapi_document_lists_the_lazy_routes() -> None:
+    built: list[int] = []
+    with TestClient(_app(built)) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/thing", "/page", "/notes", "/after"} <= set(paths)
