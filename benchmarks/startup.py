@@ -7,7 +7,13 @@ change can beat) and, with ``--baseline SRC``, another kfbox source tree (e.g. a
 extracted with ``git archive <commit> src | tar -x -C /tmp/base``) run through PYTHONPATH.
 Printed: the median wall time of each case per side and its ratio to the baseline (the goals are
 < 1.0 s for a fresh ``up`` and < 0.3 s for ``--help``), then the median CPU time (user+sys of the
-process at exit, or at its first /healthz 200), which a loaded machine inflates far less.
+process at exit, or at its first /healthz 200), which a loaded machine inflates far less, and the
+memory of an idle server's whole process tree (RSS and PSS summed over the server and every
+descendant, a few seconds after ready on a fresh home; goal < 150 MiB RSS).
+
+Children run with .pyc files written and read (PYTHONDONTWRITEBYTECODE is dropped from their
+environment), as an installed kfbox runs: with it set, every run recompiled kfbox's own modules
+(~0.2-0.3 s of CPU that no user pays).
 
     .venv/bin/python benchmarks/startup.py [--rounds 5] [--baseline /tmp/base/src]
 """
@@ -33,7 +39,8 @@ GOALS = {"help": 0.3, "up fresh": 1.0, "up warm": 1.0}
 
 
 def _env(src: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_") and k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KFBOX_") and k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
     if src:
         env["PYTHONPATH"] = src
     env["COLUMNS"] = "100"
@@ -67,7 +74,40 @@ def time_help(src: str | None, _: Path) -> float:
     return elapsed
 
 
-def _time_up(src: str | None, home: Path, case: str = "") -> float:
+MEMORY: dict[str | None, list[tuple[float, float]]] = {}
+IDLE_SETTLE_SECONDS = 3.0
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            children.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _memory_mib(pids: list[int]) -> tuple[float, float]:
+    """(RSS, PSS) in MiB summed over ``pids`` (PSS shares pages among the processes that map them)."""
+    rss = pss = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key == "Rss":
+                    rss += int(value.split()[0]) / 1024
+                elif key == "Pss":
+                    pss += int(value.split()[0]) / 1024
+    return rss, pss
+
+
+def _time_up(src: str | None, home: Path, case: str = "", memory: bool = False) -> float:
     """exec of ``kfbox up --port 0`` to the first 200 from /healthz; the server is then stopped."""
     (home / "server.json").unlink(missing_ok=True)
     start = time.perf_counter()
@@ -86,6 +126,9 @@ def _time_up(src: str | None, home: Path, case: str = "") -> float:
                         elapsed = time.perf_counter() - start
                         if case:
                             CPU.setdefault((src, case), []).append(_cpu_of(proc.pid))
+                        if memory:
+                            time.sleep(IDLE_SETTLE_SECONDS)
+                            MEMORY.setdefault(src, []).append(_memory_mib(_tree(proc.pid)))
                         return elapsed
             except (OSError, ValueError, KeyError):
                 pass
@@ -104,7 +147,7 @@ def _time_up(src: str | None, home: Path, case: str = "") -> float:
 def time_up_fresh(src: str | None, scratch: Path) -> float:
     home = Path(tempfile.mkdtemp(dir=scratch))
     try:
-        return _time_up(src, home, "up fresh")
+        return _time_up(src, home, "up fresh", memory=True)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -164,6 +207,12 @@ def main() -> None:
             if side != "baseline" and "baseline" in sides:
                 ratio = f"{median / statistics.median(CPU[(sides['baseline'], kind)]):.2f}x"
             print(f"{kind:<10} {side:<10} {median * 1000:>10.0f} {ratio:>12}")
+    print(f"\n{'idle tree':<10} {'side':<10} {'RSS MiB':>10} {'PSS MiB':>10}  (server + descendants, "
+          f"{IDLE_SETTLE_SECONDS:.0f} s after ready, fresh home; goal RSS < 150)")
+    for side, src in sides.items():
+        rss = statistics.median(r for r, _ in MEMORY[src])
+        pss = statistics.median(p for _, p in MEMORY[src])
+        print(f"{'':<10} {side:<10} {rss:>10.1f} {pss:>10.1f}")
 
 
 if __name__ == "__main__":
