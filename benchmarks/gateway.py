@@ -46,7 +46,23 @@ BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
 API = "/apis/serving.kserve.io/v1beta1/namespaces/" + NAMESPACE + "/inferenceservices"
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 64)
-RATES = (100, 250, 500, 1000, 1500, 2000)
+RATES = (50, 100, 250, 500, 1000, 2000)
+HAPROXY = """
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 300s
+    http-reuse always
+frontend gateway
+    bind 127.0.0.1:{port}
+    default_backend replica
+backend replica
+    server r1 127.0.0.1:{replica}
+"""
 
 
 def free_port() -> int:
@@ -172,10 +188,13 @@ def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurr
     labels = list(paths)
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
     cpu: dict[str, dict[str, float]] = {label: {} for label in labels}
+    wall = dict.fromkeys(labels, 0.0)
     for turn in range(rounds):
         for label in labels[turn % len(labels):] + labels[:turn % len(labels)]:
             before = {name: cpu_seconds(pid) for name, pid in watch[label].items()}
+            started = time.monotonic()
             runs[label].append(wrk(paths[label], concurrency, seconds / rounds, script))
+            wall[label] += time.monotonic() - started
             for name, pid in watch[label].items():
                 cpu[label][name] = cpu[label].get(name, 0.0) + cpu_seconds(pid) - before[name]
     cells = {}
@@ -185,7 +204,15 @@ def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurr
         cells[label] = {"rps": ordered[len(ordered) // 2], "rps_runs": [r["rps"] for r in runs[label]],
                         "p50_ms": sorted(r["p50_ms"] for r in runs[label])[len(ordered) // 2],
                         "p99_ms": sorted(r["p99_ms"] for r in runs[label])[len(ordered) // 2],
-                        "cpu_ms_per_request": {n: v * 1000 / requests for n, v in cpu[label].items()}}
+                        "cpu_ms_per_request": {n: v * 1000 / requests for n, v in cpu[label].items()},
+                        "requests": requests, "wall_s": wall[label], "cpu_s": cpu[label]}
+    # the kfbox server's own background (the manager's tick, probes) while the direct path runs, which it
+    # does not serve: subtracted from the gateway's figures to give the CPU the hop itself costs
+    idle = cells["direct"]["cpu_s"]["gateway"] / cells["direct"]["wall_s"]
+    for label in labels:
+        if "gateway" in cells[label]["cpu_s"] and label != "direct":
+            net = cells[label]["cpu_s"]["gateway"] - idle * cells[label]["wall_s"]
+            cells[label]["gateway_net_ms_per_request"] = net * 1000 / cells[label]["requests"]
     return cells
 
 
@@ -198,7 +225,8 @@ def open_loop(paths: dict[str, str], rates: tuple[int, ...], seconds: float) -> 
             ok = report.statuses.get(200, 0)
             results[label][rate] = {"sent": report.sent, "ok": ok, "p50_ms": report.percentile(50) * 1000,
                                     "p99_ms": report.percentile(99) * 1000, "timeouts": report.timeouts,
-                                    "errors": report.errors,
+                                    "others_p99_ms": report.percentile(99, others=True) * 1000,
+                                    "errors": report.errors, "unsent": report.unsent,
                                     "statuses": {str(k): v for k, v in report.statuses.items()}}
     return results
 
@@ -210,6 +238,7 @@ def main() -> int:
     parser.add_argument("--rate-seconds", type=float, default=4.0, help="seconds per open-loop rate")
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
     parser.add_argument("--baseline-src", type=Path, default=None, help="a second kfbox source tree, e.g. before")
+    parser.add_argument("--haproxy", action="store_true", help="also HAProxy (Debian) in front of the same replica")
     parser.add_argument("--skip-closed", action="store_true")
     parser.add_argument("--skip-open", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
@@ -218,7 +247,7 @@ def main() -> int:
         print("wrk is not installed: apt-get install -y wrk")
         return 2
     results: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; every server here is one process")
     with tempfile.TemporaryDirectory(prefix="kfbox-gw-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         script = work / "post.lua"
@@ -243,6 +272,14 @@ def main() -> int:
                 paths["gateway 2 replicas"] = f"{url}/serving/{NAMESPACE}/iris-2/v1/models/iris-2:predict"
                 watch["gateway 2 replicas"] = {"gateway": pid, **{
                     f"replica {i}": p for i, e in enumerate(two) if (p := listening_pid(urlsplit(e).port or 80))}}
+                if args.haproxy:
+                    port = free_port()
+                    config = work / "haproxy.cfg"
+                    config.write_text(HAPROXY.format(port=port, replica=urlsplit(one).port))
+                    proxy = stack.enter_context(child(["haproxy", "-db", "-f", str(config)], work / "haproxy.log"))
+                    paths["haproxy"] = f"http://127.0.0.1:{port}/v1/models/iris:predict"
+                    watch["haproxy"] = {"haproxy": proxy.pid, **replica}
+                    wait_for(lambda url=paths["haproxy"]: httpx.post(url, content=BODY).status_code == 200, "haproxy")
                 stock_port = free_port()
                 stack.enter_context(child([sys.executable, "-m", "tests.serving.stock_sklearn",
                                            str(home / "pvc" / "models" / "iris"), "iris", str(stock_port)],
@@ -257,13 +294,16 @@ def main() -> int:
                 for c in CONCURRENCY:
                     m = by_c[c][label]
                     cpu = "  ".join(f"{n} {ms:.3f}" for n, ms in m["cpu_ms_per_request"].items())
+                    if "gateway_net_ms_per_request" in m:
+                        cpu += f"  (gateway net of its idle background {m['gateway_net_ms_per_request']:.3f})"
                     print(f"{label:<22}{c:>4}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}   {cpu}")
             print("\nratios (median req/s of the rounds)")
             for c in CONCURRENCY:
                 cells = by_c[c]
                 line = f"  c={c:<3} gateway/direct {cells['gateway']['rps'] / cells['direct']['rps']:.2f}"
-                if "gateway before" in cells:
-                    line += f"  (before {cells['gateway before']['rps'] / cells['direct']['rps']:.2f})"
+                for other in ("gateway before", "haproxy"):
+                    if other in cells:
+                        line += f"  ({other} {cells[other]['rps'] / cells['direct']['rps']:.2f})"
                 line += f"  2 replicas/1 {cells['gateway 2 replicas']['rps'] / cells['gateway']['rps']:.2f}"
                 print(line)
         if not args.skip_open:
@@ -271,14 +311,15 @@ def main() -> int:
             rates = tuple(int(r) for r in args.rates.split(","))
             curve = open_loop(rated, rates, args.rate_seconds)
             results["open"] = {k: {str(r): v for r, v in cells.items()} for k, cells in curve.items()}
-            print(f"\nopen loop, {args.rate_seconds:g} s per rate: p50 / p99 ms (non-200 or timeouts)")
-            print(f"{'req/s':>7}" + "".join(f"{label:>26}" for label in rated))
+            print(f"\nopen loop, {args.rate_seconds:g} s per rate: p50 / p99 ms of the 200s, then 503s / "
+                  "timeouts+errors / unsent (the client had no free connection)")
+            print(f"{'req/s':>7}" + "".join(f"  {label:<28}" for label in rated))
             for rate in rates:
                 row = ""
                 for label in rated:
                     m = curve[label][rate]
-                    bad = m["sent"] - m["ok"]
-                    row += f"{m['p50_ms']:>9.1f} /{m['p99_ms']:>7.1f}" + (f" ({bad:>5})" if bad else " " * 8)
+                    bad = f"{m['statuses'].get('503', 0)}/{m['timeouts'] + m['errors']}/{m['unsent']}"
+                    row += f"{m['p50_ms']:>8.1f} /{m['p99_ms']:>7.1f} {bad:<12}"
                 print(f"{rate:>7}" + row)
     results["load_after"] = os.getloadavg()
     if args.json:

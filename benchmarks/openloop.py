@@ -24,12 +24,18 @@ class RateReport:
     rate: float
     sent: int
     latencies: list[float]
+    """Seconds from due time to reply, of the 200 replies."""
     statuses: Counter[int]
     timeouts: int
     errors: int
+    """Connections refused, reset or closed before a reply."""
+    other_latencies: list[float] = dataclasses.field(default_factory=list)
+    """The same for every other reply (e.g. an overloaded server's 503s)."""
+    unsent: int = 0
+    """Requests the generator could not send: all ``max_connections`` were busy (the server is far behind)."""
 
-    def percentile(self, pct: float) -> float:
-        ordered = sorted(self.latencies)
+    def percentile(self, pct: float, others: bool = False) -> float:
+        ordered = sorted(self.other_latencies if others else self.latencies)
         if not ordered:
             return float("nan")
         return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
@@ -82,7 +88,7 @@ async def fixed_rate(url: str, body: bytes, rate: float, seconds: float, timeout
                 connection = None if candidate.broken else candidate
             if connection is None:
                 if opened >= max_connections:
-                    report.errors += 1
+                    report.unsent += 1
                     return
                 opened += 1
                 _, connection = await loop.create_connection(_Connection, host, port)
@@ -90,15 +96,17 @@ async def fixed_rate(url: str, body: bytes, rate: float, seconds: float, timeout
             assert connection.transport is not None
             connection.transport.write(request)
             status = await asyncio.wait_for(connection.done, timeout)
-            report.latencies.append(loop.time() - due)
+            (report.latencies if status == 200 else report.other_latencies).append(loop.time() - due)
             report.statuses[status] += 1
             idle.append(connection)
         except TimeoutError:
             report.timeouts += 1
+            opened -= 1
             if connection is not None and connection.transport is not None:
                 connection.transport.close()
         except (OSError, ConnectionError):
             report.errors += 1
+            opened -= 1
 
     tasks: set[asyncio.Task[None]] = set()
     start = loop.time()
