@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.1
 IDLE_SECONDS = 1.0
 CANCEL_GRACE_SECONDS = 2.0
+BATCH_SECONDS = 0.05
+"""Events announced sooner than this after the last pass wait for the next one: a burst of finishing
+tasks is one transaction, not one per event (each cost ~1 ms of server CPU: 4 a task)."""
 SPARE_IDLE_SECONDS = 300.0
 """The spare worker (and its task server, ~160 MiB together) is started on the first use of the
 pipelines API and retired after this long without any, so an idle server stays small."""
@@ -160,6 +163,7 @@ class Supervisor:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            started = time.monotonic()
             try:
                 self._poll()
                 if self.dirty:
@@ -174,6 +178,9 @@ class Supervisor:
                 polled = any(not isinstance(entry.child, warm.WarmChild) for entry in self.active.values())
             self.wake.wait(POLL_SECONDS if polled else IDLE_SECONDS)
             self.wake.clear()
+            rest = BATCH_SECONDS - (time.monotonic() - started)
+            if rest > 0 and not self.dirty:  # a submitted run starts at once
+                self.stopping.wait(rest)
 
     def _poll(self) -> None:
         with self.lock:
