@@ -452,6 +452,28 @@ def test_container_component_runs_on_the_host_when_told(tmp_path: Path) -> None:
     assert "image 'alpine:3' was not used" in log(tasks["shout"])
 
 
+def test_a_task_that_cannot_start_has_error_code_failed_precondition(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container component with KFBOX_CONTAINER_RUNTIME=docker and no docker on PATH cannot start: the exit
+    handler guarding it sees google.rpc FAILED_PRECONDITION (9) and the reason."""
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    monkeypatch.setenv("PATH", f"{bare}:/usr/bin:/bin")
+    if any((Path(p) / "docker").exists() for p in ("/usr/bin", "/bin")):
+        pytest.skip("a real docker is installed in /usr/bin or /bin; this test needs a PATH without one")
+
+    @dsl.pipeline(name="cannot-start")
+    def cannot_start() -> None:
+        status = report().set_caching_options(False)
+        with dsl.ExitHandler(status):
+            shout(text="hi").set_caching_options(False)
+
+    state, _, tasks = run(cannot_start, tmp_path / "run", container_runtime="docker")
+    assert state == "FAILED" and tasks["exit-handler-1/shout"]["code"] == 9
+    final = json.loads(tasks["report"]["parameters"]["Output"])
+    assert final["code"] == 9 and "no docker command is on PATH" in final["message"], final
+
+
 def test_field_paths_give_pod_name_and_the_task_pod_metadata() -> None:
     """``use_field_path_as_env`` as the downward API answers it: a label the pod lacks reads as ""."""
     from kfbox.pipelines.orchestrator.execute import field_path_env
