@@ -45,15 +45,21 @@ class Tokens(Model):
         return {"predictions": [await self.wait(gate)]}
 
     async def wait(self, gate):
-        for _ in range(600):
+        for _ in range(2400):
             if gate.exists():
                 return "released"
             await asyncio.sleep(0.05)
         return "timed out"
 
     async def stream(self, gate):
-        yield b'{"token": "first"}\\n'
-        yield ('{"token": "%s"}\\n' % await self.wait(gate)).encode()
+        ended = gate.with_suffix(".ended")
+        try:
+            yield b'{"token": "first"}\\n'
+            yield ('{"token": "%s"}\\n' % await self.wait(gate)).encode()
+        except BaseException:  # cancelled: the client went away
+            ended.write_text("stopped")
+            raise
+        ended.write_text("finished")
 '''
 
 
@@ -84,6 +90,18 @@ def test_a_streamed_reply_reaches_the_client_as_it_is_produced(server: ServerPro
         gate.touch()
         assert json.loads(next(lines)) == {"token": "released"}
         assert list(lines) == []
+
+
+def test_a_client_that_hangs_up_stops_the_replicas_stream(server: ServerProcess, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    with httpx.Client(base_url=server.url, timeout=60) as client, \
+            client.stream("POST", PATH, json={"stream": True, "gate": str(gate)}) as reply:
+        assert json.loads(next(reply.iter_lines())) == {"token": "first"}
+    # the client left mid-stream: the gateway closes its connection to the replica, whose generator
+    # is cancelled while it waits for the gate (it would otherwise wait two minutes, then finish)
+    ended = gate.with_suffix(".ended")
+    wait_for(ended.exists, 60, "the replica's stream to end")
+    assert ended.read_text() == "stopped"
 
 
 def test_the_same_stream_by_host(server: ServerProcess, tmp_path: Path) -> None:

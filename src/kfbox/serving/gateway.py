@@ -12,6 +12,13 @@ gateway request. Bodies pass through as bytes, headers as they came (less hop-by
 platform's own credentials), and the reply is streamed: a chunked or event-stream reply (tokens
 of a generate endpoint) reaches the client as the replica produces it.
 
+Why no external data plane (as KServe drives Istio/Envoy): HAProxy from Debian in front of the same
+replica costs about a third of this path's CPU per request (``benchmarks/gateway.py --haproxy``),
+but kfbox would have to re-create in its configuration everything above — token auth on the
+normalised route, host routing, the canary split, holding requests during a cold start, the
+overload bound, KServe's error bodies and the ``kfbox_serving_*`` metrics — and run a second
+process everywhere kfbox runs. Measured, not built.
+
 Every error the gateway answers has KServe's body, ``{"error": "..."}``, with one
 ``content-type: application/json``: the replica's own errors pass through; FastAPI's
 ``{"detail": ...}`` forms a replica answers for 405 (with its ``allow`` header) and 422 are
@@ -214,15 +221,20 @@ async def relay(connection: Connection, pool: ReplicaPool, port: int, receive: R
         await send({"type": "http.response.body", "body": whole})
         return status
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    gone = asyncio.ensure_future(receive())  # the client hanging up ends the stream
+    gone = asyncio.ensure_future(receive())  # completes when the client hangs up
+
+    def hung_up(future: asyncio.Future[Message]) -> None:
+        if not future.cancelled():
+            connection.close()  # the replica sees its client leave too (a generate loop stops)
+
+    gone.add_done_callback(hung_up)
     try:
         while (chunk := await connection.next_chunk(REQUEST_TIMEOUT)) is not None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            if gone.done():
-                connection.close()
-                return status
     except (UpstreamError, TimeoutError) as exc:
         connection.close()
+        if gone.done():
+            return status
         # the status line is out: only closing the client's connection tells it the reply is cut short
         raise StreamBroken(f"{revision}: the reply broke off: {exc}") from exc
     finally:
