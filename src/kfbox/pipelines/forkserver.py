@@ -12,11 +12,13 @@ Only tasks the running interpreter can run (requirements satisfied) and commands
 standard lightweight shape are forked; anything else starts as a plain subprocess. The
 server lives in the worker's process group, so cancelling a run kills it and its tasks.
 
-Protocol, one connection per task on an abstract Unix socket: the worker sends one
-length-prefixed JSON request; the forked task answers its pid (4 bytes, so the worker can
-kill it on timeout) at once and its exit code (4 bytes) when done. A task that dies
-before answering reads as killed. Every process here has a parent-death signal: the task
-server dies with its worker, a task with the task server.
+Protocol: the task server is a warm child of the worker (``kfbox.server.warm``: an inherited
+socket pair, no name to connect to and no retry loop). For each task the worker sends one
+request on it with one end of a fresh socket pair attached; the forked task answers on that
+socket its pid (4 bytes, so the worker can kill it on timeout) at once and its exit code
+(4 bytes) when done. A task that dies before answering reads as killed. The server blocks on
+its channel: its end of file (the worker is gone) ends it, and every process here also has a
+parent-death signal: the task server dies with its worker, a task with the task server.
 """
 
 from __future__ import annotations
@@ -35,15 +37,14 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import traceback
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kfbox.server import warm
+
 EXECUTOR = "kfp.dsl.executor_main"
-CONNECT_TIMEOUT_SECONDS = 60.0
 PRELOAD_MEMORY = ".task-preload.json"
 """In the runs folder: the modules the last run's tasks had their task server import."""
 PRELOAD_MAX = 32
@@ -152,12 +153,15 @@ class TaskForker:
     """
 
     def __init__(self, preload: Sequence[str] = (), memory: Path | None = None) -> None:
-        self.address = f"\0kfbox-tasks-{uuid.uuid4().hex}"
         self.memory = memory
         self.imported: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kfbox.pipelines.forkserver", self.address.lstrip("\0"), str(os.getpid()),
-             *preload], stdin=subprocess.DEVNULL)
+        self.channel, theirs = warm.pair()
+        try:  # in the worker's process group, writing to its log: not a warm.spawn
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "kfbox.pipelines.forkserver", str(os.getpid()), *preload],
+                stdin=subprocess.DEVNULL, env=warm.child_env(theirs), pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
 
     def run(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str]) -> int | None:
         """The task's exit code, or None when the command is not one this server can fork."""
@@ -183,10 +187,10 @@ class TaskForker:
         request = {"source": source, "arguments": arguments, "env": dict(env), "log": str(log_path),
                    "cwd": str(workdir), "program_dir": str(workdir),
                    "preload": modules_to_preload(source, packages), "binds": dict(binds or {})}
-        conn = self._connect()
-        payload = json.dumps(request).encode()
-        conn.sendall(_LENGTH.pack(len(payload)) + payload)
-        pid = _read_exactly(conn, _CODE.size)
+        conn, task_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with task_end:
+            sent = self.channel.send_with_fd(request, task_end.fileno())
+        pid = _read_exactly(conn, _CODE.size) if sent else b""
         if not pid and self._exited():  # the server died preparing the task (an import that kills its process)
             conn.close()
             with open(log_path, "a", encoding="utf-8") as log:
@@ -201,20 +205,8 @@ class TaskForker:
             self.process.wait(wait)
         return self.process.poll() is not None
 
-    def _connect(self) -> socket.socket:
-        deadline = time.monotonic() + CONNECT_TIMEOUT_SECONDS
-        while True:
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                conn.connect(self.address)
-                return conn
-            except (FileNotFoundError, ConnectionRefusedError):
-                conn.close()
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise
-                time.sleep(0.02)
-
     def close(self) -> None:
+        self.channel.close()  # the server's end of file: it reaps its last tasks and exits
         if self.process.poll() is None:
             self.process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -238,9 +230,13 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
     return data
 
 
-def serve(address: str, worker: int | None = None, preload: Sequence[str] = ()) -> None:
-    """The task server's loop: accept, import what is asked, fork, repeat until the worker goes."""
-    _die_with_parent()
+def serve(worker: int | None = None, preload: Sequence[str] = ()) -> None:
+    """The task server's loop: read a request, import what is asked, fork, repeat until the worker goes."""
+    warm.die_with_parent()
+    channel = warm.inherited_channel()
+    if channel is None:
+        print("the task server needs its worker's channel (kfbox.server.warm)", file=sys.stderr)
+        return
     parent = os.getppid()
     if worker is not None and parent != worker:  # the worker died before the signal was armed
         return
@@ -253,16 +249,12 @@ def serve(address: str, worker: int | None = None, preload: Sequence[str] = ()) 
     os.environ["_KFP_RUNTIME"] = "true"
     importlib.import_module(EXECUTOR)
     signal.signal(signal.SIGTERM, _exit_on_signal)  # the worker's close(): reap the last tasks, then go
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind("\0" + address)
-    listener.listen(64)
-    listener.settimeout(1.0)
-    for module in preload:  # a task asked meanwhile waits in the backlog
+    for module in preload:  # a task asked meanwhile waits in the channel
         with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
             importlib.import_module(module)
     gc.freeze()  # what is imported now stays out of the collector: fewer copied pages in each fork
     try:
-        _accept_loop(listener, parent)
+        _request_loop(channel)
     finally:
         _reap()
 
@@ -278,36 +270,23 @@ def _reap() -> None:
             pass
 
 
-def _accept_loop(listener: socket.socket, parent: int) -> None:
-    while os.getppid() == parent:
+def _request_loop(channel: warm.Channel) -> None:
+    while (received := channel.recv_with_fd()) is not None:
         _reap()
-        try:
-            conn, _ = listener.accept()
-        except TimeoutError:
+        request, fd = received
+        if fd is None:
             continue
-        conn.settimeout(None)
-        header = _read_exactly(conn, _LENGTH.size)
-        request = json.loads(_read_exactly(conn, _LENGTH.unpack(header)[0])) if header else None
-        if request is None:
-            conn.close()
-            continue
+        conn = socket.socket(fileno=fd)
         _normal_priority()  # a spare worker starts this server at idle priority; tasks run at normal
         for module in request["preload"]:
             with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
                 importlib.import_module(module)
         if os.fork() == 0:
-            listener.close()
+            channel.sock.close()  # a task must not hold its server's channel open
             with contextlib.suppress(OSError):  # the pid first, from the task itself: ordered before its exit code
                 conn.sendall(_CODE.pack(os.getpid()))
             _run_task(conn, request)
         conn.close()
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _normal_priority() -> None:
@@ -321,7 +300,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
     code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        _die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
+        warm.die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -366,4 +345,4 @@ def _run_executor() -> int:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None, sys.argv[3:])
+    serve(int(sys.argv[1]) if len(sys.argv) > 1 else None, sys.argv[2:])

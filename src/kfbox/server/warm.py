@@ -73,11 +73,44 @@ class Channel:
             return False
         return True
 
+    def send_with_fd(self, message: Mapping[str, Any], fd: int) -> bool:
+        """Send one message with a file descriptor attached (``SCM_RIGHTS``: e.g. a socket for one task's
+        answers); False when the other side is gone."""
+        payload = json.dumps(message, default=str).encode()
+        data = _LENGTH.pack(len(payload)) + payload
+        try:
+            with self._send_lock:
+                sent = socket.send_fds(self.sock, [data], [fd])
+                if sent < len(data):
+                    self.sock.sendall(data[sent:])
+        except OSError:
+            return False
+        return True
+
+    def recv_with_fd(self) -> tuple[dict[str, Any], int | None] | None:
+        """The next message and the descriptor sent with it (None if none), blocking; None at end of file."""
+        try:
+            first, fds, _flags, _address = socket.recv_fds(self.sock, _LENGTH.size, 1)
+        except OSError:
+            return None
+        if not first:
+            return None
+        rest = self._read(_LENGTH.size - len(first)) if len(first) < _LENGTH.size else b""
+        message = None if rest is None else self._body(first + rest)
+        if message is None:
+            for fd in fds:
+                os.close(fd)
+            return None
+        return message, (fds[0] if fds else None)
+
     def recv(self) -> dict[str, Any] | None:
         """The next message, blocking; None once the other side has closed (or died)."""
         header = self._read(_LENGTH.size)
         if header is None:
             return None
+        return self._body(header)
+
+    def _body(self, header: bytes) -> dict[str, Any] | None:
         (size,) = _LENGTH.unpack(header)
         if size > MAX_MESSAGE_BYTES:
             self.close()
@@ -157,17 +190,28 @@ class WarmChild(ChildProcess):
 def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
           cwd: Path | None = None) -> WarmChild:
     """Start ``argv`` as a warm child (own process group, output to ``log_path``) holding its channel end."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    ours, theirs = pair()
     try:
-        child_env = dict(env if env is not None else os.environ)
-        child_env[ENV_FD] = str(theirs.fileno())
-        process = ChildProcess.spawn(argv, log_path=log_path, env=child_env, cwd=cwd, pass_fds=(theirs.fileno(),))
+        process = ChildProcess.spawn(argv, log_path=log_path, env=child_env(theirs, env), cwd=cwd,
+                                     pass_fds=(theirs.fileno(),))
     except BaseException:
         ours.close()
         raise
     finally:
         theirs.close()  # the child holds its own copy: our copy would hide the child's death from us
-    return WarmChild(popen=process.popen, log_path=process.log_path, channel=Channel(ours))
+    return WarmChild(popen=process.popen, log_path=process.log_path, channel=ours)
+
+
+def pair() -> tuple[Channel, socket.socket]:
+    """Our channel and the child's socket, for a caller that starts the child itself: pass
+    ``theirs.fileno()`` in ``pass_fds`` with :func:`child_env`, then close ``theirs``."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return Channel(ours), theirs
+
+
+def child_env(theirs: socket.socket, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: ours) plus the variable that names the inherited channel."""
+    return {**(env if env is not None else os.environ), ENV_FD: str(theirs.fileno())}
 
 
 def inherited_channel() -> Channel | None:
