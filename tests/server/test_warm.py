@@ -131,3 +131,22 @@ def test_the_fake_child_gets_the_same_messages(tmp_path: Path) -> None:
     assert got == [{"assign": {"run_dir": "/x"}}]
     assert events == [{"done": True}]
     child.stop()
+
+
+def test_a_message_can_carry_a_socket_for_one_job() -> None:
+    """How the task server gets each task's own answer socket: passed with the request."""
+    import socket
+
+    ours, theirs = (warm.Channel(s) for s in socket.socketpair())
+    answer_here, answer_there = socket.socketpair()
+    with answer_there:
+        assert ours.send_with_fd({"task": 1}, answer_there.fileno())
+    received = theirs.recv_with_fd()
+    assert received is not None
+    message, fd = received
+    assert message == {"task": 1} and fd is not None
+    with socket.socket(fileno=fd) as passed:
+        passed.sendall(b"pid!")
+    assert answer_here.recv(4) == b"pid!"
+    ours.close()
+    assert theirs.recv_with_fd() is None
