@@ -1,6 +1,6 @@
 """Optional dependencies: imported where a feature needs them, named by the extra that installs them.
 
-The base install is what the server needs; PostgreSQL/MySQL drivers, boto3, matplotlib and the
+The base install is what the server needs; PostgreSQL/MySQL drivers, boto3 and the
 examples' packages are extras (``pip install 'kfbox[postgres]'``). A feature that needs one
 imports it through :func:`require`, so a missing package becomes our error with the install
 command instead of a bare ``ModuleNotFoundError`` from deep inside a library.
