@@ -372,6 +372,8 @@ def reap_leftovers(runs_dir: Path) -> list[int]:
     processes from before that, or ones whose parent was stopped in a way the signal misses.
     """
     found: list[int] = []
+    if not Path("/proc").is_dir():  # macOS: no /proc to search; the warm channels' end of file stops them
+        return found
     root = runs_dir.resolve()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
