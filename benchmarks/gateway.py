@@ -167,18 +167,20 @@ def listening_pid(port: int) -> int | None:
 
 def wrk(url: str, concurrency: int, seconds: float, script: Path) -> dict[str, float]:
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
-                          "-s", str(script), url], capture_output=True, text=True).stdout
+                          "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
-    if rps is None or total is None or "Non-2xx" in out or "Socket errors" in out:
+    if rps is None or total is None or "Non-2xx" in out or re.search(r"connect [1-9]|read [1-9]|write [1-9]", out):
         raise RuntimeError(f"wrk did not report a clean run on {url}:\n{out}")
+    timeouts = re.search(r"timeout (\d+)", out)
 
     def pct(label: str) -> float:
         match = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out)
         assert match is not None, out
         return float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
 
-    return {"rps": float(rps.group(1)), "requests": int(total.group(1)), "p50_ms": pct("50"), "p99_ms": pct("99")}
+    return {"rps": float(rps.group(1)), "requests": int(total.group(1)), "p50_ms": pct("50"), "p99_ms": pct("99"),
+            "timeouts": int(timeouts.group(1)) if timeouts else 0}
 
 
 def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurrency: int, seconds: float,
@@ -205,7 +207,8 @@ def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurr
                         "p50_ms": sorted(r["p50_ms"] for r in runs[label])[len(ordered) // 2],
                         "p99_ms": sorted(r["p99_ms"] for r in runs[label])[len(ordered) // 2],
                         "cpu_ms_per_request": {n: v * 1000 / requests for n, v in cpu[label].items()},
-                        "requests": requests, "wall_s": wall[label], "cpu_s": cpu[label]}
+                        "requests": requests, "wall_s": wall[label], "cpu_s": cpu[label],
+                        "timeouts": sum(r["timeouts"] for r in runs[label])}
     # the kfbox server's own background (the manager's tick, probes) while the direct path runs, which it
     # does not serve: subtracted from the gateway's figures to give the CPU the hop itself costs
     idle = cells["direct"]["cpu_s"]["gateway"] / cells["direct"]["wall_s"]
@@ -300,6 +303,9 @@ def main() -> int:
             print("\nratios (median req/s of the rounds)")
             for c in CONCURRENCY:
                 cells = by_c[c]
+                if not all(cell["rps"] for cell in cells.values()):
+                    print(f"  c={c:<3} a path served nothing in a round (the machine is starved): no ratios")
+                    continue
                 line = f"  c={c:<3} gateway/direct {cells['gateway']['rps'] / cells['direct']['rps']:.2f}"
                 for other in ("gateway before", "haproxy"):
                     if other in cells:
