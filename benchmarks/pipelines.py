@@ -275,7 +275,8 @@ def main() -> None:
             print(f"{args.wide}-iteration ParallelFor, parallelism={args.parallelism}: {seconds:.1f} s for {tasks} "
                   f"tasks = {seconds / tasks * 1000:.0f} ms/task wall; per-task cost on {slots} busy slots "
                   f"{seconds * slots / tasks * 1000:.0f} ms (goal <= 25 ms); CPU of the server and all its "
-                  f"processes {cpu / tasks * 1000:.1f} ms/task (the load-independent figure; plus {spare:.1f} s "
+                  f"processes {cpu / tasks * 1000:.1f} ms/task (steadier than wall time, yet it too grows with "
+                  f"the machine's load; plus {spare:.1f} s "
                   f"for the next run's spare worker); peak RSS of the server and its processes "
                   f"{peak / 2**20:.0f} MiB")
             results["wide"] = [seconds, peak, cpu, spare]
