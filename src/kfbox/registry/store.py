@@ -25,10 +25,10 @@ from sqlalchemy.orm import Session
 
 from kfbox.clock import now_ms
 from kfbox.errors import Conflict, InvalidInput, NotFound
-from kfbox.names import normalize_name
+from kfbox.names import NAME_MAX, normalize_name
 from kfbox.registry.kinds import ARTIFACT_KINDS, BY_KIND, FAMILY_NAMES, Kind
 from kfbox.registry.paging import Page, Paginator
-from kfbox.registry.tables import NAME_MAX, Resource
+from kfbox.registry.tables import Resource
 
 _TABLE = cast(Table, Resource.__table__)
 _COLUMNS = tuple(_TABLE.c)

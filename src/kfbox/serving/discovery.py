@@ -28,10 +28,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from kfbox import __version__
+from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.serving.kube_api import KubeStatus, bad_request, not_found
 from kfbox.serving.openapi import core_document, serving_document, swagger_v2
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.spec import API_VERSION, KIND, NAMESPACE_RE
+from kfbox.serving.spec import KIND, NAMESPACE_RE
 
 GROUP = "serving.kserve.io"
 VERSION = "v1beta1"

@@ -22,10 +22,10 @@ from typing import Any
 
 import jsonpatch
 
+from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.errors import InvalidInput
 from kfbox.parsing import load_json, load_yaml_documents
 from kfbox.serving.kube_api import KubeStatus, bad_request
-from kfbox.serving.spec import API_VERSION
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from kfbox.apis import SERVING as API
+from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.parsing import load_json
 from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
@@ -37,7 +38,7 @@ from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, reco
 from kfbox.serving.printer import table, table_event, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.selectors import field_selector, label_selector
-from kfbox.serving.spec import API_VERSION, FORMATS, KIND, NAME_RE, InferenceServiceSpec
+from kfbox.serving.spec import FORMATS, KIND, NAME_RE, InferenceServiceSpec
 from kfbox.serving.store import SERVER_METADATA
 from kfbox.serving.watch import DEFAULT_TIMEOUT_SECONDS, stream
 

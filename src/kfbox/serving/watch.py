@@ -23,8 +23,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.serving.kube_api import status_body
-from kfbox.serving.spec import API_VERSION, KIND
+from kfbox.serving.spec import KIND
 
 HISTORY = 1000
 BOOKMARK_SECONDS = 1.0

@@ -17,12 +17,13 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from kfbox.apis import SERVING as SERVING_API
 from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
 from kfbox.server.platform import Platform
 from kfbox.serving.status import describe
 from kfbox.ui import csrf
 from kfbox.ui.deployment_logs import TAIL_BYTES, describe_files, log_files, read_tail
-from kfbox.ui.models import SERVING_API, call_api
+from kfbox.ui.models import call_api
 from kfbox.ui.predict_form import v2_fields, v2_predictions, v2_request, v2_snippets
 from kfbox.ui.render import Pages
 from kfbox.ui.run_live import Bounded

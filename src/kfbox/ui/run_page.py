@@ -17,9 +17,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import defer
 
+from kfbox.apis import FINAL_STATES as FINAL
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.pipelines import spec as specs
-from kfbox.pipelines.runs import FINAL
 from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
 from kfbox.server.platform import Platform
 from kfbox.ui import csrf, dag
