@@ -22,6 +22,10 @@ medians over the rounds and the ratio kfbox/MLflow.
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python benchmarks/registry.py [--rounds 7] [--per-round 40] [--client-per-round 10]
 
+MLflow may live in a virtualenv of its own (its dependencies are many): ``--mlflow-python
+/path/to/venv/bin/python`` runs its server and seeding from there (the official-client
+table then needs ``--no-clients`` unless mlflow is importable here too).
+
 Figures depend on the machine and its load: compare the ratios, not absolute numbers.
 Goal: raw HTTP registration >= 5x MLflow.
 """
@@ -84,9 +88,9 @@ def kfbox(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def mlflow_server(root: Path, python: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
+    mlflow = Path(python).with_name("mlflow")
     proc = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                              "--default-artifact-root", (root / "artifacts").as_uri(), "--host", "127.0.0.1",
                              "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -373,7 +377,12 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=10_000)
     parser.add_argument("--no-clients", action="store_true", help="skip the official-client table")
     parser.add_argument("--no-startup", action="store_true", help="skip start-to-ready and idle RSS")
+    parser.add_argument("--mlflow-python", default=sys.executable, help="the python of MLflow's virtualenv")
+    parser.add_argument("--seed-mlflow", nargs=2, metavar=("ROOT", "VERSIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.seed_mlflow:  # run by --mlflow-python's interpreter, below
+        seed_mlflow(Path(args.seed_mlflow[0]), int(args.seed_mlflow[1]))
+        return
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and not what we measure
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -381,8 +390,13 @@ def main() -> None:
         starts, rss = ([], []) if args.no_startup else startup(root)
         seed_kfbox(root / "kfbox", args.versions)
         (root / "mlflow").mkdir()
-        seed_mlflow(root / "mlflow", args.versions)
-        with kfbox(root / "kfbox") as (kf_url, kf_proc, _), mlflow_server(root / "mlflow") as (ml_url, ml_proc):
+        if args.mlflow_python == sys.executable:
+            seed_mlflow(root / "mlflow", args.versions)
+        else:
+            subprocess.run([args.mlflow_python, __file__, "--seed-mlflow", str(root / "mlflow"), str(args.versions)],
+                           check=True)
+        with kfbox(root / "kfbox") as (kf_url, kf_proc, _), \
+                mlflow_server(root / "mlflow", args.mlflow_python) as (ml_url, ml_proc):
             waited = wait_idle(tree(kf_proc.pid) + tree(ml_proc.pid))
             procs = (workers(kf_proc.pid), workers(ml_proc.pid))
             print(f"servers settled {waited:.1f} s after ready; process trees: kfbox {len(tree(kf_proc.pid))}, "
