@@ -127,3 +127,10 @@ def test_properties_round_trip_and_refuse_other_types() -> None:
     bad: dict[str, Any] = {"bad": [1]}
     with pytest.raises(InvalidInput, match="'bad' is a list"):
         to_properties(bad)
+
+
+def test_the_package_exports_the_client_surface() -> None:
+    import kfbox.client
+
+    assert set(kfbox.client.__all__) == {"ApiClient", "RegistryClient", "error_from_response", "resolve_url"}
+    assert all(getattr(kfbox.client, name) is not None for name in kfbox.client.__all__)
