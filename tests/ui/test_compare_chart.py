@@ -9,10 +9,13 @@ import time
 import uuid
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from kfbox.pipelines.tables import Artifact, Experiment, Run
+
+pytestmark = pytest.mark.inprocess
 
 SMALL = {"pipelineInfo": {"name": "charted"}, "root": {"dag": {"tasks": {}}}, "components": {},
          "deploymentSpec": {"executors": {}}}

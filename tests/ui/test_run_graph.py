@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, update
 
 from kfbox.pipelines.tables import Experiment, Run, Task
-from tests.ui.seed import wide_spec
+from tests.ui.specs import wide_spec
+
+pytestmark = pytest.mark.inprocess
 
 
 def record_run(client: TestClient, spec: dict[str, Any], tasks: dict[str, str], state: str = "RUNNING") -> str:

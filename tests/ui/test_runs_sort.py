@@ -42,6 +42,7 @@ def seed(db: Database, values: list[Any], prefix: str) -> list[str]:
     return ids
 
 
+@pytest.mark.inprocess
 def test_metric_sort_spans_every_page(app_client: TestClient) -> None:
     db = app_client.app.state.platform.db  # type: ignore[attr-defined]
     # values that page-local sorting gets wrong: the best runs are the oldest, off the first page by date
@@ -68,6 +69,7 @@ def test_metric_sort_spans_every_page(app_client: TestClient) -> None:
     assert bad.status_code == 400 and "Cannot sort on metric" in bad.text
 
 
+@pytest.mark.inprocess
 @pytest.mark.parametrize("query", [{}, {"q": "walk-1"}])
 def test_walking_the_ranking_gives_the_same_pages(app_client: TestClient, monkeypatch: pytest.MonkeyPatch,
                                                   query: dict[str, str]) -> None:
