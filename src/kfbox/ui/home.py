@@ -13,7 +13,8 @@ from kfbox.pipelines.tables import Experiment, Pipeline, Run
 from kfbox.registry.tables import Resource
 from kfbox.server.platform import Platform
 from kfbox.ui.deployments import summaries
-from kfbox.ui.render import Pages, duration
+from kfbox.ui.formats import duration
+from kfbox.ui.render import Pages
 from kfbox.ui.runs import LIGHT, run_row
 
 

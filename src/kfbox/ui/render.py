@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from kfbox import __version__
 from kfbox.errors import KfboxError
 from kfbox.server.platform import Platform
 from kfbox.ui import csrf
+from kfbox.ui.formats import duration, number, when
 
 # No inline script or style anywhere: every script is a file under /static/, so injected markup cannot run.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
@@ -41,33 +41,6 @@ NAV = [("/", "Home"), ("/runs", "Runs"), ("/experiments", "Experiments"), ("/pip
        ("/models", "Models"), ("/deployments", "Deployments"), ("/artifacts", "Artifacts"), ("/notebooks", "Notebooks"),
        ("/monitoring", "Monitoring")]
 Handler = Callable[..., dict[str, Any]]
-
-
-def when(ms: int | float | None) -> str:
-    """Epoch milliseconds as a short UTC time."""
-    if ms is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))  # 3x cheaper than datetime (600-row tables)
-
-
-def duration(ms: int | float | None) -> str:
-    """Milliseconds as ``1h 02m``, ``3m 04s`` or ``5.2s``."""
-    if ms is None:
-        return ""
-    seconds = ms / 1000
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, sec = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m {sec:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
-
-
-def number(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "" if value is None else str(value)
 
 
 class Pages:

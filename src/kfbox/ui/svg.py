@@ -12,7 +12,7 @@ from urllib.parse import quote
 from markupsafe import Markup
 
 from kfbox.ui.dag import NODE_H, NODE_W
-from kfbox.ui.render import duration, when
+from kfbox.ui.formats import duration, when
 
 ARROW = ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
          'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#8c959f"/></marker></defs>')
