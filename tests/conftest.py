@@ -15,6 +15,21 @@ from starlette.testclient import TestClient
 
 from tests.support import ServerProcess, create_database, drop_database
 
+
+def _import_kserve_without_pytest_arguments() -> None:
+    """kserve.model_server parses sys.argv when imported (parse_known_args, abbreviations allowed):
+    pytest's own `--co` or `-m` read as kserve flags end collection with SystemExit. Import it once
+    here, with pytest's arguments out of sight; test modules then get the imported module."""
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        import kserve.model_server  # noqa: F401
+    finally:
+        sys.argv = argv
+
+
+_import_kserve_without_pytest_arguments()
+
 # Tiers: a test that starts processes (a kfbox up, replicas, a browser, a CLI tool) is marked
 # `processes`, found from the source of its module, of the tests.* modules it uses, and of its fixtures;
 # `make test-fast` runs the rest (unit and in-process tests). Conservative: a module that merely
