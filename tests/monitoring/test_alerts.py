@@ -36,6 +36,9 @@ def test_error_rate_and_failed_run_alerts_fire_and_show_on_the_monitoring_page(m
             while not stop.wait(0.3):
                 v1(client, BROKEN)
 
+    # the alert is a rise of the FAILED count: Prometheus must hold a sample from before this run fails
+    # (alone, this module's first scrape of the server can come after the fixture's and this run's failures)
+    monitored.wait_series('kfbox_pipeline_runs{state="FAILED"}')
     run_id = submit_failing_run(monitored.server)
     with monitored.server.client() as client:
         apply(client, manifest(BROKEN, f"pvc://models/{BROKEN}", min_replicas=1, max_replicas=1))
