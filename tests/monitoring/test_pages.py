@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kfbox.chart_svg import panels_of
 from tests.monitoring.conftest import SERVICES, Monitored
+from tests.serving.helpers import wait_for
 
 
 def test_monitoring_page_lists_charts_alerts_and_pipelines(monitored: Monitored) -> None:
@@ -28,7 +29,12 @@ def test_deployment_page_has_a_live_chart(monitored: Monitored) -> None:
     with monitored.server.client() as client:
         page = client.get(f"/deployments/default/{SERVICES[0]}")
         script = client.get("/static/charts.js")
-        series = client.get(f"/monitoring/series/default/{SERVICES[0]}", params={"minutes": 5, "svg": "true"}).json()
+        # a line needs two scrapes of a rate: when this module is the first to use the package's server
+        # (pytest -n), Prometheus may not have them yet
+        series = wait_for(lambda: (s := client.get(f"/monitoring/series/default/{SERVICES[0]}",
+                                                    params={"minutes": 5, "svg": "true"}).json())
+                          and all(f'data-field="{f}"' in s["svg"] for f in ("rps", "p99", "ready", "desired")) and s,
+                          60, "the deployment chart's lines")
         pipelines = client.get("/monitoring/series/pipelines", params={"svg": "true"}).json()
     assert page.status_code == 200
     assert f'data-src="/monitoring/series/default/{SERVICES[0]}?minutes=15&amp;svg=1"' in page.text
