@@ -40,6 +40,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.openloop import fixed_rate
+from benchmarks.serving import cpu_seconds, listening_pid
 
 NAMESPACE = "kubeflow-user-example-com"
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
@@ -141,28 +142,6 @@ def apply_iris(url: str, name: str, replicas: int) -> list[str]:
 
     status = wait_for(ready, f"{replicas} ready replica(s) of {name}")
     return [e for revision in status["revisions"].values() for e in revision.get("endpoints", [])]
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def listening_pid(port: int) -> int | None:
-    inodes = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
-                inodes.add(f"socket:[{fields[9]}]")
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
-        with contextlib.suppress(OSError):
-            if os.readlink(fd) in inodes:
-                return int(fd.parent.parent.name)
-    return None
 
 
 def wrk(url: str, concurrency: int, seconds: float, script: Path) -> dict[str, float]:
