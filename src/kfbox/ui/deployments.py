@@ -10,7 +10,6 @@ returns; actions call that API (PATCH, promote, rollback) and predictions go thr
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -24,7 +23,7 @@ from kfbox.serving.status import describe
 from kfbox.ui import csrf
 from kfbox.ui.deployment_logs import TAIL_BYTES, describe_files, log_files, read_tail
 from kfbox.ui.models import call_api
-from kfbox.ui.predict_form import v2_fields, v2_predictions, v2_request, v2_snippets
+from kfbox.ui.predict_form import request_snippets, v2_fields, v2_predictions, v2_request, v2_snippets
 from kfbox.ui.render import Pages
 from kfbox.ui.run_live import Bounded
 
@@ -64,14 +63,8 @@ def summaries(platform: Platform) -> list[dict[str, Any]]:
 
 
 def snippets(url: str, name: str, instances: list[list[float]], token: bool) -> dict[str, str]:
-    endpoint = f"{url}/v1/models/{name}:predict"
-    body = json.dumps({"instances": instances})
-    auth = ' -H "Authorization: Bearer $KFBOX_TOKEN"' if token else ""
-    py_auth = ', headers={"Authorization": f"Bearer {os.environ[\'KFBOX_TOKEN\']}"}' if token else ""
-    return {"curl": f"curl -s {endpoint}{auth} -H 'Content-Type: application/json' -d '{body}'",
-            "python": ("import httpx" + (", os" if token else "") + "\n\n"
-                       f"response = httpx.post({endpoint!r}, json={{'instances': {instances!r}}}{py_auth})\n"
-                       "print(response.json()['predictions'])")}
+    return request_snippets(f"{url}/v1/models/{name}:predict", {"instances": instances}, token,
+                            "response.json()['predictions']")
 
 
 def build(platform: Platform, pages: Pages) -> APIRouter:

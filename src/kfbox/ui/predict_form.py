@@ -99,10 +99,14 @@ def v2_predictions(reply: dict[str, Any]) -> list[Any]:
 
 def v2_snippets(url: str, name: str, body: dict[str, Any], token: bool) -> dict[str, str]:
     """The same V2 request as curl and Python."""
-    endpoint = f"{url}/v2/models/{name}/infer"
+    return request_snippets(f"{url}/v2/models/{name}/infer", body, token, "response.json()['outputs'][0]['data']")
+
+
+def request_snippets(endpoint: str, body: dict[str, Any], token: bool, result: str) -> dict[str, str]:
+    """A predict request as curl and as Python (httpx) that prints ``result``, with the token when one is set."""
     auth = ' -H "Authorization: Bearer $KFBOX_TOKEN"' if token else ""
     py_auth = ', headers={"Authorization": f"Bearer {os.environ[\'KFBOX_TOKEN\']}"}' if token else ""
     return {"curl": f"curl -s {endpoint}{auth} -H 'Content-Type: application/json' -d '{json.dumps(body)}'",
             "python": ("import httpx" + (", os" if token else "") + "\n\n"
                        f"response = httpx.post({endpoint!r}, json={body!r}{py_auth})\n"
-                       "print(response.json()['outputs'][0]['data'])")}
+                       f"print({result})")}
