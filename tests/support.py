@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -27,6 +28,14 @@ BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
 # demand; extra_env overrides either.
 SPARE_WORKER_AREAS = ("pipelines", "e2e", "examples")
 STANDBY_REPLICA_AREAS = ("serving", "e2e", "examples")
+
+
+def require(module: str, reason: str) -> None:
+    """Skip the calling test module when ``module`` is not installed, without importing it:
+    ``pytest.importorskip`` would import torch, transformers or peft at collection (~5 s of CPU in
+    every pytest process) for tests that only use them in the servers they start."""
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(reason, allow_module_level=True)
 
 
 def lean_env() -> dict[str, str]:

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, require
 
-pytest.importorskip("peft", reason="the llm extra is not installed: make install-llm")
+require("peft", "the llm extra is not installed: make install-llm")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a real fine-tune: minutes on a loaded machine
 NAMESPACE = "kubeflow-user-example-com"
 CLASSIFY = f"/serving/{NAMESPACE}/review-classifier/v1/models/review-classifier:predict"

@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from tests.serving.helpers import wait_for
-from tests.support import ServerProcess
+from tests.support import ServerProcess, require
 
-pytest.importorskip("transformers", reason="the llm extra is not installed: pip install -e '.[llm]'")
+require("transformers", "the llm extra is not installed: pip install -e '.[llm]'")
 NAMESPACE = "kubeflow-user-example-com"
 API = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
 QA = Path(__file__).resolve().parents[2] / "examples" / "llm" / "qa.yaml"

@@ -17,8 +17,9 @@ import yaml
 from kfp import compiler, dsl
 
 from kfbox.pipelines.forkserver import TaskForker, _read_exactly
+from tests.support import require
 
-pytest.importorskip("torch", reason="the llm extra is not installed: make install-llm")
+require("torch", "the llm extra is not installed: make install-llm")
 TORCH = ["torch==2.13.0"]
 
 
