@@ -1,4 +1,8 @@
-"""Bad input gets a clear 4xx with the spec's ``{code, message}`` body and changes nothing."""
+"""Bad input gets a clear 4xx with the spec's ``{code, message}`` body and changes nothing.
+
+In-process tier (fixture ``app_client``): what is checked is the registry's validation, error shapes and
+"nothing changed"; the real server's HTTP layer is covered by tests/registry/test_conformance.py and
+test_client.py, which use the upstream client against ``kfbox up``."""
 
 from __future__ import annotations
 
@@ -11,18 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.testclient import TestClient
 
-from tests.support import ServerProcess
-
+pytestmark = pytest.mark.inprocess
 V1 = "/api/model_registry/v1"
 
 
 @pytest.fixture(scope="module")
-def http(server: ServerProcess) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        model = client.post(f"{V1}/registered_models", json={"name": "base"})
-        assert model.status_code == 201
-        yield client
+def http(app_client: TestClient) -> Iterator[httpx.Client]:
+    model = app_client.post(f"{V1}/registered_models", json={"name": "base"})
+    assert model.status_code == 201
+    yield app_client
 
 
 def snapshot(http: httpx.Client) -> list[Any]:
