@@ -46,10 +46,12 @@ run: install
 	$(BIN)/kfbox example iris
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
-# Serial by default. `PYTEST_ARGS="-n 2 --dist loadfile"` (pytest-xdist) on 2 quiet cores: 842 tests in
-# 5 m 50 s against 7 m 32 s serial (one order-dependent test found and fixed on its first run; slower than
-# serial on busy cores). With more cores: make test PYTEST_ARGS="-n auto --dist loadfile".
-PYTEST_ARGS ?=
+# Two pytest-xdist workers by default: one worker takes a whole module (its server starts once), or a whole
+# package that shares a server (monitoring, cluster); slow modules first (tests/conftest.py groups them).
+# Serial: `make test PYTEST_ARGS=` (must stay green too). More cores: PYTEST_ARGS="-n auto --dist loadgroup
+# --no-loadscope-reorder". Not loadfile's default reorder: it sorts modules by test count, so the
+# one-test LLM workflow started last while the other worker idled.
+PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy

@@ -56,7 +56,8 @@ def _module_spawns(module: types.ModuleType, cache: dict[object, bool]) -> bool:
                and _source_spawns(m, cache) for m in used)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     cache: dict[object, bool] = {}
     for item in items:
         module = getattr(item, "module", None)
@@ -64,6 +65,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = [d.func for defs in info.name2fixturedefs.values() for d in defs] if info else []
         if (module is not None and _module_spawns(module, cache)) or any(_source_spawns(f, cache) for f in fixtures):
             item.add_marker(pytest.mark.processes)
+    if config.pluginmanager.hasplugin("xdist"):
+        _group_for_xdist(config, items)
+
+
+def _group_for_xdist(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs `-n 2 --dist loadgroup --no-loadscope-reorder`: one worker takes a whole module
+    (its module-scoped server starts once), or a whole package where a package- or session-scoped
+    fixture of that package's conftest is used (the monitoring server and its Prometheus, the cluster
+    stand-ins), so no such fixture is built on both workers. On a worker, the slow modules are sent
+    first, so the longest units do not start last while the other worker idles."""
+    groups: dict[str, str] = {}  # module path -> group (the module, or the package whose fixture it uses)
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        info = getattr(item, "_fixtureinfo", None)
+        shared = [d.baseid for defs in (info.name2fixturedefs.values() if info else ())
+                  for d in defs if d.scope in ("package", "session") and "/" in d.baseid]
+        groups[module] = min([groups.get(module, module), *shared])  # a package sorts before its modules
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
 
 
 @pytest.fixture(autouse=True)
