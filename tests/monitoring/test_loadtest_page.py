@@ -30,7 +30,7 @@ def test_start_a_bounded_load_test_watch_it_and_keep_its_report(monitored: Monit
             return max((v for v in body["rps"] if v is not None), default=0.0)
 
         before = peak()
-        started = client.post(f"{PAGE}/loadtest", data={"csrf_token": token, "duration": "10", "concurrency": "8"},
+        started = client.post(f"{PAGE}/loadtest", data={"csrf_token": token, "duration": "6", "concurrency": "8"},
                               headers=origin)
         assert started.status_code == 303 and started.headers["location"].startswith(PAGE)
         again = client.post(f"{PAGE}/loadtest", data={"csrf_token": token, "duration": "6"}, headers=origin)

@@ -66,9 +66,9 @@ def test_rollout_canary_promote_and_rollback(client: httpx.Client, server: Serve
     wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00003"]["ready"], 90, "canary ready")
     traffic = {t["revisionName"]: t["percent"] for t in status(client, "flower")["components"]["predictor"]["traffic"]}
     assert traffic == {"flower-predictor-00002": 80, "flower-predictor-00003": 20}
-    seen = revision_share(client, "flower", 1000)
-    assert 150 <= seen["flower-predictor-00003"] <= 250, seen
-    assert seen["flower-predictor-00002"] + seen["flower-predictor-00003"] == 1000
+    seen = revision_share(client, "flower", 200)  # smooth weighted round robin: exact over every 5 picks
+    assert 30 <= seen["flower-predictor-00003"] <= 50, seen
+    assert seen["flower-predictor-00002"] + seen["flower-predictor-00003"] == 200
 
     promoted = kfbox("serve", "promote", "flower", url=server.url)
     assert promoted.returncode == 0, promoted.stderr
