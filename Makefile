@@ -47,11 +47,10 @@ run: install
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 # Two pytest-xdist workers by default: one worker takes a whole module (its server starts once), or a whole
-# package that shares a server (monitoring, cluster); slow modules first (tests/conftest.py groups them).
-# Serial: `make test PYTEST_ARGS=` (must stay green too). More cores: PYTEST_ARGS="-n auto --dist loadgroup
-# --no-loadscope-reorder". Not loadfile's default reorder: it sorts modules by test count, so the
-# one-test LLM workflow started last while the other worker idled.
-PYTEST_ARGS ?= -n 2 --dist loadgroup --no-loadscope-reorder
+# package that shares a server (monitoring, cluster); slow modules first (tests/conftest.py). Not loadfile's
+# default reorder: it sorts modules by test count, so the one-test LLM workflow started last while the other
+# worker idled. Serial: `make test PYTEST_ARGS=` (must stay green too). More cores: -n auto.
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy

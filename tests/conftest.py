@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import sys
 import types
 import uuid
@@ -56,7 +57,6 @@ def _module_spawns(module: types.ModuleType, cache: dict[object, bool]) -> bool:
                and _source_spawns(m, cache) for m in used)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     cache: dict[object, bool] = {}
     for item in items:
@@ -65,27 +65,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = [d.func for defs in info.name2fixturedefs.values() for d in defs] if info else []
         if (module is not None and _module_spawns(module, cache)) or any(_source_spawns(f, cache) for f in fixtures):
             item.add_marker(pytest.mark.processes)
-    if config.pluginmanager.hasplugin("xdist"):
-        _group_for_xdist(config, items)
-
-
-def _group_for_xdist(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs `-n 2 --dist loadgroup --no-loadscope-reorder`: one worker takes a whole module
-    (its module-scoped server starts once), or a whole package where a package- or session-scoped
-    fixture of that package's conftest is used (the monitoring server and its Prometheus, the cluster
-    stand-ins), so no such fixture is built on both workers. On a worker, the slow modules are sent
-    first, so the longest units do not start last while the other worker idles."""
-    groups: dict[str, str] = {}  # module path -> group (the module, or the package whose fixture it uses)
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        info = getattr(item, "_fixtureinfo", None)
-        shared = [d.baseid for defs in (info.name2fixturedefs.values() if info else ())
-                  for d in defs if d.scope in ("package", "session") and "/" in d.baseid]
-        groups[module] = min([groups.get(module, module), *shared])  # a package sorts before its modules
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(groups[item.nodeid.split("::")[0]]))
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput"):  # an xdist worker: slow modules first, so they do not start last
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: one worker takes a whole module (its
+    server starts once), and a whole package where that package's conftest holds a package- or
+    session-scoped fixture (the monitoring server with its Prometheus, the cluster stand-ins), so such a
+    fixture is not built on both workers. (xdist's loadgroup would do this with marks, but its node-id
+    suffix has no effect under pytest 9.2.)"""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    shared = {str(path.parent.relative_to(config.rootpath)) for path in config.rootpath.glob("tests/*/conftest.py")
+              if re.search(r'scope="(package|session)"', path.read_text())}
+
+    class PackageOrFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            package = module.rsplit("/", 1)[0]
+            return package if package in shared else module
+
+    return PackageOrFile(config, log)
 
 
 @pytest.fixture(autouse=True)
