@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from kfbox.cli.options import HomeOption, Output, OutputOption
-from kfbox.cli.output import console, print_json, print_table
+from kfbox.cli.options import HomeOption, OutputOption
+from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.config import Settings, default_home
 from kfbox.errors import Unavailable
 from kfbox.server.record import pid_alive, read_record

@@ -84,7 +84,7 @@ def _value(value: Any) -> str:
     d = float(value)
     text = repr(d)
     if not math.isfinite(d) or (d > 0 and text.find(".") > 6):
-        return floatToGoString(d)  # +Inf, NaN and Go's earlier switch to exponents
+        return str(floatToGoString(d))  # type: ignore[no-untyped-call]  # +Inf, NaN, Go's exponents; unannotated upstream
     return text
 
 

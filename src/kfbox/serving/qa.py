@@ -93,12 +93,15 @@ class Generator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kfbox" / "smollm2"
+        # the auto class picks the model class at run time (generate() and the GGUF attributes are not on
+        # PreTrainedModel's type); from_pretrained returns it in eval mode
+        self.model: Any
         if (cache / "model.safetensors").is_file():
             self.tokenizer = AutoTokenizer.from_pretrained(cache)
-            self.model = AutoModelForCausalLM.from_pretrained(cache, use_safetensors=True).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(cache, use_safetensors=True)
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            self.model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
             self._save_copy(cache)
 
     def _save_copy(self, cache: Path) -> None:
@@ -137,7 +140,7 @@ class Generator:
         yield from (token for token in streamer if token)
 
 
-class QuestionAnswering(Model):
+class QuestionAnswering(Model):  # type: ignore[misc]  # kserve ships no types
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._embedder: Embedder | None = None

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from kfbox.db import Database
 from kfbox.errors import Conflict
@@ -222,7 +223,7 @@ class ServingStore:
             return self._record(session, row)
 
     @staticmethod
-    def _row(session: Any, namespace: str, name: str) -> ServiceRow | None:
+    def _row(session: Session, namespace: str, name: str) -> ServiceRow | None:
         return session.scalars(select(ServiceRow).where(ServiceRow.namespace == namespace,
                                                         ServiceRow.name == name)).first()
 
