@@ -1,4 +1,6 @@
-"""s3:// models through KServe's storage initializer (kserve-storage), against moto's S3 server on loopback."""
+"""s3:// models through KServe's storage initializer (kserve-storage), against moto's S3 server on loopback.
+
+A download runs the initializer as a child process (marked ``processes``: not in make test-fast)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ def resolver(tmp_path: Path, endpoint: str) -> UriResolver:
                                 s3_secret_key="test"))
 
 
+@pytest.mark.processes
 def test_prefix_lands_as_a_folder_and_is_cached(s3: tuple[str, Any], tmp_path: Path) -> None:
     endpoint, client = s3
     uris = resolver(tmp_path, endpoint)
@@ -60,16 +63,19 @@ def test_prefix_lands_as_a_folder_and_is_cached(s3: tuple[str, Any], tmp_path: P
         client.put_object(Bucket="models", Key="iris/model.joblib", Body=b"weights")
 
 
+@pytest.mark.processes
 def test_single_object_is_the_file_itself(s3: tuple[str, Any], tmp_path: Path) -> None:
     path = resolver(tmp_path, s3[0]).localize("s3://models/iris/model.joblib")
     assert path.name == "model.joblib" and path.read_bytes() == b"weights"
 
 
+@pytest.mark.processes
 def test_an_archive_is_unpacked_as_kserve_does(s3: tuple[str, Any], tmp_path: Path) -> None:
     path = resolver(tmp_path, s3[0]).localize("s3://models/packed/model.tar.gz")
     assert path.name == "model.joblib" and path.read_bytes() == b"packed!"
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("uri", ["s3://models/nothing-here", "s3://no-such-bucket/iris"])
 def test_nothing_there_is_not_found_and_leaves_no_cache_entry(s3: tuple[str, Any], tmp_path: Path, uri: str) -> None:
     with pytest.raises(NotFound, match=r"no-such-bucket|No model found"):
@@ -78,6 +84,7 @@ def test_nothing_there_is_not_found_and_leaves_no_cache_entry(s3: tuple[str, Any
     assert not cache.exists() or list(cache.iterdir()) == []
 
 
+@pytest.mark.processes
 def test_an_unreachable_endpoint_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("S3_MAX_ATTEMPTS", "1")  # KServe's knob, passed through to the initializer
     monkeypatch.setenv("S3_CONNECT_TIMEOUT", "2")
