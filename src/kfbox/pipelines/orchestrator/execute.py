@@ -313,9 +313,11 @@ class Executor:
                          "schemaVersion": kind.get("schemaVersion", "0.0.1")}}
 
     def importer_settings(self) -> Settings:
-        """What :func:`fetch_artifact` needs: the job's S3 endpoint and cap; keys from the worker's env."""
+        """What :func:`fetch_artifact` needs: the job's S3 endpoint, cap and container runtime (oci://); keys
+        from the worker's env."""
         given = self.engine.job.get("importer") or {}
         return dataclasses.replace(Settings(), s3_endpoint=given.get("s3_endpoint"),
+                                   container_runtime=self.engine.job.get("container_runtime") or "auto",
                                    s3_access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
                                    s3_secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                                    importer_max_bytes=int(given.get("importer_max_bytes")
