@@ -23,7 +23,7 @@ def seed(db: Database, runs_per_experiment: list[int]) -> tuple[list[str], dict[
     now = int(time.time() * 1000)
     experiments = [str(uuid.uuid4()) for _ in runs_per_experiment]
     newest: dict[str, list[str]] = {e: [] for e in experiments}
-    rows = []
+    rows: list[dict[str, object]] = []
     for step in range(max(runs_per_experiment)):
         for e, count in zip(experiments, runs_per_experiment, strict=True):
             if step < count:
