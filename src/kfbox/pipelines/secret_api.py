@@ -18,7 +18,8 @@ from typing import Any
 from fastapi import APIRouter, Body, FastAPI
 
 from kfbox.errors import InvalidInput
-from kfbox.pipelines.secrets import Entry, Kind, SecretStore
+from kfbox.pipelines.secret_values import Kind
+from kfbox.pipelines.secrets import Entry, SecretStore
 from kfbox.pipelines.views import timestamp
 from kfbox.server.platform import Platform
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kfbox.config import Settings
 from kfbox.errors import KfboxError
-from kfbox.pipelines import containers, sandbox, secrets
+from kfbox.pipelines import containers, sandbox, secret_values
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.importer import fetch_artifact
@@ -201,13 +201,14 @@ class Executor:
         if task_config.ENV in applied:  # a passed-through field reaches the task only with apply_to_task
             task_env.update({item["name"]: item["value"] for item in container_env})
             if platform.get("secretAsEnv") or platform.get("configMapAsEnv"):  # kfbox secrets and config maps
-                task_env.update(secrets.task_env(secrets.SealedSecrets(self.secret_env), platform, name_of=names))
+                task_env.update(secret_values.task_env(secret_values.SealedSecrets(self.secret_env), platform,
+                                                       name_of=names))
             task_env.update(field_path_env(platform, detail["pod_name"]))
         env = {**os.environ, **task_env}
         if task_config.VOLUMES in applied:
             binds.update(self.mounts.binds(claims))
             if platform.get("secretAsVolume") or platform.get("configMapAsVolume"):  # files in this task's folder
-                binds.update(secrets.write_task_volumes(secrets.SealedSecrets(self.secret_env), platform,
+                binds.update(secret_values.write_task_volumes(secret_values.SealedSecrets(self.secret_env), platform,
                                                         folder / "volumes", name_of=names))
         timeout = self.timeout(component.get("executorLabel", ""))
         runtime = (containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
