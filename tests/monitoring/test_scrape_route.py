@@ -1,7 +1,8 @@
 """``GET /metrics`` skips the middleware stack and routing, but never the Host check or the token.
 
-A real ``kfbox up`` bound off loopback (0.0.0.0, so it must have a token), scraped as Prometheus
-and as an intruder would: raw requests on a socket, so no client rewrites the Host or the path.
+A real ``kfbox up`` bound off loopback (0.0.0.0, so it must have a token), scraped by its own real
+Prometheus (the token from its credentials file) and as an intruder would: raw requests on a socket,
+so no client rewrites the Host or the path.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.security.raw_http import raw_request
+from tests.serving.helpers import wait_for
 from tests.support import ServerProcess
 
 TOKEN = "scrape-s3cret"
@@ -20,7 +22,8 @@ TOKEN = "scrape-s3cret"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), token=TOKEN, host="0.0.0.0")
+    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), token=TOKEN, host="0.0.0.0",
+                               extra_env={"KFBOX_PROMETHEUS_SCRAPE_INTERVAL": "1s"})
     yield proc
     proc.stop()
 
@@ -83,3 +86,28 @@ def test_only_get_is_served(server: ServerProcess) -> None:
     reply = httpx.post(f"http://127.0.0.1:{server.port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert reply.status_code in (404, 405)
     assert "kfbox_http_requests" not in reply.text
+
+
+def test_prometheus_scrapes_the_token_server_with_its_credentials_file(server: ServerProcess) -> None:
+    with server.client() as client:
+        assert client.get("/monitoring/prometheus").json()["running"] is False  # off until asked
+        status = client.post("/monitoring/prometheus", json={"action": "start"}).json()
+        try:
+            url = status["url"]
+
+            def up() -> list[dict[str, object]]:
+                try:  # start does not wait for Prometheus to be ready
+                    reply = httpx.get(f"{url}/api/v1/query", params={"query": 'up{job="kfbox"} == 1'}, timeout=10)
+                except httpx.TransportError:
+                    return []
+                if reply.status_code == 503:  # listening, not ready yet
+                    return []
+                return reply.json()["data"]["result"]  # type: ignore[no-any-return]
+
+            found = wait_for(up, 30, "the server scraped through its token")
+            assert found[0]["metric"]["component"] == "server"  # the label from service discovery (token too)
+            targets = httpx.get(f"{url}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+            server_target = next(t for t in targets if t["labels"]["job"] == "kfbox")
+            assert server_target["health"] == "up" and server_target["lastError"] == ""
+        finally:
+            client.post("/monitoring/prometheus", json={"action": "stop"})

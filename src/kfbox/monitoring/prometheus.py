@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
 import shutil
 import signal
@@ -130,7 +131,9 @@ class LocalPrometheus:
             token_file.touch(mode=0o600)
             token_file.chmod(0o600)
             token_file.write_text(self.settings.token)
-            auth = {"authorization": {"credentials_file": str(token_file)}}
+            # type stated: a shared (anchored) authorization block reached http_sd without the default
+            # "Bearer" (Prometheus 2.42 sent "Authorization: <token>" and discovery got 401s)
+            auth = {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
         interval = self.settings.prometheus_scrape_interval
         # the target list changes when a replica starts or stops: refreshing it at every 1 s scrape
         # cost the server as much CPU as the scrapes themselves; 5 s at most finds a new replica soon enough
@@ -138,8 +141,8 @@ class LocalPrometheus:
             else f"{SD_REFRESH_SECONDS}s"
         jobs = []
         for job in JOBS:
-            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": refresh, **auth}
-            jobs.append({"job_name": job, "http_sd_configs": [sd], **(auth if job == "kfbox" else {})})
+            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": refresh, **copy.deepcopy(auth)}
+            jobs.append({"job_name": job, "http_sd_configs": [sd], **(copy.deepcopy(auth) if job == "kfbox" else {})})
         config = {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                              "external_labels": {"kfbox_home": str(self.settings.home)}},
                   "rule_files": [str(self.folder / RULE_FILE)], "scrape_configs": jobs}
