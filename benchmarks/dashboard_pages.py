@@ -52,13 +52,18 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def seed(home: Path) -> dict[str, str]:
-    from sqlalchemy import insert
+    from sqlalchemy import MetaData, insert
 
     from kfbox.db import Database
-    from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
     from kfbox.registry.tables import Resource
 
     db = Database(f"sqlite:///{home / 'kfbox.db'}")
+    # the server's own schema, reflected: an older peer's tables lack columns this tree added
+    schema = MetaData()
+    schema.reflect(db.engine, only=["pipelines_experiments", "pipelines_runs", "pipelines_artifacts",
+                                    "pipelines_tasks"])
+    Experiment, Run, Artifact, Task = (schema.tables[f"pipelines_{n}"]
+                                       for n in ("experiments", "runs", "artifacts", "tasks"))
     spec = {"pipelineInfo": {"name": "bench"}, "root": {"dag": {"tasks": {
         f"step-{i}": {"taskInfo": {"name": f"step-{i}"}, "componentRef": {"name": "comp-step"},
                       **({"dependentTasks": [f"step-{i - 20}"]} if i >= 20 else {})} for i in range(WIDE_TASKS)}}},
