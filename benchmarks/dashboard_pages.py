@@ -86,7 +86,7 @@ def seed(home: Path) -> dict[str, str]:
                                  "finished_ms": now - i * 1000 + 5000 + i % 97 * 100} for i, r in enumerate(runs)])
         s.execute(insert(Artifact), [{"run_id": r, "task_id": "t", "direction": "output", "key": "metrics",
                                       "name": "metrics", "uri": "", "schema_title": "system.Metrics",
-                                      "artifact_metadata": {"accuracy": (i % 100) / 100, "loss": 1 - (i % 100) / 100},
+                                      "metadata": {"accuracy": (i % 100) / 100, "loss": 1 - (i % 100) / 100},
                                       "created_ms": now} for i, r in enumerate(runs)])
         logs = home / "bench-logs"
         logs.mkdir(exist_ok=True)
