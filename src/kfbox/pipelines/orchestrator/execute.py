@@ -76,6 +76,7 @@ class Executor:
         self.forker: TaskForker | None = None
         self.secret_env = _take_secret_env(self.tasks_root.parent / "secret-env.json")
         self._sandbox_problem: str | None = None  # None: not asked yet; "": mount namespaces work
+        self.base_env = dict(os.environ)  # the worker's environment, copied once (not decoded again per task)
 
     def start(self, forker: TaskForker | None) -> None:
         self.forker = forker
@@ -204,7 +205,7 @@ class Executor:
                 task_env.update(secret_values.task_env(secret_values.SealedSecrets(self.secret_env), platform,
                                                        name_of=names))
             task_env.update(field_path_env(platform, detail["pod_name"]))
-        env = {**os.environ, **task_env}
+        env = {**self.base_env, **task_env}
         if task_config.VOLUMES in applied:
             binds.update(self.mounts.binds(claims))
             if platform.get("secretAsVolume") or platform.get("configMapAsVolume"):  # files in this task's folder
