@@ -7,7 +7,7 @@ import sys
 
 import httpx
 
-from tests.monitoring.conftest import SERVICES, Monitored
+from tests.monitoring.conftest import RETENTION, SERVICES, Monitored
 
 
 def test_prometheus_scrapes_the_server_and_every_replica(monitored: Monitored) -> None:
@@ -64,3 +64,14 @@ def test_cli_monitoring_status_down_up(monitored: Monitored) -> None:
     with monitored.server.client() as client:
         monitored.prometheus = client.get("/monitoring/prometheus").json()["url"]
     monitored.wait_series('up{job="kfbox"}')
+
+
+def test_prometheus_keeps_its_data_under_the_home_for_the_retention_set(monitored: Monitored) -> None:
+    flags = httpx.get(f"{monitored.prometheus}/api/v1/status/flags", timeout=10).json()["data"]
+    assert flags["storage.tsdb.retention.time"] == RETENTION
+    assert flags["web.listen-address"].startswith("127.0.0.1:")  # loopback only
+    data = monitored.server.home / "monitoring" / "data"
+    assert flags["storage.tsdb.path"] == str(data)
+    assert (data / "wal").is_dir()  # it is writing there
+    with monitored.server.client() as client:
+        assert client.get("/monitoring/prometheus").json()["retention"] == RETENTION

@@ -40,6 +40,10 @@ def up(
     """
     settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers,
                              allowed_hosts=",".join(allowed_host) if allowed_host else None, prometheus=prometheus)
+    if settings.prometheus:  # absent or misconfigured: one clear line now, not a failed start-up
+        from kfbox.monitoring.prometheus import preflight
+
+        preflight(settings)
     if detach:
         start_detached(settings)
         return

@@ -20,7 +20,8 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on Python >= 3.12
 
-from kfbox.pipelines.secrets import Entry, Kind, SecretStore
+from kfbox.pipelines.secret_values import Kind
+from kfbox.pipelines.secrets import Entry, SecretStore
 from kfbox.pipelines.views import timestamp
 from kfbox.server.platform import Platform
 

