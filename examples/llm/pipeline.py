@@ -182,7 +182,11 @@ def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: i
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.manual_seed(seed)
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # every core already busy twice over: a second thread would spin at each barrier, not compute
+    # (2 threads at load 28: 628 s for one epoch; 1 thread at load 30: ~100 s, 12 s of CPU)
+    busy = os.getloadavg()[0] >= 2 * cores if hasattr(os, "getloadavg") else False
+    torch.set_num_threads(1 if busy else cores)
     names = json.loads(labels)
     path = base_model
     if base_model == "minilm":

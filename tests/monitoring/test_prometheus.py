@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import httpx
+from kfp import Client
 
 from tests.monitoring.conftest import RETENTION, SERVICES, Monitored
+from tests.pipelines import sample_pipelines as samples
+from tests.pipelines.conftest import wait_run
 
 
 def test_prometheus_scrapes_the_server_and_every_replica(monitored: Monitored) -> None:
@@ -75,3 +79,19 @@ def test_prometheus_keeps_its_data_under_the_home_for_the_retention_set(monitore
     assert (data / "wal").is_dir()  # it is writing there
     with monitored.server.client() as client:
         assert client.get("/monitoring/prometheus").json()["retention"] == RETENTION
+
+
+def test_server_reports_cpu_and_memory_of_a_running_pipeline_worker(monitored: Monitored) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        kfp = Client(host=f"{monitored.server.url}/pipeline")
+    run_id = str(kfp.create_run_from_pipeline_func(samples.hanging, arguments={"seconds": 120},
+                                                   enable_caching=False).run_id)
+    try:
+        rows = monitored.wait_series(f'kfbox_process_resident_memory_bytes{{process="worker",name="{run_id}"}}')
+        assert float(rows[0]["value"][1]) > 10e6  # a Python running the run: tens of MB
+        cpu = monitored.wait_series(f'kfbox_process_cpu_seconds_total{{process="worker",name="{run_id}"}}')
+        assert float(cpu[0]["value"][1]) > 0
+    finally:
+        kfp.terminate_run(run_id)
+        wait_run(monitored.server, run_id, states=("CANCELED", "FAILED", "SUCCEEDED"))

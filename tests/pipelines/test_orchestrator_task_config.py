@@ -109,6 +109,7 @@ def test_task_config_carries_the_pod_settings_and_applies_only_what_is_asked(tmp
         kubernetes.add_toleration(task, key="gpu", operator="Exists", effect="NoSchedule", toleration_seconds=60)
         kubernetes.add_node_affinity(task, match_expressions=[{"key": "zone", "operator": "In", "values": ["a"]}],
                                      weight=10)
+        kubernetes.DeletePVC(pvc_name=pvc.outputs["name"]).after(task)
         untouched = plain().set_caching_options(False).set_env_variable(name="STAGE", value="plain")
         kubernetes.add_node_selector(untouched, label_key="pool", label_value="cpu")
 
@@ -132,6 +133,7 @@ def test_task_config_carries_the_pod_settings_and_applies_only_what_is_asked(tmp
     assert got["env"] is None  # ENV passed through without apply_to_task: not set on the task
     assert got["mounted"] and got["workspace"]  # KUBERNETES_VOLUMES with apply_to_task: mounted
     assert not os.path.lexists(mount)
+    assert tasks["deletepvc"]["state"] == "SUCCEEDED" and not (tmp_path / "run" / "pvc" / "shared-data").exists()
     # no passthroughs: every setting applies to the task, and its TaskConfig is empty (as the driver leaves it)
     untouched = json.loads(tasks["plain"]["parameters"]["Output"])
     assert untouched == {"config": {"affinity": None, "tolerations": None, "node_selector": None, "env": None,

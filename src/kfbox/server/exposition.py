@@ -7,9 +7,10 @@ each ``name{labels}`` prefix and each ``# HELP/# TYPE`` header once and keeps th
 the cache is dropped whole when label churn fills it); a scrape then only formats values.
 Collectors still run on every scrape, so the values are always current.
 
-:class:`ScrapeRoute` serves ``GET /metrics`` ahead of the middleware stack and FastAPI's
-routing (~2.4 ms of server CPU a scrape under load), through the same Host check and token
-auth as every route.
+:class:`ScrapeRoute` serves ``GET /metrics`` ahead of the middleware stack, FastAPI's routing
+and its threadpool hop (server CPU per scrape 3.05 -> 2.65 ms at load 25, interleaved against
+the previous tree; what is left is the collectors and this writer), through the same Host check
+and token auth as every route.
 
 Example::
 

@@ -31,6 +31,8 @@ from kfbox.ui.runs import run_row
 
 GRAPH_LIMIT = 1500
 """Past this many nodes the page shows the status table only (a graph that size is unreadable)."""
+FOLD_TASKS = 100
+"""Under a drawn graph, a task table longer than this starts folded (the graph links every task)."""
 LOG_PAGE_BYTES = 256 * 1024
 
 
@@ -114,7 +116,8 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         nodes = {n["id"]: n["state"] for n in (drawn or {}).get("nodes", [])}
         nodes.update((b["id"], b["state"]) for b in (drawn or {}).get("boxes", []))
         tasks = [t for t in found["tasks"] if t["kind"] != "dag"]
-        return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "node_count": found["node_count"],
+        return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "fold_tasks": FOLD_TASKS,
+                "node_count": found["node_count"],
                 "expanded": sorted(expanded), "groups": found["layout"].groups if found["layout"] else [],
                 "tasks": tasks, "panel": panel, "selected": task, "open_param": ",".join(sorted(expanded)),
                 "node_states": nodes, "version": found["table"].version}
