@@ -109,12 +109,13 @@ def validate(kind: Kind, variant: str, body: Any) -> dict[str, Any]:
         raise InvalidInput(f"Invalid {schema_name}: the body must be a JSON object, not {_json_type(body)}.")
     given = {key: value for key, value in body.items() if value is not None}
     body_shape = shape(schema_name)
+    # Go's decoder refuses an unknown field before AssertXRequired runs, so that check comes first
+    unknown = next((key for key in body if key not in body_shape.fields), None)
+    if unknown is not None:
+        raise InvalidInput(f"json: unknown field {json.dumps(unknown[:60])}")
     for key in body_shape.required:
         if given.get(key) in (None, ""):
             raise MissingRequired(f"required field '{key}' is zero value.")
-    unknown = next((key for key in given if key not in body_shape.fields), None)
-    if unknown is not None:
-        raise InvalidInput(f"json: unknown field {json.dumps(unknown[:60])}")
     problems = body_shape.problems(given) + _storable(kind, given)
     if problems:
         raise InvalidInput(f"Invalid {schema_name}: " + "; ".join(problems[:10]) + ".")
