@@ -219,6 +219,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rate-seconds", type=float, default=4.0, help="seconds per open-loop rate")
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
+    parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)),
+                        help="closed-loop connections, e.g. 1 for the c=1 goal alone")
     parser.add_argument("--baseline-src", type=Path, default=None, help="a second kfbox source tree, e.g. before")
     parser.add_argument("--haproxy", action="store_true", help="also HAProxy (Debian) in front of the same replica")
     parser.add_argument("--skip-closed", action="store_true")
@@ -269,18 +271,19 @@ def main() -> int:
                 stock = f"http://127.0.0.1:{stock_port}/v1/models/iris:predict"
                 wait_for(lambda url=stock: httpx.post(url, content=BODY).status_code == 200, "the stock server")
         if not args.skip_closed:
-            by_c = {c: closed_loop(paths, watch, c, args.seconds, args.rounds, script) for c in CONCURRENCY}
+            levels = tuple(int(c) for c in args.concurrency.split(","))
+            by_c = {c: closed_loop(paths, watch, c, args.seconds, args.rounds, script) for c in levels}
             results["closed"] = {str(c): cells for c, cells in by_c.items()}
             print(f"\n{'path':<22}{'c':>4}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}   CPU ms per request")
             for label in paths:
-                for c in CONCURRENCY:
+                for c in levels:
                     m = by_c[c][label]
                     cpu = "  ".join(f"{n} {ms:.3f}" for n, ms in m["cpu_ms_per_request"].items())
                     if "gateway_net_ms_per_request" in m:
                         cpu += f"  (gateway net of its idle background {m['gateway_net_ms_per_request']:.3f})"
                     print(f"{label:<22}{c:>4}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}   {cpu}")
-            print("\nratios (median req/s of the rounds)")
-            for c in CONCURRENCY:
+            print("\nratios (median req/s of the rounds; goal: gateway/direct >= 0.9 at every c)")
+            for c in levels:
                 cells = by_c[c]
                 if not all(cell["rps"] for cell in cells.values()):
                     print(f"  c={c:<3} a path served nothing in a round (the machine is starved): no ratios")
@@ -306,6 +309,10 @@ def main() -> int:
                     bad = f"{m['statuses'].get('503', 0)}/{m['timeouts'] + m['errors']}/{m['unsent']}"
                     row += f"{m['p50_ms']:>8.1f} /{m['p99_ms']:>7.1f} {bad:<12}"
                 print(f"{rate:>7}" + row)
+            if 500 in rates:
+                p99 = {label: curve[label][500]["p99_ms"] for label in rated}
+                print("  p99 at 500 req/s (goal: gateway under 10 ms): "
+                      + ", ".join(f"{label} {ms:.1f} ms" for label, ms in p99.items()))
     results["load_after"] = os.getloadavg()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

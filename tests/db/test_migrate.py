@@ -142,3 +142,38 @@ def test_a_database_at_old_revisions_is_upgraded_with_its_rows(tmp_path: Path) -
     finally:
         fresh.dispose()
         old.dispose()
+
+
+def test_serving_times_move_to_milliseconds_and_back(database_url: str) -> None:
+    """serving_0003: float seconds become epoch ms (kfbox's one unit) with their values, a service from
+    before uids keeps the uid it was shown, and the downgrade gives seconds back."""
+    import uuid
+
+    from alembic import command
+    from sqlalchemy import text
+
+    db = Database(database_url)
+    try:
+        config = alembic_config(db.engine)
+        command.upgrade(config, "serving_0002")
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO serving_inference_services (namespace, name, manifest, generation, "
+                              "latest_revision, created_at, updated_at, uid) VALUES "
+                              "('default', 'old', '{}', 1, 1, 1000.5, 2000.25, NULL), "
+                              "('default', 'new', '{}', 1, 1, 3000, 3000, 'u-1')"))
+            conn.execute(text("INSERT INTO serving_namespaces (name, uid, resource_version, labels, created_at) "
+                              "VALUES ('team', 'u-2', 1, '{}', 4000.125)"))
+        command.upgrade(config, "serving_0003")
+        with db.engine.connect() as conn:
+            rows = conn.execute(text("SELECT name, created_ms, updated_ms, uid FROM serving_inference_services "
+                                     "ORDER BY name")).all()
+            namespace = conn.execute(text("SELECT created_ms FROM serving_namespaces")).scalar_one()
+        legacy = str(uuid.uuid5(uuid.NAMESPACE_URL, "default/old/1000.5"))
+        assert [tuple(r) for r in rows] == [("new", 3000000, 3000000, "u-1"), ("old", 1000500, 2000250, legacy)]
+        assert namespace == 4000125
+        command.downgrade(config, "serving_0002")
+        with db.engine.connect() as conn:
+            back = conn.execute(text("SELECT created_at FROM serving_inference_services WHERE name = 'old'"))
+            assert back.scalar_one() == 1000.5
+    finally:
+        db.dispose()

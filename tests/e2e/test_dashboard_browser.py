@@ -121,27 +121,14 @@ def test_kfp_client_run_link_opens_the_run_page(seeded: dict[str, Any], page: An
     assert "failing in the browser" in page.locator("h1").inner_text()
 
 
-def test_600_task_dag_renders_in_under_a_second(server: ServerProcess, seeded: dict[str, Any], page: Any,
-                                                shots: Path) -> None:
-    """Render = the browser's own clock from the last response byte to the load event (parse, style,
-    layout of 602 nodes and their edges), then a forced layout of the SVG. Best of three loads: eight
-    engineers share two cores here, and a busy neighbour is not the page's cost."""
-    measured = []
-    for _ in range(3):
-        page.goto(f"{server.url}/runs/{seeded['wide']}")
-        assert page.locator("#dag [data-node]").count() == 602
-        measured.append(page.evaluate("""() => {
-            const nav = performance.getEntriesByType('navigation')[0];
-            const t0 = performance.now(); document.getElementById('dag').getBBox(); document.body.offsetHeight;
-            return {server: nav.responseEnd - nav.requestStart, render: nav.loadEventEnd - nav.responseEnd
-                    + performance.now() - t0}; }"""))
+def test_600_task_dag_renders(server: ServerProcess, seeded: dict[str, Any], page: Any, shots: Path) -> None:
+    """The whole graph of a 600-task run is drawn (every node, with its live state). How fast it draws
+    is a benchmark's figure (`benchmarks/dashboard_pages.py --rounds 0`), not a timed test."""
+    page.goto(f"{server.url}/runs/{seeded['wide']}")
+    assert page.locator("#dag [data-node]").count() == 602
+    box = page.evaluate("() => { const b = document.getElementById('dag').getBBox(); return [b.width, b.height]; }")
+    assert box[0] > 0 and box[1] > 0
     page.screenshot(path=str(shots / "dag-600.png"))
-    best = min(measured, key=lambda m: m["render"])
-    # one second on a machine with a core to spare; scaled by how oversubscribed this one is right now
-    busy = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
-    print("600-task DAG: " + ", ".join(f"server {m['server']:.0f} ms + render {m['render']:.0f} ms" for m in measured)
-          + f" (load {busy:.1f} per core)")
-    assert best["render"] < 1000 * busy, measured
     assert page.locator('#dag [data-node="step-3"]').get_attribute("data-state") == "FAILED"
 
 

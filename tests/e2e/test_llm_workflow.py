@@ -87,5 +87,6 @@ def test_fine_tune_register_serve_and_ask(platform: ServerProcess) -> None:
     assert "fine-tune" in str(list((platform.home / "runs").rglob("task.log")))
     assert "start as fresh processes" not in task_logs  # every task, torch ones too, forked from the task server
     assert "base ->" in done.stdout and "review-classifier v1" in done.stdout
-    assert "dry cough" in done.stdout  # the QA service's answer, from the sample context
+    # the QA service's answer is the sentence that answers the sample question, not only one of its sources
+    assert any("answer" in line and "dry cough" in line for line in done.stdout.splitlines()), done.stdout
     assert "skipped publishing to the Hugging Face hub: no HF_TOKEN" in done.stdout  # offline: said, not failed

@@ -43,6 +43,7 @@ def test_pipeline_shape_and_defaults(pipeline: ModuleType, tmp_path: Path) -> No
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert params["source"]["defaultValue"] == "drugreview"
     assert params["lora_r"]["defaultValue"] == 8
+    assert params["truncation_side"]["defaultValue"] == "left"  # a long review keeps its end (its verdict)
     tasks = spec["root"]["dag"]["tasks"]
     assert {"load-reviews", "tokenize", "fine-tune", "evaluate-against-base", "register-model",
             "publish-to-hub"} <= set(tasks)

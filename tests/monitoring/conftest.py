@@ -19,6 +19,7 @@ from tests.serving.helpers import apply, manifest, train_iris, v1, wait_for, wai
 from tests.support import ServerProcess
 
 SERVICES = ("iris-a", "iris-b")
+RETENTION = "3d"  # not the default (7d): the setting must reach Prometheus
 
 
 @dataclasses.dataclass
@@ -43,7 +44,8 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
     home = tmp_path_factory.mktemp("home")
     server = ServerProcess.start(home, extra_env={"KFBOX_PROMETHEUS": "1", "KFBOX_PROMETHEUS_SCRAPE_INTERVAL": "1s",
                                                  "KFBOX_MONITORING_SAMPLE_INTERVAL": "1",
-                                                 "KFBOX_PROMETHEUS_ALERT_FOR": "2s"})  # alerts fire in seconds
+                                                 "KFBOX_PROMETHEUS_ALERT_FOR": "2s",  # alerts fire in seconds
+                                                 "KFBOX_PROMETHEUS_RETENTION": RETENTION})
     try:
         with server.client() as client:
             status = wait_for(lambda: (s := client.get("/monitoring/prometheus").json())["running"] and s, 30,

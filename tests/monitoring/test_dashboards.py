@@ -1,4 +1,4 @@
-"""Grafana dashboards and alert rules: structure, promtool, and every query answered by real Prometheus on real data.
+"""Grafana dashboards and alert rules: JSON schema, promtool, and every query answered by real Prometheus on real data.
 
 The server (tests/monitoring/conftest.py) has two InferenceServices with traffic (one 4xx),
 a FAILED pipeline run, and a Model Registry call; each dashboard and rule query must return series.
@@ -6,6 +6,8 @@ a FAILED pipeline run, and a Model Registry call; each dashboard and rule query 
 
 from __future__ import annotations
 
+import copy
+import json
 import re
 import shutil
 import subprocess
@@ -15,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft7Validator
 
 from kfbox.monitoring import grafana
 from kfbox.monitoring.prometheus import rules_text
@@ -34,22 +37,44 @@ def _rules() -> list[dict[str, Any]]:
     return [rule for group in yaml.safe_load(rules_text())["groups"] for rule in group["rules"]]
 
 
+SCHEMA = json.loads((Path(__file__).parent / "grafana_dashboard.schema.json").read_text())
+
+
 @pytest.mark.parametrize("name", grafana.NAMES)
-def test_dashboard_structure(name: str) -> None:
+def test_dashboard_passes_the_schema(name: str) -> None:
     board = grafana.load(name)
-    assert board["uid"] == name and board["title"].startswith("kfbox")
-    variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft7Validator(SCHEMA).iter_errors(board)]
+    assert errors == [], errors
+    assert board["uid"] == name
+    variables = {v["name"] for v in board["templating"]["list"]}
     ids = [p["id"] for p in board["panels"]]
-    assert len(ids) == len(set(ids)) >= 4
+    assert len(ids) == len(set(ids))
     for panel in board["panels"]:
-        assert panel["type"] == "timeseries" and panel["datasource"]["uid"] == "${datasource}"
-        assert set(panel["gridPos"]) == {"h", "w", "x", "y"} and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
-        assert panel["targets"], panel["title"]
+        assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+        assert len({t["refId"] for t in panel["targets"]}) == len(panel["targets"]), panel["title"]
         for target in panel["targets"]:
-            assert target["expr"].strip() and target["refId"] and target["datasource"]["uid"] == "${datasource}"
             used = set(re.findall(r"\$\w+", target["expr"]))
             assert used <= {"$__rate_interval", *(f"${v}" for v in variables)}, used
+
+
+def test_the_schema_refuses_what_grafana_would() -> None:
+    """The schema is ours: it must refuse each mistake it is there to catch (Grafana's published schemas
+    flagged the first two in the shipped files)."""
+    validator = Draft7Validator(SCHEMA)
+    board = grafana.load("kfbox-serving")
+    mistakes = {
+        "a variable's current without text/value": lambda b: b["templating"]["list"][0].update(current={}),
+        "a query variable's query as an object": lambda b: b["templating"]["list"][1].update(query={"query": "x"}),
+        "a legend without showLegend": lambda b: b["panels"][0]["options"]["legend"].pop("showLegend"),
+        "a panel on another datasource": lambda b: b["panels"][0]["datasource"].update(uid="abc"),
+        "no datasource variable": lambda b: b["templating"].update(list=b["templating"]["list"][1:]),
+        "an empty query": lambda b: b["panels"][0]["targets"][0].update(expr=" "),
+        "a panel past the grid": lambda b: b["panels"][0]["gridPos"].update(w=25),
+    }
+    for mistake, apply in mistakes.items():
+        broken = copy.deepcopy(board)
+        apply(broken)
+        assert not validator.is_valid(broken), mistake
 
 
 def test_rules_pass_promtool(tmp_path: Path) -> None:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import httpx
+from kfp import Client
 
-from tests.monitoring.conftest import SERVICES, Monitored
+from tests.monitoring.conftest import RETENTION, SERVICES, Monitored
+from tests.pipelines import sample_pipelines as samples
+from tests.pipelines.conftest import wait_run
 
 
 def test_prometheus_scrapes_the_server_and_every_replica(monitored: Monitored) -> None:
@@ -66,3 +70,30 @@ def test_cli_monitoring_status_down_up(monitored: Monitored) -> None:
     with monitored.server.client() as client:
         monitored.prometheus = client.get("/monitoring/prometheus").json()["url"]
     monitored.wait_series('up{job="kfbox"}')
+
+
+def test_prometheus_keeps_its_data_under_the_home_for_the_retention_set(monitored: Monitored) -> None:
+    flags = httpx.get(f"{monitored.prometheus}/api/v1/status/flags", timeout=10).json()["data"]
+    assert flags["storage.tsdb.retention.time"] == RETENTION
+    assert flags["web.listen-address"].startswith("127.0.0.1:")  # loopback only
+    data = monitored.server.home / "monitoring" / "data"
+    assert flags["storage.tsdb.path"] == str(data)
+    assert (data / "wal").is_dir()  # it is writing there
+    with monitored.server.client() as client:
+        assert client.get("/monitoring/prometheus").json()["retention"] == RETENTION
+
+
+def test_server_reports_cpu_and_memory_of_a_running_pipeline_worker(monitored: Monitored) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        kfp = Client(host=f"{monitored.server.url}/pipeline")
+    run_id = str(kfp.create_run_from_pipeline_func(samples.hanging, arguments={"seconds": 120},
+                                                   enable_caching=False).run_id)
+    try:
+        rows = monitored.wait_series(f'kfbox_process_resident_memory_bytes{{process="worker",name="{run_id}"}}')
+        assert float(rows[0]["value"][1]) > 10e6  # a Python running the run: tens of MB
+        cpu = monitored.wait_series(f'kfbox_process_cpu_seconds_total{{process="worker",name="{run_id}"}}')
+        assert float(cpu[0]["value"][1]) > 0
+    finally:
+        kfp.terminate_run(run_id)
+        wait_run(monitored.server, run_id, states=("CANCELED", "FAILED", "SUCCEEDED"))

@@ -121,3 +121,66 @@ def test_host_submits_through_the_gateway_paths(server: ServerProcess, pipeline_
     assert "SUCCEEDED" in done.stdout
     runs = server.client().get("/apis/v2beta1/runs", params={"sort_by": "created_at desc", "page_size": 1}).json()
     assert runs["runs"][0]["runtime_config"]["parameters"] == {"name": "remote"}
+
+
+FLAKY_FILE = '''
+from kfp import dsl
+
+
+@dsl.component(base_image="python:3.11")
+def first() -> str:
+    print("first ran")
+    return "one"
+
+
+@dsl.component(base_image="python:3.11")
+def needs_flag(flag: str, given: str) -> str:
+    import os
+
+    if not os.path.exists(flag):
+        raise RuntimeError(f"no flag at {flag}")
+    return given + "+flag"
+
+
+@dsl.pipeline(name="flaky")
+def flaky(flag: str):
+    made = first().set_caching_options(False)
+    needs_flag(flag=flag, given=made.output).set_caching_options(False)
+'''
+
+
+def test_runs_retry_reruns_the_failed_task_and_reuses_the_rest(server: ServerProcess, tmp_path: Path) -> None:
+    source = tmp_path / "flaky.py"
+    source.write_text(FLAKY_FILE)
+    flag = tmp_path / "flag"
+    done = kfbox(server, "run", f"{source}:flaky", "-p", f"flag={flag}", "--watch", "-o", "json")
+    assert done.returncode != 0
+    run_id = json.loads(done.stdout)["run_id"]
+    flag.write_text("")
+    retried = kfbox(server, "runs", "retry", run_id)
+    assert retried.returncode == 0, retried.stderr
+    assert f"Run {run_id}" in retried.stdout
+    from tests.pipelines.conftest import tasks_by_path, wait_run
+
+    body = wait_run(server, run_id)
+    assert body["state"] == "SUCCEEDED", body["error"]
+    tasks = tasks_by_path(body)
+    assert tasks["needs-flag"]["parameters"]["Output"] == "one+flag"
+    log = server.client().get(f"/apis/v2beta1/runs/{run_id}/tasks/first/logs").text
+    assert log.count("first ran") == 1  # reused, not run again
+
+
+def test_schedules_create_list_disable_enable_delete(server: ServerProcess, pipeline_file: Path) -> None:
+    created = kfbox(server, "schedules", "create", f"{pipeline_file}:greeting", "--every", "1h", "--name", "hourly",
+                    "-p", "times=1", "-o", "json")
+    assert created.returncode == 0, created.stderr
+    schedule_id = json.loads(created.stdout)["recurring_run_id"]
+    listed = json.loads(kfbox(server, "schedules", "list", "-o", "json").stdout)
+    assert [s["display_name"] for s in listed if s["recurring_run_id"] == schedule_id] == ["hourly"]
+    assert kfbox(server, "schedules", "disable", schedule_id).returncode == 0
+    assert json.loads(kfbox(server, "schedules", "get", schedule_id, "-o", "json").stdout)["status"] == "DISABLED"
+    assert kfbox(server, "schedules", "enable", schedule_id).returncode == 0
+    assert json.loads(kfbox(server, "schedules", "get", schedule_id, "-o", "json").stdout)["status"] == "ENABLED"
+    assert kfbox(server, "schedules", "delete", schedule_id).returncode == 0
+    missing = kfbox(server, "schedules", "get", schedule_id)
+    assert missing.returncode != 0 and schedule_id in missing.stderr + missing.stdout

@@ -8,6 +8,7 @@ running or stopped daemon's would); the host-mode run is real.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -182,7 +183,8 @@ def test_kfbox_up_refuses_an_unknown_runtime_before_starting(tmp_path: Path) -> 
 def engine_with_containers(folder: Path) -> Path:
     """A ``docker``-like CLI whose containers outlive ``docker run``, as real ones do (they are the engine's
     children, not the CLI's): ``run`` starts the "container" in its own session and waits for it; ``ps
-    --filter label=...`` lists the live ones with that label; ``rm --force`` kills them. Each call is logged."""
+    --filter label=KEY[=VALUE]`` lists the live ones with that label, ``inspect`` prints each one's id and run
+    label; ``rm --force`` kills them. Each call is logged."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "docker"
     script.write_text("""#!/bin/sh
@@ -205,9 +207,13 @@ case "$1" in
     for pid in "$dir"/*.pid; do
       [ -s "$pid" ] && kill -0 "$(cat "$pid")" 2>/dev/null || continue
       name="$(basename "$pid" .pid)"
-      [ "label=$(cat "$dir/$name.label")" = "$5" ] && echo "$name"
+      label="$(cat "$dir/$name.label")"
+      { [ "label=$label" = "$5" ] || [ "label=${label%%=*}" = "$5" ]; } && echo "$name"
     done
     exit 0 ;;
+  inspect)
+    shift 3
+    for name in "$@"; do label="$(cat "$dir/$name.label")"; echo "$name ${label#*=}"; done ;;
   rm)
     shift 2
     for name in "$@"; do kill "$(cat "$dir/$name.pid")"; done ;;
@@ -253,3 +259,58 @@ def test_cancelling_a_run_stops_its_container(tmp_path: Path) -> None:
         server.stop()
         if container_pid is not None and not process_gone(container_pid, timeout=0):
             os.kill(container_pid, signal.SIGKILL)
+
+
+def test_containers_left_by_a_killed_server_are_removed_at_its_next_start(tmp_path: Path) -> None:
+    """``kill -9`` of the server: its worker dies with it, but the container keeps running (the fake engine's
+    container, like a real one, is not the killed ``docker run``'s child). No Docker engine here, so the fake
+    ``docker`` CLI of engine_with_containers stands in. The next start finds the container by its
+    ``kfbox.run`` label and removes it before the run resumes; a container labelled with a run this home does
+    not know (another kfbox on the same engine) is left alone."""
+    from tests.pipelines.conftest import wait_run
+    from tests.support import ServerProcess
+
+    folder = tmp_path / "bin"
+    engine_with_containers(folder)
+    stranger = subprocess.Popen(["setsid", "sh", "-c", 'echo $$ > "$0"; exec sleep 300', str(folder / "other.pid")])
+    (folder / "other.label").write_text("kfbox.run=0000-not-this-home\n")
+    package = tmp_path / "long.yaml"
+    compiler.Compiler().compile(long_container, str(package))
+    env = {"PATH": f"{folder}:{os.environ['PATH']}", "KFBOX_CONTAINER_RUNTIME": "docker"}
+    server = ServerProcess.start(tmp_path / "home", extra_env=env)
+    pids: list[int] = []
+    try:
+        import httpx
+
+        spec = yaml.safe_load(package.read_text())
+        run_id = httpx.post(f"{server.url}/apis/v2beta1/runs", timeout=30,
+                            json={"display_name": "long", "pipeline_spec": spec}).json()["run_id"]
+        deadline = time.monotonic() + 60
+        while not [p for p in folder.glob("kfbox-*.pid") if p.read_text().strip()]:
+            assert time.monotonic() < deadline, "the container never started"
+            time.sleep(0.1)
+        pid_file = next(folder.glob("kfbox-*.pid"))
+        leaked = int(pid_file.read_text())
+        pids.append(leaked)
+        server.kill()
+        assert not process_gone(leaked, timeout=1), "the fake container should outlive the server, as a real one does"
+        server = ServerProcess.start(tmp_path / "home", extra_env=env)
+        assert process_gone(leaked, timeout=30), "the container a killed server left was not removed at the next start"
+        calls = (folder / "calls.txt").read_text().splitlines()
+        reaped = calls.index(f"rm --force {pid_file.stem}")
+        assert "ps --all --quiet --filter label=kfbox.run" in calls[:reaped]
+        assert not any(c.startswith("rm") and "other" in c for c in calls)  # not this home's: left alone
+        assert not process_gone(stranger.pid, timeout=0)
+        while pid_file.read_text().strip() in ("", str(leaked)):  # the run resumed: its task runs again
+            assert time.monotonic() < deadline + 60, "the run did not resume"
+            time.sleep(0.1)
+        pids.append(int(pid_file.read_text()))
+        assert httpx.post(f"{server.url}/apis/v2beta1/runs/{run_id}:terminate", timeout=30).status_code == 200
+        assert wait_run(server, run_id)["state"] == "CANCELED"
+    finally:
+        server.stop()
+        stranger.kill()
+        stranger.wait()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

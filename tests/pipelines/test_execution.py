@@ -83,22 +83,28 @@ def test_hanging_task_is_cancelled_with_its_processes(server: ServerProcess, kfp
 
 
 def test_identical_run_is_answered_from_the_cache(server: ServerProcess, kfp_client: Client) -> None:
-    def timed(**kwargs: object) -> tuple[float, dict]:
-        started = time.monotonic()
+    def submitted(**kwargs: object) -> tuple[str, dict]:
         result = kfp_client.create_run_from_pipeline_func(samples.cacheable, arguments={"x": 7}, **kwargs)
         body = wait_run(server, result.run_id)
         assert body["state"] == "SUCCEEDED", body["error"]
-        return time.monotonic() - started, tasks_by_path(body)
+        return result.run_id, tasks_by_path(body)
 
-    first, first_tasks = timed()
-    second, second_tasks = timed()
-    uncached, uncached_tasks = timed(enable_caching=False)
+    def log(run_id: str, task: dict) -> str:
+        return httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}/tasks/{task['task_id']}/logs").text
+
+    first_run, first_tasks = submitted()
+    second_run, second_tasks = submitted()
+    uncached_run, uncached_tasks = submitted(enable_caching=False)
     assert not any(t["cache_hit"] for t in first_tasks.values())
     assert all(t["cache_hit"] for t in second_tasks.values())
     assert second_tasks["slow-square-2"]["parameters"] == {"Output": 2401}
-    assert second < first - 1.5  # two 1-second tasks skipped
+    # the cache answered: neither slow task ran again (no executor output in the second run's logs)
+    for path in ("slow-square", "slow-square-2"):
+        assert "answered from the cache" not in log(first_run, first_tasks[path])
+        assert "answered from the cache" in log(second_run, second_tasks[path])
+        assert "answered from the cache" not in log(uncached_run, uncached_tasks[path])
     assert not any(t["cache_hit"] for t in uncached_tasks.values())
-    assert uncached > second + 1.5
+    assert uncached_tasks["slow-square-2"]["parameters"] == {"Output": 2401}
 
 
 def test_satisfied_packages_run_offline(server: ServerProcess, kfp_client: Client) -> None:

@@ -19,7 +19,8 @@ from kfbox.cli import main
 from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput, NotFound
-from kfbox.pipelines.secrets import SealedSecrets, SecretStore, load_key, seal, task_env, write_task_volumes
+from kfbox.pipelines.secret_values import SealedSecrets, load_key, task_env, write_task_volumes
+from kfbox.pipelines.secrets import SecretStore, seal
 from tests.pipelines.conftest import wait_run
 from tests.pipelines.ticker_pipeline import echo_with_secrets, secret_by_parameter, secret_env
 from tests.support import ServerProcess

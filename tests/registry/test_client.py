@@ -124,10 +124,13 @@ def test_wire_format_matches_the_spec(server: ServerProcess, registry: ModelRegi
     assert missing.status_code == 404 and set(missing.json()) == {"code", "message"}
     assert "nope" in missing.json()["message"]
     assert httpx.get(f"{base}/registered_models/999999").status_code == 404
-    spec = httpx.get(f"{server.url}/openapi.json").json()
-    assert "/api/model_registry/v1/registered_models" in spec["paths"]
-    assert "/api/model_registry/v1alpha3/experiments" in spec["paths"]
-    assert "ModelVersionCreate" in spec["components"]["schemas"]
+    # each prefix serves upstream's document: as shipped under v1alpha3, moved to /v1 without experiments there
+    old = httpx.get(f"{server.url}/api/model_registry/v1alpha3/openapi.json").json()
+    assert old["info"]["title"] == "Model Registry REST API" and "ModelVersionCreate" in old["components"]["schemas"]
+    assert "/api/model_registry/v1alpha3/experiments" in old["paths"]
+    new = httpx.get(f"{base}/openapi.json").json()
+    assert "/api/model_registry/v1/registered_models" in new["paths"]
+    assert not any("experiment" in path for path in new["paths"])
 
 
 def test_serving_records_and_v1alpha3_experiments(server: ServerProcess, registry: ModelRegistry) -> None:
@@ -151,7 +154,9 @@ def test_serving_records_and_v1alpha3_experiments(server: ServerProcess, registr
     assert patched.json()["desiredState"] == "UNDEPLOYED" and patched.json()["runtime"] == "sklearn"
 
     experiment = httpx.post(f"{old}/experiments", json={"name": "tuning", "owner": "alice"}).json()
-    run = httpx.post(f"{old}/experiments/{experiment['id']}/experiment_runs", json={"name": "run-1"})
+    # experimentId is required in the body too, as upstream's document and server say
+    run = httpx.post(f"{old}/experiments/{experiment['id']}/experiment_runs",
+                     json={"name": "run-1", "experimentId": experiment["id"]})
     assert run.status_code == 201 and run.json()["status"] == "RUNNING"
     run_id = run.json()["id"]
     for step, loss in enumerate((0.9, 0.5, 0.2)):

@@ -246,3 +246,13 @@ def test_bodies_no_database_could_store_are_400(http: httpx.Client, body: bytes,
 def test_nul_in_query_parameters_is_400(http: httpx.Client) -> None:
     assert_error(http.get(f"{V1}/registered_model", params={"name": "a\x00b"}), 400, "NUL")
     assert_error(http.get(f"{V1}/registered_models", params={"filterQuery": "name = 'a\x00'"}), 400, "NUL")
+
+
+def test_one_400_lists_every_problem(http: httpx.Client) -> None:
+    """The compiled validator stops at the first mismatch; the reply still names them all."""
+    before = snapshot(http)
+    reply = http.post(f"{V1}/model_versions", json={
+        "name": "v", "registeredModelId": model_id(http), "state": "DEAD", "author": 5,
+        "customProperties": {"a": {"metadataType": "MetadataIntValue", "int_value": "x"}}})
+    assert_error(reply, 400, "state", "author", "int_value")
+    assert snapshot(http) == before

@@ -2,14 +2,14 @@
 
 Two documents drive schemathesis against one real ``kfbox up``:
 
-* kfbox's own ``/openapi.json`` -- every operation it declares (KFP, Model Registry ``/v1``,
-  the InferenceService and platform routes), except the ``/pipeline/apis`` twin of
-  ``/apis`` and ``/api/model_registry/v1alpha3`` (fuzzed by the next document), and serving's
+* kfbox's own ``/openapi.json`` -- every operation it declares (KFP, the InferenceService
+  and platform routes), except the ``/pipeline/apis`` twin of ``/apis``, and serving's
   create/replace/patch and notebook starts, which launch processes (model replicas, JupyterLab):
   a fuzzed body is mostly refused, but a valid one would leave processes running for the rest
   of the run; serving and notebooks have their own tests;
-* the upstream Model Registry spec (``tests/registry/specs``) against
-  ``/api/model_registry/v1alpha3``, as upstream's ``clients/python/tests/fuzz_api`` does.
+* the upstream Model Registry document the registry serves at ``/api/model_registry/v1alpha3/
+  openapi.json`` (upstream's file as shipped) and ``/api/model_registry/v1/openapi.json`` (the
+  same, at that prefix), as upstream's ``clients/python/tests/fuzz_api`` does.
 
 Examples per operation are bounded (:data:`MAX_EXAMPLES`) so the module stays within
 about a minute on a shared 2-core machine; each run prints how many examples every
@@ -24,12 +24,11 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
-import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -40,10 +39,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.support import ServerProcess
 
-SPEC = Path(__file__).parents[1] / "registry" / "specs" / "model-registry-openapi-v1alpha3.yaml"
 MAX_EXAMPLES = int(os.environ.get("KFBOX_FUZZ_EXAMPLES", "3"))
 CHECKS = [not_a_server_error, response_schema_conformance]
-SKIPPED = (r"^/pipeline/apis/|^/api/model_registry/v1alpha3/|^/docs|^/redoc|^/openapi")
+SKIPPED = (r"^/pipeline/apis/|^/docs|^/redoc|^/openapi")
 STARTS_PROCESSES = r"^/apis/serving\.kserve\.io/|^/kfbox/v1/notebooks"
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
                 phases=[Phase.explicit, Phase.generate],
@@ -66,9 +64,10 @@ def kfbox_schema(fuzz_server: ServerProcess) -> BaseSchema:
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
-@pytest.fixture(scope="module")
-def upstream_schema() -> BaseSchema:
-    return schemathesis.openapi.from_dict(discriminated_as_any_of(yaml.load(SPEC.read_text(), Loader=yaml.CSafeLoader)))
+@pytest.fixture(scope="module", params=["v1alpha3", "v1"])
+def upstream_schema(request: pytest.FixtureRequest, fuzz_server: ServerProcess) -> BaseSchema:
+    document = httpx.get(f"{fuzz_server.url}/api/model_registry/{request.param}/openapi.json").json()
+    return schemathesis.openapi.from_dict(discriminated_as_any_of(document))
 
 
 def discriminated_as_any_of(spec: dict[str, Any]) -> dict[str, Any]:

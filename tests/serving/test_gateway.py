@@ -290,6 +290,27 @@ spec:
     assert v1(httpx.Client(base_url=server.url), "iris").status_code == 404
 
 
+def test_a_service_created_again_has_its_metrics(client: httpx.Client, server: ServerProcess, iris: Any) -> None:
+    """After the CLI test deleted iris (its gauges dropped): the gateway keeps each service's metric series,
+    and a service created again under the same name must count and report in-flight requests anew."""
+    assert v1(client, "iris").status_code == 404
+    before = client.get("/metrics").text
+    apply(client, manifest("iris", "pvc://models/iris"))
+    wait_for(lambda: status(client, "iris")["replicas"] == 1, 90, "iris ready again")
+    assert v1(client, "iris").status_code == 200
+    lines = client.get("/metrics").text.splitlines()
+
+    def value(text: list[str], prefix: str) -> float:
+        return float(next((line for line in text if line.startswith(prefix)), "x 0").rsplit(" ", 1)[1])
+
+    served = 'kfbox_serving_requests_total{code="200",name="iris",namespace="default"}'
+    assert value(lines, served) == value(before.splitlines(), served) + 1
+    inflight = 'kfbox_serving_inflight_requests{name="iris",namespace="default"}'
+    assert inflight not in before  # dropped with the deleted service
+    assert any(line.startswith(inflight) for line in lines) and value(lines, inflight) == 0
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/iris")
+
+
 def test_kubernetes_client_custom_objects_api(server: ServerProcess) -> None:
     """The pipeline's way in: kubernetes' CustomObjectsApi against kfbox, as against a cluster."""
     from kubernetes import client as k8s

@@ -104,15 +104,23 @@ def test_head_reply_ends_at_its_headers() -> None:
 
 def test_refused_means_never_sent_and_cut_means_sent() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        head = await read_head(reader)
+        if b"/small" in head:  # a length the gateway waits for whole: the cut shows in the exchange
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        else:  # a stream: its head is handed over, the cut shows while reading the body
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n7\r\npartial\r\n")
         await writer.drain()
         writer.close()
 
     async def main() -> None:
         server, port = await serve(handler)
         connection = await Upstreams().open(port)
-        await connection.exchange(request(), b"", 5)
+        with pytest.raises(UpstreamError) as cut:
+            await connection.exchange(request("/small"), b"", 5)
+        assert cut.value.connected and cut.value.received
+        connection = await Upstreams().open(port)
+        await connection.exchange(request("/stream"), b"", 5)
+        assert connection.status == 200
         with pytest.raises(UpstreamError) as cut:
             await connection.read_all(5)
         assert cut.value.connected and cut.value.received
@@ -121,6 +129,44 @@ def test_refused_means_never_sent_and_cut_means_sent() -> None:
         with pytest.raises(UpstreamError) as refused:
             await Upstreams().open(port)
         assert not refused.value.connected
+
+    run(main())
+
+
+def test_a_small_reply_written_in_pieces_is_handed_over_whole() -> None:
+    """uvicorn writes a reply's head and its body in two calls; the gateway waits for both (one
+    wake-up, one relay of the whole reply), but hands a large reply's head over at once."""
+
+    async def main() -> None:
+        body_sent = asyncio.Event()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while True:
+                try:
+                    head = await read_head(reader)
+                except asyncio.IncompleteReadError:
+                    return
+                size = upstream.WHOLE_LIMIT + 1 if b"/large" in head else 2
+                writer.write(f"HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n".encode())
+                await writer.drain()
+                await asyncio.sleep(0.2)  # the head alone reaches the client first
+                body_sent.set()
+                writer.write(b"x" * size)
+                await writer.drain()
+
+        server, port = await serve(handler)
+        upstreams = Upstreams()
+        connection = await upstreams.open(port)
+        await connection.exchange(request("/small"), b"", 5)
+        assert body_sent.is_set() and connection.take_body() == b"xx"
+        upstreams.release(port, connection)
+        body_sent.clear()
+        connection = await upstreams.open(port)
+        await connection.exchange(request("/large"), b"", 5)
+        assert not body_sent.is_set() and connection.take_body() is None
+        assert len(await connection.read_all(5)) == upstream.WHOLE_LIMIT + 1
+        upstreams.close()
+        server.close()
 
     run(main())
 

@@ -59,10 +59,12 @@ def add_task_rows(server: ServerProcess, run_id: str, tasks: int) -> None:
     states = ["SUCCEEDED", "SUCCEEDED", "RUNNING", "FAILED", "SUCCEEDED"]
     rows = [{"id": str(uuid.uuid4()), "run_id": run_id, "name": f"step-{i}", "path": f"step-{i}",
              "state": states[i % len(states)], "ms": now} for i in range(tasks)]
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # a write to the run's tasks takes its next change number, as the run store's do
+        conn.execute(text("UPDATE pipelines_runs SET task_seq = task_seq + 1 WHERE id = :run_id"), {"run_id": run_id})
         conn.execute(text("INSERT INTO pipelines_tasks (id, run_id, parent_id, name, path, kind, state, cache_hit,"
-                          " parameters, created_ms, started_ms) VALUES (:id, :run_id, NULL, :name, :path,"
-                          " 'container', :state, 0, '{}', :ms, :ms)"), rows)
+                          " parameters, created_ms, started_ms, seq) VALUES (:id, :run_id, NULL, :name, :path,"
+                          " 'container', :state, 0, '{}', :ms, :ms,"
+                          " (SELECT task_seq FROM pipelines_runs WHERE id = :run_id))"), rows)
     engine.dispose()
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import httpx
@@ -60,8 +61,9 @@ def execute(port: int, token: str, code: str, timeout: float = 60) -> str:
 
 
 def test_notebook_kernel_lists_runs_without_arguments(server: ServerProcess) -> None:
-    """``kfbox notebook start`` (the CLI, through the API), then a kernel of that JupyterLab runs
-    ``kfp.Client().list_runs()`` with no arguments; the page lists it; ``kfbox notebook stop`` ends it."""
+    """The Notebooks page's Start button (its form POST), then a kernel of that JupyterLab runs
+    ``kfp.Client().list_runs()`` with no arguments; the page and ``kfbox notebook list`` list it;
+    ``kfbox notebook stop`` ends it."""
     cli = [sys.executable, "-m", "kfbox", "notebook"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}, "KFBOX_URL": server.url}
     with server.client() as http:
@@ -69,10 +71,17 @@ def test_notebook_kernel_lists_runs_without_arguments(server: ServerProcess) -> 
                                                      "pipeline_spec": wide_spec(2)})
         assert made.status_code == 200, made.text
         try:
-            started = subprocess.run([*cli, "start", "lab", "-o", "json"], capture_output=True, text=True,
-                                     timeout=150, env=env)
-            assert started.returncode == 0, started.stderr
-            body = json.loads(started.stdout)
+            # the page's Start button: a form POST carrying the page's CSRF token, as the browser sends it
+            http.get("/notebooks", headers={"Accept": "text/html"})
+            pressed = http.post("/notebooks/start", data={"name": "lab", "csrf_token": http.cookies["kfbox_csrf"]},
+                                timeout=150)
+            assert pressed.status_code == 303 and pressed.headers["location"] == "/notebooks", pressed.text
+            deadline = time.monotonic() + 150  # the page comes back at once; JupyterLab takes its time
+            while True:
+                [body] = http.get("/kfbox/v1/notebooks").json()["notebooks"]
+                if body["status"] != "STARTING" or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
             assert body["status"] == "RUNNING", (server.home / "logs" / "notebooks" / "lab.log").read_text()
             assert body["url"].startswith("http://127.0.0.1:") and "token=" in body["url"]
             token = body["url"].split("token=", 1)[1]

@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
-from kfbox.cli.output import console, err_console, print_json
+from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
+from kfbox.cli.output import Output, console, err_console, print_json
 from kfbox.client import ApiClient
 from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput, KfboxError, Unavailable

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
-from kfbox.cli.options import HomeOption, Output, OutputOption, TokenOption, UrlOption
-from kfbox.cli.output import console, print_json
+from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
+from kfbox.cli.output import Output, console, print_json
 from kfbox.client import ApiClient
 
 monitoring_app = typer.Typer(help="Local Prometheus (up, down, status) and Grafana dashboards for kfbox.",
@@ -27,9 +27,9 @@ def register(app: typer.Typer) -> None:
 def _call(url: str | None, home: Path | None, token: str | None, action: str | None) -> dict[str, Any]:
     api = ApiClient.connect(url, home, token, 60.0)
     try:
-        if action is None:
-            return api.get("/monitoring/prometheus")
-        return api.post("/monitoring/prometheus", json={"action": action})
+        reply: dict[str, Any] = (api.get("/monitoring/prometheus") if action is None
+                                 else api.post("/monitoring/prometheus", json={"action": action}))
+        return reply
     finally:
         api.close()
 

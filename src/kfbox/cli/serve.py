@@ -14,8 +14,8 @@ import typer
 import yaml
 
 from kfbox.apis import SERVING as API
-from kfbox.cli.options import ContextOption, HomeOption, HostOption, Output, OutputOption, TokenOption, UrlOption
-from kfbox.cli.output import console, print_json, print_table
+from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
+from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
 from kfbox.client import ApiClient
 from kfbox.errors import Conflict, InvalidInput, Unavailable

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from kfbox.cli.options import HomeOption, Output, OutputOption
-from kfbox.cli.output import console, print_json, print_table
+from kfbox.cli.options import HomeOption, OutputOption
+from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.config import Settings, default_home
 from kfbox.errors import Unavailable
 from kfbox.server.record import pid_alive, read_record
@@ -40,6 +40,10 @@ def up(
     """
     settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers,
                              allowed_hosts=",".join(allowed_host) if allowed_host else None, prometheus=prometheus)
+    if settings.prometheus:  # absent or misconfigured: one clear line now, not a failed start-up
+        from kfbox.monitoring.prometheus import preflight
+
+        preflight(settings)
     if detach:
         start_detached(settings)
         return

@@ -23,7 +23,7 @@ STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "CANC
 
 def watch_run(api: ApiClient, run_id: str, live: bool = True, console: Console | None = None) -> dict[str, Any]:
     """Poll a run until it ends; with ``live``, redraw its task table on ``console`` meanwhile."""
-    body = api.get(f"{API}/runs/{run_id}")
+    body: dict[str, Any] = api.get(f"{API}/runs/{run_id}")
     if not live:
         while body["state"] not in FINAL:
             time.sleep(0.3)

@@ -75,7 +75,8 @@ def _find(remote: Remote, path: str, **params: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) and found.get("id") else None
 
 
-def read_source(api: ApiClient, model: str, version: str) -> tuple[dict[str, Any], dict[str, Any], list[dict]]:
+def read_source(api: ApiClient, model: str,
+                version: str) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     try:
         registered = api.get(f"{SOURCE_API}/registered_model", params={"name": model})
     except NotFound as exc:

@@ -48,7 +48,7 @@ class Latencies:
         """The ``p``-th percentile in seconds (NaN when empty)."""
         if not self.count:
             return math.nan
-        return self._hist.get_value_at_percentile(p) / 1_000_000
+        return int(self._hist.get_value_at_percentile(p)) / 1_000_000
 
     def percentiles(self, ps: tuple[float, ...]) -> dict[float, float]:
         """Several percentiles in one pass over the counts."""

@@ -83,7 +83,7 @@ def _check_exists(api: Api, namespace: str, name: str) -> str:
 
 def _find_namespace(api: Api, name: str) -> str:
     items = (api.get(f"{API}/inferenceservices") or {}).get("items", [])
-    found = sorted({item["metadata"].get("namespace", "default") for item in items
+    found: list[str] = sorted({item["metadata"].get("namespace", "default") for item in items
                     if item.get("metadata", {}).get("name") == name})
     if not found:
         raise NotFound(f"InferenceService {name!r} not found in any namespace. "

@@ -24,7 +24,8 @@ NAMES = ("kfbox-serving", "kfbox-pipelines", "kfbox-platform")
 
 def load(name: str) -> dict[str, Any]:
     text = resources.files("kfbox.monitoring.dashboards").joinpath(f"{name}.json").read_text()
-    return json.loads(text)
+    dashboard: dict[str, Any] = json.loads(text)
+    return dashboard
 
 
 def expressions(dashboard: dict[str, Any]) -> Iterator[tuple[str, str]]:

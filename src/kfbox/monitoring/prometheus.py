@@ -15,7 +15,9 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
+import re
 import shutil
 import signal
 import socket
@@ -30,7 +32,7 @@ import yaml
 
 from kfbox.config import Settings
 from kfbox.durations import parse_duration
-from kfbox.errors import Unavailable
+from kfbox.errors import InvalidInput, Unavailable
 from kfbox.monitoring.targets import JOBS, scrape_address
 from kfbox.server.processes import ChildProcess
 
@@ -40,6 +42,8 @@ READY_TIMEOUT_SECONDS = 30.0
 SD_REFRESH_SECONDS = 5
 """Shortest refresh of the service-discovery target lists (the scrape interval when it is longer)."""
 PR_SET_PDEATHSIG = 1
+PROMETHEUS_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
+"""Prometheus's own duration syntax (``7d``, ``2w``, ``1y6w``): Go's, as :mod:`kfbox.durations` reads, has no days."""
 
 
 def rules_text(alert_for: str = "") -> str:
@@ -56,6 +60,23 @@ def rules_text(alert_for: str = "") -> str:
         for rule in group["rules"]:
             rule["for"] = alert_for
     return yaml.safe_dump(rules, sort_keys=False, allow_unicode=True)
+
+
+def preflight(settings: Settings) -> str:
+    """The prometheus binary's path; a clear error when it is absent or would refuse the settings.
+
+    ``kfbox up --prometheus`` calls it before the server starts, so the message is one line, not a
+    failed start-up hook's traceback.
+    """
+    binary = shutil.which("prometheus")
+    if binary is None:
+        raise Unavailable(f"Prometheus is not installed (no 'prometheus' on PATH). {INSTALL_HINT}")
+    retention = settings.prometheus_retention
+    if not retention or not PROMETHEUS_DURATION.fullmatch(retention):
+        raise InvalidInput(f"Prometheus retention {retention!r} is not a Prometheus duration; set "
+                           "KFBOX_PROMETHEUS_RETENTION to e.g. '12h', '7d' or '2w'.")
+    parse_duration(settings.prometheus_scrape_interval, "KFBOX_PROMETHEUS_SCRAPE_INTERVAL")
+    return binary
 
 
 class LocalPrometheus:
@@ -75,9 +96,7 @@ class LocalPrometheus:
         with self._lock:
             if self.child is not None and self.child.alive:
                 return self.status()
-            binary = shutil.which("prometheus")
-            if binary is None:
-                raise Unavailable(f"Prometheus is not installed (no 'prometheus' on PATH). {INSTALL_HINT}")
+            binary = preflight(self.settings)
             self.port = self.settings.prometheus_port or _free_port()
             config = self.write_config()
             data = self.folder / "data"
@@ -130,7 +149,9 @@ class LocalPrometheus:
             token_file.touch(mode=0o600)
             token_file.chmod(0o600)
             token_file.write_text(self.settings.token)
-            auth = {"authorization": {"credentials_file": str(token_file)}}
+            # type stated: a shared (anchored) authorization block reached http_sd without the default
+            # "Bearer" (Prometheus 2.42 sent "Authorization: <token>" and discovery got 401s)
+            auth = {"authorization": {"type": "Bearer", "credentials_file": str(token_file)}}
         interval = self.settings.prometheus_scrape_interval
         # the target list changes when a replica starts or stops: refreshing it at every 1 s scrape
         # cost the server as much CPU as the scrapes themselves; 5 s at most finds a new replica soon enough
@@ -138,8 +159,8 @@ class LocalPrometheus:
             else f"{SD_REFRESH_SECONDS}s"
         jobs = []
         for job in JOBS:
-            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": refresh, **auth}
-            jobs.append({"job_name": job, "http_sd_configs": [sd], **(auth if job == "kfbox" else {})})
+            sd = {"url": f"http://{server}/monitoring/sd?job={job}", "refresh_interval": refresh, **copy.deepcopy(auth)}
+            jobs.append({"job_name": job, "http_sd_configs": [sd], **(copy.deepcopy(auth) if job == "kfbox" else {})})
         config = {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                              "external_labels": {"kfbox_home": str(self.settings.home)}},
                   "rule_files": [str(self.folder / RULE_FILE)], "scrape_configs": jobs}

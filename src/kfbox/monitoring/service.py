@@ -57,7 +57,9 @@ class MonitoringService:
             serving = self.platform.services.get("serving")
             if serving is not None:
                 self.history.sample(serving, time.time())
-                self.history.sample_pipelines(self.pipeline_collector.summary()["runs"])
+                # the runs-by-state query off the event loop: a database read there stalls every request
+                summary = await asyncio.to_thread(self.pipeline_collector.summary)
+                self.history.sample_pipelines(summary["runs"])
             await asyncio.sleep(self.history.interval)
 
     async def series(self, namespace: str, name: str, minutes: float) -> dict[str, Any]:

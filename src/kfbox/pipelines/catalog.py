@@ -38,11 +38,11 @@ def check_name(value: Any, what: str) -> str:
     """The display name in NFC: ``café`` typed as NFC or NFD is one pipeline/experiment (kfbox.names)."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} display_name is required (a non-empty string); got {value!r}.")
-    value = normalize_name(value)
-    problem = name_problem(value)
+    name = normalize_name(value)
+    problem = name_problem(name)
     if problem is not None:
-        raise InvalidInput(f"{what} display_name {value[:80]!r} {problem}.")
-    return value
+        raise InvalidInput(f"{what} display_name {name[:80]!r} {problem}.")
+    return name
 
 
 class Catalog:

@@ -233,16 +233,57 @@ def remove_run_containers(runtime: Runtime, run_id: str) -> list[str]:
     try:
         found = subprocess.run(listing, capture_output=True, text=True, timeout=REMOVE_TIMEOUT_SECONDS,
                                stdin=subprocess.DEVNULL, check=False)
-        ids = found.stdout.split()
-        if ids:
-            removed = subprocess.run([executable, "rm", "--force", *ids], capture_output=True, text=True,
-                                     timeout=REMOVE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL, check=False)
-            if removed.returncode != 0:
-                log.warning("could not remove the containers %s of run %s: %s", ids, run_id, removed.stderr.strip())
     except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("could not list or remove the containers of run %s (%s): %s", run_id, " ".join(listing), exc)
+        log.warning("could not list the containers of run %s (%s): %s", run_id, " ".join(listing), exc)
         return []
+    ids = found.stdout.split()
+    remove_containers(runtime, ids, f"run {run_id}")
     return ids
+
+
+def labelled_containers(runtime: Runtime) -> dict[str, list[str]]:
+    """Every container carrying :data:`RUN_LABEL`, by run id (``ps`` then one ``inspect``); ``{}`` on errors.
+
+    What a server killed with SIGKILL leaves behind: killing ``docker run`` does not stop its container,
+    so the next start looks for them here.
+    """
+    if runtime.kind == "host":
+        return {}
+    executable = runtime.executable or runtime.kind
+    template = f'{{{{.Id}}}} {{{{index .Config.Labels "{RUN_LABEL}"}}}}'
+    try:
+        listed = subprocess.run([executable, "ps", "--all", "--quiet", "--filter", f"label={RUN_LABEL}"],
+                                capture_output=True, text=True, timeout=REMOVE_TIMEOUT_SECONDS,
+                                stdin=subprocess.DEVNULL, check=False)
+        ids = listed.stdout.split()
+        if not ids:
+            return {}
+        inspected = subprocess.run([executable, "inspect", "--format", template, *ids], capture_output=True,
+                                   text=True, timeout=REMOVE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not list kfbox's containers with %s: %s", executable, exc)
+        return {}
+    found: dict[str, list[str]] = {}
+    for line in inspected.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            found.setdefault(parts[1], []).append(parts[0])
+    return found
+
+
+def remove_containers(runtime: Runtime, ids: Sequence[str], whose: str) -> None:
+    """``rm --force`` (stop, then delete) ``ids``; a failure is logged, naming them for the user to remove."""
+    if not ids or runtime.kind == "host":
+        return
+    executable = runtime.executable or runtime.kind
+    try:
+        removed = subprocess.run([executable, "rm", "--force", *ids], capture_output=True, text=True,
+                                 timeout=REMOVE_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not remove the containers %s of %s: %s", list(ids), whose, exc)
+        return
+    if removed.returncode != 0:
+        log.warning("could not remove the containers %s of %s: %s", list(ids), whose, removed.stderr.strip())
 
 
 def remove_containers_of(setting: str, run_id: str, spec: Mapping[str, Any]) -> list[str]:

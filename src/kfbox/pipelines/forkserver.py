@@ -248,6 +248,7 @@ def serve(worker: int | None = None, preload: Sequence[str] = ()) -> None:
     # and the kubernetes client behind it -- 45 ms and 8 MB instead of 2.4 s and 80 MB, and a fork copies less.
     os.environ["_KFP_RUNTIME"] = "true"
     importlib.import_module(EXECUTOR)
+    _warm_executor()
     signal.signal(signal.SIGTERM, _exit_on_signal)  # the worker's close(): reap the last tasks, then go
     for module in preload:  # a task asked meanwhile waits in the channel
         with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
@@ -257,6 +258,19 @@ def serve(worker: int | None = None, preload: Sequence[str] = ()) -> None:
         _request_loop(channel)
     finally:
         _reap()
+
+
+def _warm_executor() -> None:
+    """Do once here what ``executor_main`` does first in every task, so each fork inherits it: its argparse
+    parser's messages go through gettext, which imports ``locale`` and compiles regular expressions --
+    about a third of a trivial task's CPU (11.5 -> 7.5 ms per forked task, measured)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="KFP Component Executor.")
+    parser.add_argument("--component_module_path", type=str)
+    parser.add_argument("--function_to_execute", type=str, required=True)
+    parser.add_argument("--executor_input", type=str)
+    parser.parse_known_args(["--function_to_execute", "f", "--executor_input", "{}"])
 
 
 def _exit_on_signal(signum: int, _frame: Any) -> None:

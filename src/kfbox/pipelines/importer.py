@@ -10,6 +10,8 @@ task reads it. Here the engine calls :func:`fetch_artifact` once per importer ta
   ``key``, or every object under ``key/`` as a folder; at most ``importer_max_bytes`` in all.
 * ``http://`` / ``https://`` -- one file with httpx: redirects followed (5 at most),
   ``importer_max_bytes`` cap (checked on Content-Length and while streaming), a timeout.
+* ``oci://`` -- a Modelcar image's ``/models`` folder, through Docker or Podman
+  (:mod:`kfbox.pipelines.modelcar`); refused, naming what is needed, without an engine.
 * ``gs://`` -- refused: kfbox has no Google credentials; the message says what to use.
 
 Downloads go to ``dest`` (created; written as ``*.partial`` and renamed, so a half-finished
@@ -36,7 +38,7 @@ from kfbox.storage.uris import UriResolver, safe_join
 if TYPE_CHECKING:
     from kfbox.config import Settings
 
-SCHEMES = ("file", "s3", "minio", "http", "https")
+SCHEMES = ("file", "s3", "minio", "http", "https", "oci")
 TIMEOUT_SECONDS = 60.0
 MAX_REDIRECTS = 5
 CHUNK = 1024 * 1024
@@ -52,7 +54,12 @@ def check_uri(uri: str, settings: Settings) -> str:
                            "or put it in your S3 store (s3://, with KFBOX_S3_ENDPOINT) or behind https://.")
     if scheme not in SCHEMES:
         raise InvalidInput(f"dsl.importer URI {uri!r} has scheme {scheme + '://' if scheme else 'none'}; "
-                           "kfbox imports from file:///abs/path, s3://bucket/key (minio://), http(s)://.")
+                           "kfbox imports from file:///abs/path, s3://bucket/key (minio://), http(s)://, "
+                           "oci:// (a Modelcar image, with Docker or Podman).")
+    if scheme == "oci":
+        from kfbox.pipelines import modelcar
+
+        modelcar.check(uri, settings)
     if scheme in ("s3", "minio"):
         if not parts.netloc:
             raise InvalidInput(f"dsl.importer URI {uri!r} has no bucket; write s3://BUCKET/KEY.")
@@ -72,6 +79,10 @@ def fetch_artifact(uri: str, dest: Path, settings: Settings, timeout: float = TI
     scheme = check_uri(uri, settings)
     if scheme == "file":
         return _local(uri, settings)
+    if scheme == "oci":
+        from kfbox.pipelines import modelcar
+
+        return modelcar.fetch(uri, dest, settings)
     dest.mkdir(parents=True, exist_ok=True)
     if scheme in ("s3", "minio"):
         return _from_s3(uri, dest, settings)

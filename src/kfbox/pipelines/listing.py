@@ -1,4 +1,5 @@
-"""KFP list semantics: ``filter`` (a JSON Filter message), ``sort_by``, ``page_size``/``page_token``.
+"""KFP list semantics: ``filter`` (a JSON Filter message), ``sort_by``, ``page_size``/``page_token``
+(an opaque :mod:`kfbox.paging` token, as KFP's own are opaque to its clients).
 
 Each list endpoint names the fields a caller may filter and sort on and the column each
 maps to; anything else is a 400 that lists what is accepted.
@@ -11,7 +12,6 @@ Example::
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import json
@@ -24,6 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kfbox.errors import InvalidInput
 from kfbox.names import normalize_name
+from kfbox.paging import PageTokens
 from kfbox.parsing import client_input, load_json
 
 DEFAULT_PAGE_SIZE = 20
@@ -212,8 +213,13 @@ def _show(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+TOKENS = PageTokens()
+"""This server's page tokens (kfbox.paging); a KFP list token holds the offset of its page."""
+TOKEN_SCOPE = "kfp offset"
+
+
 def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+    return TOKENS.issue(offset, TOKEN_SCOPE)
 
 
 page_token = _encode_token
@@ -223,12 +229,8 @@ page_token = _encode_token
 def _decode_token(token: str | None) -> int:
     if not token:
         return 0
-    problem = InvalidInput(f"page_token {token[:80]!r} is not one this server issued; "
-                           "pass the next_page_token of the previous page, or none for the first page.")
-    try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:
-        raise problem from exc
+    offset = TOKENS.read(token, TOKEN_SCOPE, "page_token")
     if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
-        raise problem
+        raise InvalidInput(f"page_token {token[:80]!r} does not hold a page of this list; "
+                           "pass the next_page_token of the previous page, or none for the first page.")
     return offset

@@ -10,12 +10,10 @@ same folders back ``pvc://`` storage URIs in serving.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 from kfbox.pipelines.sandbox import check_mount_path
-from kfbox.pipelines.spec import CREATE_PVC_IMAGE
 
 _VALID = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
@@ -32,26 +30,19 @@ class Mounts:
             raise ValueError(f"PVC name {name!r} is not a valid Kubernetes name (lowercase letters, digits, '-', '.')")
         return self.root / name
 
-    def run_pvc_task(self, image: str, kw: dict[str, Any]) -> dict[str, Any]:
-        from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+    def claims(self, executor_label: str, io_store: Any) -> list[tuple[str, str]]:
+        """``(PVC name, mount path)`` of every ``mount_pvc`` of this executor, in the IR's order."""
+        return [(self._pvc_name(mount, io_store), check_mount_path(str(mount["mountPath"])))
+                for mount in (self.executors.get(executor_label) or {}).get("pvcMount", [])]
 
-        args = OrchestratorUtils.make_task_arguments(task_inputs_spec=kw["task_spec"].inputs, io_store=kw["io_store"])
-        if image == CREATE_PVC_IMAGE:
-            name = args.get("pvc_name") or f"{self.run_id[:8]}{args.get('pvc_name_suffix') or ''}"
-            self.folder(name).mkdir(parents=True, exist_ok=True)
-            return {"name": name}
-        name = str(args.get("pvc_name") or "")
-        shutil.rmtree(self.folder(name), ignore_errors=True)
-        return {}
-
-    def binds(self, executor_label: str, io_store: Any) -> dict[str, Path]:
-        """``{mount path: PVC folder}`` of every ``mount_pvc`` of this executor (folders created); the task
-        sees them at their mount paths inside its own mount namespace (:mod:`kfbox.pipelines.sandbox`)."""
+    def binds(self, claims: list[tuple[str, str]]) -> dict[str, Path]:
+        """``{mount path: PVC folder}`` of ``claims`` (folders created); the task sees them at their mount
+        paths inside its own mount namespace (:mod:`kfbox.pipelines.sandbox`)."""
         binds: dict[str, Path] = {}
-        for mount in (self.executors.get(executor_label) or {}).get("pvcMount", []):
-            folder = self.folder(self._pvc_name(mount, io_store))
+        for name, path in claims:
+            folder = self.folder(name)
             folder.mkdir(parents=True, exist_ok=True)
-            binds[check_mount_path(str(mount["mountPath"]))] = folder
+            binds[path] = folder
         return binds
 
     def _pvc_name(self, mount: dict[str, Any], io_store: Any) -> str:

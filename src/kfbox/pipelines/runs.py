@@ -170,9 +170,11 @@ class RunStore:
             run.error = error
         if state in FINAL:
             run.finished_ms = stamp
-            for task in session.scalars(select(Task).where(Task.run_id == run.id, Task.state == "RUNNING")):
+            running = list(session.scalars(select(Task).where(Task.run_id == run.id, Task.state == "RUNNING")))
+            seq = bump_task_seq(session, run.id) if running else 0
+            for task in running:
                 task.state = "CANCELED" if state == "CANCELED" else "FAILED"
-                task.finished_ms = stamp
+                task.finished_ms, task.seq = stamp, seq
 
     def finish(self, run_id: str, state: str, error: str | None = None, only_if: tuple[str, ...] = ACTIVE) -> bool:
         with self.db.write() as s:
@@ -253,14 +255,15 @@ class RunStore:
             return
         ids = sorted({str(e["task_id"]) for e in events if e.get("task_id")})
         with self.db.write() as s, s.no_autoflush:
+            seq = bump_task_seq(s, run_id) if ids else 0
             known: dict[str, Task] = {}
             for start in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[start:start + _IN_CHUNK]
                 known.update((t.id, t) for t in s.scalars(select(Task).where(Task.id.in_(chunk))))
             for event in events:
-                self._apply(s, run_id, event, known)
+                self._apply(s, run_id, event, known, seq)
 
-    def _apply(self, s: Session, run_id: str, event: dict[str, Any], known: dict[str, Task]) -> None:
+    def _apply(self, s: Session, run_id: str, event: dict[str, Any], known: dict[str, Task], seq: int) -> None:
         kind = event.get("event")
         if kind == "task_started":
             if event["task_id"] in known:  # replayed after a restart
@@ -269,7 +272,7 @@ class RunStore:
                 id=event["task_id"], run_id=run_id, parent_id=event.get("parent_id"),
                 name=event["name"], path=event["path"], kind=event.get("kind", "container"),
                 state="RUNNING", cache_hit=False, parameters={}, log_path=event.get("log"),
-                created_ms=event["ms"], started_ms=event["ms"],
+                created_ms=event["ms"], started_ms=event["ms"], seq=seq,
                 details={"inputs": event.get("inputs") or {},
                          "state_history": [{"ms": event["ms"], "state": "RUNNING"}]})
             s.add(row)
@@ -277,7 +280,7 @@ class RunStore:
             task = known.get(event["task_id"])
             if task is None or task.state in FINAL:
                 return
-            task.state = event["state"]
+            task.state, task.seq = event["state"], seq
             task.finished_ms = event["ms"]
             task.error = event.get("error")
             task.cache_hit = bool(event.get("cache_hit"))
@@ -297,3 +300,14 @@ class RunStore:
             run = self.get(run_id, s)
             if run.state in ("RUNNING", "PENDING"):
                 self.transition(s, run, event["state"], event.get("error"))
+
+
+def bump_task_seq(session: Session, run_id: str) -> int:
+    """The run's next task change number, for the tasks this transaction writes (see ``Run.task_seq``).
+
+    The UPDATE holds the run's row until commit, so two writers to one run take numbers in commit
+    order (SQLite has one writer anyway): a reader that saw number N has seen every write up to N.
+    """
+    session.execute(update(Run).where(Run.id == run_id).values(task_seq=Run.task_seq + 1)
+                    .execution_options(synchronize_session=False))
+    return int(session.scalar(select(Run.task_seq).where(Run.id == run_id)) or 0)

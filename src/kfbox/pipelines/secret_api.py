@@ -6,19 +6,22 @@
     DELETE /kfbox/v1/secrets/{name}
     ... the same under /kfbox/v1/configmaps, where GET of one config map also returns its data.
 
-Replies describe an :class:`~kfbox.pipelines.secrets.Entry`; a secret's values are only read
+Bodies and replies are declared (:class:`EntryBody`, :class:`EntryReply`; they are in /openapi.json);
+a reply describes an :class:`~kfbox.pipelines.secrets.Entry`, and a secret's values are only read
 by the engine, in the server, when a task starts. ``platform.services["secrets"]`` is the
 :class:`~kfbox.pipelines.secrets.SecretStore`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired
 
-from fastapi import APIRouter, Body, FastAPI
+from fastapi import APIRouter, FastAPI
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on Python >= 3.12
 
-from kfbox.errors import InvalidInput
-from kfbox.pipelines.secrets import Entry, Kind, SecretStore
+from kfbox.pipelines.secret_values import Kind
+from kfbox.pipelines.secrets import Entry, SecretStore
 from kfbox.pipelines.views import timestamp
 from kfbox.server.platform import Platform
 
@@ -26,7 +29,41 @@ PREFIX = "/kfbox/v1"
 PATHS: dict[Kind, str] = {"secret": "secrets", "configmap": "configmaps"}
 
 
-def entry(row: Entry) -> dict[str, Any]:
+class EntryBody(BaseModel):
+    """PUT body: the keys and values (the store checks names and size); ``merge`` keeps keys not sent."""
+
+    model_config = ConfigDict(extra="forbid")
+    data: dict[str, str] | None = None
+    merge: bool = False
+
+
+class EntryReply(TypedDict):
+    """A secret or config map as replies show it: key names, never a secret's values."""
+
+    name: str
+    keys: list[str]
+    created_at: str | None
+    updated_at: str | None
+    data: NotRequired[dict[str, str]]
+    """A config map's data (GET of one config map only)."""
+
+
+class SecretList(TypedDict):
+    secrets: list[EntryReply]
+
+
+class ConfigMapList(TypedDict):
+    configmaps: list[EntryReply]
+
+
+class Empty(TypedDict):
+    pass
+
+
+LISTS: dict[Kind, type[SecretList] | type[ConfigMapList]] = {"secret": SecretList, "configmap": ConfigMapList}
+
+
+def entry(row: Entry) -> EntryReply:
     return {"name": row.name, "keys": row.keys, "created_at": timestamp(row.created_ms),
             "updated_at": timestamp(row.updated_ms)}
 
@@ -39,25 +76,23 @@ def build_router(store: SecretStore) -> APIRouter:
 
 
 def _routes(router: APIRouter, store: SecretStore, kind: Kind, path: str) -> None:
-    @router.put(f"/{path}/{{name}}", name=f"set_{kind}")
-    def set_entry(name: str, body: Any = Body(...)) -> dict[str, Any]:
-        if not isinstance(body, dict) or not isinstance(body.get("merge", False), bool):
-            raise InvalidInput('The body must be {"data": {"KEY": "VALUE", ...}, "merge": false}.')
-        return entry(store.set(kind, name, body.get("data") or {}, merge=body.get("merge", False)))
+    @router.put(f"/{path}/{{name}}", name=f"set_{kind}", response_model=EntryReply)
+    def set_entry(name: str, body: EntryBody) -> EntryReply:
+        return entry(store.set(kind, name, body.data or {}, merge=body.merge))
 
-    @router.get(f"/{path}", name=f"list_{kind}s")
+    @router.get(f"/{path}", name=f"list_{kind}s", response_model=LISTS[kind])
     def list_entries() -> dict[str, Any]:
         return {path: [entry(r) for r in store.list(kind)]}
 
-    @router.get(f"/{path}/{{name}}", name=f"get_{kind}")
-    def get_entry(name: str) -> dict[str, Any]:
+    @router.get(f"/{path}/{{name}}", name=f"get_{kind}", response_model=EntryReply)
+    def get_entry(name: str) -> EntryReply:
         body = entry(store.describe(kind, name))
         if kind == "configmap":
             body["data"] = dict(store.get(kind, name))
         return body
 
-    @router.delete(f"/{path}/{{name}}", name=f"delete_{kind}")
-    def delete_entry(name: str) -> dict[str, Any]:
+    @router.delete(f"/{path}/{{name}}", name=f"delete_{kind}", response_model=Empty)
+    def delete_entry(name: str) -> Empty:
         store.delete(kind, name)
         return {}
 

@@ -146,6 +146,28 @@ class Supervisor:
             if removed:
                 log.info("removed %d container(s) of cancelled run %s", len(removed), run_id)
 
+    def _reap_containers(self) -> None:
+        """Remove the containers of runs no worker runs any more: after ``kill -9`` of the server its workers
+        died with it, but their containers are the engine's children and keep running. Done in the loop's
+        thread before any run starts (a resumed run's new containers carry the same label); runs another
+        kfbox home owns on the same engine are left alone."""
+        if self.settings.container_runtime == "host":
+            return
+        from kfbox.pipelines import containers
+
+        runtime = containers.detect_runtime(self.settings.container_runtime)
+        if runtime is None:
+            return
+        for run_id, ids in containers.labelled_containers(runtime).items():
+            try:
+                state = self.store.get(run_id).state
+            except NotFound:
+                continue
+            if run_id in self.resume or state not in ACTIVE:
+                log.warning("removing %d container(s) of run %s that an earlier server left running", len(ids),
+                            run_id)
+                containers.remove_containers(runtime, ids, f"run {run_id}")
+
     def retry(self, run_id: str) -> None:
         """Re-run a finished run's failed and skipped tasks, reusing the outputs of those that succeeded."""
         self.retrying.add(run_id)
@@ -162,6 +184,10 @@ class Supervisor:
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
 
     def _loop(self) -> None:
+        try:
+            self._reap_containers()
+        except Exception:  # a broken engine must not stop the queue
+            log.exception("looking for containers an earlier server left failed")
         while not self.stopping.is_set():
             started = time.monotonic()
             try:
@@ -289,6 +315,7 @@ class Supervisor:
         from kfbox.errors import NotFound as Missing
         from kfbox.pipelines import secrets
         from kfbox.pipelines import spec as specs
+        from kfbox.pipelines.secret_values import ENV_FIELDS, VOLUME_FIELDS
 
         kubernetes = specs.platform_part(run.pipeline_spec).get("platforms", {}).get("kubernetes", {})
         configs = [c for c in kubernetes.get("deploymentSpec", {}).get("executors", {}).values() if c]
@@ -297,10 +324,10 @@ class Supervisor:
             return
         store = secrets.SecretStore.from_settings(self.store.db, self.settings)
         names = secrets.referenced_names(run.pipeline_spec, run.parameters)
-        for kind, (section, field, _key) in secrets.ENV_FIELDS.items():
+        for kind, (section, field, _key) in ENV_FIELDS.items():
             if any("taskOutputParameter" in (e.get(f"{field}Parameter") or {})
                    for c in configs for e in [*(c.get(section) or []),
-                                              *(c.get(secrets.VOLUME_FIELDS[kind][0]) or [])]):
+                                              *(c.get(VOLUME_FIELDS[kind][0]) or [])]):
                 names[kind] |= {entry.name for entry in store.list(kind)}
         values: dict[str, dict[str, dict[str, str]]] = {}
         for kind, wanted in names.items():

@@ -58,7 +58,7 @@ class Run(Base):
     __tablename__ = "pipelines_runs"
     __table_args__ = (Index("ix_pipelines_runs_created", "created_ms"),
                       Index("ix_pipelines_runs_state", "state"),
-                      Index("ix_pipelines_runs_experiment", "experiment_id"))
+                      Index("ix_pipelines_runs_experiment_created", "experiment_id", "created_ms"))
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     experiment_id: Mapped[str] = mapped_column(String(ID))
@@ -78,11 +78,16 @@ class Run(Base):
     scheduled_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # bumped by every write to the run's tasks, which take its new value as their ``seq``: a live
+    # page asks for the tasks with a ``seq`` above the one it saw (writes to one run are serialised
+    # by this row's lock, so the counter follows commit order)
+    task_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Task(Base):
     __tablename__ = "pipelines_tasks"
-    __table_args__ = (Index("ix_pipelines_tasks_run", "run_id", "created_ms"),)
+    __table_args__ = (Index("ix_pipelines_tasks_run", "run_id", "created_ms"),
+                      Index("ix_pipelines_tasks_run_seq", "run_id", "seq"))
 
     id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     run_id: Mapped[str] = mapped_column(ForeignKey("pipelines_runs.id", ondelete="CASCADE"))
@@ -100,6 +105,7 @@ class Task(Base):
     finished_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # inputs, state_history, pod name, attempts, warnings (ignored resource settings), skip reason
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")  # the run's task_seq at its last write
 
 
 class Artifact(Base):

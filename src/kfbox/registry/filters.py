@@ -272,7 +272,8 @@ def _apply(column: Any, op: str, value: Any, parser: _Parser) -> ColumnElement[b
     if op in ("LIKE", "ILIKE"):
         if not isinstance(value, str):
             raise parser.fail(f"{op} needs a quoted pattern, got {value!r}")
-        return column.like(value) if op == "LIKE" else column.ilike(value)
+        pattern: _Col[bool] = column.like(value) if op == "LIKE" else column.ilike(value)
+        return pattern
     result: _Col[bool] = {
         "=": lambda: column == value, "!=": lambda: column != value, "<>": lambda: column != value,
         ">": lambda: column > value, "<": lambda: column < value, ">=": lambda: column >= value,

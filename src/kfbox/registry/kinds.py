@@ -3,9 +3,10 @@
 Every kind (RegisteredModel, ModelVersion, the five artifact types, ServingEnvironment,
 InferenceService, ServeModel, Experiment, ExperimentRun) is a :class:`Kind`: which
 family it belongs to (one name namespace per family and parent), which wire field holds
-its state, which field names its parent, and its type-specific fields. The pydantic
-schemas, the store and the routers are all generated from these declarations, so the
-kinds cannot drift apart.
+its state, which field names its parent, and its type-specific fields. The store, the
+filters and the routes are built from these declarations; request bodies are checked
+against upstream's document (:mod:`kfbox.registry.validation`), and a test keeps every field
+that document accepts declared here, so none is accepted and then dropped.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """List paging: ``pageSize``, ``orderBy``, ``sortOrder`` and opaque ``nextPageToken``.
 
-Pages are keyset pages: the token carries the sort value and id of the last item shown,
-so page N costs the same as page 1. The token is signed (HMAC with a per-server secret)
-over the query it belongs to, so a forged or edited token, or one replayed against a
-different list, filter or order, is a 400 rather than a surprise.
+Pages are keyset pages: the token (a :class:`kfbox.paging.PageTokens` token, signed over the
+list, order and filter it belongs to) carries the sort value and id of the last item shown, so
+page N costs the same as page 1.
 
 The upstream client's pager treats an empty token as "first page" and stops when the
 token comes back equal to the one of the first page; the last page returns ``""``.
@@ -11,17 +10,13 @@ token comes back equal to the one of the first page; the last page returns ``""`
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import hmac
-import json
-import secrets
 from typing import Any
 
 from sqlalchemy import Select, and_, or_
 
 from kfbox.errors import InvalidInput
+from kfbox.paging import PageTokens
 from kfbox.registry.tables import Resource
 
 DEFAULT_PAGE_SIZE = 100
@@ -43,8 +38,8 @@ class Page:
 class Paginator:
     """Parses list query parameters and issues tokens only this server accepts."""
 
-    def __init__(self, secret: bytes | None = None) -> None:
-        self.secret = secret or secrets.token_bytes(32)
+    def __init__(self, tokens: PageTokens | None = None) -> None:
+        self.tokens = tokens or PageTokens()
 
     def page(self, page_size: str | None, order_by: str | None, sort_order: str | None, token: str | None,
              scope: str) -> Page:
@@ -61,8 +56,7 @@ class Paginator:
         return page
 
     def next_token(self, page: Page, row: Any) -> str:
-        payload = _b64(json.dumps([getattr(row, _ROW_ATTR[page.order_by]), row.id]).encode())
-        return f"{payload}.{self._sign(payload, page)}"
+        return self.tokens.issue([getattr(row, _ROW_ATTR[page.order_by]), row.id], _scope(page))
 
     def apply(self, stmt: Select[Any], page: Page) -> Select[Any]:
         """Add keyset condition, order and limit (one extra row tells whether more exist)."""
@@ -81,22 +75,17 @@ class Paginator:
             order = [column.desc(), Resource.id.desc()] if page.descending else [column.asc(), Resource.id.asc()]
         return stmt.order_by(*order).limit(page.size + 1)
 
-    def _sign(self, payload: str, page: Page) -> str:
-        message = "\n".join((payload, page.order_by, str(page.descending), page.scope)).encode()
-        return _b64(hmac.new(self.secret, message, hashlib.sha256).digest()[:18])
-
     def _read(self, token: str, page: Page) -> tuple[int, int]:
-        problem = InvalidInput(f"nextPageToken {token[:80]!r} was not issued by this server for this list, order "
-                               "and filter (tokens also expire when the server restarts). "
+        position = self.tokens.read(token, _scope(page), "nextPageToken")
+        if (not isinstance(position, list) or len(position) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in position)):
+            raise InvalidInput(f"nextPageToken {token[:80]!r} does not hold a position in this list. "
                                "Start again without nextPageToken.")
-        payload, _, signature = token.partition(".")
-        if len(token) > 512 or not hmac.compare_digest(signature.encode(), self._sign(payload, page).encode()):
-            raise problem
-        try:
-            value, last_id = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (ValueError, TypeError) as exc:
-            raise problem from exc
-        return int(value), int(last_id)
+        return position[0], position[1]
+
+
+def _scope(page: Page) -> str:
+    return "\n".join(("registry", page.order_by, str(page.descending), page.scope))
 
 
 def _page_size(raw: str | None) -> int:
@@ -105,7 +94,3 @@ def _page_size(raw: str | None) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_PAGE_SIZE:
         raise InvalidInput(f"pageSize {raw[:40]!r} is not valid; use a whole number from 1 to {MAX_PAGE_SIZE}.")
     return int(raw)
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")

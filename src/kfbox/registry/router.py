@@ -5,14 +5,17 @@ The same routes serve ``/api/model_registry/v1`` (client 0.3.15+) and, with
 ExperimentRuns). Each collection gets the upstream quintet -- find (``/thing``), list,
 create (201), get and PATCH (``/things/{id}``) -- plus the nested routes of the spec.
 
-Routes are plain Starlette routes with our own validation (:mod:`.validation`) and
-OpenAPI (:mod:`.openapi`): the FastAPI/pydantic machinery for ~100 routes cost more
-start-up time than the whole rest of the server.
+Routes are plain Starlette routes: bodies are checked against upstream's OpenAPI document
+(:mod:`.validation`, compiled on first use), which each prefix serves at ``openapi.json``
+(:mod:`.spec`); the FastAPI/pydantic machinery for ~100 routes cost more start-up time than
+the whole rest of the server.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +24,14 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kfbox.errors import InvalidInput
 from kfbox.names import normalize_name
-from kfbox.registry import kinds, store
+from kfbox.registry import kinds, spec, store
 from kfbox.registry.filters import parse_filter
 from kfbox.registry.kinds import Kind
-from kfbox.registry.openapi import LIST_PARAMS, Operation
 from kfbox.registry.tables import Resource
 from kfbox.registry.validation import artifact_kind, parse_json, validate
 
@@ -37,7 +39,6 @@ if TYPE_CHECKING:  # service.py's install hook imports this module
     from kfbox.registry.service import Registry
 
 Handler = Callable[[str | None, QueryParams, Any], tuple[int, Any]]
-FIND_PARAMS = ("name", "externalId", "parentResourceId")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,14 +91,14 @@ def _legacy_wire(payload: Any) -> Any:
 
 
 class RegistryRoutes:
-    """Builds the routes (and their OpenAPI operations) for one API prefix."""
+    """Builds the routes for one API prefix."""
 
     def __init__(self, registry: Registry, prefix: str, legacy: bool) -> None:
         self.registry = registry
         self.prefix = prefix
         self.legacy = legacy
-        self.routes: list[Route] = []
-        self.operations: list[Operation] = []
+        self.routes: list[Route] = [Route(prefix + "/openapi.json", self._document, methods=["GET"],
+                                          name="Model Registry OpenAPI document")]
         if legacy:
             self._metric_history()
         for collection in collections(legacy):
@@ -106,7 +107,12 @@ class RegistryRoutes:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def add(self, method: str, path: str, handler: Handler, op: Operation) -> None:
+    async def _document(self, request: Request) -> Response:
+        request.scope["route"] = self.routes[0]
+        document = await run_in_threadpool(_encoded, self.prefix)
+        return Response(document, media_type="application/json")
+
+    def add(self, method: str, path: str, handler: Handler, name: str) -> None:
         async def endpoint(request: Request) -> JSONResponse:
             # FastAPI's router labels only its own routes; the metrics middleware reads this
             request.scope["route"] = route
@@ -121,9 +127,8 @@ class RegistryRoutes:
                 payload = _legacy_wire(payload)
             return JSONResponse(payload, status_code=status)
 
-        route = Route(self.prefix + path, endpoint, methods=[method], name=op.summary)
+        route = Route(self.prefix + path, endpoint, methods=[method], name=name)
         self.routes.append(route)
-        self.operations.append(op)
 
     def list_page(self, scope: str, kind: Kind, query: QueryParams, *, kinds_: Sequence[str] | None = None,
                   parent: int | None = None, narrow: bool = False,
@@ -181,17 +186,12 @@ class RegistryRoutes:
                 return store.to_wire(kind, row)
             return 200, registry.write(run)
 
-        label, extra_q = col.label, (("artifactType",) if col.polymorphic else ())
-        self.add("GET", f"/{col.singular}", find,
-                 Operation("GET", f"/{col.singular}", f"Find a {label}", label, query=FIND_PARAMS))
-        self.add("GET", f"/{col.plural}", list_,
-                 Operation("GET", f"/{col.plural}", f"List {label}s", f"{label}List", query=LIST_PARAMS + extra_q))
-        self.add("POST", f"/{col.plural}", create,
-                 Operation("POST", f"/{col.plural}", f"Create a {label}", label, 201, f"{label}Create"))
-        self.add("GET", f"/{col.plural}/{{id}}", get,
-                 Operation("GET", f"/{col.plural}/{{id}}", f"Get a {label}", label))
-        self.add("PATCH", f"/{col.plural}/{{id}}", patch,
-                 Operation("PATCH", f"/{col.plural}/{{id}}", f"Update a {label}", label, 200, f"{label}Update"))
+        label = col.label
+        self.add("GET", f"/{col.singular}", find, f"Find a {label}")
+        self.add("GET", f"/{col.plural}", list_, f"List {label}s")
+        self.add("POST", f"/{col.plural}", create, f"Create a {label}")
+        self.add("GET", f"/{col.plural}/{{id}}", get, f"Get a {label}")
+        self.add("PATCH", f"/{col.plural}/{{id}}", patch, f"Update a {label}")
 
     # -- nested ---------------------------------------------------------------------------
 
@@ -221,12 +221,8 @@ class RegistryRoutes:
                 return 201, store.to_wire(kind, store.create(s, kind, fields, parent=parent))
             return registry.write(run)
 
-        body_schema = label if variant == "full" else f"{label}Create"
-        narrow = ("name", "externalId") + (("artifactType",) if child.is_artifact else ())
-        self.add("GET", path, list_children,
-                 Operation("GET", path, f"List the {label}s of a parent", f"{label}List", query=LIST_PARAMS + narrow))
-        self.add("POST", path, create_child,
-                 Operation("POST", path, f"Create a {label} under a parent", label, 201, body_schema))
+        self.add("GET", path, list_children, f"List the {label}s of a parent")
+        self.add("POST", path, create_child, f"Create a {label} under a parent")
 
     def _nested(self) -> None:
         self._children("/registered_models/{id}/versions", "registered_model", kinds.MODEL_VERSION, "full")
@@ -241,8 +237,7 @@ class RegistryRoutes:
         for suffix, ref, family, kind in (("model", "registeredModelId", "registered_model", kinds.REGISTERED_MODEL),
                                           ("version", "modelVersionId", "model_version", kinds.MODEL_VERSION)):
             self.add("GET", f"/inference_services/{{id}}/{suffix}", self._linked(ref, family, kind),
-                     Operation("GET", f"/inference_services/{{id}}/{suffix}",
-                               f"Get the {kind.name} an InferenceService serves", kind.name))
+                     f"Get the {kind.name} an InferenceService serves")
 
     def _linked(self, ref: str, family: str, kind: Kind) -> Handler:
         def get_linked(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
@@ -272,5 +267,10 @@ class RegistryRoutes:
                                        narrow=True, extra=extra)
 
         for path in ("/experiment_runs/metric_history", "/experiment_runs/{id}/metric_history"):
-            self.add("GET", path, history, Operation("GET", path, "Metric history of experiment runs", "MetricList",
-                                                     query=(*LIST_PARAMS, "name", "stepIds")))
+            self.add("GET", path, history, "Metric history of experiment runs")
+
+
+@functools.cache
+def _encoded(prefix: str) -> bytes:
+    """The document served at ``prefix``, encoded once, on its first request."""
+    return json.dumps(spec.served(prefix), separators=(",", ":")).encode()

@@ -170,15 +170,10 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    from kfbox.registry.openapi import publish
     from kfbox.registry.router import RegistryRoutes
 
     registry = Registry(platform.db)
     platform.services["registry"] = registry
     platform.error_renderers.append(("/api/model_registry/", error_body))
-    documents = []
-    for prefix, legacy in PREFIXES:
-        routes = RegistryRoutes(registry, prefix, legacy)
-        app.router.routes.extend(routes.routes)
-        documents.append((prefix, routes.operations))
-    publish(app, documents)
+    for prefix, legacy in PREFIXES:  # each prefix serves upstream's document at <prefix>/openapi.json
+        app.router.routes.extend(RegistryRoutes(registry, prefix, legacy).routes)

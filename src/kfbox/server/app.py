@@ -13,8 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kfbox import __version__
@@ -23,7 +22,7 @@ from kfbox.db import Database
 from kfbox.errors import KfboxError
 from kfbox.server import session
 from kfbox.server.auth import TokenAuth
-from kfbox.server.exposition import Exposition
+from kfbox.server.exposition import Exposition, ScrapeRoute
 from kfbox.server.guard import RequestGuard
 from kfbox.server.middleware import BodyLimit, RequestMetrics
 from kfbox.server.platform import Platform
@@ -63,12 +62,6 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         platform.db.ping()
         return {"status": "ok", "version": __version__}
 
-    exposition = Exposition(platform.metrics)  # generate_latest's bytes, label prefixes rendered once
-
-    @app.get("/metrics", tags=["platform"], include_in_schema=False)
-    def metrics() -> Response:
-        return Response(exposition.generate(), media_type=CONTENT_TYPE_LATEST)
-
     # middleware added first runs innermost: auth sees the path after host routing rewrote it,
     # i.e. the route that is served; the guard runs before anything reads the request, inside
     # the metrics only (so refused requests are counted too, as route "unmatched")
@@ -80,6 +73,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, platform=platform)
     if settings.guard_checks:
         app.add_middleware(RequestGuard, platform=platform)
+    # GET /metrics: its own Host check and token auth, then the writer (no routing, no middleware)
+    app.add_middleware(ScrapeRoute, platform=platform, exposition=Exposition(platform.metrics))
     app.add_middleware(RequestMetrics, platform=platform)
     return app
 

@@ -7,6 +7,11 @@ each ``name{labels}`` prefix and each ``# HELP/# TYPE`` header once and keeps th
 the cache is dropped whole when label churn fills it); a scrape then only formats values.
 Collectors still run on every scrape, so the values are always current.
 
+:class:`ScrapeRoute` serves ``GET /metrics`` ahead of the middleware stack, FastAPI's routing
+and its threadpool hop (server CPU per scrape 3.05 -> 2.65 ms at load 25, interleaved against
+the previous tree; what is left is the collectors and this writer), through the same Host check
+and token auth as every route.
+
 Example::
 
     writer = Exposition(registry)
@@ -18,9 +23,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.utils import floatToGoString
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from kfbox.server.auth import TokenAuth
+from kfbox.server.guard import RequestGuard
+from kfbox.server.platform import Platform
 
 MAX_CACHED = 20_000
 """Rendered prefixes kept; past it (e.g. series of short-lived pids) the cache starts over."""
@@ -28,6 +38,7 @@ _OM_SUFFIXES = ("_created", "_gsum", "_gcount")
 _TYPES = {"counter": "counter", "info": "gauge", "stateset": "gauge", "gaugehistogram": "histogram",
           "unknown": "untyped"}
 _ESCAPING = openmetrics.UNDERSCORES
+PATH = "/metrics"
 
 
 class Exposition:
@@ -84,7 +95,7 @@ def _value(value: Any) -> str:
     d = float(value)
     text = repr(d)
     if not math.isfinite(d) or (d > 0 and text.find(".") > 6):
-        return floatToGoString(d)  # +Inf, NaN and Go's earlier switch to exponents
+        return str(floatToGoString(d))  # type: ignore[no-untyped-call]  # +Inf, NaN, Go's exponents; unannotated upstream
     return text
 
 
@@ -100,3 +111,53 @@ def _prefix(name: str, labels: dict[str, str]) -> str:
 
 def _escape_value(value: str) -> str:
     return str(openmetrics._escape(value, openmetrics.ALLOWUTF8, False))  # type: ignore[arg-type]  # as generate_latest calls it
+
+
+class _Route:
+    """What ``scope["route"]`` holds for a scrape: the per-route metrics label it ``/metrics``."""
+
+    path_format = PATH
+
+
+ROUTE = _Route()
+
+
+class ScrapeRoute:
+    """``GET /metrics`` answered by the writer, skipping the middleware and routing between it and the app.
+
+    Added inside the per-route metrics (scrapes are counted) and outside everything else. The
+    request still passes the very classes the full stack uses: :class:`RequestGuard` (Host, path)
+    then :class:`TokenAuth`; a refusal is theirs, word for word. A ``Host`` under the ingress
+    domain is a model's (host routing sends its ``/metrics`` to the replica), so it goes on to
+    the full stack, as does every other method and path.
+    """
+
+    def __init__(self, app: ASGIApp, platform: Platform, exposition: Exposition) -> None:
+        self.app = app
+        self.exposition = exposition
+        self.model_hosts = "." + platform.settings.ingress_domain.lower().strip(".")
+        checked: ASGIApp = TokenAuth(self._serve, platform)
+        self.checked = RequestGuard(checked, platform) if platform.settings.guard_checks else checked
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET"
+                and not self._model_host(scope)):
+            await self.checked(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def _model_host(self, scope: Scope) -> bool:
+        host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+        name = host.decode("latin-1").lower()
+        if not name.endswith("]"):  # [::1] has colons of its own
+            name = name.rsplit(":", 1)[0]
+        return name.rstrip(".").endswith(self.model_hosts)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # on the loop: the collectors read /proc and, at most once a second, the run table
+        body = self.exposition.generate()
+        scope["route"] = ROUTE
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode()),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

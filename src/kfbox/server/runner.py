@@ -8,6 +8,7 @@ removes both on a clean stop.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import socket
@@ -46,6 +47,9 @@ def serve(settings: Settings) -> None:
     platform.on_startup.append(lambda: _write_record(platform))
     platform.on_shutdown.insert(0, lambda: _remove_record(settings.home))
     app = create_app(settings, platform)
+    # last startup hook: what start-up built (~110k objects, no garbage) goes to the permanent generation,
+    # so a full collection no longer walks it: one cost ~85 ms of CPU on the event loop, a gateway tail
+    platform.on_startup.append(gc.freeze)
     # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
     # uvicorn's timeout_keep_alive covers the idle time between requests
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,

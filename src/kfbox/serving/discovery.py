@@ -48,8 +48,8 @@ def _group() -> dict[str, Any]:
             "preferredVersion": version}
 
 
-def _stamp(created: float) -> str:
-    return datetime.datetime.fromtimestamp(created, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(created_ms: int) -> str:
+    return datetime.datetime.fromtimestamp(created_ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def discovery_router(res: InferenceServices) -> APIRouter:
@@ -117,10 +117,10 @@ def discovery_router(res: InferenceServices) -> APIRouter:
         rows = await asyncio.to_thread(store.namespaces)
         found: dict[str, dict[str, Any]] = {}
         for row in rows:
-            found[row.name] = _namespace(row.name, row.uid, row.resource_version, row.created_at,
+            found[row.name] = _namespace(row.name, row.uid, row.resource_version, row.created_ms,
                                          json.loads(row.labels))
         for name in {"default", *(ns for ns, _ in res.manager.deployments)} - set(found):
-            found[name] = _namespace(name, "", 1, res.manager.platform.started_at, {})
+            found[name] = _namespace(name, "", 1, round(res.manager.platform.started_at * 1000), {})
         return found
 
     @router.get("/api/v1/namespaces")
@@ -153,7 +153,7 @@ def discovery_router(res: InferenceServices) -> APIRouter:
                              kind="namespaces", group="")
         labels = (meta or {}).get("labels") or {}
         row = await asyncio.to_thread(store.create_namespace, name, labels)
-        return JSONResponse(_namespace(row.name, row.uid, row.resource_version, row.created_at, labels),
+        return JSONResponse(_namespace(row.name, row.uid, row.resource_version, row.created_ms, labels),
                             status_code=201)
 
     return router
@@ -206,9 +206,9 @@ def _protobuf_namespace(raw: bytes) -> dict[str, Any]:
     return {"metadata": {"name": name, "labels": labels}}
 
 
-def _namespace(name: str, uid: str, version: int, created: float, labels: dict[str, str]) -> dict[str, Any]:
+def _namespace(name: str, uid: str, version: int, created_ms: int, labels: dict[str, str]) -> dict[str, Any]:
     return {"kind": "Namespace", "apiVersion": "v1",
             "metadata": {"name": name, "uid": uid or str(uuid.uuid5(uuid.NAMESPACE_DNS, name + ".kfbox")),
-                         "resourceVersion": str(version), "creationTimestamp": _stamp(created),
+                         "resourceVersion": str(version), "creationTimestamp": _stamp(created_ms),
                          "labels": {"kubernetes.io/metadata.name": name, **labels}},
             "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}

@@ -33,9 +33,12 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from kfbox.serving.deployment import Deployment
 from kfbox.serving.manager import ServingManager
+from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import ReplicaPool
 from kfbox.serving.store import revision_name
 from kfbox.serving.upstream import Connection, UpstreamError
@@ -85,12 +88,32 @@ class HostRouting:
         await self.app(scope, receive, send)
 
 
+class Series:
+    """One InferenceService's labelled metric children, looked up once: ``labels()`` took longer than the
+    updates themselves, three times a request. Kept per :class:`Deployment` object, so a service deleted
+    and created again (its gauges removed by ``forget``) gets children of its own."""
+
+    def __init__(self, metrics: ServingMetrics, deployment: Deployment) -> None:
+        self.metrics = metrics
+        self.deployment = deployment
+        self.inflight: Gauge = metrics.inflight.labels(*deployment.key)
+        self.latency: Histogram = metrics.latency.labels(*deployment.key)
+        self.by_status: dict[int, Counter] = {}
+
+    def requests(self, status: int) -> Counter:
+        counter = self.by_status.get(status)
+        if counter is None:
+            counter = self.by_status[status] = self.metrics.requests.labels(*self.deployment.key, str(status))
+        return counter
+
+
 class Gateway:
     """ASGI middleware serving ``/serving/{namespace}/{name}/{path}``; anything else goes on to ``app``."""
 
     def __init__(self, app: ASGIApp, manager: ServingManager) -> None:
         self.app = app
         self.manager = manager
+        self.series: dict[tuple[str, str], Series] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith("/serving/"):
@@ -104,23 +127,25 @@ class Gateway:
         await self.proxy(scope, receive, send, parts[2], parts[3], "/" + parts[4])
 
     async def proxy(self, scope: Scope, receive: Receive, send: Send, namespace: str, name: str, rest: str) -> None:
-        metrics = self.manager.metrics
         deployment = self.manager.deployments.get((namespace, name))
         if deployment is None:
+            self.series.pop((namespace, name), None)
             await reply_error(send, 404, f"InferenceService {namespace}/{name} does not exist. "
                                          "List them with: kfbox serve list")
             return
+        series = self.series.get(deployment.key)
+        if series is None or series.deployment is not deployment:
+            series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
         body = await read_body(receive)
         started = time.perf_counter()
-        inflight = metrics.inflight.labels(namespace, name)
-        inflight.inc()
+        series.inflight.inc()
         status = 500
         try:
             status = await self.forward(scope, receive, send, namespace, name, rest, body)
         finally:
-            inflight.dec()
-            metrics.requests.labels(namespace, name, str(status)).inc()
-            metrics.latency.labels(namespace, name).observe(time.perf_counter() - started)
+            series.inflight.dec()
+            series.requests(status).inc()
+            series.latency.observe(time.perf_counter() - started)
 
     async def forward(self, scope: Scope, receive: Receive, send: Send, namespace: str, name: str, rest: str,
                       body: bytes) -> int:

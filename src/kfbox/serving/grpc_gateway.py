@@ -160,7 +160,7 @@ class GrpcGateway:
             metrics.latency.labels(*key).observe(time.perf_counter() - started)
 
 
-class _Handler(grpc.GenericRpcHandler):
+class _Handler(grpc.GenericRpcHandler):  # type: ignore[misc]  # grpcio ships no types
     def __init__(self, gateway: GrpcGateway) -> None:
         self.gateway = gateway
 

@@ -50,7 +50,7 @@ def check_model_folder(path: Path, allow_unsafe: bool) -> None:
                            f"safe_serialization=True), or opt in with {OPT_IN}.")
 
 
-class HuggingFaceClassifier(Model):
+class HuggingFaceClassifier(Model):  # type: ignore[misc]  # kserve ships no types
     """A sequence classifier from a ``save_pretrained`` folder, served over V1 and V2."""
 
     def __init__(self, name: str, path: Path, allow_unsafe: bool = False) -> None:

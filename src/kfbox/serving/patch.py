@@ -80,7 +80,8 @@ def apply_patch(current: dict[str, Any], kind: str, body: Any) -> dict[str, Any]
         if not isinstance(body, dict):
             raise bad_request("a merge patch must be a JSON object; send a list with "
                               f"Content-Type: {JSON_PATCH} for a JSON patch.")
-        return merge_patch(current, body)
+        merged: dict[str, Any] = merge_patch(current, body)  # a dict patched by a dict is a dict
+        return merged
     if not isinstance(body, list):
         raise bad_request("a JSON patch (RFC 6902) must be a list of operations, e.g. "
                           '[{"op": "replace", "path": "/spec/predictor/minReplicas", "value": 2}]')

@@ -92,8 +92,8 @@ class ReplicaPool:
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
         ready = [r for r in self.replicas if r.ready]
-        if not ready:
-            return None
+        if len(ready) < 2:  # none, or the usual one: no rotation to compute on the request path
+            return ready[0] if ready else None
         turn = next(self._rotation)
         order = {id(r): (pos - turn) % len(ready) for pos, r in enumerate(ready)}  # rotate among equals
         return min(ready, key=lambda r: (r.inflight, order[id(r)]))

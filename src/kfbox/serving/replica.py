@@ -133,7 +133,7 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
     if grpc_port:
         _grpc_on_loopback()
 
-    class LoopbackModelServer(ModelServer):
+    class LoopbackModelServer(ModelServer):  # type: ignore[misc]  # kserve ships no types
         """kserve's ModelServer, with its REST server bound to 127.0.0.1 instead of 0.0.0.0."""
 
         async def _serve(self) -> None:
@@ -152,7 +152,7 @@ def _grpc_on_loopback() -> None:
     original = server_class.add_insecure_port
 
     def add_insecure_port(self: Any, address: str) -> int:
-        return original(self, address.replace("[::]", LOOPBACK))
+        return int(original(self, address.replace("[::]", LOOPBACK)))
 
     server_class.add_insecure_port = add_insecure_port
 

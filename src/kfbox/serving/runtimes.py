@@ -51,7 +51,7 @@ def find_model_file(path: Path, model_format: str) -> Path:
     return found[0]
 
 
-class TabularModel(Model):
+class TabularModel(Model):  # type: ignore[misc]  # kserve ships no types
     """A model that predicts rows of numbers: V1 ``instances``/``inputs`` or a V2 tensor."""
 
     def __init__(self, name: str, path: Path, model_format: str, allow_unsafe_pickle: bool = False) -> None:
@@ -103,7 +103,8 @@ def _load_sklearn(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[
     model = load_model_file(path, handle, allow_unsafe=allow_unsafe)
     if not hasattr(model, "predict"):
         raise TypeError(f"{path} holds a {type(model).__name__}, which has no predict() method.")
-    return model.predict
+    predict: Callable[[Any], Any] = model.predict
+    return predict
 
 
 @contextlib.contextmanager
@@ -128,7 +129,8 @@ def _load_lightgbm(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable
     lgb = _optional("lightgbm")
     with private_copy(path, handle) as model_file:
         booster = lgb.Booster(model_file=model_file)
-    return booster.predict
+    predict: Callable[[Any], Any] = booster.predict
+    return predict
 
 
 def _optional(name: str) -> Any:

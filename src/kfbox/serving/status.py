@@ -86,7 +86,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
     body = dict(record.manifest)
     body["metadata"] = {**body.get("metadata", {}), "namespace": namespace, "uid": record.uid,
                         "resourceVersion": str(record.resource_version), "generation": record.generation,
-                        "creationTimestamp": datetime.datetime.fromtimestamp(record.created_at, datetime.UTC)
+                        "creationTimestamp": datetime.datetime.fromtimestamp(record.created_ms / 1000, datetime.UTC)
                         .strftime("%Y-%m-%dT%H:%M:%SZ")}
     if record.managed_fields:
         body["metadata"]["managedFields"] = record.managed_fields

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from kfbox.clock import now_ms
 from kfbox.db import Database
 from kfbox.errors import Conflict
 from kfbox.serving.kube_api import KubeStatus, already_exists, not_found, stale
@@ -37,7 +38,7 @@ class ServiceRecord:
     stable: int | None
     canary_percent: int | None
     revisions: dict[int, PredictorSpec]
-    created_at: float
+    created_ms: int
     uid: str = ""
     resource_version: int = 0
     managed_fields: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -104,27 +105,27 @@ class ServingStore:
 
     def _create(self, session: Any, spec: InferenceServiceSpec,
                 managed_fields: list[dict[str, Any]] | None) -> ServiceRecord:
-        now = time.time()
+        now = now_ms()
         row = ServiceRow(namespace=spec.namespace, name=spec.name, manifest=json.dumps(_stored(spec.manifest)),
                          generation=1, latest_revision=1, stable_revision=None, canary_percent=spec.canary_percent,
-                         created_at=now, updated_at=now, uid=str(uuid.uuid4()),
+                         created_ms=now, updated_ms=now, uid=str(uuid.uuid4()),
                          resource_version=self._next_version(session),
                          managed_fields=json.dumps(managed_fields) if managed_fields else None)
         session.add(row)
         session.flush()
-        session.add(RevisionRow(service_id=row.id, number=1, predictor=spec.predictor.to_json(), created_at=now))
+        session.add(RevisionRow(service_id=row.id, number=1, predictor=spec.predictor.to_json(), created_ms=now))
         session.flush()
         return self._record(session, row)
 
     def _update(self, session: Any, row: ServiceRow, spec: InferenceServiceSpec,
                 managed_fields: list[dict[str, Any]] | None) -> tuple[ServiceRecord, bool]:
-        now = time.time()
+        now = now_ms()
         revisions = self._revisions(session, row.id)
         created = revisions[row.latest_revision] != spec.predictor
         if created:
             number = max(revisions) + 1
             session.add(RevisionRow(service_id=row.id, number=number, predictor=spec.predictor.to_json(),
-                                    created_at=now))
+                                    created_ms=now))
             row.latest_revision = number
         manifest = _stored(spec.manifest)
         if json.loads(row.manifest).get("spec") != manifest.get("spec"):
@@ -133,7 +134,7 @@ class ServingStore:
         row.canary_percent = spec.canary_percent
         if managed_fields is not None:
             row.managed_fields = json.dumps(managed_fields) if managed_fields else None
-        row.updated_at = now
+        row.updated_ms = now
         row.resource_version = self._next_version(session)
         session.flush()
         return self._record(session, row), created
@@ -182,7 +183,7 @@ class ServingStore:
             if session.get(NamespaceRow, name) is not None:
                 raise already_exists(name, kind="namespaces", group="")
             row = NamespaceRow(name=name, uid=str(uuid.uuid4()), resource_version=self._next_version(session),
-                               labels=json.dumps(labels), created_at=time.time())
+                               labels=json.dumps(labels), created_ms=now_ms())
             session.add(row)
             session.flush()
             return row
@@ -201,7 +202,7 @@ class ServingStore:
             if manifest.get("spec", {}).get("predictor", {}).pop("canaryTrafficPercent", None) is not None:
                 row.generation += 1  # the spec changed: the canary percent is gone
             row.manifest = json.dumps(manifest)
-            row.updated_at = time.time()
+            row.updated_ms = now_ms()
             row.resource_version = self._next_version(session)
             return self._record(session, row)
 
@@ -217,12 +218,12 @@ class ServingStore:
                                f"{revision_name(name, row.latest_revision)} only.")
             row.latest_revision = row.stable_revision
             row.canary_percent = None
-            row.updated_at = time.time()
+            row.updated_ms = now_ms()
             row.resource_version = self._next_version(session)
             return self._record(session, row)
 
     @staticmethod
-    def _row(session: Any, namespace: str, name: str) -> ServiceRow | None:
+    def _row(session: Session, namespace: str, name: str) -> ServiceRow | None:
         return session.scalars(select(ServiceRow).where(ServiceRow.namespace == namespace,
                                                         ServiceRow.name == name)).first()
 
@@ -235,14 +236,9 @@ class ServingStore:
         return ServiceRecord(namespace=row.namespace, name=row.name, manifest=json.loads(row.manifest),
                              generation=row.generation, latest=row.latest_revision, stable=row.stable_revision,
                              canary_percent=row.canary_percent, revisions=self._revisions(session, row.id),
-                             created_at=row.created_at, uid=row.uid or _legacy_uid(row),
+                             created_ms=row.created_ms, uid=row.uid or "",
                              resource_version=row.resource_version,
                              managed_fields=json.loads(row.managed_fields) if row.managed_fields else [])
-
-
-def _legacy_uid(row: ServiceRow) -> str:
-    """A stable uid for rows stored before uids existed."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{row.namespace}/{row.name}/{row.created_at}"))
 
 
 def _stored(manifest: dict[str, Any]) -> dict[str, Any]:

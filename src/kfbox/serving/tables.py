@@ -3,7 +3,7 @@ resourceVersion counter that orders every change (Kubernetes' optimistic concurr
 
 from __future__ import annotations
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kfbox.db import Base
@@ -24,8 +24,8 @@ class ServiceRow(Base):
     stable_revision: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """The last revision rolled out to 100%; the canary is ``latest`` when they differ."""
     canary_percent: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    created_at: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[float] = mapped_column(Float)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    updated_ms: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[str | None] = mapped_column(String(36), nullable=True)
     resource_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     managed_fields: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -42,7 +42,7 @@ class RevisionRow(Base):
     service_id: Mapped[int] = mapped_column(ForeignKey("serving_inference_services.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     predictor: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[float] = mapped_column(Float)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class CounterRow(Base):
@@ -63,4 +63,4 @@ class NamespaceRow(Base):
     uid: Mapped[str] = mapped_column(String(36))
     resource_version: Mapped[int] = mapped_column(Integer)
     labels: Mapped[str] = mapped_column(Text, default="{}")
-    created_at: Mapped[float] = mapped_column(Float)
+    created_ms: Mapped[int] = mapped_column(BigInteger)

@@ -131,7 +131,7 @@ def _restricted_joblib(handle: IO[bytes], filename: str) -> Any:
         raise UnsafePickle(f"joblib {joblib.__version__} reads object arrays with an unrestricted unpickler; "
                            "upgrade to joblib >= 1.5 (pip install -U joblib) or opt in to unsafe pickles.")
 
-    class RestrictedNumpyUnpickler(numpy_pickle.NumpyUnpickler):
+    class RestrictedNumpyUnpickler(numpy_pickle.NumpyUnpickler):  # type: ignore[misc]  # joblib ships no types
         def find_class(self, module: str, name: str) -> Any:
             check_global(module, name)
             return super().find_class(module, name)

@@ -6,7 +6,8 @@ code and must come from a place the user chose on purpose:
     file:///abs/path              the path itself
     pvc://NAME/path               <home>/pvc/NAME/path (the folder pipelines mount for PVC NAME)
     model-registry://MODEL/VER    the version's artifact URI, looked up in the registry, then these rules
-    s3://bucket/key               downloaded once into <home>/serving/cache (needs KFBOX_S3_* settings)
+    s3://bucket/key               downloaded once into <home>/serving/cache by KServe's storage initializer
+                                  (kserve-storage; needs KFBOX_S3_* settings, see kfbox.storage.initializer)
 
 Paths are resolved to their real paths (symlinks followed) and must stay inside their root:
 ``pvc://`` inside ``<home>/pvc/NAME`` (the claim folder itself inside ``<home>/pvc``), the S3
@@ -31,9 +32,9 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 from kfbox.config import Settings
-from kfbox.errors import InvalidInput, NotFound, Unavailable
-from kfbox.extras import require
+from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
 from kfbox.storage.confine import resolve_inside
+from kfbox.storage.initializer import download
 from kfbox.storage.space import insufficient_storage
 
 SCHEMES = ("file", "pvc", "model-registry", "s3")
@@ -129,36 +130,17 @@ class UriResolver:
         if not settings.s3_endpoint:
             raise InvalidInput(f"Storage URI {uri!r} needs S3; set KFBOX_S3_ENDPOINT, KFBOX_S3_ACCESS_KEY "
                                "and KFBOX_S3_SECRET_KEY.")
-        parts = urlsplit(uri)
-        bucket, prefix = parts.netloc, unquote(parts.path).lstrip("/")
         cache = settings.serving_dir / "cache"
         target = cache / hashlib.sha256(uri.encode()).hexdigest()[:16]
         if target.exists():
             return resolve_inside(_single_file_or_dir(target), cache, uri)
-        boto3 = require("boto3", extra="s3", feature="An s3:// model URI")  # slow to import: only here
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = boto3.client("s3", endpoint_url=settings.s3_endpoint, aws_access_key_id=settings.s3_access_key,
-                              aws_secret_access_key=settings.s3_secret_key)
         staging = target.with_suffix(".partial")
         shutil.rmtree(staging, ignore_errors=True)  # what an interrupted download left
         try:
-            keys = [obj["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket,
-                                                                                            Prefix=prefix)
-                    for obj in page.get("Contents", [])]
-            if not keys:
-                raise NotFound(f"Nothing at {uri!r} in S3 endpoint {settings.s3_endpoint}.")
-            for key in keys:
-                rel = key[len(prefix):].lstrip("/") or PurePosixPath(key).name
-                dest = safe_join(staging, rel)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(bucket, key, str(dest))
-        except (BotoCoreError, ClientError) as exc:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise Unavailable(f"Cannot download {uri!r} from {settings.s3_endpoint}: {exc}") from exc
+            download(uri, staging, settings)
         except BaseException as exc:  # a full disk above all: no half-downloaded model stays in the cache
             shutil.rmtree(staging, ignore_errors=True)
-            full = insufficient_storage(exc, str(cache))
+            full = None if isinstance(exc, KfboxError) else insufficient_storage(exc, str(cache))
             if full is None:
                 raise
             raise full from exc

@@ -65,12 +65,7 @@ class Graph:
     def as_json(self, states: dict[str, list[str]] | None = None) -> dict[str, Any]:
         """The drawing with the states of the record tasks (``states``: IR path -> their states)."""
         states = states or {}
-        inner: dict[str, list[str]] = {}
-        if self.boxes or any(n.expandable for n in self.nodes):
-            for path, found in states.items():
-                parts = path.split("/")
-                for i in range(1, len(parts)):
-                    inner.setdefault("/".join(parts[:i]), []).extend(found)
+        inner = self._inner(states)
         nodes = []
         for n in self.nodes:
             state, count = _state(n, states, inner)
@@ -83,6 +78,22 @@ class Graph:
                           "x": b.x, "y": b.y, "w": b.w, "h": b.h})
         return {"nodes": nodes, "boxes": boxes, "edges": [[a.id, b.id] for a, b in self.edges],
                 "width": self.width, "height": self.height}
+
+    def node_states(self, states: dict[str, list[str]], only: set[str] | None = None) -> dict[str, str]:
+        """Drawn id -> state, as :meth:`as_json` has them (``only``: those ids and the nodes drawn inside them)."""
+        inner = self._inner(states)
+        return {n.id: _state(n, states, inner)[0] for n in (*self.nodes, *self.boxes)
+                if only is None or n.id in only or n.expanded_from in only}
+
+    def _inner(self, states: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Group id -> the states of every record task below it (for collapsed nodes and boxes)."""
+        inner: dict[str, list[str]] = {}
+        if self.boxes or any(n.expandable for n in self.nodes):
+            for path, found in states.items():
+                parts = path.split("/")
+                for i in range(1, len(parts)):
+                    inner.setdefault("/".join(parts[:i]), []).extend(found)
+        return inner
 
 
 def _state(n: Node, states: dict[str, list[str]], inner: dict[str, list[str]]) -> tuple[str, int]:

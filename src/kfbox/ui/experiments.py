@@ -1,12 +1,13 @@
-"""Experiments with their last five runs (two queries a page), archive and restore."""
+"""Experiments with their last five runs (two queries a page, whatever its size), archive and restore."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import TextClause, select, text
 
 from kfbox.pipelines.catalog import EXPERIMENT_FIELDS
 from kfbox.pipelines.listing import Listing
@@ -19,25 +20,27 @@ LAST_RUNS = 5
 
 
 def last_runs(session: Any, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """The last five runs of each experiment: one query over the newest runs of these experiments
-    (in created order, so it stops early), then one per experiment that query left short."""
+    """The last five runs of each experiment, in one query: one ``ORDER BY created_ms DESC LIMIT 5``
+    per experiment joined with UNION ALL, each an index range on (experiment_id, created_ms). A
+    window function (ROW_NUMBER() OVER (PARTITION BY experiment_id ...)) would number every run of
+    every experiment on the page first: 10,000 rows read to keep 250."""
     recent: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    columns = (Run.id, Run.display_name, Run.state, Run.experiment_id, Run.created_ms)
-    window = len(ids) * LAST_RUNS * 20
-    rows = session.execute(select(*columns).where(Run.experiment_id.in_(ids))
-                           .order_by(Run.created_ms.desc()).limit(window)).all()
-    for row in rows:
-        if len(recent[row.experiment_id]) < LAST_RUNS:
-            recent[row.experiment_id].append(dict(row._mapping))
-    if len(rows) == window:  # busy experiments filled the window: the quiet ones ask for their own
-        for experiment_id in [i for i in ids if len(recent[i]) < LAST_RUNS]:
-            recent[experiment_id] = [dict(r._mapping) for r in session.execute(
-                select(*columns).where(Run.experiment_id == experiment_id)
-                .order_by(Run.created_ms.desc()).limit(LAST_RUNS))]
-    for runs in recent.values():
-        for run in runs:
-            run["run_id"] = run.pop("id")
+    if ids:
+        for row in session.execute(_latest_query(len(ids)), {f"e{k}": i for k, i in enumerate(ids)}).mappings():
+            recent[row["experiment_id"]].append(dict(row))
+    for runs in recent.values():  # a derived table's order is not the outer query's (MariaDB drops it)
+        runs.sort(key=lambda r: (r["created_ms"], r["run_id"]), reverse=True)
     return recent
+
+
+@functools.lru_cache(maxsize=8)
+def _latest_query(count: int) -> TextClause:
+    """The UNION ALL for ``count`` experiments (``:e0``...), built once per page size: as SQLAlchemy
+    expressions, building and hashing 50 subqueries cost more than running them."""
+    table, per = Run.__tablename__, LAST_RUNS
+    parts = [f"SELECT * FROM (SELECT id AS run_id, display_name, state, experiment_id, created_ms FROM {table} "
+             f"WHERE experiment_id = :e{k} ORDER BY created_ms DESC, id DESC LIMIT {per}) AS r{k}" for k in range(count)]
+    return text(" UNION ALL ".join(parts))
 
 
 def build(platform: Platform, pages: Pages) -> APIRouter:

@@ -1,10 +1,11 @@
 """Run detail: the graph from the IR with live states, the task panel (inputs, outputs, artifacts,
 logs), and the run's actions (terminate, retry, clone, archive) as POST forms.
 
-The page and its ``.json`` twin read the run and its tasks' states in two queries whatever the
-number of tasks, with the graph's layout cached per pipeline version (:mod:`kfbox.ui.run_live`);
-the task panel reads the few tasks it shows in full. While the run is active, static/run.js polls
-``/runs/{id}/states.json?since=<version>``, which sends only the nodes and tasks that changed.
+The page and its ``.json`` twin read the run's row and then only the tasks written since this
+server last read that run (all of them the first time), with the graph's layout cached per pipeline
+version (:mod:`kfbox.ui.run_live`); the task panel reads the few tasks it shows in full. While the
+run is active, static/run.js polls ``/runs/{id}/states.json?since=<version>``: the server reads the
+tasks changed since (an index range) and sends only the nodes and tasks that changed.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from kfbox.server.platform import Platform
 from kfbox.ui import csrf, dag
 from kfbox.ui.artifact_files import ArtifactFiles, preview
 from kfbox.ui.render import Pages
-from kfbox.ui.run_live import Bounded, Deltas, Layouts, node_state_lists, snapshot, task_states
+from kfbox.ui.run_live import Bounded, Layouts, LiveTasks, affected, generation, node_state_lists, parse_version
 from kfbox.ui.runs import run_row
 
 GRAPH_LIMIT = 1500
 """Past this many nodes the page shows the status table only (a graph that size is unreadable)."""
+FOLD_TASKS = 100
+"""Under a drawn graph, a task table longer than this starts folded (the graph links every task)."""
 LOG_PAGE_BYTES = 256 * 1024
 
 
@@ -66,34 +69,33 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
 
     layouts = Layouts()
     counts: Bounded[str, tuple[int, str]] = Bounded(256)
-    deltas = Deltas()
+    live = LiveTasks()
 
     def service() -> Any:
         return platform.services["pipelines"]
 
-    def load(session: Any, run_id: str, expanded: set[str], graph: bool, with_spec: bool = True) -> dict[str, Any]:
-        """The run, its task rows and its graph with states: two queries, a cached layout."""
-        query = select(Run).where(Run.id == run_id)
-        if not with_spec:
-            query = query.options(defer(Run.pipeline_spec), defer(Run.state_history))
-        run = session.scalar(query)
+    def load(session: Any, run_id: str, expanded: set[str], graph: bool) -> dict[str, Any]:
+        """The run, its task rows and its graph's layout: the run's row, then only the tasks written
+        since this server last read them (none for a run that has not moved); the spec is read only
+        when a cache lacks what it gives."""
+        run = session.scalar(select(Run).where(Run.id == run_id).options(defer(Run.pipeline_spec)))
         if run is None:
             raise NotFound(f"Run {run_id!r} does not exist. List runs with: kfbox runs list")
-        tasks = task_states(session, run_id)
+        table = live.read(session, run_id, generation(run.state_history), run.task_seq)
         key = run.pipeline_version_id or run.id
         counted = counts.get(key)
         if counted is None:
             counted = dag.count_nodes(run.pipeline_spec), specs.pipeline_name(run.pipeline_spec)
             counts.put(key, counted)
-        drawn: dict[str, Any] | None = None
-        groups: list[str] = []
+        layout: dag.Graph | None = None
         if graph and counted[0] <= GRAPH_LIMIT:
+            def spec() -> dict[str, Any]:
+                return dict(run.pipeline_spec)
             if "*" in expanded:
-                expanded = set(layouts.get(key, run.pipeline_spec, set()).groups)
-            laid = layouts.get(key, run.pipeline_spec, expanded)
-            drawn, groups = laid.as_json(node_state_lists(tasks)), laid.groups
-        return {"run": run, "tasks": tasks, "graph": drawn, "groups": groups, "expanded": expanded,
-                "node_count": counted[0], "pipeline_name": counted[1]}
+                expanded = set(layouts.get(key, spec, set()).groups)
+            layout = layouts.get(key, spec, expanded)
+        return {"run": run, "table": table, "tasks": list(table.tasks.values()), "layout": layout,
+                "expanded": expanded, "node_count": counted[0], "pipeline_name": counted[1]}
 
     @router.get("/runs/{run_id}")
     @router.get("/runs/{run_id}.json")
@@ -105,35 +107,41 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
             run = found["run"]
             experiment = s.get(Experiment, run.experiment_id)
             panel = _panel(s, run_id, run.pipeline_spec, found["tasks"], task) if task else None
-        drawn, expanded = found["graph"], found["expanded"]
-        info = run_row(run)
-        info.update(parameters=run.parameters, state_history=run.state_history, description=run.description,
-                    pipeline_name=found["pipeline_name"], experiment=experiment.display_name if experiment else "",
-                    pipeline_version_id=run.pipeline_version_id, final=run.state in FINAL)
+            drawn = found["layout"].as_json(node_state_lists(found["tasks"])) if found["layout"] else None
+            info = run_row(run)
+            info.update(parameters=run.parameters, state_history=run.state_history, description=run.description,
+                        pipeline_name=found["pipeline_name"], experiment=experiment.display_name if experiment else "",
+                        pipeline_version_id=run.pipeline_version_id, final=run.state in FINAL)
+        expanded = found["expanded"]
         nodes = {n["id"]: n["state"] for n in (drawn or {}).get("nodes", [])}
         nodes.update((b["id"], b["state"]) for b in (drawn or {}).get("boxes", []))
-        open_param = ",".join(sorted(expanded))
         tasks = [t for t in found["tasks"] if t["kind"] != "dag"]
-        version = deltas.since(run_id, open_param, "", snapshot(run.state, nodes, tasks), tasks)["version"]
-        return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "node_count": found["node_count"],
-                "expanded": sorted(expanded), "groups": found["groups"], "tasks": tasks,
-                "panel": panel, "selected": task, "open_param": open_param, "node_states": nodes,
-                "version": version}
+        return {"run": info, "graph": drawn, "graph_limit": GRAPH_LIMIT, "fold_tasks": FOLD_TASKS,
+                "node_count": found["node_count"],
+                "expanded": sorted(expanded), "groups": found["layout"].groups if found["layout"] else [],
+                "tasks": tasks, "panel": panel, "selected": task, "open_param": ",".join(sorted(expanded)),
+                "node_states": nodes, "version": found["table"].version}
 
     @router.get("/runs/{run_id}/states.json")
     def run_states(run_id: str, open: str = "", since: str = "") -> JSONResponse:
-        """What changed since the page's ``version``: the states of nodes and tasks that moved, the
-        tasks that appeared, the run's state. A poll of a quiet 600-task run is a few hundred bytes."""
-        expanded = {g for g in open.split(",") if g}
+        """What changed since the page's ``version``: the states of the nodes and tasks that moved, the
+        tasks that appeared, the run's state. A poll of a quiet 600-task run reads one row and sends a
+        hundred bytes."""
         with platform.db.read() as s:
-            found = load(s, run_id, expanded, graph=True, with_spec=False)
-        run, drawn = found["run"], found["graph"] or {}
-        nodes = {n["id"]: n["state"] for n in drawn.get("nodes", [])}
-        nodes.update((b["id"], b["state"]) for b in drawn.get("boxes", []))
-        tasks = [t for t in found["tasks"] if t["kind"] != "dag"]
-        open_param = ",".join(sorted(found["expanded"]))
-        body = deltas.since(run_id, open_param, since, snapshot(run.state, nodes, tasks), tasks)
-        body["run"] = {"state": run.state, "final": run.state in FINAL}
+            found = load(s, run_id, {g for g in open.split(",") if g}, graph=True)
+            run = found["run"]
+            body: dict[str, Any] = {"run": {"state": run.state, "final": run.state in FINAL}}
+        table, layout = found["table"], found["layout"]
+        seen = parse_version(since)
+        if seen is not None and seen[0] == table.generation and seen[1] <= table.seq:
+            changed = table.changed_after(seen[1]) if seen[1] < table.seq else []
+            nodes = layout.node_states(node_state_lists(found["tasks"]), affected(changed)) if layout and changed else {}
+            body.update(version=table.version, reset=False, nodes=nodes,
+                        tasks=[t for t in changed if t["kind"] != "dag"])
+        else:  # a version from before a retry, or one this server never gave: everything again
+            nodes = layout.node_states(node_state_lists(found["tasks"])) if layout else {}
+            body.update(version=table.version, reset=True, nodes=nodes,
+                        tasks=[t for t in found["tasks"] if t["kind"] != "dag"])
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     def _panel(s: Any, run_id: str, spec: dict[str, Any], tasks: list[dict[str, Any]],

@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from kfbox.config import Settings
 from kfbox.errors import KfboxError
-from kfbox.pipelines import containers, sandbox, secrets
+from kfbox.pipelines import containers, sandbox, secret_values
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.importer import fetch_artifact
 from kfbox.pipelines.mounts import Mounts
+from kfbox.pipelines.orchestrator import task_config, workspace
 from kfbox.pipelines.orchestrator.backoff import backoff
 from kfbox.pipelines.orchestrator.launch import LOCAL_KEY, Launcher, command_line, executor_input, expand, read_outputs
 from kfbox.pipelines.orchestrator.names import inside
@@ -75,6 +76,7 @@ class Executor:
         self.forker: TaskForker | None = None
         self.secret_env = _take_secret_env(self.tasks_root.parent / "secret-env.json")
         self._sandbox_problem: str | None = None  # None: not asked yet; "": mount namespaces work
+        self.base_env = dict(os.environ)  # the worker's environment, copied once (not decoded again per task)
 
     def start(self, forker: TaskForker | None) -> None:
         self.forker = forker
@@ -102,6 +104,8 @@ class Executor:
         recorded = False
         for attempt in range(attempts):
             placeholders = job_placeholders(engine.context, name, task_id)
+            if engine.pipeline.workspace:
+                placeholders[workspace.PLACEHOLDER] = self.workspace_mount()
             try:
                 parameters, artifacts = resolve_inputs(task, component, scope, placeholders, engine.context,
                                                        attempt + scope.retries)
@@ -167,24 +171,46 @@ class Executor:
         artifact_dir = inside(self.artifacts_root, engine.run_id, *path.split("/"))
         outputs_dir = folder / f"outputs-{detail['attempt']}"
         (outputs_dir / "parameters").mkdir(parents=True, exist_ok=True)
+        label = component.get("executorLabel", "")
+        platform = engine.pipeline.platform(label)
+        names = _NameResolver(scope, parameters)
+        passed, applied = task_config.options(component)
+        config = task_config.TaskConfigBuilder(passed)
+        container_env = [{"name": item["name"], "value": fill(str(item.get("value", "")), placeholders, parameters)}
+                         for item in container.get("env", [])]
+        config.container(container, container_env, lambda text: fill(text, placeholders, parameters))
+        binds: dict[str, Path] = {}
+        if engine.pipeline.workspace and workspace.needed(parameters, self.workspace_mount()):
+            mount = self.workspace_mount()
+            config.add_volume({"name": workspace.VOLUME_NAME, "persistentVolumeClaim": {
+                "claimName": workspace.claim_name(engine.context.resource_name)}}, mount)
+            if task_config.VOLUMES in applied and mount == workspace.MOUNT_PATH:
+                binds[mount] = workspace.folder(self.tasks_root.parent)
+            elif mount != workspace.MOUNT_PATH:
+                with open(log, "ab") as handle:
+                    handle.write(f"[kfbox] the run's workspace is {mount} (no mount namespace here for "
+                                 f"{workspace.MOUNT_PATH})\n".encode())
+        claims = self.mounts.claims(label, _ScopeStore(scope))
+        config.platform(platform, claims, names, names.value)
+        for config_input in task_config.inputs(component):  # what the driver writes into the ExecutorInput
+            parameters = {**parameters, config_input: config.value()}
         spec = executor_input(parameters, artifacts, component, outputs_dir, artifact_dir)
         for group in spec["outputs"]["artifacts"].values():
             for art in group["artifacts"]:
                 Path(art["uri"]).parent.mkdir(parents=True, exist_ok=True)
         task_env = self.task_env(name, detail, placeholders)
-        for item in container.get("env", []):
-            task_env[item["name"]] = fill(str(item.get("value", "")), placeholders, parameters)
-        label = component.get("executorLabel", "")
-        platform = engine.pipeline.platform(label)
-        if platform.get("secretAsEnv") or platform.get("configMapAsEnv"):  # kfbox secrets and config maps
-            task_env.update(secrets.task_env(secrets.SealedSecrets(self.secret_env), platform,
-                                             name_of=_NameResolver(scope, parameters)))
-        task_env.update(field_path_env(engine.pipeline.platform(label), detail["pod_name"]))
-        env = {**os.environ, **task_env}
-        binds = self.mounts.binds(label, _ScopeStore(scope))
-        if platform.get("secretAsVolume") or platform.get("configMapAsVolume"):  # files in this task's folder
-            binds.update(secrets.write_task_volumes(secrets.SealedSecrets(self.secret_env), platform,
-                                                    folder / "volumes", name_of=_NameResolver(scope, parameters)))
+        if task_config.ENV in applied:  # a passed-through field reaches the task only with apply_to_task
+            task_env.update({item["name"]: item["value"] for item in container_env})
+            if platform.get("secretAsEnv") or platform.get("configMapAsEnv"):  # kfbox secrets and config maps
+                task_env.update(secret_values.task_env(secret_values.SealedSecrets(self.secret_env), platform,
+                                                       name_of=names))
+            task_env.update(field_path_env(platform, detail["pod_name"]))
+        env = {**self.base_env, **task_env}
+        if task_config.VOLUMES in applied:
+            binds.update(self.mounts.binds(claims))
+            if platform.get("secretAsVolume") or platform.get("configMapAsVolume"):  # files in this task's folder
+                binds.update(secret_values.write_task_volumes(secret_values.SealedSecrets(self.secret_env), platform,
+                                                        folder / "volumes", name_of=names))
         timeout = self.timeout(component.get("executorLabel", ""))
         runtime = (containers.require_runtime(engine.job.get("container_runtime") or "auto", image)
                    if containers.is_container_component(executor) else None)
@@ -226,6 +252,15 @@ class Executor:
         if key is not None:
             self.store(key, outputs, produced)
         return Outcome("SUCCEEDED", outputs, produced)
+
+    def workspace_mount(self) -> str:
+        """Where tasks see the run's workspace: ``/kfp-workspace`` in their own mount namespace, else the
+        folder's own path (no mount namespaces here)."""
+        if self._sandbox_problem is None:
+            self._sandbox_problem = sandbox.available() or ""
+        if self._sandbox_problem:
+            return str(workspace.folder(self.tasks_root.parent))
+        return workspace.MOUNT_PATH
 
     def require_sandbox(self, paths: list[str]) -> None:
         """Mount paths need a private mount namespace; without one, refuse naming the setting (never a link
@@ -280,9 +315,11 @@ class Executor:
                          "schemaVersion": kind.get("schemaVersion", "0.0.1")}}
 
     def importer_settings(self) -> Settings:
-        """What :func:`fetch_artifact` needs: the job's S3 endpoint and cap; keys from the worker's env."""
+        """What :func:`fetch_artifact` needs: the job's S3 endpoint, cap and container runtime (oci://); keys
+        from the worker's env."""
         given = self.engine.job.get("importer") or {}
         return dataclasses.replace(Settings(), s3_endpoint=given.get("s3_endpoint"),
+                                   container_runtime=self.engine.job.get("container_runtime") or "auto",
                                    s3_access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
                                    s3_secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
                                    importer_max_bytes=int(given.get("importer_max_bytes")
@@ -361,17 +398,23 @@ class _NameResolver:
         self.parameters = parameters
 
     def __call__(self, entry: Any, field: str) -> str:
-        source = entry.get(f"{field}Parameter") or {}
-        value: Any = entry.get(field) or source.get("runtimeValue", {}).get("constant")
-        if not value and "componentInputParameter" in source:
-            value = self.scope.parameters.get(source["componentInputParameter"])
-        if not value and "taskOutputParameter" in source:
-            ref = source["taskOutputParameter"]
-            result = self.scope.results.get(ref.get("producerTask", ""))
-            value = result.parameters.get(ref.get("outputParameterKey", "")) if result else None
+        value: Any = entry.get(field) or self.value(entry.get(f"{field}Parameter") or {})
         if not value:
             raise ResolveError(f"kfp-kubernetes {field} has no value here: {dict(entry)!r}")
         return str(value)
+
+    def value(self, source: dict[str, Any]) -> Any:
+        """An IR input spec's value: a constant, the parent DAG's input or a sibling's output (JSON text parsed)."""
+        value: Any = source.get("runtimeValue", {}).get("constant")
+        if value is None and "componentInputParameter" in source:
+            value = self.scope.parameters.get(source["componentInputParameter"])
+        if value is None and "taskOutputParameter" in source:
+            ref = source["taskOutputParameter"]
+            result = self.scope.results.get(ref.get("producerTask", ""))
+            value = result.parameters.get(ref.get("outputParameterKey", "")) if result else None
+        if isinstance(value, str) and value.strip().startswith(("{", "[")):
+            value = json.loads(value)
+        return value
 
 
 def _take_secret_env(path: Path) -> dict[str, dict[str, dict[str, str]]]:

@@ -31,6 +31,7 @@ class Pipeline:
         self.root: dict[str, Any] = spec.get("root", {})
         kubernetes = (platform or {}).get("platforms", {}).get("kubernetes", {})
         self.kubernetes: dict[str, Any] = kubernetes.get("deploymentSpec", {}).get("executors", {})
+        self.workspace = bool((kubernetes.get("pipelineConfig") or {}).get("workspace"))  # a workspace folder per run
 
     def component(self, name: str) -> dict[str, Any]:
         if name == "root":

@@ -6,6 +6,7 @@ must never reach outside the run's folders (issue 8, item 3).
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -23,8 +24,14 @@ def segment(name: str) -> str:
 def inside(root: Path, *names: str) -> Path:
     """``root/seg(n1)/seg(n2)...``, checked to resolve inside ``root``."""
     path = root.joinpath(*(segment(n) for n in names))
-    resolved_root = root.resolve()
+    resolved_root = _resolved(root)
     resolved = path.resolve()
     if resolved != resolved_root and resolved_root not in resolved.parents:
         raise ValueError(f"path {str(path)!r} would leave {str(root)!r}")
     return path
+
+
+@functools.lru_cache(maxsize=32)
+def _resolved(root: Path) -> Path:
+    """A run's roots do not move while it runs: resolved once, not for every task."""
+    return root.resolve()

@@ -1,0 +1,138 @@
+"""Every dashboard page in real headless Chromium (Debian's, driven by Playwright): every action on it
+is reachable with the Tab key, and axe-core finds nothing serious or critical. The pages the e2e
+module does not already check with axe, and all of them for the keyboard (it checks the run page's
+actions only). axe-core comes from npm at test time into a cache folder, never into the repo."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import ServerProcess
+from tests.ui.seed import compiled, register_model, submit, wait_run
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
+              pytest.mark.filterwarnings("ignore:User access token is missing")]
+
+AXE_IN_E2E = {"home", "runs", "run", "pipelines", "experiments", "model"}  # tests/e2e/test_dashboard_browser.py
+INTERACTIVE = """() => {
+  const selector = 'a[href], button:not([disabled]), input:not([type=hidden]):not([disabled]), ' +
+                   'select:not([disabled]), textarea:not([disabled]), summary, [tabindex]:not([tabindex="-1"])';
+  const shown = e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.height > 0 &&
+                       getComputedStyle(e).visibility !== 'hidden'; };
+  const items = [...document.querySelectorAll(selector)].filter(shown);
+  // a radio group is one tab stop (arrow keys move inside it): key its members by the group's name
+  return items.map((e, i) => { const key = e.type === 'radio' ? 'radio:' + e.name : 'item:' + i;
+    e.setAttribute('data-kb', key);
+    const label = e.getAttribute('aria-label') || e.textContent || e.name || e.id || e.tagName;
+    return [key, label.trim().slice(0, 50)]; });
+}"""
+
+
+@pytest.fixture(scope="module")
+def seeded(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("specs")
+    with server.client() as http:
+        run = submit(http, compiled("failing", folder), "audited run")
+        other = submit(http, compiled("failing", folder), "second run")
+        upload = http.post("/apis/v2beta1/pipelines/upload", params={"name": "audited pipeline"},
+                           files={"uploadfile": ("failing.yaml", (folder / "failing.yaml").read_bytes())})
+        assert upload.status_code == 200, upload.text
+        ids = register_model(http, "audited", "file:///nonexistent/model", versions=("v1", "v2"),
+                             metrics={"accuracy": 0.9})
+        for r in (run, other):
+            wait_run(http, r)
+        experiment = http.get(f"/apis/v2beta1/runs/{run}").json()["experiment_id"]
+    return {"run": run, "other": other, "pipeline": upload.json()["pipeline_id"], "model": ids["model"],
+            "v1": ids["v1"], "experiment": experiment}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        yield chromium
+        chromium.close()
+
+
+def pages(seeded: dict[str, str]) -> dict[str, str]:
+    found = {"home": "/", "runs": "/runs", "run": f"/runs/{seeded['run']}?task=explode",
+             "new run": f"/runs/new?pipeline={seeded['pipeline']}", "experiments": "/experiments",
+             "experiment": f"/experiments/{seeded['experiment']}", "pipelines": "/pipelines",
+             "pipeline": f"/pipelines/{seeded['pipeline']}", "upload": "/pipelines/upload", "models": "/models",
+             "register": "/models/register", "model": f"/models/{seeded['model']}",
+             "deploy form": f"/models/{seeded['model']}?deploy={seeded['v1']}", "deployments": "/deployments",
+             "artifacts": "/artifacts", "compare": f"/compare?runs={seeded['run']}&runs={seeded['other']}",
+             "notebooks": "/notebooks", "artifacts of a run": f"/artifacts?run={seeded['run']}"}
+    return found
+
+
+def test_every_action_on_every_page_is_reachable_by_keyboard(server: ServerProcess, seeded: dict[str, str],
+                                                             browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    missed: dict[str, list[str]] = {}
+    try:
+        for name, path in pages(seeded).items():
+            reply = tab.goto(server.url + path)
+            assert reply.status == 200, (path, reply.status)
+            items = dict(tab.evaluate(INTERACTIVE))
+            assert items, path
+            reached: set[str] = set()
+            for _ in range(len(items) + 5):  # Tab from the top of the page through every stop
+                tab.keyboard.press("Tab")
+                key = tab.evaluate("document.activeElement && document.activeElement.getAttribute('data-kb')")
+                if key:
+                    reached.add(key)
+            if set(items) - reached:
+                missed[name] = [items[k] for k in items if k not in reached]
+    finally:
+        context.close()
+    assert missed == {}
+
+
+def test_no_serious_accessibility_findings_on_any_page(server: ServerProcess, seeded: dict[str, str],
+                                                       browser: Any) -> None:
+    script = axe_script()
+    findings: dict[str, list[str]] = {}
+    context = browser.new_context(bypass_csp=True)  # our CSP rightly refuses the injected script
+    tab = context.new_page()
+    try:
+        for name, path in pages(seeded).items():
+            if name in AXE_IN_E2E:
+                continue
+            tab.goto(server.url + path)
+            tab.add_script_tag(path=str(script))
+            result = tab.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+            serious = [f"{v['id']}: {v['help']} ({len(v['nodes'])}x)" for v in result["violations"]
+                       if v["impact"] in ("serious", "critical")]
+            if serious:
+                findings[name] = serious
+    finally:
+        context.close()
+    assert findings == {}
+
+
+def axe_script() -> Path:
+    cache = Path(os.environ.get("KFBOX_AXE_DIR") or Path.home() / ".cache" / "kfbox-tests" / "axe")
+    script = cache / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed, so axe-core cannot be fetched")
+        cache.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(subprocess.SubprocessError):
+            subprocess.run([npm, "install", "--prefix", str(cache), "axe-core", "--no-audit", "--no-fund"],
+                           capture_output=True, timeout=120, check=True)
+        if not script.exists():
+            pytest.skip("npm could not fetch axe-core (no registry access)")
+    return script
