@@ -31,6 +31,11 @@ def _import_kserve_without_pytest_arguments() -> None:
 
 _import_kserve_without_pytest_arguments()
 
+# rich fixes a console's width when it is created, from COLUMNS: the CLI's module-level console is
+# made by whichever test first imports it, under that test's environment. One width for the session
+# (and for every process a test starts) makes what the CLI prints independent of test order.
+os.environ["COLUMNS"] = "200"
+
 # Tiers: a test that starts processes (a kfbox up, replicas, a browser, a CLI tool) is marked
 # `processes`, found from the source of its module, of the tests.* modules it uses, and of its fixtures;
 # `make test-fast` runs the rest (unit and in-process tests). Conservative: a module that merely
