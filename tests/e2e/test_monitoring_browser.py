@@ -67,7 +67,8 @@ def test_chart_shows_a_load_test_scale_the_deployment_up(scaling_server: ServerP
             tab.click("text=Start load test")
             tab.wait_for_url("**/deployments/default/watch*")
             _wait_ready_replicas(tab, chart, lambda n: n >= 2, 90, source="prometheus")
-            assert float(chart.get_attribute("data-last-rps") or 0) > 1
+            # the load is drawn too (a rate needs two scrapes of the new window: poll, the load runs 40 s)
+            wait_for(lambda: float(chart.get_attribute("data-last-rps") or 0) > 1, 20, "the chart's request rate")
             playwright.expect(tab.locator("#live-chart svg path[data-field=ready]")).to_have_count(1, timeout=20_000)
             # the new replica: discovered and scraped by the Prometheus that was running before it started
             wait_for(lambda: len(_query(prometheus["url"], replicas)) >= 2, 30, "the new replica scraped")
