@@ -74,6 +74,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
 
 
+@pytest.hookimpl(optionalhook=True)  # `-p no:xdist` (or no xdist installed) leaves the hook unknown
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: one worker takes a whole module (its
     server starts once), and a whole package where that package's conftest holds a package- or
