@@ -119,6 +119,15 @@ def seed(home: Path) -> dict[str, str]:
     return {"wide": runs[0], "run": runs[1], "other": runs[2], "model": str(model_ids[0])}
 
 
+def deep_page_token(http: httpx.Client, offset: int, step: int = 500) -> str:
+    """The runs list's token for the page at ``offset``, walked to as a client would (tokens are the
+    server's own, signed in newer trees: a hand-made one is refused)."""
+    token = ""
+    for _ in range(offset // step):
+        token = http.get("/runs.json", params={"page_size": step, "page_token": token}).json()["next_page_token"]
+    return token
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -127,7 +136,7 @@ def percentile(values: list[float], q: float) -> float:
 PAGES = {"/": "/", "/runs": "/runs", "/runs?sort=duration": "/runs?sort=duration",
          "/runs?metrics=accuracy&metrics=loss&state=SUCCEEDED": "/runs?metrics=accuracy&metrics=loss&state=SUCCEEDED",
          "/runs?q=run-99": "/runs?q=run-99",
-         "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==": "/runs?page_token=eyJvZmZzZXQiOiA5MDAwfQ==",
+         "/runs?page_token=(offset 9000)": "/runs?page_token={deep}",
          "/runs?metrics=accuracy&sort=metric:accuracy": "/runs?metrics=accuracy&sort=metric:accuracy",
          "/runs?metrics=loss&sort=metric:loss&order=asc": "/runs?metrics=loss&sort=metric:loss&order=asc",
          "/runs/WIDE (600 tasks)": "/runs/{wide}", "/runs/WIDE?open=*": "/runs/{wide}?open=*",
@@ -255,6 +264,7 @@ def main() -> None:
             http = stack.enter_context(httpx.Client(base_url=url, timeout=60, headers={"Accept": "text/html"}))
             found = seed(home)
             found["version"] = str(http.get(f"/runs/{found['wide']}.json").json().get("version", ""))
+            found["deep"] = deep_page_token(http, 9000)
             sides[side], urls[side] = (http, pid, found), url
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         usable: dict[str, list[str]] = {}
