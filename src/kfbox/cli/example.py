@@ -97,10 +97,10 @@ def print_summary(summary: IrisSummary) -> None:
 @example_app.command("llm")
 def llm(
     source: Annotated[str, typer.Option(help="drugreview, a CSV/JSONL file with text and label columns, or hf:NAME.")] = "drugreview",
-    subset: Annotated[int, typer.Option(help="Texts to sample (class-balanced, seeded); 0 uses all.")] = 270,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 4,
+    subset: Annotated[int, typer.Option(help="Texts to sample (class-balanced, seeded); 0 uses all.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
     max_steps: Annotated[int, typer.Option("--max-steps", help="Stop after this many optimiser steps; 0: no limit.")] = 0,
-    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 48,
+    max_length: Annotated[int, typer.Option("--max-length", help="Tokens per text.")] = 64,
     learning_rate: Annotated[float, typer.Option("--learning-rate", help="Peak learning rate (warm-up, then linear decay).")] = 3e-3,
     version: Annotated[str | None, typer.Option(help="Model version to register. Default: the next vN.", show_default=False)] = None,
     qa_mode: Annotated[str, typer.Option("--qa-mode", help="auto (SmolLM2 when installed), generate or extractive.")] = "auto",
