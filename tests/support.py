@@ -7,11 +7,14 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -155,3 +158,42 @@ def drop_database(backend: str, name: str) -> None:
         force = " WITH (FORCE)" if backend == "postgresql" else ""
         conn.execute(text(f"DROP DATABASE IF EXISTS {name}{force}"))
     engine.dispose()
+
+
+def axe_script() -> Path:
+    """axe-core from npm, installed at test time into a scratch folder (never into the repo) and kept
+    there for later runs; the test is skipped, saying why, where npm or its registry is missing."""
+    cache = Path(os.environ.get("KFBOX_AXE_DIR") or Path.home() / ".cache" / "kfbox-tests" / "axe")
+    script = cache / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed, so axe-core cannot be fetched")
+        cache.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(subprocess.SubprocessError):
+            subprocess.run([npm, "install", "--prefix", str(cache), "axe-core", "--no-audit", "--no-fund"],
+                           capture_output=True, timeout=120, check=True)
+        if not script.exists():
+            pytest.skip("npm could not fetch axe-core (no registry access)")
+    return script
+
+
+@contextlib.contextmanager
+def moto_s3(*buckets: str) -> Iterator[tuple[str, Any]]:
+    """A real S3-compatible server on loopback (moto's) holding ``buckets``: (endpoint, boto3 client
+    with the test keys). Stopped on exit."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                              region_name="us-east-1")
+        for bucket in buckets:
+            client.create_bucket(Bucket=bucket)
+        yield endpoint, client
+    finally:
+        server.stop()

@@ -11,20 +11,15 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster.dexgateway import Gateway, running_gateway
-from tests.support import ServerProcess
+from tests.support import ServerProcess, moto_s3
 
 S3_KEYS = {"access": "AKIAKFBOXTEST", "secret": "kfbox-test-secret"}
 
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    with moto_s3() as (endpoint, _client):
+        yield endpoint
 
 
 @pytest.fixture(scope="session")

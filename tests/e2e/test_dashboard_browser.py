@@ -8,11 +8,9 @@ kserve replica. Screenshots go to ``$KFBOX_TEST_ARTIFACTS`` (else the test's tmp
 
 from __future__ import annotations
 
-import contextlib
 import http.server
 import os
 import shutil
-import subprocess
 import threading
 import time
 import warnings
@@ -24,7 +22,7 @@ import httpx
 import pytest
 
 from tests.serving.helpers import train_iris
-from tests.support import ServerProcess
+from tests.support import ServerProcess, axe_script
 from tests.ui.seed import SCRIPT, add_task_rows, compiled, register_model, wait_run, wide_spec
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
@@ -243,18 +241,7 @@ def test_cross_origin_form_post_and_foreign_host_are_refused(server: ServerProce
 
 def test_no_serious_accessibility_findings(server: ServerProcess, seeded: dict[str, Any], browser: Any) -> None:
     """axe-core from npm (installed at test time into a scratch folder, never into the repo)."""
-    cache = Path(os.environ.get("KFBOX_AXE_DIR") or Path.home() / ".cache" / "kfbox-tests" / "axe")
-    script = cache / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed, so axe-core cannot be fetched")
-        cache.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(subprocess.SubprocessError):
-            subprocess.run([npm, "install", "--prefix", str(cache), "axe-core", "--no-audit", "--no-fund"],
-                           capture_output=True, timeout=120, check=True)
-        if not script.exists():
-            pytest.skip("npm could not fetch axe-core (no registry access)")
+    script = axe_script()
     findings: dict[str, list[str]] = {}
     context = browser.new_context(bypass_csp=True)  # our CSP rightly refuses the injected script
     page = context.new_page()

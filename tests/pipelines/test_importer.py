@@ -10,31 +10,22 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, NotFound, PayloadTooLarge, Unavailable
 from kfbox.pipelines.importer import check_uri, fetch_artifact
+from tests.support import moto_s3
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
-    client.create_bucket(Bucket="data")
-    client.put_object(Bucket="data", Key="iris.csv", Body=b"a,b\n1,2\n")
-    client.put_object(Bucket="data", Key="model/weights.bin", Body=b"\x00" * 10)
-    client.put_object(Bucket="data", Key="model/conf/params.json", Body=b"{}")
-    client.put_object(Bucket="data", Key="model-other.txt", Body=b"not part of model/")
-    yield endpoint
-    server.stop()
+    with moto_s3("data") as (endpoint, client):
+        client.put_object(Bucket="data", Key="iris.csv", Body=b"a,b\n1,2\n")
+        client.put_object(Bucket="data", Key="model/weights.bin", Body=b"\x00" * 10)
+        client.put_object(Bucket="data", Key="model/conf/params.json", Body=b"{}")
+        client.put_object(Bucket="data", Key="model-other.txt", Body=b"not part of model/")
+        yield endpoint
 
 
 class Handler(http.server.BaseHTTPRequestHandler):

@@ -25,7 +25,7 @@ from kfbox.errors import InsufficientStorage
 from kfbox.storage import UriResolver
 from tests.pipelines import sample_pipelines as samples
 from tests.serving.helpers import API, manifest
-from tests.support import ServerProcess
+from tests.support import ServerProcess, moto_s3
 
 REGISTRY = "/api/model_registry/v1alpha3"
 SIZE = "48m"
@@ -99,25 +99,13 @@ def test_writes_answer_507_with_a_message(server: ServerProcess, mount: Path, pa
 
 def test_s3_model_download_leaves_no_partial_copy(mount: Path, server: ServerProcess) -> None:
     """The serving cache downloads an s3:// model into a staging folder; on a full disk it is removed."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    try:
-        host, port = moto.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
-        s3.create_bucket(Bucket="models")
+    with moto_s3("models") as (endpoint, s3):
         s3.put_object(Bucket="models", Key="iris/model.joblib", Body=os.urandom(256 * 1024))
         settings = Settings(home=mount / "home", s3_endpoint=endpoint, s3_access_key="test", s3_secret_key="test")
         with pytest.raises(InsufficientStorage, match="No space left"):
             UriResolver(settings).localize("s3://models/iris")
         cache = settings.serving_dir / "cache"
         assert not cache.exists() or list(cache.iterdir()) == []
-    finally:
-        moto.stop()
 
 
 def test_nothing_half_written_and_reads_still_work(server: ServerProcess) -> None:

@@ -16,21 +16,18 @@ from kfbox.config import Settings
 from kfbox.errors import InvalidInput, NotFound, Unavailable
 from kfbox.storage import UriResolver
 from kfbox.storage.initializer import DOTDOT, classify, kserve_env
+from tests.support import moto_s3
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[tuple[str, Any]]:
     """(endpoint, boto3 client) of a moto S3 server with bucket ``models``."""
-    import boto3
-    from moto.server import ThreadedMotoServer
+    with moto_s3("models") as (endpoint, client):
+        _fill(client)
+        yield endpoint, client
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                          region_name="us-east-1")
-    client.create_bucket(Bucket="models")
+
+def _fill(client: Any) -> None:
     client.put_object(Bucket="models", Key="iris/model.joblib", Body=b"weights")
     client.put_object(Bucket="models", Key="iris/meta/labels.txt", Body=b"setosa")
     archive = io.BytesIO()
@@ -39,8 +36,6 @@ def s3() -> Iterator[tuple[str, Any]]:
         info.size = 7
         tar.addfile(info, io.BytesIO(b"packed!"))
     client.put_object(Bucket="models", Key="packed/model.tar.gz", Body=archive.getvalue())
-    yield endpoint, client
-    server.stop()
 
 
 def resolver(tmp_path: Path, endpoint: str) -> UriResolver:

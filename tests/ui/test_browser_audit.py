@@ -5,17 +5,14 @@ actions only). axe-core comes from npm at test time into a cache folder, never i
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, axe_script
 from tests.ui.seed import compiled, register_model, submit, wait_run
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
@@ -120,19 +117,3 @@ def test_no_serious_accessibility_findings_on_any_page(server: ServerProcess, se
     finally:
         context.close()
     assert findings == {}
-
-
-def axe_script() -> Path:
-    cache = Path(os.environ.get("KFBOX_AXE_DIR") or Path.home() / ".cache" / "kfbox-tests" / "axe")
-    script = cache / "node_modules" / "axe-core" / "axe.min.js"
-    if not script.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed, so axe-core cannot be fetched")
-        cache.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(subprocess.SubprocessError):
-            subprocess.run([npm, "install", "--prefix", str(cache), "axe-core", "--no-audit", "--no-fund"],
-                           capture_output=True, timeout=120, check=True)
-        if not script.exists():
-            pytest.skip("npm could not fetch axe-core (no registry access)")
-    return script
