@@ -197,3 +197,24 @@ def moto_s3(*buckets: str) -> Iterator[tuple[str, Any]]:
         yield endpoint, client
     finally:
         server.stop()
+
+
+def axe_findings(browser: Any, urls: dict[str, str]) -> dict[str, list[str]]:
+    """The serious and critical axe-core findings of each named page (none: an empty dict). axe's script is
+    injected, so the context bypasses the page's CSP, which rightly refuses it."""
+    script = axe_script()
+    findings: dict[str, list[str]] = {}
+    context = browser.new_context(bypass_csp=True)
+    tab = context.new_page()
+    try:
+        for name, url in urls.items():
+            tab.goto(url)
+            tab.add_script_tag(path=str(script))
+            result = tab.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+            serious = [f"{v['id']}: {v['help']} ({len(v['nodes'])}x)" for v in result["violations"]
+                       if v["impact"] in ("serious", "critical")]
+            if serious:
+                findings[name] = serious
+    finally:
+        context.close()
+    return findings

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.serving.helpers import train_iris
-from tests.support import ServerProcess, axe_script
+from tests.support import ServerProcess, axe_findings
 from tests.ui.seed import SCRIPT, add_task_rows, compiled, register_model, wait_run, wide_spec
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
@@ -241,18 +241,7 @@ def test_cross_origin_form_post_and_foreign_host_are_refused(server: ServerProce
 
 def test_no_serious_accessibility_findings(server: ServerProcess, seeded: dict[str, Any], browser: Any) -> None:
     """axe-core from npm (installed at test time into a scratch folder, never into the repo)."""
-    script = axe_script()
-    findings: dict[str, list[str]] = {}
-    context = browser.new_context(bypass_csp=True)  # our CSP rightly refuses the injected script
-    page = context.new_page()
-    for path in ("/", "/runs", f"/runs/{seeded['run']}?task=explode", f"/models/{seeded['model']}",
-                 "/deployments/default/iris", "/pipelines", "/experiments"):
-        page.goto(server.url + path)
-        page.add_script_tag(path=str(script))
-        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-        serious = [f"{v['id']}: {v['help']} ({len(v['nodes'])}x)" for v in result["violations"]
-                   if v["impact"] in ("serious", "critical")]
-        if serious:
-            findings[path] = serious
-    context.close()
+    paths = ("/", "/runs", f"/runs/{seeded['run']}?task=explode", f"/models/{seeded['model']}",
+             "/deployments/default/iris", "/pipelines", "/experiments")
+    findings = axe_findings(browser, {path: server.url + path for path in paths})
     assert findings == {}

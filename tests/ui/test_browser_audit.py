@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import ServerProcess, axe_script
+from tests.support import ServerProcess, axe_findings
 from tests.ui.seed import compiled, register_model, submit, wait_run
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
@@ -99,21 +99,6 @@ def test_every_action_on_every_page_is_reachable_by_keyboard(server: ServerProce
 
 def test_no_serious_accessibility_findings_on_any_page(server: ServerProcess, seeded: dict[str, str],
                                                        browser: Any) -> None:
-    script = axe_script()
-    findings: dict[str, list[str]] = {}
-    context = browser.new_context(bypass_csp=True)  # our CSP rightly refuses the injected script
-    tab = context.new_page()
-    try:
-        for name, path in pages(seeded).items():
-            if name in AXE_IN_E2E:
-                continue
-            tab.goto(server.url + path)
-            tab.add_script_tag(path=str(script))
-            result = tab.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-            serious = [f"{v['id']}: {v['help']} ({len(v['nodes'])}x)" for v in result["violations"]
-                       if v["impact"] in ("serious", "critical")]
-            if serious:
-                findings[name] = serious
-    finally:
-        context.close()
+    findings = axe_findings(browser, {name: server.url + path for name, path in pages(seeded).items()
+                                      if name not in AXE_IN_E2E})
     assert findings == {}
