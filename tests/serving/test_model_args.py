@@ -6,6 +6,7 @@ is refused naming it, since kfbox runs the ModelServer itself."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,20 @@ import pytest
 from fastapi.testclient import TestClient
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 
-from tests.serving.helpers import API, ROWS, apply, expected, manifest, status, train_iris, wait_for, wait_ready
+from kfbox.client import ApiClient
+from kfbox.loadtest.target import resolve_target
+from tests.serving.helpers import (
+    API,
+    ROWS,
+    apply,
+    expected,
+    kfbox,
+    manifest,
+    status,
+    train_iris,
+    wait_for,
+    wait_ready,
+)
 from tests.support import ServerProcess
 
 ISVC = API.format(ns="default")
@@ -95,6 +109,14 @@ def test_model_is_served_under_model_name(server: ServerProcess) -> None:
         assert by_host.json()["model_name"] == "flower"
         assert by_host.json()["outputs"][0]["data"] == expected(model)
         assert asyncio.run(grpc_predict("flower")) == expected(model)
+        # kfbox's own clients follow the name: `kfbox predict` and `kfbox loadtest NAME`
+        predicted = kfbox("predict", "named", "--data", json.dumps(ROWS), url=server.url)
+        assert predicted.returncode == 0, predicted.stderr
+        assert json.loads(predicted.stdout)["predictions"] == expected(model)
+        target = resolve_target("named", api=ApiClient(server.url), v2=True)
+        assert target.url == f"{server.url}/serving/default/named/v2/models/flower/infer"
+        page = client.get("/deployments/default/named.json")  # the dashboard's code snippets
+        assert page.status_code == 200 and "/v1/models/flower:predict" in json.dumps(page.json()["snippets"])
         # the InferenceService's own name is not a model on that server
         assert client.post("/serving/default/named/v1/models/named:predict",
                            json={"instances": ROWS}).status_code == 404

@@ -24,6 +24,7 @@ import json
 import re
 from typing import Any
 
+from kfbox.apis import MODEL_NAME_ARG
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput
@@ -36,7 +37,6 @@ NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")  # one URL path segment, never '.' or '..'
-MODEL_NAME_ARG = "--model_name"
 WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
 CLASS_ANNOTATION = "serving.kfbox.io/model-class"
 PATH_ANNOTATION = "serving.kfbox.io/python-path"
