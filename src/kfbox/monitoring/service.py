@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
 
-from kfbox.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.monitoring.charts import deployment_series, pipeline_series
 from kfbox.monitoring.collectors import ChildProcessCollector, KnativeCollector
@@ -30,6 +29,7 @@ from kfbox.monitoring.history import History
 from kfbox.monitoring.pipeline_metrics import PipelineCollector
 from kfbox.monitoring.prometheus import LocalPrometheus
 from kfbox.monitoring.targets import SERVER_JOB, targets
+from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
 
 
@@ -93,10 +93,13 @@ def install(app: FastAPI, platform: Platform) -> None:
     platform.metrics.register(service.pipeline_collector)
     platform.on_startup.append(service.start)
     platform.on_shutdown.append(service.stop)
-    app.include_router(_router(service))
+    install_lazy(app, lambda: list(_router(service).routes), prefixes=("/monitoring",))
 
 
 def _router(service: MonitoringService) -> APIRouter:
+    """Built by the first request under /monitoring (a Prometheus scrape of /monitoring/sd, the dashboard's charts)."""
+    from kfbox.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
+
     router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
     @router.get("/sd")
