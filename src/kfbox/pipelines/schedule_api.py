@@ -72,7 +72,9 @@ def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
     def list_recurring_runs(page_token: str | None = None, page_size: int | None = None,
                             sort_by: str | None = None, filter: str | None = None, experiment_id: str | None = None,
                             namespace: str | None = None) -> Response:
-        rows, token, total = store.list_schedules(Listing.parse(filter, sort_by, page_size, page_token), experiment_id)
+        page = Listing.parse(f"recurringruns experiment_id={experiment_id or ''}", filter, sort_by, page_size,
+                             page_token)
+        rows, token, total = store.list_schedules(page, experiment_id)
         return RECURRING_RUNS({"recurringRuns": [recurring_run(r, now()) for r in rows], "total_size": total,
                                "next_page_token": token})
 

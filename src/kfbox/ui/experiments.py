@@ -51,10 +51,9 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @pages.page("experiments.html", "Experiments")
     def experiments(request: Request, archived: bool = False, page_token: str = "",
                     page_size: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
-        listing = Listing.parse(None, "created_at desc", page_size, page_token or None)
-        listing = Listing([{"key": "storage_state", "operation": "EQUALS",
-                            "string_value": "ARCHIVED" if archived else "AVAILABLE"}],
-                          listing.sort_key, listing.descending, listing.page_size, listing.offset)
+        listing = Listing.parse("dashboard experiments", None, "created_at desc", page_size, page_token)
+        listing = listing.narrowed([{"key": "storage_state", "operation": "EQUALS",
+                                     "string_value": "ARCHIVED" if archived else "AVAILABLE"}])
         with platform.db.read() as s:
             rows, token, total = listing.apply(s, select(Experiment), EXPERIMENT_FIELDS)
             ids = [e.id for e in rows]
