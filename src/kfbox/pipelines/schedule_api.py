@@ -6,8 +6,8 @@ declared in :mod:`kfbox.pipelines.schemas`; kfbox adds three read-only fields cl
 ``next_run_at``, ``last_run_at`` and ``run_ids`` (the newest runs the schedule started).
 
 ``install(app, platform)`` runs after :mod:`kfbox.pipelines.service` (it needs
-``platform.services["pipelines"]``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
-with the server; ``platform.services["schedules"]`` is the :class:`ScheduleStore`.
+``platform.services.pipelines``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
+with the server; ``platform.services.schedules`` is the :class:`ScheduleStore`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from kfbox.pipelines.body_route import JsonBodyRoute
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.schedules import RecurringRun, Scheduler, ScheduleStore
 from kfbox.pipelines.views import status, timestamp
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 
 RECURRING_RUN = s.Reply[s.V2beta1RecurringRun](s.V2beta1RecurringRun)
 RECURRING_RUNS = s.Reply[s.V2beta1ListRecurringRunsResponse](s.V2beta1ListRecurringRunsResponse)
@@ -102,10 +102,10 @@ def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    service = platform.services["pipelines"]
+    service = required(platform.services.pipelines, "pipelines")
     store = ScheduleStore(platform.db, service.catalog, platform.settings.container_runtime, platform.settings)
     scheduler = Scheduler(store, submit=lambda body: str(service.create_run(body).id))
-    platform.services["schedules"] = store
+    platform.services.schedules = store
     router = build_router(store, scheduler)
     for prefix in PREFIXES:
         app.include_router(router, prefix=prefix)

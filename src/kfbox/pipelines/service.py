@@ -1,6 +1,6 @@
 """Mounts the pipelines subsystem: the KFP API, the run queue, KFP-shaped errors.
 
-``platform.services["pipelines"]`` is the :class:`PipelinesService`: other subsystems may
+``platform.services.pipelines`` is the :class:`PipelinesService`: other subsystems may
 call ``create_run(body)``, ``runs.get(run_id)`` / ``runs.details(run_id)`` and
 ``supervisor.cancel(run_id)``.
 """
@@ -36,7 +36,7 @@ class PipelinesService:
 
 def install(app: FastAPI, platform: Platform) -> None:
     service = PipelinesService(platform)
-    platform.services["pipelines"] = service
+    platform.services.pipelines = service
 
     async def in_use() -> None:  # async: runs inline, no thread hop per request
         service.supervisor.touch()

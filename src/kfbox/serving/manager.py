@@ -207,7 +207,7 @@ class ServingManager:
         return self.settings.logs_dir / "serving" / namespace / name
 
     def _registry_lookup(self, model: str, version: str | None) -> str:
-        registry = self.platform.services.get("registry")
+        registry = self.platform.services.registry
         if registry is None:
             raise NotFound("The Model Registry is not part of this server, so model-registry:// cannot be resolved.")
         return str(registry.resolve_artifact_uri(model, version))

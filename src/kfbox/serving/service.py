@@ -1,6 +1,6 @@
 """Mounts serving: the InferenceService API, the inference gateway, host routing and the manager.
 
-Other subsystems reach the manager as ``platform.services["serving"]`` (a
+Other subsystems reach the manager as ``platform.services.serving`` (a
 :class:`~kfbox.serving.manager.ServingManager`): ``await manager.apply(manifest, namespace)``,
 ``manager.deployments``; ``kfbox.serving.status.describe`` gives an InferenceService's status
 with ``status.url``, ``status.address.url`` and ``status.replicas``.
@@ -27,7 +27,7 @@ from kfbox.serving.resources import InferenceServices
 
 def install(app: FastAPI, platform: Platform) -> None:
     manager = ServingManager(platform)
-    platform.services["serving"] = manager
+    platform.services.serving = manager
     for prefix in (PREFIX + "/", "/v1/models/", "/v2/"):  # gateway paths, by path and by Host header
         platform.error_renderers.append((prefix, lambda _status, message: {"error": message}))
     domain_suffix = "." + platform.settings.ingress_domain.lower()
@@ -41,7 +41,7 @@ def install(app: FastAPI, platform: Platform) -> None:
 
     platform.body_limits.append(serving_body_limit)
     resources = InferenceServices(manager)
-    platform.services["inferenceservices"] = resources
+    platform.services.inferenceservices = resources
     for prefix in ("/apis/serving.kserve.io", "/api/v1/"):  # Kubernetes-style API: Status bodies, ahead of KFP's /apis
         platform.error_renderers.insert(0, (prefix, lambda status, message: status_body(status, message)))
 
@@ -63,7 +63,7 @@ def install(app: FastAPI, platform: Platform) -> None:
         from kfbox.serving.grpc_gateway import GrpcGateway
 
         grpc_gateway = GrpcGateway(manager)
-        platform.services["grpc_gateway"] = grpc_gateway
+        platform.services.grpc_gateway = grpc_gateway
         platform.on_startup.append(grpc_gateway.start)
         platform.on_shutdown.append(grpc_gateway.stop)
     platform.on_shutdown.append(resources.shutdown)

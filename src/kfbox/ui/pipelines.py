@@ -18,7 +18,7 @@ from kfbox.pipelines import spec as specs
 from kfbox.pipelines.catalog import PIPELINE_FIELDS
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.tables import Pipeline, PipelineVersion
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui import csrf, dag
 from kfbox.ui.render import Pages
 
@@ -27,7 +27,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def catalog() -> Any:
-        return platform.services["pipelines"].catalog
+        return required(platform.services.pipelines, "pipelines").catalog
 
     @router.get("/pipelines")
     @router.get("/pipelines.json")
