@@ -13,6 +13,7 @@ with the server; ``platform.services.schedules`` is the :class:`ScheduleStore`.
 from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Response
+from starlette.routing import BaseRoute
 
 from kfbox.apis import KFP_PREFIXES as PREFIXES
 from kfbox.pipelines import schemas as s
@@ -20,6 +21,7 @@ from kfbox.pipelines.body_route import JsonBodyRoute
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.schedules import RecurringRun, Scheduler, ScheduleStore
 from kfbox.pipelines.views import status, timestamp
+from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform, required
 
 RECURRING_RUN = s.Reply[s.V2beta1RecurringRun](s.V2beta1RecurringRun)
@@ -106,8 +108,13 @@ def install(app: FastAPI, platform: Platform) -> None:
     store = ScheduleStore(platform.db, service.catalog, platform.settings.container_runtime, platform.settings)
     scheduler = Scheduler(store, submit=lambda body: str(service.create_run(body).id))
     platform.services.schedules = store
-    router = build_router(store, scheduler)
-    for prefix in PREFIXES:
-        app.include_router(router, prefix=prefix)
+
+    def routes() -> list[BaseRoute]:  # built by the first request under a prefix: nothing at start-up
+        router, block = build_router(store, scheduler), APIRouter()
+        for prefix in PREFIXES:
+            block.include_router(router, prefix=prefix)
+        return list(block.routes)
+
+    install_lazy(app, routes, prefixes=tuple(f"{prefix}/recurringruns" for prefix in PREFIXES))
     platform.on_startup.append(scheduler.start)
     platform.on_shutdown.append(scheduler.stop)
