@@ -29,9 +29,23 @@ table then needs ``--no-clients`` unless mlflow is importable here too), e.g.::
     python3 -m venv /work/peers/mlflow && /work/peers/mlflow/bin/pip install mlflow   # 3.17.2 here
     .venv/bin/python benchmarks/registry.py --mlflow-python /work/peers/mlflow/bin/python --no-clients
 
-MLflow runs as it ships (``mlflow server``: uvicorn, 4 workers, SQLite), with uvicorn's worker
-health check raised so slow imports on a busy machine do not kill its workers at start.
-Server CPU is counted over the processes that serve requests (kfbox's one, MLflow's workers).
+MLflow runs as ``mlflow server`` (uvicorn, 4 workers, SQLite) with three changes, printed at the
+start of a run, that make the comparison like for like rather than a win by configuration:
+
+* SQLite in WAL mode with ``synchronous=NORMAL``, as kfbox runs it (a ``sitecustomize`` on
+  MLflow's ``PYTHONPATH`` sets both pragmas on each connection its SQLAlchemy pools open). MLflow
+  ships SQLite's defaults -- a rollback journal, ``synchronous=FULL`` -- so each commit waits for
+  three or more fsyncs; on this machine's disk an fsync takes ~6 ms (p90 13-100 ms), so a
+  registration waited tens of ms on the disk: MLflow ran at ~9/s on a quiet machine where its
+  ~22 ms of CPU allow ~40/s (its store alone, in one process at load 12: 13-16/s as shipped,
+  25-26/s with these pragmas);
+* ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``: the job runner and its seven Huey consumers poll
+  for ever (~0.2 cores here) and do nothing for the model registry; on two cores they took CPU
+  from both servers;
+* uvicorn's worker health check raised so slow imports on a busy machine do not kill its workers.
+
+``--mlflow-as-shipped`` drops the first two. Server CPU is counted over the processes that serve
+requests (kfbox's one, MLflow's workers).
 
 Figures depend on the machine and its load: compare the ratios, not absolute numbers.
 Goal: raw HTTP registration >= 5x MLflow.
@@ -97,8 +111,47 @@ def kfbox(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
         proc.wait(30)
 
 
+# kfbox's SQLite settings for MLflow's server: every connection its SQLAlchemy pools open
+SITECUSTOMIZE = """\
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
+
+
+@event.listens_for(Pool, "connect")
+def _kfbox_pragmas(dbapi_conn, _record):
+    if type(dbapi_conn).__module__.startswith("sqlite3"):
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+"""
+
+
+def mlflow_env(root: Path, as_shipped: bool) -> dict[str, str]:
+    """MLflow's environment: kfbox's SQLite pragmas and no job runner, unless ``as_shipped``."""
+    env = dict(os.environ)
+    if as_shipped:
+        return env
+    site = root / "mlflow-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), env.get("PYTHONPATH", "")) if p)
+    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+    return env
+
+
+def sqlite_settings(db: Path) -> str:
+    """The database's journal mode, which the server set (persistent in the file; synchronous is per connection)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]  # persistent: set by the server
+    return f"journal_mode={mode}"
+
+
 @contextlib.contextmanager
-def mlflow_server(root: Path, python: str, workers_: int) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def mlflow_server(root: Path, python: str, workers_: int,
+                  env: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     log = (root / "mlflow-server.log").open("wb")
     mlflow = Path(python).with_name("mlflow")
@@ -109,7 +162,7 @@ def mlflow_server(root: Path, python: str, workers_: int) -> Iterator[tuple[str,
                              "--default-artifact-root", (root / "artifacts").as_uri(), "--host", "127.0.0.1",
                              "--port", str(port), "--workers", str(workers_), "--uvicorn-opts",
                              "--timeout-worker-healthcheck 180"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         try:
@@ -126,6 +179,11 @@ def mlflow_server(root: Path, python: str, workers_: int) -> Iterator[tuple[str,
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
         log.close()
+
+
+def mlflow_version(python: str) -> str:
+    return subprocess.run([python, "-c", "import mlflow; print(mlflow.__version__)"], capture_output=True,
+                          text=True, check=True).stdout.strip()
 
 
 def rss_mb(pid: int) -> float:
@@ -407,6 +465,8 @@ def main() -> None:
     parser.add_argument("--no-startup", action="store_true", help="skip start-to-ready and idle RSS")
     parser.add_argument("--mlflow-python", default=sys.executable, help="the python of MLflow's virtualenv")
     parser.add_argument("--mlflow-workers", type=int, default=4, help="MLflow's uvicorn workers (its default: 4)")
+    parser.add_argument("--mlflow-as-shipped", action="store_true",
+                        help="SQLite's default journal and fsyncs and MLflow's job runner (see above)")
     parser.add_argument("--seed-mlflow", nargs=2, metavar=("ROOT", "VERSIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_mlflow:  # run by --mlflow-python's interpreter, below
@@ -419,14 +479,17 @@ def main() -> None:
         starts, rss = ([], []) if args.no_startup else startup(root)
         seed_kfbox(root / "kfbox", args.versions)
         (root / "mlflow").mkdir()
-        if args.mlflow_python == sys.executable:
-            seed_mlflow(root / "mlflow", args.versions)
-        else:
-            subprocess.run([args.mlflow_python, __file__, "--seed-mlflow", str(root / "mlflow"), str(args.versions)],
-                           check=True)
+        ml_env = mlflow_env(root, args.mlflow_as_shipped)
+        subprocess.run([args.mlflow_python, __file__, "--seed-mlflow", str(root / "mlflow"), str(args.versions)],
+                       check=True, env=ml_env)
         with kfbox(root / "kfbox") as (kf_url, kf_proc, _), \
-                mlflow_server(root / "mlflow", args.mlflow_python, args.mlflow_workers) as (ml_url, ml_proc):
+                mlflow_server(root / "mlflow", args.mlflow_python, args.mlflow_workers, ml_env) as (ml_url, ml_proc):
             waited = wait_idle(tree(kf_proc.pid) + tree(ml_proc.pid))
+            print(f"MLflow {mlflow_version(args.mlflow_python)}: {args.mlflow_workers} workers, SQLite "
+                  f"{sqlite_settings(root / 'mlflow' / 'mlflow.db')}, "
+                  + ("as shipped (synchronous=FULL, job runner on)" if args.mlflow_as_shipped
+                     else "synchronous=NORMAL (kfbox's), job runner off")
+                  + f"; kfbox SQLite {sqlite_settings(root / 'kfbox' / 'kfbox.db')}, synchronous=NORMAL")
             procs = (workers(kf_proc.pid), workers(ml_proc.pid))
             print(f"servers settled {waited:.1f} s after ready; process trees: kfbox {len(tree(kf_proc.pid))}, "
                   f"MLflow {len(tree(ml_proc.pid))} (request workers: {procs[0]} and {procs[1]})")
