@@ -18,12 +18,14 @@ from typing import Any, NotRequired
 
 from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict
+from starlette.routing import BaseRoute
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on Python >= 3.12
 
 from kfbox.pipelines.schemas import Empty
 from kfbox.pipelines.secret_values import Kind
 from kfbox.pipelines.secrets import Entry, SecretStore
 from kfbox.pipelines.views import timestamp
+from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
 
 PREFIX = "/kfbox/v1"
@@ -97,4 +99,10 @@ def _routes(router: APIRouter, store: SecretStore, kind: Kind, path: str) -> Non
 def install(app: FastAPI, platform: Platform) -> None:
     store = SecretStore.from_settings(platform.db, platform.settings)
     platform.services.secrets = store
-    app.include_router(build_router(store), prefix=PREFIX)
+
+    def routes() -> list[BaseRoute]:  # built by the first request under the prefix: nothing at start-up
+        block = APIRouter()
+        block.include_router(build_router(store), prefix=PREFIX)
+        return list(block.routes)
+
+    install_lazy(app, routes, prefixes=(PREFIX,))
