@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from kfbox.config import Settings
 from kfbox.db import Database
+from kfbox.server.shortcut import Shortcut
 
 if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, never an import at run time
     from kfbox.monitoring.service import MonitoringService
@@ -62,6 +63,8 @@ class Platform:
     body_limits: list[BodyLimitRule] = dataclasses.field(default_factory=list)
     """Per-request body limits (ASGI scope -> bytes, or None to pass); the first answer wins over
     ``settings.max_body_bytes`` (serving takes larger inference payloads than the other APIs)."""
+    shortcuts: list[Shortcut] = dataclasses.field(default_factory=list)
+    """Kinds of request answered by a short middleware chain instead of the whole app (the gateway's)."""
     services: Services = dataclasses.field(default_factory=lambda: Services())
     """Subsystem objects by name (e.g. ``"registry"``), for other subsystems to call."""
 

@@ -40,7 +40,6 @@ from kfbox.serving.deployment import Deployment
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import ReplicaPool
-from kfbox.serving.store import revision_name
 from kfbox.serving.upstream import Connection, UpstreamError
 
 PREFIX = "/serving"
@@ -75,17 +74,33 @@ class HostRouting:
         self.suffix = "." + domain.lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            host = next((v for k, v in scope["headers"] if k == b"host"), b"")
-            name = host.decode("latin-1").lower().rsplit(":", 1)[0]
-            if name.endswith(self.suffix):
-                labels = name[: -len(self.suffix)].split(".")
-                if len(labels) == 2 and all(labels):
-                    service, namespace = labels
-                    path = f"{PREFIX}/{namespace}/{service.removesuffix('-predictor')}{scope['path']}"
-                    # in place: the outer middleware (per-route metrics) reads the route set inside
-                    scope["path"], scope["raw_path"] = path, path.encode()
+        if scope["type"] == "http" and (path := self.routed(scope)) is not None:
+            # in place: the outer middleware (per-route metrics) reads the route set inside
+            scope["path"], scope["raw_path"] = path, path.encode()
         await self.app(scope, receive, send)
+
+    def routed(self, scope: Scope) -> str | None:
+        """The gateway path a model's ``Host`` names, or None when the Host is not a model's."""
+        host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+        name = host.decode("latin-1").lower().rsplit(":", 1)[0]
+        if name.endswith(self.suffix):
+            labels = name[: -len(self.suffix)].split(".")
+            if len(labels) == 2 and all(labels):
+                service, namespace = labels
+                return f"{PREFIX}/{namespace}/{service.removesuffix('-predictor')}{scope['path']}"
+        return None
+
+    def claims(self, scope: Scope) -> bool:
+        """A request the gateway answers (after host routing): the test of its :class:`Shortcut`."""
+        return gateway_parts(self.routed(scope) or scope["path"]) is not None
+
+
+def gateway_parts(path: str) -> list[str] | None:
+    """``/serving/{namespace}/{name}/{rest}`` split as ``["", "serving", namespace, name, rest]``; None otherwise."""
+    if not path.startswith("/serving/"):
+        return None
+    parts = path.split("/", 4)
+    return parts if len(parts) == 5 and parts[2] and parts[3] else None
 
 
 class Series:
@@ -116,11 +131,8 @@ class Gateway:
         self.series: dict[tuple[str, str], Series] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/serving/"):
-            await self.app(scope, receive, send)
-            return
-        parts = scope["path"].split("/", 4)  # "", "serving", namespace, name, rest
-        if len(parts) < 5 or not parts[2] or not parts[3]:
+        parts = gateway_parts(scope["path"]) if scope["type"] == "http" else None
+        if parts is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = ROUTE
@@ -153,8 +165,8 @@ class Gateway:
         chosen = self.manager.deployments[(namespace, name)].choose()
         if chosen is None:
             return await reply_error(send, 503, f"InferenceService {namespace}/{name} has no revision to serve yet.")
-        number, pool = chosen
-        revision = revision_name(name, number)
+        pool = chosen[1]
+        revision = pool.config.revision
         if pool.full:
             return await reply_error(send, 503, f"InferenceService {namespace}/{name} is overloaded: {pool.inflight} "
                                                 f"requests are waiting for {revision}. Retry shortly, or raise "
