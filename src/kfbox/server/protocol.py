@@ -199,7 +199,8 @@ class OneWrite:
         if self.parts:
             data = b"".join(self.parts)
             self.parts.clear()
-            self.transport.write(data)
+            if not self.transport.is_closing():  # the client left in between: uvicorn writes nothing either
+                self.transport.write(data)
 
     # what RequestResponseCycle uses of its transport
     def write(self, data: bytes) -> None:

@@ -8,7 +8,11 @@ when no replica can serve or the revision's queue is full (``KFBOX_SERVING_QUEUE
 
 It is plain ASGI, the innermost middleware: host routing, the guard and token auth have run
 (auth is decided on the ``/serving/...`` route that is served), FastAPI's routing never sees a
-gateway request. Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the
+gateway request. In the running server a gateway request does not even pass the rest of the
+stack: :class:`HostRouting`'s shortcut (:mod:`kfbox.server.shortcut`) has the server's protocol run
+per-route metrics -> guard -> body limit -> host routing -> token auth -> gateway, the same classes
+in the same order, in uvicorn's request cycle, with the reply's head and body in one write; the
+full app (in-process tests, any other request) is unchanged. Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the
 platform's own credentials), and the reply is streamed: a chunked or event-stream reply (tokens
 of a generate endpoint) reaches the client as the replica produces it.
 
