@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on Python >= 3.12
 
+from kfbox.pipelines.schemas import Empty
 from kfbox.pipelines.secret_values import Kind
 from kfbox.pipelines.secrets import Entry, SecretStore
 from kfbox.pipelines.views import timestamp
@@ -54,10 +55,6 @@ class SecretList(TypedDict):
 
 class ConfigMapList(TypedDict):
     configmaps: list[EntryReply]
-
-
-class Empty(TypedDict):
-    pass
 
 
 LISTS: dict[Kind, type[SecretList] | type[ConfigMapList]] = {"secret": SecretList, "configmap": ConfigMapList}

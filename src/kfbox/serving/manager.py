@@ -170,7 +170,8 @@ class ServingManager:
         record = deployment.record
         wanted = deployment.wanted_revisions()
         for number in wanted - deployment.pools.keys():
-            config = PoolConfig(model_name=record.name, revision=revision_name(record.name, number),
+            served = record.revisions[number].served_name(record.name)  # --model_name, else the service's
+            config = PoolConfig(model_name=served, revision=revision_name(record.name, number),
                                 log_dir=self._log_dir(record.namespace, record.name),
                                 scale_window=self.settings.serving_scale_window,
                                 start_timeout=self.settings.serving_replica_start_timeout,
