@@ -12,9 +12,11 @@ gateway request. In the running server a gateway request does not even pass the 
 stack: :class:`HostRouting`'s shortcut (:mod:`kfbox.server.shortcut`) has the server's protocol run
 per-route metrics -> guard -> body limit -> host routing -> token auth -> gateway, the same classes
 in the same order, in uvicorn's request cycle, with the reply's head and body in one write; the
-full app (in-process tests, any other request) is unchanged. Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the
-platform's own credentials), and the reply is streamed: a chunked or event-stream reply (tokens
-of a generate endpoint) reaches the client as the replica produces it.
+full app (in-process tests, any other request) is unchanged.
+
+Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the platform's own
+credentials), and the reply is streamed: a chunked or event-stream reply (tokens of a generate
+endpoint) reaches the client as the replica produces it.
 
 Why no external data plane (as KServe drives Istio/Envoy): HAProxy from Debian in front of the same
 replica costs about a third of this path's CPU per request (``benchmarks/gateway.py --haproxy``),
