@@ -44,8 +44,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.openloop import fixed_rate
 from benchmarks.serving import cpu_seconds, listening_pid
 
-from kfbox.serving.replica import log_config as replica_log_config
-
 NAMESPACE = "kubeflow-user-example-com"
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
 API = "/apis/serving.kserve.io/v1beta1/namespaces/" + NAMESPACE + "/inferenceservices"
@@ -272,6 +270,8 @@ def main() -> int:
                 # like for like: kserve's own --log_config_file with the configuration kfbox's replicas use
                 # (no per-request access or timing lines)
                 log_config = work / "kserve-logging.json"
+                from kfbox.serving.replica import log_config as replica_log_config  # this tree's, not --baseline-src's
+
                 log_config.write_text(json.dumps(replica_log_config()))
                 stack.enter_context(child([sys.executable, "-m", "tests.serving.stock_sklearn",
                                            str(home / "pvc" / "models" / "iris"), "iris", str(stock_port),
