@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gateway import HAPROXY, ROOT, child, free_port, wait_for
@@ -84,8 +85,9 @@ def serve(replica_port: int, info: Path) -> None:
     database.upgrade()
     platform = Platform(settings=settings, db=database)
     app = create_app(settings, platform)
-    manager = platform.services["serving"]
-    resources = platform.services["inferenceservices"]
+    services: Any = platform.services  # a dict in trees before services became attributes
+    manager = services["serving"] if isinstance(services, dict) else services.serving
+    resources = services["inferenceservices"] if isinstance(services, dict) else services.inferenceservices
     # no reconcile loop (it would reap a replica it did not spawn) and no status tracking of the stand-in
     platform.on_startup[:] = [hook for hook in platform.on_startup
                               if getattr(hook, "__self__", None) not in (manager, resources)]

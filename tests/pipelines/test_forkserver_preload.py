@@ -93,22 +93,6 @@ def test_a_task_does_not_wait_for_remembered_modules_it_does_not_import(tmp_path
         forker.close()
 
 
-def test_the_last_two_runs_are_remembered(tmp_path: Path) -> None:
-    """A workflow alternates pipelines (iris: training, selection): the next spare preloads what both used."""
-    memory = tmp_path / ".task-preload.json"
-    memory.write_text('["yaml"]')  # one run, as earlier versions wrote it
-    uses_rich = "def task(out: str):\n    import rich\n    open(out, 'w').write('ran')\n"
-    runs = (("rich", uses_rich, "rich", ["rich", "yaml"]), ("yaml", SOURCE, "pyyaml", ["yaml", "rich"]),
-            ("yaml-again", SOURCE, "pyyaml", ["yaml"]))
-    for name, source, package, remembered in runs:
-        forker = TaskForker(memory=memory)
-        try:
-            run_task(forker, tmp_path, name, [package], source)
-        finally:
-            forker.close()
-        assert remembered_preload(memory) == remembered, name
-
-
 def test_a_damaged_memory_preloads_nothing(tmp_path: Path) -> None:
     memory = tmp_path / ".task-preload.json"
     for text, preloaded in (("not json", []), ('{"a": 1}', []), ('["ok", "not a module;rm -rf", 3]', ["ok"])):

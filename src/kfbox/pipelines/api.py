@@ -43,8 +43,9 @@ def build_router(service: PipelinesService) -> APIRouter:
     router = APIRouter(tags=["pipelines"], route_class=JsonBodyRoute)
     catalog, runs = service.catalog, service.runs
 
-    def listing(page_token: str | None, page_size: int | None, sort_by: str | None, filter: str | None) -> Listing:
-        return Listing.parse(filter, sort_by, page_size, page_token)
+    def listing(name: str, page_token: str | None, page_size: int | None, sort_by: str | None,
+                filter: str | None) -> Listing:
+        return Listing.parse(name, filter, sort_by, page_size, page_token)
 
     @router.get("/healthz", response_model=s.V2beta1GetHealthzResponse)
     def healthz() -> Response:
@@ -61,7 +62,7 @@ def build_router(service: PipelinesService) -> APIRouter:
     @router.get("/experiments", response_model=s.V2beta1ListExperimentsResponse)
     def list_experiments(page_token: str | None = None, page_size: int | None = None, sort_by: str | None = None,
                          filter: str | None = None, namespace: str | None = None) -> Response:
-        rows, token, total = catalog.list_experiments(listing(page_token, page_size, sort_by, filter))
+        rows, token, total = catalog.list_experiments(listing("experiments", page_token, page_size, sort_by, filter))
         return EXPERIMENTS({"experiments": [views.experiment(r) for r in rows], "total_size": total,
                             "next_page_token": token})
 
@@ -120,7 +121,7 @@ def build_router(service: PipelinesService) -> APIRouter:
     @router.get("/pipelines", response_model=s.V2beta1ListPipelinesResponse)
     def list_pipelines(page_token: str | None = None, page_size: int | None = None, sort_by: str | None = None,
                        filter: str | None = None, namespace: str | None = None) -> Response:
-        rows, token, total = catalog.list_pipelines(listing(page_token, page_size, sort_by, filter))
+        rows, token, total = catalog.list_pipelines(listing("pipelines", page_token, page_size, sort_by, filter))
         return PIPELINES({"pipelines": [views.pipeline(r) for r in rows], "total_size": total,
                           "next_page_token": token})
 
@@ -146,7 +147,8 @@ def build_router(service: PipelinesService) -> APIRouter:
     @router.get("/pipelines/{pipeline_id}/versions", response_model=s.V2beta1ListPipelineVersionsResponse)
     def list_versions(pipeline_id: str, page_token: str | None = None, page_size: int | None = None,
                       sort_by: str | None = None, filter: str | None = None) -> Response:
-        rows, token, total = catalog.list_versions(pipeline_id, listing(page_token, page_size, sort_by, filter))
+        page = listing(f"pipelines/{pipeline_id}/versions", page_token, page_size, sort_by, filter)
+        rows, token, total = catalog.list_versions(pipeline_id, page)
         return VERSIONS({"pipeline_versions": [views.pipeline_version(r) for r in rows], "total_size": total,
                          "next_page_token": token})
 
@@ -170,7 +172,8 @@ def build_router(service: PipelinesService) -> APIRouter:
     def list_runs(page_token: str | None = None, page_size: int | None = None, sort_by: str | None = None,
                   filter: str | None = None, experiment_id: str | None = None,
                   namespace: str | None = None) -> Response:
-        rows, token, total = runs.list_runs(listing(page_token, page_size, sort_by, filter), experiment_id)
+        page = listing(f"runs experiment_id={experiment_id or ''}", page_token, page_size, sort_by, filter)
+        rows, token, total = runs.list_runs(page, experiment_id)
         return RUNS({"runs": [views.run(r) for r in rows], "total_size": total, "next_page_token": token})
 
     @router.get("/runs/{run_id}", response_model=s.V2beta1Run)

@@ -47,11 +47,8 @@ from kfbox.server import warm
 
 EXECUTOR = "kfp.dsl.executor_main"
 PRELOAD_MEMORY = ".task-preload.json"
-"""In the runs folder: the modules the last runs' tasks had their task server import, one list a run."""
+"""In the runs folder: the modules the last run's tasks had their task server import."""
 PRELOAD_MAX = 32
-PRELOAD_RUNS = 2
-"""Runs remembered: a workflow alternates pipelines (iris: training, then selection), and the next spare
-may start after either (a spare retired when idle starts again on the next API call)."""
 _LENGTH = struct.Struct("!I")
 _CODE = struct.Struct("!i")
 
@@ -149,25 +146,14 @@ def _catches_import_error(node: ast.Try) -> bool:
 
 
 def remembered_preload(memory: Path) -> list[str]:
-    """The modules the last runs' tasks had their task server import, the newest run's first (see
-    :class:`TaskForker`)."""
-    names: list[str] = []
-    for run in _remembered_runs(memory):
-        names += [n for n in run if n not in names]
-    return names[:PRELOAD_MAX]
-
-
-def _remembered_runs(memory: Path) -> list[list[str]]:
+    """The modules the last run's tasks had their task server import (see :class:`TaskForker`)."""
     try:
-        runs = json.loads(memory.read_text())
+        names = json.loads(memory.read_text())
     except (OSError, ValueError):
         return []
-    if not isinstance(runs, list):
+    if not isinstance(names, list):
         return []
-    if not runs or not all(isinstance(run, list) for run in runs):
-        runs = [runs]  # one run's flat list, as earlier versions wrote it
-    return [[n for n in run if isinstance(n, str) and all(p.isidentifier() for p in n.split("."))][:PRELOAD_MAX]
-            for run in runs[:PRELOAD_RUNS]]
+    return [n for n in names if isinstance(n, str) and all(p.isidentifier() for p in n.split("."))][:PRELOAD_MAX]
 
 
 class TaskForker:
@@ -176,9 +162,8 @@ class TaskForker:
     ``preload``: modules the server imports as it starts, one at a time while no task waits (a spare
     worker's, at idle priority), so the first task that needs them does not wait for them:
     scikit-learn costs a task about 2 s; and a task that does not need them does not wait either. With
-    ``memory`` (a file), ``close()`` adds the modules this run's tasks had the server import: the next
-    spare imports what the last :data:`PRELOAD_RUNS` runs used, and nothing for a user who runs no such
-    pipeline.
+    ``memory`` (a file), ``close()`` writes the modules this run's tasks had the server import: the
+    next spare imports what the last run used, and nothing for a user who runs no such pipeline.
     """
 
     def __init__(self, preload: Sequence[str] = (), memory: Path | None = None) -> None:
@@ -252,8 +237,7 @@ class TaskForker:
         if self.memory is not None and self.imported:
             with contextlib.suppress(OSError):
                 partial = self.memory.with_name(self.memory.name + f".{os.getpid()}")
-                runs = [self.imported[:PRELOAD_MAX], *_remembered_runs(self.memory)][:PRELOAD_RUNS]
-                partial.write_text(json.dumps(runs))
+                partial.write_text(json.dumps(self.imported[:PRELOAD_MAX]))
                 partial.replace(self.memory)
 
 

@@ -6,8 +6,8 @@ declared in :mod:`kfbox.pipelines.schemas`; kfbox adds three read-only fields cl
 ``next_run_at``, ``last_run_at`` and ``run_ids`` (the newest runs the schedule started).
 
 ``install(app, platform)`` runs after :mod:`kfbox.pipelines.service` (it needs
-``platform.services["pipelines"]``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
-with the server; ``platform.services["schedules"]`` is the :class:`ScheduleStore`.
+``platform.services.pipelines``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
+with the server; ``platform.services.schedules`` is the :class:`ScheduleStore`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from kfbox.pipelines.body_route import JsonBodyRoute
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.schedules import RecurringRun, Scheduler, ScheduleStore
 from kfbox.pipelines.views import status, timestamp
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 
 RECURRING_RUN = s.Reply[s.V2beta1RecurringRun](s.V2beta1RecurringRun)
 RECURRING_RUNS = s.Reply[s.V2beta1ListRecurringRunsResponse](s.V2beta1ListRecurringRunsResponse)
@@ -72,7 +72,9 @@ def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
     def list_recurring_runs(page_token: str | None = None, page_size: int | None = None,
                             sort_by: str | None = None, filter: str | None = None, experiment_id: str | None = None,
                             namespace: str | None = None) -> Response:
-        rows, token, total = store.list_schedules(Listing.parse(filter, sort_by, page_size, page_token), experiment_id)
+        page = Listing.parse(f"recurringruns experiment_id={experiment_id or ''}", filter, sort_by, page_size,
+                             page_token)
+        rows, token, total = store.list_schedules(page, experiment_id)
         return RECURRING_RUNS({"recurringRuns": [recurring_run(r, now()) for r in rows], "total_size": total,
                                "next_page_token": token})
 
@@ -100,10 +102,10 @@ def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    service = platform.services["pipelines"]
+    service = required(platform.services.pipelines, "pipelines")
     store = ScheduleStore(platform.db, service.catalog, platform.settings.container_runtime, platform.settings)
     scheduler = Scheduler(store, submit=lambda body: str(service.create_run(body).id))
-    platform.services["schedules"] = store
+    platform.services.schedules = store
     router = build_router(store, scheduler)
     for prefix in PREFIXES:
         app.include_router(router, prefix=prefix)

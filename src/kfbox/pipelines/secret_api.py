@@ -8,7 +8,7 @@
 
 Bodies and replies are declared (:class:`EntryBody`, :class:`EntryReply`; they are in /openapi.json);
 a reply describes an :class:`~kfbox.pipelines.secrets.Entry`, and a secret's values are only read
-by the engine, in the server, when a task starts. ``platform.services["secrets"]`` is the
+by the engine, in the server, when a task starts. ``platform.services.secrets`` is the
 :class:`~kfbox.pipelines.secrets.SecretStore`.
 """
 
@@ -96,5 +96,5 @@ def _routes(router: APIRouter, store: SecretStore, kind: Kind, path: str) -> Non
 
 def install(app: FastAPI, platform: Platform) -> None:
     store = SecretStore.from_settings(platform.db, platform.settings)
-    platform.services["secrets"] = store
+    platform.services.secrets = store
     app.include_router(build_router(store), prefix=PREFIX)

@@ -43,9 +43,9 @@ class Sessions:
 
     @classmethod
     def of(cls, platform: Platform) -> Sessions:
-        sessions = platform.services.get("sessions")
+        sessions = platform.services.sessions
         if sessions is None:
-            sessions = platform.services["sessions"] = cls(platform.settings.token)
+            sessions = platform.services.sessions = cls(platform.settings.token)
         return sessions
 
     def token_matches(self, given: str) -> bool:

@@ -55,7 +55,7 @@ def summary(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def summaries(platform: Platform) -> list[dict[str, Any]]:
-    manager = platform.services.get("serving")
+    manager = platform.services.serving
     if manager is None:
         return []
     domain = platform.settings.ingress_domain
@@ -71,7 +71,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def manager() -> Any:
-        found = platform.services.get("serving")
+        found = platform.services.serving
         if found is None:
             raise NotFound("Serving is not part of this server.")
         return found
