@@ -14,8 +14,10 @@ the same kserve replica straight, and beside a stock KServe sklearn server on th
 archive HEAD~3 src | tar -x -C /tmp/before``) with its own iris replica, measured in the same
 rounds: before and after in one run. The stock server is ``tests.serving.stock_sklearn`` (upstream
 sklearnserver's logic on the installed ``kserve.ModelServer``; the ``sklearnserver`` package is not
-on PyPI). Every process here is one Python process (one core at most); the machine's cores and
-its load are printed: compare ratios, not absolute numbers.
+on PyPI), started with kserve's ``--log_config_file`` set to the logging kfbox's replicas use (no
+per-request access or timing lines), so the two compare like for like. Every process here is one
+Python process (one core at most); the machine's cores and its load are printed: compare ratios,
+not absolute numbers.
 """
 
 from __future__ import annotations
@@ -265,9 +267,15 @@ def main() -> int:
                     watch["haproxy"] = {"haproxy": proxy.pid, **replica}
                     wait_for(lambda url=paths["haproxy"]: httpx.post(url, content=BODY).status_code == 200, "haproxy")
                 stock_port = free_port()
+                # like for like: kserve's own --log_config_file with the configuration kfbox's replicas use
+                # (no per-request access or timing lines)
+                log_config = work / "kserve-logging.json"
+                from kfbox.serving.replica import log_config as replica_log_config  # this tree's, not --baseline-src's
+
+                log_config.write_text(json.dumps(replica_log_config()))
                 stack.enter_context(child([sys.executable, "-m", "tests.serving.stock_sklearn",
-                                           str(home / "pvc" / "models" / "iris"), "iris", str(stock_port)],
-                                          work / "stock.log"))
+                                           str(home / "pvc" / "models" / "iris"), "iris", str(stock_port),
+                                           "--log_config_file", str(log_config)], work / "stock.log"))
                 stock = f"http://127.0.0.1:{stock_port}/v1/models/iris:predict"
                 wait_for(lambda url=stock: httpx.post(url, content=BODY).status_code == 200, "the stock server")
         if not args.skip_closed:

@@ -4,7 +4,9 @@ It is what upstream's ``sklearnserver`` does (that package is not installed here
 the one model file, ``get_predict_input`` -> ``model.predict`` -> ``get_predict_response``, any
 error an ``InferenceError`` — served by the installed ``kserve.ModelServer``.
 
-    python -m tests.serving.stock_sklearn MODEL_DIR MODEL_NAME HTTP_PORT
+    python -m tests.serving.stock_sklearn MODEL_DIR MODEL_NAME HTTP_PORT [kserve's own flags]
+
+kserve's own flags (e.g. ``--log_config_file``) are read by ``kserve.model_server`` as upstream's are.
 """
 
 from __future__ import annotations

@@ -152,6 +152,56 @@ def test_body_over_the_serving_limit_is_413(client: httpx.Client, iris: Any) -> 
     assert v1(client, "iris").json() == {"predictions": expected(iris)}
 
 
+def test_a_chunked_request_body_is_proxied_and_bounded_by_the_serving_limit(client: httpx.Client, iris: Any) -> None:
+    """No content-length: the body limit counts what arrives (the gateway's short lane keeps that check)."""
+    rows = json.dumps({"instances": ROWS}).encode()
+    reply = client.post("/serving/default/iris/v1/models/iris:predict", content=iter([rows[:7], rows[7:]]),
+                        headers={"content-type": "application/json"})
+    assert "content-length" not in reply.request.headers
+    assert reply.json() == {"predictions": expected(iris)}
+    piece = b"[1.0, 2.0, 3.0, 4.0]," * 50_000
+    big = client.post("/serving/default/iris/v1/models/iris:predict", content=iter([b'{"instances": ['] + [piece] * 20),
+                      headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    assert big.json() == {"error": f"Request body is larger than the limit of {16 * 1024 * 1024} bytes."}
+
+
+def test_gateway_requests_are_counted_by_route_like_every_request(client: httpx.Client, iris: Any) -> None:
+    def counted(text: str, status: str) -> float:
+        prefix = f'kfbox_http_requests_total{{method="POST",route="/serving/{{namespace}}/{{name}}/{{path}}",' \
+                 f'status="{status}"}}'
+        return next((float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    before = client.get("/metrics").text
+    for _ in range(3):
+        assert v1(client, "iris").status_code == 200
+    assert client.post("/serving/default/iris/v1/models/iris:predict", json={"instances": "x"}).status_code == 400
+    by_host = client.post("/v1/models/iris:predict", json={"instances": ROWS},
+                          headers={"Host": "iris.default.example.com"})
+    assert by_host.status_code == 200
+    after = client.get("/metrics").text
+    assert counted(after, "200") - counted(before, "200") == 4
+    assert counted(after, "400") - counted(before, "400") == 1
+
+
+def test_a_serving_path_that_names_no_service_is_the_apps_404(client: httpx.Client, iris: Any) -> None:
+    for path in ("/serving/default", "/serving/default/"):
+        reply = client.post(path, json={})
+        assert reply.status_code == 404, path
+        assert "No API at POST" in reply.json()["error"]
+
+
+def test_the_replica_log_has_no_line_per_request(client: httpx.Client, server: ServerProcess, iris: Any) -> None:
+    for _ in range(5):
+        assert v1(client, "iris").status_code == 200
+    logs = [p.read_text() for p in (server.home / "logs" / "serving" / "default" / "iris").glob("*.log")]
+    assert logs
+    for text in logs:
+        assert "Uvicorn running on http://127.0.0.1:" in text  # kserve's own start-up lines stay
+        assert "uvicorn.access" not in text and "kserve.trace" not in text
+        assert ":predict" not in text
+
+
 def test_missing_or_corrupt_model_is_not_ready_and_says_why(client: httpx.Client, server: ServerProcess,
                                                             iris: Any) -> None:
     corrupt = server.home / "pvc" / "models" / "corrupt"

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from kfbox import __version__
 from kfbox.config import Settings
@@ -24,8 +25,9 @@ from kfbox.server import session
 from kfbox.server.auth import TokenAuth
 from kfbox.server.exposition import Exposition, ScrapeRoute
 from kfbox.server.guard import RequestGuard
-from kfbox.server.middleware import BodyLimit, RequestMetrics
+from kfbox.server.middleware import BodyLimit, HttpMetrics, RequestMetrics
 from kfbox.server.platform import Platform
+from kfbox.server.shortcut import ShortLane
 from kfbox.storage.space import insufficient_storage
 
 SUBSYSTEMS = [
@@ -77,7 +79,18 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         app.add_middleware(RequestGuard, platform=platform)
     # GET /metrics: its own Host check and token auth, then the writer (no routing, no middleware)
     app.add_middleware(ScrapeRoute, platform=platform, exposition=Exposition(platform.metrics))
-    app.add_middleware(RequestMetrics, platform=platform)
+    http_metrics = HttpMetrics(platform)
+    app.add_middleware(RequestMetrics, metrics=http_metrics)
+
+    def outer(chain: ASGIApp) -> ASGIApp:
+        """The full stack's middleware outside the body limit, in the same order, in front of a short chain."""
+        chain = BodyLimit(chain, platform)
+        if settings.guard_checks:
+            chain = RequestGuard(chain, platform)
+        return RequestMetrics(chain, http_metrics)
+
+    # the server's protocol answers the requests a shortcut claims (the gateway's) with its short chain
+    app.state.short_lane = ShortLane(platform.shortcuts, outer)
     return app
 
 

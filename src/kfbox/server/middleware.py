@@ -36,9 +36,12 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = next((n for rule in self.platform.body_limits if (n := rule(scope)) is not None), self.limit)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            await send_error(self.platform, scope, send, 413, self._message(limit))
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and length.isdigit():
+            if int(length) > limit:
+                await send_error(self.platform, scope, send, 413, self._message(limit))
+            else:  # the parser reads exactly this many bytes: nothing to count (a gateway request's usual case)
+                await self.app(scope, receive, send)
             return
         seen = 0
         started = False
@@ -71,11 +74,11 @@ class _TooLarge(Exception):
     pass
 
 
-class RequestMetrics:
-    """``kfbox_http_requests_total`` and ``kfbox_http_request_duration_seconds`` by route template."""
+class HttpMetrics:
+    """``kfbox_http_requests_total`` and ``kfbox_http_request_duration_seconds`` by route template: one set per
+    server, shared by the full stack's :class:`RequestMetrics` and a short chain's (:mod:`kfbox.server.shortcut`)."""
 
-    def __init__(self, app: ASGIApp, platform: Platform) -> None:
-        self.app = app
+    def __init__(self, platform: Platform) -> None:
         self.requests = Counter("kfbox_http_requests", "HTTP requests served, by route and status.",
                                 ["method", "route", "status"], registry=platform.metrics)
         self.latency = Histogram("kfbox_http_request_duration_seconds", "HTTP request latency by route.",
@@ -83,6 +86,23 @@ class RequestMetrics:
         self.series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         """Labelled children by (method, route, status), looked up once: ``labels()`` cost more than the updates
         (on every gateway request). Never removed, as the series themselves: one per route template."""
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        series = self.series.get(key)
+        if series is None:
+            series = self.series[key] = (self.requests.labels(method, route, str(status)),
+                                         self.latency.labels(method, route))
+        series[0].inc()
+        series[1].observe(seconds)
+
+
+class RequestMetrics:
+    """Counts every HTTP request in :class:`HttpMetrics`, by the route template the app set in the scope."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,13 +120,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, capture)
         finally:
-            key = (scope["method"], _route_template(scope), status)
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = (self.requests.labels(key[0], key[1], str(status)),
-                                             self.latency.labels(key[0], key[1]))
-            series[0].inc()
-            series[1].observe(time.perf_counter() - start)
+            self.metrics.record(scope["method"], _route_template(scope), status, time.perf_counter() - start)
 
 
 def _route_template(scope: Scope) -> str:

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import Unavailable
+from kfbox.server.shortcut import Shortcut
 
 if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, never an import at run time
     from kfbox.monitoring.service import MonitoringService
@@ -80,6 +81,8 @@ class Platform:
     body_limits: list[BodyLimitRule] = dataclasses.field(default_factory=list)
     """Per-request body limits (ASGI scope -> bytes, or None to pass); the first answer wins over
     ``settings.max_body_bytes`` (serving takes larger inference payloads than the other APIs)."""
+    shortcuts: list[Shortcut] = dataclasses.field(default_factory=list)
+    """Kinds of request answered by a short middleware chain instead of the whole app (the gateway's)."""
     services: Services = dataclasses.field(default_factory=Services)
     """Subsystem objects (e.g. ``services.registry``), for other subsystems to call."""
 

@@ -51,7 +51,7 @@ def serve(settings: Settings) -> None:
     # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
     # uvicorn's timeout_keep_alive covers the idle time between requests
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                            access_log=False, lifespan="on", http=guarded_protocol(settings),
+                            access_log=False, lifespan="on", http=guarded_protocol(settings, app.state.short_lane),
                             timeout_keep_alive=KEEP_ALIVE_SECONDS)
     try:
         uvicorn.Server(config).run(sockets=[sock])

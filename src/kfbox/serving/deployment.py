@@ -44,7 +44,12 @@ class Deployment:
     def choose(self) -> tuple[int, ReplicaPool] | None:
         """Smooth weighted round robin over the split, skipping revisions with no ready replica
         while another has one (a canary that is not up yet sends its share to the stable one)."""
-        split = {n: pct for n, pct in traffic_split(self.record).items() if pct > 0 and n in self.pools}
+        split = traffic_split(self.record)
+        if len(split) == 1:  # one revision takes it all (the usual case): nothing to weigh
+            (number,) = split
+            pool = self.pools.get(number)
+            return None if pool is None else (number, pool)
+        split = {n: pct for n, pct in split.items() if pct > 0 and n in self.pools}
         if not split:
             return None
         live = {n: pct for n, pct in split.items() if self.pools[n].ready_count}

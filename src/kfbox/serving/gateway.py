@@ -8,16 +8,27 @@ when no replica can serve or the revision's queue is full (``KFBOX_SERVING_QUEUE
 
 It is plain ASGI, the innermost middleware: host routing, the guard and token auth have run
 (auth is decided on the ``/serving/...`` route that is served), FastAPI's routing never sees a
-gateway request. Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the
-platform's own credentials), and the reply is streamed: a chunked or event-stream reply (tokens
-of a generate endpoint) reaches the client as the replica produces it.
+gateway request. In the running server a gateway request does not even pass the rest of the
+stack: :class:`HostRouting`'s shortcut (:mod:`kfbox.server.shortcut`) has the server's protocol run
+per-route metrics -> guard -> body limit -> host routing -> token auth -> gateway, the same classes
+in the same order, in uvicorn's request cycle, with the reply's head and body in one write; the
+full app (in-process tests, any other request) is unchanged.
 
-Why no external data plane (as KServe drives Istio/Envoy): HAProxy from Debian in front of the same
-replica costs about a third of this path's CPU per request (``benchmarks/gateway.py --haproxy``),
-but kfbox would have to re-create in its configuration everything above — token auth on the
+Bodies pass through as bytes, headers as they came (less hop-by-hop ones and the platform's own
+credentials), and the reply is streamed: a chunked or event-stream reply (tokens of a generate
+endpoint) reaches the client as the replica produces it.
+
+Why no external data plane (as KServe drives Istio/Envoy): HAProxy from Debian costs far less CPU
+per request. In front of the same kserve replica: 0.25 ms against this path's 0.59 on a quiet
+machine before the short lane (``benchmarks/gateway.py --haproxy``). For the hop alone, in front
+of a replica that costs nothing (``benchmarks/gateway_hop.py``, interleaved, 2 cores at load 28):
+HAProxy 0.044 ms at c=1 and 0.032 at c=8; this path 0.30 and 0.21, down from 0.39 and 0.24 before
+the short lane. What is left here is uvicorn's request cycle, asyncio's task and future per
+request, the checks and the gateway's own Python; the syscalls are the same as HAProxy's. But
+kfbox would have to re-create in HAProxy's configuration everything above (token auth on the
 normalised route, host routing, the canary split, holding requests during a cold start, the
-overload bound, KServe's error bodies and the ``kfbox_serving_*`` metrics — and run a second
-process everywhere kfbox runs. Measured, not built.
+overload bound, KServe's error bodies, the ``kfbox_serving_*`` metrics) and run a second process
+everywhere kfbox runs. Measured, not built: the candidate if the hop must cost less still.
 
 Every error the gateway answers has KServe's body, ``{"error": "..."}``, with one
 ``content-type: application/json``: the replica's own errors pass through; FastAPI's
@@ -40,7 +51,6 @@ from kfbox.serving.deployment import Deployment
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import ReplicaPool
-from kfbox.serving.store import revision_name
 from kfbox.serving.upstream import Connection, UpstreamError
 
 PREFIX = "/serving"
@@ -75,17 +85,33 @@ class HostRouting:
         self.suffix = "." + domain.lower()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            host = next((v for k, v in scope["headers"] if k == b"host"), b"")
-            name = host.decode("latin-1").lower().rsplit(":", 1)[0]
-            if name.endswith(self.suffix):
-                labels = name[: -len(self.suffix)].split(".")
-                if len(labels) == 2 and all(labels):
-                    service, namespace = labels
-                    path = f"{PREFIX}/{namespace}/{service.removesuffix('-predictor')}{scope['path']}"
-                    # in place: the outer middleware (per-route metrics) reads the route set inside
-                    scope["path"], scope["raw_path"] = path, path.encode()
+        if scope["type"] == "http" and (path := self.routed(scope)) is not None:
+            # in place: the outer middleware (per-route metrics) reads the route set inside
+            scope["path"], scope["raw_path"] = path, path.encode()
         await self.app(scope, receive, send)
+
+    def routed(self, scope: Scope) -> str | None:
+        """The gateway path a model's ``Host`` names, or None when the Host is not a model's."""
+        host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+        name = host.decode("latin-1").lower().rsplit(":", 1)[0]
+        if name.endswith(self.suffix):
+            labels = name[: -len(self.suffix)].split(".")
+            if len(labels) == 2 and all(labels):
+                service, namespace = labels
+                return f"{PREFIX}/{namespace}/{service.removesuffix('-predictor')}{scope['path']}"
+        return None
+
+    def claims(self, scope: Scope) -> bool:
+        """A request the gateway answers (after host routing): the test of its :class:`Shortcut`."""
+        return gateway_parts(self.routed(scope) or scope["path"]) is not None
+
+
+def gateway_parts(path: str) -> list[str] | None:
+    """``/serving/{namespace}/{name}/{rest}`` split as ``["", "serving", namespace, name, rest]``; None otherwise."""
+    if not path.startswith("/serving/"):
+        return None
+    parts = path.split("/", 4)
+    return parts if len(parts) == 5 and parts[2] and parts[3] else None
 
 
 class Series:
@@ -116,11 +142,8 @@ class Gateway:
         self.series: dict[tuple[str, str], Series] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/serving/"):
-            await self.app(scope, receive, send)
-            return
-        parts = scope["path"].split("/", 4)  # "", "serving", namespace, name, rest
-        if len(parts) < 5 or not parts[2] or not parts[3]:
+        parts = gateway_parts(scope["path"]) if scope["type"] == "http" else None
+        if parts is None:
             await self.app(scope, receive, send)
             return
         scope["route"] = ROUTE
@@ -153,8 +176,8 @@ class Gateway:
         chosen = self.manager.deployments[(namespace, name)].choose()
         if chosen is None:
             return await reply_error(send, 503, f"InferenceService {namespace}/{name} has no revision to serve yet.")
-        number, pool = chosen
-        revision = revision_name(name, number)
+        pool = chosen[1]
+        revision = pool.config.revision
         if pool.full:
             return await reply_error(send, 503, f"InferenceService {namespace}/{name} is overloaded: {pool.inflight} "
                                                 f"requests are waiting for {revision}. Retry shortly, or raise "

@@ -15,10 +15,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from kfbox.apis import SERVING
+from kfbox.server.auth import TokenAuth
 from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
+from kfbox.server.shortcut import Shortcut
 from kfbox.serving.gateway import PREFIX, Gateway, HostRouting
 from kfbox.serving.kube_api import KubeStatus, status_body
 from kfbox.serving.manager import ServingManager
@@ -57,6 +60,10 @@ def install(app: FastAPI, platform: Platform) -> None:
     # and FastAPI's routing (~1 ms a request across every API's routes) never sees a gateway request
     app.user_middleware.append(Middleware(Gateway, manager=manager))
     app.add_middleware(HostRouting, domain=platform.settings.ingress_domain)
+    # the same three, for the server's protocol to run without the rest of the stack (kfbox.server.shortcut)
+    routing = HostRouting(TokenAuth(Gateway(_not_a_gateway_request, manager), platform),
+                          platform.settings.ingress_domain)
+    platform.shortcuts.append(Shortcut(claims=routing.claims, app=routing))
     platform.on_startup.append(manager.start)
     platform.on_startup.append(resources.start)
     if platform.settings.serving_grpc_port >= 0:  # off by default: grpc (~40 ms) is imported only when on
@@ -68,6 +75,11 @@ def install(app: FastAPI, platform: Platform) -> None:
         platform.on_shutdown.append(grpc_gateway.stop)
     platform.on_shutdown.append(resources.shutdown)
     platform.on_shutdown.append(manager.shutdown)
+
+
+async def _not_a_gateway_request(scope: Scope, receive: Receive, send: Send) -> None:
+    """The short chain's end past the gateway: never reached, its shortcut claims only gateway requests."""
+    raise RuntimeError(f"the gateway's shortcut claimed {scope['path']!r}, which is not a gateway path")
 
 
 def _serving_routes(resources: InferenceServices) -> list[BaseRoute]:
