@@ -47,12 +47,24 @@ def test_servers_have_their_own_secret() -> None:
     assert PageTokens().secret != PageTokens().secret
 
 
-def test_kfp_lists_page_by_offset_in_the_same_tokens() -> None:
-    token = listing.page_token(40)
-    assert Listing.parse(None, None, 20, token).offset == 40
-    assert listing.TOKENS.read(token, listing.TOKEN_SCOPE, "page_token") == 40
-    forged = listing.TOKENS.issue(-1, listing.TOKEN_SCOPE)
-    with pytest.raises(InvalidInput, match="page_token"):
-        Listing.parse(None, None, 20, forged)
+def test_kfp_lists_page_by_offset_in_tokens_scoped_to_list_sort_and_filter() -> None:
+    flt = json.dumps({"predicates": [{"key": "display_name", "operation": "EQUALS", "string_value": "a"}]})
+    first = Listing.parse("runs", flt, "created_at desc", 20, None)
+    token = first.token_at(40)
+    assert Listing.parse("runs", flt, "created_at desc", 5, token).offset == 40  # page_size may change
+    # the same filter written with its keys in another order is the same filter
+    same = json.dumps({"predicates": [{"string_value": "a", "operation": "EQUALS", "key": "display_name"}]})
+    assert Listing.parse("runs", same, "created_at DESC", 20, token).offset == 40
+    for other in [Listing.parse("experiments", flt, "created_at desc", 20, token),
+                  Listing.parse("runs", flt, "created_at asc", 20, token),
+                  Listing.parse("runs", flt, "display_name desc", 20, token),
+                  Listing.parse("runs", None, "created_at desc", 20, token),
+                  Listing.parse("runs", flt, "created_at desc", 20, token).narrowed([]),
+                  Listing.parse("runs", flt, "created_at desc", 20, token).narrowed(first.predicates, "display_name")]:
+        with pytest.raises(InvalidInput, match=r"page_token .* was not issued by this server for this list"):
+            _ = other.offset
+    forged = listing.TOKENS.issue(-1, first.scope)
+    with pytest.raises(InvalidInput, match="does not hold a page of this list"):
+        _ = Listing.parse("runs", flt, None, 20, forged).offset
     with pytest.raises(InvalidInput, match=r"page_token .* was not issued"):
-        Listing.parse(None, None, 20, base64.urlsafe_b64encode(b'{"offset": 40}').decode())
+        _ = Listing.parse("runs", None, None, 20, base64.urlsafe_b64encode(b'{"offset": 40}').decode()).offset

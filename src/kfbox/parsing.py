@@ -22,19 +22,10 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
-
-import yaml
-from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
-from yaml.events import AliasEvent, CollectionStartEvent
-from yaml.nodes import Node
-from yaml.parser import Parser
-from yaml.reader import Reader
-from yaml.resolver import Resolver
-from yaml.scanner import Scanner
 
 from kfbox.errors import InvalidInput
 
@@ -87,52 +78,69 @@ def check_depth(value: Any, what: str, limit: int = MAX_DEPTH) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
-class _LimitedComposer(Composer):
-    """PyYAML's composer, counting depth and nodes and refusing anchors and aliases."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.depth = 0
-        self.nodes = 0
-
-    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
-        event = self.peek_event()  # type: ignore[attr-defined]
-        if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise _Refused(f"uses a YAML anchor or alias ({'*' if isinstance(event, AliasEvent) else '&'}"
-                           f"{event.anchor}) at line {event.start_mark.line + 1}; uploads must spell every "
-                           "value out (compiled pipelines never use them)")
-        self.nodes += 1
-        if self.nodes > MAX_YAML_NODES:
-            raise _Refused(f"has more than {MAX_YAML_NODES} values")
-        nested = isinstance(event, CollectionStartEvent)
-        if nested:
-            self.depth += 1
-            if self.depth > MAX_DEPTH:
-                raise _Refused(f"is nested more than {MAX_DEPTH} levels deep (line {event.start_mark.line + 1})")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            if nested:
-                self.depth -= 1
-
-
 class _Refused(Exception):
-    """A limit of :class:`_LimitedComposer` was hit (the message completes "the document ...")."""
+    """A limit of the limited composer was hit (the message completes "the document ...")."""
 
 
-class _LimitedSafeLoader(Reader, Scanner, Parser, _LimitedComposer, SafeConstructor, Resolver):
-    def __init__(self, stream: str) -> None:
-        Reader.__init__(self, stream)
-        Scanner.__init__(self)
-        Parser.__init__(self)
-        _LimitedComposer.__init__(self)
-        SafeConstructor.__init__(self)
-        Resolver.__init__(self)
+@functools.cache
+def _limited_safe_loader() -> Any:
+    """PyYAML's safe loader with a composer that counts depth and nodes and refuses anchors and aliases.
+
+    Built on first use: importing PyYAML and compiling its resolver's and constructor's patterns is
+    ~20 ms that a server start (which parses no YAML) would otherwise pay.
+    """
+    from yaml.composer import Composer
+    from yaml.constructor import SafeConstructor
+    from yaml.events import AliasEvent, CollectionStartEvent
+    from yaml.nodes import Node
+    from yaml.parser import Parser
+    from yaml.reader import Reader
+    from yaml.resolver import Resolver
+    from yaml.scanner import Scanner
+
+    class LimitedComposer(Composer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth = 0
+            self.nodes = 0
+
+        def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+            event = self.peek_event()  # type: ignore[attr-defined]
+            if isinstance(event, AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise _Refused(f"uses a YAML anchor or alias ({'*' if isinstance(event, AliasEvent) else '&'}"
+                               f"{event.anchor}) at line {event.start_mark.line + 1}; uploads must spell every "
+                               "value out (compiled pipelines never use them)")
+            self.nodes += 1
+            if self.nodes > MAX_YAML_NODES:
+                raise _Refused(f"has more than {MAX_YAML_NODES} values")
+            nested = isinstance(event, CollectionStartEvent)
+            if nested:
+                self.depth += 1
+                if self.depth > MAX_DEPTH:
+                    raise _Refused(f"is nested more than {MAX_DEPTH} levels deep (line {event.start_mark.line + 1})")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                if nested:
+                    self.depth -= 1
+
+    class LimitedSafeLoader(Reader, Scanner, Parser, LimitedComposer, SafeConstructor, Resolver):
+        def __init__(self, stream: str) -> None:
+            Reader.__init__(self, stream)
+            Scanner.__init__(self)
+            Parser.__init__(self)
+            LimitedComposer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+
+    return LimitedSafeLoader
 
 
 def load_yaml_documents(text: str, what: str = "The uploaded document") -> list[Any]:
     """Every document of a YAML stream (JSON is YAML too), with the limits above; None documents dropped."""
-    loader = _LimitedSafeLoader(text)
+    import yaml
+
+    loader = _limited_safe_loader()(text)
     try:
         docs = []
         while loader.check_node():  # what check_data() asks, with a typed signature

@@ -6,6 +6,7 @@ the KServe V1 protocol at the gateway, the serving API for the InferenceService.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import warnings
@@ -93,3 +94,22 @@ def test_rerun_selects_only_among_the_new_version(platform: ServerProcess) -> No
     assert served_storage_uri(platform) == "pvc://model-pvc/models/KNN_4/v3/model"
     reply = httpx.post(platform.url + PREDICT, json={"instances": SAMPLES})
     assert reply.json()["predictions"] == CLASSES
+    # loading and scaling the same data were answered from the KFP cache, and the summary says so
+    assert cached_in_summary(done.stdout) >= 2
+
+
+def test_no_cache_runs_every_task(platform: ServerProcess) -> None:
+    done = example(platform, "--neighbors", "4", "--version", "v4", "--no-cache")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cached_in_summary(done.stdout) == 0
+    runs = httpx.get(platform.url + "/apis/v2beta1/runs", params={"page_size": 2, "sort_by": "created_at desc"})
+    for run in runs.json()["runs"]:
+        tasks = httpx.get(platform.url + f"/apis/v2beta1/runs/{run['run_id']}").json()["run_details"]["task_details"]
+        assert tasks and not any(task.get("cache_hit") for task in tasks), run["display_name"]
+    assert served_storage_uri(platform) == "pvc://model-pvc/models/KNN_4/v4/model"
+
+
+def cached_in_summary(stdout: str) -> int:
+    found = re.search(r"(\d+) tasks from the cache", " ".join(stdout.split()))
+    assert found, stdout
+    return int(found.group(1))

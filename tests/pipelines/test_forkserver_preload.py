@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from kfbox.pipelines.forkserver import PRELOAD_MAX, TaskForker, _read_exactly, remembered_preload
 
@@ -19,18 +23,18 @@ SOURCE = ("def task(out: str):\n    import sys\n    warm = 'yaml' in sys.modules
           "    open(out, 'w').write(str(warm))\n")
 
 
-def task_command(out: Path) -> list[str]:
+def task_command(out: Path, source: str = SOURCE) -> list[str]:
     script = f'{sys.executable} -m kfp.dsl.executor_main "$0" "$@"'
     executor_input = {"inputs": {"parameterValues": {"out": str(out)}}, "outputs": {"outputFile": str(out) + ".json"}}
-    return ["sh", "-ec", script, SOURCE, "--executor_input", json.dumps(executor_input), "--function_to_execute",
+    return ["sh", "-ec", script, source, "--executor_input", json.dumps(executor_input), "--function_to_execute",
             "task"]
 
 
-def run_task(forker: TaskForker, tmp_path: Path, name: str, packages: list[str]) -> str:
+def run_task(forker: TaskForker, tmp_path: Path, name: str, packages: list[str], source: str = SOURCE) -> str:
     """Run the task; "True" when yaml was imported before it started. ``packages`` are its declared ones
     (the server imports those on request, before the fork)."""
     out = tmp_path / name
-    started = forker.start(task_command(out), dict(os.environ), tmp_path / f"{name}.log", packages, tmp_path)
+    started = forker.start(task_command(out, source), dict(os.environ), tmp_path / f"{name}.log", packages, tmp_path)
     assert started is not None
     _pid, conn = started
     with conn:
@@ -58,10 +62,35 @@ def test_the_modules_a_run_imported_are_remembered_and_preloaded_by_the_next_ser
     finally:
         cold.close()
     warm = TaskForker(remembered_preload(memory))
-    try:  # told the remembered modules, it imported them as it started
-        assert run_task(warm, tmp_path, "d", []) == "True"
+    try:  # told the remembered modules, it imports them as it starts, while no task waits
+        assert any(run_task(warm, tmp_path, f"d{i}", []) == "True" or time.sleep(0.1) for i in range(100))
     finally:
         warm.close()
+
+
+def test_a_task_does_not_wait_for_remembered_modules_it_does_not_import(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remembered modules are imported while no task waits: a task that is already waiting goes first.
+
+    ``gate`` (the remembered module) finishes importing only once a flag file exists; the task asked at
+    once is forked and ends before that, without it."""
+    flag = tmp_path / "open"
+    (tmp_path / "gate.py").write_text(f"import os, time\nwhile not os.path.exists({str(flag)!r}):\n"
+                                      "    time.sleep(0.02)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    source = "def task(out: str):\n    import sys\n    open(out, 'w').write(str('gate' in sys.modules))\n"
+    forker = TaskForker(["gate"])
+    guard = threading.Timer(60, flag.touch)  # never hang the suite if the gate was entered first
+    guard.start()
+    try:
+        assert run_task(forker, tmp_path, "first", [], source) == "False", "forked before the gate was imported"
+        assert not flag.exists()
+        flag.touch()
+        assert any(run_task(forker, tmp_path, f"then{i}", [], source) == "True" or time.sleep(0.05)
+                   for i in range(200)), "imported once no task waited"
+    finally:
+        guard.cancel()
+        forker.close()
 
 
 def test_a_damaged_memory_preloads_nothing(tmp_path: Path) -> None:

@@ -65,6 +65,16 @@ def test_preloads_only_what_the_component_imports_from_its_own_packages() -> Non
 
 
 def test_imports_tried_for_an_import_error_are_left_to_the_task() -> None:
-    source = ("def f():\n    import yaml\n    try:\n        from kfbox.client import RegistryClient\n"
+    source = ("def f():\n    import yaml\n    try:\n        import boto3\n"
               "    except ImportError:\n        from model_registry import ModelRegistry\n")
-    assert modules_to_preload(source, ["pyyaml", "model-registry"]) == ["yaml"]
+    assert modules_to_preload(source, ["pyyaml", "model-registry", "boto3"]) == ["yaml"]
+
+
+def test_kfbox_tried_first_is_preloaded_its_fallback_is_not() -> None:
+    """On a kfbox task server the ``try: from kfbox...`` branch is the one a task takes (kfbox is the server)."""
+    source = ("def f():\n    import yaml\n    try:\n        from kfbox.client.registry import RegistryClient\n"
+              "    except ImportError:\n        from model_registry import ModelRegistry\n")
+    assert modules_to_preload(source, ["pyyaml", "model-registry"]) == ["yaml", "kfbox.client.registry"]
+    fallback_only = ("def f():\n    try:\n        from model_registry import ModelRegistry\n"
+                     "    except ImportError:\n        from kfbox.client import RegistryClient\n")
+    assert modules_to_preload(fallback_only, ["model-registry"]) == []

@@ -1,4 +1,4 @@
-"""``platform.services["registry"]``: what the serving subsystem calls, on a real SQLite database."""
+"""``platform.services.registry``: what the serving subsystem calls, on a real SQLite database."""
 
 from __future__ import annotations
 

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.inprocess
 CASES = [
     # (method, path, request kwargs, status, shape, words in the message)
     ("get", "/nosuch", {}, 404, "platform", "No API at GET /nosuch"),
-    ("post", "/apis/v2beta1/runs", {"content": b"{bad"}, 400, "kfp", "must be a JSON object"),
-    ("post", "/apis/v2beta1/runs", {"json": {"display_name": 3}}, 400, "kfp", "display_name is required"),
+    ("post", "/apis/v2beta1/runs", {"content": b"{bad"}, 400, "kfp", "The request body is not valid JSON"),
+    ("post", "/apis/v2beta1/runs", {"content": b"[1]"}, 400, "kfp", "must be a JSON object"),
+    ("post", "/apis/v2beta1/runs", {"json": {"display_name": 3}}, 400, "kfp", "display_name: Input should be a valid"),
     ("get", "/apis/v2beta1/runs/nosuch", {}, 404, "kfp", "'nosuch' does not exist"),
     ("get", "/apis/v2beta1/pipelines?page_size=-1", {}, 400, "kfp", "page_size -1 is out of range"),
     ("post", f"{REGISTRY}/registered_models", {"json": {"nam": "x"}}, 400, "registry", 'unknown field "nam"'),

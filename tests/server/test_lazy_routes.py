@@ -73,3 +73,33 @@ def test_the_openapi_document_lists_the_lazy_routes() -> None:
     with TestClient(_app(built)) as client:
         paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/thing", "/page", "/notes", "/after"} <= set(paths)
+
+
+def test_a_block_under_prefixes_is_built_only_by_a_request_under_them() -> None:
+    built: list[int] = []
+    app = FastAPI()
+
+    def build() -> list[BaseRoute]:
+        built.append(1)
+        router = APIRouter()
+
+        @router.get("/kfp/runs")
+        def runs() -> list[str]:
+            return ["r1"]
+
+        return list(router.routes)
+
+    install_lazy(app, build, prefixes=("/kfp", "/pipeline/kfp"))
+
+    @app.get("/other")
+    def other() -> dict[str, str]:
+        return {"from": "other"}
+
+    with TestClient(app) as client:
+        assert client.get("/other").json() == {"from": "other"}  # after the block: passes it unbuilt
+        assert client.get("/nowhere").status_code == 404
+        assert built == []
+        assert client.post("/kfp/runs").status_code == 405  # under a prefix: built, and a partial match
+        assert built == [1]
+        assert client.get("/kfp/runs").json() == ["r1"]
+        assert client.get("/other").json() == {"from": "other"}

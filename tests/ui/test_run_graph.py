@@ -44,13 +44,13 @@ def set_task_state(client: TestClient, run_id: str, path: str, state: str) -> No
     platform = client.app.state.platform  # type: ignore[attr-defined]
     with platform.db.read() as s:
         task_id = s.scalar(select(Task.id).where(Task.run_id == run_id, Task.path == path))
-    platform.services["pipelines"].runs.apply(run_id, {"event": "task_finished", "task_id": task_id,
+    platform.services.pipelines.runs.apply(run_id, {"event": "task_finished", "task_id": task_id,
                                                        "state": state, "ms": int(time.time() * 1000)})
 
 
 def start_task(client: TestClient, run_id: str, path: str) -> None:
     platform = client.app.state.platform  # type: ignore[attr-defined]
-    platform.services["pipelines"].runs.apply(run_id, {"event": "task_started", "task_id": str(uuid.uuid4()),
+    platform.services.pipelines.runs.apply(run_id, {"event": "task_started", "task_id": str(uuid.uuid4()),
                                                        "name": path.rsplit("/", 1)[-1], "path": path,
                                                        "ms": int(time.time() * 1000) + 10_000})
 

@@ -47,6 +47,7 @@ def iris(
     metric: Annotated[str, typer.Option(help="Custom property that ranks the models.")] = "accuracy",
     loadtest_seconds: Annotated[float, typer.Option("--loadtest-seconds", help="Length of the closing load test; 0 skips it.")] = 3.0,
     examples_dir: Annotated[Path | None, typer.Option("--examples-dir", help="Folder holding pipelines.py, inference.yaml, request.json.", show_default="examples/iris of this checkout")] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="--no-cache runs every task instead of answering unchanged ones from the KFP cache.")] = True,
     url: UrlOption = None,
     home: HomeOption = None,
     token: TokenOption = None,
@@ -65,7 +66,7 @@ def iris(
     require_examples()  # before a platform is started for nothing
     platform_url = _platform_url(url, home, token)
     options = IrisOptions(neighbors=ks, version=version, scaler=scaler, metric=metric,
-                          loadtest_seconds=loadtest_seconds)
+                          loadtest_seconds=loadtest_seconds, cache=cache)
     summary = run_iris(platform_url, token, options, console, examples_dir)
     print_summary(summary)
 
@@ -87,6 +88,7 @@ def print_summary(summary: IrisSummary) -> None:
                                   f"p50 {lt['p50_ms']:.1f} ms, p99 {lt['p99_ms']:.1f} ms, errors {lt['errors']}"))
     rows += [
         ("timings", ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in summary.phases.items())
+                    + f"; {summary.cached_tasks} tasks from the cache"
                     + f"; first prediction after {summary.first_prediction_seconds:.1f}s, "
                       f"total {summary.total_seconds:.1f}s"),
         ("platform", f"{summary.platform_url} (dashboard); stop it with: kfbox down"),

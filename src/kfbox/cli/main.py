@@ -6,7 +6,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from kfbox.cli.lazy import LazyGroup
 from kfbox.errors import KfboxError
@@ -79,6 +78,8 @@ def main() -> None:
         if _debug:
             raise
         # escaped: messages quote values such as regexes ('[a-z0-9]') that rich would read as markup
+        from rich.markup import escape
+
         from kfbox.cli.output import err_console
 
         err_console.print(f"[red]Error:[/] {escape(exc.message)}", highlight=False)

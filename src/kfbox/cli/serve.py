@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from kfbox.apis import SERVING as API
+from kfbox.apis import served_model
 from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOption, TokenOption, UrlOption
 from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
@@ -259,13 +260,15 @@ def predict(
         body = json.loads(raw)
     except ValueError as exc:
         raise InvalidInput(f"--data is not JSON: {exc}. Example: --data '[[5.1, 3.5, 1.4, 0.2]]'") from exc
+    api = _api(url, home, token, host, context)
+    model = served_model(api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}"))  # --model_name
     if v2:
         body = body if isinstance(body, dict) else v2_request(body)
-        path = f"/serving/{namespace}/{name}/v2/models/{name}/infer"
+        path = f"/serving/{namespace}/{name}/v2/models/{model}/infer"
     else:
         body = body if isinstance(body, dict) else {"instances": body}
-        path = f"/serving/{namespace}/{name}/v1/models/{name}:predict"
-    print_json(_api(url, home, token, host, context).post(path, json=body))
+        path = f"/serving/{namespace}/{name}/v1/models/{model}:predict"
+    print_json(api.post(path, json=body))
 
 
 def v2_request(rows: Any) -> dict[str, Any]:

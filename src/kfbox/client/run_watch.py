@@ -21,18 +21,20 @@ STATE_STYLE = {"SUCCEEDED": "green", "FAILED": "red", "RUNNING": "yellow", "CANC
                "CANCELING": "magenta", "PENDING": "dim"}
 
 
-def watch_run(api: ApiClient, run_id: str, live: bool = True, console: Console | None = None) -> dict[str, Any]:
-    """Poll a run until it ends; with ``live``, redraw its task table on ``console`` meanwhile."""
+def watch_run(api: ApiClient, run_id: str, live: bool = True, console: Console | None = None,
+              interval: float = 0.3) -> dict[str, Any]:
+    """Poll a run every ``interval`` seconds until it ends; with ``live``, redraw its task table on ``console``
+    meanwhile. A workflow that waits on the run to go on polls more often (each poll is one GET)."""
     body: dict[str, Any] = api.get(f"{API}/runs/{run_id}")
     if not live:
         while body["state"] not in FINAL:
-            time.sleep(0.3)
+            time.sleep(interval)
             body = api.get(f"{API}/runs/{run_id}")
         return body
     console = console or Console()
     with Live(task_table(body), console=console, refresh_per_second=4, transient=False) as display:
         while body["state"] not in FINAL:
-            time.sleep(0.3)
+            time.sleep(interval)
             body = api.get(f"{API}/runs/{run_id}")
             display.update(task_table(body))
     if not console.is_terminal:

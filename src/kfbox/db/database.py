@@ -4,6 +4,16 @@ SQLite runs in WAL mode with a busy timeout, and write transactions start with
 ``BEGIN IMMEDIATE``: a writer takes the write lock up front instead of upgrading a
 read lock later, which is what makes SQLite's "database is locked" deadlock impossible.
 
+``synchronous=NORMAL`` in WAL mode: a commit is appended to the WAL without an fsync (the WAL is
+synced at checkpoints). A committed transaction survives the process being killed (``kill -9``,
+a crash: the OS still holds the written pages); on power loss or a kernel crash the last
+transactions before the latest checkpoint may be lost, never half-applied (the database stays
+consistent). ``tests/registry/test_crash.py`` kills the server during a registration storm.
+
+On the event loop (:data:`NO_WAIT` set) :meth:`Database.read` and :meth:`Database.write` give
+transactions that never wait: see :meth:`Database.write_now`. Elsewhere a writer may wait up to
+the busy timeout for the lock.
+
 Example::
 
     db = Database("sqlite:////tmp/kfbox.db")
@@ -16,8 +26,11 @@ Example::
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -31,8 +44,19 @@ from kfbox.storage.space import insufficient_storage
 
 _WRITE = "kfbox_write"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+CHECKPOINT_EVERY = 200
+"""Commits through :meth:`Database.write_now` between two checkpoints, which it leaves to a thread."""
 # the kfbox extra that installs each backend's driver (psycopg, pymysql)
 DRIVER_EXTRAS = {"postgresql": "postgres", "mysql": "mysql"}
+
+
+NO_WAIT: ContextVar[bool] = ContextVar("kfbox_db_no_wait", default=False)
+"""Set by code on the event loop (:mod:`kfbox.registry.loop`): :meth:`Database.read`/:meth:`~Database.write`
+are then :meth:`~Database.read_now`/:meth:`~Database.write_now`, which raise :class:`WouldBlock` rather than wait."""
+
+
+class WouldBlock(Exception):
+    """:meth:`Database.write_now` could not run without waiting: run the call in a thread instead."""
 
 
 class Database:
@@ -44,17 +68,88 @@ class Database:
         self.engine = _create_engine(self.url)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False)
+        self._now_engine: Engine | None = None  # write_now/read_now's, made on first use
+        self._now_read = self._now_write = self._read
+        self._commits = 0
+        self._checkpoint: threading.Thread | None = None
+
+    @property
+    def local(self) -> bool:
+        """SQLite: a transaction is local file I/O, short enough to run on the event loop (:meth:`write_now`)."""
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write_now(self) -> Iterator[Session]:
+        """As :meth:`write`, for the event loop: raises :class:`WouldBlock` rather than waiting.
+
+        SQLite only (:attr:`local`). Its connections have no busy timeout, so a write lock another
+        connection holds is ``WouldBlock`` at ``BEGIN IMMEDIATE`` instead of a wait, and no
+        automatic checkpoint (the fsyncs of a checkpoint would stall the loop): every
+        :data:`CHECKPOINT_EVERY` commits a thread runs a passive one. What remains is a few
+        statements on pages in memory and an append to the WAL, no fsync (``synchronous=NORMAL``):
+        cheaper than the hop to a worker thread and back that :meth:`write` needs there.
+        """
+        with self._no_wait(write=True) as session:
+            yield session
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and not (self._checkpoint and self._checkpoint.is_alive()):
+            self._checkpoint = threading.Thread(target=self._passive_checkpoint, name="kfbox-wal-checkpoint",
+                                                daemon=True)
+            self._checkpoint.start()
+
+    @contextmanager
+    def read_now(self) -> Iterator[Session]:
+        """As :meth:`read`, for the event loop: :class:`WouldBlock` where SQLite would wait (rare in WAL mode)."""
+        with self._no_wait(write=False) as session:
+            yield session
+
+    @contextmanager
+    def _no_wait(self, *, write: bool) -> Iterator[Session]:
+        if not self.local:
+            raise WouldBlock("only SQLite transactions run on the event loop")
+        if self._now_engine is None:
+            self._now_engine = create_engine(self.url, pool_size=1, max_overflow=4)
+            _configure_sqlite(self._now_engine, busy_timeout_ms=0, autocheckpoint=0)
+            self._now_read = sessionmaker(self._now_engine, expire_on_commit=False)
+            self._now_write = sessionmaker(self._now_engine.execution_options(**{_WRITE: True}),
+                                           expire_on_commit=False)
+        try:
+            if write:
+                with self._transaction(self._now_write) as session:
+                    yield session
+            else:
+                with self._now_read() as session:
+                    yield session
+        except OperationalError as exc:
+            if _busy(exc):
+                raise WouldBlock(str(exc.orig)) from exc
+            raise
+
+    def _passive_checkpoint(self) -> None:
+        """Copy the WAL into the database file as far as readers allow; waits for no one."""
+        raw = self.engine.raw_connection()
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)")  # outside a transaction: autocommit
+        except sqlite3.Error:
+            pass  # a later checkpoint (or another connection's automatic one) catches up
+        finally:
+            raw.close()
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read() as session:
+        with self.read_now() if NO_WAIT.get() else self._read() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on any error (a full disk: 507)."""
+        with self.write_now() if NO_WAIT.get() else self._transaction(self._write) as session:
+            yield session
+
+    @contextmanager
+    def _transaction(self, factory: sessionmaker[Session]) -> Iterator[Session]:
         try:
-            with self._write() as session, session.begin():
+            with factory() as session, session.begin():
                 yield session
         except (OSError, DBAPIError) as exc:
             full = insufficient_storage(exc, self.safe_url)
@@ -80,6 +175,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._now_engine is not None:
+            self._now_engine.dispose()
 
 
 def _normalise_url(url: str) -> str:
@@ -116,18 +213,32 @@ def _create_engine(url: str) -> Engine:
     return engine
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+                      autocheckpoint: int | None = None) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        if autocheckpoint is not None:
+            cursor.execute(f"PRAGMA wal_autocheckpoint={autocheckpoint}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        write = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        statement = "BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE, False) else "BEGIN"
+        # on the driver's connection: exec_driver_sql ran the whole execution machinery (events, a
+        # result) for this, ~8% of a registration's CPU. Errors wrapped as SQLAlchemy's would be
+        try:
+            conn.connection.driver_connection.execute(statement)
+        except sqlite3.Error as exc:
+            raise DBAPIError.instance(statement, None, exc, sqlite3.Error) from exc
+
+
+def _busy(exc: OperationalError) -> bool:
+    """SQLITE_BUSY/SQLITE_LOCKED: another connection holds the lock (or is recovering the WAL)."""
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database table is locked" in text

@@ -10,11 +10,13 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from kfbox.apis import SERVING as API
+from kfbox.apis import served_model
 from kfbox.client import ApiClient as Api
 from kfbox.errors import InvalidInput, NotFound
 
@@ -42,11 +44,13 @@ def is_url(target: str) -> bool:
     return target.startswith(("http://", "https://"))
 
 
-def inference_path(namespace: str, name: str, v2: bool) -> str:
-    """The gateway path of an InferenceService's V1 predict or V2 infer endpoint."""
+def inference_path(namespace: str, name: str, v2: bool, model: str | None = None) -> str:
+    """The gateway path of an InferenceService's V1 predict or V2 infer endpoint (``model``: its
+    ``--model_name`` when it has one)."""
+    model = model or name
     if v2:
-        return f"/serving/{namespace}/{name}/v2/models/{name}/infer"
-    return f"/serving/{namespace}/{name}/v1/models/{name}:predict"
+        return f"/serving/{namespace}/{name}/v2/models/{model}/infer"
+    return f"/serving/{namespace}/{name}/v1/models/{model}:predict"
 
 
 def resolve_target(target: str, *, api: Api | None, namespace: str | None = None, v2: bool = False,
@@ -65,35 +69,41 @@ def resolve_target(target: str, *, api: Api | None, namespace: str | None = None
         raise InvalidInput(f"Target {target!r} is neither an http(s) URL nor an InferenceService name.")
     if api is None:
         raise InvalidInput(f"Target {target!r} is an InferenceService name; it needs a running kfbox server.")
-    namespace = _find_namespace(api, target) if namespace is None else _check_exists(api, namespace, target)
+    found = _find(api, target) if namespace is None else _get(api, namespace, target)
+    namespace = str(found["metadata"]["namespace"])
     base = api.base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return Target(url=base + inference_path(namespace, target, v2), headers=headers, name=target,
+    path = inference_path(namespace, target, v2, served_model(found))
+    return Target(url=base + path, headers=headers, name=target,
                   namespace=namespace, metrics_url=f"{base}/metrics")
 
 
-def _check_exists(api: Api, namespace: str, name: str) -> str:
+def _get(api: Api, namespace: str, name: str) -> dict[str, Any]:
     try:
-        api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
+        found: dict[str, Any] = api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
     except NotFound as exc:
         raise NotFound(f"InferenceService {name!r} not found in namespace {namespace!r}. "
                        "List them with: kfbox serve list (or pass a URL).") from exc
-    return namespace
+    found.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return found
 
 
-def _find_namespace(api: Api, name: str) -> str:
+def _find(api: Api, name: str) -> dict[str, Any]:
     items = (api.get(f"{API}/inferenceservices") or {}).get("items", [])
-    found: list[str] = sorted({item["metadata"].get("namespace", "default") for item in items
-                    if item.get("metadata", {}).get("name") == name})
-    if not found:
+    by_namespace: dict[str, dict[str, Any]] = {}
+    for item in items:
+        meta = item.get("metadata", {})
+        if meta.get("name") == name:
+            by_namespace[meta.setdefault("namespace", "default")] = item
+    if not by_namespace:
         raise NotFound(f"InferenceService {name!r} not found in any namespace. "
                        "List them with: kfbox serve list (or pass a URL).")
-    if len(found) > 1:
-        if DEFAULT_NAMESPACE in found:
-            return DEFAULT_NAMESPACE
-        raise InvalidInput(f"InferenceService {name!r} exists in namespaces {', '.join(found)}; "
+    if len(by_namespace) > 1:
+        if DEFAULT_NAMESPACE in by_namespace:
+            return by_namespace[DEFAULT_NAMESPACE]
+        raise InvalidInput(f"InferenceService {name!r} exists in namespaces {', '.join(sorted(by_namespace))}; "
                            "pick one with --namespace.")
-    return found[0]
+    return next(iter(by_namespace.values()))
 
 
 class ReplicaGauge:

@@ -56,12 +56,12 @@ ProcessRow = tuple[dict[str, str], int]
 def child_processes(platform: Platform) -> list[ProcessRow]:
     """The server, each pipeline worker and each model replica, with what they are."""
     rows: list[ProcessRow] = [({"process": "server", "namespace": "", "name": "", "revision": ""}, os.getpid())]
-    pipelines = platform.services.get("pipelines")
+    pipelines = platform.services.pipelines
     if pipelines is not None:
         for run_id, active in list(pipelines.supervisor.active.items()):
             rows.append(({"process": "worker", "namespace": "", "name": run_id, "revision": ""},
                          active.child.pid))
-    serving = platform.services.get("serving")
+    serving = platform.services.serving
     if serving is not None:
         for (namespace, name), deployment in list(serving.deployments.items()):
             for number, pool in list(deployment.pools.items()):
@@ -120,7 +120,7 @@ class KnativeCollector(Collector):
         self.platform = platform
 
     def collect(self) -> Iterable[Metric]:
-        serving = self.platform.services.get("serving")
+        serving = self.platform.services.serving
         if serving is None:
             return
         keys = ["namespace_name", "service_name", "configuration_name", "revision_name"]

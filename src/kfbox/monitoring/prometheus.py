@@ -28,8 +28,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kfbox.config import Settings
 from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput, Unavailable
@@ -55,6 +53,8 @@ def rules_text(alert_for: str = "") -> str:
     text = resources.files("kfbox.monitoring").joinpath("rules", RULE_FILE).read_text()
     if not alert_for:
         return text
+    import yaml  # here, not at import: a server without --prometheus never writes YAML (~20 ms at start)
+
     rules = yaml.safe_load(text)
     for group in rules["groups"]:
         for rule in group["rules"]:
@@ -164,6 +164,8 @@ class LocalPrometheus:
         config = {"global": {"scrape_interval": interval, "evaluation_interval": interval,
                              "external_labels": {"kfbox_home": str(self.settings.home)}},
                   "rule_files": [str(self.folder / RULE_FILE)], "scrape_configs": jobs}
+        import yaml
+
         path = self.folder / "prometheus.yml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path

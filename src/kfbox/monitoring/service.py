@@ -10,7 +10,7 @@ Routes (all behind the server's token, like ``/metrics``):
 - ``GET /monitoring/prometheus``: the local Prometheus's status; ``POST`` with
   ``{"action": "start"|"stop"}`` starts or stops it as a child of this server.
 
-``platform.services["monitoring"]`` is the :class:`MonitoringService`.
+``platform.services.monitoring`` is the :class:`MonitoringService`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
 
-from kfbox.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.monitoring.charts import deployment_series, pipeline_series
 from kfbox.monitoring.collectors import ChildProcessCollector, KnativeCollector
@@ -30,6 +29,7 @@ from kfbox.monitoring.history import History
 from kfbox.monitoring.pipeline_metrics import PipelineCollector
 from kfbox.monitoring.prometheus import LocalPrometheus
 from kfbox.monitoring.targets import SERVER_JOB, targets
+from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
 
 
@@ -54,7 +54,7 @@ class MonitoringService:
 
     async def _sample(self) -> None:
         while True:
-            serving = self.platform.services.get("serving")
+            serving = self.platform.services.serving
             if serving is not None:
                 self.history.sample(serving, time.time())
                 # the runs-by-state query off the event loop: a database read there stalls every request
@@ -86,17 +86,20 @@ class MonitoringService:
 
 def install(app: FastAPI, platform: Platform) -> None:
     service = MonitoringService(platform)
-    platform.services["monitoring"] = service
+    platform.services.monitoring = service
     ProcessCollector(registry=platform.metrics)  # the standard process_* series of the server
     platform.metrics.register(ChildProcessCollector(platform))
     platform.metrics.register(KnativeCollector(platform))
     platform.metrics.register(service.pipeline_collector)
     platform.on_startup.append(service.start)
     platform.on_shutdown.append(service.stop)
-    app.include_router(_router(service))
+    install_lazy(app, lambda: list(_router(service).routes), prefixes=("/monitoring",))
 
 
 def _router(service: MonitoringService) -> APIRouter:
+    """Built by the first request under /monitoring (a Prometheus scrape of /monitoring/sd, the dashboard's charts)."""
+    from kfbox.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
+
     router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
     @router.get("/sd")
@@ -113,7 +116,7 @@ def _router(service: MonitoringService) -> APIRouter:
     async def chart_series(namespace: str, name: str, minutes: float = Query(default=15, gt=0, le=60),
                            svg: bool = False) -> dict[str, Any]:
         """The chart's series; with ``svg=true`` also the picture (the live chart draws it as is)."""
-        serving = service.platform.services.get("serving")
+        serving = service.platform.services.serving
         if serving is None or (namespace, name) not in serving.deployments:
             raise NotFound(f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
         body = await service.series(namespace, name, minutes)

@@ -32,7 +32,7 @@ def targets(platform: Platform, job: str) -> list[dict[str, Any]]:
     if job != REPLICA_JOB:
         raise InvalidInput(f"Unknown scrape job {job!r}; use one of {', '.join(JOBS)}.")
     groups = []
-    serving = platform.services.get("serving")
+    serving = platform.services.serving
     for (namespace, name), deployment in list(serving.deployments.items()) if serving else []:
         for number, pool in list(deployment.pools.items()):
             for replica in list(pool.replicas):

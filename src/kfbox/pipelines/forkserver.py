@@ -31,6 +31,7 @@ import importlib
 import importlib.metadata
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -97,7 +98,9 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
 
     Only modules of packages the component itself declares are preloaded, so the server never
     imports anything the task would not have imported anyway; imports under a ``try`` that
-    catches ImportError are alternatives the task may not take, so they are left to the task.
+    catches ImportError are alternatives the task may not take, so they are left to the task --
+    except kfbox's own modules tried first (``try: from kfbox.client import ...``): on a kfbox task
+    server that branch is the one taken, since kfbox is the server itself.
     """
     packages = list(packages)
     if not packages:
@@ -107,11 +110,13 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
         tree = ast.parse(source)
     except SyntaxError:
         return []
-    optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) and _catches_import_error(t)
-                for n in ast.walk(t)}
+    guarded = [t for t in ast.walk(tree) if isinstance(t, ast.Try) and _catches_import_error(t)]
+    optional = {id(n) for t in guarded for n in ast.walk(t)}
+    own = {id(n) for t in guarded for part in t.body for n in ast.walk(part)
+           if isinstance(n, ast.ImportFrom | ast.Import) and _is_own(n)}
     wanted: list[str] = []
     for node in ast.walk(tree):
-        if id(node) in optional:
+        if id(node) in optional and id(node) not in own:
             continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -119,8 +124,16 @@ def modules_to_preload(source: str, packages: Iterable[str]) -> list[str]:
             names = [node.module]
         else:
             continue
-        wanted += [name for name in names if name.split(".")[0] in declared and name not in wanted]
+        wanted += [name for name in names if (name.split(".")[0] in declared or id(node) in own)
+                   and name not in wanted]
     return wanted
+
+
+def _is_own(node: ast.Import | ast.ImportFrom) -> bool:
+    """An absolute import of kfbox itself."""
+    if isinstance(node, ast.ImportFrom):
+        return node.level == 0 and (node.module or "").split(".")[0] == "kfbox"
+    return all(alias.name.split(".")[0] == "kfbox" for alias in node.names)
 
 
 def _catches_import_error(node: ast.Try) -> bool:
@@ -146,8 +159,9 @@ def remembered_preload(memory: Path) -> list[str]:
 class TaskForker:
     """The worker's handle on its task server: ``run()`` a task, ``close()`` at the end.
 
-    ``preload``: modules the server imports as it starts (a spare worker's, at idle priority), so the
-    first task that needs them does not wait for them: scikit-learn costs a task about 2 s. With
+    ``preload``: modules the server imports as it starts, one at a time while no task waits (a spare
+    worker's, at idle priority), so the first task that needs them does not wait for them:
+    scikit-learn costs a task about 2 s; and a task that does not need them does not wait either. With
     ``memory`` (a file), ``close()`` writes the modules this run's tasks had the server import: the
     next spare imports what the last run used, and nothing for a user who runs no such pipeline.
     """
@@ -162,6 +176,13 @@ class TaskForker:
                 stdin=subprocess.DEVNULL, env=warm.child_env(theirs), pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
+
+    def normal_priority(self) -> None:
+        """A spare's task server starts at idle priority, like its worker; the run it now serves must not wait for
+        its preloading on CPU that others leave free (on a busy machine, none): its first task waits for it."""
+        if hasattr(os, "sched_setscheduler") and self.process.poll() is None:
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(self.process.pid, os.SCHED_OTHER, os.sched_param(0))
 
     def run(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str]) -> int | None:
         """The task's exit code, or None when the command is not one this server can fork."""
@@ -250,14 +271,18 @@ def serve(worker: int | None = None, preload: Sequence[str] = ()) -> None:
     importlib.import_module(EXECUTOR)
     _warm_executor()
     signal.signal(signal.SIGTERM, _exit_on_signal)  # the worker's close(): reap the last tasks, then go
-    for module in preload:  # a task asked meanwhile waits in the channel
-        with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
-            importlib.import_module(module)
     gc.freeze()  # what is imported now stays out of the collector: fewer copied pages in each fork
     try:
-        _request_loop(channel)
+        _request_loop(channel, list(preload))
     finally:
         _reap()
+
+
+def _import_all(modules: Iterable[str]) -> None:
+    for module in modules:
+        with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
+            importlib.import_module(module)
+    gc.freeze()
 
 
 def _warm_executor() -> None:
@@ -284,17 +309,23 @@ def _reap() -> None:
             pass
 
 
-def _request_loop(channel: warm.Channel) -> None:
-    while (received := channel.recv_with_fd()) is not None:
+def _request_loop(channel: warm.Channel, idle: list[str]) -> None:
+    """Serve requests; import the ``idle`` modules (remembered from earlier runs) one at a time while none
+    waits, so a task never waits for modules it does not import (iris's model selection: boto3 and the
+    kubernetes client, ~2 s of CPU, are for the two tasks after it)."""
+    while True:
+        while idle and not select.select([channel.sock], [], [], 0)[0]:
+            _import_all([idle.pop(0)])
+        received = channel.recv_with_fd()
+        if received is None:
+            return
         _reap()
         request, fd = received
         if fd is None:
             continue
         conn = socket.socket(fileno=fd)
         _normal_priority()  # a spare worker starts this server at idle priority; tasks run at normal
-        for module in request["preload"]:
-            with contextlib.suppress(Exception):  # a module that fails here fails visibly in the task
-                importlib.import_module(module)
+        _import_all(request["preload"])
         if os.fork() == 0:
             channel.sock.close()  # a task must not hold its server's channel open
             with contextlib.suppress(OSError):  # the pid first, from the task itself: ordered before its exit code

@@ -1,12 +1,18 @@
 """KFP list semantics: ``filter`` (a JSON Filter message), ``sort_by``, ``page_size``/``page_token``
 (an opaque :mod:`kfbox.paging` token, as KFP's own are opaque to its clients).
 
+A token holds the offset of its page and is signed for one *scope*: the list (``list_name``, with
+what narrows it, e.g. a pipeline's versions or an experiment's runs), the sort and the filter. A
+token from another list, order or filter, or one made or edited by hand, is a 400; ``page_size``
+may change between pages (the offset stays right).
+
 Each list endpoint names the fields a caller may filter and sort on and the column each
 maps to; anything else is a 400 that lists what is accepted.
 
 Example::
 
-    page = Listing.parse(filter='{"predicates": [...]}', sort_by="created_at desc", page_size=10, page_token="")
+    page = Listing.parse("runs", filter='{"predicates": [...]}', sort_by="created_at desc", page_size=10,
+                         page_token="")
     rows, next_token, total = page.apply(session, select(Run), RUN_FIELDS)
 """
 
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import re
@@ -46,15 +53,17 @@ FILTER_EXAMPLE = '{"predicates": [{"key": "display_name", "operation": "EQUALS",
 
 @dataclasses.dataclass(frozen=True)
 class Listing:
+    list_name: str
+    """Which list (``"runs"``, ``"pipelines/<id>/versions"``...): with the sort and filter, the token's scope."""
     predicates: list[dict[str, Any]]
     sort_key: str
     descending: bool
     page_size: int
-    offset: int
+    page_token: str = ""
 
     @classmethod
-    def parse(cls, filter: str | None, sort_by: str | None, page_size: int | None, page_token: str | None,
-              default_sort: str = "created_at desc") -> Listing:
+    def parse(cls, list_name: str, filter: str | None, sort_by: str | None, page_size: int | None,
+              page_token: str | None, default_sort: str = "created_at desc") -> Listing:
         predicates: list[dict[str, Any]] = []
         if filter:
             try:
@@ -71,8 +80,31 @@ class Listing:
         size = page_size or DEFAULT_PAGE_SIZE
         if size < 0 or size > MAX_PAGE_SIZE:
             raise InvalidInput(f"page_size {page_size} is out of range; use 1-{MAX_PAGE_SIZE}.")
-        return cls(predicates, words[0], len(words) == 2 and words[1].lower() == "desc", size,
-                   _decode_token(page_token))
+        return cls(list_name, predicates, words[0], len(words) == 2 and words[1].lower() == "desc", size,
+                   page_token or "")
+
+    def narrowed(self, predicates: list[dict[str, Any]], sort_key: str | None = None,
+                 descending: bool | None = None) -> Listing:
+        """The same page of a list the caller filters (and maybe sorts) itself: the dashboard's views."""
+        return dataclasses.replace(self, predicates=predicates, sort_key=sort_key or self.sort_key,
+                                   descending=self.descending if descending is None else descending)
+
+    @property
+    def scope(self) -> str:
+        """What a token of this listing is signed for: the list, the order and the filter (not the page size)."""
+        order = "desc" if self.descending else "asc"
+        with client_input("filter"):
+            where = json.dumps(self.predicates, sort_keys=True, separators=(",", ":"))
+        return f"kfp {self.list_name}\n{self.sort_key} {order}\n{where}"
+
+    @functools.cached_property
+    def offset(self) -> int:
+        """Where the page starts: 0 without a token, else what the token holds if it was issued for :attr:`scope`."""
+        return _decode_token(self.page_token, self.scope)
+
+    def token_at(self, offset: int) -> str:
+        """The page_token for the page of this list starting at ``offset``."""
+        return TOKENS.issue(offset, self.scope)
 
     def conditions(self, fields: Fields) -> list[ColumnElement[bool]]:
         """The filter as SQL conditions, for a query that pages some other way."""
@@ -80,14 +112,15 @@ class Listing:
             return [_condition(p, fields) for p in self.predicates]
 
     def apply(self, session: Session, query: Select[Any], fields: Fields) -> tuple[list[Any], str, int]:
+        offset = self.offset  # a bad token is a 400 before any query
         query = query.where(*self.conditions(fields))
         total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         column = _column(self.sort_key, fields, "sort by")
         order = column.desc() if self.descending else column.asc()
         tiebreak = fields["id"].desc() if self.descending else fields["id"].asc()
-        rows = list(session.scalars(query.order_by(order, tiebreak).offset(self.offset).limit(self.page_size)))
-        next_offset = self.offset + len(rows)
-        token = _encode_token(next_offset) if next_offset < total else ""
+        rows = list(session.scalars(query.order_by(order, tiebreak).offset(offset).limit(self.page_size)))
+        next_offset = offset + len(rows)
+        token = self.token_at(next_offset) if next_offset < total else ""
         return rows, token, total
 
 
@@ -215,21 +248,12 @@ def _show(value: Any) -> str:
 
 TOKENS = PageTokens()
 """This server's page tokens (kfbox.paging); a KFP list token holds the offset of its page."""
-TOKEN_SCOPE = "kfp offset"
 
 
-def _encode_token(offset: int) -> str:
-    return TOKENS.issue(offset, TOKEN_SCOPE)
-
-
-page_token = _encode_token
-"""The page_token for a page starting at ``offset`` (for lists paged outside :meth:`Listing.apply`)."""
-
-
-def _decode_token(token: str | None) -> int:
+def _decode_token(token: str, scope: str) -> int:
     if not token:
         return 0
-    offset = TOKENS.read(token, TOKEN_SCOPE, "page_token")
+    offset = TOKENS.read(token, scope, "page_token")
     if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
         raise InvalidInput(f"page_token {token[:80]!r} does not hold a page of this list; "
                            "pass the next_page_token of the previous page, or none for the first page.")

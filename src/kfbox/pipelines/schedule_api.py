@@ -1,34 +1,40 @@
 """The KFP v2beta1 ``recurringruns`` API (what ``kfp.Client.create_recurring_run`` and friends call).
 
 Mounted beside the rest of the KFP API (``/apis/v2beta1`` and ``/pipeline/apis/v2beta1``), so
-errors come back in KFP's shape. Bodies are ``V2beta1RecurringRun`` as in ``kfp_server_api``;
-kfbox adds three read-only fields clients ignore: ``next_run_at``, ``last_run_at`` and
-``run_ids`` (the newest runs the schedule started).
+errors come back in KFP's shape. Bodies and replies are ``V2beta1RecurringRun`` as in ``kfp_server_api``,
+declared in :mod:`kfbox.pipelines.schemas`; kfbox adds three read-only fields clients ignore:
+``next_run_at``, ``last_run_at`` and ``run_ids`` (the newest runs the schedule started).
 
 ``install(app, platform)`` runs after :mod:`kfbox.pipelines.service` (it needs
-``platform.services["pipelines"]``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
-with the server; ``platform.services["schedules"]`` is the :class:`ScheduleStore`.
+``platform.services.pipelines``) and starts the :class:`~kfbox.pipelines.schedules.Scheduler`
+with the server; ``platform.services.schedules`` is the :class:`ScheduleStore`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Body, FastAPI
+from fastapi import APIRouter, FastAPI, Response
+from starlette.routing import BaseRoute
 
 from kfbox.apis import KFP_PREFIXES as PREFIXES
-from kfbox.errors import InvalidInput
+from kfbox.pipelines import schemas as s
+from kfbox.pipelines.body_route import JsonBodyRoute
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.schedules import RecurringRun, Scheduler, ScheduleStore
 from kfbox.pipelines.views import status, timestamp
-from kfbox.server.platform import Platform
+from kfbox.server.lazy_routes import install_lazy
+from kfbox.server.platform import Platform, required
+
+RECURRING_RUN = s.Reply[s.V2beta1RecurringRun](s.V2beta1RecurringRun)
+RECURRING_RUNS = s.Reply[s.V2beta1ListRecurringRunsResponse](s.V2beta1ListRecurringRunsResponse)
 
 
-def recurring_run(row: RecurringRun, now: int, run_ids: list[str] | None = None) -> dict[str, Any]:
-    times = {"start_time": timestamp(row.start_ms), "end_time": timestamp(row.end_ms)}
-    trigger = ({"cron_schedule": {**times, "cron": row.cron}} if row.cron is not None
-               else {"periodic_schedule": {**times, "interval_second": str(row.interval_seconds)}})
-    body: dict[str, Any] = {
+def recurring_run(row: RecurringRun, now: int, run_ids: list[str] | None = None) -> s.V2beta1RecurringRun:
+    start, end = timestamp(row.start_ms), timestamp(row.end_ms)
+    trigger: s.V2beta1Trigger = (
+        {"cron_schedule": {"start_time": start, "end_time": end, "cron": row.cron}} if row.cron is not None
+        else {"periodic_schedule": {"start_time": start, "end_time": end,
+                                    "interval_second": str(row.interval_seconds)}})
+    body: s.V2beta1RecurringRun = {
         "recurring_run_id": row.id, "display_name": row.display_name, "description": row.description,
         "namespace": row.namespace, "experiment_id": row.experiment_id, "service_account": row.service_account,
         "runtime_config": {"parameters": row.parameters, "pipeline_root": row.pipeline_root},
@@ -53,44 +59,44 @@ def recurring_run(row: RecurringRun, now: int, run_ids: list[str] | None = None)
 
 
 def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
-    router = APIRouter(tags=["pipelines"])
+    router = APIRouter(tags=["pipelines"], route_class=JsonBodyRoute)
 
     def now() -> int:
         return scheduler.clock()
 
-    @router.post("/recurringruns")
-    def create(body: Any = Body(...)) -> dict[str, Any]:
-        if not isinstance(body, dict):
-            raise InvalidInput("The request body must be a JSON object (a V2beta1RecurringRun).")
-        row = store.create(body)
+    @router.post("/recurringruns", response_model=s.V2beta1RecurringRun)
+    def create(body: s.RecurringRunBody) -> Response:
+        row = store.create(dict(body))
         scheduler.wake()
-        return recurring_run(row, now(), [])
+        return RECURRING_RUN(recurring_run(row, now(), []))
 
-    @router.get("/recurringruns")
+    @router.get("/recurringruns", response_model=s.V2beta1ListRecurringRunsResponse)
     def list_recurring_runs(page_token: str | None = None, page_size: int | None = None,
-                            sort_by: str | None = None, filter: str | None = None,
-                            experiment_id: str | None = None, namespace: str | None = None) -> dict[str, Any]:
-        rows, token, total = store.list_schedules(Listing.parse(filter, sort_by, page_size, page_token), experiment_id)
-        return {"recurringRuns": [recurring_run(r, now()) for r in rows], "total_size": total,
-                "next_page_token": token}
+                            sort_by: str | None = None, filter: str | None = None, experiment_id: str | None = None,
+                            namespace: str | None = None) -> Response:
+        page = Listing.parse(f"recurringruns experiment_id={experiment_id or ''}", filter, sort_by, page_size,
+                             page_token)
+        rows, token, total = store.list_schedules(page, experiment_id)
+        return RECURRING_RUNS({"recurringRuns": [recurring_run(r, now()) for r in rows], "total_size": total,
+                               "next_page_token": token})
 
-    @router.get("/recurringruns/{recurring_run_id}")
-    def get(recurring_run_id: str) -> dict[str, Any]:
-        return recurring_run(store.get(recurring_run_id), now(), store.run_ids(recurring_run_id))
+    @router.get("/recurringruns/{recurring_run_id}", response_model=s.V2beta1RecurringRun)
+    def get(recurring_run_id: str) -> Response:
+        return RECURRING_RUN(recurring_run(store.get(recurring_run_id), now(), store.run_ids(recurring_run_id)))
 
-    @router.post("/recurringruns/{recurring_run_id}:enable")
-    def enable(recurring_run_id: str) -> dict[str, Any]:
+    @router.post("/recurringruns/{recurring_run_id}:enable", response_model=s.Empty)
+    def enable(recurring_run_id: str) -> s.Empty:
         store.set_enabled(recurring_run_id, True)
         scheduler.wake()
         return {}
 
-    @router.post("/recurringruns/{recurring_run_id}:disable")
-    def disable(recurring_run_id: str) -> dict[str, Any]:
+    @router.post("/recurringruns/{recurring_run_id}:disable", response_model=s.Empty)
+    def disable(recurring_run_id: str) -> s.Empty:
         store.set_enabled(recurring_run_id, False)
         return {}
 
-    @router.delete("/recurringruns/{recurring_run_id}")
-    def delete(recurring_run_id: str) -> dict[str, Any]:
+    @router.delete("/recurringruns/{recurring_run_id}", response_model=s.Empty)
+    def delete(recurring_run_id: str) -> s.Empty:
         store.delete(recurring_run_id)
         return {}
 
@@ -98,12 +104,17 @@ def build_router(store: ScheduleStore, scheduler: Scheduler) -> APIRouter:
 
 
 def install(app: FastAPI, platform: Platform) -> None:
-    service = platform.services["pipelines"]
+    service = required(platform.services.pipelines, "pipelines")
     store = ScheduleStore(platform.db, service.catalog, platform.settings.container_runtime, platform.settings)
     scheduler = Scheduler(store, submit=lambda body: str(service.create_run(body).id))
-    platform.services["schedules"] = store
-    router = build_router(store, scheduler)
-    for prefix in PREFIXES:
-        app.include_router(router, prefix=prefix)
+    platform.services.schedules = store
+
+    def routes() -> list[BaseRoute]:  # built by the first request under a prefix: nothing at start-up
+        router, block = build_router(store, scheduler), APIRouter()
+        for prefix in PREFIXES:
+            block.include_router(router, prefix=prefix)
+        return list(block.routes)
+
+    install_lazy(app, routes, prefixes=tuple(f"{prefix}/recurringruns" for prefix in PREFIXES))
     platform.on_startup.append(scheduler.start)
     platform.on_shutdown.append(scheduler.stop)

@@ -8,7 +8,7 @@
 
 Bodies and replies are declared (:class:`EntryBody`, :class:`EntryReply`; they are in /openapi.json);
 a reply describes an :class:`~kfbox.pipelines.secrets.Entry`, and a secret's values are only read
-by the engine, in the server, when a task starts. ``platform.services["secrets"]`` is the
+by the engine, in the server, when a task starts. ``platform.services.secrets`` is the
 :class:`~kfbox.pipelines.secrets.SecretStore`.
 """
 
@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on Python >= 3.12
 
+from kfbox.pipelines.schemas import Empty
 from kfbox.pipelines.secret_values import Kind
 from kfbox.pipelines.secrets import Entry, SecretStore
 from kfbox.pipelines.views import timestamp
@@ -54,10 +55,6 @@ class SecretList(TypedDict):
 
 class ConfigMapList(TypedDict):
     configmaps: list[EntryReply]
-
-
-class Empty(TypedDict):
-    pass
 
 
 LISTS: dict[Kind, type[SecretList] | type[ConfigMapList]] = {"secret": SecretList, "configmap": ConfigMapList}
@@ -99,5 +96,5 @@ def _routes(router: APIRouter, store: SecretStore, kind: Kind, path: str) -> Non
 
 def install(app: FastAPI, platform: Platform) -> None:
     store = SecretStore.from_settings(platform.db, platform.settings)
-    platform.services["secrets"] = store
+    platform.services.secrets = store
     app.include_router(build_router(store), prefix=PREFIX)

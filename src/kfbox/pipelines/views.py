@@ -1,10 +1,13 @@
-"""Rows as KFP v2beta1 JSON: the field names and enums of ``kfp_server_api``'s models."""
+"""Rows as KFP v2beta1 JSON: the shapes declared in :mod:`kfbox.pipelines.schemas` (``kfp_server_api``'s models).
+
+States are stored as KFP's enum names, so they are cast, not mapped."""
 
 from __future__ import annotations
 
 import datetime
-from typing import Any
+from typing import Any, cast
 
+from kfbox.pipelines import schemas
 from kfbox.pipelines.tables import Artifact, Experiment, Pipeline, PipelineVersion, Run, Task
 
 # google.rpc.Code values KFP puts in error bodies.
@@ -19,7 +22,7 @@ def timestamp(ms: int | None) -> str | None:
     return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def status(message: str | None, code: int = UNKNOWN) -> dict[str, Any] | None:
+def status(message: str | None, code: int = UNKNOWN) -> schemas.GooglerpcStatus | None:
     return None if not message else {"code": code, "message": message, "details": []}
 
 
@@ -28,19 +31,20 @@ def error_body(http_status: int, message: str) -> dict[str, Any]:
     return {"error": message, "code": GRPC_CODES.get(http_status, UNKNOWN), "message": message, "details": []}
 
 
-def experiment(row: Experiment) -> dict[str, Any]:
+def experiment(row: Experiment) -> schemas.V2beta1Experiment:
     return {"experiment_id": row.id, "display_name": row.display_name, "description": row.description,
             "created_at": timestamp(row.created_ms), "namespace": row.namespace,
-            "storage_state": row.storage_state, "last_run_created_at": timestamp(row.last_run_ms)}
+            "storage_state": cast(schemas.StorageState, row.storage_state),
+            "last_run_created_at": timestamp(row.last_run_ms)}
 
 
-def pipeline(row: Pipeline) -> dict[str, Any]:
+def pipeline(row: Pipeline) -> schemas.V2beta1Pipeline:
     return {"pipeline_id": row.id, "display_name": row.display_name, "name": row.display_name,
             "description": row.description, "created_at": timestamp(row.created_ms), "namespace": row.namespace}
 
 
-def pipeline_version(row: PipelineVersion, with_spec: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {"pipeline_id": row.pipeline_id, "pipeline_version_id": row.id,
+def pipeline_version(row: PipelineVersion, with_spec: bool = True) -> schemas.V2beta1PipelineVersion:
+    body: schemas.V2beta1PipelineVersion = {"pipeline_id": row.pipeline_id, "pipeline_version_id": row.id,
                             "display_name": row.display_name, "name": row.display_name,
                             "description": row.description, "created_at": timestamp(row.created_ms)}
     if with_spec:
@@ -48,14 +52,14 @@ def pipeline_version(row: PipelineVersion, with_spec: bool = True) -> dict[str, 
     return body
 
 
-def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
+def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | None = None) -> schemas.V2beta1Run:
+    body: schemas.V2beta1Run = {
         "experiment_id": row.experiment_id, "run_id": row.id, "display_name": row.display_name,
-        "storage_state": row.storage_state, "description": row.description,
+        "storage_state": cast(schemas.StorageState, row.storage_state), "description": row.description,
         "runtime_config": {"parameters": row.parameters, "pipeline_root": row.pipeline_root},
         "service_account": row.service_account, "created_at": timestamp(row.created_ms),
         "scheduled_at": timestamp(row.scheduled_ms), "finished_at": timestamp(row.finished_ms),
-        "state": row.state, "error": status(row.error),
+        "state": cast(schemas.RuntimeState, row.state), "error": status(row.error),
         "state_history": [{"update_time": timestamp(h["ms"]), "state": h["state"]} for h in row.state_history],
     }
     if row.pipeline_version_id:
@@ -69,7 +73,8 @@ def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | N
         for art in artifacts or []:
             outputs.setdefault(art.task_id, []).append(art)
         by_uri = {art.uri: str(art.id) for art in artifacts or []}
-        children: dict[str | None, list[dict[str, str]]] = {}  # one pass: a 400-task run read 160,000 pairs
+        # one pass: a 400-task run read 160,000 pairs
+        children: dict[str | None, list[schemas.PipelineTaskDetailChildTask]] = {}
         for t in tasks:
             children.setdefault(t.parent_id, []).append({"task_id": t.id, "pod_name": t.path})
         body["run_details"] = {"task_details": [task(t, outputs.get(t.id, []), children.get(t.id, []), by_uri)
@@ -77,24 +82,27 @@ def run(row: Run, tasks: list[Task] | None = None, artifacts: list[Artifact] | N
     return body
 
 
-def task(row: Task, artifacts: list[Artifact], children: list[dict[str, str]],
-         by_uri: dict[str, str] | None = None) -> dict[str, Any]:
+def task(row: Task, artifacts: list[Artifact], children: list[schemas.PipelineTaskDetailChildTask],
+         by_uri: dict[str, str] | None = None) -> schemas.V2beta1PipelineTaskDetail:
     """A V2beta1PipelineTaskDetail; ``pod_name`` is the task's path, unique within the run; ``children``: the
     ``child_tasks`` entries (task_id, pod_name) of the tasks whose parent it is."""
-    outputs: dict[str, dict[str, list[str]]] = {}
+    outputs: dict[str, schemas.V2beta1ArtifactList] = {}
     for art in artifacts:
         outputs.setdefault(art.key, {"artifact_ids": []})["artifact_ids"].append(str(art.id))
     details = row.details or {}
     given = details.get("inputs") or {}
-    inputs = {name: {"artifact_ids": [(by_uri or {}).get(uri, "") for uri in uris]}
-              for name, uris in (given.get("artifacts") or {}).items()}
-    history = [{"update_time": timestamp(h["ms"]), "state": h["state"], "error": status(h.get("error"))}
-               for h in details.get("state_history", [])]
+    inputs: dict[str, schemas.V2beta1ArtifactList] = {
+        name: {"artifact_ids": [(by_uri or {}).get(uri, "") for uri in uris]}
+        for name, uris in (given.get("artifacts") or {}).items()}
+    history: list[schemas.V2beta1RuntimeStatus] = [
+        {"update_time": timestamp(h["ms"]), "state": h["state"], "error": status(h.get("error"))}
+        for h in details.get("state_history", [])]
     main_job = details.get("pod_name") or row.path
     return {
         "run_id": row.run_id, "task_id": row.id, "display_name": row.name,
         "create_time": timestamp(row.created_ms), "start_time": timestamp(row.started_ms),
-        "end_time": timestamp(row.finished_ms), "state": row.state, "error": status(row.error),
+        "end_time": timestamp(row.finished_ms), "state": cast(schemas.RuntimeState, row.state),
+        "error": status(row.error),
         "execution_id": row.id, "parent_task_id": row.parent_id, "pod_name": row.path,
         "inputs": inputs, "outputs": outputs, "child_tasks": children, "state_history": history,
         "executor_detail": {} if row.kind == "dag" else {
@@ -102,12 +110,12 @@ def task(row: Task, artifacts: list[Artifact], children: list[dict[str, str]],
         # kfbox additions (ignored by kfp.Client): output and input parameters, whether the cache answered,
         # the task's path, warnings (settings with no local meaning), why a task was skipped.
         "parameters": row.parameters, "input_parameters": given.get("parameters") or {}, "cache_hit": row.cache_hit,
-        "kind": row.kind, "path": row.path, "warnings": details.get("warnings") or [],
+        "kind": cast(schemas.TaskKind, row.kind), "path": row.path, "warnings": details.get("warnings") or [],
         "skip_reason": details.get("reason"),
     }
 
 
-def artifact(row: Artifact) -> dict[str, Any]:
+def artifact(row: Artifact) -> schemas.Artifact:
     return {"artifact_id": str(row.id), "run_id": row.run_id, "task_id": row.task_id, "name": row.name,
             "key": row.key, "uri": row.uri, "type": row.schema_title, "metadata": row.artifact_metadata,
             "created_at": timestamp(row.created_ms)}

@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from kfbox.errors import InvalidInput
 from kfbox.names import normalize_name
-from kfbox.registry import kinds, spec, store
+from kfbox.registry import kinds, loop, spec, store
 from kfbox.registry.filters import parse_filter
 from kfbox.registry.kinds import Kind
 from kfbox.registry.tables import Resource
@@ -112,7 +112,11 @@ class RegistryRoutes:
         document = await run_in_threadpool(_encoded, self.prefix)
         return Response(document, media_type="application/json")
 
-    def add(self, method: str, path: str, handler: Handler, name: str) -> None:
+    def add(self, method: str, path: str, handler: Handler, name: str, *, bounded: bool = True) -> None:
+        """A route whose ``handler`` runs on the event loop where it can (``bounded``: one entity; see
+        :mod:`.loop`), else in a worker thread (lists: a page can be 10,000 items)."""
+        local = bounded and self.registry.db.local
+
         async def endpoint(request: Request) -> JSONResponse:
             # FastAPI's router labels only its own routes; the metrics middleware reads this
             request.scope["route"] = route
@@ -121,8 +125,8 @@ class RegistryRoutes:
             body = None
             if method in ("POST", "PATCH"):
                 body = parse_json(await request.body(), request.headers.get("content-type"))
-            status, payload = await run_in_threadpool(handler, request.path_params.get("id"),
-                                                      request.query_params, body)
+            status, payload = await loop.serve(local, handler, request.path_params.get("id"),
+                                               request.query_params, body)
             if self.legacy:
                 payload = _legacy_wire(payload)
             return JSONResponse(payload, status_code=status)
@@ -188,7 +192,7 @@ class RegistryRoutes:
 
         label = col.label
         self.add("GET", f"/{col.singular}", find, f"Find a {label}")
-        self.add("GET", f"/{col.plural}", list_, f"List {label}s")
+        self.add("GET", f"/{col.plural}", list_, f"List {label}s", bounded=False)
         self.add("POST", f"/{col.plural}", create, f"Create a {label}")
         self.add("GET", f"/{col.plural}/{{id}}", get, f"Get a {label}")
         self.add("PATCH", f"/{col.plural}/{{id}}", patch, f"Update a {label}")
@@ -221,7 +225,7 @@ class RegistryRoutes:
                 return 201, store.to_wire(kind, store.create(s, kind, fields, parent=parent))
             return registry.write(run)
 
-        self.add("GET", path, list_children, f"List the {label}s of a parent")
+        self.add("GET", path, list_children, f"List the {label}s of a parent", bounded=False)
         self.add("POST", path, create_child, f"Create a {label} under a parent")
 
     def _nested(self) -> None:
@@ -267,7 +271,7 @@ class RegistryRoutes:
                                        narrow=True, extra=extra)
 
         for path in ("/experiment_runs/metric_history", "/experiment_runs/{id}/metric_history"):
-            self.add("GET", path, history, "Metric history of experiment runs")
+            self.add("GET", path, history, "Metric history of experiment runs", bounded=False)
 
 
 @functools.cache

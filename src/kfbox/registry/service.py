@@ -1,8 +1,8 @@
 """The registry subsystem: mounts the Model Registry API and offers :class:`Registry` to others.
 
-Other subsystems reach it as ``platform.services["registry"]``::
+Other subsystems reach it as ``platform.services.registry``::
 
-    registry = platform.services["registry"]
+    registry = required(platform.services.registry, "registry")
     uri = registry.resolve_artifact_uri("iris", None)         # latest LIVE version's model artifact
     record = registry.record_deployment("iris-svc", "iris", "v1", runtime="sklearn")
     registry.set_deployment_state(record["inferenceService"]["id"], "UNDEPLOYED")
@@ -173,7 +173,7 @@ def install(app: FastAPI, platform: Platform) -> None:
     from kfbox.registry.router import RegistryRoutes
 
     registry = Registry(platform.db)
-    platform.services["registry"] = registry
+    platform.services.registry = registry
     platform.error_renderers.append(("/api/model_registry/", error_body))
     for prefix, legacy in PREFIXES:  # each prefix serves upstream's document at <prefix>/openapi.json
         app.router.routes.extend(RegistryRoutes(registry, prefix, legacy).routes)

@@ -27,7 +27,6 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from kfbox.errors import InvalidInput
 from kfbox.names import name_problem, normalize_name
 from kfbox.parsing import load_json
-from kfbox.registry import kinds, spec
+from kfbox.registry import kinds, loop, spec
 from kfbox.registry.kinds import Kind
 
 if TYPE_CHECKING:
@@ -76,6 +75,7 @@ class Shape:
         import fastjsonschema
 
         if field not in self._field_checks:
+            loop.decline("compiling a validator")
             self._field_checks[field] = fastjsonschema.compile({
                 "type": "object", "properties": {field: self.schema["properties"][field]},
                 "definitions": self.schema.get("definitions", {})})
@@ -97,9 +97,16 @@ class Shape:
             return found or [_message(first)]
 
 
-@functools.cache
+_SHAPES: dict[str, Shape] = {}
+
+
 def shape(schema_name: str) -> Shape:
-    return Shape(schema_name)
+    """The compiled shape, compiled on first use (in a worker thread: ~0.1-0.8 s, not on the event loop)."""
+    found = _SHAPES.get(schema_name)
+    if found is None:
+        loop.decline(f"compiling {schema_name}")
+        found = _SHAPES[schema_name] = Shape(schema_name)
+    return found
 
 
 def validate(kind: Kind, variant: str, body: Any) -> dict[str, Any]:

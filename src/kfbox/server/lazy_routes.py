@@ -6,9 +6,14 @@ stands in the app's route list where the block belongs; the first request that r
 the first ``/openapi.json``) builds the block and puts the real routes in its place, so matching
 order, 405s, 404s and the OpenAPI document are what eager routes would give.
 
+A block whose routes all sit under known path prefixes (an API mounted at ``/apis/v2beta1``)
+declares them: a request for any other path then passes the block without building it, so a
+request to a later API or a 404 does not pay for this one.
+
 Example::
 
     install_lazy(app, lambda: build_dashboard_routes(platform))
+    install_lazy(app, lambda: build_kfp_routes(service), prefixes=("/apis/v2beta1",))
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from starlette._utils import get_route_path
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
@@ -25,9 +31,10 @@ _ROUTE = "kfbox.lazy_route"
 
 
 class LazyRoutes(BaseRoute):
-    def __init__(self, app: FastAPI, build: Callable[[], list[BaseRoute]]) -> None:
+    def __init__(self, app: FastAPI, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self._build = build
+        self._prefixes = prefixes
         self._routes: list[BaseRoute] | None = None
         self._lock = threading.Lock()
 
@@ -47,6 +54,8 @@ class LazyRoutes(BaseRoute):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         partial: tuple[Match, Scope] = (Match.NONE, {})
+        if self._prefixes and not get_route_path(scope).startswith(self._prefixes):
+            return partial  # none of the block's routes can match: nothing to build
         for route in self.routes:
             match, child_scope = route.matches(scope)
             if match is Match.FULL:
@@ -67,9 +76,12 @@ class LazyRoutes(BaseRoute):
         raise NoMatchFound(name, path_params)
 
 
-def install_lazy(app: FastAPI, build: Callable[[], list[BaseRoute]]) -> LazyRoutes:
-    """Append a lazily built block of routes to ``app``; ``/openapi.json`` builds it first."""
-    block = LazyRoutes(app, build)
+def install_lazy(app: FastAPI, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> LazyRoutes:
+    """Append a lazily built block of routes to ``app``; ``/openapi.json`` builds it first.
+
+    ``prefixes``: when given, every route the block builds must match only paths starting with one of them.
+    """
+    block = LazyRoutes(app, build, prefixes)
     app.router.routes.append(block)
     eager_openapi = app.openapi
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry
 
 from kfbox.config import Settings
 from kfbox.db import Database
+from kfbox.errors import Unavailable
 
 if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, never an import at run time
     from kfbox.monitoring.service import MonitoringService
@@ -30,19 +31,36 @@ if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, ne
 
 
 
-class Services(TypedDict, total=False):
-    """Each subsystem's object, set by its install hook; a subsystem that is off has no entry (use ``.get``)."""
+@dataclasses.dataclass
+class Services:
+    """Each subsystem's object, set by its install hook; ``None`` while that subsystem is off (or not yet
+    installed). A caller that cannot do without one reads it through :func:`required`."""
 
-    pipelines: PipelinesService
-    schedules: ScheduleStore
-    secrets: SecretStore
-    registry: Registry
-    serving: ServingManager
-    inferenceservices: InferenceServices
-    grpc_gateway: GrpcGateway
-    monitoring: MonitoringService
-    notebooks: NotebookManager
-    sessions: Sessions
+    pipelines: PipelinesService | None = None
+    schedules: ScheduleStore | None = None
+    secrets: SecretStore | None = None
+    registry: Registry | None = None
+    serving: ServingManager | None = None
+    inferenceservices: InferenceServices | None = None
+    grpc_gateway: GrpcGateway | None = None
+    monitoring: MonitoringService | None = None
+    notebooks: NotebookManager | None = None
+    sessions: Sessions | None = None
+
+    def installed(self) -> dict[str, object]:
+        """The subsystems that are on, by name."""
+        return {f.name: value for f in dataclasses.fields(self) if (value := getattr(self, f.name)) is not None}
+
+
+T = TypeVar("T")
+
+
+def required(service: T | None, name: str) -> T:
+    """``service``, or :class:`~kfbox.errors.Unavailable` naming the subsystem that is off (rather than an
+    ``AttributeError`` on ``None``): ``required(platform.services.pipelines, "pipelines").catalog``."""
+    if service is None:
+        raise Unavailable(f"The {name} subsystem is not running in this server.")
+    return service
 
 
 Hook = Callable[[], Any]
@@ -62,8 +80,8 @@ class Platform:
     body_limits: list[BodyLimitRule] = dataclasses.field(default_factory=list)
     """Per-request body limits (ASGI scope -> bytes, or None to pass); the first answer wins over
     ``settings.max_body_bytes`` (serving takes larger inference payloads than the other APIs)."""
-    services: Services = dataclasses.field(default_factory=lambda: Services())
-    """Subsystem objects by name (e.g. ``"registry"``), for other subsystems to call."""
+    services: Services = dataclasses.field(default_factory=Services)
+    """Subsystem objects (e.g. ``services.registry``), for other subsystems to call."""
 
     @property
     def url(self) -> str:

@@ -47,9 +47,7 @@ def serve(settings: Settings) -> None:
     platform.on_startup.append(lambda: _write_record(platform))
     platform.on_shutdown.insert(0, lambda: _remove_record(settings.home))
     app = create_app(settings, platform)
-    # last startup hook: what start-up built (~110k objects, no garbage) goes to the permanent generation,
-    # so a full collection no longer walks it: one cost ~85 ms of CPU on the event loop, a gateway tail
-    platform.on_startup.append(gc.freeze)
+    platform.on_startup.append(_settle_memory)
     # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
     # uvicorn's timeout_keep_alive covers the idle time between requests
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -59,6 +57,14 @@ def serve(settings: Settings) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         db.dispose()
+
+
+def _settle_memory() -> None:
+    """The last start-up hook: what start-up built (~110k objects, next to no garbage) goes to the permanent
+    generation, so a full collection no longer walks it (one cost ~85 ms of CPU on the event loop, a gateway
+    tail); then collection resumes (``kfbox up`` turns it off while the server imports)."""
+    gc.freeze()
+    gc.enable()
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -25,7 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute
 
+from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
 
 COOKIE = "kfbox_session"
@@ -43,9 +45,9 @@ class Sessions:
 
     @classmethod
     def of(cls, platform: Platform) -> Sessions:
-        sessions = platform.services.get("sessions")
+        sessions = platform.services.sessions
         if sessions is None:
-            sessions = platform.services["sessions"] = cls(platform.settings.token)
+            sessions = platform.services.sessions = cls(platform.settings.token)
         return sessions
 
     def token_matches(self, given: str) -> bool:
@@ -97,36 +99,40 @@ def local_path(target: str | None) -> str:
 def install(app: FastAPI, platform: Platform) -> None:
     """``GET/POST /login`` and ``POST /logout``; the dashboard may replace the GET page."""
     sessions = Sessions.of(platform)
-    router = APIRouter(tags=["platform"], include_in_schema=False)
 
-    @router.get("/login", response_class=HTMLResponse)
-    def login_page(next: str = "/") -> HTMLResponse:
-        return HTMLResponse(_login_form(local_path(next), None))
+    def routes() -> list[BaseRoute]:  # built by the first request for /login or /logout
+        router = APIRouter(tags=["platform"], include_in_schema=False)
 
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        target = local_path((form.get("next") or [request.query_params.get("next", "/")])[0])
-        if sessions.key is None:
-            return JSONResponse({"code": "400", "message": "This server has no token; nothing to log in to."},
-                                status_code=400)
-        if not sessions.token_matches((form.get("token") or [""])[0]):
-            return HTMLResponse(_login_form(target, "Wrong token."), status_code=401)
-        response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, sessions.issue(), max_age=MAX_AGE_SECONDS, path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
-        return response
+        @router.get("/login", response_class=HTMLResponse)
+        def login_page(next: str = "/") -> HTMLResponse:
+            return HTMLResponse(_login_form(local_path(next), None))
 
-    @router.post("/logout")
-    def logout(request: Request) -> Response:
-        value = request.cookies.get(COOKIE)
-        if value:
-            sessions.revoke(value)
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-        return response
+        @router.post("/login")
+        async def login(request: Request) -> Response:
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            target = local_path((form.get("next") or [request.query_params.get("next", "/")])[0])
+            if sessions.key is None:
+                return JSONResponse({"code": "400", "message": "This server has no token; nothing to log in to."},
+                                    status_code=400)
+            if not sessions.token_matches((form.get("token") or [""])[0]):
+                return HTMLResponse(_login_form(target, "Wrong token."), status_code=401)
+            response = RedirectResponse(target, status_code=303)
+            response.set_cookie(COOKIE, sessions.issue(), max_age=MAX_AGE_SECONDS, path="/", httponly=True,
+                                samesite="strict", secure=request.url.scheme == "https")
+            return response
 
-    app.include_router(router)
+        @router.post("/logout")
+        def logout(request: Request) -> Response:
+            value = request.cookies.get(COOKIE)
+            if value:
+                sessions.revoke(value)
+            response = RedirectResponse("/login", status_code=303)
+            response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+            return response
+
+        return list(router.routes)
+
+    install_lazy(app, routes, prefixes=("/login", "/logout"))
 
 
 def _login_form(target: str, error: str | None) -> str:

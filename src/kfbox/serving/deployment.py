@@ -33,6 +33,11 @@ class Deployment:
     def key(self) -> tuple[str, str]:
         return self.record.key
 
+    def serves(self, model: str) -> bool:
+        """Whether a revision that takes traffic serves ``model`` (its name, or ``--model_name``)."""
+        return any(self.record.revisions[n].served_name(self.record.name) == model
+                   for n, pct in traffic_split(self.record).items() if pct > 0 and n in self.record.revisions)
+
     def wanted_revisions(self) -> set[int]:
         return {n for n, pct in traffic_split(self.record).items() if pct > 0} | {self.record.latest}
 

@@ -5,9 +5,10 @@ an HTTP/2 port on the platform's host that proxies each call to a ready replica 
 revision the traffic split picks — the same routing, cold starts and autoscaling counts as the
 HTTP gateway. kserve's ``InferenceGRPCClient("127.0.0.1:PORT")`` works unchanged.
 
-Which InferenceService: the request's model name (a replica serves its model under the
-InferenceService's name) in namespace ``x-kfbox-namespace`` (metadata) or, when not given, the
-one namespace holding that name (``default`` when several do). gRPC servers in Python do not
+Which InferenceService: the one serving the request's model name (the InferenceService's
+name, or the ``--model_name`` of its ``spec.predictor.model.args``) in namespace
+``x-kfbox-namespace`` (metadata) or, when not given, the one namespace holding that name
+(``default`` when several do). gRPC servers in Python do not
 see ``:authority``, so KServe's Host-based routing has this metadata as its stand-in. ``ServerLive``,
 ``ServerReady`` and ``ServerMetadata`` are answered by kfbox. Replicas need gRPC on: annotation
 ``serving.kfbox.io/enable-grpc: "true"``. With a token, calls need ``authorization: Bearer
@@ -101,12 +102,11 @@ class GrpcGateway:
 
     def _route(self, model: str, namespace: str | None) -> tuple[str, str] | None:
         deployments = self.manager.deployments
-        if namespace is not None:
-            return (namespace, model) if (namespace, model) in deployments else None
-        matches = [key for key in deployments if key[1] == model]
-        if len(matches) == 1:
-            return matches[0]
-        return ("default", model) if ("default", model) in deployments else None
+        matches = [key for key, deployment in deployments.items()
+                   if deployment.serves(model) and namespace in (None, key[0])]
+        if len(matches) > 1:  # several serve that name: the one named so, then the one in 'default'
+            matches = [key for key in matches if key[1] == model] or [key for key in matches if key[0] == "default"]
+        return matches[0] if len(matches) == 1 else None
 
     async def _forward(self, key: tuple[str, str], method: str, request: bytes, metadata: dict[str, str],
                        context: aio.ServicerContext) -> bytes:

@@ -3,8 +3,10 @@
 Most of a replica's start is importing kserve (FastAPI, pandas, numpy...). The launcher keeps
 one standby process that has done those imports and waits for its arguments
 (``python -m kfbox.serving.replica --standby``, a warm child of :mod:`kfbox.server.warm`);
-launching a replica hands them over on the standby's channel and starts the next standby, so a
-scale-up or a scale-from-zero pays only for loading the model. The standby's log is renamed to
+launching a replica hands them over on the standby's channel, so a scale-up or a scale-from-zero
+pays only for loading the model. The next standby starts on :meth:`ReplicaLauncher.refill`, which
+the manager calls once no replica is starting: its imports (~3 s of CPU) would otherwise compete
+with the replica that is being waited for. The standby's log is renamed to
 the replica's log when it is assigned. Every replica holds a warm channel, so it exits with the
 server; where there are none (no Unix sockets) replicas start cold.
 """
@@ -39,6 +41,7 @@ class ReplicaLauncher:
         self.warm = warm and warm_children.supported()
         self.env = replica_env()
         self._standby: warm_children.WarmChild | None = None
+        self._used = False  # a replica was launched: a standby is worth keeping from now on
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()  # launch() runs in worker threads
         shutil.rmtree(folder, ignore_errors=True)  # standby logs of an earlier server run
@@ -61,9 +64,19 @@ class ReplicaLauncher:
                 if standby is not None:
                     standby.stop(0)
                 child = self._cold(args, log_path)
-            if self.warm:
-                self._standby = self._spawn_standby()
+            self._used = True
             return child
+
+    @property
+    def wants_standby(self) -> bool:
+        """A replica was launched and no standby waits for the next one."""
+        return self.warm and self._used and self._standby is None
+
+    def refill(self) -> None:
+        """Start the next standby if one is wanted (call when no replica is starting)."""
+        with self._lock:
+            if self.wants_standby:
+                self._standby = self._spawn_standby()
 
     def _cold(self, args: Sequence[str], log_path: Path) -> ChildProcess:
         argv = [sys.executable, "-m", MODULE, *args]

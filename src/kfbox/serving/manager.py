@@ -1,9 +1,11 @@
 """The serving manager: keeps every InferenceService's replicas in line with the database.
 
-One asyncio task ticks every :data:`TICK_SECONDS` (or sooner when woken by a request waiting
-for a cold start): it probes, replaces and scales replicas, promotes a new revision once it
-is ready, and updates the replica gauges. API calls change the database first, then the
-in-memory deployments, so a server restart rebuilds the same state from the database.
+One asyncio task ticks every :data:`TICK_SECONDS` (:data:`STARTING_TICK_SECONDS` while a replica
+starts, or sooner when woken by a request waiting for a cold start): it probes, replaces and
+scales replicas, promotes a new revision once it is ready, starts the next standby replica
+once no replica is starting (nor just started: its first requests come then), and updates the
+replica gauges. API calls change the database first, then the in-memory deployments, so a
+server restart rebuilds the same state from the database.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from kfbox.server.processes import kill_group
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.metrics import ServingMetrics
-from kfbox.serving.pool import PoolConfig, ReplicaPool
+from kfbox.serving.pool import PoolConfig, Replica, ReplicaPool
 from kfbox.serving.spec import InferenceServiceSpec
 from kfbox.serving.store import ServiceRecord, ServingStore, revision_name
 from kfbox.storage import UriResolver
 
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
+STARTING_TICK_SECONDS = 0.05
+STANDBY_DELAY_SECONDS = 2.0
+"""The next standby starts this long after the last replica became ready (its imports take ~3 s of CPU)."""
 SHUTDOWN_GRACE_SECONDS = 3.0
 
 
@@ -80,8 +85,11 @@ class ServingManager:
                     await self._reconcile(deployment)
                 except Exception:  # one broken deployment must not stop the others
                     log.exception("reconciling %s failed", deployment.key)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), TICK_SECONDS)
+            starting = self._starting()
+            if self.launcher.wants_standby and not starting and not self._just_started():
+                await asyncio.to_thread(self.launcher.refill)
+            with contextlib.suppress(TimeoutError):  # a starting replica is probed more often: it is waited for
+                await asyncio.wait_for(self._wake.wait(), STARTING_TICK_SECONDS if starting else TICK_SECONDS)
             self._wake.clear()
 
     async def _reconcile(self, deployment: Deployment) -> None:
@@ -99,6 +107,19 @@ class ServingManager:
         desired = sum(p.desired for p in deployment.pools.values())
         self.metrics.replicas.labels(*deployment.key).set(ready)
         self.metrics.desired.labels(*deployment.key).set(desired)
+
+    def _starting(self) -> bool:
+        """Some replica is starting: it gets the CPU, not the next standby's imports."""
+        return any(replica.ready_at is None for replica in self._replicas())
+
+    def _just_started(self) -> bool:
+        """Some replica became ready within :data:`STANDBY_DELAY_SECONDS`: its first requests are coming."""
+        since = time.monotonic() - STANDBY_DELAY_SECONDS
+        return any(replica.ready_at is not None and replica.ready_at > since for replica in self._replicas())
+
+    def _replicas(self) -> list[Replica]:
+        return [replica for deployment in self.deployments.values() for pool in deployment.pools.values()
+                for replica in pool.replicas]
 
     # --- operations ----------------------------------------------------------------------
     async def apply(self, manifest: Any, namespace: str) -> ServiceRecord:
@@ -170,7 +191,8 @@ class ServingManager:
         record = deployment.record
         wanted = deployment.wanted_revisions()
         for number in wanted - deployment.pools.keys():
-            config = PoolConfig(model_name=record.name, revision=revision_name(record.name, number),
+            served = record.revisions[number].served_name(record.name)  # --model_name, else the service's
+            config = PoolConfig(model_name=served, revision=revision_name(record.name, number),
                                 log_dir=self._log_dir(record.namespace, record.name),
                                 scale_window=self.settings.serving_scale_window,
                                 start_timeout=self.settings.serving_replica_start_timeout,
@@ -185,7 +207,7 @@ class ServingManager:
         return self.settings.logs_dir / "serving" / namespace / name
 
     def _registry_lookup(self, model: str, version: str | None) -> str:
-        registry = self.platform.services.get("registry")
+        registry = self.platform.services.registry
         if registry is None:
             raise NotFound("The Model Registry is not part of this server, so model-registry:// cannot be resolved.")
         return str(registry.resolve_artifact_uri(model, version))

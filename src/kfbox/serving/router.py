@@ -313,7 +313,7 @@ def serving_router(res: InferenceServices) -> APIRouter:
                 deleted = await manager.delete(namespace, name, version)
                 res.emit("DELETED", {**current, "metadata": {**meta, "resourceVersion": str(deleted)}})
             registry_id = (meta.get("annotations") or {}).get(REGISTRY_ANNOTATION)
-            registry = manager.platform.services.get("registry")
+            registry = manager.platform.services.registry
             if registry_id and registry is not None:  # deployed with `kfbox deploy`: tell the registry
                 with contextlib.suppress(KfboxError):
                     await asyncio.to_thread(registry.set_deployment_state, registry_id, "UNDEPLOYED")
@@ -351,7 +351,7 @@ def serving_router(res: InferenceServices) -> APIRouter:
 
     @router.post("/namespaces/{namespace}/deployments")
     async def deploy(namespace: str, request: DeployRequest) -> dict[str, Any]:
-        registry = manager.platform.services.get("registry")
+        registry = manager.platform.services.registry
         if registry is None:
             raise InvalidInput("This server has no Model Registry; apply an InferenceService manifest instead.")
         name = request.name or request.model.lower().replace("_", "-")

@@ -1,6 +1,6 @@
 """Mounts serving: the InferenceService API, the inference gateway, host routing and the manager.
 
-Other subsystems reach the manager as ``platform.services["serving"]`` (a
+Other subsystems reach the manager as ``platform.services.serving`` (a
 :class:`~kfbox.serving.manager.ServingManager`): ``await manager.apply(manifest, namespace)``,
 ``manager.deployments``; ``kfbox.serving.status.describe`` gives an InferenceService's status
 with ``status.url``, ``status.address.url`` and ``status.replicas``.
@@ -14,19 +14,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.middleware import Middleware
+from starlette.routing import BaseRoute
 
+from kfbox.apis import SERVING
+from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
-from kfbox.serving.discovery import discovery_router
 from kfbox.serving.gateway import PREFIX, Gateway, HostRouting
 from kfbox.serving.kube_api import KubeStatus, status_body
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.router import serving_router
 
 
 def install(app: FastAPI, platform: Platform) -> None:
     manager = ServingManager(platform)
-    platform.services["serving"] = manager
+    platform.services.serving = manager
     for prefix in (PREFIX + "/", "/v1/models/", "/v2/"):  # gateway paths, by path and by Host header
         platform.error_renderers.append((prefix, lambda _status, message: {"error": message}))
     domain_suffix = "." + platform.settings.ingress_domain.lower()
@@ -40,7 +41,7 @@ def install(app: FastAPI, platform: Platform) -> None:
 
     platform.body_limits.append(serving_body_limit)
     resources = InferenceServices(manager)
-    platform.services["inferenceservices"] = resources
+    platform.services.inferenceservices = resources
     for prefix in ("/apis/serving.kserve.io", "/api/v1/"):  # Kubernetes-style API: Status bodies, ahead of KFP's /apis
         platform.error_renderers.insert(0, (prefix, lambda status, message: status_body(status, message)))
 
@@ -49,8 +50,9 @@ def install(app: FastAPI, platform: Platform) -> None:
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     app.add_exception_handler(KubeStatus, kube_status)
-    app.include_router(serving_router(resources))
-    app.include_router(discovery_router(resources))
+    # both APIs' routes are built by the first request under their paths (~30 ms less to ready)
+    install_lazy(app, lambda: _serving_routes(resources), prefixes=(SERVING,))
+    install_lazy(app, lambda: _discovery_routes(resources), prefixes=("/api", "/version", "/openapi"))
     # innermost, after token auth (added before this install): auth is decided on the route served,
     # and FastAPI's routing (~1 ms a request across every API's routes) never sees a gateway request
     app.user_middleware.append(Middleware(Gateway, manager=manager))
@@ -61,8 +63,21 @@ def install(app: FastAPI, platform: Platform) -> None:
         from kfbox.serving.grpc_gateway import GrpcGateway
 
         grpc_gateway = GrpcGateway(manager)
-        platform.services["grpc_gateway"] = grpc_gateway
+        platform.services.grpc_gateway = grpc_gateway
         platform.on_startup.append(grpc_gateway.start)
         platform.on_shutdown.append(grpc_gateway.stop)
     platform.on_shutdown.append(resources.shutdown)
     platform.on_shutdown.append(manager.shutdown)
+
+
+def _serving_routes(resources: InferenceServices) -> list[BaseRoute]:
+    from kfbox.serving.router import serving_router
+
+    return list(serving_router(resources).routes)
+
+
+def _discovery_routes(resources: InferenceServices) -> list[BaseRoute]:
+    """What kubectl asks first: /api, /apis, /version, /openapi/v2 and v3 (kfbox.serving.discovery)."""
+    from kfbox.serving.discovery import discovery_router
+
+    return list(discovery_router(resources).routes)

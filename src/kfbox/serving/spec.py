@@ -5,7 +5,11 @@ Knative's autoscaling annotations are honoured: ``autoscaling.knative.dev/window
 window before scaling down, e.g. ``"2s"``); kfbox's own live under ``serving.kfbox.io/``:
 ``model-class`` (``module:Class``, a ``kserve.Model`` subclass), ``python-path`` (a folder
 to import it from), ``enable-grpc`` and ``allow-unsafe-pickle`` (``"true"``: load pickle/joblib
-files with the unrestricted unpickler; see ``kfbox.serving.unpickle``).
+files with the unrestricted unpickler; see ``kfbox.serving.unpickle``). Of the kserve ModelServer's
+arguments (``spec.predictor.model.args``) ``--model_name NAME`` is honoured: the name the model is
+served under (``/v1/models/NAME``, ``/v2/models/NAME``) instead of the InferenceService's; the rest
+configure a server process kfbox runs itself, so they are refused naming the argument. A
+container port named ``h2c`` in ``spec.predictor.model.ports`` turns gRPC on, as ``enable-grpc`` does.
 
 Example::
 
@@ -20,10 +24,11 @@ import json
 import re
 from typing import Any
 
+from kfbox.apis import MODEL_NAME_ARG
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.durations import parse_duration
 from kfbox.errors import InvalidInput
-from kfbox.serving.schema import check_fields
+from kfbox.serving.schema import FieldInvalid, check_fields
 
 KIND = "InferenceService"
 FORMATS = ("sklearn", "xgboost", "lightgbm", "huggingface", "custom")
@@ -31,6 +36,7 @@ SHORTHAND = ("sklearn", "xgboost", "lightgbm")
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")  # one URL path segment, never '.' or '..'
 WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
 CLASS_ANNOTATION = "serving.kfbox.io/model-class"
 PATH_ANNOTATION = "serving.kfbox.io/python-path"
@@ -54,6 +60,11 @@ class PredictorSpec:
     scale_window: float | None
     enable_grpc: bool
     allow_unsafe_pickle: bool = False
+    model_name: str | None = None  # --model_name; None: the InferenceService's name
+
+    def served_name(self, service: str) -> str:
+        """The model name in the V1/V2 paths of this revision (``service`` unless ``--model_name`` set one)."""
+        return self.model_name or service
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -107,13 +118,15 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
         raise InvalidInput(f"Annotation {CLASS_ANNOTATION} {model_class!r} must look like 'package.module:Class'.")
     shorthand = [key for key in SHORTHAND if key in predictor]
     if "model" in predictor:
-        model = _mapping(predictor["model"], "spec.predictor.model")
+        where = "spec.predictor.model"
+        model = _mapping(predictor["model"], where)
         fmt = _mapping(model.get("modelFormat") or {}, "spec.predictor.model.modelFormat").get("name")
     elif shorthand:
-        model = _mapping(predictor[shorthand[0]], f"spec.predictor.{shorthand[0]}")
+        where = f"spec.predictor.{shorthand[0]}"
+        model = _mapping(predictor[shorthand[0]], where)
         fmt = shorthand[0]
     elif model_class:
-        model, fmt = {}, "custom"
+        where, model, fmt = "spec.predictor.model", {}, "custom"
     else:
         raise InvalidInput("spec.predictor needs a model: set spec.predictor.model.modelFormat.name "
                            f"({', '.join(FORMATS)}) and storageUri, or annotation {CLASS_ANNOTATION}.")
@@ -138,7 +151,7 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
         raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not supported here; use 'concurrency'.")
     target = _int(predictor.get("scaleTarget", DEFAULT_SCALE_TARGET), "scaleTarget", 1)
     window = annotations.get(WINDOW_ANNOTATION)
-    grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes")
+    grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes") or _h2c(model.get("ports"))
     unsafe = str(annotations.get(UNSAFE_PICKLE_ANNOTATION, "false")).lower()
     if unsafe not in ("true", "false"):
         raise InvalidInput(f'Annotation {UNSAFE_PICKLE_ANNOTATION} {unsafe!r} must be "true" or "false".')
@@ -147,7 +160,37 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          python_path=str(python_path) if python_path else None, min_replicas=min_replicas,
                          max_replicas=max_replicas, scale_target=target, scale_metric=metric,
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
-                         enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true")
+                         enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
+                         model_name=_model_name(model.get("args"), f"{where}.args"))
+
+
+def _h2c(ports: Any) -> bool:
+    """A container port named ``h2c`` is how a KServe manifest asks its model server for gRPC."""
+    return isinstance(ports, list) and any(isinstance(p, dict) and p.get("name") == "h2c" for p in ports)
+
+
+def _model_name(args: Any, where: str) -> str | None:
+    """``--model_name NAME`` (or ``--model_name=NAME``) from the ModelServer's arguments; any other refused."""
+    if args is None:
+        return None
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        raise FieldInvalid(where, f"must be a list of strings, got {args!r}")
+    name, rest = None, list(args)
+    while rest:
+        arg = rest.pop(0)
+        flag, has_value, value = arg.partition("=")
+        if flag != MODEL_NAME_ARG:
+            raise FieldInvalid(where, f"the model server argument {arg!r} is not supported here: kfbox runs the "
+                                      f"kserve ModelServer itself and honours only {MODEL_NAME_ARG} NAME")
+        if not has_value:
+            if not rest:
+                raise FieldInvalid(where, f"{MODEL_NAME_ARG} needs a value: {MODEL_NAME_ARG} NAME")
+            value = rest.pop(0)
+        if not MODEL_NAME_RE.fullmatch(value):
+            raise FieldInvalid(where, f"{MODEL_NAME_ARG} {value!r} must be letters, digits, '-', '_' and '.', "
+                                      "starting with a letter or digit, at most 253 characters")
+        name = value
+    return name
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from kfbox.errors import InvalidInput
 from kfbox.pipelines.tables import Artifact, Run, Task
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui.artifact_files import ArtifactFiles, preview
 from kfbox.ui.render import Pages
 
@@ -28,7 +28,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     files = ArtifactFiles(platform.settings.artifacts_dir)
 
     def artifact(artifact_id: str) -> Artifact:
-        return platform.services["pipelines"].runs.artifact(artifact_id)
+        return required(platform.services.pipelines, "pipelines").runs.artifact(artifact_id)
 
     @router.get("/artifacts")
     @router.get("/artifacts.json")
@@ -37,7 +37,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                page_size: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
         if run:
             with platform.db.read() as s:
-                row = platform.services["pipelines"].runs.get(run, s)
+                row = required(platform.services.pipelines, "pipelines").runs.get(run, s)
                 tasks = {t.id: t.path for t in s.scalars(select(Task).where(Task.run_id == run))}
                 arts = list(s.scalars(select(Artifact).where(Artifact.run_id == run).order_by(Artifact.id)))
             groups: dict[str, list[dict[str, Any]]] = {}

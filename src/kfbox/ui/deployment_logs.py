@@ -86,7 +86,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def pick(namespace: str, name: str, file: str) -> Path:
-        manager = platform.services.get("serving")
+        manager = platform.services.serving
         if manager is None:
             raise NotFound("Serving is not part of this server.")
         files = log_files(manager, namespace, name)

@@ -55,7 +55,7 @@ def summary(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def summaries(platform: Platform) -> list[dict[str, Any]]:
-    manager = platform.services.get("serving")
+    manager = platform.services.serving
     if manager is None:
         return []
     domain = platform.settings.ingress_domain
@@ -71,7 +71,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def manager() -> Any:
-        found = platform.services.get("serving")
+        found = platform.services.serving
         if found is None:
             raise NotFound("Serving is not part of this server.")
         return found
@@ -84,8 +84,13 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
 
     metadata_cache: Bounded[tuple[str, str, int], dict[str, Any]] = Bounded(128)
 
+    def served(namespace: str, name: str) -> str:
+        """The model name in the latest revision's V1/V2 paths (``--model_name`` may differ from ``name``)."""
+        record = manager().deployment(namespace, name).record
+        return str(record.revisions[record.latest].served_name(name))
+
     def metadata_url(namespace: str, name: str) -> str:
-        return f"{platform.url}/serving/{namespace}/{name}/v2/models/{name}"
+        return f"{platform.url}/serving/{namespace}/{name}/v2/models/{served(namespace, name)}"
 
     def auth() -> dict[str, str]:
         return {"Authorization": f"Bearer {platform.settings.token}"} if platform.settings.token else {}
@@ -160,14 +165,15 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         features = max(1, min(features, MAX_FEATURES))
         shown = (values or [])[:features] + [""] * max(0, features - len(values or []))
         token = bool(platform.settings.token)
+        model = served(namespace, name)
         if fields:
             example = [v or ("0" if f["kind"] == "number" else "") for v, f in zip(shown, fields, strict=True)]
             try:
-                code = v2_snippets(info["url"], name, v2_request(fields, example), token)
+                code = v2_snippets(info["url"], model, v2_request(fields, example), token)
             except InvalidInput:
-                code = v2_snippets(info["url"], name, v2_request(fields, ["0"] * len(fields)), token)
+                code = v2_snippets(info["url"], model, v2_request(fields, ["0"] * len(fields)), token)
         else:
-            code = snippets(info["url"], name, [[float(v) if _is_number(v) else 0.0 for v in shown]], token)
+            code = snippets(info["url"], model, [[float(v) if _is_number(v) else 0.0 for v in shown]], token)
         return {"deployment": info, "revisions": revisions, "history": history, "log": log,
                 "log_offset": log_offset, "log_files": describe_files(files),
                 "log_file": files[-1].name if files else "",
@@ -197,12 +203,12 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
             started = time.perf_counter()
             if fields:
                 values = [str(form.get(f"x{i}", "")).strip() for i in range(len(fields))]
-                reply = await _infer(platform, namespace, name, v2_request(fields, values))
+                reply = await _infer(platform, namespace, name, served(namespace, name), v2_request(fields, values))
                 predictions = v2_predictions(reply)
             else:
                 if not all(_is_number(v) for v in values):
                     raise InvalidInput(f"Every feature must be a number; got {values}.")
-                reply = await _predict(platform, namespace, name, [float(v) for v in values])
+                reply = await _predict(platform, namespace, name, served(namespace, name), [float(v) for v in values])
                 predictions = reply.get("predictions", [])
             elapsed = (time.perf_counter() - started) * 1000
             names = [n.strip() for n in labels.split(",") if n.strip()]
@@ -237,12 +243,13 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     return router
 
 
-async def _predict(platform: Platform, namespace: str, name: str, instance: list[float]) -> dict[str, Any]:
-    return await _post(platform, f"/serving/{namespace}/{name}/v1/models/{name}:predict", {"instances": [instance]})
+async def _predict(platform: Platform, namespace: str, name: str, model: str,
+                   instance: list[float]) -> dict[str, Any]:
+    return await _post(platform, f"/serving/{namespace}/{name}/v1/models/{model}:predict", {"instances": [instance]})
 
 
-async def _infer(platform: Platform, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    return await _post(platform, f"/serving/{namespace}/{name}/v2/models/{name}/infer", body)
+async def _infer(platform: Platform, namespace: str, name: str, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    return await _post(platform, f"/serving/{namespace}/{name}/v2/models/{model}/infer", body)
 
 
 async def _post(platform: Platform, path: str, payload: dict[str, Any]) -> dict[str, Any]:

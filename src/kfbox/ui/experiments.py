@@ -12,7 +12,7 @@ from sqlalchemy import TextClause, select, text
 from kfbox.pipelines.catalog import EXPERIMENT_FIELDS
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.tables import Experiment, Run
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui import csrf
 from kfbox.ui.render import Pages
 
@@ -51,10 +51,9 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @pages.page("experiments.html", "Experiments")
     def experiments(request: Request, archived: bool = False, page_token: str = "",
                     page_size: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
-        listing = Listing.parse(None, "created_at desc", page_size, page_token or None)
-        listing = Listing([{"key": "storage_state", "operation": "EQUALS",
-                            "string_value": "ARCHIVED" if archived else "AVAILABLE"}],
-                          listing.sort_key, listing.descending, listing.page_size, listing.offset)
+        listing = Listing.parse("dashboard experiments", None, "created_at desc", page_size, page_token)
+        listing = listing.narrowed([{"key": "storage_state", "operation": "EQUALS",
+                                     "string_value": "ARCHIVED" if archived else "AVAILABLE"}])
         with platform.db.read() as s:
             rows, token, total = listing.apply(s, select(Experiment), EXPERIMENT_FIELDS)
             ids = [e.id for e in rows]
@@ -69,7 +68,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @router.get("/experiments/{experiment_id}.json")
     @pages.page("experiment.html", lambda d: d["experiment"]["display_name"])
     def experiment(request: Request, experiment_id: str) -> dict[str, Any]:
-        row = platform.services["pipelines"].catalog.get_experiment(experiment_id)
+        row = required(platform.services.pipelines, "pipelines").catalog.get_experiment(experiment_id)
         return {"experiment": {"experiment_id": row.id, "display_name": row.display_name,
                                "description": row.description, "storage_state": row.storage_state,
                                "created_ms": row.created_ms}}
@@ -80,7 +79,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     async def archive(request: Request, experiment_id: str) -> Response:
         await csrf.checked_form(request)
         state = "ARCHIVED" if request.url.path.endswith("/archive") else "AVAILABLE"
-        platform.services["pipelines"].catalog.set_experiment_state(experiment_id, state)
+        required(platform.services.pipelines, "pipelines").catalog.set_experiment_state(experiment_id, state)
         return pages.redirect(f"/experiments/{experiment_id}")
 
     return router

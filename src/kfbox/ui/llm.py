@@ -28,7 +28,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter()
 
     def deployed() -> dict[str, bool]:
-        manager = platform.services.get("serving")
+        manager = platform.services.serving
         found = getattr(manager, "deployments", {}) or {}
         return {QA: (NAMESPACE, QA) in found, CLASSIFIER: (NAMESPACE, CLASSIFIER) in found}
 

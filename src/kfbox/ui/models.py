@@ -23,7 +23,7 @@ from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.pipelines.tables import Artifact
 from kfbox.registry import store
 from kfbox.registry.tables import Resource
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.serving.spec import FORMATS
 from kfbox.ui import csrf
 from kfbox.ui.render import Pages
@@ -87,7 +87,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def registry() -> Any:
-        return platform.services["registry"]
+        return required(platform.services.registry, "registry")
 
     @router.get("/models")
     @router.get("/models.json")

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui.render import Pages
 
 MAX_CHARTS = 20
@@ -23,8 +23,8 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @router.get("/monitoring.json")
     @pages.page("monitoring.html", "Monitoring")
     def monitoring(request: Request) -> dict[str, Any]:
-        service = platform.services["monitoring"]
-        serving = platform.services.get("serving")
+        service = required(platform.services.monitoring, "monitoring")
+        serving = platform.services.serving
         keys = sorted(serving.deployments) if serving is not None else []
         return {"prometheus": service.prometheus.status(), "alerts": service.alerts(),
                 "services": [{"namespace": ns, "name": name} for ns, name in keys[:MAX_CHARTS]],

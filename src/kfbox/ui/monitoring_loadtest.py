@@ -104,7 +104,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     platform.on_shutdown.append(tests.stop_all)
 
     def exists(namespace: str, name: str) -> None:
-        serving = platform.services.get("serving")
+        serving = platform.services.serving
         if serving is None or (namespace, name) not in serving.deployments:
             raise NotFound(f"InferenceService {namespace}/{name} does not exist. List them with: kfbox serve list")
 

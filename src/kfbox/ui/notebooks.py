@@ -135,7 +135,7 @@ def _free_port() -> int:
 
 def build(platform: Platform, pages: Pages) -> APIRouter:
     manager = NotebookManager(platform)
-    platform.services["notebooks"] = manager
+    platform.services.notebooks = manager
     platform.on_shutdown.append(manager.shutdown)
     router = APIRouter()
 

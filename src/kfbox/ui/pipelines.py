@@ -18,7 +18,7 @@ from kfbox.pipelines import spec as specs
 from kfbox.pipelines.catalog import PIPELINE_FIELDS
 from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.tables import Pipeline, PipelineVersion
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui import csrf, dag
 from kfbox.ui.render import Pages
 
@@ -27,17 +27,16 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def catalog() -> Any:
-        return platform.services["pipelines"].catalog
+        return required(platform.services.pipelines, "pipelines").catalog
 
     @router.get("/pipelines")
     @router.get("/pipelines.json")
     @pages.page("pipelines.html", "Pipelines")
     def pipelines(request: Request, q: str = "", page_token: str = "",
                   page_size: int = Query(default=50, ge=1, le=500)) -> dict[str, Any]:
-        listing = Listing.parse(None, "created_at desc", page_size, page_token or None)
+        listing = Listing.parse("dashboard pipelines", None, "created_at desc", page_size, page_token)
         if q:
-            listing = Listing([{"key": "display_name", "operation": "IS_SUBSTRING", "string_value": q}],
-                              listing.sort_key, listing.descending, listing.page_size, listing.offset)
+            listing = listing.narrowed([{"key": "display_name", "operation": "IS_SUBSTRING", "string_value": q}])
         with platform.db.read() as s:
             rows, token, total = listing.apply(s, select(Pipeline), PIPELINE_FIELDS)
             counts = dict(s.execute(select(PipelineVersion.pipeline_id, func.count())
@@ -85,7 +84,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     def pipeline(request: Request, pipeline_id: str, version: str = "", open: str = "") -> dict[str, Any]:
         cat = catalog()
         row = cat.get_pipeline(pipeline_id)
-        versions, _, total = cat.list_versions(pipeline_id, Listing.parse(None, "created_at desc", 100, None))
+        versions, _, total = cat.list_versions(pipeline_id, Listing.parse("dashboard versions", None, "created_at desc", 100, None))
         chosen = next((v for v in versions if v.id == version), None) if version else (versions[0] if versions
                                                                                        else None)
         if version and chosen is None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.tables import Experiment
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui import csrf
 from kfbox.ui.render import Pages
 
@@ -60,7 +60,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     def svc() -> Any:
-        return platform.services["pipelines"]
+        return required(platform.services.pipelines, "pipelines")
 
     def context(pipeline: str, version: str, source: str, form: dict[str, Any] | None = None,
                 error: str = "") -> dict[str, Any]:

@@ -22,7 +22,7 @@ from kfbox.apis import FINAL_STATES as FINAL
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.pipelines import spec as specs
 from kfbox.pipelines.tables import Artifact, Experiment, Run, Task
-from kfbox.server.platform import Platform
+from kfbox.server.platform import Platform, required
 from kfbox.ui import csrf, dag
 from kfbox.ui.artifact_files import ArtifactFiles, preview
 from kfbox.ui.render import Pages
@@ -72,7 +72,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     live = LiveTasks()
 
     def service() -> Any:
-        return platform.services["pipelines"]
+        return required(platform.services.pipelines, "pipelines")
 
     def load(session: Any, run_id: str, expanded: set[str], graph: bool) -> dict[str, Any]:
         """The run, its task rows and its graph's layout: the run's row, then only the tasks written

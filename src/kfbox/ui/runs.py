@@ -16,7 +16,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import defer
 
 from kfbox.errors import InvalidInput
-from kfbox.pipelines import listing as listings
 from kfbox.pipelines.listing import Fields, Listing
 from kfbox.pipelines.runs import RUN_FIELDS
 from kfbox.pipelines.tables import Artifact, Experiment, Run
@@ -89,9 +88,8 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         metric_sort = sort.startswith("metric:")
         if not metric_sort and sort not in COLUMNS:
             raise InvalidInput(f"Cannot sort runs on {sort!r}; use one of {', '.join(COLUMNS)} or metric:<name>.")
-        listing = Listing.parse(None, "created_at desc", page_size, page_token or None)
-        listing = Listing(predicates, "created_at" if metric_sort else COLUMNS[sort], order != "asc",
-                          listing.page_size, listing.offset)
+        listing = Listing.parse(f"dashboard runs sort={sort}", None, "created_at desc", page_size, page_token)
+        listing = listing.narrowed(predicates, "created_at" if metric_sort else COLUMNS[sort], order != "asc")
         with platform.db.read() as s:
             if metric_sort:  # across every page: the filtered runs ordered by the metric, runs without it last
                 name = sort.split(":", 1)[1]
@@ -101,7 +99,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                 found = {r.id: r for r in s.scalars(select(Run).options(*LIGHT).where(Run.id.in_(chosen)))}
                 rows = [found[i] for i in chosen if i in found]
                 end = listing.offset + len(rows)
-                token = listings.page_token(end) if end < total else ""
+                token = listing.token_at(end) if end < total else ""
             else:
                 rows, token, total = listing.apply(s, select(Run).options(*LIGHT), FIELDS)
             ids = [r.id for r in rows]

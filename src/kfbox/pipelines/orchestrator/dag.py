@@ -68,7 +68,10 @@ def _task_forker(enabled: bool, memory: Path) -> TaskForker | None:
         if forker is not None:
             forker.close()
         return None
-    return forker or TaskForker(memory=memory)
+    if forker is None:
+        return TaskForker(memory=memory)
+    forker.normal_priority()
+    return forker
 
 
 class Engine:

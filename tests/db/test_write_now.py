@@ -1,0 +1,82 @@
+"""``Database.write_now``/``read_now``: transactions for the event loop never wait for SQLite's lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from kfbox.db import Database
+from kfbox.db.database import CHECKPOINT_EVERY, WouldBlock
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'kfbox.db'}")
+    with database.write() as session:
+        session.execute(text("CREATE TABLE t (n INTEGER, pad BLOB)"))
+    yield database
+    database.dispose()
+
+
+def count(db: Database) -> int:
+    with db.read() as session:
+        return int(session.execute(text("SELECT count(*) FROM t")).scalar_one())
+
+
+def test_write_now_commits_like_write(db: Database, tmp_path: Path) -> None:
+    with db.write_now() as session:
+        session.execute(text("INSERT INTO t (n) VALUES (1)"))
+    with db.read_now() as session:
+        assert session.execute(text("SELECT n FROM t")).scalar_one() == 1
+    with sqlite3.connect(tmp_path / "kfbox.db") as other:  # committed: another connection sees it
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (1,)
+
+
+def test_write_now_refuses_to_wait_for_a_held_lock_and_leaves_nothing(db: Database, tmp_path: Path) -> None:
+    holder = sqlite3.connect(tmp_path / "kfbox.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock (30 s of busy timeout for write())
+    try:
+        with pytest.raises(WouldBlock, match="locked"), db.write_now() as session:
+            session.execute(text("INSERT INTO t (n) VALUES (2)"))
+        with db.read_now() as session:  # readers are not blocked by a writer in WAL mode
+            assert session.execute(text("SELECT count(*) FROM t")).scalar_one() == 0
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with db.write_now() as session:  # the lock is free again: the same call goes through
+        session.execute(text("INSERT INTO t (n) VALUES (3)"))
+    assert count(db) == 1
+
+
+def test_an_error_in_the_transaction_rolls_it_back(db: Database) -> None:
+    with pytest.raises(ZeroDivisionError), db.write_now() as session:
+        session.execute(text("INSERT INTO t (n) VALUES (4)"))
+        _ = 1 / 0
+    assert count(db) == 0
+
+
+def test_the_wal_is_checkpointed_without_automatic_checkpoints(db: Database, tmp_path: Path) -> None:
+    """write_now's connections never checkpoint on commit; a thread does, every CHECKPOINT_EVERY commits."""
+    for i in range(CHECKPOINT_EVERY):
+        with db.write_now() as session:
+            session.execute(text("INSERT INTO t (n, pad) VALUES (:n, zeroblob(4000))"), {"n": i})
+    checkpoint = db._checkpoint  # the thread write_now started
+    assert checkpoint is not None
+    checkpoint.join(60)
+    with db.write_now() as session:  # the WAL was copied whole: this writer starts it over
+        session.execute(text("INSERT INTO t (n) VALUES (-1)"))
+    with sqlite3.connect(tmp_path / "kfbox.db") as other:
+        _, frames, _ = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert frames < 10  # without the checkpoint: one frame or more per commit, over CHECKPOINT_EVERY
+    assert count(db) == CHECKPOINT_EVERY + 1
+
+
+def test_other_databases_never_run_on_the_loop() -> None:
+    db = Database("postgresql://nobody@127.0.0.1:1/none")
+    assert not db.local
+    with pytest.raises(WouldBlock), db.write_now():
+        pass
