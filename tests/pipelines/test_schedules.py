@@ -191,7 +191,7 @@ def test_schedules_on_every_database(database_url: str, spec: dict[str, Any]) ->
         sched = Scheduler(store, submit=lambda body: runs.create(body).id)
         [run_id] = sched.tick(T0 + 301 * S)
         assert runs.get(run_id).display_name == "nightly 2026-01-05T08:05:00Z"
-        rows, _, total = store.list_schedules(Listing.parse(None, "display_name", 10, None))
+        rows, _, total = store.list_schedules(Listing.parse("recurringruns", None, "display_name", 10, None))
         assert total == 1 and rows[0].description == "nächtlich ✓" and store.run_ids(sid) == [run_id]
         assert store.active_runs(sid) == 1
         store.delete(sid)
