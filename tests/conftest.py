@@ -74,25 +74,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: order kept otherwise
 
 
+_SHARED_FIXTURE = re.compile(r'@pytest\.fixture\(scope="(?:package|session)"[^\n]*\n(?:@[^\n]*\n)*def (\w+)')
+
+
+def shared_fixtures(conftest: Path) -> set[str]:
+    """Names of the package- or session-scoped fixtures a package's conftest defines."""
+    return set(_SHARED_FIXTURE.findall(conftest.read_text())) if conftest.is_file() else set()
+
+
+def uses_any(module_source: str, names: set[str]) -> bool:
+    """Whether a test module asks for one of ``names`` (and does not define its own fixture of that name)."""
+    return any(re.search(rf"\b{name}\b", module_source) and not re.search(rf"^def {name}\(", module_source, re.M)
+               for name in names)
+
+
 @pytest.hookimpl(optionalhook=True)  # `-p no:xdist` (or no xdist installed) leaves the hook unknown
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
     """`make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: one worker takes a whole module (its
-    server starts once), and a whole package where that package's conftest holds a package- or
-    session-scoped fixture (the monitoring server with its Prometheus, the cluster stand-ins), so such a
-    fixture is not built on both workers. (xdist's loadgroup would do this with marks, but its node-id
-    suffix has no effect under pytest 9.2.)"""
+    server starts once), and every module of a package that asks for a fixture its package conftest shares
+    (package- or session-scoped: the monitoring server with its Prometheus, the cluster stand-ins, the
+    pipelines and security servers), so such a fixture is not built on both workers; the package's other
+    modules are spread like any module. (xdist's loadgroup would do this with marks, but its node-id suffix
+    has no effect under pytest 9.2.) Only placement: a shared fixture built on both workers still works."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    shared = {str(path.parent.relative_to(config.rootpath)) for path in config.rootpath.glob("tests/*/conftest.py")
-              if re.search(r'scope="(package|session)"', path.read_text())}
+    root = config.rootpath
+    shared = {str(path.parent.relative_to(root)): names for path in root.glob("tests/*/conftest.py")
+              if (names := shared_fixtures(path))}
+    scopes: dict[str, str] = {}
 
     class PackageOrFile(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            package = module.rsplit("/", 1)[0]
-            return package if package in shared else module
+            if module not in scopes:
+                package = module.rsplit("/", 1)[0]
+                names = shared.get(package, set())
+                grouped = bool(names) and uses_any((root / module).read_text(), names)
+                scopes[module] = package if grouped else module
+            return scopes[module]
 
     return PackageOrFile(config, log)
 

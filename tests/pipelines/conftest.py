@@ -1,9 +1,11 @@
-"""Shared helpers: a kfp.Client on the module's server, and waiting for runs."""
+"""Shared helpers: a kfp.Client on the module's server, waiting for runs, and one server for the modules
+that opt in to it (a module fixture ``server`` returning ``shared_server``)."""
 
 from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,16 @@ from kfp import Client
 from tests.support import ServerProcess
 
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
+
+
+@pytest.fixture(scope="package")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One ``kfbox up`` for the API, CLI, execution, run-record and secrets modules: each names its own
+    experiments, pipelines, secrets and models and checks only those, runs no schedule, and changes no
+    setting. (Modules with settings of their own, restarts, schedules or whole-home checks start theirs.)"""
+    proc = ServerProcess.start(tmp_path_factory.mktemp("home"))
+    yield proc
+    proc.stop()
 
 
 @pytest.fixture(scope="module")

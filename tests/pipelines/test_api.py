@@ -17,6 +17,11 @@ from tests.support import ServerProcess
 
 
 @pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's server (tests/pipelines/conftest.py)
+
+
+@pytest.fixture(scope="module")
 def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("packages")
     out = {}

@@ -45,6 +45,11 @@ def kfbox(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's server (tests/pipelines/conftest.py)
+
+
+@pytest.fixture(scope="module")
 def pipeline_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("src") / "greeting.py"
     path.write_text(PIPELINE_FILE)

@@ -15,6 +15,11 @@ from tests.pipelines.conftest import process_gone, task_pid, tasks_by_path, wait
 from tests.support import ServerProcess
 
 
+@pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's server (tests/pipelines/conftest.py)
+
+
 def test_acceptance_pipeline_runs_with_control_flow_artifacts_and_registry(server: ServerProcess,
                                                                           kfp_client: Client) -> None:
     result = kfp_client.create_run_from_pipeline_func(samples.acceptance, arguments={"items": [1, 2, 3, 4]},
@@ -53,7 +58,16 @@ def test_acceptance_pipeline_runs_with_control_flow_artifacts_and_registry(serve
     assert "already installed; running without pip" in register_log
 
 
+def failed_runs_counted(server: ServerProcess) -> float:
+    """kfbox_pipeline_runs_finished_total{state="FAILED"} on /metrics (0 before the first failed run)."""
+    for line in httpx.get(f"{server.url}/metrics").text.splitlines():
+        if line.startswith('kfbox_pipeline_runs_finished_total{state="FAILED"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_failing_component_fails_the_run_with_its_exception(server: ServerProcess, kfp_client: Client) -> None:
+    counted_before = failed_runs_counted(server)  # the server is shared: other modules' runs may have failed
     result = kfp_client.create_run_from_pipeline_func(samples.failing, arguments={"message": "kaput"})
     run = kfp_client.wait_for_run_completion(result.run_id, timeout=120, sleep_duration=0.3)
     assert run.state == "FAILED"
@@ -65,7 +79,7 @@ def test_failing_component_fails_the_run_with_its_exception(server: ServerProces
     assert "Traceback" in log and "ValueError: boom: kaput" in log
     assert server.healthy()
     deadline = time.monotonic() + 10  # counted once the worker process is gone
-    while 'kfbox_pipeline_runs_finished_total{state="FAILED"}' not in httpx.get(f"{server.url}/metrics").text:
+    while failed_runs_counted(server) < counted_before + 1:
         assert time.monotonic() < deadline, "the failed run was not counted on /metrics"
         time.sleep(0.2)
 

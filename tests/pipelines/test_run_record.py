@@ -6,6 +6,7 @@ A real server, submitted with the unchanged kfp.Client."""
 # no `from __future__ import annotations`: kfp reads the components' annotations as types
 
 import httpx
+import pytest
 from kfp import Client, dsl
 
 from tests.pipelines.conftest import wait_run
@@ -41,6 +42,11 @@ def record() -> None:
         with dsl.ParallelFor([1, 2]) as item, dsl.If(item == 2):
             leaf(x=item).set_caching_options(False)
         fail_on_purpose().set_caching_options(False).after(first, second)
+
+
+@pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's server (tests/pipelines/conftest.py)
 
 
 def test_the_run_record_has_every_dag_linked_tasks_and_logs_by_task_id(server: ServerProcess,

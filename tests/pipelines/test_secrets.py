@@ -34,6 +34,11 @@ def store_at(url: str, home: Path, key: str | None = None) -> SecretStore:
     return SecretStore(db, lambda: load_key(home, key))
 
 
+@pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's server (tests/pipelines/conftest.py)
+
+
 def test_round_trip_on_every_database(database_url: str, tmp_path: Path) -> None:
     store = store_at(database_url, tmp_path)
     store.set("secret", "db", {"password": VALUE, "user": "app"})

@@ -4,15 +4,13 @@ client normalises the path first."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
+from tests.security.conftest import TOKEN
 from tests.security.raw_http import raw_request
 from tests.support import ServerProcess
 
-TOKEN = "s3cret-token"
 GATEWAY_HOST = "iris.default.example.com"
 
 # every API family, as a user or client reaches it
@@ -35,10 +33,8 @@ PROTECTED = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), token=TOKEN)
-    yield proc
-    proc.stop()
+def server(token_server: ServerProcess) -> ServerProcess:
+    return token_server
 
 
 @pytest.mark.parametrize(("method", "target", "host"), [

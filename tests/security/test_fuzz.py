@@ -50,8 +50,11 @@ EXAMPLES: Counter[str] = Counter()
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of its own: the fuzzer writes whatever it generates, which no other module should meet."""
+    server = ServerProcess.start(tmp_path_factory.mktemp("home"))
     yield server
+    server.stop()
     report = tmp_path_factory.getbasetemp() / "fuzz-examples.json"
     report.write_text(json.dumps(dict(sorted(EXAMPLES.items())), indent=1))
     print(f"\nfuzz: {sum(EXAMPLES.values())} examples over {len(EXAMPLES)} operations (per operation: {report})")

@@ -26,6 +26,11 @@ LISTS = ("/runs", "/pipelines", "/experiments")
 
 
 @pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's plain server (tests/security/conftest.py)
+
+
+@pytest.fixture(scope="module")
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     # a fresh connection per request: one answer must not be able to poison the next
     with server.client() as client:

@@ -10,7 +10,6 @@ serve by default.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,15 +58,13 @@ def dump(model: Any, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("home")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's plain server (tests/security/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def server(home: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(home)
-    yield proc
-    proc.stop()
+def home(server: ServerProcess) -> Path:
+    return server.home
 
 
 def wait_failure(server: ServerProcess, name: str, marker: Path) -> str:

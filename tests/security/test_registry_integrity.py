@@ -26,6 +26,11 @@ PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
 
 
 @pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's plain server (tests/security/conftest.py)
+
+
+@pytest.fixture(scope="module")
 def registry(server: ServerProcess) -> Iterator[ModelRegistry]:
     yield ModelRegistry("http://127.0.0.1", server.port, author="alice", is_secure=False)
 

@@ -3,23 +3,19 @@ no open redirect, the cookie authenticates reads, and changes made with it need 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 
 from kfbox.server.session import MAX_AGE_SECONDS, Sessions
+from tests.security.conftest import TOKEN
 from tests.support import ServerProcess
 
-TOKEN = "browser-token"
 EXPERIMENTS = "/apis/v2beta1/experiments"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), token=TOKEN)
-    yield proc
-    proc.stop()
+def server(token_server: ServerProcess) -> ServerProcess:
+    return token_server
 
 
 def _login(server: ServerProcess, token: str, next_: str = "/") -> httpx.Response:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,13 @@ from tests.support import ServerProcess
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("home")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's plain server (tests/security/conftest.py)
+
+
+@pytest.fixture(scope="module")
+def home(server: ServerProcess) -> Path:
+    return server.home
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +38,6 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("outside")
     train_iris(folder / "model", "tree")
     return folder
-
-
-@pytest.fixture(scope="module")
-def server(home: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(home)
-    yield proc
-    proc.stop()
 
 
 @pytest.mark.parametrize("target,uri", [

@@ -24,6 +24,11 @@ NFD = "cafe\u0301 model"
 
 
 @pytest.fixture(scope="module")
+def server(shared_server: ServerProcess) -> ServerProcess:
+    return shared_server  # the package's plain server (tests/security/conftest.py)
+
+
+@pytest.fixture(scope="module")
 def kfp_client(server: ServerProcess) -> Client:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
@@ -75,9 +80,10 @@ def test_a_nul_in_a_name_is_refused(server: ServerProcess) -> None:
 @pytest.mark.parametrize("name", ["caf\u00e9", "cafe\u0301", "iris\n"])
 def test_inference_service_names_must_be_ascii_dns_labels(server: ServerProcess, name: str) -> None:
     with server.client() as client:
+        before = client.get(API.format(ns="default")).json()["items"]  # the package's server: others' services
         reply = client.post(API.format(ns="default"), json=manifest(name, "pvc://models/iris"))
         assert reply.status_code in (400, 422), reply.text
         assert "DNS label" in reply.text
         if not name.strip().isascii():
             assert "ASCII" in reply.text
-        assert client.get(API.format(ns="default")).json()["items"] == []
+        assert client.get(API.format(ns="default")).json()["items"] == before  # nothing created
