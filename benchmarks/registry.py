@@ -44,8 +44,12 @@ start of a run, that make the comparison like for like rather than a win by conf
   from both servers;
 * uvicorn's worker health check raised so slow imports on a busy machine do not kill its workers.
 
-``--mlflow-as-shipped`` drops the first two. Server CPU is counted over the processes that serve
-requests (kfbox's one, MLflow's workers).
+``--mlflow-as-shipped`` drops the first two. MLflow's rate stays near 9/s with these, at ~4x its
+CPU's worth: with 4 uvicorn workers every request takes >= 40 ms (p50 ~55 ms) where one worker
+answers in 7-11 ms (36-59 registrations/s, this client, quiet machine) -- a 40 ms floor that looks
+like Nagle against delayed ACK on the workers' inherited socket (not verified). So compare server
+CPU per registration; for MLflow's best rate run with ``--mlflow-workers 1``. Server CPU is counted
+over the processes that serve requests (kfbox's one, MLflow's workers).
 
 Figures depend on the machine and its load: compare the ratios, not absolute numbers.
 Goal: raw HTTP registration >= 5x MLflow.
