@@ -35,10 +35,9 @@ start of a run, that make the comparison like for like rather than a win by conf
 * SQLite in WAL mode with ``synchronous=NORMAL``, as kfbox runs it (a ``sitecustomize`` on
   MLflow's ``PYTHONPATH`` sets both pragmas on each connection its SQLAlchemy pools open). MLflow
   ships SQLite's defaults -- a rollback journal, ``synchronous=FULL`` -- so each commit waits for
-  three or more fsyncs; on this machine's disk an fsync takes ~6 ms (p90 13-100 ms), so a
-  registration waited tens of ms on the disk: MLflow ran at ~9/s on a quiet machine where its
-  ~22 ms of CPU allow ~40/s (its store alone, in one process at load 12: 13-16/s as shipped,
-  25-26/s with these pragmas);
+  three or more fsyncs; on this machine's disk an fsync takes ~6 ms (p90 13-100 ms): MLflow's
+  store alone, in one process at load 12, registers 13-16/s as shipped and 25-26/s with these
+  pragmas (one cause of its low rate here; the other is below);
 * ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``: the job runner and its seven Huey consumers poll
   for ever (~0.2 cores here) and do nothing for the model registry; on two cores they took CPU
   from both servers;
