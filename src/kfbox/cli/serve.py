@@ -19,7 +19,7 @@ from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOptio
 from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
 from kfbox.client import ApiClient
-from kfbox.errors import Conflict, InvalidInput, Unavailable
+from kfbox.errors import Conflict, InvalidInput, NotFound, Unavailable
 
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the InferenceService.")]
 
@@ -261,7 +261,7 @@ def predict(
     except ValueError as exc:
         raise InvalidInput(f"--data is not JSON: {exc}. Example: --data '[[5.1, 3.5, 1.4, 0.2]]'") from exc
     api = _api(url, home, token, host, context)
-    model = served_model(api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}"))  # --model_name
+    model = _served_model(api, namespace, name)
     if v2:
         body = body if isinstance(body, dict) else v2_request(body)
         path = f"/serving/{namespace}/{name}/v2/models/{model}/infer"
@@ -269,6 +269,16 @@ def predict(
         body = body if isinstance(body, dict) else {"instances": body}
         path = f"/serving/{namespace}/{name}/v1/models/{model}:predict"
     print_json(api.post(path, json=body))
+
+
+def _served_model(api: ApiClient, namespace: str, name: str) -> str:
+    """The name the model answers under (its ``--model_name``), read from the InferenceService. Through a
+    Kubeflow cluster's gateway the Kubernetes API is not reachable (404): KServe's default, the service's
+    name, is used, and a service that does not exist gets the gateway's own answer."""
+    try:
+        return served_model(api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}"))
+    except NotFound:
+        return name
 
 
 def v2_request(rows: Any) -> dict[str, Any]:
