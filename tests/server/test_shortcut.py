@@ -78,16 +78,21 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     thread.join(10)
 
 
-def exchange(port: int, raw: bytes, replies: int = 1) -> bytes:
-    """Send raw bytes on one connection; read until ``replies`` complete replies (by length or chunked end)."""
+def exchange(port: int, raw: bytes, replies: int = 1, head: bool = False) -> bytes:
+    """Send raw bytes on one connection; read until ``replies`` complete replies (by length or chunked end),
+    or, for a HEAD (a content-length but no body), until the end of the reply's head."""
     with socket.create_connection(("127.0.0.1", port), timeout=HEAD_WAIT) as sock:
         sock.sendall(raw)
         data = b""
-        while count_replies(data) < replies:
+        while (b"\r\n\r\n" not in data) if head else (count_replies(data) < replies):
             chunk = sock.recv(65536)
             if not chunk:
                 break
             data += chunk
+        if head:  # a body sent after a HEAD reply's head would be a bug: collect what arrives in a moment
+            sock.settimeout(0.3)
+            with contextlib.suppress(TimeoutError):
+                data += sock.recv(65536)
     return data
 
 
@@ -128,8 +133,9 @@ def request(method: str, target: str, body: bytes = b"", short: bool = True, ext
 ])
 def test_a_claimed_request_is_answered_as_the_full_app_answers_it(port: int, method: str, target: str,
                                                                      body: bytes) -> None:
-    short = without_date(exchange(port, request(method, target, body)))
-    full = without_date(exchange(port, request(method, target, body, short=False)))
+    head = method == "HEAD"
+    short = without_date(exchange(port, request(method, target, body), head=head))
+    full = without_date(exchange(port, request(method, target, body, short=False), head=head))
     if method != "HEAD":
         assert json.loads(short.partition(b"\r\n\r\n")[2])["lane"] == "short"
         assert json.loads(full.partition(b"\r\n\r\n")[2])["lane"] == "whole"
