@@ -146,6 +146,14 @@ def apply_iris(url: str, name: str, replicas: int) -> list[str]:
     return [e for revision in status["revisions"].values() for e in revision.get("endpoints", [])]
 
 
+def post_script(work: Path, body: bytes) -> Path:
+    """wrk's Lua script for a JSON POST of ``body`` (wrk sends GETs otherwise)."""
+    script = work / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{body.decode()}\'\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    return script
+
+
 def wrk(url: str, concurrency: int, seconds: float, script: Path) -> dict[str, float]:
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
                           "--timeout", "10s", "-s", str(script), url], capture_output=True, text=True).stdout
@@ -236,9 +244,7 @@ def main() -> int:
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; every server here is one process")
     with tempfile.TemporaryDirectory(prefix="kfbox-gw-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        script = work / "post.lua"
-        script.write_text(f'wrk.method = "POST"\nwrk.body = \'{BODY.decode()}\'\n'
-                          'wrk.headers["Content-Type"] = "application/json"\n')
+        script = post_script(work, BODY)
         homes = {"": None} if args.baseline_src is None else {"": None, "before": args.baseline_src}
         paths: dict[str, str] = {}
         watch: dict[str, dict[str, int]] = {}

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.gateway import HAPROXY, ROOT, child, free_port, wait_for
+from benchmarks.gateway import HAPROXY, ROOT, child, free_port, post_script, wait_for
 from benchmarks.serving import cpu_seconds
 
 REPLY = (b"HTTP/1.1 200 OK\r\ndate: Wed, 02 Dec 2026 10:00:00 GMT\r\nserver: uvicorn\r\ncontent-length: 19\r\n"
@@ -146,9 +146,7 @@ def main() -> int:
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; every proxy here is one process")
     with tempfile.TemporaryDirectory(prefix="kfbox-hop-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
-        script = work / "post.lua"
-        script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{BODY.decode()}'\n"
-                          'wrk.headers["Content-Type"] = "application/json"\n')
+        script = post_script(work, BODY)
         replica_port = free_port()
         stack.enter_context(child([sys.executable, __file__, "--null-replica", str(replica_port)], work / "r.log"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
