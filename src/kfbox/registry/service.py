@@ -16,10 +16,10 @@ from contextlib import AbstractContextManager
 from http import HTTPStatus
 from typing import Any, TypeVar, cast
 
-from fastapi import FastAPI
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from starlette.applications import Starlette
 
 from kfbox.apis import REGISTRY, REGISTRY_V1
 from kfbox.db import Database
@@ -188,7 +188,7 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"code": code.phrase if code is not None else str(status), "message": message}
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     from kfbox.registry.router import RegistryRoutes
 
     registry = Registry(platform.db)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
@@ -28,7 +29,7 @@ from kfbox.serving.manager import ServingManager
 from kfbox.serving.resources import InferenceServices
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     manager = ServingManager(platform)
     platform.services.serving = manager
     for prefix in (PREFIX + "/", "/v1/models/", "/v2/"):  # gateway paths, by path and by Host header
