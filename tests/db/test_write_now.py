@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -136,3 +137,34 @@ def test_a_session_on_the_loop_holds_the_write_lock_from_its_start(db: Database,
     with db.read() as session:
         assert not locked_by_another(tmp_path / "kfbox.db")
         assert session.execute(text("SELECT n FROM t")).scalars().all() == [5]
+
+
+@pytest.mark.usefixtures("on_the_loop")
+def test_loop_transactions_nest_and_run_from_other_threads(db: Database, tmp_path: Path) -> None:
+    """The loop's transactions share one kept connection; one opened inside another, or from another
+    thread, gets its own, and each commits or rolls back on its own."""
+    with db.read_core() as outer:
+        assert outer.execute(text("SELECT count(*) FROM t")).scalar_one() == 0  # its snapshot starts here
+        with db.write_core() as inner:
+            inner.execute(text("INSERT INTO t (n) VALUES (1)"))
+        assert outer.execute(text("SELECT count(*) FROM t")).scalar_one() == 0  # still its own snapshot
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        token = NO_WAIT.set(True)
+        try:
+            with db.write_core() as conn:
+                conn.execute(text("INSERT INTO t (n) VALUES (2)"))
+        except BaseException as exc:  # noqa: BLE001 - reported to the test's thread
+            errors.append(exc)
+        finally:
+            NO_WAIT.reset(token)
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join(30)
+    assert errors == []
+    with db.read_core() as conn:
+        assert sorted(conn.execute(text("SELECT n FROM t")).scalars().all()) == [1, 2]
+    db.dispose()  # closes the kept connection too: the last one to close folds the WAL into the file
+    assert not (tmp_path / "kfbox.db-wal").exists()
