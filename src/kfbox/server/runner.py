@@ -12,6 +12,7 @@ import gc
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -30,6 +31,8 @@ __all__ = ["pid_alive", "read_record", "serve"]
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 KEEP_ALIVE_SECONDS = 5
+PRELOAD_AFTER_SECONDS = 0.3
+"""After the start-up hooks: the first /healthz is answered before the preload competes for the interpreter."""
 
 
 def serve(settings: Settings) -> None:
@@ -54,6 +57,7 @@ def serve(settings: Settings) -> None:
     platform.on_shutdown.insert(0, lambda: _remove_record(settings.home))
     app = create_app(settings, platform)
     platform.on_startup.append(_settle_memory)
+    platform.on_startup.append(_preload_later)
     # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
     # uvicorn's timeout_keep_alive covers the idle time between requests
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
@@ -71,6 +75,22 @@ def _settle_memory() -> None:
     tail); then collection resumes (``kfbox up`` turns it off while the server imports)."""
     gc.freeze()
     gc.enable()
+
+
+def _preload_later() -> None:
+    """Once the server is up, import in a daemon thread what the first request of any API needs and a start
+    does not (FastAPI and pydantic, ~0.15 s of CPU: kfbox.server.application), so that request does not pay
+    it; ready no longer waits for it. What it built joins the frozen start-up objects (see _settle_memory)."""
+    timer = threading.Timer(PRELOAD_AFTER_SECONDS, _preload)
+    timer.daemon = True
+    timer.start()
+
+
+def _preload() -> None:
+    import fastapi.routing  # noqa: F401
+    import pydantic  # noqa: F401
+
+    gc.freeze()
 
 
 def _bind(host: str, port: int) -> socket.socket:
