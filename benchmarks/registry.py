@@ -14,7 +14,9 @@ medians over the rounds and the ratio kfbox/MLflow.
    round (utime+stime of the whole process tree, from /proc) gives CPU ms/registration.
    ``--baseline-src`` adds another kfbox tree's server (e.g. the last release's ``src``) as a
    third side, in the same interleaved rounds: on a busy machine CPU seconds swell with the
-   load, and the two kfbox figures then show what a change did under the same conditions.
+   load, and the two kfbox figures then show what a change did under the same conditions. The
+   baseline starts from an empty home, while this tree's holds the 10,000 versions seeded for
+   table 3: if anything, a handicap for this tree.
 2. Registration through the official clients: ``model_registry.ModelRegistry
    .register_model`` against ``MlflowClient.create_registered_model`` +
    ``create_model_version``.
