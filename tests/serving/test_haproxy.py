@@ -77,7 +77,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
                                             "serving.kfbox.io/python-path": str(code)}))
         wait_ready(client, "iris")
         wait_ready(client, "held")
-    wait_for(lambda: routed(proc, "iris") and routed(proc, "held"), 30, "HAProxy routes to iris and held")
+    url = json.loads((home / "server.json").read_text())["ingress_url"]
+    with proc.client() as client, httpx.Client(base_url=url, headers=AUTH, timeout=60) as ingress:
+        wait_for(lambda: straight(ingress, client, "iris") and straight(ingress, client, "held", {"echo": True}),
+                 30, "HAProxy routing to iris and held")
     yield proc
     proc.stop()
 
@@ -99,6 +102,14 @@ def routed(server: ServerProcess, name: str, namespace: str = "default") -> bool
     """HAProxy's configuration (written by kfbox) routes the service straight to its replicas."""
     config = (server.home / "haproxy" / "haproxy.cfg").read_text()
     return f"use_backend svc_{namespace}_{name} " in config
+
+
+def straight(ingress: httpx.Client, client: httpx.Client, name: str, body: Any = None) -> bool:
+    """A request through the ingress answered by the replica without passing through kfbox: HAProxy's
+    running worker routes the service (its configuration file may be newer than the worker)."""
+    before = through_kfbox(client)
+    reply = ingress.post(f"/serving/default/{name}/v1/models/{name}:predict", json=body or {"instances": ROWS})
+    return reply.status_code == 200 and through_kfbox(client) == before
 
 
 def metric(client: httpx.Client, prefix: str) -> float:
@@ -233,9 +244,12 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
     config = server.home / "haproxy" / "haproxy.cfg"
     wait_for(lambda: "server flower-predictor-00002:1 " in config.read_text(), 10, "the canary in HAProxy")
+    wait_for(lambda: straight(ingress, client, "flower") and any(
+        predict(ingress, "flower").headers["x-kfbox-revision"] == "flower-predictor-00002" for _ in range(5)),
+        10, "HAProxy's new worker sending the canary its share")
     before = through_kfbox(client)
     seen: Counter[str] = Counter()
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(QUEUE) as pool:  # no more at once than one replica may hold: no 503
         for reply in pool.map(lambda _: predict(ingress, "flower"), range(200)):
             assert reply.status_code == 200, reply.text
             seen[reply.headers["x-kfbox-revision"]] += 1
@@ -257,7 +271,8 @@ def test_a_replaced_replica_is_routed_again_after_a_reload(server: ServerProcess
     failed = predict(ingress, "iris")
     assert failed.status_code == 200 or (failed.status_code in (502, 503) and set(failed.json()) == {"error"})
     wait_for(lambda: status(client, "iris")["replicas"] == 1 and f"127.0.0.1:{old_port} " not in config.read_text()
-             and routed(server, "iris"), 60, "the new replica in HAProxy")
+             and routed(server, "iris"), 60, "the new replica in HAProxy's configuration")
+    wait_for(lambda: straight(ingress, client, "iris"), 10, "HAProxy's new worker routing to it")
     before = through_kfbox(client)
     assert [predict(ingress, "iris").status_code for _ in range(5)] == [200] * 5
     assert through_kfbox(client) == before
@@ -278,6 +293,33 @@ def test_a_scaled_to_zero_service_cold_starts_through_kfbox(server: ServerProces
     wait_for(lambda: routed(server, "zero"), 10, "zero back in HAProxy once its replica is ready")
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/zero")
     wait_for(lambda: not routed(server, "zero"), 10, "a deleted service out of HAProxy")
+
+
+def test_a_deleted_service_finishes_the_requests_haproxy_holds(server: ServerProcess, ingress: httpx.Client,
+                                                              client: httpx.Client, tmp_path: Path) -> None:
+    """The replica stops only once HAProxy's old worker has finished what it sent there (kfbox's own count of
+    requests in flight is zero: none of them passed through kfbox)."""
+    gate = tmp_path / "gate"
+    held: list[httpx.Response] = []
+
+    def hold() -> None:
+        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=60) as c:
+            held.append(c.post("/serving/default/held/v1/models/held:predict", json={"gate": str(gate)}))
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    wait_for(lambda: metric(client, 'kfbox_serving_inflight_requests{name="held"') == 1, 30, "1 request held")
+    deleted: list[httpx.Response] = []
+    deleter = threading.Thread(target=lambda: deleted.append(
+        client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/held")))
+    deleter.start()
+    wait_for(lambda: not routed(server, "held"), 10, "held out of HAProxy's new configuration")
+    assert held == []  # still held by the old worker, its replica still running
+    gate.touch()
+    holder.join(60)
+    deleter.join(60)
+    assert [r.status_code for r in held] == [200] and held[0].json() == {"predictions": ["released"]}
+    assert [r.status_code for r in deleted] == [200]
 
 
 def _cmdline(proc: Path) -> bytes:

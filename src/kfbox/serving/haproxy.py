@@ -241,7 +241,7 @@ class HaproxyDataPlane:
             try:
                 await self.sync()
                 now = time.monotonic()
-                if self.plan is not None and self.plan.routes and now - last_stats >= STATS_SECONDS:
+                if now - last_stats >= STATS_SECONDS:
                     last_stats = now
                     await self._read_stats(now)
             except Exception:  # the data plane must not stop syncing over one bad round
@@ -271,32 +271,33 @@ class HaproxyDataPlane:
         return sum(1 for line in text.splitlines() if line.split()[1:2] == ["worker"])
 
     async def _read_stats(self, now: float) -> None:
-        text = await self._command("@1 show stat -1 4 -1")  # the current worker, servers only
-        if text is None or self.plan is None:
-            return
-        backends = {route.backend: route for route in self.plan.routes}
         totals: dict[tuple[str, str, str], _Seen] = {}
-        for line in text.splitlines():
-            fields = line.split(",")
-            if len(fields) < 8 or fields[0] not in backends:
-                continue
-            route = backends[fields[0]]
-            key = (route.namespace, route.name, fields[1].split(":", 1)[0])
-            seen = totals.setdefault(key, _Seen())
-            seen.inflight += int(fields[4] or 0) + int(fields[2] or 0)
-            seen.total += int(fields[7] or 0)
-        for key, seen in totals.items():
-            deployment = self.manager.deployments.get(key[:2])
-            pool = next((p for p in deployment.pools.values() if p.config.revision == key[2]), None) \
-                if deployment is not None else None
-            if pool is None:
-                continue
-            before = self._seen.get(key, _Seen())
-            if seen.total > before.total:
-                pool.last_request_at = now  # requests through HAProxy keep the revision from scaling down
-            self.manager.metrics.inflight.labels(*key[:2]).inc(seen.inflight - pool.external_inflight)
-            pool.external_inflight = seen.inflight
-            self._seen[key] = seen
+        if self.plan is not None and self.plan.routes:
+            text = await self._command("@1 show stat -1 4 -1")  # the current worker, servers only
+            if text is None:
+                return
+            backends = {route.backend: route for route in self.plan.routes}
+            for line in text.splitlines():
+                fields = line.split(",")
+                if len(fields) < 8 or fields[0] not in backends:
+                    continue
+                route = backends[fields[0]]
+                key = (route.namespace, route.name, fields[1].split(":", 1)[0])
+                seen = totals.setdefault(key, _Seen())
+                seen.inflight += int(fields[4] or 0) + int(fields[2] or 0)
+                seen.total += int(fields[7] or 0)
+        fresh: dict[tuple[str, str, str], _Seen] = {}
+        for (namespace, name), deployment in list(self.manager.deployments.items()):
+            for pool in deployment.pools.values():
+                key = (namespace, name, pool.config.revision)
+                seen = totals.get(key, _Seen())  # not routed (any more): nothing in flight through HAProxy
+                if seen.total > self._seen.get(key, _Seen()).total:
+                    pool.last_request_at = now  # requests through HAProxy keep the revision from scaling down
+                if seen.inflight != pool.external_inflight:
+                    self.manager.metrics.inflight.labels(namespace, name).inc(seen.inflight - pool.external_inflight)
+                    pool.external_inflight = seen.inflight
+                fresh[key] = seen
+        self._seen = fresh  # deleted services and closed revisions drop out
 
     # --- request metrics -----------------------------------------------------------------
     def _listen_logs(self) -> None:

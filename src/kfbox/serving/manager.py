@@ -49,8 +49,6 @@ class ServingManager:
         self.launcher = ReplicaLauncher(platform.settings.serving_dir / "standby",
                                         warm=platform.settings.serving_warm_standby)
         self.release: Callable[[int], Awaitable[None]] | None = None
-        self.data_plane: Any = None
-        """The HAProxy data plane when on (kfbox.serving.haproxy), for status and monitoring."""
         """An external data plane's hook, awaited before a replica stops (:attr:`PoolConfig.release`)."""
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None

@@ -81,7 +81,6 @@ def install(app: FastAPI, platform: Platform) -> None:
         preflight(platform.settings)
         plane = HaproxyDataPlane(manager, platform.settings)
         manager.release = plane.release
-        manager.data_plane = plane
         platform.record["ingress_url"] = plane.url
         platform.on_startup.insert(platform.on_startup.index(manager.start), plane.start)
         platform.on_shutdown.append(plane.stop)  # shutdown hooks run last to first: HAProxy stops before replicas
