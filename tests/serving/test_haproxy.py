@@ -258,6 +258,42 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     assert sum(seen.values()) == 200
 
 
+def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress: httpx.Client,
+                                                 client: httpx.Client) -> None:
+    """The autoscaler sees the requests HAProxy has in flight (none of them passes through kfbox); the scale
+    down drains through HAProxy: no request fails on the way up or down."""
+    train_iris(server.home / "pvc" / "models" / "auto")
+    apply(client, manifest("auto", "pvc://models/auto", annotations={"autoscaling.knative.dev/window": "2s"},
+                           min_replicas=1, max_replicas=2, scale_target=1, scale_metric="concurrency"))
+    wait_ready(client, "auto")
+    wait_for(lambda: straight(ingress, client, "auto"), 30, "HAProxy routing to auto")
+    before = through_kfbox(client)
+    stop = threading.Event()
+    codes: Counter[int] = Counter()
+
+    def worker() -> None:
+        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=60) as c:
+            while not stop.is_set():
+                codes[predict(c, "auto").status_code] += 1
+
+    threads = [threading.Thread(target=worker) for _ in range(QUEUE)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: status(client, "auto")["replicas"] == 2, 120, "2 replicas under load through HAProxy")
+        wait_for(lambda: "server auto-predictor-00001:2 " in (server.home / "haproxy" / "haproxy.cfg").read_text(),
+                 10, "the second replica in HAProxy")
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    wait_for(lambda: status(client, "auto")["replicas"] == 1, 60, "scale down to 1 after the idle window")
+    assert set(codes) == {200}, codes
+    assert through_kfbox(client) == before  # a ready replica throughout: every request went straight
+    assert [predict(ingress, "auto").status_code for _ in range(3)] == [200] * 3
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
+
+
 def test_a_replaced_replica_is_routed_again_after_a_reload(server: ServerProcess, ingress: httpx.Client,
                                                            client: httpx.Client) -> None:
     config = server.home / "haproxy" / "haproxy.cfg"
