@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -406,3 +407,17 @@ def test_a_clear_error_without_haproxy(tmp_path: Path) -> None:
     assert "apt-get install haproxy" in started.stderr + started.stdout
     assert "Traceback" not in started.stderr
     assert not (tmp_path / "home" / "server.json").exists()
+
+
+def test_a_clear_error_when_the_ingress_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+        started = subprocess.run([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home",
+                                  str(tmp_path / "home"), "--data-plane", "haproxy", "--ingress-port", str(port)],
+                                 capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode != 0
+    assert f"HAProxy cannot listen on 127.0.0.1:{port}" in started.stderr + started.stdout
+    assert "--ingress-port" in started.stderr + started.stdout

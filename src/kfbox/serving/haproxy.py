@@ -71,6 +71,16 @@ def preflight(settings: Settings) -> str:
     if settings.token and ("\n" in settings.token or "\r" in settings.token):
         raise InvalidInput("The token contains a line break, which HAProxy's pattern file cannot hold; "
                            "pick another token or run without --data-plane haproxy.")
+    port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1 if settings.port else 0
+    if port:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((settings.host, port))
+            except OSError as exc:
+                raise InvalidInput(f"HAProxy cannot listen on {settings.host}:{port}: {exc.strerror}. Pick another "
+                                   "port with --ingress-port (0 picks a free one).") from exc
     return binary
 
 
