@@ -421,3 +421,33 @@ def test_a_clear_error_when_the_ingress_port_is_taken(tmp_path: Path) -> None:
     assert started.returncode != 0
     assert f"HAProxy cannot listen on 127.0.0.1:{port}" in started.stderr + started.stdout
     assert "--ingress-port" in started.stderr + started.stdout
+
+
+def test_a_haproxy_left_by_an_earlier_server_is_stopped_at_the_next_start(tmp_path: Path) -> None:
+    """A stand-in for a master that outlived its server (the death signal can be lost, e.g. a container's PID 1
+    reaping oddly): the next ``kfbox up`` of the home stops it before starting its own."""
+    home = tmp_path / "home"
+    folder = home / "haproxy"
+    folder.mkdir(parents=True)
+    config = folder / "haproxy.cfg"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config.write_text("global\n    nbthread 1\ndefaults\n    mode http\n    timeout client 5s\n"
+                      f"frontend f\n    bind 127.0.0.1:{port}\n    http-request return status 200\n")
+    left = subprocess.Popen(["haproxy", "-W", "-f", str(config), "-p", str(folder / "haproxy.pid")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: (folder / "haproxy.pid").exists() and (folder / "haproxy.pid").read_text().strip(), 10,
+                 "the leftover's pid file")
+        proc = ServerProcess.start(home, extra_env={"KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0"})
+        try:
+            left.wait(10)
+            assert left.returncode is not None
+            assert _haproxy_pids(home)[0] != left.pid and all(_alive(pid) for pid in _haproxy_pids(home))
+        finally:
+            proc.stop()
+    finally:
+        if left.poll() is None:
+            left.kill()
+            left.wait()

@@ -41,11 +41,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
+from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
 from kfbox.serving.gateway import Series
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
@@ -71,6 +71,8 @@ def preflight(settings: Settings) -> str:
     if settings.token and ("\n" in settings.token or "\r" in settings.token):
         raise InvalidInput("The token contains a line break, which HAProxy's pattern file cannot hold; "
                            "pick another token or run without --data-plane haproxy.")
+    if read_record(settings.home) is None:  # no live server of this home: any HAProxy of its is a leftover
+        stop_leftover(settings.home / "haproxy")
     port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1 if settings.port else 0
     if port:
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
@@ -82,6 +84,22 @@ def preflight(settings: Settings) -> str:
                 raise InvalidInput(f"HAProxy cannot listen on {settings.host}:{port}: {exc.strerror}. Pick another "
                                    "port with --ingress-port (0 picks a free one).") from exc
     return binary
+
+
+def stop_leftover(folder: Path) -> None:
+    """A master left behind by a server that died without its shutdown (and without the death signal)."""
+    try:
+        pid = int((folder / "haproxy.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return
+    if cmdline and cmdline[0].endswith(b"haproxy") and str(folder).encode() in b" ".join(cmdline):
+        log.warning("stopping a HAProxy (pid %d) left by an earlier kfbox server of this home", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def ingress_port(settings: Settings) -> int:
@@ -112,7 +130,6 @@ class HaproxyDataPlane:
         self._seen: dict[tuple[str, str, str], _Seen] = {}
         self._task: asyncio.Task[None] | None = None
         self._log_socket: socket.socket | None = None
-        self._reloads = 0
 
     @property
     def url(self) -> str:
@@ -125,7 +142,6 @@ class HaproxyDataPlane:
         binary = preflight(self.settings)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)
-        self._stop_leftover()
         self.sockets = self.folder if len(str(self.folder)) < SOCKET_PATH_MAX - 20 else \
             Path(tempfile.mkdtemp(prefix="kfbox-haproxy-"))
         self._listen_logs()
@@ -151,22 +167,6 @@ class HaproxyDataPlane:
         (self.folder / "haproxy.pid").unlink(missing_ok=True)
         if self.sockets != self.folder:
             shutil.rmtree(self.sockets, ignore_errors=True)
-
-    def _stop_leftover(self) -> None:
-        """A master left behind by a server that died without its shutdown (and without the death signal)."""
-        pidfile = self.folder / "haproxy.pid"
-        try:
-            pid = int(pidfile.read_text().split()[0])
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
-            return
-        if cmdline and cmdline[0].endswith(b"haproxy") and str(self.folder).encode() in b" ".join(cmdline):
-            log.warning("stopping a HAProxy (pid %d) left by an earlier kfbox server of this home", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 3
-            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
 
     def _wait_listening(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -228,7 +228,6 @@ class HaproxyDataPlane:
         self.plan = plan
         await asyncio.to_thread(self._write, plan)
         self._seen.clear()  # the new worker's counters start at zero
-        self._reloads += 1
         os.kill(self.child.pid, signal.SIGUSR2)
         log.info("HAProxy reloaded: %d services routed", len(plan.routes))
 
@@ -344,11 +343,6 @@ class HaproxyDataPlane:
             series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
         series.requests(code).inc()
         series.latency.observe(seconds)
-
-    def status(self) -> dict[str, Any]:
-        running = self.child is not None and self.child.alive
-        return {"running": running, "url": self.url if running else None, "reloads": self._reloads,
-                "routed": [route.key for route in self.plan.routes] if self.plan else []}
 
 
 def _write_private(path: Path, text: str) -> None:
