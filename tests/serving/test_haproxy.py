@@ -66,7 +66,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``kfbox up`` with a token and the HAProxy data plane (ingress on a free port), serving ``iris`` and
     the ``held`` model, one replica each, at most QUEUE requests per replica."""
     home = tmp_path_factory.mktemp("home")
-    code = tmp_path_factory.mktemp("code")
+    code = home / "code"
+    code.mkdir()
     (code / "held_model.py").write_text(MODEL)
     proc = ServerProcess.start(home, token=TOKEN, extra_env={
         "KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE)})
@@ -260,38 +261,40 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
 
 
 def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress: httpx.Client,
-                                                 client: httpx.Client) -> None:
-    """The autoscaler sees the requests HAProxy has in flight (none of them passes through kfbox); the scale
-    down drains through HAProxy: no request fails on the way up or down."""
-    train_iris(server.home / "pvc" / "models" / "auto")
-    apply(client, manifest("auto", "pvc://models/auto", annotations={"autoscaling.knative.dev/window": "2s"},
-                           min_replicas=1, max_replicas=2, scale_target=1, scale_metric="concurrency"))
+                                                 client: httpx.Client, tmp_path: Path) -> None:
+    """The autoscaler sees the requests HAProxy holds (none of them passes through kfbox): two held at once
+    with a target of one each scale the service to two replicas; idle again, it scales back down, through
+    HAProxy, and every request is answered."""
+    apply(client, manifest("auto", None, fmt="custom", min_replicas=1, max_replicas=2, scale_target=1,
+                           scale_metric="concurrency",
+                           annotations={"serving.kfbox.io/model-class": "held_model:Held",
+                                        "serving.kfbox.io/python-path": str(server.home / "code"),
+                                        "autoscaling.knative.dev/window": "2s"}))
     wait_ready(client, "auto")
-    wait_for(lambda: straight(ingress, client, "auto"), 30, "HAProxy routing to auto")
+    wait_for(lambda: straight(ingress, client, "auto", {"echo": True}), 30, "HAProxy routing to auto")
     before = through_kfbox(client)
-    stop = threading.Event()
-    codes: Counter[int] = Counter()
+    gate = tmp_path / "gate"
+    held: list[httpx.Response] = []
 
-    def worker() -> None:
-        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=60) as c:
-            while not stop.is_set():
-                codes[predict(c, "auto").status_code] += 1
+    def hold() -> None:
+        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=120) as c:
+            held.append(c.post("/serving/default/auto/v1/models/auto:predict", json={"gate": str(gate)}))
 
-    threads = [threading.Thread(target=worker) for _ in range(QUEUE)]
+    threads = [threading.Thread(target=hold) for _ in range(QUEUE)]
     for thread in threads:
         thread.start()
     try:
-        wait_for(lambda: status(client, "auto")["replicas"] == 2, 120, "2 replicas under load through HAProxy")
+        wait_for(lambda: status(client, "auto")["replicas"] == 2, 120, "2 replicas for 2 requests held by HAProxy")
         wait_for(lambda: "server auto-predictor-00001:2 " in (server.home / "haproxy" / "haproxy.cfg").read_text(),
                  10, "the second replica in HAProxy")
     finally:
-        stop.set()
+        gate.touch()
         for thread in threads:
-            thread.join()
+            thread.join(120)
+    assert [r.json() for r in held] == [{"predictions": ["released"]}] * QUEUE
     wait_for(lambda: status(client, "auto")["replicas"] == 1, 60, "scale down to 1 after the idle window")
-    assert set(codes) == {200}, codes
-    assert through_kfbox(client) == before  # a ready replica throughout: every request went straight
-    assert [predict(ingress, "auto").status_code for _ in range(3)] == [200] * 3
+    assert [straight(ingress, client, "auto", {"echo": True}) for _ in range(3)] == [True] * 3
+    assert through_kfbox(client) == before
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
 
 
