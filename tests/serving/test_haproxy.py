@@ -241,7 +241,8 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     train_iris(server.home / "pvc" / "models" / "flower-v1")
     train_iris(server.home / "pvc" / "models" / "flower-v2", kind="tree")
     apply(client, manifest("flower", "pvc://models/flower-v1"))
-    wait_ready(client, "flower")
+    wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
+             == "flower-predictor-00001", 90, "rollout of revision 1")  # no promotion racing the next apply
     apply(client, manifest("flower", "pvc://models/flower-v2", canary_traffic_percent=20))
     wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
     config = server.home / "haproxy" / "haproxy.cfg"

@@ -130,6 +130,8 @@ class HaproxyDataPlane:
         self._seen: dict[tuple[str, str, str], _Seen] = {}
         self._task: asyncio.Task[None] | None = None
         self._log_socket: socket.socket | None = None
+        self._sync_lock = asyncio.Lock()
+        self.binary: str | None = None
 
     @property
     def url(self) -> str:
@@ -139,7 +141,7 @@ class HaproxyDataPlane:
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         """Startup hook, on the server's loop (the parent-death signal follows the spawning thread)."""
-        binary = preflight(self.settings)
+        binary = self.binary = preflight(self.settings)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)
         self.sockets = self.folder if len(str(self.folder)) < SOCKET_PATH_MAX - 20 else \
@@ -214,6 +216,7 @@ class HaproxyDataPlane:
                     if self.settings.max_connections_per_client else 1024)
 
     def _write(self, plan: Plan) -> Path:
+        """Write the configuration (and the token file) as whole files: the master may read either at any time."""
         if plan.token_file is not None:
             _write_private(Path(plan.token_file), f"Bearer {self.settings.token}\n")
         path = self.folder / "haproxy.cfg"
@@ -221,15 +224,28 @@ class HaproxyDataPlane:
         return path
 
     async def sync(self) -> None:
-        """Rewrite the configuration and reload HAProxy when what it routes has changed."""
-        plan = self._plan()
-        if plan == self.plan or self.child is None:
-            return
-        self.plan = plan
-        await asyncio.to_thread(self._write, plan)
-        self._seen.clear()  # the new worker's counters start at zero
-        os.kill(self.child.pid, signal.SIGUSR2)
-        log.info("HAProxy reloaded: %d services routed", len(plan.routes))
+        """Rewrite the configuration and reload HAProxy when what it routes has changed.
+
+        One at a time (the loop and a stopping replica both call it); a configuration HAProxy refuses
+        (``haproxy -c``) is logged and not loaded, since a failed reload leaves no worker listening."""
+        async with self._sync_lock:
+            plan = self._plan()
+            if plan == self.plan or self.child is None or self.binary is None:
+                return
+            self.plan = plan
+            candidate = self.folder / "haproxy.cfg.new"
+            await asyncio.to_thread(_write_private, candidate, render(plan))
+            check = await asyncio.create_subprocess_exec(self.binary, "-c", "-q", "-f", str(candidate),
+                                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, errors = await check.communicate()
+            if check.returncode != 0:
+                log.error("HAProxy refused kfbox's configuration %s; routes unchanged: %s", candidate,
+                          errors.decode(errors="replace").strip())
+                return
+            await asyncio.to_thread(self._write, plan)
+            self._seen.clear()  # the new worker's counters start at zero
+            os.kill(self.child.pid, signal.SIGUSR2)
+            log.info("HAProxy reloaded: %d services routed", len(plan.routes))
 
     async def release(self, port: int) -> None:
         """Before a replica on ``port`` stops: out of HAProxy, and every request HAProxy sent it finished."""
@@ -346,11 +362,14 @@ class HaproxyDataPlane:
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Written 0600 from its creation: the token file and the configuration naming it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Replaced whole (a reader never sees half a file) and 0600 from its creation: the token file and the
+    configuration naming it."""
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
-    path.chmod(0o600)
+    os.chmod(part, 0o600)
+    os.replace(part, path)
 
 
 def _free_port(host: str) -> int:
