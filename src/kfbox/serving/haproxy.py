@@ -263,6 +263,10 @@ class HaproxyDataPlane:
     async def _run(self) -> None:
         last_stats = 0.0
         while True:
+            if self.child is not None and not self.child.alive:  # not restarted: say so once, where users look
+                log.error("HAProxy (the data plane on %s) exited with %s; the ingress port is closed, kfbox's own "
+                          "port still serves. See %s", self.url, self.child.returncode, self.child.log_path)
+                return
             try:
                 await self.sync()
                 now = time.monotonic()
