@@ -182,8 +182,9 @@ def test_status_subresource(client: httpx.Client) -> None:
     obj = create(client, idle("conv-s"))
     got = client.get(f"{BASE}/conv-s/status")
     assert got.status_code == 200 and "conditions" in got.json()["status"]
-    status_of(client.put(f"{BASE}/conv-s/status", json={**obj, "metadata": {**obj["metadata"],
-                                                                          "resourceVersion": "1"}}), 409, "Conflict")
+    bumped = client.patch(f"{BASE}/conv-s", json={"metadata": {"labels": {"bump": "1"}}}, headers=MERGE)
+    assert bumped.json()["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"]
+    status_of(client.put(f"{BASE}/conv-s/status", json=obj), 409, "Conflict")  # obj's version is now stale
     patched = client.patch(f"{BASE}/conv-s/status", json={"status": {"url": "http://elsewhere"}}, headers=MERGE)
     assert patched.status_code == 200
     assert patched.json()["status"]["url"] != "http://elsewhere"  # kfbox's controller owns status
