@@ -243,7 +243,12 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     apply(client, manifest("flower", "pvc://models/flower-v1"))
     wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
              == "flower-predictor-00001", 90, "rollout of revision 1")  # no promotion racing the next apply
-    apply(client, manifest("flower", "pvc://models/flower-v2", canary_traffic_percent=20))
+    # a merge patch, as `kubectl patch`: no resourceVersion to race the status updates of revision 1
+    patched = client.patch("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/flower",
+                           json={"spec": {"predictor": {"canaryTrafficPercent": 20,
+                                                        "model": {"storageUri": "pvc://models/flower-v2"}}}},
+                           headers={"content-type": "application/merge-patch+json"})
+    assert patched.status_code == 200, patched.text
     wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
     config = server.home / "haproxy" / "haproxy.cfg"
     wait_for(lambda: "server flower-predictor-00002:1 " in config.read_text(), 10, "the canary in HAProxy")
