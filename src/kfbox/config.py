@@ -22,6 +22,7 @@ MAX_BODY_BYTES = 1024 * 1024
 ENV_PREFIX = "KFBOX_"
 CONTAINER_RUNTIMES = ("auto", "docker", "podman", "host")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+DATA_PLANES = ("python", "haproxy")
 
 
 def default_home() -> Path:
@@ -62,6 +63,13 @@ class Settings:
     serving_warm_standby: bool = True
     serving_queue_per_replica: int = 128
     """Requests the gateway holds per ready replica of a revision; the next is answered 503 at once."""
+    data_plane: str = "python"
+    """What carries inference traffic besides the server's own gateway (``kfbox up --data-plane``,
+    KFBOX_DATA_PLANE): python (the gateway only) or haproxy (also Debian's haproxy on ``ingress_port``,
+    configured by kfbox: kfbox.serving.haproxy)."""
+    ingress_port: int = -1
+    """HAProxy's port with ``data_plane=haproxy``: -1 the server's port + 1 (8081), or a free one when the
+    server's port is 0; 0 a free one."""
     serving_grpc_port: int = -1
     """The gRPC gateway's port (KServe V2 gRPC, kfbox.serving.grpc_gateway); -1: off, 0: a free port."""
     allow_unsafe_pickle: bool = False
@@ -139,6 +147,12 @@ class Settings:
                                f"benchmarks on loopback only, not for a server bound to {self.host}.")
         if self.log_level not in LOG_LEVELS:
             raise InvalidInput(f"Log level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)} (KFBOX_LOG_LEVEL).")
+        if self.data_plane not in DATA_PLANES:
+            raise InvalidInput(f"Data plane {self.data_plane!r} is not one of {', '.join(DATA_PLANES)} "
+                               "(--data-plane / KFBOX_DATA_PLANE).")
+        if not -1 <= self.ingress_port <= 65535:
+            raise InvalidInput(f"Ingress port {self.ingress_port} is out of range; use 0-65535 (0 picks a free "
+                               "port, -1 the server's port + 1).")
         if self.container_runtime not in CONTAINER_RUNTIMES:
             raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
                                f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")

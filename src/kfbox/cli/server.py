@@ -34,6 +34,8 @@ def up(
     allowed_host: Annotated[list[str] | None, typer.Option("--allowed-host", help="Another name clients reach the server by (repeatable; *.domain for a whole domain). Loopback, IP addresses and *.<ingress domain> are always accepted; other Host headers get 400 (DNS-rebinding defence). Env: KFBOX_ALLOWED_HOSTS (comma-separated).", show_default=False)] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background; logs go to HOME/logs/server.log.")] = False,
     prometheus: Annotated[bool | None, typer.Option("--prometheus", help="Also start a local Prometheus (Debian's prometheus) that scrapes the server and every replica; data in HOME/monitoring. Env: KFBOX_PROMETHEUS.", show_default=False)] = None,
+    data_plane: Annotated[str | None, typer.Option("--data-plane", help="python: inference through the server's own gateway only. haproxy: also start Debian's haproxy on --ingress-port, configured by kfbox, which sends inference straight to ready replicas (anything else, and cold starts, to the server). Env: KFBOX_DATA_PLANE.", show_default="python")] = None,
+    ingress_port: Annotated[int | None, typer.Option("--ingress-port", help="HAProxy's port with --data-plane haproxy; 0 picks a free one. Env: KFBOX_INGRESS_PORT.", show_default="the server's port + 1")] = None,
 ) -> None:
     """Start the platform: KFP API, Model Registry, serving gateway, dashboard and /metrics on one port.
 
@@ -41,11 +43,16 @@ def up(
     --detach in the background; stop it with `kfbox down`.
     """
     settings = Settings.load(host=host, port=port, home=home, db=db, token=token, container_runtime=containers,
-                             allowed_hosts=",".join(allowed_host) if allowed_host else None, prometheus=prometheus)
+                             allowed_hosts=",".join(allowed_host) if allowed_host else None, prometheus=prometheus,
+                             data_plane=data_plane, ingress_port=ingress_port)
     if settings.prometheus:  # absent or misconfigured: one clear line now, not a failed start-up
         from kfbox.monitoring.prometheus import preflight
 
         preflight(settings)
+    if settings.data_plane == "haproxy":
+        from kfbox.serving.haproxy import preflight as haproxy_preflight
+
+        haproxy_preflight(settings)
     if detach:
         start_detached(settings)
         return
@@ -56,6 +63,11 @@ def up(
 
     # plain text: rich's console would be imported for this one line
     typer.echo(f"kfbox starting on http://{settings.host}:{settings.port} (home {settings.home})")
+    if settings.data_plane == "haproxy":
+        port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1 if settings.port else 0
+        where = f"port {port}" if port else "a free port"
+        typer.echo(f"inference ingress (HAProxy) on {where} of {settings.host}; its URL is ingress_url in "
+                   f"{settings.server_record}")
     serve(settings)
 
 
@@ -73,6 +85,7 @@ def start_detached(settings: Settings) -> None:
     argv += ["--containers", settings.container_runtime]
     if settings.prometheus:
         argv.append("--prometheus")
+    argv += ["--data-plane", settings.data_plane, "--ingress-port", str(settings.ingress_port)]
     env = dict(os.environ)
     if settings.token:
         env["KFBOX_TOKEN"] = settings.token  # not on the command line, where `ps` would show it

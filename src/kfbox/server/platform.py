@@ -85,6 +85,8 @@ class Platform:
     """Kinds of request answered by a short middleware chain instead of the whole app (the gateway's)."""
     services: Services = dataclasses.field(default_factory=Services)
     """Subsystem objects (e.g. ``services.registry``), for other subsystems to call."""
+    record: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Extra fields for ``server.json`` (e.g. the HAProxy data plane's ``ingress_url``), set while installing."""
 
     @property
     def url(self) -> str:

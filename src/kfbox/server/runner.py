@@ -111,7 +111,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def _write_record(platform: Platform) -> None:
     home = platform.settings.home
     record = {"pid": os.getpid(), "url": platform.url, "host": platform.settings.host,
-              "port": platform.settings.port, "started_at": time.time()}
+              "port": platform.settings.port, "started_at": time.time(), **platform.record}
     tmp = home / "server.json.tmp"
     tmp.write_text(json.dumps(record))
     os.replace(tmp, home / "server.json")

@@ -28,7 +28,14 @@ request, the checks and the gateway's own Python; the syscalls are the same as H
 kfbox would have to re-create in HAProxy's configuration everything above (token auth on the
 normalised route, host routing, the canary split, holding requests during a cold start, the
 overload bound, KServe's error bodies, the ``kfbox_serving_*`` metrics) and run a second process
-everywhere kfbox runs. Measured, not built: the candidate if the hop must cost less still.
+everywhere kfbox runs. So it is opt-in, with this gateway as the fallback and the default:
+``kfbox up --data-plane haproxy`` (:mod:`kfbox.serving.haproxy`) has kfbox write HAProxy's configuration
+from the ready replicas and the canary weights, on an ingress port of its own, and HAProxy send a
+request straight to a replica only when it carries the exact token and nothing unusual, for a service
+with a ready replica; anything else (cold starts included) comes on to this gateway. The overload
+bound, KServe's error bodies and the ``kfbox_serving_*`` metrics are kept there
+(:mod:`kfbox.serving.haproxy_config` says how, and what differs); ``benchmarks/data_plane.py`` measures
+the three paths in one run.
 
 What a request costs here, in front of any replica: ~370k user-space instructions (callgrind),
 spread thin. By cProfile's shares of the Python (syscalls aside): uvicorn's protocol and request

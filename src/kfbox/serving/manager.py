@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,8 @@ class ServingManager:
         self.deployments: dict[tuple[str, str], Deployment] = {}
         self.launcher = ReplicaLauncher(platform.settings.serving_dir / "standby",
                                         warm=platform.settings.serving_warm_standby)
+        self.release: Callable[[int], Awaitable[None]] | None = None
+        """An external data plane's hook, awaited before a replica stops (:attr:`PoolConfig.release`)."""
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -198,7 +201,8 @@ class ServingManager:
                                 start_timeout=self.settings.serving_replica_start_timeout,
                                 on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe,
                                 allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
-                                queue_per_replica=self.settings.serving_queue_per_replica)
+                                queue_per_replica=self.settings.serving_queue_per_replica,
+                                release=self.release)
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]

@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from kfbox.server.processes import ChildProcess
@@ -62,6 +62,9 @@ class PoolConfig:
     queue_per_replica: int = 128
     """Requests held per ready replica (one counted while none is ready) before the gateway answers 503
     at once: past that a replica only queues, and an overloaded service must say so fast, never time out."""
+    release: Callable[[int], Awaitable[None]] | None = None
+    """Awaited before a replica (by port) stops: an external data plane takes it out of its routes and lets
+    the requests it sent there finish (kfbox.serving.haproxy)."""
 
 
 class ReplicaPool:
@@ -80,6 +83,8 @@ class ReplicaPool:
         self.failures = 0
         self.retry_at = 0.0
         self.inflight = 0
+        self.external_inflight = 0
+        """Requests in flight through an external data plane (HAProxy), as last read from its stats."""
         self.waiting = 0
         self.last_request_at = time.monotonic()
         self.ever_ready = False
@@ -129,7 +134,7 @@ class ReplicaPool:
             return
         await self._reap(now)
         await self._probe(now)
-        self.autoscaler.observe(now, self.inflight)
+        self.autoscaler.observe(now, self.inflight + self.external_inflight)
         current = len(self.replicas)
         self.desired = self.autoscaler.desired(now, current, self.last_request_at)
         if self.waiting or (not self.ever_ready and self.failure is None):
@@ -222,6 +227,8 @@ class ReplicaPool:
 
     def _drain(self, replica: Replica) -> None:
         async def drain() -> None:
+            if self.config.release is not None:
+                await self.config.release(replica.port)
             deadline = time.monotonic() + DRAIN_SECONDS
             while replica.inflight and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)

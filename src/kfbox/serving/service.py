@@ -78,6 +78,15 @@ def install(app: Starlette, platform: Platform) -> None:
         platform.on_shutdown.append(grpc_gateway.stop)
     platform.on_shutdown.append(resources.shutdown)
     platform.on_shutdown.append(manager.shutdown)
+    if platform.settings.data_plane == "haproxy":  # opt-in: kfbox drives HAProxy on the ingress port
+        from kfbox.serving.haproxy import HaproxyDataPlane, preflight
+
+        preflight(platform.settings)
+        plane = HaproxyDataPlane(manager, platform.settings)
+        manager.release = plane.release
+        platform.record["ingress_url"] = plane.url
+        platform.on_startup.insert(platform.on_startup.index(manager.start), plane.start)
+        platform.on_shutdown.append(plane.stop)  # shutdown hooks run last to first: HAProxy stops before replicas
 
 
 async def _not_a_gateway_request(scope: Scope, receive: Receive, send: Send) -> None:

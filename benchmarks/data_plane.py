@@ -1,0 +1,111 @@
+"""The HAProxy data plane against the Python gateway and the replica straight (issue 15 item 4).
+
+    .venv/bin/python benchmarks/data_plane.py [--concurrency 1,8] [--seconds 6] [--rounds 3]
+
+One ``kfbox up --data-plane haproxy`` serves an iris KNN model with one replica; the same V1 predict is
+sent, closed loop with ``wrk -t1 -cC`` (one client kind for every path), to
+
+* ``direct``: the replica's own port;
+* ``gateway``: kfbox's port, the Python gateway (``/serving/{namespace}/{name}/...``);
+* ``haproxy``: the ingress port, HAProxy configured by kfbox, straight to the replica.
+
+The paths take turns in rotating order each round, after a warm-up. CPU milliseconds per request come
+from /proc for the kfbox server (``gateway``; on the HAProxy path it still counts each request from
+HAProxy's log datagram and reads its stats), HAProxy's worker and the replica; ``gateway_net`` subtracts
+the server's idle background measured while the direct path runs. Every figure is from one run on one
+machine: compare ratios, not absolute numbers; the machine's load is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.gateway import NAMESPACE, apply_iris, child, closed_loop, post_script, train, wait_for
+from benchmarks.serving import listening_pid
+
+BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}'
+
+
+@contextlib.contextmanager
+def kfbox_with_haproxy(home: Path) -> Iterator[dict[str, Any]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env.update(KFBOX_PIPELINES_SPARE_WORKER="0", KFBOX_SERVING_WARM_STANDBY="0", KFBOX_DATA_PLANE="haproxy")
+    argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)]
+    with child(argv, home.parent / f"{home.name}-server.log", env) as proc:
+        def ready() -> dict[str, Any] | None:
+            record: dict[str, Any] = json.loads((home / "server.json").read_text())
+            ok = record["pid"] == proc.pid and httpx.get(record["url"] + "/healthz").status_code == 200
+            return record if ok else None
+
+        yield wait_for(ready, "kfbox up --data-plane haproxy")
+
+
+def haproxy_worker(home: Path) -> int:
+    """The current HAProxy worker: the master's youngest child."""
+    master = int((home / "haproxy" / "haproxy.pid").read_text().split()[0])
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return max(int(pid) for pid in children)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated wrk connection counts")
+    parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per path and concurrency")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f} (1 min) at the start")
+    with tempfile.TemporaryDirectory(prefix="kfbox-data-plane-") as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        train(home / "pvc" / "models" / "iris")
+        script = post_script(work, BODY)
+        with kfbox_with_haproxy(home) as record:
+            url, ingress = record["url"], record["ingress_url"]
+            endpoints = apply_iris(url, "iris", 1)
+            wait_for(lambda: "use_backend svc_" in (home / "haproxy" / "haproxy.cfg").read_text(), "HAProxy route")
+            route = f"/serving/{NAMESPACE}/iris/v1/models/iris:predict"
+            replica_url = endpoints[0]
+            replica_pid = listening_pid(int(replica_url.rsplit(":", 1)[1]))
+            assert replica_pid is not None
+            paths = {"direct": replica_url + "/v1/models/iris:predict", "gateway": url + route,
+                     "haproxy": ingress + route}
+            for label, target in paths.items():
+                reply = httpx.post(target, content=BODY, headers={"content-type": "application/json"})
+                assert reply.status_code == 200, (label, reply.text)
+            server = {"gateway": int(record["pid"]), "replica": replica_pid}
+            results = {}
+            for concurrency in (int(c) for c in args.concurrency.split(",")):
+                watch = {"direct": server, "gateway": server,
+                         "haproxy": {**server, "haproxy": haproxy_worker(home)}}
+                cells = closed_loop(paths, watch, concurrency, args.seconds, args.rounds, script)
+                results[concurrency] = cells
+                direct = cells["direct"]["rps"]
+                print(f"\nc={concurrency}")
+                print(f"{'path':8} {'req/s':>7} {'x direct':>8} {'p50 ms':>7} {'p99 ms':>7}  CPU ms/request")
+                for label, cell in cells.items():
+                    cpu = ", ".join(f"{name} {value:.3f}" for name, value in cell["cpu_ms_per_request"].items())
+                    net = cell.get("gateway_net_ms_per_request")
+                    cpu += f", gateway_net {net:.3f}" if net is not None else ""
+                    print(f"{label:8} {cell['rps']:7.0f} {cell['rps'] / direct:8.2f} {cell['p50_ms']:7.2f} "
+                          f"{cell['p99_ms']:7.2f}  {cpu}")
+            metrics = httpx.get(url + "/metrics").text
+            counted = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                          if line.startswith("kfbox_serving_requests_total{"))
+            print(f"\nkfbox_serving_requests_total (both paths, warm-ups included): {counted:.0f}")
+    print(f"load {os.getloadavg()[0]:.1f} (1 min) at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,398 @@
+"""The optional HAProxy data plane: kfbox as its control plane, as KServe drives Istio/Envoy.
+
+``kfbox up --data-plane haproxy`` (``KFBOX_DATA_PLANE=haproxy``) starts Debian's ``haproxy`` as a child
+of the server, in master-worker mode, listening on the *ingress port* (``--ingress-port``, default the
+server's port + 1, on the server's host). Inference traffic sent there goes straight from HAProxy to a
+ready replica; everything else reaches kfbox's own server through HAProxy (what is routed and what is
+not: :mod:`kfbox.serving.haproxy_config`). kfbox's port keeps serving everything, the Python gateway
+included: the ingress port is an extra, faster door, not a replacement.
+
+The control loop here:
+
+- rewrites ``<home>/haproxy/haproxy.cfg`` (0600) whenever the ready replicas, the revisions' weights or
+  the services change, and reloads HAProxy hitlessly (``SIGUSR2`` to the master: a new worker takes the
+  listener, the old one finishes its requests);
+- before a replica is stopped (scale down, a new revision, a delete) takes it out of HAProxy and waits
+  for the old worker's requests to finish, so a drain loses no request;
+- reads every worker's ``show stat`` through the master CLI socket a few times a second: requests in
+  flight per revision feed the autoscaler and ``kfbox_serving_inflight_requests``, and a request seen
+  keeps a revision from scaling to zero;
+- counts each routed request from HAProxy's log datagram (a unix socket it reads) under
+  ``kfbox_serving_requests_total`` and ``kfbox_serving_request_duration_seconds`` (HAProxy's time is in
+  whole milliseconds).
+
+The child dies with the server: ``PR_SET_PDEATHSIG`` on the master (a ``kill -9`` of kfbox), workers
+exit with their master, and a master left by a server that could not clean up (its pid is in
+``<home>/haproxy/haproxy.pid``) is stopped at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from kfbox.config import Settings
+from kfbox.errors import InvalidInput, Unavailable
+from kfbox.server.processes import ChildProcess
+from kfbox.server.record import read_record
+from kfbox.serving.deployment import traffic_split
+from kfbox.serving.gateway import Series
+from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from kfbox.serving.manager import ServingManager
+
+log = logging.getLogger(__name__)
+INSTALL_HINT = "Install it with: sudo apt-get install haproxy (Debian/Ubuntu), or put a haproxy binary on PATH."
+SYNC_SECONDS = 0.1
+STATS_SECONDS = 0.25
+READY_TIMEOUT_SECONDS = 10.0
+DRAIN_TIMEOUT_SECONDS = 30.0
+"""The longest a stopping replica waits for HAProxy's old worker (its ``hard-stop-after`` is as long)."""
+SOCKET_PATH_MAX = 100
+PR_SET_PDEATHSIG = 1
+
+
+def preflight(settings: Settings) -> str:
+    """The haproxy binary; a clear error when it is absent or the settings cannot be written for it."""
+    binary = shutil.which("haproxy")
+    if binary is None:
+        raise Unavailable(f"The HAProxy data plane needs haproxy, which is not installed (no 'haproxy' on PATH). "
+                          f"{INSTALL_HINT} Or run without --data-plane haproxy (the Python gateway serves).")
+    if settings.token and ("\n" in settings.token or "\r" in settings.token):
+        raise InvalidInput("The token contains a line break, which HAProxy's pattern file cannot hold; "
+                           "pick another token or run without --data-plane haproxy.")
+    if read_record(settings.home) is None:  # no live server of this home: any HAProxy of its is a leftover
+        stop_leftover(settings.home / "haproxy")
+    port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1 if settings.port else 0
+    if port:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((settings.host, port))
+            except OSError as exc:
+                raise InvalidInput(f"HAProxy cannot listen on {settings.host}:{port}: {exc.strerror}. Pick another "
+                                   "port with --ingress-port (0 picks a free one).") from exc
+    return binary
+
+
+def stop_leftover(folder: Path) -> None:
+    """A master left behind by a server that died without its shutdown (and without the death signal)."""
+    try:
+        pid = int((folder / "haproxy.pid").read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError, IndexError):
+        return
+    if cmdline and cmdline[0].endswith(b"haproxy") and str(folder).encode() in b" ".join(cmdline):
+        log.warning("stopping a HAProxy (pid %d) left by an earlier kfbox server of this home", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 3
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def ingress_port(settings: Settings) -> int:
+    """The port HAProxy listens on: the setting, else the server's port + 1, else (server port 0) a free one."""
+    if settings.ingress_port >= 0:
+        return settings.ingress_port or _free_port(settings.host)
+    return settings.port + 1 if settings.port else _free_port(settings.host)
+
+
+@dataclasses.dataclass
+class _Seen:
+    """Last ``show stat`` figures of one revision in one service, to turn totals into activity."""
+
+    total: int = 0
+    inflight: int = 0
+
+
+class HaproxyDataPlane:
+    def __init__(self, manager: ServingManager, settings: Settings) -> None:
+        self.manager = manager
+        self.settings = settings
+        self.folder = settings.home / "haproxy"
+        self.sockets = self.folder
+        self.child: ChildProcess | None = None
+        self.port = ingress_port(settings)
+        self.plan: Plan | None = None
+        self.series: dict[tuple[str, str], Series] = {}
+        self._seen: dict[tuple[str, str, str], _Seen] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._log_socket: socket.socket | None = None
+        self._sync_lock = asyncio.Lock()
+        self.binary: str | None = None
+
+    @property
+    def url(self) -> str:
+        host = self.settings.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Startup hook, on the server's loop (the parent-death signal follows the spawning thread)."""
+        binary = self.binary = preflight(self.settings)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.chmod(0o700)
+        self.sockets = self.folder if len(str(self.folder)) < SOCKET_PATH_MAX - 20 else \
+            Path(tempfile.mkdtemp(prefix="kfbox-haproxy-"))
+        self._listen_logs()
+        self.plan = self._plan()
+        config = self._write(self.plan)
+        argv = [binary, "-W", "-S", f"{self.sockets / 'master.sock'},mode,600", "-f", str(config),
+                "-p", str(self.folder / "haproxy.pid")]
+        self.child = _spawn(argv, self.settings.logs_dir / "haproxy.log")
+        self._wait_listening()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, self.child.pid)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._log_socket is not None:
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._log_socket.fileno())
+            self._log_socket.close()
+        if self.child is not None:
+            self.child.stop(grace=3)
+            self.child = None
+        (self.folder / "haproxy.pid").unlink(missing_ok=True)
+        if self.sockets != self.folder:
+            shutil.rmtree(self.sockets, ignore_errors=True)
+
+    def _wait_listening(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else \
+            "::1" if self.settings.host == "::" else self.settings.host
+        while time.monotonic() < deadline:
+            assert self.child is not None
+            if not self.child.alive:
+                break
+            with contextlib.suppress(OSError), socket.create_connection((host, self.port), timeout=0.5):
+                return
+            time.sleep(0.02)
+        tail = self.child.log_path.read_text(errors="replace").splitlines()[-10:] if self.child else []
+        if self.child is not None:
+            self.child.stop(grace=1)
+        raise Unavailable(f"HAProxy did not start listening on port {self.port}:\n" + "\n".join(tail) +
+                          f"\nFull log: {self.settings.logs_dir / 'haproxy.log'}")
+
+    # --- configuration -------------------------------------------------------------------
+    def _plan(self) -> Plan:
+        routes = []
+        for (namespace, name), deployment in list(self.manager.deployments.items()):
+            split = {n: pct for n, pct in traffic_split(deployment.record).items() if pct > 0}
+            ready = {n: [r for r in deployment.pools[n].replicas if r.ready]
+                     for n in split if n in deployment.pools}
+            ready = {n: replicas for n, replicas in ready.items() if replicas}
+            if not ready:  # starting, scaled to zero, failing: kfbox's gateway holds or answers
+                continue
+            pools = {n: deployment.pools[n] for n in ready}
+            weights = revision_weights({str(n): split[n] for n in ready}, {str(n): len(r) for n, r in ready.items()})
+            servers = tuple(Server(pools[n].config.revision, replica.index, replica.port, weights[str(n)])
+                            for n, replicas in sorted(ready.items()) for replica in replicas)
+            limit = self.settings.serving_queue_per_replica * len(servers)
+            routes.append(Route(namespace, name, servers, limit, split=len(ready) > 1))
+        host = self.settings.host
+        kfbox_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+        token_file = None
+        if self.settings.token:
+            token_file = str(self.folder / "token.lst")
+        return Plan(bind_host=host, port=self.port, kfbox_host=kfbox_host, kfbox_port=self.settings.port,
+                    domain=self.settings.ingress_domain, max_body_bytes=self.settings.serving_max_body_bytes,
+                    log_socket=str(self.sockets / "log.sock"), token_file=token_file,
+                    routes=tuple(sorted(routes, key=lambda r: r.key)),
+                    kfbox_maxconn=max(1, self.settings.max_connections_per_client // 2)
+                    if self.settings.max_connections_per_client else 1024)
+
+    def _write(self, plan: Plan) -> Path:
+        """Write the configuration (and the token file) as whole files: the master may read either at any time."""
+        if plan.token_file is not None:
+            _write_private(Path(plan.token_file), f"Bearer {self.settings.token}\n")
+        path = self.folder / "haproxy.cfg"
+        _write_private(path, render(plan))
+        return path
+
+    async def sync(self) -> None:
+        """Rewrite the configuration and reload HAProxy when what it routes has changed.
+
+        One at a time (the loop and a stopping replica both call it); a configuration HAProxy refuses
+        (``haproxy -c``) is logged and not loaded, since a failed reload leaves no worker listening."""
+        async with self._sync_lock:
+            plan = self._plan()
+            if plan == self.plan or self.child is None or self.binary is None:
+                return
+            self.plan = plan
+            candidate = self.folder / "haproxy.cfg.new"
+            await asyncio.to_thread(_write_private, candidate, render(plan))
+            check = await asyncio.create_subprocess_exec(self.binary, "-c", "-q", "-f", str(candidate),
+                                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _, errors = await check.communicate()
+            if check.returncode != 0:
+                log.error("HAProxy refused kfbox's configuration %s; routes unchanged: %s", candidate,
+                          errors.decode(errors="replace").strip())
+                return
+            await asyncio.to_thread(self._write, plan)
+            self._seen.clear()  # the new worker's counters start at zero
+            os.kill(self.child.pid, signal.SIGUSR2)
+            log.info("HAProxy reloaded: %d services routed", len(plan.routes))
+
+    async def release(self, port: int) -> None:
+        """Before a replica on ``port`` stops: out of HAProxy, and every request HAProxy sent it finished."""
+        if self.child is None or not self.child.alive:
+            return
+        await self.sync()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        while time.monotonic() < deadline and self.child is not None and self.child.alive:
+            workers = await self._workers()
+            if workers is not None and workers <= 1:
+                return
+            await asyncio.sleep(0.05)
+
+    # --- the loop ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        last_stats = 0.0
+        while True:
+            if self.child is not None and not self.child.alive:  # not restarted: say so once, where users look
+                log.error("HAProxy (the data plane on %s) exited with %s; the ingress port is closed, kfbox's own "
+                          "port still serves. See %s", self.url, self.child.returncode, self.child.log_path)
+                return
+            try:
+                await self.sync()
+                now = time.monotonic()
+                if now - last_stats >= STATS_SECONDS:
+                    last_stats = now
+                    await self._read_stats(now)
+            except Exception:  # the data plane must not stop syncing over one bad round
+                log.exception("HAProxy data plane: sync failed")
+            await asyncio.sleep(SYNC_SECONDS)
+
+    async def _command(self, command: str) -> str | None:
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(self.sockets / "master.sock"))
+        except OSError:
+            return None
+        try:
+            writer.write(command.encode() + b"\n")
+            writer.write_eof()  # the master CLI answers, then closes, once the client has said all
+            await writer.drain()
+            return (await asyncio.wait_for(reader.read(), 2.0)).decode(errors="replace")
+        except (OSError, TimeoutError):
+            return None
+        finally:
+            writer.close()
+
+    async def _workers(self) -> int | None:
+        """Worker processes alive, the old ones still finishing requests included."""
+        text = await self._command("show proc")
+        if text is None:
+            return None
+        return sum(1 for line in text.splitlines() if line.split()[1:2] == ["worker"])
+
+    async def _read_stats(self, now: float) -> None:
+        totals: dict[tuple[str, str, str], _Seen] = {}
+        if self.plan is not None and self.plan.routes:
+            text = await self._command("@1 show stat -1 4 -1")  # the current worker, servers only
+            if text is None:
+                return
+            backends = {route.backend: route for route in self.plan.routes}
+            for line in text.splitlines():
+                fields = line.split(",")
+                if len(fields) < 8 or fields[0] not in backends:
+                    continue
+                route = backends[fields[0]]
+                key = (route.namespace, route.name, fields[1].split(":", 1)[0])
+                seen = totals.setdefault(key, _Seen())
+                seen.inflight += int(fields[4] or 0) + int(fields[2] or 0)
+                seen.total += int(fields[7] or 0)
+        fresh: dict[tuple[str, str, str], _Seen] = {}
+        for (namespace, name), deployment in list(self.manager.deployments.items()):
+            for pool in deployment.pools.values():
+                key = (namespace, name, pool.config.revision)
+                seen = totals.get(key, _Seen())  # not routed (any more): nothing in flight through HAProxy
+                if seen.total > self._seen.get(key, _Seen()).total:
+                    pool.last_request_at = now  # requests through HAProxy keep the revision from scaling down
+                if seen.inflight != pool.external_inflight:
+                    self.manager.metrics.inflight.labels(namespace, name).inc(seen.inflight - pool.external_inflight)
+                    pool.external_inflight = seen.inflight
+                fresh[key] = seen
+        self._seen = fresh  # deleted services and closed revisions drop out
+
+    # --- request metrics -----------------------------------------------------------------
+    def _listen_logs(self) -> None:
+        path = self.sockets / "log.sock"
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(path))
+        path.chmod(0o600)
+        sock.setblocking(False)
+        self._log_socket = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._read_logs)
+
+    def _read_logs(self) -> None:
+        assert self._log_socket is not None
+        while True:
+            try:
+                self.count(self._log_socket.recv(2048))
+            except (BlockingIOError, InterruptedError):
+                return
+
+    def count(self, line: bytes) -> None:
+        """One routed request's log line: ``h:<namespace>/<name> <status> <milliseconds>``."""
+        try:
+            where, status, millis = line.split()
+            namespace, name = where[2:].decode().split("/", 1)
+            code, seconds = int(status), int(millis) / 1000
+        except ValueError:
+            return
+        deployment = self.manager.deployments.get((namespace, name))
+        if deployment is None:
+            return
+        series = self.series.get(deployment.key)
+        if series is None or series.deployment is not deployment:
+            series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
+        series.requests(code).inc()
+        series.latency.observe(seconds)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replaced whole (a reader never sees half a file) and 0600 from its creation: the token file and the
+    configuration naming it."""
+    part = path.with_name(path.name + ".part")
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(part, 0o600)
+    os.replace(part, path)
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _spawn(argv: list[str], log_path: Path) -> ChildProcess:
+    """:meth:`ChildProcess.spawn` plus ``PR_SET_PDEATHSIG``: a SIGKILLed server takes HAProxy's master with it
+    (it keeps the signal across its re-exec on reload), and the workers exit with their master."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        popen = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, preexec_fn=_die_with_parent)
+    return ChildProcess(popen=popen, log_path=log_path)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -1,0 +1,230 @@
+"""HAProxy's configuration for the optional data plane, written from what the serving manager knows.
+
+A pure function of a :class:`Plan`: the InferenceServices that have a ready replica, their ready
+replicas and the traffic split. The configuration sends a request straight to a replica only when
+kfbox would have sent it there without a question asked, and everything else to kfbox's own server
+(the Python gateway and the rest of the platform), which answers it as it always does:
+
+- an inference request is **routed** by ``Host: {name}.{namespace}.{domain}`` (also
+  ``{name}-predictor...``), else by ``/serving/{namespace}/{name}/...`` (prefix stripped), as
+  :class:`~kfbox.serving.gateway.HostRouting` and the gateway do; only to a service with a ready
+  replica: a cold start, a scale from zero, a failing or unknown service goes to kfbox, which
+  holds the request, starts a replica or answers KServe's error;
+- **auth**: with a token, only a request whose ``Authorization`` is exactly ``Bearer <token>`` is
+  routed (the token is in a 0600 pattern file, not in the configuration); any other (a session
+  cookie, a wrong token) goes to kfbox, which decides;
+- **anything unusual goes to kfbox**: a dot segment, ``//`` or a ``%`` in the path (kfbox's guard
+  and path decoding judge it), an ``Origin`` header (a browser: kfbox's Origin check), an
+  ``Upgrade``, a chunked body, a body over ``serving_max_body_bytes``, a ``Host`` that is neither a
+  model's nor an IP literal or ``localhost``;
+- **canary split**: one backend per service, one server per ready replica, weighted so each
+  revision gets its percent (HAProxy's weighted round robin is smooth, as kfbox's); a revision
+  with no ready replica hands its share to the other, as :meth:`Deployment.choose` does;
+- **overload**: more than ``queue_per_replica`` x ready replicas in flight is a 503 at once, with
+  ``retry-after: 1`` and KServe's body, as the gateway's bound;
+- **errors**: a replica's ``{"detail": ...}`` (FastAPI's 404/405/422) and plain-text errors are
+  rewritten as ``{"error": ...}``; HAProxy's own 502/503/504 have KServe's body too;
+- **metrics**: one log datagram per routed request, ``<h|p>:<namespace>/<name> <status> <ms>``,
+  which kfbox counts under its ``kfbox_serving_*`` names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 501, 502, 503, 504)
+"""Replica error statuses whose body is rewritten to KServe's shape."""
+MAX_WEIGHT = 256
+REPLICA_MAXCONN = 64
+"""Requests HAProxy has open to one replica at once; more wait in HAProxy's queue (kserve answers one at a
+time per process anyway: a deeper queue inside the replica only hides the wait)."""
+FALLBACK = "kfbox"
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    revision: str
+    index: int
+    port: int
+    weight: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    namespace: str
+    name: str
+    servers: tuple[Server, ...]
+    limit: int
+    """Requests in flight above which the service answers 503 (queue per replica x ready replicas)."""
+    split: bool = False
+    """More than one revision takes traffic: weighted round robin, not least connections."""
+
+    @property
+    def backend(self) -> str:
+        return f"svc_{self.namespace}_{self.name}"  # DNS labels have no '_': unambiguous
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Everything the configuration depends on; equal plans give equal text (no needless reload)."""
+
+    bind_host: str
+    port: int
+    kfbox_host: str
+    kfbox_port: int
+    domain: str
+    max_body_bytes: int
+    log_socket: str
+    token_file: str | None
+    routes: tuple[Route, ...] = ()
+    kfbox_maxconn: int = 512
+    """Connections HAProxy opens to kfbox at most: kfbox caps connections per client address, and HAProxy's
+    all come from one."""
+    threads: int = 1
+
+
+def revision_weights(percents: dict[str, int], ready: dict[str, int]) -> dict[str, int]:
+    """Weight per *server* of each revision, so that the revisions' totals are in the ratio of their percents.
+
+    ``percents`` (revision -> percent) and ``ready`` (revision -> ready replicas) cover the revisions that
+    serve; HAProxy weights are 1..256, so large products are scaled down (the split is then approximate).
+    """
+    raw = {rev: pct * math.prod(n for other, n in ready.items() if other != rev) for rev, pct in percents.items()}
+    divisor = math.gcd(*raw.values()) or 1
+    weights = {rev: value // divisor for rev, value in raw.items()}
+    top = max(weights.values())
+    if top > MAX_WEIGHT:
+        weights = {rev: max(1, round(w * MAX_WEIGHT / top)) for rev, w in weights.items()}
+    return weights
+
+
+def _quote(text: str) -> str:
+    """A string HAProxy's parser reads back as is: single quotes, within which nothing is special."""
+    if "'" in text or "\n" in text:
+        raise ValueError(f"cannot put {text!r} in HAProxy's configuration")
+    return f"'{text}'"
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def render(plan: Plan) -> str:
+    """The whole haproxy.cfg for ``plan``."""
+    lines = [
+        "# written by kfbox (kfbox.serving.haproxy_config); rewritten on every change, do not edit",
+        "global",
+        f"    log {plan.log_socket} len 1024 format raw local0 info",
+        f"    nbthread {plan.threads}",
+        "    maxconn 8192",
+        "    hard-stop-after 30s",
+        "defaults",
+        "    mode http",
+        "    log global",
+        "    option dontlognull",
+        "    timeout connect 2s",
+        "    timeout client 60s",
+        "    timeout server 300s",
+        "    timeout queue 300s",
+        "    timeout http-request 20s",
+        "    timeout http-keep-alive 5s",
+        "    retries 2",
+        "    option redispatch 1",
+        "    retry-on conn-failure empty-response",
+        *(_error(status, message) for status, message in (
+            (400, "Bad request."), (408, "The request was not received in time."),
+            (502, "The replica failed during the request."), (503, "No replica can serve this request now."),
+            (504, "The replica did not answer in time."))),
+        "frontend ingress",
+        f"    bind {_host(plan.bind_host)}:{plan.port}",
+        "    log-format '%[var(txn.svc)] %ST %Ta'",
+        "    acl unusual path_sub /. // %",
+        "    acl unusual req.hdr_cnt(origin) gt 0",
+        "    acl unusual req.hdr_cnt(upgrade) gt 0",
+        "    acl unusual req.hdr_cnt(transfer-encoding) gt 0",
+        f"    acl unusual req.hdr_val(content-length) gt {plan.max_body_bytes}",
+        "    acl plain_host var(txn.host) -m reg ^(localhost|[0-9.]+)$",
+        f"    acl model_host var(txn.host) -m end .{plan.domain.lower()}",
+        "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+    ]
+    qualified = "!unusual"
+    if plan.token_file is not None:
+        lines.append(f"    acl authorized req.fhdr(authorization) -m str -f {_quote(plan.token_file)}")
+        qualified = "authorized !unusual"
+    for route in plan.routes:
+        hosts = " ".join(f"{name}.{route.namespace}.{plan.domain.lower()}" for name in
+                         (route.name, route.name + "-predictor"))
+        lines.append(f"    http-request set-var(txn.svc) str(h:{route.key}) if {qualified} model_host "
+                     f"{{ var(txn.host) -m str {hosts} }}")
+    for route in plan.routes:
+        lines.append(f"    http-request set-var(txn.svc) str(p:{route.key}) if {qualified} plain_host "
+                     f"!{{ var(txn.svc) -m found }} {{ path_beg /serving/{route.key}/ }}")
+    lines += [
+        r"    http-request replace-path ^/serving/[^/]+/[^/]+(/.*)$ \1 if { var(txn.svc) -m beg p: }",
+        "    http-request set-log-level silent if !{ var(txn.svc) -m found }",
+    ]
+    for route in plan.routes:
+        lines.append(f"    use_backend {route.backend} if {{ var(txn.svc) -m str h:{route.key} p:{route.key} }}")
+    lines += [
+        f"    default_backend {FALLBACK}",
+        f"backend {FALLBACK}",
+        f"    server kfbox {_host(plan.kfbox_host)}:{plan.kfbox_port} maxconn {plan.kfbox_maxconn}",
+    ]
+    for route in plan.routes:
+        lines += _backend(route)
+    return "\n".join(lines) + "\n"
+
+
+def _backend(route: Route) -> list[str]:
+    overloaded = json.dumps({"error": f"InferenceService {route.key} is overloaded: more than {route.limit} "
+                                      "requests are waiting. Retry shortly, or raise maxReplicas."})
+    lines = [
+        f"backend {route.backend}",
+        f"    balance {'roundrobin' if route.split else 'leastconn'}",
+        f"    http-request return status 503 content-type application/json string {_quote(overloaded)} "
+        f"hdr retry-after 1 if {{ be_conn gt {route.limit} }}",
+        "    http-request del-header authorization",
+        "    http-request del-header proxy-authorization",
+        "    http-request del-header cookie",
+        "    http-response del-header server",
+        "    http-response set-header x-kfbox-revision %[srv_name,field(1,:)]",
+        # a replica's error body in KServe's shape: {"detail": X} -> {"error": X}; text -> {"error": "text"}
+        "    http-response wait-for-body time 5s if { status ge 400 }",
+        r"""    http-response set-var(txn.errjson) 'res.body,regsub(^\{\"detail\":,{\"error\":)' """
+        """if { status ge 400 } !{ status 422 } { res.body -m beg '{"detail"' }""",
+        "    http-response set-var(txn.errtext) res.body,json(utf8s) if { status ge 400 } "
+        """!{ var(txn.errjson) -m found } !{ res.body -m beg '{"error"' }""",
+    ]
+    revision = "hdr x-kfbox-revision %[srv_name,field(1,:)]"
+    for status in ERROR_CODES:
+        allow = " hdr allow %[var(txn.allow)]" if status == 405 else ""
+        prefix = "Invalid request: " if status == 422 else ""
+        if status == 405:
+            lines.append("    http-response set-var(txn.allow) res.hdr(allow) if { status 405 }")
+        lines += [
+            f"    http-response return status {status} content-type application/json "
+            f"lf-string '%[var(txn.errjson)]' {revision}{allow} "
+            f"if {{ status {status} }} {{ var(txn.errjson) -m found }}",
+            f"    http-response return status {status} content-type application/json "
+            f"""lf-string '{{"error": "{prefix}%[var(txn.errtext)]"}}' {revision}{allow} """
+            f"if {{ status {status} }} {{ var(txn.errtext) -m found }}",
+        ]
+    lines += [_error(503, f"InferenceService {route.key} cannot serve: no replica answered. "
+                          f"See: kfbox serve get {route.name}"),
+              _error(502, f"A replica of InferenceService {route.key} failed during the request."),
+              _error(504, f"A replica of InferenceService {route.key} did not answer in time.")]
+    for server in route.servers:
+        lines.append(f"    server {server.revision}:{server.index} 127.0.0.1:{server.port} weight {server.weight} "
+                     f"maxconn {REPLICA_MAXCONN}")
+    return lines
+
+
+def _error(status: int, message: str) -> str:
+    return (f"    http-error status {status} content-type application/json "
+            f"string {_quote(json.dumps({'error': message}))}")

@@ -1,0 +1,462 @@
+"""The optional HAProxy data plane (``kfbox up --data-plane haproxy``) against Debian's real haproxy on
+loopback, driven by a real ``kfbox up`` with a token, in front of real kserve replicas: routing by Host
+and path straight to a replica, auth, the canary split, cold starts through kfbox, overload's 503,
+a reload when a replica is replaced, request metrics, no orphan, and the refusal without haproxy.
+
+A request answered by HAProxy straight from a replica never reaches kfbox's HTTP stack, so it is not
+in ``kfbox_http_requests_total`` (route ``/serving/...``); one that fell back to kfbox is. The tests
+tell the two apart by that counter, as a user reading ``/metrics`` would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serving.helpers import ROWS, apply, expected, manifest, status, train_iris, wait_for, wait_ready
+from tests.support import ServerProcess
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy: apt-get install haproxy")
+
+TOKEN = "s3cret-token"
+QUEUE = 2
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
+MODEL = '''
+import asyncio
+import pathlib
+
+from kserve import Model
+
+
+class Held(Model):
+    """Holds a reply until the gate file exists; or echoes the headers it got."""
+
+    def load(self):
+        self.ready = True
+        return True
+
+    async def predict(self, payload, headers=None):
+        if payload.get("echo"):
+            return {"headers": dict(headers or {})}
+        gate = pathlib.Path(payload["gate"])
+        for _ in range(2400):
+            if gate.exists():
+                return {"predictions": ["released"]}
+            await asyncio.sleep(0.05)
+        return {"predictions": ["timed out"]}
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``kfbox up`` with a token and the HAProxy data plane (ingress on a free port), serving ``iris`` and
+    the ``held`` model, one replica each, at most QUEUE requests per replica."""
+    home = tmp_path_factory.mktemp("home")
+    code = home / "code"
+    code.mkdir()
+    (code / "held_model.py").write_text(MODEL)
+    proc = ServerProcess.start(home, token=TOKEN, extra_env={
+        "KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE)})
+    train_iris(home / "pvc" / "models" / "iris")
+    with proc.client() as client:
+        apply(client, manifest("iris", "pvc://models/iris"))
+        apply(client, manifest("held", None, fmt="custom",
+                               annotations={"serving.kfbox.io/model-class": "held_model:Held",
+                                            "serving.kfbox.io/python-path": str(code)}))
+        wait_ready(client, "iris")
+        wait_ready(client, "held")
+    url = json.loads((home / "server.json").read_text())["ingress_url"]
+    with proc.client() as client, httpx.Client(base_url=url, headers=AUTH, timeout=60) as ingress:
+        wait_for(lambda: straight(ingress, client, "iris") and straight(ingress, client, "held", {"echo": True}),
+                 30, "HAProxy routing to iris and held")
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def ingress(server: ServerProcess) -> Iterator[httpx.Client]:
+    url = json.loads((server.home / "server.json").read_text())["ingress_url"]
+    with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+def routed(server: ServerProcess, name: str, namespace: str = "default") -> bool:
+    """HAProxy's configuration (written by kfbox) routes the service straight to its replicas."""
+    config = (server.home / "haproxy" / "haproxy.cfg").read_text()
+    return f"use_backend svc_{namespace}_{name} " in config
+
+
+def straight(ingress: httpx.Client, client: httpx.Client, name: str, body: Any = None) -> bool:
+    """A request through the ingress answered by the replica without passing through kfbox: HAProxy's
+    running worker routes the service (its configuration file may be newer than the worker)."""
+    before = through_kfbox(client)
+    reply = ingress.post(f"/serving/default/{name}/v1/models/{name}:predict", json=body or {"instances": ROWS})
+    return reply.status_code == 200 and through_kfbox(client) == before
+
+
+def metric(client: httpx.Client, prefix: str) -> float:
+    """The sum of the samples whose line starts with ``prefix`` in kfbox's /metrics."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
+               if line.startswith(prefix))
+
+
+def through_kfbox(client: httpx.Client) -> float:
+    return metric(client, f'kfbox_http_requests_total{{method="POST",{GATEWAY_ROUTE}')
+
+
+def predict(ingress: httpx.Client, name: str, **kwargs: Any) -> httpx.Response:
+    return ingress.post(f"/serving/default/{name}/v1/models/{name}:predict", json={"instances": ROWS}, **kwargs)
+
+
+def test_ingress_port_is_recorded_and_haproxy_config_is_private(server: ServerProcess) -> None:
+    record = json.loads((server.home / "server.json").read_text())
+    assert record["ingress_url"].startswith("http://127.0.0.1:") and record["ingress_url"] != record["url"]
+    folder = server.home / "haproxy"
+    for name in ("haproxy.cfg", "token.lst"):
+        assert (folder / name).stat().st_mode & 0o077 == 0, name
+    assert TOKEN not in (folder / "haproxy.cfg").read_text()  # only in the 0600 pattern file
+
+
+def test_routes_by_path_and_host_straight_to_the_replica(server: ServerProcess, ingress: httpx.Client,
+                                                         client: httpx.Client) -> None:
+    want = {"predictions": expected(train_iris(server.home / "check"))}
+    before = through_kfbox(client)
+    counted = metric(client, 'kfbox_serving_requests_total{code="200",name="iris"')
+    by_path = predict(ingress, "iris")
+    assert by_path.status_code == 200, by_path.text
+    assert by_path.json() == want
+    assert by_path.headers["x-kfbox-revision"] == "iris-predictor-00001"
+    by_host = ingress.post("/v1/models/iris:predict", json={"instances": ROWS},
+                           headers={"Host": "iris.default.example.com:80"})
+    assert by_host.json() == want and by_host.headers["x-kfbox-revision"] == "iris-predictor-00001"
+    predictor_host = ingress.post("/v1/models/iris:predict", json={"instances": ROWS},
+                                  headers={"Host": "iris-predictor.default.example.com"})
+    assert predictor_host.json() == want
+    v2 = ingress.post("/v2/models/iris/infer", headers={"Host": "iris.default.example.com"},
+                      json={"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64",
+                                        "data": [v for row in ROWS for v in row]}]})
+    assert v2.json()["outputs"][0]["data"] == want["predictions"]
+    assert through_kfbox(client) == before  # none of them passed through kfbox's stack
+    # ...but kfbox counted them, from HAProxy's log
+    wait_for(lambda: metric(client, 'kfbox_serving_requests_total{code="200",name="iris"') == counted + 4, 10,
+             "4 requests counted")
+    assert metric(client, 'kfbox_serving_request_duration_seconds_count{name="iris"') >= 4
+
+
+def test_auth_refusal_comes_from_kfbox_and_credentials_stay_out_of_the_replica(
+        server: ServerProcess, ingress: httpx.Client, client: httpx.Client) -> None:
+    url = str(ingress.base_url)
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"}):
+        refused = httpx.post(url + "/serving/default/iris/v1/models/iris:predict", json={"instances": ROWS},
+                             headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"] == "Bearer"
+        assert set(refused.json()) == {"error"}
+    assert httpx.get(url + "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices").status_code == 401
+    # the platform's API answers through the ingress too, with the token (HAProxy's fallback is kfbox)
+    listed = ingress.get("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices")
+    assert {item["metadata"]["name"] for item in listed.json()["items"]} >= {"iris", "held"}
+    echoed = ingress.post("/serving/default/held/v1/models/held:predict", json={"echo": True},
+                          headers={"cookie": "kfbox_session=abc", "x-request-id": "req-9"})
+    seen = echoed.json()["headers"]
+    assert seen.get("x-request-id") == "req-9"
+    assert "authorization" not in seen and "cookie" not in seen
+
+
+def test_unusual_requests_and_unknown_services_fall_back_to_kfbox(ingress: httpx.Client, client: httpx.Client) -> None:
+    before = through_kfbox(client)
+    missing = ingress.post("/serving/default/nope/v1/models/nope:predict", json={"instances": ROWS})
+    assert missing.status_code == 404 and "nope does not exist" in missing.json()["error"]
+    chunked = ingress.post("/serving/default/iris/v1/models/iris:predict",
+                           content=iter([b'{"instances": ', json.dumps(ROWS).encode(), b"}"]))
+    assert chunked.status_code == 200  # a chunked body: kfbox's gateway, which bounds it
+    assert through_kfbox(client) == before + 2
+    big = ingress.post("/serving/default/iris/v1/models/iris:predict", content=b"x" * (17 * 1024 * 1024))
+    assert big.status_code == 413 and set(big.json()) == {"error"}
+
+
+def test_replica_errors_have_kserve_bodies(ingress: httpx.Client) -> None:
+    bad = ingress.post("/serving/default/iris/v1/models/iris:predict", json={"instances": "x"})
+    assert bad.status_code == 400 and set(bad.json()) == {"error"}
+    not_allowed = ingress.delete("/serving/default/iris/v1/models/iris:predict")
+    assert not_allowed.status_code == 405
+    assert not_allowed.json() == {"error": "Method Not Allowed"} and not_allowed.headers["allow"] == "GET"
+    invalid = ingress.post("/serving/default/iris/v2/models/iris/infer", json={"inputs": 1})
+    assert invalid.status_code == 422
+    assert set(invalid.json()) == {"error"} and invalid.json()["error"].startswith("Invalid request: ")
+    missing = ingress.get("/serving/default/iris/v2/nothing")
+    assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
+    assert missing.headers["x-kfbox-revision"] == "iris-predictor-00001"
+
+
+def test_overload_is_a_fast_503_with_kserve_body(server: ServerProcess, ingress: httpx.Client,
+                                                 client: httpx.Client, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    held: list[httpx.Response] = []
+    path = "/serving/default/held/v1/models/held:predict"
+
+    def hold() -> None:
+        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=60) as c:
+            held.append(c.post(path, json={"gate": str(gate)}))
+
+    threads = [threading.Thread(target=hold) for _ in range(QUEUE)]
+    for thread in threads:
+        thread.start()
+    # kfbox reads HAProxy's requests in flight into its gauge (and the autoscaler)
+    wait_for(lambda: metric(client, 'kfbox_serving_inflight_requests{name="held"') == QUEUE, 30,
+             f"{QUEUE} requests in flight through HAProxy")
+    refused = ingress.post(path, json={"gate": str(gate)})
+    assert held == []
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "1"
+    assert set(refused.json()) == {"error"} and "overloaded" in refused.json()["error"]
+    gate.touch()
+    for thread in threads:
+        thread.join(60)
+    assert [r.json() for r in held] == [{"predictions": ["released"]}] * QUEUE
+    wait_for(lambda: metric(client, 'kfbox_serving_requests_total{code="503",name="held"') == 1, 10, "503 counted")
+
+
+def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Client, client: httpx.Client) -> None:
+    train_iris(server.home / "pvc" / "models" / "flower-v1")
+    train_iris(server.home / "pvc" / "models" / "flower-v2", kind="tree")
+    apply(client, manifest("flower", "pvc://models/flower-v1"))
+    wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
+             == "flower-predictor-00001", 90, "rollout of revision 1")  # no promotion racing the next apply
+    # a merge patch, as `kubectl patch`: no resourceVersion to race the status updates of revision 1
+    patched = client.patch("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/flower",
+                           json={"spec": {"predictor": {"canaryTrafficPercent": 20,
+                                                        "model": {"storageUri": "pvc://models/flower-v2"}}}},
+                           headers={"content-type": "application/merge-patch+json"})
+    assert patched.status_code == 200, patched.text
+    wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
+    config = server.home / "haproxy" / "haproxy.cfg"
+    wait_for(lambda: "server flower-predictor-00002:1 " in config.read_text(), 10, "the canary in HAProxy")
+    wait_for(lambda: straight(ingress, client, "flower") and any(
+        predict(ingress, "flower").headers["x-kfbox-revision"] == "flower-predictor-00002" for _ in range(5)),
+        10, "HAProxy's new worker sending the canary its share")
+    before = through_kfbox(client)
+    seen: Counter[str] = Counter()
+    with ThreadPoolExecutor(QUEUE) as pool:  # no more at once than one replica may hold: no 503
+        for reply in pool.map(lambda _: predict(ingress, "flower"), range(200)):
+            assert reply.status_code == 200, reply.text
+            seen[reply.headers["x-kfbox-revision"]] += 1
+    assert through_kfbox(client) == before
+    assert 30 <= seen["flower-predictor-00002"] <= 50, seen  # weighted round robin: 1 in 5, smoothly
+    assert sum(seen.values()) == 200
+
+
+def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress: httpx.Client,
+                                                 client: httpx.Client, tmp_path: Path) -> None:
+    """The autoscaler sees the requests HAProxy holds (none of them passes through kfbox): two held at once
+    with a target of one each scale the service to two replicas; idle again, it scales back down, through
+    HAProxy, and every request is answered."""
+    apply(client, manifest("auto", None, fmt="custom", min_replicas=1, max_replicas=2, scale_target=1,
+                           scale_metric="concurrency",
+                           annotations={"serving.kfbox.io/model-class": "held_model:Held",
+                                        "serving.kfbox.io/python-path": str(server.home / "code"),
+                                        "autoscaling.knative.dev/window": "2s"}))
+    wait_ready(client, "auto")
+    wait_for(lambda: straight(ingress, client, "auto", {"echo": True}), 30, "HAProxy routing to auto")
+    before = through_kfbox(client)
+    gate = tmp_path / "gate"
+    held: list[httpx.Response] = []
+
+    def hold() -> None:
+        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=120) as c:
+            held.append(c.post("/serving/default/auto/v1/models/auto:predict", json={"gate": str(gate)}))
+
+    threads = [threading.Thread(target=hold) for _ in range(QUEUE)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: status(client, "auto")["replicas"] == 2, 120, "2 replicas for 2 requests held by HAProxy")
+        wait_for(lambda: "server auto-predictor-00001:2 " in (server.home / "haproxy" / "haproxy.cfg").read_text(),
+                 10, "the second replica in HAProxy")
+    finally:
+        gate.touch()
+        for thread in threads:
+            thread.join(120)
+    assert [r.json() for r in held] == [{"predictions": ["released"]}] * QUEUE
+    wait_for(lambda: status(client, "auto")["replicas"] == 1, 60, "scale down to 1 after the idle window")
+    assert [straight(ingress, client, "auto", {"echo": True}) for _ in range(3)] == [True] * 3
+    assert through_kfbox(client) == before
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
+
+
+def test_a_replaced_replica_is_routed_again_after_a_reload(server: ServerProcess, ingress: httpx.Client,
+                                                           client: httpx.Client) -> None:
+    config = server.home / "haproxy" / "haproxy.cfg"
+    old = status(client, "iris")["revisions"]["iris-predictor-00001"]["endpoints"][0]
+    old_port = int(old.rsplit(":", 1)[1])
+    assert f"127.0.0.1:{old_port} " in config.read_text()
+    pid = next(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and
+               f"--port\0{old_port}\0".encode() in _cmdline(p))
+    os.kill(pid, signal.SIGKILL)
+    # until kfbox sees it dead, a request sent its way fails as through the Python gateway: KServe's body
+    failed = predict(ingress, "iris")
+    assert failed.status_code == 200 or (failed.status_code in (502, 503) and set(failed.json()) == {"error"})
+    wait_for(lambda: status(client, "iris")["replicas"] == 1 and f"127.0.0.1:{old_port} " not in config.read_text()
+             and routed(server, "iris"), 60, "the new replica in HAProxy's configuration")
+    wait_for(lambda: straight(ingress, client, "iris"), 10, "HAProxy's new worker routing to it")
+    before = through_kfbox(client)
+    assert [predict(ingress, "iris").status_code for _ in range(5)] == [200] * 5
+    assert through_kfbox(client) == before
+
+
+def test_a_scaled_to_zero_service_cold_starts_through_kfbox(server: ServerProcess, ingress: httpx.Client,
+                                                           client: httpx.Client) -> None:
+    model = train_iris(server.home / "pvc" / "models" / "zero")
+    apply(client, manifest("zero", "pvc://models/zero", annotations={"autoscaling.knative.dev/window": "1s"},
+                           min_replicas=0, max_replicas=1))
+    wait_ready(client, "zero")
+    wait_for(lambda: status(client, "zero")["revisions"]["zero-predictor-00001"]["replicas"] == 0, 60, "zero")
+    wait_for(lambda: not routed(server, "zero"), 10, "zero out of HAProxy")
+    reply = predict(ingress, "zero")
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"predictions": expected(model)}
+    assert metric(client, 'kfbox_serving_cold_starts_total{name="zero"') == 1
+    wait_for(lambda: routed(server, "zero"), 10, "zero back in HAProxy once its replica is ready")
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/zero")
+    wait_for(lambda: not routed(server, "zero"), 10, "a deleted service out of HAProxy")
+
+
+def test_a_deleted_service_finishes_the_requests_haproxy_holds(server: ServerProcess, ingress: httpx.Client,
+                                                              client: httpx.Client, tmp_path: Path) -> None:
+    """The replica stops only once HAProxy's old worker has finished what it sent there (kfbox's own count of
+    requests in flight is zero: none of them passed through kfbox)."""
+    gate = tmp_path / "gate"
+    held: list[httpx.Response] = []
+
+    def hold() -> None:
+        with httpx.Client(base_url=ingress.base_url, headers=AUTH, timeout=60) as c:
+            held.append(c.post("/serving/default/held/v1/models/held:predict", json={"gate": str(gate)}))
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    wait_for(lambda: metric(client, 'kfbox_serving_inflight_requests{name="held"') == 1, 30, "1 request held")
+    deleted: list[httpx.Response] = []
+    deleter = threading.Thread(target=lambda: deleted.append(
+        client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/held")))
+    deleter.start()
+    wait_for(lambda: not routed(server, "held"), 10, "held out of HAProxy's new configuration")
+    assert held == []  # still held by the old worker, its replica still running
+    gate.touch()
+    holder.join(60)
+    deleter.join(60)
+    assert [r.status_code for r in held] == [200] and held[0].json() == {"predictions": ["released"]}
+    assert [r.status_code for r in deleted] == [200]
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _haproxy_pids(home: Path) -> list[int]:
+    """The master (from its pid file) and its workers."""
+    master = int((home / "haproxy" / "haproxy.pid").read_text().split()[0])
+    workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [master, *(int(pid) for pid in workers)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("how", ["stop", "kill -9"])
+def test_no_orphan_haproxy_after_the_server_stops(tmp_path: Path, how: str) -> None:
+    proc = ServerProcess.start(tmp_path / "home", extra_env={"KFBOX_DATA_PLANE": "haproxy",
+                                                             "KFBOX_INGRESS_PORT": "0"})
+    pids = _haproxy_pids(proc.home)
+    assert len(pids) >= 2 and all(_alive(pid) for pid in pids)
+    if how == "stop":
+        proc.stop()
+    else:
+        os.kill(proc.process.pid, signal.SIGKILL)
+        proc.process.wait()
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "HAProxy gone")
+    proc.stop()
+
+
+def test_a_clear_error_without_haproxy(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    env["PATH"] = str(empty)
+    started = subprocess.run([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(tmp_path / "home"),
+                              "--data-plane", "haproxy"], capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode != 0
+    assert "apt-get install haproxy" in started.stderr + started.stdout
+    assert "Traceback" not in started.stderr
+    assert not (tmp_path / "home" / "server.json").exists()
+
+
+def test_a_clear_error_when_the_ingress_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+        started = subprocess.run([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home",
+                                  str(tmp_path / "home"), "--data-plane", "haproxy", "--ingress-port", str(port)],
+                                 capture_output=True, text=True, env=env, timeout=60)
+    assert started.returncode != 0
+    assert f"HAProxy cannot listen on 127.0.0.1:{port}" in started.stderr + started.stdout
+    assert "--ingress-port" in started.stderr + started.stdout
+
+
+def test_a_haproxy_left_by_an_earlier_server_is_stopped_at_the_next_start(tmp_path: Path) -> None:
+    """A stand-in for a master that outlived its server (the death signal can be lost, e.g. a container's PID 1
+    reaping oddly): the next ``kfbox up`` of the home stops it before starting its own."""
+    home = tmp_path / "home"
+    folder = home / "haproxy"
+    folder.mkdir(parents=True)
+    config = folder / "haproxy.cfg"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config.write_text("global\n    nbthread 1\ndefaults\n    mode http\n    timeout client 5s\n"
+                      f"frontend f\n    bind 127.0.0.1:{port}\n    http-request return status 200\n")
+    left = subprocess.Popen(["haproxy", "-W", "-f", str(config), "-p", str(folder / "haproxy.pid")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: (folder / "haproxy.pid").exists() and (folder / "haproxy.pid").read_text().strip(), 10,
+                 "the leftover's pid file")
+        proc = ServerProcess.start(home, extra_env={"KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0"})
+        try:
+            left.wait(10)
+            assert left.returncode is not None
+            assert _haproxy_pids(home)[0] != left.pid and all(_alive(pid) for pid in _haproxy_pids(home))
+        finally:
+            proc.stop()
+    finally:
+        if left.poll() is None:
+            left.kill()
+            left.wait()

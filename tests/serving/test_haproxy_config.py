@@ -1,0 +1,66 @@
+"""HAProxy's configuration as kfbox writes it: accepted by the real haproxy binary (``haproxy -c``) for
+every shape of plan, and the canary weights in the ratio of the revisions' percents."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+
+
+def plan(tmp_path: Path, *, token: bool, routes: tuple[Route, ...]) -> Plan:
+    token_file = tmp_path / "token.lst"
+    token_file.write_text("Bearer t\n")
+    return Plan(bind_host="127.0.0.1", port=18081, kfbox_host="127.0.0.1", kfbox_port=18080, domain="Example.com",
+                max_body_bytes=16 << 20, log_socket=str(tmp_path / "log.sock"),
+                token_file=str(token_file) if token else None, routes=routes)
+
+
+ROUTES = (
+    Route("default", "iris", (Server("iris-predictor-00001", 1, 40001), Server("iris-predictor-00001", 2, 40002)),
+          limit=256),
+    Route("team-a", "flower", (Server("flower-predictor-00002", 1, 40003, weight=4),
+                               Server("flower-predictor-00003", 1, 40004, weight=1)), limit=256, split=True),
+)
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy: apt-get install haproxy")
+@pytest.mark.parametrize("token", [True, False])
+@pytest.mark.parametrize("routes", [(), ROUTES], ids=["no-route", "routes"])
+def test_haproxy_accepts_the_configuration(tmp_path: Path, token: bool, routes: tuple[Route, ...]) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(plan(tmp_path, token=token, routes=routes)))
+    checked = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = config.read_text()
+    assert ("acl authorized" in text) is token
+    assert text.count("use_backend svc_") == len(routes)
+    if routes:
+        assert "iris.default.example.com iris-predictor.default.example.com" in text  # the domain lower-cased
+        assert "balance roundrobin" in text and "balance leastconn" in text
+
+
+def test_equal_plans_render_equal_text(tmp_path: Path) -> None:
+    assert render(plan(tmp_path, token=True, routes=ROUTES)) == render(plan(tmp_path, token=True, routes=ROUTES))
+
+
+@pytest.mark.parametrize(("percents", "ready", "want"), [
+    ({"1": 80, "2": 20}, {"1": 1, "2": 1}, {"1": 4, "2": 1}),
+    ({"1": 80, "2": 20}, {"1": 2, "2": 1}, {"1": 2, "2": 1}),  # 2 x 2 : 1 x 1 is 80 : 20
+    ({"1": 50, "2": 50}, {"1": 3, "2": 1}, {"1": 1, "2": 3}),
+    ({"1": 100}, {"1": 3}, {"1": 1}),
+    ({"1": 99, "2": 1}, {"1": 1, "2": 7}, {"1": 256, "2": 1}),  # past HAProxy's 256: scaled, at least 1
+])
+def test_canary_weights_keep_each_revisions_share(percents: dict[str, int], ready: dict[str, int],
+                                                  want: dict[str, int]) -> None:
+    assert revision_weights(percents, ready) == want
+
+
+def test_a_value_that_cannot_be_quoted_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot put"):
+        render(dataclasses.replace(plan(tmp_path, token=False, routes=()), token_file="/tmp/it's"))
