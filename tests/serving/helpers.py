@@ -69,6 +69,13 @@ def apply(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return reply.json()  # type: ignore[no-any-return]
 
 
+def delete(client: httpx.Client, name: str, namespace: str = "default") -> None:
+    """Delete a service on a server other tests share: a service whose model fails to load is otherwise
+    restarted (back-off up to 30 s, a kserve import each time) for the rest of that server's life."""
+    reply = client.delete(API.format(ns=namespace) + f"/{name}")
+    assert reply.status_code == 200, reply.text
+
+
 def status(client: httpx.Client, name: str, namespace: str = "default") -> dict[str, Any]:
     reply = client.get(API.format(ns=namespace) + f"/{name}")
     assert reply.status_code == 200, reply.text
