@@ -18,6 +18,35 @@ on PyPI), started with kserve's ``--log_config_file`` set to the logging kfbox's
 per-request access or timing lines), so the two compare like for like. Every process here is one
 Python process (one core at most); the machine's cores and its load are printed: compare ratios,
 not absolute numbers.
+
+Reading the CPU figures (why the full server's gateway CPU was ~2x :mod:`benchmarks.gateway_hop`'s).
+The gateway's per-request *work* is the same in both: under callgrind (user-space instructions,
+load-independent, idle background subtracted) the hop in front of a replica that answers at once
+runs 373k instructions per request, in front of the same stand-in answering 2.5 ms later 372k,
+in front of a kserve iris replica 374k, and ``kfbox up``'s gateway in front of its own replica
+359k. Its CPU *time* is not: at c=1 on this 2-core VM (load 6-9) the same four cost 0.13, 0.29,
+0.39 and 0.45-0.49 ms. What differs is how long the gateway sleeps between the request's events
+and what runs meanwhile: after each sleep its caches are cold (a kserve replica, numpy, sklearn
+and whatever else the machine runs have been through them), so each instruction costs 2-3x.
+Hence the wake-ups per request printed beside the CPU (voluntary context switches, from /proc),
+and hence figures that move with the machine's state more than with the code: the same hop
+binary measured 0.50 ms on a quiet machine and 0.14 ms at load 10, HAProxy 0.20 and 0.034.
+Syscalls are the same too: ~8.5 per request in both servers (strace -c). The server's own
+background (the manager's 5 ticks a second, uvicorn's, the protocol's sweep) costs ~1.2M
+instructions a second, about 1% of the gateway's CPU at 300 req/s; it is subtracted in the
+"net" figure. The lever is therefore fewer wake-ups, not fewer Python lines: kfbox's replicas
+write each reply's head and body in one write (:mod:`kfbox.server.coalesce`), so the gateway wakes
+1.9 times per request at c=1 instead of 2.7 (2 is the floor: the request, then the reply).
+
+The replica is where a request's CPU goes: 5.1M instructions per iris V1 request (callgrind),
+~14x the gateway's, nearly all of it Python (FastAPI's request handling and sklearn's
+``KNeighborsClassifier.predict`` with scipy's ``mode``). Swapping kserve's event loop for uvloop
+changed it by under 1% (5.11M against 5.14M), so kfbox keeps kserve's asyncio loop. One replica is
+one process: at 1.2-3 ms of CPU a request (it moves with the machine's state as the gateway's
+does) it cannot pass 330-830 req/s even with a core to itself (~300 measured on the quiet
+machine), so 500 req/s needs two replicas: 0.6-1.5 cores for them, 0.2-0.3 for the gateway and
+about as much for the load generator, of the machine's 2. p99 under 10 ms at 500 req/s is within reach only on a
+quiet machine with two replicas (``gateway 2 replicas`` in the open-loop table), and not with one.
 """
 
 from __future__ import annotations
@@ -172,6 +201,19 @@ def wrk(url: str, concurrency: int, seconds: float, script: Path) -> dict[str, f
             "timeouts": int(timeouts.group(1)) if timeouts else 0}
 
 
+def wakeups(pid: int) -> int:
+    """How often the process's threads went to sleep and had to be woken (voluntary context switches), from /proc.
+
+    A hop's CPU per request follows these more than its instructions: see the module docstring.
+    """
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):  # a thread that ended in between
+            found = re.search(r"\nvoluntary_ctxt_switches:\s+(\d+)", (task / "status").read_text())
+            total += int(found.group(1)) if found else 0
+    return total
+
+
 def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurrency: int, seconds: float,
                 rounds: int, script: Path) -> dict[str, dict[str, Any]]:
     for url in paths.values():
@@ -179,15 +221,18 @@ def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurr
     labels = list(paths)
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
     cpu: dict[str, dict[str, float]] = {label: {} for label in labels}
+    wakes: dict[str, dict[str, int]] = {label: {} for label in labels}
     wall = dict.fromkeys(labels, 0.0)
     for turn in range(rounds):
         for label in labels[turn % len(labels):] + labels[:turn % len(labels)]:
             before = {name: cpu_seconds(pid) for name, pid in watch[label].items()}
+            slept = {name: wakeups(pid) for name, pid in watch[label].items()}
             started = time.monotonic()
             runs[label].append(wrk(paths[label], concurrency, seconds / rounds, script))
             wall[label] += time.monotonic() - started
             for name, pid in watch[label].items():
                 cpu[label][name] = cpu[label].get(name, 0.0) + cpu_seconds(pid) - before[name]
+                wakes[label][name] = wakes[label].get(name, 0) + wakeups(pid) - slept[name]
     cells = {}
     for label in labels:
         requests = sum(r["requests"] for r in runs[label])
@@ -196,6 +241,7 @@ def closed_loop(paths: dict[str, str], watch: dict[str, dict[str, int]], concurr
                         "p50_ms": sorted(r["p50_ms"] for r in runs[label])[len(ordered) // 2],
                         "p99_ms": sorted(r["p99_ms"] for r in runs[label])[len(ordered) // 2],
                         "cpu_ms_per_request": {n: v * 1000 / requests for n, v in cpu[label].items()},
+                        "wakeups_per_request": {n: v / requests for n, v in wakes[label].items()},
                         "requests": requests, "wall_s": wall[label], "cpu_s": cpu[label],
                         "timeouts": sum(r["timeouts"] for r in runs[label])}
     # the kfbox server's own background (the manager's tick, probes) while the direct path runs, which it
@@ -292,7 +338,8 @@ def main() -> int:
             for label in paths:
                 for c in levels:
                     m = by_c[c][label]
-                    cpu = "  ".join(f"{n} {ms:.3f}" for n, ms in m["cpu_ms_per_request"].items())
+                    cpu = "  ".join(f"{n} {ms:.3f} ({m['wakeups_per_request'][n]:.1f} wake-ups)"
+                                    for n, ms in m["cpu_ms_per_request"].items())
                     if "gateway_net_ms_per_request" in m:
                         cpu += f"  (gateway net of its idle background {m['gateway_net_ms_per_request']:.3f})"
                     print(f"{label:<22}{c:>4}{m['rps']:>9.0f}{m['p50_ms']:>9.2f}{m['p99_ms']:>9.2f}   {cpu}")
@@ -309,7 +356,7 @@ def main() -> int:
                 line += f"  2 replicas/1 {cells['gateway 2 replicas']['rps'] / cells['gateway']['rps']:.2f}"
                 print(line)
         if not args.skip_open:
-            rated = {k: v for k, v in paths.items() if k != "gateway 2 replicas"} | {"stock sklearn": stock}
+            rated = paths | {"stock sklearn": stock}  # two replicas too: what 500 req/s takes on two cores
             rates = tuple(int(r) for r in args.rates.split(","))
             curve = open_loop(rated, rates, args.rate_seconds)
             results["open"] = {k: {str(r): v for r, v in cells.items()} for k, cells in curve.items()}

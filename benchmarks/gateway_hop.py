@@ -1,6 +1,6 @@
 """The gateway hop alone (issue 15 item 4): kfbox's gateway and HAProxy in front of a replica that costs nothing.
 
-    .venv/bin/python benchmarks/gateway_hop.py [--baseline-src DIR] [--concurrency 1,8] [--rounds 6]
+    .venv/bin/python benchmarks/gateway_hop.py [--baseline-src DIR] [--concurrency 1,8] [--rounds 6] [--replica-ms 2.5]
 
 Behind ``benchmarks/gateway.py``'s figures a kserve replica costs ~10x the hop, so the hop's own CPU
 is a small difference of large, noisy numbers. Here the replica is a raw asyncio server answering a
@@ -9,6 +9,13 @@ one InferenceService whose one ready replica is that server, with the manager's 
 (nothing to spawn). ``--baseline-src DIR`` adds the same server from another source tree; HAProxy
 (Debian) is the named peer. ``wrk -t1 -cC`` drives every path in rotating order each round; the
 figure is CPU milliseconds per request of each proxy process, from /proc.
+
+``--replica-ms`` has the stand-in answer that long after each request, as a real replica does. It
+moves both proxies' CPU per request alike, C or Python, which is why the full benchmark's figures
+are higher than this one's without it. Back to back at c=1 (load 17-20, 3 rounds of 3 s):
+replica at once, kfbox 0.133 ms and HAProxy 0.042; 2.5 ms later, kfbox 0.304-0.307 and HAProxy
+0.092-0.122. The instructions kfbox runs per request are the same either way (372k and 373k,
+callgrind); the time each takes after a sleep is not.
 
     python benchmarks/gateway_hop.py --serve PORT INFO_JSON    # one kfbox gateway (internal)
 """
@@ -39,8 +46,13 @@ REPLY = (b"HTTP/1.1 200 OK\r\ndate: Wed, 02 Dec 2026 10:00:00 GMT\r\nserver: uvi
 BODY = b'{"instances": [[6.8, 2.8, 4.8, 1.4]]}'
 
 
-def null_replica(port: int) -> None:
-    """Answers every request with :data:`REPLY` (httptools for the framing, uvloop as kserve runs)."""
+def null_replica(port: int, delay_ms: float = 0.0) -> None:
+    """Answers every request with :data:`REPLY` (httptools for the framing, uvloop), ``delay_ms`` after it came.
+
+    A delay makes the gateway sleep between the request and the reply as it does in front of a
+    real replica (kserve's iris: 1-3 ms), which is what its CPU per request depends on most
+    (``benchmarks/gateway.py``'s docstring); with none the hop runs with warm caches.
+    """
     import httptools
     import uvloop
 
@@ -48,12 +60,16 @@ def null_replica(port: int) -> None:
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             self.transport = transport
             self.parser = httptools.HttpRequestParser(self)
+            self.loop = asyncio.get_running_loop()
 
         def data_received(self, data: bytes) -> None:
             self.parser.feed_data(data)
 
         def on_message_complete(self) -> None:
-            self.transport.write(REPLY)  # type: ignore[attr-defined]
+            if delay_ms:
+                self.loop.call_later(delay_ms / 1000, self.transport.write, REPLY)  # type: ignore[attr-defined]
+            else:
+                self.transport.write(REPLY)  # type: ignore[attr-defined]
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(Replica, "127.0.0.1", port)
@@ -131,24 +147,28 @@ def wrk(url: str, concurrency: int, seconds: int, script: Path) -> tuple[int, fl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", nargs=2, metavar=("REPLICA_PORT", "INFO_JSON"), help=argparse.SUPPRESS)
-    parser.add_argument("--null-replica", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--null-replica", nargs=2, metavar=("PORT", "DELAY_MS"), help=argparse.SUPPRESS)
     parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--seconds", type=int, default=4, help="seconds per path, round and concurrency")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--replica-ms", type=float, default=0.0,
+                        help="the stand-in replica answers this long after a request (a real one: 1-3 ms)")
     args = parser.parse_args()
     if args.serve:
         serve(int(args.serve[0]), Path(args.serve[1]))
         return 0
     if args.null_replica:
-        null_replica(args.null_replica)
+        null_replica(int(args.null_replica[0]), float(args.null_replica[1]))
         return 0
-    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; every proxy here is one process")
+    print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; every proxy here is one process; "
+          f"the replica answers {args.replica_ms:g} ms after each request")
     with tempfile.TemporaryDirectory(prefix="kfbox-hop-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         script = post_script(work, BODY)
         replica_port = free_port()
-        stack.enter_context(child([sys.executable, __file__, "--null-replica", str(replica_port)], work / "r.log"))
+        stack.enter_context(child([sys.executable, __file__, "--null-replica", str(replica_port), str(args.replica_ms)],
+                                  work / "r.log"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
         env.update(KFBOX_PIPELINES_SPARE_WORKER="0", KFBOX_SERVING_WARM_STANDBY="0")
         paths: dict[str, tuple[str, int]] = {}

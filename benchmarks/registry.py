@@ -12,6 +12,9 @@ medians over the rounds and the ratio kfbox/MLflow.
    sends), MLflow's registered model + model version (two calls; the version holds the
    source URI). Both carry one ``accuracy`` property/tag. The server-side CPU of each
    round (utime+stime of the whole process tree, from /proc) gives CPU ms/registration.
+   ``--baseline-src`` adds another kfbox tree's server (e.g. the last release's ``src``) as a
+   third side, in the same interleaved rounds: on a busy machine CPU seconds swell with the
+   load, and the two kfbox figures then show what a change did under the same conditions.
 2. Registration through the official clients: ``model_registry.ModelRegistry
    .register_model`` against ``MlflowClient.create_registered_model`` +
    ``create_model_version``.
@@ -66,7 +69,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,9 +102,12 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 120)
 
 
 @contextlib.contextmanager
-def kfbox(home: Path) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+def kfbox(home: Path, src: Path | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+    """``kfbox up`` of this checkout, or of another tree's ``src`` (``--baseline-src``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "kfbox", "up", "--port", str(port), "--home", str(home)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -205,13 +211,13 @@ def seed_kfbox(home: Path, versions: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
     db = Database(Settings.load(home=home).db_url)
     db.upgrade()
-    with db.write() as session:
-        model = store.create(session, kinds.REGISTERED_MODEL, {"name": "bulk"})
+    with db.write_core() as conn:
+        model = store.create(conn, kinds.REGISTERED_MODEL, {"name": "bulk"})
         for i in range(versions):
-            store.create(session, kinds.MODEL_VERSION, {"name": f"v{i}", "author": "bench",
-                                                        "customProperties": {"accuracy": {
-                                                            "metadataType": "MetadataDoubleValue",
-                                                            "double_value": 0.9}}}, parent=model)
+            store.create(conn, kinds.MODEL_VERSION, {"name": f"v{i}", "author": "bench",
+                                                     "customProperties": {"accuracy": {
+                                                         "metadataType": "MetadataDoubleValue",
+                                                         "double_value": 0.9}}}, parent=model)
     db.dispose()
 
 
@@ -394,28 +400,33 @@ def warm(side: Side, label: str, batch: int) -> int:
     return batch * len(rates)
 
 
-def interleave(sides: tuple[Side, Side], label: str, rounds: int, count: int, warmup: int) -> None:
+def interleave(sides: Sequence[Side], label: str, rounds: int, count: int, warmup: int) -> None:
     spent = [warm(side, label, warmup) for side in sides]
     for side in sides:  # what the idle tree burns (MLflow's job runner polls) is not the requests' cost
         side.idle = cpu_rate(serving(side.pid), 2)
-    print(f"{label}: warm-up registrations kfbox {spent[0]}, MLflow {spent[1]}; idle CPU after warm-up "
-          f"kfbox {sides[0].idle:.3f} cores, MLflow {sides[1].idle:.3f} cores (subtracted from each round)")
+    print(f"{label}: warm-up registrations " + ", ".join(f"{s.name} {n}" for s, n in zip(sides, spent, strict=True))
+          + "; idle CPU after warm-up " + ", ".join(f"{s.name} {s.idle:.3f} cores" for s in sides)
+          + " (subtracted from each round)")
     for r in range(rounds):
         for side in sides if r % 2 == 0 else sides[::-1]:
             side.round(f"{label}-{r}", count)
 
 
-def table(title: str, sides: tuple[Side, Side], procs: tuple[int, int]) -> None:
-    kf, ml = sides
+def table(title: str, sides: Sequence[Side], procs: Sequence[int]) -> None:
+    """Medians per side; the last side is MLflow, and each kfbox side gets its ratio to it."""
     med = statistics.median
-    print(f"\n{title} (median of {len(kf.rates)} interleaved rounds)")
-    print(f"{'':32}{'kfbox':>12}{'MLflow':>12}{'ratio':>9}")
-    print(f"{'server processes':32}{procs[0]:12d}{procs[1]:12d}")
-    print(f"{'registrations /s':32}{med(kf.rates):12.1f}{med(ml.rates):12.1f}{med(kf.rates) / med(ml.rates):8.2f}x")
-    print(f"{'server CPU ms / registration':32}{med(kf.cpu_ms):12.2f}{med(ml.cpu_ms):12.2f}"
-          f"{med(ml.cpu_ms) / max(med(kf.cpu_ms), 1e-9):8.2f}x")
-    print(f"{'rounds /s kfbox':32}" + " ".join(f"{r:.0f}" for r in kf.rates))
-    print(f"{'rounds /s MLflow':32}" + " ".join(f"{r:.0f}" for r in ml.rates))
+    *ours, ml = sides
+    print(f"\n{title} (median of {len(ml.rates)} interleaved rounds)")
+    print(f"{'':32}" + "".join(f"{s.name:>16}" for s in sides) + "".join(f"{'ratio ' + s.name:>22}" for s in ours))
+    print(f"{'server processes':32}" + "".join(f"{n:16d}" for n in procs))
+    print(f"{'registrations /s':32}" + "".join(f"{med(s.rates):16.1f}" for s in sides)
+          + "".join(f"{med(s.rates) / med(ml.rates):21.2f}x" for s in ours))
+    print(f"{'server CPU ms / registration':32}" + "".join(f"{med(s.cpu_ms):16.2f}" for s in sides)
+          + "".join(f"{med(ml.cpu_ms) / max(med(s.cpu_ms), 1e-9):21.2f}x" for s in ours))
+    for side in sides:
+        print(f"{'rounds /s ' + side.name:32}" + " ".join(f"{r:.0f}" for r in side.rates))
+    for side in sides:
+        print(f"{'CPU ms rounds ' + side.name:32}" + " ".join(f"{c:.2f}" for c in side.cpu_ms))
 
 
 def list_kfbox(http: httpx.Client, versions: int) -> Callable[[], None]:
@@ -470,6 +481,9 @@ def main() -> None:
     parser.add_argument("--mlflow-workers", type=int, default=4, help="MLflow's uvicorn workers (its default: 4)")
     parser.add_argument("--mlflow-as-shipped", action="store_true",
                         help="SQLite's default journal and fsyncs and MLflow's job runner (see above)")
+    parser.add_argument("--baseline-src", type=Path,
+                        help="another kfbox tree's src/ (e.g. git archive <commit> src): its server is a third side "
+                             "of the raw HTTP table, interleaved with the other two")
     parser.add_argument("--seed-mlflow", nargs=2, metavar=("ROOT", "VERSIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.seed_mlflow:  # run by --mlflow-python's interpreter, below
@@ -485,8 +499,11 @@ def main() -> None:
         ml_env = mlflow_env(root, args.mlflow_as_shipped)
         subprocess.run([args.mlflow_python, __file__, "--seed-mlflow", str(root / "mlflow"), str(args.versions)],
                        check=True, env=ml_env)
-        with kfbox(root / "kfbox") as (kf_url, kf_proc, _), \
-                mlflow_server(root / "mlflow", args.mlflow_python, args.mlflow_workers, ml_env) as (ml_url, ml_proc):
+        with contextlib.ExitStack() as stack:
+            kf_url, kf_proc, _ = stack.enter_context(kfbox(root / "kfbox"))
+            base = stack.enter_context(kfbox(root / "baseline", args.baseline_src)) if args.baseline_src else None
+            ml_url, ml_proc = stack.enter_context(mlflow_server(root / "mlflow", args.mlflow_python,
+                                                                args.mlflow_workers, ml_env))
             waited = wait_idle(tree(kf_proc.pid) + tree(ml_proc.pid))
             print(f"MLflow {mlflow_version(args.mlflow_python)}: {args.mlflow_workers} workers, SQLite "
                   f"{sqlite_settings(root / 'mlflow' / 'mlflow.db')}, "
@@ -494,13 +511,18 @@ def main() -> None:
                      else "synchronous=NORMAL (kfbox's), job runner off")
                   + f"; kfbox SQLite {sqlite_settings(root / 'kfbox' / 'kfbox.db')}, synchronous=NORMAL")
             procs = (workers(kf_proc.pid), workers(ml_proc.pid))
+            if base is not None:
+                print(f"baseline: kfbox of {args.baseline_src}")
             print(f"servers settled {waited:.1f} s after ready; process trees: kfbox {len(tree(kf_proc.pid))}, "
                   f"MLflow {len(tree(ml_proc.pid))} (request workers: {procs[0]} and {procs[1]})")
             import httpx
 
             with httpx.Client(base_url=kf_url, timeout=60) as kf_http, \
-                    httpx.Client(base_url=ml_url, timeout=60) as ml_http:
-                raw = (Side("kfbox", kf_proc.pid, kfbox_raw(kf_http)), Side("MLflow", ml_proc.pid, mlflow_raw(ml_http)))
+                    httpx.Client(base_url=ml_url, timeout=60) as ml_http, \
+                    httpx.Client(base_url=base[0] if base else kf_url, timeout=60) as base_http:
+                raw = [Side("kfbox", kf_proc.pid, kfbox_raw(kf_http)), Side("MLflow", ml_proc.pid, mlflow_raw(ml_http))]
+                if base is not None:
+                    raw.insert(1, Side("baseline", base[1].pid, kfbox_raw(base_http)))
                 interleave(raw, "raw", args.rounds, args.per_round, warmup=10)
                 kf_list, ml_list = list_kfbox(kf_http, args.versions), list_mlflow(ml_http, args.versions)
                 lists = (Side("kfbox", kf_proc.pid, lambda _: kf_list()),
@@ -516,7 +538,8 @@ def main() -> None:
         print(f"kfbox up start-to-ready: median {statistics.median(starts):.2f} s "
               f"(runs: {', '.join(f'{s:.2f}' for s in starts)})")
         print(f"kfbox idle RSS: {statistics.median(rss):.0f} MB")
-    table("Registration, raw HTTP (one keep-alive httpx.Client per side)", raw, procs)
+    table("Registration, raw HTTP (one keep-alive httpx.Client per side)", raw,
+          (procs[0], 1, procs[1]) if len(raw) == 3 else procs)
     if clients:
         table("Registration, official clients (model_registry.ModelRegistry vs MlflowClient)", clients, procs)
     kf_rate, ml_rate = (statistics.median(args.versions * r for r in side.rates) for side in lists)

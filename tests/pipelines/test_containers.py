@@ -314,3 +314,20 @@ def test_containers_left_by_a_killed_server_are_removed_at_its_next_start(tmp_pa
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_start_on_a_home_without_runs_asks_no_engine(tmp_path: Path) -> None:
+    """No run, no container of one to remove: the start leaves the engine alone (``docker info`` was a child
+    process competing with the start). The fake ``docker`` CLI logs every call."""
+    from tests.support import ServerProcess
+
+    folder = tmp_path / "bin"
+    engine_with_containers(folder)
+    env = {"PATH": f"{folder}:{os.environ['PATH']}", "KFBOX_CONTAINER_RUNTIME": "docker"}
+    server = ServerProcess.start(tmp_path / "home", extra_env=env)
+    try:
+        time.sleep(2)  # the run queue's thread looks for leftover containers first thing, right after the start
+        assert server.healthy()
+    finally:
+        server.stop()
+    assert not (folder / "calls.txt").exists(), (folder / "calls.txt").read_text()

@@ -18,13 +18,12 @@ def registry(tmp_path: Path) -> Registry:
     db.upgrade()
     registry = Registry(db)
 
-    def seed(session):  # type: ignore[no-untyped-def]
-        model = store.create(session, kinds.REGISTERED_MODEL, {"name": "iris"})
+    def seed(conn):  # type: ignore[no-untyped-def]
+        model = store.create(conn, kinds.REGISTERED_MODEL, {"name": "iris"})
         for name, state in (("v1", "LIVE"), ("v2", "LIVE"), ("v3", "ARCHIVED")):
-            version = store.create(session, kinds.MODEL_VERSION, {"name": name, "state": state}, parent=model)
-            store.create(session, kinds.MODEL_ARTIFACT, {"name": "iris", "uri": f"s3://m/iris/{name}"},
-                         parent=version)
-        store.create(session, kinds.MODEL_VERSION, {"name": "no-artifact"}, parent=model)
+            version = store.create(conn, kinds.MODEL_VERSION, {"name": name, "state": state}, parent=model)
+            store.create(conn, kinds.MODEL_ARTIFACT, {"name": "iris", "uri": f"s3://m/iris/{name}"}, parent=version)
+        store.create(conn, kinds.MODEL_VERSION, {"name": "no-artifact"}, parent=model)
     registry.write(seed)
     return registry
 
@@ -46,9 +45,9 @@ def test_latest_live_version_is_the_default(registry: Registry) -> None:
         registry.resolve_artifact_uri("iris", None)
 
     def archive(session):  # type: ignore[no-untyped-def]
-        row = store.find(session, "model_version", name="no-artifact")
-        store.update(session, row, {"state": "ARCHIVED"})
-    registry.write(archive)
+        found = store.find(session.connection(), "model_version", name="no-artifact")
+        store.update(session, store.get(session, "model_version", found.id), {"state": "ARCHIVED"})
+    registry.edit(archive)
     assert registry.resolve_artifact_uri("iris", None) == "s3://m/iris/v2"
 
 

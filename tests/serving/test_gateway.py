@@ -263,6 +263,8 @@ def test_a_killed_replica_is_replaced_and_traffic_continues(client: httpx.Client
 
 def test_metrics_per_inferenceservice(client: httpx.Client, iris: Any) -> None:
     v1(client, "iris")
+    # its own 400, not an earlier test's: xdist's scheduler may run this test first
+    assert client.post("/serving/default/iris/v1/models/iris:predict", json={"instances": "x"}).status_code == 400
     text = client.get("/metrics").text
     lines = text.splitlines()
 

@@ -114,7 +114,7 @@ def create_fresh(engine: Engine, heads: set[str]) -> None:
     for module in MODEL_MODULES:
         importlib.import_module(module)
     with engine.begin() as conn:
-        Base.metadata.create_all(conn)
+        Base.metadata.create_all(conn, checkfirst=False)  # empty, checked above: no table to look for first
         # Alembic's own version table, as its MigrationContext declares it
         version = Table("alembic_version", MetaData(), Column("version_num", String(32), nullable=False),
                         PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Body, FastAPI, Query
 from prometheus_client import ProcessCollector
+from starlette.applications import Starlette
 
 from kfbox.errors import InvalidInput, NotFound
 from kfbox.monitoring.charts import deployment_series, pipeline_series
@@ -31,6 +31,9 @@ from kfbox.monitoring.prometheus import LocalPrometheus
 from kfbox.monitoring.targets import SERVER_JOB, targets
 from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 
 class MonitoringService:
@@ -84,7 +87,7 @@ class MonitoringService:
         """Runs by state and task-duration quantiles, as the collector last read them."""
         return self.pipeline_collector.summary()
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     service = MonitoringService(platform)
     platform.services.monitoring = service
     ProcessCollector(registry=platform.metrics)  # the standard process_* series of the server
@@ -98,6 +101,8 @@ def install(app: FastAPI, platform: Platform) -> None:
 
 def _router(service: MonitoringService) -> APIRouter:
     """Built by the first request under /monitoring (a Prometheus scrape of /monitoring/sd, the dashboard's charts)."""
+    from fastapi import APIRouter, Body, Query
+
     from kfbox.chart_svg import PIPELINE_PANELS, SERVICE_PANELS, render
 
     router = APIRouter(prefix="/monitoring", tags=["monitoring"])

@@ -184,6 +184,11 @@ class RunStore:
             self.transition(s, run, state, error)
             return True
 
+    def any(self) -> bool:
+        """Whether this database holds any run at all."""
+        with self.db.read() as s:
+            return s.scalars(select(Run.id).limit(1)).first() is not None
+
     def next_pending(self) -> Run | None:
         with self.db.read() as s:
             return s.scalars(select(Run).where(Run.state == "PENDING").order_by(Run.created_ms, Run.id)).first()

@@ -17,11 +17,13 @@ server does not know are ignored (newer SDKs add some); the stores check the mea
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, NotRequired, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NotRequired, TypeVar
 
-from pydantic import TypeAdapter
 from starlette.responses import Response
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only on Python >= 3.12
+
+if TYPE_CHECKING:  # imported by the first reply: a server start imports this module, not pydantic
+    from pydantic import TypeAdapter
 
 T = TypeVar("T")
 
@@ -46,6 +48,8 @@ class Reply(Generic[T]):
 
     def __call__(self, body: T) -> Response:
         if self.adapter is None:
+            from pydantic import TypeAdapter
+
             self.adapter = TypeAdapter(self.schema)
         return Response(self.adapter.dump_json(body), media_type="application/json")
 

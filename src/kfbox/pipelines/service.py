@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from kfbox.apis import KFP_PREFIXES as PREFIXES
@@ -34,7 +34,7 @@ class PipelinesService:
         return run
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     service = PipelinesService(platform)
     platform.services.pipelines = service
 
@@ -44,6 +44,8 @@ def install(app: FastAPI, platform: Platform) -> None:
     def routes() -> list[BaseRoute]:
         # the API's ~30 routes and their schemas, built by the first request under a KFP prefix
         # (~0.1 s that `kfbox up` no longer waits for)
+        from fastapi import APIRouter, Depends
+
         from kfbox.pipelines.api import build_router
 
         router, block = build_router(service), APIRouter()

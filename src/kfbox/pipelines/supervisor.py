@@ -153,6 +153,8 @@ class Supervisor:
         kfbox home owns on the same engine are left alone."""
         if self.settings.container_runtime == "host":
             return
+        if not self.store.any():  # no run, no container of one: no engine to ask (`docker info`, ~20 ms of CPU)
+            return
         from kfbox.pipelines import containers
 
         runtime = containers.detect_runtime(self.settings.container_runtime)

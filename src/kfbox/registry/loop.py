@@ -4,8 +4,8 @@ A route's handler is synchronous (validation, one short SQLite transaction). Run
 ``run_in_threadpool`` it costs a queue hand-off, two thread wake-ups and the loop's self-pipe:
 about as much CPU as the registration itself. On SQLite the transaction is local file I/O with
 no fsync (WAL, ``synchronous=NORMAL``), so :func:`serve` runs the handler on the loop with
-:data:`~kfbox.db.database.NO_WAIT` set; the database then opens its sessions with
-:meth:`Database.write_now <kfbox.db.database.Database.write_now>`, which never waits: when the
+:data:`~kfbox.db.database.NO_WAIT` set; the database then opens its transactions (Core connections
+or sessions) as :meth:`Database.write_now <kfbox.db.database.Database.write_now>` does, never waiting: when the
 write lock is taken (another thread is writing) it raises :class:`WouldBlock`, the transaction
 rolls back, and the handler runs again in a worker thread, where waiting is harmless. So does
 anything slow on first use (:func:`decline`: compiling a body schema). PostgreSQL and MySQL

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
@@ -159,8 +159,8 @@ class RegistryRoutes:
         registry = self.registry
 
         def find(_: str | None, query: QueryParams, __: Any) -> tuple[int, Any]:
-            def run(s: Session) -> dict[str, Any]:
-                row = store.find(s, col.family, name=query.get("name"), external_id=query.get("externalId"),
+            def run(conn: Connection) -> dict[str, Any]:
+                row = store.find(conn, col.family, name=query.get("name"), external_id=query.get("externalId"),
                                  parent=query.get("parentResourceId"), kinds=col.kinds)
                 return store.to_wire(store.kind_of(row), row)
             return 200, registry.read(run)
@@ -175,8 +175,8 @@ class RegistryRoutes:
             return 201, registry.write(lambda s: store.to_wire(kind, store.create(s, kind, fields)))
 
         def get(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
-            def run(s: Session) -> dict[str, Any]:
-                row = store.read(s, col.family, rid or "", col.kinds)
+            def run(conn: Connection) -> dict[str, Any]:
+                row = store.read(conn, col.family, rid or "", col.kinds)
                 return store.to_wire(store.kind_of(row), row)
             return 200, registry.read(run)
 
@@ -188,7 +188,7 @@ class RegistryRoutes:
                 kind = store.kind_of(row)
                 row = store.update(s, row, validate(kind, "update", body))
                 return store.to_wire(kind, row)
-            return 200, registry.write(run)
+            return 200, registry.edit(run)
 
         label = col.label
         self.add("GET", f"/{col.singular}", find, f"Find a {label}")
@@ -214,16 +214,18 @@ class RegistryRoutes:
             kind = artifact_kind(body, None) if child.is_artifact else child
             fields = validate(kind, variant, body)
 
-            def run(s: Session) -> tuple[int, Any]:
-                parent = store.read(s, parent_family, rid or "")
-                if upsert and fields.get("id") is not None:
-                    row = store.get(s, child.family, fields["id"])
-                    if row.kind != kind.kind:
-                        raise InvalidInput(f"Artifact {row.id} is a {row.kind}, not a {kind.kind}.")
-                    rest = {k: v for k, v in fields.items() if k not in ("id", "name")}
-                    return 200, store.to_wire(kind, store.update(s, store.attach(s, row, parent), rest))
-                return 201, store.to_wire(kind, store.create(s, kind, fields, parent=parent))
-            return registry.write(run)
+            def attach(s: Session) -> tuple[int, Any]:  # the upsert endpoints' "existing" case: a change
+                parent = store.read(s.connection(), parent_family, rid or "")
+                row = store.get(s, child.family, fields["id"])
+                if row.kind != kind.kind:
+                    raise InvalidInput(f"Artifact {row.id} is a {row.kind}, not a {kind.kind}.")
+                rest = {k: v for k, v in fields.items() if k not in ("id", "name")}
+                return 200, store.to_wire(kind, store.update(s, store.attach(s, row, parent), rest))
+
+            def create(conn: Connection) -> tuple[int, Any]:
+                parent = store.read(conn, parent_family, rid or "")
+                return 201, store.to_wire(kind, store.create(conn, kind, fields, parent=parent))
+            return registry.edit(attach) if upsert and fields.get("id") is not None else registry.write(create)
 
         self.add("GET", path, list_children, f"List the {label}s of a parent", bounded=False)
         self.add("POST", path, create_child, f"Create a {label} under a parent")
@@ -245,12 +247,12 @@ class RegistryRoutes:
 
     def _linked(self, ref: str, family: str, kind: Kind) -> Handler:
         def get_linked(rid: str | None, _: QueryParams, __: Any) -> tuple[int, Any]:
-            def run(s: Session) -> dict[str, Any]:
-                service = store.read(s, "inference_service", rid or "")
+            def run(conn: Connection) -> dict[str, Any]:
+                service = store.read(conn, "inference_service", rid or "")
                 target = service.attrs.get(ref)
                 if not target:
                     raise InvalidInput(f"InferenceService {service.id} has no {ref}.")
-                return store.to_wire(kind, store.read(s, family, target))
+                return store.to_wire(kind, store.read(conn, family, target))
             return 200, self.registry.read(run)
         return get_linked
 

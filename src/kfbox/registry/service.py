@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from starlette.applications import Starlette
 
 from kfbox.apis import REGISTRY, REGISTRY_V1
 from kfbox.db import Database
@@ -27,50 +28,51 @@ from kfbox.names import normalize_name
 from kfbox.registry import kinds, store
 from kfbox.registry.paging import Paginator
 from kfbox.registry.tables import Resource
+from kfbox.server.auth import TokenAuth
+from kfbox.server.direct_routes import DirectRoutes
 from kfbox.server.platform import Platform
+from kfbox.server.shortcut import Shortcut
 
 T = TypeVar("T")
+S = TypeVar("S", Connection, Session)
 _STATUSES = {s.value for s in HTTPStatus}
 DEFAULT_ENVIRONMENT = "kfbox"
 _RETRIES = 5
 
 
 class Registry:
-    """Transactions with retry, plus the calls the serving subsystem makes."""
+    """Transactions with retry, plus the calls the serving subsystem makes.
+
+    :meth:`read` and :meth:`write` give a Core connection (the store's reads and inserts: a
+    registration), :meth:`edit` an ORM session (a change to a loaded row: PATCH, deployments).
+    """
 
     def __init__(self, db: Database, paginator: Paginator | None = None) -> None:
         self.db = db
         self.paginator = paginator or Paginator()
 
-    def read(self, fn: Callable[[Session], T]) -> T:
-        with self.db.read() as session:
-            return fn(session)
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        with self.db.read_core() as conn:
+            return fn(conn)
 
-    def write(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in a write transaction, retrying deadlocks/serialization failures."""
-        for attempt in range(_RETRIES):
-            try:
-                with self.db.write() as session:
-                    return fn(session)
-            except DBAPIError as exc:
-                if not _retryable(exc) or attempt == _RETRIES - 1:
-                    if isinstance(exc, OperationalError):
-                        raise Unavailable(f"The registry database is busy or unreachable: {exc.orig}. "
-                                          "Retry the request.") from exc
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-        raise AssertionError("unreachable")
+    def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in a write transaction on a Core connection, retrying deadlocks/serialization failures."""
+        return _retrying(self.db.write_core, fn)
+
+    def edit(self, fn: Callable[[Session], T]) -> T:
+        """As :meth:`write`, with an ORM session: for changes to rows it loads (:func:`store.update`)."""
+        return _retrying(self.db.write, fn)
 
     def resolve_artifact_uri(self, model_name: str, version_name: str | None = None) -> str:
         """The model artifact URI of ``model_name``/``version_name`` (None = latest LIVE version).
 
         This is what ``model-registry://MODEL[/VERSION]`` means; raises NotFound with the next step.
         """
-        def resolve(session: Session) -> str:
-            version = self._version(session, model_name, version_name)
-            artifact = session.scalars(
-                select(Resource).where(Resource.family == "artifact", Resource.kind == "model-artifact",
-                                       Resource.scope == version.id).order_by(Resource.id.desc()).limit(1)).first()
+        def resolve(conn: Connection) -> str:
+            version = self._version(conn, model_name, version_name)
+            artifact = conn.execute(store.select_records().where(
+                Resource.family == "artifact", Resource.kind == "model-artifact", Resource.scope == version.id,
+            ).order_by(Resource.id.desc()).limit(1)).first()
             uri = artifact.attrs.get("uri") if artifact is not None else None
             if not uri:
                 raise NotFound(f"Version {version.name!r} of model {model_name!r} has no model artifact with a URI. "
@@ -85,8 +87,9 @@ class Registry:
         Returns ``{"inferenceService": {...}, "serveModel": {...}}`` in API (wire) form.
         """
         def record(session: Session) -> dict[str, Any]:
-            version = self._version(session, model_name, version_name)
-            env = _get_or_create(session, kinds.SERVING_ENVIRONMENT, "serving_environment", environment, None)
+            conn = session.connection()
+            version = self._version(conn, model_name, version_name)
+            env = _get_or_create(conn, kinds.SERVING_ENVIRONMENT, "serving_environment", environment, None)
             fields: dict[str, Any] = {"name": name, "registeredModelId": str(version.parent_id),
                                       "modelVersionId": str(version.id), "desiredState": "DEPLOYED"}
             if runtime:
@@ -95,18 +98,18 @@ class Registry:
                 Resource.family == "inference_service", Resource.scope == env.id, Resource.name == name)).first()
             service: store.Record
             if existing is None:
-                service = store.create(session, kinds.INFERENCE_SERVICE, fields, parent=env)
+                service = store.create(conn, kinds.INFERENCE_SERVICE, fields, parent=env)
             else:
                 fields.pop("name")
                 fields.pop("registeredModelId")
                 store.update(session, existing, fields)
                 existing.attrs = {**existing.attrs, "registeredModelId": str(version.parent_id)}
                 service = existing
-            serve = store.create(session, kinds.SERVE_MODEL, {"modelVersionId": str(version.id),
+            serve = store.create(conn, kinds.SERVE_MODEL, {"modelVersionId": str(version.id),
                                                               "lastKnownState": "RUNNING"}, parent=service)
             return {"inferenceService": store.to_wire(kinds.INFERENCE_SERVICE, service),
                     "serveModel": store.to_wire(kinds.SERVE_MODEL, serve)}
-        return self.write(record)
+        return self.edit(record)
 
     def set_deployment_state(self, inference_service_id: str, desired_state: str,
                              serve_state: str | None = None) -> dict[str, Any]:
@@ -124,32 +127,48 @@ class Registry:
                 if serve is not None:
                     store.update(session, serve, {"lastKnownState": serve_state})
             return store.to_wire(kinds.INFERENCE_SERVICE, service)
-        return self.write(change)
+        return self.edit(change)
 
-    def _version(self, session: Session, model_name: str, version_name: str | None) -> Resource:
+    def _version(self, conn: Connection, model_name: str, version_name: str | None) -> store.Record:
         model_name, version_name = normalize_name(model_name), normalize_name(version_name)
-        model = session.scalars(select(Resource).where(Resource.family == "registered_model", Resource.scope == 0,
-                                                       Resource.name == model_name)).first()
+        model = conn.execute(store.select_records().where(Resource.family == "registered_model", Resource.scope == 0,
+                                                          Resource.name == model_name)).first()
         if model is None:
             raise NotFound(f"Model {model_name!r} not found. List models with: kfbox models list")
-        stmt = select(Resource).where(Resource.family == "model_version", Resource.scope == model.id)
+        stmt = store.select_records().where(Resource.family == "model_version", Resource.scope == model.id)
         if version_name is None:
             stmt = stmt.where(Resource.state == "LIVE").order_by(Resource.created_ms.desc(), Resource.id.desc())
         else:
             stmt = stmt.where(Resource.name == version_name)
-        version = session.scalars(stmt.limit(1)).first()
+        version = conn.execute(stmt.limit(1)).first()
         if version is None:
             what = f"no version {version_name!r}" if version_name else "no LIVE version"
             raise NotFound(f"Model {model_name!r} has {what}. List versions with: kfbox models show {model_name}")
-        return version
+        return cast(store.Record, version)
 
 
-def _get_or_create(session: Session, kind: kinds.Kind, family: str, name: str,
+def _get_or_create(conn: Connection, kind: kinds.Kind, family: str, name: str,
                    parent: store.Record | None) -> store.Record:
     name = normalize_name(name)
-    row = session.scalars(select(Resource).where(Resource.family == family, Resource.name == name,
-                                                 Resource.scope == (parent.id if parent else 0))).first()
-    return row if row is not None else store.create(session, kind, {"name": name}, parent=parent)
+    row = conn.execute(store.select_records().where(Resource.family == family, Resource.name == name,
+                                                    Resource.scope == (parent.id if parent else 0))).first()
+    return cast(store.Record, row) if row is not None else store.create(conn, kind, {"name": name}, parent=parent)
+
+
+def _retrying(transaction: Callable[[], AbstractContextManager[S]], fn: Callable[[S], T]) -> T:
+    """``fn`` in ``transaction()``, again after a deadlock or serialization failure (PostgreSQL, MySQL)."""
+    for attempt in range(_RETRIES):
+        try:
+            with transaction() as handle:
+                return fn(handle)
+        except DBAPIError as exc:
+            if not _retryable(exc) or attempt == _RETRIES - 1:
+                if isinstance(exc, OperationalError):
+                    raise Unavailable(f"The registry database is busy or unreachable: {exc.orig}. "
+                                      "Retry the request.") from exc
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _retryable(exc: DBAPIError) -> bool:
@@ -169,11 +188,15 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"code": code.phrase if code is not None else str(status), "message": message}
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     from kfbox.registry.router import RegistryRoutes
 
     registry = Registry(platform.db)
     platform.services.registry = registry
     platform.error_renderers.append(("/api/model_registry/", error_body))
-    for prefix, legacy in PREFIXES:  # each prefix serves upstream's document at <prefix>/openapi.json
-        app.router.routes.extend(RegistryRoutes(registry, prefix, legacy).routes)
+    # each prefix serves upstream's document at <prefix>/openapi.json
+    routes = [route for prefix, legacy in PREFIXES for route in RegistryRoutes(registry, prefix, legacy).routes]
+    app.router.routes.extend(routes)
+    # the server's protocol answers them below FastAPI's stack, through the same checks (kfbox.server.shortcut)
+    direct = DirectRoutes(app, routes)
+    platform.shortcuts.append(Shortcut(claims=direct.claims, app=TokenAuth(direct, platform)))

@@ -1,14 +1,16 @@
-"""Registry storage: pure functions over a SQLAlchemy session.
+"""Registry storage: pure functions over a SQLAlchemy Core connection (reads and inserts) or an ORM
+session (changes to a loaded row: :func:`get`, :func:`update`, :func:`attach`).
 
-The routers and :class:`kfbox.registry.service.Registry` call these inside
-``db.read()`` / ``db.write()``; uniqueness is left to the database's constraints, and a
-violation becomes :class:`~kfbox.errors.Conflict` (409) -- so two racing registrations
-of one version name give one 201 and one 409, never a 500.
+The routers and :class:`kfbox.registry.service.Registry` call these inside its transactions; a
+registration is Core only, with no session: the session's unit of work, identity map and
+transaction objects cost about as much CPU as the statements themselves. Uniqueness is left
+to the database's constraints, and a violation becomes :class:`~kfbox.errors.Conflict` (409)
+-- so two racing registrations of one version name give one 201 and one 409, never a 500.
 
 Example::
 
-    with db.write() as session:
-        model = create(session, REGISTERED_MODEL, {"name": "iris"})
+    with db.write_core() as conn:
+        model = create(conn, REGISTERED_MODEL, {"name": "iris"})
     to_wire(REGISTERED_MODEL, model)["id"]  # "1"
 """
 
@@ -19,7 +21,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, Row, Table, bindparam, insert, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -133,6 +135,11 @@ def describe(kind: Kind, row: Any) -> str:
     return f"{label} ({row.name!r})" if row.name is not None else label
 
 
+def select_records() -> Select[Any]:
+    """A Core select of whole rows (each a :class:`Record`), to narrow with ``.where()``."""
+    return select(*_COLUMNS)
+
+
 def get(session: Session, family: str, resource_id: int | str, kinds: Sequence[str] | None = None) -> Resource:
     """The entity with this id in ``family`` (and of one of ``kinds``), else NotFound; an ORM object, to change."""
     rid = parse_id(resource_id)
@@ -142,10 +149,10 @@ def get(session: Session, family: str, resource_id: int | str, kinds: Sequence[s
     return row
 
 
-def read(session: Session, family: str, resource_id: int | str, kinds: Sequence[str] | None = None) -> Record:
+def read(conn: Connection, family: str, resource_id: int | str, kinds: Sequence[str] | None = None) -> Record:
     """As :func:`get`, read only: one Core select, no ORM object (what reads and parent lookups need)."""
     rid = parse_id(resource_id)
-    row = session.connection().execute(_BY_ID, {"rid": rid}).first()
+    row = conn.execute(_BY_ID, {"rid": rid}).first()
     if row is None or row.family != family or (kinds is not None and row.kind not in kinds):
         raise _not_found(family, rid, kinds)
     return cast(Record, row)  # a Row has the Record's attributes
@@ -163,12 +170,12 @@ def parse_id(raw: int | str, field: str = "id") -> int:
     return int(text)
 
 
-def find(session: Session, family: str, *, name: str | None = None, external_id: str | None = None,
-         parent: str | None = None, kinds: Sequence[str] | None = None) -> Resource:
+def find(conn: Connection, family: str, *, name: str | None = None, external_id: str | None = None,
+         parent: str | None = None, kinds: Sequence[str] | None = None) -> Record:
     """``find_*`` lookup by name (+ parent id) or externalId; NotFound when absent."""
     if name is None and external_id is None:
         raise InvalidInput(f"Finding a {FAMILY_NAMES[family]} needs 'name' or 'externalId' as a query parameter.")
-    stmt = select(Resource).where(Resource.family == family)
+    stmt = select_records().where(Resource.family == family)
     if kinds is not None:
         stmt = stmt.where(Resource.kind.in_(kinds))
     if name is not None:
@@ -177,21 +184,21 @@ def find(session: Session, family: str, *, name: str | None = None, external_id:
         stmt = stmt.where(Resource.external_id == external_id)
     if parent is not None:
         stmt = stmt.where(Resource.scope == parse_id(parent, "parentResourceId"))
-    rows = session.scalars(stmt.order_by(Resource.id).limit(2)).all()
+    rows = conn.execute(stmt.order_by(Resource.id).limit(2)).all()
     if not rows:
         bits = [f"name {name!r}" if name is not None else "", f"externalId {external_id!r}" if external_id else "",
                 f"under parent {parent}" if parent is not None else ""]
         raise NotFound(f"No {FAMILY_NAMES[family]} with " + " ".join(b for b in bits if b) + ".")
     if len(rows) > 1:
         raise InvalidInput(f"More than one {FAMILY_NAMES[family]} is named {name!r}; pass parentResourceId too.")
-    return rows[0]
+    return cast(Record, rows[0])
 
 
-def list_page(session: Session, family: str, page: Page, paginator: Paginator, *,
+def list_page(conn: Connection, family: str, page: Page, paginator: Paginator, *,
               where: Sequence[ColumnElement[bool] | None] = (), kinds: Sequence[str] | None = None,
               parent: int | None = None) -> dict[str, Any]:
     """One page of ``family`` in the list shape the client expects."""
-    stmt = select(*_COLUMNS).where(Resource.family == family)
+    stmt = select_records().where(Resource.family == family)
     if kinds is not None:
         stmt = stmt.where(Resource.kind.in_(kinds))
     if parent is not None:
@@ -199,7 +206,7 @@ def list_page(session: Session, family: str, page: Page, paginator: Paginator, *
     for clause in where:
         if clause is not None:
             stmt = stmt.where(clause)
-    rows = session.execute(paginator.apply(stmt, page)).all()
+    rows = conn.execute(paginator.apply(stmt, page)).all()
     more = len(rows) > page.size
     rows = rows[:page.size]
     items = [to_wire(BY_KIND[row.kind], row) for row in rows]
@@ -207,19 +214,19 @@ def list_page(session: Session, family: str, page: Page, paginator: Paginator, *
     return {"items": items, "nextPageToken": token, "pageSize": page.size, "size": len(items)}
 
 
-def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Record | None = None) -> Created:
+def create(conn: Connection, kind: Kind, fields: dict[str, Any], *, parent: Record | None = None) -> Created:
     """Insert one entity (one Core INSERT); the parent comes from ``parent`` or the kind's parent field."""
     fields = dict(fields)
     for wire in ("id", "createTimeSinceEpoch", "lastUpdateTimeSinceEpoch"):
         fields.pop(wire, None)
     if kind.parent_field and fields.get(kind.parent_field) is not None:
-        given = read(session, kind.parent_family or "", fields.pop(kind.parent_field))
+        given = read(conn, kind.parent_family or "", fields.pop(kind.parent_field))
         if parent is not None and given.id != parent.id:
             raise InvalidInput(f"{kind.parent_field} {given.id} does not match the parent {parent.id} in the path.")
         parent = given
     fields.pop(kind.parent_field or "", None)
     if kind.is_artifact and parent is None and fields.get("experimentRunId"):
-        parent = read(session, "experiment_run", fields["experimentRunId"])
+        parent = read(conn, "experiment_run", fields["experimentRunId"])
     if parent is None and kind.parent_family and kind.parent_field:
         raise InvalidInput(f"A {kind.name} needs {kind.parent_field}.")
     if kind.is_artifact and parent is not None and parent.family == "experiment_run":
@@ -230,7 +237,7 @@ def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Reco
     if fields.get("name") is None and kind.kind in GENERATED_NAMES:
         fields["name"] = str(uuid.uuid4())   # upstream names these itself when the client does not
     _check_name_length(kind, fields.get("name"), parent)
-    _check_refs(session, kind, fields)
+    _check_refs(conn, kind, fields)
     stamp = now_ms()
     values: dict[str, Any] = {
         "family": kind.family, "kind": kind.kind, "scope": parent.id if parent else 0,
@@ -239,7 +246,7 @@ def create(session: Session, kind: Kind, fields: dict[str, Any], *, parent: Reco
         "created_ms": stamp, "updated_ms": stamp, "attrs": _attrs(kind, fields, {}),
         "custom": _custom_from_wire(fields.get("customProperties"))}
     try:
-        result = session.connection().execute(_INSERT, values)
+        result = conn.execute(_INSERT, values)
     except IntegrityError as exc:
         raise _conflict(kind, exc, values["name"], values["external_id"], values["scope"]) from exc
     return Created(id=int(cast(Row[Any], result.inserted_primary_key)[0]), **values)
@@ -251,7 +258,7 @@ def update(session: Session, row: Resource, fields: dict[str, Any]) -> Resource:
     if fields.get("artifactType") not in (None, kind.kind):
         raise InvalidInput(f"artifactType {fields['artifactType']!r} does not match {describe(kind, row)}, "
                            f"which is a {kind.kind}; the type of an artifact cannot change.")
-    _check_refs(session, kind, fields)
+    _check_refs(session.connection(), kind, fields)
     if "externalId" in fields:
         row.external_id = fields["externalId"]
     if "customProperties" in fields:
@@ -315,10 +322,10 @@ def _check_name_length(kind: Kind, name: str | None, parent: Record | None) -> N
                            f"stores '<parentId>:<name>' in {NAME_MAX} characters, as upstream). Use a shorter name.")
 
 
-def _check_refs(session: Session, kind: Kind, fields: dict[str, Any]) -> None:
+def _check_refs(conn: Connection, kind: Kind, fields: dict[str, Any]) -> None:
     for wire, family in kind.refs:
         if fields.get(wire) is not None:
-            read(session, family, fields[wire])
+            read(conn, family, fields[wire])
 
 
 def _flush(session: Session, kind: Kind, row: Resource) -> None:

@@ -1,4 +1,4 @@
-"""The app factory: one FastAPI app, every subsystem mounted by its ``install`` hook.
+"""The app factory: one app (:class:`~kfbox.server.application.App`), every subsystem mounted by its ``install`` hook.
 
 Example::
 
@@ -8,13 +8,14 @@ Example::
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp
 
 from kfbox import __version__
@@ -22,6 +23,7 @@ from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import KfboxError
 from kfbox.server import session
+from kfbox.server.application import App
 from kfbox.server.auth import TokenAuth
 from kfbox.server.exposition import Exposition, ScrapeRoute
 from kfbox.server.guard import RequestGuard
@@ -29,6 +31,9 @@ from kfbox.server.middleware import BodyLimit, HttpMetrics, RequestMetrics
 from kfbox.server.platform import Platform
 from kfbox.server.shortcut import ShortLane
 from kfbox.storage.space import insufficient_storage
+
+if TYPE_CHECKING:
+    from fastapi.exceptions import RequestValidationError
 
 SUBSYSTEMS = [
     "kfbox.registry.service",
@@ -41,11 +46,11 @@ SUBSYSTEMS = [
 ]
 
 
-def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+def create_app(settings: Settings, platform: Platform | None = None) -> App:
     platform = platform or Platform(settings=settings, db=Database(settings.db_url))
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_: App) -> AsyncIterator[None]:
         for hook in platform.on_startup:
             hook()
         try:
@@ -54,17 +59,31 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
             for hook in reversed(platform.on_shutdown):
                 hook()
 
-    app = FastAPI(title="kfbox", version=__version__, lifespan=lifespan,
-                  description="Kubeflow's own APIs, embedded: KFP, Model Registry and KServe on one machine.")
-    app.state.platform = platform
-    _install_error_handlers(app, platform)
+    def reply(request: Request, status: int, message: str) -> JSONResponse:
+        return JSONResponse(platform.render_error(request.url.path, status, message), status_code=status)
 
-    # response_model=None: no pydantic field for the reply, so a start with no eager route that has one
-    # never imports pydantic.v1 (FastAPI's check of every field's type imports it: ~15 ms)
-    @app.get("/healthz", tags=["platform"], response_model=None)
+    async def invalid(request: Request, exc: Exception) -> Response:  # FastAPI's RequestValidationError
+        return reply(request, 400, describe_validation_error(exc))  # type: ignore[arg-type]
+
+    app = App(title="kfbox", version=__version__, lifespan=lifespan, on_invalid_request=invalid,
+              description="Kubeflow's own APIs, embedded: KFP, Model Registry and KServe on one machine.")
+    app.state.platform = platform
+    _install_error_handlers(app, platform, reply)
+
     def healthz() -> dict[str, str]:
         platform.db.ping()
         return {"status": "ok", "version": __version__}
+
+    def healthz_route(_: Request) -> Response:  # sync: Starlette runs it in a thread, as FastAPI did
+        return JSONResponse(healthz())
+
+    def healthz_doc() -> BaseRoute:  # the same endpoint as FastAPI declares it, for /openapi.json
+        from fastapi.routing import APIRoute
+
+        return APIRoute("/healthz", healthz, methods=["GET"], tags=["platform"], response_model=None)
+
+    app.add_route("/healthz", healthz_route, methods=["GET"])
+    app.documented.append(healthz_doc)
 
     # middleware added first runs innermost: auth sees the path after host routing rewrote it,
     # i.e. the route that is served; the guard runs before anything reads the request, inside
@@ -94,31 +113,28 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
     return app
 
 
-def _install_error_handlers(app: FastAPI, platform: Platform) -> None:
-    def reply(request: Request, status: int, message: str) -> JSONResponse:
-        return JSONResponse(platform.render_error(request.url.path, status, message), status_code=status)
-
-    @app.exception_handler(KfboxError)
-    async def kfbox_error(request: Request, exc: KfboxError) -> JSONResponse:
+def _install_error_handlers(app: App, platform: Platform, reply: Callable[[Request, int, str], JSONResponse]) -> None:
+    async def kfbox_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, KfboxError)
         return reply(request, exc.status_code, exc.message)
 
-    @app.exception_handler(OSError)
-    async def os_error(request: Request, exc: OSError) -> JSONResponse:
+    async def os_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OSError)
         full = insufficient_storage(exc, str(platform.settings.home))  # anything else stays a 500
         if full is None:
             raise exc
         return reply(request, full.status_code, full.message)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return reply(request, 400, describe_validation_error(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404 and message == "Not Found":
             message = f"No API at {request.method} {request.url.path}. The API is described at /openapi.json."
         return reply(request, exc.status_code, message)
+
+    app.add_exception_handler(KfboxError, kfbox_error)
+    app.add_exception_handler(OSError, os_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 def describe_validation_error(exc: RequestValidationError) -> str:

@@ -6,6 +6,12 @@ stands in the app's route list where the block belongs; the first request that r
 the first ``/openapi.json``) builds the block and puts the real routes in its place, so matching
 order, 405s, 404s and the OpenAPI document are what eager routes would give.
 
+The root app is Starlette (:class:`kfbox.server.application.App`, so a start imports no FastAPI). A
+built block tells the app (``routes_built``), which then wraps its routing in the exit stack FastAPI's
+own app opens for its routes (``AsyncExitStackMiddleware``: it closes uploaded files) and registers its
+handler for FastAPI's validation errors; a request routed through the block itself (the one that built
+it) gets its own exit stack here.
+
 A block whose routes all sit under known path prefixes (an API mounted at ``/apis/v2beta1``)
 declares them: a request for any other path then passes the block without building it, so a
 request to a later API or a 404 does not pay for this one.
@@ -18,12 +24,13 @@ Example::
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
 from starlette._utils import get_route_path
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
@@ -31,7 +38,7 @@ _ROUTE = "kfbox.lazy_route"
 
 
 class LazyRoutes(BaseRoute):
-    def __init__(self, app: FastAPI, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: Starlette, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self._build = build
         self._prefixes = prefixes
@@ -50,6 +57,9 @@ class LazyRoutes(BaseRoute):
                         at = table.index(self)  # sees the real routes after this one, harmlessly
                         table[at:at + 1] = routes
                     self._routes = routes
+                    built = getattr(self.app, "routes_built", None)
+                    if built is not None:
+                        built()
         return self._routes
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
@@ -65,7 +75,13 @@ class LazyRoutes(BaseRoute):
         return partial
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await scope[_ROUTE].handle(scope, receive, send)
+        route = scope[_ROUTE]
+        if "fastapi" in sys.modules:  # routed before the app opened FastAPI's exit stack (routes_built): open one
+            from fastapi.middleware.asyncexitstack import AsyncExitStackMiddleware
+
+            await AsyncExitStackMiddleware(route.handle)(scope, receive, send)
+        else:
+            await route.handle(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
         for route in self.routes:
@@ -76,18 +92,19 @@ class LazyRoutes(BaseRoute):
         raise NoMatchFound(name, path_params)
 
 
-def install_lazy(app: FastAPI, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> LazyRoutes:
+def install_lazy(app: Starlette, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> LazyRoutes:
     """Append a lazily built block of routes to ``app``; ``/openapi.json`` builds it first.
 
     ``prefixes``: when given, every route the block builds must match only paths starting with one of them.
     """
     block = LazyRoutes(app, build, prefixes)
     app.router.routes.append(block)
-    eager_openapi = app.openapi
+    eager_openapi = getattr(app, "openapi", None)
+    if eager_openapi is not None and not hasattr(app, "routes_built"):  # a FastAPI app (App builds its blocks)
 
-    def openapi() -> dict[str, Any]:
-        block.routes  # noqa: B018 - built, so the document lists its routes
-        return eager_openapi()
+        def openapi() -> dict[str, Any]:
+            block.routes  # noqa: B018 - built, so the document lists its routes
+            return eager_openapi()  # type: ignore[no-any-return]
 
-    app.openapi = openapi  # type: ignore[method-assign]
+        setattr(app, "openapi", openapi)  # noqa: B010 - Starlette declares no openapi
     return block

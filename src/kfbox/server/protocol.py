@@ -19,8 +19,8 @@ gateway 10 us of CPU per request; the timestamps cost about 2.
 A request a :class:`~kfbox.server.shortcut.ShortLane` claims (the gateway's) runs its short
 middleware chain instead of the whole app, in uvicorn's own request cycle (keep-alive, pipelining,
 HEAD, chunked replies, flow control and the 500 on a crash are uvicorn's), and its reply's head
-and the body sent right after it leave in one write: uvicorn writes them separately, two
-syscalls and, for the client, two wake-ups on every small reply.
+and the body sent right after it leave in one write (:class:`~kfbox.server.coalesce.OneWrite`):
+uvicorn writes them separately, two syscalls and, for the client, two wake-ups on every small reply.
 
 Example::
 
@@ -33,9 +33,8 @@ import asyncio
 import math
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
 from kfbox.config import Settings
+from kfbox.server.coalesce import OneWrite
 from kfbox.server.shortcut import ShortLane
 
 try:
@@ -156,59 +155,3 @@ def guarded_protocol(settings: Settings, lane: ShortLane | None = None) -> Any:
             self.transport.close()
 
     return GuardedHttpToolsProtocol
-
-
-class OneWrite:
-    """Runs a chain in uvicorn's request cycle; the reply's head and the body sent right after it are one write.
-
-    It stands in for the cycle's transport between the two sends: uvicorn's own ``send`` still
-    validates and encodes everything. A head the app sends and then waits on (a stream's first
-    token) leaves on the next turn of the loop, on its own.
-    """
-
-    __slots__ = ("chain", "cycle", "parts", "transport")
-
-    def __init__(self, chain: ASGIApp, cycle: Any) -> None:
-        self.chain = chain
-        self.cycle = cycle
-        self.transport: asyncio.Transport = cycle.transport
-        self.parts: list[bytes] = []
-
-    async def run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.chain(scope, receive, self.send)
-
-    async def send(self, message: Message) -> None:
-        cycle = self.cycle
-        if message["type"] == "http.response.start" and not cycle.response_started:
-            cycle.transport = self
-            try:
-                await cycle.send(message)
-            except BaseException:
-                self.parts.clear()
-                cycle.transport = self.transport
-                raise
-            asyncio.get_running_loop().call_soon(self.flush)
-            return
-        try:
-            await cycle.send(message)
-        finally:
-            self.flush()
-
-    def flush(self) -> None:
-        self.cycle.transport = self.transport
-        if self.parts:
-            data = b"".join(self.parts)
-            self.parts.clear()
-            if not self.transport.is_closing():  # the client left in between: uvicorn writes nothing either
-                self.transport.write(data)
-
-    # what RequestResponseCycle uses of its transport
-    def write(self, data: bytes) -> None:
-        self.parts.append(data)
-
-    def is_closing(self) -> bool:
-        return self.transport.is_closing()
-
-    def close(self) -> None:
-        self.flush()
-        self.transport.close()

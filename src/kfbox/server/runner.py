@@ -45,6 +45,12 @@ def serve(settings: Settings) -> None:
     db.upgrade()
     platform = Platform(settings=settings, db=db)
     platform.on_startup.append(lambda: _write_record(platform))
+    # shutdown hooks run last-added first: every subsystem's stop, then the database closes, then the record
+    # goes (so `kfbox down` returns once the database is closed). Closed in a hook, not after run(): uvicorn
+    # re-raises the SIGTERM it caught once the app has stopped, so nothing after run() ran, and SQLite's
+    # last connection never checkpointed the WAL: kfbox.db alone held none of the data, and every start
+    # replayed the whole WAL
+    platform.on_shutdown.insert(0, db.dispose)
     platform.on_shutdown.insert(0, lambda: _remove_record(settings.home))
     app = create_app(settings, platform)
     platform.on_startup.append(_settle_memory)
@@ -56,7 +62,7 @@ def serve(settings: Settings) -> None:
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        db.dispose()
+        db.dispose()  # a start that failed before the shutdown hooks
 
 
 def _settle_memory() -> None:

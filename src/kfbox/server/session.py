@@ -23,8 +23,9 @@ import time
 from html import escape
 from urllib.parse import parse_qs, urlsplit
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute
 
 from kfbox.server.lazy_routes import install_lazy
@@ -96,11 +97,13 @@ def local_path(target: str | None) -> str:
     return target if not parts.scheme and not parts.netloc else "/"
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     """``GET/POST /login`` and ``POST /logout``; the dashboard may replace the GET page."""
     sessions = Sessions.of(platform)
 
     def routes() -> list[BaseRoute]:  # built by the first request for /login or /logout
+        from fastapi import APIRouter
+
         router = APIRouter(tags=["platform"], include_in_schema=False)
 
         @router.get("/login", response_class=HTMLResponse)

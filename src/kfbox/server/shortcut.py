@@ -40,7 +40,8 @@ class ShortLane:
         self.routes = tuple((shortcut.claims, outer(shortcut.app)) for shortcut in shortcuts)
 
     def claim(self, scope: Scope) -> ASGIApp | None:
-        """The chain that answers this request, or None: the full app does."""
+        """The chain that answers this request, or None: the full app does. Shortcuts are tried in order:
+        one whose middleware sits further out in the full stack (host routing) must come first."""
         for claims, app in self.routes:
             if claims(scope):
                 return app

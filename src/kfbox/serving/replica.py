@@ -150,6 +150,8 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
     from kserve import ModelServer
     from kserve.logging import configure_logging
 
+    from kfbox.server.coalesce import coalescing_protocol
+
     configure_logging(log_config())  # before ModelServer, which configures only an unconfigured logger
 
     if grpc_port:
@@ -161,6 +163,8 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
         async def _serve(self) -> None:
             if self._rest_server is not None:
                 self._rest_server.config.host = LOOPBACK
+                # the same bytes, each reply's head and body in one write (kfbox.server.coalesce)
+                self._rest_server.config.http = coalescing_protocol()
             await super()._serve()
 
     return LoopbackModelServer(http_port=port, grpc_port=grpc_port or 8081, enable_grpc=bool(grpc_port),

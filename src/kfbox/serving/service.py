@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
@@ -28,7 +29,7 @@ from kfbox.serving.manager import ServingManager
 from kfbox.serving.resources import InferenceServices
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     manager = ServingManager(platform)
     platform.services.serving = manager
     for prefix in (PREFIX + "/", "/v1/models/", "/v2/"):  # gateway paths, by path and by Host header
@@ -63,7 +64,9 @@ def install(app: FastAPI, platform: Platform) -> None:
     # the same three, for the server's protocol to run without the rest of the stack (kfbox.server.shortcut)
     routing = HostRouting(TokenAuth(Gateway(_not_a_gateway_request, manager), platform),
                           platform.settings.ingress_domain)
-    platform.shortcuts.append(Shortcut(claims=routing.claims, app=routing))
+    # first: host routing is the outermost of these in the full stack, so a model's Host is the gateway's
+    # whatever its path (/api/model_registry/... included), before any other feature's shortcut
+    platform.shortcuts.insert(0, Shortcut(claims=routing.claims, app=routing))
     platform.on_startup.append(manager.start)
     platform.on_startup.append(resources.start)
     if platform.settings.serving_grpc_port >= 0:  # off by default: grpc (~40 ms) is imported only when on

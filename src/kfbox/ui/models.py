@@ -216,7 +216,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
             if version_id and target.scope != model_row.id:
                 raise InvalidInput(f"Version {version_id} does not belong to model {model_id}.")
             store.update(session, target, {"state": state})
-        registry().write(change)
+        registry().edit(change)
         return pages.redirect(f"/models/{model_id}")
 
     @router.post("/models/{model_id}/versions/{version_id}/deploy")
@@ -224,9 +224,9 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     async def deploy(request: Request, model_id: str, version_id: str) -> Response:
         form = await csrf.checked_form(request)
 
-        def names(session: Any) -> tuple[str, str]:
-            model_row = store.get(session, "registered_model", model_id)
-            version = store.get(session, "model_version", version_id)
+        def names(conn: Any) -> tuple[str, str]:
+            model_row = store.read(conn, "registered_model", model_id)
+            version = store.read(conn, "model_version", version_id)
             return str(model_row.name), str(version.name)
         model_name, version_name = registry().read(names)
         namespace = str(form.get("namespace") or "default")

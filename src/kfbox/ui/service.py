@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.staticfiles import StaticFiles
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
+from starlette.staticfiles import StaticFiles
 
 from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
@@ -25,8 +25,10 @@ PAGE_MODULES = ["kfbox.ui.home", "kfbox.ui.login", "kfbox.ui.kfp_links", "kfbox.
 STATIC = Path(__file__).parent / "static"
 
 
-def install(app: FastAPI, platform: Platform) -> None:
+def install(app: Starlette, platform: Platform) -> None:
     def build() -> list[BaseRoute]:
+        from fastapi import APIRouter
+
         from kfbox.ui.render import Pages
 
         pages = Pages(platform)
