@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -27,10 +28,13 @@ BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
 
 # Warm processes a test area does not exercise are off in its servers: the spare run worker (a kfp
 # import, ~1.5 s of CPU and 80 MiB per server) outside the pipeline tests, the standby kserve replica
-# outside the serving tests. A test elsewhere that submits a run still gets a real worker, started on
-# demand; extra_env overrides either.
+# outside the whole-workflow tests. A test elsewhere that submits a run still gets a real worker, started
+# on demand, and a replica starts cold; extra_env overrides either. The standby (a kserve import, ~2.5 s
+# of CPU) starts after each replica launch and every server's last one is never used: off in the serving
+# and examples tests, the suite's replica CPU (standby + named) went 211 -> 182 s. Its handoff is tested
+# in tests/serving/test_launcher.py, and through a server in tests/e2e.
 SPARE_WORKER_AREAS = ("pipelines", "e2e", "examples")
-STANDBY_REPLICA_AREAS = ("serving", "e2e", "examples")
+STANDBY_REPLICA_AREAS = ("e2e",)
 
 
 def require(module: str, reason: str) -> None:
@@ -130,6 +134,36 @@ class ServerProcess:
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``kfbox *args`` run in this process through the console script's own entry (``kfbox.cli.main.main``:
+    usage errors, error messages, exit codes), stdout and stderr captured apart, stdin empty, with ``env``
+    set for the call: what ``subprocess.run([python, "-m", "kfbox", ...])`` returns, without a fresh interpreter's
+    imports (0.5-1 s of CPU a call). The entry point as a process is tested in tests/cli and
+    tests/test_package.py; a test where the process itself matters (signals, a crash) runs it for real."""
+    from kfbox.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env = {name: os.environ.get(name) for name in env or {}}
+    saved_argv, sys.argv = sys.argv, ["kfbox", *args]
+    saved_stdin, sys.stdin = sys.stdin, io.StringIO()  # as stdin=DEVNULL: no terminal, nothing to read
+    os.environ.update(env or {})
+    code: int | str | None = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv, sys.stdin = saved_argv, saved_stdin
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["kfbox", *args], returncode, out.getvalue(), err.getvalue())
 
 
 def create_database(backend: str, name: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 
 from kfbox.cluster.plan import PlanOptions, build_plan
 from kfbox.cluster.state import InstallState
+from tests.support import run_cli
 
 FAKE = """#!{python}
 import json, os, sys
@@ -56,8 +57,8 @@ def tools(tmp_path: Path) -> dict[str, str]:
 
 
 def _kfbox(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kfbox", "cluster", *args], capture_output=True, text=True,
-                          env=env, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    """``kfbox cluster ...`` in this process (no fresh imports); the stand-in tools are real processes."""
+    return run_cli("cluster", *args, env={name: env[name] for name in ("PATH", "FAKE_LOG", "KFBOX_HOME")})
 
 
 def _calls(env: dict[str, str]) -> list[list[str]]:
@@ -115,8 +116,8 @@ def test_context_from_a_kind_install_takes_its_password_context_and_s3_keys(tool
 
     home = Path(tools["KFBOX_HOME"])
     dex.save_password(home / "cluster/kubeflow", "a-better-pass")
-    done = subprocess.run([sys.executable, "-m", "kfbox", "context", "add", "kind", "--from-cluster", "kubeflow"],
-                          capture_output=True, text=True, env=tools, timeout=60, check=False)
+    done = run_cli("context", "add", "kind", "--from-cluster", "kubeflow",
+                   env={name: tools[name] for name in ("PATH", "FAKE_LOG", "KFBOX_HOME")})
     assert done.returncode == 0, done.stderr
     context = ContextStore(home).get("kind")
     assert (context.host, context.password, context.kube_context) == (

@@ -7,22 +7,19 @@ the real run must say each of those plainly, with the command that fixes it.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 from kfbox.cluster.doctor import FAIL, OK, WARN, Host, check_cgroup, check_inotify, check_ports, run_checks
 from kfbox.cluster.release import release
 from kfbox.cluster.runner import NOT_FOUND, RecordingRunner, Result, SubprocessRunner
+from tests.support import run_cli
 
 REL = release("26.03")
 
 
 def _real_doctor() -> tuple[int, dict]:
-    done = subprocess.run([sys.executable, "-m", "kfbox", "cluster", "doctor", "--output", "json"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = run_cli("cluster", "doctor", "--output", "json")
     return done.returncode, json.loads(done.stdout)
 
 
@@ -52,8 +49,7 @@ def test_doctor_on_this_machine_reports_the_missing_docker_engine() -> None:
 
 
 def test_doctor_table_names_the_failure_and_its_fix() -> None:
-    done = subprocess.run([sys.executable, "-m", "kfbox", "cluster", "doctor"], capture_output=True, text=True,
-                          timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+    done = run_cli("cluster", "doctor")
     assert done.returncode == 1
     assert "container engine" in done.stdout and "check(s) failed" in done.stdout
     assert "fs.inotify.max_user_instances=2280" in done.stdout

@@ -6,7 +6,6 @@ engine's ordering, waits, retries, state file, resume and dry-run text.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from kfbox.cluster.state import InstallState
 from kfbox.cluster.steps import Action
 from kfbox.errors import InvalidInput, Unavailable
 from tests.cluster.fakes import COMMIT, FakeCluster, has, options
+from tests.support import run_cli
 
 ORDER = ["manifests", "cluster", "kubeflow-namespace", "cert-manager", "istio", "oauth2-proxy",
          "kubeflow-istio-resources", "multi-tenancy", "dex", "dashboard", "knative", "kserve", "pipelines", "profile",
@@ -199,16 +199,14 @@ def test_dry_run_lists_every_step_its_commands_and_wait_points(tmp_path: Path) -
 
 
 def test_cli_dry_run_prints_the_plan_and_changes_nothing(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "kfbox", "cluster", "up", "--dry-run", "--home", str(tmp_path),
-                           "--password", "a-better-pass", "--components", "kserve"],
-                          capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    done = run_cli("cluster", "up", "--dry-run", "--home", str(tmp_path), "--password", "a-better-pass",
+                   "--components", "kserve")
     assert done.returncode == 0, done.stderr
     assert "# 1. manifests" in done.stdout and "kserve" in done.stdout and "pipelines" not in done.stdout
     assert "a-better-pass" not in done.stdout + done.stderr
     assert "default password" not in done.stderr
     assert not (tmp_path / "cluster").exists()
-    default = subprocess.run([sys.executable, "-m", "kfbox", "cluster", "up", "--dry-run", "--home", str(tmp_path)],
-                             capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    default = run_cli("cluster", "up", "--dry-run", "--home", str(tmp_path))
     assert "default password '12341234'" in " ".join(default.stderr.split())
 
 

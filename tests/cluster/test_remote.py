@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from kfbox.cluster.contexts import Context, ContextStore
 from kfbox.cluster.remote import SESSION_COOKIE, Remote, dex_login, installed_client_prefix
 from kfbox.errors import InvalidInput, NotFound, Unauthorized, Unavailable
 from tests.cluster.dexgateway import PASSWORD, TOKEN, USER, Gateway, running_gateway
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 
 def _context(gateway: Gateway, **kw: object) -> Context:
@@ -126,11 +125,8 @@ def test_contexts_are_saved_private_and_listed_without_secrets(tmp_path: Path) -
 
 
 def test_context_cli_add_use_list(tmp_path: Path, gateway: Gateway) -> None:
-    env = {**os.environ, "KFBOX_HOME": str(tmp_path)}
-
     def kfbox(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kfbox", *args], capture_output=True, text=True, env=env,
-                              timeout=60, check=False)
+        return run_cli(*args, env={"KFBOX_HOME": str(tmp_path)})  # in this process: no fresh imports
 
     added = kfbox("context", "add", "kind", "--host", gateway.url, "--auth", "dex", "--password", PASSWORD,
                   "--check")

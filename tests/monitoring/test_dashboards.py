@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from kfbox.monitoring import grafana
 from kfbox.monitoring.prometheus import rules_text
 from kfbox.monitoring.prometheus_rule import structural_errors
 from tests.monitoring.conftest import Monitored
+from tests.support import run_cli
 
 VARIABLES = {"$__rate_interval": "1m", "$namespace": ".*", "$service": ".*"}
 
@@ -93,8 +93,7 @@ def test_prometheus_rule_for_clusters(tmp_path: Path) -> None:
     requires of these fields; promtool checks the unwrapped groups' PromQL.
     """
     out = tmp_path / "kfbox-alerts.prometheusrule.yaml"
-    done = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", "rules", "--for", "cluster", "-n", "obs",
-                           "-l", "release=prom", "-o", str(out)], capture_output=True, text=True, timeout=60)
+    done = run_cli("monitoring", "rules", "--for", "cluster", "-n", "obs", "-l", "release=prom", "-o", str(out))
     assert done.returncode == 0, done.stderr
     obj = yaml.safe_load(out.read_text())
     assert structural_errors(obj) == []
@@ -112,14 +111,12 @@ def test_prometheus_rule_for_clusters(tmp_path: Path) -> None:
     broken["spec"]["groups"].append({"name": broken["spec"]["groups"][0]["name"], "rules": [{"alert": "x"}]})
     errors = " ".join(structural_errors(broken))
     assert "not a duration" in errors and "unique" in errors and ".expr is required" in errors
-    bad = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", "rules", "--for", "cluster", "-l", "nolabel"],
-                         capture_output=True, text=True, timeout=60)
+    bad = run_cli("monitoring", "rules", "--for", "cluster", "-l", "nolabel")
     assert bad.returncode != 0 and "is not KEY=VALUE" in bad.stderr
 
 
 def test_cli_writes_dashboards_and_rules(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", "dashboards", "-o", str(tmp_path)],
-                          capture_output=True, text=True, timeout=60)
+    done = run_cli("monitoring", "dashboards", "-o", str(tmp_path))
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "kfbox-alerts.yaml", "kfbox-pipelines.json", "kfbox-platform.json", "kfbox-serving.json"]

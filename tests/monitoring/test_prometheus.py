@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import httpx
@@ -12,6 +10,7 @@ from kfp import Client
 from tests.monitoring.conftest import RETENTION, SERVICES, Monitored
 from tests.pipelines import sample_pipelines as samples
 from tests.pipelines.conftest import wait_run
+from tests.support import run_cli
 
 
 def test_prometheus_scrapes_the_server_and_every_replica(monitored: Monitored) -> None:
@@ -58,8 +57,7 @@ def test_alert_rules_are_loaded(monitored: Monitored) -> None:
 
 def test_cli_monitoring_status_down_up(monitored: Monitored) -> None:
     def cli(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "kfbox", "monitoring", *args, "--url", monitored.server.url],
-                              capture_output=True, text=True, timeout=60)
+        done = run_cli("monitoring", *args, "--url", monitored.server.url)
         assert done.returncode == 0, done.stderr
         return done.stdout
 

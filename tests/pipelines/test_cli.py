@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from kfbox.cli import main
 from kfbox.errors import InvalidInput
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 PIPELINE_FILE = '''
 from kfp import dsl
@@ -37,6 +37,11 @@ def other():
 
 
 def kfbox(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in this process (tests.support.run_cli): same entry, output and exit code, no fresh imports."""
+    return run_cli(*args, env={"KFBOX_URL": server.url})
+
+
+def kfbox_process(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
     env["KFBOX_URL"] = server.url
     env["COLUMNS"] = "200"
@@ -78,7 +83,7 @@ def test_bad_input_fails_before_anything_runs(server: ServerProcess, pipeline_fi
         assert message in str(result.exception)
     broken = pipeline_file.parent / "broken.py"
     broken.write_text("from kfp import dsl\ndef oops(:\n")
-    done = kfbox(server, "run", str(broken))  # and once end to end: message on stderr, exit code 1
+    done = kfbox_process(server, "run", str(broken))  # and once end to end: message on stderr, exit code 1
     assert done.returncode == 1
     assert f"Error: Pipeline file '{broken}' has a syntax error at line 2" in " ".join(done.stderr.split())
     assert run_count(server) == before

@@ -25,7 +25,7 @@ from kfbox.config import Settings
 from kfbox.serving.pool import PoolConfig, ReplicaPool
 from kfbox.serving.spec import InferenceServiceSpec
 from kfbox.serving.unpickle import UnsafePickle, load_model_file
-from tests.serving.helpers import ROWS, apply, manifest, ready, status, v1, wait_for, wait_ready
+from tests.serving.helpers import ROWS, apply, delete, manifest, ready, status, v1, wait_for, wait_ready
 from tests.support import ServerProcess
 
 OPT_IN = {"serving.kfbox.io/allow-unsafe-pickle": "true"}
@@ -89,6 +89,7 @@ def test_code_in_a_model_file_does_not_run(server: ServerProcess, home: Path, su
     assert not marker.exists()
     with server.client() as client:
         assert v1(client, name).status_code >= 500
+        delete(client, name)
     assert not marker.exists()
 
 

@@ -18,7 +18,19 @@ import pytest
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput
 from kfbox.storage import UriResolver
-from tests.serving.helpers import API, apply, expected, manifest, ready, status, train_iris, v1, wait_for, wait_ready
+from tests.serving.helpers import (
+    API,
+    apply,
+    delete,
+    expected,
+    manifest,
+    ready,
+    status,
+    train_iris,
+    v1,
+    wait_for,
+    wait_ready,
+)
 from tests.support import ServerProcess
 
 
@@ -114,6 +126,7 @@ def test_link_swapped_in_after_apply_is_refused_at_load(server: ServerProcess, h
         message = wait_for(refused, 60, "the replacement replica to refuse the swapped link")
         assert "symbolic link" in message and "models/swap" in message, message
         assert v1(client, "swap").status_code != 200
+        delete(client, "swap")
 
 
 def test_file_uri_is_pinned_to_its_real_path(tmp_path: Path) -> None:

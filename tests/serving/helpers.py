@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,8 @@ from kubernetes.client import V1ObjectMeta
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
+
+from tests.support import run_cli
 
 API = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
@@ -69,6 +70,13 @@ def apply(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     return reply.json()  # type: ignore[no-any-return]
 
 
+def delete(client: httpx.Client, name: str, namespace: str = "default") -> None:
+    """Delete a service on a server other tests share: a service whose model fails to load is otherwise
+    restarted (back-off up to 30 s, a kserve import each time) for the rest of that server's life."""
+    reply = client.delete(API.format(ns=namespace) + f"/{name}")
+    assert reply.status_code == 200, reply.text
+
+
 def status(client: httpx.Client, name: str, namespace: str = "default") -> dict[str, Any]:
     reply = client.get(API.format(ns=namespace) + f"/{name}")
     assert reply.status_code == 200, reply.text
@@ -96,10 +104,9 @@ def wait_ready(client: httpx.Client, name: str, namespace: str = "default", time
     return wait_for(check, timeout, f"{namespace}/{name} Ready")  # type: ignore[no-any-return]
 
 
-def kfbox(*args: str, url: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI against the test server."""
-    return subprocess.run([sys.executable, "-m", "kfbox", *args, "--url", url], capture_output=True, text=True,
-                          timeout=timeout)
+def kfbox(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI against the test server, in this process (tests.support.run_cli)."""
+    return run_cli(*args, "--url", url)
 
 
 def v1(client: httpx.Client, name: str, rows: list[list[float]] = ROWS, **kwargs: Any) -> httpx.Response:
