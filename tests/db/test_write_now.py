@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from kfbox.db import Database
 from kfbox.db.database import CHECKPOINT_EVERY, NO_WAIT, WouldBlock
@@ -168,3 +169,20 @@ def test_loop_transactions_nest_and_run_from_other_threads(db: Database, tmp_pat
         assert sorted(conn.execute(text("SELECT n FROM t")).scalars().all()) == [1, 2]
     db.dispose()  # closes the kept connection too: the last one to close folds the WAL into the file
     assert not (tmp_path / "kfbox.db-wal").exists()
+
+
+@pytest.mark.usefixtures("on_the_loop")
+def test_a_failed_commit_leaves_the_loop_connection_usable(db: Database) -> None:
+    """A COMMIT that fails (here a deferred foreign key; in the field a full disk) leaves SQLAlchemy's transaction
+    begun but inactive on the kept connection: the next transaction must still begin (it was a 500 for ever)."""
+    with db.write() as session:
+        session.execute(text("CREATE TABLE parent (id INTEGER PRIMARY KEY)"))
+        session.execute(text("CREATE TABLE child (parent INTEGER REFERENCES parent (id)"
+                             " DEFERRABLE INITIALLY DEFERRED)"))
+    with pytest.raises(IntegrityError), db.write_core() as conn:
+        conn.execute(text("INSERT INTO child VALUES (7)"))  # checked only at COMMIT
+    with db.write_core() as conn:
+        conn.execute(text("INSERT INTO t (n) VALUES (8)"))
+    with db.read_core() as conn:
+        assert conn.execute(text("SELECT count(*) FROM child")).scalar_one() == 0
+        assert conn.execute(text("SELECT n FROM t")).scalars().all() == [8]

@@ -270,9 +270,17 @@ def _begun(conn: Connection, write: bool) -> Iterator[None]:
         yield
         if write:
             transaction.commit()
-    finally:
-        if transaction.is_active:
+        else:
             transaction.rollback()
+    except BaseException:
+        # A COMMIT that fails (a full disk, a deferred constraint) leaves SQLAlchemy's transaction begun but
+        # inactive, and SQLite's open: both must end here, or the kept connection can never begin again.
+        if conn.get_transaction() is not None:
+            transaction.rollback()
+        driver = conn.connection.driver_connection
+        if driver is not None and driver.in_transaction:
+            driver.rollback()
+        raise
 
 
 def _normalise_url(url: str) -> str:
