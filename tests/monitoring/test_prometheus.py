@@ -89,7 +89,7 @@ def test_server_reports_cpu_and_memory_of_a_running_pipeline_worker(monitored: M
                                                    enable_caching=False).run_id)
     try:
         rows = monitored.wait_series(f'kfbox_process_resident_memory_bytes{{process="worker",name="{run_id}"}}')
-        assert float(rows[0]["value"][1]) > 10e6  # a Python running the run: tens of MB
+        assert float(rows[0]["value"][1]) > 4e6  # bytes of a live Python (~10 MB; not KiB, not 0)
         cpu = monitored.wait_series(f'kfbox_process_cpu_seconds_total{{process="worker",name="{run_id}"}}')
         assert float(cpu[0]["value"][1]) > 0
     finally:
