@@ -5,18 +5,15 @@ takes between them, instead of as two pieces."""
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from kfbox.server.coalesce import coalescing_protocol
-from tests.server.test_shortcut import HEAD_WAIT, RELEASE, answer, count_replies, exchange, request, without_date
+from tests.server.test_shortcut import HEAD_WAIT, RELEASE, answer, count_replies, exchange, request, serve, without_date
 
 SLOW = 0.5
 """Seconds the app works between a reply's head and its body."""
@@ -32,29 +29,14 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     await answer(scope, receive, send)
 
 
-def serve(http: object) -> Iterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="critical", lifespan="off", http=http)  # type: ignore[arg-type]
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    with contextlib.suppress(OSError):
-        while not server.started:
-            thread.join(0.05)
-    yield sock.getsockname()[1]
-    server.should_exit = True
-    thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def coalescing() -> Iterator[int]:
-    yield from serve(coalescing_protocol())
+    yield from serve(app, coalescing_protocol())
 
 
 @pytest.fixture(scope="module")
 def plain() -> Iterator[int]:
-    yield from serve("httptools")
+    yield from serve(app, "httptools")
 
 
 @pytest.mark.parametrize("raw", [

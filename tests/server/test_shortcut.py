@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kfbox.config import Settings
 from kfbox.server.protocol import guarded_protocol
@@ -64,9 +64,14 @@ def claims(scope: Scope) -> bool:
 def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     settings = Settings.load(home=Path(tmp_path_factory.mktemp("home")))
     lane = ShortLane([Shortcut(claims=claims, app=short_chain)], outer=lambda app: app)
+    yield from serve(answer, guarded_protocol(settings, lane))
+
+
+def serve(app: ASGIApp, http: object) -> Iterator[int]:
+    """A real uvicorn server in a thread with the given protocol; yields its port until the module ends."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(answer, log_level="critical", lifespan="off", http=guarded_protocol(settings, lane))
+    config = uvicorn.Config(app, log_level="critical", lifespan="off", http=http)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
