@@ -29,10 +29,11 @@ ROUTES = (
 )
 
 
-@pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs haproxy: apt-get install haproxy")
 @pytest.mark.parametrize("token", [True, False])
 @pytest.mark.parametrize("routes", [(), ROUTES], ids=["no-route", "routes"])
 def test_haproxy_accepts_the_configuration(tmp_path: Path, token: bool, routes: tuple[Route, ...]) -> None:
+    if shutil.which("haproxy") is None:  # .ci/run installs it; say so rather than pass
+        pytest.fail("haproxy is not installed: sudo apt-get install haproxy")
     config = tmp_path / "haproxy.cfg"
     config.write_text(render(plan(tmp_path, token=token, routes=routes)))
     checked = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
