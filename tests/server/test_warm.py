@@ -90,7 +90,8 @@ def test_a_waiting_child_dies_with_a_killed_server(tmp_path: Path) -> None:
         import sys, time
         from pathlib import Path
         from kfbox.server import warm
-        child = warm.spawn([sys.executable, "-c", "from kfbox.server import warm; warm.die_with_parent(); "
+        child = warm.spawn([sys.executable, "-c", "from kfbox.server.processes import die_with_parent; "
+                            "die_with_parent(); "
                             "import time; time.sleep(60)"], log_path=Path({str(tmp_path / 'c.log')!r}))
         print(child.pid, flush=True)
         time.sleep(60)

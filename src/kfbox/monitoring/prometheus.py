@@ -14,14 +14,10 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import ctypes
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import threading
 import time
 from importlib import resources
@@ -39,7 +35,6 @@ RULE_FILE = "kfbox-alerts.yaml"
 READY_TIMEOUT_SECONDS = 30.0
 SD_REFRESH_SECONDS = 5
 """Shortest refresh of the service-discovery target lists (the scrape interval when it is longer)."""
-PR_SET_PDEATHSIG = 1
 PROMETHEUS_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
 """Prometheus's own duration syntax (``7d``, ``2w``, ``1y6w``): Go's, as :mod:`kfbox.durations` reads, has no days."""
 
@@ -104,7 +99,8 @@ class LocalPrometheus:
             argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
                     f"--storage.tsdb.retention.time={self.settings.prometheus_retention}",
                     f"--web.listen-address=127.0.0.1:{self.port}"]  # no --web.enable-lifecycle: no remote quit
-            self.child = _spawn(argv, self.settings.logs_dir / "prometheus.log")
+            self.child = ChildProcess.spawn(argv, log_path=self.settings.logs_dir / "prometheus.log",
+                                            die_with_parent=True)
             return self.status()
 
     def stop(self) -> dict[str, Any]:
@@ -175,22 +171,3 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _spawn(argv: list[str], log_path: Path) -> ChildProcess:
-    """Like :meth:`ChildProcess.spawn`, plus PR_SET_PDEATHSIG: a SIGKILLed server takes Prometheus with it.
-
-    The death signal follows the spawning *thread*, so callers start Prometheus from the
-    event loop's thread (the startup hook and an ``async`` route), never from a worker thread.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, preexec_fn=_die_with_parent)
-    return ChildProcess(popen=popen, log_path=log_path)
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from kfbox.server import warm
+from kfbox.server.processes import die_with_parent
 
 EXECUTOR = "kfp.dsl.executor_main"
 PRELOAD_MEMORY = ".task-preload.json"
@@ -253,7 +254,7 @@ def _read_exactly(conn: socket.socket, size: int) -> bytes:
 
 def serve(worker: int | None = None, preload: Sequence[str] = ()) -> None:
     """The task server's loop: read a request, import what is asked, fork, repeat until the worker goes."""
-    warm.die_with_parent()
+    die_with_parent()
     channel = warm.inherited_channel()
     if channel is None:
         print("the task server needs its worker's channel (kfbox.server.warm)", file=sys.stderr)
@@ -345,7 +346,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
     code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        warm.die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
+        die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(log, 1)
         os.dup2(log, 2)

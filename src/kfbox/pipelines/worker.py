@@ -28,6 +28,7 @@ from typing import Any
 
 from kfbox.pipelines.events import EventWriter
 from kfbox.server import warm
+from kfbox.server.processes import die_with_parent
 from kfbox.server.warm import Channel
 
 
@@ -105,7 +106,7 @@ def _normal_priority(pid: int) -> None:
 
 def main(argv: list[str]) -> int:
     parent = os.getppid()
-    warm.die_with_parent()  # a worker never outlives the server (issue 8, item 13); the run resumes on restart
+    die_with_parent()  # a worker never outlives the server (issue 8, item 13); the run resumes on restart
     if os.getppid() != parent:
         return 0
     channel = warm.inherited_channel()

@@ -12,10 +12,12 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,12 +30,16 @@ class ChildProcess:
 
     @classmethod
     def spawn(cls, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
-              cwd: Path | None = None, pass_fds: Sequence[int] = ()) -> ChildProcess:
+              cwd: Path | None = None, pass_fds: Sequence[int] = (), die_with_parent: bool = False) -> ChildProcess:
+        """``die_with_parent``: Linux's ``PR_SET_PDEATHSIG``, so a SIGKILLed server takes the child with it (a tool
+        such as Prometheus or HAProxy, which knows nothing of kfbox). The signal follows the spawning *thread*:
+        spawn such a child from the event loop's thread, never from a worker thread."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                      env=dict(env) if env is not None else None, cwd=cwd,
-                                     start_new_session=True, pass_fds=tuple(pass_fds))
+                                     start_new_session=True, pass_fds=tuple(pass_fds),
+                                     preexec_fn=_die_on_sigterm if die_with_parent else None)
         return cls(popen=popen, log_path=log_path)
 
     @property
@@ -64,3 +70,19 @@ class ChildProcess:
 def kill_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies (no orphan after a
+    ``kill -9`` of the server). A no-op elsewhere. Safe in a ``preexec_fn``: it imports nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def _die_on_sigterm() -> None:
+    die_with_parent(signal.SIGTERM)  # a tool's own clean stop (Prometheus flushes, HAProxy stops its workers)

@@ -33,10 +33,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
 import socket
 import struct
-import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -48,7 +46,6 @@ ENV_FD = "KFBOX_WARM_FD"
 """The environment variable naming the inherited channel's file descriptor in a warm child."""
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _LENGTH = struct.Struct("!I")
-PR_SET_PDEATHSIG = 1
 
 
 def supported() -> bool:
@@ -229,17 +226,6 @@ def inherited_channel() -> Channel | None:
         return None
     sock.set_inheritable(False)
     return Channel(sock)
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Linux: have the kernel send ``sig`` to this process when its parent dies (no orphan after a
-    ``kill -9`` of the server). A no-op elsewhere: there :func:`exit_when_parent_closes` does it."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def exit_when_parent_closes(channel: Channel, code: int = 0) -> threading.Thread:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import logging
 import os
@@ -62,7 +61,6 @@ READY_TIMEOUT_SECONDS = 10.0
 DRAIN_TIMEOUT_SECONDS = 30.0
 """The longest a stopping replica waits for HAProxy's old worker (its ``hard-stop-after`` is as long)."""
 SOCKET_PATH_MAX = 100
-PR_SET_PDEATHSIG = 1
 
 
 def preflight(settings: Settings) -> str:
@@ -154,7 +152,7 @@ class HaproxyDataPlane:
         config = self._write(self.plan)
         argv = [binary, "-W", "-S", f"{self.sockets / 'master.sock'},mode,600", "-f", str(config),
                 "-p", str(self.folder / "haproxy.pid")]
-        self.child = _spawn(argv, self.settings.logs_dir / "haproxy.log")
+        self.child = ChildProcess.spawn(argv, log_path=self.settings.logs_dir / "haproxy.log", die_with_parent=True)
         self._wait_listening()
         self._task = asyncio.get_running_loop().create_task(self._run())
         log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, self.child.pid)
@@ -397,18 +395,3 @@ def _free_port(host: str) -> int:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-def _spawn(argv: list[str], log_path: Path) -> ChildProcess:
-    """:meth:`ChildProcess.spawn` plus ``PR_SET_PDEATHSIG``: a SIGKILLed server takes HAProxy's master with it
-    (it keeps the signal across its re-exec on reload), and the workers exit with their master."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        popen = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, preexec_fn=_die_with_parent)
-    return ChildProcess(popen=popen, log_path=log_path)
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -9,7 +9,6 @@ task's folder under the run's folder, which goes with the run (issue 8, item 4).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -25,15 +24,9 @@ from kfbox.pipelines import sandbox
 from kfbox.pipelines.forkserver import TaskForker
 from kfbox.pipelines.orchestrator.values import Artifact, as_text
 from kfbox.pipelines.requirements import Requirements, VenvBuildError, VenvCache, strip_prelude
+from kfbox.server.processes import die_with_parent
 
-PR_SET_PDEATHSIG = 1
 LOCAL_KEY = "kfboxLocalPath"  # an imported artifact's local copy; the task gets it as its uri (kfp's .path)
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> None:
-    """Ask Linux to kill this process when its parent dies (no orphan after ``kill -9`` of the server)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def executor_input(parameters: dict[str, Any], artifacts: dict[str, list[Artifact]], component: dict[str, Any],
