@@ -7,12 +7,12 @@ removes both on a clean stop.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import gc
 import json
 import os
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -78,12 +78,13 @@ def _settle_memory() -> None:
 
 
 def _preload_later() -> None:
-    """Once the server is up, import in a daemon thread what the first request of any API needs and a start
+    """Once the server is up, import on the event loop what the first request of any API needs and a start
     does not (FastAPI and pydantic, ~0.15 s of CPU: kfbox.server.application), so that request does not pay
-    it; ready no longer waits for it. What it built joins the frozen start-up objects (see _settle_memory)."""
-    timer = threading.Timer(PRELOAD_AFTER_SECONDS, _preload)
-    timer.daemon = True
-    timer.start()
+    it; ready no longer waits for it. What it built joins the frozen start-up objects (see _settle_memory).
+
+    On the loop, not in a thread: a request importing FastAPI at the same moment as a thread raced it into
+    a half-initialised ``fastapi.routing`` (a 500, then every later API request failed with it)."""
+    asyncio.get_running_loop().call_later(PRELOAD_AFTER_SECONDS, _preload)
 
 
 def _preload() -> None:
