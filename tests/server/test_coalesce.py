@@ -13,7 +13,16 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from kfbox.server.coalesce import coalescing_protocol
-from tests.server.test_shortcut import HEAD_WAIT, RELEASE, answer, count_replies, exchange, request, serve, without_date
+from tests.server.test_shortcut import (
+    HEAD_WAIT,
+    answer,
+    count_replies,
+    exchange,
+    request,
+    serve,
+    stream_head_then_body,
+    without_date,
+)
 
 SLOW = 0.5
 """Seconds the app works between a reply's head and its body."""
@@ -69,19 +78,5 @@ def test_a_replys_head_and_body_arrive_together(coalescing: int, plain: int) -> 
 
 
 def test_a_streams_head_arrives_before_its_body(coalescing: int) -> None:
-    RELEASE.clear()
-    with socket.create_connection(("127.0.0.1", coalescing), timeout=HEAD_WAIT) as sock:
-        sock.sendall(request("GET", "/stream", short=False))
-        head = b""
-        while b"\r\n\r\n" not in head:  # the app holds its body until the head is here
-            chunk = sock.recv(65536)
-            assert chunk, "the server closed the connection before the head"
-            head += chunk
-        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        RELEASE.set()
-        data = head
-        while not data.endswith(b"0\r\n\r\n"):
-            chunk = sock.recv(65536)
-            assert chunk
-            data += chunk
-    assert data.partition(b"\r\n\r\n")[2] == b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"
+    _, body = stream_head_then_body(coalescing, request("GET", "/stream", short=False))
+    assert body == b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"

@@ -169,23 +169,31 @@ def test_a_chunked_request_body_reaches_the_chain(port: int) -> None:
 
 
 def test_a_streams_head_arrives_before_its_body(port: int) -> None:
+    head, body = stream_head_then_body(port, request("GET", "/stream"))
+    assert b"transfer-encoding: chunked" in head
+    assert body == b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"
+
+
+def stream_head_then_body(port: int, raw: bytes) -> tuple[bytes, bytes]:
+    """Send ``raw`` for the app's ``/stream``, which holds its body until :data:`RELEASE` is set: the reply's
+    head must arrive while the body is held (a 200); then the whole chunked body. Returns (head, body)."""
     RELEASE.clear()
     with socket.create_connection(("127.0.0.1", port), timeout=HEAD_WAIT) as sock:
-        sock.sendall(request("GET", "/stream"))
+        sock.sendall(raw)
         head = b""
         while b"\r\n\r\n" not in head:  # the app holds its body until the head is here
             chunk = sock.recv(65536)
             assert chunk, "the server closed the connection before the head"
             head += chunk
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert b"transfer-encoding: chunked" in head
         RELEASE.set()
         data = head
         while not data.endswith(b"0\r\n\r\n"):
             chunk = sock.recv(65536)
             assert chunk
             data += chunk
-    assert data.partition(b"\r\n\r\n")[2] == b"5\r\nfirst\r\n6\r\nsecond\r\n0\r\n\r\n"
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head, body
 
 
 def test_a_crash_in_the_chain_is_uvicorns_500_and_the_server_goes_on(port: int) -> None:
