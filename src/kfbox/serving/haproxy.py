@@ -49,6 +49,7 @@ from kfbox.serving.deployment import traffic_split
 from kfbox.serving.gateway import Series
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
 from kfbox.serving.manager import ServingManager
+from kfbox.serving.pool import free_port
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "Install it with: sudo apt-get install haproxy (Debian/Ubuntu), or put a haproxy binary on PATH."
@@ -106,8 +107,8 @@ def stop_leftover(folder: Path) -> None:
 def ingress_port(settings: Settings) -> int:
     """The port HAProxy listens on: the setting, else the server's port + 1, else (server port 0) a free one."""
     if settings.ingress_port >= 0:
-        return settings.ingress_port or _free_port(settings.host)
-    return settings.port + 1 if settings.port else _free_port(settings.host)
+        return settings.ingress_port or free_port(settings.host)
+    return settings.port + 1 if settings.port else free_port(settings.host)
 
 
 @dataclasses.dataclass
@@ -388,10 +389,3 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
     os.chmod(part, 0o600)
     os.replace(part, path)
-
-
-def _free_port(host: str) -> int:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
