@@ -33,6 +33,9 @@ class Monitored:
         return reply.json()["data"]["result"]
 
     def wait_series(self, expr: str, at_least: int = 1, timeout: float = 60.0) -> list[dict[str, Any]]:
+        # a (re)started Prometheus answers 503 until it has replayed its data: `kfbox monitoring up` does not wait
+        wait_for(lambda: httpx.get(f"{self.prometheus}/-/ready", timeout=10).status_code == 200, timeout,
+                 "Prometheus ready")
         return wait_for(lambda: (found := self.query(expr)) and len(found) >= at_least and found, timeout,
                         f"{at_least} series of {expr}")
 

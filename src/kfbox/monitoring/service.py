@@ -135,7 +135,7 @@ def _router(service: MonitoringService) -> APIRouter:
     def prometheus_status() -> dict[str, Any]:
         return service.prometheus.status()
 
-    # async: runs on the loop's thread, which lives as long as the server (see prometheus._spawn)
+    # async: runs on the loop's thread, which lives as long as the server (ChildProcess.spawn's die_with_parent)
     @router.post("/prometheus")
     async def prometheus_action(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
         action = body.get("action")
