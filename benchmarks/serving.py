@@ -153,7 +153,7 @@ def cpu_seconds(pid: int) -> float:
 
 def listening_pid(port: int) -> int | None:
     """The process listening on 127.0.0.1:``port``, found through /proc (None elsewhere): a replica
-    handed out by the warm standby does not carry its port on its command line."""
+    forked by the replica fork server does not carry its port on its command line."""
     inodes = set()
     with contextlib.suppress(OSError):
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:

@@ -1,9 +1,9 @@
 """How long a scaled-to-zero InferenceService takes to answer its first request (cold start).
 
 Starts a real ``kfbox up``, serves an iris model with ``minReplicas: 0`` and a 1s idle window,
-then repeatedly waits for zero replicas (and ``--settle`` seconds, for the warm standby to be
-ready; ``KFBOX_SERVING_WARM_STANDBY=false`` turns it off) and times the first request. Prints the request's
-wall time and the server's ``kfbox_serving_replica_start_seconds`` (spawn to ready).
+then repeatedly waits for zero replicas (and ``--settle`` seconds) and times the first request: a
+replica forked from the replica fork server (``KFBOX_SERVING_WARM_STANDBY=false``: a fresh
+interpreter). Prints the request's wall time and the server's ``kfbox_serving_replica_start_seconds`` (spawn to ready).
 
     .venv/bin/python benchmarks/serving_cold_start.py --repeat 3
 """
@@ -33,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--settle", type=float, default=10.0,
-                        help="seconds to wait at zero replicas, so the warm standby has finished importing")
+                        help="seconds to wait at zero replicas, so the last replica's exit is over")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="kfbox-cold-"))
     train_iris(home / "pvc" / "models" / "iris")

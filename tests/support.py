@@ -27,14 +27,10 @@ BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
 
 
 # Warm processes a test area does not exercise are off in its servers: the spare run worker (a kfp
-# import, ~1.5 s of CPU and 80 MiB per server) outside the pipeline tests, the standby kserve replica
-# outside the whole-workflow tests. A test elsewhere that submits a run still gets a real worker, started
-# on demand, and a replica starts cold; extra_env overrides either. The standby (a kserve import, ~2.5 s
-# of CPU) starts after each replica launch and every server's last one is never used: off in the serving
-# and examples tests, the suite's replica CPU (standby + named) went 211 -> 182 s. Its handoff is tested
-# in tests/serving/test_launcher.py, and through a server in tests/e2e.
+# import, ~1.5 s of CPU and 80 MiB per server) outside the pipeline tests. A test elsewhere that submits a
+# run still gets a real worker, started on demand; extra_env overrides. The replica fork server stays on
+# everywhere: it starts with a server's first replica and saves the next ones their kserve import.
 SPARE_WORKER_AREAS = ("pipelines", "e2e", "examples")
-STANDBY_REPLICA_AREAS = ("e2e",)
 
 
 def require(module: str, reason: str) -> None:
@@ -54,8 +50,6 @@ def lean_env() -> dict[str, str]:
     env = {}
     if area not in SPARE_WORKER_AREAS:
         env["KFBOX_PIPELINES_SPARE_WORKER"] = "0"
-    if area not in STANDBY_REPLICA_AREAS:
-        env["KFBOX_SERVING_WARM_STANDBY"] = "0"
     return env
 
 

@@ -61,6 +61,8 @@ class Settings:
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
+    """Fork replicas from a fork server that imported kserve once (kfbox.serving.forkserver); off: each
+    replica starts as a fresh interpreter. The name is kept from the standby replica it replaced."""
     serving_queue_per_replica: int = 128
     """Requests the gateway holds per ready replica of a revision; the next is answered 503 at once."""
     data_plane: str = "python"

@@ -1,36 +1,120 @@
-"""The replica launcher hands a replica's arguments to its waiting standby over the warm channel
-(kfbox.server.warm), and starts the next standby when asked (the manager asks once no replica is starting)."""
+"""The replica launcher forks replicas from one fork server (kfbox.serving.forkserver), which imported kserve
+once: each replica is a real kserve ModelServer in its own process group with its own log, its exit status
+reaches the server, it exits when the server's end of its socket closes, and a dead fork server is replaced.
+Real processes throughout; the cold path (no fork server) is tested too."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 from pathlib import Path
 
+import httpx
+
+from kfbox.server.processes import ChildProcess
+from kfbox.serving.forkserver import ForkedReplica
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import EXIT_LOAD_FAILED, FAILURE_PREFIX
+from tests.serving.helpers import ROWS, expected, train_iris, wait_for
 
 
-def test_a_replica_starts_from_the_standby_with_its_arguments(tmp_path: Path) -> None:
-    launcher = ReplicaLauncher(tmp_path / "standby")
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def args(name: str, model: Path, port: int = 1) -> list[str]:
+    return ["--name", name, "--format", "sklearn", "--model-path", str(model), "--port", str(port)]
+
+
+def parent_of(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2:].split()[1])
+
+
+def test_replicas_fork_from_one_server_and_report_a_bad_model(tmp_path: Path) -> None:
+    launcher = ReplicaLauncher(tmp_path / "forkserver")
     try:
-        first = launcher.launch(["--name", "first", "--format", "sklearn", "--model-path", str(tmp_path / "none"),
-                                 "--port", "1"], tmp_path / "first.log")
-        assert not launcher.children(), "no standby competes with the replica being started"
-        assert first.popen.wait(timeout=120) == EXIT_LOAD_FAILED  # started cold: no standby yet
-        launcher.refill()
-        standby = launcher.children()[0]
-        launcher.refill()
-        assert launcher.children() == [standby], "one standby at a time"
-        # handed over at once: the message waits in the socket until the standby's imports are done
-        second = launcher.launch(["--name", "second", "--format", "sklearn", "--model-path",
-                                  str(tmp_path / "missing"), "--port", "1"], tmp_path / "second.log")
-        assert second.pid == standby.pid, "the waiting standby became the replica"
-        assert second.popen.wait(timeout=120) == EXIT_LOAD_FAILED
-        log = (tmp_path / "second.log").read_text()
-        assert FAILURE_PREFIX in log and "missing" in log  # its arguments arrived; its log moved with it
-        assert not launcher.children()
-        launcher.refill()
-        assert launcher.children() and launcher.children()[0].pid != standby.pid, "a new standby waits"
+        first = launcher.launch(args("first", tmp_path / "none"), tmp_path / "first.log")
+        assert isinstance(first, ForkedReplica)
+        server = launcher.fork_server
+        second = launcher.launch(args("second", tmp_path / "missing"), tmp_path / "second.log")
+        assert server is not None and launcher.fork_server is server, "one fork server for every replica"
+        for replica, missing in ((first, "none"), (second, "missing")):
+            wait_for(lambda replica=replica: not replica.alive, 120, "the replica to exit")
+            assert replica.returncode == EXIT_LOAD_FAILED
+            log = replica.log_path.read_text()
+            assert FAILURE_PREFIX in log and missing in log, log  # its own arguments, its own log
     finally:
         launcher.close()
-    assert not launcher.children()
+    assert launcher.fork_server is None and not server.alive
 
+
+def test_a_forked_replica_serves_and_stops(tmp_path: Path) -> None:
+    model = train_iris(tmp_path / "model")
+    launcher = ReplicaLauncher(tmp_path / "forkserver")
+    try:
+        port = free_port()
+        replica = launcher.launch(args("iris", tmp_path / "model", port), tmp_path / "iris.log")
+
+        def predicts() -> bool:
+            try:
+                reply = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json={"instances": ROWS})
+            except httpx.TransportError:
+                return False
+            return reply.status_code == 200 and reply.json()["predictions"] == expected(model)
+
+        wait_for(predicts, 120, "the forked replica to predict")
+        assert launcher.fork_server is not None and parent_of(replica.pid) == launcher.fork_server.pid
+        assert os.getpgid(replica.pid) == replica.pid, "its own process group, as a spawned child's"
+        assert replica.alive and replica.returncode is None
+        assert replica.stop(5.0) is not None
+        assert not replica.alive and not Path(f"/proc/{replica.pid}").exists()
+    finally:
+        launcher.close()
+
+
+def test_a_replica_exits_when_the_servers_end_closes(tmp_path: Path) -> None:
+    """The server's end of the replica's socket closing is what a killed server looks like to the replica."""
+    train_iris(tmp_path / "model")
+    launcher = ReplicaLauncher(tmp_path / "forkserver")
+    try:
+        replica = launcher.launch(args("iris", tmp_path / "model", free_port()), tmp_path / "iris.log")
+        assert isinstance(replica, ForkedReplica)
+        pid = replica.pid
+        replica._conn.close()  # the server's end only: no signal is sent
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the replica to exit")
+    finally:
+        launcher.close()
+
+
+def test_a_dead_fork_server_is_replaced(tmp_path: Path) -> None:
+    launcher = ReplicaLauncher(tmp_path / "forkserver")
+    try:
+        first = launcher.launch(args("first", tmp_path / "none"), tmp_path / "first.log")
+        server = launcher.fork_server
+        assert server is not None
+        wait_for(lambda: not first.alive, 120, "the replica to exit")
+        os.kill(server.pid, signal.SIGKILL)
+        wait_for(lambda: not server.alive, 10, "the fork server to die")
+        second = launcher.launch(args("second", tmp_path / "missing"), tmp_path / "second.log")
+        again = launcher.fork_server
+        assert again is not None and again.pid != server.pid and isinstance(second, ForkedReplica)
+        wait_for(lambda: not second.alive, 120, "the replica to exit")
+        assert second.returncode == EXIT_LOAD_FAILED
+    finally:
+        launcher.close()
+
+
+def test_replicas_start_cold_without_the_fork_server(tmp_path: Path) -> None:
+    launcher = ReplicaLauncher(tmp_path / "forkserver", warm=False)
+    try:
+        replica = launcher.launch(args("cold", tmp_path / "none"), tmp_path / "cold.log")
+        assert type(replica) is not ForkedReplica and isinstance(replica, ChildProcess)
+        assert launcher.fork_server is None
+        assert replica.popen.wait(timeout=120) == EXIT_LOAD_FAILED
+        assert FAILURE_PREFIX in replica.log_path.read_text()
+    finally:
+        launcher.close()

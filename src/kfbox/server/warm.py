@@ -1,12 +1,12 @@
 """Warm child processes: the one handoff mechanism of every interpreter kfbox keeps ready.
 
-A warm child (the spare pipeline worker, the standby model replica) starts ahead of time,
+A warm child (the spare pipeline worker, the replica fork server) starts ahead of time,
 imports what its job needs, then blocks until the server hands it that job. The server and
 the child share one connected Unix socket pair, inherited as a file descriptor: no name that
 another local user could connect to or squat, nothing to clean up, and no polling. Length-
 prefixed JSON messages travel over it::
 
-    server -> child   {"assign": {...}}    once: the job (a run folder, a replica's arguments)
+    server -> child   {"assign": {...}}    once: the job (a run folder)
     child  -> server  {"event": {...}}     any number: news, e.g. "a run's events were appended"
 
 End of file is the other side's death. A warm child exits when the server goes, even by
@@ -20,8 +20,8 @@ plain child that gets its job on the command line.
 
 Example (server side, then the child)::
 
-    child = spawn([sys.executable, "-m", "kfbox.serving.replica", "--standby"], log_path=log)
-    child.assign({"argv": [...]})
+    child = spawn([sys.executable, "-m", "kfbox.pipelines.worker", "--spare"], log_path=log)
+    child.assign({"run_dir": str(run_dir)})
     # in the child:
     channel = inherited_channel()
     job = channel.recv() if channel else None

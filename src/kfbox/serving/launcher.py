@@ -1,19 +1,19 @@
-"""Starts replica processes, from a warm standby when one is waiting.
+"""Starts replica processes, forked from the replica fork server where the platform allows.
 
-Most of a replica's start is importing kserve (FastAPI, pandas, numpy...). The launcher keeps
-one standby process that has done those imports and waits for its arguments
-(``python -m kfbox.serving.replica --standby``, a warm child of :mod:`kfbox.server.warm`);
-launching a replica hands them over on the standby's channel, so a scale-up or a scale-from-zero
-pays only for loading the model. The next standby starts on :meth:`ReplicaLauncher.refill`, which
-the manager calls once no replica is starting: its imports (~3 s of CPU) would otherwise compete
-with the replica that is being waited for. The standby's log is renamed to
-the replica's log when it is assigned. Every replica holds a warm channel, so it exits with the
-server; where there are none (no Unix sockets) replicas start cold.
+Most of a replica's start is importing kserve (FastAPI, pandas, numpy...). The launcher starts
+one fork server (:mod:`kfbox.serving.forkserver`, a warm child of :mod:`kfbox.server.warm`) at
+the first replica launch; it imports kserve once and forks every replica from then on, so a
+scale-up, a scale-from-zero or a new revision pays only for loading the model. The first
+replica waits for those imports, as a cold start would. Nothing is started for a server that
+never serves a model. A fork server that died is started again at the next launch.
+
+Every replica holds a warm channel, so it exits with the server. Where there is no ``fork``
+(or no Unix sockets), or with ``warm=False`` (``KFBOX_SERVING_WARM_STANDBY=0``), replicas
+start cold: a fresh ``python -m kfbox.serving.replica`` each.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import sys
@@ -23,9 +23,11 @@ from pathlib import Path
 
 from kfbox.server import warm as warm_children
 from kfbox.server.processes import ChildProcess
-from kfbox.serving.replica import STANDBY_FLAG
+from kfbox.serving import forkserver
 
 MODULE = "kfbox.serving.replica"
+FORK_TIMEOUT_SECONDS = 120.0
+"""How long a launch waits for the fork server's pid (the first waits for its imports); then it starts cold."""
 
 
 def replica_env() -> dict[str, str]:
@@ -38,45 +40,34 @@ def replica_env() -> dict[str, str]:
 class ReplicaLauncher:
     def __init__(self, folder: Path, warm: bool = True) -> None:
         self.folder = folder
-        self.warm = warm and warm_children.supported()
+        self.warm = warm and forkserver.supported()
         self.env = replica_env()
-        self._standby: warm_children.WarmChild | None = None
-        self._used = False  # a replica was launched: a standby is worth keeping from now on
-        self._numbers = itertools.count(1)
+        self._forker: forkserver.ReplicaForkServer | None = None
         self._lock = threading.Lock()  # launch() runs in worker threads
-        shutil.rmtree(folder, ignore_errors=True)  # standby logs of an earlier server run
+        shutil.rmtree(folder, ignore_errors=True)  # the fork server's log of an earlier server run
 
     def launch(self, args: Sequence[str], log_path: Path) -> ChildProcess:
-        """A running replica process with these ``kfbox.serving.replica`` arguments."""
+        """A running replica process with these ``kfbox.serving.replica`` arguments, writing to ``log_path``."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock:
-            standby, self._standby = self._standby, None
-            child: ChildProcess | None = None
-            if standby is not None and standby.alive:
-                standby_log = standby.log_path
-                os.replace(standby_log, log_path)  # the process keeps writing to the same file
-                standby.log_path = log_path
-                if standby.assign({"argv": list(args)}):
-                    child = standby
-                else:  # it died just now: its log stays where it was
-                    os.replace(log_path, standby_log)
-            if child is None:
-                if standby is not None:
-                    standby.stop(0)
-                child = self._cold(args, log_path)
-            self._used = True
-            return child
+        log_path.touch()
+        forker = self._fork_server()
+        if forker is not None:
+            child = forker.fork(args, log_path, FORK_TIMEOUT_SECONDS)
+            if child is not None:
+                return child
+        return self._cold(args, log_path)
 
-    @property
-    def wants_standby(self) -> bool:
-        """A replica was launched and no standby waits for the next one."""
-        return self.warm and self._used and self._standby is None
-
-    def refill(self) -> None:
-        """Start the next standby if one is wanted (call when no replica is starting)."""
+    def _fork_server(self) -> forkserver.ReplicaForkServer | None:
+        if not self.warm:
+            return None
         with self._lock:
-            if self.wants_standby:
-                self._standby = self._spawn_standby()
+            if self._forker is not None and not self._forker.alive:
+                self._forker.stop()
+                self._forker = None
+            if self._forker is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._forker = forkserver.ReplicaForkServer(self.folder / "forkserver.log", self.env)
+            return self._forker
 
     def _cold(self, args: Sequence[str], log_path: Path) -> ChildProcess:
         argv = [sys.executable, "-m", MODULE, *args]
@@ -84,17 +75,15 @@ class ReplicaLauncher:
             return warm_children.spawn(argv, log_path=log_path, env=self.env)
         return ChildProcess.spawn(argv, log_path=log_path, env=self.env)
 
-    def _spawn_standby(self) -> warm_children.WarmChild:
-        log_path = self.folder / f"standby-{next(self._numbers)}.log"
-        return warm_children.spawn([sys.executable, "-m", MODULE, STANDBY_FLAG], log_path=log_path, env=self.env)
-
-    def children(self) -> list[ChildProcess]:
-        return [self._standby] if self._standby is not None else []
+    @property
+    def fork_server(self) -> ChildProcess | None:
+        """The fork server's process, once a replica was launched (replicas are their pools' children)."""
+        forker = self._forker
+        return forker.child if forker is not None else None
 
     def close(self) -> None:
         with self._lock:
-            standby, self._standby = self._standby, None
-        if standby is not None:
-            standby.stop(0)
+            forker, self._forker = self._forker, None
+        if forker is not None:
+            forker.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
-

@@ -2,10 +2,9 @@
 
 One asyncio task ticks every :data:`TICK_SECONDS` (:data:`STARTING_TICK_SECONDS` while a replica
 starts, or sooner when woken by a request waiting for a cold start): it probes, replaces and
-scales replicas, promotes a new revision once it is ready, starts the next standby replica
-once no replica is starting (nor just started: its first requests come then), and updates the
-replica gauges. API calls change the database first, then the in-memory deployments, so a
-server restart rebuilds the same state from the database.
+scales replicas, promotes a new revision once it is ready, and updates the replica gauges.
+API calls change the database first, then the in-memory deployments, so a server restart
+rebuilds the same state from the database.
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ from kfbox.storage import UriResolver
 log = logging.getLogger(__name__)
 TICK_SECONDS = 0.2
 STARTING_TICK_SECONDS = 0.05
-STANDBY_DELAY_SECONDS = 2.0
-"""The next standby starts this long after the last replica became ready (its imports take ~3 s of CPU)."""
 SHUTDOWN_GRACE_SECONDS = 3.0
 
 
@@ -46,7 +43,7 @@ class ServingManager:
         self.metrics = ServingMetrics(platform.metrics)
         self.resolver = UriResolver(platform.settings, self._registry_lookup)
         self.deployments: dict[tuple[str, str], Deployment] = {}
-        self.launcher = ReplicaLauncher(platform.settings.serving_dir / "standby",
+        self.launcher = ReplicaLauncher(platform.settings.serving_dir / "forkserver",
                                         warm=platform.settings.serving_warm_standby)
         self.release: Callable[[int], Awaitable[None]] | None = None
         """An external data plane's hook, awaited before a replica stops (:attr:`PoolConfig.release`)."""
@@ -62,11 +59,12 @@ class ServingManager:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def shutdown(self) -> None:
-        """Shutdown hook: SIGTERM every replica at once, SIGKILL what is left after a grace period."""
+        """Shutdown hook: SIGTERM every replica at once, SIGKILL what is left after a grace period; then the
+        fork server, which reaps them."""
         if self._task is not None:
             self._task.cancel()
         children = [child for deployment in self.deployments.values() for pool in deployment.pools.values()
-                    for child in pool.children()] + self.launcher.children()
+                    for child in pool.children()]
         for child in children:
             kill_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
@@ -88,11 +86,8 @@ class ServingManager:
                     await self._reconcile(deployment)
                 except Exception:  # one broken deployment must not stop the others
                     log.exception("reconciling %s failed", deployment.key)
-            starting = self._starting()
-            if self.launcher.wants_standby and not starting and not self._just_started():
-                await asyncio.to_thread(self.launcher.refill)
             with contextlib.suppress(TimeoutError):  # a starting replica is probed more often: it is waited for
-                await asyncio.wait_for(self._wake.wait(), STARTING_TICK_SECONDS if starting else TICK_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), STARTING_TICK_SECONDS if self._starting() else TICK_SECONDS)
             self._wake.clear()
 
     async def _reconcile(self, deployment: Deployment) -> None:
@@ -112,13 +107,8 @@ class ServingManager:
         self.metrics.desired.labels(*deployment.key).set(desired)
 
     def _starting(self) -> bool:
-        """Some replica is starting: it gets the CPU, not the next standby's imports."""
+        """Some replica is starting: the loop ticks faster, since a request may be waiting for it."""
         return any(replica.ready_at is None for replica in self._replicas())
-
-    def _just_started(self) -> bool:
-        """Some replica became ready within :data:`STANDBY_DELAY_SECONDS`: its first requests are coming."""
-        since = time.monotonic() - STANDBY_DELAY_SECONDS
-        return any(replica.ready_at is not None and replica.ready_at > since for replica in self._replicas())
 
     def _replicas(self) -> list[Replica]:
         return [replica for deployment in self.deployments.values() for pool in deployment.pools.values()

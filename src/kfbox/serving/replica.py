@@ -6,10 +6,10 @@ and it binds 0.0.0.0 (REST) and ``[::]`` (gRPC), so both are pointed at 127.0.0.
 A model that fails to load prints one ``KFBOX_REPLICA_FAILED:`` line (the reason the server
 shows in ``kfbox serve get``) and exits with :data:`EXIT_LOAD_FAILED`.
 
-``--standby`` is the warm start: the process imports kserve and the runtimes, then waits for
-the server to hand over its arguments on the warm channel (``kfbox.server.warm``; see
-``kfbox.serving.launcher``), so a cold start pays only for loading the model and binding the port.
-Every replica the server starts holds such a channel and exits when the server's end closes.
+Replicas are usually forked from the replica fork server (:mod:`kfbox.serving.forkserver`), which
+has imported kserve and the runtimes once, so a start pays only for loading the model and binding
+the port. Every replica the server starts holds a warm channel (``kfbox.server.warm``) and exits
+when the server's end closes.
 
 Per-request log lines are off (:func:`log_config`): kserve's default configuration writes three
 for every request (uvicorn's access line and two ``kserve.trace`` timing lines), about 300 bytes
@@ -22,8 +22,6 @@ logging configuration with two levels raised, what a stock server gets from
 from __future__ import annotations
 
 import argparse
-import contextlib
-import importlib
 import os
 import sys
 import threading
@@ -38,7 +36,6 @@ from kfbox.server.warm import Channel
 LOOPBACK = "127.0.0.1"
 FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
 EXIT_LOAD_FAILED = 3
-STANDBY_FLAG = "--standby"
 _watching = False
 PARENT_POLL_SECONDS = 0.5
 
@@ -61,7 +58,7 @@ def main(argv: list[str], channel: Channel | None = None) -> int:
     args = parse_args(argv)
     _exit_with_parent(channel)
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
-    _skip_kubernetes_client()
+    skip_kubernetes_client()
     try:
         from kfbox.serving.runtimes import build_model
 
@@ -73,26 +70,6 @@ def main(argv: list[str], channel: Channel | None = None) -> int:
     server = _loopback_server(args.port, args.grpc_port)
     server.start([model])
     return 0
-
-
-def standby() -> int:
-    """Import everything a replica needs, then wait for the server to hand over the arguments."""
-    channel = warm.inherited_channel()
-    if channel is None:
-        print(f"{STANDBY_FLAG} needs the channel of a kfbox server (kfbox.server.warm)", file=sys.stderr)
-        return 2
-    sys.argv = sys.argv[:1]
-    _skip_kubernetes_client()
-    import kserve.model_server  # noqa: F401 - the slow part of a cold start, done ahead of time
-
-    import kfbox.serving.runtimes  # noqa: F401
-    for optional in ("joblib", "sklearn.base"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(optional)
-    message = channel.recv()  # blocks; None: the server went away first
-    if message is None:
-        return 0
-    return main([str(arg) for arg in message["assign"]["argv"]], channel)
 
 
 def _exit_with_parent(channel: Channel | None = None) -> None:
@@ -118,7 +95,7 @@ def _exit_with_parent(channel: Channel | None = None) -> None:
     threading.Thread(target=watch, name="kfbox-parent-watch", daemon=True).start()
 
 
-def _skip_kubernetes_client() -> None:
+def skip_kubernetes_client() -> None:
     """Keep kserve's Kubernetes client out of the cold start (about a second of imports).
 
     ``kserve/__init__`` imports ``KServeClient`` and with it the ``kubernetes`` package, which a
@@ -184,6 +161,4 @@ def _grpc_on_loopback() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == [STANDBY_FLAG]:
-        sys.exit(standby())
     sys.exit(main(sys.argv[1:]))
