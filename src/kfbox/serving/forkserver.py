@@ -21,7 +21,9 @@ no replica is left for init to reap.
 
 Nothing is forked with threads of Python's running or an event loop made: imports only (the
 native threads some libraries start, jemalloc's and OpenBLAS's, handle ``fork`` themselves).
-Where there is no ``fork`` or no Unix sockets (:func:`supported`), replicas start cold.
+Linux only (:func:`supported`): on macOS, system libraries that numpy and friends may load are not
+safe to fork after (CPython's multiprocessing starts fresh interpreters there for that reason), and
+elsewhere there is no ``fork``; replicas start cold there.
 """
 
 from __future__ import annotations
@@ -56,8 +58,8 @@ UNKNOWN_EXIT = -int(signal.SIGKILL)
 
 
 def supported() -> bool:
-    """Whether replicas can be forked here (``fork`` and the warm channel's Unix sockets)."""
-    return hasattr(os, "fork") and hasattr(signal, "SIGCHLD") and warm.supported()
+    """Whether replicas are forked here: Linux, with the warm channel's Unix sockets."""
+    return sys.platform.startswith("linux") and warm.supported()
 
 
 class ForkedReplica(ChildProcess):
@@ -85,7 +87,7 @@ class ForkedReplica(ChildProcess):
 
     def _poll(self, timeout: float) -> int | None:
         with self._lock:
-            if self._status is None and select.select([self._conn], [], [], timeout)[0]:
+            if self._status is None and _readable(self._conn, timeout):
                 data = _read_exactly(self._conn, _INT.size)
                 self._status = _INT.unpack(data)[0] if data else UNKNOWN_EXIT
             return self._status
@@ -119,8 +121,7 @@ class ReplicaForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs:
             sent = self.child.channel.send_with_fd({"argv": list(args), "log": str(log_path)}, theirs.fileno())
-        ready = sent and select.select([ours], [], [], timeout)[0]
-        pid = _read_exactly(ours, _INT.size) if ready else b""
+        pid = _read_exactly(ours, _INT.size) if sent and _readable(ours, timeout) else b""
         if not pid:
             ours.close()
             return None
@@ -132,6 +133,13 @@ class ReplicaForkServer:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.child.popen.wait(grace)
         self.child.stop(0)
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    """``poll``, not ``select``: the server's descriptors may be numbered past select's 1024."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _read_exactly(conn: socket.socket, size: int) -> bytes:
@@ -218,7 +226,11 @@ def _reap(children: dict[int, socket.socket], block: bool = False) -> bool:
 
 def _fork(request: dict[str, object], conn: socket.socket, children: dict[int, socket.socket],
           ours: Sequence[socket.socket]) -> None:
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # out of processes or memory: the socket's end tells the server, which starts it cold
+        conn.close()
+        return
     if pid == 0:
         _run_replica(request, conn, [*ours, *children.values()])
     children[pid] = conn

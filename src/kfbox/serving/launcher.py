@@ -7,9 +7,9 @@ scale-up, a scale-from-zero or a new revision pays only for loading the model. T
 replica waits for those imports, as a cold start would. Nothing is started for a server that
 never serves a model. A fork server that died is started again at the next launch.
 
-Every replica holds a warm channel, so it exits with the server. Where there is no ``fork``
-(or no Unix sockets), or with ``warm=False`` (``KFBOX_SERVING_WARM_STANDBY=0``), replicas
-start cold: a fresh ``python -m kfbox.serving.replica`` each.
+Every replica holds a warm channel, so it exits with the server. Off Linux (see
+:func:`kfbox.serving.forkserver.supported`), or with ``warm=False`` (``KFBOX_SERVING_WARM_STANDBY=0``),
+replicas start cold: a fresh ``python -m kfbox.serving.replica`` each.
 """
 
 from __future__ import annotations
