@@ -118,3 +118,26 @@ def test_replicas_start_cold_without_the_fork_server(tmp_path: Path) -> None:
         assert FAILURE_PREFIX in replica.log_path.read_text()
     finally:
         launcher.close()
+
+
+def test_a_fork_server_whose_imports_start_a_thread_forks_nothing(tmp_path: Path) -> None:
+    """A lock held by another thread at fork() would stay held in every replica: the fork server refuses, and
+    the launcher starts replicas cold from then on instead of starting another fork server each time."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import threading, time\n"
+                                           "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n")
+    launcher = ReplicaLauncher(tmp_path / "forkserver")
+    launcher.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), launcher.env.get("PYTHONPATH")]))
+    try:
+        server_log = tmp_path / "forkserver" / "forkserver.log"
+        first = launcher.launch(args("first", tmp_path / "none"), tmp_path / "first.log")
+        assert type(first) is not ForkedReplica, "started cold"
+        assert "started threads" in server_log.read_text()
+        assert launcher.fork_server is None and not launcher.warm
+        assert first.popen.wait(timeout=120) == EXIT_LOAD_FAILED
+        second = launcher.launch(args("second", tmp_path / "none"), tmp_path / "second.log")
+        assert type(second) is not ForkedReplica and launcher.fork_server is None
+        assert second.popen.wait(timeout=120) == EXIT_LOAD_FAILED
+    finally:
+        launcher.close()

@@ -21,6 +21,8 @@ no replica is left for init to reap.
 
 Nothing is forked with threads of Python's running or an event loop made: imports only (the
 native threads some libraries start, jemalloc's and OpenBLAS's, handle ``fork`` themselves).
+Should an import start a Python thread, the fork server exits with :data:`EXIT_THREADS` instead
+of forking (a lock that thread holds would stay held in every replica), and replicas start cold.
 Linux only (:func:`supported`): on macOS, system libraries that numpy and friends may load are not
 safe to fork after (CPython's multiprocessing starts fresh interpreters there for that reason), and
 elsewhere there is no ``fork``; replicas start cold there.
@@ -51,6 +53,8 @@ MODULE = "kfbox.serving.forkserver"
 PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "joblib", "sklearn.base")
 """What every replica imports before it loads a model (scikit-learn's base: what a sklearn pickle needs first)."""
 _INT = struct.Struct("!i")
+EXIT_THREADS = 3
+"""The fork server's exit code when its imports started a Python thread: it forks nothing."""
 STOP_SECONDS = 5.0
 """How long the fork server waits for its replicas to exit once its channel ends (then SIGKILLs them)."""
 UNKNOWN_EXIT = -int(signal.SIGKILL)
@@ -110,6 +114,7 @@ class ReplicaForkServer:
 
     def __init__(self, log_path: Path, env: dict[str, str]) -> None:
         self.child = warm.spawn([sys.executable, "-m", MODULE], log_path=log_path, env=env)
+        self.forked = 0
 
     @property
     def alive(self) -> bool:
@@ -125,6 +130,7 @@ class ReplicaForkServer:
         if not pid:
             ours.close()
             return None
+        self.forked += 1
         return ForkedReplica(_INT.unpack(pid)[0], ours, log_path)
 
     def stop(self, grace: float = STOP_SECONDS) -> None:
@@ -169,6 +175,10 @@ def serve() -> int:
     for module in PRELOAD:
         with contextlib.suppress(ImportError):  # scikit-learn is optional: a replica that needs it says so
             importlib.import_module(module)
+    if threading.active_count() > 1:
+        names = ", ".join(thread.name for thread in threading.enumerate())
+        print(f"not forking replicas: the imports started threads ({names}); replicas start cold", file=sys.stderr)
+        return EXIT_THREADS
     gc.freeze()  # what is imported now stays out of the collector: fewer copied pages in each fork
     wake_r, wake_w = socket.socketpair()
     wake_r.setblocking(False)

@@ -5,7 +5,9 @@ one fork server (:mod:`kfbox.serving.forkserver`, a warm child of :mod:`kfbox.se
 the first replica launch; it imports kserve once and forks every replica from then on, so a
 scale-up, a scale-from-zero or a new revision pays only for loading the model. The first
 replica waits for those imports, as a cold start would. Nothing is started for a server that
-never serves a model. A fork server that died is started again at the next launch.
+never serves a model. A fork server that died is started again at the next launch, unless it
+never forked a replica (it refused, e.g. :data:`kfbox.serving.forkserver.EXIT_THREADS`): replicas
+then start cold for the rest of the server's life.
 
 Every replica holds a warm channel, so it exits with the server. Off Linux (see
 :func:`kfbox.serving.forkserver.supported`), or with ``warm=False`` (``KFBOX_SERVING_WARM_STANDBY=0``),
@@ -14,6 +16,7 @@ replicas start cold: a fresh ``python -m kfbox.serving.replica`` each.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -25,6 +28,7 @@ from kfbox.server import warm as warm_children
 from kfbox.server.processes import ChildProcess
 from kfbox.serving import forkserver
 
+log = logging.getLogger(__name__)
 MODULE = "kfbox.serving.replica"
 FORK_TIMEOUT_SECONDS = 120.0
 """How long a launch waits for the fork server's pid (the first waits for its imports); then it starts cold."""
@@ -55,6 +59,13 @@ class ReplicaLauncher:
             child = forker.fork(args, log_path, FORK_TIMEOUT_SECONDS)
             if child is not None:
                 return child
+            if not forker.forked:  # refused or too slow: not worth a kserve import at every launch
+                log.warning("the replica fork server forked nothing (see %s): replicas start cold from now on",
+                            forker.child.log_path)
+                self.warm = False
+                with self._lock:
+                    self._forker = None
+                forker.stop()
         return self._cold(args, log_path)
 
     def _fork_server(self) -> forkserver.ReplicaForkServer | None:
