@@ -210,6 +210,10 @@ def test_up_reaps_what_an_earlier_server_left(tmp_path: Path) -> None:
     elsewhere = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "kfbox.pipelines.worker"],
                                  cwd=tmp_path, start_new_session=True)
     try:
+        deadline = time.monotonic() + 10  # both exec'd: until then /proc shows the forked pytest's command line
+        while not all(b"kfbox.pipelines.worker" in Path(f"/proc/{child.pid}/cmdline").read_bytes()
+                      for child in (stray, elsewhere)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert reap_leftovers(tmp_path / "home" / "runs") == [stray.pid]
         assert stray.wait(10) == -signal.SIGKILL
         assert elsewhere.poll() is None  # another home's worker is left alone
