@@ -384,6 +384,7 @@ def test_a_killed_haproxy_is_restarted_with_the_current_routes(server: ServerPro
     assert straight(ingress, client, "iris")  # routed as before: the current configuration, not kfbox's fallback
     assert _haproxy_pids(server.home)[0] != pids[0]
     assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}, restarted 1 time"
+    assert metric(client, "kfbox_data_plane_restarts_total") == 1 and metric(client, "kfbox_data_plane_up") == 1
     assert "exited with -9; restarting it" in server.log()
     shown = run_cli("status", "--home", str(server.home), "--output", "json")
     assert json.loads(shown.stdout)["data_plane"] == f"haproxy up on {url}, restarted 1 time", shown.stderr
@@ -417,6 +418,7 @@ def test_a_haproxy_that_keeps_exiting_is_given_up_and_kfbox_still_serves(server:
                           and h, 60, "HAProxy given up after repeated exits")
     assert "times within 120s" in health and f"the ingress port {url} is closed" in health, health
     assert "HAProxy data plane not restarted" in server.log()
+    assert metric(client, "kfbox_data_plane_up") == 0
     reply = client.post("/serving/default/iris/v1/models/iris:predict", json={"instances": ROWS})
     assert reply.status_code == 200, reply.text  # kfbox's own port still serves inference
 

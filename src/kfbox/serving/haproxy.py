@@ -47,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from prometheus_client import Counter, Gauge
+
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
@@ -147,6 +149,11 @@ class HaproxyDataPlane:
         self.failed: str | None = None
         """Why HAProxy is left stopped, after too many exits in a row; None while it is supervised."""
         self._exits: list[float] = []
+        registry = manager.platform.metrics
+        self.up = Gauge("kfbox_data_plane_up", "1 while HAProxy (the data plane) runs, 0 while it is restarted "
+                        "or after it was given up.", registry=registry)
+        self.restarts_total = Counter("kfbox_data_plane_restarts", "Times HAProxy was started again after it "
+                                      "exited.", registry=registry)
 
     @property
     def url(self) -> str:
@@ -169,6 +176,7 @@ class HaproxyDataPlane:
         if not self._listening():
             self._refuse(child)
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self.up.set(1)
         log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, child.pid)
 
     def health(self) -> str:
@@ -316,6 +324,7 @@ class HaproxyDataPlane:
         """HAProxy exited: start it again with the current configuration, after a backoff; False once it
         has exited too often to try again (:data:`CRASH_LIMIT`), with the reason in :attr:`failed`."""
         code = child.returncode
+        self.up.set(0)
         await asyncio.to_thread(child.stop, 1.0)  # its group too: no orphaned worker keeps the port, or an old config
         self._forget_inflight()
         now = time.monotonic()
@@ -342,6 +351,8 @@ class HaproxyDataPlane:
                 return True
             await asyncio.sleep(0.05)
         self.restarts += 1
+        self.restarts_total.inc()
+        self.up.set(1)
         log.warning("HAProxy data plane restarted: inference ingress on %s again (pid %d)", self.url, fresh.pid)
         return True
 
