@@ -333,9 +333,12 @@ def test_a_scaled_to_zero_service_cold_starts_through_kfbox(server: ServerProces
     model = train_iris(server.home / "pvc" / "models" / "zero")
     apply(client, manifest("zero", "pvc://models/zero", annotations={"autoscaling.knative.dev/window": "1s"},
                            min_replicas=0, max_replicas=1))
-    wait_ready(client, "zero")
+    pids = wait_ready(client, "zero")["revisions"]["zero-predictor-00001"]["pids"]
     wait_for(lambda: status(client, "zero")["revisions"]["zero-predictor-00001"]["replicas"] == 0, 60, "zero")
     wait_for(lambda: not routed(server, "zero"), 10, "zero out of HAProxy")
+    # and the replica gone: while it drains, HAProxy's old worker (a kept-alive connection of ours) may still
+    # send it a request straight, which it answers; seen once its start became a fork (~0.2 s)
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), 30, "the drained replica to exit")
     reply = predict(ingress, "zero")
     assert reply.status_code == 200, reply.text
     assert reply.json() == {"predictions": expected(model)}
