@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ def classify(text: str) -> str:
     return next((name for name, pattern in CLASSES if re.search(pattern, text)), "unclassified: look (kfbox?)")
 
 
-def outcomes(junit: Path) -> list[dict[str, str]]:
+def outcomes(junit: Path, why: Callable[[str], str] = classify) -> list[dict[str, str]]:
+    """One row per test of a JUnit report: outcome, ``why(failure text)`` for a failure, its first message."""
     rows = []
     for case in ET.parse(junit).getroot().iter("testcase"):
         name = case.get("classname", "").rsplit(".", 1)[-1] + "::" + case.get("name", "")
@@ -62,9 +64,21 @@ def outcomes(junit: Path) -> list[dict[str, str]]:
                 break
         message = re.search(r'"message":"((?:[^"\\]|\\.)*)"', text)
         first = message.group(1) if message else (text.strip().splitlines() or [""])[0]
-        why = "" if outcome == "passed" else "upstream skip" if outcome == "skipped" else classify(text)
-        rows.append({"test": name, "outcome": outcome, "class": why, "message": first[:200]})
+        cause = "" if outcome == "passed" else "upstream skip" if outcome == "skipped" else why(text)
+        rows.append({"test": name, "outcome": outcome, "class": cause, "message": first[:200]})
     return rows
+
+
+def report(rows: list[dict[str, str]], json_path: Path | None) -> None:
+    """One line per test, the counts by outcome and by cause; the rows as JSON when asked."""
+    for row in rows:
+        print(f"{row['outcome']:8} {row['test']:75} {row['class']:28} {row['message'][:120]}")
+    counts = collections.Counter(row["outcome"] for row in rows)
+    print(f"\n{len(rows)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for name, n in sorted(collections.Counter(row["class"] for row in rows if row["class"]).items()):
+        print(f"  {n:3}  {name}")
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=1))
 
 
 def train_standin(folder: Path) -> None:
@@ -153,14 +167,7 @@ def main() -> None:
                 rows = run(args, server.url, work)
             finally:
                 server.stop()
-    for row in rows:
-        print(f"{row['outcome']:8} {row['test']:75} {row['class']:28} {row['message'][:120]}")
-    counts = collections.Counter(row["outcome"] for row in rows)
-    print(f"\n{len(rows)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    for name, n in sorted(collections.Counter(row["class"] for row in rows if row["class"]).items()):
-        print(f"  {n:3}  {name}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    report(rows, args.json)
 
 
 if __name__ == "__main__":
