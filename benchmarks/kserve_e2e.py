@@ -8,9 +8,13 @@ They need three test-only packages kfbox does not: install them apart and pass t
 
     .venv/bin/pip install --target /work/upstream/site --no-deps httpx-retries pytest-asyncio portforward
     .venv/bin/python benchmarks/kserve_e2e.py --upstream /work/upstream/kserve --site /work/upstream/site
-        [--url URL] [--tests predictor ...] [-k EXPR] [--workers 2] [--standin-iris] [--json out.json]
+        [--url URL] [--tests predictor ...] [-k EXPR] [--workers 2] [--standin-iris] [--data-plane haproxy]
+        [--json out.json]
 
-Without ``--url`` a fresh ``kfbox up`` in a temporary home serves them. Most tests load models
+Without ``--url`` a fresh ``kfbox up`` in a temporary home serves them; with ``--data-plane haproxy``
+it also runs the HAProxy data plane and the gRPC gateway, and the tests' ingress is HAProxy's port,
+which takes REST and gRPC as a cluster's Istio ingress does (the Python gateway's port is HTTP/1.1
+only, so the gRPC tests fail there). Most tests load models
 from ``gs://kfserving-examples`` (no network here), so they stop at create with a 422 naming the
 scheme. ``--standin-iris`` probes what lies beyond that: in this harness only (kfbox has no such
 mapping), ``gs://kfserving-examples/models/sklearn/1.0/model`` becomes a local iris SVC trained as
@@ -120,13 +124,13 @@ def pytest_configure(config: Any) -> None:
         setattr(KServeClient, verb, wrapped)
 
 
-def run(args: argparse.Namespace, url: str, work: Path) -> list[dict[str, str]]:
+def run(args: argparse.Namespace, url: str, work: Path, ingress: str | None = None) -> list[dict[str, str]]:
     e2e = args.upstream / "test" / "e2e"
     kubeconfig, junit = work / "kubeconfig", work / "junit.xml"
     subprocess.run([sys.executable, "-m", "kfbox", "kubeconfig", "-o", str(kubeconfig), "--url", url,
                     "-n", args.namespace], check=True, capture_output=True)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KSERVE_TEST_NAMESPACE": args.namespace,
-           "KSERVE_INGRESS_HOST_PORT": url.removeprefix("http://").rstrip("/"),
+           "KSERVE_INGRESS_HOST_PORT": (ingress or url).removeprefix("http://").rstrip("/"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(args.site or ""), str(ROOT / "benchmarks")) if p)}
     plugins = []
     if args.standin_iris:
@@ -152,6 +156,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per test")
     parser.add_argument("--standin-iris", action="store_true", help=f"serve {IRIS_URI} from a local stand-in")
+    parser.add_argument("--data-plane", choices=["python", "haproxy"], default="python",
+                        help="haproxy: the ingress is HAProxy's port, which also takes gRPC (the gRPC gateway on)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kserve-e2e-") as tmp:
@@ -162,9 +168,12 @@ def main() -> None:
             sys.path.insert(0, str(ROOT))
             from tests.support import ServerProcess
 
-            server = ServerProcess.start(work / "home")
+            extra = ({"KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_GRPC_PORT": "0"}
+                     if args.data_plane == "haproxy" else {})
+            server = ServerProcess.start(work / "home", extra_env=extra)
             try:
-                rows = run(args, server.url, work)
+                ingress = json.loads((work / "home" / "server.json").read_text()).get("ingress_url")
+                rows = run(args, server.url, work, ingress)
             finally:
                 server.stop()
     report(rows, args.json)
