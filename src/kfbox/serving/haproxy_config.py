@@ -93,6 +93,8 @@ class Plan:
     threads: int = 1
     grpc_port: int | None = None
     """kfbox's gRPC gateway port (on ``kfbox_host``), where gRPC calls to the ingress go; None: it is off."""
+    drain_seconds: float = 30.0
+    """An old worker's grace after a reload (``hard-stop-after``): its requests still running then are cut."""
 
 
 def revision_weights(percents: dict[str, int], ready: dict[str, int]) -> dict[str, int]:
@@ -129,7 +131,7 @@ def render(plan: Plan) -> str:
         f"    log {plan.log_socket} len 1024 format raw local0 info",
         f"    nbthread {plan.threads}",
         "    maxconn 8192",
-        "    hard-stop-after 30s",
+        f"    hard-stop-after {max(1, math.ceil(plan.drain_seconds * 1000))}ms",
         "defaults",
         "    mode http",
         "    log global",
