@@ -59,7 +59,8 @@ def wipe(url: str) -> None:
     from kfbox.db import Database
 
     database = Database(url)
-    with database.write() as session:
+    with database.write() as session:  # MySQL checks the parent key row by row: unlink the children first
+        session.execute(text("UPDATE registry_resources SET parent_id = NULL"))
         session.execute(text("DELETE FROM registry_resources"))
     database.dispose()
 
