@@ -57,13 +57,19 @@ def manifest(name: str, storage_uri: str | None, *, fmt: str = "sklearn", namesp
 
 
 def apply(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
-    """Create (201), or replace at the current resourceVersion (200), as `kubectl replace` after a 409."""
+    """Create (201), or replace at the current resourceVersion (200), as `kubectl replace` after a 409.
+
+    A status update between the GET and the PUT makes the version stale (409 again): read it again, as
+    kubectl apply does, a few times."""
     ns = body["metadata"].get("namespace", "default")
     reply = client.post(API.format(ns=ns), json=body)
     if reply.status_code == 409:
         path = API.format(ns=ns) + "/" + body["metadata"]["name"]
-        version = client.get(path).json()["metadata"]["resourceVersion"]
-        reply = client.put(path, json={**body, "metadata": {**body["metadata"], "resourceVersion": version}})
+        for _ in range(5):
+            version = client.get(path).json()["metadata"]["resourceVersion"]
+            reply = client.put(path, json={**body, "metadata": {**body["metadata"], "resourceVersion": version}})
+            if reply.status_code != 409:
+                break
         assert reply.status_code == 200, reply.text
     else:
         assert reply.status_code == 201, reply.text
