@@ -7,7 +7,7 @@ go in a folder apart::
 
     .venv/bin/pip install --target /work/upstream/mr-site --no-deps pytest-asyncio pytest-mock olot
     .venv/bin/python benchmarks/model_registry_e2e.py --upstream /work/upstream/model-registry \\
-        --site /work/upstream/mr-site [--client-src] [--db URL] [-k EXPR] [--json out.json]
+        --site /work/upstream/mr-site [--client-src] [--fuzz] [--db URL] [-k EXPR] [--json out.json]
 
 A fresh ``kfbox up`` in a temporary home serves them, with moto's S3 server on loopback for the
 tests that upload to S3 (upstream uses MinIO). What this harness stands in for, and nothing more:
@@ -29,6 +29,7 @@ import argparse
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,9 @@ def run(args: argparse.Namespace, url: str, db: str, s3: str, work: Path) -> lis
     (scripts / "cleanup.sh").chmod(0o755)
     rootdir = work / "root" / "clients" / "python"  # the fixtures' repository root is rootdir/../..
     rootdir.mkdir(parents=True)
+    if args.fuzz:  # the fuzz fixtures read rootdir/schemathesis.toml and rootdir/../../api/openapi/*.yaml
+        shutil.copy(client / "schemathesis.toml", rootdir)
+        shutil.copytree(args.upstream / "api" / "openapi", work / "root" / "api" / "openapi")
     junit = work / "junit.xml"
     path = [str(client / "src")] if args.client_src else []
     path += [str(p) for p in (args.site, ROOT / "benchmarks", ROOT / "src") if p]
@@ -88,12 +92,14 @@ def run(args: argparse.Namespace, url: str, db: str, s3: str, work: Path) -> lis
            "KF_MR_TEST_S3_ENDPOINT": s3, "KF_MR_TEST_ACCESS_KEY_ID": "test",
            "KF_MR_TEST_SECRET_ACCESS_KEY": "test", "KF_MR_TEST_BUCKET_NAME": "default"}
     # test_signing and test_token import model_signing (not installed) and hold no e2e test
-    command = [sys.executable, "-m", "pytest", "tests", "--e2e", "-p", "model_registry_e2e",
-               "--ignore", "tests/test_signing.py", "--ignore", "tests/test_token.py", "--ignore", "tests/fuzz_api",
+    suite = ["tests/fuzz_api/model_registry", "--fuzz"] if args.fuzz else ["tests", "--e2e", "--ignore",
+                                                                          "tests/fuzz_api"]
+    command = [sys.executable, "-m", "pytest", *suite, "-p", "model_registry_e2e",
+               "--ignore", "tests/test_signing.py", "--ignore", "tests/test_token.py",
                "-p", "no:cacheprovider", "-p", "no:xdist", "--rootdir", str(rootdir), f"--junitxml={junit}", "-q",
                *(["-k", args.k] if args.k else [])]
     subprocess.run(command, cwd=client, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # upstream's conftest skips every test without the e2e mark under --e2e: they are not this suite
+    # upstream's conftest skips every test without the e2e (fuzz) mark under --e2e (--fuzz): not this suite
     return [row for row in outcomes(junit, classify) if not row["message"].startswith("skipping non-e2e")]
 
 
@@ -102,6 +108,8 @@ def main() -> None:
     parser.add_argument("--upstream", type=Path, help="a kubeflow/model-registry checkout (with clients/python)")
     parser.add_argument("--site", type=Path, help="folder holding pytest-asyncio, pytest-mock, olot")
     parser.add_argument("--client-src", action="store_true", help="upstream's client from the checkout")
+    parser.add_argument("--fuzz", action="store_true",
+                        help="upstream's schemathesis tests of the registry API (tests/fuzz_api) instead of --e2e")
     parser.add_argument("--db", help="kfbox's metadata database URL (default: SQLite in the temporary home)")
     parser.add_argument("-k", help="pytest -k expression")
     parser.add_argument("--json", type=Path)
