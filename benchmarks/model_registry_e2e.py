@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLASSES = [
     ("needs network (Hugging Face, quay.io)", r"Name or service not known|Temporary failure in name resolution"),
     ("needs skopeo and an OCI registry", r"Backend 'skopeo' is selected, but not available"),
+    ("schemathesis's pytest plugin vs pytest 9 (Function._nodeid)", r"has no attribute '_nodeid'"),
     ("client lacks the test's API (try --client-src)",
      r"'ModelRegistry' object has no attribute|module 'model_registry[.\w]*' has no attribute"),
 ]
