@@ -8,9 +8,13 @@ They need three test-only packages kfbox does not: install them apart and pass t
 
     .venv/bin/pip install --target /work/upstream/site --no-deps httpx-retries pytest-asyncio portforward
     .venv/bin/python benchmarks/kserve_e2e.py --upstream /work/upstream/kserve --site /work/upstream/site
-        [--url URL] [--tests predictor ...] [-k EXPR] [--workers 2] [--standin-iris] [--json out.json]
+        [--url URL] [--tests predictor ...] [-k EXPR] [--workers 2] [--standin-iris] [--data-plane haproxy]
+        [--json out.json]
 
-Without ``--url`` a fresh ``kfbox up`` in a temporary home serves them. Most tests load models
+Without ``--url`` a fresh ``kfbox up`` in a temporary home serves them; with ``--data-plane haproxy``
+it also runs the HAProxy data plane and the gRPC gateway, and the tests' ingress is HAProxy's port,
+which takes REST and gRPC as a cluster's Istio ingress does (the Python gateway's port is HTTP/1.1
+only, so the gRPC tests fail there). Most tests load models
 from ``gs://kfserving-examples`` (no network here), so they stop at create with a 422 naming the
 scheme. ``--standin-iris`` probes what lies beyond that: in this harness only (kfbox has no such
 mapping), ``gs://kfserving-examples/models/sklearn/1.0/model`` becomes a local iris SVC trained as
@@ -28,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,8 @@ def classify(text: str) -> str:
     return next((name for name, pattern in CLASSES if re.search(pattern, text)), "unclassified: look (kfbox?)")
 
 
-def outcomes(junit: Path) -> list[dict[str, str]]:
+def outcomes(junit: Path, why: Callable[[str], str] = classify) -> list[dict[str, str]]:
+    """One row per test of a JUnit report: outcome, ``why(failure text)`` for a failure, its first message."""
     rows = []
     for case in ET.parse(junit).getroot().iter("testcase"):
         name = case.get("classname", "").rsplit(".", 1)[-1] + "::" + case.get("name", "")
@@ -62,9 +68,21 @@ def outcomes(junit: Path) -> list[dict[str, str]]:
                 break
         message = re.search(r'"message":"((?:[^"\\]|\\.)*)"', text)
         first = message.group(1) if message else (text.strip().splitlines() or [""])[0]
-        why = "" if outcome == "passed" else "upstream skip" if outcome == "skipped" else classify(text)
-        rows.append({"test": name, "outcome": outcome, "class": why, "message": first[:200]})
+        cause = "" if outcome == "passed" else "upstream skip" if outcome == "skipped" else why(text)
+        rows.append({"test": name, "outcome": outcome, "class": cause, "message": first[:200]})
     return rows
+
+
+def report(rows: list[dict[str, str]], json_path: Path | None) -> None:
+    """One line per test, the counts by outcome and by cause; the rows as JSON when asked."""
+    for row in rows:
+        print(f"{row['outcome']:8} {row['test']:75} {row['class']:28} {row['message'][:120]}")
+    counts = collections.Counter(row["outcome"] for row in rows)
+    print(f"\n{len(rows)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    for name, n in sorted(collections.Counter(row["class"] for row in rows if row["class"]).items()):
+        print(f"  {n:3}  {name}")
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=1))
 
 
 def train_standin(folder: Path) -> None:
@@ -106,13 +124,13 @@ def pytest_configure(config: Any) -> None:
         setattr(KServeClient, verb, wrapped)
 
 
-def run(args: argparse.Namespace, url: str, work: Path) -> list[dict[str, str]]:
+def run(args: argparse.Namespace, url: str, work: Path, ingress: str | None = None) -> list[dict[str, str]]:
     e2e = args.upstream / "test" / "e2e"
     kubeconfig, junit = work / "kubeconfig", work / "junit.xml"
     subprocess.run([sys.executable, "-m", "kfbox", "kubeconfig", "-o", str(kubeconfig), "--url", url,
                     "-n", args.namespace], check=True, capture_output=True)
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "KSERVE_TEST_NAMESPACE": args.namespace,
-           "KSERVE_INGRESS_HOST_PORT": url.removeprefix("http://").rstrip("/"),
+           "KSERVE_INGRESS_HOST_PORT": (ingress or url).removeprefix("http://").rstrip("/"),
            "PYTHONPATH": os.pathsep.join(p for p in (str(args.site or ""), str(ROOT / "benchmarks")) if p)}
     plugins = []
     if args.standin_iris:
@@ -138,6 +156,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per test")
     parser.add_argument("--standin-iris", action="store_true", help=f"serve {IRIS_URI} from a local stand-in")
+    parser.add_argument("--data-plane", choices=["python", "haproxy"], default="python",
+                        help="haproxy: the ingress is HAProxy's port, which also takes gRPC (the gRPC gateway on)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kserve-e2e-") as tmp:
@@ -148,19 +168,15 @@ def main() -> None:
             sys.path.insert(0, str(ROOT))
             from tests.support import ServerProcess
 
-            server = ServerProcess.start(work / "home")
+            extra = ({"KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_GRPC_PORT": "0"}
+                     if args.data_plane == "haproxy" else {})
+            server = ServerProcess.start(work / "home", extra_env=extra)
             try:
-                rows = run(args, server.url, work)
+                ingress = json.loads((work / "home" / "server.json").read_text()).get("ingress_url")
+                rows = run(args, server.url, work, ingress)
             finally:
                 server.stop()
-    for row in rows:
-        print(f"{row['outcome']:8} {row['test']:75} {row['class']:28} {row['message'][:120]}")
-    counts = collections.Counter(row["outcome"] for row in rows)
-    print(f"\n{len(rows)} tests: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
-    for name, n in sorted(collections.Counter(row["class"] for row in rows if row["class"]).items()):
-        print(f"  {n:3}  {name}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+    report(rows, args.json)
 
 
 if __name__ == "__main__":

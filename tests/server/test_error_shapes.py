@@ -27,7 +27,12 @@ CASES = [
     ("post", f"{REGISTRY}/registered_models", {"json": {"nam": "x"}}, 400, "registry", 'unknown field "nam"'),
     ("post", f"{REGISTRY}/registered_models", {"content": b"[", "headers": {"content-type": "application/json"}},
      400, "registry", "not valid JSON"),
-    ("get", f"{REGISTRY}/registered_models/999999", {}, 404, "registry", "No registered model with id 999999"),
+    ("get", f"{REGISTRY}/registered_models/999999", {}, 404, "registry", "Registered model with id 999999 not found"),
+    # any id the id column can hold is a lookup, as upstream's (its fuzz tests post to random ten-digit ids)
+    ("post", f"{REGISTRY}/model_versions/2000000000/artifacts",
+     {"json": {"artifactType": "model-artifact", "name": "a", "uri": "s3://b/m"}}, 404, "registry",
+     "Model version with id 2000000000 not found"),
+    ("get", f"{REGISTRY}/registered_models/2147483648", {}, 400, "registry", "is not a valid id"),
     ("post", ISVC, {"json": {"kind": "InferenceService"}}, 400, "kube", "API version"),
 ]
 

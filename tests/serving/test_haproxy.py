@@ -1,7 +1,8 @@
 """The optional HAProxy data plane (``kfbox up --data-plane haproxy``) against Debian's real haproxy on
 loopback, driven by a real ``kfbox up`` with a token, in front of real kserve replicas: routing by Host
 and path straight to a replica, auth, the canary split, cold starts through kfbox, overload's 503,
-a reload when a replica is replaced, request metrics, no orphan, and the refusal without haproxy.
+a reload when a replica is replaced, request metrics, gRPC on the same port, no orphan, and the refusal
+without haproxy.
 
 A request answered by HAProxy straight from a replica never reaches kfbox's HTTP stack, so it is not
 in ``kfbox_http_requests_total`` (route ``/serving/...``); one that fell back to kfbox is. The tests
@@ -75,10 +76,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     code.mkdir()
     (code / "held_model.py").write_text(MODEL)
     proc = ServerProcess.start(home, token=TOKEN, extra_env={
-        "KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE)})
+        "KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE),
+        "KFBOX_SERVING_GRPC_PORT": "0"})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
-        apply(client, manifest("iris", "pvc://models/iris"))
+        apply(client, manifest("iris", "pvc://models/iris", annotations={"serving.kfbox.io/enable-grpc": "true"}))
         apply(client, manifest("held", None, fmt="custom",
                                annotations={"serving.kfbox.io/model-class": "held_model:Held",
                                             "serving.kfbox.io/python-path": str(code)}))
@@ -240,6 +242,32 @@ def test_overload_is_a_fast_503_with_kserve_body(server: ServerProcess, ingress:
         thread.join(60)
     assert [r.json() for r in held] == [{"predictions": ["released"]}] * QUEUE
     wait_for(lambda: metric(client, 'kfbox_serving_requests_total{code="503",name="held"') == 1, 10, "503 counted")
+
+
+def test_grpc_calls_to_the_ingress_port_reach_the_grpc_gateway(server: ServerProcess) -> None:
+    """One ingress port for both protocols, as KServe's e2e tests expect of Istio's (their gRPC calls go to
+    KSERVE_INGRESS_HOST_PORT): HTTP/2 gRPC goes to kfbox's gRPC gateway, which checks the token itself."""
+    import asyncio
+
+    import grpc
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
+    address = json.loads((server.home / "server.json").read_text())["ingress_url"].removeprefix("http://")
+    inputs = [InferInput("input-0", [len(ROWS), 4], "FP64", data=[x for row in ROWS for x in row])]
+    auth = [("authorization", f"Bearer {TOKEN}")]
+
+    async def calls() -> None:
+        client = InferenceGRPCClient(address, timeout=60)
+        try:
+            reply = await client.infer(InferRequest(model_name="iris", infer_inputs=inputs), headers=auth)
+            assert list(reply.outputs[0].data) == expected(train_iris(server.home / "check-grpc"))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await client.infer(InferRequest(model_name="iris", infer_inputs=inputs))
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        finally:
+            await client.close()
+
+    asyncio.run(calls())
 
 
 def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Client, client: httpx.Client) -> None:

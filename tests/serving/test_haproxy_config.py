@@ -22,12 +22,12 @@ from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_w
 from tests.serving.helpers import wait_for
 
 
-def plan(tmp_path: Path, *, token: bool, routes: tuple[Route, ...]) -> Plan:
+def plan(tmp_path: Path, *, token: bool, routes: tuple[Route, ...], grpc_port: int | None = None) -> Plan:
     token_file = tmp_path / "token.lst"
     token_file.write_text("Bearer t\n")
     return Plan(bind_host="127.0.0.1", port=18081, kfbox_host="127.0.0.1", kfbox_port=18080, domain="Example.com",
                 max_body_bytes=16 << 20, log_socket=str(tmp_path / "log.sock"),
-                token_file=str(token_file) if token else None, routes=routes)
+                token_file=str(token_file) if token else None, routes=routes, grpc_port=grpc_port)
 
 
 ROUTES = (
@@ -38,13 +38,15 @@ ROUTES = (
 )
 
 
+@pytest.mark.parametrize("grpc_port", [None, 18082], ids=["no-grpc", "grpc"])
 @pytest.mark.parametrize("token", [True, False])
 @pytest.mark.parametrize("routes", [(), ROUTES], ids=["no-route", "routes"])
-def test_haproxy_accepts_the_configuration(tmp_path: Path, token: bool, routes: tuple[Route, ...]) -> None:
+def test_haproxy_accepts_the_configuration(tmp_path: Path, token: bool, routes: tuple[Route, ...],
+                                           grpc_port: int | None) -> None:
     if shutil.which("haproxy") is None:  # .ci/run installs it; say so rather than pass
         pytest.fail("haproxy is not installed: sudo apt-get install haproxy")
     config = tmp_path / "haproxy.cfg"
-    config.write_text(render(plan(tmp_path, token=token, routes=routes)))
+    config.write_text(render(plan(tmp_path, token=token, routes=routes, grpc_port=grpc_port)))
     checked = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     text = config.read_text()

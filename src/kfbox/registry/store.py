@@ -40,6 +40,7 @@ _BY_ID = select(*_COLUMNS).where(_TABLE.c.id == bindparam("rid"))
 # kinds upstream names with a UUID when created without a name (its converter's mapEntityNameWithUUIDGeneration)
 GENERATED_NAMES = frozenset({*ARTIFACT_KINDS, "inference_service", "serve_model", "experiment_run"})
 UUID_PREFIX = 37   # len("<uuid>:"), the prefix upstream gives a parentless artifact's name
+MAX_ID = 2**31 - 1  # the id column is a 32-bit integer on PostgreSQL and MySQL
 _COMMON = ("name", "externalId", "customProperties", "artifactType", "id", "createTimeSinceEpoch",
            "lastUpdateTimeSinceEpoch")
 
@@ -160,13 +161,16 @@ def read(conn: Connection, family: str, resource_id: int | str, kinds: Sequence[
 
 def _not_found(family: str, rid: int, kinds: Sequence[str] | None) -> NotFound:
     what = FAMILY_NAMES[family] if kinds is None or len(kinds) != 1 else BY_KIND[kinds[0]].name
-    return NotFound(f"No {what} with id {rid}. List them with GET .../{family}s.")
+    # "not found" in the words, as upstream's server says it (its fuzz tests look for them in a 404)
+    return NotFound(f"{what[0].upper()}{what[1:]} with id {rid} not found. List them with GET .../{family}s.")
 
 
 def parse_id(raw: int | str, field: str = "id") -> int:
+    """A resource id, 1..MAX_ID: any id in range is a lookup (404 when absent, as upstream answers its fuzz
+    tests' random ten-digit ids); anything else is a 400."""
     text = str(raw)
-    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 9:
-        raise InvalidInput(f"{field} {text[:40]!r} is not a valid id; ids are positive whole numbers like '1'.")
+    if not (text.isascii() and text.isdigit()) or text.startswith("0") or len(text) > 10 or int(text) > MAX_ID:
+        raise InvalidInput(f"{field} {text[:40]!r} is not a valid id; ids are whole numbers from 1 to {MAX_ID}.")
     return int(text)
 
 

@@ -44,6 +44,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge
 
@@ -56,6 +57,9 @@ from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_w
 from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.pool import free_port
+
+if TYPE_CHECKING:
+    from kfbox.serving.grpc_gateway import GrpcGateway
 
 log = logging.getLogger(__name__)
 INSTALL_HINT = "Install it with: sudo apt-get install haproxy (Debian/Ubuntu), or put a haproxy binary on PATH."
@@ -126,9 +130,10 @@ class _Seen:
 
 
 class HaproxyDataPlane:
-    def __init__(self, manager: ServingManager, settings: Settings) -> None:
+    def __init__(self, manager: ServingManager, settings: Settings, grpc: GrpcGateway | None = None) -> None:
         self.manager = manager
         self.settings = settings
+        self.grpc = grpc  # gRPC calls to the ingress port go to its port once it listens
         self.folder = settings.home / "haproxy"
         self.sockets = self.folder
         self.child: ChildProcess | None = None
@@ -244,6 +249,7 @@ class HaproxyDataPlane:
                     domain=self.settings.ingress_domain, max_body_bytes=self.settings.serving_max_body_bytes,
                     log_socket=str(self.sockets / "log.sock"), token_file=token_file,
                     routes=tuple(sorted(routes, key=lambda r: r.key)),
+                    grpc_port=self.grpc.port if self.grpc is not None else None,
                     drain_seconds=self.settings.serving_drain_seconds,
                     kfbox_maxconn=max(1, self.settings.max_connections_per_client // 2)
                     if self.settings.max_connections_per_client else 1024)

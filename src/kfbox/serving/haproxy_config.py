@@ -24,6 +24,9 @@ kfbox would have sent it there without a question asked, and everything else to 
   ``retry-after: 1`` and KServe's body, as the gateway's bound;
 - **errors**: a replica's ``{"detail": ...}`` (FastAPI's 404/405/422) and plain-text errors are
   rewritten as ``{"error": ...}``; HAProxy's own 502/503/504 have KServe's body too;
+- **gRPC**: a request with ``content-type: application/grpc`` (HTTP/2 in clear text, which HAProxy tells
+  from HTTP/1.1 by its preface) goes to kfbox's gRPC gateway when it is on, so one ingress port serves
+  both protocols, as Istio's does for KServe; the gateway routes it by model name and checks the token;
 - **metrics**: one log datagram per routed request, ``<h|p>:<namespace>/<name> <status> <ms>``,
   which kfbox counts under its ``kfbox_serving_*`` names.
 """
@@ -41,6 +44,7 @@ REPLICA_MAXCONN = 64
 """Requests HAProxy has open to one replica at once; more wait in HAProxy's queue (kserve answers one at a
 time per process anyway: a deeper queue inside the replica only hides the wait)."""
 FALLBACK = "kfbox"
+GRPC = "kfbox_grpc"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +91,8 @@ class Plan:
     """Connections HAProxy opens to kfbox at most: kfbox caps connections per client address, and HAProxy's
     all come from one."""
     threads: int = 1
+    grpc_port: int | None = None
+    """kfbox's gRPC gateway port (on ``kfbox_host``), where gRPC calls to the ingress go; None: it is off."""
     drain_seconds: float = 30.0
     """An old worker's grace after a reload (``hard-stop-after``): its requests still running then are cut."""
 
@@ -159,6 +165,9 @@ def render(plan: Plan) -> str:
     if plan.token_file is not None:
         lines.append(f"    acl authorized req.fhdr(authorization) -m str -f {_quote(plan.token_file)}")
         qualified = "authorized !unusual"
+    if plan.grpc_port is not None:  # a gRPC call is the gRPC gateway's (which counts it), whatever its Host
+        lines.append("    acl grpc req.hdr(content-type) -m beg application/grpc")
+        qualified += " !grpc"
     for route in plan.routes:
         hosts = " ".join(f"{name}.{route.namespace}.{plan.domain.lower()}" for name in
                          (route.name, route.name + "-predictor"))
@@ -171,6 +180,8 @@ def render(plan: Plan) -> str:
         r"    http-request replace-path ^/serving/[^/]+/[^/]+(/.*)$ \1 if { var(txn.svc) -m beg p: }",
         "    http-request set-log-level silent if !{ var(txn.svc) -m found }",
     ]
+    if plan.grpc_port is not None:
+        lines.append(f"    use_backend {GRPC} if grpc")
     for route in plan.routes:
         lines.append(f"    use_backend {route.backend} if {{ var(txn.svc) -m str h:{route.key} p:{route.key} }}")
     lines += [
@@ -178,6 +189,8 @@ def render(plan: Plan) -> str:
         f"backend {FALLBACK}",
         f"    server kfbox {_host(plan.kfbox_host)}:{plan.kfbox_port} maxconn {plan.kfbox_maxconn}",
     ]
+    if plan.grpc_port is not None:
+        lines += [f"backend {GRPC}", f"    server grpc {_host(plan.kfbox_host)}:{plan.grpc_port} proto h2"]
     for route in plan.routes:
         lines += _backend(route)
     return "\n".join(lines) + "\n"

@@ -82,7 +82,7 @@ def install(app: Starlette, platform: Platform) -> None:
         from kfbox.serving.haproxy import HaproxyDataPlane, preflight
 
         preflight(platform.settings)
-        plane = HaproxyDataPlane(manager, platform.settings)
+        plane = HaproxyDataPlane(manager, platform.settings, grpc=platform.services.grpc_gateway)
         manager.release = plane.release
         platform.record["ingress_url"] = plane.url
         platform.health["data_plane"] = plane.health

@@ -9,7 +9,8 @@ files with the unrestricted unpickler; see ``kfbox.serving.unpickle``). Of the k
 arguments (``spec.predictor.model.args``) ``--model_name NAME`` is honoured: the name the model is
 served under (``/v1/models/NAME``, ``/v2/models/NAME``) instead of the InferenceService's; the rest
 configure a server process kfbox runs itself, so they are refused naming the argument. A
-container port named ``h2c`` in ``spec.predictor.model.ports`` turns gRPC on, as ``enable-grpc`` does.
+container port named ``h2c``, ``grpc`` or ``grpc-*`` in ``spec.predictor.model.ports`` turns gRPC on, as
+``enable-grpc`` does.
 
 Example::
 
@@ -165,8 +166,13 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
 
 
 def _h2c(ports: Any) -> bool:
-    """A container port named ``h2c`` is how a KServe manifest asks its model server for gRPC."""
-    return isinstance(ports, list) and any(isinstance(p, dict) and p.get("name") == "h2c" for p in ports)
+    """A container port named for gRPC is how a KServe manifest asks its model server for it: ``h2c``
+    (Knative's name) or ``grpc``/``grpc-*`` (Istio's protocol by port name, as KServe's dual-protocol
+    predictors name it beside an ``http-*`` port)."""
+    def grpc(name: Any) -> bool:
+        return isinstance(name, str) and (name in ("h2c", "grpc") or name.startswith("grpc-"))
+
+    return isinstance(ports, list) and any(isinstance(p, dict) and grpc(p.get("name")) for p in ports)
 
 
 def _model_name(args: Any, where: str) -> str | None:
