@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kfbox.server import warm as warm_children
@@ -46,8 +46,10 @@ class ReplicaLauncher:
         self._lock = threading.Lock()  # launch() runs in worker threads
         shutil.rmtree(folder, ignore_errors=True)  # standby logs of an earlier server run
 
-    def launch(self, args: Sequence[str], log_path: Path) -> ChildProcess:
-        """A running replica process with these ``kfbox.serving.replica`` arguments."""
+    def launch(self, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> ChildProcess:
+        """A running replica process with these ``kfbox.serving.replica`` arguments and, over the
+        server's environment, ``env`` (the InferenceService's ``env``: at spawn, or with the arguments)."""
+        env = dict(env or {})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             standby, self._standby = self._standby, None
@@ -56,14 +58,14 @@ class ReplicaLauncher:
                 standby_log = standby.log_path
                 os.replace(standby_log, log_path)  # the process keeps writing to the same file
                 standby.log_path = log_path
-                if standby.assign({"argv": list(args)}):
+                if standby.assign({"argv": list(args), "env": env}):
                     child = standby
                 else:  # it died just now: its log stays where it was
                     os.replace(log_path, standby_log)
             if child is None:
                 if standby is not None:
                     standby.stop(0)
-                child = self._cold(args, log_path)
+                child = self._cold(args, log_path, env)
             self._used = True
             return child
 
@@ -78,11 +80,12 @@ class ReplicaLauncher:
             if self.wants_standby:
                 self._standby = self._spawn_standby()
 
-    def _cold(self, args: Sequence[str], log_path: Path) -> ChildProcess:
+    def _cold(self, args: Sequence[str], log_path: Path, env: Mapping[str, str]) -> ChildProcess:
         argv = [sys.executable, "-m", MODULE, *args]
+        child_env = {**self.env, **env}
         if warm_children.supported():  # a channel all the same: the replica exits with the server
-            return warm_children.spawn(argv, log_path=log_path, env=self.env)
-        return ChildProcess.spawn(argv, log_path=log_path, env=self.env)
+            return warm_children.spawn(argv, log_path=log_path, env=child_env)
+        return ChildProcess.spawn(argv, log_path=log_path, env=child_env)
 
     def _spawn_standby(self) -> warm_children.WarmChild:
         log_path = self.folder / f"standby-{next(self._numbers)}.log"

@@ -17,6 +17,10 @@ and three writes a request in the replica's log file, 150 kB/s at 500 req/s. Sta
 error lines stay; the gateway counts every request in ``kfbox_serving_*``. It is kserve's own
 logging configuration with two levels raised, what a stock server gets from
 ``--log_config_file`` (``benchmarks/gateway.py`` runs its stock peer so, like for like).
+
+Native thread pools (OpenMP, BLAS) get one thread unless the server's or the InferenceService's
+environment sets their variables (:mod:`kfbox.serving.native_threads`): replicas, not threads, serve
+concurrent requests, and idle pool workers spinning on a shared machine cost the other processes cores.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 from kfbox.server import warm
 from kfbox.server.warm import Channel
+from kfbox.serving import native_threads
 
 LOOPBACK = "127.0.0.1"
 FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
@@ -57,9 +62,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str], channel: Channel | None = None) -> int:
+def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | None = None) -> int:
+    """Serve the model; ``env``: the InferenceService's environment, when a standby gets it late."""
     args = parse_args(argv)
     _exit_with_parent(channel)
+    native_threads.apply(env or {})  # before numpy and scikit-learn load, where they have not yet
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
     _skip_kubernetes_client()
     try:
@@ -82,6 +89,7 @@ def standby() -> int:
         print(f"{STANDBY_FLAG} needs the channel of a kfbox server (kfbox.server.warm)", file=sys.stderr)
         return 2
     sys.argv = sys.argv[:1]
+    native_threads.set_defaults()  # numpy, OpenBLAS and libgomp read them as they load, just below
     _skip_kubernetes_client()
     import kserve.model_server  # noqa: F401 - the slow part of a cold start, done ahead of time
 
@@ -92,7 +100,8 @@ def standby() -> int:
     message = channel.recv()  # blocks; None: the server went away first
     if message is None:
         return 0
-    return main([str(arg) for arg in message["assign"]["argv"]], channel)
+    job = message["assign"]
+    return main([str(arg) for arg in job["argv"]], channel, {str(k): str(v) for k, v in job.get("env", {}).items()})
 
 
 def _exit_with_parent(channel: Channel | None = None) -> None:

@@ -1,0 +1,57 @@
+"""A replica's native thread pools (OpenMP, OpenBLAS, MKL): one thread each unless the user says otherwise.
+
+A replica answers one request at a time on its event loop; kfbox adds replicas, not threads, for
+concurrency. Left alone, OpenMP and the BLAS libraries start one worker per core, and between
+parallel regions libgomp's workers spin. On a machine that also runs the server, sibling replicas
+and the load, those workers take cores from the processes that have work: an iris KNN with
+``algorithm="brute"`` (scikit-learn's OpenMP ``ArgKmin``) served 15-19 req/s at 22-29 ms of CPU per
+request with the default pool on the 2-core machine under load, and 350-680 req/s at 0.9-1.0 ms
+with one thread (``benchmarks/replica_threads.py``). One thread per replica is also what PyTorch's
+launcher and the scikit-learn documentation recommend when processes already use the cores.
+
+The variables are the libraries' own: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
+``MKL_NUM_THREADS``. One already set wins: in the server's environment (``OMP_NUM_THREADS=4 kfbox
+up``) or in the InferenceService's ``spec.predictor.model.env``. They are set before the libraries
+load where possible (a cold replica, a standby's imports); libraries already loaded when an
+InferenceService's own value arrives (a standby's numpy and scikit-learn) are resized with
+threadpoolctl, the library scikit-learn itself uses for this.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+
+DEFAULT_THREADS = "1"
+THREAD_VARIABLES = {"OMP_NUM_THREADS": "openmp", "OPENBLAS_NUM_THREADS": "openblas", "MKL_NUM_THREADS": "mkl"}
+"""Each variable and the threadpoolctl ``internal_api`` it sizes."""
+
+
+def set_defaults(environ: MutableMapping[str, str] | None = None) -> None:
+    """One thread for each pool whose variable is not set yet (call before numpy or scikit-learn loads)."""
+    environ = os.environ if environ is None else environ
+    for variable in THREAD_VARIABLES:
+        environ.setdefault(variable, DEFAULT_THREADS)
+
+
+def apply(overrides: Mapping[str, str]) -> None:
+    """Put the InferenceService's environment into this process and resize the pools already loaded
+    to the variables' values (the defaults included): libraries read them only when they load."""
+    os.environ.update(overrides)
+    set_defaults()
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    for variable, internal_api in THREAD_VARIABLES.items():
+        threads = _count(os.environ[variable])
+        if threads is not None:
+            controller.select(internal_api=internal_api).limit(limits=threads)
+
+
+def _count(value: str) -> int | None:
+    """The variable's thread count; None for what the libraries would not take as one (left to them)."""
+    try:
+        threads = int(value.strip())
+    except ValueError:
+        return None
+    return threads if threads > 0 else None
