@@ -8,6 +8,7 @@ thread that appears in ``/proc/PID/task`` at the first prediction, and none appe
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -135,3 +136,38 @@ def test_env_entries_kfbox_cannot_honour_get_422_naming_them(app_client: TestCli
     assert status["reason"] == "Invalid" and message in status["message"]
     assert status["details"]["causes"][0]["field"] == f"spec.predictor.model.{field}"
     assert app_client.get(f"{ISVC}/iris").status_code == 404  # nothing stored
+
+
+def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path) -> None:
+    """The replica skips sklearn's checks of its own internal arguments (``skip_parameter_validation``), not
+    of the request's rows: predictions and the errors for bad rows are the ones sklearn gives with every check."""
+    features, labels = load_iris(return_X_y=True)
+    model = KNeighborsClassifier(n_neighbors=3).fit(features, labels)
+    folder = tmp_path / "knn"
+    folder.mkdir()
+    joblib.dump(model, folder / "model.joblib")
+    launcher = ReplicaLauncher(tmp_path / "standby", warm=False)
+    port = free_port()
+    child = launcher.launch(["--name", "knn", "--format", "sklearn", "--model-path", str(folder), "--port", str(port)],
+                            tmp_path / "replica.log")
+    url = f"http://127.0.0.1:{port}/v1/models/knn:predict"
+    try:
+        wait_for(lambda: _answers(url), timeout=120, what="the replica")
+        reply = httpx.post(url, json={"instances": ROWS})
+        assert reply.status_code == 200 and reply.json() == {"predictions": model.predict(ROWS).tolist()}
+        for rows in ([[5.1, 3.5, 1.4]], [[5.1, 3.5, 1.4, 0.2, 9.9]]):
+            with pytest.raises(ValueError) as local:
+                model.predict(rows)
+            reply = httpx.post(url, content=json.dumps({"instances": rows}))
+            assert reply.status_code == 400, reply.text
+            assert reply.json() == {"error": f"Cannot predict on this input: {local.value}"}
+    finally:
+        child.stop(2.0)
+        launcher.close()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.post(url, json={"instances": ROWS}, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
