@@ -4,17 +4,21 @@ A replica answers one request at a time on its event loop; kfbox adds replicas, 
 concurrency. Left alone, OpenMP and the BLAS libraries start one worker per core, and between
 parallel regions libgomp's workers spin. On a machine that also runs the server, sibling replicas
 and the load, those workers take cores from the processes that have work: an iris KNN with
-``algorithm="brute"`` (scikit-learn's OpenMP ``ArgKmin``) served 15-19 req/s at 22-29 ms of CPU per
-request with the default pool on the 2-core machine under load, and 350-680 req/s at 0.9-1.0 ms
-with one thread (``benchmarks/replica_threads.py``). One thread per replica is also what PyTorch's
-launcher and the scikit-learn documentation recommend when processes already use the cores.
+``algorithm="brute"`` (scikit-learn's OpenMP ``ArgKmin``) served 38 req/s at 14.8 ms of CPU per
+request with the default pool on the 2-core machine under load, and 486 req/s at 1.05 ms with one
+thread (``benchmarks/replica_threads.py``, interleaved). The field does the same for worker processes
+(``torchrun`` sets ``OMP_NUM_THREADS=1`` for several workers; joblib's process workers get cores /
+workers); one rather than cores / replicas because the replica count moves with the autoscaler and
+the server and the gateway share the cores too.
 
 The variables are the libraries' own: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``,
 ``MKL_NUM_THREADS``. One already set wins: in the server's environment (``OMP_NUM_THREADS=4 kfbox
 up``) or in the InferenceService's ``spec.predictor.model.env``. They are set before the libraries
 load where possible (a cold replica, a standby's imports); libraries already loaded when an
 InferenceService's own value arrives (a standby's numpy and scikit-learn) are resized with
-threadpoolctl, the library scikit-learn itself uses for this.
+threadpoolctl, the library scikit-learn itself uses for this (OpenMP's setting is per thread: it holds
+in the thread that serves, which is the one that calls :func:`apply`; kserve predicts on its event loop
+in the main thread).
 """
 
 from __future__ import annotations
