@@ -62,6 +62,10 @@ class Settings:
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
     serving_queue_per_replica: int = 128
+    serving_drain_seconds: float = 30.0
+    """The grace a stopping replica's requests get to finish (Kubernetes' terminationGracePeriodSeconds), and
+    an old HAProxy worker's after a reload (its ``hard-stop-after``): a stream longer than this is cut when its
+    replica stops or, with the HAProxy data plane, when the routes change. KFBOX_SERVING_DRAIN_SECONDS."""
     """Requests the gateway holds per ready replica of a revision; the next is answered 503 at once."""
     data_plane: str = "python"
     """What carries inference traffic besides the server's own gateway (``kfbox up --data-plane``,

@@ -16,7 +16,7 @@ from kfp import Client
 from tests.pipelines import sample_pipelines as samples
 from tests.pipelines.conftest import wait_run
 from tests.serving.helpers import apply, manifest, train_iris, v1, wait_for, wait_ready
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 SERVICES = ("iris-a", "iris-b")
 RETENTION = "3d"  # not the default (7d): the setting must reach Prometheus
@@ -33,9 +33,7 @@ class Monitored:
         return reply.json()["data"]["result"]
 
     def wait_series(self, expr: str, at_least: int = 1, timeout: float = 60.0) -> list[dict[str, Any]]:
-        # a (re)started Prometheus answers 503 until it has replayed its data: `kfbox monitoring up` does not wait
-        wait_for(lambda: httpx.get(f"{self.prometheus}/-/ready", timeout=10).status_code == 200, timeout,
-                 "Prometheus ready")
+        # no wait for /-/ready here: the fixture and `kfbox monitoring up` return once Prometheus is ready
         return wait_for(lambda: (found := self.query(expr)) and len(found) >= at_least and found, timeout,
                         f"{at_least} series of {expr}")
 
@@ -51,8 +49,8 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
                                                  "KFBOX_PROMETHEUS_RETENTION": RETENTION})
     try:
         with server.client() as client:
-            status = wait_for(lambda: (s := client.get("/monitoring/prometheus").json())["running"] and s, 30,
-                              "prometheus running")
+            status = wait_for(lambda: (s := client.get("/monitoring/prometheus").json())["ready"] and s, 30,
+                              "prometheus ready")
             run_id = submit_failing_run(server)  # a FAILED run and a failed task, for the pipeline series
             for name in SERVICES:  # deployed after Prometheus started: found by service discovery alone
                 train_iris(home / "pvc" / "models" / name)
@@ -73,6 +71,13 @@ def monitored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Monitored]:
         traffic.join(10)
     finally:
         server.stop()
+
+
+def monitoring_cli(server: ServerProcess, *args: str) -> str:
+    """``kfbox monitoring ARGS`` against the server; its standard output."""
+    done = run_cli("monitoring", *args, "--url", server.url)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def submit_failing_run(server: ServerProcess) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from kfbox.monitoring.history import FIELDS, History, quantile
-from tests.monitoring.conftest import SERVICES, Monitored
+from tests.monitoring.conftest import SERVICES, Monitored, monitoring_cli
 from tests.serving.helpers import wait_for
 
 
@@ -44,7 +44,8 @@ def test_series_from_prometheus_then_from_memory(monitored: Monitored) -> None:
             assert memory["source"] == "memory" and memory["step"] == 1
             _check_live(memory)
         finally:
-            monitored.prometheus = client.post("/monitoring/prometheus", json={"action": "start"}).json()["url"]
+            monitoring_cli(monitored.server, "up")  # returns once Prometheus is ready: the next module queries it
+            monitored.prometheus = client.get("/monitoring/prometheus").json()["url"]
 
 
 def test_pipeline_runs_over_time(monitored: Monitored) -> None:

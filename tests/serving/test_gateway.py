@@ -224,6 +224,11 @@ def test_missing_or_corrupt_model_is_not_ready_and_says_why(client: httpx.Client
         assert reply.status_code == 503
         assert time.monotonic() - started < 2.0  # answered, not hung
         assert "error" in reply.json()
+    waited = kfbox("serve", "apply", "-f", str(_manifest_file(server, "missing", "pvc://models/does-not-exist")),
+                   "--wait", "--timeout", "60", url=server.url)  # the same spec again: no new revision
+    assert waited.returncode == 1  # at once, not after the timeout
+    assert "InferenceService default/missing failed to load its model" in waited.stderr, waited.stderr
+    assert "kfbox serve logs missing -n default" in waited.stderr
     assert v1(client, "iris").json() == {"predictions": expected(iris)}  # nothing else affected
     for name in ("missing", "corrupt"):
         assert client.delete(f"/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/{name}"
@@ -299,6 +304,12 @@ def test_apply_refuses_bad_manifests_and_changes_nothing(client: httpx.Client, i
         assert reply.status_code == (400 if wrong_kind else 422), (body, reply.text)
         assert reply.json()["kind"] == "Status" and reply.json()["message"]
     assert client.get(api).json()["items"] == before
+
+
+def _manifest_file(server: ServerProcess, name: str, uri: str) -> Path:
+    path = server.home / f"{name}.json"
+    path.write_text(json.dumps(manifest(name, uri)))
+    return path
 
 
 def test_cli_apply_list_logs_predict_delete(server: ServerProcess, tmp_path: Path, iris: Any) -> None:

@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.serving.helpers import ROWS, apply, expected, manifest, status, train_iris, wait_for, wait_ready
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -371,6 +371,63 @@ def test_a_deleted_service_finishes_the_requests_haproxy_holds(server: ServerPro
     deleter.join(60)
     assert [r.status_code for r in held] == [200] and held[0].json() == {"predictions": ["released"]}
     assert [r.status_code for r in deleted] == [200]
+
+
+def test_a_killed_haproxy_is_restarted_with_the_current_routes(server: ServerProcess, ingress: httpx.Client,
+                                                              client: httpx.Client) -> None:
+    url = json.loads((server.home / "server.json").read_text())["ingress_url"]
+    assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}"
+    pids = _haproxy_pids(server.home)
+    os.kill(pids[0], signal.SIGKILL)  # the master: a crash as HAProxy has it
+    wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "the master and its workers gone")
+    wait_for(lambda: _answers(ingress), 15, "predictions through the ingress port again")
+    assert straight(ingress, client, "iris")  # routed as before: the current configuration, not kfbox's fallback
+    assert _haproxy_pids(server.home)[0] != pids[0]
+    assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}, restarted 1 time"
+    assert metric(client, "kfbox_data_plane_restarts_total") == 1 and metric(client, "kfbox_data_plane_up") == 1
+    assert "exited with -9; restarting it" in server.log()
+    shown = run_cli("status", "--home", str(server.home), "--output", "json")
+    assert json.loads(shown.stdout)["data_plane"] == f"haproxy up on {url}, restarted 1 time", shown.stderr
+
+
+def test_a_haproxy_that_keeps_exiting_is_given_up_and_kfbox_still_serves(server: ServerProcess,
+                                                                         client: httpx.Client) -> None:
+    """Last with this module's server: it leaves HAProxy stopped. The ingress port is taken (by this test)
+    once HAProxy is killed, so each restart exits at once, as a HAProxy crashing at start would."""
+    url = json.loads((server.home / "server.json").read_text())["ingress_url"]
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+        def kill_and_take_the_port() -> bool:
+            try:
+                pids = _haproxy_pids(server.home)
+                os.kill(pids[0], signal.SIGKILL)
+            except (OSError, ValueError):  # between a restart's spawn and its pid file
+                return False
+            wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "HAProxy gone")
+            try:  # kfbox may have restarted it first: then kill it again
+                taken.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+        wait_for(kill_and_take_the_port, 30, "the ingress port taken while HAProxy is down")
+        taken.listen()
+        health = wait_for(lambda: (h := client.get("/healthz").json()["data_plane"]).startswith("haproxy stopped")
+                          and h, 60, "HAProxy given up after repeated exits")
+    assert "times within 120s" in health and f"the ingress port {url} is closed" in health, health
+    assert "HAProxy data plane not restarted" in server.log()
+    assert metric(client, "kfbox_data_plane_up") == 0
+    reply = client.post("/serving/default/iris/v1/models/iris:predict", json={"instances": ROWS})
+    assert reply.status_code == 200, reply.text  # kfbox's own port still serves inference
+
+
+def _answers(ingress: httpx.Client) -> bool:
+    try:
+        return predict(ingress, "iris").status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _cmdline(proc: Path) -> bytes:

@@ -3,14 +3,23 @@ every shape of plan, and the canary weights in the ratio of the revisions' perce
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from tests.serving.helpers import wait_for
 
 
 def plan(tmp_path: Path, *, token: bool, routes: tuple[Route, ...]) -> Plan:
@@ -65,3 +74,74 @@ def test_canary_weights_keep_each_revisions_share(percents: dict[str, int], read
 def test_a_value_that_cannot_be_quoted_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot put"):
         render(dataclasses.replace(plan(tmp_path, token=False, routes=()), token_file="/tmp/it's"))
+
+
+@pytest.mark.parametrize(("grace", "hold", "finished"), [(10.0, 1.5, True), (0.5, 3.0, False)],
+                         ids=["within-the-grace", "past-the-grace"])
+def test_a_reloaded_worker_keeps_its_requests_for_the_drain_grace(tmp_path: Path, grace: float, hold: float,
+                                                                   finished: bool) -> None:
+    """After a reload (SIGUSR2 to the master, as kfbox sends), the old worker finishes a request held by the
+    replica within the grace (``serving_drain_seconds``, HAProxy's ``hard-stop-after``) and cuts one held longer.
+    The replica is a plain HTTP server that answers after ``hold`` seconds."""
+    held = threading.Event()
+    replica = ThreadingHTTPServer(("127.0.0.1", 0), _slow_handler(hold, held))
+    threading.Thread(target=replica.serve_forever, daemon=True).start()
+    route = Route("default", "slow", (Server("slow-predictor-00001", 1, replica.server_address[1]),), limit=8)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(render(dataclasses.replace(plan(tmp_path, token=False, routes=(route,)), port=port,
+                                                 drain_seconds=grace)))
+    assert f"hard-stop-after {round(grace * 1000)}ms" in config.read_text()
+    master = subprocess.Popen(["haproxy", "-W", "-f", str(config)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/serving/default/slow/v1/models/slow:predict"
+        wait_for(lambda: _connects(port), 10, "HAProxy listening")
+        outcome: list[object] = []
+
+        def call() -> None:
+            try:
+                outcome.append(httpx.post(url, json={}, timeout=30).status_code)
+            except httpx.TransportError as exc:
+                outcome.append(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert held.wait(10), "the request did not reach the replica"
+        os.kill(master.pid, signal.SIGUSR2)
+        caller.join(30)
+        assert (outcome == [200]) is finished, outcome
+    finally:
+        os.killpg(master.pid, signal.SIGTERM)
+        master.wait(10)
+        replica.shutdown()
+
+
+def _slow_handler(hold: float, held: threading.Event) -> type[BaseHTTPRequestHandler]:
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            held.set()
+            time.sleep(hold)
+            body = b'{"predictions": []}'
+            with contextlib.suppress(OSError):  # past the grace HAProxy has closed the connection
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    return Slow
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True

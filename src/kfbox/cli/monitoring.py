@@ -6,6 +6,7 @@ running server to start or stop it. ``dashboards`` needs no server.
 
 from __future__ import annotations
 
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,9 @@ from typing import Annotated, Any
 import typer
 
 from kfbox.cli.options import HomeOption, OutputOption, TokenOption, UrlOption
-from kfbox.cli.output import Output, console, print_json
+from kfbox.cli.output import Output, console, err_console, print_json
 from kfbox.client import ApiClient
+from kfbox.errors import InvalidInput, Unavailable
 
 monitoring_app = typer.Typer(help="Local Prometheus (up, down, status) and Grafana dashboards for kfbox.",
                              no_args_is_help=True)
@@ -24,12 +26,39 @@ def register(app: typer.Typer) -> None:
     app.add_typer(monitoring_app, name="monitoring")
 
 
+PROMETHEUS = "/monitoring/prometheus"
+
+
 def _call(url: str | None, home: Path | None, token: str | None, action: str | None) -> dict[str, Any]:
     api = ApiClient.connect(url, home, token, 60.0)
     try:
-        reply: dict[str, Any] = (api.get("/monitoring/prometheus") if action is None
-                                 else api.post("/monitoring/prometheus", json={"action": action}))
+        reply: dict[str, Any] = (api.get(PROMETHEUS) if action is None
+                                 else api.post(PROMETHEUS, json={"action": action}))
         return reply
+    finally:
+        api.close()
+
+
+def _start_and_wait(url: str | None, home: Path | None, token: str | None, timeout: float) -> dict[str, Any]:
+    """Start Prometheus and return once it answers queries: a restarted one answers 503 on its API while it
+    replays its data (seconds, longer with days of it), so a user's first query right after ``up`` failed."""
+    api = ApiClient.connect(url, home, token, 60.0)
+    try:
+        status: dict[str, Any] = api.post(PROMETHEUS, json={"action": "start"})
+        deadline = time.monotonic() + timeout
+        with err_console.status("Waiting for Prometheus to be ready (it replays its data first)..."):
+            while True:
+                if not status["running"]:
+                    raise Unavailable(f"Prometheus exited while starting (exit code {status.get('exit_code')}). "
+                                      f"Its log: {status['log']}")
+                if status["ready"]:
+                    return status
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"Prometheus (pid {status['pid']}) is running but not ready after "
+                                      f"{timeout:.0f}s; it may still be replaying its data. Check again with: "
+                                      f"kfbox monitoring status; its log: {status['log']}")
+                time.sleep(0.2)
+                status = api.get(PROMETHEUS)
     finally:
         api.close()
 
@@ -39,7 +68,8 @@ def _show(status: dict[str, Any], output: Output) -> None:
         print_json(status)
         return
     if status["running"]:
-        console.print(f"Prometheus is running at [bold]{status['url']}[/] (pid {status['pid']}), scraping every "
+        state = "running" if status["ready"] else "running, not ready yet (replaying its data),"
+        console.print(f"Prometheus is {state} at [bold]{status['url']}[/] (pid {status['pid']}), scraping every "
                       f"{status['scrape_interval']}; data in {status['data']} kept {status['retention']}.")
     else:
         hint = "" if status["installed"] else " (not installed: sudo apt-get install prometheus)"
@@ -48,9 +78,10 @@ def _show(status: dict[str, Any], output: Output) -> None:
 
 @monitoring_app.command()
 def up(url: UrlOption = None, home: HomeOption = None, token: TokenOption = None,
-       output: OutputOption = Output.table) -> None:
-    """Start the local Prometheus as a child of the running server (stops with it)."""
-    _show(_call(url, home, token, "start"), output)
+       output: OutputOption = Output.table,
+       timeout: Annotated[float, typer.Option(help="Seconds to wait for Prometheus to be ready.")] = 120.0) -> None:
+    """Start the local Prometheus as a child of the running server (stops with it); returns once it answers queries."""
+    _show(_start_and_wait(url, home, token, timeout), output)
 
 
 @monitoring_app.command()
@@ -96,7 +127,6 @@ def rules(
     """
     import yaml
 
-    from kfbox.errors import InvalidInput
     from kfbox.monitoring.prometheus import rules_text
     from kfbox.monitoring.prometheus_rule import DEFAULT_LABELS, prometheus_rule
 

@@ -6,7 +6,6 @@ Thin over the serving API (``/apis/serving.kserve.io/v1beta1``) and the gateway 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +18,8 @@ from kfbox.cli.options import ContextOption, HomeOption, HostOption, OutputOptio
 from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
 from kfbox.client import ApiClient
-from kfbox.errors import Conflict, InvalidInput, NotFound, Unavailable
+from kfbox.client.inference_services import wait_ready
+from kfbox.errors import Conflict, InvalidInput, NotFound
 
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the InferenceService.")]
 
@@ -119,19 +119,8 @@ def _create_or_replace(api: ApiClient, namespace: str, manifest: dict[str, Any])
 
 
 def _wait_ready(api: ApiClient, namespace: str, name: str, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
     with console.status(f"Waiting for {namespace}/{name} to be Ready..."):
-        while True:
-            isvc: dict[str, Any] = api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
-            ready = _ready(isvc)
-            if ready.get("status") == "True":
-                return isvc
-            if ready.get("reason") == "ModelLoadFailed":
-                raise Unavailable(f"{namespace}/{name} is not Ready: {ready.get('message')}. "
-                                  f"Replica logs: kfbox serve logs {name}")
-            if time.monotonic() > deadline:
-                raise Unavailable(f"{namespace}/{name} not Ready after {timeout:.0f}s: {ready.get('message')}")
-            time.sleep(0.3)
+        return wait_ready(api, namespace, name, timeout)
 
 
 @serve_app.command("list")

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -100,7 +100,7 @@ def start_detached(settings: Settings) -> None:
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
                 raise Unavailable("kfbox failed to start:\n" + "\n".join(tail) + f"\nFull log: {log_path}")
             record = read_record(settings.home)
-            if record and _healthy(str(record["url"])):
+            if record and _health(str(record["url"])) is not None:
                 cli_output.console.print(f"kfbox is running at [bold]{record['url']}[/] (pid {record['pid']}). "
                               f"Logs: {log_path}. Stop it with: kfbox down")
                 return
@@ -109,13 +109,21 @@ def start_detached(settings: Settings) -> None:
     raise Unavailable(f"kfbox did not become ready within {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
 
 
-def _healthy(url: str) -> bool:
+def _health(url: str) -> dict[str, Any] | None:
+    """The server's ``/healthz`` body (its extra fields, e.g. ``data_plane``); None when it is not healthy."""
     import httpx  # not at import: `kfbox up` in the foreground never calls this (~70 ms)
 
     try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        reply = httpx.get(f"{url}/healthz", timeout=2)
     except httpx.HTTPError:
-        return False
+        return None
+    if reply.status_code != 200:
+        return None
+    try:
+        body: dict[str, Any] = reply.json()
+    except ValueError:
+        return {}
+    return body
 
 
 def down(
@@ -171,9 +179,11 @@ def status(home: HomeOption = None, output: OutputOption = Output.table) -> None
         else:
             cli_output.console.print(f"kfbox is not running (home {home}). Start it with: kfbox up --detach")
         raise typer.Exit(1)
-    healthy = _healthy(str(record["url"]))
+    health = _health(str(record["url"]))
+    healthy = health is not None
     info = {"running": True, "healthy": healthy, "url": record["url"], "pid": record["pid"], "home": str(home),
-            "uptime_seconds": round(time.time() - float(record.get("started_at", time.time())))}
+            "uptime_seconds": round(time.time() - float(record.get("started_at", time.time()))),
+            **{k: v for k, v in (health or {}).items() if k not in ("status", "version")}}
     if output is Output.json:
         print_json(info)
     else:

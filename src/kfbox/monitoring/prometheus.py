@@ -9,7 +9,8 @@ Example::
 
     prom = LocalPrometheus(settings)
     prom.start()          # raises Unavailable with the install command when the binary is absent
-    prom.status()         # {"running": True, "url": "http://127.0.0.1:9091", ...}
+    prom.probe()          # False while it replays its data (its API answers 503), True once /-/ready says so
+    prom.status()         # {"running": True, "ready": True, "url": "http://127.0.0.1:9091", ...}
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import re
 import shutil
 import socket
 import threading
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from kfbox.server.processes import ChildProcess
 
 INSTALL_HINT = "Install it with: sudo apt-get install prometheus (Debian/Ubuntu), or put a prometheus binary on PATH."
 RULE_FILE = "kfbox-alerts.yaml"
-READY_TIMEOUT_SECONDS = 30.0
 SD_REFRESH_SECONDS = 5
 """Shortest refresh of the service-discovery target lists (the scrape interval when it is longer)."""
 PROMETHEUS_DURATION = re.compile(r"(\d+y)?(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?(\d+ms)?")
@@ -80,6 +79,8 @@ class LocalPrometheus:
         self.folder = settings.home / "monitoring"
         self.child: ChildProcess | None = None
         self.port = 0
+        self._ready_child: ChildProcess | None = None
+        """The child that has answered ``/-/ready``: once ready it stays so, and is not probed again."""
         self._lock = threading.Lock()
 
     @property
@@ -87,7 +88,8 @@ class LocalPrometheus:
         return f"http://127.0.0.1:{self.port}" if self.child is not None and self.child.alive else None
 
     def start(self) -> dict[str, Any]:
-        """Start Prometheus if it is not running; returns :meth:`status` (does not wait for it to be ready)."""
+        """Start Prometheus if it is not running; returns :meth:`status` at once (``ready`` comes later: poll
+        :meth:`probe`, as ``kfbox monitoring up`` does through ``GET /monitoring/prometheus``)."""
         with self._lock:
             if self.child is not None and self.child.alive:
                 return self.status()
@@ -111,28 +113,35 @@ class LocalPrometheus:
             return self.status()
 
     def status(self) -> dict[str, Any]:
-        running = self.child is not None and self.child.alive
-        return {"running": running, "url": self.url, "pid": self.child.pid if running and self.child else None,
+        """Cheap (no request to Prometheus): ``ready`` is what :meth:`probe` last found; ``exit_code`` is set
+        when the child exited on its own (a bad flag, a locked data folder), with its ``log`` to read."""
+        child = self.child
+        running = child is not None and child.alive
+        return {"running": running, "ready": running and self._ready_child is child, "url": self.url,
+                "pid": child.pid if running and child else None,
+                "exit_code": child.returncode if child is not None and not running else None,
                 "installed": shutil.which("prometheus") is not None, "data": str(self.folder / "data"),
                 "retention": self.settings.prometheus_retention, "config": str(self.folder / "prometheus.yml"),
                 "log": str(self.settings.logs_dir / "prometheus.log"),
                 "scrape_interval": self.settings.prometheus_scrape_interval}
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+    def probe(self) -> bool:
+        """Whether Prometheus answers ``/-/ready``: a restarted one answers 503 on its API while it replays
+        its data, so a query right after :meth:`start` fails. Blocks up to 2 s: call it off the event loop."""
         import httpx  # lazily: ~70 ms of CPU at server start otherwise
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.child is None or not self.child.alive:
-                break
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        log = self.settings.logs_dir / "prometheus.log"
-        tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
-        raise Unavailable("Prometheus did not become ready:\n" + "\n".join(tail) + f"\nFull log: {log}")
+
+        child = self.child
+        if child is None or not child.alive:
+            return False
+        if self._ready_child is child:
+            return True
+        try:
+            ready = httpx.get(f"http://127.0.0.1:{self.port}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+        if ready:
+            self._ready_child = child
+        return ready
 
     def write_config(self) -> Path:
         """Write prometheus.yml, the rules and (with a server token) the token file; returns the config path."""

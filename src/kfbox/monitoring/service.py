@@ -7,8 +7,9 @@ Routes (all behind the server's token, like ``/metrics``):
   (:mod:`kfbox.monitoring.charts`: from Prometheus when it runs, else the in-memory history);
   ``&svg=true`` adds the picture (:mod:`kfbox.chart_svg`).
 - ``GET /monitoring/alerts``: alerts firing in the local Prometheus.
-- ``GET /monitoring/prometheus``: the local Prometheus's status; ``POST`` with
-  ``{"action": "start"|"stop"}`` starts or stops it as a child of this server.
+- ``GET /monitoring/prometheus``: the local Prometheus's status, ``ready`` once it answers queries; ``POST``
+  with ``{"action": "start"|"stop"}`` starts or stops it as a child of this server (without waiting:
+  ``kfbox monitoring up`` polls the ``GET`` until ``ready``).
 
 ``platform.services.monitoring`` is the :class:`MonitoringService`.
 """
@@ -132,7 +133,8 @@ def _router(service: MonitoringService) -> APIRouter:
         return service.alerts()
 
     @router.get("/prometheus")
-    def prometheus_status() -> dict[str, Any]:
+    def prometheus_status() -> dict[str, Any]:  # sync: the probe's request runs in a worker thread
+        service.prometheus.probe()
         return service.prometheus.status()
 
     # async: runs on the loop's thread, which lives as long as the server (ChildProcess.spawn's die_with_parent)

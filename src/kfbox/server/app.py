@@ -72,7 +72,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> App:
 
     def healthz() -> dict[str, str]:
         platform.db.ping()
-        return {"status": "ok", "version": __version__}
+        return {"status": "ok", "version": __version__, **{name: field() for name, field in platform.health.items()}}
 
     def healthz_route(_: Request) -> Response:  # sync: Starlette runs it in a thread, as FastAPI did
         return JSONResponse(healthz())

@@ -93,18 +93,11 @@ class LazyRoutes(BaseRoute):
 
 
 def install_lazy(app: Starlette, build: Callable[[], list[BaseRoute]], prefixes: tuple[str, ...] = ()) -> LazyRoutes:
-    """Append a lazily built block of routes to ``app``; ``/openapi.json`` builds it first.
+    """Append a lazily built block of routes to ``app`` (the server's :class:`~kfbox.server.application.App`,
+    whose ``/openapi.json`` builds every block first).
 
     ``prefixes``: when given, every route the block builds must match only paths starting with one of them.
     """
     block = LazyRoutes(app, build, prefixes)
     app.router.routes.append(block)
-    eager_openapi = getattr(app, "openapi", None)
-    if eager_openapi is not None and not hasattr(app, "routes_built"):  # a FastAPI app (App builds its blocks)
-
-        def openapi() -> dict[str, Any]:
-            block.routes  # noqa: B018 - built, so the document lists its routes
-            return eager_openapi()  # type: ignore[no-any-return]
-
-        setattr(app, "openapi", openapi)  # noqa: B010 - Starlette declares no openapi
     return block

@@ -87,6 +87,9 @@ class Platform:
     """Subsystem objects (e.g. ``services.registry``), for other subsystems to call."""
     record: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Extra fields for ``server.json`` (e.g. the HAProxy data plane's ``ingress_url``), set while installing."""
+    health: dict[str, Callable[[], str]] = dataclasses.field(default_factory=dict)
+    """Extra fields of ``/healthz``, read on each call (e.g. ``data_plane``: whether HAProxy runs or was given
+    up); ``kfbox status`` shows them."""
 
     @property
     def url(self) -> str:

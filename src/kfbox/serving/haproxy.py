@@ -24,6 +24,12 @@ The control loop here:
 The child dies with the server: ``PR_SET_PDEATHSIG`` on the master (a ``kill -9`` of kfbox), workers
 exit with their master, and a master left by a server that could not clean up (its pid is in
 ``<home>/haproxy/haproxy.pid``) is stopped at the next start.
+
+The child is supervised: when HAProxy exits (a crash, a ``kill -9``), its process group is stopped and it
+is started again with the current configuration after a backoff (0.5 s, doubling to 8 s), each time with a
+log line. After :data:`CRASH_LIMIT` exits within :data:`CRASH_WINDOW_SECONDS` it is left stopped, with an
+error in the log: the ingress port is closed, and kfbox's own port (the Python gateway) still serves every
+request. :meth:`HaproxyDataPlane.health` says which, on ``/healthz`` and in ``kfbox status``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from prometheus_client import Counter, Gauge
 
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, Unavailable
@@ -59,8 +67,11 @@ STATS_SECONDS = 0.25
 # default, net.unix.max_dgram_qlen, so 10,000 requests/s before one is dropped)
 LOG_BATCH_S = 0.05
 READY_TIMEOUT_SECONDS = 10.0
-DRAIN_TIMEOUT_SECONDS = 30.0
-"""The longest a stopping replica waits for HAProxy's old worker (its ``hard-stop-after`` is as long)."""
+RESTART_BACKOFF_SECONDS = 0.5
+RESTART_BACKOFF_MAX_SECONDS = 8.0
+CRASH_LIMIT = 5
+CRASH_WINDOW_SECONDS = 120.0
+"""More than :data:`CRASH_LIMIT` exits within this window: HAProxy is left stopped (it would crash again)."""
 SOCKET_PATH_MAX = 100
 
 
@@ -134,6 +145,15 @@ class HaproxyDataPlane:
         self._log_socket: socket.socket | None = None
         self._sync_lock = asyncio.Lock()
         self.binary: str | None = None
+        self.restarts = 0
+        self.failed: str | None = None
+        """Why HAProxy is left stopped, after too many exits in a row; None while it is supervised."""
+        self._exits: list[float] = []
+        registry = manager.platform.metrics
+        self.up = Gauge("kfbox_data_plane_up", "1 while HAProxy (the data plane) runs, 0 while it is restarted "
+                        "or after it was given up.", registry=registry)
+        self.restarts_total = Counter("kfbox_data_plane_restarts", "Times HAProxy was started again after it "
+                                      "exited.", registry=registry)
 
     @property
     def url(self) -> str:
@@ -149,14 +169,34 @@ class HaproxyDataPlane:
         self.sockets = self.folder if len(str(self.folder)) < SOCKET_PATH_MAX - 20 else \
             Path(tempfile.mkdtemp(prefix="kfbox-haproxy-"))
         self._listen_logs()
+        child = self._spawn(binary)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while child.alive and not self._listening() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not self._listening():
+            self._refuse(child)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.up.set(1)
+        log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, child.pid)
+
+    def health(self) -> str:
+        """The data plane's state in one line, for ``/healthz`` and ``kfbox status``."""
+        if self.failed is not None:
+            return f"haproxy stopped: {self.failed}"
+        child = self.child
+        state = "up" if child is not None and child.alive else "restarting"
+        restarts = f", restarted {self.restarts} time{'s' if self.restarts != 1 else ''}" if self.restarts else ""
+        return f"haproxy {state} on {self.url}{restarts}"
+
+    def _spawn(self, binary: str) -> ChildProcess:
+        """Start HAProxy with the current plan: on the loop's thread (the parent-death signal follows it)."""
         self.plan = self._plan()
         config = self._write(self.plan)
         argv = [binary, "-W", "-S", f"{self.sockets / 'master.sock'},mode,600", "-f", str(config),
                 "-p", str(self.folder / "haproxy.pid")]
+        self._seen.clear()  # a new worker's counters start at zero
         self.child = ChildProcess.spawn(argv, log_path=self.settings.logs_dir / "haproxy.log", die_with_parent=True)
-        self._wait_listening()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-        log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, self.child.pid)
+        return self.child
 
     def stop(self) -> None:
         if self._task is not None:
@@ -173,20 +213,19 @@ class HaproxyDataPlane:
         if self.sockets != self.folder:
             shutil.rmtree(self.sockets, ignore_errors=True)
 
-    def _wait_listening(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    def _listening(self) -> bool:
+        """Whether the ingress port accepts a connection (HAProxy's worker has bound it)."""
         host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else \
             "::1" if self.settings.host == "::" else self.settings.host
-        while time.monotonic() < deadline:
-            assert self.child is not None
-            if not self.child.alive:
-                break
-            with contextlib.suppress(OSError), socket.create_connection((host, self.port), timeout=0.5):
-                return
-            time.sleep(0.02)
-        tail = self.child.log_path.read_text(errors="replace").splitlines()[-10:] if self.child else []
-        if self.child is not None:
-            self.child.stop(grace=1)
+        if self.child is None or not self.child.alive:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection((host, self.port), timeout=0.5):
+            return True
+        return False
+
+    def _refuse(self, child: ChildProcess) -> None:
+        tail = child.log_path.read_text(errors="replace").splitlines()[-10:]
+        child.stop(grace=1)
         raise Unavailable(f"HAProxy did not start listening on port {self.port}:\n" + "\n".join(tail) +
                           f"\nFull log: {self.settings.logs_dir / 'haproxy.log'}")
 
@@ -215,6 +254,7 @@ class HaproxyDataPlane:
                     domain=self.settings.ingress_domain, max_body_bytes=self.settings.serving_max_body_bytes,
                     log_socket=str(self.sockets / "log.sock"), token_file=token_file,
                     routes=tuple(sorted(routes, key=lambda r: r.key)),
+                    drain_seconds=self.settings.serving_drain_seconds,
                     kfbox_maxconn=max(1, self.settings.max_connections_per_client // 2)
                     if self.settings.max_connections_per_client else 1024)
 
@@ -233,7 +273,7 @@ class HaproxyDataPlane:
         (``haproxy -c``) is logged and not loaded, since a failed reload leaves no worker listening."""
         async with self._sync_lock:
             plan = self._plan()
-            if plan == self.plan or self.child is None or self.binary is None:
+            if plan == self.plan or self.child is None or not self.child.alive or self.binary is None:
                 return
             self.plan = plan
             candidate = self.folder / "haproxy.cfg.new"
@@ -247,7 +287,8 @@ class HaproxyDataPlane:
                 return
             await asyncio.to_thread(self._write, plan)
             self._seen.clear()  # the new worker's counters start at zero
-            os.kill(self.child.pid, signal.SIGUSR2)
+            with contextlib.suppress(ProcessLookupError):  # exited meanwhile: the loop restarts it with this plan
+                os.kill(self.child.pid, signal.SIGUSR2)
             log.info("HAProxy reloaded: %d services routed", len(plan.routes))
 
     async def release(self, port: int) -> None:
@@ -255,7 +296,7 @@ class HaproxyDataPlane:
         if self.child is None or not self.child.alive:
             return
         await self.sync()
-        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
+        deadline = time.monotonic() + self.settings.serving_drain_seconds
         while time.monotonic() < deadline and self.child is not None and self.child.alive:
             workers = await self._workers()
             if workers is not None and workers <= 1:
@@ -266,9 +307,8 @@ class HaproxyDataPlane:
     async def _run(self) -> None:
         last_stats = 0.0
         while True:
-            if self.child is not None and not self.child.alive:  # not restarted: say so once, where users look
-                log.error("HAProxy (the data plane on %s) exited with %s; the ingress port is closed, kfbox's own "
-                          "port still serves. See %s", self.url, self.child.returncode, self.child.log_path)
+            child = self.child
+            if child is not None and not child.alive and not await self._restart(child):
                 return
             try:
                 await self.sync()
@@ -279,6 +319,51 @@ class HaproxyDataPlane:
             except Exception:  # the data plane must not stop syncing over one bad round
                 log.exception("HAProxy data plane: sync failed")
             await asyncio.sleep(SYNC_SECONDS)
+
+    async def _restart(self, child: ChildProcess) -> bool:
+        """HAProxy exited: start it again with the current configuration, after a backoff; False once it
+        has exited too often to try again (:data:`CRASH_LIMIT`), with the reason in :attr:`failed`."""
+        code = child.returncode
+        self.up.set(0)
+        await asyncio.to_thread(child.stop, 1.0)  # its group too: no orphaned worker keeps the port, or an old config
+        self._forget_inflight()
+        now = time.monotonic()
+        self._exits = [t for t in self._exits if now - t < CRASH_WINDOW_SECONDS] + [now]
+        if len(self._exits) > CRASH_LIMIT or self.binary is None:
+            self.failed = (f"it exited {len(self._exits)} times within {CRASH_WINDOW_SECONDS:.0f}s (last with "
+                           f"{code}); the ingress port {self.url} is closed, kfbox's own port still serves "
+                           f"inference. See {child.log_path}; restart kfbox to try again")
+            self.child = None
+            log.error("HAProxy data plane not restarted: %s", self.failed)
+            return False
+        delay = min(RESTART_BACKOFF_SECONDS * 2 ** (len(self._exits) - 1), RESTART_BACKOFF_MAX_SECONDS)
+        log.error("HAProxy (the data plane on %s) exited with %s; restarting it in %.1fs with the current "
+                  "configuration. See %s", self.url, code, delay, child.log_path)
+        await asyncio.sleep(delay)
+        async with self._sync_lock:
+            fresh = self._spawn(self.binary)
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not await asyncio.to_thread(self._listening):
+            if not fresh.alive:
+                return True  # exited again: the loop counts it
+            if time.monotonic() > deadline:
+                await asyncio.to_thread(fresh.stop, 1.0)
+                return True
+            await asyncio.sleep(0.05)
+        self.restarts += 1
+        self.restarts_total.inc()
+        self.up.set(1)
+        log.warning("HAProxy data plane restarted: inference ingress on %s again (pid %d)", self.url, fresh.pid)
+        return True
+
+    def _forget_inflight(self) -> None:
+        """The requests a dead HAProxy held are gone: none in flight through it any more."""
+        for (namespace, name), deployment in list(self.manager.deployments.items()):
+            for pool in deployment.pools.values():
+                if pool.external_inflight:
+                    self.manager.metrics.inflight.labels(namespace, name).dec(pool.external_inflight)
+                    pool.external_inflight = 0
+        self._seen.clear()
 
     async def _command(self, command: str) -> str | None:
         try:

@@ -87,6 +87,8 @@ class Plan:
     """Connections HAProxy opens to kfbox at most: kfbox caps connections per client address, and HAProxy's
     all come from one."""
     threads: int = 1
+    drain_seconds: float = 30.0
+    """An old worker's grace after a reload (``hard-stop-after``): its requests still running then are cut."""
 
 
 def revision_weights(percents: dict[str, int], ready: dict[str, int]) -> dict[str, int]:
@@ -123,7 +125,7 @@ def render(plan: Plan) -> str:
         f"    log {plan.log_socket} len 1024 format raw local0 info",
         f"    nbthread {plan.threads}",
         "    maxconn 8192",
-        "    hard-stop-after 30s",
+        f"    hard-stop-after {max(1, math.ceil(plan.drain_seconds * 1000))}ms",
         "defaults",
         "    mode http",
         "    log global",

@@ -202,6 +202,7 @@ class ServingManager:
                                 on_replica_ready=self.metrics.replica_start_seconds.labels(*record.key).observe,
                                 allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
                                 queue_per_replica=self.settings.serving_queue_per_replica,
+                                drain_seconds=self.settings.serving_drain_seconds,
                                 release=self.release)
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)

@@ -24,7 +24,6 @@ from kfbox.serving.spec import PredictorSpec
 from kfbox.serving.upstream import UpstreamError, Upstreams
 
 PROBE_TIMEOUT = 0.5
-DRAIN_SECONDS = 30.0
 MAX_BACKOFF = 30.0
 
 
@@ -60,6 +59,8 @@ class PoolConfig:
     allow_unsafe_pickle: bool = False
     """The server-wide opt-in (KFBOX_ALLOW_UNSAFE_PICKLE); a service can opt in by annotation."""
     queue_per_replica: int = 128
+    drain_seconds: float = 30.0
+    """How long a stopping replica's requests get to finish before it is stopped."""
     """Requests held per ready replica (one counted while none is ready) before the gateway answers 503
     at once: past that a replica only queues, and an overloaded service must say so fast, never time out."""
     release: Callable[[int], Awaitable[None]] | None = None
@@ -229,7 +230,7 @@ class ReplicaPool:
         async def drain() -> None:
             if self.config.release is not None:
                 await self.config.release(replica.port)
-            deadline = time.monotonic() + DRAIN_SECONDS
+            deadline = time.monotonic() + self.config.drain_seconds
             while replica.inflight and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await asyncio.to_thread(replica.child.stop, 2.0)

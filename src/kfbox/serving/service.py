@@ -85,6 +85,7 @@ def install(app: Starlette, platform: Platform) -> None:
         plane = HaproxyDataPlane(manager, platform.settings)
         manager.release = plane.release
         platform.record["ingress_url"] = plane.url
+        platform.health["data_plane"] = plane.health
         platform.on_startup.insert(platform.on_startup.index(manager.start), plane.start)
         platform.on_shutdown.append(plane.stop)  # shutdown hooks run last to first: HAProxy stops before replicas
 

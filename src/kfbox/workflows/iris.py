@@ -28,10 +28,10 @@ from urllib.parse import urlparse
 import httpx
 from rich.console import Console
 
-from kfbox.apis import SERVING
 from kfbox.client import ApiClient, RegistryClient
+from kfbox.client.inference_services import wait_ready
 from kfbox.client.run_watch import watch_run
-from kfbox.errors import InvalidInput, KfboxError, Unavailable
+from kfbox.errors import InvalidInput, KfboxError
 from kfbox.extras import missing
 from kfbox.workflows.example_files import find_example_dir, load_example_module
 
@@ -156,31 +156,6 @@ def run_pipeline(client: Any, api: ApiClient, package: Path, arguments: dict[str
     return time.monotonic() - started, cached
 
 
-def wait_ready(http: httpx.Client, timeout: float) -> dict[str, Any]:
-    """Wait until the newest revision is Ready: after a re-run the old one may still be serving."""
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    path = f"{SERVING}/namespaces/{NAMESPACE}/inferenceservices/{SERVICE}"
-    while time.monotonic() < deadline:
-        reply = http.get(path)
-        if reply.status_code == 200:
-            body = reply.json()
-            status = body.get("status", {})
-            conditions = {c["type"]: c for c in status.get("conditions", [])}
-            predictor = status.get("components", {}).get("predictor", {})
-            if (conditions.get("Ready", {}).get("status") == "True"
-                    and conditions.get("LatestDeploymentReady", {}).get("status") == "True"
-                    and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision")):
-                return body
-            failed = conditions.get("LatestDeploymentReady", {})
-            if failed.get("reason") == "ModelLoadFailed":
-                raise KfboxError(f"InferenceService {NAMESPACE}/{SERVICE} failed to load its model: "
-                                 f"{failed.get('message')}. See: kfbox serve logs {SERVICE} -n {NAMESPACE}")
-        time.sleep(0.05)
-    raise Unavailable(f"InferenceService {NAMESPACE}/{SERVICE} was not Ready within {timeout:.0f}s: "
-                      f"{body.get('status')}. See why with: kfbox serve get {SERVICE} -n {NAMESPACE}")
-
-
 def run_iris(platform_url: str, token: str | None, options: IrisOptions, console: Console,
              examples_dir: Path | None = None) -> IrisSummary:
     """Run the whole workflow against the platform at ``platform_url``."""
@@ -236,7 +211,7 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=platform_url, headers=headers, timeout=60) as http:
         with console.status(f"Waiting for InferenceService {SERVICE} to be Ready..."):
-            wait_ready(http, options.timeout)
+            wait_ready(api, NAMESPACE, SERVICE, options.timeout, poll=0.05)
         endpoint = f"{platform_url}/serving/{NAMESPACE}/{SERVICE}/v1/models/{SERVICE}:predict"
         request = json.loads((examples_dir / "request.json").read_text())
         reply = http.post(endpoint, json=request)

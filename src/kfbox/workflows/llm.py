@@ -25,6 +25,7 @@ from rich.console import Console
 
 from kfbox.apis import SERVING
 from kfbox.client import ApiClient
+from kfbox.client.inference_services import wait_ready
 from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.workflows.example_files import find_example_dir, load_example_module
@@ -105,28 +106,6 @@ def next_version(registry: Any, model_name: str) -> str:
     return f"v{highest + 1}"
 
 
-def wait_ready(http: httpx.Client, name: str, timeout: float) -> None:
-    """Until the newest revision of ``name`` is Ready; a load failure is raised with its reason."""
-    deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        reply = http.get(f"{API}/{name}")
-        if reply.status_code == 200:
-            status = reply.json().get("status", {})
-            conditions = {c["type"]: c for c in status.get("conditions", [])}
-            predictor = status.get("components", {}).get("predictor", {})
-            if (conditions.get("Ready", {}).get("status") == "True"
-                    and predictor.get("latestReadyRevision") == predictor.get("latestCreatedRevision")):
-                return
-            failed = conditions.get("LatestDeploymentReady", conditions.get("Ready", {}))
-            if failed.get("reason") == "ModelLoadFailed":
-                raise KfboxError(f"InferenceService {NAMESPACE}/{name} failed to load its model: "
-                                 f"{failed.get('message')}. See: kfbox serve logs {name} -n {NAMESPACE}")
-        time.sleep(0.2)
-    raise Unavailable(f"InferenceService {NAMESPACE}/{name} was not Ready within {timeout:.0f}s: {status}. "
-                      f"See why with: kfbox serve get {name} -n {NAMESPACE}")
-
-
 def apply(http: httpx.Client, manifest: dict[str, Any]) -> None:
     name = manifest["metadata"]["name"]
     reply = http.get(f"{API}/{name}")
@@ -197,7 +176,7 @@ def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: 
         artifact = registry.get_model_artifact(options.model_name, version)
         mark = time.monotonic()
         with console.status(f"Waiting for InferenceService {CLASSIFIER} to be Ready..."):
-            wait_ready(http, CLASSIFIER, options.timeout)
+            wait_ready(api, NAMESPACE, CLASSIFIER, options.timeout)
         reply = http.post(classifier_endpoint, json={"instances": SAMPLE_REVIEWS, "return_labels": True})
         if reply.status_code != 200:
             raise KfboxError(f"Classifying at {classifier_endpoint} failed with HTTP {reply.status_code}: {reply.text}")
@@ -205,7 +184,7 @@ def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: 
         phases["classifier ready + first answer"] = time.monotonic() - mark
         mark = time.monotonic()
         with console.status(f"Waiting for InferenceService {QA_SERVICE} to be Ready..."):
-            wait_ready(http, QA_SERVICE, options.timeout)
+            wait_ready(api, NAMESPACE, QA_SERVICE, options.timeout)
         with console.status("Asking the question-answering service..."):
             reply = http.post(qa_endpoint, json={"question": SAMPLE_QUESTION, "context": SAMPLE_CONTEXT,
                                                  "mode": options.qa_mode})
