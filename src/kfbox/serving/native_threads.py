@@ -39,17 +39,21 @@ def set_defaults(environ: MutableMapping[str, str] | None = None) -> None:
 
 
 def apply(overrides: Mapping[str, str]) -> None:
-    """Put the InferenceService's environment into this process and resize the pools already loaded
-    to the variables' values (the defaults included): libraries read them only when they load."""
+    """Put the InferenceService's environment into this process and resize the pools already loaded whose
+    variable this changed (libraries read them only as they load; threadpoolctl's scan costs ~6 ms, so
+    a replica whose variables were in place before its imports skips it)."""
+    before = {variable: os.environ.get(variable) for variable in THREAD_VARIABLES}
     os.environ.update(overrides)
     set_defaults()
+    changed = {variable: threads for variable in THREAD_VARIABLES
+               if os.environ[variable] != before[variable] and (threads := _count(os.environ[variable])) is not None}
+    if not changed:
+        return
     from threadpoolctl import ThreadpoolController
 
     controller = ThreadpoolController()
-    for variable, internal_api in THREAD_VARIABLES.items():
-        threads = _count(os.environ[variable])
-        if threads is not None:
-            controller.select(internal_api=internal_api).limit(limits=threads)
+    for variable, threads in changed.items():
+        controller.select(internal_api=THREAD_VARIABLES[variable]).limit(limits=threads)
 
 
 def _count(value: str) -> int | None:

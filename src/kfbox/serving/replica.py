@@ -67,7 +67,8 @@ def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | 
     """Serve the model; ``env``: the InferenceService's environment, when a standby gets it late."""
     args = parse_args(argv)
     _exit_with_parent(channel)
-    native_threads.apply(env or {})  # before numpy and scikit-learn load, where they have not yet
+    native_threads.set_defaults()  # a cold replica: before numpy and scikit-learn load
+    native_threads.apply(env or {})  # a standby: its libraries are loaded, resized if this changes them
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
     _skip_kubernetes_client()
     try:
