@@ -17,9 +17,7 @@ The control loop here:
 - reads every worker's ``show stat`` through the master CLI socket a few times a second: requests in
   flight per revision feed the autoscaler and ``kfbox_serving_inflight_requests``, and a request seen
   keeps a revision from scaling to zero;
-- counts each routed request from HAProxy's log datagram (a unix socket it reads) under
-  ``kfbox_serving_requests_total`` and ``kfbox_serving_request_duration_seconds`` (HAProxy's time is in
-  whole milliseconds).
+- counts each routed request from HAProxy's log datagram (:mod:`kfbox.serving.haproxy_log`).
 
 The child dies with the server: ``PR_SET_PDEATHSIG`` on the master (a ``kill -9`` of kfbox), workers
 exit with their master, and a master left by a server that could not clean up (its pid is in
@@ -54,8 +52,8 @@ from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
 from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
-from kfbox.serving.gateway import Series
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.pool import free_port
 
@@ -63,9 +61,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = "Install it with: sudo apt-get install haproxy (Debian/Ubuntu), or put a haproxy binary on PATH."
 SYNC_SECONDS = 0.1
 STATS_SECONDS = 0.25
-# the log socket is drained this often under load (HAProxy's datagrams wait in the kernel: 512 of them by
-# default, net.unix.max_dgram_qlen, so 10,000 requests/s before one is dropped)
-LOG_BATCH_S = 0.05
 READY_TIMEOUT_SECONDS = 10.0
 RESTART_BACKOFF_SECONDS = 0.5
 RESTART_BACKOFF_MAX_SECONDS = 8.0
@@ -139,10 +134,9 @@ class HaproxyDataPlane:
         self.child: ChildProcess | None = None
         self.port = ingress_port(settings)
         self.plan: Plan | None = None
-        self.series: dict[tuple[str, str], Series] = {}
         self._seen: dict[tuple[str, str, str], _Seen] = {}
         self._task: asyncio.Task[None] | None = None
-        self._log_socket: socket.socket | None = None
+        self.request_log = RequestLog(manager)
         self._sync_lock = asyncio.Lock()
         self.binary: str | None = None
         self.restarts = 0
@@ -168,7 +162,7 @@ class HaproxyDataPlane:
         self.folder.chmod(0o700)
         self.sockets = self.folder if len(str(self.folder)) < SOCKET_PATH_MAX - 20 else \
             Path(tempfile.mkdtemp(prefix="kfbox-haproxy-"))
-        self._listen_logs()
+        self.request_log.listen(self.sockets / "log.sock")
         child = self._spawn(binary)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
         while child.alive and not self._listening() and time.monotonic() < deadline:
@@ -201,11 +195,7 @@ class HaproxyDataPlane:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._log_socket is not None:
-            with contextlib.suppress(RuntimeError, ValueError):
-                asyncio.get_running_loop().remove_reader(self._log_socket.fileno())
-            self._log_socket.close()
-            self._log_socket = None
+        self.request_log.close()
         if self.child is not None:
             self.child.stop(grace=3)
             self.child = None
@@ -415,54 +405,6 @@ class HaproxyDataPlane:
                     pool.external_inflight = seen.inflight
                 fresh[key] = seen
         self._seen = fresh  # deleted services and closed revisions drop out
-
-    # --- request metrics -----------------------------------------------------------------
-    def _listen_logs(self) -> None:
-        path = self.sockets / "log.sock"
-        path.unlink(missing_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        sock.bind(str(path))
-        path.chmod(0o600)
-        sock.setblocking(False)
-        self._log_socket = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._read_logs)
-
-    def _read_logs(self) -> None:
-        """Wakes on the first datagram, then drains the socket once per :data:`LOG_BATCH_S`: a wake-up per
-        routed request cost the server 20-90 us each, most of the hop's CPU left in kfbox."""
-        sock = self._log_socket
-        if sock is None:
-            return
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(sock.fileno())
-        loop.call_later(LOG_BATCH_S, self._drain_logs, sock)
-
-    def _drain_logs(self, sock: socket.socket) -> None:
-        if sock is not self._log_socket:  # stopped meanwhile
-            return
-        while True:
-            try:
-                self.count(sock.recv(2048))
-            except (BlockingIOError, InterruptedError):
-                break
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._read_logs)
-
-    def count(self, line: bytes) -> None:
-        """One routed request's log line: ``h:<namespace>/<name> <status> <milliseconds>``."""
-        try:
-            where, status, millis = line.split()
-            namespace, name = where[2:].decode().split("/", 1)
-            code, seconds = int(status), int(millis) / 1000
-        except ValueError:
-            return
-        deployment = self.manager.deployments.get((namespace, name))
-        if deployment is None:
-            return
-        series = self.series.get(deployment.key)
-        if series is None or series.deployment is not deployment:
-            series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
-        series.requests(code).inc()
-        series.latency.observe(seconds)
 
 
 def _write_private(path: Path, text: str) -> None:
