@@ -47,6 +47,8 @@ does) it cannot pass 330-830 req/s even with a core to itself (~300 measured on 
 machine), so 500 req/s needs two replicas: 0.6-1.5 cores for them, 0.2-0.3 for the gateway and
 about as much for the load generator, of the machine's 2. p99 under 10 ms at 500 req/s is within reach only on a
 quiet machine with two replicas (``gateway 2 replicas`` in the open-loop table), and not with one.
+Since then the replica skips sklearn's checks of its own internal arguments and kserve's timing
+middleware: 4.65M instructions (README, "A replica's environment and threads").
 """
 
 from __future__ import annotations

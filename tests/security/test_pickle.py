@@ -130,7 +130,7 @@ def test_server_wide_opt_in_reaches_every_replica(monkeypatch: pytest.MonkeyPatc
 
         argv: list[str] = []
 
-        def launch(self, args: list[str], log_path: Path) -> Any:
+        def launch(self, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> Any:
             self.argv = list(args)
             return None
 

@@ -43,11 +43,12 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kfbox.server import warm
 from kfbox.server.processes import ChildProcess, kill_group
+from kfbox.serving import native_threads
 
 MODULE = "kfbox.serving.forkserver"
 PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "joblib", "sklearn.base")
@@ -120,12 +121,14 @@ class ReplicaForkServer:
     def alive(self) -> bool:
         return self.child.alive
 
-    def fork(self, args: Sequence[str], log_path: Path, timeout: float) -> ForkedReplica | None:
+    def fork(self, args: Sequence[str], log_path: Path, timeout: float,
+             env: Mapping[str, str] | None = None) -> ForkedReplica | None:
         """A running replica with these ``kfbox.serving.replica`` arguments, or None when the fork server is gone
         or gives no pid within ``timeout`` seconds (its imports run first: the first fork waits for them)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with theirs:
-            sent = self.child.channel.send_with_fd({"argv": list(args), "log": str(log_path)}, theirs.fileno())
+            sent = self.child.channel.send_with_fd({"argv": list(args), "log": str(log_path), "env": dict(env or {})},
+                                                   theirs.fileno())
         pid = _read_exactly(ours, _INT.size) if sent and _readable(ours, timeout) else b""
         if not pid:
             ours.close()
@@ -172,6 +175,7 @@ def serve() -> int:
     from kfbox.serving.replica import skip_kubernetes_client
 
     skip_kubernetes_client()
+    native_threads.set_defaults()  # numpy, OpenBLAS and libgomp read them as they load, just below
     for module in PRELOAD:
         with contextlib.suppress(ImportError):  # scikit-learn is optional: a replica that needs it says so
             importlib.import_module(module)
@@ -268,7 +272,9 @@ def _run_replica(request: dict[str, object], conn: socket.socket, inherited: Seq
 
         argv = request["argv"]
         assert isinstance(argv, list)
-        code = main([str(arg) for arg in argv], warm.Channel(conn))
+        env = request.get("env") or {}
+        assert isinstance(env, dict)
+        code = main([str(arg) for arg in argv], warm.Channel(conn), {str(k): str(v) for k, v in env.items()})
     except SystemExit as exit_:
         code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
     except BaseException:  # noqa: BLE001 - whatever happens, the fork must not return into the fork server

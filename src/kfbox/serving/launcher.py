@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from kfbox.server import warm as warm_children
@@ -50,13 +50,15 @@ class ReplicaLauncher:
         self._lock = threading.Lock()  # launch() runs in worker threads
         shutil.rmtree(folder, ignore_errors=True)  # the fork server's log of an earlier server run
 
-    def launch(self, args: Sequence[str], log_path: Path) -> ChildProcess:
-        """A running replica process with these ``kfbox.serving.replica`` arguments, writing to ``log_path``."""
+    def launch(self, args: Sequence[str], log_path: Path, env: Mapping[str, str] | None = None) -> ChildProcess:
+        """A running replica process with these ``kfbox.serving.replica`` arguments, writing to ``log_path``,
+        with ``env`` (the InferenceService's ``env``) over the server's environment."""
+        env = dict(env or {})
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.touch()
         forker = self._fork_server()
         if forker is not None:
-            child = forker.fork(args, log_path, FORK_TIMEOUT_SECONDS)
+            child = forker.fork(args, log_path, FORK_TIMEOUT_SECONDS, env)
             if child is not None:
                 return child
             if not forker.forked:  # refused or too slow: not worth a kserve import at every launch
@@ -66,7 +68,7 @@ class ReplicaLauncher:
                 with self._lock:
                     self._forker = None
                 forker.stop()
-        return self._cold(args, log_path)
+        return self._cold(args, log_path, env)
 
     def _fork_server(self) -> forkserver.ReplicaForkServer | None:
         if not self.warm:
@@ -80,11 +82,12 @@ class ReplicaLauncher:
                 self._forker = forkserver.ReplicaForkServer(self.folder / "forkserver.log", self.env)
             return self._forker
 
-    def _cold(self, args: Sequence[str], log_path: Path) -> ChildProcess:
+    def _cold(self, args: Sequence[str], log_path: Path, env: Mapping[str, str]) -> ChildProcess:
         argv = [sys.executable, "-m", MODULE, *args]
+        child_env = {**self.env, **env}
         if warm_children.supported():  # a channel all the same: the replica exits with the server
-            return warm_children.spawn(argv, log_path=log_path, env=self.env)
-        return ChildProcess.spawn(argv, log_path=log_path, env=self.env)
+            return warm_children.spawn(argv, log_path=log_path, env=child_env)
+        return ChildProcess.spawn(argv, log_path=log_path, env=child_env)
 
     @property
     def fork_server(self) -> ChildProcess | None:

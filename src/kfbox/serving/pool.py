@@ -223,7 +223,7 @@ class ReplicaPool:
         if spec.allow_unsafe_pickle or self.config.allow_unsafe_pickle:
             argv += ["--allow-unsafe-pickle"]
         log_path = self.config.log_dir / f"{self.config.revision}-{index}.log"
-        child = self.launcher.launch(argv, log_path)
+        child = self.launcher.launch(argv, log_path, spec.env)
         return Replica(index=index, port=port, child=child, started_at=now, grpc_port=grpc_port)
 
     def _drain(self, replica: Replica) -> None:

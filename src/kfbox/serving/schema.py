@@ -61,15 +61,15 @@ PREDICTOR_UNUSED = frozenset({
 })
 
 # V1beta1ModelSpec (and the format shorthands' V1beta1SKLearnSpec etc., the same less modelFormat/runtime)
-# args: the ModelServer's --model_name; ports: one named h2c turns gRPC on (see kfbox.serving.spec)
-MODEL_HONOURED = frozenset({"modelFormat", "storageUri", "args", "ports"})
+# args: the ModelServer's --model_name; ports: one named h2c turns gRPC on; env: the replica's (see kfbox.serving.spec)
+MODEL_HONOURED = frozenset({"modelFormat", "storageUri", "args", "ports", "env"})
 MODEL_REFUSED = {
     "image": f"a custom model server image is not supported: {SEE}",
     "command": f"a custom model server command is not supported: {SEE}",
     "storage": "storage by key (spec.predictor.model.storage) is not supported; set storageUri",
 }
 MODEL_UNUSED = frozenset({
-    "confidential", "env", "envFrom", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
+    "confidential", "envFrom", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
     "protocolVersion", "readinessProbe", "resizePolicy", "resources", "restartPolicy", "restartPolicyRules",
     "runtime", "runtimeVersion", "securityContext", "startupProbe", "stdin", "stdinOnce",
     "terminationMessagePath", "terminationMessagePolicy", "tty", "volumeDevices", "volumeMounts", "workingDir",

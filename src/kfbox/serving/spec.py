@@ -11,6 +11,8 @@ served under (``/v1/models/NAME``, ``/v2/models/NAME``) instead of the Inference
 configure a server process kfbox runs itself, so they are refused naming the argument. A
 container port named ``h2c``, ``grpc`` or ``grpc-*`` in ``spec.predictor.model.ports`` turns gRPC on, as
 ``enable-grpc`` does.
+``spec.predictor.model.env`` (``name``/``value``) is the replica's environment over the server's,
+e.g. ``OMP_NUM_THREADS`` (see ``kfbox.serving.native_threads``); ``valueFrom`` is refused.
 
 Example::
 
@@ -37,6 +39,7 @@ SHORTHAND = ("sklearn", "xgboost", "lightgbm")
 NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for an env var name
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")  # one URL path segment, never '.' or '..'
 WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
 CLASS_ANNOTATION = "serving.kfbox.io/model-class"
@@ -62,6 +65,7 @@ class PredictorSpec:
     enable_grpc: bool
     allow_unsafe_pickle: bool = False
     model_name: str | None = None  # --model_name; None: the InferenceService's name
+    env: dict[str, str] = dataclasses.field(default_factory=dict)  # spec.predictor.model.env, name -> value
 
     def served_name(self, service: str) -> str:
         """The model name in the V1/V2 paths of this revision (``service`` unless ``--model_name`` set one)."""
@@ -162,7 +166,8 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          max_replicas=max_replicas, scale_target=target, scale_metric=metric,
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
-                         model_name=_model_name(model.get("args"), f"{where}.args"))
+                         model_name=_model_name(model.get("args"), f"{where}.args"),
+                         env=_env(model.get("env"), f"{where}.env"))
 
 
 def _h2c(ports: Any) -> bool:
@@ -197,6 +202,34 @@ def _model_name(args: Any, where: str) -> str | None:
                                       "starting with a letter or digit, at most 253 characters")
         name = value
     return name
+
+
+def _env(entries: Any, where: str) -> dict[str, str]:
+    """The container's ``env`` as the replica's environment: ``name``/``value`` pairs, later names winning as
+    in a pod. ``valueFrom`` (a Secret, a ConfigMap, a field of the pod) has nothing to read here: refused."""
+    if entries is None:
+        return {}
+    if not isinstance(entries, list):
+        raise FieldInvalid(where, f"must be a list of {{name, value}} entries, got {entries!r}")
+    env: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        at = f"{where}[{index}]"
+        if not isinstance(entry, dict):
+            raise FieldInvalid(at, f"must be a mapping with name and value, got {entry!r}")
+        name, value = entry.get("name"), entry.get("value", "")
+        if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+            raise FieldInvalid(f"{at}.name", f"{name!r} must be a variable name: letters, digits, '_', '-' and '.', "
+                                             "not starting with a digit")
+        if "valueFrom" in entry:
+            raise FieldInvalid(f"{at}.valueFrom", "values from Secrets, ConfigMaps or the pod are not supported "
+                                                  "here; set value (kfbox runs no pods)")
+        if not isinstance(value, str):
+            raise FieldInvalid(f"{at}.value", f"must be a string, got {value!r} (quote numbers in YAML)")
+        unknown = set(entry) - {"name", "value"}
+        if unknown:
+            raise FieldInvalid(at, f"unknown field(s) {', '.join(sorted(unknown))}: an env entry has name and value")
+        env[name] = value
+    return env
 
 
 def _mapping(value: Any, where: str) -> dict[str, Any]:
