@@ -172,3 +172,18 @@ def loop_reads_outer_output(ks: list = [2, 9]):  # noqa: B006
     with dsl.ParallelFor(ks) as k:
         task = combine(k=k, tag=made.output)
         task.set_env_variable("KFBOX_SAMPLE_SETTING", "from-the-task")
+
+
+@dsl.component(base_image=IMAGE)
+def needs_flag(flag: str, given: str) -> str:
+    import os
+
+    if not os.path.exists(flag):
+        raise RuntimeError(f"no flag at {flag}")
+    return given + "+flag"
+
+
+@dsl.pipeline(name="flaky")
+def flaky(flag: str):
+    made = say(message="one").set_caching_options(False)
+    needs_flag(flag=flag, given=made.output).set_caching_options(False)

@@ -283,15 +283,16 @@ class Supervisor:
         (run_dir / "events.jsonl").touch()
         if not self.store.mark_started(run.id, 0):
             return
+        reader = EventReader(run_dir / "events.jsonl")
+        if retry:  # the earlier worker's events were applied when it finished; the retry's come after them,
+            # so the offset is taken before the worker starts: a warm worker writes its first events at once
+            reader.offset = (run_dir / "events.jsonl").stat().st_size
         try:
             child = self._take_spare(run_dir) or self._spawn_worker(run_dir)
         except OSError as exc:
             self.store.finish(run.id, "FAILED", f"Could not start the run's worker: {exc}")
             return
         self.store.set_pid(run.id, child.pid)
-        reader = EventReader(run_dir / "events.jsonl")
-        if retry:  # the earlier worker's events were applied when it finished; the retry's come after them
-            reader.offset = (run_dir / "events.jsonl").stat().st_size
         with self.lock:
             self.active[run.id] = _Active(child, reader)
         if isinstance(child, warm.WarmChild):
