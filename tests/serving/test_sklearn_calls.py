@@ -107,3 +107,17 @@ def test_an_unverified_scikit_learn_keeps_stock_predict(monkeypatch: pytest.Monk
     assert serving_predict(model) != model.predict
     monkeypatch.setattr(sklearn, "__version__", "1.99.0")
     assert serving_predict(model) == model.predict
+
+
+def test_rows_the_checks_would_convert_or_warn_about_still_get_them() -> None:
+    import pandas as pd
+
+    model = KNeighborsClassifier().fit(IRIS_X, IRIS_Y)
+    for rows in (np.asfortranarray(IRIS_X), IRIS_X.astype(np.float32), IRIS_X.round().astype(int), IRIS_X[::2]):
+        _same(_lean(model)(rows), model.predict(rows))
+    named = KNeighborsClassifier().fit(pd.DataFrame(IRIS_X, columns=list("abcd")), IRIS_Y)
+    with pytest.warns(UserWarning, match="does not have valid feature names") as stock:
+        expected = named.predict(IRIS_X)
+    with pytest.warns(UserWarning, match="does not have valid feature names") as lean:
+        _same(_lean(named)(IRIS_X), expected)
+    assert [str(w.message) for w in lean] == [str(w.message) for w in stock]

@@ -15,7 +15,8 @@ served one batch at a time does not need:
   order, then that step's lean predict; the pipeline's fitted check runs once, at load.
 
 The request's rows are still checked with scikit-learn's own ``validate_data``, so bad input gets
-stock scikit-learn's error. Only the exact classes, not subclasses (which may override ``predict``),
+stock scikit-learn's error; only rows it would pass through unchanged (a finite float64 array of the
+right width) skip it. Only the exact classes, not subclasses (which may override ``predict``),
 and only the versions in :data:`VERIFIED_VERSIONS` (whose source these copies were read against and
 ``tests/serving/test_sklearn_calls.py`` compares bit for bit); anything else keeps stock ``predict``.
 No scikit-learn code is patched: the lean function closes over the fitted model.
@@ -81,12 +82,16 @@ def _knn_predict(knn: Any) -> Predict | None:
     ensure_all_finite = "allow-nan" if get_tags(knn).input_tags.allow_nan else True
     tree, neighbours, labels, classes = knn._tree, knn.n_neighbors, knn._y, knn.classes_
     n_classes = len(classes)
+    width, named = knn.n_features_in_, hasattr(knn, "feature_names_in_")
 
     def predict(rows: Any) -> Any:
         if rows is None:  # "predict on the training set": stock's own branch
             return knn.predict(rows)
-        x = validate_data(knn, rows, ensure_all_finite=ensure_all_finite, accept_sparse="csr", reset=False,
-                          order="C")
+        if _checked_already(rows, width, named):
+            x = rows
+        else:
+            x = validate_data(knn, rows, ensure_all_finite=ensure_all_finite, accept_sparse="csr", reset=False,
+                              order="C")
         if not isinstance(x, np.ndarray):
             return knn.predict(rows)  # sparse: stock refuses it for trees, with its message
         nearest = tree.query(x, neighbours, return_distance=False)
@@ -97,6 +102,15 @@ def _knn_predict(knn: Any) -> Predict | None:
         return classes.take(tally.argmax(axis=1))  # argmax: the first, i.e. lowest, of tied classes
 
     return predict
+
+
+def _checked_already(rows: Any, width: int, named: bool) -> bool:
+    """Rows ``validate_data`` would return as they are, without a warning: a C-ordered, finite, non-empty
+    float64 array of the fitted width, for a model fitted without feature names (what a V1 request of
+    numbers becomes). Its checks (a third of a KNN predict, half of it looking for dataframe libraries)
+    are then the same answer; anything else goes through them."""
+    return (type(rows) is np.ndarray and rows.dtype == np.float64 and rows.ndim == 2 and rows.shape[0] > 0
+            and rows.shape[1] == width and rows.flags.c_contiguous and not named and bool(np.isfinite(rows).all()))
 
 
 def _pipeline_predict(pipeline: Any) -> Predict | None:
