@@ -29,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from kfbox.serving.fastpath import FastPredict
+from kfbox.serving.replica import without_timing_middleware
 from kfbox.serving.runtimes import TabularModel
 
 JSON = {"content-type": "application/json"}
@@ -79,14 +80,25 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> ModelRepository:
     repository.update(TabularModel("sleepy", folder, "sklearn"))  # registered, not loaded: not ready
     server = RESTServer("kserve.model_server:app", DataPlane(model_registry=repository),
                         ModelRepositoryExtension(model_registry=repository), http_port=0)
+    without_timing_middleware(server)  # as the replica builds it
     server.create_application()
     return repository
 
 
-async def _reached(scope: Any, receive: Any, send: Any) -> None:
-    """Stands in for kserve's app: says that the request was handed on."""
-    await send({"type": "http.response.start", "status": 299, "headers": []})
-    await send({"type": "http.response.body", "body": b"handed to kserve"})
+class Reached:
+    """Stands in for kserve's app (its middleware and exception handlers) and says the request was handed on."""
+
+    @property
+    def user_middleware(self) -> list[Any]:
+        return list(KSERVE_APP.user_middleware)
+
+    @property
+    def exception_handlers(self) -> dict[Any, Any]:
+        return dict(KSERVE_APP.exception_handlers)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"handed to kserve"})
 
 
 def call(app: Any, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, list[Any], bytes]:
@@ -158,14 +170,14 @@ def test_same_reply_as_kserve(models: ModelRepository, case: str) -> None:
 @pytest.mark.parametrize("case", list(CASES))
 def test_fast_path_answers_only_what_it_knows(models: ModelRepository, case: str) -> None:
     (method, path, body, headers), answered_here = CASES[case]
-    status, _, content = call(FastPredict(_reached, models), method, path, body, headers)
+    status, _, content = call(FastPredict(Reached(), models), method, path, body, headers)
     assert (content != b"handed to kserve") is answered_here
     assert status == 299 or answered_here
 
 
 def test_good_requests_predict_what_the_model_does(models: ModelRepository) -> None:
     """Not only alike but right: the predictions are the model's own."""
-    status, _, content = call(FastPredict(_reached, models), *v1({"instances": ROWS}, "names"))
+    status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}, "names"))
     assert status == 200
     assert json.loads(content) == {"predictions": ["versicolor", "versicolor"]}
 
@@ -179,3 +191,17 @@ def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelReposi
     for app in (KSERVE_APP, FastPredict(KSERVE_APP, models)):
         with pytest.raises(ZeroDivisionError):
             asyncio.run(send(app))
+
+
+def test_steps_aside_for_a_middleware_in_kserve_app(models: ModelRepository) -> None:
+    """A middleware in kserve's app (a future kserve's, or kserve's timing one left in) sees every request."""
+    from starlette.middleware import Middleware
+    from timing_asgi import TimingMiddleware
+
+    middleware = Middleware(TimingMiddleware, client=None, metric_namer=None)
+    KSERVE_APP.user_middleware.append(middleware)
+    try:
+        status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}))
+    finally:
+        KSERVE_APP.user_middleware.remove(middleware)
+    assert (status, content) == (299, b"handed to kserve")

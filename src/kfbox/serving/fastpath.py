@@ -4,7 +4,8 @@ kserve answers a V1 predict through FastAPI (routing, a ``Request``, dependency 
 its ``DataPlane`` (readiness, CloudEvent decoding and encoding) and ``ORJSONResponse``; for an iris
 KNN that is about as much CPU as the prediction itself. :class:`FastPredict` is a plain ASGI app
 wrapped around kserve's: for the one request shape it knows it does what those layers do for it, and
-hands every other request to kserve unchanged.
+hands every other request to kserve unchanged. It steps aside altogether while kserve's app has a
+middleware (the replica removes kserve's only one, ``timing_asgi``), which it would otherwise bypass.
 
 It takes a request only when all of these hold, and otherwise passes it on untouched (the body it
 has read is replayed): the path is ``/v1/models/{name}:predict`` and the method POST; the model
@@ -38,7 +39,6 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PREFIX = "/v1/models/"
 SUFFIX = ":predict"
@@ -54,7 +54,7 @@ class FastPredict:
 
     def __init__(self, app: Any, models: Any) -> None:
         """``app``: kserve's FastAPI app; ``models``: the ``ModelRepository`` its dataplane serves."""
-        self.app: ASGIApp = app
+        self.app: Any = app  # an ASGI app with Starlette's user_middleware and exception_handlers
         self.models = models
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -90,7 +90,8 @@ class FastPredict:
 
     def _model(self, scope: Scope) -> Any:
         """The ready pure model this request predicts with, or None: kserve's request."""
-        if scope["type"] != "http" or scope["method"] != "POST":
+        # with a middleware in kserve's app (kfbox's replica leaves none) every request is kserve's: none bypasses it
+        if scope["type"] != "http" or scope["method"] != "POST" or self.app.user_middleware:
             return None
         path: str = scope["path"]
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
@@ -105,7 +106,7 @@ class FastPredict:
 
     async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         """Answer as kserve's app would: the handler registered for the exception's nearest class."""
-        handlers: dict[Any, Any] = self.app.exception_handlers  # type: ignore[attr-defined]
+        handlers: dict[Any, Any] = self.app.exception_handlers
         key = next((cls for cls in type(exc).__mro__ if cls in handlers), None)
         if key is None:
             raise exc

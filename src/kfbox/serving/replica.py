@@ -160,7 +160,7 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
                 self._rest_server.config.host = LOOPBACK
                 # the same bytes, each reply's head and body in one write (kfbox.server.coalesce)
                 self._rest_server.config.http = coalescing_protocol()
-                _without_timing_middleware(self._rest_server)
+                without_timing_middleware(self._rest_server)
                 self._rest_server.config.app = fast_predict(self.registered_models)
             await super()._serve()
 
@@ -177,7 +177,7 @@ def fast_predict(models: Any) -> Any:
     return FastPredict(app, models)
 
 
-def _without_timing_middleware(rest_server: Any) -> None:
+def without_timing_middleware(rest_server: Any) -> None:
     """Leave timing_asgi's middleware out of kserve's REST app. kserve adds it whatever
     ``enable_latency_logging`` says, and its only output is one ``kserve.trace`` line per request,
     which :func:`log_config` turns off; it matched every request's route a second time to name that
