@@ -60,33 +60,36 @@ class FastPredict:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         model = self._model(scope)
         if model is None:
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
         if headers.get("content-type", "application/json") not in JSON_TYPES or any(
                 name.startswith("ce-") for name in headers):
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         body = await _read_body(receive)
         if body is None:  # the client went away
-            return None
+            return
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             payload = None
         if not isinstance(payload, dict) or is_structured_cloudevent(payload):
-            return await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, _replay(body, receive), send)
+            return
         try:
             response, response_headers = await model(payload, headers=headers)
         except Exception as exc:  # noqa: BLE001 - answered by the handler kserve registered for it
-            return await self._error(scope, receive, send, exc)
+            await self._error(scope, receive, send, exc)
+            return
         if response_headers or not isinstance(response, dict):  # not what these models answer: kserve's reply
             await _kserve_reply(response, response_headers)(scope, receive, send)
-            return None
+            return
         content = orjson.dumps(response, option=JSON_OPTIONS)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(content)).encode()),
                                 (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": content})
-        return None
 
     def _model(self, scope: Scope) -> Any:
         """The ready pure model this request predicts with, or None: kserve's request."""
