@@ -86,15 +86,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> ModelRepository:
 
 
 class Reached:
-    """Stands in for kserve's app (its middleware and exception handlers) and says the request was handed on."""
+    """Stands in for kserve's app (its settings are kserve's app's) and says that the request was handed on."""
 
-    @property
-    def user_middleware(self) -> list[Any]:
-        return list(KSERVE_APP.user_middleware)
-
-    @property
-    def exception_handlers(self) -> dict[Any, Any]:
-        return dict(KSERVE_APP.exception_handlers)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(KSERVE_APP, name)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 299, "headers": []})
@@ -193,15 +188,26 @@ def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelReposi
             asyncio.run(send(app))
 
 
-def test_steps_aside_for_a_middleware_in_kserve_app(models: ModelRepository) -> None:
-    """A middleware in kserve's app (a future kserve's, or kserve's timing one left in) sees every request."""
+@pytest.mark.parametrize("setting", ["middleware", "body limit", "root path", "telemetry"])
+def test_steps_aside_while_kserve_app_does_more(models: ModelRepository, setting: str) -> None:
+    """Whatever kserve's app does around its routes (a future kserve's middleware, a body size limit,
+    FastAPI's OpenTelemetry with a provider) would be skipped by the fast path: every request is kserve's."""
     from starlette.middleware import Middleware
     from timing_asgi import TimingMiddleware
 
-    middleware = Middleware(TimingMiddleware, client=None, metric_namer=None)
-    KSERVE_APP.user_middleware.append(middleware)
+    telemetry = KSERVE_APP._native_telemetry.config
+    saved = (list(KSERVE_APP.user_middleware), KSERVE_APP.max_body_size, KSERVE_APP.root_path, dict(telemetry))
+    if setting == "middleware":
+        KSERVE_APP.user_middleware.append(Middleware(TimingMiddleware, client=None, metric_namer=None))
+    elif setting == "body limit":
+        KSERVE_APP.max_body_size = 1 << 20
+    elif setting == "root path":
+        KSERVE_APP.root_path = "/replica"
+    else:
+        telemetry["tracer_provider"] = object()
     try:
         status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}))
     finally:
-        KSERVE_APP.user_middleware.remove(middleware)
+        KSERVE_APP.user_middleware[:], KSERVE_APP.max_body_size, KSERVE_APP.root_path = saved[:3]
+        telemetry.update(saved[3])
     assert (status, content) == (299, b"handed to kserve")

@@ -4,8 +4,9 @@ kserve answers a V1 predict through FastAPI (routing, a ``Request``, dependency 
 its ``DataPlane`` (readiness, CloudEvent decoding and encoding) and ``ORJSONResponse``; for an iris
 KNN that is about as much CPU as the prediction itself. :class:`FastPredict` is a plain ASGI app
 wrapped around kserve's: for the one request shape it knows it does what those layers do for it, and
-hands every other request to kserve unchanged. It steps aside altogether while kserve's app has a
-middleware (the replica removes kserve's only one, ``timing_asgi``), which it would otherwise bypass.
+hands every other request to kserve unchanged. It steps aside altogether while kserve's app does
+anything around its routes that it would bypass: a middleware (the replica removes kserve's only one,
+``timing_asgi``), a body size limit, a root path, FastAPI's OpenTelemetry once a provider is set up.
 
 It takes a request only when all of these hold, and otherwise passes it on untouched (the body it
 has read is replayed): the path is ``/v1/models/{name}:predict`` and the method POST; the model
@@ -93,8 +94,7 @@ class FastPredict:
 
     def _model(self, scope: Scope) -> Any:
         """The ready pure model this request predicts with, or None: kserve's request."""
-        # with a middleware in kserve's app (kfbox's replica leaves none) every request is kserve's: none bypasses it
-        if scope["type"] != "http" or scope["method"] != "POST" or self.app.user_middleware:
+        if scope["type"] != "http" or scope["method"] != "POST" or not _adds_nothing(self.app):
             return None
         path: str = scope["path"]
         if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
@@ -117,6 +117,15 @@ class FastPredict:
         await response(scope, receive, send)
         if key in SERVER_ERRORS:
             raise exc  # as Starlette's ServerErrorMiddleware: uvicorn logs it and closes the connection
+
+
+def _adds_nothing(app: Any) -> bool:
+    """Whether kserve's app does nothing around its routes that the fast path would skip: no middleware
+    (kfbox's replica removes kserve's one), no body size limit, no root path and no active FastAPI
+    telemetry (OpenTelemetry spans and metrics, off unless a provider is configured)."""
+    telemetry = getattr(app, "_native_telemetry", None)  # FastAPI >= 0.16x; none before
+    return (not app.user_middleware and getattr(app, "max_body_size", None) is None and not app.root_path
+            and (telemetry is None or not telemetry.enabled()))
 
 
 def _kserve_reply(response: Any, headers: dict[str, str]) -> Any:
