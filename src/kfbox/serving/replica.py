@@ -21,7 +21,7 @@ middleware that timed each request for those trace lines is left out too.
 
 V1 predictions of kfbox's own runtimes take a lean route (:mod:`kfbox.serving.fastpath`) in front of
 kserve's app, and scikit-learn models predict through :mod:`kfbox.serving.sklearn_calls`: together
-4.66 -> 1.28 M instructions per iris V1 request (``benchmarks/replica_instructions.py``). It is safe
+4.66 -> 1.31 M instructions per iris V1 request (``benchmarks/replica_instructions.py``). It is safe
 because it changes no reply: the route does what kserve's layers do for that one request shape (the
 model is called as kserve calls it, errors go through kserve's own handlers) and hands everything
 else (V2, explain, CloudEvents, bad JSON, unknown or unready models, a user's ``Model`` subclass)
