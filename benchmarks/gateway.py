@@ -50,7 +50,7 @@ quiet machine with two replicas (``gateway 2 replicas`` in the open-loop table),
 Since then the replica skips sklearn's checks of its own internal arguments and kserve's timing
 middleware: 4.65M instructions (README, "A replica's environment and threads"); and answers V1 predict
 on a lean route with a lean KNN predict (:mod:`kfbox.serving.fastpath`, :mod:`kfbox.serving.sklearn_calls`):
-1.31M, 0.38 ms of CPU, so one replica now serves 500 req/s open-loop with p99 ~18 ms at load 4
+1.31M, 0.38 ms of CPU, so one replica now serves 500 req/s open-loop with p99 18-67 ms at load 4-6
 (README, "The replica's V1 fast path").
 """
 
