@@ -51,7 +51,7 @@ from kfbox.server.processes import ChildProcess, kill_group
 from kfbox.serving import native_threads
 
 MODULE = "kfbox.serving.forkserver"
-PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "joblib", "sklearn.base")
+PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "kfbox.serving.fastpath", "joblib", "sklearn.base")
 """What every replica imports before it loads a model (scikit-learn's base: what a sklearn pickle needs first)."""
 _INT = struct.Struct("!i")
 EXIT_THREADS = 3

@@ -19,6 +19,15 @@ logging configuration with two levels raised, what a stock server gets from
 ``--log_config_file`` (``benchmarks/gateway.py`` runs its stock peer so, like for like). The
 middleware that timed each request for those trace lines is left out too.
 
+V1 predictions of kfbox's own runtimes take a lean route (:mod:`kfbox.serving.fastpath`) in front of
+kserve's app, and scikit-learn models predict through :mod:`kfbox.serving.sklearn_calls`: together
+4.66 -> 1.31 M instructions per iris V1 request (``benchmarks/replica_instructions.py``). It is safe
+because it changes no reply: the route does what kserve's layers do for that one request shape (the
+model is called as kserve calls it, errors go through kserve's own handlers) and hands everything
+else (V2, explain, CloudEvents, bad JSON, unknown or unready models, a user's ``Model`` subclass)
+to kserve untouched; ``tests/serving/test_fastpath.py`` compares the two byte for byte and
+``tests/serving/test_sklearn_calls.py`` the predictions with stock scikit-learn's.
+
 Native thread pools (OpenMP, BLAS) get one thread unless the server's or the InferenceService's
 environment sets their variables (:mod:`kfbox.serving.native_threads`): replicas, not threads, serve
 concurrent requests, and idle pool workers spinning on a shared machine cost the other processes cores.
@@ -151,14 +160,24 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
                 self._rest_server.config.host = LOOPBACK
                 # the same bytes, each reply's head and body in one write (kfbox.server.coalesce)
                 self._rest_server.config.http = coalescing_protocol()
-                _without_timing_middleware(self._rest_server)
+                without_timing_middleware(self._rest_server)
+                self._rest_server.config.app = fast_predict(self.registered_models)
             await super()._serve()
 
     return LoopbackModelServer(http_port=port, grpc_port=grpc_port or 8081, enable_grpc=bool(grpc_port),
                                enable_latency_logging=False, workers=1, grace_period=5)
 
 
-def _without_timing_middleware(rest_server: Any) -> None:
+def fast_predict(models: Any) -> Any:
+    """kserve's REST app behind :class:`kfbox.serving.fastpath.FastPredict` (V1 predict of kfbox's runtimes)."""
+    from kserve.model_server import app
+
+    from kfbox.serving.fastpath import FastPredict
+
+    return FastPredict(app, models)
+
+
+def without_timing_middleware(rest_server: Any) -> None:
     """Leave timing_asgi's middleware out of kserve's REST app. kserve adds it whatever
     ``enable_latency_logging`` says, and its only output is one ``kserve.trace`` line per request,
     which :func:`log_config` turns off; it matched every request's route a second time to name that

@@ -29,6 +29,7 @@ from kserve.errors import InvalidInput
 from kserve.utils.utils import get_predict_input, get_predict_response
 
 from kfbox.errors import KfboxError
+from kfbox.serving.sklearn_calls import serving_predict
 from kfbox.serving.unpickle import UnsafePickle, load_model_file
 from kfbox.storage.confine import check_canonical, open_inside
 
@@ -103,21 +104,7 @@ def _load_sklearn(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[
     model = load_model_file(path, handle, allow_unsafe=allow_unsafe)
     if not hasattr(model, "predict"):
         raise TypeError(f"{path} holds a {type(model).__name__}, which has no predict() method.")
-    predict: Callable[[Any], Any] = model.predict
-    _skip_internal_parameter_checks()
-    return predict
-
-
-def _skip_internal_parameter_checks() -> None:
-    """scikit-learn's ``skip_parameter_validation`` in the thread that loads the model, which is the
-    thread kserve predicts in: a fitted model's predict calls sklearn's own validated helpers with
-    arguments sklearn computed (a KNN's ``gen_even_slices``), and checking them again on every request
-    was 15% of an iris KNN predict (0.88 -> 0.75 ms of CPU). The request's rows are still checked
-    (``check_array``: shape, dtype, NaN), so bad input gets the same error. A model that did not
-    import scikit-learn as it was unpickled does not use it: nothing to set."""
-    sklearn = sys.modules.get("sklearn")
-    if sklearn is not None:
-        sklearn.set_config(skip_parameter_validation=True)
+    return serving_predict(model)
 
 
 @contextlib.contextmanager

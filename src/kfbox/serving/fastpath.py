@@ -1,0 +1,164 @@
+"""A lean route for V1 ``POST /v1/models/{name}:predict`` in front of a replica's kserve app.
+
+kserve answers a V1 predict through FastAPI (routing, a ``Request``, dependency resolution),
+its ``DataPlane`` (readiness, CloudEvent decoding and encoding) and ``ORJSONResponse``; for an iris
+KNN that is about as much CPU as the prediction itself. :class:`FastPredict` is a plain ASGI app
+wrapped around kserve's: for the one request shape it knows it does what those layers do for it, and
+hands every other request to kserve unchanged. It steps aside altogether while kserve's app does
+anything around its routes that it would bypass: a middleware (the replica removes kserve's only one,
+``timing_asgi``), a body size limit, a root path, FastAPI's OpenTelemetry once a provider is set up.
+
+It takes a request only when all of these hold, and otherwise passes it on untouched (the body it
+has read is replayed): the path is ``/v1/models/{name}:predict`` and the method POST; the model
+registered under that name is ready and of a class in :data:`PURE_MODELS` (kfbox's own runtimes,
+whose preprocess and postprocess are kserve's identity; a user's ``Model`` subclass or the Hugging
+Face runtime goes through kserve); the request has no CloudEvent headers and a JSON content type
+(or none), and its body parses as a JSON object that is not a structured CloudEvent. Anything
+kserve would answer differently (an unknown or unready model, bad JSON, V2, explain, ``/metrics``)
+is kserve's to answer.
+
+What it then does is kserve's own sequence: the model is called as kserve's dataplane calls it
+(``await model(body, headers)``: preprocess, predict, postprocess and the Prometheus histograms, on
+the event loop's thread), the reply is ``orjson`` with ``ORJSONResponse``'s options, and an error
+the model raises goes through the exception handler kserve's app registered for it, so status and
+body are kserve's (``tests/serving/test_fastpath.py`` compares both paths byte for byte).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+from kserve.protocol.dataplane import JSON_HEADERS
+from kserve.utils.utils import is_structured_cloudevent
+from starlette.requests import Request
+
+from kfbox.serving.runtimes import TabularModel
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+PREFIX = "/v1/models/"
+SUFFIX = ":predict"
+PURE_MODELS: tuple[type, ...] = (TabularModel,)
+"""Model classes whose ``__call__`` is kserve's with identity preprocess/postprocess (exact classes)."""
+JSON_TYPES = frozenset(JSON_HEADERS) - {"application/cloudevents+json"}  # that one is answered as a CloudEvent
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # ORJSONResponse's
+SERVER_ERRORS = (Exception, 500)  # keys Starlette's ServerErrorMiddleware handles (and then re-raises)
+
+
+class FastPredict:
+    """kserve's REST app with V1 predict for :data:`PURE_MODELS` answered in front of it."""
+
+    def __init__(self, app: Any, models: Any) -> None:
+        """``app``: kserve's FastAPI app; ``models``: the ``ModelRepository`` its dataplane serves."""
+        self.app: Any = app  # an ASGI app with Starlette's user_middleware and exception_handlers
+        self.models = models
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        model = self._model(scope)
+        if model is None:
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        if headers.get("content-type", "application/json") not in JSON_TYPES or any(
+                name.startswith("ce-") for name in headers):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        if body is None:  # the client went away
+            return
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            payload = None
+        if not isinstance(payload, dict) or is_structured_cloudevent(payload):
+            await self.app(scope, _replay(body, receive), send)
+            return
+        try:
+            response, response_headers = await model(payload, headers=headers)
+        except Exception as exc:  # noqa: BLE001 - answered by the handler kserve registered for it
+            await self._error(scope, receive, send, exc)
+            return
+        if response_headers or not isinstance(response, dict):  # not what these models answer: kserve's reply
+            await _kserve_reply(response, response_headers)(scope, receive, send)
+            return
+        content = orjson.dumps(response, option=JSON_OPTIONS)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(content)).encode()),
+                                (b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": content})
+
+    def _model(self, scope: Scope) -> Any:
+        """The ready pure model this request predicts with, or None: kserve's request."""
+        if scope["type"] != "http" or scope["method"] != "POST" or not _adds_nothing(self.app):
+            return None
+        path: str = scope["path"]
+        if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+            return None
+        name = path[len(PREFIX):-len(SUFFIX)]
+        if not name or "/" in name:
+            return None
+        model = self.models.get_model(name)
+        if type(model) not in PURE_MODELS or not model.ready:
+            return None
+        return model
+
+    async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+        """Answer as kserve's app would: the handler registered for the exception's nearest class."""
+        handlers: dict[Any, Any] = self.app.exception_handlers
+        key = next((cls for cls in type(exc).__mro__ if cls in handlers), None)
+        if key is None:
+            raise exc
+        response = await handlers[key](Request(scope, receive), exc)
+        await response(scope, receive, send)
+        if key in SERVER_ERRORS:
+            raise exc  # as Starlette's ServerErrorMiddleware: uvicorn logs it and closes the connection
+
+
+def _adds_nothing(app: Any) -> bool:
+    """Whether kserve's app does nothing around its routes that the fast path would skip: no middleware
+    (kfbox's replica removes kserve's one), no body size limit, no root path and no active FastAPI
+    telemetry (OpenTelemetry spans and metrics, off unless a provider is configured)."""
+    telemetry = getattr(app, "_native_telemetry", None)  # FastAPI >= 0.16x; none before
+    return (not app.user_middleware and getattr(app, "max_body_size", None) is None and not app.root_path
+            and (telemetry is None or not telemetry.enabled()))
+
+
+def _kserve_reply(response: Any, headers: dict[str, str]) -> Any:
+    """The reply kserve's V1 predict builds from a model's answer (``V1Endpoints.predict``)."""
+    from fastapi.responses import ORJSONResponse
+    from starlette.responses import Response
+
+    headers.pop("content-length", None)
+    if isinstance(response, (bytes, str)):
+        return Response(content=response, headers=headers)
+    return ORJSONResponse(content=response, headers=headers)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

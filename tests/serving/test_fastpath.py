@@ -1,0 +1,213 @@
+"""The replica's V1 fast path answers exactly as kserve's own app: the same requests go to kserve's
+REST app (built by kserve's ``RESTServer``, in-process through ``httpx.ASGITransport``) and to
+:class:`kfbox.serving.fastpath.FastPredict` wrapped around it, for the same registered models, and
+status, headers and body must be byte-identical. A second wrapper, around an app that only says it
+was reached, shows which requests the fast path answered itself and which it handed to kserve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+import joblib
+import numpy as np
+import pytest
+from kserve import Model
+from kserve.model_repository import ModelRepository
+from kserve.model_server import app as KSERVE_APP  # what RESTServer builds on, as in a replica
+from kserve.protocol.dataplane import DataPlane
+from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+from kserve.protocol.rest.server import RESTServer
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LinearRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from kfbox.serving.fastpath import FastPredict
+from kfbox.serving.replica import without_timing_middleware
+from kfbox.serving.runtimes import TabularModel
+
+JSON = {"content-type": "application/json"}
+UNIQUE = re.compile(rb"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|\d{4}-\d\d-\d\dT[\d:.]+\+00:00")
+ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
+
+
+class Echo(Model):  # type: ignore[misc]  # kserve ships no types
+    """A user's own model: pre- and postprocess of its own, so it must keep kserve's path."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.ready = True
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        return {"instances": [[len(payload.get("instances", []))]]}
+
+    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        return {"predictions": payload["instances"]}
+
+
+def _served(folder: Path, name: str, model: Any) -> TabularModel:
+    (folder / name).mkdir()
+    joblib.dump(model, folder / name / "model.joblib")
+    served = TabularModel(name, folder / name, "sklearn")
+    served.load()
+    return served
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> ModelRepository:
+    folder = tmp_path_factory.mktemp("models")
+    features, labels = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[labels]
+    repository = ModelRepository()
+    for model in (
+        _served(folder, "iris", KNeighborsClassifier(n_neighbors=3).fit(features, labels)),
+        _served(folder, "names", Pipeline([("scale", StandardScaler()),
+                                           ("knn", KNeighborsClassifier(n_neighbors=4))]).fit(features, names)),
+        _served(folder, "width", LinearRegression().fit(features[:, :3], features[:, 3])),
+        Echo("custom"),
+    ):
+        repository.update(model)
+    broken = TabularModel("broken", folder, "sklearn")
+    broken._predict = lambda rows: 1 / 0  # a model whose predict fails in its own way
+    broken.ready = True
+    repository.update(broken)
+    repository.update(TabularModel("sleepy", folder, "sklearn"))  # registered, not loaded: not ready
+    server = RESTServer("kserve.model_server:app", DataPlane(model_registry=repository),
+                        ModelRepositoryExtension(model_registry=repository), http_port=0)
+    without_timing_middleware(server)  # as the replica builds it
+    server.create_application()
+    return repository
+
+
+class Reached:
+    """Stands in for kserve's app (its settings are kserve's app's) and says that the request was handed on."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(KSERVE_APP, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"handed to kserve"})
+
+
+def call(app: Any, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, list[Any], bytes]:
+    """(status, headers, body) of one request to an ASGI app; an exception after the reply is the server's to log."""
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as client:
+            return await client.request(method, path, content=body, headers=headers)
+
+    reply = asyncio.run(send())
+    return reply.status_code, [(k, _unique(v.encode())) for k, v in reply.headers.multi_items()], _unique(reply.content)
+
+
+def _unique(text: bytes) -> bytes:
+    """Ids and times kserve makes up per reply (V2 ``id``, CloudEvent ``id`` and ``time``), blanked."""
+    return UNIQUE.sub(b"<>", text)
+
+
+def v1(body: Any, name: str = "iris", headers: dict[str, str] = JSON) -> tuple[str, str, bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return "POST", f"/v1/models/{name}:predict", raw, headers
+
+
+# (request, answered by the fast path itself)
+CASES = {
+    "two rows": (v1({"instances": ROWS}), True),
+    "inputs instead of instances": (v1({"inputs": ROWS}), True),
+    "integer features": (v1({"instances": [[5, 3, 1, 0]]}), True),
+    "extra keys": (v1({"instances": ROWS, "parameters": {"x": "é"}}), True),
+    "no content type": (v1({"instances": ROWS}, headers={}), True),
+    "octet-stream": (v1({"instances": ROWS}, headers={"content-type": "application/octet-stream"}), True),
+    "string classes through a pipeline": (v1({"instances": ROWS}, "names"), True),
+    "float predictions": (v1({"instances": [[5.1, 3.5, 1.4], [1e300, -0.0, 3]]}, "width"), True),
+    "empty instances": (v1({"instances": []}), True),
+    "no instances": (v1({"rows": ROWS}), True),
+    "instances not a list": (v1({"instances": 5}), True),
+    "three features for four": (v1({"instances": [[6.8, 2.8, 4.8]]}), True),
+    "strings as features": (v1({"instances": [["a", "b", "c", "d"]]}), True),
+    "a 3-D batch": (v1({"instances": [ROWS]}), True),
+    "predict fails": (v1({"instances": ROWS}, "broken"), True),
+    "bad JSON": (v1(b'{"instances": [[6.8, 2.8'), False),
+    "NaN is not JSON": (v1(b'{"instances": [[NaN, 1, 2, 3]]}'), False),
+    "a JSON list": (v1([[6.8, 2.8, 4.8, 1.4]]), False),
+    "unknown model": (v1({"instances": ROWS}, "nope"), False),
+    "model not ready": (v1({"instances": ROWS}, "sleepy"), False),
+    "custom model": (v1({"instances": ROWS}, "custom"), False),
+    "text/plain": (v1({"instances": ROWS}, headers={"content-type": "text/plain"}), False),
+    "cloudevents+json": (v1({"instances": ROWS}, headers={"content-type": "application/cloudevents+json"}), False),
+    "binary CloudEvent": (v1({"instances": ROWS}, headers={"ce-specversion": "1.0", "ce-source": "t", "ce-type": "t",
+                                                           "ce-id": "1", **JSON}), False),
+    "structured CloudEvent": (v1({"specversion": "1.0", "id": "1", "source": "t", "type": "t", "time": "now",
+                                  "data": {"instances": ROWS}}), False),
+    "V2 infer": (("POST", "/v2/models/iris/infer", json.dumps({"id": "1", "inputs": [
+        {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": np.ravel(ROWS).tolist()}]}).encode(), JSON), False),
+    "explain": (("POST", "/v1/models/iris:explain", json.dumps({"instances": ROWS}).encode(), JSON), False),
+    "GET on predict": (("GET", "/v1/models/iris:predict", None, {}), False),
+    "model status": (("GET", "/v1/models/iris", None, {}), False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_same_reply_as_kserve(models: ModelRepository, case: str) -> None:
+    (method, path, body, headers), _ = CASES[case]
+    stock = call(KSERVE_APP, method, path, body, headers)
+    fast = call(FastPredict(KSERVE_APP, models), method, path, body, headers)
+    assert fast == stock
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fast_path_answers_only_what_it_knows(models: ModelRepository, case: str) -> None:
+    (method, path, body, headers), answered_here = CASES[case]
+    status, _, content = call(FastPredict(Reached(), models), method, path, body, headers)
+    assert (content != b"handed to kserve") is answered_here
+    assert status == 299 or answered_here
+
+
+def test_good_requests_predict_what_the_model_does(models: ModelRepository) -> None:
+    """Not only alike but right: the predictions are the model's own."""
+    status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}, "names"))
+    assert status == 200
+    assert json.loads(content) == {"predictions": ["versicolor", "versicolor"]}
+
+
+def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelRepository) -> None:
+    """After the 500, kserve's app re-raises the model's error (uvicorn logs it and closes the connection)."""
+    async def send(app: Any) -> None:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica") as client:
+            await client.post("/v1/models/broken:predict", json={"instances": ROWS})
+
+    for app in (KSERVE_APP, FastPredict(KSERVE_APP, models)):
+        with pytest.raises(ZeroDivisionError):
+            asyncio.run(send(app))
+
+
+@pytest.mark.parametrize("setting", ["middleware", "body limit", "root path", "telemetry"])
+def test_steps_aside_while_kserve_app_does_more(models: ModelRepository, setting: str) -> None:
+    """Whatever kserve's app does around its routes (a future kserve's middleware, a body size limit,
+    FastAPI's OpenTelemetry with a provider) would be skipped by the fast path: every request is kserve's."""
+    from starlette.middleware import Middleware
+    from timing_asgi import TimingMiddleware
+
+    telemetry = KSERVE_APP._native_telemetry.config
+    saved = (list(KSERVE_APP.user_middleware), KSERVE_APP.max_body_size, KSERVE_APP.root_path, dict(telemetry))
+    if setting == "middleware":
+        KSERVE_APP.user_middleware.append(Middleware(TimingMiddleware, client=None, metric_namer=None))
+    elif setting == "body limit":
+        KSERVE_APP.max_body_size = 1 << 20
+    elif setting == "root path":
+        KSERVE_APP.root_path = "/replica"
+    else:
+        telemetry["tracer_provider"] = object()
+    try:
+        status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}))
+    finally:
+        KSERVE_APP.user_middleware[:], KSERVE_APP.max_body_size, KSERVE_APP.root_path = saved[:3]
+        telemetry.update(saved[3])
+    assert (status, content) == (299, b"handed to kserve")
