@@ -150,8 +150,9 @@ def test_experiment_run_artifacts_carry_their_run_for_filter_query(http: httpx.C
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_artifact_names_are_unique_per_artifact_type(http: httpx.Client, prefix: str) -> None:
     """Upstream keeps names unique per (type, parent): a version holds a model-artifact and a doc-artifact of one
-    name, and so does the top level; a second of one type under a version is a 409. ``GET /artifact`` by a name two types share answers
-    404 "multiple artifacts found", as upstream's ``getArtifactsByParams``; ``/model_artifact`` finds its own."""
+    name, and so does the top level; a second of one type under a version is a 409. ``GET /artifact`` by a name two
+    types share answers 404 "multiple artifacts found", as upstream's ``getArtifactsByParams``; ``/model_artifact``
+    finds its own."""
     model = created(http.post(f"{prefix}/registered_models", json={"name": f"shared-{uuid.uuid4().hex[:8]}"}))
     version = created(http.post(f"{prefix}/model_versions", json={"name": "v1", "registeredModelId": model["id"]}))
     arts = f"{prefix}/model_versions/{version['id']}/artifacts"
