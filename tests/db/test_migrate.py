@@ -177,3 +177,47 @@ def test_serving_times_move_to_milliseconds_and_back(database_url: str) -> None:
             assert back.scalar_one() == 1000.5
     finally:
         db.dispose()
+
+
+def test_registry_artifact_names_become_unique_per_type_with_their_rows(database_url: str) -> None:
+    """registry_0002 on a database made at registry_0001 with a model, a version and its artifact in it: the rows
+    and their parent links stay (on SQLite the table is rebuilt with foreign keys off, and back on after), a
+    doc-artifact may then share the model-artifact's name, and the downgrade refuses while two do."""
+    import pytest
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    insert = text("INSERT INTO registry_resources (id, family, kind, scope, parent_id, name, created_ms, updated_ms, "
+                  "attrs, custom) VALUES (:id, :family, :kind, :scope, :parent, :name, 1, 1, '{}', '{}')")
+    model = {"id": 1, "family": "registered_model", "kind": "registered_model", "scope": 0, "parent": None,
+             "name": "iris"}
+    version = {"id": 2, "family": "model_version", "kind": "model_version", "scope": 1, "parent": 1, "name": "v1"}
+    weights = {"id": 3, "family": "artifact", "kind": "model-artifact", "scope": 2, "parent": 2, "name": "weights"}
+    card = {**weights, "id": 4, "kind": "doc-artifact"}
+    db = Database(database_url)
+    try:
+        config = alembic_config(db.engine)
+        command.upgrade(config, "registry_0001")
+        with db.engine.begin() as conn:
+            conn.execute(insert, [model, version, weights])
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:
+            conn.execute(insert, card)
+        command.upgrade(config, "registry_0002")
+        with db.engine.begin() as conn:
+            rows = conn.execute(text("SELECT id, kind, parent_id, name FROM registry_resources ORDER BY id")).all()
+            assert [tuple(r) for r in rows] == [(1, "registered_model", None, "iris"), (2, "model_version", 1, "v1"),
+                                                (3, "model-artifact", 2, "weights")]
+            conn.execute(insert, card)
+            if db.engine.dialect.name == "sqlite":
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1, "on again after the migration"
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:
+            conn.execute(insert, {**card, "id": 5})
+        with pytest.raises(RuntimeError, match="'weights' under parent 2"):
+            command.downgrade(config, "registry_0001")
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM registry_resources WHERE id = 4"))
+        command.downgrade(config, "registry_0001")
+        assert current_revisions(db.engine) == {"registry_0001"}
+    finally:
+        db.dispose()

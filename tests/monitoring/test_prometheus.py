@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 
 import httpx
 from kfp import Client
@@ -10,6 +12,8 @@ from kfp import Client
 from tests.monitoring.conftest import RETENTION, SERVICES, Monitored, monitoring_cli
 from tests.pipelines import sample_pipelines as samples
 from tests.pipelines.conftest import wait_run
+from tests.serving.helpers import wait_for
+from tests.support import lean_env, run_cli
 
 
 def test_prometheus_scrapes_the_server_and_every_replica(monitored: Monitored) -> None:
@@ -52,6 +56,31 @@ def test_alert_rules_are_loaded(monitored: Monitored) -> None:
     names = {rule["name"] for group in groups for rule in group["rules"]}
     assert names == {"InferenceServiceErrorRate", "InferenceServiceLatencyP99OverSLO",
                      "InferenceServiceReplicasAtMax", "PipelineRunsFailing"}
+
+
+def test_kfbox_up_prints_one_line_once_prometheus_is_ready(monitored: Monitored) -> None:
+    """The fixture's server is ``kfbox up`` in the foreground with KFBOX_PROMETHEUS=1 (as ``--prometheus``)."""
+    def ready_lines() -> list[str]:
+        return [line for line in monitored.server.log().splitlines() if line.startswith("Prometheus is ")]
+
+    lines = wait_for(ready_lines, 60, "the ready line in the server's output")
+    assert len(lines) == 1 and lines[0].startswith("Prometheus is running at http://127.0.0.1:"), lines
+
+
+def test_kfbox_up_detach_returns_once_prometheus_answers_queries(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    done = run_cli("up", "--detach", "--prometheus", "--port", "0", "--home", str(home), env=lean_env())
+    try:
+        assert done.returncode == 0, done.stderr
+        lines = [line for line in done.stdout.splitlines() if line.startswith("Prometheus is ")]
+        assert len(lines) == 1, done.stdout
+        found = re.search(r"^Prometheus is running at (http://127\.0\.0\.1:\d+) ", lines[0])
+        assert found, lines[0]
+        # the first query right after `up` works, no retry: Prometheus had finished starting
+        reply = httpx.get(f"{found.group(1)}/api/v1/query", params={"query": "up"}, timeout=10)
+        assert reply.status_code == 200 and reply.json()["status"] == "success", reply.text
+    finally:
+        assert run_cli("down", "--home", str(home)).returncode == 0
 
 
 def test_cli_monitoring_status_down_up(monitored: Monitored) -> None:

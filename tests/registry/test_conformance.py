@@ -145,3 +145,28 @@ def test_experiment_run_artifacts_carry_their_run_for_filter_query(http: httpx.C
     assert sorted((a["experimentRunId"], a["name"]) for a in items) == sorted(
         (r["id"], key) for r in runs[:2] for key in ("acc", "loss"))
     assert all(a["experimentId"] == runs[0]["experimentId"] or a["experimentRunId"] != runs[0]["id"] for a in items)
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_artifact_names_are_unique_per_artifact_type(http: httpx.Client, prefix: str) -> None:
+    """Upstream keeps names unique per (type, parent): a version holds a model-artifact and a doc-artifact of one
+    name, and so does the top level; a second of one type under a version is a 409. ``GET /artifact`` by a name two
+    types share answers 404 "multiple artifacts found", as upstream's ``getArtifactsByParams``; ``/model_artifact``
+    finds its own."""
+    model = created(http.post(f"{prefix}/registered_models", json={"name": f"shared-{uuid.uuid4().hex[:8]}"}))
+    version = created(http.post(f"{prefix}/model_versions", json={"name": "v1", "registeredModelId": model["id"]}))
+    arts = f"{prefix}/model_versions/{version['id']}/artifacts"
+    weights = created(http.post(arts, json={"artifactType": "model-artifact", "name": "weights", "uri": "s3://b/w"}))
+    card = created(http.post(arts, json={"artifactType": "doc-artifact", "name": "weights", "uri": "s3://b/w.md"}))
+    again = http.post(arts, json={"artifactType": "doc-artifact", "name": "weights", "uri": "s3://b/x.md"})
+    assert again.status_code == 409 and again.json()["code"] == "Conflict", again.text
+    listed = http.get(arts).json()["items"]
+    assert sorted((a["artifactType"], a["id"]) for a in listed) == [("doc-artifact", card["id"]),
+                                                                    ("model-artifact", weights["id"])]
+    query = {"name": "weights", "parentResourceId": version["id"]}
+    both = http.get(f"{prefix}/artifact", params=query)
+    assert both.status_code == 404 and f"model-artifact {weights['id']}" in both.json()["message"], both.text
+    assert http.get(f"{prefix}/model_artifact", params=query).json()["id"] == weights["id"]
+    top = f"top-{uuid.uuid4().hex[:8]}"
+    for kind in ("model-artifact", "doc-artifact"):
+        created(http.post(f"{prefix}/artifacts", json={"artifactType": kind, "name": top, "uri": "s3://b/t"}))

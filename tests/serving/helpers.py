@@ -41,6 +41,11 @@ def train_iris(folder: Path, kind: str = "logistic") -> Any:
     return model
 
 
+def process_title(pid: int) -> str:
+    """What ``ps`` shows for ``pid``: its command line, arguments joined by spaces."""
+    return Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" ").decode()
+
+
 def expected(model: Any, rows: list[list[float]] = ROWS) -> list[int]:
     return [int(v) for v in model.predict(np.array(rows))]
 

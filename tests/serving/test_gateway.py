@@ -23,6 +23,7 @@ from tests.serving.helpers import (
     expected,
     kfbox,
     manifest,
+    process_title,
     ready,
     status,
     train_iris,
@@ -123,6 +124,13 @@ BAD = [
     pytest.param("unknown-model", {"instances": ROWS}, 404, "nope", id="unknown-model"),
     pytest.param("unknown-isvc", {"instances": ROWS}, 404, "does not exist", id="unknown-inferenceservice"),
 ]
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="read from Linux's /proc")
+def test_replicas_are_named_for_their_service_in_ps(client: httpx.Client, iris: Any) -> None:
+    pids = status(client, "iris")["revisions"]["iris-predictor-00001"]["pids"]
+    assert len(pids) == 2
+    assert [process_title(pid) for pid in pids] == ["kfbox replica default/iris rev 1"] * 2
 
 
 @pytest.mark.parametrize(("where", "body", "code", "says"), BAD)

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -16,7 +17,7 @@ from kfbox.server.processes import ChildProcess
 from kfbox.serving.forkserver import ForkedReplica
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import EXIT_LOAD_FAILED, FAILURE_PREFIX
-from tests.serving.helpers import ROWS, expected, train_iris, wait_for
+from tests.serving.helpers import ROWS, expected, process_title, train_iris, wait_for
 
 
 def free_port() -> int:
@@ -27,6 +28,15 @@ def free_port() -> int:
 
 def args(name: str, model: Path, port: int = 1) -> list[str]:
     return ["--name", name, "--format", "sklearn", "--model-path", str(model), "--port", str(port)]
+
+
+def predicts(port: int, model: Any) -> bool:
+    """The replica on ``port`` answers iris rows as ``model`` does."""
+    try:
+        reply = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json={"instances": ROWS})
+    except httpx.TransportError:
+        return False
+    return reply.status_code == 200 and reply.json()["predictions"] == expected(model)
 
 
 def parent_of(pid: int) -> int:
@@ -59,14 +69,7 @@ def test_a_forked_replica_serves_and_stops(tmp_path: Path) -> None:
         port = free_port()
         replica = launcher.launch(args("iris", tmp_path / "model", port), tmp_path / "iris.log")
 
-        def predicts() -> bool:
-            try:
-                reply = httpx.post(f"http://127.0.0.1:{port}/v1/models/iris:predict", json={"instances": ROWS})
-            except httpx.TransportError:
-                return False
-            return reply.status_code == 200 and reply.json()["predictions"] == expected(model)
-
-        wait_for(predicts, 120, "the forked replica to predict")
+        wait_for(lambda: predicts(port, model), 120, "the forked replica to predict")
         assert launcher.fork_server is not None and parent_of(replica.pid) == launcher.fork_server.pid
         assert os.getpgid(replica.pid) == replica.pid, "its own process group, as a spawned child's"
         assert replica.alive and replica.returncode is None
@@ -117,6 +120,21 @@ def test_replicas_start_cold_without_the_fork_server(tmp_path: Path) -> None:
         assert replica.popen.wait(timeout=120) == EXIT_LOAD_FAILED
         assert FAILURE_PREFIX in replica.log_path.read_text()
     finally:
+        launcher.close()
+
+
+def test_a_cold_replica_takes_its_title_too(tmp_path: Path) -> None:
+    model = train_iris(tmp_path / "model")
+    launcher = ReplicaLauncher(tmp_path / "forkserver", warm=False)
+    port = free_port()
+    replica = launcher.launch([*args("iris", tmp_path / "model", port), "--title", "kfbox replica team-a/iris rev 3"],
+                              tmp_path / "iris.log")
+    try:
+        wait_for(lambda: predicts(port, model), 120, "the cold replica to predict")
+        assert type(replica) is not ForkedReplica
+        assert process_title(replica.pid) == "kfbox replica team-a/iris rev 3"
+    finally:
+        replica.stop(5.0)
         launcher.close()
 
 

@@ -1,6 +1,7 @@
 """InferenceServices are checked against KServe's v1beta1 schema: unknown fields and features kfbox cannot
-honour (transformer, explainer, custom containers...) get 422 naming the field, never a silent drop; a cluster
-manifest's pod-level fields pass. The field tables are checked against the installed kserve SDK's models."""
+honour (transformer, explainer, custom containers, a container's envFrom/volumeMounts/workingDir...) get 422
+naming the field, never a silent drop; a cluster manifest's pod-level fields pass. The field tables are checked
+against the installed kserve SDK's models."""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def create(app_client: TestClient, body: dict[str, Any]) -> Any:
     ("spec.predictor.batcher", {"maxBatchSize": 32}, "batcher"),
     ("spec.predictor.onnx", {"storageUri": "pvc://models/m"}, "'onnx' is not served"),
     ("spec.predictor.model.image", "me/server:1", "custom model server image"),
+    ("spec.predictor.model.envFrom", [{"secretRef": {"name": "creds"}}], "from Secrets or ConfigMaps"),
+    ("spec.predictor.model.volumeMounts", [{"name": "m", "mountPath": "/mnt/models"}], "volume mounts"),
+    ("spec.predictor.sklearn.volumeDevices", [{"name": "d", "devicePath": "/dev/xvda"}], "block devices"),
+    ("spec.predictor.model.workingDir", "/app", "a working directory is not supported"),
     ("spec.predictor.sklaern", {"storageUri": "pvc://models/m"}, "unknown field 'sklaern'"),
     ("spec.predictor.model.storageURI", "pvc://models/m", "did you mean 'storageUri'?"),
     ("spec.predictr", {}, "unknown field 'predictr'"),

@@ -40,40 +40,55 @@ def _call(url: str | None, home: Path | None, token: str | None, action: str | N
 
 
 def _start_and_wait(url: str | None, home: Path | None, token: str | None, timeout: float) -> dict[str, Any]:
-    """Start Prometheus and return once it answers queries: a restarted one answers 503 on its API while it
-    replays its data (seconds, longer with days of it), so a user's first query right after ``up`` failed."""
+    """Start Prometheus and return once it answers queries (:func:`wait_ready`)."""
     api = ApiClient.connect(url, home, token, 60.0)
     try:
         status: dict[str, Any] = api.post(PROMETHEUS, json={"action": "start"})
-        deadline = time.monotonic() + timeout
         with err_console.status("Waiting for Prometheus to be ready (it replays its data first)..."):
-            while True:
-                if not status["running"]:
-                    raise Unavailable(f"Prometheus exited while starting (exit code {status.get('exit_code')}). "
-                                      f"Its log: {status['log']}")
-                if status["ready"]:
-                    return status
-                if time.monotonic() > deadline:
-                    raise Unavailable(f"Prometheus (pid {status['pid']}) is running but not ready after "
-                                      f"{timeout:.0f}s; it may still be replaying its data. Check again with: "
-                                      f"kfbox monitoring status; its log: {status['log']}")
-                time.sleep(0.2)
-                status = api.get(PROMETHEUS)
+            return wait_ready(api, status, timeout)
     finally:
         api.close()
+
+
+def wait_ready(api: ApiClient, status: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Poll the server's Prometheus from ``status`` on until it answers queries: a restarted one answers 503 on
+    its API while it replays its data (seconds, longer with days of it), so a user's first query right after
+    ``kfbox monitoring up`` or ``kfbox up --prometheus`` failed. Raises :class:`Unavailable` if it exits or is
+    still not ready after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if not status["running"]:
+            raise Unavailable(f"Prometheus exited while starting (exit code {status.get('exit_code')}). "
+                              f"Its log: {status['log']}")
+        if status["ready"]:
+            return status
+        if time.monotonic() > deadline:
+            raise Unavailable(f"Prometheus (pid {status['pid']}) is running but not ready after "
+                              f"{timeout:.0f}s; it may still be replaying its data. Check again with: "
+                              f"kfbox monitoring status; its log: {status['log']}")
+        time.sleep(0.2)
+        status = api.get(PROMETHEUS)
+
+
+def ready_line(api: ApiClient, timeout: float) -> str:
+    """Wait for the Prometheus that ``kfbox up --prometheus`` started; its status line once it is ready."""
+    return _line(wait_ready(api, api.get(PROMETHEUS), timeout))
 
 
 def _show(status: dict[str, Any], output: Output) -> None:
     if output == Output.json:
         print_json(status)
-        return
+    else:
+        console.print(_line(status), markup=False, highlight=False)
+
+
+def _line(status: dict[str, Any]) -> str:
     if status["running"]:
         state = "running" if status["ready"] else "running, not ready yet (replaying its data),"
-        console.print(f"Prometheus is {state} at [bold]{status['url']}[/] (pid {status['pid']}), scraping every "
-                      f"{status['scrape_interval']}; data in {status['data']} kept {status['retention']}.")
-    else:
-        hint = "" if status["installed"] else " (not installed: sudo apt-get install prometheus)"
-        console.print(f"Prometheus is not running{hint}. Start it with: kfbox monitoring up")
+        return (f"Prometheus is {state} at {status['url']} (pid {status['pid']}), scraping every "
+                f"{status['scrape_interval']}; data in {status['data']} kept {status['retention']}.")
+    hint = "" if status["installed"] else " (not installed: sudo apt-get install prometheus)"
+    return f"Prometheus is not running{hint}. Start it with: kfbox monitoring up"
 
 
 @monitoring_app.command()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,10 +19,12 @@ from kfbox.cli import output as cli_output
 from kfbox.cli.options import HomeOption, OutputOption
 from kfbox.cli.output import Output, print_json, print_table
 from kfbox.config import Settings, default_home
-from kfbox.errors import Unavailable
+from kfbox.errors import KfboxError, Unavailable
 from kfbox.server.record import pid_alive, read_record
 
 READY_TIMEOUT_SECONDS = 60.0
+PROMETHEUS_READY_TIMEOUT_SECONDS = 120.0
+"""How long ``kfbox up --prometheus`` waits for Prometheus to answer queries (it replays its data first)."""
 
 
 def up(
@@ -68,7 +71,45 @@ def up(
         where = f"port {port}" if port else "a free port"
         typer.echo(f"inference ingress (HAProxy) on {where} of {settings.host}; its URL is ingress_url in "
                    f"{settings.server_record}")
+    if settings.prometheus:  # announced once the server, then Prometheus, answer; the server does not wait for it
+        threading.Thread(target=_announce_prometheus, args=(settings,), name="kfbox-prometheus-ready",
+                         daemon=True).start()
     serve(settings)
+
+
+def _announce_prometheus(settings: Settings) -> None:
+    """In the foreground server: print Prometheus's ready line once it answers queries, or why it does not."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while (url := _own_url(settings.home)) is None:
+        if time.monotonic() > deadline:
+            return  # the server did not start: its own output says why
+        time.sleep(0.1)
+    try:
+        _show_prometheus(url, settings.token)
+    except KfboxError as exc:  # the server runs on without it: say why, as the CLI says an error
+        typer.echo(f"Error: {exc.message}", err=True)
+
+
+def _own_url(home: Path) -> str | None:
+    """This process's server URL once it answers ``/healthz``; None before."""
+    record = read_record(home)
+    if record is None or record["pid"] != os.getpid():
+        return None
+    url = str(record["url"])
+    return url if _health(url) is not None else None
+
+
+def _show_prometheus(url: str, token: str | None) -> None:
+    """Wait for the server's Prometheus to answer queries (``kfbox monitoring up``'s wait) and print its one
+    status line, in plain text: the foreground server prints through nothing else."""
+    from kfbox.cli.monitoring import ready_line
+    from kfbox.client import ApiClient
+
+    api = ApiClient.connect(url, None, token, 60.0)
+    try:
+        typer.echo(ready_line(api, PROMETHEUS_READY_TIMEOUT_SECONDS))
+    finally:
+        api.close()
 
 
 def start_detached(settings: Settings) -> None:
@@ -94,19 +135,25 @@ def start_detached(settings: Settings) -> None:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True, env=env)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    url: str | None = None
     with cli_output.console.status("Starting kfbox..."):
-        while time.monotonic() < deadline:
+        while url is None and time.monotonic() < deadline:
             if child.poll() is not None:
                 tail = log_path.read_text(errors="replace").splitlines()[-15:]
                 raise Unavailable("kfbox failed to start:\n" + "\n".join(tail) + f"\nFull log: {log_path}")
             record = read_record(settings.home)
             if record and _health(str(record["url"])) is not None:
-                cli_output.console.print(f"kfbox is running at [bold]{record['url']}[/] (pid {record['pid']}). "
+                url = str(record["url"])
+                cli_output.console.print(f"kfbox is running at [bold]{url}[/] (pid {record['pid']}). "
                               f"Logs: {log_path}. Stop it with: kfbox down")
-                return
-            time.sleep(0.1)
-    child.kill()
-    raise Unavailable(f"kfbox did not become ready within {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
+            else:
+                time.sleep(0.1)
+    if url is None:
+        child.kill()
+        raise Unavailable(f"kfbox did not become ready within {READY_TIMEOUT_SECONDS:.0f}s; see {log_path}")
+    if settings.prometheus:
+        with cli_output.console.status("Waiting for Prometheus to be ready (it replays its data first)..."):
+            _show_prometheus(url, settings.token)
 
 
 def _health(url: str) -> dict[str, Any] | None:

@@ -193,6 +193,13 @@ def find(conn: Connection, family: str, *, name: str | None = None, external_id:
         bits = [f"name {name!r}" if name is not None else "", f"externalId {external_id!r}" if external_id else "",
                 f"under parent {parent}" if parent is not None else ""]
         raise NotFound(f"No {FAMILY_NAMES[family]} with " + " ".join(b for b in bits if b) + ".")
+    if len(rows) > 1 and parent is not None:
+        # artifacts of two types share the name (unique per type): upstream answers 404 "multiple artifacts
+        # found" on GET /artifact rather than pick one; the typed finders (/model_artifact...) find one
+        found = ", ".join(f"{row.kind} {row.id}" for row in rows)
+        raise NotFound(f"More than one {FAMILY_NAMES[family]} is named {name!r} under parent {parent} ({found}). "
+                       "Get the one you mean by its type's endpoint, e.g. GET .../model_artifact?name=..."
+                       "&parentResourceId=..., or by id.")
     if len(rows) > 1:
         raise InvalidInput(f"More than one {FAMILY_NAMES[family]} is named {name!r}; pass parentResourceId too.")
     return cast(Record, rows[0])

@@ -3,8 +3,9 @@
 One table keeps ids numeric and unique across kinds (the client only sees decimal
 strings), and lets the database enforce the API's uniqueness rules directly:
 
-* ``(family, scope, name)`` unique -- a version name within its model, an artifact name
-  within its version, a model name globally (``scope`` is the parent id, 0 for none);
+* ``(family, kind, scope, name)`` unique -- a version name within its model, an artifact name
+  within its version and artifact type (a model-artifact and a doc-artifact may share one, as
+  upstream), a model name globally (``scope`` is the parent id, 0 for none);
 * ``(family, external_id)`` unique -- externalId within a kind family.
 
 Type-specific fields live in the ``attrs`` JSON column under their wire names, custom
@@ -31,7 +32,7 @@ EXACT_TEXT = String(NAME_MAX).with_variant(String(NAME_MAX, collation="utf8mb4_b
 class Resource(Base):
     __tablename__ = "registry_resources"
     __table_args__ = (
-        UniqueConstraint("family", "scope", "name"),
+        UniqueConstraint("family", "kind", "scope", "name"),
         UniqueConstraint("family", "external_id"),
         Index("ix_registry_resources_family_scope_created", "family", "scope", "created_ms", "id"),
         Index("ix_registry_resources_family_created", "family", "created_ms", "id"),

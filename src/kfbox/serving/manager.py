@@ -193,7 +193,8 @@ class ServingManager:
                                 allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
                                 queue_per_replica=self.settings.serving_queue_per_replica,
                                 drain_seconds=self.settings.serving_drain_seconds,
-                                release=self.release)
+                                release=self.release,
+                                title=f"kfbox replica {record.namespace}/{record.name} rev {number}")
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]

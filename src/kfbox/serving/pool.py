@@ -63,6 +63,8 @@ class PoolConfig:
     """How long a stopping replica's requests get to finish before it is stopped."""
     """Requests held per ready replica (one counted while none is ready) before the gateway answers 503
     at once: past that a replica only queues, and an overloaded service must say so fast, never time out."""
+    title: str = ""
+    """The replicas' process title in ``ps`` (``kfbox replica NAMESPACE/NAME rev N``); empty: left as started."""
     release: Callable[[int], Awaitable[None]] | None = None
     """Awaited before a replica (by port) stops: an external data plane takes it out of its routes and lets
     the requests it sent there finish (kfbox.serving.haproxy)."""
@@ -222,6 +224,8 @@ class ReplicaPool:
             argv += ["--grpc-port", str(grpc_port)]
         if spec.allow_unsafe_pickle or self.config.allow_unsafe_pickle:
             argv += ["--allow-unsafe-pickle"]
+        if self.config.title:
+            argv += ["--title", self.config.title]
         log_path = self.config.log_dir / f"{self.config.revision}-{index}.log"
         child = self.launcher.launch(argv, log_path, spec.env)
         return Replica(index=index, port=port, child=child, started_at=now, grpc_port=grpc_port)

@@ -28,6 +28,8 @@ else (V2, explain, CloudEvents, bad JSON, unknown or unready models, a user's ``
 to kserve untouched; ``tests/serving/test_fastpath.py`` compares the two byte for byte and
 ``tests/serving/test_sklearn_calls.py`` the predictions with stock scikit-learn's.
 
+A replica names itself ``kfbox replica NAMESPACE/NAME rev N`` in ``ps`` (``--title``, set by its pool).
+
 Native thread pools (OpenMP, BLAS) get one thread unless the server's or the InferenceService's
 environment sets their variables (:mod:`kfbox.serving.native_threads`): replicas, not threads, serve
 concurrent requests, and idle pool workers spinning on a shared machine cost the other processes cores.
@@ -66,12 +68,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--grpc-port", type=int, default=0, help="0 keeps gRPC off")
     parser.add_argument("--allow-unsafe-pickle", action="store_true",
                         help="load pickle/joblib files with the unrestricted unpickler (the user opted in)")
+    parser.add_argument("--title", default=None,
+                        help="the process title ps shows, e.g. 'kfbox replica default/iris rev 2'")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | None = None) -> int:
     """Serve the model; ``env``: the InferenceService's environment, when a forked replica gets it late."""
     args = parse_args(argv)
+    if args.title:
+        _set_title(args.title)
     _exit_with_parent(channel)
     native_threads.set_defaults()  # a cold replica: before numpy and scikit-learn load
     native_threads.apply(env or {})  # forked: its libraries are loaded, resized if this changes them
@@ -88,6 +94,14 @@ def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | 
     server = _loopback_server(args.port, args.grpc_port)
     server.start([model])
     return 0
+
+
+def _set_title(title: str) -> None:
+    """Name the process for ``ps``/``top``: otherwise every replica reads ``python -m kfbox.serving.forkserver``
+    (forked) or a long ``python -m kfbox.serving.replica --name ...`` line that hides its service."""
+    from setproctitle import setproctitle
+
+    setproctitle(title)
 
 
 def _exit_with_parent(channel: Channel | None = None) -> None:

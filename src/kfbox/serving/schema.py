@@ -3,9 +3,10 @@
 KServe's ``v1beta1`` schema (the kserve SDK's models, generated from its CRD) is the yardstick:
 a field that is not in it is refused as an unknown field, as ``kubectl apply`` (strict field
 validation) does on a cluster; a field kfbox cannot honour -- a transformer, an explainer, a
-custom container -- is refused naming it, never silently dropped; pod-level fields that mean
-nothing on one machine (resources, nodeSelector, serviceAccountName...) are accepted unused, so
-the same manifest runs here and on a cluster. ``tests/serving/test_schema.py`` checks these
+custom container, a container's volume mounts, ``envFrom`` or ``workingDir`` -- is refused naming
+it, never silently dropped; pod-level fields that mean nothing on one machine (resources,
+nodeSelector, serviceAccountName...) are accepted unused, so the same manifest runs here and on a
+cluster. ``tests/serving/test_schema.py`` checks these
 tables against the installed kserve package's models, field by field (the server never
 imports kserve: it is slow to import).
 
@@ -67,12 +68,21 @@ MODEL_REFUSED = {
     "image": f"a custom model server image is not supported: {SEE}",
     "command": f"a custom model server command is not supported: {SEE}",
     "storage": "storage by key (spec.predictor.model.storage) is not supported; set storageUri",
+    # a replica is a process, not a pod: nothing to mount or read these from, and silently dropping them
+    # would serve a model without the files or variables the manifest relies on
+    "envFrom": "variables from Secrets or ConfigMaps are not supported here (kfbox runs no pods); "
+               "list them in env with name and value",
+    "volumeMounts": "volume mounts are not supported here (kfbox runs no pods); "
+                    "give the model's files by storageUri (file://, pvc://, s3://, model-registry://)",
+    "volumeDevices": "block devices are not supported here (kfbox runs no pods)",
+    "workingDir": "a working directory is not supported here (kfbox runs no pods); give files by storageUri "
+                  "and a custom model's folder by annotation serving.kfbox.io/python-path",
 }
 MODEL_UNUSED = frozenset({
-    "confidential", "envFrom", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
+    "confidential", "imagePullPolicy", "lifecycle", "livenessProbe", "name",
     "protocolVersion", "readinessProbe", "resizePolicy", "resources", "restartPolicy", "restartPolicyRules",
     "runtime", "runtimeVersion", "securityContext", "startupProbe", "stdin", "stdinOnce",
-    "terminationMessagePath", "terminationMessagePolicy", "tty", "volumeDevices", "volumeMounts", "workingDir",
+    "terminationMessagePath", "terminationMessagePolicy", "tty",
 })
 MODEL_FORMAT_FIELDS = frozenset({"name", "version"})
 

@@ -12,7 +12,8 @@ configure a server process kfbox runs itself, so they are refused naming the arg
 container port named ``h2c``, ``grpc`` or ``grpc-*`` in ``spec.predictor.model.ports`` turns gRPC on, as
 ``enable-grpc`` does.
 ``spec.predictor.model.env`` (``name``/``value``) is the replica's environment over the server's,
-e.g. ``OMP_NUM_THREADS`` (see ``kfbox.serving.native_threads``); ``valueFrom`` is refused.
+e.g. ``OMP_NUM_THREADS`` (see ``kfbox.serving.native_threads``); ``valueFrom`` is refused, and so are
+``envFrom``, ``volumeMounts``, ``volumeDevices`` and ``workingDir`` (``kfbox.serving.schema``).
 
 Example::
 
