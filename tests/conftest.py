@@ -29,7 +29,13 @@ def _import_kserve_without_pytest_arguments() -> None:
         sys.argv = argv
 
 
-_import_kserve_without_pytest_arguments()
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Before collection, in the process that imports the test modules; not in pytest-xdist's controller (its
+    ``dsession`` plugin), which only hands them out to the workers: kserve's import is ~1.5 s of CPU there,
+    before any worker starts."""
+    if not session.config.pluginmanager.hasplugin("dsession"):
+        _import_kserve_without_pytest_arguments()
+
 
 # rich fixes a console's width when it is created, from COLUMNS: the CLI's module-level console is
 # made by whichever test first imports it, under that test's environment. One width for the session

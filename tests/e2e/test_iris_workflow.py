@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 pytestmark = pytest.mark.slow
 NAMESPACE = "kubeflow-user-example-com"
@@ -35,9 +35,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess
 
 
 def example(platform: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """``kfbox example iris`` as a user runs it: a fresh process, with a bare environment."""
     return subprocess.run([sys.executable, "-m", "kfbox", "example", "iris", "--url", platform.url,
                            "--loadtest-seconds", "1", *args],
                           capture_output=True, text=True, timeout=600, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+def example_again(platform: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """The same command through the console script's entry in this process (:func:`run_cli`): the later runs
+    test what the platform does with them, and a fresh process would import kfp and the registry client again
+    (~3 s of CPU a run); the first test runs the real process."""
+    return run_cli("example", "iris", "--url", platform.url, "--loadtest-seconds", "1", *args)
 
 
 def registry(platform: ServerProcess) -> Any:
@@ -77,7 +85,7 @@ def test_first_run_trains_registers_selects_serves_and_predicts(platform: Server
 
 def test_failed_training_task_registers_nothing_for_its_model(platform: ServerProcess) -> None:
     # k=500 is more neighbours than training rows: that training task fails
-    done = example(platform, "--neighbors", "4,500")
+    done = example_again(platform, "--neighbors", "4,500")
     assert done.returncode != 0
     assert "train-knn" in done.stderr + done.stdout
     mr = registry(platform)
@@ -86,7 +94,7 @@ def test_failed_training_task_registers_nothing_for_its_model(platform: ServerPr
 
 
 def test_rerun_selects_only_among_the_new_version(platform: ServerProcess) -> None:
-    done = example(platform, "--neighbors", "4", "--version", "v3")
+    done = example_again(platform, "--neighbors", "4", "--version", "v3")
     assert done.returncode == 0, done.stdout + done.stderr
     mr = registry(platform)
     # KNN_9 v1 may score higher, but selection looks at v3 only
@@ -99,7 +107,7 @@ def test_rerun_selects_only_among_the_new_version(platform: ServerProcess) -> No
 
 
 def test_no_cache_runs_every_task(platform: ServerProcess) -> None:
-    done = example(platform, "--neighbors", "4", "--version", "v4", "--no-cache")
+    done = example_again(platform, "--neighbors", "4", "--version", "v4", "--no-cache")
     assert done.returncode == 0, done.stdout + done.stderr
     assert cached_in_summary(done.stdout) == 0
     runs = httpx.get(platform.url + "/apis/v2beta1/runs", params={"page_size": 2, "sort_by": "created_at desc"})
