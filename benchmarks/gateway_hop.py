@@ -1,6 +1,7 @@
 """The gateway hop alone (issue 15 item 4): kfbox's gateway and HAProxy in front of a replica that costs nothing.
 
     .venv/bin/python benchmarks/gateway_hop.py [--baseline-src DIR] [--concurrency 1,8] [--rounds 6] [--replica-ms 2.5]
+                                               [--instructions N]
 
 Behind ``benchmarks/gateway.py``'s figures a kserve replica costs ~10x the hop, so the hop's own CPU
 is a small difference of large, noisy numbers. Here the replica is a raw asyncio server answering a
@@ -16,6 +17,12 @@ are higher than this one's without it. Back to back at c=1 (load 17-20, 3 rounds
 replica at once, kfbox 0.133 ms and HAProxy 0.042; 2.5 ms later, kfbox 0.304-0.307 and HAProxy
 0.092-0.122. The instructions kfbox runs per request are the same either way (372k and 373k,
 callgrind); the time each takes after a sleep is not.
+
+``--instructions N`` counts instead the user-space instructions each kfbox tree's gateway runs per
+request (callgrind, load-independent): the server starts under ``valgrind --tool=callgrind
+--instr-atstart=no``, takes a warm-up uninstrumented, then ``callgrind_control -i on`` counts N
+sequential requests on one keep-alive connection (c=1; the client is this process, not counted).
+The figure includes the server's idle background over those seconds (the protocol's sweep, ~1%).
 
     python benchmarks/gateway_hop.py --serve PORT INFO_JSON    # one kfbox gateway (internal)
 """
@@ -36,6 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.gateway import HAPROXY, ROOT, child, free_port, post_script, wait_for
@@ -135,6 +143,46 @@ def serve(replica_port: int, info: Path) -> None:
                                   timeout_keep_alive=5)).run(sockets=[sock])
 
 
+def source_tree(folder: Path) -> Path:
+    """The folder holding the ``kfbox`` package: ``DIR/src`` of a checkout or archive, else ``DIR`` itself."""
+    return folder / "src" if (folder / "src" / "kfbox").is_dir() else folder
+
+
+def count_requests(url: str, pid: int, requests: int) -> None:
+    """Instructions the server ``pid`` (under callgrind, counting off) runs per request, ``requests`` in a row."""
+    split = urlsplit(url)
+    head = (f"POST {split.path} HTTP/1.1\r\nhost: {split.netloc}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(BODY)}\r\n\r\n").encode() + BODY
+    with socket.create_connection((split.hostname, split.port), timeout=120) as sock:
+        def one() -> None:
+            sock.sendall(head)
+            data = b""
+            while b"\r\n\r\n" not in data or not data.endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("the gateway closed the connection")
+                data += chunk
+            if not data.startswith(b"HTTP/1.1 200"):
+                raise RuntimeError(f"not a 200: {data[:200]!r}")
+
+        for _ in range(200):  # warm-up, uninstrumented
+            one()
+        subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True, capture_output=True)
+        for _ in range(requests):
+            one()
+        subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True, capture_output=True)
+
+
+def dumped_instructions(out: Path) -> int:
+    totals = []
+    for dump in out.parent.glob(f"{out.name}*"):
+        with contextlib.suppress(OSError):
+            found = re.search(r"^(?:summary|totals):\s+(\d+)", dump.read_text(), re.M)
+            totals.append(int(found.group(1)) if found else 0)
+    return max(totals, default=0)
+
+
 def wrk(url: str, concurrency: int, seconds: int, script: Path) -> tuple[int, float]:
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True).stdout
@@ -154,6 +202,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--replica-ms", type=float, default=0.0,
                         help="the stand-in replica answers this long after a request (a real one: 1-3 ms)")
+    parser.add_argument("--instructions", type=int, default=0, metavar="N",
+                        help="count each kfbox gateway's instructions per request over N requests (callgrind)")
     args = parser.parse_args()
     if args.serve:
         serve(int(args.serve[0]), Path(args.serve[1]))
@@ -172,14 +222,29 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
         env.update(KFBOX_PIPELINES_SPARE_WORKER="0", KFBOX_SERVING_WARM_STANDBY="0")
         paths: dict[str, tuple[str, int]] = {}
-        trees = {"kfbox": None} if args.baseline_src is None else {"kfbox": None, "kfbox before": args.baseline_src}
+        trees = {"kfbox": ROOT / "src"}
+        if args.baseline_src is not None:
+            trees["kfbox before"] = source_tree(args.baseline_src.resolve())
         for label, src in trees.items():
             info = work / f"{label.replace(' ', '-')}.json"
-            tree_env = dict(env, PYTHONPATH=str(src or ROOT / "src"))
-            stack.enter_context(child([sys.executable, __file__, "--serve", str(replica_port), str(info)],
-                                      work / f"{label}.log", tree_env))
-            record = wait_for(lambda info=info: json.loads(info.read_text()), label)
+            tree_env = dict(env, PYTHONPATH=str(src))
+            argv = [sys.executable, __file__, "--serve", str(replica_port), str(info)]
+            out = work / f"callgrind-{label.replace(' ', '-')}.out"
+            if args.instructions:
+                argv = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", *argv]
+            with contextlib.ExitStack() as server:
+                server.enter_context(child(argv, work / f"{label}.log", tree_env))
+                record = wait_for(lambda info=info: json.loads(info.read_text()), label, 600)
+                if args.instructions:
+                    count_requests(record["url"], record["pid"], args.instructions)
+                    count = dumped_instructions(out) / args.instructions
+                    print(f"{label:<14} {count / 1000:.0f}k instructions per request in the gateway "
+                          f"({args.instructions} requests, c=1)")
+                    continue
+                stack.enter_context(server.pop_all())
             paths[label] = (record["url"], record["pid"])
+        if args.instructions:
+            return 0
         port = free_port()
         config = work / "haproxy.cfg"
         config.write_text(HAPROXY.format(port=port, replica=replica_port))

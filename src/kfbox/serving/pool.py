@@ -37,6 +37,8 @@ class Replica:
     inflight: int = 0
     broken: bool = False
     grpc_port: int = 0
+    picked: int = 0
+    """When :meth:`ReplicaPool.pick` last chose it, as the pool's pick count (no clock read on the request path)."""
 
     @property
     def url(self) -> str:
@@ -94,17 +96,26 @@ class ReplicaPool:
         self.closed = False
         self.upstreams = Upstreams()
         self._indexes = itertools.count(1)
-        self._rotation = itertools.count()
+        self._picks = 0
         self._draining: set[asyncio.Task[None]] = set()
 
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
-        ready = [r for r in self.replicas if r.ready]
-        if len(ready) < 2:  # none, or the usual one: no rotation to compute on the request path
-            return ready[0] if ready else None
-        turn = next(self._rotation)
-        order = {id(r): (pos - turn) % len(ready) for pos, r in enumerate(ready)}  # rotate among equals
-        return min(ready, key=lambda r: (r.inflight, order[id(r)]))
+        """The ready replica with the fewest requests in flight; among equals, the one picked last.
+
+        At low load one replica then serves every request, its caches and the gateway's keep-alive
+        connection to it hot (a rotation among idle replicas sends each request to the coldest one);
+        as soon as it is busy the next request goes to an idle one, so load still spreads.
+        """
+        best: Replica | None = None
+        for replica in self.replicas:
+            if replica.ready and (best is None or replica.inflight < best.inflight
+                                  or (replica.inflight == best.inflight and replica.picked > best.picked)):
+                best = replica
+        if best is not None:
+            self._picks += 1
+            best.picked = self._picks
+        return best
 
     @property
     def ready_count(self) -> int:

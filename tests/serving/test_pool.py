@@ -1,0 +1,77 @@
+"""How a pool picks a replica for a request (kfbox.serving.pool.ReplicaPool.pick), with replicas injected:
+no process is started (``pick`` reads only the replicas' readiness and in-flight counts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kfbox.serving.pool import PoolConfig, Replica, ReplicaPool
+from kfbox.serving.spec import PredictorSpec
+
+
+@pytest.fixture()
+def pool(tmp_path: Path) -> ReplicaPool:
+    spec = PredictorSpec(model_format="sklearn", storage_uri=None, model_class=None, python_path=None,
+                         min_replicas=1, max_replicas=3, scale_target=1, scale_metric="concurrency",
+                         scale_window=None, enable_grpc=False)
+    config = PoolConfig(model_name="m", revision="m-predictor-00001", log_dir=tmp_path, scale_window=60.0,
+                        start_timeout=60.0)
+    launcher: Any = None  # never asked to start anything: the replicas are injected
+    pool = ReplicaPool(config, spec, Path, launcher)
+    child: Any = None
+    pool.replicas = [Replica(index=i, port=9000 + i, child=child, started_at=0.0, ready_at=0.0) for i in (1, 2, 3)]
+    return pool
+
+
+def serve_one_at_a_time(pool: ReplicaPool, requests: int) -> list[int]:
+    """Each request finishes before the next is picked (c=1): the ports that served them."""
+    served = []
+    for _ in range(requests):
+        replica = pool.pick()
+        assert replica is not None
+        served.append(replica.port)
+    return served
+
+
+def test_at_low_load_one_replica_serves_every_request(pool: ReplicaPool) -> None:
+    assert len(set(serve_one_at_a_time(pool, 10))) == 1
+
+
+def test_a_busy_replica_is_passed_over_for_an_idle_one_and_load_spreads(pool: ReplicaPool) -> None:
+    first = pool.pick()
+    assert first is not None
+    first.inflight += 1
+    second = pool.pick()
+    assert second is not None and second is not first
+    second.inflight += 1
+    third = pool.pick()
+    assert third is not None and third not in (first, second)
+    third.inflight += 1
+    assert {first.port, second.port, third.port} == {9001, 9002, 9003}
+    fourth = pool.pick()  # all busy alike: the one picked last
+    assert fourth is third
+
+
+def test_when_load_falls_the_replica_used_last_is_kept(pool: ReplicaPool) -> None:
+    a = pool.pick()
+    assert a is not None
+    a.inflight += 1
+    b = pool.pick()
+    assert b is not None and b is not a
+    b.inflight += 1
+    a.inflight -= 1  # a finishes first; b is still busy: a is now the idlest
+    assert pool.pick() is a
+    b.inflight -= 1  # both idle: a was picked last
+    assert serve_one_at_a_time(pool, 3) == [a.port] * 3
+
+
+def test_only_ready_replicas_are_picked(pool: ReplicaPool) -> None:
+    starting, broken, ready = pool.replicas
+    starting.ready_at = None
+    broken.broken = True
+    assert serve_one_at_a_time(pool, 3) == [ready.port] * 3
+    ready.broken = True
+    assert pool.pick() is None
