@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from typing import Any
 from urllib.parse import quote
@@ -82,6 +83,8 @@ DROP_RESPONSE = HOP_BY_HOP | {b"date", b"server"}
 """uvicorn writes its own ``date``/``server``; a second copy would be sent twice."""
 JSON = (b"content-type", b"application/json")
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
+PLAIN_PATH = re.compile(r"[A-Za-z0-9/:@!$&'()*+,;=\-._~]*")
+"""A path ``quote(path, safe=PATH_SAFE)`` leaves as it is (the usual ``/v1/models/m:predict``): not quoted."""
 
 
 class _GatewayRoute:
@@ -315,7 +318,8 @@ class StreamBroken(Exception):
 def request_head(scope: Scope, rest: str, length: int) -> tuple[bytes, bytes]:
     """The request line and the headers for the replica; its ``host`` line goes between them."""
     query: bytes = scope.get("query_string", b"")
-    line = f"{scope['method']} {quote(rest, safe=PATH_SAFE)}".encode() + (b"?" + query if query else b"")
+    target = rest if PLAIN_PATH.fullmatch(rest) else quote(rest, safe=PATH_SAFE)
+    line = f"{scope['method']} {target}".encode() + (b"?" + query if query else b"")
     lines: list[bytes] = []
     for key, value in scope["headers"]:
         if key not in DROP_REQUEST:

@@ -38,10 +38,10 @@ def install(app: Starlette, platform: Platform) -> None:
     limit = platform.settings.serving_max_body_bytes
 
     def serving_body_limit(scope: MutableMapping[str, Any]) -> int | None:
-        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower().rsplit(":", 1)[0]
-        if str(scope.get("path", "")).startswith(PREFIX + "/") or host.endswith(domain_suffix):
+        if str(scope.get("path", "")).startswith(PREFIX + "/"):  # the gateway's usual request: no Host to look at
             return limit
-        return None
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower().rsplit(":", 1)[0]
+        return limit if host.endswith(domain_suffix) else None
 
     platform.body_limits.append(serving_body_limit)
     resources = InferenceServices(manager)
