@@ -111,6 +111,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def source_tree(folder: Path) -> Path:
+    """The folder holding the ``kfbox`` package: ``DIR/src`` of a checkout or archive, else ``DIR`` itself."""
+    return folder / "src" if (folder / "src" / "kfbox").is_dir() else folder
+
+
 def train(folder: Path) -> None:
     import joblib
     from sklearn.datasets import load_iris
@@ -320,7 +325,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kfbox-gw-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         script = post_script(work, BODY)
-        homes = {"": None} if args.baseline_src is None else {"": None, "before": args.baseline_src}
+        # this tree's src, not the editable install's (a worktree's checkout runs its own code)
+        homes = {"": ROOT / "src"}
+        if args.baseline_src is not None:
+            homes["before"] = source_tree(args.baseline_src.resolve())
         paths: dict[str, str] = {}
         watch: dict[str, dict[str, int]] = {}
         for tag, src in homes.items():

@@ -46,7 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.gateway import HAPROXY, ROOT, child, free_port, post_script, wait_for
+from benchmarks.gateway import HAPROXY, ROOT, child, free_port, post_script, source_tree, wait_for
 from benchmarks.serving import cpu_seconds
 
 REPLY = (b"HTTP/1.1 200 OK\r\ndate: Wed, 02 Dec 2026 10:00:00 GMT\r\nserver: uvicorn\r\ncontent-length: 19\r\n"
@@ -141,11 +141,6 @@ def serve(replica_port: int, info: Path) -> None:
     http = guarded_protocol(settings, lane) if lane is not None else guarded_protocol(settings)
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", http=http,
                                   timeout_keep_alive=5)).run(sockets=[sock])
-
-
-def source_tree(folder: Path) -> Path:
-    """The folder holding the ``kfbox`` package: ``DIR/src`` of a checkout or archive, else ``DIR`` itself."""
-    return folder / "src" if (folder / "src" / "kfbox").is_dir() else folder
 
 
 def count_requests(url: str, pid: int, requests: int) -> None:
