@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.gateway import BODY, ROOT, child, free_port, train, wait_for
+from benchmarks.gateway import BODY, ROOT, child, free_port, source_tree, train, wait_for
 
 
 def instructions_per_request(src: Path, model: Path, requests: int, work: Path) -> float:
@@ -63,7 +63,7 @@ def main() -> int:
         return 2
     trees = {"this tree": ROOT / "src"}
     if args.baseline_src is not None:
-        trees["baseline"] = args.baseline_src.resolve() / "src"
+        trees["baseline"] = source_tree(args.baseline_src.resolve())
     with tempfile.TemporaryDirectory(prefix="kfbox-callgrind-") as folder:
         work = Path(folder)
         model = work / "iris"
