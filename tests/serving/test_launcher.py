@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from kfbox.server.processes import ChildProcess
 from kfbox.serving.forkserver import ForkedReplica
@@ -62,35 +64,35 @@ def test_replicas_fork_from_one_server_and_report_a_bad_model(tmp_path: Path) ->
     assert launcher.fork_server is None and not server.alive
 
 
-def test_a_forked_replica_serves_and_stops(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaLauncher]:
+    """A launcher whose fork server the tests that neither close nor kill it share: each fork server imports
+    kserve (~2 s of CPU). Its close at the module's end reaps a replica a failed test left running."""
+    shared = ReplicaLauncher(tmp_path_factory.mktemp("shared") / "forkserver")
+    yield shared
+    shared.close()
+
+
+def test_a_forked_replica_serves_and_stops(tmp_path: Path, launcher: ReplicaLauncher) -> None:
     model = train_iris(tmp_path / "model")
-    launcher = ReplicaLauncher(tmp_path / "forkserver")
-    try:
-        port = free_port()
-        replica = launcher.launch(args("iris", tmp_path / "model", port), tmp_path / "iris.log")
-
-        wait_for(lambda: predicts(port, model), 120, "the forked replica to predict")
-        assert launcher.fork_server is not None and parent_of(replica.pid) == launcher.fork_server.pid
-        assert os.getpgid(replica.pid) == replica.pid, "its own process group, as a spawned child's"
-        assert replica.alive and replica.returncode is None
-        assert replica.stop(5.0) is not None
-        assert not replica.alive and not Path(f"/proc/{replica.pid}").exists()
-    finally:
-        launcher.close()
+    port = free_port()
+    replica = launcher.launch(args("iris", tmp_path / "model", port), tmp_path / "iris.log")
+    wait_for(lambda: predicts(port, model), 120, "the forked replica to predict")
+    assert launcher.fork_server is not None and parent_of(replica.pid) == launcher.fork_server.pid
+    assert os.getpgid(replica.pid) == replica.pid, "its own process group, as a spawned child's"
+    assert replica.alive and replica.returncode is None
+    assert replica.stop(5.0) is not None
+    assert not replica.alive and not Path(f"/proc/{replica.pid}").exists()
 
 
-def test_a_replica_exits_when_the_servers_end_closes(tmp_path: Path) -> None:
+def test_a_replica_exits_when_the_servers_end_closes(tmp_path: Path, launcher: ReplicaLauncher) -> None:
     """The server's end of the replica's socket closing is what a killed server looks like to the replica."""
     train_iris(tmp_path / "model")
-    launcher = ReplicaLauncher(tmp_path / "forkserver")
-    try:
-        replica = launcher.launch(args("iris", tmp_path / "model", free_port()), tmp_path / "iris.log")
-        assert isinstance(replica, ForkedReplica)
-        pid = replica.pid
-        replica._conn.close()  # the server's end only: no signal is sent
-        wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the replica to exit")
-    finally:
-        launcher.close()
+    replica = launcher.launch(args("iris", tmp_path / "model", free_port()), tmp_path / "iris.log")
+    assert isinstance(replica, ForkedReplica)
+    pid = replica.pid
+    replica._conn.close()  # the server's end only: no signal is sent
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, "the replica to exit")
 
 
 def test_a_dead_fork_server_is_replaced(tmp_path: Path) -> None:

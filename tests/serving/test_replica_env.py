@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ def brute_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     features, labels = load_iris(return_X_y=True)
     joblib.dump(KNeighborsClassifier(n_neighbors=3, algorithm="brute").fit(features, labels), folder / "model.joblib")
     return folder
+
+
+@pytest.fixture(scope="module")
+def forking(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReplicaLauncher]:
+    """One launcher with its replica fork server for the module: each fork server imports kserve (~2 s of CPU)."""
+    launcher = ReplicaLauncher(tmp_path_factory.mktemp("forked"))
+    yield launcher
+    launcher.close()
 
 
 def workers_started_by_predictions(launcher: ReplicaLauncher, model: Path, log: Path,
@@ -68,26 +77,22 @@ def workers_started_by_predictions(launcher: ReplicaLauncher, model: Path, log: 
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are counted in Linux's /proc")
-def test_native_pools_get_one_thread_unless_the_services_env_says_otherwise(brute_model: Path,
-                                                                             tmp_path: Path) -> None:
+def test_native_pools_get_one_thread_unless_the_services_env_says_otherwise(brute_model: Path, tmp_path: Path,
+                                                                             forking: ReplicaLauncher) -> None:
     cold = ReplicaLauncher(tmp_path / "cold", warm=False)
     try:
         _, added = workers_started_by_predictions(cold, brute_model, tmp_path / "cold.log")
         assert added == 0, "a cold replica's OpenMP pool has one thread: no worker thread"
     finally:
         cold.close()
-    forking = ReplicaLauncher(tmp_path / "forked")
-    try:
-        _, added = workers_started_by_predictions(forking, brute_model, tmp_path / "forked.log")
-        assert added == 0, "a forked replica's OpenMP pool has one thread: no worker thread"
-        pid, added = workers_started_by_predictions(forking, brute_model, tmp_path / "forked-2.log",
-                                                    {"OMP_NUM_THREADS": "2"})
-        fork_server = forking.fork_server
-        assert fork_server is not None
-        assert Path(f"/proc/{fork_server.pid}").is_dir() and pid != fork_server.pid
-        assert added == 1, "the InferenceService's OMP_NUM_THREADS=2 resized the loaded pool: one worker"
-    finally:
-        forking.close()
+    _, added = workers_started_by_predictions(forking, brute_model, tmp_path / "forked.log")
+    assert added == 0, "a forked replica's OpenMP pool has one thread: no worker thread"
+    pid, added = workers_started_by_predictions(forking, brute_model, tmp_path / "forked-2.log",
+                                                {"OMP_NUM_THREADS": "2"})
+    fork_server = forking.fork_server
+    assert fork_server is not None
+    assert Path(f"/proc/{fork_server.pid}").is_dir() and pid != fork_server.pid
+    assert added == 1, "the InferenceService's OMP_NUM_THREADS=2 resized the loaded pool: one worker"
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are counted in Linux's /proc")
@@ -145,7 +150,7 @@ def test_env_entries_kfbox_cannot_honour_get_422_naming_them(app_client: TestCli
     assert app_client.get(f"{ISVC}/iris").status_code == 404  # nothing stored
 
 
-def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path) -> None:
+def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path, forking: ReplicaLauncher) -> None:
     """The replica skips sklearn's checks of its own internal arguments (``skip_parameter_validation``), not
     of the request's rows: predictions and the errors for bad rows are the ones sklearn gives with every check."""
     features, labels = load_iris(return_X_y=True)
@@ -153,9 +158,8 @@ def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path) -> None:
     folder = tmp_path / "knn"
     folder.mkdir()
     joblib.dump(model, folder / "model.joblib")
-    launcher = ReplicaLauncher(tmp_path / "standby", warm=False)
     port = free_port()
-    child = launcher.launch(["--name", "knn", "--format", "sklearn", "--model-path", str(folder), "--port", str(port)],
+    child = forking.launch(["--name", "knn", "--format", "sklearn", "--model-path", str(folder), "--port", str(port)],
                             tmp_path / "replica.log")
     url = f"http://127.0.0.1:{port}/v1/models/knn:predict"
     try:
@@ -170,7 +174,6 @@ def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path) -> None:
             assert reply.json() == {"error": f"Cannot predict on this input: {local.value}"}
     finally:
         child.stop(2.0)
-        launcher.close()
 
 
 def _answers(url: str) -> bool:
