@@ -81,6 +81,9 @@ def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | 
     _exit_with_parent(channel)
     native_threads.set_defaults()  # a cold replica: before numpy and scikit-learn load
     native_threads.apply(env or {})  # forked: its libraries are loaded, resized if this changes them
+    if args.model_path is not None and not args.model_path.exists():  # before ~2 s of kserve's imports
+        print(f"{FAILURE_PREFIX} FileNotFoundError: the model path {args.model_path} does not exist", flush=True)
+        return EXIT_LOAD_FAILED
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
     skip_kubernetes_client()
     try:
