@@ -177,13 +177,14 @@ def test_deploy_from_models_page_then_predict_the_iris_class(server: ServerProce
     page.get_by_role("button", name="Predict").click()
     assert page.locator("#prediction .prediction").inner_text() == "virginica"
     assert "curl -s" in page.locator("pre", has_text="curl").inner_text()
-    # the replica log follows live (Server-Sent Events): a request's access line appears without a reload
-    before = page.locator("#replica-log").inner_text()
-    predicted = httpx.post(f"{server.url}/serving/default/iris/v1/models/iris:predict",
-                           json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
-    assert predicted.status_code == 200
+    # the replica log follows live (Server-Sent Events): a failed prediction's error appears without a
+    # reload (a replica writes no line for a request that succeeds)
+    assert "expecting 4 features" not in page.locator("#replica-log").inner_text()
+    failed = httpx.post(f"{server.url}/serving/default/iris/v1/models/iris:predict", json={"instances": [[5.1, 3.5]]})
+    assert failed.status_code == 400 and "expecting 4 features" in failed.json()["error"]
     page.wait_for_selector("#replica-log[data-offset]", timeout=20_000)  # set by logs.js on new text
-    assert len(page.locator("#replica-log").inner_text()) > len(before)
+    page.wait_for_function("document.querySelector('#replica-log').innerText.includes('expecting 4 features')",
+                           timeout=20_000)
     # v2 as a 10% canary (as kubectl patch would), then the page's slider moves the split to 40%
     api = f"{server.url}/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/iris"
     patch = {"spec": {"predictor": {"canaryTrafficPercent": 10,
