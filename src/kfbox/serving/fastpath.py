@@ -26,20 +26,15 @@ body are kserve's (``tests/serving/test_fastpath.py`` compares both paths byte f
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 from kserve.protocol.dataplane import JSON_HEADERS
 from kserve.utils.utils import is_structured_cloudevent
 from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
 
 from kfbox.serving.runtimes import TabularModel
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 PREFIX = "/v1/models/"
 SUFFIX = ":predict"
