@@ -260,17 +260,17 @@ def test_a_killed_replica_is_replaced_and_traffic_continues(client: httpx.Client
 
     thread = threading.Thread(target=traffic)
     thread.start()
-    try:
-        time.sleep(0.3)
+    try:  # counted, not timed: on a loaded machine 0.3 s can hold a handful of requests
+        wait_for(lambda: len(codes) >= 20, 30, "traffic before the kill")
         os.kill(pids[0], signal.SIGKILL)
         wait_for(lambda: (p := status(client, "iris")["revisions"]["iris-predictor-00001"]["pids"])  # type: ignore[misc]
                  and len(p) == 2 and pids[0] not in p, 90, "a replacement replica")
-        time.sleep(0.3)
+        replaced_at = len(codes)
+        wait_for(lambda: len(codes) >= replaced_at + 20, 30, "traffic after the replacement")
     finally:
         stop.set()
         thread.join()
     failures = [c for c in codes if c != 200]
-    assert len(codes) > 50
     assert len(failures) <= 1, failures  # at most the one request in flight on the killed replica
 
 
