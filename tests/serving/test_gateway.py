@@ -79,6 +79,32 @@ def test_v1_and_v2_predictions_by_path_and_host(client: httpx.Client, iris: Any)
     assert client.get("/serving/default/iris/v2/models/iris/ready").status_code == 200
 
 
+def test_v1_predict_takes_the_replicas_fast_path_and_v2_stays_kserves(client: httpx.Client, iris: Any) -> None:
+    """kfbox's replicas answer V1 predict on their lean route (kfbox.serving.fastpath) and V2 on kserve's.
+    The replies are alike by design, so the replicas' own /metrics (what Prometheus scrapes) tell the routes
+    apart: the lean route's counter beside kserve's histogram of every prediction, summed over both replicas."""
+    endpoints = status(client, "iris")["revisions"]["iris-predictor-00001"]["endpoints"]
+    assert len(endpoints) == 2
+
+    def counts() -> tuple[float, float]:
+        """(V1 predictions on the lean route, predictions on either route) of the two replicas together."""
+        totals = dict.fromkeys(("kfbox_replica_fast_predictions_total", "request_predict_seconds_count"), 0.0)
+        for url in endpoints:
+            for line in httpx.get(url + "/metrics").text.splitlines():
+                name, _, value = line.partition('{model_name="iris"} ')
+                if name in totals:
+                    totals[name] += float(value)
+        return totals["kfbox_replica_fast_predictions_total"], totals["request_predict_seconds_count"]
+
+    lean, every = counts()
+    for _ in range(2):
+        assert v1(client, "iris").json() == {"predictions": expected(iris)}
+    assert counts() == (lean + 2, every + 2)
+    v2 = client.post(V2_PATH, json=v2_body(ROWS))
+    assert v2.json()["outputs"][0]["data"] == expected(iris)
+    assert counts() == (lean + 2, every + 3)  # predicted by kserve's route, not the lean one
+
+
 def test_kserve_rest_client_through_the_gateway(server: ServerProcess, iris: Any) -> None:
     """The upstream kserve InferenceRESTClient, V1 and V2, with the gateway URL as its base_url."""
 
