@@ -4,11 +4,11 @@ tests/examples/test_llm_qa.py."""
 
 from __future__ import annotations
 
-from tests.support import require
+import pytest
 
-require("rank_bm25", "the llm extra is not installed: pip install -e '.[llm]'")
+pytest.importorskip("rank_bm25", reason="the llm extra is not installed: pip install -e '.[llm]'")  # numpy only
 
-from kfbox.serving.qa import word_overlap  # noqa: E402 - after the skip: rank_bm25 is the llm extra's
+from kfbox.serving.qa import word_overlap
 
 
 def test_word_overlap_is_scaled_over_the_context() -> None:
