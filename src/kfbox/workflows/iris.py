@@ -119,7 +119,7 @@ def registry_client(platform_url: str, token: str | None) -> RegistryClient:
 
 
 @contextlib.contextmanager
-def _quiet_kfp_client() -> Iterator[None]:
+def quiet_kfp_client() -> Iterator[None]:
     """Around ``kfp.Client`` calls: no printed links to a cluster UI we don't have, and no IPython import.
 
     kfp asks whether it runs in a notebook by importing IPython (0.4 s of CPU, 1-2 s on a busy
@@ -142,7 +142,7 @@ def run_pipeline(client: Any, api: ApiClient, package: Path, arguments: dict[str
     """Submit with the upstream ``kfp.Client``, follow with kfbox's live task table; seconds taken and the
     number of tasks answered from the cache. ``cache=False`` runs every task (``enable_caching=False``)."""
     started = time.monotonic()
-    with _quiet_kfp_client():
+    with quiet_kfp_client():
         result = client.create_run_from_pipeline_package(str(package), arguments=arguments, run_name=title,
                                                          experiment_name="iris",
                                                          enable_caching=None if cache else False)
@@ -177,7 +177,7 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
         console.print(f"Training iris KNN models {options.neighbors} as version [bold]{version}[/] "
                       f"with {options.scaler} on {platform_url}")
 
-        with warnings.catch_warnings(), _quiet_kfp_client():
+        with warnings.catch_warnings(), quiet_kfp_client():
             warnings.simplefilter("ignore", FutureWarning)  # "only works with KFP v2.0.0-beta.2 and later": we are
             client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
         api = ApiClient(platform_url, token)

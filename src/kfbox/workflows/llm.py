@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib.util
-import io
 import re
 import tempfile
 import time
@@ -29,7 +28,7 @@ from kfbox.client.inference_services import wait_ready
 from kfbox.client.run_watch import watch_run
 from kfbox.errors import InvalidInput, KfboxError, Unavailable
 from kfbox.workflows.example_files import find_example_dir, load_example_module
-from kfbox.workflows.iris import registry_client
+from kfbox.workflows.iris import quiet_kfp_client, registry_client
 
 NAMESPACE = "kubeflow-user-example-com"
 CLASSIFIER = "review-classifier"
@@ -139,7 +138,7 @@ def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: 
     version = options.version or next_version(registry, options.model_name)
     console.print(f"Fine-tuning MiniLM with LoRA on {options.source} ({options.subset or 'all'} texts, "
                   f"{options.epochs} epochs) as {options.model_name} [bold]{version}[/] on {platform_url}")
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_kfp_client():
         warnings.simplefilter("ignore", FutureWarning)
         client = kfp.Client(host=f"{platform_url}/pipeline", existing_token=token)
     api = ApiClient(platform_url, token)
@@ -150,7 +149,7 @@ def run_llm(platform_url: str, token: str | None, options: LlmOptions, console: 
     with tempfile.TemporaryDirectory(prefix="kfbox-llm-") as tmp:
         package = Path(tmp) / "llm-fine-tuning.yaml"
         compiler.Compiler().compile(pipeline.llm_fine_tuning, str(package))
-        with contextlib.redirect_stdout(io.StringIO()):  # kfp.Client prints links to a cluster UI we don't have
+        with quiet_kfp_client():  # no links printed to a cluster UI we don't have, no IPython import
             result = client.create_run_from_pipeline_package(str(package), arguments=arguments,
                                                              run_name=f"llm-fine-tuning-{version}",
                                                              experiment_name="llm")

@@ -3,11 +3,14 @@
 Real data (UCI drug reviews), a real model (all-MiniLM-L6-v2, LoRA) and the real pipeline, on a small
 seeded subset for a couple of optimiser steps: what is checked is the plumbing a user relies on (the
 run, the registered version and its lineage, the served classifier, the QA answer), not the accuracy.
+The platform is the package's LLM platform (tests/examples/conftest.py), whose ``review-qa`` the serving
+and ranking modules ask too; the classifier is deleted after the test, as those modules expect.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -16,11 +19,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from tests.examples.llm_support import NAMESPACE, SERVICES
 from tests.support import ServerProcess, require
 
 require("peft", "the llm extra is not installed: make install-llm")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a real fine-tune: minutes on a loaded machine
-NAMESPACE = "kubeflow-user-example-com"
 CLASSIFY = f"/serving/{NAMESPACE}/review-classifier/v1/models/review-classifier:predict"
 CLASSIFY_V2 = f"/serving/{NAMESPACE}/review-classifier/v2/models/review-classifier/infer"
 
@@ -46,11 +49,13 @@ def labelled_reviews() -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def platform(llm_platform: ServerProcess) -> Iterator[ServerProcess]:
+    """The shared LLM platform; afterwards without the classifier this module deployed, as the package's
+    other modules expect it (tests/examples/test_llm_serving.py: the page says it is not deployed)."""
     # tasks fork from the warm task server, the torch ones too (the spare worker's hand-over is exercised)
-    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-home"), extra_env={"HF_HUB_OFFLINE": "1"})
-    yield proc
-    proc.stop()
+    yield llm_platform
+    reply = httpx.delete(llm_platform.url + f"{SERVICES}/review-classifier", timeout=60)
+    assert reply.status_code in (200, 404), reply.text  # 404: the run never deployed it
 
 
 def test_fine_tune_register_serve_and_ask(platform: ServerProcess) -> None:
@@ -90,3 +95,11 @@ def test_fine_tune_register_serve_and_ask(platform: ServerProcess) -> None:
     # the QA service's answer is the sentence that answers the sample question, not only one of its sources
     assert any("answer" in line and "dry cough" in line for line in done.stdout.splitlines()), done.stdout
     assert "skipped publishing to the Hugging Face hub: no HF_TOKEN" in done.stdout  # offline: said, not failed
+    # the dashboard's LLM page classifies a typed review with the deployed classifier
+    with httpx.Client(base_url=platform.url, timeout=60) as browser:  # keeps the CSRF cookie, as a browser does
+        page = browser.get("/llm")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert page.status_code == 200 and token
+        classified = browser.post("/llm/classify", data={"csrf_token": token.group(1), "review": "It made me sick."})
+    assert classified.status_code == 200, classified.text
+    assert re.search(r'<p id="classified">Predicted: <strong>(negative|neutral|positive)</strong>', classified.text)
