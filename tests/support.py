@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import io
 import json
@@ -36,6 +37,13 @@ BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
 SPARE_WORKER_AREAS = ("pipelines", "e2e", "examples")
 COLD_SERVERS = os.environ.get("KFBOX_TEST_COLD_SERVERS") == "1"
 """Read at import, before the autouse fixture clears KFBOX_* from the environment (see tests/zygote.py)."""
+
+
+@functools.cache
+def loopback() -> httpx.Client:
+    """One HTTP client for the helpers that poll servers (health, a run's state): ``httpx.get`` builds a client and
+    its TLS context, ~50 ms of CPU, at every call, and these poll several times a second."""
+    return httpx.Client(timeout=30)
 
 
 def require(module: str, reason: str) -> None:
@@ -107,7 +115,7 @@ class ServerProcess:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return loopback().get(f"{self.url}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
