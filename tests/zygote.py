@@ -118,6 +118,7 @@ class Zygote:
         env = {k: v for k, v in env.items() if not k.startswith("KFBOX_")}
         self.interpreter = _interpreter_settings(env)
         self.channel, theirs = warm.pair()
+        self.log_path = log_path
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen([sys.executable, __file__], stdout=log, stderr=subprocess.STDOUT,
                                             stdin=subprocess.DEVNULL, env=warm.child_env(theirs, env),
@@ -157,6 +158,9 @@ class Zygote:
             code = self.process.wait()
         # the zygote's own CPU now includes its reaped servers' (RUSAGE_CHILDREN), already in forked_cpu
         forked_cpu -= self.reported
+        with contextlib.suppress(OSError):
+            if self.log_path.stat().st_size == 0:  # nothing to say: no file left behind
+                self.log_path.unlink()
         return code
 
 
