@@ -42,8 +42,10 @@ COLD_SERVERS = os.environ.get("KFBOX_TEST_COLD_SERVERS") == "1"
 @functools.cache
 def loopback() -> httpx.Client:
     """One HTTP client for the helpers that poll servers (health, a run's state): ``httpx.get`` builds a client and
-    its TLS context, ~50 ms of CPU, at every call, and these poll several times a second."""
-    return httpx.Client(timeout=30)
+    its TLS context, ~50 ms of CPU, at every call, and these poll several times a second. Each request closes its
+    connection, as ``httpx.get``'s did: an idle one kept in the pool would count against a server's per-client
+    connection cap (tests/security/test_slowloris.py counts exactly)."""
+    return httpx.Client(timeout=30, headers={"Connection": "close"})
 
 
 def require(module: str, reason: str) -> None:
