@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from tests import zygote
 from tests.support import ServerProcess, create_database, drop_database
 
 
@@ -122,6 +123,13 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | 
             return scopes[module]
 
     return PackageOrFile(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _server_zygote() -> Iterator[None]:
+    """The warm interpreter the session's servers are forked from (tests/zygote.py) ends with the session."""
+    yield
+    zygote.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import io
 import json
@@ -20,6 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import zygote
+from tests.zygote import ForkedServer
+
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 MYSQL_ADMIN = "mysql+pymysql://root@127.0.0.1:3306/"
 BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
@@ -31,6 +35,17 @@ BACKEND_URL = {"postgresql": "postgresql://postgres@127.0.0.1:5432/{name}",
 # run still gets a real worker, started on demand; extra_env overrides. The replica fork server stays on
 # everywhere: it starts with a server's first replica and saves the next ones their kserve import.
 SPARE_WORKER_AREAS = ("pipelines", "e2e", "examples")
+COLD_SERVERS = os.environ.get("KFBOX_TEST_COLD_SERVERS") == "1"
+"""Read at import, before the autouse fixture clears KFBOX_* from the environment (see tests/zygote.py)."""
+
+
+@functools.cache
+def loopback() -> httpx.Client:
+    """One HTTP client for the helpers that poll servers (health, a run's state): ``httpx.get`` builds a client and
+    its TLS context, ~50 ms of CPU, at every call, and these poll several times a second. Each request closes its
+    connection, as ``httpx.get``'s did: an idle one kept in the pool would count against a server's per-client
+    connection cap (tests/security/test_slowloris.py counts exactly)."""
+    return httpx.Client(timeout=30, headers={"Connection": "close"})
 
 
 def require(module: str, reason: str) -> None:
@@ -58,14 +73,16 @@ class ServerProcess:
     """A ``python -m kfbox up`` child on an ephemeral port; the address comes from its server.json."""
 
     home: Path
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ForkedServer
     url: str
     port: int
     token: str | None = None
 
     @classmethod
     def start(cls, home: Path, *, db: str | None = None, token: str | None = None, host: str = "127.0.0.1",
-              extra_env: dict[str, str] | None = None, timeout: float = 60.0) -> ServerProcess:
+              extra_env: dict[str, str] | None = None, timeout: float = 60.0, cold: bool = False) -> ServerProcess:
+        """``cold``: a fresh ``python -m kfbox up`` even where servers are forked from the warm interpreter of
+        tests/zygote.py (the default; ``KFBOX_TEST_COLD_SERVERS=1`` makes every start cold)."""
         home.mkdir(parents=True, exist_ok=True)
         (home / "server.json").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home), "--host", host]
@@ -76,8 +93,12 @@ class ServerProcess:
         env.update(extra_env or {})
         if token:
             env["KFBOX_TOKEN"] = token
-        log = open(home / "test-server.log", "ab")  # noqa: SIM115 - lives as long as the process
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process: subprocess.Popen[bytes] | ForkedServer | None = None
+        if not (cold or COLD_SERVERS):
+            process = zygote.fork(argv[3:], env, home / "test-server.log")
+        if process is None:
+            with open(home / "test-server.log", "ab") as log:
+                process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -96,7 +117,7 @@ class ServerProcess:
 
     def healthy(self) -> bool:
         try:
-            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+            return loopback().get(f"{self.url}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -9,14 +9,13 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from kfp import Client
 
 from tests.pipelines import sample_pipelines as samples
 from tests.pipelines.conftest import wait_run
 from tests.serving.helpers import apply, manifest, train_iris, v1, wait_for, wait_ready
-from tests.support import ServerProcess, run_cli
+from tests.support import ServerProcess, loopback, run_cli
 
 SERVICES = ("iris-a", "iris-b")
 RETENTION = "3d"  # not the default (7d): the setting must reach Prometheus
@@ -28,7 +27,7 @@ class Monitored:
     prometheus: str
 
     def query(self, expr: str) -> list[dict[str, Any]]:
-        reply = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
+        reply = loopback().get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10)
         assert reply.status_code == 200, f"{expr}: {reply.text}"
         return reply.json()["data"]["result"]
 

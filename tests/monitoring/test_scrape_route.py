@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.security.raw_http import raw_request
 from tests.serving.helpers import wait_for
-from tests.support import ServerProcess
+from tests.support import ServerProcess, loopback
 
 TOKEN = "scrape-s3cret"
 
@@ -97,7 +97,7 @@ def test_prometheus_scrapes_the_token_server_with_its_credentials_file(server: S
 
             def up() -> list[dict[str, object]]:
                 try:  # start does not wait for Prometheus to be ready
-                    reply = httpx.get(f"{url}/api/v1/query", params={"query": 'up{job="kfbox"} == 1'}, timeout=10)
+                    reply = loopback().get(f"{url}/api/v1/query", params={"query": 'up{job="kfbox"} == 1'}, timeout=10)
                 except httpx.TransportError:
                     return []
                 if reply.status_code == 503:  # listening, not ready yet

@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from kfp import Client
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, loopback
 
 FINAL = ("SUCCEEDED", "FAILED", "CANCELED")
 
@@ -40,7 +39,7 @@ def wait_run(server: ServerProcess, run_id: str, timeout: float = 120, states: t
     """The run's raw v2beta1 JSON once it reaches one of ``states``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}", timeout=10).json()
+        body = loopback().get(f"{server.url}/apis/v2beta1/runs/{run_id}", timeout=10).json()
         if body["state"] in states:
             return body
         time.sleep(0.2)
@@ -55,7 +54,7 @@ def task_pid(server: ServerProcess, run_id: str, task: str, timeout: float = 60)
     """The pid a task printed as ``pid=N`` in its log (the hanging sample does)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = httpx.get(f"{server.url}/apis/v2beta1/runs/{run_id}/tasks/{task}/logs", timeout=10)
+        response = loopback().get(f"{server.url}/apis/v2beta1/runs/{run_id}/tasks/{task}/logs", timeout=10)
         if response.status_code == 200 and "pid=" in response.text:
             return int(response.text.split("pid=")[1].split()[0])
         time.sleep(0.2)

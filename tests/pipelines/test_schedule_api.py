@@ -19,7 +19,7 @@ from kfbox.cli import main
 from kfbox.errors import InvalidInput, NotFound
 from tests.pipelines.conftest import wait_run
 from tests.pipelines.ticker_pipeline import gs_importing, ticker
-from tests.support import ServerProcess
+from tests.support import ServerProcess, loopback
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def run_ids(server: ServerProcess, recurring_run_id: str) -> list[str]:
-    body = httpx.get(f"{server.url}/apis/v2beta1/recurringruns/{recurring_run_id}", timeout=10).json()
+    body = loopback().get(f"{server.url}/apis/v2beta1/recurringruns/{recurring_run_id}", timeout=10).json()
     return list(body["run_ids"])
 
 

@@ -34,6 +34,13 @@ def registry(server: ServerProcess) -> Iterator[ModelRegistry]:
     yield ModelRegistry("http://127.0.0.1", server.port, author="alice", is_secure=False)
 
 
+@pytest.fixture(scope="module")
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    """The raw API's calls on one client: ``httpx.get`` builds a client and its TLS context (~50 ms of CPU) per call."""
+    with server.client() as client:
+        yield client
+
+
 def register(registry: ModelRegistry, name: str, version: str, **metadata: object) -> None:
     registry.register_model(name, f"s3://models/{name}/{version}", model_format_name="sklearn",
                             model_format_version="1", version=version, version_description=f"{name} {version}",
@@ -75,12 +82,12 @@ def test_register_read_archive_and_refuse_duplicates(registry: ModelRegistry) ->
     assert registry.get_registered_model("no-such-model") is None
 
 
-def test_pagination_across_pages(registry: ModelRegistry, server: ServerProcess) -> None:
+def test_pagination_across_pages(registry: ModelRegistry, server: ServerProcess, http: httpx.Client) -> None:
     base = f"{server.url}/api/model_registry/v1"
     register(registry, "paged", "v0")
-    model_id = httpx.get(f"{base}/registered_model", params={"name": "paged"}).json()["id"]
+    model_id = http.get(f"{base}/registered_model", params={"name": "paged"}).json()["id"]
     for i in range(1, 7):  # the raw API is quicker than the client, which loads CA certificates per call
-        reply = httpx.post(f"{base}/model_versions", json={"name": f"v{i}", "registeredModelId": model_id})
+        reply = http.post(f"{base}/model_versions", json={"name": f"v{i}", "registeredModelId": model_id})
         assert reply.status_code == 201
     names = [v.name for v in registry.get_model_versions("paged").page_size(2)]
     assert names == [f"v{i}" for i in range(7)]
@@ -95,7 +102,7 @@ def test_pagination_across_pages(registry: ModelRegistry, server: ServerProcess)
     seen: list[str] = []
     token = ""
     for _ in range(20):
-        page = httpx.get(base, params={"pageSize": "4", "orderBy": "ID", "sortOrder": "ASC",
+        page = http.get(base, params={"pageSize": "4", "orderBy": "ID", "sortOrder": "ASC",
                                        "nextPageToken": token}).json()
         assert page["size"] == len(page["items"]) and page["pageSize"] == 4
         seen += [item["id"] for item in page["items"]]
@@ -105,68 +112,69 @@ def test_pagination_across_pages(registry: ModelRegistry, server: ServerProcess)
     assert seen == sorted(seen, key=int) and len(seen) == len(set(seen)) >= 10
 
 
-def test_wire_format_matches_the_spec(server: ServerProcess, registry: ModelRegistry) -> None:
+def test_wire_format_matches_the_spec(server: ServerProcess, registry: ModelRegistry, http: httpx.Client) -> None:
     register(registry, "wire", "v1", accuracy=0.5)
     base = f"{server.url}/api/model_registry/v1"
-    model = httpx.get(f"{base}/registered_model", params={"name": "wire"}).json()
+    model = http.get(f"{base}/registered_model", params={"name": "wire"}).json()
     assert model["id"].isdigit() and model["createTimeSinceEpoch"].isdigit() and model["state"] == "LIVE"
-    versions = httpx.get(f"{base}/registered_models/{model['id']}/versions").json()
+    versions = http.get(f"{base}/registered_models/{model['id']}/versions").json()
     version = versions["items"][0]
     assert version["registeredModelId"] == model["id"]
     assert version["customProperties"]["accuracy"] == {"double_value": 0.5, "metadataType": "MetadataDoubleValue"}
-    artifacts = httpx.get(f"{base}/model_versions/{version['id']}/artifacts").json()
+    artifacts = http.get(f"{base}/model_versions/{version['id']}/artifacts").json()
     assert artifacts["items"][0]["artifactType"] == "model-artifact"
-    by_type = httpx.get(f"{base}/artifacts", params={"filterQuery": "artifactType = 'model-artifact' AND "
+    by_type = http.get(f"{base}/artifacts", params={"filterQuery": "artifactType = 'model-artifact' AND "
                                                                     "uri = 's3://models/wire/v1'"}).json()
     assert [a["id"] for a in by_type["items"]] == [artifacts["items"][0]["id"]]
-    assert httpx.get(f"{base}/artifacts", params={"artifactType": "metric"}).json()["items"] == []
-    missing = httpx.get(f"{base}/registered_model", params={"name": "nope"})
+    assert http.get(f"{base}/artifacts", params={"artifactType": "metric"}).json()["items"] == []
+    missing = http.get(f"{base}/registered_model", params={"name": "nope"})
     assert missing.status_code == 404 and set(missing.json()) == {"code", "message"}
     assert "nope" in missing.json()["message"]
-    assert httpx.get(f"{base}/registered_models/999999").status_code == 404
+    assert http.get(f"{base}/registered_models/999999").status_code == 404
     # each prefix serves upstream's document: as shipped under v1alpha3, moved to /v1 without experiments there
-    old = httpx.get(f"{server.url}/api/model_registry/v1alpha3/openapi.json").json()
+    old = http.get(f"{server.url}/api/model_registry/v1alpha3/openapi.json").json()
     assert old["info"]["title"] == "Model Registry REST API" and "ModelVersionCreate" in old["components"]["schemas"]
     assert "/api/model_registry/v1alpha3/experiments" in old["paths"]
-    new = httpx.get(f"{base}/openapi.json").json()
+    new = http.get(f"{base}/openapi.json").json()
     assert "/api/model_registry/v1/registered_models" in new["paths"]
     assert not any("experiment" in path for path in new["paths"])
 
 
-def test_serving_records_and_v1alpha3_experiments(server: ServerProcess, registry: ModelRegistry) -> None:
+def test_serving_records_and_v1alpha3_experiments(server: ServerProcess, registry: ModelRegistry,
+                                                  http: httpx.Client) -> None:
     register(registry, "served", "v1")
     old = f"{server.url}/api/model_registry/v1alpha3"
-    model = httpx.get(f"{old}/registered_model", params={"name": "served"}).json()
-    version = httpx.get(f"{old}/model_version", params={"name": "v1", "parentResourceId": model["id"]}).json()
-    env = httpx.post(f"{old}/serving_environments", json={"name": "local"})
+    model = http.get(f"{old}/registered_model", params={"name": "served"}).json()
+    version = http.get(f"{old}/model_version", params={"name": "v1", "parentResourceId": model["id"]}).json()
+    env = http.post(f"{old}/serving_environments", json={"name": "local"})
     assert env.status_code == 201
-    isvc = httpx.post(f"{old}/serving_environments/{env.json()['id']}/inference_services",
+    isvc = http.post(f"{old}/serving_environments/{env.json()['id']}/inference_services",
                       json={"name": "served-svc", "registeredModelId": model["id"], "modelVersionId": version["id"],
                             "servingEnvironmentId": env.json()["id"], "runtime": "sklearn"})
     assert isvc.status_code == 201, isvc.text
     assert isvc.json()["desiredState"] == "DEPLOYED"
     isvc_id = isvc.json()["id"]
-    assert httpx.get(f"{old}/inference_services/{isvc_id}/model").json()["name"] == "served"
-    assert httpx.get(f"{old}/inference_services/{isvc_id}/version").json()["name"] == "v1"
-    serve = httpx.post(f"{old}/inference_services/{isvc_id}/serves", json={"modelVersionId": version["id"]})
+    assert http.get(f"{old}/inference_services/{isvc_id}/model").json()["name"] == "served"
+    assert http.get(f"{old}/inference_services/{isvc_id}/version").json()["name"] == "v1"
+    serve = http.post(f"{old}/inference_services/{isvc_id}/serves", json={"modelVersionId": version["id"]})
     assert serve.status_code == 201 and serve.json()["lastKnownState"] == "UNKNOWN"
-    patched = httpx.patch(f"{old}/inference_services/{isvc_id}", json={"desiredState": "UNDEPLOYED"})
+    patched = http.patch(f"{old}/inference_services/{isvc_id}", json={"desiredState": "UNDEPLOYED"})
     assert patched.json()["desiredState"] == "UNDEPLOYED" and patched.json()["runtime"] == "sklearn"
 
-    experiment = httpx.post(f"{old}/experiments", json={"name": "tuning", "owner": "alice"}).json()
+    experiment = http.post(f"{old}/experiments", json={"name": "tuning", "owner": "alice"}).json()
     # experimentId is required in the body too, as upstream's document and server say
-    run = httpx.post(f"{old}/experiments/{experiment['id']}/experiment_runs",
+    run = http.post(f"{old}/experiments/{experiment['id']}/experiment_runs",
                      json={"name": "run-1", "experimentId": experiment["id"]})
     assert run.status_code == 201 and run.json()["status"] == "RUNNING"
     run_id = run.json()["id"]
     for step, loss in enumerate((0.9, 0.5, 0.2)):
-        metric = httpx.post(f"{old}/experiment_runs/{run_id}/artifacts",
+        metric = http.post(f"{old}/experiment_runs/{run_id}/artifacts",
                             json={"artifactType": "metric", "name": f"loss-{step}", "value": loss, "step": str(step)})
         assert metric.status_code == 201, metric.text
-    history = httpx.get(f"{old}/experiment_runs/{run_id}/metric_history", params={"stepIds": "1,2"}).json()
+    history = http.get(f"{old}/experiment_runs/{run_id}/metric_history", params={"stepIds": "1,2"}).json()
     assert sorted(item["value"] for item in history["items"]) == [0.2, 0.5]
     # experiments exist only on the old prefix, as upstream removed them in v1
-    assert httpx.get(f"{server.url}/api/model_registry/v1/experiments").status_code == 404
+    assert http.get(f"{server.url}/api/model_registry/v1/experiments").status_code == 404
 
 
 def test_token_protected_registry(tmp_path) -> None:  # type: ignore[no-untyped-def]
