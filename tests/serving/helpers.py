@@ -6,7 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import joblib
@@ -25,7 +25,16 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from tests.support import run_cli
+from tests.support import ServerProcess, run_cli
+
+
+class GrpcServer(NamedTuple):
+    """A ``kfbox up`` with the gRPC gateway on (tests/serving/conftest.py's ``grpc_server``)."""
+
+    server: ServerProcess
+    grpc_port: int
+    """The gRPC gateway's port (KFBOX_SERVING_GRPC_PORT)."""
+
 
 API = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from kfbox.loadtest.target import resolve_target
 from tests.serving.helpers import (
     API,
     ROWS,
+    GrpcServer,
     apply,
     expected,
     kfbox,
@@ -38,15 +37,11 @@ GRPC_PORT = 0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """This module's ``kfbox up``, with the gRPC gateway on a free port."""
+def server(grpc_server: GrpcServer) -> ServerProcess:
+    """The serving package's shared ``kfbox up`` with the gRPC gateway (tests/serving/conftest.py)."""
     global GRPC_PORT
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        GRPC_PORT = int(sock.getsockname()[1])
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), extra_env={"KFBOX_SERVING_GRPC_PORT": str(GRPC_PORT)})
-    yield proc
-    proc.stop()
+    GRPC_PORT = grpc_server.grpc_port
+    return grpc_server.server
 
 
 async def grpc_predict(model: str) -> list[int]:

@@ -25,7 +25,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from tests.serving.helpers import apply, manifest, wait_ready
+from tests.serving.helpers import GrpcServer, apply, delete, manifest, wait_ready
 from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,14 +62,11 @@ GRPC_PORT = 0
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """This module's ``kfbox up``, with the gRPC gateway on a free port."""
+def server(grpc_server: GrpcServer) -> ServerProcess:
+    """The serving package's shared ``kfbox up`` with the gRPC gateway (tests/serving/conftest.py)."""
     global GRPC_PORT
-    GRPC_PORT = free_port()
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"),
-                               extra_env={"KFBOX_SERVING_GRPC_PORT": str(GRPC_PORT)})
-    yield proc
-    proc.stop()
+    GRPC_PORT = grpc_server.grpc_port
+    return grpc_server.server
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +91,7 @@ def servers(server: ServerProcess) -> Iterator[tuple[httpx.Client, httpx.Client,
             gateway = httpx.Client(base_url=f"{server.url}/serving/default/{NAME}", timeout=30)
             yield gateway, upstream, model
             gateway.close()
+        delete(kfbox, NAME)  # the server is shared with other modules
     stock.kill()  # its graceful stop waits seconds for nothing
     stock.wait(10)
 
