@@ -28,15 +28,22 @@ from sklearn.tree import DecisionTreeClassifier
 from tests.support import ServerProcess, run_cli
 
 
-class GrpcServer(NamedTuple):
-    """A ``kfbox up`` with the gRPC gateway on (tests/serving/conftest.py's ``grpc_server``)."""
+class SharedServer(NamedTuple):
+    """The serving package's shared ``kfbox up`` (tests/serving/conftest.py's ``shared_server``)."""
 
     server: ServerProcess
     grpc_port: int
-    """The gRPC gateway's port (KFBOX_SERVING_GRPC_PORT)."""
+    """Its gRPC gateway's port (KFBOX_SERVING_GRPC_PORT)."""
+
+    def restart(self) -> None:
+        """Stop it and start it again on the same home and settings; the object follows the new process."""
+        self.server.stop()
+        again = ServerProcess.start(self.server.home, extra_env={"KFBOX_SERVING_GRPC_PORT": str(self.grpc_port)})
+        self.server.process, self.server.url, self.server.port = again.process, again.url, again.port
 
 
-API = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
+SERVING = "/apis/serving.kserve.io/v1beta1"
+API = SERVING + "/namespaces/{ns}/inferenceservices"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.serving.helpers import API, manifest, train_iris, wait_for
+from tests.serving.helpers import API, SharedServer, manifest, train_iris, wait_for
 from tests.support import ServerProcess
 
 BASE = API.format(ns="default")
@@ -285,17 +284,16 @@ def test_ready_follows_the_rollout_of_each_generation(client: httpx.Client, serv
     assert client.delete(f"{BASE}/conv-r").status_code == 200
 
 
-def test_watch_from_before_a_restart_is_410_gone(server: ServerProcess, tmp_path: Path) -> None:
-    """Last: restarts the module's server. Versions persist; the event history does not: a watch from a version
-    older than the restarted server's is 410 Gone (the events after it are not held), whatever ran first. The
-    version is made here: run alone, the module's server had none ("0" asks for the current objects instead)."""
+def test_watch_from_before_a_restart_is_410_gone(server: ServerProcess, shared_server: SharedServer) -> None:
+    """Restarts the serving package's shared server (tests/serving/conftest.py). Versions persist; the event
+    history does not: a watch from a version older than the restarted server's is 410 Gone (the events after it
+    are not held), whatever ran first. The version is made here: run alone, the server had none ("0" asks for
+    the current objects instead)."""
     with server.client() as http:
         before = create(http, idle("conv-gone"))["metadata"]["resourceVersion"]
         assert http.patch(f"{BASE}/conv-gone", json={"metadata": {"labels": {"x": "y"}}},
                           headers=MERGE).status_code == 200  # a change after `before`, its event lost at the restart
-    server.stop()
-    restarted = ServerProcess.start(server.home)
-    server.process, server.url, server.port = restarted.process, restarted.url, restarted.port
+    shared_server.restart()
     with server.client() as http:
         listed = http.get(BASE).json()
         assert int(listed["metadata"]["resourceVersion"]) > int(before)

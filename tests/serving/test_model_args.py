@@ -20,7 +20,7 @@ from kfbox.loadtest.target import resolve_target
 from tests.serving.helpers import (
     API,
     ROWS,
-    GrpcServer,
+    SharedServer,
     apply,
     expected,
     kfbox,
@@ -36,12 +36,11 @@ ISVC = API.format(ns="default")
 GRPC_PORT = 0
 
 
-@pytest.fixture(scope="module")
-def server(grpc_server: GrpcServer) -> ServerProcess:
-    """The serving package's shared ``kfbox up`` with the gRPC gateway (tests/serving/conftest.py)."""
+@pytest.fixture(scope="module", autouse=True)
+def _grpc_port(shared_server: SharedServer) -> None:
+    """The gRPC gateway's port of the serving package's shared ``kfbox up`` (tests/serving/conftest.py)."""
     global GRPC_PORT
-    GRPC_PORT = grpc_server.grpc_port
-    return grpc_server.server
+    GRPC_PORT = shared_server.grpc_port
 
 
 async def grpc_predict(model: str) -> list[int]:

@@ -25,7 +25,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from tests.serving.helpers import GrpcServer, apply, delete, manifest, wait_ready
+from tests.serving.helpers import SharedServer, apply, manifest, wait_ready
 from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +61,11 @@ def free_port() -> int:
 GRPC_PORT = 0
 
 
-@pytest.fixture(scope="module")
-def server(grpc_server: GrpcServer) -> ServerProcess:
-    """The serving package's shared ``kfbox up`` with the gRPC gateway (tests/serving/conftest.py)."""
+@pytest.fixture(scope="module", autouse=True)
+def _grpc_port(shared_server: SharedServer) -> None:
+    """The gRPC gateway's port of the serving package's shared ``kfbox up`` (tests/serving/conftest.py)."""
     global GRPC_PORT
-    GRPC_PORT = grpc_server.grpc_port
-    return grpc_server.server
+    GRPC_PORT = shared_server.grpc_port
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +90,6 @@ def servers(server: ServerProcess) -> Iterator[tuple[httpx.Client, httpx.Client,
             gateway = httpx.Client(base_url=f"{server.url}/serving/default/{NAME}", timeout=30)
             yield gateway, upstream, model
             gateway.close()
-        delete(kfbox, NAME)  # the server is shared with other modules
     stock.kill()  # its graceful stop waits seconds for nothing
     stock.wait(10)
 

@@ -27,9 +27,10 @@ from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.pool import free_port
 from kfbox.serving.spec import InferenceServiceSpec
 from kfbox.serving.store import ServingStore
-from tests.serving.helpers import ROWS, GrpcServer, apply, delete, manifest, v1, wait_for, wait_ready
+from tests.serving.helpers import ROWS, apply, manifest, v1, wait_for, wait_ready
 from tests.serving.test_schema import ISVC, create
 from tests.serving.test_schema import manifest as bare_manifest
+from tests.support import ServerProcess
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +184,9 @@ def _answers(url: str) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are counted in Linux's /proc")
-def test_kfbox_up_starts_the_replica_with_the_services_env(grpc_server: GrpcServer) -> None:
+def test_kfbox_up_starts_the_replica_with_the_services_env(server: ServerProcess) -> None:
     """Through ``kfbox up`` (the serving package's shared server): the InferenceService's ``env`` reaches its
     replica (an OpenMP worker appears)."""
-    server = grpc_server.server
     model = server.home / "pvc" / "models" / "knn"
     model.mkdir(parents=True)
     features, labels = load_iris(return_X_y=True)
@@ -195,13 +195,10 @@ def test_kfbox_up_starts_the_replica_with_the_services_env(grpc_server: GrpcServ
     body["spec"]["predictor"]["model"]["env"] = [{"name": "OMP_NUM_THREADS", "value": "2"}]
     with server.client() as client:
         apply(client, body)
-        try:
-            revision = wait_ready(client, "knn")["revisions"]["knn-predictor-00001"]
-            pid = revision["pids"][0]
-            before = len(os.listdir(f"/proc/{pid}/task"))
-            for _ in range(5):
-                assert v1(client, "knn").status_code == 200
-            time.sleep(0.2)
-            assert len(os.listdir(f"/proc/{pid}/task")) - before == 1
-        finally:
-            delete(client, "knn")
+        revision = wait_ready(client, "knn")["revisions"]["knn-predictor-00001"]
+        pid = revision["pids"][0]
+        before = len(os.listdir(f"/proc/{pid}/task"))
+        for _ in range(5):
+            assert v1(client, "knn").status_code == 200
+        time.sleep(0.2)
+        assert len(os.listdir(f"/proc/{pid}/task")) - before == 1
