@@ -76,7 +76,7 @@ SOCKET_PATH_MAX = 100
 
 def restart_delay(settings: Settings, exits: int) -> float:
     """Seconds to wait before starting HAProxy again after its ``exits``-th exit within the crash window."""
-    return min(settings.data_plane_restart_backoff * 2 ** (exits - 1), RESTART_BACKOFF_MAX_SECONDS)
+    return min(settings.data_plane_restart_backoff * 2.0 ** (exits - 1), RESTART_BACKOFF_MAX_SECONDS)
 
 
 def preflight(settings: Settings) -> str:
