@@ -35,12 +35,6 @@ class SharedServer(NamedTuple):
     grpc_port: int
     """Its gRPC gateway's port (KFBOX_SERVING_GRPC_PORT)."""
 
-    def restart(self) -> None:
-        """Stop it and start it again on the same home and settings; the object follows the new process."""
-        self.server.stop()
-        again = ServerProcess.start(self.server.home, extra_env={"KFBOX_SERVING_GRPC_PORT": str(self.grpc_port)})
-        self.server.process, self.server.url, self.server.port = again.process, again.url, again.port
-
 
 SERVING = "/apis/serving.kserve.io/v1beta1"
 API = SERVING + "/namespaces/{ns}/inferenceservices"

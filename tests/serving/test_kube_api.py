@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.serving.helpers import API, SharedServer, manifest, train_iris, wait_for
+from tests.serving.helpers import API, manifest, train_iris, wait_for
 from tests.support import ServerProcess
 
 BASE = API.format(ns="default")
@@ -284,24 +285,27 @@ def test_ready_follows_the_rollout_of_each_generation(client: httpx.Client, serv
     assert client.delete(f"{BASE}/conv-r").status_code == 200
 
 
-def test_watch_from_before_a_restart_is_410_gone(server: ServerProcess, shared_server: SharedServer) -> None:
-    """Restarts the serving package's shared server (tests/serving/conftest.py). Versions persist; the event
-    history does not: a watch from a version older than the restarted server's is 410 Gone (the events after it
-    are not held), whatever ran first. The version is made here: run alone, the server had none ("0" asks for
-    the current objects instead)."""
-    with server.client() as http:
-        before = create(http, idle("conv-gone"))["metadata"]["resourceVersion"]
-        assert http.patch(f"{BASE}/conv-gone", json={"metadata": {"labels": {"x": "y"}}},
-                          headers=MERGE).status_code == 200  # a change after `before`, its event lost at the restart
-    shared_server.restart()
-    with server.client() as http:
-        listed = http.get(BASE).json()
-        assert int(listed["metadata"]["resourceVersion"]) > int(before)
-        events: list[dict[str, Any]] = []
-        read_events(http, f"resourceVersion={before}&timeoutSeconds=5", 1, events)
-        assert events and events[0]["type"] == "ERROR", events
-        assert (events[0]["object"]["code"], events[0]["object"]["reason"]) == (410, "Expired")
-        fresh: list[dict[str, Any]] = []  # from the list's version: fine
-        read_events(http, f"resourceVersion={listed['metadata']['resourceVersion']}&timeoutSeconds=1", 1, fresh)
-        assert all(e["type"] != "ERROR" for e in fresh)
-        assert http.delete(f"{BASE}/conv-gone").status_code == 200
+def test_watch_from_before_a_restart_is_410_gone(tmp_path: Path) -> None:
+    """Versions persist; the event history does not: a watch from a version older than the restarted server's
+    is 410 Gone (the events after it are not held). A server of its own, restarted here (the package's shared
+    server is not restarted under the other modules)."""
+    server = ServerProcess.start(tmp_path / "home")
+    try:
+        with server.client() as http:
+            before = create(http, idle("conv-gone"))["metadata"]["resourceVersion"]
+            assert http.patch(f"{BASE}/conv-gone", json={"metadata": {"labels": {"x": "y"}}},
+                              headers=MERGE).status_code == 200  # a change after `before`, lost at the restart
+        server.stop()
+        server = ServerProcess.start(tmp_path / "home")
+        with server.client() as http:
+            listed = http.get(BASE).json()
+            assert int(listed["metadata"]["resourceVersion"]) > int(before)
+            events: list[dict[str, Any]] = []
+            read_events(http, f"resourceVersion={before}&timeoutSeconds=5", 1, events)
+            assert events and events[0]["type"] == "ERROR", events
+            assert (events[0]["object"]["code"], events[0]["object"]["reason"]) == (410, "Expired")
+            fresh: list[dict[str, Any]] = []  # from the list's version: fine
+            read_events(http, f"resourceVersion={listed['metadata']['resourceVersion']}&timeoutSeconds=1", 1, fresh)
+            assert all(e["type"] != "ERROR" for e in fresh)
+    finally:
+        server.stop()
