@@ -76,6 +76,9 @@ class Settings:
     ingress_port: int = -1
     """HAProxy's port with ``data_plane=haproxy``: -1 the server's port + 1 (8081), or a free one when the
     server's port is 0; 0 a free one."""
+    data_plane_restart_backoff: float = 0.5
+    """Seconds before HAProxy is started again after it exited (KFBOX_DATA_PLANE_RESTART_BACKOFF), doubling at
+    each exit within kfbox.serving.haproxy's crash window, to at most 8 s."""
     serving_grpc_port: int = -1
     """The gRPC gateway's port (KServe V2 gRPC, kfbox.serving.grpc_gateway); -1: off, 0: a free port."""
     allow_unsafe_pickle: bool = False
@@ -159,6 +162,9 @@ class Settings:
         if not -1 <= self.ingress_port <= 65535:
             raise InvalidInput(f"Ingress port {self.ingress_port} is out of range; use 0-65535 (0 picks a free "
                                "port, -1 the server's port + 1).")
+        if not 0 <= self.data_plane_restart_backoff <= 60:
+            raise InvalidInput(f"Data plane restart backoff {self.data_plane_restart_backoff}s is out of range; "
+                               "use 0-60 seconds (KFBOX_DATA_PLANE_RESTART_BACKOFF).")
         if self.container_runtime not in CONTAINER_RUNTIMES:
             raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
                                f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")

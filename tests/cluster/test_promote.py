@@ -7,9 +7,6 @@ kubectl apply of a Kubeflow target goes to a fake runner whose input is schema-c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ from kfbox.errors import Conflict, InvalidInput
 from kfbox.storage.uris import UriResolver
 from tests.cluster.conftest import S3_KEYS
 from tests.cluster.dexgateway import PASSWORD, USER, Gateway
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 V1 = "/api/model_registry/v1"
 V1ALPHA3 = "/api/model_registry/v1alpha3"
@@ -159,10 +156,8 @@ def test_promote_cli_deploys_on_a_kfbox_target_and_it_serves(laptop: ServerProce
     ContextStore(home).add(Context(name="box", host=cluster_kfbox.url, auth="none", kind="kfbox",
                                    s3_endpoint=s3_endpoint, s3_access_key=S3_KEYS["access"],
                                    s3_secret_key=S3_KEYS["secret"]), make_current=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
-    done = subprocess.run([sys.executable, "-m", "kfbox", "promote", "iris-knn", "--version", "v1", "--to", "box",
-                           "--deploy", "--name", "iris-promoted", "--url", laptop.url, "--home", str(home),
-                           "-o", "json"], capture_output=True, text=True, timeout=120, env=env, check=False)
+    done = run_cli("promote", "iris-knn", "--version", "v1", "--to", "box", "--deploy", "--name", "iris-promoted",
+                   "--url", laptop.url, "--home", str(home), "-o", "json")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["inference_service"] == "iris-promoted" and summary["context"] == "box"

@@ -34,7 +34,7 @@ from kfbox.errors import InvalidInput, NotFound, Unavailable, Unsupported
 from tests.cluster.conftest import S3_KEYS
 from tests.cluster.dexgateway import PASSWORD, USER, Gateway
 from tests.cluster.fakekube import KUBE_CONTEXT, FakeKube, running_kube
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 NS = "kubeflow-user-example-com"
 V1ALPHA3 = "/api/model_registry/v1alpha3"
@@ -164,7 +164,9 @@ def test_deploy_applies_the_inference_service_and_its_mesh_policy_with_the_kuber
 
 
 def test_a_wrong_context_name_lists_the_known_ones(laptop: Path) -> None:
-    wrong = kfbox(laptop, "runs", "list", "--context", "kinf")
+    # the entry point's own error printing, in this process (tests.support.run_cli): no fresh imports
+    wrong = run_cli("runs", "list", "--context", "kinf", env={"KFBOX_HOME": str(laptop),
+                                                              "KUBECONFIG": str(laptop / "kubeconfig")})
     assert wrong.returncode == 1
     assert "No context 'kinf' (known: kind;" in wrong.stderr and "Traceback" not in wrong.stderr
 

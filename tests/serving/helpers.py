@@ -6,7 +6,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import joblib
@@ -25,9 +25,19 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from tests.support import run_cli
+from tests.support import ServerProcess, run_cli
 
-API = "/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
+
+class SharedServer(NamedTuple):
+    """The serving package's shared ``kfbox up`` (tests/serving/conftest.py's ``shared_server``)."""
+
+    server: ServerProcess
+    grpc_port: int
+    """Its gRPC gateway's port (KFBOX_SERVING_GRPC_PORT)."""
+
+
+SERVING = "/apis/serving.kserve.io/v1beta1"
+API = SERVING + "/namespaces/{ns}/inferenceservices"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
 
 

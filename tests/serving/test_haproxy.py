@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -27,6 +26,9 @@ from typing import Any
 import httpx
 import pytest
 
+from kfbox.config import Settings
+from kfbox.errors import InvalidInput
+from kfbox.serving.haproxy import restart_delay
 from tests.serving.helpers import ROWS, apply, expected, manifest, status, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess, run_cli
 
@@ -39,6 +41,9 @@ def haproxy_installed() -> None:
 
 TOKEN = "s3cret-token"
 QUEUE = 2
+BACKOFF = "0.1"
+"""The module server's first restart backoff (KFBOX_DATA_PLANE_RESTART_BACKOFF; the default, 0.5 s, is tested
+below): giving HAProxy up after its 6th exit then waits 0.2 + 0.4 + 0.8 + 1.6 s, not 15 s."""
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
 MODEL = '''
@@ -77,7 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     (code / "held_model.py").write_text(MODEL)
     proc = ServerProcess.start(home, token=TOKEN, extra_env={
         "KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE),
-        "KFBOX_SERVING_GRPC_PORT": "0"})
+        "KFBOX_SERVING_GRPC_PORT": "0", "KFBOX_DATA_PLANE_RESTART_BACKOFF": BACKOFF})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
         apply(client, manifest("iris", "pvc://models/iris", annotations={"serving.kfbox.io/enable-grpc": "true"}))
@@ -415,7 +420,7 @@ def test_a_killed_haproxy_is_restarted_with_the_current_routes(server: ServerPro
     assert _haproxy_pids(server.home)[0] != pids[0]
     assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}, restarted 1 time"
     assert metric(client, "kfbox_data_plane_restarts_total") == 1 and metric(client, "kfbox_data_plane_up") == 1
-    assert "exited with -9; restarting it" in server.log()
+    assert f"exited with -9; restarting it in {BACKOFF}s" in server.log()  # the configured backoff
     shown = run_cli("status", "--home", str(server.home), "--output", "json")
     assert json.loads(shown.stdout)["data_plane"] == f"haproxy up on {url}, restarted 1 time", shown.stderr
 
@@ -477,17 +482,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("how", ["stop", "kill -9"])
-def test_no_orphan_haproxy_after_the_server_stops(tmp_path: Path, how: str) -> None:
+def test_the_restart_backoff_defaults_to_half_a_second_doubling_to_eight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a user who sets nothing gets (the module's server above sets a shorter one)."""
+    assert [restart_delay(Settings.load(), exits) for exits in range(1, 7)] == [0.5, 1, 2, 4, 8, 8]
+    monkeypatch.setenv("KFBOX_DATA_PLANE_RESTART_BACKOFF", BACKOFF)
+    assert [restart_delay(Settings.load(), exits) for exits in range(1, 3)] == [0.1, 0.2]
+    monkeypatch.setenv("KFBOX_DATA_PLANE_RESTART_BACKOFF", "-1")
+    with pytest.raises(InvalidInput, match="KFBOX_DATA_PLANE_RESTART_BACKOFF"):
+        Settings.load()
+
+
+def test_no_orphan_haproxy_after_the_server_is_killed(tmp_path: Path) -> None:
+    """A ``kill -9`` of kfbox (no shutdown hook runs); after a graceful stop: the next test."""
     proc = ServerProcess.start(tmp_path / "home", extra_env={"KFBOX_DATA_PLANE": "haproxy",
                                                              "KFBOX_INGRESS_PORT": "0"})
     pids = _haproxy_pids(proc.home)
     assert len(pids) >= 2 and all(_alive(pid) for pid in pids)
-    if how == "stop":
-        proc.stop()
-    else:
-        os.kill(proc.process.pid, signal.SIGKILL)
-        proc.process.wait()
+    os.kill(proc.process.pid, signal.SIGKILL)
+    proc.process.wait()
     wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "HAProxy gone")
     proc.stop()
 
@@ -495,10 +507,8 @@ def test_no_orphan_haproxy_after_the_server_stops(tmp_path: Path, how: str) -> N
 def test_a_clear_error_without_haproxy(tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
-    env["PATH"] = str(empty)
-    started = subprocess.run([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(tmp_path / "home"),
-                              "--data-plane", "haproxy"], capture_output=True, text=True, env=env, timeout=60)
+    started = run_cli("up", "--port", "0", "--home", str(tmp_path / "home"), "--data-plane", "haproxy",
+                      env={"PATH": str(empty)})
     assert started.returncode != 0
     assert "apt-get install haproxy" in started.stderr + started.stdout
     assert "Traceback" not in started.stderr
@@ -510,10 +520,8 @@ def test_a_clear_error_when_the_ingress_port_is_taken(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
-        started = subprocess.run([sys.executable, "-m", "kfbox", "up", "--port", "0", "--home",
-                                  str(tmp_path / "home"), "--data-plane", "haproxy", "--ingress-port", str(port)],
-                                 capture_output=True, text=True, env=env, timeout=60)
+        started = run_cli("up", "--port", "0", "--home", str(tmp_path / "home"), "--data-plane", "haproxy",
+                          "--ingress-port", str(port))
     assert started.returncode != 0
     assert f"HAProxy cannot listen on 127.0.0.1:{port}" in started.stderr + started.stdout
     assert "--ingress-port" in started.stderr + started.stdout
@@ -521,7 +529,8 @@ def test_a_clear_error_when_the_ingress_port_is_taken(tmp_path: Path) -> None:
 
 def test_a_haproxy_left_by_an_earlier_server_is_stopped_at_the_next_start(tmp_path: Path) -> None:
     """A stand-in for a master that outlived its server (the death signal can be lost, e.g. a container's PID 1
-    reaping oddly): the next ``kfbox up`` of the home stops it before starting its own."""
+    reaping oddly): the next ``kfbox up`` of the home stops it before starting its own; and that server's own
+    HAProxy, master and workers, is gone once it stops (no orphan after a graceful stop)."""
     home = tmp_path / "home"
     folder = home / "haproxy"
     folder.mkdir(parents=True)
@@ -540,9 +549,11 @@ def test_a_haproxy_left_by_an_earlier_server_is_stopped_at_the_next_start(tmp_pa
         try:
             left.wait(10)
             assert left.returncode is not None
-            assert _haproxy_pids(home)[0] != left.pid and all(_alive(pid) for pid in _haproxy_pids(home))
+            pids = _haproxy_pids(home)
+            assert len(pids) >= 2 and pids[0] != left.pid and all(_alive(pid) for pid in pids)
         finally:
             proc.stop()
+        wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "HAProxy gone after the server stopped")
     finally:
         if left.poll() is None:
             left.kill()

@@ -285,25 +285,27 @@ def test_ready_follows_the_rollout_of_each_generation(client: httpx.Client, serv
     assert client.delete(f"{BASE}/conv-r").status_code == 200
 
 
-def test_watch_from_before_a_restart_is_410_gone(server: ServerProcess, tmp_path: Path) -> None:
-    """Last: restarts the module's server. Versions persist; the event history does not: a watch from a version
-    older than the restarted server's is 410 Gone (the events after it are not held), whatever ran first. The
-    version is made here: run alone, the module's server had none ("0" asks for the current objects instead)."""
-    with server.client() as http:
-        before = create(http, idle("conv-gone"))["metadata"]["resourceVersion"]
-        assert http.patch(f"{BASE}/conv-gone", json={"metadata": {"labels": {"x": "y"}}},
-                          headers=MERGE).status_code == 200  # a change after `before`, its event lost at the restart
-    server.stop()
-    restarted = ServerProcess.start(server.home)
-    server.process, server.url, server.port = restarted.process, restarted.url, restarted.port
-    with server.client() as http:
-        listed = http.get(BASE).json()
-        assert int(listed["metadata"]["resourceVersion"]) > int(before)
-        events: list[dict[str, Any]] = []
-        read_events(http, f"resourceVersion={before}&timeoutSeconds=5", 1, events)
-        assert events and events[0]["type"] == "ERROR", events
-        assert (events[0]["object"]["code"], events[0]["object"]["reason"]) == (410, "Expired")
-        fresh: list[dict[str, Any]] = []  # from the list's version: fine
-        read_events(http, f"resourceVersion={listed['metadata']['resourceVersion']}&timeoutSeconds=1", 1, fresh)
-        assert all(e["type"] != "ERROR" for e in fresh)
-        assert http.delete(f"{BASE}/conv-gone").status_code == 200
+def test_watch_from_before_a_restart_is_410_gone(tmp_path: Path) -> None:
+    """Versions persist; the event history does not: a watch from a version older than the restarted server's
+    is 410 Gone (the events after it are not held). A server of its own, restarted here (the package's shared
+    server is not restarted under the other modules)."""
+    server = ServerProcess.start(tmp_path / "home")
+    try:
+        with server.client() as http:
+            before = create(http, idle("conv-gone"))["metadata"]["resourceVersion"]
+            assert http.patch(f"{BASE}/conv-gone", json={"metadata": {"labels": {"x": "y"}}},
+                              headers=MERGE).status_code == 200  # a change after `before`, lost at the restart
+        server.stop()
+        server = ServerProcess.start(tmp_path / "home")
+        with server.client() as http:
+            listed = http.get(BASE).json()
+            assert int(listed["metadata"]["resourceVersion"]) > int(before)
+            events: list[dict[str, Any]] = []
+            read_events(http, f"resourceVersion={before}&timeoutSeconds=5", 1, events)
+            assert events and events[0]["type"] == "ERROR", events
+            assert (events[0]["object"]["code"], events[0]["object"]["reason"]) == (410, "Expired")
+            fresh: list[dict[str, Any]] = []  # from the list's version: fine
+            read_events(http, f"resourceVersion={listed['metadata']['resourceVersion']}&timeoutSeconds=1", 1, fresh)
+            assert all(e["type"] != "ERROR" for e in fresh)
+    finally:
+        server.stop()

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from kfbox.loadtest.target import resolve_target
 from tests.serving.helpers import (
     API,
     ROWS,
+    SharedServer,
     apply,
     expected,
     kfbox,
@@ -37,16 +36,11 @@ ISVC = API.format(ns="default")
 GRPC_PORT = 0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """This module's ``kfbox up``, with the gRPC gateway on a free port."""
+@pytest.fixture(scope="module", autouse=True)
+def _grpc_port(shared_server: SharedServer) -> None:
+    """The gRPC gateway's port of the serving package's shared ``kfbox up`` (tests/serving/conftest.py)."""
     global GRPC_PORT
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        GRPC_PORT = int(sock.getsockname()[1])
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"), extra_env={"KFBOX_SERVING_GRPC_PORT": str(GRPC_PORT)})
-    yield proc
-    proc.stop()
+    GRPC_PORT = shared_server.grpc_port
 
 
 async def grpc_predict(model: str) -> list[int]:

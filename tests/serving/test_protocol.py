@@ -25,7 +25,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from tests.serving.helpers import apply, manifest, wait_ready
+from tests.serving.helpers import SharedServer, apply, manifest, wait_ready
 from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,15 +61,11 @@ def free_port() -> int:
 GRPC_PORT = 0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """This module's ``kfbox up``, with the gRPC gateway on a free port."""
+@pytest.fixture(scope="module", autouse=True)
+def _grpc_port(shared_server: SharedServer) -> None:
+    """The gRPC gateway's port of the serving package's shared ``kfbox up`` (tests/serving/conftest.py)."""
     global GRPC_PORT
-    GRPC_PORT = free_port()
-    proc = ServerProcess.start(tmp_path_factory.mktemp("home"),
-                               extra_env={"KFBOX_SERVING_GRPC_PORT": str(GRPC_PORT)})
-    yield proc
-    proc.stop()
+    GRPC_PORT = shared_server.grpc_port
 
 
 @pytest.fixture(scope="module")

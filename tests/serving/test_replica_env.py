@@ -184,25 +184,21 @@ def _answers(url: str) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="threads are counted in Linux's /proc")
-def test_kfbox_up_starts_the_replica_with_the_services_env(tmp_path: Path) -> None:
-    """Through ``kfbox up``: the InferenceService's ``env`` reaches its replica (an OpenMP worker appears)."""
-    home = tmp_path / "home"
-    model = home / "pvc" / "models" / "knn"
+def test_kfbox_up_starts_the_replica_with_the_services_env(server: ServerProcess) -> None:
+    """Through ``kfbox up`` (the serving package's shared server): the InferenceService's ``env`` reaches its
+    replica (an OpenMP worker appears)."""
+    model = server.home / "pvc" / "models" / "knn"
     model.mkdir(parents=True)
     features, labels = load_iris(return_X_y=True)
     joblib.dump(KNeighborsClassifier(n_neighbors=3, algorithm="brute").fit(features, labels), model / "model.joblib")
     body = manifest("knn", "pvc://models/knn")
     body["spec"]["predictor"]["model"]["env"] = [{"name": "OMP_NUM_THREADS", "value": "2"}]
-    server = ServerProcess.start(home)
-    try:
-        with server.client() as client:
-            apply(client, body)
-            revision = wait_ready(client, "knn")["revisions"]["knn-predictor-00001"]
-            pid = revision["pids"][0]
-            before = len(os.listdir(f"/proc/{pid}/task"))
-            for _ in range(5):
-                assert v1(client, "knn").status_code == 200
-            time.sleep(0.2)
-            assert len(os.listdir(f"/proc/{pid}/task")) - before == 1
-    finally:
-        server.stop()
+    with server.client() as client:
+        apply(client, body)
+        revision = wait_ready(client, "knn")["revisions"]["knn-predictor-00001"]
+        pid = revision["pids"][0]
+        before = len(os.listdir(f"/proc/{pid}/task"))
+        for _ in range(5):
+            assert v1(client, "knn").status_code == 200
+        time.sleep(0.2)
+        assert len(os.listdir(f"/proc/{pid}/task")) - before == 1

@@ -24,8 +24,9 @@ exit with their master, and a master left by a server that could not clean up (i
 ``<home>/haproxy/haproxy.pid``) is stopped at the next start.
 
 The child is supervised: when HAProxy exits (a crash, a ``kill -9``), its process group is stopped and it
-is started again with the current configuration after a backoff (0.5 s, doubling to 8 s), each time with a
-log line. After :data:`CRASH_LIMIT` exits within :data:`CRASH_WINDOW_SECONDS` it is left stopped, with an
+is started again with the current configuration after a backoff (``KFBOX_DATA_PLANE_RESTART_BACKOFF``, default
+0.5 s, doubling at each exit to at most 8 s: :func:`restart_delay`), each time with a log line. After
+:data:`CRASH_LIMIT` exits within :data:`CRASH_WINDOW_SECONDS` it is left stopped, with an
 error in the log: the ingress port is closed, and kfbox's own port (the Python gateway) still serves every
 request. :meth:`HaproxyDataPlane.health` says which, on ``/healthz`` and in ``kfbox status``.
 """
@@ -66,12 +67,16 @@ INSTALL_HINT = "Install it with: sudo apt-get install haproxy (Debian/Ubuntu), o
 SYNC_SECONDS = 0.1
 STATS_SECONDS = 0.25
 READY_TIMEOUT_SECONDS = 10.0
-RESTART_BACKOFF_SECONDS = 0.5
 RESTART_BACKOFF_MAX_SECONDS = 8.0
 CRASH_LIMIT = 5
 CRASH_WINDOW_SECONDS = 120.0
 """More than :data:`CRASH_LIMIT` exits within this window: HAProxy is left stopped (it would crash again)."""
 SOCKET_PATH_MAX = 100
+
+
+def restart_delay(settings: Settings, exits: int) -> float:
+    """Seconds to wait before starting HAProxy again after its ``exits``-th exit within the crash window."""
+    return min(settings.data_plane_restart_backoff * 2.0 ** (exits - 1), RESTART_BACKOFF_MAX_SECONDS)
 
 
 def preflight(settings: Settings) -> str:
@@ -332,8 +337,8 @@ class HaproxyDataPlane:
             self.child = None
             log.error("HAProxy data plane not restarted: %s", self.failed)
             return False
-        delay = min(RESTART_BACKOFF_SECONDS * 2 ** (len(self._exits) - 1), RESTART_BACKOFF_MAX_SECONDS)
-        log.error("HAProxy (the data plane on %s) exited with %s; restarting it in %.1fs with the current "
+        delay = restart_delay(self.settings, len(self._exits))
+        log.error("HAProxy (the data plane on %s) exited with %s; restarting it in %gs with the current "
                   "configuration. See %s", self.url, code, delay, child.log_path)
         await asyncio.sleep(delay)
         async with self._sync_lock:
