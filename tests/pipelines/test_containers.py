@@ -184,7 +184,8 @@ def engine_with_containers(folder: Path) -> Path:
     """A ``docker``-like CLI whose containers outlive ``docker run``, as real ones do (they are the engine's
     children, not the CLI's): ``run`` starts the "container" in its own session and waits for it; ``ps
     --filter label=KEY[=VALUE]`` lists the live ones with that label, ``inspect`` prints each one's id and run
-    label; ``rm --force`` kills them. Each call is logged."""
+    label; ``rm --force`` kills them. Each call is logged. A container's pid is in ``NAME.pid``: ``run`` empties
+    it first, so a run reusing a removed container's name waits for its own container, never the old pid."""
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "docker"
     script.write_text("""#!/bin/sh
@@ -198,6 +199,7 @@ case "$1" in
       case "$1" in --name) name="$2"; shift ;; --label) label="$2"; shift ;; esac
       shift
     done
+    : > "$dir/$name.pid"  # a new container: not the removed one of that name (its pid may be reaped, or reused)
     setsid sh -c 'echo $$ > "$0"; exec sleep 300' "$dir/$name.pid" </dev/null >/dev/null 2>&1 &
     echo "$label" > "$dir/$name.label"
     while [ ! -s "$dir/$name.pid" ]; do sleep 0.05; done
