@@ -75,11 +75,10 @@ ratio says more about the scheduler than the gateway, either way: each runnable 
 share of the cores, so two replicas get up to two shares and the ratio can pass the ceiling, even 2;
 the cores the replicas kept busy say how much CPU they got, and the split of CPU between ``replica 0``
 and ``replica 1`` whether the gateway balanced. ``gateway/direct`` for this model weighs the hop's
-fixed ~0.2-0.5 ms against a replica's several ms. Two runs at load 9-12 (other work on the machine;
-the replicas got 0.2-0.47 cores, 7.3-9.4 ms of CPU a request), 3 x 3 s and 4 x 4 s: 2 replicas/1
-1.32 and 1.48 (c=2), 1.86 and 2.12 (c=4), 1.54 and 2.18 (c=8); gateway/direct 0.97 and 0.67 (c=1),
-1.09 and 0.91 (c=8). Those are a starved machine's figures, shown to prove the benchmark works;
-measure on a quiet one.
+fixed ~0.2-0.5 ms against a replica's several ms. On the quiet machine (load 0.1-1.4; ``--model forest
+--seconds 5 --rounds 3``; 3.8-4.0 ms of replica CPU a request, the gateway's 0.28-0.31 ms): 2 replicas/1
+1.55 (c=2), 1.85 (c=4), 1.86 (c=8), each replica taking half the CPU, one replica 0.99 cores and two 1.60-1.82;
+gateway/direct 0.93 (c=1), 1.00, 0.98, 1.00. On a loaded machine (load 9-12) the ratio passed 2 (above).
 """
 
 from __future__ import annotations
