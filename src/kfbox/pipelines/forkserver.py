@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kfbox.server import warm
+from kfbox.server import forking, warm
 from kfbox.server.processes import die_with_parent
 
 EXECUTOR = "kfp.dsl.executor_main"
@@ -336,13 +336,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.chdir(request["cwd"])
+        forking.become_child(request, session=False)  # in the worker's group: cancelling a run kills its tasks
         if request.get("binds"):
             from kfbox.pipelines import sandbox
 

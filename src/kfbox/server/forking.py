@@ -167,13 +167,12 @@ class ForkServer:
             pass
 
 
-def become_child(request: Mapping[str, Any]) -> None:
-    """In the fork: what a started process would have had. Its own session (its pid is its process group, as
-    ``ChildProcess.spawn`` gives: a stop reaches what it starts), the working directory ``request["cwd"]`` if
-    given, output appended to ``request["log"]``, no input."""
-    os.setsid()
-    if request.get("cwd"):
-        os.chdir(str(request["cwd"]))
+def become_child(request: Mapping[str, Any], session: bool = True) -> None:
+    """In the fork: what a started process would have had. Output appended to ``request["log"]`` (so what fails
+    next lands there), no input, the working directory ``request["cwd"]`` if given; with ``session``, a session of
+    its own (its pid is its process group, as ``ChildProcess.spawn`` gives: a stop reaches what it starts)."""
+    if session:
+        os.setsid()
     log = os.open(str(request["log"]), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -181,6 +180,8 @@ def become_child(request: Mapping[str, Any]) -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    if request.get("cwd"):
+        os.chdir(str(request["cwd"]))
 
 
 # --- the parent's side ---------------------------------------------------------------------------------------
