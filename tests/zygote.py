@@ -14,11 +14,10 @@ What a fork does not cover, tests cover cold: the imports a start makes (tests/s
 the CLI as a process (tests/cli). ``KFBOX_TEST_COLD_SERVERS=1`` in pytest's environment starts every server
 cold, as before; ``ServerProcess.start(..., cold=True)`` one server.
 
-Protocol (:mod:`kfbox.server.forking`'s): ``{"argv", "env", "cwd", "log"}`` with one end of a fresh socket pair
-attached; on that socket the zygote answers the child's pid (4 bytes) at once, then its exit status
-(``Popen.returncode``'s convention) and its CPU seconds (user + system, with its waited-for children's:
-``wait4``) once reaped. At its channel's end of file (the pytest process ended or died) the zygote SIGTERMs
-its servers' process groups, SIGKILLs what is left after a grace period, reaps them and exits.
+Protocol (:mod:`kfbox.server.forking`): each request is ``{"argv", "env", "cwd", "log"}``; the zygote reports a
+reaped server's exit status and CPU seconds (user + system, with its waited-for children's: ``wait4``). At its
+channel's end of file (the pytest process ended or died) it SIGTERMs its servers' process groups, SIGKILLs what is
+left after a grace period, reaps them and exits.
 """
 
 from __future__ import annotations

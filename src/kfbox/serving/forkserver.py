@@ -7,19 +7,14 @@ replica; the child runs :func:`kfbox.serving.replica.main` with the replica's ar
 each replica after the first pays only for loading its model and binding its port. Scale-out,
 scale-from-zero and a new revision all start this way.
 
-Protocol (:mod:`kfbox.server.forking`): for each replica the server sends ``{"argv": [...], "log": path,
-"env": {...}}`` with one end of a fresh socket pair attached. The fork server forks; the child starts a session of
-its own (its pid is its process group, as a ``ChildProcess``'s is), sends its output to the replica's log and runs
-the replica. On that socket the fork server answers the child's pid at once and its exit status once it has reaped
-it. The replica reads its own end as its warm channel: the server's end closing (the server stopped, or died by
-SIGKILL) ends the replica, as for any replica. At its channel's end of file (the server stopped or died) the fork
-server waits for its replicas, which see their own sockets end at the same time, reaps them and exits: no replica
-is left for init to reap.
+Protocol (:mod:`kfbox.server.forking`): each request is ``{"argv": [...], "log": path, "env": {...}}``; the
+child runs the replica in a session of its own, its output in the replica's log. The replica reads its end of the
+request's socket as its warm channel: the server's end closing (the server stopped, or died by SIGKILL) ends it, as
+for any replica. So at the fork server's end of file its replicas end too; it reaps them and exits.
 
-Nothing is forked with threads of Python's running or an event loop made: imports only (the
-native threads some libraries start, jemalloc's and OpenBLAS's, handle ``fork`` themselves).
-Should an import start a Python thread, the fork server exits with :data:`kfbox.server.forking.EXIT_THREADS`
-instead of forking (a lock that thread holds would stay held in every replica), and replicas start cold.
+Nothing is forked with an event loop made: imports only (the native threads some libraries start, jemalloc's and
+OpenBLAS's, handle ``fork`` themselves; a Python thread makes the fork server refuse with
+:data:`kfbox.server.forking.EXIT_THREADS`, and replicas start cold).
 Linux only (:func:`supported`): on macOS, system libraries that numpy and friends may load are not
 safe to fork after (CPython's multiprocessing starts fresh interpreters there for that reason), and
 elsewhere there is no ``fork``; replicas start cold there.
