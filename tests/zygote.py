@@ -7,18 +7,17 @@ per server; the child becomes the process ``python -m kfbox up ARGS`` would have
 caller's environment, working directory and log file, ``sys.argv``, process title) and runs the same entry
 point, ``kfbox.cli.main.main``, returning through the zygote's ``__main__`` so the interpreter exits as the
 cold one does (atexit hooks, non-daemon threads). This is kfbox's own replica fork server
-(:mod:`kfbox.serving.forkserver`) applied to the server, with kfbox's warm-child channel
-(:mod:`kfbox.server.warm`): what a server does from ``main()`` on is unchanged and real.
+(:mod:`kfbox.serving.forkserver`) applied to the server, with kfbox's fork-server loop (:mod:`kfbox.server.forking`)
+over its warm-child channel: what a server does from ``main()`` on is unchanged and real.
 
 What a fork does not cover, tests cover cold: the imports a start makes (tests/server/test_start_imports.py),
 the CLI as a process (tests/cli). ``KFBOX_TEST_COLD_SERVERS=1`` in pytest's environment starts every server
 cold, as before; ``ServerProcess.start(..., cold=True)`` one server.
 
-Protocol (over a ``warm`` channel): ``{"argv", "env", "cwd", "log"}`` with one end of a fresh socket pair
-attached; on that socket the zygote answers the child's pid (4 bytes) at once, then its exit status
-(``Popen.returncode``'s convention) and its CPU seconds (user + system, with its waited-for children's:
-``wait4``) once reaped. At its channel's end of file (the pytest process ended or died) the zygote SIGTERMs
-its servers' process groups, SIGKILLs what is left after a grace period, reaps them and exits.
+Protocol (:mod:`kfbox.server.forking`): each request is ``{"argv", "env", "cwd", "log"}``; the zygote reports a
+reaped server's exit status and CPU seconds (user + system, with its waited-for children's: ``wait4``). At its
+channel's end of file (the pytest process ended or died) it SIGTERMs its servers' process groups, SIGKILLs what is
+left after a grace period, reaps them and exits.
 """
 
 from __future__ import annotations
@@ -27,29 +26,25 @@ import contextlib
 import gc
 import importlib
 import os
-import select
+import resource
 import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 PRELOAD = ("kfbox.cli.main", "kfbox.server.runner", "kfbox.db.migrate", "fastapi.routing", "pydantic",
            "kfbox.pipelines.api", "kfbox.serving.router", "kfbox.ui.render")
 """What ``kfbox up`` imports before it is ready (with each subsystem of kfbox.server.app.SUBSYSTEMS), what
 kfbox.server.runner._preload imports once it is, then what the first request under the KFP, KServe and dashboard
 paths imports. Imports only: every server still builds its own app, database and routes in its fork."""
-_PID = struct.Struct("!i")
 _EXIT = struct.Struct("!id")
+"""A reaped server's exit status and CPU seconds."""
 STOP_SECONDS = 10.0
-EXIT_THREADS = 3
-UNKNOWN_EXIT = -int(signal.SIGKILL)
-"""The status of a server whose zygote died before reporting it."""
 
 forked_cpu = 0.0
 """CPU seconds of the forked servers reaped so far (benchmarks/suite_cpu.py adds them to a module's children:
@@ -89,21 +84,18 @@ class ForkedServer:
 
     def _collect(self, timeout: float | None) -> int | None:
         global forked_cpu
+        from kfbox.server import forking, warm
+
         if self.returncode is not None:
             return self.returncode
-        if not select.select([self._conn], [], [], timeout)[0]:
+        if not forking.readable(self._conn, timeout):
             return None
-        data = bytearray()
-        while len(data) < _EXIT.size:
-            chunk = self._conn.recv(_EXIT.size - len(data))
-            if not chunk:
-                break
-            data += chunk
+        data = warm.read_exactly(self._conn, _EXIT.size)
         self._conn.close()
-        if len(data) < _EXIT.size:
-            self.returncode = UNKNOWN_EXIT
+        if not data:
+            self.returncode = forking.UNKNOWN_EXIT  # the zygote died before reporting it
         else:
-            self.returncode, cpu = _EXIT.unpack(bytes(data))
+            self.returncode, cpu = _EXIT.unpack(data)
             forked_cpu += cpu
             self._zygote.reported += cpu
         return self.returncode
@@ -129,24 +121,13 @@ class Zygote:
     def fork(self, argv: Sequence[str], env: dict[str, str], log: Path) -> ForkedServer | None:
         """A server forked from the zygote; None when the zygote cannot fork or ``env`` would start a different
         interpreter (PYTHONPATH and the like, read before any import: the caller starts that one cold)."""
+        from kfbox.server import forking
+
         if _interpreter_settings(env) != self.interpreter:
             return None
-        ours, theirs = socket.socketpair()
-        try:
-            if not self.channel.send_with_fd({"argv": list(argv), "env": env, "cwd": os.getcwd(), "log": str(log)},
-                                             theirs.fileno()):
-                ours.close()
-                return None
-        finally:
-            theirs.close()
-        data = bytearray()
-        while len(data) < _PID.size:  # blocks while the zygote imports, the first time
-            chunk = ours.recv(_PID.size - len(data))
-            if not chunk:
-                ours.close()
-                return None
-            data += chunk
-        return ForkedServer(_PID.unpack(bytes(data))[0], ours, self)
+        started = forking.request(self.channel, {"argv": list(argv), "env": env, "cwd": os.getcwd(),
+                                                 "log": str(log)})  # waits while the zygote imports, the first time
+        return None if started is None else ForkedServer(*started, self)
 
     def stop(self) -> int:
         global forked_cpu
@@ -198,7 +179,7 @@ def stop() -> None:
 # --- the zygote's side -------------------------------------------------------------------------------------
 def serve() -> int:
     """Import what a server needs, then fork one server per request until the channel ends; in a fork, run it."""
-    from kfbox.server import warm
+    from kfbox.server import forking, warm
 
     channel = warm.inherited_channel()
     if channel is None:
@@ -212,65 +193,15 @@ def serve() -> int:
 
     for module in SUBSYSTEMS:
         importlib.import_module(module)
-    if threading.active_count() > 1:
-        print(f"not forking: the imports started threads ({threading.enumerate()})", file=sys.stderr)
-        return EXIT_THREADS
-    gc.freeze()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    wake_r, wake_w = socket.socketpair()
-    wake_r.setblocking(False)
-    wake_w.setblocking(False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wake-up fd is written
-    signal.set_wakeup_fd(wake_w.fileno())
-    children: dict[int, socket.socket] = {}
-    forked = False
-    try:
-        while True:
-            readable = select.select([channel.sock, wake_r], [], [])[0]
-            if wake_r in readable:
-                with contextlib.suppress(BlockingIOError):
-                    wake_r.recv(4096)
-                _reap(children)
-            if channel.sock in readable:
-                received = channel.recv_with_fd()
-                if received is None:
-                    return 0
-                request, fd = received
-                if fd is None:
-                    continue
-                conn = socket.socket(fileno=fd)
-                try:
-                    pid = os.fork()
-                except OSError:
-                    conn.close()
-                    continue
-                if pid == 0:
-                    forked = True
-                    for sock in (channel.sock, wake_r, wake_w, conn, *children.values()):
-                        sock.close()
-                    return _become_server(request)
-                children[pid] = conn
-                with contextlib.suppress(OSError):
-                    conn.sendall(_PID.pack(pid))
-    finally:
-        if not forked:
-            _stop_all(children)
+    return forking.ForkServer(channel, _become_server, report=_exit_and_cpu, grace=STOP_SECONDS).serve()
 
 
-def _become_server(request: dict[str, object]) -> int:
+def _become_server(request: dict[str, Any], conn: socket.socket) -> int:
     """In the fork: set up what ``python -m kfbox up`` would have had, then run kfbox's CLI entry point."""
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.setsid()  # as ServerProcess's start_new_session: its pid is its process group
-    os.chdir(str(request["cwd"]))
-    log = os.open(str(request["log"]), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+    from kfbox.server import forking
+
+    conn.close()  # the zygote reports this server's exit on it: nothing for the server
+    forking.become_child(request)  # own session, as ServerProcess's start_new_session; cwd; log
     env = request["env"]
     argv = request["argv"]
     assert isinstance(env, dict) and isinstance(argv, list)
@@ -291,36 +222,9 @@ def _become_server(request: dict[str, object]) -> int:
     return 0
 
 
-def _reap(children: dict[int, socket.socket], block: bool = False) -> bool:
-    """Collect ended servers and send each one's exit status and CPU; False when none is left to wait for."""
-    while True:
-        try:
-            pid, status, usage = os.wait4(-1, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            return False
-        if pid == 0:
-            return True
-        conn = children.pop(pid, None)
-        if conn is not None:
-            with contextlib.suppress(OSError):
-                conn.sendall(_EXIT.pack(os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime))
-            conn.close()
-        if block:
-            return True
-
-
-def _stop_all(children: dict[int, socket.socket]) -> None:
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_SECONDS
-    while children and time.monotonic() < deadline and _reap(children):
-        time.sleep(0.05)
-    for pid in children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-    while children and _reap(children, block=True):
-        pass
+def _exit_and_cpu(_pid: int, status: int, usage: resource.struct_rusage) -> bytes:
+    """The exit status and CPU seconds (``benchmarks/suite_cpu.py`` counts them: see :data:`forked_cpu`)."""
+    return _EXIT.pack(os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime)
 
 
 if __name__ == "__main__":

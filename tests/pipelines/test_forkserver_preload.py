@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from kfbox.pipelines.forkserver import PRELOAD_MAX, TaskForker, _read_exactly, remembered_preload
+from kfbox.pipelines.forkserver import PRELOAD_MAX, TaskForker, remembered_preload
+from kfbox.server import warm
 
 # a lightweight component's command as the compiler writes it; the task reports whether yaml was
 # already imported when it started (forked from a server that had imported it) before importing it
@@ -38,7 +39,7 @@ def run_task(forker: TaskForker, tmp_path: Path, name: str, packages: list[str],
     assert started is not None
     _pid, conn = started
     with conn:
-        code = int.from_bytes(_read_exactly(conn, 4), "big", signed=True)
+        code = int.from_bytes(warm.read_exactly(conn, 4), "big", signed=True)
     assert code == 0, (tmp_path / f"{name}.log").read_text()
     return out.read_text()
 

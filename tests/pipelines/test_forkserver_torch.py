@@ -16,7 +16,8 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
-from kfbox.pipelines.forkserver import TaskForker, _read_exactly
+from kfbox.pipelines.forkserver import TaskForker
+from kfbox.server import warm
 from tests.support import require
 
 require("torch", "the llm extra is not installed: make install-llm")
@@ -69,7 +70,7 @@ def test_torch_task_forks_after_the_servers_start_folder_is_deleted(tmp_path: Pa
             assert started is not None, (tmp_path / f"{name}.log").read_text()
             pid, conn = started
             with conn:
-                code = int.from_bytes(_read_exactly(conn, 4), "big", signed=True)
+                code = int.from_bytes(warm.read_exactly(conn, 4), "big", signed=True)
             assert pid > 0 and code == 0, (tmp_path / f"{name}.log").read_text()
             written = json.loads((tmp_path / f"{name}.json").read_text())
             assert written["parameterValues"]["Output"] > 0  # a real cross-entropy loss

@@ -43,14 +43,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kfbox.server import warm
+from kfbox.server import forking, warm
 from kfbox.server.processes import die_with_parent
 
 EXECUTOR = "kfp.dsl.executor_main"
 PRELOAD_MEMORY = ".task-preload.json"
 """In the runs folder: the modules the last run's tasks had their task server import."""
 PRELOAD_MAX = 32
-_LENGTH = struct.Struct("!I")
 _CODE = struct.Struct("!i")
 
 
@@ -192,7 +191,7 @@ class TaskForker:
             return None
         _pid, conn = started
         with conn:
-            answer = _read_exactly(conn, _CODE.size)
+            answer = warm.read_exactly(conn, _CODE.size)
         return _CODE.unpack(answer)[0] if answer else 1
 
     def start(self, command: list[str], env: Mapping[str, str], log_path: Path, packages: Iterable[str],
@@ -212,7 +211,7 @@ class TaskForker:
         conn, task_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with task_end:
             sent = self.channel.send_with_fd(request, task_end.fileno())
-        pid = _read_exactly(conn, _CODE.size) if sent else b""
+        pid = warm.read_exactly(conn, _CODE.size) if sent else b""
         if not pid and self._exited():  # the server died preparing the task (an import that kills its process)
             conn.close()
             with open(log_path, "a", encoding="utf-8") as log:
@@ -240,16 +239,6 @@ class TaskForker:
                 partial = self.memory.with_name(self.memory.name + f".{os.getpid()}")
                 partial.write_text(json.dumps(self.imported[:PRELOAD_MAX]))
                 partial.replace(self.memory)
-
-
-def _read_exactly(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            return b""
-        data += chunk
-    return data
 
 
 def serve(worker: int | None = None, preload: Sequence[str] = ()) -> None:
@@ -347,13 +336,7 @@ def _run_task(conn: socket.socket, request: dict[str, Any]) -> None:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         die_with_parent()  # the task server is the parent: it dies with the worker, which dies with the server
-        log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(log)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.chdir(request["cwd"])
+        forking.become_child(request, session=False)  # in the worker's group: cancelling a run kills its tasks
         if request.get("binds"):
             from kfbox.pipelines import sandbox
 

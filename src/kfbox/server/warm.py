@@ -123,16 +123,8 @@ class Channel:
             yield message
 
     def _read(self, size: int) -> bytes | None:
-        data = bytearray()
-        while len(data) < size:
-            try:
-                chunk = self.sock.recv(size - len(data))
-            except OSError:
-                return None
-            if not chunk:
-                return None
-            data += chunk
-        return bytes(data)
+        data = read_exactly(self.sock, size)
+        return data if len(data) == size else None
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -141,6 +133,20 @@ class Channel:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def read_exactly(sock: socket.socket, size: int) -> bytes:
+    """``size`` bytes from ``sock``, blocking; empty when the stream ends (or fails) first."""
+    data = bytearray()
+    while len(data) < size:
+        try:
+            chunk = sock.recv(size - len(data))
+        except OSError:
+            return b""
+        if not chunk:
+            return b""
+        data += chunk
+    return bytes(data)
 
 
 @dataclasses.dataclass

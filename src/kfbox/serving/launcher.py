@@ -6,7 +6,7 @@ the first replica launch; it imports kserve once and forks every replica from th
 scale-up, a scale-from-zero or a new revision pays only for loading the model. The first
 replica waits for those imports, as a cold start would. Nothing is started for a server that
 never serves a model. A fork server that died is started again at the next launch, unless it
-never forked a replica (it refused, e.g. :data:`kfbox.serving.forkserver.EXIT_THREADS`): replicas
+never forked a replica (it refused, e.g. :data:`kfbox.server.forking.EXIT_THREADS`): replicas
 then start cold for the rest of the server's life.
 
 Every replica holds a warm channel, so it exits with the server. Off Linux (see
