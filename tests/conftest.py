@@ -97,7 +97,7 @@ def uses_any(module_source: str, names: set[str]) -> bool:
 
 @pytest.hookimpl(optionalhook=True)  # `-p no:xdist` (or no xdist installed) leaves the hook unknown
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
-    """`make test` runs `-n 2 --dist loadfile --no-loadscope-reorder`: one worker takes a whole module (its
+    """`make test` runs `-n 3 --dist loadfile --no-loadscope-reorder`: one worker takes a whole module (its
     server starts once), and every module of a package that asks for a fixture its package conftest shares
     (package- or session-scoped: the monitoring server with its Prometheus, the cluster stand-ins, the
     pipelines and security servers), so such a fixture is not built on both workers; the package's other
