@@ -84,38 +84,37 @@ def test_first_run_trains_registers_selects_serves_and_predicts(platform: Server
     assert "load test" in done.stdout and "errors 0" in done.stdout
 
 
-def test_failed_training_task_registers_nothing_for_its_model(platform: ServerProcess) -> None:
-    # k=500 is more neighbours than training rows: that training task fails
-    done = example_again(platform, "--neighbors", "4,500")
-    assert done.returncode != 0
-    assert "train-knn" in done.stderr + done.stdout
-    mr = registry(platform)
-    assert mr.get_registered_model("KNN_500") is None
-    assert mr.get_model_version("KNN_4", "v2") is not None  # the rerun took the next version
-
-
-def test_rerun_selects_only_among_the_new_version(platform: ServerProcess) -> None:
-    done = example_again(platform, "--neighbors", "4", "--version", "v3")
+def test_rerun_takes_the_next_version_selects_only_among_it_and_reuses_the_cache(platform: ServerProcess) -> None:
+    done = example_again(platform, "--neighbors", "4")
     assert done.returncode == 0, done.stdout + done.stderr
     mr = registry(platform)
-    # KNN_9 v1 may score higher, but selection looks at v3 only
-    assert mr.get_model_version("KNN_9", "v3") is None
-    assert served_storage_uri(platform) == "pvc://model-pvc/models/KNN_4/v3/model"
+    assert mr.get_model_version("KNN_4", "v2") is not None  # no --version: the run took the next one
+    # KNN_9 v1 may score higher, but selection looks at v2 only
+    assert mr.get_model_version("KNN_9", "v2") is None
+    assert served_storage_uri(platform) == "pvc://model-pvc/models/KNN_4/v2/model"
     reply = httpx.post(platform.url + PREDICT, json={"instances": SAMPLES})
     assert reply.json()["predictions"] == CLASSES
     # loading and scaling the same data were answered from the KFP cache, and the summary says so
     assert cached_in_summary(done.stdout) >= 2
 
 
-def test_no_cache_runs_every_task(platform: ServerProcess) -> None:
-    done = example_again(platform, "--neighbors", "4", "--version", "v4", "--no-cache")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert cached_in_summary(done.stdout) == 0
-    runs = httpx.get(platform.url + "/apis/v2beta1/runs", params={"page_size": 2, "sort_by": "created_at desc"})
-    for run in runs.json()["runs"]:
-        tasks = httpx.get(platform.url + f"/apis/v2beta1/runs/{run['run_id']}").json()["run_details"]["task_details"]
-        assert tasks and not any(task.get("cache_hit") for task in tasks), run["display_name"]
-    assert served_storage_uri(platform) == "pvc://model-pvc/models/KNN_4/v4/model"
+def test_no_cache_runs_every_task_and_a_failed_training_task_registers_nothing(platform: ServerProcess) -> None:
+    """One run checks both (a run fewer, ~7 s of CPU): without the cache, loading and scaling the same data run
+    again; k=500 is more neighbours than training rows, so that training task fails and the run with it."""
+    done = example_again(platform, "--neighbors", "4,500", "--version", "v3", "--no-cache")
+    assert done.returncode != 0
+    assert "train-knn" in done.stderr + done.stdout
+    mr = registry(platform)
+    assert mr.get_registered_model("KNN_500") is None
+    assert mr.get_model_version("KNN_4", "v3") is not None  # the other training task still registered its model
+    runs = httpx.get(platform.url + "/apis/v2beta1/runs", params={"page_size": 1, "sort_by": "created_at desc"})
+    (run,) = runs.json()["runs"]
+    assert run["display_name"] == "iris-training-v3" and run["state"] == "FAILED"
+    tasks = httpx.get(platform.url + f"/apis/v2beta1/runs/{run['run_id']}").json()["run_details"]["task_details"]
+    names = {task["display_name"] for task in tasks}
+    assert {"load-iris-data", "normalize-data"} <= names, names  # the tasks the rerun answered from the cache ran again
+    assert not any(task.get("cache_hit") for task in tasks), tasks
+    assert served_storage_uri(platform) == "pvc://model-pvc/models/KNN_4/v2/model"  # a failed run deploys nothing
 
 
 def cached_in_summary(stdout: str) -> int:

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from kfbox.server.processes import ChildProcess
-from kfbox.serving.forkserver import ForkedReplica
+from kfbox.serving.forkserver import ForkedReplica, runtime_preload
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import EXIT_LOAD_FAILED, FAILURE_PREFIX
 from tests.serving.helpers import ROWS, expected, process_title, train_iris, wait_for
@@ -142,5 +142,49 @@ def test_a_fork_server_whose_imports_start_a_thread_forks_nothing(tmp_path: Path
         second = launcher.launch(args("second", tmp_path / "none"), tmp_path / "second.log")
         assert type(second) is not ForkedReplica and launcher.fork_server is None
         second.stop(5.0)  # started cold, as the first: not run to its load failure again (a kserve import)
+    finally:
+        launcher.close()
+
+
+def test_a_replica_forks_with_its_formats_libraries_and_never_a_users_class() -> None:
+    """What the fork server imports before the first fork of a kind, so the later ones inherit it: scikit-learn's
+    base for sklearn, torch and transformers for huggingface and kfbox's QA model, nothing more for other formats
+    (a server serving only LLMs does not import scikit-learn); a user's model class is never imported there (its
+    code would be in every replica forked after it, of every service)."""
+    assert runtime_preload(args("iris", Path("model"))) == ("joblib", "sklearn.base")
+    hf = ["--name", "c", "--format", "huggingface", "--model-path", "m", "--port", "1"]
+    assert {"torch", "transformers.modeling_utils"} <= set(runtime_preload(hf))
+    assert "sklearn.base" not in runtime_preload(hf)
+    qa = ["--name", "qa", "--format", "custom", "--model-class", "kfbox.serving.qa:QuestionAnswering", "--port", "1"]
+    assert {"kfbox.serving.qa", "torch"} <= set(runtime_preload(qa))
+    assert runtime_preload(["--name", "u", "--format", "custom", "--model-class", "mine:Model", "--port", "1"]) == ()
+    assert runtime_preload(["--name", "x", "--format", "xgboost", "--model-path", "m", "--port", "1"]) == ()
+    assert runtime_preload(["--no-such-flag"]) == ()
+
+
+def test_a_format_whose_imports_start_a_thread_starts_cold_and_so_does_every_later_replica(tmp_path: Path) -> None:
+    """A format's libraries are imported at its first fork: should they start a thread, forking from then on could
+    copy a held lock into a replica, so that replica and every later one start cold; the fork server stays, with the
+    replicas it forked before."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "joblib.py").write_text("import threading, time\n"  # sklearn's first import (FORMAT_PRELOAD)
+                                    "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n")
+    launcher = ReplicaLauncher(tmp_path / "forkserver")
+    launcher.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), launcher.env.get("PYTHONPATH")]))
+    xgboost = ["--name", "x", "--format", "xgboost", "--model-path", str(tmp_path / "none"), "--port", "1"]
+    try:
+        first = launcher.launch(xgboost, tmp_path / "first.log")
+        assert isinstance(first, ForkedReplica), "no libraries of its own: forked"
+        server = launcher.fork_server
+        second = launcher.launch(args("second", tmp_path / "none"), tmp_path / "second.log")
+        assert type(second) is not ForkedReplica, "its format's import started a thread: started cold"
+        assert "forking no more" in (tmp_path / "forkserver" / "forkserver.log").read_text()
+        third = launcher.launch([*xgboost[:1], "third", *xgboost[2:]], tmp_path / "third.log")
+        assert type(third) is not ForkedReplica and launcher.fork_server is server and server is not None
+        assert server.alive
+        for replica in (first, second, third):
+            wait_for(lambda replica=replica: not replica.alive, 120, "the replica to exit")
+            assert replica.returncode == EXIT_LOAD_FAILED and "none" in replica.log_path.read_text()
     finally:
         launcher.close()

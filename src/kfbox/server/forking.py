@@ -54,6 +54,9 @@ Report = Callable[[int, int, resource.struct_rusage], bytes]
 """``(pid, wait status, rusage) -> bytes``: what a fork server sends on a reaped child's socket."""
 RunChild = Callable[[dict[str, Any], socket.socket], int]
 """In the fork: ``(request, socket)`` -> what :meth:`ForkServer.serve` returns there (or never returns)."""
+Prepare = Callable[[dict[str, Any]], None]
+"""Before a request's fork, in the fork server: ``(request) -> None``, e.g. import what that kind of child needs,
+once, so that every later child of its kind inherits it."""
 
 
 def exit_status(_pid: int, status: int, _usage: resource.struct_rusage) -> bytes:
@@ -66,7 +69,9 @@ class ForkServer:
 
     ``grace``: at the end, how long children have to exit before they are SIGKILLed. ``terminate``: SIGTERM
     their process groups first (servers drain on it); without, they are expected to end on their own as their
-    sockets close (a replica's warm channel is its socket).
+    sockets close (a replica's warm channel is its socket). ``prepare``: run before each fork; should it start a
+    Python thread, that request and every later one are refused (their parent starts them cold), the children
+    forked before staying.
     """
 
     def __init__(
@@ -77,12 +82,15 @@ class ForkServer:
         report: Report = exit_status,
         grace: float = 5.0,
         terminate: bool = True,
+        prepare: Prepare | None = None,
     ) -> None:
         self.channel = channel
         self.run_child = run_child
         self.report = report
         self.grace = grace
         self.terminate = terminate
+        self.prepare = prepare
+        self.refusing = False
         self.children: dict[int, socket.socket] = {}
 
     def serve(self) -> int:
@@ -117,6 +125,9 @@ class ForkServer:
                 if fd is None:
                     continue
                 conn = socket.socket(fileno=fd)
+                if not self._prepared(request):
+                    conn.close()  # its end tells the parent, which starts it cold
+                    continue
                 try:
                     pid = os.fork()
                 except OSError:  # out of processes or memory: the socket's end tells the parent, which starts it cold
@@ -135,6 +146,20 @@ class ForkServer:
         finally:
             if not forked:
                 self.stop()
+
+    def _prepared(self, request: dict[str, Any]) -> bool:
+        """``prepare`` ran for the request and no Python thread is running: it may fork."""
+        if self.prepare is None:
+            return True
+        if not self.refusing:
+            self.prepare(request)
+            if threading.active_count() > 1:
+                names = ", ".join(thread.name for thread in threading.enumerate())
+                print(f"forking no more: preparing a child started threads ({names}); children start cold",
+                      file=sys.stderr, flush=True)
+                self.refusing = True
+            gc.freeze()  # what it imported stays out of the collector too
+        return not self.refusing
 
     def reap(self, block: bool = False) -> bool:
         """Collect ended children and report each one on its socket; False when none is left to wait for."""

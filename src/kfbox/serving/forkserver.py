@@ -1,11 +1,15 @@
 """Start model replicas by forking a warm interpreter that has imported kserve once.
 
-Most of a replica's cold start is importing kserve and its runtimes (FastAPI, pandas, numpy,
-scikit-learn's base): about 2.5 s of CPU. The *replica fork server* is a warm child of the
-server (:mod:`kfbox.server.warm`) that does those imports once, then forks one child per
+Most of a replica's cold start is importing kserve and its runtimes (FastAPI, pandas, numpy):
+about 2 s of CPU, and then its model format's libraries: scikit-learn's base (~1.3 s, most of it
+scipy.stats, which ``sklearn.utils.fixes`` imports), or torch and transformers for the
+``huggingface`` format and kfbox's QA model (~5 s). The *replica fork server* is a warm child of
+the server (:mod:`kfbox.server.warm`) that does those imports once, then forks one child per
 replica; the child runs :func:`kfbox.serving.replica.main` with the replica's arguments, so
-each replica after the first pays only for loading its model and binding its port. Scale-out,
-scale-from-zero and a new revision all start this way.
+each replica after the first of its kind pays only for loading its model and binding its port.
+Scale-out, scale-from-zero and a new revision all start this way. A format's libraries
+(:func:`runtime_preload`) are imported at the first fork that needs them, not at start: a server
+that serves only LLMs does not import scikit-learn, nor one that serves only iris models torch.
 
 Protocol (:mod:`kfbox.server.forking`): each request is ``{"argv": [...], "log": path, "env": {...}}``; the
 child runs the replica in a session of its own, its output in the replica's log. The replica reads its end of the
@@ -14,7 +18,8 @@ for any replica. So at the fork server's end of file its replicas end too; it re
 
 Nothing is forked with an event loop made: imports only (the native threads some libraries start, jemalloc's and
 OpenBLAS's, handle ``fork`` themselves; a Python thread makes the fork server refuse with
-:data:`kfbox.server.forking.EXIT_THREADS`, and replicas start cold).
+:data:`kfbox.server.forking.EXIT_THREADS`, and replicas start cold; one started by a format's libraries
+makes it fork nothing from then on, each later replica starting cold).
 Linux only (:func:`supported`): on macOS, system libraries that numpy and friends may load are not
 safe to fork after (CPython's multiprocessing starts fresh interpreters there for that reason), and
 elsewhere there is no ``fork``; replicas start cold there.
@@ -40,8 +45,19 @@ from kfbox.server.processes import ChildProcess, kill_group
 from kfbox.serving import native_threads
 
 MODULE = "kfbox.serving.forkserver"
-PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "kfbox.serving.fastpath", "joblib", "sklearn.base")
-"""What every replica imports before it loads a model (scikit-learn's base: what a sklearn pickle needs first)."""
+PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "kfbox.serving.fastpath")
+"""What every replica imports before it loads a model, whatever its format."""
+TRANSFORMERS = ("torch", "transformers.modeling_utils", "transformers.models.auto.modeling_auto",
+                "transformers.models.auto.tokenization_auto")
+"""What loading a transformers model and its tokenizer imports whatever its architecture (~5 s of CPU)."""
+FORMAT_PRELOAD: dict[str, tuple[str, ...]] = {
+    "sklearn": ("joblib", "sklearn.base"),  # what a sklearn pickle needs first
+    "huggingface": ("kfbox.serving.huggingface", *TRANSFORMERS),
+}
+"""A model format's libraries, imported at the first fork of a replica of that format."""
+CLASS_PRELOAD: dict[str, tuple[str, ...]] = {"kfbox.serving.qa:QuestionAnswering": ("kfbox.serving.qa", *TRANSFORMERS)}
+"""The same for kfbox's own model classes (``custom`` format); a user's class is never imported here: its code
+would then be in every replica forked after it, of every service."""
 STOP_SECONDS = 5.0
 """How long the fork server waits for its replicas to exit once its channel ends (then SIGKILLs them)."""
 
@@ -136,10 +152,33 @@ def serve() -> int:
 
     skip_kubernetes_client()
     native_threads.set_defaults()  # numpy, OpenBLAS and libgomp read them as they load, just below
-    for module in PRELOAD:
-        with contextlib.suppress(ImportError):  # scikit-learn is optional: a replica that needs it says so
+    _import_all(PRELOAD)
+    return forking.ForkServer(channel, _run_replica, grace=STOP_SECONDS, terminate=False,
+                              prepare=_import_runtime).serve()
+
+
+def runtime_preload(argv: object) -> tuple[str, ...]:
+    """The libraries of the replica's model format (or kfbox model class): the fork server imports them before it
+    forks the first replica of its kind, and every later one forks with them loaded."""
+    from kfbox.serving.replica import parse_args
+
+    try:
+        args = parse_args([str(arg) for arg in argv] if isinstance(argv, list) else [])
+    except SystemExit:  # arguments the replica refuses too: it says so in its log
+        return ()
+    return FORMAT_PRELOAD.get(args.model_format, ()) + CLASS_PRELOAD.get(args.model_class or "", ())
+
+
+def _import_runtime(request: dict[str, Any]) -> None:
+    _import_all(runtime_preload(request.get("argv")))
+
+
+def _import_all(modules: Sequence[str]) -> None:
+    for module in modules:
+        # an optional library missing, or one that fails to load: the replica that needs it says so in its log;
+        # this process must not end (its replicas would end with it)
+        with contextlib.suppress(Exception):
             importlib.import_module(module)
-    return forking.ForkServer(channel, _run_replica, grace=STOP_SECONDS, terminate=False).serve()
 
 
 def _run_replica(request: dict[str, Any], conn: socket.socket) -> NoReturn:
