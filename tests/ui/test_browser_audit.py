@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support import ServerProcess, axe_in_context, axe_serious
-from tests.ui.seed import compiled, register_model, submit, wait_run
+from tests.ui.seed import SeededDashboard
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,21 +44,13 @@ INTERACTIVE = """() => {
 
 
 @pytest.fixture(scope="module")
-def seeded(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("specs")
-    with server.client() as http:
-        run = submit(http, compiled("failing", folder), "audited run")
-        other = submit(http, compiled("failing", folder), "second run")
-        upload = http.post("/apis/v2beta1/pipelines/upload", params={"name": "audited pipeline"},
-                           files={"uploadfile": ("failing.yaml", (folder / "failing.yaml").read_bytes())})
-        assert upload.status_code == 200, upload.text
-        ids = register_model(http, "audited", "file:///nonexistent/model", versions=("v1", "v2"),
-                             metrics={"accuracy": 0.9})
-        for r in (run, other):
-            wait_run(http, r)
-        experiment = http.get(f"/apis/v2beta1/runs/{run}").json()["experiment_id"]
-    return {"run": run, "other": other, "pipeline": upload.json()["pipeline_id"], "model": ids["model"],
-            "v1": ids["v1"], "experiment": experiment}
+def server(seeded_dashboard: SeededDashboard) -> ServerProcess:
+    return seeded_dashboard.server
+
+
+@pytest.fixture(scope="module")
+def seeded(seeded_dashboard: SeededDashboard) -> dict[str, Any]:
+    return seeded_dashboard.seeded
 
 
 @pytest.fixture(scope="module")
@@ -69,15 +61,15 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
-def pages(seeded: dict[str, str]) -> dict[str, str]:
-    found = {"home": "/", "runs": "/runs", "run": f"/runs/{seeded['run']}?task=explode",
+def pages(seeded: dict[str, Any]) -> dict[str, str]:
+    found = {"home": "/", "runs": "/runs", "run": f"/runs/{seeded['bad']}?task=explode",
              "new run": f"/runs/new?pipeline={seeded['pipeline']}", "experiments": "/experiments",
              "experiment": f"/experiments/{seeded['experiment']}", "pipelines": "/pipelines",
              "pipeline": f"/pipelines/{seeded['pipeline']}", "upload": "/pipelines/upload", "models": "/models",
              "register": "/models/register", "model": f"/models/{seeded['model']}",
              "deploy form": f"/models/{seeded['model']}?deploy={seeded['v1']}", "deployments": "/deployments",
-             "artifacts": "/artifacts", "compare": f"/compare?runs={seeded['run']}&runs={seeded['other']}",
-             "notebooks": "/notebooks", "artifacts of a run": f"/artifacts?run={seeded['run']}"}
+             "artifacts": "/artifacts", "compare": f"/compare?runs={seeded['bad']}&runs={seeded['small']}",
+             "notebooks": "/notebooks", "artifacts of a run": f"/artifacts?run={seeded['bad']}"}
     return found
 
 
@@ -90,7 +82,7 @@ class Audit:
 
 
 @pytest.fixture(scope="module")
-def audit(server: ServerProcess, seeded: dict[str, str], browser: Any) -> Iterator[Audit]:
+def audit(server: ServerProcess, seeded: dict[str, Any], browser: Any) -> Iterator[Audit]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     axe_in_context(context)
     tab = context.new_page()
