@@ -82,7 +82,7 @@ class Audit:
 
 
 @pytest.fixture(scope="module")
-def audit(server: ServerProcess, seeded: dict[str, Any], browser: Any) -> Iterator[Audit]:
+def audit(server: ServerProcess, seeded: dict[str, Any], browser: Any) -> Audit:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     axe_in_context(context)
     tab = context.new_page()
@@ -107,9 +107,9 @@ def audit(server: ServerProcess, seeded: dict[str, Any], browser: Any) -> Iterat
                     break
             if set(items) - reached:
                 audit.missed[name] = [items[k] for k in items if k not in reached]
-        yield audit
     finally:
         context.close()
+    return audit
 
 
 def test_every_action_on_every_page_is_reachable_by_keyboard(audit: Audit) -> None:
