@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.serving.helpers import train_iris
-from tests.support import ServerProcess, axe_findings
+from tests.support import ServerProcess, axe_findings, loopback
 from tests.ui.seed import SCRIPT, add_task_rows, compiled, register_model, wait_run, wide_spec
 
 playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
@@ -166,8 +166,8 @@ def test_deploy_from_models_page_then_predict_the_iris_class(server: ServerProce
     page.get_by_role("button", name="Deploy").click()
     page.wait_for_url("**/deployments/default/iris")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        body = httpx.get(f"{server.url}/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/iris")
+    while time.monotonic() < deadline:  # polled through the one loopback client (httpx.get: a client per call)
+        body = loopback().get(f"{server.url}/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/iris")
         if any(c["type"] == "Ready" and c["status"] == "True" for c in body.json()["status"]["conditions"]):
             break
         time.sleep(0.3)

@@ -4,6 +4,7 @@ and (for size tests) rows written straight into the server's database, as a long
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -87,3 +88,39 @@ def register_model(http: httpx.Client, name: str, uri: str, description: str = "
                               "modelFormatName": "sklearn", "modelFormatVersion": "1"})
         assert art.status_code in (200, 201), art.text
     return ids
+
+
+@dataclasses.dataclass
+class SeededDashboard:
+    """The ``kfbox up`` that tests/ui/conftest.py shares between the dashboard's page modules, and what it holds."""
+
+    server: ServerProcess
+    seeded: dict[str, Any]
+    """Ids: good and small (acceptance runs that succeeded), bad (a failing run), kinds (every artifact kind),
+    wide (600 tasks), model and v1 (a registered model, description a <script>), pipeline (uploaded),
+    experiment (bad's); spec_folder holds the compiled specs."""
+
+
+def seed_dashboard(server: ServerProcess, folder: Path) -> dict[str, Any]:
+    """What tests/ui/conftest.py's shared server holds: see :class:`SeededDashboard`."""
+    with server.client() as http:
+        good = submit(http, compiled("acceptance", folder), "accept <b>me</b>")
+        # its own model name: two runs registering one name and version would race for it
+        small = submit(http, compiled("acceptance", folder), "small one", items=[1], threshold=0,
+                       model_name="small-model")
+        bad = submit(http, compiled("failing", folder), "failing run")
+        kinds = submit(http, compiled("artifact_kinds", folder), "artifact kinds")
+        wide = submit(http, wide_spec(600), "wide run")
+        add_task_rows(server, wide, 600)
+        upload = http.post("/apis/v2beta1/pipelines/upload", params={"name": "audited pipeline"},
+                           files={"uploadfile": ("failing.yaml", (folder / "failing.yaml").read_bytes())})
+        assert upload.status_code == 200, upload.text
+        ids = register_model(http, "demo", "file:///nonexistent/model", description=SCRIPT, versions=("v1", "v2"),
+                             metrics={"accuracy": 0.9})
+        for run in (good, bad, small, kinds):
+            body = wait_run(http, run)
+            assert body["state"] == ("FAILED" if run == bad else "SUCCEEDED"), (body["display_name"], body["error"])
+        experiment = http.get(f"/apis/v2beta1/runs/{bad}").json()["experiment_id"]
+    return {"good": good, "small": small, "bad": bad, "kinds": kinds, "wide": wide, "model": ids["model"],
+            "v1": ids["v1"], "pipeline": upload.json()["pipeline_id"], "experiment": experiment,
+            "spec_folder": folder}

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.support import ServerProcess
-from tests.ui.seed import SCRIPT, add_task_rows, compiled, register_model, submit, wait_run, wide_spec
+from tests.ui.seed import SCRIPT, SeededDashboard, compiled, wait_run
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +24,13 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def seeded(server: ServerProcess, http: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("specs")
-    good = submit(http, compiled("acceptance", folder), "accept <b>me</b>")
-    # its own model name: two runs registering one name and version would race for it
-    small = submit(http, compiled("acceptance", folder), "small one", items=[1], threshold=0,
-                   model_name="small-model")
-    bad = submit(http, compiled("failing", folder), "failing run")
-    kinds = submit(http, compiled("artifact_kinds", folder), "artifact kinds")
-    wide = submit(http, wide_spec(600), "wide run")
-    add_task_rows(server, wide, 600)
-    ids = register_model(http, "demo", "file:///nonexistent/model", description=SCRIPT, versions=("v1", "v2"),
-                         metrics={"accuracy": 0.9})
-    for run in (good, bad, small, kinds):
-        body = wait_run(http, run)
-        assert body["state"] == ("FAILED" if run == bad else "SUCCEEDED"), (body["display_name"], body["error"])
-    return {"good": good, "small": small, "bad": bad, "kinds": kinds, "wide": wide, "model": ids["model"],
-            "spec_folder": folder}
+def server(seeded_dashboard: SeededDashboard) -> ServerProcess:
+    return seeded_dashboard.server
+
+
+@pytest.fixture(scope="module")
+def seeded(seeded_dashboard: SeededDashboard) -> dict[str, Any]:
+    return seeded_dashboard.seeded
 
 
 def page(http: httpx.Client, path: str, status: int = 200) -> str:
