@@ -61,10 +61,10 @@ run: install
 # Three pytest-xdist workers on two cores: one worker takes a whole module (its server starts once), or a whole
 # package that shares a server (monitoring, cluster); slow modules first (tests/conftest.py). Three, not two:
 # with two, the workers' modules sat ~25% of their time waiting on servers, replicas and browsers (module wall
-# 755 s against 568 s of CPU, benchmarks/suite_cpu.py); a third worker fills those waits (pytest 332 s at -n 3,
-# quiet, without mypy). Not loadfile's default reorder: it sorts modules by test count, so the one-test LLM
-# workflow started last while the others idled. Serial: `make test PYTEST_ARGS=` (must stay green too).
-# mypy (~17 s of CPU on a fresh clone, one core) runs beside pytest, niced: it takes the cycles pytest's two
+# 755 s against 568 s of CPU, benchmarks/suite_cpu.py); a third worker fills those waits (make test back to back
+# in one venv, quiet: pytest 330 s at -n 2, 304 s at -n 3). Not loadfile's default reorder: it sorts modules
+# by test count, so the one-test LLM workflow started last while the others idled. Serial: `make test PYTEST_ARGS=` (must stay green too).
+# mypy (~17 s of CPU on a fresh clone, one core) runs beside pytest, niced: it takes the cycles pytest's
 # workers leave idle instead of holding the second core idle before pytest starts. Its output is printed
 # after pytest's; either one failing fails the target. `make lint` runs the linters alone.
 PYTEST_ARGS ?= -n 3 --dist loadfile --no-loadscope-reorder
