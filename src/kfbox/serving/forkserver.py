@@ -43,6 +43,7 @@ from typing import Any, NoReturn
 from kfbox.server import forking, warm
 from kfbox.server.processes import ChildProcess, kill_group
 from kfbox.serving import native_threads
+from kfbox.serving.kserve_import import defer_kubernetes_client
 
 MODULE = "kfbox.serving.forkserver"
 PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "kfbox.serving.fastpath")
@@ -148,9 +149,7 @@ def serve() -> int:
         print(f"{MODULE} needs the channel of a kfbox server (kfbox.server.warm)", file=sys.stderr)
         return 2
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
-    from kfbox.serving.replica import skip_kubernetes_client
-
-    skip_kubernetes_client()
+    defer_kubernetes_client()  # before kserve is imported below
     native_threads.set_defaults()  # numpy, OpenBLAS and libgomp read them as they load, just below
     _import_all(PRELOAD)
     return forking.ForkServer(channel, _run_replica, grace=STOP_SECONDS, terminate=False,
