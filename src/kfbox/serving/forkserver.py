@@ -1,8 +1,9 @@
 """Start model replicas by forking a warm interpreter that has imported kserve once.
 
 Most of a replica's cold start is importing kserve and its runtimes (FastAPI, pandas, numpy):
-about 2 s of CPU, and then its model format's libraries: scikit-learn's base (~1.3 s, most of it
-scipy.stats, which ``sklearn.utils.fixes`` imports), or torch and transformers for the
+about 1 s of CPU without kserve's Kubernetes client (:mod:`kfbox.serving.kserve_import`), and then
+its model format's libraries: scikit-learn's base (~1.3 s, most of it scipy.stats, which
+``sklearn.utils.fixes`` imports), or torch and transformers for the
 ``huggingface`` format and kfbox's QA model (~5 s). The *replica fork server* is a warm child of
 the server (:mod:`kfbox.server.warm`) that does those imports once, then forks one child per
 replica; the child runs :func:`kfbox.serving.replica.main` with the replica's arguments, so
