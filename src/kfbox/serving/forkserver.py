@@ -1,8 +1,9 @@
 """Start model replicas by forking a warm interpreter that has imported kserve once.
 
 Most of a replica's cold start is importing kserve and its runtimes (FastAPI, pandas, numpy):
-about 2 s of CPU, and then its model format's libraries: scikit-learn's base (~1.3 s, most of it
-scipy.stats, which ``sklearn.utils.fixes`` imports), or torch and transformers for the
+about 1 s of CPU without kserve's Kubernetes client (:mod:`kfbox.serving.kserve_import`), and then
+its model format's libraries: scikit-learn's base (~1.3 s, most of it scipy.stats, which
+``sklearn.utils.fixes`` imports), or torch and transformers for the
 ``huggingface`` format and kfbox's QA model (~5 s). The *replica fork server* is a warm child of
 the server (:mod:`kfbox.server.warm`) that does those imports once, then forks one child per
 replica; the child runs :func:`kfbox.serving.replica.main` with the replica's arguments, so
@@ -43,6 +44,7 @@ from typing import Any, NoReturn
 from kfbox.server import forking, warm
 from kfbox.server.processes import ChildProcess, kill_group
 from kfbox.serving import native_threads
+from kfbox.serving.kserve_import import defer_kubernetes_client
 
 MODULE = "kfbox.serving.forkserver"
 PRELOAD = ("kserve.model_server", "kfbox.serving.runtimes", "kfbox.serving.fastpath")
@@ -148,9 +150,7 @@ def serve() -> int:
         print(f"{MODULE} needs the channel of a kfbox server (kfbox.server.warm)", file=sys.stderr)
         return 2
     sys.argv = sys.argv[:1]  # kserve.model_server parses sys.argv when imported
-    from kfbox.serving.replica import skip_kubernetes_client
-
-    skip_kubernetes_client()
+    defer_kubernetes_client()  # before kserve is imported below
     native_threads.set_defaults()  # numpy, OpenBLAS and libgomp read them as they load, just below
     _import_all(PRELOAD)
     return forking.ForkServer(channel, _run_replica, grace=STOP_SECONDS, terminate=False,

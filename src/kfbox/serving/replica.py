@@ -42,13 +42,13 @@ import os
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 from kfbox.server import warm
 from kfbox.server.warm import Channel
 from kfbox.serving import native_threads
+from kfbox.serving.kserve_import import defer_kubernetes_client
 
 LOOPBACK = "127.0.0.1"
 FAILURE_PREFIX = "KFBOX_REPLICA_FAILED:"
@@ -85,7 +85,7 @@ def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | 
         print(f"{FAILURE_PREFIX} FileNotFoundError: the model path {args.model_path} does not exist", flush=True)
         return EXIT_LOAD_FAILED
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
-    skip_kubernetes_client()
+    defer_kubernetes_client()  # a replica serves without kserve's Kubernetes client (kfbox.serving.kserve_import)
     try:
         from kfbox.serving.runtimes import build_model
 
@@ -128,22 +128,6 @@ def _exit_with_parent(channel: Channel | None = None) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="kfbox-parent-watch", daemon=True).start()
-
-
-def skip_kubernetes_client() -> None:
-    """Keep kserve's Kubernetes client out of the cold start (about a second of imports).
-
-    ``kserve/__init__`` imports ``KServeClient`` and with it the ``kubernetes`` package, which a
-    replica never uses; a stand-in module that refuses to be used takes its place.
-    """
-    stub = types.ModuleType("kserve.api.kserve_client")
-
-    class KServeClient:
-        def __init__(self, *_: Any, **__: Any) -> None:
-            raise RuntimeError("KServeClient is not available inside a kfbox model replica.")
-
-    stub.KServeClient = KServeClient  # type: ignore[attr-defined]
-    sys.modules.setdefault("kserve.api.kserve_client", stub)
 
 
 def log_config() -> dict[str, Any]:
