@@ -13,7 +13,6 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pytest
 
 from kfbox.config import Settings
@@ -51,6 +50,8 @@ def iris_model(kind: str = "knn") -> Any:
 
 
 def dump(model: Any, path: Path) -> None:
+    import joblib
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".joblib":
         joblib.dump(model, path)
@@ -154,6 +155,7 @@ def test_nested_and_foreign_globals_are_refused(tmp_path: Path) -> None:
     """Object arrays inside a joblib file and classes outside the allowlist go through the same check."""
     import os
 
+    import joblib
     import numpy as np
     import pandas as pd
     from sklearn.pipeline import make_pipeline

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import pytest
 
 from tests.serving.helpers import SharedServer, apply, manifest, wait_ready
@@ -35,6 +34,7 @@ MIXED_V2 = {"parameters": {"content_type": "pd"}, "inputs": [
 
 # numpy, pandas and sklearn are imported where used: every pytest worker imports this module, one runs it.
 def train_mixed(folder: Path) -> Any:
+    import joblib
     import numpy as np
     import pandas as pd
     from sklearn.compose import ColumnTransformer

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import pytest
 from fastapi.testclient import TestClient
 
@@ -33,6 +32,7 @@ from tests.support import ServerProcess
 
 @pytest.fixture(scope="module")
 def brute_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import joblib
     from sklearn.datasets import load_iris  # here, not at the top: every pytest worker imports this module
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -154,6 +154,7 @@ def test_env_entries_kfbox_cannot_honour_get_422_naming_them(app_client: TestCli
 def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path, forking: ReplicaLauncher) -> None:
     """The replica skips sklearn's checks of its own internal arguments (``skip_parameter_validation``), not
     of the request's rows: predictions and the errors for bad rows are the ones sklearn gives with every check."""
+    import joblib
     from sklearn.datasets import load_iris
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -191,6 +192,7 @@ def _answers(url: str) -> bool:
 def test_kfbox_up_starts_the_replica_with_the_services_env(server: ServerProcess) -> None:
     """Through ``kfbox up`` (the serving package's shared server): the InferenceService's ``env`` reaches its
     replica (an OpenMP worker appears)."""
+    import joblib
     from sklearn.datasets import load_iris
     from sklearn.neighbors import KNeighborsClassifier
 

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import functools
 import types
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
 # numpy, scikit-learn (and kfbox.serving.sklearn_calls, which imports numpy) are imported in the tests and in
 # data() below, not at the top: every pytest worker imports every test module (~1.5 s of CPU for these).
+
+
+class Empty(NamedTuple):
+    """``np.empty(shape)``, made in the test."""
+
+    shape: tuple[int, int]
 
 
 @functools.cache
@@ -99,7 +105,7 @@ def test_pipeline_with_a_knn_last() -> None:
     [[float("nan"), 1.0, 2.0, 3.0]],
     [[float("inf"), 1.0, 2.0, 3.0]],
     [["a", "b", "c", "d"]],
-    "no rows",  # np.empty((0, 4))
+    Empty((0, 4)),
     [1.0, 2.0, 3.0, 4.0],  # 1-D
 ])
 def test_bad_rows_get_stock_errors(rows: Any) -> None:
@@ -109,7 +115,7 @@ def test_bad_rows_get_stock_errors(rows: Any) -> None:
     from sklearn.preprocessing import StandardScaler
 
     IRIS_X, IRIS_Y = data().IRIS_X, data().IRIS_Y
-    rows = np.empty((0, 4)) if rows == "no rows" else rows
+    rows = np.empty(rows.shape) if isinstance(rows, Empty) else rows
     for model in (KNeighborsClassifier().fit(IRIS_X, IRIS_Y),
                   Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier())]).fit(IRIS_X, IRIS_Y)):
         with pytest.raises(Exception) as stock:
