@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import inspect
 import os
 import re
 import sys
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -18,25 +21,45 @@ from tests import zygote
 from tests.support import ServerProcess, create_database, drop_database
 
 
-def _import_kserve_without_pytest_arguments() -> None:
-    """kserve.model_server parses sys.argv when imported (parse_known_args, abbreviations allowed):
-    pytest's own `--co` or `-m` read as kserve flags end collection with SystemExit. Import it once
-    here, with pytest's arguments out of sight; test modules then get the imported module."""
-    argv = sys.argv
-    sys.argv = argv[:1]
-    try:
-        import kserve.model_server  # noqa: F401
-    finally:
-        sys.argv = argv
+class _KserveWithoutPytestArguments(importlib.abc.MetaPathFinder):
+    """kserve.model_server (which ``import kserve`` runs) parses sys.argv when imported (parse_known_args,
+    abbreviations allowed): pytest's own ``--co`` or ``-m`` read as kserve flags end the run with SystemExit.
+    Wherever it is first imported in this process (a test, a fixture, kfbox's serving modules), it runs with
+    pytest's arguments out of sight. A finder, not an import at session start: test modules import kserve
+    where they use it, so a pytest worker that runs no kserve test never spends its ~1.5 s of CPU."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None,
+                  ) -> importlib.machinery.ModuleSpec | None:
+        if name != "kserve.model_server":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _WithoutArguments(spec.loader)
+        return spec
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Before collection, in the process that imports the test modules; not in pytest-xdist's controller (its
-    ``dsession`` plugin), which only hands them out to the workers: kserve's import is ~1.5 s of CPU there,
-    before any worker starts."""
-    if not session.config.pluginmanager.hasplugin("dsession"):
-        _import_kserve_without_pytest_arguments()
+class _WithoutArguments(importlib.abc.Loader):
+    """Runs a module with sys.argv cut to the program name; otherwise its own loader."""
 
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:  # get_source, get_code...: inspect and tracebacks use them
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        argv = sys.argv
+        sys.argv = argv[:1]
+        try:
+            self.loader.exec_module(module)
+        finally:
+            sys.argv = argv
+
+
+sys.meta_path.insert(0, _KserveWithoutPytestArguments())
 
 # rich fixes a console's width when it is created, from COLUMNS: the CLI's module-level console is
 # made by whichever test first imports it, under that test's environment. One width for the session

@@ -56,6 +56,15 @@ def require(module: str, reason: str) -> None:
         pytest.skip(reason, allow_module_level=True)
 
 
+def upstream_registry(port: int, author: str) -> Any:
+    """The upstream Model Registry client (``model_registry.ModelRegistry``) for a kfbox on loopback ``port``.
+    Imported here, when a test asks for it, not at the top of test modules: ~0.8 s of CPU in every pytest worker
+    (each imports every test module)."""
+    from model_registry import ModelRegistry
+
+    return ModelRegistry("http://127.0.0.1", port, author=author, is_secure=False)
+
+
 def lean_env() -> dict[str, str]:
     """KFBOX_* settings that turn off the warm processes the current test's area does not use."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "")

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from model_registry import ModelRegistry
 
 from kfbox.client.registry import ModelArtifact, RegistryClient, from_properties, to_properties
 from kfbox.errors import Conflict, InvalidInput, Unavailable
-from tests.support import ServerProcess
+from tests.support import ServerProcess, upstream_registry
+
+if TYPE_CHECKING:
+    from model_registry import ModelRegistry
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def client(server: ServerProcess) -> Iterator[RegistryClient]:
 def upstream(server: ServerProcess) -> ModelRegistry:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "User access token is missing": none is needed on loopback
-        return ModelRegistry("http://127.0.0.1", server.port, author="bob", is_secure=False)
+        return upstream_registry(server.port, author="bob")
 
 
 def test_what_kfbox_client_registers_the_upstream_client_reads(client: RegistryClient,

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
 import yaml
@@ -99,6 +98,8 @@ def test_promote_copies_metadata_metrics_and_files_through_the_gateway(
     assert uri == "s3://mlpipeline/private/kubeflow-user-example-com/models/iris-knn/v1/model"
     assert artifacts["model-artifact"]["modelFormatName"] == "sklearn"
     # the files are in the cluster's S3 under that URI
+    import boto3  # here, not at the top: every pytest worker imports this module
+
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_KEYS["access"],
                       aws_secret_access_key=S3_KEYS["secret"], region_name="us-east-1")
     listed = s3.list_objects_v2(Bucket="mlpipeline", Prefix="private/kubeflow-user-example-com/models/iris-knn/v1/")

@@ -22,10 +22,10 @@ import httpx
 import pytest
 
 from tests.serving.helpers import train_iris
-from tests.support import ServerProcess, axe_findings, loopback
+from tests.support import ServerProcess, axe_findings, loopback, require
 from tests.ui.seed import SCRIPT, add_task_rows, compiled, register_model, wait_run, wide_spec
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+require("playwright", "pip install playwright (the test extra)")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -80,6 +80,8 @@ def _capture(fn: Any) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    from playwright import sync_api as playwright  # imported here: every pytest worker imports this module
+
     with playwright.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         yield chromium

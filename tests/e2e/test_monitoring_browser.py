@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from tests.serving.helpers import apply, manifest, train_iris, wait_for, wait_ready
-from tests.support import ServerProcess, loopback
+from tests.support import ServerProcess, loopback, require
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+require("playwright", "pip install playwright (the test extra)")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -47,6 +47,8 @@ def scaling_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 
 
 def test_chart_shows_a_load_test_scale_the_deployment_up(scaling_server: ServerProcess, tmp_path: Path) -> None:
+    from playwright import sync_api as playwright  # imported here: every pytest worker imports this module
+
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -84,6 +86,8 @@ def test_chart_shows_a_load_test_scale_the_deployment_up(scaling_server: ServerP
 
 def _wait_ready_replicas(tab: Any, chart: Any, want: Any, seconds: float, source: str) -> None:
     """Poll the chart's last drawn value and caption (wait_for_function would eval a string: the CSP refuses it)."""
+    from playwright import sync_api as playwright
+
     deadline = time.monotonic() + seconds
     seen = caption = None
     while time.monotonic() < deadline:

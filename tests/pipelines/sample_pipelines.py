@@ -1,6 +1,7 @@
 """Tiny pipelines the tests run; each exercises one thing kfbox must get right."""
 # no `from __future__ import annotations` here: kfp reads the annotations as types
 
+from typing import Any
 
 from kfp import dsl
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Metrics, Model, Output
@@ -130,12 +131,18 @@ def with_packages() -> str:
     return f"{sklearn.__version__} index={os.environ.get('PIP_INDEX_URL')}"
 
 
-@dsl.pipeline(name="offline")
-def offline():
-    task = with_packages()
-    task.set_env_variable("PIP_NO_INDEX", "1")
-    task.set_env_variable("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    task.set_caching_options(False)
+# The pipelines that call PipelineTask.set_env_variable are built on first use (module __getattr__ below), not
+# at import: kfp runs inspect.stack() in that call, ~0.3-0.8 s of CPU each under pytest's deep stack, and every
+# pytest worker imports this module.
+def _offline() -> Any:
+    @dsl.pipeline(name="offline")
+    def offline():
+        task = with_packages()
+        task.set_env_variable("PIP_NO_INDEX", "1")
+        task.set_env_variable("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+        task.set_caching_options(False)
+
+    return offline
 
 
 @dsl.container_component
@@ -165,13 +172,16 @@ def combine(k: int, tag: str) -> str:
     return f"{k}:{tag}:{os.environ.get('KFBOX_SAMPLE_SETTING', 'unset')}:{os.getpid()}"
 
 
-@dsl.pipeline(name="loop-reads-outer-output")
-def loop_reads_outer_output(ks: list = [2, 9]):  # noqa: B006
-    """A ParallelFor body reading an output made before the loop (kfp.local 2.17 replaced it by the item)."""
-    made = label()
-    with dsl.ParallelFor(ks) as k:
-        task = combine(k=k, tag=made.output)
-        task.set_env_variable("KFBOX_SAMPLE_SETTING", "from-the-task")
+def _loop_reads_outer_output() -> Any:
+    @dsl.pipeline(name="loop-reads-outer-output")
+    def loop_reads_outer_output(ks: list = [2, 9]):  # noqa: B006
+        """A ParallelFor body reading an output made before the loop (kfp.local 2.17 replaced it by the item)."""
+        made = label()
+        with dsl.ParallelFor(ks) as k:
+            task = combine(k=k, tag=made.output)
+            task.set_env_variable("KFBOX_SAMPLE_SETTING", "from-the-task")
+
+    return loop_reads_outer_output
 
 
 @dsl.component(base_image=IMAGE)
@@ -187,3 +197,13 @@ def needs_flag(flag: str, given: str) -> str:
 def flaky(flag: str):
     made = say(message="one").set_caching_options(False)
     needs_flag(flag=flag, given=made.output).set_caching_options(False)
+
+
+_BUILT_ON_FIRST_USE = {"offline": _offline, "loop_reads_outer_output": _loop_reads_outer_output}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _BUILT_ON_FIRST_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    pipeline = globals()[name] = _BUILT_ON_FIRST_USE[name]()
+    return pipeline

@@ -33,8 +33,9 @@ from kfbox.pipelines.containers import (
     require_runtime,
     stop_command,
 )
+from tests.pipelines import ticker_pipeline
 from tests.pipelines.conftest import process_gone
-from tests.pipelines.ticker_pipeline import long_container, shell_greeting, ticker
+from tests.pipelines.ticker_pipeline import long_container, ticker
 
 SECRET = "t0ps3cret"
 
@@ -101,7 +102,7 @@ def test_the_setting_is_validated_where_it_is_read() -> None:
 @pytest.fixture
 def compiled(tmp_path: Path) -> dict[str, Any]:
     package = tmp_path / "shell.yaml"
-    compiler.Compiler().compile(shell_greeting, str(package))
+    compiler.Compiler().compile(ticker_pipeline.shell_greeting, str(package))
     spec: dict[str, Any] = yaml.safe_load(package.read_text())
     return spec
 

@@ -8,11 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 from kfp import Client
-from model_registry import ModelRegistry
 
 from tests.pipelines import sample_pipelines as samples
 from tests.pipelines.conftest import process_gone, task_pid, tasks_by_path, wait_run
-from tests.support import ServerProcess
+from tests.support import ServerProcess, upstream_registry
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +50,7 @@ def test_acceptance_pipeline_runs_with_control_flow_artifacts_and_registry(serve
     report = next(t for t in body["run_details"]["task_details"] if t["display_name"] == "report")
     assert report["parameters"] == {"Output": "COMPLETE"}  # PipelineTaskFinalStatus.state, as the KFP backend says
 
-    registry = ModelRegistry("http://127.0.0.1", server.port, author="test", is_secure=False)
+    registry = upstream_registry(server.port, author="test")
     artifact = registry.get_model_artifact("acceptance-model", "v1")
     assert artifact is not None and artifact.uri == model["uri"]
     register_log = httpx.get(f"{server.url}/apis/v2beta1/runs/{result.run_id}/tasks/register/logs").text

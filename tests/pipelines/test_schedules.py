@@ -20,7 +20,8 @@ from kfbox.pipelines.listing import Listing
 from kfbox.pipelines.runs import RunStore
 from kfbox.pipelines.schedules import Scheduler, ScheduleStore
 from kfbox.pipelines.tables import Run
-from tests.pipelines.ticker_pipeline import shell_greeting, ticker
+from tests.pipelines import ticker_pipeline
+from tests.pipelines.ticker_pipeline import ticker
 
 S = 1000
 T0 = 1_767_600_000_000  # 2026-01-05T08:00:00Z
@@ -170,7 +171,7 @@ def test_container_components_are_scheduled_only_where_a_runtime_runs_them(
     import yaml
 
     package = tmp_path / "shell.yaml"
-    compiler.Compiler().compile(shell_greeting, str(package))
+    compiler.Compiler().compile(ticker_pipeline.shell_greeting, str(package))
     spec = yaml.safe_load(package.read_text())
     store, _ = stores
     with pytest.raises(InvalidInput, match="needs a container runtime"):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-from model_registry import ModelRegistry
-from model_registry.exceptions import StoreError
-from model_registry.types import ModelVersionState, RegisteredModelState
 
-from tests.support import ServerProcess, create_database, drop_database
+from tests.support import ServerProcess, create_database, drop_database, upstream_registry
+
+if TYPE_CHECKING:  # model_registry is imported where used: every pytest worker imports this module
+    from model_registry import ModelRegistry
 
 warnings.filterwarnings("ignore", message="User access token is missing")
 
@@ -31,7 +32,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def registry(server: ServerProcess) -> Iterator[ModelRegistry]:
-    yield ModelRegistry("http://127.0.0.1", server.port, author="alice", is_secure=False)
+    yield upstream_registry(server.port, author="alice")
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def register(registry: ModelRegistry, name: str, version: str, **metadata: objec
 
 
 def test_register_read_archive_and_refuse_duplicates(registry: ModelRegistry) -> None:
+    from model_registry.exceptions import StoreError
+    from model_registry.types import ModelVersionState, RegisteredModelState
+
     register(registry, "iris", "v1", accuracy=0.97, epochs=5, framework="sklearn", tuned=True)
     register(registry, "iris", "v2", accuracy=0.98)
     register(registry, "wine", "v1", accuracy=0.91)
@@ -178,6 +182,8 @@ def test_serving_records_and_v1alpha3_experiments(server: ServerProcess, registr
 
 
 def test_token_protected_registry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from model_registry import ModelRegistry
+
     proc = ServerProcess.start(tmp_path / "home", token="t0ken")
     try:
         client = ModelRegistry("http://127.0.0.1", proc.port, author="bob", is_secure=False, user_token="t0ken")

@@ -15,9 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from model_registry import ModelRegistry
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, upstream_registry
 
 warnings.filterwarnings("ignore", message="User access token is missing")
 V1 = "/api/model_registry/v1"
@@ -75,7 +74,7 @@ def test_artifacts_created_without_a_name_get_a_uuid(http: httpx.Client, prefix:
 def test_the_upstream_client_reads_an_unnamed_doc_artifact(server: ServerProcess) -> None:
     from model_registry.types import DocArtifact
 
-    registry = ModelRegistry("http://127.0.0.1", server.port, author="a", is_secure=False)
+    registry = upstream_registry(server.port, author="a")
     registry.register_model("doc-model", "s3://doc", model_format_name="onnx", model_format_version="1",
                             version="v1")
     version = registry.get_model_version("doc-model", "v1")
@@ -122,7 +121,7 @@ def test_owned_names_fit_parent_id_colon_name_in_255(http: httpx.Client, prefix:
 
 
 def test_the_upstream_client_refuses_a_version_name_past_the_limit(server: ServerProcess) -> None:
-    registry = ModelRegistry("http://127.0.0.1", server.port, author="a", is_secure=False)
+    registry = upstream_registry(server.port, author="a")
     lorem = "l" * 250
     registry.register_model("long-names", "s3://x", model_format_name="f", model_format_version="1", version=lorem)
     assert registry.get_model_version("long-names", lorem) is not None

@@ -28,29 +28,22 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.core.result import Err
-from schemathesis.schemas import BaseSchema
-from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.support import ServerProcess
 
+# schemathesis and hypothesis are imported where used: every pytest worker imports this module, one runs it.
+if TYPE_CHECKING:
+    import schemathesis
+    from schemathesis.schemas import BaseSchema
+
 MAX_EXAMPLES = int(os.environ.get("KFBOX_FUZZ_EXAMPLES", "3"))
 V1_EXAMPLES = max(1, MAX_EXAMPLES // 3)
-CHECKS = [not_a_server_error, response_schema_conformance]
 SKIPPED = (r"^/pipeline/apis/|^/docs|^/redoc|^/openapi")
 STARTS_PROCESSES = r"^/apis/serving\.kserve\.io/|^/kfbox/v1/notebooks"
-FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
 EXAMPLES: Counter[str] = Counter()
 
 
@@ -69,12 +62,16 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 @pytest.fixture(scope="module")
 def kfbox_schema(fuzz_server: ServerProcess) -> BaseSchema:
+    import schemathesis
+
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
 @pytest.fixture(scope="module", params=[("v1alpha3", MAX_EXAMPLES), ("v1", V1_EXAMPLES)], ids=lambda p: p[0])
 def upstream_schema(request: pytest.FixtureRequest, fuzz_server: ServerProcess) -> tuple[BaseSchema, int]:
     """The registry's document at one prefix, and how many examples each of its operations gets."""
+    import schemathesis
+
     prefix, examples = request.param
     document = httpx.get(f"{fuzz_server.url}/api/model_registry/{prefix}/openapi.json").json()
     return schemathesis.openapi.from_dict(discriminated_as_any_of(document)), examples
@@ -99,8 +96,14 @@ def fuzz(schema: BaseSchema, base_url: str, *, skip: Callable[[str, str], bool] 
     (schemathesis' own pytest plugin does not load under pytest 9, so the operations are
     walked here, one hypothesis run each.)
     """
+    from hypothesis import HealthCheck, Phase, given, settings
+    from hypothesis import strategies as st
+    from schemathesis import GenerationMode
+    from schemathesis.core.result import Err
+
     failures: list[str] = []
-    budget = settings(FUZZ, max_examples=examples)
+    budget = settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                      phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     for result in schema.get_all_operations():
         if isinstance(result, Err):
             failures.append(f"unreadable operation: {result.err()}")
@@ -120,9 +123,14 @@ def fuzz(schema: BaseSchema, base_url: str, *, skip: Callable[[str, str], bool] 
 
 
 def _call(label: str, base_url: str) -> Callable[[schemathesis.Case], None]:
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    checks = [not_a_server_error, response_schema_conformance]
+
     def call(case: schemathesis.Case) -> None:
         EXAMPLES[label] += 1
-        case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=30)
+        case.call_and_validate(base_url=base_url, checks=checks, timeout=30)
     return call
 
 

@@ -13,13 +13,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import joblib
-import numpy as np
 import pytest
-from sklearn.datasets import load_iris
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from kfbox.config import Settings
 from kfbox.serving.pool import PoolConfig, ReplicaPool
@@ -43,13 +37,21 @@ class Booby:
         return (eval, (code,))
 
 
+# numpy and sklearn are imported where used: every pytest worker imports this module (~1.7 s of CPU for them).
 def iris_model(kind: str = "knn") -> Any:
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     features, labels = load_iris(return_X_y=True)
     model = KNeighborsClassifier() if kind == "knn" else make_pipeline(StandardScaler(), KNeighborsClassifier(3))
     return model.fit(features, labels)
 
 
 def dump(model: Any, path: Path) -> None:
+    import joblib
+
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".joblib":
         joblib.dump(model, path)
@@ -94,6 +96,8 @@ def test_code_in_a_model_file_does_not_run(server: ServerProcess, home: Path, su
 
 
 def test_annotation_opts_in_to_unsafe_pickle(server: ServerProcess, home: Path) -> None:
+    import numpy as np
+
     marker = home / "marker-opted-in"
     model = iris_model()
     dump(Booby(marker, model), home / "pvc" / "models" / "trusted" / "model.pkl")
@@ -107,6 +111,8 @@ def test_annotation_opts_in_to_unsafe_pickle(server: ServerProcess, home: Path) 
 
 def test_a_real_sklearn_model_serves_by_default(server: ServerProcess, home: Path) -> None:
     """An iris KNN behind a StandardScaler, as joblib (plain .pkl models: the loader test below)."""
+    import numpy as np
+
     name = "pipeline-joblib"
     model = iris_model("pipeline")
     dump(model, home / "pvc" / "models" / name / "model.joblib")
@@ -149,7 +155,11 @@ def test_nested_and_foreign_globals_are_refused(tmp_path: Path) -> None:
     """Object arrays inside a joblib file and classes outside the allowlist go through the same check."""
     import os
 
+    import joblib
+    import numpy as np
     import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     cases = {"object-array.joblib": np.array([{"a": 1}, os.system], dtype=object),
              "frame.pkl": pd.DataFrame({"a": [1]}),

@@ -12,14 +12,15 @@ from __future__ import annotations
 import unicodedata
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from model_registry import ModelRegistry
-from model_registry.types import ModelArtifact
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, upstream_registry
+
+if TYPE_CHECKING:
+    from model_registry import ModelRegistry
 
 warnings.filterwarnings("ignore", message="User access token is missing")
 PREFIXES = ("/api/model_registry/v1", "/api/model_registry/v1alpha3")
@@ -32,7 +33,7 @@ def server(shared_server: ServerProcess) -> ServerProcess:
 
 @pytest.fixture(scope="module")
 def registry(server: ServerProcess) -> Iterator[ModelRegistry]:
-    yield ModelRegistry("http://127.0.0.1", server.port, author="alice", is_secure=False)
+    yield upstream_registry(server.port, author="alice")
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +113,8 @@ def test_an_unattached_artifact_can_be_attached(http: httpx.Client) -> None:
 
 
 def test_the_upstream_client_still_updates_its_own_artifact(registry: ModelRegistry) -> None:
+    from model_registry.types import ModelArtifact
+
     registry.register_model("keeps-own", "s3://own/1", model_format_name="onnx", model_format_version="1",
                             version="v1")
     mine = registry.get_model_artifact("keeps-own", "v1")

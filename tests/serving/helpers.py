@@ -9,23 +9,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
-import joblib
-import numpy as np
-from kserve import (
-    ApiClient,
-    V1beta1InferenceService,
-    V1beta1InferenceServiceSpec,
-    V1beta1ModelFormat,
-    V1beta1ModelSpec,
-    V1beta1PredictorSpec,
-    constants,
-)
-from kubernetes.client import V1ObjectMeta
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
-from sklearn.tree import DecisionTreeClassifier
 
 from tests.support import ServerProcess, run_cli
+
+# kserve, kubernetes, sklearn and numpy are imported in the functions that use them: most serving test modules
+# import this one, and every pytest worker imports every test module (~3 s of CPU for those four).
 
 
 class SharedServer(NamedTuple):
@@ -43,6 +31,11 @@ ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
 
 def train_iris(folder: Path, kind: str = "logistic") -> Any:
     """Train an iris classifier and save it as ``folder/model.joblib``; returns the model."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+
     features, labels = load_iris(return_X_y=True)
     model = (LogisticRegression(max_iter=500) if kind == "logistic" else DecisionTreeClassifier(max_depth=2))
     model.fit(features, labels)
@@ -57,12 +50,25 @@ def process_title(pid: int) -> str:
 
 
 def expected(model: Any, rows: list[list[float]] = ROWS) -> list[int]:
+    import numpy as np
+
     return [int(v) for v in model.predict(np.array(rows))]
 
 
 def manifest(name: str, storage_uri: str | None, *, fmt: str = "sklearn", namespace: str = "default",
              annotations: dict[str, str] | None = None, **predictor: Any) -> dict[str, Any]:
     """An InferenceService built with the upstream kserve SDK, serialised as kubectl would send it."""
+    from kserve import (
+        ApiClient,
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+        constants,
+    )
+    from kubernetes.client import V1ObjectMeta
+
     model = V1beta1ModelSpec(model_format=V1beta1ModelFormat(name=fmt), storage_uri=storage_uri)
     isvc = V1beta1InferenceService(
         api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,

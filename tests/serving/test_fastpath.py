@@ -10,48 +10,64 @@ import asyncio
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import joblib
-import numpy as np
 import pytest
-from kserve import Model
-from kserve.model_repository import ModelRepository
-from kserve.model_server import app as KSERVE_APP  # what RESTServer builds on, as in a replica
-from kserve.protocol.dataplane import DataPlane
-from kserve.protocol.model_repository_extension import ModelRepositoryExtension
-from kserve.protocol.rest.server import RESTServer
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LinearRegression
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
-from kfbox.serving.fastpath import FastPredict
 from kfbox.serving.replica import without_timing_middleware
-from kfbox.serving.runtimes import TabularModel
+
+# kserve, sklearn and the kfbox modules that import kserve are imported where used: every pytest worker
+# imports this module, one runs it.
+if TYPE_CHECKING:
+    from kserve.model_repository import ModelRepository
+
+    from kfbox.serving.runtimes import TabularModel
 
 JSON = {"content-type": "application/json"}
 UNIQUE = re.compile(rb"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|\d{4}-\d\d-\d\dT[\d:.]+\+00:00")
 ROWS = [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]
+FLAT = [x for row in ROWS for x in row]
 
 
-class Echo(Model):  # type: ignore[misc]  # kserve ships no types
-    """A user's own model: pre- and postprocess of its own, so it must keep kserve's path."""
+def kserve_app() -> Any:
+    """kserve's REST app: what RESTServer builds on, as in a replica."""
+    from kserve.model_server import app
 
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.ready = True
+    return app
 
-    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        return {"instances": [[len(payload.get("instances", []))]]}
 
-    def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        return {"predictions": payload["instances"]}
+def fast_path(app: Any, models: ModelRepository) -> Any:
+    """kfbox's fast path around ``app``."""
+    from kfbox.serving.fastpath import FastPredict
+
+    return FastPredict(app, models)
+
+
+def _echo(name: str) -> Any:
+    from kserve import Model
+
+    class Echo(Model):  # type: ignore[misc]  # kserve ships no types
+        """A user's own model: pre- and postprocess of its own, so it must keep kserve's path."""
+
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            self.ready = True
+
+        def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            return {"instances": [[len(payload.get("instances", []))]]}
+
+        def predict(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+            return {"predictions": payload["instances"]}
+
+    return Echo(name)
 
 
 def _served(folder: Path, name: str, model: Any) -> TabularModel:
+    import joblib
+
+    from kfbox.serving.runtimes import TabularModel
+
     (folder / name).mkdir()
     joblib.dump(model, folder / name / "model.joblib")
     served = TabularModel(name, folder / name, "sklearn")
@@ -61,6 +77,19 @@ def _served(folder: Path, name: str, model: Any) -> TabularModel:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> ModelRepository:
+    import numpy as np
+    from kserve.model_repository import ModelRepository
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.server import RESTServer
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LinearRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from kfbox.serving.runtimes import TabularModel
+
     folder = tmp_path_factory.mktemp("models")
     features, labels = load_iris(return_X_y=True)
     names = np.array(["setosa", "versicolor", "virginica"])[labels]
@@ -70,7 +99,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> ModelRepository:
         _served(folder, "names", Pipeline([("scale", StandardScaler()),
                                            ("knn", KNeighborsClassifier(n_neighbors=4))]).fit(features, names)),
         _served(folder, "width", LinearRegression().fit(features[:, :3], features[:, 3])),
-        Echo("custom"),
+        _echo("custom"),
     ):
         repository.update(model)
     broken = TabularModel("broken", folder, "sklearn")
@@ -89,7 +118,7 @@ class Reached:
     """Stands in for kserve's app (its settings are kserve's app's) and says that the request was handed on."""
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(KSERVE_APP, name)
+        return getattr(kserve_app(), name)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 299, "headers": []})
@@ -147,7 +176,7 @@ CASES = {
     "structured CloudEvent": (v1({"specversion": "1.0", "id": "1", "source": "t", "type": "t", "time": "now",
                                   "data": {"instances": ROWS}}), False),
     "V2 infer": (("POST", "/v2/models/iris/infer", json.dumps({"id": "1", "inputs": [
-        {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": np.ravel(ROWS).tolist()}]}).encode(), JSON), False),
+        {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": FLAT}]}).encode(), JSON), False),
     "explain": (("POST", "/v1/models/iris:explain", json.dumps({"instances": ROWS}).encode(), JSON), False),
     "GET on predict": (("GET", "/v1/models/iris:predict", None, {}), False),
     "model status": (("GET", "/v1/models/iris", None, {}), False),
@@ -157,22 +186,22 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_same_reply_as_kserve(models: ModelRepository, case: str) -> None:
     (method, path, body, headers), _ = CASES[case]
-    stock = call(KSERVE_APP, method, path, body, headers)
-    fast = call(FastPredict(KSERVE_APP, models), method, path, body, headers)
+    stock = call(kserve_app(), method, path, body, headers)
+    fast = call(fast_path(kserve_app(), models), method, path, body, headers)
     assert fast == stock
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_fast_path_answers_only_what_it_knows(models: ModelRepository, case: str) -> None:
     (method, path, body, headers), answered_here = CASES[case]
-    status, _, content = call(FastPredict(Reached(), models), method, path, body, headers)
+    status, _, content = call(fast_path(Reached(), models), method, path, body, headers)
     assert (content != b"handed to kserve") is answered_here
     assert status == 299 or answered_here
 
 
 def test_good_requests_predict_what_the_model_does(models: ModelRepository) -> None:
     """Not only alike but right: the predictions are the model's own."""
-    status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}, "names"))
+    status, _, content = call(fast_path(Reached(), models), *v1({"instances": ROWS}, "names"))
     assert status == 200
     assert json.loads(content) == {"predictions": ["versicolor", "versicolor"]}
 
@@ -183,7 +212,7 @@ def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelReposi
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica") as client:
             await client.post("/v1/models/broken:predict", json={"instances": ROWS})
 
-    for app in (KSERVE_APP, FastPredict(KSERVE_APP, models)):
+    for app in (kserve_app(), fast_path(kserve_app(), models)):
         with pytest.raises(ZeroDivisionError):
             asyncio.run(send(app))
 
@@ -195,19 +224,20 @@ def test_steps_aside_while_kserve_app_does_more(models: ModelRepository, setting
     from starlette.middleware import Middleware
     from timing_asgi import TimingMiddleware
 
-    telemetry = KSERVE_APP._native_telemetry.config
-    saved = (list(KSERVE_APP.user_middleware), KSERVE_APP.max_body_size, KSERVE_APP.root_path, dict(telemetry))
+    app = kserve_app()
+    telemetry = app._native_telemetry.config
+    saved = (list(app.user_middleware), app.max_body_size, app.root_path, dict(telemetry))
     if setting == "middleware":
-        KSERVE_APP.user_middleware.append(Middleware(TimingMiddleware, client=None, metric_namer=None))
+        app.user_middleware.append(Middleware(TimingMiddleware, client=None, metric_namer=None))
     elif setting == "body limit":
-        KSERVE_APP.max_body_size = 1 << 20
+        app.max_body_size = 1 << 20
     elif setting == "root path":
-        KSERVE_APP.root_path = "/replica"
+        app.root_path = "/replica"
     else:
         telemetry["tracer_provider"] = object()
     try:
-        status, _, content = call(FastPredict(Reached(), models), *v1({"instances": ROWS}))
+        status, _, content = call(fast_path(Reached(), models), *v1({"instances": ROWS}))
     finally:
-        KSERVE_APP.user_middleware[:], KSERVE_APP.max_body_size, KSERVE_APP.root_path = saved[:3]
+        app.user_middleware[:], app.max_body_size, app.root_path = saved[:3]
         telemetry.update(saved[3])
     assert (status, content) == (299, b"handed to kserve")

@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
-from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 from tests.serving.helpers import (
     ROWS,
@@ -107,6 +105,8 @@ def test_v1_predict_takes_the_replicas_fast_path_and_v2_stays_kserves(client: ht
 
 def test_kserve_rest_client_through_the_gateway(server: ServerProcess, iris: Any) -> None:
     """The upstream kserve InferenceRESTClient, V1 and V2, with the gateway URL as its base_url."""
+    import numpy as np
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
     async def call() -> tuple[Any, Any]:
         base = f"{server.url}/serving/default/iris"

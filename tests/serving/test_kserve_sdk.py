@@ -6,20 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from kserve import (
-    KServeClient,
-    V1beta1InferenceService,
-    V1beta1InferenceServiceSpec,
-    V1beta1ModelFormat,
-    V1beta1ModelSpec,
-    V1beta1PredictorSpec,
-    constants,
-)
-from kubernetes.client import V1ObjectMeta
+
+if TYPE_CHECKING:  # imported where used: every pytest worker imports this module, few run it
+    from kserve import KServeClient, V1beta1InferenceService
 
 from tests.serving.helpers import ROWS, expected, kfbox, train_iris
 from tests.support import ServerProcess
@@ -30,12 +23,24 @@ NAME = "sdk-iris"
 
 @pytest.fixture(scope="module")
 def kserve(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KServeClient]:
+    from kserve import KServeClient
+
     config = tmp_path_factory.mktemp("kube") / "config"
     assert kfbox("kubeconfig", "-o", str(config), url=server.url).returncode == 0
     yield KServeClient(config_file=str(config))
 
 
 def isvc(uri: str, canary: int | None = None, version: str | None = None) -> V1beta1InferenceService:
+    from kserve import (
+        V1beta1InferenceService,
+        V1beta1InferenceServiceSpec,
+        V1beta1ModelFormat,
+        V1beta1ModelSpec,
+        V1beta1PredictorSpec,
+        constants,
+    )
+    from kubernetes.client import V1ObjectMeta
+
     predictor = V1beta1PredictorSpec(model=V1beta1ModelSpec(model_format=V1beta1ModelFormat(name="sklearn"),
                                                             storage_uri=uri), canary_traffic_percent=canary)
     return V1beta1InferenceService(api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,

@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import numpy as np
-from kserve import InferenceGRPCClient, InferInput, InferRequest
-
 from tests.serving.helpers import API, ROWS, apply, expected, manifest, status, train_iris, v1, wait_for, wait_ready
 from tests.support import ServerProcess
 
@@ -32,6 +29,9 @@ class Doubler(Model):
 
 async def grpc_infer(address: str) -> list[int]:
     """A V2 gRPC call with the upstream kserve client, straight to a replica (gRPC stays on loopback)."""
+    import numpy as np
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
     assert address.startswith("127.0.0.1:")
     client = InferenceGRPCClient(url=address)
     tensor = InferInput(name="input-0", shape=[len(ROWS), 4], datatype="FP64")

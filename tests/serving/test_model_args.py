@@ -10,10 +10,8 @@ import json
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from kserve import InferenceGRPCClient, InferInput, InferRequest
 
 from kfbox.client import ApiClient
 from kfbox.loadtest.target import resolve_target
@@ -45,6 +43,9 @@ def _grpc_port(shared_server: SharedServer) -> None:
 
 async def grpc_predict(model: str) -> list[int]:
     """A V2 gRPC ModelInfer through the gateway port, as kserve's e2e predict_grpc sends it."""
+    import numpy as np
+    from kserve import InferenceGRPCClient, InferInput, InferRequest
+
     client = InferenceGRPCClient(url=f"127.0.0.1:{GRPC_PORT}")
     tensor = InferInput(name="input-0", shape=[len(ROWS), 4], datatype="FP32")
     tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float32))

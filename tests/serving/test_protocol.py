@@ -16,14 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
-import numpy as np
-import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
-from sklearn.linear_model import LinearRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
 
 from tests.serving.helpers import SharedServer, apply, manifest, wait_ready
 from tests.support import ServerProcess
@@ -39,7 +32,16 @@ MIXED_V2 = {"parameters": {"content_type": "pd"}, "inputs": [
     for k, v in ROW.items()]}
 
 
+# numpy, pandas and sklearn are imported where used: every pytest worker imports this module, one runs it.
 def train_mixed(folder: Path) -> Any:
+    import joblib
+    import numpy as np
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({**{c: rng.choice(v, 200) for c, v in CATEGORIES.items()},
                           **{c: rng.integers(1, 3000, 200) for c in NUMBERS}})
@@ -101,6 +103,8 @@ def both(servers: tuple[httpx.Client, httpx.Client, Any], method: str, path: str
 
 
 def test_v2_mixed_datatypes_as_a_dataframe(servers: tuple[httpx.Client, httpx.Client, Any]) -> None:
+    import pandas as pd
+
     ours, stock = both(servers, "POST", f"/v2/models/{NAME}/infer", json=MIXED_V2)
     assert (ours.status_code, stock.status_code) == (200, 200), ours.text
     want = servers[2].predict(pd.DataFrame([ROW]))
@@ -147,6 +151,7 @@ def test_grpc_through_the_gateway_port(servers: tuple[httpx.Client, httpx.Client
     import asyncio
 
     import grpc
+    import pandas as pd
     from kserve import InferenceGRPCClient, InferRequest
 
     async def calls() -> None:

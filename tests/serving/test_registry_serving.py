@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-from model_registry import ModelRegistry
 
 from tests.serving.helpers import (
     API,
@@ -24,7 +23,7 @@ from tests.serving.helpers import (
     wait_for,
     wait_ready,
 )
-from tests.support import ServerProcess
+from tests.support import ServerProcess, upstream_registry
 
 pytestmark = pytest.mark.filterwarnings("ignore:User access token is missing")
 MR = "/api/model_registry/v1alpha3"
@@ -34,7 +33,7 @@ MR = "/api/model_registry/v1alpha3"
 def iris(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Any:
     folder: Path = tmp_path_factory.mktemp("trained") / "iris"
     model = train_iris(folder)
-    registry = ModelRegistry("http://127.0.0.1", server.port, author="tester", is_secure=False)
+    registry = upstream_registry(server.port, author="tester")
     registry.register_model("iris", f"file://{folder}", model_format_name="sklearn", model_format_version="1",
                             version="v1")
     return model

@@ -16,11 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import joblib
 import pytest
 from fastapi.testclient import TestClient
-from sklearn.datasets import load_iris
-from sklearn.neighbors import KNeighborsClassifier
 
 from kfbox.db import Database
 from kfbox.serving.launcher import ReplicaLauncher
@@ -35,6 +32,10 @@ from tests.support import ServerProcess
 
 @pytest.fixture(scope="module")
 def brute_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import joblib
+    from sklearn.datasets import load_iris  # here, not at the top: every pytest worker imports this module
+    from sklearn.neighbors import KNeighborsClassifier
+
     folder = tmp_path_factory.mktemp("brute")
     features, labels = load_iris(return_X_y=True)
     joblib.dump(KNeighborsClassifier(n_neighbors=3, algorithm="brute").fit(features, labels), folder / "model.joblib")
@@ -153,6 +154,10 @@ def test_env_entries_kfbox_cannot_honour_get_422_naming_them(app_client: TestCli
 def test_a_replica_checks_the_rows_as_sklearn_does(tmp_path: Path, forking: ReplicaLauncher) -> None:
     """The replica skips sklearn's checks of its own internal arguments (``skip_parameter_validation``), not
     of the request's rows: predictions and the errors for bad rows are the ones sklearn gives with every check."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+
     features, labels = load_iris(return_X_y=True)
     model = KNeighborsClassifier(n_neighbors=3).fit(features, labels)
     folder = tmp_path / "knn"
@@ -187,6 +192,10 @@ def _answers(url: str) -> bool:
 def test_kfbox_up_starts_the_replica_with_the_services_env(server: ServerProcess) -> None:
     """Through ``kfbox up`` (the serving package's shared server): the InferenceService's ``env`` reaches its
     replica (an OpenMP worker appears)."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.neighbors import KNeighborsClassifier
+
     model = server.home / "pvc" / "models" / "knn"
     model.mkdir(parents=True)
     features, labels = load_iris(return_X_y=True)

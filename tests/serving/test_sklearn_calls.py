@@ -4,32 +4,47 @@ was checked against."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import types
+from typing import Any, NamedTuple
 
-import numpy as np
 import pytest
-import sklearn
-from sklearn.datasets import load_iris
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
-from kfbox.serving.sklearn_calls import serving_predict
+# numpy, scikit-learn (and kfbox.serving.sklearn_calls, which imports numpy) are imported in the tests and in
+# data() below, not at the top: every pytest worker imports every test module (~1.5 s of CPU for these).
 
-IRIS_X, IRIS_Y = load_iris(return_X_y=True)
-RNG = np.random.default_rng(7)
-# few distinct integer points and labels: many equidistant neighbours and tied votes
-GRID_X = RNG.integers(0, 4, size=(300, 3)).astype(float)
-GRID_Y = RNG.integers(0, 4, size=300)
+
+class Empty(NamedTuple):
+    """``np.empty(shape)``, made in the test."""
+
+    shape: tuple[int, int]
+
+
+@functools.cache
+def data() -> types.SimpleNamespace:
+    """Iris, and one random generator the tests draw from in turn, made on first use."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    iris_x, iris_y = load_iris(return_X_y=True)
+    rng = np.random.default_rng(7)
+    # few distinct integer points and labels: many equidistant neighbours and tied votes
+    grid_x = rng.integers(0, 4, size=(300, 3)).astype(float)
+    grid_y = rng.integers(0, 4, size=300)
+    return types.SimpleNamespace(IRIS_X=iris_x, IRIS_Y=iris_y, RNG=rng, GRID_X=grid_x, GRID_Y=grid_y)
 
 
 def _same(lean: Any, stock: Any) -> None:
     assert lean.dtype == stock.dtype
     assert lean.shape == stock.shape
+    import numpy as np
+
     np.testing.assert_array_equal(lean, stock)
 
 
 def _lean(model: Any) -> Any:
+    from kfbox.serving.sklearn_calls import serving_predict
+
     predict = serving_predict(model)
     assert predict != model.predict, "the lean predict is used for this model"
     return predict
@@ -38,6 +53,10 @@ def _lean(model: Any) -> Any:
 @pytest.mark.parametrize("neighbours", [1, 2, 3, 4, 7])
 @pytest.mark.parametrize("algorithm", ["kd_tree", "ball_tree", "auto"])
 def test_knn_iris(neighbours: int, algorithm: str) -> None:
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    IRIS_X, IRIS_Y, RNG = data().IRIS_X, data().IRIS_Y, data().RNG
     model = KNeighborsClassifier(n_neighbors=neighbours, algorithm=algorithm).fit(IRIS_X, IRIS_Y)
     queries = np.vstack([IRIS_X, RNG.uniform(0, 8, size=(200, 4))])
     _same(_lean(model)(queries), model.predict(queries))
@@ -46,6 +65,10 @@ def test_knn_iris(neighbours: int, algorithm: str) -> None:
 
 @pytest.mark.parametrize("neighbours", [2, 4, 6])
 def test_knn_tied_votes(neighbours: int) -> None:
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    GRID_X, GRID_Y, RNG = data().GRID_X, data().GRID_Y, data().RNG
     model = KNeighborsClassifier(n_neighbors=neighbours).fit(GRID_X, GRID_Y)
     queries = RNG.integers(0, 4, size=(500, 3)).astype(float)
     labels = GRID_Y[model.kneighbors(queries, return_distance=False)]
@@ -56,12 +79,21 @@ def test_knn_tied_votes(neighbours: int) -> None:
 
 @pytest.mark.parametrize("classes", [["b", "a", "c"], [10, -3, 7], [True, False, True]])
 def test_knn_class_labels_of_other_types(classes: list[Any]) -> None:
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+
+    IRIS_X, IRIS_Y, RNG = data().IRIS_X, data().IRIS_Y, data().RNG
     labels = np.array(classes)[RNG.integers(0, 3, size=len(IRIS_Y))]
     model = KNeighborsClassifier(n_neighbors=5).fit(IRIS_X, labels)
     _same(_lean(model)(IRIS_X), model.predict(IRIS_X))
 
 
 def test_pipeline_with_a_knn_last() -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    IRIS_X, IRIS_Y, RNG = data().IRIS_X, data().IRIS_Y, data().RNG
     model = Pipeline([("scale", StandardScaler()), ("skip", "passthrough"),
                       ("knn", KNeighborsClassifier(n_neighbors=4))]).fit(IRIS_X, IRIS_Y)
     queries = RNG.uniform(0, 8, size=(300, 4))
@@ -70,13 +102,20 @@ def test_pipeline_with_a_knn_last() -> None:
 
 @pytest.mark.parametrize("rows", [
     [[1.0, 2.0, 3.0]],  # three features for four
-    [[np.nan, 1.0, 2.0, 3.0]],
-    [[np.inf, 1.0, 2.0, 3.0]],
+    [[float("nan"), 1.0, 2.0, 3.0]],
+    [[float("inf"), 1.0, 2.0, 3.0]],
     [["a", "b", "c", "d"]],
-    np.empty((0, 4)),
+    Empty((0, 4)),
     [1.0, 2.0, 3.0, 4.0],  # 1-D
 ])
 def test_bad_rows_get_stock_errors(rows: Any) -> None:
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    IRIS_X, IRIS_Y = data().IRIS_X, data().IRIS_Y
+    rows = np.empty(rows.shape) if isinstance(rows, Empty) else rows
     for model in (KNeighborsClassifier().fit(IRIS_X, IRIS_Y),
                   Pipeline([("scale", StandardScaler()), ("knn", KNeighborsClassifier())]).fit(IRIS_X, IRIS_Y)):
         with pytest.raises(Exception) as stock:
@@ -86,32 +125,49 @@ def test_bad_rows_get_stock_errors(rows: Any) -> None:
         assert str(lean.value) == str(stock.value)
 
 
-class OwnKNN(KNeighborsClassifier):
-    def predict(self, X: Any) -> Any:
-        return np.zeros(len(X), dtype=int)
+def other_model(kind: str) -> Any:
+    import numpy as np
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    class OwnKNN(KNeighborsClassifier):  # type: ignore[misc]
+        def predict(self, X: Any) -> Any:
+            return np.zeros(len(X), dtype=int)
+
+    return {"distance weights": lambda: KNeighborsClassifier(weights="distance"),
+            "brute force": lambda: KNeighborsClassifier(algorithm="brute"),
+            "a subclass": OwnKNN,
+            "a pipeline ending in a subclass": lambda: Pipeline([("scale", StandardScaler()), ("own", OwnKNN())]),
+            }[kind]()
 
 
-@pytest.mark.parametrize("model", [
-    KNeighborsClassifier(weights="distance"),
-    KNeighborsClassifier(algorithm="brute"),
-    OwnKNN(),
-    Pipeline([("scale", StandardScaler()), ("own", OwnKNN())]),
-], ids=["distance weights", "brute force", "a subclass", "a pipeline ending in a subclass"])
-def test_other_models_keep_stock_predict(model: Any) -> None:
-    model.fit(IRIS_X, IRIS_Y)
+@pytest.mark.parametrize("kind", ["distance weights", "brute force", "a subclass", "a pipeline ending in a subclass"])
+def test_other_models_keep_stock_predict(kind: str) -> None:
+    from kfbox.serving.sklearn_calls import serving_predict
+
+    model = other_model(kind).fit(data().IRIS_X, data().IRIS_Y)
     assert serving_predict(model) == model.predict
 
 
 def test_an_unverified_scikit_learn_keeps_stock_predict(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = KNeighborsClassifier().fit(IRIS_X, IRIS_Y)
+    import sklearn
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from kfbox.serving.sklearn_calls import serving_predict
+
+    model = KNeighborsClassifier().fit(data().IRIS_X, data().IRIS_Y)
     assert serving_predict(model) != model.predict
     monkeypatch.setattr(sklearn, "__version__", "1.99.0")
     assert serving_predict(model) == model.predict
 
 
 def test_rows_the_checks_would_convert_or_warn_about_still_get_them() -> None:
+    import numpy as np
     import pandas as pd
+    from sklearn.neighbors import KNeighborsClassifier
 
+    IRIS_X, IRIS_Y = data().IRIS_X, data().IRIS_Y
     model = KNeighborsClassifier().fit(IRIS_X, IRIS_Y)
     for rows in (np.asfortranarray(IRIS_X), IRIS_X.astype(np.float32), IRIS_X.round().astype(int), IRIS_X[::2]):
         _same(_lean(model)(rows), model.predict(rows))

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.support import ServerProcess, axe_in_context, axe_serious
+from tests.support import ServerProcess, axe_in_context, axe_serious, require
 from tests.ui.seed import SeededDashboard
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the test extra)")
+require("playwright", "pip install playwright (the test extra)")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed"),
               pytest.mark.filterwarnings("ignore:User access token is missing")]
@@ -55,6 +55,8 @@ def seeded(seeded_dashboard: SeededDashboard) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    from playwright import sync_api as playwright  # imported here: every pytest worker imports this module
+
     with playwright.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         yield chromium

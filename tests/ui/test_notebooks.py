@@ -15,10 +15,10 @@ import uuid
 import httpx
 import pytest
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, require
 from tests.ui.seed import wide_spec
 
-pytest.importorskip("jupyterlab", reason="JupyterLab is the optional extra kfbox[notebooks]")
+require("jupyterlab", "JupyterLab is the optional extra kfbox[notebooks]")  # without importing it
 pytestmark = pytest.mark.slow  # JupyterLab itself takes 10-30 s to start
 CODE = ("import kfp, warnings\nwarnings.simplefilter('ignore')\n"
         "print('RUNS', kfp.Client().list_runs(page_size=100).total_size)")
