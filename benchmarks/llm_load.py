@@ -5,8 +5,9 @@
 
 What a user waits for at ``kfbox example llm``'s or the QA service's first generated answer on a new
 machine. Each load runs in its own fresh interpreter with a fresh ``XDG_CACHE_HOME`` (so kfbox finds
-no safetensors copy and loads the GGUF file), after importing torch and transformers (the replica's
-fork server has them imported already); the two take turns, order alternating each round. kfbox's
+no safetensors copy and loads the GGUF file), after importing what the replica fork server imports
+before it forks the QA replica (``kfbox.serving.forkserver.TRANSFORMERS``); the two take turns, order
+alternating each round. kfbox's
 figure includes writing the safetensors copy it keeps for the next start; the peer writes nothing.
 CPU is user + system of the process over the load (all its threads); on a shared machine compare CPU,
 wall time is printed beside. Each load then reports a digest of its weights and a greedy answer:
@@ -34,10 +35,16 @@ QUESTION = ("Context: The clinic's first director was Dr. Amelia Okafor, a cardi
 
 def load(side: str) -> dict[str, Any]:
     """One first load by ``side`` ("kfbox" or "transformers"), in this fresh process."""
+    import importlib
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from kfbox.serving.forkserver import TRANSFORMERS
     from kfbox.serving.qa import Generator, smollm2_gguf
+
+    for module in TRANSFORMERS:  # what the replica fork server imports before forking the QA replica
+        importlib.import_module(module)
 
     gguf = smollm2_gguf()
     if gguf is None:
