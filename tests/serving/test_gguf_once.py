@@ -7,6 +7,7 @@ benchmarks/llm_load.py (two full loads); the served answer by tests/examples/tes
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,26 @@ def test_gguf_is_restored_when_the_load_fails(small_gguf: Path) -> None:
         gguf.GGUFReader(small_gguf)
         raise ValueError("unsupported architecture")
     assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+
+
+def test_a_block_inside_a_block_is_part_of_it(small_gguf: Path) -> None:
+    """Generator enters one around its load; a caller may have opened one around the Generator."""
+    readers: list[Any] = []
+
+    def nested() -> None:
+        with parsed_once():
+            readers.append(gguf.GGUFReader(small_gguf))
+            with parsed_once():
+                readers.append(gguf.GGUFReader(small_gguf))
+            readers.append(gguf.GGUFReader(small_gguf))
+
+    own = gguf.GGUFReader
+    thread = threading.Thread(target=nested, daemon=True)
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "the inner block waits for the outer one"
+    assert len(readers) == 3 and readers[0] is readers[1] is readers[2]
+    assert gguf.GGUFReader is own
 
 
 @pytest.mark.slow  # gguf's own reader parses SmolLM2's 49k-word vocabulary in ~5 s

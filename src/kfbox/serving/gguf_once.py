@@ -27,7 +27,9 @@ from typing import Any, Literal
 import gguf
 import numpy as np
 
-_ONE_AT_A_TIME = threading.Lock()
+_ONE_AT_A_TIME = threading.RLock()
+_open = False
+"""Whether a block is open (read and written under the lock): a block inside it, in its thread, is part of it."""
 
 
 class PlainReader(gguf.GGUFReader):
@@ -53,8 +55,8 @@ def parsed_once() -> Iterator[None]:
     safe where it is used, a model replica loading its one chat model under its lock: another reader of the
     file in that window would get the same read-only reader of the same unchanged bytes, and a name map is
     a pure function of its arguments that transformers only looks names up in. Blocks in several threads take
-    turns, so each restores the originals. Inside a block ``gguf.GGUFReader`` is a function, not a class
-    (transformers only calls it).
+    turns, so each restores the originals; a block inside a block is part of the outer one. Inside a block
+    ``gguf.GGUFReader`` is a function, not a class (transformers only calls it).
 
     Example::
 
@@ -62,7 +64,11 @@ def parsed_once() -> Iterator[None]:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
             model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name)
     """
+    global _open
     with _ONE_AT_A_TIME:
+        if _open:
+            yield
+            return
         reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
         readers: dict[str, PlainReader] = {}
 
@@ -75,7 +81,9 @@ def parsed_once() -> Iterator[None]:
             return readers[key]
 
         gguf.GGUFReader, gguf.get_tensor_name_map = read, functools.cache(name_map)  # type: ignore[misc,assignment]
+        _open = True
         try:
             yield
         finally:
             gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map  # type: ignore[misc]
+            _open = False
