@@ -24,12 +24,15 @@ QA_MANIFEST = Path(__file__).resolve().parents[2] / "examples" / "llm" / "qa.yam
 
 @pytest.fixture(scope="package")
 def llm_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A real ``kfbox up``, offline for the hub, shared by the package's LLM modules.
+    """A real ``kfbox up``, offline for the hub, shared by the package's LLM modules, with a cache folder of its
+    own: the QA model's safetensors copy of SmolLM2 (kfbox.serving.qa) is made in it, never in the user's.
 
     The spare pipeline worker stays on (tests/support.py's ``lean_env``): the workflow's torch tasks
     fork from the warm task server after its hand-over, which the workflow test checks.
     """
-    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-home"), extra_env={"HF_HUB_OFFLINE": "1"})
+    cache = tmp_path_factory.mktemp("llm-cache")  # not the user's ~/.cache: each run loads SmolLM2 from its GGUF file
+    proc = ServerProcess.start(tmp_path_factory.mktemp("llm-home"),
+                               extra_env={"HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(cache)})
     yield proc
     proc.stop()
 
