@@ -62,8 +62,9 @@ run: install
 # package that shares a server (monitoring, cluster); slow modules first (tests/conftest.py). Three, not two:
 # with two, the workers' modules sat ~25% of their time waiting on servers, replicas and browsers (module wall
 # 755 s against 568 s of CPU, benchmarks/suite_cpu.py); a third worker fills those waits (make test back to back
-# in one venv, quiet: pytest 330 s at -n 2, 304 s at -n 3). Not loadfile's default reorder: it sorts modules
-# by test count, so the one-test LLM workflow started last while the others idled. Serial: `make test PYTEST_ARGS=` (must stay green too).
+# in one venv, quiet: pytest 330 s at -n 2, 304 s at -n 3; later, test modules importing less at collection,
+# 272 s at -n 3 and 293 s at -n 4). Not loadfile's default reorder: it sorts modules by test count, so the
+# one-test LLM workflow started last while the others idled. Serial: `make test PYTEST_ARGS=` (must stay green too).
 # mypy (~17 s of CPU on a fresh clone, one core) runs beside pytest, niced: it takes the cycles pytest's
 # workers leave idle instead of holding the second core idle before pytest starts. Its output is printed
 # after pytest's; either one failing fails the target. `make lint` runs the linters alone.
