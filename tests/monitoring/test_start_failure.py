@@ -32,4 +32,26 @@ def test_a_prometheus_that_exits_while_starting_is_not_ready_and_says_why(tmp_pa
                 time.sleep(0.1)
     assert status["ready"] is False and status["url"] is None
     assert status["exit_code"] not in (None, 0)
-    assert "address already in use" in Path(status["log"]).read_text()
+    assert status["error"] == f"listen tcp 127.0.0.1:{port}: bind: address already in use"  # its log's last error
+    assert status["error"] in Path(status["log"]).read_text()
+
+
+def test_the_reason_is_this_runs_last_error_line_from_its_log(tmp_path: Path) -> None:
+    """The log is appended to across starts: an earlier run's error is not this run's reason."""
+    from kfbox.monitoring.prometheus import last_error
+
+    log = tmp_path / "prometheus.log"
+    log.write_text('ts=1 level=error msg="Error loading config" err="open /x.yml: no such file"\n')
+    start = log.stat().st_size
+    with log.open("a") as f:
+        f.write('ts=2 level=info msg="Starting Prometheus"\n')
+    assert last_error(log, start) is None
+    with log.open("a") as f:
+        f.write('ts=3 level=error msg="Fatal error" cause="the data folder"\n'
+                'ts=4 level=error msg="Opening storage failed" err="lock DB directory: resource busy"\n'
+                'ts=5 level=info msg="See you next time!"\n')
+    assert last_error(log, start) == "lock DB directory: resource busy"
+    with log.open("a") as f:
+        f.write('ts=6 level=error msg="Error on ingesting samples"\n')
+    assert last_error(log, start) == "Error on ingesting samples"  # no err: its msg
+    assert last_error(tmp_path / "absent.log") is None

@@ -58,7 +58,8 @@ def wait_ready(api: ApiClient, status: dict[str, Any], timeout: float) -> dict[s
     deadline = time.monotonic() + timeout
     while True:
         if not status["running"]:
-            raise Unavailable(f"Prometheus exited while starting (exit code {status.get('exit_code')}). "
+            why = f": {status['error']}" if status.get("error") else ""  # an older server sends no "error"
+            raise Unavailable(f"Prometheus exited while starting (exit code {status.get('exit_code')}){why}. "
                               f"Its log: {status['log']}")
         if status["ready"]:
             return status

@@ -82,6 +82,7 @@ class LocalPrometheus:
         self._ready_child: ChildProcess | None = None
         """The child that has answered ``/-/ready``: once ready it stays so, and is not probed again."""
         self._lock = threading.Lock()
+        self._log_start = 0
 
     @property
     def url(self) -> str | None:
@@ -101,8 +102,9 @@ class LocalPrometheus:
             argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={data}",
                     f"--storage.tsdb.retention.time={self.settings.prometheus_retention}",
                     f"--web.listen-address=127.0.0.1:{self.port}"]  # no --web.enable-lifecycle: no remote quit
-            self.child = ChildProcess.spawn(argv, log_path=self.settings.logs_dir / "prometheus.log",
-                                            die_with_parent=True)
+            log = self.settings.logs_dir / "prometheus.log"
+            self._log_start = log.stat().st_size if log.exists() else 0  # the log is appended to: this run's part
+            self.child = ChildProcess.spawn(argv, log_path=log, die_with_parent=True)
             return self.status()
 
     def stop(self) -> dict[str, Any]:
@@ -114,15 +116,19 @@ class LocalPrometheus:
 
     def status(self) -> dict[str, Any]:
         """Cheap (no request to Prometheus): ``ready`` is what :meth:`probe` last found; ``exit_code`` is set
-        when the child exited on its own (a bad flag, a locked data folder), with its ``log`` to read."""
+        when the child exited on its own (a bad flag, a locked data folder, a port in use), with the reason its
+        log gave last (``error``) and the ``log`` to read."""
         child = self.child
         running = child is not None and child.alive
+        exited = child is not None and not running
+        log = self.settings.logs_dir / "prometheus.log"
         return {"running": running, "ready": running and self._ready_child is child, "url": self.url,
                 "pid": child.pid if running and child else None,
-                "exit_code": child.returncode if child is not None and not running else None,
+                "exit_code": child.returncode if exited and child else None,
+                "error": last_error(log, self._log_start) if exited else None,
                 "installed": shutil.which("prometheus") is not None, "data": str(self.folder / "data"),
                 "retention": self.settings.prometheus_retention, "config": str(self.folder / "prometheus.yml"),
-                "log": str(self.settings.logs_dir / "prometheus.log"),
+                "log": str(log),
                 "scrape_interval": self.settings.prometheus_scrape_interval}
 
     def probe(self) -> bool:
@@ -180,3 +186,22 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+_LOGFMT_VALUE = r'="((?:[^"\\]|\\.)*)"'
+
+
+def last_error(log: Path, start: int = 0, tail_bytes: int = 65536) -> str | None:
+    """The reason on the last ``level=error`` line of Prometheus's log after byte ``start`` (logfmt: its ``err``,
+    else its ``msg``), e.g. ``listen tcp 127.0.0.1:9090: bind: address already in use``; None when there is none."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(start, f.seek(0, 2) - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if re.search(r"\blevel=error\b", line, re.IGNORECASE):
+            found = re.search(r"\berr" + _LOGFMT_VALUE, line) or re.search(r"\bmsg" + _LOGFMT_VALUE, line)
+            return found.group(1) if found else line.strip()
+    return None
