@@ -53,6 +53,7 @@ def test_foreground_up_says_why_prometheus_is_not_up_and_serves_on(tmp_path: Pat
                 assert time.monotonic() < deadline, f"no Error: line in 30 s:\n{out.read_text()}\n{err.read_text()}"
                 time.sleep(0.1)
             url = json.loads((home / "server.json").read_text())["url"]
+            assert f"kfbox starting on {url} (home {home})" in out.read_text()  # --port 0: the port picked
             assert loopback().get(f"{url}/healthz").status_code == 200  # the server runs on without Prometheus
             server.send_signal(signal.SIGINT)
             code = server.wait(20)

@@ -64,17 +64,21 @@ def up(
     gc.disable()
     from kfbox.server.runner import serve
 
-    # plain text: rich's console would be imported for this one line
-    typer.echo(f"kfbox starting on http://{settings.host}:{settings.port} (home {settings.home})")
-    if settings.data_plane == "haproxy":
-        port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1 if settings.port else 0
-        where = f"port {port}" if port else "a free port"
-        typer.echo(f"inference ingress (HAProxy) on {where} of {settings.host}; its URL is ingress_url in "
-                   f"{settings.server_record}")
     if settings.prometheus:  # announced once the server, then Prometheus, answer; the server does not wait for it
         threading.Thread(target=_announce_prometheus, args=(settings,), name="kfbox-prometheus-ready",
                          daemon=True).start()
-    serve(settings)
+    serve(settings, on_bound=_announce_start)
+
+
+def _announce_start(settings: Settings) -> None:
+    """The start line, once the port is bound: with ``--port 0`` it names the port picked. Plain text: rich's
+    console would be imported for these lines."""
+    typer.echo(f"kfbox starting on http://{settings.host}:{settings.port} (home {settings.home})")
+    if settings.data_plane == "haproxy":
+        port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1  # as serving.haproxy's
+        where = f"port {port}" if port else "a free port"
+        typer.echo(f"inference ingress (HAProxy) on {where} of {settings.host}; its URL is ingress_url in "
+                   f"{settings.server_record}")
 
 
 def _announce_prometheus(settings: Settings) -> None:

@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -35,7 +36,9 @@ PRELOAD_AFTER_SECONDS = 0.3
 """After the start-up hooks: the first /healthz is answered before the preload competes for the interpreter."""
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, on_bound: Callable[[Settings], None] | None = None) -> None:
+    """Run the server in this process until it is stopped. ``on_bound`` is called with the settings once the
+    port is bound (its real number when ``settings.port`` is 0), before the database and the app start."""
     configure_logging(settings.log_level)
     settings.home.mkdir(parents=True, exist_ok=True)
     existing = read_record(settings.home)
@@ -44,6 +47,8 @@ def serve(settings: Settings) -> None:
                        f"home {settings.home}. Stop it with: kfbox down --home {settings.home}")
     sock = _bind(settings.host, settings.port)
     settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    if on_bound is not None:
+        on_bound(settings)
     db = Database(settings.db_url)
     db.upgrade()
     platform = Platform(settings=settings, db=db)
