@@ -46,7 +46,7 @@ def serve(settings: Settings, on_bound: Callable[[Settings], None] | None = None
         raise Conflict(f"A kfbox server (pid {existing['pid']}) already runs at {existing['url']} for "
                        f"home {settings.home}. Stop it with: kfbox down --home {settings.home}")
     sock = _bind(settings.host, settings.port)
-    settings = dataclasses.replace(settings, port=sock.getsockname()[1])
+    settings = bound(settings, sock.getsockname()[1])
     if on_bound is not None:
         on_bound(settings)
     db = Database(settings.db_url)
@@ -72,6 +72,14 @@ def serve(settings: Settings, on_bound: Callable[[Settings], None] | None = None
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         db.dispose()  # a start that failed before the shutdown hooks
+
+
+def bound(settings: Settings, port: int) -> Settings:
+    """The settings the server runs with once it listens on ``port``. Asked for a free port (``--port 0``), it
+    gives HAProxy's ingress a free port too (``ingress_port`` 0), not the default "the server's port + 1",
+    which nobody checked was free."""
+    ingress = 0 if settings.port == 0 and settings.ingress_port < 0 else settings.ingress_port
+    return dataclasses.replace(settings, port=port, ingress_port=ingress)
 
 
 def _settle_memory() -> None:
