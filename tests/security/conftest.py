@@ -7,6 +7,7 @@ their own server."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -28,3 +29,9 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
     proc = ServerProcess.start(tmp_path_factory.mktemp("token-home"), token=TOKEN)
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def home(server: ServerProcess) -> Path:
+    """The ``KFBOX_HOME`` of the module's ``server``, where a test puts model files (``pvc/``)."""
+    return server.home

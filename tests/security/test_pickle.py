@@ -64,11 +64,6 @@ def server(shared_server: ServerProcess) -> ServerProcess:
     return shared_server  # the package's plain server (tests/security/conftest.py)
 
 
-@pytest.fixture(scope="module")
-def home(server: ServerProcess) -> Path:
-    return server.home
-
-
 def wait_failure(server: ServerProcess, name: str, marker: Path) -> str:
     with server.client() as client:
         def failed() -> str | None:

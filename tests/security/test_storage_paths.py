@@ -40,11 +40,6 @@ def server(shared_server: ServerProcess) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def home(server: ServerProcess) -> Path:
-    return server.home
-
-
-@pytest.fixture(scope="module")
 def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A model the attacker wants served (or a file to read), outside every storage root."""
     folder = tmp_path_factory.mktemp("outside")

@@ -1,8 +1,10 @@
-"""Shared by the serving tests: a real iris model, manifests built with the kserve SDK, waiting."""
+"""Shared by the serving tests: a real iris model, a gated custom model, manifests built with the kserve SDK,
+waiting."""
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,77 @@ class SharedServer(NamedTuple):
 SERVING = "/apis/serving.kserve.io/v1beta1"
 API = SERVING + "/namespaces/{ns}/inferenceservices"
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [6.7, 3.0, 5.2, 2.3]]
+
+
+GATED_MODEL = '''
+import asyncio
+import pathlib
+
+from kserve import Model
+
+
+class Gated(Model):
+    """Streams two JSON lines, the second once the gate file exists; or holds a reply; or echoes headers."""
+
+    def load(self):
+        self.ready = True
+        return True
+
+    async def predict(self, payload, headers=None):
+        if payload.get("echo"):
+            return {"headers": dict(headers or {})}
+        gate = pathlib.Path(payload["gate"])
+        if payload.get("stream"):
+            return self.stream(gate)
+        return {"predictions": [await self.wait(gate)]}
+
+    async def wait(self, gate):
+        for _ in range(2400):
+            if gate.exists():
+                return "released"
+            await asyncio.sleep(0.05)
+        return "timed out"
+
+    async def stream(self, gate):
+        ended = gate.with_suffix(".ended")
+        try:
+            yield b'{"token": "first"}\\n'
+            yield ('{"token": "%s"}\\n' % await self.wait(gate)).encode()
+        except BaseException:  # cancelled: the client went away
+            ended.write_text("stopped")
+            raise
+        ended.write_text("finished")
+'''
+"""A custom ``kserve.Model`` whose reply waits for a *gate* file the test creates, so no assertion depends on
+timing: ``{"gate": PATH}`` holds a reply (``"released"``, or ``"timed out"`` after 120 s), ``{"gate": PATH,
+"stream": true}`` streams a token at once and one when released, ``{"echo": true}`` returns the headers it got."""
+
+
+def gated_model(folder: Path) -> dict[str, str]:
+    """Write GATED_MODEL into ``folder``; returns the annotations that serve it (with ``fmt="custom"``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "gated_model.py").write_text(GATED_MODEL)
+    return gated_annotations(folder)
+
+
+def gated_annotations(folder: Path) -> dict[str, str]:
+    """The annotations that serve the GATED_MODEL written into ``folder`` by ``gated_model``."""
+    return {"serving.kfbox.io/model-class": "gated_model:Gated", "serving.kfbox.io/python-path": str(folder)}
+
+
+def assert_overloaded_then_released(refused: httpx.Response, gate: Path, threads: list[threading.Thread],
+                                    held: list[httpx.Response]) -> None:
+    """With a GATED_MODEL request from each of ``threads`` held at a full replica, ``refused`` (one more) was
+    turned away at once: 503, ``Retry-After: 1`` and KServe's error body naming the overload. Opening ``gate``
+    then answers every held request. (A helper, not a test module: pytest does not rewrite these asserts.)"""
+    assert held == [], held  # answered while the replica still holds the others
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"] == "1", refused.headers
+    assert set(refused.json()) == {"error"} and "overloaded" in refused.json()["error"], refused.text
+    gate.touch()
+    for thread in threads:
+        thread.join(60)
+    assert [r.json() for r in held] == [{"predictions": ["released"]}] * len(threads), held
 
 
 def train_iris(folder: Path, kind: str = "logistic") -> Any:
@@ -55,11 +128,11 @@ def expected(model: Any, rows: list[list[float]] = ROWS) -> list[int]:
     return [int(v) for v in model.predict(np.array(rows))]
 
 
-def manifest(name: str, storage_uri: str | None, *, fmt: str = "sklearn", namespace: str = "default",
-             annotations: dict[str, str] | None = None, **predictor: Any) -> dict[str, Any]:
-    """An InferenceService built with the upstream kserve SDK, serialised as kubectl would send it."""
+def inference_service(name: str, storage_uri: str | None, *, fmt: str = "sklearn", namespace: str = "default",
+                      annotations: dict[str, str] | None = None, resource_version: str | None = None,
+                      **predictor: Any) -> Any:
+    """An InferenceService as the upstream kserve SDK's object (``V1beta1InferenceService``), as a user builds it."""
     from kserve import (
-        ApiClient,
         V1beta1InferenceService,
         V1beta1InferenceServiceSpec,
         V1beta1ModelFormat,
@@ -70,11 +143,20 @@ def manifest(name: str, storage_uri: str | None, *, fmt: str = "sklearn", namesp
     from kubernetes.client import V1ObjectMeta
 
     model = V1beta1ModelSpec(model_format=V1beta1ModelFormat(name=fmt), storage_uri=storage_uri)
-    isvc = V1beta1InferenceService(
+    return V1beta1InferenceService(
         api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,
-        metadata=V1ObjectMeta(name=name, namespace=namespace, annotations=annotations),
+        metadata=V1ObjectMeta(name=name, namespace=namespace, annotations=annotations,
+                              resource_version=resource_version),
         spec=V1beta1InferenceServiceSpec(predictor=V1beta1PredictorSpec(model=model, **predictor)))
-    return ApiClient().sanitize_for_serialization(isvc)  # type: ignore[no-any-return]
+
+
+def manifest(name: str, storage_uri: str | None, **kwargs: Any) -> dict[str, Any]:
+    """An InferenceService built with the upstream kserve SDK (``inference_service``), serialised as kubectl
+    would send it."""
+    from kserve import ApiClient
+
+    return ApiClient().sanitize_for_serialization(  # type: ignore[no-any-return]
+        inference_service(name, storage_uri, **kwargs))
 
 
 def apply(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

@@ -17,63 +17,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving.helpers import apply, manifest, wait_for, wait_ready
+from tests.serving.helpers import apply, assert_overloaded_then_released, gated_model, manifest, wait_for, wait_ready
 from tests.support import ServerProcess
 
 QUEUE = 2
 PATH = "/serving/default/tokens/v1/models/tokens:predict"
-MODEL = '''
-import asyncio
-import pathlib
-
-from kserve import Model
-
-
-class Tokens(Model):
-    """Streams two JSON lines, the second once the gate file exists; or holds a reply; or echoes headers."""
-
-    def load(self):
-        self.ready = True
-        return True
-
-    async def predict(self, payload, headers=None):
-        if payload.get("echo"):
-            return {"headers": dict(headers or {})}
-        gate = pathlib.Path(payload["gate"])
-        if payload.get("stream"):
-            return self.stream(gate)
-        return {"predictions": [await self.wait(gate)]}
-
-    async def wait(self, gate):
-        for _ in range(2400):
-            if gate.exists():
-                return "released"
-            await asyncio.sleep(0.05)
-        return "timed out"
-
-    async def stream(self, gate):
-        ended = gate.with_suffix(".ended")
-        try:
-            yield b'{"token": "first"}\\n'
-            yield ('{"token": "%s"}\\n' % await self.wait(gate)).encode()
-        except BaseException:  # cancelled: the client went away
-            ended.write_text("stopped")
-            raise
-        ended.write_text("finished")
-'''
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """``kfbox up`` holding at most QUEUE requests per replica, serving the Tokens model (one replica)."""
+    """``kfbox up`` holding at most QUEUE requests per replica, serving GATED_MODEL as ``tokens`` (one replica)."""
     home = tmp_path_factory.mktemp("home")
-    code = tmp_path_factory.mktemp("code")
-    (code / "tokens_model.py").write_text(MODEL)
+    annotations = gated_model(tmp_path_factory.mktemp("code"))
     proc = ServerProcess.start(home, extra_env={"KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE)})
     with proc.client() as client:
-        apply(client, manifest("tokens", None, fmt="custom",
-                               annotations={"serving.kfbox.io/model-class": "tokens_model:Tokens",
-                                            "serving.kfbox.io/python-path": str(code)}))
+        apply(client, manifest("tokens", None, fmt="custom", annotations=annotations))
         wait_ready(client, "tokens")
     yield proc
     proc.stop()
@@ -135,15 +93,7 @@ def test_a_full_revision_answers_503_at_once_and_serves_again_after(server: Serv
         thread.start()
     with server.client() as client:
         wait_for(lambda: inflight(client) == QUEUE, 30, f"{QUEUE} requests held by the replica")
-        refused = client.post(PATH, json={"gate": str(gate)})
-        assert held == []  # answered while the replica still holds the others
-        assert refused.status_code == 503
-        assert refused.headers["retry-after"] == "1"
-        assert set(refused.json()) == {"error"} and "overloaded" in refused.json()["error"]
-        gate.touch()
-        for thread in threads:
-            thread.join(60)
-        assert [r.json() for r in held] == [{"predictions": ["released"]}] * QUEUE
+        assert_overloaded_then_released(client.post(PATH, json={"gate": str(gate)}), gate, threads, held)
         assert client.post(PATH, json={"gate": str(gate)}).json() == {"predictions": ["released"]}
 
 

@@ -29,7 +29,19 @@ import pytest
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput
 from kfbox.serving.haproxy import restart_delay
-from tests.serving.helpers import ROWS, apply, expected, manifest, status, train_iris, wait_for, wait_ready
+from tests.serving.helpers import (
+    ROWS,
+    apply,
+    assert_overloaded_then_released,
+    expected,
+    gated_annotations,
+    gated_model,
+    manifest,
+    status,
+    train_iris,
+    wait_for,
+    wait_ready,
+)
 from tests.support import ServerProcess, run_cli
 
 
@@ -46,30 +58,6 @@ BACKOFF = "0.1"
 below): giving HAProxy up after its 6th exit then waits 0.2 + 0.4 + 0.8 + 1.6 s, not 15 s."""
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
-MODEL = '''
-import asyncio
-import pathlib
-
-from kserve import Model
-
-
-class Held(Model):
-    """Holds a reply until the gate file exists; or echoes the headers it got."""
-
-    def load(self):
-        self.ready = True
-        return True
-
-    async def predict(self, payload, headers=None):
-        if payload.get("echo"):
-            return {"headers": dict(headers or {})}
-        gate = pathlib.Path(payload["gate"])
-        for _ in range(2400):
-            if gate.exists():
-                return {"predictions": ["released"]}
-            await asyncio.sleep(0.05)
-        return {"predictions": ["timed out"]}
-'''
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +65,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``kfbox up`` with a token and the HAProxy data plane (ingress on a free port), serving ``iris`` and
     the ``held`` model, one replica each, at most QUEUE requests per replica."""
     home = tmp_path_factory.mktemp("home")
-    code = home / "code"
-    code.mkdir()
-    (code / "held_model.py").write_text(MODEL)
+    held = gated_model(home / "code")
     proc = ServerProcess.start(home, token=TOKEN, extra_env={
         "KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE),
         "KFBOX_SERVING_GRPC_PORT": "0", "KFBOX_DATA_PLANE_RESTART_BACKOFF": BACKOFF})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
         apply(client, manifest("iris", "pvc://models/iris", annotations={"serving.kfbox.io/enable-grpc": "true"}))
-        apply(client, manifest("held", None, fmt="custom",
-                               annotations={"serving.kfbox.io/model-class": "held_model:Held",
-                                            "serving.kfbox.io/python-path": str(code)}))
+        apply(client, manifest("held", None, fmt="custom", annotations=held))
         wait_ready(client, "iris")
         wait_ready(client, "held")
     url = json.loads((home / "server.json").read_text())["ingress_url"]
@@ -237,15 +221,7 @@ def test_overload_is_a_fast_503_with_kserve_body(server: ServerProcess, ingress:
     # kfbox reads HAProxy's requests in flight into its gauge (and the autoscaler)
     wait_for(lambda: metric(client, 'kfbox_serving_inflight_requests{name="held"') == QUEUE, 30,
              f"{QUEUE} requests in flight through HAProxy")
-    refused = ingress.post(path, json={"gate": str(gate)})
-    assert held == []
-    assert refused.status_code == 503
-    assert refused.headers["retry-after"] == "1"
-    assert set(refused.json()) == {"error"} and "overloaded" in refused.json()["error"]
-    gate.touch()
-    for thread in threads:
-        thread.join(60)
-    assert [r.json() for r in held] == [{"predictions": ["released"]}] * QUEUE
+    assert_overloaded_then_released(ingress.post(path, json={"gate": str(gate)}), gate, threads, held)
     wait_for(lambda: metric(client, 'kfbox_serving_requests_total{code="503",name="held"') == 1, 10, "503 counted")
 
 
@@ -311,8 +287,7 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
     HAProxy, and every request is answered."""
     apply(client, manifest("auto", None, fmt="custom", min_replicas=1, max_replicas=2, scale_target=1,
                            scale_metric="concurrency",
-                           annotations={"serving.kfbox.io/model-class": "held_model:Held",
-                                        "serving.kfbox.io/python-path": str(server.home / "code"),
+                           annotations={**gated_annotations(server.home / "code"),
                                         "autoscaling.knative.dev/window": "2s"}))
     wait_ready(client, "auto")
     wait_for(lambda: straight(ingress, client, "auto", {"echo": True}), 30, "HAProxy routing to auto")

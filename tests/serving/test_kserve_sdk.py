@@ -14,7 +14,7 @@ import pytest
 if TYPE_CHECKING:  # imported where used: every pytest worker imports this module, few run it
     from kserve import KServeClient, V1beta1InferenceService
 
-from tests.serving.helpers import ROWS, expected, kfbox, train_iris
+from tests.serving.helpers import ROWS, expected, inference_service, kfbox, train_iris
 from tests.support import ServerProcess
 
 NS = "sdk"
@@ -31,21 +31,8 @@ def kserve(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def isvc(uri: str, canary: int | None = None, version: str | None = None) -> V1beta1InferenceService:
-    from kserve import (
-        V1beta1InferenceService,
-        V1beta1InferenceServiceSpec,
-        V1beta1ModelFormat,
-        V1beta1ModelSpec,
-        V1beta1PredictorSpec,
-        constants,
-    )
-    from kubernetes.client import V1ObjectMeta
-
-    predictor = V1beta1PredictorSpec(model=V1beta1ModelSpec(model_format=V1beta1ModelFormat(name="sklearn"),
-                                                            storage_uri=uri), canary_traffic_percent=canary)
-    return V1beta1InferenceService(api_version=constants.KSERVE_V1BETA1, kind=constants.KSERVE_KIND_INFERENCESERVICE,
-                                   metadata=V1ObjectMeta(name=NAME, namespace=NS, resource_version=version),
-                                   spec=V1beta1InferenceServiceSpec(predictor=predictor))
+    return inference_service(NAME, uri, namespace=NS, resource_version=version,  # type: ignore[no-any-return]
+                             canary_traffic_percent=canary)
 
 
 def predict(server: ServerProcess) -> Any:

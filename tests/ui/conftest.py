@@ -12,6 +12,7 @@ tests/conftest.py's ``server``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -26,3 +27,9 @@ def seeded_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seede
         yield SeededDashboard(server, seed_dashboard(server, tmp_path_factory.mktemp("specs")))
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(seeded_dashboard: SeededDashboard) -> dict[str, Any]:
+    """What ``seeded_dashboard`` created (runs, pipeline, model), for the modules that read its pages."""
+    return seeded_dashboard.seeded

@@ -49,11 +49,6 @@ def server(seeded_dashboard: SeededDashboard) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
-def seeded(seeded_dashboard: SeededDashboard) -> dict[str, Any]:
-    return seeded_dashboard.seeded
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright import sync_api as playwright  # imported here: every pytest worker imports this module
 

@@ -28,11 +28,6 @@ def server(seeded_dashboard: SeededDashboard) -> ServerProcess:
     return seeded_dashboard.server
 
 
-@pytest.fixture(scope="module")
-def seeded(seeded_dashboard: SeededDashboard) -> dict[str, Any]:
-    return seeded_dashboard.seeded
-
-
 def page(http: httpx.Client, path: str, status: int = 200) -> str:
     reply = http.get(path, headers={"Accept": "text/html"})
     assert reply.status_code == status, (path, reply.text[-800:])
