@@ -75,7 +75,9 @@ def _announce_start(settings: Settings) -> None:
     console would be imported for these lines."""
     typer.echo(f"kfbox starting on http://{settings.host}:{settings.port} (home {settings.home})")
     if settings.data_plane == "haproxy":
-        port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1  # as serving.haproxy's
+        from kfbox.serving.haproxy import configured_ingress_port
+
+        port = configured_ingress_port(settings)
         where = f"port {port}" if port else "a free port"
         typer.echo(f"inference ingress (HAProxy) on {where} of {settings.host}; its URL is ingress_url in "
                    f"{settings.server_record}")

@@ -90,7 +90,7 @@ def preflight(settings: Settings) -> str:
                            "pick another token or run without --data-plane haproxy.")
     if read_record(settings.home) is None:  # no live server of this home: any HAProxy of its is a leftover
         stop_leftover(settings.home / "haproxy")
-    port = settings.ingress_port if settings.ingress_port >= 0 else settings.port + 1 if settings.port else 0
+    port = configured_ingress_port(settings)
     if port:
         family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
@@ -119,11 +119,17 @@ def stop_leftover(folder: Path) -> None:
             time.sleep(0.05)
 
 
-def ingress_port(settings: Settings) -> int:
-    """The port HAProxy listens on: the setting, else the server's port + 1, else (server port 0) a free one."""
+def configured_ingress_port(settings: Settings) -> int:
+    """The port HAProxy is to listen on: the setting, else the server's port + 1; 0 for a free one (the setting 0,
+    or the server's port 0)."""
     if settings.ingress_port >= 0:
-        return settings.ingress_port or free_port(settings.host)
-    return settings.port + 1 if settings.port else free_port(settings.host)
+        return settings.ingress_port
+    return settings.port + 1 if settings.port else 0
+
+
+def ingress_port(settings: Settings) -> int:
+    """The port HAProxy listens on: :func:`configured_ingress_port`, a free one picked now for 0."""
+    return configured_ingress_port(settings) or free_port(settings.host)
 
 
 @dataclasses.dataclass
