@@ -10,7 +10,7 @@ import re
 import sys
 import types
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,28 @@ class _WithoutArguments(importlib.abc.Loader):
 
 
 sys.meta_path.insert(0, _KserveWithoutPytestArguments())
+
+
+HEAVY_AT_COLLECTION = frozenset({"kserve", "sklearn", "scipy", "pandas", "torch", "transformers", "playwright",
+                                 "model_registry", "jupyter_server", "grpc", "matplotlib", "mlflow", "boto3"})
+"""Packages no test module may import when it is collected: every xdist worker collects every module, so
+one module-level ``import sklearn`` costs each worker its import (0.5-1.5 s of CPU) whether or not it runs
+that module's tests."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, pytest.CollectReport,
+                                                                        pytest.CollectReport]:
+    """A test module (or conftest) that imports one of :data:`HEAVY_AT_COLLECTION` fails to collect, naming it."""
+    before = HEAVY_AT_COLLECTION & sys.modules.keys()
+    report = yield
+    added = (HEAVY_AT_COLLECTION & sys.modules.keys()) - before
+    if added and report.passed:
+        report.outcome = "failed"
+        report.longrepr = (f"Collecting {collector.nodeid or collector.path} imported {', '.join(sorted(added))}. "
+                           "Every pytest worker collects every module: import these inside the tests or "
+                           "fixtures that use them.")
+    return report
 
 # rich fixes a console's width when it is created, from COLUMNS: the CLI's module-level console is
 # made by whichever test first imports it, under that test's environment. One width for the session

