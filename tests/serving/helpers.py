@@ -222,15 +222,19 @@ def v1(client: httpx.Client, name: str, rows: list[list[float]] = ROWS, **kwargs
 
 
 def haproxy(home: Path, command: str) -> str:
-    """The answer of the HAProxy data plane's master CLI (``<home>/haproxy/master.sock``) to ``command``."""
+    """The answer of the HAProxy data plane's master CLI (``<home>/haproxy/master.sock``) to ``command``; empty
+    while the master does not answer (it re-executes itself at a reload)."""
     import socket
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
-        sock.connect(str(home / "haproxy" / "master.sock"))
-        sock.sendall(command.encode() + b"\n")
-        sock.shutdown(socket.SHUT_WR)
-        return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        try:
+            sock.connect(str(home / "haproxy" / "master.sock"))
+            sock.sendall(command.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
+            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        except OSError:
+            return ""
 
 
 def haproxy_ports(home: Path, name: str, namespace: str = "default") -> set[int]:
