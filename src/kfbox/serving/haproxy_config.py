@@ -159,7 +159,8 @@ def _host(host: str) -> str:
 def render(plan: Plan) -> str:
     """The whole haproxy.cfg for ``plan``."""
     lines = [
-        "# written by kfbox (kfbox.serving.haproxy_config); rewritten on every change, do not edit",
+        "# written by kfbox (kfbox.serving.haproxy_config); servers change at run time "
+        "(kfbox.serving.haproxy_runtime); do not edit",
         "global",
         f"    log {plan.log_socket} len 1024 format raw local0 info",
         f"    nbthread {plan.threads}",
