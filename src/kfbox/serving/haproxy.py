@@ -357,13 +357,14 @@ class HaproxyDataPlane:
                 return
             now = time.monotonic()
             plan = self._plan(now)
+            if plan == self.plan and self._applied:
+                return
             if self._refused is not None and layout(plan) == self._refused:
                 return
             if self.plan is not None and layout(plan) == layout(self.plan):
-                if plan != self.plan or not self._applied:
-                    await self._apply(plan, now)
-                return
-            await self._reload(plan, now)
+                await self._apply(plan, now)
+            else:
+                await self._reload(plan, now)
 
     async def _apply(self, plan: Plan, now: float) -> None:
         """The slots of ``plan`` into the current worker, at run time."""
