@@ -401,6 +401,8 @@ def test_a_killed_haproxy_is_restarted_with_the_current_routes(server: ServerPro
     wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "the master and its workers gone")
     wait_for(lambda: _answers(ingress), 15, "predictions through the ingress port again")
     assert straight(ingress, client, "iris")  # routed as before: the current configuration, not kfbox's fallback
+    # ...to the replica set at run time (the one that replaced a killed one above), not the first one
+    assert haproxy_ports(server.home, "iris") == endpoints(client, "iris", "iris-predictor-00001")
     assert _haproxy_pids(server.home)[0] != pids[0]
     assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}, restarted 1 time"
     assert metric(client, "kfbox_data_plane_restarts_total") == 1 and metric(client, "kfbox_data_plane_up") == 1
