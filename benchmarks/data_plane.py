@@ -73,9 +73,11 @@ def main() -> int:
         with kfbox_with_haproxy(home) as record:
             url, ingress = record["url"], record["ingress_url"]
             endpoints = apply_iris(url, "iris", 1)
-            wait_for(lambda: "use_backend svc_" in (home / "haproxy" / "haproxy.cfg").read_text(), "HAProxy route")
-            route = f"/serving/{NAMESPACE}/iris/v1/models/iris:predict"
             replica_url = endpoints[0]
+            # kfbox rewrites the port -> revision map once it has put the replica into HAProxy (at run time)
+            mapped = f"{replica_url.rsplit(':', 1)[1]} "
+            wait_for(lambda: mapped in (home / "haproxy" / "revisions.map").read_text(), "HAProxy route")
+            route = f"/serving/{NAMESPACE}/iris/v1/models/iris:predict"
             replica_pid = listening_pid(int(replica_url.rsplit(":", 1)[1]))
             assert replica_pid is not None
             paths = {"direct": replica_url + "/v1/models/iris:predict", "gateway": url + route,

@@ -219,3 +219,45 @@ def kfbox(*args: str, url: str) -> subprocess.CompletedProcess[str]:
 
 def v1(client: httpx.Client, name: str, rows: list[list[float]] = ROWS, **kwargs: Any) -> httpx.Response:
     return client.post(f"/serving/default/{name}/v1/models/{name}:predict", json={"instances": rows}, **kwargs)
+
+
+def haproxy(home: Path, command: str) -> str:
+    """The answer of the HAProxy data plane's master CLI (``<home>/haproxy/master.sock``) to ``command``; empty
+    while the master does not answer (it re-executes itself at a reload)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(str(home / "haproxy" / "master.sock"))
+            sock.sendall(command.encode() + b"\n")
+            sock.shutdown(socket.SHUT_WR)
+            return b"".join(iter(lambda: sock.recv(65536), b"")).decode()
+        except OSError:
+            return ""
+
+
+def haproxy_ports(home: Path, name: str, namespace: str = "default") -> set[int]:
+    """The replica ports HAProxy's current worker sends the service's requests to (servers not in maintenance),
+    read from its ``show stat`` by column name."""
+    lines = haproxy(home, "@1 show stat -1 4 -1").splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return set()
+    columns = lines[0][2:].split(",")
+    rows = [dict(zip(columns, line.split(","), strict=False)) for line in lines[1:] if line]
+    return {int(row["addr"].rsplit(":", 1)[1]) for row in rows
+            if row["pxname"] == f"svc_{namespace}_{name}" and row["status"] != "MAINT"}
+
+
+def haproxy_workers(home: Path) -> tuple[list[int], list[int]]:
+    """HAProxy's current and old workers (pids), from its master CLI's ``show proc``."""
+    current: list[int] = []
+    old: list[int] = []
+    into = current
+    for line in haproxy(home, "show proc").splitlines():
+        if line.startswith("# old workers"):
+            into = old
+        fields = line.split()
+        if len(fields) > 1 and fields[1] == "worker":
+            into.append(int(fields[0]))
+    return current, old

@@ -1,7 +1,7 @@
 """The optional HAProxy data plane (``kfbox up --data-plane haproxy``) against Debian's real haproxy on
 loopback, driven by a real ``kfbox up`` with a token, in front of real kserve replicas: routing by Host
 and path straight to a replica, auth, the canary split, cold starts through kfbox, overload's 503,
-a reload when a replica is replaced, request metrics, gRPC on the same port, no orphan, and the refusal
+a replaced replica routed again without a reload, request metrics, gRPC on the same port, no orphan, and the refusal
 without haproxy.
 
 A request answered by HAProxy straight from a replica never reaches kfbox's HTTP stack, so it is not
@@ -36,6 +36,8 @@ from tests.serving.helpers import (
     expected,
     gated_annotations,
     gated_model,
+    haproxy_ports,
+    haproxy_workers,
     manifest,
     status,
     train_iris,
@@ -97,9 +99,13 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 def routed(server: ServerProcess, name: str, namespace: str = "default") -> bool:
-    """HAProxy's configuration (written by kfbox) routes the service straight to its replicas."""
-    config = (server.home / "haproxy" / "haproxy.cfg").read_text()
-    return f"use_backend svc_{namespace}_{name} " in config
+    """HAProxy's current worker routes the service straight to a replica (kfbox sets its servers at run time)."""
+    return bool(haproxy_ports(server.home, name, namespace))
+
+
+def endpoints(client: httpx.Client, name: str, revision: str) -> set[int]:
+    """The ports of a revision's ready replicas, as kfbox's status lists them."""
+    return {int(e.rsplit(":", 1)[1]) for e in status(client, name)["revisions"][revision]["endpoints"]}
 
 
 def straight(ingress: httpx.Client, client: httpx.Client, name: str, body: Any = None) -> bool:
@@ -128,7 +134,7 @@ def test_ingress_port_is_recorded_and_haproxy_config_is_private(server: ServerPr
     record = json.loads((server.home / "server.json").read_text())
     assert record["ingress_url"].startswith("http://127.0.0.1:") and record["ingress_url"] != record["url"]
     folder = server.home / "haproxy"
-    for name in ("haproxy.cfg", "token.lst"):
+    for name in ("haproxy.cfg", "token.lst", "revisions.map"):
         assert (folder / name).stat().st_mode & 0o077 == 0, name
     assert TOKEN not in (folder / "haproxy.cfg").read_text()  # only in the 0600 pattern file
 
@@ -264,8 +270,8 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
                            headers={"content-type": "application/merge-patch+json"})
     assert patched.status_code == 200, patched.text
     wait_for(lambda: status(client, "flower")["revisions"]["flower-predictor-00002"]["ready"], 90, "canary ready")
-    config = server.home / "haproxy" / "haproxy.cfg"
-    wait_for(lambda: "server flower-predictor-00002:1 " in config.read_text(), 10, "the canary in HAProxy")
+    wait_for(lambda: endpoints(client, "flower", "flower-predictor-00002") <= haproxy_ports(server.home, "flower"),
+             10, "the canary in HAProxy")
     wait_for(lambda: straight(ingress, client, "flower") and any(
         predict(ingress, "flower").headers["x-kfbox-revision"] == "flower-predictor-00002" for _ in range(5)),
         10, "HAProxy's new worker sending the canary its share")
@@ -291,6 +297,7 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
                                         "autoscaling.knative.dev/window": "2s"}))
     wait_ready(client, "auto")
     wait_for(lambda: straight(ingress, client, "auto", {"echo": True}), 30, "HAProxy routing to auto")
+    workers = haproxy_workers(server.home)[0]  # a new service took a reload; scaling it takes none
     before = through_kfbox(client)
     gate = tmp_path / "gate"
     held: list[httpx.Response] = []
@@ -304,8 +311,7 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
         thread.start()
     try:
         wait_for(lambda: status(client, "auto")["replicas"] == 2, 120, "2 replicas for 2 requests held by HAProxy")
-        wait_for(lambda: "server auto-predictor-00001:2 " in (server.home / "haproxy" / "haproxy.cfg").read_text(),
-                 10, "the second replica in HAProxy")
+        wait_for(lambda: len(haproxy_ports(server.home, "auto")) == 2, 10, "the second replica in HAProxy")
     finally:
         gate.touch()
         for thread in threads:
@@ -314,26 +320,29 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
     wait_for(lambda: status(client, "auto")["replicas"] == 1, 60, "scale down to 1 after the idle window")
     assert [straight(ingress, client, "auto", {"echo": True}) for _ in range(3)] == [True] * 3
     assert through_kfbox(client) == before
+    assert len(haproxy_ports(server.home, "auto")) == 1
+    assert haproxy_workers(server.home) == (workers, [])  # the same worker throughout, no old one
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
 
 
-def test_a_replaced_replica_is_routed_again_after_a_reload(server: ServerProcess, ingress: httpx.Client,
-                                                           client: httpx.Client) -> None:
-    config = server.home / "haproxy" / "haproxy.cfg"
+def test_a_replaced_replica_is_routed_again_without_a_reload(server: ServerProcess, ingress: httpx.Client,
+                                                             client: httpx.Client) -> None:
     revision = status(client, "iris")["revisions"]["iris-predictor-00001"]
     (old,), (pid,) = revision["endpoints"], revision["pids"]
     old_port = int(old.rsplit(":", 1)[1])
-    assert f"127.0.0.1:{old_port} " in config.read_text()
+    assert haproxy_ports(server.home, "iris") == {old_port}
+    workers = haproxy_workers(server.home)[0]
     os.kill(pid, signal.SIGKILL)
     # until kfbox sees it dead, a request sent its way fails as through the Python gateway: KServe's body
     failed = predict(ingress, "iris")
     assert failed.status_code == 200 or (failed.status_code in (502, 503) and set(failed.json()) == {"error"})
-    wait_for(lambda: status(client, "iris")["replicas"] == 1 and f"127.0.0.1:{old_port} " not in config.read_text()
-             and routed(server, "iris"), 60, "the new replica in HAProxy's configuration")
-    wait_for(lambda: straight(ingress, client, "iris"), 10, "HAProxy's new worker routing to it")
+    wait_for(lambda: status(client, "iris")["replicas"] == 1 and routed(server, "iris")
+             and old_port not in haproxy_ports(server.home, "iris"), 60, "the new replica in HAProxy")
+    assert haproxy_ports(server.home, "iris") == endpoints(client, "iris", "iris-predictor-00001")
     before = through_kfbox(client)
     assert [predict(ingress, "iris").status_code for _ in range(5)] == [200] * 5
     assert through_kfbox(client) == before
+    assert haproxy_workers(server.home)[0] == workers
 
 
 def test_a_scaled_to_zero_service_cold_starts_through_kfbox(server: ServerProcess, ingress: httpx.Client,
@@ -392,6 +401,8 @@ def test_a_killed_haproxy_is_restarted_with_the_current_routes(server: ServerPro
     wait_for(lambda: not any(_alive(pid) for pid in pids), 10, "the master and its workers gone")
     wait_for(lambda: _answers(ingress), 15, "predictions through the ingress port again")
     assert straight(ingress, client, "iris")  # routed as before: the current configuration, not kfbox's fallback
+    # ...to the replica set at run time (the one that replaced a killed one above), not the first one
+    assert haproxy_ports(server.home, "iris") == endpoints(client, "iris", "iris-predictor-00001")
     assert _haproxy_pids(server.home)[0] != pids[0]
     assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}, restarted 1 time"
     assert metric(client, "kfbox_data_plane_restarts_total") == 1 and metric(client, "kfbox_data_plane_up") == 1

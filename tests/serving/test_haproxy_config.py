@@ -25,16 +25,19 @@ from tests.serving.helpers import wait_for
 def plan(tmp_path: Path, *, token: bool, routes: tuple[Route, ...], grpc_port: int | None = None) -> Plan:
     token_file = tmp_path / "token.lst"
     token_file.write_text("Bearer t\n")
+    revision_map = tmp_path / "revisions.map"
+    revision_map.touch()
     return Plan(bind_host="127.0.0.1", port=18081, kfbox_host="127.0.0.1", kfbox_port=18080, domain="Example.com",
                 max_body_bytes=16 << 20, log_socket=str(tmp_path / "log.sock"),
-                token_file=str(token_file) if token else None, routes=routes, grpc_port=grpc_port)
+                token_file=str(token_file) if token else None, routes=routes, grpc_port=grpc_port,
+                revision_map=str(revision_map))
 
 
 ROUTES = (
-    Route("default", "iris", (Server("iris-predictor-00001", 1, 40001), Server("iris-predictor-00001", 2, 40002)),
-          limit=256),
+    Route("default", "iris", (Server("iris-predictor-00001", 1, 40001), Server("iris-predictor-00001", 2, 40002),
+                              None)),
     Route("team-a", "flower", (Server("flower-predictor-00002", 1, 40003, weight=4),
-                               Server("flower-predictor-00003", 1, 40004, weight=1)), limit=256, split=True),
+                               Server("flower-predictor-00003", 1, 40004, weight=1), None, None), split=True),
 )
 
 
@@ -88,7 +91,7 @@ def test_a_reloaded_worker_keeps_its_requests_for_the_drain_grace(tmp_path: Path
     held = threading.Event()
     replica = ThreadingHTTPServer(("127.0.0.1", 0), _slow_handler(hold, held))
     threading.Thread(target=replica.serve_forever, daemon=True).start()
-    route = Route("default", "slow", (Server("slow-predictor-00001", 1, replica.server_address[1]),), limit=8)
+    route = Route("default", "slow", (Server("slow-predictor-00001", 1, replica.server_address[1]),))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

@@ -9,11 +9,19 @@ included: the ingress port is an extra, faster door, not a replacement.
 
 The control loop here:
 
-- rewrites ``<home>/haproxy/haproxy.cfg`` (0600) whenever the ready replicas, the revisions' weights or
-  the services change, and reloads HAProxy hitlessly (``SIGUSR2`` to the master: a new worker takes the
-  listener, the old one finishes its requests);
-- before a replica is stopped (scale down, a new revision, a delete) takes it out of HAProxy and waits
-  for the old worker's requests to finish, so a drain loses no request;
+- moves the ready replicas and the revisions' weights into HAProxy through its runtime API, without a
+  reload: each service's backend has server slots, filled and emptied over the master CLI socket
+  (:mod:`kfbox.serving.haproxy_runtime`), so a scale up or down, a new revision, a replaced replica or
+  a new canary percent starts no new worker and closes no client connection;
+- rewrites ``<home>/haproxy/haproxy.cfg`` (0600) and reloads HAProxy (``SIGUSR2`` to the master: a new
+  worker takes the listener, the old one finishes its requests and keeps idle keep-alive connections
+  for their next request, ``option idle-close-on-response``) only for what the runtime API cannot
+  change: a service created or deleted, a canary split turned on or off, a service's slots all taken;
+  the configuration written always holds the current slots, so a new worker (or a restarted HAProxy)
+  starts with them;
+- before a replica is stopped (scale down, a new revision, a delete) takes it out of every worker
+  (``maint``) and waits until no worker has a request at it (``scur``, bounded by the drain grace), so a
+  drain loses no request; it never waits for an old worker to exit;
 - reads every worker's ``show stat`` through the master CLI socket a few times a second: requests in
   flight per revision feed the autoscaler and ``kfbox_serving_inflight_requests``, and a request seen
   keeps a revision from scaling to zero;
@@ -56,6 +64,18 @@ from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
 from kfbox.serving.haproxy_log import RequestLog
+from kfbox.serving.haproxy_runtime import (
+    MasterSocket,
+    assign,
+    layout,
+    map_commands,
+    map_text,
+    revisions,
+    server_commands,
+    slot_count,
+    stat_rows,
+    worker_pids,
+)
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.pool import free_port
 
@@ -72,6 +92,8 @@ CRASH_LIMIT = 5
 CRASH_WINDOW_SECONDS = 120.0
 """More than :data:`CRASH_LIMIT` exits within this window: HAProxy is left stopped (it would crash again)."""
 SOCKET_PATH_MAX = 100
+RELOAD_WAIT_SECONDS = 5.0
+"""How long a reload waits for the new worker before sending it runtime commands (else: all of them later)."""
 
 
 def restart_delay(settings: Settings, exits: int) -> float:
@@ -132,12 +154,14 @@ def ingress_port(settings: Settings) -> int:
     return configured_ingress_port(settings) or free_port(settings.host)
 
 
-@dataclasses.dataclass
-class _Seen:
-    """Last ``show stat`` figures of one revision in one service, to turn totals into activity."""
+@dataclasses.dataclass(frozen=True)
+class _Freed:
+    """A slot whose replica was taken out: not given to another until that one is released (or the grace
+    passed, for a replica that died)."""
 
-    total: int = 0
-    inflight: int = 0
+    port: int
+    revision: str
+    at: float
 
 
 class HaproxyDataPlane:
@@ -150,7 +174,16 @@ class HaproxyDataPlane:
         self.child: ChildProcess | None = None
         self.port = ingress_port(settings)
         self.plan: Plan | None = None
-        self._seen: dict[tuple[str, str, str], _Seen] = {}
+        """What HAProxy was last given: the configuration's layout and the slots set at run time."""
+        self.master = MasterSocket(self.sockets / "master.sock")
+        self._applied = False
+        """Whether the current worker has :attr:`plan`'s slots (False: set every slot at the next sync)."""
+        self._revisions: dict[int, str] = {}
+        self._freed: dict[tuple[str, int], _Freed] = {}
+        self._refused: Plan | None = None
+        """A layout ``haproxy -c`` refused: not tried again until the layout changes."""
+        self._totals: dict[tuple[str, str], int] = {}
+        """``stot`` per (backend, slot) at the last stats read, to turn totals into activity."""
         self._task: asyncio.Task[None] | None = None
         self.request_log = RequestLog(manager)
         self._sync_lock = asyncio.Lock()
@@ -176,8 +209,10 @@ class HaproxyDataPlane:
         binary = self.binary = preflight(self.settings)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o700)
-        self.sockets = self.folder if len(str(self.folder)) < SOCKET_PATH_MAX - 20 else \
-            Path(tempfile.mkdtemp(prefix="kfbox-haproxy-"))
+        plain = len(str(self.folder)) < SOCKET_PATH_MAX - 20 and str(self.folder).isascii() and \
+            not set(str(self.folder)) & set(" ,()'\"\\#$%")  # HAProxy's sample arguments take the map's path bare
+        self.sockets = self.folder if plain else Path(tempfile.mkdtemp(prefix="kfbox-haproxy-"))
+        self.master = MasterSocket(self.sockets / "master.sock")
         self.request_log.listen(self.sockets / "log.sock")
         child = self._spawn(binary)
         deadline = time.monotonic() + READY_TIMEOUT_SECONDS
@@ -200,11 +235,15 @@ class HaproxyDataPlane:
 
     def _spawn(self, binary: str) -> ChildProcess:
         """Start HAProxy with the current plan: on the loop's thread (the parent-death signal follows it)."""
-        self.plan = self._plan()
-        config = self._write(self.plan)
-        argv = [binary, "-W", "-S", f"{self.sockets / 'master.sock'},mode,600", "-f", str(config),
+        now = time.monotonic()
+        plan = self._plan(now)
+        self._commit(plan, now)
+        config = self._write(plan)  # the current slots: nothing to set at run time before the next change
+        self._applied = True
+        self._refused = None
+        argv = [binary, "-W", "-S", f"{self.master.path},mode,600", "-f", str(config),
                 "-p", str(self.folder / "haproxy.pid")]
-        self._seen.clear()  # a new worker's counters start at zero
+        self._totals.clear()  # a new worker's counters start at zero
         self.child = ChildProcess.spawn(argv, log_path=self.settings.logs_dir / "haproxy.log", die_with_parent=True)
         return self.child
 
@@ -236,21 +275,31 @@ class HaproxyDataPlane:
                           f"\nFull log: {self.settings.logs_dir / 'haproxy.log'}")
 
     # --- configuration -------------------------------------------------------------------
-    def _plan(self) -> Plan:
+    def _plan(self, now: float) -> Plan:
+        """What HAProxy should route now: every service (a service with no ready replica has only empty slots,
+        and kfbox's gateway answers it), each ready replica in a slot (the one it had, else a free one)."""
+        previous = {route.backend: route.slots for route in self.plan.routes} if self.plan is not None else {}
+        self._expire_freed(now)
         routes = []
         for (namespace, name), deployment in list(self.manager.deployments.items()):
             split = {n: pct for n, pct in traffic_split(deployment.record).items() if pct > 0}
             ready = {n: [r for r in deployment.pools[n].replicas if r.ready]
                      for n in split if n in deployment.pools}
             ready = {n: replicas for n, replicas in ready.items() if replicas}
-            if not ready:  # starting, scaled to zero, failing: kfbox's gateway holds or answers
-                continue
-            pools = {n: deployment.pools[n] for n in ready}
-            weights = revision_weights({str(n): split[n] for n in ready}, {str(n): len(r) for n, r in ready.items()})
-            servers = tuple(Server(pools[n].config.revision, replica.index, replica.port, weights[str(n)])
-                            for n, replicas in sorted(ready.items()) for replica in replicas)
-            limit = self.settings.serving_queue_per_replica * len(servers)
-            routes.append(Route(namespace, name, servers, limit, split=len(ready) > 1))
+            weights = revision_weights({str(n): split[n] for n in ready}, {str(n): len(r) for n, r in ready.items()}) \
+                if ready else {}
+            servers = [Server(deployment.pools[n].config.revision, replica.index, replica.port, weights[str(n)])
+                       for n, replicas in sorted(ready.items()) for replica in replicas]
+            route = Route(namespace, name, (), split=len(split) > 1)
+            current = previous.get(route.backend, ())
+            size = len(current) or slot_count(max(pool.spec.max_replicas for pool in deployment.pools.values())
+                                              if deployment.pools else 1)
+            busy = {index for backend, index in self._freed if backend == route.backend}
+            slots = assign(current, servers, busy, size)
+            while slots is None:  # all taken: more slots, which takes a reload
+                size *= 2
+                slots = assign(current, servers, busy, size)
+            routes.append(dataclasses.replace(route, slots=slots))
         host = self.settings.host
         kfbox_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
         token_file = None
@@ -263,52 +312,144 @@ class HaproxyDataPlane:
                     grpc_port=self.grpc.port if self.grpc is not None else None,
                     drain_seconds=self.settings.serving_drain_seconds,
                     kfbox_maxconn=max(1, self.settings.max_connections_per_client // 2)
-                    if self.settings.max_connections_per_client else 1024)
+                    if self.settings.max_connections_per_client else 1024,
+                    queue_per_replica=self.settings.serving_queue_per_replica,
+                    revision_map=str(self.sockets / "revisions.map"))
+
+    def _commit(self, plan: Plan, now: float) -> None:
+        """``plan`` is what HAProxy has now: the slots it emptied are kept from other replicas while theirs
+        finish (:meth:`release`), and their revisions stay in the map meanwhile."""
+        if self.plan is not None:
+            after = {route.backend: route.slots for route in plan.routes}
+            for route in self.plan.routes:
+                slots = after.get(route.backend, ())
+                for index, server in enumerate(route.slots):
+                    now_there = slots[index] if index < len(slots) else None
+                    if server is not None and (now_there is None or now_there.port != server.port):
+                        self._freed[(route.backend, index)] = _Freed(server.port, server.revision, now)
+        self.plan = plan
+        self._revisions = revisions(plan, {f.port: f.revision for f in self._freed.values()})
+
+    def _expire_freed(self, now: float) -> None:
+        """A slot whose replica died (no release) is free again after the drain grace."""
+        for key, freed in list(self._freed.items()):
+            if now - freed.at >= self.settings.serving_drain_seconds:
+                del self._freed[key]
 
     def _write(self, plan: Plan) -> Path:
-        """Write the configuration (and the token file) as whole files: the master may read either at any time."""
+        """Write the configuration, the revision map and the token file as whole files: the master may read
+        any of them at any time."""
         if plan.token_file is not None:
             _write_private(Path(plan.token_file), f"Bearer {self.settings.token}\n")
+        _write_private(Path(plan.revision_map), map_text(self._revisions))
         path = self.folder / "haproxy.cfg"
         _write_private(path, render(plan))
         return path
 
     async def sync(self) -> None:
-        """Rewrite the configuration and reload HAProxy when what it routes has changed.
+        """Bring HAProxy to what kfbox routes now: through the runtime API when only slots changed, else a
+        new configuration and a reload.
 
         One at a time (the loop and a stopping replica both call it); a configuration HAProxy refuses
         (``haproxy -c``) is logged and not loaded, since a failed reload leaves no worker listening."""
         async with self._sync_lock:
-            plan = self._plan()
-            if plan == self.plan or self.child is None or not self.child.alive or self.binary is None:
+            if self.child is None or not self.child.alive or self.binary is None:
                 return
-            self.plan = plan
-            candidate = self.folder / "haproxy.cfg.new"
-            await asyncio.to_thread(_write_private, candidate, render(plan))
-            check = await asyncio.create_subprocess_exec(self.binary, "-c", "-q", "-f", str(candidate),
-                                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            _, errors = await check.communicate()
-            if check.returncode != 0:
-                log.error("HAProxy refused kfbox's configuration %s; routes unchanged: %s", candidate,
-                          errors.decode(errors="replace").strip())
+            now = time.monotonic()
+            plan = self._plan(now)
+            if plan == self.plan and self._applied:
                 return
-            await asyncio.to_thread(self._write, plan)
-            self._seen.clear()  # the new worker's counters start at zero
-            with contextlib.suppress(ProcessLookupError):  # exited meanwhile: the loop restarts it with this plan
-                os.kill(self.child.pid, signal.SIGUSR2)
-            log.info("HAProxy reloaded: %d services routed", len(plan.routes))
+            if self._refused is not None and layout(plan) == self._refused:
+                return
+            if self.plan is not None and layout(plan) == layout(self.plan):
+                await self._apply(plan, now)
+            else:
+                await self._reload(plan, now)
+
+    async def _apply(self, plan: Plan, now: float) -> None:
+        """The slots of ``plan`` into the current worker, at run time."""
+        before, known = self.plan, self._applied
+        old_revisions = dict(self._revisions)
+        self._commit(plan, now)
+        commands = map_commands(plan.revision_map, old_revisions if known else None, self._revisions) + \
+            server_commands(before if known else None, plan)
+        problems = await self.master.run("@1", commands)
+        self._applied = problems is not None
+        if problems:
+            log.warning("HAProxy's runtime API refused part of a change (%s): %s", "; ".join(commands),
+                        " | ".join(problems))
+        # the files too: a reload or a restart starts from them
+        await asyncio.to_thread(_write_private, Path(plan.revision_map), map_text(self._revisions))
+        log.info("HAProxy: %d replicas routed, changed at run time", sum(len(r.servers) for r in plan.routes))
+
+    async def _reload(self, plan: Plan, now: float) -> None:
+        """A new configuration (it holds the current slots) and a reload; runtime commands wait for the new
+        worker, so they never reach the old one."""
+        candidate = self.folder / "haproxy.cfg.new"
+        await asyncio.to_thread(_write_private, candidate, render(plan))
+        assert self.binary is not None and self.child is not None
+        check = await asyncio.create_subprocess_exec(self.binary, "-c", "-q", "-f", str(candidate),
+                                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, errors = await check.communicate()
+        if check.returncode != 0:
+            self._refused = layout(plan)
+            log.error("HAProxy refused kfbox's configuration %s; routes unchanged: %s", candidate,
+                      errors.decode(errors="replace").strip())
+            return
+        self._refused = None
+        answer = await self.master.ask("show proc")
+        before = worker_pids(answer)[0] if answer is not None else None
+        self._commit(plan, now)
+        await asyncio.to_thread(self._write, plan)
+        self._applied = False
+        with contextlib.suppress(ProcessLookupError):  # exited meanwhile: the loop restarts it with this plan
+            os.kill(self.child.pid, signal.SIGUSR2)
+        deadline = time.monotonic() + RELOAD_WAIT_SECONDS
+        while time.monotonic() < deadline and self.child is not None and self.child.alive:
+            answer = await self.master.ask("show proc")
+            current = worker_pids(answer)[0] if answer is not None else None
+            if current is not None and current != before:
+                self._applied = True  # it read the slots from the configuration
+                break
+            await asyncio.sleep(0.02)
+        self._totals.clear()  # the new worker's counters start at zero
+        log.info("HAProxy reloaded: %d services routed", len(plan.routes))
 
     async def release(self, port: int) -> None:
-        """Before a replica on ``port`` stops: out of HAProxy, and every request HAProxy sent it finished."""
+        """Before a replica on ``port`` stops: out of every HAProxy worker, and every request HAProxy sent it
+        finished (bounded by the drain grace). Old workers are not waited for: they may keep an idle client
+        connection until its next request."""
         if self.child is None or not self.child.alive:
             return
         await self.sync()
         deadline = time.monotonic() + self.settings.serving_drain_seconds
-        while time.monotonic() < deadline and self.child is not None and self.child.alive:
-            workers = await self._workers()
-            if workers is not None and workers <= 1:
-                return
-            await asyncio.sleep(0.05)
+        try:
+            while time.monotonic() < deadline and self.child is not None and self.child.alive:
+                if await self._finished(port):
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            for key, freed in list(self._freed.items()):
+                if freed.port == port:
+                    del self._freed[key]
+
+    async def _finished(self, port: int) -> bool:
+        """Whether no worker has a request at the replica on ``port``; a worker still routing to it (an old one,
+        which runtime changes do not reach) is told to stop."""
+        answer = await self.master.ask("show proc")
+        if answer is None:
+            return False
+        busy = 0
+        for pid in worker_pids(answer)[1]:
+            text = await self.master.ask(f"@!{pid} show stat -1 4 -1")
+            if text is None:
+                return False
+            rows = [row for row in stat_rows(text) if row.port == port]
+            stop = [f"set server {row.backend}/{row.server} state maint" for row in rows if row.status != "MAINT"]
+            if stop:
+                await self.master.run(f"@!{pid}", stop)
+            busy += sum(row.inflight for row in rows)
+        return busy == 0
 
     # --- the loop ------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -370,58 +511,39 @@ class HaproxyDataPlane:
                 if pool.external_inflight:
                     self.manager.metrics.inflight.labels(namespace, name).dec(pool.external_inflight)
                     pool.external_inflight = 0
-        self._seen.clear()
-
-    async def _command(self, command: str) -> str | None:
-        try:
-            reader, writer = await asyncio.open_unix_connection(str(self.sockets / "master.sock"))
-        except OSError:
-            return None
-        try:
-            writer.write(command.encode() + b"\n")
-            writer.write_eof()  # the master CLI answers, then closes, once the client has said all
-            await writer.drain()
-            return (await asyncio.wait_for(reader.read(), 2.0)).decode(errors="replace")
-        except (OSError, TimeoutError):
-            return None
-        finally:
-            writer.close()
-
-    async def _workers(self) -> int | None:
-        """Worker processes alive, the old ones still finishing requests included."""
-        text = await self._command("show proc")
-        if text is None:
-            return None
-        return sum(1 for line in text.splitlines() if line.split()[1:2] == ["worker"])
+        self._totals.clear()
 
     async def _read_stats(self, now: float) -> None:
-        totals: dict[tuple[str, str, str], _Seen] = {}
+        """The current worker's requests in flight per revision (the autoscaler's and the gauge's figure), and
+        which revisions got requests since the last read (they do not scale to zero)."""
+        inflight: dict[tuple[str, str, str], int] = {}
+        active: set[tuple[str, str, str]] = set()
+        totals: dict[tuple[str, str], int] = {}
         if self.plan is not None and self.plan.routes:
-            text = await self._command("@1 show stat -1 4 -1")  # the current worker, servers only
+            text = await self.master.ask("@1 show stat -1 4 -1")  # the current worker, servers only
             if text is None:
                 return
             backends = {route.backend: route for route in self.plan.routes}
-            for line in text.splitlines():
-                fields = line.split(",")
-                if len(fields) < 8 or fields[0] not in backends:
+            for row in stat_rows(text):
+                route = backends.get(row.backend)
+                revision = self._revisions.get(row.port)
+                if route is None or revision is None:
                     continue
-                route = backends[fields[0]]
-                key = (route.namespace, route.name, fields[1].split(":", 1)[0])
-                seen = totals.setdefault(key, _Seen())
-                seen.inflight += int(fields[4] or 0) + int(fields[2] or 0)
-                seen.total += int(fields[7] or 0)
-        fresh: dict[tuple[str, str, str], _Seen] = {}
+                key = (route.namespace, route.name, revision)
+                inflight[key] = inflight.get(key, 0) + row.inflight
+                totals[(row.backend, row.server)] = row.total
+                if row.total != self._totals.get((row.backend, row.server), 0):  # fewer: a new worker's counter
+                    active.add(key)
         for (namespace, name), deployment in list(self.manager.deployments.items()):
             for pool in deployment.pools.values():
                 key = (namespace, name, pool.config.revision)
-                seen = totals.get(key, _Seen())  # not routed (any more): nothing in flight through HAProxy
-                if seen.total > self._seen.get(key, _Seen()).total:
+                if key in active:
                     pool.last_request_at = now  # requests through HAProxy keep the revision from scaling down
-                if seen.inflight != pool.external_inflight:
-                    self.manager.metrics.inflight.labels(namespace, name).inc(seen.inflight - pool.external_inflight)
-                    pool.external_inflight = seen.inflight
-                fresh[key] = seen
-        self._seen = fresh  # deleted services and closed revisions drop out
+                seen = inflight.get(key, 0)  # not routed (any more): nothing in flight through HAProxy
+                if seen != pool.external_inflight:
+                    self.manager.metrics.inflight.labels(namespace, name).inc(seen - pool.external_inflight)
+                    pool.external_inflight = seen
+        self._totals = totals  # deleted services and emptied slots drop out
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -17,11 +17,21 @@ kfbox would have sent it there without a question asked, and everything else to 
   and path decoding judge it), an ``Origin`` header (a browser: kfbox's Origin check), an
   ``Upgrade``, a chunked body, a body over ``serving_max_body_bytes``, a ``Host`` that is neither a
   model's nor an IP literal or ``localhost``;
-- **canary split**: one backend per service, one server per ready replica, weighted so each
-  revision gets its percent (HAProxy's weighted round robin is smooth, as kfbox's); a revision
-  with no ready replica hands its share to the other, as :meth:`Deployment.choose` does;
-- **overload**: more than ``queue_per_replica`` x ready replicas in flight is a 503 at once, with
+- **server slots**: one backend per InferenceService, with a fixed number of ``server`` lines (``s1``,
+  ``s2``...); a ready replica holds one (its port, its weight), an empty one is ``disabled``. kfbox fills
+  and empties slots at run time (:mod:`kfbox.serving.haproxy_runtime`), so the text only changes when a
+  service comes or goes, its slots run out or the split turns on or off; a service with no usable slot
+  (``nbsrv`` 0: scaled to zero, starting) is not routed, and kfbox's gateway holds or answers its requests;
+- **canary split**: one server per ready replica, weighted so each revision gets its percent
+  (HAProxy's weighted round robin is smooth, as kfbox's); a revision with no ready replica hands its
+  share to the other, as :meth:`Deployment.choose` does; the replica's revision comes from a map file
+  (port -> revision, also changed at run time) into ``x-kfbox-revision``;
+- **overload**: more than ``queue_per_replica`` x usable servers in flight is a 503 at once, with
   ``retry-after: 1`` and KServe's body, as the gateway's bound;
+- **reloads**: ``option idle-close-on-response``: an old worker keeps a client's idle keep-alive connection
+  for its next request (answered with ``connection: close``) instead of closing it under the client; an old
+  worker routes nothing straight to a replica (its backends count no usable server), so that request goes
+  to kfbox, which knows the current replicas;
 - **errors**: a replica's ``{"detail": ...}`` (FastAPI's 404/405/422) and plain-text errors are
   rewritten as ``{"error": ...}``; HAProxy's own 502/503/504 have KServe's body too;
 - **gRPC**: a request with ``content-type: application/grpc`` (HTTP/2 in clear text, which HAProxy tells
@@ -36,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 501, 502, 503, 504)
 """Replica error statuses whose body is rewritten to KServe's shape."""
@@ -43,6 +54,8 @@ MAX_WEIGHT = 256
 REPLICA_MAXCONN = 64
 """Requests HAProxy has open to one replica at once; more wait in HAProxy's queue (kserve answers one at a
 time per process anyway: a deeper queue inside the replica only hides the wait)."""
+EMPTY_SLOT_PORT = 9
+"""The port an empty (``disabled``) slot names until a replica takes it: nothing is ever sent there."""
 FALLBACK = "kfbox"
 GRPC = "kfbox_grpc"
 
@@ -59,11 +72,14 @@ class Server:
 class Route:
     namespace: str
     name: str
-    servers: tuple[Server, ...]
-    limit: int
-    """Requests in flight above which the service answers 503 (queue per replica x ready replicas)."""
+    slots: tuple[Server | None, ...]
+    """The backend's server slots (``s1``, ``s2``...): the replica each holds, or None (``disabled``)."""
     split: bool = False
     """More than one revision takes traffic: weighted round robin, not least connections."""
+
+    @property
+    def servers(self) -> tuple[Server, ...]:
+        return tuple(server for server in self.slots if server is not None)
 
     @property
     def backend(self) -> str:
@@ -95,6 +111,11 @@ class Plan:
     """kfbox's gRPC gateway port (on ``kfbox_host``), where gRPC calls to the ingress go; None: it is off."""
     drain_seconds: float = 30.0
     """An old worker's grace after a reload (``hard-stop-after``): its requests still running then are cut."""
+    queue_per_replica: int = 128
+    """Requests in flight per usable server above which a service answers 503."""
+    revision_map: str = "/dev/null"
+    """The map file of replica port -> revision name (``x-kfbox-revision``); kfbox writes it and changes it at
+    run time."""
 
 
 def revision_weights(percents: dict[str, int], ready: dict[str, int]) -> dict[str, int]:
@@ -119,6 +140,18 @@ def _quote(text: str) -> str:
     return f"'{text}'"
 
 
+def _plain(path: str) -> str:
+    """A path put unquoted into a sample expression's argument."""
+    if not re.fullmatch(r"[\w./+-]+", path):
+        raise ValueError(f"cannot put {path!r} in a HAProxy sample expression")
+    return path
+
+
+def slot_name(index: int) -> str:
+    """The ``server`` name of a backend's slot ``index`` (from 0)."""
+    return f"s{index + 1}"
+
+
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -126,7 +159,8 @@ def _host(host: str) -> str:
 def render(plan: Plan) -> str:
     """The whole haproxy.cfg for ``plan``."""
     lines = [
-        "# written by kfbox (kfbox.serving.haproxy_config); rewritten on every change, do not edit",
+        "# written by kfbox (kfbox.serving.haproxy_config); servers change at run time "
+        "(kfbox.serving.haproxy_runtime); do not edit",
         "global",
         f"    log {plan.log_socket} len 1024 format raw local0 info",
         f"    nbthread {plan.threads}",
@@ -151,6 +185,7 @@ def render(plan: Plan) -> str:
             (504, "The replica did not answer in time."))),
         "frontend ingress",
         f"    bind {_host(plan.bind_host)}:{plan.port}",
+        "    option idle-close-on-response",
         "    log-format '%[var(txn.svc)] %ST %Ta'",
         "    acl unusual path_sub /. // %",
         "    acl unusual req.hdr_cnt(origin) gt 0",
@@ -172,10 +207,11 @@ def render(plan: Plan) -> str:
         hosts = " ".join(f"{name}.{route.namespace}.{plan.domain.lower()}" for name in
                          (route.name, route.name + "-predictor"))
         lines.append(f"    http-request set-var(txn.svc) str(h:{route.key}) if {qualified} model_host "
-                     f"{{ var(txn.host) -m str {hosts} }}")
+                     f"{{ var(txn.host) -m str {hosts} }} {{ nbsrv({route.backend}) gt 0 }}")
     for route in plan.routes:
         lines.append(f"    http-request set-var(txn.svc) str(p:{route.key}) if {qualified} plain_host "
-                     f"!{{ var(txn.svc) -m found }} {{ path_beg /serving/{route.key}/ }}")
+                     f"!{{ var(txn.svc) -m found }} {{ path_beg /serving/{route.key}/ }} "
+                     f"{{ nbsrv({route.backend}) gt 0 }}")
     lines += [
         r"    http-request replace-path ^/serving/[^/]+/[^/]+(/.*)$ \1 if { var(txn.svc) -m beg p: }",
         "    http-request set-log-level silent if !{ var(txn.svc) -m found }",
@@ -192,23 +228,25 @@ def render(plan: Plan) -> str:
     if plan.grpc_port is not None:
         lines += [f"backend {GRPC}", f"    server grpc {_host(plan.kfbox_host)}:{plan.grpc_port} proto h2"]
     for route in plan.routes:
-        lines += _backend(route)
+        lines += _backend(route, plan)
     return "\n".join(lines) + "\n"
 
 
-def _backend(route: Route) -> list[str]:
-    overloaded = json.dumps({"error": f"InferenceService {route.key} is overloaded: more than {route.limit} "
+def _backend(route: Route, plan: Plan) -> list[str]:
+    overloaded = json.dumps({"error": f"InferenceService {route.key} is overloaded: more than %[var(txn.cap)] "
                                       "requests are waiting. Retry shortly, or raise maxReplicas."})
+    revision = f"%[bc_dst_port,map_int({_plain(plan.revision_map)})]"
     lines = [
         f"backend {route.backend}",
         f"    balance {'roundrobin' if route.split else 'leastconn'}",
-        f"    http-request return status 503 content-type application/json string {_quote(overloaded)} "
-        f"hdr retry-after 1 if {{ be_conn gt {route.limit} }}",
+        f"    http-request set-var(txn.cap) nbsrv,mul({plan.queue_per_replica})",
+        f"    http-request return status 503 content-type application/json lf-string {_quote(overloaded)} "
+        "hdr retry-after 1 if { be_conn,sub(txn.cap) gt 0 }",
         "    http-request del-header authorization",
         "    http-request del-header proxy-authorization",
         "    http-request del-header cookie",
         "    http-response del-header server",
-        "    http-response set-header x-kfbox-revision %[srv_name,field(1,:)]",
+        f"    http-response set-header x-kfbox-revision {revision}",
         # a replica's error body in KServe's shape: {"detail": X} -> {"error": X}; text -> {"error": "text"}
         "    http-response wait-for-body time 5s if { status ge 400 }",
         r"""    http-response set-var(txn.errjson) 'res.body,regsub(^\{\"detail\":,{\"error\":)' """
@@ -216,7 +254,6 @@ def _backend(route: Route) -> list[str]:
         "    http-response set-var(txn.errtext) res.body,json(utf8s) if { status ge 400 } "
         """!{ var(txn.errjson) -m found } !{ res.body -m beg '{"error"' }""",
     ]
-    revision = "hdr x-kfbox-revision %[srv_name,field(1,:)]"
     for status in ERROR_CODES:
         allow = " hdr allow %[var(txn.allow)]" if status == 405 else ""
         prefix = "Invalid request: " if status == 422 else ""
@@ -224,19 +261,20 @@ def _backend(route: Route) -> list[str]:
             lines.append("    http-response set-var(txn.allow) res.hdr(allow) if { status 405 }")
         lines += [
             f"    http-response return status {status} content-type application/json "
-            f"lf-string '%[var(txn.errjson)]' {revision}{allow} "
+            f"lf-string '%[var(txn.errjson)]' hdr x-kfbox-revision {revision}{allow} "
             f"if {{ status {status} }} {{ var(txn.errjson) -m found }}",
             f"    http-response return status {status} content-type application/json "
-            f"""lf-string '{{"error": "{prefix}%[var(txn.errtext)]"}}' {revision}{allow} """
+            f"""lf-string '{{"error": "{prefix}%[var(txn.errtext)]"}}' hdr x-kfbox-revision {revision}{allow} """
             f"if {{ status {status} }} {{ var(txn.errtext) -m found }}",
         ]
     lines += [_error(503, f"InferenceService {route.key} cannot serve: no replica answered. "
                           f"See: kfbox serve get {route.name}"),
               _error(502, f"A replica of InferenceService {route.key} failed during the request."),
               _error(504, f"A replica of InferenceService {route.key} did not answer in time.")]
-    for server in route.servers:
-        lines.append(f"    server {server.revision}:{server.index} 127.0.0.1:{server.port} weight {server.weight} "
-                     f"maxconn {REPLICA_MAXCONN}")
+    for index, server in enumerate(route.slots):  # an empty slot's address is set when a replica takes it
+        where, state = (f"{server.port} weight {server.weight}", "") if server is not None else \
+            (f"{EMPTY_SLOT_PORT} weight 1", " disabled")
+        lines.append(f"    server {slot_name(index)} 127.0.0.1:{where} maxconn {REPLICA_MAXCONN}{state}")
     return lines
 
 

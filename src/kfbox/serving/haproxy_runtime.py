@@ -1,0 +1,207 @@
+"""HAProxy's runtime API for the data plane: replica changes without a reload.
+
+Every routed InferenceService has a backend with a fixed number of server *slots* (``s1``, ``s2``...,
+:func:`kfbox.serving.haproxy_config.slot_name`). A ready replica holds a slot for its life; when the
+ready replicas or the canary weights change, kfbox moves slots through the master CLI socket to the
+current worker (``@1 set server be/s2 addr 127.0.0.1 port N``, ``set weight``, ``set server ... state
+ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) in step (``add map``, ``del map``).
+No new worker, so no client connection is closed under a client.
+
+What is pure here plans it: :func:`assign` keeps each replica in its slot and gives a new one a free slot
+(never one just emptied, whose replica may still be finishing requests), :func:`layout` is what only a
+reload can change, :func:`server_commands` and :func:`map_commands` are the commands from one state to
+the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows` and :func:`worker_pids`
+read its answers.
+
+Example::
+
+    >>> from kfbox.serving.haproxy_config import Server
+    >>> a, b = Server("iris-predictor-00001", 1, 40001), Server("iris-predictor-00002", 1, 40002)
+    >>> assign((a, None), [b], busy=set(), size=2)   # a's slot is emptied, b takes the free one
+    (None, Server(revision='iris-predictor-00002', index=1, port=40002, weight=1))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+
+from kfbox.serving.haproxy_config import Plan, Server, slot_name
+
+SLOTS_MIN = 8
+"""Slots a backend starts with at least: a scale up or a new revision within them needs no reload."""
+SLOTS_START_MAX = 64
+"""A large ``maxReplicas`` starts with this many slots; more are added (a reload) when they run out."""
+BATCH = 40
+"""Commands sent in one master CLI line (each about 60 bytes, a line must fit HAProxy's 16 kB buffer)."""
+ADDR_FIELD = 73
+"""``show stat``'s ``addr`` column (``127.0.0.1:PORT``), from 0."""
+
+
+def slot_count(max_replicas: int) -> int:
+    """Slots for a new backend: two revisions at ``max_replicas`` each (a rollout), within bounds."""
+    return max(SLOTS_MIN, min(SLOTS_START_MAX, 2 * max_replicas))
+
+
+def assign(current: Sequence[Server | None], servers: Sequence[Server], busy: Collection[int],
+           size: int) -> tuple[Server | None, ...] | None:
+    """The slots after a change: each of ``servers`` in the slot that holds its port already (its weight
+    updated), else in the first slot that was empty in ``current`` and is not in ``busy``; a slot whose
+    replica is not in ``servers`` any more is emptied (and not refilled in the same change). ``size`` may
+    exceed ``len(current)`` (new empty slots); None when the free slots are too few."""
+    slots: list[Server | None] = [*current[:size], *([None] * (size - len(current)))]
+    held = {server.port: index for index, server in enumerate(slots) if server is not None}
+    wanted = {server.port for server in servers}
+    free = [index for index, server in enumerate(slots) if server is None and index not in busy]
+    for index, server in enumerate(slots):
+        if server is not None and server.port not in wanted:
+            slots[index] = None
+    for server in servers:
+        if server.port in held:
+            slots[held[server.port]] = server
+        elif free:
+            slots[free.pop(0)] = server
+        else:
+            return None
+    return tuple(slots)
+
+
+def layout(plan: Plan) -> Plan:
+    """What only a reload changes: the plan with its slots emptied (their number kept). Equal layouts: the
+    runtime API moves one plan to the other."""
+    return dataclasses.replace(plan, routes=tuple(
+        dataclasses.replace(route, slots=(None,) * len(route.slots)) for route in plan.routes))
+
+
+def server_commands(before: Plan | None, after: Plan) -> list[str]:
+    """Runtime API commands taking the slots of ``before`` to those of ``after`` (same :func:`layout`);
+    ``before`` None: state unknown, every slot set. Replicas are made ready first and taken out last, so a
+    revision that replaces another always has a usable server (no request falls back to kfbox meanwhile)."""
+    old = {route.backend: route.slots for route in before.routes} if before is not None else {}
+    ready: list[str] = []
+    weights: list[str] = []
+    out: list[str] = []
+    for route in after.routes:
+        previous = old.get(route.backend)
+        for index, server in enumerate(route.slots):
+            name = f"{route.backend}/{slot_name(index)}"
+            was = previous[index] if previous is not None and index < len(previous) else None
+            if server is None:
+                if was is not None or previous is None:
+                    out.append(f"set server {name} state maint")
+            elif was is None or was.port != server.port:
+                ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
+                          f"set weight {name} {server.weight}", f"set server {name} state ready"]
+            elif was.weight != server.weight:
+                weights.append(f"set weight {name} {server.weight}")
+    return ready + weights + out
+
+
+def revisions(plan: Plan, draining: Mapping[int, str]) -> dict[int, str]:
+    """The port -> revision map: the replicas in slots, and those still finishing requests (``draining``)."""
+    held = {server.port: server.revision for route in plan.routes for server in route.servers}
+    return {**draining, **held}
+
+
+def map_text(entries: Mapping[int, str]) -> str:
+    return "".join(f"{port} {revision}\n" for port, revision in sorted(entries.items()))
+
+
+def map_commands(path: str, before: Mapping[int, str] | None, after: Mapping[int, str]) -> list[str]:
+    """Runtime API commands taking the revision map from ``before`` to ``after``; ``before`` None: unknown,
+    every entry replaced. Entries are added before any server is made ready (the commands go first)."""
+    out: list[str] = []
+    for port, revision in sorted(after.items()):
+        if before is None or (port in before and before[port] != revision):
+            out.append(f"del map {path} {port}")
+        if before is None or before.get(port) != revision:
+            out.append(f"add map {path} {port} {revision}")
+    out += [f"del map {path} {port}" for port in sorted(before or {}) if port not in after]
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class StatRow:
+    """One server row of ``show stat``."""
+
+    backend: str
+    server: str
+    inflight: int
+    """Requests at the server and in its queue (``scur`` + ``qcur``)."""
+    total: int
+    port: int
+    status: str
+
+
+def stat_rows(text: str) -> list[StatRow]:
+    """The server rows of a ``show stat -1 4 -1`` answer (other lines, an error text, are skipped)."""
+    rows = []
+    for line in text.splitlines():
+        fields = line.split(",")
+        if len(fields) <= ADDR_FIELD or line.startswith("#"):
+            continue
+        try:
+            rows.append(StatRow(fields[0], fields[1], int(fields[4] or 0) + int(fields[2] or 0),
+                                int(fields[7] or 0), int(fields[ADDR_FIELD].rsplit(":", 1)[1]), fields[17]))
+        except (ValueError, IndexError):
+            continue
+    return rows
+
+
+def worker_pids(text: str) -> tuple[int | None, list[int]]:
+    """From ``show proc``: the current worker's pid (None while there is none) and every worker's, the old
+    ones (still finishing requests after a reload) included."""
+    current: int | None = None
+    pids: list[int] = []
+    old = False
+    for line in text.splitlines():
+        if line.startswith("# old workers"):
+            old = True
+        fields = line.split()
+        if len(fields) >= 2 and fields[1] == "worker" and fields[0].isdigit():
+            pids.append(int(fields[0]))
+            if not old and current is None:
+                current = int(fields[0])
+    return current, pids
+
+
+class MasterSocket:
+    """HAProxy's master CLI (``-S <path>``): one connection a question, as the CLI's non-interactive mode has it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    async def ask(self, command: str, timeout: float = 2.0) -> str | None:
+        """The answer to one command line (``;``-separated commands, each with its ``@`` target); None when the
+        master does not answer (restarting, reloading)."""
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(self.path))
+        except OSError:
+            return None
+        try:
+            writer.write(command.encode() + b"\n")
+            writer.write_eof()  # the master CLI answers, then closes, once the client has said all
+            await writer.drain()
+            return (await asyncio.wait_for(reader.read(), timeout)).decode(errors="replace")
+        except (OSError, TimeoutError):
+            return None
+        finally:
+            writer.close()
+
+    async def run(self, target: str, commands: Sequence[str]) -> list[str] | None:
+        """Send ``commands`` to one worker (``@1`` the current one, ``@!<pid>`` any); the lines of the answers
+        that say something went wrong (None: the master did not answer, whatever was applied is unknown)."""
+        problems: list[str] = []
+        for start in range(0, len(commands), BATCH):
+            answer = await self.ask("; ".join(f"{target} {c}" for c in commands[start:start + BATCH]))
+            if answer is None:
+                return None
+            problems += [line for line in answer.splitlines() if line.strip() and not _fine(line)]
+        return problems
+
+
+def _fine(line: str) -> bool:
+    """An answer line that reports success (``set server addr`` says what it changed)."""
+    return "changed from" in line or line.startswith("No need to change the addr")
