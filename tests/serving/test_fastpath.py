@@ -284,6 +284,38 @@ def test_good_v2_requests_infer_what_the_model_predicts(models: ModelRepository)
         kserve_app(), *v1({"instances": INTS}))[2])["predictions"]
 
 
+def _reply(data: list[Any], parameters: dict[str, Any] | None = None,
+           output_parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"model_name": "iris", "id": "1", "parameters": parameters, "outputs": [
+        {"name": "output-0", "shape": [len(data)], "datatype": "FP64", "parameters": output_parameters, "data": data}]}
+
+
+REPLIES = {
+    "integers": _reply([1, 0, 2]),
+    "floats": _reply([0.1, 1e300, -0.0, 2.5e-308]),
+    "strings, booleans, none": _reply(["é", True, None]),
+    "parameters": _reply([1], {"content_type": "np", "n": 3}, {"x": 0.5, "on": False}),
+    "an _sa parameter": _reply([1], {"_sa_state": "x", "kept": 1}),
+    "an _sa output parameter": _reply([1], None, {"_sa": True}),
+    "nested data": _reply([[1, 2], [3, 4]]),
+    "dicts in data": _reply([{"_sa_x": 1, "y": 2}, {"z": [1, {"_sa": 3}]}]),
+}
+
+
+@pytest.mark.parametrize("reply", list(REPLIES))
+def test_v2_replies_are_encoded_as_fastapi_does(reply: str) -> None:
+    """The lean route's encoding of kserve's InferenceResponse is FastAPI's jsonable_encoder's, to the byte,
+    including its quirk of dropping dict keys that start with ``_sa`` (which no kfbox runtime answers with)."""
+    import orjson
+    from fastapi.encoders import jsonable_encoder
+    from kserve.protocol.rest.v2_datamodels import InferenceResponse
+
+    from kfbox.serving.kserve_endpoints import jsonable
+
+    model = InferenceResponse.model_validate(REPLIES[reply])
+    assert orjson.dumps(jsonable(model)) == orjson.dumps(jsonable_encoder(model))
+
+
 @pytest.mark.parametrize("request_", [v1({"instances": ROWS}, "broken"), v2(tensor(ROWS), "broken")],
                          ids=["V1", "V2"])
 def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelRepository,

@@ -21,14 +21,13 @@ no binary tensor extension (``inference-header-content-length``) and a body that
 ``InferenceRequest`` model accepts. Anything kserve would answer differently (an unknown or unready
 model, bad JSON, a body its V2 model refuses with a 422, explain, ``/metrics``) is kserve's to answer.
 
-What it then does is kserve's own sequence: the model is called as kserve's dataplane calls it
-(``await model(body, headers)``: preprocess, predict, postprocess and the Prometheus histograms, on the
-event loop's thread; for V2 the body is first kserve's ``InferRequest.from_inference_request`` and the
-answer ``InferResponse.to_rest()``, validated into kserve's ``InferenceResponse`` and encoded by
-FastAPI's ``jsonable_encoder``, as FastAPI serializes what kserve's V2 endpoint returns); the reply is
-``orjson`` with ``ORJSONResponse``'s options, and an error raised on the way goes through the exception
-handler kserve's app registered for it, so status, headers and body are kserve's
-(``tests/serving/test_fastpath.py`` compares both paths byte for byte).
+What it then does is kserve's own sequence (:mod:`kfbox.serving.kserve_endpoints`): the model is called as
+kserve's dataplane calls it (``await model(body, headers)``: preprocess, predict, postprocess and the
+Prometheus histograms, on the event loop's thread), V2 bodies and answers go through kserve's own
+``InferRequest``/``InferResponse`` conversions and models, the reply is ``orjson`` with ``ORJSONResponse``'s
+options, and an error raised on the way goes through the exception handler kserve's app registered for it,
+so status, headers and body are kserve's (``tests/serving/test_fastpath.py`` compares both paths byte for
+byte).
 
 Since the replies are the same, the one sign of which route answered is a counter on the replica's
 ``/metrics`` (kserve's own endpoint, which kfbox's Prometheus scrapes as job ``kfbox-replica``):
@@ -42,36 +41,23 @@ request metrics already split traffic by path.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import orjson
-from fastapi.encoders import jsonable_encoder
-from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-from kserve.protocol.dataplane import JSON_HEADERS
-from kserve.protocol.infer_type import InferRequest, InferResponse
-from kserve.protocol.rest.v2_datamodels import InferenceRequest, InferenceResponse
-from kserve.utils.utils import is_structured_cloudevent
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily
-from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from kfbox.serving.kserve_endpoints import Endpoint, V1Predict, V2Infer
 from kfbox.serving.runtimes import TabularModel
 
-V1_PREFIX, V1_SUFFIX = "/v1/models/", ":predict"
-V2_PREFIX, V2_SUFFIX = "/v2/models/", "/infer"
+ENDPOINTS: tuple[type[Endpoint], ...] = (V1Predict, V2Infer)
 PURE_MODELS: tuple[type, ...] = (TabularModel,)
 """Model classes whose ``__call__`` is kserve's with identity preprocess/postprocess (exact classes)."""
-JSON_TYPES = frozenset(JSON_HEADERS) - {"application/cloudevents+json"}  # that one is answered as a CloudEvent
-JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # ORJSONResponse's
 SERVER_ERRORS = (Exception, 500)  # keys Starlette's ServerErrorMiddleware handles (and then re-raises)
 ANSWERED: Counter[str] = Counter()
 """Model name -> predict requests (V1 and V2) this route answered; exported by :class:`AnsweredCollector`."""
-
-Reply = bytes | ASGIApp
-"""A prediction's reply: the JSON body of a plain 200, or kserve's own response when the model's is not plain."""
 
 
 class FastPredict:
@@ -87,16 +73,15 @@ class FastPredict:
         if route is None:
             await self.app(scope, receive, send)
             return
-        name, model, v2 = route
-        headers = _headers(scope, first_wins=v2)
-        if any(key.startswith("ce-") for key in headers) or not (
-                _v2_takes(headers) if v2 else headers.get("content-type", "application/json") in JSON_TYPES):
+        name, model, endpoint = route
+        headers = _headers(scope, endpoint.first_header_wins)
+        if any(key.startswith("ce-") for key in headers) or not endpoint.takes(headers):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:  # the client went away
             return
-        predict = _v2_predict(name, model, body, headers) if v2 else _v1_predict(model, body, headers)
+        predict = endpoint.predict(name, model, body, headers)
         if predict is None:
             await self.app(scope, _replay(body, receive), send)
             return
@@ -114,23 +99,21 @@ class FastPredict:
                                 (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": reply})
 
-    def _route(self, scope: Scope) -> tuple[str, Any, bool] | None:
-        """(model name, the ready pure model, whether V2) this request predicts with, or None: kserve's request."""
+    def _route(self, scope: Scope) -> tuple[str, Any, type[Endpoint]] | None:
+        """(model name, the ready pure model, the endpoint) of this request, or None: kserve's request."""
         if scope["type"] != "http" or scope["method"] != "POST" or not _adds_nothing(self.app):
             return None
         path: str = scope["path"]
-        if path.startswith(V1_PREFIX) and path.endswith(V1_SUFFIX):
-            name, v2 = path[len(V1_PREFIX):-len(V1_SUFFIX)], False
-        elif path.startswith(V2_PREFIX) and path.endswith(V2_SUFFIX):
-            name, v2 = path[len(V2_PREFIX):-len(V2_SUFFIX)], True
-        else:
+        endpoint = next((e for e in ENDPOINTS if path.startswith(e.prefix) and path.endswith(e.suffix)), None)
+        if endpoint is None:
             return None
+        name = path[len(endpoint.prefix):-len(endpoint.suffix)]
         if not name or "/" in name:  # includes V2's /versions/{v}/infer
             return None
         model = self.models.get_model(name)
         if type(model) not in PURE_MODELS or not model.ready:
             return None
-        return name, model, v2
+        return name, model, endpoint
 
     async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         """Answer as kserve's app would: the handler registered for the exception's nearest class."""
@@ -142,57 +125,6 @@ class FastPredict:
         await response(scope, receive, send)
         if key in SERVER_ERRORS:
             raise exc  # as Starlette's ServerErrorMiddleware: uvicorn logs it and closes the connection
-
-
-def _v1_predict(model: Any, body: bytes, headers: dict[str, str]) -> Callable[[], Awaitable[Reply]] | None:
-    """kserve's ``V1Endpoints.predict`` for this body, or None where kserve's answer would differ."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict) or is_structured_cloudevent(payload):
-        return None
-
-    async def predict() -> Reply:
-        response, response_headers = await model(payload, headers=headers)
-        if response_headers or not isinstance(response, dict):  # not what these models answer: kserve's reply
-            return _v1_reply(response, response_headers)
-        return orjson.dumps(response, option=JSON_OPTIONS)
-
-    return predict
-
-
-def _v2_takes(headers: dict[str, str]) -> bool:
-    """Whether FastAPI parses this V2 body as JSON and kserve's dataplane neither reads binary tensors nor
-    answers with a CloudEvent (the ``ce-`` headers are checked for both protocols)."""
-    return headers.get("content-type") == "application/json" and INFERENCE_CONTENT_LENGTH_HEADER not in headers
-
-
-def _v2_predict(name: str, model: Any, body: bytes, headers: dict[str, str]
-                ) -> Callable[[], Awaitable[Reply]] | None:
-    """kserve's ``V2Endpoints.infer`` (with FastAPI's body validation and serialization) for this body, or
-    None where kserve's answer would differ. orjson accepts a subset of what FastAPI's ``json.loads`` does,
-    with the same values; what it refuses (NaN, huge integers, a BOM) is kserve's to parse."""
-    try:
-        request = InferenceRequest.model_validate(orjson.loads(body))
-    except (orjson.JSONDecodeError, ValidationError):  # kserve's 422 (FastAPI's handler), or a non-object body
-        return None
-
-    async def predict() -> Reply:
-        infer_request = InferRequest.from_inference_request(request, name)
-        response, model_headers = await model(infer_request, headers=headers)
-        response_headers = dict(model_headers)
-        if isinstance(response, InferResponse):  # DataPlane.encode
-            response, json_size = response.to_rest()
-            if json_size is not None:  # binary outputs asked for in the request's parameters
-                response_headers[INFERENCE_CONTENT_LENGTH_HEADER] = str(json_size)
-        response_headers.pop("content-length", None)
-        response_headers.pop("content-type", None)
-        if response_headers or isinstance(response, bytes):
-            return _v2_reply(response, response_headers)
-        return orjson.dumps(jsonable_encoder(InferenceResponse.model_validate(response)), option=JSON_OPTIONS)
-
-    return predict
 
 
 class AnsweredCollector:
@@ -233,37 +165,6 @@ def _headers(scope: Scope, first_wins: bool) -> dict[str, str]:
     for name, value in pairs:
         headers.setdefault(name, value)
     return headers
-
-
-def _v1_reply(response: Any, headers: dict[str, str]) -> ASGIApp:
-    """The reply kserve's V1 predict builds from a model's answer (``V1Endpoints.predict``)."""
-    from fastapi.responses import ORJSONResponse
-    from starlette.responses import Response
-
-    headers.pop("content-length", None)
-    if isinstance(response, (bytes, str)):
-        return Response(content=response, headers=headers)
-    return ORJSONResponse(content=response, headers=headers)
-
-
-def _v2_reply(response: Any, headers: dict[str, str]) -> ASGIApp:
-    """The reply kserve's V2 infer and FastAPI build from a REST answer with headers or binary outputs
-    (``V2Endpoints.infer`` on the sub-response FastAPI gives it, then FastAPI's serialization)."""
-    from fastapi.responses import ORJSONResponse
-    from starlette.responses import Response
-
-    raw_response = Response()  # as FastAPI's solve_dependencies makes it
-    del raw_response.headers["content-length"]
-    raw_response.status_code = None  # type: ignore[assignment]
-    if headers:
-        raw_response.headers.update(headers)
-    if isinstance(response, bytes):
-        raw_response.status_code = 200
-        raw_response.body = response
-        return raw_response
-    reply = ORJSONResponse(jsonable_encoder(InferenceResponse.model_validate(response)))
-    reply.headers.raw.extend(raw_response.headers.raw)
-    return reply
 
 
 async def _read_body(receive: Receive) -> bytes | None:
