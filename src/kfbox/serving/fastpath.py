@@ -81,13 +81,13 @@ class FastPredict:
         body = await _read_body(receive)
         if body is None:  # the client went away
             return
-        predict = endpoint.predict(name, model, body, headers)
-        if predict is None:
+        request = endpoint.parse(body)
+        if request is None:
             await self.app(scope, _replay(body, receive), send)
             return
         ANSWERED[model.name] += 1
         try:
-            reply = await predict()
+            reply = await endpoint.answer(name, model, request, headers)
         except Exception as exc:  # noqa: BLE001 - answered by the handler kserve registered for it
             await self._error(scope, receive, send, exc)
             return
@@ -104,8 +104,10 @@ class FastPredict:
         if scope["type"] != "http" or scope["method"] != "POST" or not _adds_nothing(self.app):
             return None
         path: str = scope["path"]
-        endpoint = next((e for e in ENDPOINTS if path.startswith(e.prefix) and path.endswith(e.suffix)), None)
-        if endpoint is None:
+        for endpoint in ENDPOINTS:
+            if path.startswith(endpoint.prefix) and path.endswith(endpoint.suffix):
+                break
+        else:
             return None
         name = path[len(endpoint.prefix):-len(endpoint.suffix)]
         if not name or "/" in name:  # includes V2's /versions/{v}/infer
@@ -158,12 +160,11 @@ def _adds_nothing(app: Any) -> bool:
 def _headers(scope: Scope, first_wins: bool) -> dict[str, str]:
     """The request's headers as kserve's endpoint hands them to the model: V1's ``dict(headers.items())``
     keeps a repeated header's last value, V2's ``dict(headers)`` its first."""
-    pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
     if not first_wins:
-        return dict(pairs)
+        return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     headers: dict[str, str] = {}
-    for name, value in pairs:
-        headers.setdefault(name, value)
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
     return headers
 
 

@@ -3,17 +3,17 @@
 of :mod:`kfbox.serving.fastpath`.
 
 Each says which requests it reproduces exactly (:meth:`Endpoint.takes` from the headers,
-:meth:`Endpoint.predict` returning None from the body) and then does kserve's sequence with kserve's
-own functions: ``await model(body, headers)`` as kserve's dataplane calls it; for V2 the body first goes
-through kserve's ``InferenceRequest`` model (as FastAPI validates it) and ``InferRequest.from_inference_request``,
-and the answer through ``InferResponse.to_rest()`` (``DataPlane.encode``), kserve's ``InferenceResponse``
-model and FastAPI's serialization of it. A plain answer becomes the JSON body of a 200 with
-``ORJSONResponse``'s options; one with headers or binary outputs becomes the response kserve builds.
+:meth:`Endpoint.parse` returning None from the body) and answers them with kserve's sequence and kserve's
+own functions (:meth:`Endpoint.answer`): ``await model(body, headers)`` as kserve's dataplane calls it;
+for V2 the body first goes through kserve's ``InferenceRequest`` model (as FastAPI validates it) and
+``InferRequest.from_inference_request``, and the answer through ``InferResponse.to_rest()``
+(``DataPlane.encode``), kserve's ``InferenceResponse`` model and FastAPI's serialization of it. A plain
+answer becomes the JSON body of a 200 with ``ORJSONResponse``'s options; one with headers or binary
+outputs becomes the response kserve builds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import orjson
@@ -29,7 +29,6 @@ from starlette.types import ASGIApp
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # ORJSONResponse's
 Reply = bytes | ASGIApp
 """A prediction's reply: the JSON body of a plain 200, or kserve's own response when the model's is not plain."""
-Predict = Callable[[], Awaitable[Reply]]
 
 
 class Endpoint:
@@ -47,9 +46,14 @@ class Endpoint:
         raise NotImplementedError
 
     @staticmethod
-    def predict(name: str, model: Any, body: bytes, headers: dict[str, str]) -> Predict | None:
-        """kserve's work for this body with the ready ``model`` registered as ``name``, or None where
-        kserve's answer would differ from it (kserve's to answer)."""
+    def parse(body: bytes) -> Any:
+        """The request kserve's endpoint gets from this body, or None where kserve's answer would differ
+        from :meth:`answer`'s (kserve's to answer)."""
+        raise NotImplementedError
+
+    @staticmethod
+    async def answer(name: str, model: Any, request: Any, headers: dict[str, str]) -> Reply:
+        """kserve's reply to ``request`` by the ready ``model`` registered as ``name``."""
         raise NotImplementedError
 
 
@@ -65,21 +69,19 @@ class V1Predict(Endpoint):
         return headers.get("content-type", "application/json") in V1Predict.content_types
 
     @staticmethod
-    def predict(name: str, model: Any, body: bytes, headers: dict[str, str]) -> Predict | None:
+    def parse(body: bytes) -> Any:
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(payload, dict) or is_structured_cloudevent(payload):
-            return None
+        return None if not isinstance(payload, dict) or is_structured_cloudevent(payload) else payload
 
-        async def predict() -> Reply:
-            response, response_headers = await model(payload, headers=headers)
-            if response_headers or not isinstance(response, dict):  # not what these models answer: kserve's reply
-                return _v1_reply(response, response_headers)
-            return orjson.dumps(response, option=JSON_OPTIONS)
-
-        return predict
+    @staticmethod
+    async def answer(name: str, model: Any, request: Any, headers: dict[str, str]) -> Reply:
+        response, response_headers = await model(request, headers=headers)
+        if response_headers or not isinstance(response, dict):  # not what these models answer: kserve's reply
+            return _v1_reply(response, response_headers)
+        return orjson.dumps(response, option=JSON_OPTIONS)
 
 
 class V2Infer(Endpoint):
@@ -96,27 +98,26 @@ class V2Infer(Endpoint):
         return headers.get("content-type") == "application/json" and INFERENCE_CONTENT_LENGTH_HEADER not in headers
 
     @staticmethod
-    def predict(name: str, model: Any, body: bytes, headers: dict[str, str]) -> Predict | None:
+    def parse(body: bytes) -> Any:
         try:
-            request = InferenceRequest.model_validate(orjson.loads(body))
+            return InferenceRequest.model_validate(orjson.loads(body))
         except (orjson.JSONDecodeError, ValidationError):
             return None
 
-        async def predict() -> Reply:
-            infer_request = InferRequest.from_inference_request(request, name)
-            response, model_headers = await model(infer_request, headers=headers)
-            response_headers = dict(model_headers)
-            if isinstance(response, InferResponse):  # DataPlane.encode
-                response, json_size = response.to_rest()
-                if json_size is not None:  # binary outputs asked for in the request's parameters
-                    response_headers[INFERENCE_CONTENT_LENGTH_HEADER] = str(json_size)
-            response_headers.pop("content-length", None)
-            response_headers.pop("content-type", None)
-            if response_headers or isinstance(response, bytes):
-                return _v2_reply(response, response_headers)
-            return orjson.dumps(jsonable(InferenceResponse.model_validate(response)), option=JSON_OPTIONS)
-
-        return predict
+    @staticmethod
+    async def answer(name: str, model: Any, request: Any, headers: dict[str, str]) -> Reply:
+        infer_request = InferRequest.from_inference_request(request, name)
+        response, model_headers = await model(infer_request, headers=headers)
+        response_headers = dict(model_headers)
+        if isinstance(response, InferResponse):  # DataPlane.encode
+            response, json_size = response.to_rest()
+            if json_size is not None:  # binary outputs asked for in the request's parameters
+                response_headers[INFERENCE_CONTENT_LENGTH_HEADER] = str(json_size)
+        response_headers.pop("content-length", None)
+        response_headers.pop("content-type", None)
+        if response_headers or isinstance(response, bytes):
+            return _v2_reply(response, response_headers)
+        return orjson.dumps(jsonable(InferenceResponse.model_validate(response)), option=JSON_OPTIONS)
 
 
 def jsonable(reply: InferenceResponse) -> Any:
