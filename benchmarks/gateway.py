@@ -52,7 +52,7 @@ Since then the replica skips sklearn's checks of its own internal arguments and 
 middleware: 4.65M instructions (README, "A replica's environment and threads"); and answers V1 predict
 on a lean route with a lean KNN predict (:mod:`kfbox.serving.fastpath`, :mod:`kfbox.serving.sklearn_calls`):
 1.31M, 0.38 ms of CPU, so one replica now serves 500 req/s open-loop with p99 18-67 ms at load 4-6
-(README, "The replica's V1 fast path").
+(README, "The replica's fast path").
 
 Two replicas against one where the cores allow (``--model forest``). With iris one replica (0.4 ms
 of CPU a request), the gateway (0.24 ms) and wrk already fill this machine's 2 cores, so two iris

@@ -1,4 +1,4 @@
-"""The replica's V1 fast path answers exactly as kserve's own app: the same requests go to kserve's
+"""The replica's fast path (V1 predict, V2 infer) answers exactly as kserve's own app: the same requests go to kserve's
 REST app (built by kserve's ``RESTServer``, in-process through ``httpx.ASGITransport``) and to
 :class:`kfbox.serving.fastpath.FastPredict` wrapped around it, for the same registered models, and
 status, headers and body must be byte-identical. A second wrapper, around an app that only says it
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +147,23 @@ def v1(body: Any, name: str = "iris", headers: dict[str, str] = JSON) -> tuple[s
     return "POST", f"/v1/models/{name}:predict", raw, headers
 
 
+def v2(body: Any, name: str = "iris", headers: dict[str, str] = JSON, path: str = "/v2/models/{name}/infer"
+       ) -> tuple[str, str, bytes, dict[str, str]]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return "POST", path.format(name=name), raw, headers
+
+
+def tensor(rows: list[list[Any]], datatype: str = "FP64", **fields: Any) -> dict[str, Any]:
+    """A V2 request with ``rows`` as one ``[n, 4]`` input tensor (flattened, row-major)."""
+    return {"inputs": [{"name": "input-0", "shape": [len(rows), len(rows[0])], "datatype": datatype,
+                        "data": [x for row in rows for x in row]}], **fields}
+
+
+INTS = [[5, 3, 1, 0], [6, 3, 5, 2]]
+BINARY_HEAD = json.dumps({"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
+                                      "parameters": {"binary_data_size": 64}}]}).encode()
+
+
 # (request, answered by the fast path itself)
 CASES = {
     "two rows": (v1({"instances": ROWS}), True),
@@ -175,8 +193,52 @@ CASES = {
                                                            "ce-id": "1", **JSON}), False),
     "structured CloudEvent": (v1({"specversion": "1.0", "id": "1", "source": "t", "type": "t", "time": "now",
                                   "data": {"instances": ROWS}}), False),
-    "V2 infer": (("POST", "/v2/models/iris/infer", json.dumps({"id": "1", "inputs": [
-        {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": FLAT}]}).encode(), JSON), False),
+    "V2 FP64": (v2(tensor(ROWS)), True),
+    "V2 FP32": (v2(tensor(ROWS, "FP32")), True),
+    "V2 INT64": (v2(tensor(INTS, "INT64")), True),
+    "V2 with an id": (v2(tensor(ROWS, id="req-1")), True),
+    "V2 with parameters": (v2(tensor(ROWS, parameters={"note": "é", "n": 3, "on": True, "x": 0.5})), True),
+    "V2 input parameters": (v2({"inputs": [{**tensor(ROWS)["inputs"][0], "parameters": {"content_type": "np"}}]}),
+                            True),
+    "V2 columns as a DataFrame": (v2({"parameters": {"content_type": "pd"}, "inputs": [
+        {"name": f"c{i}", "shape": [2], "datatype": "FP64", "data": [row[i] for row in ROWS]} for i in range(4)]}),
+                                  True),
+    "V2 requested output": (v2(tensor(ROWS, outputs=[{"name": "output-0"}])), True),
+    "V2 unknown requested output": (v2(tensor(ROWS, outputs=[{"name": "probabilities"}])), True),
+    "V2 binary outputs asked for": (v2(tensor(ROWS, parameters={"binary_data_output": True})), True),
+    "V2 one binary output asked for": (v2(tensor(ROWS, outputs=[{"name": "output-0",
+                                                                "parameters": {"binary_data": True}}])), True),
+    "V2 shape as strings": (v2({"inputs": [{**tensor(ROWS)["inputs"][0], "shape": ["2", "4"]}]}), True),
+    "V2 string classes (kserve's own 500)": (v2(tensor(ROWS), "names"), True),
+    "V2 float predictions": (v2(tensor([[5.1, 3.5, 1.4], [1e300, -0.0, 3]]), "width"), True),
+    "V2 bad datatype": (v2(tensor(ROWS, "FP99")), True),
+    "V2 FP16 as JSON": (v2(tensor(ROWS, "FP16")), True),
+    "V2 strings as features": (v2(tensor([["a", "b", "c", "d"]], "BYTES")), True),
+    "V2 shape and data disagree": (v2({"inputs": [{**tensor(ROWS)["inputs"][0], "shape": [3, 4]}]}), True),
+    "V2 three features for four": (v2(tensor([[6.8, 2.8, 4.8]])), True),
+    "V2 predict fails": (v2(tensor(ROWS), "broken"), True),
+    "V2 malformed JSON": (v2(b'{"inputs": [{"name": "input-0"'), False),
+    "V2 NaN is not JSON": (v2(b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", '
+                              b'"data": [NaN, 1, 2, 3]}]}'), False),
+    "V2 a JSON list": (v2([tensor(ROWS)]), False),
+    "V2 no inputs": (v2({"id": "1"}), False),
+    "V2 id not a string": (v2(tensor(ROWS, id=7)), False),
+    "V2 unknown model": (v2(tensor(ROWS), "nope"), False),
+    "V2 model not ready": (v2(tensor(ROWS), "sleepy"), False),
+    "V2 custom model": (v2(tensor(ROWS), "custom"), False),
+    "V2 versioned path": (v2(tensor(ROWS), path="/v2/models/{name}/versions/1/infer"), False),
+    "V2 trailing slash": (v2(tensor(ROWS), path="/v2/models/{name}/infer/"), False),
+    "V2 binary tensor extension": (v2(BINARY_HEAD + struct.pack("<8d", *FLAT), headers={
+        "content-type": "application/octet-stream", "inference-header-content-length": str(len(BINARY_HEAD))}), False),
+    "V2 JSON with the binary header": (v2(tensor(ROWS), headers={**JSON, "inference-header-content-length": "0"}),
+                                       False),
+    "V2 no content type": (v2(tensor(ROWS), headers={}), False),
+    "V2 JSON with a charset": (v2(tensor(ROWS), headers={"content-type": "application/json; charset=utf-8"}), False),
+    "V2 cloudevents+json": (v2(tensor(ROWS), headers={"content-type": "application/cloudevents+json"}), False),
+    "V2 binary CloudEvent": (v2(tensor(ROWS), headers={"ce-specversion": "1.0", "ce-source": "t", "ce-type": "t",
+                                                       "ce-id": "1", **JSON}), False),
+    "V2 GET on infer": (("GET", "/v2/models/iris/infer", None, {}), False),
+    "V2 model metadata": (("GET", "/v2/models/iris", None, {}), False),
     "explain": (("POST", "/v1/models/iris:explain", json.dumps({"instances": ROWS}).encode(), JSON), False),
     "GET on predict": (("GET", "/v1/models/iris:predict", None, {}), False),
     "model status": (("GET", "/v1/models/iris", None, {}), False),
@@ -206,11 +268,64 @@ def test_good_requests_predict_what_the_model_does(models: ModelRepository) -> N
     assert json.loads(content) == {"predictions": ["versicolor", "versicolor"]}
 
 
-def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelRepository) -> None:
+def test_good_v2_requests_infer_what_the_model_predicts(models: ModelRepository) -> None:
+    """V2 on the fast path: the model's predictions as kserve's output tensor, for each input datatype."""
+    _, _, content = call(fast_path(Reached(), models), *v1({"instances": ROWS}))
+    want = json.loads(content)["predictions"]
+    for datatype in ("FP64", "FP32"):
+        status, _, content = call(fast_path(Reached(), models), *v2(tensor(ROWS, datatype, id="42")))
+        assert status == 200
+        assert json.loads(content) == {"model_name": "iris", "model_version": None, "id": "42", "parameters": None,
+                                       "outputs": [{"name": "output-0", "shape": [2], "datatype": "INT64",
+                                                    "parameters": None, "data": want}]}
+    status, _, content = call(fast_path(Reached(), models), *v2(tensor(INTS, "INT64")))
+    assert status == 200
+    assert json.loads(content)["outputs"][0]["data"] == json.loads(call(
+        kserve_app(), *v1({"instances": INTS}))[2])["predictions"]
+
+
+def _reply(data: list[Any], parameters: dict[str, Any] | None = None,
+           output_parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"model_name": "iris", "id": "1", "parameters": parameters, "outputs": [
+        {"name": "output-0", "shape": [len(data)], "datatype": "FP64", "parameters": output_parameters, "data": data}]}
+
+
+REPLIES = {
+    "integers": _reply([1, 0, 2]),
+    "floats": _reply([0.1, 1e300, -0.0, 2.5e-308]),
+    "strings, booleans, none": _reply(["é", True, None]),
+    "parameters": _reply([1], {"content_type": "np", "n": 3}, {"x": 0.5, "on": False}),
+    "an _sa parameter": _reply([1], {"_sa_state": "x", "kept": 1}),
+    "an _sa output parameter": _reply([1], None, {"_sa": True}),
+    "nested data": _reply([[1, 2], [3, 4]]),
+    "dicts in data": _reply([{"_sa_x": 1, "y": 2}, {"z": [1, {"_sa": 3}]}]),
+}
+
+
+@pytest.mark.parametrize("reply", list(REPLIES))
+def test_v2_replies_are_encoded_as_fastapi_does(reply: str) -> None:
+    """The lean route's encoding of kserve's InferenceResponse is FastAPI's jsonable_encoder's, to the byte,
+    including its quirk of dropping dict keys that start with ``_sa`` (which no kfbox runtime answers with)."""
+    import orjson
+    from fastapi.encoders import jsonable_encoder
+    from kserve.protocol.rest.v2_datamodels import InferenceResponse
+
+    from kfbox.serving.kserve_endpoints import jsonable
+
+    model = InferenceResponse.model_validate(REPLIES[reply])
+    assert orjson.dumps(jsonable(model)) == orjson.dumps(jsonable_encoder(model))
+
+
+@pytest.mark.parametrize("request_", [v1({"instances": ROWS}, "broken"), v2(tensor(ROWS), "broken")],
+                         ids=["V1", "V2"])
+def test_a_failing_predict_reaches_the_server_as_with_kserve(models: ModelRepository,
+                                                             request_: tuple[str, str, bytes, dict[str, str]]) -> None:
     """After the 500, kserve's app re-raises the model's error (uvicorn logs it and closes the connection)."""
+    method, path, body, headers = request_
+
     async def send(app: Any) -> None:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://replica") as client:
-            await client.post("/v1/models/broken:predict", json={"instances": ROWS})
+            await client.request(method, path, content=body, headers=headers)
 
     for app in (kserve_app(), fast_path(kserve_app(), models)):
         with pytest.raises(ZeroDivisionError):

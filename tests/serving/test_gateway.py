@@ -77,15 +77,16 @@ def test_v1_and_v2_predictions_by_path_and_host(client: httpx.Client, iris: Any)
     assert client.get("/serving/default/iris/v2/models/iris/ready").status_code == 200
 
 
-def test_v1_predict_takes_the_replicas_fast_path_and_v2_stays_kserves(client: httpx.Client, iris: Any) -> None:
-    """kfbox's replicas answer V1 predict on their lean route (kfbox.serving.fastpath) and V2 on kserve's.
+def test_v1_and_v2_predictions_take_the_replicas_fast_path(client: httpx.Client, iris: Any) -> None:
+    """kfbox's replicas answer V1 predict and V2 infer on their lean route (kfbox.serving.fastpath).
     The replies are alike by design, so the replicas' own /metrics (what Prometheus scrapes) tell the routes
-    apart: the lean route's counter beside kserve's histogram of every prediction, summed over both replicas."""
+    apart: the lean route's counter beside kserve's histogram of every prediction, summed over both replicas.
+    A V2 request the lean route leaves to kserve (a charset in its content type) gets the same reply."""
     endpoints = status(client, "iris")["revisions"]["iris-predictor-00001"]["endpoints"]
     assert len(endpoints) == 2
 
     def counts() -> tuple[float, float]:
-        """(V1 predictions on the lean route, predictions on either route) of the two replicas together."""
+        """(predictions on the lean route, predictions on either route) of the two replicas together."""
         totals = dict.fromkeys(("kfbox_replica_fast_predictions_total", "request_predict_seconds_count"), 0.0)
         for url in endpoints:
             for line in httpx.get(url + "/metrics").text.splitlines():
@@ -98,9 +99,16 @@ def test_v1_predict_takes_the_replicas_fast_path_and_v2_stays_kserves(client: ht
     for _ in range(2):
         assert v1(client, "iris").json() == {"predictions": expected(iris)}
     assert counts() == (lean + 2, every + 2)
-    v2 = client.post(V2_PATH, json=v2_body(ROWS))
-    assert v2.json()["outputs"][0]["data"] == expected(iris)
-    assert counts() == (lean + 2, every + 3)  # predicted by kserve's route, not the lean one
+    body = json.dumps({"id": "v2-1", **v2_body(ROWS)}).encode()
+    fast = client.post(V2_PATH, content=body, headers={"content-type": "application/json"})
+    assert fast.json()["outputs"][0]["data"] == expected(iris)
+    assert counts() == (lean + 3, every + 3)
+    stock = client.post(V2_PATH, content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert counts() == (lean + 3, every + 4)  # predicted by kserve's route, not the lean one
+    assert (fast.status_code, fast.headers["content-type"], fast.content) == \
+        (stock.status_code, stock.headers["content-type"], stock.content)
+    assert fast.json() == {"model_name": "iris", "model_version": None, "id": "v2-1", "parameters": None, "outputs": [
+        {"name": "output-0", "shape": [len(ROWS)], "datatype": "INT64", "parameters": None, "data": expected(iris)}]}
 
 
 def test_kserve_rest_client_through_the_gateway(server: ServerProcess, iris: Any) -> None:

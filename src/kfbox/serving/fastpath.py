@@ -1,33 +1,41 @@
-"""A lean route for V1 ``POST /v1/models/{name}:predict`` in front of a replica's kserve app.
+"""A lean route for kserve's predict endpoints in front of a replica's kserve app: V1
+``POST /v1/models/{name}:predict`` and V2 (Open Inference Protocol) ``POST /v2/models/{name}/infer``.
 
-kserve answers a V1 predict through FastAPI (routing, a ``Request``, dependency resolution),
-its ``DataPlane`` (readiness, CloudEvent decoding and encoding) and ``ORJSONResponse``; for an iris
-KNN that is about as much CPU as the prediction itself. :class:`FastPredict` is a plain ASGI app
-wrapped around kserve's: for the one request shape it knows it does what those layers do for it, and
-hands every other request to kserve unchanged. It steps aside altogether while kserve's app does
-anything around its routes that it would bypass: a middleware (the replica removes kserve's only one,
-``timing_asgi``), a body size limit, a root path, FastAPI's OpenTelemetry once a provider is set up.
+kserve answers a prediction through FastAPI (routing, a ``Request``, dependency resolution and, for V2,
+validating the body into its ``InferenceRequest`` model), its ``DataPlane`` (readiness, CloudEvent
+decoding and encoding) and ``ORJSONResponse``; for an iris KNN that is about as much CPU as the
+prediction itself. :class:`FastPredict` is a plain ASGI app wrapped around kserve's: for the request
+shapes it knows it does what those layers do for them, and hands every other request to kserve
+unchanged. It steps aside altogether while kserve's app does anything around its routes that it would
+bypass: a middleware (the replica removes kserve's only one, ``timing_asgi``), a body size limit, a root
+path, FastAPI's OpenTelemetry once a provider is set up.
 
-It takes a request only when all of these hold, and otherwise passes it on untouched (the body it
-has read is replayed): the path is ``/v1/models/{name}:predict`` and the method POST; the model
-registered under that name is ready and of a class in :data:`PURE_MODELS` (kfbox's own runtimes,
-whose preprocess and postprocess are kserve's identity; a user's ``Model`` subclass or the Hugging
-Face runtime goes through kserve); the request has no CloudEvent headers and a JSON content type
-(or none), and its body parses as a JSON object that is not a structured CloudEvent. Anything
-kserve would answer differently (an unknown or unready model, bad JSON, V2, explain, ``/metrics``)
-is kserve's to answer.
+It takes a request only when all of these hold, and otherwise passes it on untouched (the body it has
+read is replayed): the method is POST and the path one of the two above (not V2's
+``/versions/{v}/infer``, which kserve refuses with a 501); the model registered under that name is ready
+and of a class in :data:`PURE_MODELS` (kfbox's own runtimes, whose preprocess and postprocess are
+kserve's identity; a user's ``Model`` subclass or the Hugging Face runtime goes through kserve); the
+request has no CloudEvent headers and its body parses as a JSON object. V1 also wants a JSON content type
+(or none) and a body that is not a structured CloudEvent; V2 wants ``content-type: application/json``,
+no binary tensor extension (``inference-header-content-length``) and a body that kserve's
+``InferenceRequest`` model accepts. Anything kserve would answer differently (an unknown or unready
+model, bad JSON, a body its V2 model refuses with a 422, explain, ``/metrics``) is kserve's to answer.
 
-What it then does is kserve's own sequence: the model is called as kserve's dataplane calls it
-(``await model(body, headers)``: preprocess, predict, postprocess and the Prometheus histograms, on
-the event loop's thread), the reply is ``orjson`` with ``ORJSONResponse``'s options, and an error
-the model raises goes through the exception handler kserve's app registered for it, so status and
-body are kserve's (``tests/serving/test_fastpath.py`` compares both paths byte for byte).
+What it then does is kserve's own sequence (:mod:`kfbox.serving.kserve_endpoints`): the model is called as
+kserve's dataplane calls it (``await model(body, headers)``: preprocess, predict, postprocess and the
+Prometheus histograms, on the event loop's thread), V2 bodies and answers go through kserve's own
+``InferRequest``/``InferResponse`` conversions and models, the reply is ``orjson`` with ``ORJSONResponse``'s
+options, and an error raised on the way goes through the exception handler kserve's app registered for it,
+so status, headers and body are kserve's (``tests/serving/test_fastpath.py`` compares both paths byte for
+byte).
 
 Since the replies are the same, the one sign of which route answered is a counter on the replica's
 ``/metrics`` (kserve's own endpoint, which kfbox's Prometheus scrapes as job ``kfbox-replica``):
-``kfbox_replica_fast_predictions_total{model_name}`` counts the requests this route answered, beside
-kserve's ``request_predict_seconds_count{model_name}``, which counts every prediction on either route
-(``tests/serving/test_gateway.py`` checks a real replica with both).
+``kfbox_replica_fast_predictions_total{model_name}`` counts the requests this route answered, V1 and V2
+alike, beside kserve's ``request_predict_seconds_count{model_name}``, which counts every prediction on
+either route and protocol (``tests/serving/test_gateway.py`` checks a real replica with both). It has no
+protocol label: the pair answers "how much of this model's traffic took the lean route", and the gateway's
+request metrics already split traffic by path.
 """
 
 from __future__ import annotations
@@ -36,29 +44,24 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
-from kserve.protocol.dataplane import JSON_HEADERS
-from kserve.utils.utils import is_structured_cloudevent
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from kfbox.serving.kserve_endpoints import Endpoint, V1Predict, V2Infer
 from kfbox.serving.runtimes import TabularModel
 
-PREFIX = "/v1/models/"
-SUFFIX = ":predict"
+ENDPOINTS: tuple[type[Endpoint], ...] = (V1Predict, V2Infer)
 PURE_MODELS: tuple[type, ...] = (TabularModel,)
 """Model classes whose ``__call__`` is kserve's with identity preprocess/postprocess (exact classes)."""
-JSON_TYPES = frozenset(JSON_HEADERS) - {"application/cloudevents+json"}  # that one is answered as a CloudEvent
-JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # ORJSONResponse's
 SERVER_ERRORS = (Exception, 500)  # keys Starlette's ServerErrorMiddleware handles (and then re-raises)
 ANSWERED: Counter[str] = Counter()
-"""Model name -> V1 predict requests this route answered; exported by :class:`AnsweredCollector`."""
+"""Model name -> predict requests (V1 and V2) this route answered; exported by :class:`AnsweredCollector`."""
 
 
 class FastPredict:
-    """kserve's REST app with V1 predict for :data:`PURE_MODELS` answered in front of it."""
+    """kserve's REST app with V1 predict and V2 infer for :data:`PURE_MODELS` answered in front of it."""
 
     def __init__(self, app: Any, models: Any) -> None:
         """``app``: kserve's FastAPI app; ``models``: the ``ModelRepository`` its dataplane serves."""
@@ -66,54 +69,53 @@ class FastPredict:
         self.models = models
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        model = self._model(scope)
-        if model is None:
+        route = self._route(scope)
+        if route is None:
             await self.app(scope, receive, send)
             return
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
-        if headers.get("content-type", "application/json") not in JSON_TYPES or any(
-                name.startswith("ce-") for name in headers):
+        name, model, endpoint = route
+        headers = _headers(scope, endpoint.first_header_wins)
+        if any(key.startswith("ce-") for key in headers) or not endpoint.takes(headers):
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
         if body is None:  # the client went away
             return
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            payload = None
-        if not isinstance(payload, dict) or is_structured_cloudevent(payload):
+        request = endpoint.parse(body)
+        if request is None:
             await self.app(scope, _replay(body, receive), send)
             return
         ANSWERED[model.name] += 1
         try:
-            response, response_headers = await model(payload, headers=headers)
+            reply = await endpoint.answer(name, model, request, headers)
         except Exception as exc:  # noqa: BLE001 - answered by the handler kserve registered for it
             await self._error(scope, receive, send, exc)
             return
-        if response_headers or not isinstance(response, dict):  # not what these models answer: kserve's reply
-            await _kserve_reply(response, response_headers)(scope, receive, send)
+        if not isinstance(reply, bytes):
+            await reply(scope, receive, send)
             return
-        content = orjson.dumps(response, option=JSON_OPTIONS)
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(content)).encode()),
+                    "headers": [(b"content-length", str(len(reply)).encode()),
                                 (b"content-type", b"application/json")]})
-        await send({"type": "http.response.body", "body": content})
+        await send({"type": "http.response.body", "body": reply})
 
-    def _model(self, scope: Scope) -> Any:
-        """The ready pure model this request predicts with, or None: kserve's request."""
+    def _route(self, scope: Scope) -> tuple[str, Any, type[Endpoint]] | None:
+        """(model name, the ready pure model, the endpoint) of this request, or None: kserve's request."""
         if scope["type"] != "http" or scope["method"] != "POST" or not _adds_nothing(self.app):
             return None
         path: str = scope["path"]
-        if not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        for endpoint in ENDPOINTS:
+            if path.startswith(endpoint.prefix) and path.endswith(endpoint.suffix):
+                break
+        else:
             return None
-        name = path[len(PREFIX):-len(SUFFIX)]
-        if not name or "/" in name:
+        name = path[len(endpoint.prefix):-len(endpoint.suffix)]
+        if not name or "/" in name:  # includes V2's /versions/{v}/infer
             return None
         model = self.models.get_model(name)
         if type(model) not in PURE_MODELS or not model.ready:
             return None
-        return model
+        return name, model, endpoint
 
     async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
         """Answer as kserve's app would: the handler registered for the exception's nearest class."""
@@ -135,9 +137,9 @@ class AnsweredCollector:
     with the count and without (``benchmarks/replica_instructions.py``)."""
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily("kfbox_replica_fast_predictions", "V1 predict requests answered by kfbox's "
-                                     "lean route instead of kserve's (request_predict_seconds counts both).",
-                                     labels=["model_name"])
+        family = CounterMetricFamily("kfbox_replica_fast_predictions", "V1 predict and V2 infer requests answered "
+                                     "by kfbox's lean route instead of kserve's (request_predict_seconds counts "
+                                     "both).", labels=["model_name"])
         for name, count in list(ANSWERED.items()):
             family.add_metric([name], count)
         yield family
@@ -155,15 +157,15 @@ def _adds_nothing(app: Any) -> bool:
             and (telemetry is None or not telemetry.enabled()))
 
 
-def _kserve_reply(response: Any, headers: dict[str, str]) -> Any:
-    """The reply kserve's V1 predict builds from a model's answer (``V1Endpoints.predict``)."""
-    from fastapi.responses import ORJSONResponse
-    from starlette.responses import Response
-
-    headers.pop("content-length", None)
-    if isinstance(response, (bytes, str)):
-        return Response(content=response, headers=headers)
-    return ORJSONResponse(content=response, headers=headers)
+def _headers(scope: Scope, first_wins: bool) -> dict[str, str]:
+    """The request's headers as kserve's endpoint hands them to the model: V1's ``dict(headers.items())``
+    keeps a repeated header's last value, V2's ``dict(headers)`` its first."""
+    if not first_wins:
+        return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+    headers: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return headers
 
 
 async def _read_body(receive: Receive) -> bytes | None:

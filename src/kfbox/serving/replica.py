@@ -19,12 +19,13 @@ logging configuration with two levels raised, what a stock server gets from
 ``--log_config_file`` (``benchmarks/gateway.py`` runs its stock peer so, like for like). The
 middleware that timed each request for those trace lines is left out too.
 
-V1 predictions of kfbox's own runtimes take a lean route (:mod:`kfbox.serving.fastpath`) in front of
-kserve's app, and scikit-learn models predict through :mod:`kfbox.serving.sklearn_calls`: together
-4.66 -> 1.31 M instructions per iris V1 request (``benchmarks/replica_instructions.py``). It is safe
-because it changes no reply: the route does what kserve's layers do for that one request shape (the
-model is called as kserve calls it, errors go through kserve's own handlers) and hands everything
-else (V2, explain, CloudEvents, bad JSON, unknown or unready models, a user's ``Model`` subclass)
+V1 predictions and V2 inferences of kfbox's own runtimes take a lean route (:mod:`kfbox.serving.fastpath`)
+in front of kserve's app, and scikit-learn models predict through :mod:`kfbox.serving.sklearn_calls`:
+together 4.66 -> 1.31 M instructions per iris V1 request, and the route 2.55 -> 1.28 M per V2 request
+(``benchmarks/replica_instructions.py``). It is safe because it changes no reply: the route does what
+kserve's layers do for those request shapes (the model is called as kserve calls it, V2 goes through
+kserve's own conversions, errors go through kserve's own handlers) and hands everything else (explain,
+CloudEvents, V2's binary extension, bad JSON, unknown or unready models, a user's ``Model`` subclass)
 to kserve untouched; ``tests/serving/test_fastpath.py`` compares the two byte for byte and
 ``tests/serving/test_sklearn_calls.py`` the predictions with stock scikit-learn's.
 
@@ -170,7 +171,8 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
 
 
 def fast_predict(models: Any) -> Any:
-    """kserve's REST app behind :class:`kfbox.serving.fastpath.FastPredict` (V1 predict of kfbox's runtimes)."""
+    """kserve's REST app behind :class:`kfbox.serving.fastpath.FastPredict` (V1 predict and V2 infer of kfbox's
+    runtimes)."""
     from kserve.model_server import app
 
     from kfbox.serving.fastpath import FastPredict
