@@ -330,7 +330,12 @@ def test_metrics_per_inferenceservice(client: httpx.Client, iris: Any) -> None:
 
 def test_apply_refuses_bad_manifests_and_changes_nothing(client: httpx.Client, iris: Any) -> None:
     api = "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices"
-    before = client.get(api).json()["items"]
+
+    def specs() -> dict[str, Any]:  # status (replicas, conditions) may move meanwhile: what apply would change
+        return {item["metadata"]["name"]: (item["metadata"].get("generation"), item["spec"])
+                for item in client.get(api).json()["items"]}
+
+    before = specs()
     bad = [
         manifest("Bad_Name", "pvc://models/iris"),
         manifest("x", "http://example.com/model.joblib"),
@@ -345,7 +350,7 @@ def test_apply_refuses_bad_manifests_and_changes_nothing(client: httpx.Client, i
         wrong_kind = body["kind"] != "InferenceService"  # 400 BadRequest; field errors are 422 Invalid
         assert reply.status_code == (400 if wrong_kind else 422), (body, reply.text)
         assert reply.json()["kind"] == "Status" and reply.json()["message"]
-    assert client.get(api).json()["items"] == before
+    assert specs() == before
 
 
 def _manifest_file(server: ServerProcess, name: str, uri: str) -> Path:
