@@ -97,7 +97,10 @@ class TabularModel(Model):  # type: ignore[misc]  # kserve ships no types
                 result = self._predict(array)
         except (ValueError, TypeError, IndexError) as exc:
             raise InvalidInput(f"Cannot predict on this input: {exc}") from exc
-        return get_predict_response(payload, np.asarray(result), self.name)
+        result = np.asarray(result)
+        if result.dtype.kind == "U":  # class names: kserve's V2 encoder takes str from an object array only
+            result = result.astype(object)  # (from a "U" array it fails, a 500); V1 lists the same strings
+        return get_predict_response(payload, result, self.name)
 
 
 def _load_sklearn(path: Path, handle: BinaryIO, allow_unsafe: bool) -> Callable[[Any], Any]:
