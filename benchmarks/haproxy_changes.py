@@ -38,8 +38,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.serving.helpers import NamedServer
 
 from kfbox.serving.haproxy_config import Plan, Route, Server, render
 from kfbox.serving.haproxy_runtime import (
@@ -52,30 +55,6 @@ from kfbox.serving.haproxy_runtime import (
 )
 
 WAYS = ("reload", "reload+idle-close", "runtime")
-
-
-def stand_in(name: str) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_GET(self) -> None:
-            body = name.encode()
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Quiet(ThreadingHTTPServer):
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # HAProxy closing its idle connections to us (a worker exiting)
-
-    server = Quiet(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def free_port() -> int:
@@ -115,13 +94,13 @@ def haproxy(folder: Path, plan: Plan, idle_close: bool) -> Iterator[subprocess.P
 
 
 def run(way: str, changes: int, clients: int, interval: float) -> tuple[int, int, int, float, list[str]]:
-    kfbox, one, two = stand_in("kfbox"), stand_in("one"), stand_in("two")
-    replicas = [Server("svc-predictor-00001", 1, one.server_address[1]),
-                Server("svc-predictor-00002", 1, two.server_address[1])]
+    kfbox, one, two = NamedServer("kfbox"), NamedServer("one"), NamedServer("two")
+    replicas = [Server("svc-predictor-00001", 1, one.port),
+                Server("svc-predictor-00002", 1, two.port)]
     with tempfile.TemporaryDirectory(prefix="kfbox-haproxy-changes-") as tmp:
         folder = Path(tmp)
         port = free_port()
-        plan = plan_for(folder, port, kfbox.server_address[1], (replicas[0], None, None, None))
+        plan = plan_for(folder, port, kfbox.port, (replicas[0], None, None, None))
         master_socket = MasterSocket(folder / "master.sock")
         with haproxy(folder, plan, idle_close=way != "reload") as master:
             stop = threading.Event()
@@ -177,7 +156,7 @@ def run(way: str, changes: int, clients: int, interval: float) -> tuple[int, int
                 thread.join(30)
             seconds = time.monotonic() - started
     for server in (kfbox, one, two):
-        server.shutdown()
+        server.server.shutdown()
     return len(answered) + len(failures), len(failures), len(workers), seconds, failures[:2]
 
 

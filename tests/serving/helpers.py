@@ -3,10 +3,12 @@ waiting."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -261,3 +263,41 @@ def haproxy_workers(home: Path) -> tuple[list[int], list[int]]:
         if len(fields) > 1 and fields[1] == "worker":
             into.append(int(fields[0]))
     return current, old
+
+
+class NamedServer:
+    """A plain HTTP/1.1 server (keep-alive, a thread a connection) answering every GET with ``<name> <path>``:
+    a stand-in replica, or kfbox, in front of which HAProxy runs."""
+
+    def __init__(self, name: str) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                body = f"{name} {self.path}".encode()
+                self.send_response(200)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Quiet(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request: object, client_address: object) -> None:
+                pass  # HAProxy closing its idle connections to us (a worker exiting)
+
+        self.server = Quiet(("127.0.0.1", 0), Handler)
+        self.port: int = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def connects(port: int) -> bool:
+    """Whether something listens on loopback ``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True

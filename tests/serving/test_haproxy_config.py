@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
-from tests.serving.helpers import wait_for
+from tests.serving.helpers import connects, wait_for
 
 
 def plan(tmp_path: Path, *, token: bool, routes: tuple[Route, ...], grpc_port: int | None = None) -> Plan:
@@ -103,7 +103,7 @@ def test_a_reloaded_worker_keeps_its_requests_for_the_drain_grace(tmp_path: Path
                               stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/serving/default/slow/v1/models/slow:predict"
-        wait_for(lambda: _connects(port), 10, "HAProxy listening")
+        wait_for(lambda: connects(port), 10, "HAProxy listening")
         outcome: list[object] = []
 
         def call() -> None:
@@ -143,10 +143,3 @@ def _slow_handler(hold: float, held: threading.Event) -> type[BaseHTTPRequestHan
 
     return Slow
 
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True

@@ -13,9 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -34,7 +32,7 @@ from kfbox.serving.haproxy_runtime import (
     stat_rows,
     worker_pids,
 )
-from tests.serving.helpers import haproxy, haproxy_workers, wait_for
+from tests.serving.helpers import NamedServer, connects, haproxy, haproxy_workers, wait_for
 
 A1 = Server("iris-predictor-00001", 1, 40001)
 A2 = Server("iris-predictor-00001", 2, 40002)
@@ -123,28 +121,6 @@ def haproxy_installed() -> None:
         pytest.fail("haproxy is not installed: sudo apt-get install haproxy")
 
 
-class Stand:
-    """A plain HTTP/1.1 server (keep-alive) answering ``<name> <path>``: a replica, or kfbox."""
-
-    def __init__(self, name: str) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:
-                body = f"{name} {self.path}".encode()
-                self.send_response(200)
-                self.send_header("content-length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @dataclasses.dataclass
 class Running:
     home: Path
@@ -167,13 +143,13 @@ class Running:
 @pytest.fixture()
 def running(tmp_path: Path) -> Iterator[Running]:
     """HAProxy with kfbox's configuration for one service, ``iris``, its replica A1 in the first of 4 slots."""
-    kfbox = Stand("kfbox")
+    kfbox = NamedServer("kfbox")
     folder = tmp_path / "haproxy"
     folder.mkdir()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    a1 = Stand("a1")
+    a1 = NamedServer("a1")
     plan = dataclasses.replace(plan_of(route(dataclasses.replace(A1, port=a1.port), None, None, None),
                                        revision_map=str(folder / "revisions.map")),
                                port=port, kfbox_port=kfbox.port, log_socket=str(folder / "log.sock"))
@@ -183,7 +159,7 @@ def running(tmp_path: Path) -> Iterator[Running]:
     master = subprocess.Popen(["haproxy", "-W", "-S", f"{folder / 'master.sock'},mode,600", "-f", str(config)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        wait_for(lambda: _connects(port) and haproxy_workers(tmp_path)[0], 10, "HAProxy listening")
+        wait_for(lambda: connects(port) and haproxy_workers(tmp_path)[0], 10, "HAProxy listening")
         yield Running(tmp_path, port, plan, master)
     finally:
         os.killpg(master.pid, signal.SIGTERM)
@@ -197,7 +173,7 @@ def test_a_replica_replaced_at_run_time_keeps_the_worker_and_the_connection(runn
     path = "/serving/default/iris/v1/models/iris"
     assert running.get(connection, path) == ("a1 /v1/models/iris", "iris-predictor-00001", None)
     workers = haproxy_workers(running.home)
-    b1 = Stand("b1")
+    b1 = NamedServer("b1")
     replaced = dataclasses.replace(running.plan, routes=(route(None, dataclasses.replace(B1, port=b1.port), None,
                                                                None),))
     assert running.apply(replaced, draining={running.plan.routes[0].servers[0].port: A1.revision}) == []
@@ -229,10 +205,3 @@ def test_a_reload_keeps_an_idle_connection_for_its_next_request(running: Running
     fresh = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
     assert running.get(fresh, path)[0] == "a1 /v1/models/iris"  # the new worker routes straight
 
-
-def _connects(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
