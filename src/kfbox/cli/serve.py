@@ -19,7 +19,7 @@ from kfbox.cli.output import Output, console, print_json, print_table
 from kfbox.cli.target import connect
 from kfbox.client import ApiClient
 from kfbox.client.inference_services import wait_ready
-from kfbox.errors import Conflict, InvalidInput, KfboxError, NotFound
+from kfbox.errors import Conflict, InvalidInput, NotFound
 
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the InferenceService.")]
 
@@ -177,12 +177,9 @@ def get(
 
 def _ingress(api: ApiClient) -> tuple[str, str] | None:
     """(ingress URL, data plane state) when the server runs the HAProxy data plane (its ``/healthz`` has
-    ``ingress_url``); None with the Python gateway alone, or from a server without a kfbox ``/healthz``."""
-    try:
-        health = api.get("/healthz")
-    except KfboxError:  # a Kubeflow cluster: its ingress is status.url itself
-        return None
-    ingress = health.get("ingress_url") if isinstance(health, dict) else None
+    ``ingress_url``); None with the Python gateway alone, or on a Kubeflow cluster (its ingress is status.url)."""
+    health = api.health()
+    ingress = health.get("ingress_url")
     if not isinstance(ingress, str):
         return None
     return ingress, str(health.get("data_plane", ""))
