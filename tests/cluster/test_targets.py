@@ -253,3 +253,11 @@ def test_a_prediction_tries_knatives_host_then_the_standard_one(tmp_path: Path) 
     assert api.post("/serving/default/raw/v1/models/raw:predict", json={"instances": [[1, 2, 3, 4]]}) == \
         {"predictions": [2]}
     assert [r.headers["host"] for r in sent] == [f"raw.{NS}.example.com", f"raw-{NS}.example.com"]
+
+
+def test_a_kubeflow_cluster_is_not_asked_for_kfboxs_healthz(tmp_path: Path) -> None:
+    """``kfbox serve get`` reads the HAProxy ingress from a kfbox server's /healthz; a Kubeflow cluster has none
+    (its gateway would send a Dex login), so nothing is sent and no ingress row is shown."""
+    api = ClusterApi(Remote(Context(name="kf", host="http://kf.test", auth="none").validate(), tmp_path))
+    sent = _recording(api, {("GET", "/healthz"): {"status": "ok", "ingress_url": "http://kf.test:8081"}})
+    assert api.health() == {} and sent == []

@@ -442,6 +442,14 @@ def test_a_haproxy_that_keeps_exiting_is_given_up_and_kfbox_still_serves(server:
     assert metric(client, "kfbox_data_plane_up") == 0
     reply = client.post("/serving/default/iris/v1/models/iris:predict", json={"instances": ROWS})
     assert reply.status_code == 200, reply.text  # kfbox's own port still serves inference
+    # where users look: the deployment page says so, and its snippets use kfbox's own port
+    page = client.get("/deployments/default/iris", headers={"Accept": "text/html"}).text
+    assert '<span class="state state-stopped">STOPPED</span>' in page and "times within 120s" in page
+    assert f"<code>curl -s {server.url}/serving/default/iris/v1/models/iris:predict -H" in page
+    assert "HAProxy was given up (see the data plane line above), so these use kfbox&#39;s own port" in page
+    shown = run_cli("serve", "get", "iris", "--url", server.url, env={"KFBOX_TOKEN": TOKEN})
+    assert any("data plane" in line and "haproxy stopped:" in line for line in shown.stdout.splitlines()), \
+        shown.stdout
 
 
 def _answers(ingress: httpx.Client) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving.helpers import API, apply, status, train_iris, wait_for, wait_ready
+from tests.serving.helpers import API, apply, kfbox, status, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess
 
 IRIS_V2 = '''
@@ -155,3 +155,20 @@ def test_replica_log_is_followed_live_and_kept_after_the_replica_stops(server: S
     assert old.status_code == 200 and "scored 1 row(s): [[6.2, 2.9, 4.3, 1.3]]" in old.text
     outside = http.get(deployed + "/logs/raw", params={"file": "../../server.json"})
     assert outside.status_code == 404 and "has no log" in outside.text
+
+
+def test_without_the_data_plane_the_snippets_use_the_gateway_and_no_ingress_is_shown(
+        server: ServerProcess, http: httpx.Client, deployed: str) -> None:
+    """The default (``--data-plane python``): kfbox's own port is the only door; nothing about an ingress."""
+    text = http.get(deployed, headers={"Accept": "text/html"}).text
+    assert f"<code>curl -s {server.url}/serving/default/iris-v2/v" in text
+    assert f"response = httpx.post(&#39;{server.url}/serving/default/iris-v2/v" in text
+    assert "Ingress" not in text and "Data plane" not in text and "HAProxy" not in text and 'id="door"' not in text
+    listed = http.get("/deployments", headers={"Accept": "text/html"}).text
+    assert "Data plane" not in listed and "ingress" not in listed.lower()
+    assert "ingress" not in http.get(deployed + ".json").text and "data_plane" not in http.get("/deployments.json").text
+    assert "ingress_url" not in http.get("/healthz").json()
+    shown = kfbox("serve", "get", "iris-v2", url=server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{server.url}/serving/default/iris-v2" in shown.stdout
+    assert "ingress" not in shown.stdout and "data plane" not in shown.stdout

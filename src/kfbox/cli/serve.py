@@ -145,7 +145,8 @@ def get(
     home: HomeOption = None, token: TokenOption = None, output: OutputOption = Output.table,
 ) -> None:
     """Show one InferenceService: readiness and why, URLs, revisions, traffic, replicas."""
-    isvc = _api(url, home, token, host, context).get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
+    api = _api(url, home, token, host, context)
+    isvc = api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")
     if output is Output.json:
         print_json(isvc)
         return
@@ -153,13 +154,17 @@ def get(
     ready = _ready(isvc)
     latest: dict[str, Any] = next((c for c in status["conditions"] if c["type"] == "LatestDeploymentReady"), {})
     predictor = status.get("components", {}).get("predictor", {})
+    ns, name = isvc["metadata"]["namespace"], isvc["metadata"]["name"]
+    ingress = _ingress(api)  # with the HAProxy data plane: the faster door, straight to a ready replica
+    doors = "the kfbox port or the ingress" if ingress else "the kfbox port"
     rows: list[tuple[str, Any]] = [
-        ("name", f"{isvc['metadata']['namespace']}/{isvc['metadata']['name']}"),
+        ("name", f"{ns}/{name}"),
         ("ready", ready.get("status")),
         ("reason", ready.get("reason") or ""),
         ("message", ready.get("message") or ""),
         ("url", status.get("address", {}).get("url")),
-        ("host url", f"{status['url']} (send 'Host: {status['url'].split('//', 1)[-1]}' to the kfbox port)"),
+        *([("ingress url", f"{ingress[0]}/serving/{ns}/{name}"), ("data plane", ingress[1])] if ingress else []),
+        ("host url", f"{status['url']} (send 'Host: {status['url'].split('//', 1)[-1]}' to {doors})"),
         ("replicas", f"{status.get('replicas')} ready of {status.get('desiredReplicas')} desired"),
         ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
     ]
@@ -168,6 +173,16 @@ def get(
     print_table(None, ["field", "value"], rows)
     print_table("revisions", ["revision", "ready", "replicas", "desired"],
                 [[rev, r["ready"], r["replicas"], r["desired"]] for rev, r in status.get("revisions", {}).items()])
+
+
+def _ingress(api: ApiClient) -> tuple[str, str] | None:
+    """(ingress URL, data plane state) when the server runs the HAProxy data plane (its ``/healthz`` has
+    ``ingress_url``); None with the Python gateway alone, or on a Kubeflow cluster (its ingress is status.url)."""
+    health = api.health()
+    ingress = health.get("ingress_url")
+    if not isinstance(ingress, str):
+        return None
+    return ingress, str(health.get("data_plane", ""))
 
 
 @serve_app.command("delete")

@@ -86,6 +86,15 @@ class ApiClient:
     def delete(self, path: str, **kwargs: Any) -> Any:
         return self.request("DELETE", path, **kwargs)
 
+    def health(self) -> dict[str, Any]:
+        """The server's ``/healthz`` body: ``status``, ``version`` and its extras (with the HAProxy data plane
+        ``data_plane``, its state in a line, and ``ingress_url``); {} where no kfbox ``/healthz`` answers."""
+        try:
+            body = self.get("/healthz")
+        except KfboxError:
+            return {}
+        return body if isinstance(body, dict) else {}
+
     def close(self) -> None:
         self.http.close()
 

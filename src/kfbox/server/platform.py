@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, ne
     from kfbox.registry.service import Registry
     from kfbox.server.session import Sessions
     from kfbox.serving.grpc_gateway import GrpcGateway
+    from kfbox.serving.haproxy import HaproxyDataPlane
     from kfbox.serving.manager import ServingManager
     from kfbox.serving.resources import InferenceServices
     from kfbox.ui.notebooks import NotebookManager
@@ -44,6 +45,8 @@ class Services:
     serving: ServingManager | None = None
     inferenceservices: InferenceServices | None = None
     grpc_gateway: GrpcGateway | None = None
+    data_plane: HaproxyDataPlane | None = None
+    """The HAProxy data plane (``--data-plane haproxy``); None with the Python gateway alone (the default)."""
     monitoring: MonitoringService | None = None
     notebooks: NotebookManager | None = None
     sessions: Sessions | None = None
@@ -89,7 +92,7 @@ class Platform:
     """Extra fields for ``server.json`` (e.g. the HAProxy data plane's ``ingress_url``), set while installing."""
     health: dict[str, Callable[[], str]] = dataclasses.field(default_factory=dict)
     """Extra fields of ``/healthz``, read on each call (e.g. ``data_plane``: whether HAProxy runs or was given
-    up); ``kfbox status`` shows them."""
+    up, and ``ingress_url``: where it listens); ``kfbox status`` shows them, ``kfbox serve get`` reads them."""
 
     @property
     def url(self) -> str:

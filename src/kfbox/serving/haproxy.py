@@ -53,7 +53,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter, Gauge
 
@@ -92,6 +92,7 @@ CRASH_LIMIT = 5
 CRASH_WINDOW_SECONDS = 120.0
 """More than :data:`CRASH_LIMIT` exits within this window: HAProxy is left stopped (it would crash again)."""
 SOCKET_PATH_MAX = 100
+DataPlaneState = Literal["up", "restarting", "stopped"]
 RELOAD_WAIT_SECONDS = 5.0
 """How long a reload waits for the new worker before sending it runtime commands (else: all of them later)."""
 
@@ -224,12 +225,19 @@ class HaproxyDataPlane:
         self.up.set(1)
         log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, child.pid)
 
+    @property
+    def state(self) -> DataPlaneState:
+        """``up`` (HAProxy runs), ``restarting`` (it exited and is started again after a backoff) or ``stopped``
+        (given up after repeated exits, :attr:`failed` says why): the dashboard picks its door by it."""
+        if self.failed is not None:
+            return "stopped"
+        return "up" if self.child is not None and self.child.alive else "restarting"
+
     def health(self) -> str:
         """The data plane's state in one line, for ``/healthz`` and ``kfbox status``."""
-        if self.failed is not None:
+        state = self.state
+        if state == "stopped":
             return f"haproxy stopped: {self.failed}"
-        child = self.child
-        state = "up" if child is not None and child.alive else "restarting"
         restarts = f", restarted {self.restarts} time{'s' if self.restarts != 1 else ''}" if self.restarts else ""
         return f"haproxy {state} on {self.url}{restarts}"
 

@@ -84,8 +84,10 @@ def install(app: Starlette, platform: Platform) -> None:
         preflight(platform.settings)
         plane = HaproxyDataPlane(manager, platform.settings, grpc=platform.services.grpc_gateway)
         manager.release = plane.release
+        platform.services.data_plane = plane
         platform.record["ingress_url"] = plane.url
         platform.health["data_plane"] = plane.health
+        platform.health["ingress_url"] = lambda: plane.url  # for clients without server.json: kfbox serve get
         platform.on_startup.insert(platform.on_startup.index(manager.start), plane.start)
         platform.on_shutdown.append(plane.stop)  # shutdown hooks run last to first: HAProxy stops before replicas
 

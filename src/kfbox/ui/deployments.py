@@ -2,7 +2,9 @@
 percent, promote, rollback), replicas desired vs ready, logs (followed live by
 :mod:`kfbox.ui.deployment_logs`), and a "try it" predict form with the curl and Python for the same
 request: generated from the model's V2 metadata when the deployment speaks V2
-(:mod:`kfbox.ui.predict_form`), rows of numbers otherwise.
+(:mod:`kfbox.ui.predict_form`), rows of numbers otherwise. With the HAProxy data plane on, the page also shows
+the deployment's ingress URL and the data plane's state, and the snippets use the ingress while HAProxy is up
+(:mod:`kfbox.ui.ingress`); the form itself always asks through kfbox's own port.
 
 Status comes from :func:`kfbox.serving.status.describe`, exactly what the Kubernetes-style API
 returns; actions call that API (PATCH, promote, rollback) and predictions go through the gateway.
@@ -22,6 +24,7 @@ from kfbox.server.platform import Platform
 from kfbox.serving.status import describe
 from kfbox.ui import csrf
 from kfbox.ui.deployment_logs import TAIL_BYTES, describe_files, log_files, read_tail
+from kfbox.ui.ingress import data_plane, door, ingress
 from kfbox.ui.models import call_api
 from kfbox.ui.predict_form import request_snippets, v2_fields, v2_predictions, v2_request, v2_snippets
 from kfbox.ui.render import Pages
@@ -59,7 +62,12 @@ def summaries(platform: Platform) -> list[dict[str, Any]]:
     if manager is None:
         return []
     domain = platform.settings.ingress_domain
-    return [summary(describe(manager.deployments[key], platform.url, domain)) for key in sorted(manager.deployments)]
+    found = [summary(describe(manager.deployments[key], platform.url, domain)) for key in sorted(manager.deployments)]
+    plane = data_plane(platform)
+    if plane is not None:  # the data plane's door too: each one's path on the ingress port
+        for info in found:
+            info["ingress_url"] = f"{plane['url']}/serving/{info['namespace']}/{info['name']}"
+    return found
 
 
 def snippets(url: str, name: str, instances: list[list[float]], token: bool) -> dict[str, str]:
@@ -80,7 +88,8 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     @router.get("/deployments.json")
     @pages.page("deployments.html", "Deployments")
     def deployments(request: Request) -> dict[str, Any]:
-        return {"deployments": summaries(platform)}
+        plane = data_plane(platform)
+        return {"deployments": summaries(platform), **({"data_plane": plane} if plane else {})}
 
     metadata_cache: Bounded[tuple[str, str, int], dict[str, Any]] = Bounded(128)
 
@@ -166,19 +175,22 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         shown = (values or [])[:features] + [""] * max(0, features - len(values or []))
         token = bool(platform.settings.token)
         model = served(namespace, name)
+        entrance = ingress(platform, namespace, name)
+        through = door(entrance, info["url"])  # the ingress while HAProxy is up, else kfbox's own port
         if fields:
             example = [v or ("0" if f["kind"] == "number" else "") for v, f in zip(shown, fields, strict=True)]
             try:
-                code = v2_snippets(info["url"], model, v2_request(fields, example), token)
+                code = v2_snippets(through["url"], model, v2_request(fields, example), token)
             except InvalidInput:
-                code = v2_snippets(info["url"], model, v2_request(fields, ["0"] * len(fields)), token)
+                code = v2_snippets(through["url"], model, v2_request(fields, ["0"] * len(fields)), token)
         else:
-            code = snippets(info["url"], model, [[float(v) if _is_number(v) else 0.0 for v in shown]], token)
+            code = snippets(through["url"], model, [[float(v) if _is_number(v) else 0.0 for v in shown]], token)
         return {"deployment": info, "revisions": revisions, "history": history, "log": log,
                 "log_offset": log_offset, "log_files": describe_files(files),
                 "log_file": files[-1].name if files else "",
                 "features": features, "values": shown, "labels": labels, "result": result,
                 "fields": fields, "v2_problem": v2_problem, "snippets": code,
+                **({"ingress": entrance, "door": through} if entrance else {}),
                 "can_rollback": record.stable is not None and record.stable != record.latest}
 
     @router.get("/deployments/{namespace}/{name}")

@@ -1,0 +1,192 @@
+"""The HAProxy data plane where users look: a real ``kfbox up --data-plane haproxy`` (with a token) serving a
+real iris replica behind Debian's haproxy. The deployment page and the deployments list show the ingress
+URL and the data plane's state, the "try it" snippets use the ingress (and, run as a user would, predict
+through HAProxy without passing through kfbox), the form keeps predicting, and ``kfbox serve get`` prints
+the ingress URL. The page without the data plane: tests/ui/test_deployment_page.py; HAProxy given up:
+tests/serving/test_haproxy.py.
+
+A request HAProxy sends straight to the replica never reaches kfbox's HTTP stack, so it is not counted in
+``kfbox_http_requests_total`` (route ``/serving/...``); one that went through kfbox is."""
+
+from __future__ import annotations
+
+import html
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import httpx
+import pytest
+
+from tests.serving.helpers import ROWS, apply, manifest, train_iris, wait_for, wait_ready
+from tests.support import ServerProcess, run_cli
+
+TOKEN = "ui-s3cret"
+PAGE = "/deployments/default/iris"
+T = TypeVar("T")
+GATEWAY_ROUTE = 'kfbox_http_requests_total{method="POST",route="/serving/{namespace}/{name}/{path}"'
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    if shutil.which("haproxy") is None:  # .ci/run installs it; say so rather than pass
+        pytest.fail("haproxy is not installed: sudo apt-get install haproxy")
+    home = tmp_path_factory.mktemp("home")
+    proc = ServerProcess.start(home, token=TOKEN, extra_env={"KFBOX_DATA_PLANE": "haproxy",
+                                                             "KFBOX_INGRESS_PORT": "0"})
+    try:
+        train_iris(home / "pvc" / "models" / "iris")
+        with proc.client() as client:
+            apply(client, manifest("iris", "pvc://models/iris"))
+            wait_ready(client, "iris")
+            url = ingress_url(proc)
+            wait_for(lambda: straight(client, lambda: httpx.post(
+                f"{url}/serving/default/iris/v1/models/iris:predict", json={"instances": ROWS},
+                headers={"Authorization": f"Bearer {TOKEN}"})), 30, "HAProxy routing iris straight to its replica")
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+def ingress_url(server: ServerProcess) -> str:
+    return str(json.loads((server.home / "server.json").read_text())["ingress_url"])
+
+
+def through_kfbox(client: httpx.Client) -> float:
+    """Inference requests kfbox's own HTTP stack answered so far (its /metrics)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
+               if line.startswith(GATEWAY_ROUTE))
+
+
+def bypassing_kfbox(client: httpx.Client, send: Callable[[], T]) -> tuple[T, bool]:
+    """What ``send()`` returned, and whether no inference request reached kfbox's own HTTP stack meanwhile
+    (HAProxy took it straight to the replica)."""
+    before = through_kfbox(client)
+    result = send()
+    return result, through_kfbox(client) == before
+
+
+def straight(client: httpx.Client, send: Callable[[], httpx.Response]) -> bool:
+    reply, bypassed = bypassing_kfbox(client, send)
+    return reply.status_code == 200 and bypassed
+
+
+def page(client: httpx.Client, path: str = PAGE) -> str:
+    reply = client.get(path, headers={"Accept": "text/html"})
+    assert reply.status_code == 200, reply.text[-500:]
+    return reply.text
+
+
+def snippet(text: str, label: str) -> str:
+    found = re.search(rf'<pre tabindex="0" aria-label="{label}"><code>(.*?)</code></pre>', text, re.S)
+    assert found, text[-3000:]
+    return html.unescape(found.group(1))
+
+
+def test_the_deployment_page_shows_the_ingress_and_its_curl_predicts_through_haproxy(
+        server: ServerProcess, client: httpx.Client) -> None:
+    url = ingress_url(server)
+    text = page(client)
+    assert f"Ingress (HAProxy) <code>{url}/serving/default/iris</code>" in text
+    assert f"<code>Host: iris.default.example.com</code> to <code>{url}</code>" in text
+    assert re.search(r'id="data-plane">Data plane <span class="state state-up">UP</span> '
+                     rf'<span class="muted">haproxy up on {re.escape(url)}</span>', text), text
+    assert "These use the HAProxy ingress: the faster door" in text
+    assert "The Predict button asks through kfbox's own port" in html.unescape(text)
+    body = client.get(PAGE + ".json").json()
+    assert body["ingress"]["state"] == "up" and body["door"]["url"] == f"{url}/serving/default/iris"
+
+    # the curl, sent as written (its URL, headers and body) with the user's token: answered by the replica
+    # through HAProxy, kfbox's own HTTP stack never sees it
+    curl = shlex.split(snippet(text, "curl command").replace("$KFBOX_TOKEN", TOKEN))
+    assert curl[:3] == ["curl", "-s", f"{url}/serving/default/iris/v1/models/iris:predict"], curl
+    headers = dict(h.split(": ", 1) for flag, h in itertools.pairwise(curl) if flag == "-H")
+    assert headers["Authorization"] == f"Bearer {TOKEN}"
+    data = curl[curl.index("-d") + 1]
+    reply, bypassed = bypassing_kfbox(client, lambda: httpx.post(curl[2], content=data, headers=headers))
+    assert reply.status_code == 200 and bypassed, reply.text
+    assert reply.json()["predictions"] in ([0], [1], [2])
+
+    # the Python snippet, run as a script: the same door
+    code = snippet(text, "Python code")
+    ran, bypassed = bypassing_kfbox(client, lambda: subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "KFBOX_TOKEN": TOKEN}))
+    assert ran.returncode == 0 and bypassed, ran.stderr
+    assert json.loads(ran.stdout) in ([0], [1], [2])
+
+    # the Host form the page shows, sent to the ingress: straight to the replica too
+    assert straight(client, lambda: httpx.post(f"{url}/v1/models/iris:predict", json={"instances": ROWS},
+                                               headers={"Host": "iris.default.example.com",
+                                                        "Authorization": f"Bearer {TOKEN}"}))
+
+
+def test_the_predict_form_still_answers_through_kfbox(server: ServerProcess, client: httpx.Client) -> None:
+    client.get(PAGE, headers={"Accept": "text/html"})
+    form = {"csrf_token": str(client.cookies.get("kfbox_csrf")), "features": "4",
+            "labels": "setosa,versicolor,virginica", "x0": "6.7", "x1": "3.0", "x2": "5.2", "x3": "2.3"}
+    before = through_kfbox(client)
+    reply = client.post(PAGE + "/predict", data=form, headers={"Origin": server.url})
+    assert reply.status_code == 200, reply.text[-600:]
+    assert '<strong class="prediction">virginica</strong>' in reply.text
+    assert through_kfbox(client) == before + 1  # asked through kfbox's own port, as the note says
+
+
+def test_the_deployments_list_shows_the_data_plane(server: ServerProcess, client: httpx.Client) -> None:
+    url = ingress_url(server)
+    text = page(client, "/deployments")
+    assert '<span class="state state-up">UP</span>' in text
+    assert f"every deployment also answers on the ingress at <code>{url}/serving/&lt;namespace&gt;" in text
+    body = client.get("/deployments.json").json()
+    assert body["data_plane"] == {"url": url, "state": "up", "health": f"haproxy up on {url}"}
+    assert [d["ingress_url"] for d in body["deployments"]] == [f"{url}/serving/default/iris"]
+
+
+def test_serve_get_prints_the_ingress_url(server: ServerProcess, client: httpx.Client) -> None:
+    url = ingress_url(server)
+    assert client.get("/healthz").json()["ingress_url"] == url
+    shown = run_cli("serve", "get", "iris", "--url", server.url, env={"KFBOX_TOKEN": TOKEN})
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert any("ingress url" in line and f"{url}/serving/default/iris" in line for line in lines), shown.stdout
+    assert any("data plane" in line and f"haproxy up on {url}" in line for line in lines), shown.stdout
+    assert "to the kfbox port or the ingress" in " ".join(shown.stdout.split())
+
+
+def test_the_data_plane_lines_have_no_serious_accessibility_findings(server: ServerProcess) -> None:
+    """axe-core in Debian's chromium on the two pages that show the data plane (its badges' colours too)."""
+    from tests.support import axe_in_context, axe_serious, require
+
+    require("playwright", "pip install playwright (the test extra)")
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is not installed: sudo apt-get install chromium"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
+        try:
+            context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {TOKEN}"})
+            axe_in_context(context)
+            tab = context.new_page()
+            findings = {}
+            for path in (PAGE, "/deployments"):
+                tab.goto(server.url + path)
+                assert tab.locator("#data-plane .state-up").inner_text() == "UP"
+                if serious := axe_serious(tab):
+                    findings[path] = serious
+        finally:
+            browser.close()
+    assert not findings, findings
