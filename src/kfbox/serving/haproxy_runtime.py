@@ -281,5 +281,8 @@ class MasterSocket:
 
 
 def _fine(line: str) -> bool:
-    """An answer line that reports success (``set server addr`` says what it changed)."""
-    return "changed from" in line or line.startswith("No need to change the addr")
+    """An answer line that reports success: ``set server addr`` says what it changed, or that nothing needed to
+    (``no need to change the addr, no need to change the port``: a slot given back the port it last had); ``del
+    map`` of a key the map lacks, as when every entry is sent again (:func:`map_commands` from an unknown state),
+    says ``Key not found.`` and leaves the map as wanted."""
+    return "changed from" in line or line.lower().startswith("no need to change") or line == "Key not found."
