@@ -8,10 +8,11 @@ ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) in step
 No new worker, so no client connection is closed under a client.
 
 What is pure here plans it: :func:`assign` keeps each replica in its slot and gives a new one a free slot
-(never one just emptied, whose replica may still be finishing requests), :func:`layout` is what only a
-reload can change, :func:`server_commands` and :func:`map_commands` are the commands from one state to
-the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows` and :func:`worker_pids`
-read its answers.
+(never one just emptied, whose replica may still be finishing requests: :class:`FreedSlots` keeps those until
+the replica is released or the drain grace passed; :func:`place` adds slots when too few are free),
+:func:`layout` is what only a reload can change, :func:`server_commands` and :func:`map_commands` are the
+commands from one state to the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows`
+and :func:`worker_pids` read its answers.
 
 Example::
 
