@@ -41,6 +41,9 @@ from kfbox.serving.haproxy_runtime import (
 GRACE = 30.0
 MAP = "/tmp/kfbox-haproxy/revisions.map"
 BUDGET = settings(max_examples=200, deadline=None, derandomize=True, database=None)
+"""Histories: a third of them change HAProxy at run time (the rest reload, or change nothing)."""
+SMALL = settings(BUDGET, max_examples=100)
+"""One change, one function: dense enough with fewer (the module stays under ~5 s of CPU)."""
 
 
 def plan_of(routes: list[Route]) -> Plan:
@@ -390,7 +393,7 @@ slot_lists = st.lists(st.one_of(st.none(), st.integers(0, 15).map(server)), max_
     lambda slots: len({s.port for s in slots if s}) == len([s for s in slots if s]))
 
 
-@BUDGET
+@SMALL
 @given(slot_lists, st.lists(st.integers(0, 15), unique=True, max_size=12), st.sets(st.integers(0, 12)),
        st.integers(0, 6), st.integers(1, 5))
 def test_assign_keeps_replicas_in_place_and_refuses_only_when_slots_run_out(
@@ -415,8 +418,60 @@ def test_assign_keeps_replicas_in_place_and_refuses_only_when_slots_run_out(
     assert len(grown) == start or (len(grown) % start == 0 and assign(current, servers, busy, len(grown) // 2) is None)
 
 
+# --- one change, and the freed slots, alone -------------------------------------------------------------------
+def on_port(slot: Server | None) -> Server | None:
+    return dataclasses.replace(slot, port=40000 + slot.port) if slot is not None else None
+
+
+@SMALL
+@given(slot_lists.filter(bool), st.lists(st.tuples(st.integers(0, 15), st.integers(1, 256)),
+                                         unique_by=lambda pair: pair[0], max_size=10),
+       st.sets(st.integers(0, 9)), st.dictionaries(st.integers(40100, 40103), st.sampled_from(("r0", "r1"))))
+def test_one_change_at_run_time_reaches_the_plan(current: list[Server | None], wanted: list[tuple[int, int]],
+                                                 busy: set[int], draining: dict[int, str]) -> None:
+    """Any replicas kept (new weights), added or taken out within the slots there are: the worker then routes
+    the plan, with a ready server throughout where one was ready before and after."""
+    busy = {i for i in busy if i < len(current) and current[i] is None}
+    before = plan_of([Route("default", "iris", tuple(on_port(s) for s in current))])
+    slots = assign(before.routes[0].slots, [Server(f"r{p % 3}", p, 40000 + p, w) for p, w in wanted], busy,
+                   len(current))
+    if slots is None:  # more slots: a reload
+        return
+    plan = plan_of([Route("default", "iris", slots)])
+    freed = FreedSlots(GRACE)
+    freed.commit(before, plan, 0.0)
+    plane = DataPlane()
+    old_revisions = revisions(before, draining)
+    plane.revisions = revisions(plan, {**draining, **freed.draining()})
+    plane.worker = Worker.started(render(before), map_text(old_revisions))
+    plane.apply(before, plan, map_commands(MAP, old_revisions, plane.revisions) + server_commands(before, plan))
+    assert plane.worker.routing() == routing(plan)
+    assert dict(plane.worker.entries) == {str(p): r for p, r in plane.revisions.items()}
+
+
+@SMALL
+@given(st.lists(st.tuples(slot_lists, st.integers(0, 15), st.sampled_from((0.1, GRACE / 2, GRACE)), st.booleans()),
+                max_size=12))
+def test_a_freed_slot_is_busy_until_released_or_the_grace_passed(
+        steps: list[tuple[list[Server | None], int, float, bool]]) -> None:
+    freed, spec = FreedSlots(GRACE), DataPlane()
+    before, now = None, 0.0
+    for slots, port, wait, release in steps:
+        plan = plan_of([Route("default", "iris", tuple(slots))])
+        freed.commit(before, plan, now)
+        spec.record_drains(before, plan, now)
+        before, now = plan, now + wait
+        if release:
+            freed.release(port)
+            spec.draining = {key: d for key, d in spec.draining.items() if d.port != port}
+        freed.expire(now)
+        spec.draining = {key: d for key, d in spec.draining.items() if now - d.at < GRACE}
+        assert freed.busy("svc_default_iris") == {index for _, index in spec.draining}
+        assert freed.draining().keys() == {d.port for d in spec.draining.values()}
+
+
 # --- from an unknown state -----------------------------------------------------------------------------------
-@BUDGET
+@SMALL
 @given(slot_lists.filter(bool), st.lists(st.tuples(st.integers(0, 15), st.integers(1, 256), st.booleans()),
                                          min_size=10, max_size=10),
        st.lists(st.tuples(st.integers(40000, 40015), st.sampled_from(("r0", "r1", "stale"))), max_size=12))
