@@ -186,6 +186,17 @@ def test_a_replica_replaced_at_run_time_keeps_the_worker_and_the_connection(runn
     assert running.get(connection, path) == (f"kfbox {path}", None, None)
 
 
+def test_a_change_sent_again_in_full_reports_no_problem(running: Running) -> None:
+    """After a change whose answer was lost, kfbox sends every slot and map entry again: HAProxy's answers for
+    what is already so (the slot's own address, a draining port the map lacks) are not logged as refused."""
+    connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
+    path = "/serving/default/iris/v1/models/iris"
+    commands = map_commands(running.plan.revision_map, None, revisions(running.plan, {40099: A1.revision})) + \
+        server_commands(None, running.plan)
+    assert asyncio.run(MasterSocket(running.home / "haproxy" / "master.sock").run("@1", commands)) == []
+    assert running.get(connection, path) == ("a1 /v1/models/iris", "iris-predictor-00001", None)
+
+
 def test_a_reload_keeps_an_idle_connection_for_its_next_request(running: Running) -> None:
     """``option idle-close-on-response``: the old worker answers the idle connection's next request (here
     through kfbox: an old worker routes nothing straight) and closes it then, not under the client."""

@@ -65,11 +65,12 @@ from kfbox.serving.deployment import traffic_split
 from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
 from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.haproxy_runtime import (
+    FreedSlots,
     MasterSocket,
-    assign,
     layout,
     map_commands,
     map_text,
+    place,
     revisions,
     server_commands,
     slot_count,
@@ -155,16 +156,6 @@ def ingress_port(settings: Settings) -> int:
     return configured_ingress_port(settings) or free_port(settings.host)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Freed:
-    """A slot whose replica was taken out: not given to another until that one is released (or the grace
-    passed, for a replica that died)."""
-
-    port: int
-    revision: str
-    at: float
-
-
 class HaproxyDataPlane:
     def __init__(self, manager: ServingManager, settings: Settings, grpc: GrpcGateway | None = None) -> None:
         self.manager = manager
@@ -180,7 +171,7 @@ class HaproxyDataPlane:
         self._applied = False
         """Whether the current worker has :attr:`plan`'s slots (False: set every slot at the next sync)."""
         self._revisions: dict[int, str] = {}
-        self._freed: dict[tuple[str, int], _Freed] = {}
+        self._freed = FreedSlots(settings.serving_drain_seconds)
         self._refused: Plan | None = None
         """A layout ``haproxy -c`` refused: not tried again until the layout changes."""
         self._totals: dict[tuple[str, str], int] = {}
@@ -287,7 +278,7 @@ class HaproxyDataPlane:
         """What HAProxy should route now: every service (a service with no ready replica has only empty slots,
         and kfbox's gateway answers it), each ready replica in a slot (the one it had, else a free one)."""
         previous = {route.backend: route.slots for route in self.plan.routes} if self.plan is not None else {}
-        self._expire_freed(now)
+        self._freed.expire(now)
         routes = []
         for (namespace, name), deployment in list(self.manager.deployments.items()):
             split = {n: pct for n, pct in traffic_split(deployment.record).items() if pct > 0}
@@ -302,11 +293,7 @@ class HaproxyDataPlane:
             current = previous.get(route.backend, ())
             size = len(current) or slot_count(max(pool.spec.max_replicas for pool in deployment.pools.values())
                                               if deployment.pools else 1)
-            busy = {index for backend, index in self._freed if backend == route.backend}
-            slots = assign(current, servers, busy, size)
-            while slots is None:  # all taken: more slots, which takes a reload
-                size *= 2
-                slots = assign(current, servers, busy, size)
+            slots = place(current, servers, self._freed.busy(route.backend), size)  # more slots: a reload
             routes.append(dataclasses.replace(route, slots=slots))
         host = self.settings.host
         kfbox_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
@@ -327,22 +314,9 @@ class HaproxyDataPlane:
     def _commit(self, plan: Plan, now: float) -> None:
         """``plan`` is what HAProxy has now: the slots it emptied are kept from other replicas while theirs
         finish (:meth:`release`), and their revisions stay in the map meanwhile."""
-        if self.plan is not None:
-            after = {route.backend: route.slots for route in plan.routes}
-            for route in self.plan.routes:
-                slots = after.get(route.backend, ())
-                for index, server in enumerate(route.slots):
-                    now_there = slots[index] if index < len(slots) else None
-                    if server is not None and (now_there is None or now_there.port != server.port):
-                        self._freed[(route.backend, index)] = _Freed(server.port, server.revision, now)
+        self._freed.commit(self.plan, plan, now)
         self.plan = plan
-        self._revisions = revisions(plan, {f.port: f.revision for f in self._freed.values()})
-
-    def _expire_freed(self, now: float) -> None:
-        """A slot whose replica died (no release) is free again after the drain grace."""
-        for key, freed in list(self._freed.items()):
-            if now - freed.at >= self.settings.serving_drain_seconds:
-                del self._freed[key]
+        self._revisions = revisions(plan, self._freed.draining())
 
     def _write(self, plan: Plan) -> Path:
         """Write the configuration, the revision map and the token file as whole files: the master may read
@@ -437,9 +411,7 @@ class HaproxyDataPlane:
                     return
                 await asyncio.sleep(0.05)
         finally:
-            for key, freed in list(self._freed.items()):
-                if freed.port == port:
-                    del self._freed[key]
+            self._freed.release(port)
 
     async def _finished(self, port: int) -> bool:
         """Whether no worker has a request at the replica on ``port``; a worker still routing to it (an old one,

@@ -8,10 +8,11 @@ ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) in step
 No new worker, so no client connection is closed under a client.
 
 What is pure here plans it: :func:`assign` keeps each replica in its slot and gives a new one a free slot
-(never one just emptied, whose replica may still be finishing requests), :func:`layout` is what only a
-reload can change, :func:`server_commands` and :func:`map_commands` are the commands from one state to
-the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows` and :func:`worker_pids`
-read its answers.
+(never one just emptied, whose replica may still be finishing requests: :class:`FreedSlots` keeps those until
+the replica is released or the drain grace passed; :func:`place` adds slots when too few are free),
+:func:`layout` is what only a reload can change, :func:`server_commands` and :func:`map_commands` are the
+commands from one state to the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows`
+and :func:`worker_pids` read its answers.
 
 Example::
 
@@ -66,6 +67,84 @@ def assign(current: Sequence[Server | None], servers: Sequence[Server], busy: Co
         else:
             return None
     return tuple(slots)
+
+
+def place(current: Sequence[Server | None], servers: Sequence[Server], busy: Collection[int],
+          size: int) -> tuple[Server | None, ...]:
+    """:func:`assign`, with the slots doubled until the free ones are enough (more slots take a reload); the
+    slots there were keep their positions."""
+    slots = assign(current, servers, busy, size)
+    while slots is None:
+        size *= 2
+        slots = assign(current, servers, busy, size)
+    return slots
+
+
+@dataclasses.dataclass(frozen=True)
+class Freed:
+    """A slot whose replica was taken out, at ``at``."""
+
+    port: int
+    revision: str
+    at: float
+
+
+@dataclasses.dataclass
+class FreedSlots:
+    """The slots emptied while their replicas may still finish requests: not given to another replica until
+    that one is released (:meth:`release`, before it stops) or ``grace`` seconds passed (a replica that died is
+    never released); their revisions stay in the map meanwhile (:meth:`draining`).
+
+    Example::
+
+        >>> from kfbox.serving.haproxy_config import Route
+        >>> a = Server("iris-predictor-00001", 1, 40001)
+        >>> def plan(*slots): return Plan("127.0.0.1", 1, "127.0.0.1", 2, "d", 1, "/l", None,
+        ...                               (Route("default", "iris", slots),))
+        >>> freed = FreedSlots(grace=30.0)
+        >>> freed.commit(plan(a, None), plan(None, None), now=100.0)
+        >>> freed.busy("svc_default_iris"), freed.draining()
+        ({0}, {40001: 'iris-predictor-00001'})
+        >>> freed.expire(130.0); freed.busy("svc_default_iris")
+        set()
+    """
+
+    grace: float
+    slots: dict[tuple[str, int], Freed] = dataclasses.field(default_factory=dict)
+    """(backend, slot index) -> the replica taken out of it."""
+
+    def commit(self, before: Plan | None, after: Plan, now: float) -> None:
+        """HAProxy went from ``before`` (None: nothing known) to ``after``: each slot whose replica left it
+        is freed at ``now``."""
+        if before is None:
+            return
+        slots_after = {route.backend: route.slots for route in after.routes}
+        for route in before.routes:
+            slots = slots_after.get(route.backend, ())
+            for index, server in enumerate(route.slots):
+                now_there = slots[index] if index < len(slots) else None
+                if server is not None and (now_there is None or now_there.port != server.port):
+                    self.slots[(route.backend, index)] = Freed(server.port, server.revision, now)
+
+    def expire(self, now: float) -> None:
+        """A slot whose replica died (no release) is free again after the grace."""
+        for key, freed in list(self.slots.items()):
+            if now - freed.at >= self.grace:
+                del self.slots[key]
+
+    def release(self, port: int) -> None:
+        """The replica on ``port`` finished its requests (or its grace ran out): its slots are free."""
+        for key, freed in list(self.slots.items()):
+            if freed.port == port:
+                del self.slots[key]
+
+    def busy(self, backend: str) -> set[int]:
+        """The slots of ``backend`` not to be given to a replica now."""
+        return {index for name, index in self.slots if name == backend}
+
+    def draining(self) -> dict[int, str]:
+        """Port -> revision of the replicas taken out and not released (:func:`revisions`' ``draining``)."""
+        return {freed.port: freed.revision for freed in self.slots.values()}
 
 
 def layout(plan: Plan) -> Plan:
@@ -203,5 +282,8 @@ class MasterSocket:
 
 
 def _fine(line: str) -> bool:
-    """An answer line that reports success (``set server addr`` says what it changed)."""
-    return "changed from" in line or line.startswith("No need to change the addr")
+    """An answer line that reports success: ``set server addr`` says what it changed, or that nothing needed to
+    (``no need to change the addr, no need to change the port``: a slot given back the port it last had); ``del
+    map`` of a key the map lacks, as when every entry is sent again (:func:`map_commands` from an unknown state),
+    says ``Key not found.`` and leaves the map as wanted."""
+    return "changed from" in line or line.lower().startswith("no need to change") or line == "Key not found."
