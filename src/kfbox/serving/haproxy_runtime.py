@@ -73,6 +73,7 @@ def place(current: Sequence[Server | None], servers: Sequence[Server], busy: Col
           size: int) -> tuple[Server | None, ...]:
     """:func:`assign`, with the slots doubled until the free ones are enough (more slots take a reload); the
     slots there were keep their positions."""
+    size = max(size, 1)  # doubling from 0 would never make room
     slots = assign(current, servers, busy, size)
     while slots is None:
         size *= 2
