@@ -26,6 +26,7 @@ from kfbox.serving.haproxy_runtime import (
     layout,
     map_commands,
     map_text,
+    place,
     revisions,
     server_commands,
     slot_count,
@@ -64,6 +65,11 @@ def test_an_emptied_or_busy_slot_is_not_refilled() -> None:
     assert assign((None, None, None), [B1], busy={0, 1}, size=3) == (None, None, B1)
     assert assign((A1, None), [B1], busy={1}, size=2) is None  # no free slot: more slots, a reload
     assert assign((A1, None), [B1], busy={1}, size=4) == (None, None, B1, None)
+
+
+def test_place_makes_room_by_doubling_even_from_no_slots() -> None:
+    assert place((), [A1], busy=set(), size=0) == (A1,)
+    assert place((A1,), [A1, A2], busy=set(), size=1) == (A1, A2)
 
 
 def test_slot_count_covers_a_rollout_within_bounds() -> None:
