@@ -301,3 +301,10 @@ def connects(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def ingress_url(home: Path) -> str:
+    """The HAProxy ingress URL of the server running on ``home`` (``kfbox up --data-plane haproxy``)."""
+    import json
+
+    return str(json.loads((home / "server.json").read_text())["ingress_url"])

@@ -38,6 +38,7 @@ from tests.serving.helpers import (
     gated_model,
     haproxy_ports,
     haproxy_workers,
+    ingress_url,
     manifest,
     status,
     train_iris,
@@ -77,7 +78,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         apply(client, manifest("held", None, fmt="custom", annotations=held))
         wait_ready(client, "iris")
         wait_ready(client, "held")
-    url = json.loads((home / "server.json").read_text())["ingress_url"]
+    url = ingress_url(home)
     with proc.client() as client, httpx.Client(base_url=url, headers=AUTH, timeout=60) as ingress:
         wait_for(lambda: straight(ingress, client, "iris") and straight(ingress, client, "held", {"echo": True}),
                  30, "HAProxy routing to iris and held")
@@ -87,7 +88,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture()
 def ingress(server: ServerProcess) -> Iterator[httpx.Client]:
-    url = json.loads((server.home / "server.json").read_text())["ingress_url"]
+    url = ingress_url(server.home)
     with httpx.Client(base_url=url, headers=AUTH, timeout=60) as client:
         yield client
 
@@ -239,7 +240,7 @@ def test_grpc_calls_to_the_ingress_port_reach_the_grpc_gateway(server: ServerPro
     import grpc
     from kserve import InferenceGRPCClient, InferInput, InferRequest
 
-    address = json.loads((server.home / "server.json").read_text())["ingress_url"].removeprefix("http://")
+    address = ingress_url(server.home).removeprefix("http://")
     inputs = [InferInput("input-0", [len(ROWS), 4], "FP64", data=[x for row in ROWS for x in row])]
     auth = [("authorization", f"Bearer {TOKEN}")]
 
@@ -394,7 +395,7 @@ def test_a_deleted_service_finishes_the_requests_haproxy_holds(server: ServerPro
 
 def test_a_killed_haproxy_is_restarted_with_the_current_routes(server: ServerProcess, ingress: httpx.Client,
                                                               client: httpx.Client) -> None:
-    url = json.loads((server.home / "server.json").read_text())["ingress_url"]
+    url = ingress_url(server.home)
     assert client.get("/healthz").json()["data_plane"] == f"haproxy up on {url}"
     pids = _haproxy_pids(server.home)
     os.kill(pids[0], signal.SIGKILL)  # the master: a crash as HAProxy has it
@@ -415,7 +416,7 @@ def test_a_haproxy_that_keeps_exiting_is_given_up_and_kfbox_still_serves(server:
                                                                          client: httpx.Client) -> None:
     """Last with this module's server: it leaves HAProxy stopped. The ingress port is taken (by this test)
     once HAProxy is killed, so each restart exits at once, as a HAProxy crashing at start would."""
-    url = json.loads((server.home / "server.json").read_text())["ingress_url"]
+    url = ingress_url(server.home)
     port = int(url.rsplit(":", 1)[1])
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -26,6 +26,7 @@ from tests.serving.helpers import (
     gated_model,
     haproxy_ports,
     haproxy_workers,
+    ingress_url,
     manifest,
     status,
     wait_for,
@@ -71,10 +72,6 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
         yield c
 
 
-def ingress_url(server: ServerProcess) -> str:
-    return str(json.loads((server.home / "server.json").read_text())["ingress_url"])
-
-
 class Clients:
     """Threads that each send echo requests on one keep-alive connection until stopped: ``busy`` of them back
     to back, ``idle`` of them resting 0.3-1.5 s between requests (HAProxy keeps an idle connection 5 s)."""
@@ -113,11 +110,11 @@ class Clients:
 def test_keep_alive_clients_lose_no_request_while_replicas_change(server: ServerProcess, client: httpx.Client,
                                                                  tmp_path: Path) -> None:
     workers = haproxy_workers(server.home)
-    clients = Clients(ingress_url(server), busy=2, idle=3)
+    clients = Clients(ingress_url(server.home), busy=2, idle=3)
     try:
         # scale up: two requests held at the gate with a target of one each
         gate = tmp_path / "gate"
-        with httpx.Client(base_url=ingress_url(server), timeout=60) as holder:
+        with httpx.Client(base_url=ingress_url(server.home), timeout=60) as holder:
             held = [threading.Thread(target=holder.post, args=("/serving/default/steady/v1/models/steady:predict",),
                                      kwargs={"json": {"gate": str(gate)}}) for _ in range(2)]
             for thread in held:
@@ -158,7 +155,7 @@ def test_a_new_service_reloads_and_a_deletion_neither_waits_for_nor_cuts_an_idle
     wait_for(lambda: haproxy_ports(server.home, "brief"), 30, "HAProxy routing to brief")
     (added,), _ = haproxy_workers(server.home)
     assert added != before
-    port = int(ingress_url(server).rsplit(":", 1)[1])
+    port = int(ingress_url(server.home).rsplit(":", 1)[1])
     idle = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     body, headers = json.dumps({"echo": True}), {"content-type": "application/json"}
     idle.request("POST", "/serving/default/brief/v1/models/brief:predict", body, headers)

@@ -25,7 +25,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from tests.serving.helpers import ROWS, apply, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import ROWS, apply, ingress_url, manifest, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess, run_cli
 
 TOKEN = "ui-s3cret"
@@ -46,7 +46,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         with proc.client() as client:
             apply(client, manifest("iris", "pvc://models/iris"))
             wait_ready(client, "iris")
-            url = ingress_url(proc)
+            url = ingress_url(proc.home)
             wait_for(lambda: straight(client, lambda: httpx.post(
                 f"{url}/serving/default/iris/v1/models/iris:predict", json={"instances": ROWS},
                 headers={"Authorization": f"Bearer {TOKEN}"})), 30, "HAProxy routing iris straight to its replica")
@@ -59,10 +59,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c
-
-
-def ingress_url(server: ServerProcess) -> str:
-    return str(json.loads((server.home / "server.json").read_text())["ingress_url"])
 
 
 def through_kfbox(client: httpx.Client) -> float:
@@ -98,7 +94,7 @@ def snippet(text: str, label: str) -> str:
 
 def test_the_deployment_page_shows_the_ingress_and_its_curl_predicts_through_haproxy(
         server: ServerProcess, client: httpx.Client) -> None:
-    url = ingress_url(server)
+    url = ingress_url(server.home)
     text = page(client)
     assert f"Ingress (HAProxy) <code>{url}/serving/default/iris</code>" in text
     assert f"<code>Host: iris.default.example.com</code> to <code>{url}</code>" in text
@@ -146,7 +142,7 @@ def test_the_predict_form_still_answers_through_kfbox(server: ServerProcess, cli
 
 
 def test_the_deployments_list_shows_the_data_plane(server: ServerProcess, client: httpx.Client) -> None:
-    url = ingress_url(server)
+    url = ingress_url(server.home)
     text = page(client, "/deployments")
     assert '<span class="state state-up">UP</span>' in text
     assert f"every deployment also answers on the ingress at <code>{url}/serving/&lt;namespace&gt;" in text
@@ -156,7 +152,7 @@ def test_the_deployments_list_shows_the_data_plane(server: ServerProcess, client
 
 
 def test_serve_get_prints_the_ingress_url(server: ServerProcess, client: httpx.Client) -> None:
-    url = ingress_url(server)
+    url = ingress_url(server.home)
     assert client.get("/healthz").json()["ingress_url"] == url
     shown = run_cli("serve", "get", "iris", "--url", server.url, env={"KFBOX_TOKEN": TOKEN})
     assert shown.returncode == 0, shown.stderr
