@@ -82,7 +82,9 @@ def render(data: dict[str, Any], panels: Sequence[Panel] = SERVICE_PANELS, *, ti
             for v in data.get(field) or []:
                 if v is not None and v * panel.scale > high:
                     high = v * panel.scale
-        high = high * 1.1 if high > 0 else 1.0
+        # headroom above the highest value, except for a bounded quantity within its bound (a percent's axis
+        # reads 100, not 110)
+        high = panel.max if 0 < high <= panel.max else high * 1.1 if high > 0 else 1.0
         parts.append(f'<g class="panel" data-title="{escape(panel.title)}">'
                      f'<rect x="{LEFT}" y="{top}" width="{W - LEFT - RIGHT}" height="{H}" fill="none" '
                      f'stroke="#cbd5e1"/><text x="4" y="{top + 10}" font-size="10" fill="#334155">'
@@ -96,7 +98,7 @@ def render(data: dict[str, Any], panels: Sequence[Panel] = SERVICE_PANELS, *, ti
                 if v is None:
                     pen = False
                     continue
-                y = top + H - H * min(v * panel.scale, high) / high
+                y = max(top + 1.0, top + H - H * min(v * panel.scale, high) / high)  # a top line inside the frame
                 d.append(f"{'L' if pen else 'M'}{x(ti):.1f} {y:.1f}")
                 pen = True
             if d:
