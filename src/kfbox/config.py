@@ -9,11 +9,11 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from pathlib import Path
 from typing import Any
 
+from kfbox.addresses import is_loopback, local_url
 from kfbox.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
@@ -27,15 +27,6 @@ DATA_PLANES = ("python", "haproxy")
 
 def default_home() -> Path:
     return Path(os.environ.get("KFBOX_HOME") or Path.home() / ".kfbox").expanduser()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,6 +159,12 @@ class Settings:
         if self.container_runtime not in CONTAINER_RUNTIMES:
             raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
                                f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")
+
+    @property
+    def url(self) -> str:
+        """The server's URL for clients on this machine: loopback for a wildcard ``host``
+        (:func:`kfbox.addresses.local_url`)."""
+        return local_url(self.host, self.port)
 
     @property
     def db_url(self) -> str:

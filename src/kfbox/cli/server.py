@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kfbox.addresses import is_wildcard, local_url
 from kfbox.cli import output as cli_output
 from kfbox.cli.options import HomeOption, OutputOption
 from kfbox.cli.output import Output, print_json, print_table
@@ -73,14 +75,25 @@ def up(
 def _announce_start(settings: Settings) -> None:
     """The start line, once the port is bound: with ``--port 0`` it names the port picked. Plain text: rich's
     console would be imported for these lines."""
-    typer.echo(f"kfbox starting on http://{settings.host}:{settings.port} (home {settings.home})")
+    typer.echo(f"kfbox starting on {settings.url} (home {settings.home})")
+    elsewhere = other_machines(settings.host, settings.port)
+    if elsewhere:
+        typer.echo(f"from other machines: {elsewhere}, with the token (--token / KFBOX_TOKEN)")
     if settings.data_plane == "haproxy":
         from kfbox.serving.haproxy import configured_ingress_port
 
         port = configured_ingress_port(settings)
-        where = f"port {port}" if port else "a free port"
-        typer.echo(f"inference ingress (HAProxy) on {where} of {settings.host}; its URL is ingress_url in "
-                   f"{settings.server_record}")
+        where = local_url(settings.host, port) if port else "a free port"
+        typer.echo(f"inference ingress (HAProxy) on {where}; its URL is ingress_url in {settings.server_record}")
+
+
+def other_machines(host: str, port: int) -> str | None:
+    """Where other machines reach a server bound to a wildcard, whose own URL names loopback; None for any other
+    bind (its URL is the same from everywhere, or it is loopback only). The machine's name is one the Host check
+    accepts (kfbox.server.hosts)."""
+    if not is_wildcard(host):
+        return None
+    return f"http://{socket.gethostname()}:{port} or any address of this machine"
 
 
 def _announce_prometheus(settings: Settings) -> None:
@@ -152,6 +165,8 @@ def start_detached(settings: Settings) -> None:
                 url = str(record["url"])
                 cli_output.console.print(f"kfbox is running at [bold]{url}[/] (pid {record['pid']}). "
                               f"Logs: {log_path}. Stop it with: kfbox down")
+                if elsewhere := other_machines(settings.host, int(record["port"])):
+                    cli_output.console.print(f"From other machines: {elsewhere}, with the token (--token / KFBOX_TOKEN).", highlight=False)
             else:
                 time.sleep(0.1)
     if url is None:
@@ -234,7 +249,9 @@ def status(home: HomeOption = None, output: OutputOption = Output.table) -> None
         raise typer.Exit(1)
     health = _health(str(record["url"]))
     healthy = health is not None
-    info = {"running": True, "healthy": healthy, "url": record["url"], "pid": record["pid"], "home": str(home),
+    elsewhere = other_machines(str(record.get("host", "127.0.0.1")), int(record["port"]))
+    info = {"running": True, "healthy": healthy, "url": record["url"],
+            **({"other_machines": elsewhere} if elsewhere else {}), "pid": record["pid"], "home": str(home),
             "uptime_seconds": round(time.time() - float(record.get("started_at", time.time()))),
             **{k: v for k, v in (health or {}).items() if k not in ("status", "version")}}
     if output is Output.json:

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from kfbox.addresses import bracket
 from kfbox.errors import InvalidInput
 
 USER_AGENT = "kfbox-loadtest"
@@ -51,9 +52,7 @@ class HttpTarget:
             raise InvalidInput(f"Target URL {url!r} has an invalid port: {exc}.") from exc
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         default_port = (parts.scheme == "https" and port == 443) or (parts.scheme == "http" and port == 80)
-        host_header = parts.hostname if default_port else f"{parts.hostname}:{port}"
-        if ":" in parts.hostname:  # IPv6 literal
-            host_header = f"[{parts.hostname}]" + ("" if default_port else f":{port}")
+        host_header = bracket(parts.hostname) + ("" if default_port else f":{port}")
         given = {name.lower() for name in (headers or {})}
         defaults = {"Host": host_header, "User-Agent": USER_AGENT, "Accept": "*/*"}
         if body is not None:

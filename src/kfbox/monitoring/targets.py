@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kfbox.addresses import bracket, connect_host
 from kfbox.errors import InvalidInput
 from kfbox.monitoring.collectors import revision_name
 from kfbox.server.platform import Platform
@@ -46,6 +47,5 @@ def targets(platform: Platform, job: str) -> list[dict[str, Any]]:
 
 
 def scrape_address(host: str, port: int) -> str:
-    # a server bound to every address is scraped over loopback
-    host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """``host:port`` Prometheus scrapes the server bound to ``host``:``port`` at (loopback for a wildcard)."""
+    return f"{bracket(connect_host(host))}:{port}"

@@ -8,17 +8,16 @@ A component reads these with in-cluster defaults, so the same file runs on Kubef
 
 from __future__ import annotations
 
+from kfbox.addresses import bracket, connect_host
 from kfbox.config import Settings
 
 
 def task_environment(settings: Settings) -> dict[str, str]:
-    # a wildcard bind is reachable on loopback; tasks run on this machine
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
-    shown = f"[{host}]" if ":" in host else host
+    # tasks run on this machine: a wildcard bind is reached on loopback
     env = {
-        "KFBOX_URL": f"http://{shown}:{settings.port}",
+        "KFBOX_URL": settings.url,
         "KFBOX_PVC_ROOT": str(settings.pvc_dir),
-        "MODEL_REGISTRY_HOST": f"http://{shown}",
+        "MODEL_REGISTRY_HOST": f"http://{bracket(connect_host(settings.host))}",
         "MODEL_REGISTRY_PORT": str(settings.port),
     }
     if settings.token:

@@ -17,7 +17,8 @@ import ipaddress
 import socket
 from functools import lru_cache
 
-from kfbox.config import Settings, is_loopback
+from kfbox.addresses import bracket, is_loopback, is_wildcard
+from kfbox.config import Settings
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "localhost.localdomain",
                   # how container components reach the host (Docker, Podman): names no attacker's DNS serves
@@ -32,15 +33,15 @@ class HostAllowlist:
         self.names = frozenset(n.lower() for n in names)
         self.suffixes = tuple(s.lower() for s in suffixes)
         # the common case: a header exactly as a client of this server writes it, answered by one lookup
-        self.exact = frozenset({f"{_bracket(n)}:{port}".encode() for n in self.names}
-                               | {_bracket(n).encode() for n in self.names})
+        self.exact = frozenset({f"{bracket(n)}:{port}".encode() for n in self.names}
+                               | {bracket(n).encode() for n in self.names})
         self.seen: set[bytes] = set()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HostAllowlist:
         names = set(LOOPBACK_NAMES)
         suffixes = ["." + settings.ingress_domain.lower().strip(".")]
-        if settings.host not in ("0.0.0.0", "::"):
+        if not is_wildcard(settings.host):
             names.add(settings.host)
         if not is_loopback(settings.host):
             names.add(socket.gethostname())  # the machine's own name, as users on the LAN type it
@@ -60,10 +61,6 @@ class HostAllowlist:
         if allowed and len(self.seen) < SEEN_LIMIT:
             self.seen.add(host)  # gateway Host values repeat: one set lookup next time
         return allowed
-
-
-def _bracket(name: str) -> str:
-    return f"[{name}]" if ":" in name else name
 
 
 def _hostname(host: str) -> str:

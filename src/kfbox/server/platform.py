@@ -96,9 +96,9 @@ class Platform:
 
     @property
     def url(self) -> str:
-        host = self.settings.host
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.settings.port}"
+        """Where clients on this machine reach the server (loopback for a wildcard bind): ``server.json``,
+        links, in-process calls."""
+        return self.settings.url
 
     def render_error(self, path: str, status: int, message: str) -> dict[str, Any]:
         for prefix, render in self.error_renderers:

@@ -27,6 +27,7 @@ import grpc
 from grpc import aio
 
 from kfbox import __version__
+from kfbox.addresses import bracket
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.store import revision_name
 
@@ -53,8 +54,7 @@ class GrpcGateway:
         server = aio.server()
         server.add_generic_rpc_handlers([_Handler(self)])
         host = self.settings.host
-        address = f"[{host}]" if ":" in host else host
-        self.port = server.add_insecure_port(f"{address}:{self.settings.serving_grpc_port}")
+        self.port = server.add_insecure_port(f"{bracket(host)}:{self.settings.serving_grpc_port}")
         self._server = server
         self._tasks.add(asyncio.get_running_loop().create_task(server.start()))
         log.info("gRPC gateway (KServe V2 gRPC) on %s:%d", host, self.port)

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Literal
 
 from prometheus_client import Counter, Gauge
 
+from kfbox.addresses import connect_host, local_url
 from kfbox.config import Settings
 from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
@@ -192,8 +193,9 @@ class HaproxyDataPlane:
 
     @property
     def url(self) -> str:
-        host = self.settings.host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        """The ingress URL for clients on this machine (loopback for a wildcard bind): ``ingress_url`` in
+        ``server.json`` and ``/healthz``, the dashboard's links."""
+        return local_url(self.settings.host, self.port)
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -259,11 +261,10 @@ class HaproxyDataPlane:
 
     def _listening(self) -> bool:
         """Whether the ingress port accepts a connection (HAProxy's worker has bound it)."""
-        host = "127.0.0.1" if self.settings.host in ("0.0.0.0", "") else \
-            "::1" if self.settings.host == "::" else self.settings.host
         if self.child is None or not self.child.alive:
             return False
-        with contextlib.suppress(OSError), socket.create_connection((host, self.port), timeout=0.5):
+        address = (connect_host(self.settings.host), self.port)
+        with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
             return True
         return False
 
@@ -295,13 +296,12 @@ class HaproxyDataPlane:
                                               if deployment.pools else 1)
             slots = place(current, servers, self._freed.busy(route.backend), size)  # more slots: a reload
             routes.append(dataclasses.replace(route, slots=slots))
-        host = self.settings.host
-        kfbox_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
         token_file = None
         if self.settings.token:
             token_file = str(self.folder / "token.lst")
-        return Plan(bind_host=host, port=self.port, kfbox_host=kfbox_host, kfbox_port=self.settings.port,
-                    domain=self.settings.ingress_domain, max_body_bytes=self.settings.serving_max_body_bytes,
+        return Plan(bind_host=self.settings.host, port=self.port, kfbox_host=connect_host(self.settings.host),
+                    kfbox_port=self.settings.port, domain=self.settings.ingress_domain,
+                    max_body_bytes=self.settings.serving_max_body_bytes,
                     log_socket=str(self.sockets / "log.sock"), token_file=token_file,
                     routes=tuple(sorted(routes, key=lambda r: r.key)),
                     grpc_port=self.grpc.port if self.grpc is not None else None,

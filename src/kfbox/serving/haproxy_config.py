@@ -48,6 +48,8 @@ import json
 import math
 import re
 
+from kfbox.addresses import bracket
+
 ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 501, 502, 503, 504)
 """Replica error statuses whose body is rewritten to KServe's shape."""
 MAX_WEIGHT = 256
@@ -152,10 +154,6 @@ def slot_name(index: int) -> str:
     return f"s{index + 1}"
 
 
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host
-
-
 def render(plan: Plan) -> str:
     """The whole haproxy.cfg for ``plan``."""
     lines = [
@@ -184,7 +182,7 @@ def render(plan: Plan) -> str:
             (502, "The replica failed during the request."), (503, "No replica can serve this request now."),
             (504, "The replica did not answer in time."))),
         "frontend ingress",
-        f"    bind {_host(plan.bind_host)}:{plan.port}",
+        f"    bind {bracket(plan.bind_host)}:{plan.port}",
         "    option idle-close-on-response",
         "    log-format '%[var(txn.svc)] %ST %Ta'",
         "    acl unusual path_sub /. // %",
@@ -223,10 +221,10 @@ def render(plan: Plan) -> str:
     lines += [
         f"    default_backend {FALLBACK}",
         f"backend {FALLBACK}",
-        f"    server kfbox {_host(plan.kfbox_host)}:{plan.kfbox_port} maxconn {plan.kfbox_maxconn}",
+        f"    server kfbox {bracket(plan.kfbox_host)}:{plan.kfbox_port} maxconn {plan.kfbox_maxconn}",
     ]
     if plan.grpc_port is not None:
-        lines += [f"backend {GRPC}", f"    server grpc {_host(plan.kfbox_host)}:{plan.grpc_port} proto h2"]
+        lines += [f"backend {GRPC}", f"    server grpc {bracket(plan.kfbox_host)}:{plan.grpc_port} proto h2"]
     for route in plan.routes:
         lines += _backend(route, plan)
     return "\n".join(lines) + "\n"
