@@ -21,7 +21,9 @@ from tests.ui.seed import wide_spec
 require("jupyterlab", "JupyterLab is the optional extra kfbox[notebooks]")  # without importing it
 pytestmark = pytest.mark.slow  # JupyterLab itself takes 10-30 s to start
 CODE = ("import kfp, warnings\nwarnings.simplefilter('ignore')\n"
-        "print('RUNS', kfp.Client().list_runs(page_size=100).total_size)")
+        "print('RUNS', kfp.Client().list_runs(page_size=100).total_size)\n"
+        "from kfbox.client import RegistryClient\n"
+        "print('MODELS', [m.name for m in RegistryClient.from_env().get_registered_models()])")
 
 
 def execute(port: int, token: str, code: str, timeout: float = 60) -> str:
@@ -62,14 +64,17 @@ def execute(port: int, token: str, code: str, timeout: float = 60) -> str:
 
 def test_notebook_kernel_lists_runs_without_arguments(server: ServerProcess) -> None:
     """The Notebooks page's Start button (its form POST), then a kernel of that JupyterLab runs
-    ``kfp.Client().list_runs()`` with no arguments; the page and ``kfbox notebook list`` list it;
-    ``kfbox notebook stop`` ends it."""
+    ``kfp.Client().list_runs()`` with no arguments and kfbox's registry client from the kernel's
+    environment (``MODEL_REGISTRY_HOST``/``PORT``, as a pipeline task reads them); the page and
+    ``kfbox notebook list`` list it; ``kfbox notebook stop`` ends it."""
     cli = [sys.executable, "-m", "kfbox", "notebook"]
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}, "KFBOX_URL": server.url}
     with server.client() as http:
         made = http.post("/apis/v2beta1/runs", json={"display_name": "seen from jupyter",
                                                      "pipeline_spec": wide_spec(2)})
         assert made.status_code == 200, made.text
+        model = http.post("/api/model_registry/v1alpha3/registered_models", json={"name": "seen-from-jupyter"})
+        assert model.status_code == 201, model.text
         try:
             # the page's Start button: a form POST carrying the page's CSRF token, as the browser sends it
             http.get("/notebooks", headers={"Accept": "text/html"})
@@ -90,6 +95,7 @@ def test_notebook_kernel_lists_runs_without_arguments(server: ServerProcess) -> 
             printed = execute(body["port"], token, CODE)
             total = int(printed.split("RUNS", 1)[1].split()[0])
             assert total == http.get("/apis/v2beta1/runs").json()["total_size"] >= 1
+            assert "'seen-from-jupyter'" in printed.split("MODELS", 1)[1], printed  # MODEL_REGISTRY_HOST/PORT
             page = http.get("/notebooks", headers={"Accept": "text/html"}).text
             assert "RUNNING" in page and "JupyterLab" in page
             listed = subprocess.run([*cli, "list"], capture_output=True, text=True, timeout=60, env=env)

@@ -12,17 +12,22 @@ from kfbox.addresses import bracket, connect_host
 from kfbox.config import Settings
 
 
-def task_environment(settings: Settings) -> dict[str, str]:
-    # tasks run on this machine: a wildcard bind is reached on loopback
+def address_environment(settings: Settings) -> dict[str, str]:
+    """Where a process on this machine reaches the platform (a wildcard bind is reached on loopback), and the
+    token if one is set: what tasks and notebook kernels alike inherit."""
     env = {
         "KFBOX_URL": settings.url,
-        "KFBOX_PVC_ROOT": str(settings.pvc_dir),
         "MODEL_REGISTRY_HOST": f"http://{bracket(connect_host(settings.host))}",
         "MODEL_REGISTRY_PORT": str(settings.port),
     }
     if settings.token:
         env["MODEL_REGISTRY_TOKEN"] = settings.token
         env["KFBOX_TOKEN"] = settings.token  # for the serving API (e.g. kubernetes' CustomObjectsApi at KFBOX_URL)
+    return env
+
+
+def task_environment(settings: Settings) -> dict[str, str]:
+    env = address_environment(settings) | {"KFBOX_PVC_ROOT": str(settings.pvc_dir)}
     if settings.s3_endpoint:
         env["AWS_S3_ENDPOINT"] = settings.s3_endpoint
         env["S3_ENDPOINT_URL"] = settings.s3_endpoint

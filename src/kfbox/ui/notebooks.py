@@ -26,6 +26,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import Response
 
 from kfbox.errors import Conflict, InvalidInput, NotFound, Unsupported
+from kfbox.pipelines.environment import address_environment
 from kfbox.server.platform import Platform
 from kfbox.server.processes import ChildProcess
 from kfbox.ui import csrf
@@ -72,14 +73,9 @@ class NotebookManager:
     def environment(self) -> dict[str, str]:
         """What every kernel inherits: the platform's addresses, no secrets but the token if set."""
         settings = self.platform.settings
-        url = self.platform.url
         env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER_TOKEN")}
-        env.update(KF_PIPELINES_ENDPOINT=f"{url}/pipeline", KFBOX_URL=url,
-                   MODEL_REGISTRY_HOST=url.rsplit(":", 1)[0], MODEL_REGISTRY_PORT=str(settings.port),
+        env.update(address_environment(settings), KF_PIPELINES_ENDPOINT=f"{settings.url}/pipeline",
                    JUPYTER_RUNTIME_DIR=str(settings.home / "notebooks" / ".runtime"))
-        if settings.token:
-            env["KFBOX_TOKEN"] = settings.token
-            env["MODEL_REGISTRY_TOKEN"] = settings.token
         return env
 
     def start(self, name: str) -> Notebook:
