@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from kfbox.chart_svg import GAP, SERVICE_PANELS, H, render
+from kfbox.chart_svg import GAP, PIPELINE_PANELS, SERVICE_PANELS, H, render
 
 
 def axis_tops(svg: str) -> dict[str, str]:
@@ -26,3 +26,20 @@ def test_a_percent_axis_reads_100_and_its_line_stays_inside_the_frame() -> None:
 def test_a_percent_above_its_bound_widens_the_axis() -> None:
     svg = render({"t": [0.0, 1.0], "success": [1.0, 1.2]}, SERVICE_PANELS)
     assert axis_tops(svg)["success %"] == "132"
+
+
+def test_a_sample_alone_between_gaps_is_drawn_as_a_dot() -> None:
+    """A load test shorter than the sampling interval leaves one latency sample between empty ones: a path
+    of one point draws nothing, so the chart showed a legend (p99 5 ms) over an empty panel."""
+    svg = render({"t": [0.0, 5.0, 10.0, 15.0], "p99": [None, 0.005, None, None],
+                  "rps": [0.0, 1690.0, 0.0, 0.0]}, SERVICE_PANELS)
+    assert re.search(r'<circle [^>]*data-field="p99"', svg)
+    assert not re.search(r'<circle [^>]*data-field="rps"', svg)  # a connected series stays a line
+
+
+def test_count_axes_read_whole_numbers() -> None:
+    svg = render({"t": [0.0, 1.0], "succeeded": [0, 2], "failed": [0, 0], "pending": [0, 0]}, PIPELINE_PANELS)
+    tops = axis_tops(svg)
+    assert tops["runs finished"] == "3"  # 2 with headroom, not 2.2
+    assert tops["runs queued · running"] == "1"
+    assert axis_tops(render({"t": [0.0], "inflight": [7]}, SERVICE_PANELS))["replicas · in flight"] == "8"

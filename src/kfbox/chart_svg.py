@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ class Panel:
     """(series field, colour, legend label)."""
     scale: float = 1.0
     max: float = 0.0
+    whole: bool = False
+    """Counts (replicas, runs): the axis reads a whole number."""
 
 
 SERVICE_PANELS: tuple[Panel, ...] = (
@@ -36,11 +39,12 @@ SERVICE_PANELS: tuple[Panel, ...] = (
     Panel("success %", (("success", "#16a34a", "success"),), scale=100, max=100),
     Panel("latency ms", (("p50", "#0891b2", "p50"), ("p95", "#d97706", "p95"), ("p99", "#dc2626", "p99"))),
     Panel("replicas · in flight", (("desired", "#7c3aed", "desired"), ("ready", "#16a34a", "ready"),
-                                   ("inflight", "#64748b", "in flight"))),
+                                   ("inflight", "#64748b", "in flight")), whole=True),
 )
 PIPELINE_PANELS: tuple[Panel, ...] = (
-    Panel("runs queued · running", (("pending", "#d97706", "pending"), ("running", "#2563eb", "running"))),
-    Panel("runs finished", (("succeeded", "#16a34a", "succeeded"), ("failed", "#dc2626", "failed"))),
+    Panel("runs queued · running", (("pending", "#d97706", "pending"), ("running", "#2563eb", "running")),
+          whole=True),
+    Panel("runs finished", (("succeeded", "#16a34a", "succeeded"), ("failed", "#dc2626", "failed")), whole=True),
 )
 
 
@@ -85,6 +89,8 @@ def render(data: dict[str, Any], panels: Sequence[Panel] = SERVICE_PANELS, *, ti
         # headroom above the highest value, except for a bounded quantity within its bound (a percent's axis
         # reads 100, not 110)
         high = panel.max if 0 < high <= panel.max else high * 1.1 if high > 0 else 1.0
+        if panel.whole:
+            high = float(math.ceil(high))
         parts.append(f'<g class="panel" data-title="{escape(panel.title)}">'
                      f'<rect x="{LEFT}" y="{top}" width="{W - LEFT - RIGHT}" height="{H}" fill="none" '
                      f'stroke="#cbd5e1"/><text x="4" y="{top + 10}" font-size="10" fill="#334155">'
@@ -93,17 +99,24 @@ def render(data: dict[str, Any], panels: Sequence[Panel] = SERVICE_PANELS, *, ti
         legend = LEFT + 6
         for field, colour, name in panel.fields:
             values = list(data.get(field) or [])
-            d, pen = [], False
+            runs: list[list[tuple[float, float]]] = []  # stretches of samples with no gap between them
+            pen = False
             for ti, v in zip(t, values, strict=False):
                 if v is None:
                     pen = False
                     continue
                 y = max(top + 1.0, top + H - H * min(v * panel.scale, high) / high)  # a top line inside the frame
-                d.append(f"{'L' if pen else 'M'}{x(ti):.1f} {y:.1f}")
+                if not pen:
+                    runs.append([])
+                runs[-1].append((x(ti), y))
                 pen = True
+            d = "".join(f"{'L' if i else 'M'}{px:.1f} {py:.1f}" for run in runs for i, (px, py) in enumerate(run))
             if d:
-                parts.append(f'<path d="{"".join(d)}" fill="none" stroke="{colour}" stroke-width="1.5" '
+                parts.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="1.5" '
                              f'data-field="{field}"/>')
+            # a sample alone between gaps (a burst shorter than the sampling interval) is a dot, not nothing
+            parts += [f'<circle cx="{run[0][0]:.1f}" cy="{run[0][1]:.1f}" r="2.5" fill="{colour}" '
+                      f'data-field="{field}"/>' for run in runs if len(run) == 1]
             now = _last(values)
             parts.append(f'<text x="{legend}" y="{top + H + 12}" font-size="9" fill="{colour}" '
                          f'data-legend="{field}">{escape(name)} '
