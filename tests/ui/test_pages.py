@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from kfbox import __version__
 from tests.support import ServerProcess
 from tests.ui.seed import SCRIPT, SeededDashboard, compiled, wait_run
 
@@ -54,6 +55,7 @@ def test_home_shows_health_counts_and_recent_runs(http: httpx.Client, seeded: di
 def test_every_page_renders_and_has_a_json_twin(http: httpx.Client, seeded: dict[str, Any], path: str) -> None:
     path = path.format(**seeded)
     html = page(http, path)
+    assert f'<span class="version">v{__version__}</span>' in html  # kfbox's, never a run's or a pipeline's
     twin = re.search(r'href="([^"]+)" rel="alternate" type="application/json"', html)
     assert twin is not None
     reply = http.get(twin.group(1).replace("&amp;", "&"))
@@ -222,6 +224,7 @@ def test_pipeline_upload_form_and_pipeline_page(http: httpx.Client, seeded: dict
     assert made.status_code == 303, made.text
     html = page(http, made.headers["location"])
     assert "via form" in html and 'data-node="exit-handler-1"' in html and "threshold" in html
+    assert f'<span class="version">v{__version__}</span>' in html  # the header, not the pipeline version's id
     bad = http.post("/pipelines/upload", files={"file": ("b.yaml", b"not: [a pipeline")},
                     data={"csrf_token": token})
     assert bad.status_code == 400 and "kfbox compile" in bad.text

@@ -55,7 +55,7 @@ class Pages:
         from kfbox.ui.metric_chart import chart_svg
         from kfbox.ui.svg import dag_svg, task_rows
 
-        self.env.globals.update(nav=NAV, version=__version__, dag_svg=dag_svg, task_rows=task_rows,
+        self.env.globals.update(nav=NAV, kfbox_version=__version__, dag_svg=dag_svg, task_rows=task_rows,
                                 chart_svg=chart_svg)
 
     def render(self, request: Request, template: str, data: dict[str, Any], title: str,
