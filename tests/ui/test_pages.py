@@ -108,6 +108,8 @@ def test_run_page_draws_the_ir_with_collapsed_groups(http: httpx.Client, seeded:
     nodes = {n["id"]: n for n in body["graph"]["nodes"]}
     assert nodes["exit-handler-1"]["expandable"] and nodes["exit-handler-1"]["state"] == "SUCCEEDED"
     assert nodes["report"]["state"] == "SUCCEEDED"
+    drawn = re.search(r'data-node="exit-handler-1".*?</g>', page(http, f"/runs/{seeded['good']}"), re.S)
+    assert drawn and f"dag · {nodes['exit-handler-1']['count']} tasks" in drawn.group(0)  # what ran inside
     opened = http.get(f"/runs/{seeded['good']}.json", params={"open": "*"}).json()
     inner = {n["id"]: n for n in opened["graph"]["nodes"]}
     assert inner["exit-handler-1/condition-branches-3/condition-4/train"]["state"] == "SUCCEEDED"

@@ -182,7 +182,7 @@ def _layout(items: list[Node]) -> tuple[int, int]:
     for n in items:
         if n.inner is not None:
             w, h = _layout(n.inner)
-            label = len(n.label[:40]) + len(n.kind) + 18  # the title line: arrow, label, kind, count, state
+            label = len(n.label[:40]) + len(n.kind) + 24  # the title line: arrow, label, kind, task count, state
             n.w, n.h = max(NODE_W, w + 2 * BOX_PAD, int(label * LABEL_CHAR_W)), h + BOX_HEAD + BOX_PAD
     by_id = {n.id: n for n in items}
     # Kahn's order: a node's row is one more than its deepest dependency's (cycles, which the

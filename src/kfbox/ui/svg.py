@@ -15,6 +15,10 @@ from kfbox.ui.dag import NODE_H, NODE_W
 from kfbox.ui.formats import duration, when
 
 
+def tasks(count: int) -> str:
+    """How many tasks ran inside a group (a loop of 3 iterations of 2 tasks: 6 tasks, which a bare "x6" hid)."""
+    return f"{count} task{'' if count == 1 else 's'}"
+
 def dag_svg(graph: dict[str, Any], expanded: list[str], open_param: str, panel_node: str = "",
             link_tasks: bool = True, base_query: str = "") -> Markup:
     """The graph as an SVG: every node a link (open a group, or show a task's panel); an open group
@@ -33,7 +37,7 @@ def dag_svg(graph: dict[str, Any], expanded: list[str], open_param: str, panel_n
         parts.append(f'<g class="box kind-{b["kind"]}" data-node="{esc(b["id"])}" data-state="{state}">'
                      f'<rect x="{b["x"]}" y="{b["y"]}" width="{b["w"]}" height="{b["h"]}"/>'
                      f'<a href="{esc(href)}" aria-label="{esc(what)}"><text x="{b["x"] + 8}" y="{b["y"] + 17}">'
-                     f'\u25be {esc(b["label"][:40])} <tspan class="sub">{esc(b["kind"])} \u00d7{b["count"]} '
+                     f'\u25be {esc(b["label"][:40])} <tspan class="sub">{esc(b["kind"])} · {tasks(b["count"])} '
                      f'<tspan data-state-text>{state.lower()}</tspan></tspan></text></a></g>')
     for a, b in graph["edges"]:
         sx, sy, sw, sh = items[a]
@@ -48,7 +52,7 @@ def dag_svg(graph: dict[str, Any], expanded: list[str], open_param: str, panel_n
         label = esc(n["label"][:26])
         sub = "" if n["kind"] == "task" else n["kind"]
         if n["expandable"] and n["count"]:
-            sub += f" \u00d7{n['count']}"
+            sub += f" · {tasks(n['count'])}"
         selected = " selected" if panel_node and n["id"] == panel_node else ""
         group = (f'<g class="node kind-{n["kind"]}{selected}" data-node="{esc(n["id"])}" data-state="{state}" '
                  f'transform="translate({n["x"]},{n["y"]})"><rect width="{NODE_W}" height="{NODE_H}"/>'
