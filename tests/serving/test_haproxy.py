@@ -1,8 +1,8 @@
 """The optional HAProxy data plane (``kfbox up --data-plane haproxy``) against Debian's real haproxy on
 loopback, driven by a real ``kfbox up`` with a token, in front of real kserve replicas: routing by Host
 and path straight to a replica, auth, the canary split, cold starts through kfbox, overload's 503,
-a replaced replica routed again without a reload, request metrics, gRPC on the same port, no orphan, and the refusal
-without haproxy.
+a killed replica replaced in its slot without a reload, request metrics, gRPC on the same port, no orphan, and
+the refusal without haproxy.
 
 A request answered by HAProxy straight from a replica never reaches kfbox's HTTP stack, so it is not
 in ``kfbox_http_requests_total`` (route ``/serving/...``); one that fell back to kfbox is. The tests
@@ -37,6 +37,7 @@ from tests.serving.helpers import (
     gated_annotations,
     gated_model,
     haproxy_ports,
+    haproxy_slots,
     haproxy_workers,
     ingress_url,
     manifest,
@@ -326,12 +327,12 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
 
 
-def test_a_replaced_replica_is_routed_again_without_a_reload(server: ServerProcess, ingress: httpx.Client,
+def test_a_killed_replica_is_replaced_in_its_slot_without_a_reload(server: ServerProcess, ingress: httpx.Client,
                                                              client: httpx.Client) -> None:
     revision = status(client, "iris")["revisions"]["iris-predictor-00001"]
     (old,), (pid,) = revision["endpoints"], revision["pids"]
     old_port = int(old.rsplit(":", 1)[1])
-    assert haproxy_ports(server.home, "iris") == {old_port}
+    assert haproxy_slots(server.home, "iris") == {"s1": old_port}
     workers = haproxy_workers(server.home)[0]
     os.kill(pid, signal.SIGKILL)
     # until kfbox sees it dead, a request sent its way fails as through the Python gateway: KServe's body
@@ -339,7 +340,9 @@ def test_a_replaced_replica_is_routed_again_without_a_reload(server: ServerProce
     assert failed.status_code == 200 or (failed.status_code in (502, 503) and set(failed.json()) == {"error"})
     wait_for(lambda: status(client, "iris")["replicas"] == 1 and routed(server, "iris")
              and old_port not in haproxy_ports(server.home, "iris"), 60, "the new replica in HAProxy")
-    assert haproxy_ports(server.home, "iris") == endpoints(client, "iris", "iris-predictor-00001")
+    # a dead replica has no request left to finish: its slot is free at once, not after the drain grace (30 s)
+    (new_port,) = endpoints(client, "iris", "iris-predictor-00001")
+    assert haproxy_slots(server.home, "iris") == {"s1": new_port}
     before = through_kfbox(client)
     assert [predict(ingress, "iris").status_code for _ in range(5)] == [200] * 5
     assert through_kfbox(client) == before

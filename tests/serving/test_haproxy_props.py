@@ -342,8 +342,8 @@ def run_history(history: list[Step]) -> DataPlane:
             service.replicas[number % len(service.replicas)].ready = flag
         elif kind in ("stop", "crash") and service is not None and service.replicas:
             replica = service.replicas.pop(number % len(service.replicas))
-            if kind == "stop":  # scaled down: release() syncs (the replica is out), waits, releases
-                plane.sync(services, now)
+            if kind == "stop" or replica.ready:  # scaled down: release() syncs (the replica is out), waits,
+                plane.sync(services, now)       # releases; a ready one that died: forget() syncs, releases
                 plane.release(replica.port)
         elif kind == "revision" and service is not None:  # a new revision takes all the traffic
             revision = f"{name}-predictor-{len(service.percents) + 1:05d}"
@@ -369,7 +369,7 @@ def run_history(history: list[Step]) -> DataPlane:
 @example([("start", "iris", 0, True), ("revision", "iris", 0, False), ("start", "iris", 0, True),
           ("canary", "iris", 50, False), ("sync", "iris", 0, False), ("canary", "iris", 20, False)])  # new weights
 @example([("start", "iris", 0, True), ("sync", "iris", 0, False), ("crash", "iris", 0, False),
-          ("sync", "iris", 0, False), ("wait", "iris", 2, False)])  # a crashed replica's slot, free after the grace
+          ("start", "iris", 0, True), ("sync", "iris", 0, False)])  # a crashed replica's slot, free at once
 def test_haproxy_routes_what_kfbox_planned_after_every_change(history: list[Step]) -> None:
     plane = run_history(history)
     event(f"runtime changes: {min(plane.changes, 3)}{'+' if plane.changes > 3 else ''}")

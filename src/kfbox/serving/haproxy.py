@@ -236,7 +236,7 @@ class HaproxyDataPlane:
         """Start HAProxy with the current plan: on the loop's thread (the parent-death signal follows it)."""
         now = time.monotonic()
         plan = self._plan(now)
-        self._commit(plan, now)
+        self._commit(plan, now, fresh=True)
         config = self._write(plan)  # the current slots: nothing to set at run time before the next change
         self._applied = True
         self._refused = None
@@ -311,10 +311,14 @@ class HaproxyDataPlane:
                     queue_per_replica=self.settings.serving_queue_per_replica,
                     revision_map=str(self.sockets / "revisions.map"))
 
-    def _commit(self, plan: Plan, now: float) -> None:
+    def _commit(self, plan: Plan, now: float, fresh: bool = False) -> None:
         """``plan`` is what HAProxy has now: the slots it emptied are kept from other replicas while theirs
-        finish (:meth:`release`), and their revisions stay in the map meanwhile."""
-        self._freed.commit(self.plan, plan, now)
+        finish (:meth:`release`), and their revisions stay in the map meanwhile. A ``fresh`` HAProxy (a start, a
+        restart) has sent no request anywhere yet: no slot is kept."""
+        if fresh:
+            self._freed.clear()
+        else:
+            self._freed.commit(self.plan, plan, now)
         self.plan = plan
         self._revisions = revisions(plan, self._freed.draining())
 
@@ -412,6 +416,13 @@ class HaproxyDataPlane:
                 await asyncio.sleep(0.05)
         finally:
             self._freed.release(port)
+
+    async def forget(self, port: int) -> None:
+        """A replica on ``port`` that was routed died (or was stopped as broken): out of HAProxy, and its slot free
+        for the next replica at once. No request HAProxy sent it can still finish, so there is nothing to wait
+        for (:meth:`release` waits for a replica stopped alive, bounded by the drain grace)."""
+        await self.sync()  # its slot emptied (maint) first; HAProxy down: the restart starts with no slot kept
+        self._freed.release(port)
 
     async def _finished(self, port: int) -> bool:
         """Whether no worker has a request at the replica on ``port``; a worker still routing to it (an old one,

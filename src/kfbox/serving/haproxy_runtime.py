@@ -9,7 +9,8 @@ No new worker, so no client connection is closed under a client.
 
 What is pure here plans it: :func:`assign` keeps each replica in its slot and gives a new one a free slot
 (never one just emptied, whose replica may still be finishing requests: :class:`FreedSlots` keeps those until
-the replica is released or the drain grace passed; :func:`place` adds slots when too few are free),
+the replica is released, once it finished them or died, or the drain grace passed; :func:`place` adds slots when
+too few are free),
 :func:`layout` is what only a reload can change, :func:`server_commands` and :func:`map_commands` are the
 commands from one state to the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows`
 and :func:`worker_pids` read its answers.
@@ -93,8 +94,9 @@ class Freed:
 @dataclasses.dataclass
 class FreedSlots:
     """The slots emptied while their replicas may still finish requests: not given to another replica until
-    that one is released (:meth:`release`, before it stops) or ``grace`` seconds passed (a replica that died is
-    never released); their revisions stay in the map meanwhile (:meth:`draining`).
+    that one is released (:meth:`release`: before it stops, once no request of HAProxy's is at it, or once it
+    died) or ``grace`` seconds passed (the bound on a drain); their revisions stay in the map meanwhile
+    (:meth:`draining`).
 
     Example::
 
@@ -128,16 +130,21 @@ class FreedSlots:
                     self.slots[(route.backend, index)] = Freed(server.port, server.revision, now)
 
     def expire(self, now: float) -> None:
-        """A slot whose replica died (no release) is free again after the grace."""
+        """A slot whose replica was not released (still busy, or its release missed) is free again after the
+        grace."""
         for key, freed in list(self.slots.items()):
             if now - freed.at >= self.grace:
                 del self.slots[key]
 
     def release(self, port: int) -> None:
-        """The replica on ``port`` finished its requests (or its grace ran out): its slots are free."""
+        """The replica on ``port`` finished its requests, died, or its grace ran out: its slots are free."""
         for key, freed in list(self.slots.items()):
             if freed.port == port:
                 del self.slots[key]
+
+    def clear(self) -> None:
+        """A new HAProxy process, which has sent no request to any replica yet: every slot is free."""
+        self.slots.clear()
 
     def busy(self, backend: str) -> set[int]:
         """The slots of ``backend`` not to be given to a replica now."""
