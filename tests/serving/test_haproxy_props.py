@@ -6,8 +6,9 @@ The commands kfbox sends (:func:`server_commands`, :func:`map_commands`) are app
 HAProxy's CLI parses them, to a model of what one worker holds (per backend: each slot's address, weight and
 ready|maint state; the revision map, a multimap as HAProxy's is); a reload rebuilds the model from the
 configuration :func:`render` writes and the map file. After every change the model must route exactly what
-kfbox planned; while the commands run, a backend that serves before and after always has a ready server, and
-a server is made ready only once its port's revision is in the map. The slot bookkeeping (:func:`assign`,
+kfbox planned; while the commands run, a backend that serves before and after always has a ready server, a
+server is made ready only once its port's revision is in the map, and a ready server's address never changes
+(from an unknown state too: maint first). The slot bookkeeping (:func:`assign`,
 :func:`place`, :class:`FreedSlots`) is checked against its promises: a replica keeps its slot, an emptied slot
 stays empty while its replica may still finish requests (until released, or the grace after it was freed).
 
@@ -74,8 +75,6 @@ class Worker:
         self.entries = entries
         self.on_ready: Callable[[str, int], None] = lambda _backend, _port: None
         self.changed: Callable[[], None] = lambda: None
-        self.known = True
-        """Whether kfbox knows this state (False: a ready slot may get another address, kfbox resends all)."""
 
     @classmethod
     def started(cls, config: str, map_file: str) -> Worker:
@@ -107,8 +106,8 @@ class Worker:
         match command.split(" "):
             case ["set", "server", name, "addr", "127.0.0.1", "port", port] if port.isdigit():
                 backend, slot = self.slot(name)
-                assert not (self.known and slot.ready) or slot.port == int(port), \
-                    f"{command}: the address of a server in use changed under its requests"
+                assert not slot.ready or slot.port == int(port), \
+                    f"{command}: the address of a ready server changed (not in maint first)"
                 moved = f"port changed from '{slot.port}' to '{port}'" if slot.port != int(port) else \
                     "no need to change the port"
                 answer = f"no need to change the addr, {moved} by 'stats socket command'"
@@ -485,7 +484,6 @@ def test_commands_from_an_unknown_state_reach_the_plan(slots: list[Server | None
     ports = {s.port: s.revision for s in slots if s is not None}
     worker = Worker({"svc_default_iris": [Slot(40000 + p, w, r) for p, w, r in leftover[:len(slots)]]},
                     [(str(p), r) for p, r in entries])
-    worker.known = False
     wanted = {40000 + port: revision for port, revision in ports.items()}
     plan = plan_of([Route("default", "iris", tuple(dataclasses.replace(s, port=40000 + s.port) if s else None
                                                    for s in slots))])

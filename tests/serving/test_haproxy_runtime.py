@@ -92,9 +92,9 @@ def test_server_commands_make_the_new_replica_ready_before_the_old_goes() -> Non
     reweighted = plan_of(route(A1, dataclasses.replace(B1, weight=4)))
     assert server_commands(plan_of(route(A1, B1)), reweighted) == [f"set weight {be}/s2 4"]
     assert server_commands(reweighted, reweighted) == []
-    assert server_commands(None, plan_of(route(A1, None))) == [  # unknown state: every slot
-        f"set server {be}/s1 addr 127.0.0.1 port 40001", f"set weight {be}/s1 1", f"set server {be}/s1 state ready",
-        f"set server {be}/s2 state maint"]
+    assert server_commands(None, plan_of(route(A1, None))) == [  # unknown state: every slot, readdressed in maint
+        f"set server {be}/s1 state maint", f"set server {be}/s1 addr 127.0.0.1 port 40001", f"set weight {be}/s1 1",
+        f"set server {be}/s1 state ready", f"set server {be}/s2 state maint"]
 
 
 def test_map_commands_follow_the_ports() -> None:
@@ -194,13 +194,21 @@ def test_a_replica_replaced_at_run_time_keeps_the_worker_and_the_connection(runn
 
 def test_a_change_sent_again_in_full_reports_no_problem(running: Running) -> None:
     """After a change whose answer was lost, kfbox sends every slot and map entry again: HAProxy's answers for
-    what is already so (the slot's own address, a draining port the map lacks) are not logged as refused."""
+    what is already so (the slot's own address, a draining port the map lacks) are not logged as refused; a
+    ready slot that is to hold another replica goes through maintenance to its new address."""
     connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
     path = "/serving/default/iris/v1/models/iris"
+    master = MasterSocket(running.home / "haproxy" / "master.sock")
     commands = map_commands(running.plan.revision_map, None, revisions(running.plan, {40099: A1.revision})) + \
         server_commands(None, running.plan)
-    assert asyncio.run(MasterSocket(running.home / "haproxy" / "master.sock").run("@1", commands)) == []
+    assert asyncio.run(master.run("@1", commands)) == []
     assert running.get(connection, path) == ("a1 /v1/models/iris", "iris-predictor-00001", None)
+    b1 = NamedServer("b1")
+    moved = dataclasses.replace(running.plan, routes=(route(dataclasses.replace(B1, port=b1.port), None, None, None),))
+    commands = map_commands(moved.revision_map, None, revisions(moved, {})) + server_commands(None, moved)
+    assert asyncio.run(master.run("@1", commands)) == []
+    assert running.get(connection, path) == ("b1 /v1/models/iris", "iris-predictor-00002", None)  # same connection
+    b1.server.shutdown()
 
 
 def test_a_reload_keeps_an_idle_connection_for_its_next_request(running: Running) -> None:

@@ -165,7 +165,13 @@ def layout(plan: Plan) -> Plan:
 def server_commands(before: Plan | None, after: Plan) -> list[str]:
     """Runtime API commands taking the slots of ``before`` to those of ``after`` (same :func:`layout`);
     ``before`` None: state unknown, every slot set. Replicas are made ready first and taken out last, so a
-    revision that replaces another always has a usable server (no request falls back to kfbox meanwhile)."""
+    revision that replaces another always has a usable server (no request falls back to kfbox meanwhile).
+
+    A slot gets another address only in maintenance: ``maint``, ``addr``, ``weight``, ``ready``. A slot kfbox
+    emptied is in maintenance already; from an unknown state every slot that is to hold a replica is put there
+    first, since it may be ready with another replica's address (a change whose answer was lost), and no new
+    request may pick it between its new address and its new weight. (A service's only slot resent so leaves it
+    no usable server for those few commands: its requests meanwhile go to kfbox, which answers them.)"""
     old = {route.backend: route.slots for route in before.routes} if before is not None else {}
     ready: list[str] = []
     weights: list[str] = []
@@ -179,6 +185,8 @@ def server_commands(before: Plan | None, after: Plan) -> list[str]:
                 if was is not None or previous is None:
                     out.append(f"set server {name} state maint")
             elif was is None or was.port != server.port:
+                if was is not None or previous is None:  # perhaps ready (another address): out of use first
+                    ready.append(f"set server {name} state maint")
                 ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
                           f"set weight {name} {server.weight}", f"set server {name} state ready"]
             elif was.weight != server.weight:
