@@ -2,7 +2,8 @@
 real iris replica behind Debian's haproxy. The deployment page and the deployments list show the ingress
 URL and the data plane's state, the "try it" snippets use the ingress (and, run as a user would, predict
 through HAProxy without passing through kfbox), the form keeps predicting, and ``kfbox serve get`` prints
-the ingress URL. The page without the data plane: tests/ui/test_deployment_page.py; HAProxy given up:
+the ingress URL; while HAProxy restarts the page reads RESTARTING and the snippets use kfbox's port. The page
+without the data plane: tests/ui/test_deployment_page.py; HAProxy given up:
 tests/serving/test_haproxy.py.
 
 A request HAProxy sends straight to the replica never reaches kfbox's HTTP stack, so it is not counted in
@@ -17,6 +18,8 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -25,7 +28,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from tests.serving.helpers import ROWS, apply, ingress_url, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import ROWS, apply, connects, ingress_url, manifest, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess, run_cli
 
 TOKEN = "ui-s3cret"
@@ -186,3 +189,43 @@ def test_the_data_plane_lines_have_no_serious_accessibility_findings(server: Ser
         finally:
             browser.close()
     assert not findings, findings
+
+
+def test_the_page_reads_restarting_until_a_restarted_haproxy_listens_then_up(server: ServerProcess,
+                                                                            client: httpx.Client) -> None:
+    """HAProxy killed while another program takes the ingress port: kfbox starts it again (each start exits,
+    the port being taken), and until one listens the page reads RESTARTING, /healthz says so and the snippets
+    use kfbox's own port, which answers them; once the port is free the next start listens and the page reads
+    UP with the ingress again. Last in the module: it leaves HAProxy restarted."""
+    url = ingress_url(server.home)
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+        def kill_and_take_the_port() -> bool:
+            master = int((server.home / "haproxy" / "haproxy.pid").read_text().split()[0])
+            os.kill(master, signal.SIGKILL)
+            wait_for(lambda: not connects(port), 10, "HAProxy's port closed")
+            try:  # kfbox restarts it after a backoff (0.5 s): it may have been quicker than us, then again
+                taken.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+        wait_for(kill_and_take_the_port, 30, "the ingress port taken while HAProxy is down")
+        text = page(client)  # no start can listen now: no window to catch
+        assert '<span class="state state-restarting">RESTARTING</span>' in text, text
+        assert f"haproxy restarting on {url}" in text
+        assert "HAProxy is restarting, so these use kfbox's own port" in html.unescape(text)
+        curl = shlex.split(snippet(text, "curl command").replace("$KFBOX_TOKEN", TOKEN))
+        assert curl[2] == f"{server.url}/serving/default/iris/v1/models/iris:predict", curl
+        headers = dict(h.split(": ", 1) for flag, h in itertools.pairwise(curl) if flag == "-H")
+        answered = httpx.post(curl[2], content=curl[curl.index("-d") + 1], headers=headers)  # sent as shown
+        assert answered.status_code == 200 and answered.json()["predictions"] in ([0], [1], [2]), answered.text
+        assert client.get("/healthz").json()["data_plane"] == f"haproxy restarting on {url}"
+    text = wait_for(lambda: t if "state state-up" in (t := page(client)) else None, 30, "UP once the port is free")
+    assert f"haproxy up on {url}, restarted 1 time" in text
+    curl = shlex.split(snippet(text, "curl command").replace("$KFBOX_TOKEN", TOKEN))
+    assert curl[2] == f"{url}/serving/default/iris/v1/models/iris:predict", curl
+    assert straight(client, lambda: httpx.post(curl[2], json={"instances": ROWS},
+                                               headers={"Authorization": f"Bearer {TOKEN}"}))

@@ -183,6 +183,9 @@ class HaproxyDataPlane:
         self.restarts = 0
         self.failed: str | None = None
         """Why HAProxy is left stopped, after too many exits in a row; None while it is supervised."""
+        self._listens = False
+        """Whether the current HAProxy was seen listening on the ingress port (False from its exit until a
+        restarted one listens: what users are told, :attr:`state`)."""
         self._exits: list[float] = []
         registry = manager.platform.metrics
         self.up = Gauge("kfbox_data_plane_up", "1 while HAProxy (the data plane) runs, 0 while it is restarted "
@@ -213,16 +216,18 @@ class HaproxyDataPlane:
         if not self._listening():
             self._refuse(child)
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._listens = True
         self.up.set(1)
         log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, child.pid)
 
     @property
     def state(self) -> DataPlaneState:
-        """``up`` (HAProxy runs), ``restarting`` (it exited and is started again after a backoff) or ``stopped``
-        (given up after repeated exits, :attr:`failed` says why): the dashboard picks its door by it."""
+        """``up`` (HAProxy runs and listens), ``restarting`` (it exited and is started again after a backoff,
+        until the new one listens: the ingress port may refuse meanwhile, as when another program holds it) or
+        ``stopped`` (given up after repeated exits, :attr:`failed` says why): the dashboard picks its door by it."""
         if self.failed is not None:
             return "stopped"
-        return "up" if self.child is not None and self.child.alive else "restarting"
+        return "up" if self._listens and self.child is not None and self.child.alive else "restarting"
 
     def health(self) -> str:
         """The data plane's state in one line, for ``/healthz`` and ``kfbox status``."""
@@ -463,6 +468,7 @@ class HaproxyDataPlane:
         """HAProxy exited: start it again with the current configuration, after a backoff; False once it
         has exited too often to try again (:data:`CRASH_LIMIT`), with the reason in :attr:`failed`."""
         code = child.returncode
+        self._listens = False
         self.up.set(0)
         await asyncio.to_thread(child.stop, 1.0)  # its group too: no orphaned worker keeps the port, or an old config
         self._forget_inflight()
@@ -491,6 +497,7 @@ class HaproxyDataPlane:
             await asyncio.sleep(0.05)
         self.restarts += 1
         self.restarts_total.inc()
+        self._listens = True
         self.up.set(1)
         log.warning("HAProxy data plane restarted: inference ingress on %s again (pid %d)", self.url, fresh.pid)
         return True
