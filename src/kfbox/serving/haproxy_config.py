@@ -25,7 +25,9 @@ kfbox would have sent it there without a question asked, and everything else to 
 - **canary split**: one server per ready replica, weighted so each revision gets its percent
   (HAProxy's weighted round robin is smooth, as kfbox's); a revision with no ready replica hands its
   share to the other, as :meth:`Deployment.choose` does; the replica's revision comes from a map file
-  (port -> revision, also changed at run time) into ``x-kfbox-revision``;
+  (port -> revision, also changed at run time) into ``x-kfbox-revision``. An unsplit service keeps ``leastconn``
+  (no request to a busy replica while another is idle); weighted ``leastconn`` ignores the weights among idle
+  servers, so the split needs ``roundrobin`` and turning it on or off is a reload (benchmarks/haproxy_balance.py);
 - **overload**: more than ``queue_per_replica`` x usable servers in flight is a 503 at once, with
   ``retry-after: 1`` and KServe's body, as the gateway's bound;
 - **reloads**: ``option idle-close-on-response``: an old worker keeps a client's idle keep-alive connection
