@@ -13,7 +13,8 @@ server is made ready only once its port's revision is in the map, and a ready se
 stays empty while its replica may still finish requests (until released, or the grace after it was freed).
 
 The steps mirror :meth:`kfbox.serving.haproxy.HaproxyDataPlane.sync` (``_plan``, ``_commit``, ``_apply``,
-``_reload``, ``release``) with the same pure functions; the deployment records are plain values here.
+``_reload``, ``release``) with the same pure functions (a service's route is :func:`service_route`'s, as in
+``_plan``, checked against the test's own expectations); the deployment records are plain values here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from kfbox.serving.haproxy_config import Plan, Route, Server, render
 from kfbox.serving.haproxy_runtime import (
     FreedSlots,
     _fine,
@@ -36,6 +37,7 @@ from kfbox.serving.haproxy_runtime import (
     place,
     revisions,
     server_commands,
+    service_route,
     slot_count,
 )
 
@@ -192,27 +194,28 @@ class DataPlane:
         self.reloads = self.changes = 0
 
     def target(self, services: dict[str, Service], now: float) -> Plan:
-        """``HaproxyDataPlane._plan``: each ready replica of a routed revision in a slot."""
+        """``HaproxyDataPlane._plan`` (its per-service part, :func:`service_route`, is the real one): each ready
+        replica of a routed revision in a slot, checked against what the test expects."""
         previous = {route.backend: route.slots for route in self.plan.routes} if self.plan is not None else {}
         self.freed.expire(now)
         routes = []
         for name, service in services.items():
-            split = {revision: pct for revision, pct in service.percents.items() if pct > 0}
-            ready = {revision: [r for r in service.replicas if r.revision == revision and r.ready]
-                     for revision in split}
-            ready = {revision: replicas for revision, replicas in ready.items() if replicas}
-            weights = revision_weights({n: split[n] for n in ready}, {n: len(r) for n, r in ready.items()}) \
-                if ready else {}
-            servers = [Server(n, replica.index, replica.port, weights[n])
-                       for n, replicas in sorted(ready.items()) for replica in replicas]
-            route = Route("default", name, (), split=len(split) > 1)
-            current = previous.get(route.backend, ())
-            busy = self.freed.busy(route.backend)
+            backend = Route("default", name, ()).backend
+            current = previous.get(backend, ())
+            busy = self.freed.busy(backend)
+            ready = {revision: [(r.index, r.port) for r in service.replicas if r.revision == revision and r.ready]
+                     for revision in service.percents}
+            route = service_route("default", name, service.percents, ready, current, busy, service.max_replicas)
+            routed = {r.port for r in service.replicas if r.ready and service.percents[r.revision] > 0}
+            assert {server.port for server in route.servers} == routed, "every ready replica of a routed revision"
+            assert route.split == (sum(pct > 0 for pct in service.percents.values()) > 1)
+            check_weights(service, route)
+            servers = list(route.servers)
+            check_assignment(current, servers, busy, route.slots)
             size = len(current) or slot_count(service.max_replicas)
-            slots = place(current, servers, busy, size)
-            check_assignment(current, servers, busy, slots)
-            assert len(slots) == size or assign(current, servers, busy, len(slots) // 2) is None, "grown needlessly"
-            routes.append(dataclasses.replace(route, slots=slots))
+            assert len(route.slots) == size or assign(current, servers, busy, len(route.slots) // 2) is None, \
+                "grown needlessly"
+            routes.append(route)
         return plan_of(routes)
 
     def sync(self, services: dict[str, Service], now: float) -> None:
@@ -289,6 +292,19 @@ class DataPlane:
         """``HaproxyDataPlane.release``'s end: the replica on ``port`` finished its requests."""
         self.freed.release(port)
         self.draining = {key: freed for key, freed in self.draining.items() if freed.port != port}
+
+
+def check_weights(service: Service, route: Route) -> None:
+    """The revisions that serve get their percents of the weight (those with no ready replica hand theirs on)."""
+    totals: dict[str, int] = {}
+    for server in route.servers:
+        totals[server.revision] = totals.get(server.revision, 0) + server.weight
+    if len(totals) < 2 or max(route.servers, key=lambda s: s.weight).weight >= 256:  # one: any; capped: approximate
+        return
+    percents = {revision: service.percents[revision] for revision in totals}
+    first, *others = totals
+    for other in others:
+        assert totals[first] * percents[other] == totals[other] * percents[first], (totals, percents)
 
 
 def check_assignment(current: tuple[Server | None, ...], servers: list[Server], busy: set[int],

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -62,7 +61,7 @@ from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
 from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
-from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from kfbox.serving.haproxy_config import Plan, Route, render
 from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.haproxy_runtime import (
     FreedSlots,
@@ -70,15 +69,15 @@ from kfbox.serving.haproxy_runtime import (
     layout,
     map_commands,
     map_text,
-    place,
     revisions,
     server_commands,
-    slot_count,
+    service_route,
     stat_rows,
     worker_pids,
 )
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.pool import free_port
+from kfbox.serving.store import revision_name
 
 if TYPE_CHECKING:
     from kfbox.serving.grpc_gateway import GrpcGateway
@@ -286,20 +285,13 @@ class HaproxyDataPlane:
         self._freed.expire(now)
         routes = []
         for (namespace, name), deployment in list(self.manager.deployments.items()):
-            split = {n: pct for n, pct in traffic_split(deployment.record).items() if pct > 0}
-            ready = {n: [r for r in deployment.pools[n].replicas if r.ready]
-                     for n in split if n in deployment.pools}
-            ready = {n: replicas for n, replicas in ready.items() if replicas}
-            weights = revision_weights({str(n): split[n] for n in ready}, {str(n): len(r) for n, r in ready.items()}) \
-                if ready else {}
-            servers = [Server(deployment.pools[n].config.revision, replica.index, replica.port, weights[str(n)])
-                       for n, replicas in sorted(ready.items()) for replica in replicas]
-            route = Route(namespace, name, (), split=len(split) > 1)
-            current = previous.get(route.backend, ())
-            size = len(current) or slot_count(max(pool.spec.max_replicas for pool in deployment.pools.values())
-                                              if deployment.pools else 1)
-            slots = place(current, servers, self._freed.busy(route.backend), size)  # more slots: a reload
-            routes.append(dataclasses.replace(route, slots=slots))
+            backend = Route(namespace, name, ()).backend
+            percents = {revision_name(name, n): pct for n, pct in traffic_split(deployment.record).items()}
+            ready = {pool.config.revision: [(r.index, r.port) for r in pool.replicas if r.ready]
+                     for _, pool in sorted(deployment.pools.items())}
+            most = max((pool.spec.max_replicas for pool in deployment.pools.values()), default=1)
+            routes.append(service_route(namespace, name, percents, ready, previous.get(backend, ()),
+                                        self._freed.busy(backend), most))
         host = self.settings.host
         kfbox_host = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
         token_file = None

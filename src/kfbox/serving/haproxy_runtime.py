@@ -7,7 +7,8 @@ current worker (``@1 set server be/s2 addr 127.0.0.1 port N``, ``set weight``, `
 ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) in step (``add map``, ``del map``).
 No new worker, so no client connection is closed under a client.
 
-What is pure here plans it: :func:`assign` keeps each replica in its slot and gives a new one a free slot
+What is pure here plans it: :func:`service_route` is one service's route from its revisions' percents and ready
+replicas, :func:`assign` keeps each replica in its slot and gives a new one a free slot
 (never one just emptied, whose replica may still be finishing requests: :class:`FreedSlots` keeps those until
 the replica is released, once it finished them or died, or the drain grace passed; :func:`place` adds slots when
 too few are free),
@@ -30,7 +31,7 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from kfbox.serving.haproxy_config import Plan, Server, slot_name
+from kfbox.serving.haproxy_config import Plan, Route, Server, revision_weights, slot_name
 
 SLOTS_MIN = 8
 """Slots a backend starts with at least: a scale up or a new revision within them needs no reload."""
@@ -80,6 +81,33 @@ def place(current: Sequence[Server | None], servers: Sequence[Server], busy: Col
         size *= 2
         slots = assign(current, servers, busy, size)
     return slots
+
+
+def service_route(namespace: str, name: str, percents: Mapping[str, int],
+                  ready: Mapping[str, Sequence[tuple[int, int]]], current: Sequence[Server | None],
+                  busy: Collection[int], max_replicas: int) -> Route:
+    """One InferenceService's route: each ready replica of a revision that takes traffic in a slot (:func:`place`:
+    the one it holds in ``current``, else a free one not ``busy``), weighted so each revision gets its percent; a
+    revision with no ready replica hands its share to the others.
+
+    ``percents``: revision -> percent of the traffic (0: not routed, an old revision whose replicas are being
+    stopped); ``ready``: revision -> (index, port) of each ready replica, in revision order; ``current``: the
+    backend's slots now (none: a new backend, :func:`slot_count` of ``max_replicas`` slots).
+
+    Example::
+
+        >>> service_route("default", "iris", {"iris-predictor-00001": 100}, {"iris-predictor-00001": [(1, 40001)]},
+        ...               (), busy=set(), max_replicas=1).slots[:2]
+        (Server(revision='iris-predictor-00001', index=1, port=40001, weight=1), None)
+    """
+    split = {revision: pct for revision, pct in percents.items() if pct > 0}
+    serving = {revision: replicas for revision, replicas in ready.items() if revision in split and replicas}
+    weights = revision_weights({revision: split[revision] for revision in serving},
+                               {revision: len(replicas) for revision, replicas in serving.items()}) if serving else {}
+    servers = [Server(revision, index, port, weights[revision])
+               for revision, replicas in serving.items() for index, port in replicas]
+    slots = place(current, servers, busy, len(current) or slot_count(max_replicas))  # more slots: a reload
+    return Route(namespace, name, slots, split=len(split) > 1)
 
 
 @dataclasses.dataclass(frozen=True)
