@@ -191,6 +191,8 @@ class DataPlane:
         self.revisions: dict[int, str] = {}
         self.worker: Worker | None = None
         self.draining: dict[tuple[str, int], Draining] = {}
+        self.dead: set[int] = set()
+        """The test's own account of the replicas that died and are still in a slot."""
         self.reloads = self.changes = 0
 
     def target(self, services: dict[str, Service], now: float) -> Plan:
@@ -228,6 +230,9 @@ class DataPlane:
         self.plan = plan
         self.revisions = revisions(plan, self.freed.draining())
         self.record_drains(before, plan, now)
+        held = {server.port for route in plan.routes for server in route.servers}
+        self.draining = {key: freed for key, freed in self.draining.items() if freed.port not in self.dead - held}
+        self.dead &= held
         if before is not None and self.worker is not None and layout(plan) == layout(before):
             self.changes += 1
             self.apply(before, plan, map_commands(MAP, old_revisions, self.revisions) +
@@ -293,6 +298,12 @@ class DataPlane:
         self.freed.release(port)
         self.draining = {key: freed for key, freed in self.draining.items() if freed.port != port}
 
+    def died(self, port: int) -> None:
+        """``HaproxyDataPlane.forget``: the replica on ``port`` died; no sync (the loop's next one takes it out)."""
+        self.freed.died(port)
+        self.draining = {key: freed for key, freed in self.draining.items() if freed.port != port}
+        self.dead.add(port)
+
 
 def check_weights(service: Service, route: Route) -> None:
     """The revisions that serve get their percents of the weight (those with no ready replica hand theirs on)."""
@@ -357,9 +368,11 @@ def run_history(history: list[Step]) -> DataPlane:
             service.replicas[number % len(service.replicas)].ready = flag
         elif kind in ("stop", "crash") and service is not None and service.replicas:
             replica = service.replicas.pop(number % len(service.replicas))
-            if kind == "stop" or replica.ready:  # scaled down: release() syncs (the replica is out), waits,
-                plane.sync(services, now)       # releases; a ready one that died: forget() syncs, releases
+            if kind == "stop":  # scaled down: release() syncs (the replica is out), waits, releases
+                plane.sync(services, now)
                 plane.release(replica.port)
+            elif replica.ready:  # a ready one died: the pool calls forget() as it reaps it
+                plane.died(replica.port)
         elif kind == "revision" and service is not None:  # a new revision takes all the traffic
             revision = f"{name}-predictor-{len(service.percents) + 1:05d}"
             service.percents = {**{n: 0 for n in service.percents}, revision: 100}
@@ -465,20 +478,27 @@ def test_one_change_at_run_time_reaches_the_plan(current: list[Server | None], w
 
 
 @SMALL
-@given(st.lists(st.tuples(slot_lists, st.integers(0, 15), st.sampled_from((0.1, GRACE / 2, GRACE)), st.booleans()),
-                max_size=12))
-def test_a_freed_slot_is_busy_until_released_or_the_grace_passed(
-        steps: list[tuple[list[Server | None], int, float, bool]]) -> None:
+@given(st.lists(st.tuples(slot_lists, st.integers(0, 15), st.sampled_from((0.1, GRACE / 2, GRACE)),
+                          st.sampled_from(("release", "died", "nothing"))), max_size=12))
+def test_a_freed_slot_is_busy_until_released_its_replica_died_or_the_grace_passed(
+        steps: list[tuple[list[Server | None], int, float, str]]) -> None:
     freed, spec = FreedSlots(GRACE), DataPlane()
     before, now = None, 0.0
-    for slots, port, wait, release in steps:
+    for slots, port, wait, then in steps:
         plan = plan_of([Route("default", "iris", tuple(slots))])
         freed.commit(before, plan, now)
         spec.record_drains(before, plan, now)
+        held = {server.port for server in slots if server is not None}
+        spec.draining = {key: d for key, d in spec.draining.items() if d.port not in spec.dead - held}
+        spec.dead &= held
         before, now = plan, now + wait
-        if release:
+        if then == "release":
             freed.release(port)
             spec.draining = {key: d for key, d in spec.draining.items() if d.port != port}
+        elif then == "died":  # in a slot still (the next change takes it out) or already out of it
+            freed.died(port)
+            spec.draining = {key: d for key, d in spec.draining.items() if d.port != port}
+            spec.dead.add(port)
         freed.expire(now)
         spec.draining = {key: d for key, d in spec.draining.items() if now - d.at < GRACE}
         assert freed.busy("svc_default_iris") == {index for _, index in spec.draining}

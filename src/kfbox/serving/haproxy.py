@@ -414,12 +414,12 @@ class HaproxyDataPlane:
         finally:
             self._freed.release(port)
 
-    async def forget(self, port: int) -> None:
-        """A replica on ``port`` that was routed died (or was stopped as broken): out of HAProxy, and its slot free
-        for the next replica at once. No request HAProxy sent it can still finish, so there is nothing to wait
-        for (:meth:`release` waits for a replica stopped alive, bounded by the drain grace)."""
-        await self.sync()  # its slot emptied (maint) first; HAProxy down: the restart starts with no slot kept
-        self._freed.release(port)
+    def forget(self, port: int) -> None:
+        """A replica on ``port`` that was routed died (or was stopped as broken): its slot is free for the next
+        replica as soon as the next sync has taken it out (maint). No request HAProxy sent it can still finish,
+        so there is nothing to wait for (:meth:`release` waits for a replica stopped alive, bounded by the drain
+        grace); and nothing to wait on either, so the serving loop calls it as it reaps the replica."""
+        self._freed.died(port)
 
     async def _finished(self, port: int) -> bool:
         """Whether no worker has a request at the replica on ``port``; a worker still routing to it (an old one,

@@ -122,9 +122,9 @@ class Freed:
 @dataclasses.dataclass
 class FreedSlots:
     """The slots emptied while their replicas may still finish requests: not given to another replica until
-    that one is released (:meth:`release`: before it stops, once no request of HAProxy's is at it, or once it
-    died) or ``grace`` seconds passed (the bound on a drain); their revisions stay in the map meanwhile
-    (:meth:`draining`).
+    that one is released (:meth:`release`: before it stops, once no request of HAProxy's is at it), or it died
+    (:meth:`died`: no request of its can still finish), or ``grace`` seconds passed (the bound on a drain); their
+    revisions stay in the map meanwhile (:meth:`draining`).
 
     Example::
 
@@ -138,24 +138,38 @@ class FreedSlots:
         ({0}, {40001: 'iris-predictor-00001'})
         >>> freed.expire(130.0); freed.busy("svc_default_iris")
         set()
+        >>> freed.died(40001)   # before the change that takes it out: its slot is free once it is out
+        >>> freed.commit(plan(a, None), plan(None, None), now=140.0); freed.busy("svc_default_iris")
+        set()
     """
 
     grace: float
     slots: dict[tuple[str, int], Freed] = dataclasses.field(default_factory=dict)
     """(backend, slot index) -> the replica taken out of it."""
+    dead: set[int] = dataclasses.field(default_factory=set)
+    """Ports of replicas that died, until the change that takes them out of their slots."""
 
     def commit(self, before: Plan | None, after: Plan, now: float) -> None:
         """HAProxy went from ``before`` (None: nothing known) to ``after``: each slot whose replica left it
-        is freed at ``now``."""
-        if before is None:
-            return
-        slots_after = {route.backend: route.slots for route in after.routes}
-        for route in before.routes:
-            slots = slots_after.get(route.backend, ())
-            for index, server in enumerate(route.slots):
-                now_there = slots[index] if index < len(slots) else None
-                if server is not None and (now_there is None or now_there.port != server.port):
-                    self.slots[(route.backend, index)] = Freed(server.port, server.revision, now)
+        is freed at ``now``, or at once when that replica died."""
+        if before is not None:
+            slots_after = {route.backend: route.slots for route in after.routes}
+            for route in before.routes:
+                slots = slots_after.get(route.backend, ())
+                for index, server in enumerate(route.slots):
+                    now_there = slots[index] if index < len(slots) else None
+                    if server is not None and (now_there is None or now_there.port != server.port):
+                        self.slots[(route.backend, index)] = Freed(server.port, server.revision, now)
+        held = {server.port for route in after.routes for server in route.servers}
+        for port in self.dead - held:
+            self.release(port)
+        self.dead &= held
+
+    def died(self, port: int) -> None:
+        """The replica on ``port`` died: its slots are free at once, the one it still holds once a change takes it
+        out (:meth:`commit`)."""
+        self.release(port)
+        self.dead.add(port)
 
     def expire(self, now: float) -> None:
         """A slot whose replica was not released (still busy, or its release missed) is free again after the
@@ -173,6 +187,7 @@ class FreedSlots:
     def clear(self) -> None:
         """A new HAProxy process, which has sent no request to any replica yet: every slot is free."""
         self.slots.clear()
+        self.dead.clear()
 
     def busy(self, backend: str) -> set[int]:
         """The slots of ``backend`` not to be given to a replica now."""

@@ -47,8 +47,8 @@ class ServingManager:
                                         warm=platform.settings.serving_warm_standby)
         self.release: Callable[[int], Awaitable[None]] | None = None
         """An external data plane's hook, awaited before a replica stops (:attr:`PoolConfig.release`)."""
-        self.forget: Callable[[int], Awaitable[None]] | None = None
-        """An external data plane's hook, awaited once a replica died (:attr:`PoolConfig.forget`)."""
+        self.forget: Callable[[int], None] | None = None
+        """An external data plane's hook, called once a replica died (:attr:`PoolConfig.forget`)."""
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
