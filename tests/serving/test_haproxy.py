@@ -328,7 +328,7 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
 
 
 def test_a_killed_replica_is_replaced_in_its_slot_without_a_reload(server: ServerProcess, ingress: httpx.Client,
-                                                             client: httpx.Client) -> None:
+                                                                   client: httpx.Client) -> None:
     revision = status(client, "iris")["revisions"]["iris-predictor-00001"]
     (old,), (pid,) = revision["endpoints"], revision["pids"]
     old_port = int(old.rsplit(":", 1)[1])
