@@ -1,6 +1,7 @@
 """What each HAProxy ``balance`` does to kfbox's two needs: exact canary shares, and no request sent to a busy
-replica while another is idle. Why turning a split on or off still reloads HAProxy (2.6 cannot change
-``balance`` at run time, and kfbox uses ``roundrobin`` for a split service, ``leastconn`` otherwise).
+replica while another is idle. Why kfbox gives each service two backends, ``leastconn`` and ``roundrobin`` for
+a split, and sends a split service's requests to the second by a map entry (2.6 cannot change ``balance`` at run
+time: before, turning a split on or off was a reload).
 
     PYTHONPATH=src .venv/bin/python benchmarks/haproxy_balance.py [--requests 200]
 
@@ -79,7 +80,7 @@ def haproxy(balance: str, weights: tuple[int, int]) -> Iterator[int]:
                     domain="example.com", max_body_bytes=1 << 20, log_socket=str(folder / "log.sock"),
                     token_file=None, routes=(route,), revision_map=str(folder / "revisions.map"))
         (folder / "revisions.map").write_text(map_text(revisions(plan, {})))
-        (folder / "haproxy.cfg").write_text(render(plan).replace("balance leastconn", f"balance {balance}"))
+        (folder / "haproxy.cfg").write_text(render(plan).replace("balance leastconn", f"balance {balance}"))  # unsplit
         master = subprocess.Popen(["haproxy", "-W", "-f", str(folder / "haproxy.cfg")], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True)
         try:

@@ -265,6 +265,8 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     apply(client, manifest("flower", "pvc://models/flower-v1"))
     wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
              == "flower-predictor-00001", 90, "rollout of revision 1")  # no promotion racing the next apply
+    wait_for(lambda: routed(server, "flower"), 10, "flower in HAProxy")
+    workers = haproxy_workers(server.home)[0]  # the service's creation reloaded; its split turned on will not
     # a merge patch, as `kubectl patch`: no resourceVersion to race the status updates of revision 1
     patched = client.patch("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/flower",
                            json={"spec": {"predictor": {"canaryTrafficPercent": 20,
@@ -276,7 +278,7 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
              10, "the canary in HAProxy")
     wait_for(lambda: straight(ingress, client, "flower") and any(
         predict(ingress, "flower").headers["x-kfbox-revision"] == "flower-predictor-00002" for _ in range(5)),
-        10, "HAProxy's new worker sending the canary its share")
+        10, "HAProxy sending the canary its share")
     before = through_kfbox(client)
     seen: Counter[str] = Counter()
     with ThreadPoolExecutor(QUEUE) as pool:  # no more at once than one replica may hold: no 503
@@ -286,6 +288,7 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     assert through_kfbox(client) == before
     assert 30 <= seen["flower-predictor-00002"] <= 50, seen  # weighted round robin: 1 in 5, smoothly
     assert sum(seen.values()) == 200
+    assert haproxy_workers(server.home)[0] == workers  # the split turned on at run time: no reload
 
 
 def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress: httpx.Client,

@@ -10,13 +10,14 @@ included: the ingress port is an extra, faster door, not a replacement.
 The control loop here:
 
 - moves the ready replicas and the revisions' weights into HAProxy through its runtime API, without a
-  reload: each service's backend has server slots, filled and emptied over the master CLI socket
-  (:mod:`kfbox.serving.haproxy_runtime`), so a scale up or down, a new revision, a replaced replica or
-  a new canary percent starts no new worker and closes no client connection;
+  reload: each service's backends have server slots, filled and emptied over the master CLI socket
+  (:mod:`kfbox.serving.haproxy_runtime`), and a split service is sent to its round robin backend by a map entry,
+  so a scale up or down, a new revision, a replaced replica, a new canary percent or a split turned on or off
+  starts no new worker and closes no client connection;
 - rewrites ``<home>/haproxy/haproxy.cfg`` (0600) and reloads HAProxy (``SIGUSR2`` to the master: a new
   worker takes the listener, the old one finishes its requests and keeps idle keep-alive connections
   for their next request, ``option idle-close-on-response``) only for what the runtime API cannot
-  change: a service created or deleted, a canary split turned on or off, a service's slots all taken;
+  change: a service created or deleted, a service's slots all taken;
   the configuration written always holds the current slots, so a new worker (or a restarted HAProxy)
   starts with them;
 - before a replica is stopped (scale down, a new revision, a delete) takes it out of every worker
@@ -61,7 +62,7 @@ from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
 from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
-from kfbox.serving.haproxy_config import Plan, Route, render
+from kfbox.serving.haproxy_config import Plan, Route, render, split_text
 from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.haproxy_runtime import (
     FreedSlots,
@@ -72,6 +73,7 @@ from kfbox.serving.haproxy_runtime import (
     revisions,
     server_commands,
     service_route,
+    split_commands,
     stat_rows,
     worker_pids,
 )
@@ -306,7 +308,7 @@ class HaproxyDataPlane:
                     kfbox_maxconn=max(1, self.settings.max_connections_per_client // 2)
                     if self.settings.max_connections_per_client else 1024,
                     queue_per_replica=self.settings.serving_queue_per_replica,
-                    revision_map=str(self.sockets / "revisions.map"))
+                    revision_map=str(self.sockets / "revisions.map"), split_map=str(self.sockets / "split.map"))
 
     def _commit(self, plan: Plan, now: float, fresh: bool = False) -> None:
         """``plan`` is what HAProxy has now: the slots it emptied are kept from other replicas while theirs
@@ -325,6 +327,7 @@ class HaproxyDataPlane:
         if plan.token_file is not None:
             _write_private(Path(plan.token_file), f"Bearer {self.settings.token}\n")
         _write_private(Path(plan.revision_map), map_text(self._revisions))
+        _write_private(Path(plan.split_map), split_text(plan))
         path = self.folder / "haproxy.cfg"
         _write_private(path, render(plan))
         return path
@@ -354,8 +357,9 @@ class HaproxyDataPlane:
         before, known = self.plan, self._applied
         old_revisions = dict(self._revisions)
         self._commit(plan, now)
-        commands = map_commands(plan.revision_map, old_revisions if known else None, self._revisions) + \
-            server_commands(before if known else None, plan)
+        off, on = split_commands(plan.split_map, before if known else None, plan)
+        commands = map_commands(plan.revision_map, old_revisions if known else None, self._revisions) + off + \
+            server_commands(before if known else None, plan) + on
         problems = await self.master.run("@1", commands)
         self._applied = problems is not None
         if problems:
@@ -363,6 +367,7 @@ class HaproxyDataPlane:
                         " | ".join(problems))
         # the files too: a reload or a restart starts from them
         await asyncio.to_thread(_write_private, Path(plan.revision_map), map_text(self._revisions))
+        await asyncio.to_thread(_write_private, Path(plan.split_map), split_text(plan))
         log.info("HAProxy: %d replicas routed, changed at run time", sum(len(r.servers) for r in plan.routes))
 
     async def _reload(self, plan: Plan, now: float) -> None:
@@ -513,7 +518,7 @@ class HaproxyDataPlane:
             text = await self.master.ask("@1 show stat -1 4 -1")  # the current worker, servers only
             if text is None:
                 return
-            backends = {route.backend: route for route in self.plan.routes}
+            backends = {backend: route for route in self.plan.routes for backend in route.backends}
             for row in stat_rows(text):
                 route = backends.get(row.backend)
                 revision = self._revisions.get(row.port)

@@ -1,11 +1,12 @@
 """HAProxy's runtime API for the data plane: replica changes without a reload.
 
-Every routed InferenceService has a backend with a fixed number of server *slots* (``s1``, ``s2``...,
-:func:`kfbox.serving.haproxy_config.slot_name`). A ready replica holds a slot for its life; when the
-ready replicas or the canary weights change, kfbox moves slots through the master CLI socket to the
-current worker (``@1 set server be/s2 addr 127.0.0.1 port N``, ``set weight``, ``set server ... state
-ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) in step (``add map``, ``del map``).
-No new worker, so no client connection is closed under a client.
+Every routed InferenceService has two backends (least connections; round robin while it is split) with the same
+fixed number of server *slots* (``s1``, ``s2``..., :func:`kfbox.serving.haproxy_config.slot_name`). A ready
+replica holds a slot for its life; when the ready replicas or the canary weights change, kfbox moves slots
+through the master CLI socket to the current worker (``@1 set server be/s2 addr 127.0.0.1 port N``, ``set
+weight``, ``set server ... state ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) and the
+split map (which services use round robin) in step (``add map``, ``del map``). No new worker, so no client
+connection is closed under a client.
 
 What is pure here plans it: :func:`service_route` is one service's route from its revisions' percents and ready
 replicas, :func:`assign` keeps each replica in its slot and gives a new one a free slot
@@ -199,16 +200,17 @@ class FreedSlots:
 
 
 def layout(plan: Plan) -> Plan:
-    """What only a reload changes: the plan with its slots emptied (their number kept). Equal layouts: the
-    runtime API moves one plan to the other."""
+    """What only a reload changes: the plan with its slots emptied (their number kept) and no split. Equal
+    layouts: the runtime API moves one plan to the other."""
     return dataclasses.replace(plan, routes=tuple(
-        dataclasses.replace(route, slots=(None,) * len(route.slots)) for route in plan.routes))
+        dataclasses.replace(route, slots=(None,) * len(route.slots), split=False) for route in plan.routes))
 
 
 def server_commands(before: Plan | None, after: Plan) -> list[str]:
-    """Runtime API commands taking the slots of ``before`` to those of ``after`` (same :func:`layout`);
-    ``before`` None: state unknown, every slot set. Replicas are made ready first and taken out last, so a
-    revision that replaces another always has a usable server (no request falls back to kfbox meanwhile).
+    """Runtime API commands taking the slots of ``before`` to those of ``after`` (same :func:`layout`), in both of
+    each service's backends (they hold the same slots); ``before`` None: state unknown, every slot set. Replicas
+    are made ready first and taken out last, so a revision that replaces another always has a usable server (no
+    request falls back to kfbox meanwhile).
 
     A slot gets another address only in maintenance: ``maint``, ``addr``, ``weight``, ``ready``. A slot kfbox
     emptied is in maintenance already; from an unknown state every slot that is to hold a replica is put there
@@ -222,19 +224,33 @@ def server_commands(before: Plan | None, after: Plan) -> list[str]:
     for route in after.routes:
         previous = old.get(route.backend)
         for index, server in enumerate(route.slots):
-            name = f"{route.backend}/{slot_name(index)}"
             was = previous[index] if previous is not None and index < len(previous) else None
-            if server is None:
-                if was is not None or previous is None:
-                    out.append(f"set server {name} state maint")
-            elif was is None or was.port != server.port:
-                if was is not None or previous is None:  # perhaps ready (another address): out of use first
-                    ready.append(f"set server {name} state maint")
-                ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
-                          f"set weight {name} {server.weight}", f"set server {name} state ready"]
-            elif was.weight != server.weight:
-                weights.append(f"set weight {name} {server.weight}")
+            for name in (f"{backend}/{slot_name(index)}" for backend in route.backends):  # the same slots in both
+                if server is None:
+                    if was is not None or previous is None:
+                        out.append(f"set server {name} state maint")
+                elif was is None or was.port != server.port:
+                    if was is not None or previous is None:  # perhaps ready (another address): out of use first
+                        ready.append(f"set server {name} state maint")
+                    ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
+                              f"set weight {name} {server.weight}", f"set server {name} state ready"]
+                elif was.weight != server.weight:
+                    weights.append(f"set weight {name} {server.weight}")
     return ready + weights + out
+
+
+def split_commands(path: str, before: Plan | None, after: Plan) -> tuple[list[str], list[str]]:
+    """Runtime API commands taking the split map from ``before`` to ``after`` (None: unknown, every entry set):
+    those to send before :func:`server_commands` (a split turned off: its requests to least connections before
+    the weights are evened out) and those to send after (a split turned on, once the weights are the split's)."""
+    was = {route.key for route in before.routes if route.split} if before is not None else None
+    now = {route.key for route in after.routes if route.split}
+    off = [f"del map {path} {route.key}" for route in after.routes
+           if route.key not in now and (was is None or route.key in was)]
+    on = [f"add map {path} {key} 1" for key in sorted(now) if was is None or key not in was]
+    if was is None:  # an entry may be there already: never twice
+        off += [f"del map {path} {key}" for key in sorted(now)]
+    return off, on
 
 
 def revisions(plan: Plan, draining: Mapping[int, str]) -> dict[int, str]:
