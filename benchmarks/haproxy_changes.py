@@ -14,7 +14,9 @@ instant a change lands); meanwhile the service's replica is switched ``--changes
 - ``reload``: the configuration rewritten and ``SIGUSR2`` (kfbox before the runtime API), without
   ``option idle-close-on-response``: the old worker closes idle connections at once;
 - ``reload+idle-close``: the same with the option kfbox's configuration now has;
-- ``runtime``: kfbox's runtime API commands (``set server``, ``add map``) to the one worker.
+- ``runtime``: kfbox's runtime API commands (``set server``, ``add map``) to the one worker;
+- ``runtime-split``: both replicas routed, weighted 4:1, the canary split turned on and off (a split map entry,
+  the weights) by the same runtime API commands, where it took a reload before.
 
 Printed per way: requests, failed requests (a connection error or a non-200; the client reconnects and
 goes on), and the HAProxy workers seen.
@@ -44,17 +46,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.serving.helpers import NamedServer
 
-from kfbox.serving.haproxy_config import Plan, Route, Server, render
+from kfbox.serving.haproxy_config import Plan, Route, Server, render, split_text
 from kfbox.serving.haproxy_runtime import (
     MasterSocket,
     map_commands,
     map_text,
     revisions,
     server_commands,
+    split_commands,
     worker_pids,
 )
 
-WAYS = ("reload", "reload+idle-close", "runtime")
+WAYS = ("reload", "reload+idle-close", "runtime", "runtime-split")
 
 
 def free_port() -> int:
@@ -66,7 +69,8 @@ def free_port() -> int:
 def plan_for(folder: Path, port: int, kfbox: int, slots: tuple[Server | None, ...]) -> Plan:
     return Plan(bind_host="127.0.0.1", port=port, kfbox_host="127.0.0.1", kfbox_port=kfbox, domain="example.com",
                 max_body_bytes=1 << 20, log_socket=str(folder / "log.sock"), token_file=None,
-                routes=(Route("default", "svc", slots),), revision_map=str(folder / "revisions.map"))
+                routes=(Route("default", "svc", slots),), revision_map=str(folder / "revisions.map"),
+                split_map=str(folder / "split.map"))
 
 
 def config_text(plan: Plan, idle_close: bool) -> str:
@@ -77,6 +81,7 @@ def config_text(plan: Plan, idle_close: bool) -> str:
 @contextlib.contextmanager
 def haproxy(folder: Path, plan: Plan, idle_close: bool) -> Iterator[subprocess.Popen[bytes]]:
     (folder / "revisions.map").write_text(map_text(revisions(plan, {})))
+    (folder / "split.map").write_text(split_text(plan))
     (folder / "haproxy.cfg").write_text(config_text(plan, idle_close))
     master = subprocess.Popen(["haproxy", "-W", "-S", f"{folder / 'master.sock'},mode,600", "-f",
                                str(folder / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -100,7 +105,8 @@ def run(way: str, changes: int, clients: int, interval: float) -> tuple[int, int
     with tempfile.TemporaryDirectory(prefix="kfbox-haproxy-changes-") as tmp:
         folder = Path(tmp)
         port = free_port()
-        plan = plan_for(folder, port, kfbox.port, (replicas[0], None, None, None))
+        plan = plan_for(folder, port, kfbox.port, (replicas[0], None, None, None) if way != "runtime-split" else
+                        (dataclasses.replace(replicas[0], weight=4), replicas[1], None, None))
         master_socket = MasterSocket(folder / "master.sock")
         with haproxy(folder, plan, idle_close=way != "reload") as master:
             stop = threading.Event()
@@ -135,12 +141,19 @@ def run(way: str, changes: int, clients: int, interval: float) -> tuple[int, int
                 time.sleep(interval)
                 slots = (None, replicas[1], None, None) if change % 2 == 0 else (replicas[0], None, None, None)
                 new = dataclasses.replace(plan, routes=(dataclasses.replace(plan.routes[0], slots=slots),))
-                if way == "runtime":
-                    commands = map_commands(plan.revision_map, revisions(plan, {}), revisions(new, {})) + \
-                        server_commands(plan, new)
+                if way == "runtime-split":  # the split on (4:1), then off (1:1), as kfbox's weights would be
+                    weight = 4 if change % 2 == 0 else 1
+                    new = dataclasses.replace(plan, routes=(dataclasses.replace(
+                        plan.routes[0], slots=(dataclasses.replace(replicas[0], weight=weight), replicas[1], None,
+                                               None), split=change % 2 == 0),))
+                if way.startswith("runtime"):
+                    off, on = split_commands(plan.split_map, plan, new)
+                    commands = map_commands(plan.revision_map, revisions(plan, {}), revisions(new, {})) + off + \
+                        server_commands(plan, new) + on
                     asyncio.run(master_socket.run("@1", commands))
                 else:
                     (folder / "revisions.map").write_text(map_text(revisions(new, {})))
+                    (folder / "split.map").write_text(split_text(new))
                     (folder / "haproxy.cfg").write_text(config_text(new, idle_close=way != "reload"))
                     master.send_signal(signal.SIGUSR2)
                 plan = new

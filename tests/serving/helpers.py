@@ -239,16 +239,21 @@ def haproxy(home: Path, command: str) -> str:
             return ""
 
 
-def haproxy_ports(home: Path, name: str, namespace: str = "default") -> set[int]:
-    """The replica ports HAProxy's current worker sends the service's requests to (servers not in maintenance),
-    read from its ``show stat`` by column name."""
+def haproxy_slots(home: Path, name: str, namespace: str = "default") -> dict[str, int]:
+    """The servers (slots: ``s1``, ``s2``...) HAProxy's current worker sends the service's requests to (not in
+    maintenance), each with its replica's port, read from its ``show stat`` by column name."""
     lines = haproxy(home, "@1 show stat -1 4 -1").splitlines()
     if not lines or not lines[0].startswith("# "):
-        return set()
+        return {}
     columns = lines[0][2:].split(",")
     rows = [dict(zip(columns, line.split(","), strict=False)) for line in lines[1:] if line]
-    return {int(row["addr"].rsplit(":", 1)[1]) for row in rows
+    return {row["svname"]: int(row["addr"].rsplit(":", 1)[1]) for row in rows
             if row["pxname"] == f"svc_{namespace}_{name}" and row["status"] != "MAINT"}
+
+
+def haproxy_ports(home: Path, name: str, namespace: str = "default") -> set[int]:
+    """The replica ports HAProxy's current worker sends the service's requests to (:func:`haproxy_slots`)."""
+    return set(haproxy_slots(home, name, namespace).values())
 
 
 def haproxy_workers(home: Path) -> tuple[list[int], list[int]]:

@@ -1,8 +1,8 @@
 """The optional HAProxy data plane (``kfbox up --data-plane haproxy``) against Debian's real haproxy on
 loopback, driven by a real ``kfbox up`` with a token, in front of real kserve replicas: routing by Host
 and path straight to a replica, auth, the canary split, cold starts through kfbox, overload's 503,
-a replaced replica routed again without a reload, request metrics, gRPC on the same port, no orphan, and the refusal
-without haproxy.
+a killed replica replaced in its slot without a reload, request metrics, gRPC on the same port, no orphan, and
+the refusal without haproxy.
 
 A request answered by HAProxy straight from a replica never reaches kfbox's HTTP stack, so it is not
 in ``kfbox_http_requests_total`` (route ``/serving/...``); one that fell back to kfbox is. The tests
@@ -37,6 +37,7 @@ from tests.serving.helpers import (
     gated_annotations,
     gated_model,
     haproxy_ports,
+    haproxy_slots,
     haproxy_workers,
     ingress_url,
     manifest,
@@ -264,6 +265,8 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     apply(client, manifest("flower", "pvc://models/flower-v1"))
     wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
              == "flower-predictor-00001", 90, "rollout of revision 1")  # no promotion racing the next apply
+    wait_for(lambda: routed(server, "flower"), 10, "flower in HAProxy")
+    workers = haproxy_workers(server.home)[0]  # the service's creation reloaded; its split turned on will not
     # a merge patch, as `kubectl patch`: no resourceVersion to race the status updates of revision 1
     patched = client.patch("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/flower",
                            json={"spec": {"predictor": {"canaryTrafficPercent": 20,
@@ -275,7 +278,7 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
              10, "the canary in HAProxy")
     wait_for(lambda: straight(ingress, client, "flower") and any(
         predict(ingress, "flower").headers["x-kfbox-revision"] == "flower-predictor-00002" for _ in range(5)),
-        10, "HAProxy's new worker sending the canary its share")
+        10, "HAProxy sending the canary its share")
     before = through_kfbox(client)
     seen: Counter[str] = Counter()
     with ThreadPoolExecutor(QUEUE) as pool:  # no more at once than one replica may hold: no 503
@@ -285,6 +288,7 @@ def test_canary_split_through_haproxy(server: ServerProcess, ingress: httpx.Clie
     assert through_kfbox(client) == before
     assert 30 <= seen["flower-predictor-00002"] <= 50, seen  # weighted round robin: 1 in 5, smoothly
     assert sum(seen.values()) == 200
+    assert haproxy_workers(server.home)[0] == workers  # the split turned on at run time: no reload
 
 
 def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress: httpx.Client,
@@ -326,12 +330,12 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
 
 
-def test_a_replaced_replica_is_routed_again_without_a_reload(server: ServerProcess, ingress: httpx.Client,
-                                                             client: httpx.Client) -> None:
+def test_a_killed_replica_is_replaced_in_its_slot_without_a_reload(server: ServerProcess, ingress: httpx.Client,
+                                                                   client: httpx.Client) -> None:
     revision = status(client, "iris")["revisions"]["iris-predictor-00001"]
     (old,), (pid,) = revision["endpoints"], revision["pids"]
     old_port = int(old.rsplit(":", 1)[1])
-    assert haproxy_ports(server.home, "iris") == {old_port}
+    assert haproxy_slots(server.home, "iris") == {"s1": old_port}
     workers = haproxy_workers(server.home)[0]
     os.kill(pid, signal.SIGKILL)
     # until kfbox sees it dead, a request sent its way fails as through the Python gateway: KServe's body
@@ -339,7 +343,9 @@ def test_a_replaced_replica_is_routed_again_without_a_reload(server: ServerProce
     assert failed.status_code == 200 or (failed.status_code in (502, 503) and set(failed.json()) == {"error"})
     wait_for(lambda: status(client, "iris")["replicas"] == 1 and routed(server, "iris")
              and old_port not in haproxy_ports(server.home, "iris"), 60, "the new replica in HAProxy")
-    assert haproxy_ports(server.home, "iris") == endpoints(client, "iris", "iris-predictor-00001")
+    # a dead replica has no request left to finish: its slot is free at once, not after the drain grace (30 s)
+    (new_port,) = endpoints(client, "iris", "iris-predictor-00001")
+    assert haproxy_slots(server.home, "iris") == {"s1": new_port}
     before = through_kfbox(client)
     assert [predict(ingress, "iris").status_code for _ in range(5)] == [200] * 5
     assert through_kfbox(client) == before

@@ -6,13 +6,15 @@ The commands kfbox sends (:func:`server_commands`, :func:`map_commands`) are app
 HAProxy's CLI parses them, to a model of what one worker holds (per backend: each slot's address, weight and
 ready|maint state; the revision map, a multimap as HAProxy's is); a reload rebuilds the model from the
 configuration :func:`render` writes and the map file. After every change the model must route exactly what
-kfbox planned; while the commands run, a backend that serves before and after always has a ready server, and
-a server is made ready only once its port's revision is in the map. The slot bookkeeping (:func:`assign`,
+kfbox planned; while the commands run, a backend that serves before and after always has a ready server, a
+server is made ready only once its port's revision is in the map, and a ready server's address never changes
+(from an unknown state too: maint first). The slot bookkeeping (:func:`assign`,
 :func:`place`, :class:`FreedSlots`) is checked against its promises: a replica keeps its slot, an emptied slot
 stays empty while its replica may still finish requests (until released, or the grace after it was freed).
 
 The steps mirror :meth:`kfbox.serving.haproxy.HaproxyDataPlane.sync` (``_plan``, ``_commit``, ``_apply``,
-``_reload``, ``release``) with the same pure functions; the deployment records are plain values here.
+``_reload``, ``release``) with the same pure functions (a service's route is :func:`service_route`'s, as in
+``_plan``, checked against the test's own expectations); the deployment records are plain values here.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Callable
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
-from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from kfbox.serving.haproxy_config import Plan, Route, Server, render, split_text
 from kfbox.serving.haproxy_runtime import (
     FreedSlots,
     _fine,
@@ -35,11 +37,14 @@ from kfbox.serving.haproxy_runtime import (
     place,
     revisions,
     server_commands,
+    service_route,
     slot_count,
+    split_commands,
 )
 
 GRACE = 30.0
 MAP = "/tmp/kfbox-haproxy/revisions.map"
+SPLIT = "/tmp/kfbox-haproxy/split.map"
 BUDGET = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 """Histories: a third of them change HAProxy at run time (the rest reload, or change nothing)."""
 SMALL = settings(BUDGET, max_examples=100)
@@ -49,7 +54,7 @@ SMALL = settings(BUDGET, max_examples=100)
 def plan_of(routes: list[Route]) -> Plan:
     return Plan(bind_host="127.0.0.1", port=18081, kfbox_host="127.0.0.1", kfbox_port=18080, domain="example.com",
                 max_body_bytes=1 << 20, log_socket="/tmp/log.sock", token_file=None,
-                routes=tuple(sorted(routes, key=lambda r: r.key)), revision_map=MAP)
+                routes=tuple(sorted(routes, key=lambda r: r.key)), revision_map=MAP, split_map=SPLIT)
 
 
 # --- a model of one HAProxy worker's runtime state ----------------------------------------------------------
@@ -65,33 +70,34 @@ class Refused(AssertionError):
 
 
 class Worker:
-    """What kfbox changes in a worker at run time: each backend's ``server`` slots and the revision map. The map
-    is a list, as HAProxy's: ``add map`` appends (a key may then be there twice), ``del map`` drops every entry
-    of the key, a lookup returns the first."""
+    """What kfbox changes in a worker at run time: each backend's ``server`` slots, the revision map and the split
+    map. A map is a list, as HAProxy's: ``add map`` appends (a key may then be there twice), ``del map`` drops
+    every entry of the key, a lookup returns the first."""
 
-    def __init__(self, backends: dict[str, list[Slot]], entries: list[tuple[str, str]]) -> None:
+    def __init__(self, backends: dict[str, list[Slot]], entries: list[tuple[str, str]],
+                 splits: list[str] | None = None) -> None:
         self.backends = backends
         self.entries = entries
+        self.splits = splits or []
+        """The split map's keys (``namespace/name``), a list as HAProxy's."""
         self.on_ready: Callable[[str, int], None] = lambda _backend, _port: None
         self.changed: Callable[[], None] = lambda: None
-        self.known = True
-        """Whether kfbox knows this state (False: a ready slot may get another address, kfbox resends all)."""
 
     @classmethod
-    def started(cls, config: str, map_file: str) -> Worker:
-        """A new worker (a reload, a start): its slots from the configuration, its map from the file."""
+    def started(cls, config: str, map_file: str, split_file: str = "") -> Worker:
+        """A new worker (a reload, a start): its slots from the configuration, its maps from the files."""
         backends: dict[str, list[Slot]] = {}
         backend = ""
         for line in config.splitlines():
             if line.startswith("backend "):
                 backend = line.split()[1]
             found = re.fullmatch(r"    server s(\d+) 127\.0\.0\.1:(\d+) weight (\d+) maxconn \d+( disabled)?", line)
-            if found and backend.startswith("svc_"):
+            if found and backend.startswith(("svc_", "split_")):
                 slots = backends.setdefault(backend, [])
                 assert int(found[1]) == len(slots) + 1, line  # s1, s2... in order
                 slots.append(Slot(int(found[2]), int(found[3]), found[4] is None))
         entries = [(key, value) for key, value in (line.split(" ", 1) for line in map_file.splitlines())]
-        return cls(backends, entries)
+        return cls(backends, entries, [line.split(" ", 1)[0] for line in split_file.splitlines()])
 
     def slot(self, name: str) -> tuple[str, Slot]:
         backend, _, server = name.partition("/")
@@ -107,8 +113,8 @@ class Worker:
         match command.split(" "):
             case ["set", "server", name, "addr", "127.0.0.1", "port", port] if port.isdigit():
                 backend, slot = self.slot(name)
-                assert not (self.known and slot.ready) or slot.port == int(port), \
-                    f"{command}: the address of a server in use changed under its requests"
+                assert not slot.ready or slot.port == int(port), \
+                    f"{command}: the address of a ready server changed (not in maint first)"
                 moved = f"port changed from '{slot.port}' to '{port}'" if slot.port != int(port) else \
                     "no need to change the port"
                 answer = f"no need to change the addr, {moved} by 'stats socket command'"
@@ -128,6 +134,12 @@ class Worker:
                 if all(k != key for k, _ in self.entries):
                     answer = "Key not found."
                 self.entries = [(k, v) for k, v in self.entries if k != key]
+            case ["add", "map", path, key, "1"] if path == SPLIT:
+                self.splits.append(key)
+            case ["del", "map", path, key] if path == SPLIT:
+                if key not in self.splits:
+                    answer = "Key not found."
+                self.splits = [k for k in self.splits if k != key]
             case _:
                 raise Refused(f"Unknown command: {command}")
         self.changed()
@@ -140,14 +152,17 @@ class Worker:
         return sum(slot.ready for slot in self.backends[backend])
 
     def routing(self) -> dict[str, tuple[tuple[int, int] | None, ...]]:
-        """Per backend, each slot's (port, weight) when ready, else None."""
-        return {backend: tuple((s.port, s.weight) if s.ready else None for s in slots)
-                for backend, slots in self.backends.items()}
+        """Per backend, each slot's (port, weight) when ready, else None; and the split services (under "split")."""
+        return {**{backend: tuple((s.port, s.weight) if s.ready else None for s in slots)
+                   for backend, slots in self.backends.items()},
+                "split": tuple(sorted(self.splits))}  # type: ignore[dict-item]
 
 
 def routing(plan: Plan) -> dict[str, tuple[tuple[int, int] | None, ...]]:
-    return {route.backend: tuple((s.port, s.weight) if s is not None else None for s in route.slots)
-            for route in plan.routes}
+    """What the worker must hold for ``plan``: the same slots in both backends of a route, and its split keys."""
+    return {**{backend: tuple((s.port, s.weight) if s is not None else None for s in route.slots)
+               for route in plan.routes for backend in route.backends},
+            "split": tuple(sorted(route.key for route in plan.routes if route.split))}  # type: ignore[dict-item]
 
 
 # --- the world kfbox watches, and kfbox's side of it ---------------------------------------------------------
@@ -190,30 +205,33 @@ class DataPlane:
         self.revisions: dict[int, str] = {}
         self.worker: Worker | None = None
         self.draining: dict[tuple[str, int], Draining] = {}
+        self.dead: set[int] = set()
+        """The test's own account of the replicas that died and are still in a slot."""
         self.reloads = self.changes = 0
 
     def target(self, services: dict[str, Service], now: float) -> Plan:
-        """``HaproxyDataPlane._plan``: each ready replica of a routed revision in a slot."""
+        """``HaproxyDataPlane._plan`` (its per-service part, :func:`service_route`, is the real one): each ready
+        replica of a routed revision in a slot, checked against what the test expects."""
         previous = {route.backend: route.slots for route in self.plan.routes} if self.plan is not None else {}
         self.freed.expire(now)
         routes = []
         for name, service in services.items():
-            split = {revision: pct for revision, pct in service.percents.items() if pct > 0}
-            ready = {revision: [r for r in service.replicas if r.revision == revision and r.ready]
-                     for revision in split}
-            ready = {revision: replicas for revision, replicas in ready.items() if replicas}
-            weights = revision_weights({n: split[n] for n in ready}, {n: len(r) for n, r in ready.items()}) \
-                if ready else {}
-            servers = [Server(n, replica.index, replica.port, weights[n])
-                       for n, replicas in sorted(ready.items()) for replica in replicas]
-            route = Route("default", name, (), split=len(split) > 1)
-            current = previous.get(route.backend, ())
-            busy = self.freed.busy(route.backend)
+            backend = Route("default", name, ()).backend
+            current = previous.get(backend, ())
+            busy = self.freed.busy(backend)
+            ready = {revision: [(r.index, r.port) for r in service.replicas if r.revision == revision and r.ready]
+                     for revision in service.percents}
+            route = service_route("default", name, service.percents, ready, current, busy, service.max_replicas)
+            routed = {r.port for r in service.replicas if r.ready and service.percents[r.revision] > 0}
+            assert {server.port for server in route.servers} == routed, "every ready replica of a routed revision"
+            assert route.split == (sum(pct > 0 for pct in service.percents.values()) > 1)
+            check_weights(service, route)
+            servers = list(route.servers)
+            check_assignment(current, servers, busy, route.slots)
             size = len(current) or slot_count(service.max_replicas)
-            slots = place(current, servers, busy, size)
-            check_assignment(current, servers, busy, slots)
-            assert len(slots) == size or assign(current, servers, busy, len(slots) // 2) is None, "grown needlessly"
-            routes.append(dataclasses.replace(route, slots=slots))
+            assert len(route.slots) == size or assign(current, servers, busy, len(route.slots) // 2) is None, \
+                "grown needlessly"
+            routes.append(route)
         return plan_of(routes)
 
     def sync(self, services: dict[str, Service], now: float) -> None:
@@ -226,14 +244,16 @@ class DataPlane:
         self.plan = plan
         self.revisions = revisions(plan, self.freed.draining())
         self.record_drains(before, plan, now)
+        held = {server.port for route in plan.routes for server in route.servers}
+        self.draining = {key: freed for key, freed in self.draining.items() if freed.port not in self.dead - held}
+        self.dead &= held
         if before is not None and self.worker is not None and layout(plan) == layout(before):
             self.changes += 1
-            self.apply(before, plan, map_commands(MAP, old_revisions, self.revisions) +
-                       server_commands(before, plan))
+            self.apply(before, plan, runtime_commands(before, plan, old_revisions, self.revisions))
             assert len(self.worker.entries) == len(self.revisions), "a port twice in the map"
         else:
             self.reloads += 1
-            self.worker = Worker.started(render(plan), map_text(self.revisions))
+            self.worker = Worker.started(render(plan), map_text(self.revisions), split_text(plan))
         assert self.worker.routing() == routing(plan)
         assert {k: v for k, v in self.worker.entries} == {str(p): r for p, r in self.revisions.items()}
         for freed in self.draining.values():  # a replica still finishing requests keeps its revision's entry
@@ -244,11 +264,15 @@ class DataPlane:
 
     def apply(self, before: Plan, plan: Plan, commands: list[str]) -> None:
         """Run ``commands`` on the worker: no backend that serves before and after is ever left without a
-        ready server, and a server is made ready only with its revision in the map."""
+        ready server, a server is made ready only with its revision in the map, and a service whose split turns
+        on or off is sent to round robin only with the split's slots and weights."""
         worker = self.worker
         assert worker is not None
-        serving = {route.backend for route in before.routes if route.servers} & \
-            {route.backend for route in plan.routes if route.servers}
+        serving = {backend for route in before.routes if route.servers for backend in route.backends} & \
+            {backend for route in plan.routes if route.servers for backend in route.backends}
+        was = {route.key: route for route in before.routes}
+        toggled = [(was[route.key], route) for route in plan.routes
+                   if route.key in was and was[route.key].split != route.split]
 
         def ready_with_revision(backend: str, port: int) -> None:
             assert worker.lookup(port) == self.revisions[port], f"{backend}: port {port} ready before its map entry"
@@ -256,6 +280,12 @@ class DataPlane:
         def never_empty() -> None:
             empty = [backend for backend in serving if worker.ready(backend) == 0]
             assert not empty, f"{empty} had no ready server during {commands}"
+            for old, new in toggled:
+                split = old if old.split else new
+                if split.key in worker.splits:
+                    held = worker.routing()[split.split_backend]
+                    assert held == routing(plan_of([split]))[split.split_backend], \
+                        f"{split.key} round robin with other weights than its split's: {held}"
 
         worker.on_ready, worker.changed = ready_with_revision, never_empty
         for command in commands:
@@ -290,6 +320,32 @@ class DataPlane:
         """``HaproxyDataPlane.release``'s end: the replica on ``port`` finished its requests."""
         self.freed.release(port)
         self.draining = {key: freed for key, freed in self.draining.items() if freed.port != port}
+
+    def died(self, port: int) -> None:
+        """``HaproxyDataPlane.forget``: the replica on ``port`` died; no sync (the loop's next one takes it out)."""
+        self.freed.died(port)
+        self.draining = {key: freed for key, freed in self.draining.items() if freed.port != port}
+        self.dead.add(port)
+
+
+def runtime_commands(before: Plan | None, plan: Plan, old_revisions: dict[int, str] | None,
+                     new_revisions: dict[int, str]) -> list[str]:
+    """What ``HaproxyDataPlane._apply`` sends, in its order (``before`` None: from an unknown state)."""
+    off, on = split_commands(SPLIT, before, plan)
+    return map_commands(MAP, old_revisions, new_revisions) + off + server_commands(before, plan) + on
+
+
+def check_weights(service: Service, route: Route) -> None:
+    """The revisions that serve get their percents of the weight (those with no ready replica hand theirs on)."""
+    totals: dict[str, int] = {}
+    for server in route.servers:
+        totals[server.revision] = totals.get(server.revision, 0) + server.weight
+    if len(totals) < 2 or max(route.servers, key=lambda s: s.weight).weight >= 256:  # one: any; capped: approximate
+        return
+    percents = {revision: service.percents[revision] for revision in totals}
+    first, *others = totals
+    for other in others:
+        assert totals[first] * percents[other] == totals[other] * percents[first], (totals, percents)
 
 
 def check_assignment(current: tuple[Server | None, ...], servers: list[Server], busy: set[int],
@@ -345,6 +401,8 @@ def run_history(history: list[Step]) -> DataPlane:
             if kind == "stop":  # scaled down: release() syncs (the replica is out), waits, releases
                 plane.sync(services, now)
                 plane.release(replica.port)
+            elif replica.ready:  # a ready one died: the pool calls forget() as it reaps it
+                plane.died(replica.port)
         elif kind == "revision" and service is not None:  # a new revision takes all the traffic
             revision = f"{name}-predictor-{len(service.percents) + 1:05d}"
             service.percents = {**{n: 0 for n in service.percents}, revision: 100}
@@ -369,7 +427,10 @@ def run_history(history: list[Step]) -> DataPlane:
 @example([("start", "iris", 0, True), ("revision", "iris", 0, False), ("start", "iris", 0, True),
           ("canary", "iris", 50, False), ("sync", "iris", 0, False), ("canary", "iris", 20, False)])  # new weights
 @example([("start", "iris", 0, True), ("sync", "iris", 0, False), ("crash", "iris", 0, False),
-          ("sync", "iris", 0, False), ("wait", "iris", 2, False)])  # a crashed replica's slot, free after the grace
+          ("start", "iris", 0, True), ("sync", "iris", 0, False)])  # a crashed replica's slot, free at once
+@example([("start", "iris", 0, True), ("sync", "iris", 0, False), ("revision", "iris", 0, False),
+          ("start", "iris", 0, True), ("sync", "iris", 0, False), ("canary", "iris", 20, False),
+          ("sync", "iris", 0, False), ("revision", "iris", 0, False)])  # a split on (new weights), then off
 def test_haproxy_routes_what_kfbox_planned_after_every_change(history: list[Step]) -> None:
     plane = run_history(history)
     event(f"runtime changes: {min(plane.changes, 3)}{'+' if plane.changes > 3 else ''}")
@@ -444,26 +505,33 @@ def test_one_change_at_run_time_reaches_the_plan(current: list[Server | None], w
     old_revisions = revisions(before, draining)
     plane.revisions = revisions(plan, {**draining, **freed.draining()})
     plane.worker = Worker.started(render(before), map_text(old_revisions))
-    plane.apply(before, plan, map_commands(MAP, old_revisions, plane.revisions) + server_commands(before, plan))
+    plane.apply(before, plan, runtime_commands(before, plan, old_revisions, plane.revisions))
     assert plane.worker.routing() == routing(plan)
     assert dict(plane.worker.entries) == {str(p): r for p, r in plane.revisions.items()}
 
 
 @SMALL
-@given(st.lists(st.tuples(slot_lists, st.integers(0, 15), st.sampled_from((0.1, GRACE / 2, GRACE)), st.booleans()),
-                max_size=12))
-def test_a_freed_slot_is_busy_until_released_or_the_grace_passed(
-        steps: list[tuple[list[Server | None], int, float, bool]]) -> None:
+@given(st.lists(st.tuples(slot_lists, st.integers(0, 15), st.sampled_from((0.1, GRACE / 2, GRACE)),
+                          st.sampled_from(("release", "died", "nothing"))), max_size=12))
+def test_a_freed_slot_is_busy_until_released_its_replica_died_or_the_grace_passed(
+        steps: list[tuple[list[Server | None], int, float, str]]) -> None:
     freed, spec = FreedSlots(GRACE), DataPlane()
     before, now = None, 0.0
-    for slots, port, wait, release in steps:
+    for slots, port, wait, then in steps:
         plan = plan_of([Route("default", "iris", tuple(slots))])
         freed.commit(before, plan, now)
         spec.record_drains(before, plan, now)
+        held = {server.port for server in slots if server is not None}
+        spec.draining = {key: d for key, d in spec.draining.items() if d.port not in spec.dead - held}
+        spec.dead &= held
         before, now = plan, now + wait
-        if release:
+        if then == "release":
             freed.release(port)
             spec.draining = {key: d for key, d in spec.draining.items() if d.port != port}
+        elif then == "died":  # in a slot still (the next change takes it out) or already out of it
+            freed.died(port)
+            spec.draining = {key: d for key, d in spec.draining.items() if d.port != port}
+            spec.dead.add(port)
         freed.expire(now)
         spec.draining = {key: d for key, d in spec.draining.items() if now - d.at < GRACE}
         assert freed.busy("svc_default_iris") == {index for _, index in spec.draining}
@@ -474,22 +542,25 @@ def test_a_freed_slot_is_busy_until_released_or_the_grace_passed(
 @SMALL
 @given(slot_lists.filter(bool), st.lists(st.tuples(st.integers(0, 15), st.integers(1, 256), st.booleans()),
                                          min_size=10, max_size=10),
-       st.lists(st.tuples(st.integers(40000, 40015), st.sampled_from(("r0", "r1", "stale"))), max_size=12))
+       st.lists(st.tuples(st.integers(40000, 40015), st.sampled_from(("r0", "r1", "stale"))), max_size=12),
+       st.booleans(), st.integers(0, 2))
 # HAProxy's answers to a slot's own address and to a key the map lacks were logged as refused
-@example([server(0)], [(0, 1, True)] * 10, [])
+@example([server(0)], [(0, 1, True)] * 10, [], False, 0)
 def test_commands_from_an_unknown_state_reach_the_plan(slots: list[Server | None],
                                                        leftover: list[tuple[int, int, bool]],
-                                                       entries: list[tuple[int, str]]) -> None:
+                                                       entries: list[tuple[int, str]], split: bool,
+                                                       split_entries: int) -> None:
     """After a failed runtime change (the master did not answer) kfbox sends everything again: whatever the
-    worker held, it then routes the plan, and every routed port's revision is found in the map."""
+    worker held (each backend's slots, the split map's entries), it then routes the plan, and every routed
+    port's revision is found in the map."""
     ports = {s.port: s.revision for s in slots if s is not None}
-    worker = Worker({"svc_default_iris": [Slot(40000 + p, w, r) for p, w, r in leftover[:len(slots)]]},
-                    [(str(p), r) for p, r in entries])
-    worker.known = False
+    worker = Worker({"svc_default_iris": [Slot(40000 + p, w, r) for p, w, r in leftover[:len(slots)]],
+                     "split_default_iris": [Slot(40000 + p, w, not r) for p, w, r in leftover[::-1][:len(slots)]]},
+                    [(str(p), r) for p, r in entries], ["default/iris"] * split_entries)
     wanted = {40000 + port: revision for port, revision in ports.items()}
     plan = plan_of([Route("default", "iris", tuple(dataclasses.replace(s, port=40000 + s.port) if s else None
-                                                   for s in slots))])
-    for command in map_commands(MAP, None, wanted) + server_commands(None, plan):
+                                                   for s in slots), split=split)])
+    for command in runtime_commands(None, plan, None, wanted):
         answer = worker.run(command)
         assert answer == "" or _fine(answer), f"kfbox would log '{command}' as refused: {answer}"
     assert worker.routing() == routing(plan)

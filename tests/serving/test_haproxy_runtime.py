@@ -13,12 +13,13 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from kfbox.serving.haproxy_config import Plan, Route, Server, render
+from kfbox.serving.haproxy_config import Plan, Route, Server, render, split_text
 from kfbox.serving.haproxy_runtime import (
     SLOTS_MIN,
     MasterSocket,
@@ -30,6 +31,7 @@ from kfbox.serving.haproxy_runtime import (
     revisions,
     server_commands,
     slot_count,
+    split_commands,
     stat_rows,
     worker_pids,
 )
@@ -80,21 +82,35 @@ def test_only_the_layout_takes_a_reload() -> None:
     one, other = plan_of(route(A1, None)), plan_of(route(None, B1))
     assert layout(one) == layout(other)  # replicas and weights: the runtime API
     assert layout(one) != layout(plan_of(route(A1, None, None)))  # more slots
-    assert layout(one) != layout(plan_of(route(A1, None, split=True)))  # the split turned on: balance changes
+    assert layout(one) == layout(plan_of(route(A1, None, split=True)))  # the split turned on: a map entry
     assert layout(one) != layout(plan_of(route(A1, None), Route("default", "other", (None,))))  # a new service
 
 
 def test_server_commands_make_the_new_replica_ready_before_the_old_goes() -> None:
-    be = "svc_default_iris"
+    """The same slots in both of the service's backends (least connections, round robin)."""
+    lc, rr = "svc_default_iris", "split_default_iris"
     assert server_commands(plan_of(route(A1, None)), plan_of(route(None, B1))) == [
-        f"set server {be}/s2 addr 127.0.0.1 port 40003", f"set weight {be}/s2 1", f"set server {be}/s2 state ready",
-        f"set server {be}/s1 state maint"]
+        f"set server {lc}/s2 addr 127.0.0.1 port 40003", f"set weight {lc}/s2 1", f"set server {lc}/s2 state ready",
+        f"set server {rr}/s2 addr 127.0.0.1 port 40003", f"set weight {rr}/s2 1", f"set server {rr}/s2 state ready",
+        f"set server {lc}/s1 state maint", f"set server {rr}/s1 state maint"]
     reweighted = plan_of(route(A1, dataclasses.replace(B1, weight=4)))
-    assert server_commands(plan_of(route(A1, B1)), reweighted) == [f"set weight {be}/s2 4"]
+    assert server_commands(plan_of(route(A1, B1)), reweighted) == [f"set weight {lc}/s2 4", f"set weight {rr}/s2 4"]
     assert server_commands(reweighted, reweighted) == []
-    assert server_commands(None, plan_of(route(A1, None))) == [  # unknown state: every slot
-        f"set server {be}/s1 addr 127.0.0.1 port 40001", f"set weight {be}/s1 1", f"set server {be}/s1 state ready",
-        f"set server {be}/s2 state maint"]
+    assert server_commands(None, plan_of(route(A1, None))) == [  # unknown state: every slot, readdressed in maint
+        f"set server {lc}/s1 state maint", f"set server {lc}/s1 addr 127.0.0.1 port 40001", f"set weight {lc}/s1 1",
+        f"set server {lc}/s1 state ready",
+        f"set server {rr}/s1 state maint", f"set server {rr}/s1 addr 127.0.0.1 port 40001", f"set weight {rr}/s1 1",
+        f"set server {rr}/s1 state ready", f"set server {lc}/s2 state maint", f"set server {rr}/s2 state maint"]
+
+
+def test_split_commands_send_a_split_to_round_robin_last_and_back_first() -> None:
+    """On: the map entry after the weights (sent between the two lists); off: before them."""
+    plain, split = plan_of(route(A1, B1)), plan_of(route(A1, B1, split=True))
+    assert split_commands("/s", plain, split) == ([], ["add map /s default/iris 1"])
+    assert split_commands("/s", split, plain) == (["del map /s default/iris"], [])
+    assert split_commands("/s", split, split) == ([], [])
+    assert split_commands("/s", None, split) == (["del map /s default/iris"], ["add map /s default/iris 1"])
+    assert split_commands("/s", None, plain) == (["del map /s default/iris"], [])
 
 
 def test_map_commands_follow_the_ports() -> None:
@@ -135,8 +151,10 @@ class Running:
     master: subprocess.Popen[bytes]
 
     def apply(self, plan: Plan, draining: dict[int, str] | None = None) -> list[str] | None:
+        """What the data plane sends for a change from :attr:`plan` (``HaproxyDataPlane._apply``)."""
+        off, on = split_commands(plan.split_map, self.plan, plan)
         commands = map_commands(plan.revision_map, revisions(self.plan, {}), revisions(plan, draining or {})) + \
-            server_commands(self.plan, plan)
+            off + server_commands(self.plan, plan) + on
         self.plan = plan
         return asyncio.run(MasterSocket(self.home / "haproxy" / "master.sock").run("@1", commands))
 
@@ -158,8 +176,10 @@ def running(tmp_path: Path) -> Iterator[Running]:
     a1 = NamedServer("a1")
     plan = dataclasses.replace(plan_of(route(dataclasses.replace(A1, port=a1.port), None, None, None),
                                        revision_map=str(folder / "revisions.map")),
-                               port=port, kfbox_port=kfbox.port, log_socket=str(folder / "log.sock"))
+                               port=port, kfbox_port=kfbox.port, log_socket=str(folder / "log.sock"),
+                               split_map=str(folder / "split.map"))
     (folder / "revisions.map").write_text(map_text(revisions(plan, {})))
+    (folder / "split.map").write_text(split_text(plan))
     config = folder / "haproxy.cfg"
     config.write_text(render(plan))
     master = subprocess.Popen(["haproxy", "-W", "-S", f"{folder / 'master.sock'},mode,600", "-f", str(config)],
@@ -192,15 +212,43 @@ def test_a_replica_replaced_at_run_time_keeps_the_worker_and_the_connection(runn
     assert running.get(connection, path) == (f"kfbox {path}", None, None)
 
 
+def test_a_split_turned_on_and_off_at_run_time_keeps_the_worker(running: Running) -> None:
+    """Two replicas weighted 4:1, ten requests one after the other: split, the service's requests go to its round
+    robin backend (8 and 2: the split exactly); unsplit, to least connections, which among idle servers ignores
+    the weights (5 and 5). Both at run time: the same worker throughout."""
+    b1 = NamedServer("b1")
+    a, b = dataclasses.replace(A1, port=running.plan.routes[0].servers[0].port, weight=4), \
+        dataclasses.replace(B1, port=b1.port, weight=1)
+    workers = haproxy_workers(running.home)
+
+    def shares() -> Counter[str]:
+        return Counter(running.get(http.client.HTTPConnection("127.0.0.1", running.port, timeout=10),
+                                   "/serving/default/iris/v1/models/iris")[0].split()[0] for _ in range(10))
+
+    for split, want in ((False, {"a1": 5, "b1": 5}), (True, {"a1": 8, "b1": 2}), (False, {"a1": 5, "b1": 5})):
+        assert running.apply(dataclasses.replace(running.plan, routes=(route(a, b, None, None, split=split),))) == []
+        assert shares() == want, split
+    assert haproxy_workers(running.home) == workers
+    b1.server.shutdown()
+
+
 def test_a_change_sent_again_in_full_reports_no_problem(running: Running) -> None:
     """After a change whose answer was lost, kfbox sends every slot and map entry again: HAProxy's answers for
-    what is already so (the slot's own address, a draining port the map lacks) are not logged as refused."""
+    what is already so (the slot's own address, a draining port the map lacks) are not logged as refused; a
+    ready slot that is to hold another replica goes through maintenance to its new address."""
     connection = http.client.HTTPConnection("127.0.0.1", running.port, timeout=10)
     path = "/serving/default/iris/v1/models/iris"
+    master = MasterSocket(running.home / "haproxy" / "master.sock")
     commands = map_commands(running.plan.revision_map, None, revisions(running.plan, {40099: A1.revision})) + \
         server_commands(None, running.plan)
-    assert asyncio.run(MasterSocket(running.home / "haproxy" / "master.sock").run("@1", commands)) == []
+    assert asyncio.run(master.run("@1", commands)) == []
     assert running.get(connection, path) == ("a1 /v1/models/iris", "iris-predictor-00001", None)
+    b1 = NamedServer("b1")
+    moved = dataclasses.replace(running.plan, routes=(route(dataclasses.replace(B1, port=b1.port), None, None, None),))
+    commands = map_commands(moved.revision_map, None, revisions(moved, {})) + server_commands(None, moved)
+    assert asyncio.run(master.run("@1", commands)) == []
+    assert running.get(connection, path) == ("b1 /v1/models/iris", "iris-predictor-00002", None)  # same connection
+    b1.server.shutdown()
 
 
 def test_a_reload_keeps_an_idle_connection_for_its_next_request(running: Running) -> None:

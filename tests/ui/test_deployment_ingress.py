@@ -1,9 +1,10 @@
 """The HAProxy data plane where users look: a real ``kfbox up --data-plane haproxy`` (with a token) serving a
 real iris replica behind Debian's haproxy. The deployment page and the deployments list show the ingress
-URL and the data plane's state, the "try it" snippets use the ingress (and, run as a user would, predict
-through HAProxy without passing through kfbox), the form keeps predicting, and ``kfbox serve get`` prints
-the ingress URL. The page without the data plane: tests/ui/test_deployment_page.py; HAProxy given up:
-tests/serving/test_haproxy.py.
+URL and the data plane's state, the "try it" snippets use the ingress (and, run as shown, the curl in a shell
+and the Python as a script, predict through HAProxy without passing through kfbox, V1 and V2), the form keeps
+predicting, and ``kfbox serve get`` prints the ingress URL; while HAProxy restarts the page reads RESTARTING
+and the snippets use kfbox's port. The page without the data plane: tests/ui/test_deployment_page.py; HAProxy
+given up: tests/serving/test_haproxy.py.
 
 A request HAProxy sends straight to the replica never reaches kfbox's HTTP stack, so it is not counted in
 ``kfbox_http_requests_total`` (route ``/serving/...``); one that went through kfbox is."""
@@ -11,22 +12,24 @@ A request HAProxy sends straight to the replica never reaches kfbox's HTTP stack
 from __future__ import annotations
 
 import html
-import itertools
 import json
 import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-from tests.serving.helpers import ROWS, apply, ingress_url, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import ROWS, apply, connects, ingress_url, manifest, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess, run_cli
+from tests.ui.iris_v2 import iris_v2_manifest, write_iris_v2
 
 TOKEN = "ui-s3cret"
 PAGE = "/deployments/default/iris"
@@ -92,6 +95,20 @@ def snippet(text: str, label: str) -> str:
     return html.unescape(found.group(1))
 
 
+def run_snippets(text: str) -> tuple[Any, Any]:
+    """The page's curl command and Python code run as a user would, the token in ``KFBOX_TOKEN``: the curl in a
+    shell, the Python as a script; what each printed, as JSON."""
+    if shutil.which("curl") is None:  # .ci/run installs it; say so rather than pass
+        pytest.fail("curl is not installed: sudo apt-get install curl")
+    env = {**os.environ, "KFBOX_TOKEN": TOKEN}
+    curl = subprocess.run(["sh", "-c", snippet(text, "curl command")], capture_output=True, text=True, timeout=60,
+                          env=env)
+    code = subprocess.run([sys.executable, "-c", snippet(text, "Python code")], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert curl.returncode == 0 and code.returncode == 0, (curl.stderr, code.stderr)
+    return json.loads(curl.stdout), json.loads(code.stdout)
+
+
 def test_the_deployment_page_shows_the_ingress_and_its_curl_predicts_through_haproxy(
         server: ServerProcess, client: httpx.Client) -> None:
     url = ingress_url(server.home)
@@ -105,24 +122,12 @@ def test_the_deployment_page_shows_the_ingress_and_its_curl_predicts_through_hap
     body = client.get(PAGE + ".json").json()
     assert body["ingress"]["state"] == "up" and body["door"]["url"] == f"{url}/serving/default/iris"
 
-    # the curl, sent as written (its URL, headers and body) with the user's token: answered by the replica
-    # through HAProxy, kfbox's own HTTP stack never sees it
-    curl = shlex.split(snippet(text, "curl command").replace("$KFBOX_TOKEN", TOKEN))
+    # the curl (in a shell) and the Python (as a script), run as shown with the user's token: answered by the
+    # replica through HAProxy, kfbox's own HTTP stack never sees them
+    curl = shlex.split(snippet(text, "curl command"))
     assert curl[:3] == ["curl", "-s", f"{url}/serving/default/iris/v1/models/iris:predict"], curl
-    headers = dict(h.split(": ", 1) for flag, h in itertools.pairwise(curl) if flag == "-H")
-    assert headers["Authorization"] == f"Bearer {TOKEN}"
-    data = curl[curl.index("-d") + 1]
-    reply, bypassed = bypassing_kfbox(client, lambda: httpx.post(curl[2], content=data, headers=headers))
-    assert reply.status_code == 200 and bypassed, reply.text
-    assert reply.json()["predictions"] in ([0], [1], [2])
-
-    # the Python snippet, run as a script: the same door
-    code = snippet(text, "Python code")
-    ran, bypassed = bypassing_kfbox(client, lambda: subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-        env={**os.environ, "KFBOX_TOKEN": TOKEN}))
-    assert ran.returncode == 0 and bypassed, ran.stderr
-    assert json.loads(ran.stdout) in ([0], [1], [2])
+    (replied, printed), bypassed = bypassing_kfbox(client, lambda: run_snippets(text))
+    assert bypassed and replied["predictions"] in ([0], [1], [2]) and printed in ([0], [1], [2]), (replied, printed)
 
     # the Host form the page shows, sent to the ingress: straight to the replica too
     assert straight(client, lambda: httpx.post(f"{url}/v1/models/iris:predict", json={"instances": ROWS},
@@ -186,3 +191,67 @@ def test_the_data_plane_lines_have_no_serious_accessibility_findings(server: Ser
         finally:
             browser.close()
     assert not findings, findings
+
+
+def test_the_v2_snippets_predict_through_haproxy(server: ServerProcess, client: httpx.Client) -> None:
+    """A V2 deployment's page shows V2 snippets (``/v2/models/NAME/infer``, the model's own inputs) on the
+    ingress; run as shown, HAProxy takes them straight to the replica, which answers V2 outputs."""
+    url = ingress_url(server.home)
+    train_iris(server.home / "pvc" / "models" / "iris-v2")
+    apply(client, iris_v2_manifest("pvc://models/iris-v2", write_iris_v2(server.home / "code")))
+    wait_ready(client, "iris-v2")
+    infer = f"{url}/serving/default/iris-v2/v2/models/iris-v2/infer"
+    text = wait_for(lambda: t if f"curl -s {infer}" in (t := page(client, "/deployments/default/iris-v2")) else None,
+                    30, "the V2 snippets on the ingress")  # once the page read the model's V2 metadata
+    curl = shlex.split(snippet(text, "curl command"))
+    body = json.loads(curl[curl.index("-d") + 1])
+    assert [(i["name"], i["datatype"]) for i in body["inputs"]][2] == ("petal_length", "FP64"), body
+    wait_for(lambda: straight(client, lambda: httpx.post(infer, json=body, headers={
+        "Authorization": f"Bearer {TOKEN}"})), 30, "HAProxy routing iris-v2 straight to its replica")
+    (replied, printed), bypassed = bypassing_kfbox(client, lambda: run_snippets(text))
+    assert bypassed, "a snippet went through kfbox"
+    assert replied["model_name"] == "iris-v2" and replied["outputs"][0]["data"] in ([0], [1], [2]), replied
+    assert printed == replied["outputs"][0]["data"]
+
+
+def test_the_page_reads_restarting_until_a_restarted_haproxy_listens_then_up(server: ServerProcess,
+                                                                            client: httpx.Client) -> None:
+    """HAProxy killed while another program takes the ingress port: kfbox starts it again (each start exits,
+    the port being taken), and until one listens the page reads RESTARTING, /healthz says so and the snippets
+    use kfbox's own port, which answers them; once the port is free the next start listens and the page reads
+    UP with the ingress again. Last in the module: it leaves HAProxy restarted."""
+    url = ingress_url(server.home)
+    port = int(url.rsplit(":", 1)[1])
+    kills = 0
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+        def kill_and_take_the_port() -> bool:
+            nonlocal kills
+            try:
+                os.kill(int((server.home / "haproxy" / "haproxy.pid").read_text().split()[0]), signal.SIGKILL)
+            except (OSError, ValueError):  # between a restart's spawn and its pid file
+                return False
+            kills += 1
+            wait_for(lambda: not connects(port), 10, "HAProxy's port closed")
+            try:  # kfbox restarts it after a backoff (0.5 s): it may have been quicker than us, then again
+                taken.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+            return True
+
+        wait_for(kill_and_take_the_port, 30, "the ingress port taken while HAProxy is down")
+        text = page(client)  # no start can listen now: no window to catch
+        assert '<span class="state state-restarting">RESTARTING</span>' in text, text
+        assert f"haproxy restarting on {url}" in text
+        assert "HAProxy is restarting, so these use kfbox's own port" in html.unescape(text)
+        assert shlex.split(snippet(text, "curl command"))[2] == \
+            f"{server.url}/serving/default/iris/v1/models/iris:predict"
+        replied, printed = run_snippets(text)  # kfbox's port answers them meanwhile
+        assert replied["predictions"] in ([0], [1], [2]) and printed in ([0], [1], [2]), (replied, printed)
+        assert client.get("/healthz").json()["data_plane"] == f"haproxy restarting on {url}"
+    text = wait_for(lambda: t if "state state-up" in (t := page(client)) else None, 30, "UP once the port is free")
+    assert f"haproxy up on {url}, restarted {kills} time{'s' if kills > 1 else ''}" in text  # 1 unless raced
+    assert shlex.split(snippet(text, "curl command"))[2] == f"{url}/serving/default/iris/v1/models/iris:predict"
+    (replied, _), bypassed = bypassing_kfbox(client, lambda: run_snippets(text))
+    assert bypassed and replied["predictions"] in ([0], [1], [2]), replied

@@ -4,7 +4,7 @@ followed live over Server-Sent Events and still readable after the replica stopp
 
 The model is the user's own kserve ``Model`` class (``serving.kfbox.io/model-class``) around a
 trained iris classifier: it declares its four inputs, as a model with a signature does (the stock
-sklearn server declares none, and keeps the V1 form)."""
+sklearn server declares none, and keeps the V1 form): tests/ui/iris_v2.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,47 +19,7 @@ import pytest
 
 from tests.serving.helpers import API, apply, kfbox, status, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess
-
-IRIS_V2 = '''
-import os
-import joblib
-import numpy as np
-from kserve import Model
-from kserve.utils.utils import get_predict_response
-
-NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
-
-
-class IrisV2(Model):
-    """Iris with a V2 signature: four FP64 inputs, one class index out."""
-
-    def load(self):
-        folder = os.environ["KFBOX_MODEL_DIR"]
-        self.model = joblib.load(os.path.join(folder, "model.joblib"))
-        self.ready = True
-        return True
-
-    def get_input_types(self):
-        return [{"name": n, "datatype": "FP64", "shape": [-1, 1]} for n in NAMES]
-
-    def get_output_types(self):
-        return [{"name": "output-0", "datatype": "INT64", "shape": [-1]}]
-
-    def predict(self, payload, headers=None):
-        by_name = {i.name: i.as_numpy().reshape(-1) for i in payload.inputs}
-        rows = np.column_stack([by_name[n] for n in NAMES])
-        print(f"scored {len(rows)} row(s): {rows.tolist()}", flush=True)
-        return get_predict_response(payload, self.model.predict(rows), self.name)
-'''
-
-
-def manifest(uri: str, code: Path) -> dict[str, Any]:
-    return {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": "iris-v2", "namespace": "default",
-                         "annotations": {"serving.kfbox.io/model-class": "iris_v2:IrisV2",
-                                         "serving.kfbox.io/python-path": str(code)}},
-            "spec": {"predictor": {"model": {"modelFormat": {"name": "custom"}, "protocolVersion": "v2",
-                                             "storageUri": uri}}}}
+from tests.ui.iris_v2 import iris_v2_manifest, write_iris_v2
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +30,10 @@ def http(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def deployed(server: ServerProcess, http: httpx.Client) -> str:
-    code = server.home / "code"
-    code.mkdir(exist_ok=True)
-    (code / "iris_v2.py").write_text(IRIS_V2)
+    code = write_iris_v2(server.home / "code")
     train_iris(server.home / "pvc" / "models" / "iris")
     train_iris(server.home / "pvc" / "models" / "iris-again")
-    apply(http, manifest("pvc://models/iris", code))
+    apply(http, iris_v2_manifest("pvc://models/iris", code))
     wait_ready(http, "iris-v2")
     return "/deployments/default/iris-v2"
 

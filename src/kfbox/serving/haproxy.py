@@ -10,13 +10,14 @@ included: the ingress port is an extra, faster door, not a replacement.
 The control loop here:
 
 - moves the ready replicas and the revisions' weights into HAProxy through its runtime API, without a
-  reload: each service's backend has server slots, filled and emptied over the master CLI socket
-  (:mod:`kfbox.serving.haproxy_runtime`), so a scale up or down, a new revision, a replaced replica or
-  a new canary percent starts no new worker and closes no client connection;
+  reload: each service's backends have server slots, filled and emptied over the master CLI socket
+  (:mod:`kfbox.serving.haproxy_runtime`), and a split service is sent to its round robin backend by a map entry,
+  so a scale up or down, a new revision, a replaced replica, a new canary percent or a split turned on or off
+  starts no new worker and closes no client connection;
 - rewrites ``<home>/haproxy/haproxy.cfg`` (0600) and reloads HAProxy (``SIGUSR2`` to the master: a new
   worker takes the listener, the old one finishes its requests and keeps idle keep-alive connections
   for their next request, ``option idle-close-on-response``) only for what the runtime API cannot
-  change: a service created or deleted, a canary split turned on or off, a service's slots all taken;
+  change: a service created or deleted, a service's slots all taken;
   the configuration written always holds the current slots, so a new worker (or a restarted HAProxy)
   starts with them;
 - before a replica is stopped (scale down, a new revision, a delete) takes it out of every worker
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -63,7 +63,7 @@ from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
 from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
-from kfbox.serving.haproxy_config import Plan, Route, Server, render, revision_weights
+from kfbox.serving.haproxy_config import Plan, Route, render, split_text
 from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.haproxy_runtime import (
     FreedSlots,
@@ -71,15 +71,16 @@ from kfbox.serving.haproxy_runtime import (
     layout,
     map_commands,
     map_text,
-    place,
     revisions,
     server_commands,
-    slot_count,
+    service_route,
+    split_commands,
     stat_rows,
     worker_pids,
 )
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.pool import free_port
+from kfbox.serving.store import revision_name
 
 if TYPE_CHECKING:
     from kfbox.serving.grpc_gateway import GrpcGateway
@@ -184,6 +185,9 @@ class HaproxyDataPlane:
         self.restarts = 0
         self.failed: str | None = None
         """Why HAProxy is left stopped, after too many exits in a row; None while it is supervised."""
+        self._listens = False
+        """Whether the current HAProxy was seen listening on the ingress port (False from its exit until a
+        restarted one listens: what users are told, :attr:`state`)."""
         self._exits: list[float] = []
         registry = manager.platform.metrics
         self.up = Gauge("kfbox_data_plane_up", "1 while HAProxy (the data plane) runs, 0 while it is restarted "
@@ -215,16 +219,18 @@ class HaproxyDataPlane:
         if not self._listening():
             self._refuse(child)
         self._task = asyncio.get_running_loop().create_task(self._run())
+        self._listens = True
         self.up.set(1)
         log.warning("HAProxy data plane: inference ingress on %s (pid %d)", self.url, child.pid)
 
     @property
     def state(self) -> DataPlaneState:
-        """``up`` (HAProxy runs), ``restarting`` (it exited and is started again after a backoff) or ``stopped``
-        (given up after repeated exits, :attr:`failed` says why): the dashboard picks its door by it."""
+        """``up`` (HAProxy runs and listens), ``restarting`` (it exited and is started again after a backoff,
+        until the new one listens: the ingress port may refuse meanwhile, as when another program holds it) or
+        ``stopped`` (given up after repeated exits, :attr:`failed` says why): the dashboard picks its door by it."""
         if self.failed is not None:
             return "stopped"
-        return "up" if self.child is not None and self.child.alive else "restarting"
+        return "up" if self._listens and self.child is not None and self.child.alive else "restarting"
 
     def health(self) -> str:
         """The data plane's state in one line, for ``/healthz`` and ``kfbox status``."""
@@ -238,7 +244,7 @@ class HaproxyDataPlane:
         """Start HAProxy with the current plan: on the loop's thread (the parent-death signal follows it)."""
         now = time.monotonic()
         plan = self._plan(now)
-        self._commit(plan, now)
+        self._commit(plan, now, fresh=True)
         config = self._write(plan)  # the current slots: nothing to set at run time before the next change
         self._applied = True
         self._refused = None
@@ -282,20 +288,13 @@ class HaproxyDataPlane:
         self._freed.expire(now)
         routes = []
         for (namespace, name), deployment in list(self.manager.deployments.items()):
-            split = {n: pct for n, pct in traffic_split(deployment.record).items() if pct > 0}
-            ready = {n: [r for r in deployment.pools[n].replicas if r.ready]
-                     for n in split if n in deployment.pools}
-            ready = {n: replicas for n, replicas in ready.items() if replicas}
-            weights = revision_weights({str(n): split[n] for n in ready}, {str(n): len(r) for n, r in ready.items()}) \
-                if ready else {}
-            servers = [Server(deployment.pools[n].config.revision, replica.index, replica.port, weights[str(n)])
-                       for n, replicas in sorted(ready.items()) for replica in replicas]
-            route = Route(namespace, name, (), split=len(split) > 1)
-            current = previous.get(route.backend, ())
-            size = len(current) or slot_count(max(pool.spec.max_replicas for pool in deployment.pools.values())
-                                              if deployment.pools else 1)
-            slots = place(current, servers, self._freed.busy(route.backend), size)  # more slots: a reload
-            routes.append(dataclasses.replace(route, slots=slots))
+            backend = Route(namespace, name, ()).backend
+            percents = {revision_name(name, n): pct for n, pct in traffic_split(deployment.record).items()}
+            ready = {pool.config.revision: [(r.index, r.port) for r in pool.replicas if r.ready]
+                     for _, pool in sorted(deployment.pools.items())}
+            most = max((pool.spec.max_replicas for pool in deployment.pools.values()), default=1)
+            routes.append(service_route(namespace, name, percents, ready, previous.get(backend, ()),
+                                        self._freed.busy(backend), most))
         token_file = None
         if self.settings.token:
             token_file = str(self.folder / "token.lst")
@@ -309,12 +308,16 @@ class HaproxyDataPlane:
                     kfbox_maxconn=max(1, self.settings.max_connections_per_client // 2)
                     if self.settings.max_connections_per_client else 1024,
                     queue_per_replica=self.settings.serving_queue_per_replica,
-                    revision_map=str(self.sockets / "revisions.map"))
+                    revision_map=str(self.sockets / "revisions.map"), split_map=str(self.sockets / "split.map"))
 
-    def _commit(self, plan: Plan, now: float) -> None:
+    def _commit(self, plan: Plan, now: float, fresh: bool = False) -> None:
         """``plan`` is what HAProxy has now: the slots it emptied are kept from other replicas while theirs
-        finish (:meth:`release`), and their revisions stay in the map meanwhile."""
-        self._freed.commit(self.plan, plan, now)
+        finish (:meth:`release`), and their revisions stay in the map meanwhile. A ``fresh`` HAProxy (a start, a
+        restart) has sent no request anywhere yet: no slot is kept."""
+        if fresh:
+            self._freed.clear()
+        else:
+            self._freed.commit(self.plan, plan, now)
         self.plan = plan
         self._revisions = revisions(plan, self._freed.draining())
 
@@ -324,6 +327,7 @@ class HaproxyDataPlane:
         if plan.token_file is not None:
             _write_private(Path(plan.token_file), f"Bearer {self.settings.token}\n")
         _write_private(Path(plan.revision_map), map_text(self._revisions))
+        _write_private(Path(plan.split_map), split_text(plan))
         path = self.folder / "haproxy.cfg"
         _write_private(path, render(plan))
         return path
@@ -353,8 +357,9 @@ class HaproxyDataPlane:
         before, known = self.plan, self._applied
         old_revisions = dict(self._revisions)
         self._commit(plan, now)
-        commands = map_commands(plan.revision_map, old_revisions if known else None, self._revisions) + \
-            server_commands(before if known else None, plan)
+        off, on = split_commands(plan.split_map, before if known else None, plan)
+        commands = map_commands(plan.revision_map, old_revisions if known else None, self._revisions) + off + \
+            server_commands(before if known else None, plan) + on
         problems = await self.master.run("@1", commands)
         self._applied = problems is not None
         if problems:
@@ -362,6 +367,7 @@ class HaproxyDataPlane:
                         " | ".join(problems))
         # the files too: a reload or a restart starts from them
         await asyncio.to_thread(_write_private, Path(plan.revision_map), map_text(self._revisions))
+        await asyncio.to_thread(_write_private, Path(plan.split_map), split_text(plan))
         log.info("HAProxy: %d replicas routed, changed at run time", sum(len(r.servers) for r in plan.routes))
 
     async def _reload(self, plan: Plan, now: float) -> None:
@@ -413,6 +419,13 @@ class HaproxyDataPlane:
         finally:
             self._freed.release(port)
 
+    def forget(self, port: int) -> None:
+        """A replica on ``port`` that was routed died (or was stopped as broken): its slot is free for the next
+        replica as soon as the next sync has taken it out (maint). No request HAProxy sent it can still finish,
+        so there is nothing to wait for (:meth:`release` waits for a replica stopped alive, bounded by the drain
+        grace); and nothing to wait on either, so the serving loop calls it as it reaps the replica."""
+        self._freed.died(port)
+
     async def _finished(self, port: int) -> bool:
         """Whether no worker has a request at the replica on ``port``; a worker still routing to it (an old one,
         which runtime changes do not reach) is told to stop."""
@@ -452,6 +465,7 @@ class HaproxyDataPlane:
         """HAProxy exited: start it again with the current configuration, after a backoff; False once it
         has exited too often to try again (:data:`CRASH_LIMIT`), with the reason in :attr:`failed`."""
         code = child.returncode
+        self._listens = False
         self.up.set(0)
         await asyncio.to_thread(child.stop, 1.0)  # its group too: no orphaned worker keeps the port, or an old config
         self._forget_inflight()
@@ -480,6 +494,7 @@ class HaproxyDataPlane:
             await asyncio.sleep(0.05)
         self.restarts += 1
         self.restarts_total.inc()
+        self._listens = True
         self.up.set(1)
         log.warning("HAProxy data plane restarted: inference ingress on %s again (pid %d)", self.url, fresh.pid)
         return True
@@ -503,7 +518,7 @@ class HaproxyDataPlane:
             text = await self.master.ask("@1 show stat -1 4 -1")  # the current worker, servers only
             if text is None:
                 return
-            backends = {route.backend: route for route in self.plan.routes}
+            backends = {backend: route for route in self.plan.routes for backend in route.backends}
             for row in stat_rows(text):
                 route = backends.get(row.backend)
                 revision = self._revisions.get(row.port)

@@ -17,15 +17,20 @@ kfbox would have sent it there without a question asked, and everything else to 
   and path decoding judge it), an ``Origin`` header (a browser: kfbox's Origin check), an
   ``Upgrade``, a chunked body, a body over ``serving_max_body_bytes``, a ``Host`` that is neither a
   model's nor an IP literal or ``localhost``;
-- **server slots**: one backend per InferenceService, with a fixed number of ``server`` lines (``s1``,
-  ``s2``...); a ready replica holds one (its port, its weight), an empty one is ``disabled``. kfbox fills
-  and empties slots at run time (:mod:`kfbox.serving.haproxy_runtime`), so the text only changes when a
-  service comes or goes, its slots run out or the split turns on or off; a service with no usable slot
-  (``nbsrv`` 0: scaled to zero, starting) is not routed, and kfbox's gateway holds or answers its requests;
+- **server slots**: two backends per InferenceService, ``svc_...`` (``balance leastconn``) and ``split_...``
+  (``balance roundrobin``), with the same fixed number of ``server`` lines (``s1``, ``s2``...); a ready
+  replica holds one in each (its port, its weight), an empty one is ``disabled``. kfbox fills and empties
+  slots at run time (:mod:`kfbox.serving.haproxy_runtime`), so the text only changes when a service comes or
+  goes or its slots run out; a service with no usable slot (``nbsrv`` 0: scaled to zero, starting) is not
+  routed, and kfbox's gateway holds or answers its requests;
 - **canary split**: one server per ready replica, weighted so each revision gets its percent
   (HAProxy's weighted round robin is smooth, as kfbox's); a revision with no ready replica hands its
   share to the other, as :meth:`Deployment.choose` does; the replica's revision comes from a map file
-  (port -> revision, also changed at run time) into ``x-kfbox-revision``;
+  (port -> revision, also changed at run time) into ``x-kfbox-revision``. A split service's requests go to its
+  ``split_`` backend, the others' to ``svc_`` (``leastconn``: no request to a busy replica while another is
+  idle), by a second map file (``namespace/name`` of each split service, changed at run time), so turning a
+  split on or off is no reload: weighted ``leastconn`` ignores the weights among idle servers, the split needs
+  ``roundrobin`` (benchmarks/haproxy_balance.py);
 - **overload**: more than ``queue_per_replica`` x usable servers in flight is a 503 at once, with
   ``retry-after: 1`` and KServe's body, as the gateway's bound;
 - **reloads**: ``option idle-close-on-response``: an old worker keeps a client's idle keep-alive connection
@@ -77,7 +82,7 @@ class Route:
     slots: tuple[Server | None, ...]
     """The backend's server slots (``s1``, ``s2``...): the replica each holds, or None (``disabled``)."""
     split: bool = False
-    """More than one revision takes traffic: weighted round robin, not least connections."""
+    """More than one revision takes traffic: weighted round robin (:attr:`split_backend`), not least connections."""
 
     @property
     def servers(self) -> tuple[Server, ...]:
@@ -85,7 +90,17 @@ class Route:
 
     @property
     def backend(self) -> str:
+        """The backend with least connections, which the slots are known by."""
         return f"svc_{self.namespace}_{self.name}"  # DNS labels have no '_': unambiguous
+
+    @property
+    def split_backend(self) -> str:
+        """The backend with weighted round robin, its slots the same, used while the service is :attr:`split`."""
+        return f"split_{self.namespace}_{self.name}"
+
+    @property
+    def backends(self) -> tuple[str, str]:
+        return self.backend, self.split_backend
 
     @property
     def key(self) -> str:
@@ -118,6 +133,9 @@ class Plan:
     revision_map: str = "/dev/null"
     """The map file of replica port -> revision name (``x-kfbox-revision``); kfbox writes it and changes it at
     run time."""
+    split_map: str = "/dev/null"
+    """The map file of the split services (``namespace/name 1``): their requests go to their
+    :attr:`Route.split_backend`; kfbox writes it and changes it at run time."""
 
 
 def revision_weights(percents: dict[str, int], ready: dict[str, int]) -> dict[str, int]:
@@ -217,7 +235,10 @@ def render(plan: Plan) -> str:
     if plan.grpc_port is not None:
         lines.append(f"    use_backend {GRPC} if grpc")
     for route in plan.routes:
-        lines.append(f"    use_backend {route.backend} if {{ var(txn.svc) -m str h:{route.key} p:{route.key} }}")
+        chosen = f"{{ var(txn.svc) -m str h:{route.key} p:{route.key} }}"
+        lines += [f"    use_backend {route.split_backend} if {chosen} "
+                  f"{{ str({route.key}),map({_plain(plan.split_map)}) -m found }}",
+                  f"    use_backend {route.backend} if {chosen}"]
     lines += [
         f"    default_backend {FALLBACK}",
         f"backend {FALLBACK}",
@@ -226,17 +247,23 @@ def render(plan: Plan) -> str:
     if plan.grpc_port is not None:
         lines += [f"backend {GRPC}", f"    server grpc {bracket(plan.kfbox_host)}:{plan.grpc_port} proto h2"]
     for route in plan.routes:
-        lines += _backend(route, plan)
+        lines += _backend(route, plan, route.backend, "leastconn") + _backend(route, plan, route.split_backend,
+                                                                              "roundrobin")
     return "\n".join(lines) + "\n"
 
 
-def _backend(route: Route, plan: Plan) -> list[str]:
+def split_text(plan: Plan) -> str:
+    """The split map file's text: one line per split service."""
+    return "".join(f"{route.key} 1\n" for route in plan.routes if route.split)
+
+
+def _backend(route: Route, plan: Plan, name: str, balance: str) -> list[str]:
     overloaded = json.dumps({"error": f"InferenceService {route.key} is overloaded: more than %[var(txn.cap)] "
                                       "requests are waiting. Retry shortly, or raise maxReplicas."})
     revision = f"%[bc_dst_port,map_int({_plain(plan.revision_map)})]"
     lines = [
-        f"backend {route.backend}",
-        f"    balance {'roundrobin' if route.split else 'leastconn'}",
+        f"backend {name}",
+        f"    balance {balance}",
         f"    http-request set-var(txn.cap) nbsrv,mul({plan.queue_per_replica})",
         f"    http-request return status 503 content-type application/json lf-string {_quote(overloaded)} "
         "hdr retry-after 1 if { be_conn,sub(txn.cap) gt 0 }",

@@ -1,15 +1,18 @@
 """HAProxy's runtime API for the data plane: replica changes without a reload.
 
-Every routed InferenceService has a backend with a fixed number of server *slots* (``s1``, ``s2``...,
-:func:`kfbox.serving.haproxy_config.slot_name`). A ready replica holds a slot for its life; when the
-ready replicas or the canary weights change, kfbox moves slots through the master CLI socket to the
-current worker (``@1 set server be/s2 addr 127.0.0.1 port N``, ``set weight``, ``set server ... state
-ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) in step (``add map``, ``del map``).
-No new worker, so no client connection is closed under a client.
+Every routed InferenceService has two backends (least connections; round robin while it is split) with the same
+fixed number of server *slots* (``s1``, ``s2``..., :func:`kfbox.serving.haproxy_config.slot_name`). A ready
+replica holds a slot for its life; when the ready replicas or the canary weights change, kfbox moves slots
+through the master CLI socket to the current worker (``@1 set server be/s2 addr 127.0.0.1 port N``, ``set
+weight``, ``set server ... state ready|maint``) and keeps the port -> revision map (``x-kfbox-revision``) and the
+split map (which services use round robin) in step (``add map``, ``del map``). No new worker, so no client
+connection is closed under a client.
 
-What is pure here plans it: :func:`assign` keeps each replica in its slot and gives a new one a free slot
+What is pure here plans it: :func:`service_route` is one service's route from its revisions' percents and ready
+replicas, :func:`assign` keeps each replica in its slot and gives a new one a free slot
 (never one just emptied, whose replica may still be finishing requests: :class:`FreedSlots` keeps those until
-the replica is released or the drain grace passed; :func:`place` adds slots when too few are free),
+the replica is released, once it finished them or died, or the drain grace passed; :func:`place` adds slots when
+too few are free),
 :func:`layout` is what only a reload can change, :func:`server_commands` and :func:`map_commands` are the
 commands from one state to the next. :class:`MasterSocket` talks to HAProxy's master CLI; :func:`stat_rows`
 and :func:`worker_pids` read its answers.
@@ -29,7 +32,7 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from kfbox.serving.haproxy_config import Plan, Server, slot_name
+from kfbox.serving.haproxy_config import Plan, Route, Server, revision_weights, slot_name
 
 SLOTS_MIN = 8
 """Slots a backend starts with at least: a scale up or a new revision within them needs no reload."""
@@ -81,6 +84,33 @@ def place(current: Sequence[Server | None], servers: Sequence[Server], busy: Col
     return slots
 
 
+def service_route(namespace: str, name: str, percents: Mapping[str, int],
+                  ready: Mapping[str, Sequence[tuple[int, int]]], current: Sequence[Server | None],
+                  busy: Collection[int], max_replicas: int) -> Route:
+    """One InferenceService's route: each ready replica of a revision that takes traffic in a slot (:func:`place`:
+    the one it holds in ``current``, else a free one not ``busy``), weighted so each revision gets its percent; a
+    revision with no ready replica hands its share to the others.
+
+    ``percents``: revision -> percent of the traffic (0: not routed, an old revision whose replicas are being
+    stopped); ``ready``: revision -> (index, port) of each ready replica, in revision order; ``current``: the
+    backend's slots now (none: a new backend, :func:`slot_count` of ``max_replicas`` slots).
+
+    Example::
+
+        >>> service_route("default", "iris", {"iris-predictor-00001": 100}, {"iris-predictor-00001": [(1, 40001)]},
+        ...               (), busy=set(), max_replicas=1).slots[:2]
+        (Server(revision='iris-predictor-00001', index=1, port=40001, weight=1), None)
+    """
+    split = {revision: pct for revision, pct in percents.items() if pct > 0}
+    serving = {revision: replicas for revision, replicas in ready.items() if revision in split and replicas}
+    weights = revision_weights({revision: split[revision] for revision in serving},
+                               {revision: len(replicas) for revision, replicas in serving.items()}) if serving else {}
+    servers = [Server(revision, index, port, weights[revision])
+               for revision, replicas in serving.items() for index, port in replicas]
+    slots = place(current, servers, busy, len(current) or slot_count(max_replicas))  # more slots: a reload
+    return Route(namespace, name, slots, split=len(split) > 1)
+
+
 @dataclasses.dataclass(frozen=True)
 class Freed:
     """A slot whose replica was taken out, at ``at``."""
@@ -93,8 +123,9 @@ class Freed:
 @dataclasses.dataclass
 class FreedSlots:
     """The slots emptied while their replicas may still finish requests: not given to another replica until
-    that one is released (:meth:`release`, before it stops) or ``grace`` seconds passed (a replica that died is
-    never released); their revisions stay in the map meanwhile (:meth:`draining`).
+    that one is released (:meth:`release`: before it stops, once no request of HAProxy's is at it), or it died
+    (:meth:`died`: no request of its can still finish), or ``grace`` seconds passed (the bound on a drain); their
+    revisions stay in the map meanwhile (:meth:`draining`).
 
     Example::
 
@@ -108,36 +139,56 @@ class FreedSlots:
         ({0}, {40001: 'iris-predictor-00001'})
         >>> freed.expire(130.0); freed.busy("svc_default_iris")
         set()
+        >>> freed.died(40001)   # before the change that takes it out: its slot is free once it is out
+        >>> freed.commit(plan(a, None), plan(None, None), now=140.0); freed.busy("svc_default_iris")
+        set()
     """
 
     grace: float
     slots: dict[tuple[str, int], Freed] = dataclasses.field(default_factory=dict)
     """(backend, slot index) -> the replica taken out of it."""
+    dead: set[int] = dataclasses.field(default_factory=set)
+    """Ports of replicas that died, until the change that takes them out of their slots."""
 
     def commit(self, before: Plan | None, after: Plan, now: float) -> None:
         """HAProxy went from ``before`` (None: nothing known) to ``after``: each slot whose replica left it
-        is freed at ``now``."""
-        if before is None:
-            return
-        slots_after = {route.backend: route.slots for route in after.routes}
-        for route in before.routes:
-            slots = slots_after.get(route.backend, ())
-            for index, server in enumerate(route.slots):
-                now_there = slots[index] if index < len(slots) else None
-                if server is not None and (now_there is None or now_there.port != server.port):
-                    self.slots[(route.backend, index)] = Freed(server.port, server.revision, now)
+        is freed at ``now``, or at once when that replica died."""
+        if before is not None:
+            slots_after = {route.backend: route.slots for route in after.routes}
+            for route in before.routes:
+                slots = slots_after.get(route.backend, ())
+                for index, server in enumerate(route.slots):
+                    now_there = slots[index] if index < len(slots) else None
+                    if server is not None and (now_there is None or now_there.port != server.port):
+                        self.slots[(route.backend, index)] = Freed(server.port, server.revision, now)
+        held = {server.port for route in after.routes for server in route.servers}
+        for port in self.dead - held:
+            self.release(port)
+        self.dead &= held
+
+    def died(self, port: int) -> None:
+        """The replica on ``port`` died: its slots are free at once, the one it still holds once a change takes it
+        out (:meth:`commit`)."""
+        self.release(port)
+        self.dead.add(port)
 
     def expire(self, now: float) -> None:
-        """A slot whose replica died (no release) is free again after the grace."""
+        """A slot whose replica was not released (still busy, or its release missed) is free again after the
+        grace."""
         for key, freed in list(self.slots.items()):
             if now - freed.at >= self.grace:
                 del self.slots[key]
 
     def release(self, port: int) -> None:
-        """The replica on ``port`` finished its requests (or its grace ran out): its slots are free."""
+        """The replica on ``port`` finished its requests, died, or its grace ran out: its slots are free."""
         for key, freed in list(self.slots.items()):
             if freed.port == port:
                 del self.slots[key]
+
+    def clear(self) -> None:
+        """A new HAProxy process, which has sent no request to any replica yet: every slot is free."""
+        self.slots.clear()
+        self.dead.clear()
 
     def busy(self, backend: str) -> set[int]:
         """The slots of ``backend`` not to be given to a replica now."""
@@ -149,16 +200,23 @@ class FreedSlots:
 
 
 def layout(plan: Plan) -> Plan:
-    """What only a reload changes: the plan with its slots emptied (their number kept). Equal layouts: the
-    runtime API moves one plan to the other."""
+    """What only a reload changes: the plan with its slots emptied (their number kept) and no split. Equal
+    layouts: the runtime API moves one plan to the other."""
     return dataclasses.replace(plan, routes=tuple(
-        dataclasses.replace(route, slots=(None,) * len(route.slots)) for route in plan.routes))
+        dataclasses.replace(route, slots=(None,) * len(route.slots), split=False) for route in plan.routes))
 
 
 def server_commands(before: Plan | None, after: Plan) -> list[str]:
-    """Runtime API commands taking the slots of ``before`` to those of ``after`` (same :func:`layout`);
-    ``before`` None: state unknown, every slot set. Replicas are made ready first and taken out last, so a
-    revision that replaces another always has a usable server (no request falls back to kfbox meanwhile)."""
+    """Runtime API commands taking the slots of ``before`` to those of ``after`` (same :func:`layout`), in both of
+    each service's backends (they hold the same slots); ``before`` None: state unknown, every slot set. Replicas
+    are made ready first and taken out last, so a revision that replaces another always has a usable server (no
+    request falls back to kfbox meanwhile).
+
+    A slot gets another address only in maintenance: ``maint``, ``addr``, ``weight``, ``ready``. A slot kfbox
+    emptied is in maintenance already; from an unknown state every slot that is to hold a replica is put there
+    first, since it may be ready with another replica's address (a change whose answer was lost), and no new
+    request may pick it between its new address and its new weight. (A service's only slot resent so leaves it
+    no usable server for those few commands: its requests meanwhile go to kfbox, which answers them.)"""
     old = {route.backend: route.slots for route in before.routes} if before is not None else {}
     ready: list[str] = []
     weights: list[str] = []
@@ -166,17 +224,33 @@ def server_commands(before: Plan | None, after: Plan) -> list[str]:
     for route in after.routes:
         previous = old.get(route.backend)
         for index, server in enumerate(route.slots):
-            name = f"{route.backend}/{slot_name(index)}"
             was = previous[index] if previous is not None and index < len(previous) else None
-            if server is None:
-                if was is not None or previous is None:
-                    out.append(f"set server {name} state maint")
-            elif was is None or was.port != server.port:
-                ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
-                          f"set weight {name} {server.weight}", f"set server {name} state ready"]
-            elif was.weight != server.weight:
-                weights.append(f"set weight {name} {server.weight}")
+            for name in (f"{backend}/{slot_name(index)}" for backend in route.backends):  # the same slots in both
+                if server is None:
+                    if was is not None or previous is None:
+                        out.append(f"set server {name} state maint")
+                elif was is None or was.port != server.port:
+                    if was is not None or previous is None:  # perhaps ready (another address): out of use first
+                        ready.append(f"set server {name} state maint")
+                    ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
+                              f"set weight {name} {server.weight}", f"set server {name} state ready"]
+                elif was.weight != server.weight:
+                    weights.append(f"set weight {name} {server.weight}")
     return ready + weights + out
+
+
+def split_commands(path: str, before: Plan | None, after: Plan) -> tuple[list[str], list[str]]:
+    """Runtime API commands taking the split map from ``before`` to ``after`` (None: unknown, every entry set):
+    those to send before :func:`server_commands` (a split turned off: its requests to least connections before
+    the weights are evened out) and those to send after (a split turned on, once the weights are the split's)."""
+    was = {route.key for route in before.routes if route.split} if before is not None else None
+    now = {route.key for route in after.routes if route.split}
+    off = [f"del map {path} {route.key}" for route in after.routes
+           if route.key not in now and (was is None or route.key in was)]
+    on = [f"add map {path} {key} 1" for key in sorted(now) if was is None or key not in was]
+    if was is None:  # an entry may be there already: never twice
+        off += [f"del map {path} {key}" for key in sorted(now)]
+    return off, on
 
 
 def revisions(plan: Plan, draining: Mapping[int, str]) -> dict[int, str]:

@@ -47,6 +47,8 @@ class ServingManager:
                                         warm=platform.settings.serving_warm_standby)
         self.release: Callable[[int], Awaitable[None]] | None = None
         """An external data plane's hook, awaited before a replica stops (:attr:`PoolConfig.release`)."""
+        self.forget: Callable[[int], None] | None = None
+        """An external data plane's hook, called once a replica died (:attr:`PoolConfig.forget`)."""
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 
@@ -193,7 +195,7 @@ class ServingManager:
                                 allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
                                 queue_per_replica=self.settings.serving_queue_per_replica,
                                 drain_seconds=self.settings.serving_drain_seconds,
-                                release=self.release,
+                                release=self.release, forget=self.forget,
                                 title=f"kfbox replica {record.namespace}/{record.name} rev {number}")
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)

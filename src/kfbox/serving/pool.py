@@ -70,6 +70,9 @@ class PoolConfig:
     release: Callable[[int], Awaitable[None]] | None = None
     """Awaited before a replica (by port) stops: an external data plane takes it out of its routes and lets
     the requests it sent there finish (kfbox.serving.haproxy)."""
+    forget: Callable[[int], None] | None = None
+    """Called once a replica (by port) that was ready died, or was stopped as broken: no request sent there can
+    still finish, so an external data plane reuses its place at once (kfbox.serving.haproxy)."""
 
 
 class ReplicaPool:
@@ -182,6 +185,8 @@ class ReplicaPool:
                 self._record_failure(now, reason)
                 self.model_path = None  # resolve (and check) the storage URI again: its links may have changed
             await asyncio.to_thread(replica.child.stop, 1.0)
+            if replica.ready_at is not None and self.config.forget is not None:
+                self.config.forget(replica.port)
 
     async def _probe(self, now: float) -> None:
         starting = [r for r in self.replicas if r.ready_at is None]

@@ -84,6 +84,7 @@ def install(app: Starlette, platform: Platform) -> None:
         preflight(platform.settings)
         plane = HaproxyDataPlane(manager, platform.settings, grpc=platform.services.grpc_gateway)
         manager.release = plane.release
+        manager.forget = plane.forget
         platform.services.data_plane = plane
         platform.record["ingress_url"] = plane.url
         platform.health["data_plane"] = plane.health
