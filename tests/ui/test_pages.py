@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -67,6 +68,16 @@ def test_model_description_script_renders_as_text(http: httpx.Client, seeded: di
         html = page(http, path)
         assert SCRIPT not in html
         assert "&lt;script&gt;document.title=&#39;owned&#39;&lt;/script&gt;" in html
+
+
+def test_a_model_page_is_found_by_name_too(http: httpx.Client, seeded: dict[str, Any]) -> None:
+    """``/models/<name>`` is the URL people type; it was a 400 ("not a valid id")."""
+    by_id = http.get(f"/models/{seeded['model']}.json").json()
+    html = page(http, f"/models/{quote(by_id['model']['name'])}")
+    assert by_id["model"]["name"] in html
+    assert http.get(f"/models/{quote(by_id['model']['name'])}.json").json()["model"]["id"] == by_id["model"]["id"]
+    missing = page(http, "/models/no-such-model", status=404)
+    assert "No model is named" in missing and "/models" in missing
 
 
 def test_runs_list_filters_sorts_searches_and_pages(http: httpx.Client, seeded: dict[str, Any]) -> None:

@@ -16,10 +16,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from kfbox.apis import REGISTRY as MR
 from kfbox.apis import SERVING as SERVING_API
-from kfbox.errors import InvalidInput, KfboxError, Unavailable
+from kfbox.errors import InvalidInput, KfboxError, NotFound, Unavailable
 from kfbox.pipelines.tables import Artifact
 from kfbox.registry import store
 from kfbox.registry.tables import Resource
@@ -152,7 +153,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
     def model(request: Request, model_id: str, deploy: str = "",
               compare: list[str] = Query(default=[])) -> dict[str, Any]:
         with platform.db.read() as s:
-            row = store.get(s, "registered_model", model_id)
+            row = _model_row(s, model_id)
             versions = list(s.scalars(select(Resource).where(Resource.family == "model_version",
                                                              Resource.scope == row.id)
                                       .order_by(Resource.created_ms.desc(), Resource.id.desc()).limit(500)))
@@ -245,3 +246,13 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
         return pages.redirect(f"/deployments/{namespace}/{body['name']}")
 
     return router
+
+
+def _model_row(session: Session, key: str) -> Resource:
+    """A model by id, or by name (``/models/iris`` is the URL people type); an id wins a name made of digits."""
+    if key.isdigit():
+        return store.get(session, "registered_model", key)
+    row = session.scalar(select(Resource).where(Resource.family == "registered_model", Resource.name == key))
+    if row is None:
+        raise NotFound(f"No model is named {key!r}. The registered models are listed at /models.")
+    return row
