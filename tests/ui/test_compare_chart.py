@@ -72,3 +72,15 @@ def test_run_names_in_charts_are_text(app_client: TestClient) -> None:
     b = record(app_client, "plain", [{"f1": 0.3}])
     html = app_client.get("/compare", params={"runs": [a, b]}).text
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; step 2: 0.4" in html
+
+
+def test_legend_tells_runs_apart_whose_names_differ_at_the_end(app_client: TestClient) -> None:
+    """Run names cut to 14 characters at the end both read "iris-training-": the legend cuts in the middle, and
+    the full name is the label's tooltip."""
+    a = record(app_client, "iris-training-v1", [{"loss": 0.9}, {"loss": 0.5}])
+    b = record(app_client, "iris-training-v2", [{"loss": 0.8}, {"loss": 0.4}])
+    html = app_client.get("/compare", params={"runs": [a, b]}).text
+    svg = re.search(r'data-metric="loss" data-kind="history">.*?</svg>', html)
+    assert svg
+    legend = re.findall(r'<text x="[0-9.]+" y="[0-9.]+">([^<]+)<title>([^<]+)</title></text>', svg.group(0))
+    assert legend == [("iris-tr\u2026ing-v1", "iris-training-v1"), ("iris-tr\u2026ing-v2", "iris-training-v2")]

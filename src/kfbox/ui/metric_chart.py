@@ -65,7 +65,7 @@ def chart_svg(chart: dict[str, Any]) -> Markup:
         for i, name in enumerate(chart["runs"]):
             x, _ = at(i + 1, y_lo)
             anchor = "start" if i == 0 else "end" if i == len(chart["runs"]) - 1 else "middle"
-            parts.append(f'<text x="{x}" y="{HEIGHT - 16}" text-anchor="{anchor}">{escape(name[:18])}</text>')
+            parts.append(f'<text x="{x}" y="{HEIGHT - 16}" text-anchor="{anchor}">{escape(short(name, 18))}<title>{escape(name)}</title></text>')
     for n, line in enumerate(chart["lines"]):
         color = PALETTE[n % len(PALETTE)]
         coords = [at(x, y) for x, y in line["points"]]
@@ -85,9 +85,19 @@ def chart_svg(chart: dict[str, Any]) -> Markup:
             y = HEIGHT - 3
             x = LEFT + n * 110
             parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{PALETTE[n % len(PALETTE)]}"/>'
-                         f'<text x="{x + 14}" y="{y}">{escape(line["run"][:14])}</text>')
+                         f'<text x="{x + 14}" y="{y}">{escape(short(line["run"], 14))}'
+                         f'<title>{escape(line["run"])}</title></text>')
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def short(name: str, width: int) -> str:
+    """``name`` in ``width`` characters, cut in the middle: compared runs' names tend to differ at the end
+    (``iris-training-v1``/``-v2``), which a cut at the end hid from the legend."""
+    if len(name) <= width:
+        return name
+    tail = (width - 1) // 2
+    return name[:width - 1 - tail] + "\u2026" + name[-tail:]
 
 
 def _num(value: float) -> str:
