@@ -41,11 +41,13 @@ def print_json(data: Any) -> None:
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Columns fold where the terminal is narrow: a name, an id or a URL cut to "kubeflow-\u2026" is lost, one
+    wrapped onto two lines is still whole."""
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
     _console(stderr=False).print(table)
