@@ -242,6 +242,7 @@ def test_the_replica_log_has_no_line_per_request(client: httpx.Client, server: S
         assert "Uvicorn running on http://127.0.0.1:" in text  # kserve's own start-up lines stay
         assert "uvicorn.access" not in text and "kserve.trace" not in text
         assert ":predict" not in text
+        assert "DeprecationWarning" not in text  # kserve's ORJSONResponse warning: nothing a user can act on
 
 
 def test_missing_or_corrupt_model_is_not_ready_and_says_why(client: httpx.Client, server: ServerProcess,

@@ -43,6 +43,7 @@ import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,9 @@ def main(argv: list[str], channel: Channel | None = None, env: dict[str, str] | 
         return EXIT_LOAD_FAILED
     sys.argv = sys.argv[:1]  # before kserve is imported: its argparse runs at import time
     defer_kubernetes_client()  # a replica serves without kserve's Kubernetes client (kfbox.serving.kserve_import)
+    # kserve's routes return FastAPI's deprecated ORJSONResponse: a warning in every replica's log that no user
+    # can act on
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
     try:
         from kfbox.serving.runtimes import build_model
 
