@@ -379,7 +379,9 @@ spec:
 """)
     applied = kfbox("serve", "apply", "-f", str(path), "--wait", url=server.url)
     assert applied.returncode == 0, applied.stderr
-    assert "inferenceservice.serving.kserve.io/iris configured" in applied.stdout
+    assert "inferenceservice.serving.kserve.io/iris configured" in applied.stdout  # its replicas' bounds moved
+    again = kfbox("serve", "apply", "-f", str(path), url=server.url)
+    assert "inferenceservice.serving.kserve.io/iris unchanged" in again.stdout, again.stderr  # kubectl's words
     listed = json.loads(kfbox("serve", "list", "-o", "json", url=server.url).stdout)
     iris_listed = next(i for i in listed if i["metadata"]["name"] == "iris")
     assert iris_listed["status"]["components"]["predictor"]["latestCreatedRevision"] == "iris-predictor-00001"
@@ -398,6 +400,9 @@ spec:
     gone = kfbox("serve", "get", "iris", url=server.url)
     assert gone.returncode == 1
     assert "not found" in gone.stderr and "kfbox serve list" in gone.stderr
+    created = kfbox("serve", "apply", "-f", str(path), url=server.url)
+    assert "inferenceservice.serving.kserve.io/iris created" in created.stdout, created.stderr
+    assert kfbox("serve", "delete", "iris", url=server.url).returncode == 0
     assert v1(httpx.Client(base_url=server.url), "iris").status_code == 404
 
 

@@ -83,24 +83,26 @@ def apply(
     results = []
     for manifest in _load_manifests(file):
         ns = (manifest.get("metadata") or {}).get("namespace") or namespace
-        isvc = _create_or_replace(api, ns, manifest)
+        isvc, verb = _create_or_replace(api, ns, manifest)
         if wait:
             isvc = _wait_ready(api, ns, isvc["metadata"]["name"], timeout)
-        results.append(isvc)
+        results.append((isvc, verb))
     if output is Output.json:
-        print_json(results if len(results) > 1 else results[0])
+        objects = [isvc for isvc, _ in results]
+        print_json(objects if len(objects) > 1 else objects[0])
         return
-    for isvc in results:
-        console.print(f"inferenceservice.serving.kserve.io/{isvc['metadata']['name']} configured")
+    for isvc, verb in results:
+        console.print(f"inferenceservice.serving.kserve.io/{isvc['metadata']['name']} {verb}")
     if wait:
-        print_table(None, COLUMNS, [_row(i) for i in results])
+        print_table(None, COLUMNS, [_row(i) for i, _ in results])
 
 
-def _create_or_replace(api: ApiClient, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create (201), or replace the existing one at its current resourceVersion (retried if it moved)."""
+def _create_or_replace(api: ApiClient, namespace: str, manifest: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Create (201), or replace the existing one at its current resourceVersion (retried if it moved); with
+    what ``kubectl apply`` says of it: created, configured, or unchanged (the spec's generation did not move)."""
     try:
         created: dict[str, Any] = api.post(f"{API}/namespaces/{namespace}/inferenceservices", json=manifest)
-        return created
+        return created, "created"
     except Conflict:
         pass
     name = (manifest.get("metadata") or {}).get("name")
@@ -111,7 +113,8 @@ def _create_or_replace(api: ApiClient, namespace: str, manifest: dict[str, Any])
         try:
             replaced: dict[str, Any] = api.request("PUT", f"{API}/namespaces/{namespace}/inferenceservices/{name}",
                                                    json=body)
-            return replaced
+            moved = replaced["metadata"].get("generation") != current["metadata"].get("generation")
+            return replaced, "configured" if moved else "unchanged"
         except Conflict:
             if attempt == 4:
                 raise
