@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import math
 
 from hdrh.histogram import HdrHistogram
@@ -70,13 +71,16 @@ class Latencies:
         return self._hist.get_max_value() / 1_000_000 if self.count else math.nan
 
     def buckets(self, buckets: int = 10) -> list[tuple[float, int]]:
-        """(upper bound in seconds, count) over equal-width buckets from the fastest to the slowest."""
+        """(upper bound in seconds, count) over buckets from the fastest to the slowest, each bound the last one
+        times the same factor: with equal widths, a few slow outliers (a 100 ms stall among 1 ms replies) put
+        nearly every reply in the first of ten buckets and the shape of the rest is lost."""
         if not self.count:
             return []
         low, high = self.min, self.max
-        width = (high - low) / buckets or 1e-9
+        factor = (high / low) ** (1 / buckets) if high > low else 1.0
+        bounds = [low * factor ** (i + 1) for i in range(buckets - 1)] + [high]
         counts = [0] * buckets
         for item in self._hist.get_recorded_iterator():
             value = item.value_iterated_to / 1_000_000
-            counts[min(max(int((value - low) / width), 0), buckets - 1)] += item.count_added_in_this_iter_step
-        return [(low + width * (i + 1), counts[i]) for i in range(buckets)]
+            counts[min(bisect.bisect_left(bounds, value), buckets - 1)] += item.count_added_in_this_iter_step
+        return list(zip(bounds, counts, strict=True))

@@ -110,7 +110,7 @@ class Report:
         return self.latencies.percentile(p)
 
     def histogram(self, buckets: int = 10) -> list[tuple[float, int]]:
-        """(upper bound in seconds, count) over equal-width buckets from the fastest to the slowest."""
+        """(upper bound in seconds, count) over log-spaced buckets from the fastest to the slowest."""
         return self.latencies.buckets(buckets)
 
     def to_dict(self) -> dict[str, Any]:
