@@ -43,6 +43,12 @@ def test_the_start_line_record_and_status_show_a_loopback_url_that_answers(serve
     assert shown.returncode == 0, shown.stderr
     info = json.loads(shown.stdout)
     assert (info["url"], info["other_machines"], info["healthy"]) == (local, elsewhere, True)
+    table = run_cli("status", "--home", str(server.home), env={"COLUMNS": "200"})
+    assert table.returncode == 0, table.stderr
+    rows = {line.split("\u2502")[1].strip(): line.split("\u2502")[2].strip()
+            for line in table.stdout.splitlines() if line.startswith("\u2502")}
+    assert (rows["url"], rows["other machines"]) == (local, elsewhere)
+    assert rows["uptime"].endswith("s") and "uptime_seconds" not in table.stdout  # "12.3s", "4m 21s": for people
 
 
 def test_the_dashboard_names_the_loopback_url(server: ServerProcess) -> None:

@@ -19,7 +19,7 @@ import typer
 from kfbox.addresses import is_wildcard, local_url
 from kfbox.cli import output as cli_output
 from kfbox.cli.options import HomeOption, OutputOption
-from kfbox.cli.output import Output, print_json, print_table
+from kfbox.cli.output import Output, print_json, print_pairs
 from kfbox.config import Settings, default_home
 from kfbox.errors import KfboxError, Unavailable
 from kfbox.server.record import pid_alive, read_record
@@ -257,6 +257,9 @@ def status(home: HomeOption = None, output: OutputOption = Output.table) -> None
     if output is Output.json:
         print_json(info)
     else:
-        print_table(None, ["key", "value"], [(k, v) for k, v in info.items()])
+        from kfbox.ui.formats import duration
+
+        shown = {**info, "uptime_seconds": duration(1000 * info["uptime_seconds"])}
+        print_pairs(None, [("uptime" if k == "uptime_seconds" else k.replace("_", " "), v) for k, v in shown.items()])
     if not healthy:
         raise typer.Exit(1)
