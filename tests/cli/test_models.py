@@ -22,7 +22,7 @@ def registered(server: ServerProcess) -> ServerProcess:
     with server.client() as http:
         model = http.post(f"{V1}/registered_models", json={"name": "iris", "owner": "alice",
                                                            "description": "Iris KNN"}).json()
-        for name, accuracy in (("v1", 0.91), ("v2", 0.97)):
+        for name, accuracy in (("v1", 0.91), ("v2", 29 / 30)):
             version = http.post(f"{V1}/model_versions", json={
                 "name": name, "registeredModelId": model["id"], "author": "alice",
                 "customProperties": {"accuracy": {"metadataType": "MetadataDoubleValue", "double_value": accuracy},
@@ -53,12 +53,13 @@ def test_models_list(registered: ServerProcess) -> None:
 def test_models_show(registered: ServerProcess) -> None:
     shown = json.loads(invoke("models", "show", "iris", "--url", registered.url, "-o", "json"))
     assert [v["name"] for v in shown["versions"]] == ["v1", "v2"]
-    assert shown["versions"][1]["properties"] == {"accuracy": 0.97, "epochs": 5}
+    assert shown["versions"][1]["properties"] == {"accuracy": 29 / 30, "epochs": 5}  # every digit in JSON
     assert shown["versions"][0]["artifacts"][0]["uri"] == "s3://models/iris/v1"
     one = json.loads(invoke("models", "show", "iris", "--version", "v2", "--url", registered.url, "-o", "json"))
     assert [v["name"] for v in one["versions"]] == ["v2"]
     table = invoke("models", "show", "iris", "--url", registered.url)
-    assert "accuracy=0.97" in table and "s3://models/iris/v2" in table and "sklearn 1" in table
+    assert "accuracy=0.9667" in table and "s3://models/iris/v2" in table and "sklearn 1" in table
+    assert "0.96666" not in table  # a table is read by people: four significant digits
 
 
 def test_helpful_errors(registered: ServerProcess) -> None:

@@ -120,7 +120,8 @@ def show_model(
         title += f" - {model['description']}"
     rows = []
     for v in versions:
-        props = ", ".join(f"{k}={val}" for k, val in v["properties"].items())
+        # one a line, a float to 4 significant digits (accuracy=0.9667, not 0.9666666666666667): -o json has them all
+        props = "\n".join(f"{k}={f'{val:.4g}' if isinstance(val, float) else val}" for k, val in v["properties"].items())
         uris = "\n".join(a["uri"] or "" for a in v["artifacts"])
         formats = "\n".join(a["format"] for a in v["artifacts"])
         rows.append([v["name"], v["state"], v["author"], v["created"], props, uris, formats])
