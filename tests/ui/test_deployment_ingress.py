@@ -11,6 +11,7 @@ A request HAProxy sends straight to the replica never reaches kfbox's HTTP stack
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -223,8 +224,7 @@ def test_the_page_reads_restarting_until_a_restarted_haproxy_listens_then_up(ser
     url = ingress_url(server.home)
     port = int(url.rsplit(":", 1)[1])
     kills = 0
-    with socket.socket() as taken:
-        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    with contextlib.ExitStack() as stack:
 
         def kill_and_take_the_port() -> bool:
             nonlocal kills
@@ -234,8 +234,11 @@ def test_the_page_reads_restarting_until_a_restarted_haproxy_listens_then_up(ser
                 return False
             kills += 1
             wait_for(lambda: not connects(port), 10, "HAProxy's port closed")
+            taken = stack.enter_context(socket.socket())
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:  # kfbox restarts it after a backoff (0.5 s): it may have been quicker than us, then again
                 taken.bind(("127.0.0.1", port))
+                taken.listen(1)  # bound alone, the port is still HAProxy's to take: both sockets set SO_REUSEADDR
             except OSError:
                 return False
             return True
