@@ -20,6 +20,7 @@ from kfbox.cli.target import connect
 from kfbox.client import ApiClient
 from kfbox.client.registry import pages
 from kfbox.errors import NotFound
+from kfbox.ui.formats import number
 
 API = "/api/model_registry/v1"
 
@@ -121,7 +122,7 @@ def show_model(
     rows = []
     for v in versions:
         # one a line, a float to 4 significant digits (accuracy=0.9667, not 0.9666666666666667): -o json has them all
-        props = "\n".join(f"{k}={f'{val:.4g}' if isinstance(val, float) else val}" for k, val in v["properties"].items())
+        props = "\n".join(f"{k}={number(val)}" for k, val in v["properties"].items())
         uris = "\n".join(a["uri"] or "" for a in v["artifacts"])
         formats = "\n".join(a["format"] for a in v["artifacts"])
         rows.append([v["name"], v["state"], v["author"], v["created"], props, uris, formats])
