@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import logging
 import os
 import shutil
@@ -63,7 +64,7 @@ from kfbox.errors import InvalidInput, Unavailable
 from kfbox.server.processes import ChildProcess
 from kfbox.server.record import read_record
 from kfbox.serving.deployment import traffic_split
-from kfbox.serving.haproxy_config import Plan, Route, render, split_text
+from kfbox.serving.haproxy_config import PROBE_HEADER, PROBE_PATH, Plan, Route, render, split_text
 from kfbox.serving.haproxy_log import RequestLog
 from kfbox.serving.haproxy_runtime import (
     FreedSlots,
@@ -266,13 +267,19 @@ class HaproxyDataPlane:
             shutil.rmtree(self.sockets, ignore_errors=True)
 
     def _listening(self) -> bool:
-        """Whether the ingress port accepts a connection (HAProxy's worker has bound it)."""
+        """Whether HAProxy answers on the ingress port: its own reply to :data:`PROBE_PATH`, not just a connection,
+        which another program holding the port would accept too (a restart then read as done while it failed)."""
         if self.child is None or not self.child.alive:
             return False
-        address = (connect_host(self.settings.host), self.port)
-        with contextlib.suppress(OSError), socket.create_connection(address, timeout=0.5):
-            return True
-        return False
+        connection = http.client.HTTPConnection(connect_host(self.settings.host), self.port, timeout=0.5)
+        try:
+            connection.request("GET", PROBE_PATH)
+            reply = connection.getresponse()
+            return reply.status == 204 and reply.getheader(PROBE_HEADER) == "haproxy"
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
 
     def _refuse(self, child: ChildProcess) -> None:
         tail = child.log_path.read_text(errors="replace").splitlines()[-10:]

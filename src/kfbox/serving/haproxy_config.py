@@ -63,6 +63,10 @@ REPLICA_MAXCONN = 64
 time per process anyway: a deeper queue inside the replica only hides the wait)."""
 EMPTY_SLOT_PORT = 9
 """The port an empty (``disabled``) slot names until a replica takes it: nothing is ever sent there."""
+PROBE_PATH = "/.kfbox/data-plane"
+PROBE_HEADER = "x-kfbox-data-plane"
+"""HAProxy answers ``GET PROBE_PATH`` with 204 and this header itself: kfbox's proof that the program
+listening on the ingress port is its HAProxy (another program may hold the port)."""
 FALLBACK = "kfbox"
 GRPC = "kfbox_grpc"
 
@@ -211,6 +215,9 @@ def render(plan: Plan) -> str:
         "    acl plain_host var(txn.host) -m reg ^(localhost|[0-9.]+)$",
         f"    acl model_host var(txn.host) -m end .{plan.domain.lower()}",
         "    http-request set-var(txn.host) req.hdr(host),field(1,:),lower",
+        # kfbox's readiness probe, answered by HAProxy itself: a connection alone could be another program's
+        f"    http-request set-log-level silent if {{ path {PROBE_PATH} }}",
+        f"    http-request return status 204 hdr {PROBE_HEADER} haproxy if {{ path {PROBE_PATH} }}",
     ]
     qualified = "!unusual"
     if plan.token_file is not None:
