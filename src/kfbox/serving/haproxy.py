@@ -26,7 +26,7 @@ The control loop here:
 - reads every worker's ``show stat`` through the master CLI socket a few times a second: requests in
   flight per revision feed the autoscaler and ``kfbox_serving_inflight_requests``, and a request seen
   keeps a revision from scaling to zero;
-- counts each routed request from HAProxy's log datagram (:mod:`kfbox.serving.haproxy_log`).
+- counts each routed request from HAProxy's log line, forwarded over a stream (:mod:`kfbox.serving.haproxy_log`).
 
 The child dies with the server: ``PR_SET_PDEATHSIG`` on the master (a ``kill -9`` of kfbox), workers
 exit with their master, and a master left by a server that could not clean up (its pid is in

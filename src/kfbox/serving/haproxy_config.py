@@ -42,8 +42,9 @@ kfbox would have sent it there without a question asked, and everything else to 
 - **gRPC**: a request with ``content-type: application/grpc`` (HTTP/2 in clear text, which HAProxy tells
   from HTTP/1.1 by its preface) goes to kfbox's gRPC gateway when it is on, so one ingress port serves
   both protocols, as Istio's does for KServe; the gateway routes it by model name and checks the token;
-- **metrics**: one log datagram per routed request, ``<h|p>:<namespace>/<name> <status> <ms>``,
-  which kfbox counts under its ``kfbox_serving_*`` names.
+- **metrics**: one log line per routed request, ``<h|p>:<namespace>/<name> <status> <ms>``, into a ring
+  buffer that HAProxy forwards over a unix stream socket, which kfbox counts under its ``kfbox_serving_*``
+  names (:mod:`kfbox.serving.haproxy_log`).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ PROBE_PATH = "/.kfbox/data-plane"
 PROBE_HEADER = "x-kfbox-data-plane"
 """HAProxy answers ``GET PROBE_PATH`` with 204 and this header itself: kfbox's proof that the program
 listening on the ingress port is its HAProxy (another program may hold the port)."""
+LOG_RING = "kfbox_requests"
+LOG_RING_BYTES = 1 << 20
+"""HAProxy's buffer of log lines not yet read by kfbox: about 40,000 lines, seconds of them at the highest
+rates this data plane serves."""
 FALLBACK = "kfbox"
 GRPC = "kfbox_grpc"
 
@@ -182,10 +187,17 @@ def render(plan: Plan) -> str:
         "# written by kfbox (kfbox.serving.haproxy_config); servers change at run time "
         "(kfbox.serving.haproxy_runtime); do not edit",
         "global",
-        f"    log {plan.log_socket} len 1024 format raw local0 info",
+        f"    log ring@{LOG_RING} local0 info",
         f"    nbthread {plan.threads}",
         "    maxconn 8192",
         f"    hard-stop-after {max(1, math.ceil(plan.drain_seconds * 1000))}ms",
+        f"ring {LOG_RING}",  # forwarded to kfbox over a stream: a datagram queue drops lines (haproxy_log)
+        "    format raw",
+        "    maxlen 1024",
+        f"    size {LOG_RING_BYTES}",
+        "    timeout connect 2s",
+        "    timeout server 60s",
+        f"    server kfbox unix@{plan.log_socket} log-proto legacy",
         "defaults",
         "    mode http",
         "    log global",
