@@ -15,6 +15,7 @@ stream queues bytes (the socket's buffer, then HAProxy's ring), enough for secon
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import socket
 from pathlib import Path
@@ -90,8 +91,8 @@ class RequestLog:
                 break
             chunks.append(data)
         *lines, rest = b"".join(chunks).split(b"\n")
-        for line in lines:
-            self.count(line)
+        for line, times in collections.Counter(lines).items():  # a batch's lines repeat: parse each once
+            self.count(line, times)
         if ended:
             del self._partial[connection]
             connection.close()
@@ -99,8 +100,8 @@ class RequestLog:
         self._partial[connection] = rest
         asyncio.get_running_loop().add_reader(connection.fileno(), self._wake, connection)
 
-    def count(self, line: bytes) -> None:
-        """One routed request's log line: ``h:<namespace>/<name> <status> <milliseconds>``."""
+    def count(self, line: bytes, times: int = 1) -> None:
+        """A routed request's log line, ``h:<namespace>/<name> <status> <milliseconds>``, seen ``times``."""
         try:
             where, status, millis = line.split()
             namespace, name = where[2:].decode().split("/", 1)
@@ -113,5 +114,6 @@ class RequestLog:
         series = self.series.get(deployment.key)
         if series is None or series.deployment is not deployment:
             series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
-        series.requests(code).inc()
-        series.latency.observe(seconds)
+        series.requests(code).inc(times)
+        for _ in range(times):
+            series.latency.observe(seconds)
