@@ -261,6 +261,13 @@ def test_discovery_version_openapi_and_namespaces(client: httpx.Client) -> None:
     assert {"default", "team-ns"} <= set(names)
 
 
+def table_row(client: httpx.Client, name: str) -> list[Any]:
+    """The cells kubectl prints for one InferenceService (the server-side Table it asks for)."""
+    reply = client.get(f"{BASE}/{name}", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
+    assert reply.status_code == 200, reply.text
+    return list(reply.json()["rows"][0]["cells"])
+
+
 def test_ready_follows_the_rollout_of_each_generation(client: httpx.Client, server: ServerProcess) -> None:
     train_iris(server.home / "pvc" / "models" / "conv-v1")
     train_iris(server.home / "pvc" / "models" / "conv-v2", kind="tree")
@@ -280,8 +287,15 @@ def test_ready_follows_the_rollout_of_each_generation(client: httpx.Client, serv
     assert patched.json()["metadata"]["generation"] == 2 and st["observedGeneration"] == 2
     ready = next(c for c in st["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "False" and ready["reason"] == "RevisionNotReady", ready
+    # the canary's 20% goes to revision 1 until revision 2 has a replica, and kubectl's LATEST and
+    # LATESTREADYREVISION columns (the target following the latest revision) say so, as Knative resolves it
+    assert st["components"]["predictor"]["traffic"] == [
+        {"revisionName": "conv-r-predictor-00001", "percent": 80, "latestRevision": False, "tag": "prev"},
+        {"revisionName": "conv-r-predictor-00001", "percent": 20, "latestRevision": True}]
+    assert table_row(client, "conv-r")[3:7] == [80, 20, "conv-r-predictor-00001", "conv-r-predictor-00001"]
     body = wait_for(lambda: ready_for(2), 90, "generation 2 Ready")
     assert body["status"]["components"]["predictor"]["latestReadyRevision"] == "conv-r-predictor-00002"
+    assert table_row(client, "conv-r")[3:7] == [80, 20, "conv-r-predictor-00001", "conv-r-predictor-00002"]
     assert client.delete(f"{BASE}/conv-r").status_code == 200
 
 

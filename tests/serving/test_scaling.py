@@ -50,7 +50,9 @@ def test_rollout_canary_promote_and_rollback(client: httpx.Client, server: Serve
     assert v1(client, "flower").json() == {"predictions": expected(logistic)}
 
     # a changed spec without canary: the old revision serves until the new one is ready, then hands over
-    apply(client, manifest("flower", "pvc://models/flower-v2"))
+    rolling = apply(client, manifest("flower", "pvc://models/flower-v2"))["status"]["components"]["predictor"]
+    # ...and the target following the latest revision names the one serving, as Knative resolves it
+    assert rolling["traffic"] == [{"revisionName": "flower-predictor-00001", "percent": 100, "latestRevision": True}]
     assert v1(client, "flower").status_code == 200
     wait_for(lambda: status(client, "flower")["components"]["predictor"].get("latestRolledoutRevision")
              == "flower-predictor-00002", 90, "rollout of revision 2")

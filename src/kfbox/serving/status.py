@@ -31,6 +31,25 @@ def _condition(deployment: Deployment, kind: str, ok: bool, reason: str | None =
     return condition
 
 
+def _traffic(deployment: Deployment, split: dict[int, int]) -> list[dict[str, Any]]:
+    """``status.components.predictor.traffic`` as Knative resolves it for KServe: the target that follows the
+    latest revision (``latestRevision: true``; kubectl's LATEST and LATESTREADYREVISION columns) names the
+    revision its share goes to now. That is the serving revision during a rollout without a canary percent,
+    and the stable one while a canary has no ready replica (kfbox sends the canary's share there, as Knative
+    routes it to the latest *ready* revision). A canary's stable revision is the ``prev`` target."""
+    record = deployment.record
+    canary = deployment.pools.get(record.latest)
+    canary_ready = canary is not None and bool(canary.ready_count or (canary.ever_ready and canary.failure is None))
+    traffic = []
+    for number, percent in sorted(split.items()):
+        latest = number == record.latest or len(split) == 1  # alone, it is the target following the latest
+        shown = record.stable if number == record.latest and len(split) > 1 and not canary_ready \
+            and record.stable is not None else number
+        traffic.append({"revisionName": revision_name(record.name, shown), "percent": percent,
+                        "latestRevision": latest, **({} if latest else {"tag": "prev"})})
+    return traffic
+
+
 def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any]:
     record = deployment.record
     name, namespace = record.name, record.namespace
@@ -70,9 +89,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         _condition(deployment, "PredictorReady", ok, reason, message),
         _condition(deployment, "Ready", ok, reason, message),
     ]
-    traffic = [{"revisionName": revision_name(name, n), "percent": pct, "latestRevision": n == record.latest,
-                **({"tag": "prev"} if n != record.latest and len(split) > 1 else {})}
-               for n, pct in sorted(split.items())]
+    traffic = _traffic(deployment, split)
     predictor: dict[str, Any] = {
         "latestCreatedRevision": revision_name(name, record.latest),
         "traffic": traffic,
