@@ -1,6 +1,6 @@
 """The HAProxy data plane against the Python gateway and the replica straight (issue 15 item 4).
 
-    .venv/bin/python benchmarks/data_plane.py [--concurrency 1,8] [--seconds 6] [--rounds 3]
+    .venv/bin/python benchmarks/data_plane.py [--concurrency 1,8] [--seconds 6] [--rounds 3] [--services 30]
 
 One ``kfbox up --data-plane haproxy`` serves an iris KNN model with one replica; the same V1 predict is
 sent, closed loop with ``wrk -t1 -cC`` (one client kind for every path), to
@@ -63,8 +63,12 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,8", help="comma-separated wrk connection counts")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per path and concurrency")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--services", type=int, default=0,
+                        help="other InferenceServices served beside iris (one replica each): HAProxy's frontend "
+                             "holds a route for each, and a request to iris pays for what it asks of every route")
     args = parser.parse_args()
-    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f} (1 min) at the start")
+    print(f"cores {os.cpu_count()}, load {os.getloadavg()[0]:.1f} (1 min) at the start; "
+          f"{args.services + 1} InferenceService(s)")
     with tempfile.TemporaryDirectory(prefix="kfbox-data-plane-") as tmp:
         work = Path(tmp)
         home = work / "home"
@@ -73,6 +77,8 @@ def main() -> int:
         with kfbox_with_haproxy(home) as record:
             url, ingress = record["url"], record["ingress_url"]
             endpoints = apply_iris(url, "iris", 1)
+            for number in range(args.services):
+                apply_iris(url, f"other-{number}", 1, "iris")
             replica_url = endpoints[0]
             # kfbox rewrites the port -> revision map once it has put the replica into HAProxy (at run time)
             mapped = f"{replica_url.rsplit(':', 1)[1]} "

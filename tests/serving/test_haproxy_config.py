@@ -54,7 +54,7 @@ def test_haproxy_accepts_the_configuration(tmp_path: Path, token: bool, routes: 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     text = config.read_text()
     assert ("acl authorized" in text) is token
-    assert text.count("use_backend svc_") == text.count("use_backend split_") == len(routes)
+    assert text.count("\nbackend svc_") == text.count("\nbackend split_") == len(routes)
     if routes:
         assert "iris.default.example.com iris-predictor.default.example.com" in text  # the domain lower-cased
         assert "balance roundrobin" in text and "balance leastconn" in text
