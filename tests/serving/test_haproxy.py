@@ -202,6 +202,19 @@ def test_every_request_under_load_is_counted(server: ServerProcess, client: http
     assert metric(client, 'kfbox_serving_request_duration_seconds_count{name="iris"') == timed + total
 
 
+def test_loadtest_by_name_goes_through_the_ingress(server: ServerProcess, client: httpx.Client) -> None:
+    """``kfbox loadtest NAME`` measures the door clients use: the ingress port while HAProxy is up."""
+    before = through_kfbox(client)
+    ran = run_cli("loadtest", "iris", "-n", "60", "-c", "2", "-d", json.dumps({"instances": ROWS}), "-o", "json",
+                  "--home", str(server.home), "--token", TOKEN)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["url"] == f"{ingress_url(server.home)}/serving/default/iris/v1/models/iris:predict"
+    assert report["status_codes"] == {"200": 60}
+    assert through_kfbox(client) == before
+    assert client.get("/healthz").json()["data_plane_state"] == "up"
+
+
 def test_auth_refusal_comes_from_kfbox_and_credentials_stay_out_of_the_replica(
         server: ServerProcess, ingress: httpx.Client, client: httpx.Client) -> None:
     url = str(ingress.base_url)

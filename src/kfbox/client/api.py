@@ -88,7 +88,8 @@ class ApiClient:
 
     def health(self) -> dict[str, Any]:
         """The server's ``/healthz`` body: ``status``, ``version`` and its extras (with the HAProxy data plane
-        ``data_plane``, its state in a line, and ``ingress_url``); {} where no kfbox ``/healthz`` answers."""
+        ``data_plane``, its state in a line, ``data_plane_state`` and ``ingress_url``); {} where no kfbox
+        ``/healthz`` answers."""
         try:
             body = self.get("/healthz")
         except KfboxError:

@@ -1,5 +1,6 @@
 """What ``kfbox loadtest TARGET`` points at: a URL as given, or an InferenceService name
-resolved through the platform to its gateway path, plus the replica gauge to sample.
+resolved through the platform to its gateway path (on the ingress port while the HAProxy data plane is up),
+plus the replica gauge to sample.
 
 Example::
 
@@ -74,8 +75,18 @@ def resolve_target(target: str, *, api: Api | None, namespace: str | None = None
     base = api.base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     path = inference_path(namespace, target, v2, served_model(found))
-    return Target(url=base + path, headers=headers, name=target,
+    return Target(url=inference_base(api) + path, headers=headers, name=target,
                   namespace=namespace, metrics_url=f"{base}/metrics")
+
+
+def inference_base(api: Api) -> str:
+    """Where an InferenceService's clients send requests: the ingress port while kfbox's HAProxy data plane is
+    up (as the dashboard's snippets do), else kfbox's own port (its gateway)."""
+    health = api.health()
+    ingress = health.get("ingress_url")
+    if isinstance(ingress, str) and health.get("data_plane_state") == "up":
+        return ingress.rstrip("/")
+    return api.base_url.rstrip("/")
 
 
 def _get(api: Api, namespace: str, name: str) -> dict[str, Any]:

@@ -89,6 +89,7 @@ def install(app: Starlette, platform: Platform) -> None:
         platform.record["ingress_url"] = plane.url
         platform.health["data_plane"] = plane.health
         platform.health["ingress_url"] = lambda: plane.url  # for clients without server.json: kfbox serve get
+        platform.health["data_plane_state"] = lambda: plane.state  # up, restarting, stopped: where to send inference
         platform.on_startup.insert(platform.on_startup.index(manager.start), plane.start)
         platform.on_shutdown.append(plane.stop)  # shutdown hooks run last to first: HAProxy stops before replicas
 
