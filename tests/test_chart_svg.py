@@ -43,3 +43,17 @@ def test_count_axes_read_whole_numbers() -> None:
     assert tops["runs finished"] == "3"  # 2 with headroom, not 2.2
     assert tops["runs queued · running"] == "1"
     assert axis_tops(render({"t": [0.0], "inflight": [7]}, SERVICE_PANELS))["replicas · in flight"] == "8"
+
+
+def legends(svg: str) -> dict[str, str]:
+    return dict(re.findall(r'data-legend="([^"]+)">([^<]+)</text>', svg))
+
+
+def test_legends_read_about_three_significant_digits() -> None:
+    """The last sample of each line, as a person reads it: 1560 req/s, not 1559.99 (a rate over 5 s)."""
+    svg = render({"t": [0.0, 5.0], "rps": [1200.0, 1559.99], "p50": [1.0, 1.0123], "p99": [10.0, 12.37]},
+                 SERVICE_PANELS)
+    shown = legends(svg)
+    assert shown["rps"] == "req/s 1560"
+    assert shown["p50"] == "p50 1.01"
+    assert shown["p99"] == "p99 12.4"
