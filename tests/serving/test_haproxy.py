@@ -509,6 +509,10 @@ def test_a_haproxy_that_keeps_exiting_is_given_up_and_kfbox_still_serves(server:
     shown = run_cli("serve", "get", "iris", "--url", server.url, env={"KFBOX_TOKEN": TOKEN})
     assert any("data plane" in line and "haproxy stopped:" in line for line in shown.stdout.splitlines()), \
         shown.stdout
+    # and the load tester (and `kfbox example iris`) send inference to kfbox's own port too
+    ran = run_cli("loadtest", "iris", "-n", "10", "-c", "1", "-d", json.dumps({"instances": ROWS}), "-o", "json",
+                  "--home", str(server.home), "--token", TOKEN)
+    assert json.loads(ran.stdout)["url"] == f"{server.url}/serving/default/iris/v1/models/iris:predict", ran.stderr
 
 
 def _answers(ingress: httpx.Client) -> bool:

@@ -96,6 +96,16 @@ class ApiClient:
             return {}
         return body if isinstance(body, dict) else {}
 
+    def inference_base(self) -> str:
+        """Where an InferenceService's clients send requests: the ingress port while the server's HAProxy data
+        plane is up (as the dashboard's snippets do; it hands what it does not route to kfbox), else this
+        server's own port (its gateway)."""
+        health = self.health()
+        ingress = health.get("ingress_url")
+        if isinstance(ingress, str) and health.get("data_plane_state") == "up":
+            return ingress.rstrip("/")
+        return self.base_url.rstrip("/")
+
     def close(self) -> None:
         self.http.close()
 

@@ -75,18 +75,9 @@ def resolve_target(target: str, *, api: Api | None, namespace: str | None = None
     base = api.base_url.rstrip("/")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     path = inference_path(namespace, target, v2, served_model(found))
-    return Target(url=inference_base(api) + path, headers=headers, name=target,
+    return Target(url=api.inference_base() + path, headers=headers, name=target,
                   namespace=namespace, metrics_url=f"{base}/metrics")
 
-
-def inference_base(api: Api) -> str:
-    """Where an InferenceService's clients send requests: the ingress port while kfbox's HAProxy data plane is
-    up (as the dashboard's snippets do), else kfbox's own port (its gateway)."""
-    health = api.health()
-    ingress = health.get("ingress_url")
-    if isinstance(ingress, str) and health.get("data_plane_state") == "up":
-        return ingress.rstrip("/")
-    return api.base_url.rstrip("/")
 
 
 def _get(api: Api, namespace: str, name: str) -> dict[str, Any]:

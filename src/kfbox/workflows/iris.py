@@ -212,7 +212,8 @@ def run_iris(platform_url: str, token: str | None, options: IrisOptions, console
     with httpx.Client(base_url=platform_url, headers=headers, timeout=60) as http:
         with console.status(f"Waiting for InferenceService {SERVICE} to be Ready..."):
             wait_ready(api, NAMESPACE, SERVICE, options.timeout, poll=0.05)
-        endpoint = f"{platform_url}/serving/{NAMESPACE}/{SERVICE}/v1/models/{SERVICE}:predict"
+        # the ingress port while HAProxy is up: it hands a service it does not route yet to kfbox
+        endpoint = f"{api.inference_base()}/serving/{NAMESPACE}/{SERVICE}/v1/models/{SERVICE}:predict"
         request = json.loads((examples_dir / "request.json").read_text())
         reply = http.post(endpoint, json=request)
         if reply.status_code != 200:
