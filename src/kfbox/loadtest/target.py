@@ -79,7 +79,6 @@ def resolve_target(target: str, *, api: Api | None, namespace: str | None = None
                   namespace=namespace, metrics_url=f"{base}/metrics")
 
 
-
 def _get(api: Api, namespace: str, name: str) -> dict[str, Any]:
     try:
         found: dict[str, Any] = api.get(f"{API}/namespaces/{namespace}/inferenceservices/{name}")

@@ -28,6 +28,8 @@ BATCH_SECONDS = 0.05
 each, most of the hop's CPU left in kfbox. The lines wait in the socket's buffer and HAProxy's ring
 (:data:`kfbox.serving.haproxy_config.LOG_RING_BYTES`) meanwhile."""
 READ_BYTES = 1 << 16
+READS_PER_DRAIN = 16
+"""At most 1 MiB (~40,000 lines) a drain; the rest waits for the next one, the loop serves requests between."""
 
 
 class RequestLog:
@@ -79,7 +81,7 @@ class RequestLog:
             return
         chunks = [self._partial[connection]]
         ended = False
-        while True:
+        for _ in range(READS_PER_DRAIN):  # bounded: a flood of lines must not hold the server's loop
             try:
                 data = connection.recv(READ_BYTES)
             except (BlockingIOError, InterruptedError):
