@@ -11,7 +11,7 @@ import datetime
 from typing import Any
 
 from kfbox.serving.deployment import Deployment, traffic_split
-from kfbox.serving.store import revision_name
+from kfbox.serving.store import ServiceRecord, revision_name
 
 
 def _now() -> str:
@@ -31,20 +31,17 @@ def _condition(deployment: Deployment, kind: str, ok: bool, reason: str | None =
     return condition
 
 
-def _traffic(deployment: Deployment, split: dict[int, int]) -> list[dict[str, Any]]:
+def _traffic(record: ServiceRecord, split: dict[int, int], ready: set[int]) -> list[dict[str, Any]]:
     """``status.components.predictor.traffic`` as Knative resolves it for KServe: the target that follows the
     latest revision (``latestRevision: true``; kubectl's LATEST and LATESTREADYREVISION columns) names the
     revision its share goes to now. That is the serving revision during a rollout without a canary percent,
-    and the stable one while a canary has no ready replica (kfbox sends the canary's share there, as Knative
+    and the stable one while a canary is not ``ready`` (kfbox sends the canary's share there, as Knative
     routes it to the latest *ready* revision). A canary's stable revision is the ``prev`` target."""
-    record = deployment.record
-    canary = deployment.pools.get(record.latest)
-    canary_ready = canary is not None and bool(canary.ready_count or (canary.ever_ready and canary.failure is None))
     traffic = []
     for number, percent in sorted(split.items()):
         latest = number == record.latest or len(split) == 1  # alone, it is the target following the latest
-        shown = record.stable if number == record.latest and len(split) > 1 and not canary_ready \
-            and record.stable is not None else number
+        unready_canary = len(split) > 1 and number == record.latest and number not in ready
+        shown = record.stable if unready_canary and record.stable is not None else number
         traffic.append({"revisionName": revision_name(record.name, shown), "percent": percent,
                         "latestRevision": latest, **({} if latest else {"tag": "prev"})})
     return traffic
@@ -89,7 +86,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         _condition(deployment, "PredictorReady", ok, reason, message),
         _condition(deployment, "Ready", ok, reason, message),
     ]
-    traffic = _traffic(deployment, split)
+    traffic = _traffic(record, split, set(ready_revisions))
     predictor: dict[str, Any] = {
         "latestCreatedRevision": revision_name(name, record.latest),
         "traffic": traffic,
