@@ -378,6 +378,27 @@ def test_load_through_haproxy_scales_up_and_down(server: ServerProcess, ingress:
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/auto")
 
 
+def test_requests_through_haproxy_count_toward_rps(server: ServerProcess, ingress: httpx.Client,
+                                                   client: httpx.Client) -> None:
+    """``scaleMetric: rps`` counts the requests HAProxy sends straight to the replicas (from its counters; none
+    passes through kfbox): one sequential client through the ingress against a target of 20 a second scales
+    the service to two replicas."""
+    apply(client, manifest("rated", "pvc://models/iris", min_replicas=1, max_replicas=2, scale_target=20,
+                           scale_metric="rps", annotations={"autoscaling.knative.dev/window": "2s"}))
+    wait_ready(client, "rated")
+    wait_for(lambda: straight(ingress, client, "rated"), 30, "HAProxy routing to rated")
+    before = through_kfbox(client)
+    sent: Counter[int] = Counter()
+    deadline = time.monotonic() + 60
+    while status(client, "rated")["replicas"] < 2 and time.monotonic() < deadline:
+        for _ in range(50):
+            sent[predict(ingress, "rated").status_code] += 1
+    assert status(client, "rated")["replicas"] == 2, sent
+    assert set(sent) == {200}, sent
+    assert through_kfbox(client) == before
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/rated")
+
+
 def test_a_killed_replica_is_replaced_in_its_slot_without_a_reload(server: ServerProcess, ingress: httpx.Client,
                                                                    client: httpx.Client) -> None:
     revision = status(client, "iris")["revisions"]["iris-predictor-00001"]

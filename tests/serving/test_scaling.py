@@ -118,6 +118,36 @@ def test_autoscale_up_under_load_and_down_after_idle(client: httpx.Client, serve
     client.delete(API.format(ns="default") + "/auto")
 
 
+def test_rps_scales_a_sequential_clients_load_up_and_down_after_idle(client: httpx.Client,
+                                                                     server: ServerProcess) -> None:
+    """``scaleMetric: rps`` (Knative's requests per second per replica): one client sending one request at a
+    time (never more than one in flight, which ``concurrency`` would serve with one replica) at hundreds of
+    requests a second against a target of 20 scales to maxReplicas; idle, back to one."""
+    train_iris(server.home / "pvc" / "models" / "rated")
+    apply(client, manifest("rated", "pvc://models/rated", annotations=WINDOW, min_replicas=1, max_replicas=3,
+                           scale_target=20, scale_metric="rps"))
+    wait_ready(client, "rated")
+    assert status(client, "rated")["replicas"] == 1
+    stop = threading.Event()
+    codes: collections.Counter[int] = collections.Counter()
+
+    def sequential() -> None:
+        with server.client() as c:
+            while not stop.is_set():
+                codes[v1(c, "rated").status_code] += 1
+
+    thread = threading.Thread(target=sequential)
+    thread.start()
+    try:
+        wait_for(lambda: status(client, "rated")["replicas"] == 3, 60, "3 replicas for one sequential client")
+    finally:
+        stop.set()
+        thread.join()
+    assert set(codes) == {200} and codes[200] > 60, codes
+    wait_for(lambda: status(client, "rated")["replicas"] == 1, 30, "scale down to 1 after the idle window")
+    client.delete(API.format(ns="default") + "/rated")
+
+
 def test_scale_to_zero_and_cold_start(client: httpx.Client, server: ServerProcess) -> None:
     model = train_iris(server.home / "pvc" / "models" / "zero")
     apply(client, manifest("zero", "pvc://models/zero", annotations={"autoscaling.knative.dev/window": "1s"},

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from kfbox.errors import InvalidInput
 from kfbox.serving.spec import InferenceServiceSpec
 
 
@@ -29,3 +30,31 @@ def parse(ports: list[dict[str, Any]], *, legacy: bool = False) -> InferenceServ
 @pytest.mark.parametrize("legacy", [False, True], ids=["model", "sklearn"])
 def test_a_port_named_for_grpc_turns_grpc_on(ports: list[dict[str, Any]], grpc: bool, legacy: bool) -> None:
     assert parse(ports, legacy=legacy).predictor.enable_grpc is grpc
+
+
+def predictor(**fields: Any) -> InferenceServiceSpec:
+    return InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris"}, "spec": {"predictor": {
+                                           "model": {"modelFormat": {"name": "sklearn"},
+                                                     "storageUri": "pvc://models/iris"}, **fields}}})
+
+
+@pytest.mark.parametrize(("fields", "metric", "target"), [
+    ({}, "concurrency", 100),
+    ({"scaleMetric": "rps"}, "rps", 200),  # Knative's requests-per-second-target-default
+    ({"scaleMetric": "rps", "scaleTarget": 5}, "rps", 5),  # kserve e2e test_sklearn_kserve_rps
+])
+def test_knatives_scale_metrics_are_served_with_knatives_default_targets(fields: dict[str, Any], metric: str,
+                                                                         target: int) -> None:
+    spec = predictor(**fields).predictor
+    assert (spec.scale_metric, spec.scale_target) == (metric, target)
+
+
+@pytest.mark.parametrize(("metric", "message"), [
+    ("cpu", "'cpu' needs Kubernetes' HorizontalPodAutoscaler"),
+    ("memory", "'memory' needs Kubernetes' HorizontalPodAutoscaler"),
+    ("latency", "'latency' is not one of KServe's metrics kfbox serves: concurrency, rps"),
+])
+def test_other_scale_metrics_are_refused_saying_what_is_served(metric: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        predictor(scaleMetric=metric)

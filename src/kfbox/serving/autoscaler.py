@@ -1,10 +1,11 @@
-"""Knative's KPA in miniature: replicas follow observed concurrency over a sliding window.
+"""Knative's KPA in miniature: replicas follow an observed metric over a sliding window.
 
-``desired = ceil(average in-flight requests / scaleTarget)``, clamped to
-``[minReplicas, maxReplicas]``. A burst (the average of the last tenth of the window, Knative's
-"panic window") scales up at once; scaling down waits until a whole window has passed since
-the last scale-up and then follows the window's average; zero is reached only when
-``minReplicas`` is 0 and no request arrived for a whole window.
+``desired = ceil(metric / scaleTarget)``, clamped to ``[minReplicas, maxReplicas]``, where the metric is
+the predictor's ``scaleMetric``: ``concurrency``, the average of the in-flight requests sampled, or
+``rps``, the requests admitted per second (every door counted: the gateway, gRPC, HAProxy). A burst
+(the last tenth of the window, Knative's "panic window") scales up at once; scaling down waits until a
+whole window has passed since the last scale-up and then follows the window's figure; zero is reached
+only when ``minReplicas`` is 0 and no request arrived for a whole window.
 """
 
 from __future__ import annotations
@@ -17,27 +18,40 @@ MIN_PANIC_SECONDS = 0.5
 
 
 class Autoscaler:
-    def __init__(self, min_replicas: int, max_replicas: int, target: int, window: float) -> None:
+    def __init__(self, min_replicas: int, max_replicas: int, target: int, window: float,
+                 metric: str = "concurrency") -> None:
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.target = target
         self.window = window
-        self.samples: deque[tuple[float, float]] = deque()
+        self.metric = metric
+        self.samples: deque[tuple[float, float, int]] = deque()
+        """(when, requests in flight, requests admitted so far), oldest first, a window's worth."""
         self.last_scale_up = 0.0
 
-    def observe(self, now: float, concurrency: float) -> None:
-        self.samples.append((now, concurrency))
-        while self.samples and self.samples[0][0] < now - self.window:
+    def observe(self, now: float, concurrency: float, admitted: int = 0) -> None:
+        self.samples.append((now, concurrency, admitted))
+        # one sample from before the window is kept: the rate over the window starts from it
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
             self.samples.popleft()
 
-    def _average(self, since: float) -> float:
-        values = [value for at, value in self.samples if at >= since]
-        return sum(values) / len(values) if values else 0.0
+    def _figure(self, since: float) -> float:
+        """The metric over the samples from ``since`` on."""
+        recent = [sample for sample in self.samples if sample[0] >= since]
+        if not recent:
+            return 0.0
+        if self.metric != "rps":
+            return sum(value for _, value, _ in recent) / len(recent)
+        # the counter's growth from the last sample at or before ``since`` (else the first after it) to the newest
+        start = next((s for s in reversed(self.samples) if s[0] <= since), recent[0])
+        end = recent[-1]
+        seconds = end[0] - start[0]
+        return (end[2] - start[2]) / seconds if seconds > 0 else 0.0
 
     def desired(self, now: float, current: int, last_request_at: float) -> int:
         panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
-        burst = math.ceil(self._average(now - panic_window) / self.target)
-        steady = math.ceil(self._average(now - self.window) / self.target)
+        burst = math.ceil(self._figure(now - panic_window) / self.target)
+        steady = math.ceil(self._figure(now - self.window) / self.target)
         if burst > current:
             self.last_scale_up = now
             want = burst

@@ -201,7 +201,7 @@ class Gateway:
             return await reply_error(send, 503, f"InferenceService {namespace}/{name} is overloaded: {pool.inflight} "
                                                 f"requests are waiting for {revision}. Retry shortly, or raise "
                                                 "maxReplicas.", [(b"retry-after", b"1")])
-        pool.last_request_at = time.monotonic()
+        pool.admit(time.monotonic())
         pool.inflight += 1
         try:
             return await self._attempts(scope, receive, send, pool, namespace, name, rest, body, revision)

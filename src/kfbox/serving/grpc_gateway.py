@@ -120,7 +120,7 @@ class GrpcGateway:
         assert chosen is not None
         number, pool = chosen
         revision = revision_name(name, number)
-        pool.last_request_at = time.monotonic()
+        pool.admit(time.monotonic())
         pool.inflight += 1
         metrics.inflight.labels(*key).inc()
         started = time.perf_counter()

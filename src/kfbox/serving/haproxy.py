@@ -517,9 +517,9 @@ class HaproxyDataPlane:
 
     async def _read_stats(self, now: float) -> None:
         """The current worker's requests in flight per revision (the autoscaler's and the gauge's figure), and
-        which revisions got requests since the last read (they do not scale to zero)."""
+        the requests each revision was sent since the last read (:meth:`ReplicaPool.admit`)."""
         inflight: dict[tuple[str, str, str], int] = {}
-        active: set[tuple[str, str, str]] = set()
+        sent: dict[tuple[str, str, str], int] = {}
         totals: dict[tuple[str, str], int] = {}
         if self.plan is not None and self.plan.routes:
             text = await self.master.ask("@1 show stat -1 4 -1")  # the current worker, servers only
@@ -534,13 +534,15 @@ class HaproxyDataPlane:
                 key = (route.namespace, route.name, revision)
                 inflight[key] = inflight.get(key, 0) + row.inflight
                 totals[(row.backend, row.server)] = row.total
-                if row.total != self._totals.get((row.backend, row.server), 0):  # fewer: a new worker's counter
-                    active.add(key)
+                before = self._totals.get((row.backend, row.server), 0)
+                grown = row.total - before if row.total >= before else row.total  # fewer: a new worker's counter
+                if grown:
+                    sent[key] = sent.get(key, 0) + grown
         for (namespace, name), deployment in list(self.manager.deployments.items()):
             for pool in deployment.pools.values():
                 key = (namespace, name, pool.config.revision)
-                if key in active:
-                    pool.last_request_at = now  # requests through HAProxy keep the revision from scaling down
+                if key in sent:  # requests through HAProxy: no scale to zero, and they count toward rps
+                    pool.admit(now, sent[key])
                 seen = inflight.get(key, 0)  # not routed (any more): nothing in flight through HAProxy
                 if seen != pool.external_inflight:
                     self.manager.metrics.inflight.labels(namespace, name).inc(seen - pool.external_inflight)

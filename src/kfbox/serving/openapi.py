@@ -43,8 +43,9 @@ def inference_service_schema() -> dict[str, Any]:
         "model": model,
         "minReplicas": _field("integer", "Fewest replicas; 0 scales to zero when idle."),
         "maxReplicas": _field("integer", "Most replicas the autoscaler starts."),
-        "scaleTarget": _field("integer", "In-flight requests per replica the autoscaler aims for."),
-        "scaleMetric": _field("string", "concurrency."),
+        "scaleTarget": _field("integer", "What the autoscaler aims for per replica: in-flight requests "
+                                         "(concurrency, default 100) or requests per second (rps, default 200)."),
+        "scaleMetric": _field("string", "concurrency (default) or rps, as Knative's KPA."),
         "canaryTrafficPercent": _field("integer", "Percent of traffic for the latest revision while the "
                                                   "previous one keeps the rest."),
     })

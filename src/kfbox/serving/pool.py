@@ -84,7 +84,8 @@ class ReplicaPool:
         self.resolve = resolve
         self.replicas: list[Replica] = []
         self.autoscaler = Autoscaler(spec.min_replicas, spec.max_replicas, spec.scale_target,
-                                     spec.scale_window if spec.scale_window is not None else config.scale_window)
+                                     spec.scale_window if spec.scale_window is not None else config.scale_window,
+                                     spec.scale_metric)
         self.desired = max(spec.min_replicas, 1)  # a new revision starts one replica, as KServe does
         self.model_path: Path | None = None
         self.failure: str | None = None
@@ -95,6 +96,8 @@ class ReplicaPool:
         """Requests in flight through an external data plane (HAProxy), as last read from its stats."""
         self.waiting = 0
         self.last_request_at = time.monotonic()
+        self.admitted = 0
+        """Requests sent to this revision so far, through every door (:meth:`admit`): the autoscaler's rps."""
         self.ever_ready = False
         self.closed = False
         self.upstreams = Upstreams()
@@ -145,13 +148,19 @@ class ReplicaPool:
         finally:
             self.waiting -= 1
 
+    def admit(self, now: float, count: int = 1) -> None:
+        """``count`` requests were sent to this revision: it is in use (no scale to zero for a window), and they
+        count toward its requests per second."""
+        self.last_request_at = now
+        self.admitted += count
+
     # --- reconciling ---------------------------------------------------------------------
     async def tick(self, now: float) -> None:
         if self.closed:
             return
         await self._reap(now)
         await self._probe(now)
-        self.autoscaler.observe(now, self.inflight + self.external_inflight)
+        self.autoscaler.observe(now, self.inflight + self.external_inflight, self.admitted)
         current = len(self.replicas)
         self.desired = self.autoscaler.desired(now, current, self.last_request_at)
         if self.waiting or (not self.ever_ready and self.failure is None):

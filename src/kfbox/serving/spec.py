@@ -48,6 +48,9 @@ PATH_ANNOTATION = "serving.kfbox.io/python-path"
 GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
 UNSAFE_PICKLE_ANNOTATION = "serving.kfbox.io/allow-unsafe-pickle"
 DEFAULT_SCALE_TARGET = 100  # Knative's container-concurrency-target-default
+DEFAULT_RPS_TARGET = 200  # Knative's requests-per-second-target-default
+SCALE_METRICS = ("concurrency", "rps")
+"""Knative's KPA metrics, which kfbox's autoscaler follows; KServe's others (cpu, memory) are HPA's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +156,15 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     if max_replicas < min_replicas:
         raise InvalidInput(f"spec.predictor.maxReplicas {max_replicas} is below minReplicas {min_replicas}.")
     metric = predictor.get("scaleMetric", "concurrency")
-    if metric != "concurrency":
-        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not supported here; use 'concurrency'.")
-    target = _int(predictor.get("scaleTarget", DEFAULT_SCALE_TARGET), "scaleTarget", 1)
+    if metric in ("cpu", "memory"):
+        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} needs Kubernetes' HorizontalPodAutoscaler and "
+                           "metrics-server, which kfbox does not emulate; use 'concurrency' (in-flight requests per "
+                           "replica) or 'rps' (requests per second per replica), Knative's own metrics.")
+    if metric not in SCALE_METRICS:
+        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not one of KServe's metrics kfbox serves: "
+                           f"{', '.join(SCALE_METRICS)}.")
+    default_target = DEFAULT_RPS_TARGET if metric == "rps" else DEFAULT_SCALE_TARGET
+    target = _int(predictor.get("scaleTarget", default_target), "scaleTarget", 1)
     window = annotations.get(WINDOW_ANNOTATION)
     grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes") or _h2c(model.get("ports"))
     unsafe = str(annotations.get(UNSAFE_PICKLE_ANNOTATION, "false")).lower()

@@ -1,0 +1,65 @@
+"""Knative's KPA in miniature (kfbox.serving.autoscaler), with an injected clock: each test feeds the samples a
+pool would take at given moments and asks for the replicas it wants then. No process is started."""
+
+from __future__ import annotations
+
+from kfbox.serving.autoscaler import Autoscaler
+
+WINDOW = 10.0
+TICK = 0.5
+
+
+def run(scaler: Autoscaler, seconds: float, *, start: float = 0.0, concurrency: float = 0.0, rps: float = 0.0,
+        admitted: int = 0, current: int = 1) -> tuple[float, int, int]:
+    """Ticks for ``seconds`` from ``start`` at a steady load, following the replicas the scaler wants, as a pool
+    does; returns (the time reached, requests admitted so far, the replicas wanted at the end)."""
+    now, want = start, current
+    for _ in range(round(seconds / TICK)):
+        now += TICK
+        admitted += round(rps * TICK)
+        scaler.observe(now, concurrency, admitted)
+        want = scaler.desired(now, want, last_request_at=now if (rps or concurrency) else start)
+    return now, admitted, want
+
+
+def test_rps_scales_on_requests_per_second_whatever_the_concurrency() -> None:
+    """A sequential client (never more than one request in flight) at 50 requests/s against a target of 10 a
+    replica wants 5 replicas; the same load measured as concurrency wants one."""
+    by_rate = Autoscaler(min_replicas=1, max_replicas=8, target=10, window=WINDOW, metric="rps")
+    assert run(by_rate, 5, concurrency=1, rps=50)[2] == 5
+    by_concurrency = Autoscaler(min_replicas=1, max_replicas=8, target=10, window=WINDOW)
+    assert run(by_concurrency, 5, concurrency=1, rps=50)[2] == 1
+
+
+def test_rps_is_capped_by_max_replicas_and_falls_back_after_an_idle_window() -> None:
+    scaler = Autoscaler(min_replicas=0, max_replicas=3, target=10, window=WINDOW, metric="rps")
+    now, admitted, want = run(scaler, 3, rps=100)
+    assert want == 3
+    # the load stops: the replicas stay for a window after the last scale-up, then go to zero
+    now, admitted, want = run(scaler, WINDOW / 2, start=now, admitted=admitted, current=want)
+    assert want == 3
+    _, _, want = run(scaler, WINDOW + 1, start=now, admitted=admitted, current=want)
+    assert want == 0
+
+
+def test_rps_halves_when_the_load_halves_once_a_window_has_passed() -> None:
+    scaler = Autoscaler(min_replicas=1, max_replicas=8, target=10, window=WINDOW, metric="rps")
+    now, admitted, want = run(scaler, 3, rps=60)
+    assert want == 6
+    _, _, want = run(scaler, 2 * WINDOW, start=now, admitted=admitted, current=want, rps=30)
+    assert want == 3
+
+
+def test_a_burst_in_the_panic_window_scales_up_before_the_window_would() -> None:
+    """Ten seconds idle, then one second at 80 requests/s: the window's average is under 8/s (one replica at a
+    target of 10), the last second's is 80/s (eight)."""
+    scaler = Autoscaler(min_replicas=1, max_replicas=8, target=10, window=WINDOW, metric="rps")
+    now, admitted, want = run(scaler, WINDOW)
+    assert want == 1
+    _, _, want = run(scaler, 1, start=now, admitted=admitted, current=want, rps=80)
+    assert want == 8
+
+
+def test_concurrency_follows_the_average_in_flight_requests() -> None:
+    scaler = Autoscaler(min_replicas=1, max_replicas=8, target=2, window=WINDOW)
+    assert run(scaler, 3, concurrency=7)[2] == 4
