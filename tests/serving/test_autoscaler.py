@@ -12,14 +12,28 @@ TICK = 0.5
 def run(scaler: Autoscaler, seconds: float, *, start: float = 0.0, concurrency: float = 0.0, rps: float = 0.0,
         admitted: int = 0, current: int = 1) -> tuple[float, int, int]:
     """Ticks for ``seconds`` from ``start`` at a steady load, following the replicas the scaler wants, as a pool
-    does; returns (the time reached, requests admitted so far, the replicas wanted at the end)."""
+    does (sampling what its metric reads: in flight, or the running count of requests for rps); returns (the
+    time reached, requests admitted so far, the replicas wanted at the end)."""
     now, want = start, current
     for _ in range(round(seconds / TICK)):
         now += TICK
         admitted += round(rps * TICK)
-        scaler.observe(now, concurrency, admitted)
+        scaler.observe(now, admitted if scaler.metric == "rps" else concurrency)
         want = scaler.desired(now, want, last_request_at=now if (rps or concurrency) else start)
     return now, admitted, want
+
+
+def utilization(scaler: Autoscaler, percents: list[float], *, start: float = 0.0, current: int = 1
+                ) -> tuple[float, list[int]]:
+    """Ticks once per reading of the replicas' use (percent of one replica's request), as a pool samples cpu or
+    memory; returns the time reached and the replicas wanted after each tick."""
+    now, want, wants = start, current, []
+    for percent in percents:
+        now += TICK
+        scaler.observe(now, percent)
+        want = scaler.desired(now, want, last_request_at=start)
+        wants.append(want)
+    return now, wants
 
 
 def test_rps_scales_on_requests_per_second_whatever_the_concurrency() -> None:
@@ -63,3 +77,21 @@ def test_a_burst_in_the_panic_window_scales_up_before_the_window_would() -> None
 def test_concurrency_follows_the_average_in_flight_requests() -> None:
     scaler = Autoscaler(min_replicas=1, max_replicas=8, target=2, window=WINDOW)
     assert run(scaler, 3, concurrency=7)[2] == 4
+
+
+def test_cpu_follows_the_hpas_formula_over_the_window() -> None:
+    """Replicas using 300% of one replica's request in all (two at 150%) with a target of 50% want six: the
+    HPA's ``ceil(2 * 150 / 50)``; a single tick's spike is averaged over the window, not acted on at once."""
+    scaler = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu")
+    now, wants = utilization(scaler, [0.0] * 19 + [400.0])  # one coarse reading amid idle ones
+    assert wants[-1] == 1  # 400% / 20 ticks = 20% on average: no scale-up for a blip (400/50 would be 8)
+    _, wants = utilization(scaler, [300.0] * round(2 * WINDOW / TICK), start=now)
+    assert wants[-1] == 6
+
+
+def test_cpu_scales_down_to_min_replicas_once_idle_for_a_window() -> None:
+    scaler = Autoscaler(min_replicas=2, max_replicas=10, target=50, window=WINDOW, metric="cpu")
+    now, wants = utilization(scaler, [300.0] * round(WINDOW / TICK))
+    assert wants[-1] == 6
+    _, wants = utilization(scaler, [0.0] * round(2 * WINDOW / TICK), start=now, current=6)
+    assert wants[-1] == 2

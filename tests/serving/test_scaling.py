@@ -148,6 +148,37 @@ def test_rps_scales_a_sequential_clients_load_up_and_down_after_idle(client: htt
     client.delete(API.format(ns="default") + "/rated")
 
 
+def test_cpu_scales_on_the_replicas_use_of_their_request_and_back_when_idle(client: httpx.Client,
+                                                                           server: ServerProcess) -> None:
+    """``scaleMetric: cpu`` (the HPA's metric in KServe's Standard mode): a replica asking for 100m of CPU, with a
+    target of 50% of it, kept busy by one sequential client (far over 50m) scales to maxReplicas; idle (a
+    replica's idle use is far under 50m), back to minReplicas."""
+    train_iris(server.home / "pvc" / "models" / "busy")
+    body = manifest("busy", "pvc://models/busy", annotations=WINDOW, min_replicas=1, max_replicas=3,
+                    scale_target=50, scale_metric="cpu")
+    body["spec"]["predictor"]["model"]["resources"] = {"requests": {"cpu": "100m"}}
+    apply(client, body)
+    wait_ready(client, "busy")
+    stop = threading.Event()
+    codes: collections.Counter[int] = collections.Counter()
+
+    def sequential() -> None:
+        with server.client() as c:
+            while not stop.is_set():
+                codes[v1(c, "busy").status_code] += 1
+
+    thread = threading.Thread(target=sequential)
+    thread.start()
+    try:
+        wait_for(lambda: status(client, "busy")["replicas"] == 3, 60, "3 replicas for one busy client")
+    finally:
+        stop.set()
+        thread.join()
+    assert set(codes) == {200}, codes
+    wait_for(lambda: status(client, "busy")["replicas"] == 1, 30, "scale down to 1 once idle")
+    client.delete(API.format(ns="default") + "/busy")
+
+
 def test_scale_to_zero_and_cold_start(client: httpx.Client, server: ServerProcess) -> None:
     model = train_iris(server.home / "pvc" / "models" / "zero")
     apply(client, manifest("zero", "pvc://models/zero", annotations={"autoscaling.knative.dev/window": "1s"},

@@ -50,11 +50,42 @@ def test_knatives_scale_metrics_are_served_with_knatives_default_targets(fields:
     assert (spec.scale_metric, spec.scale_target) == (metric, target)
 
 
-@pytest.mark.parametrize(("metric", "message"), [
-    ("cpu", "'cpu' needs Kubernetes' HorizontalPodAutoscaler"),
-    ("memory", "'memory' needs Kubernetes' HorizontalPodAutoscaler"),
-    ("latency", "'latency' is not one of KServe's metrics kfbox serves: concurrency, rps"),
+def test_other_scale_metrics_are_refused_naming_kserves() -> None:
+    with pytest.raises(InvalidInput, match="'latency' is not one of KServe's: concurrency, rps, cpu, memory"):
+        predictor(scaleMetric="latency")
+
+
+@pytest.mark.parametrize(("resources", "metric", "request_"), [
+    ({"requests": {"cpu": "25m", "memory": "128Mi"}}, "cpu", 0.025),  # kserve e2e test_sklearn_scale_raw
+    ({"requests": {"cpu": "25m", "memory": "128Mi"}}, "memory", 128 * 2**20),
+    ({"requests": {"cpu": 2}}, "cpu", 2.0),
+    ({"requests": {"memory": "1G"}}, "memory", 1e9),
+    ({"requests": {"memory": "1e3"}}, "memory", 1000.0),
+    ({}, "cpu", 1.0),  # KServe's default request of a predictor: 1 CPU, 2Gi
+    ({}, "memory", 2 * 2**30),
 ])
-def test_other_scale_metrics_are_refused_saying_what_is_served(metric: str, message: str) -> None:
+def test_hpa_metrics_scale_on_a_percent_of_the_replicas_request(resources: dict[str, Any], metric: str,
+                                                                 request_: float) -> None:
+    spec = InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris"}, "spec": {"predictor": {
+                                           "scaleMetric": metric, "sklearn": {"storageUri": "pvc://models/iris",
+                                                                              "resources": resources}}}}).predictor
+    assert (spec.scale_metric, spec.scale_target) == (metric, 80)  # KServe's DefaultCPUUtilization
+    assert spec.scale_request == pytest.approx(request_)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"scaleMetric": "cpu", "minReplicas": 0}, "minReplicas 0 needs scaleMetric 'concurrency' or 'rps'"),
+    ({"scaleMetric": "cpu", "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/iris",
+                                      "resources": {"requests": {"cpu": "lots"}}}},
+     r"spec.predictor.model.resources.requests.cpu 'lots' must be a positive Kubernetes quantity"),
+    ({"scaleMetric": "memory", "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/iris",
+                                         "resources": {"requests": {"memory": "1e999"}}}},
+     "must be a positive Kubernetes quantity"),
+    ({"scaleMetric": "cpu", "model": {"modelFormat": {"name": "sklearn"}, "storageUri": "pvc://models/iris",
+                                      "resources": {"requests": {"cpu": "0"}}}},
+     "must be a positive Kubernetes quantity"),
+])
+def test_hpa_metrics_refuse_what_the_hpa_cannot_do(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        predictor(scaleMetric=metric)
+        predictor(**fields)

@@ -32,22 +32,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kfbox.server.platform import Platform
-
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def read_proc(pid: int) -> tuple[float, int] | None:
-    """(CPU seconds, resident bytes) of a live process from ``/proc``; None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2:].split()  # the name may hold spaces and parentheses
-    utime, stime, rss_pages = int(fields[11]), int(fields[12]), int(fields[21])
-    return (utime + stime) / _TICKS, rss_pages * _PAGE
-
+from kfbox.server.processes import read_proc
 
 ProcessRow = tuple[dict[str, str], int]
 """Labels (process, namespace, name, revision) and the pid."""

@@ -86,3 +86,19 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 def _die_on_sigterm() -> None:
     die_with_parent(signal.SIGTERM)  # a tool's own clean stop (Prometheus flushes, HAProxy stops its workers)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def read_proc(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds, resident bytes) of a live process from ``/proc``; None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()  # the name may hold spaces and parentheses
+    utime, stime, rss_pages = int(fields[11]), int(fields[12]), int(fields[21])
+    return (utime + stime) / _TICKS, rss_pages * _PAGE

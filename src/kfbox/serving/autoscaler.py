@@ -1,11 +1,18 @@
-"""Knative's KPA in miniature: replicas follow an observed metric over a sliding window.
+"""KServe's autoscaling in miniature: replicas follow an observed metric over a sliding window.
 
 ``desired = ceil(metric / scaleTarget)``, clamped to ``[minReplicas, maxReplicas]``, where the metric is
-the predictor's ``scaleMetric``: ``concurrency``, the average of the in-flight requests sampled, or
-``rps``, the requests admitted per second (every door counted: the gateway, gRPC, HAProxy). A burst
-(the last tenth of the window, Knative's "panic window") scales up at once; scaling down waits until a
-whole window has passed since the last scale-up and then follows the window's figure; zero is reached
-only when ``minReplicas`` is 0 and no request arrived for a whole window.
+the predictor's ``scaleMetric`` as the pool samples it (:meth:`ReplicaPool.tick`):
+
+* Knative's KPA metrics: ``concurrency``, the average of the requests in flight, and ``rps``, the requests
+  admitted per second (every door counted: the gateway, gRPC, HAProxy). A burst (the last tenth of the
+  window, Knative's "panic window") scales up at once.
+* The HPA's: ``cpu`` and ``memory``, the ready replicas' use as a percent of one replica's request, so
+  ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``. Averaged over the whole
+  window, with no panic window: a tick's CPU reading is coarse (the kernel counts in 10 ms steps), and the
+  HPA too acts on averaged metrics.
+
+Scaling down waits until a whole window has passed since the last scale-up and then follows the window's
+figure; zero is reached only when ``minReplicas`` is 0 and no request arrived for a whole window.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ from collections import deque
 
 PANIC_FRACTION = 0.1
 MIN_PANIC_SECONDS = 0.5
+RATE_METRICS = frozenset({"rps"})
+"""Sampled as a running count: the figure is its growth per second."""
+STEADY_METRICS = frozenset({"cpu", "memory"})
+"""No panic window: the window's figure scales up and down."""
 
 
 class Autoscaler:
@@ -25,13 +36,14 @@ class Autoscaler:
         self.target = target
         self.window = window
         self.metric = metric
-        self.samples: deque[tuple[float, float, int]] = deque()
-        """(when, requests in flight, requests admitted so far), oldest first, a window's worth."""
+        self.samples: deque[tuple[float, float]] = deque()
+        """(when, value), oldest first, a window's worth and the sample before it."""
         self.last_scale_up = 0.0
 
-    def observe(self, now: float, concurrency: float, admitted: int = 0) -> None:
-        self.samples.append((now, concurrency, admitted))
-        # one sample from before the window is kept: the rate over the window starts from it
+    def observe(self, now: float, value: float) -> None:
+        """The metric's value now: in flight or percent of a request for an average, a running count for a rate."""
+        self.samples.append((now, value))
+        # one sample from before the window is kept: a rate over the window starts from it
         while len(self.samples) > 1 and self.samples[1][0] <= now - self.window:
             self.samples.popleft()
 
@@ -40,18 +52,21 @@ class Autoscaler:
         recent = [sample for sample in self.samples if sample[0] >= since]
         if not recent:
             return 0.0
-        if self.metric != "rps":
-            return sum(value for _, value, _ in recent) / len(recent)
-        # the counter's growth from the last sample at or before ``since`` (else the first after it) to the newest
+        if self.metric not in RATE_METRICS:
+            return sum(value for _, value in recent) / len(recent)
+        # the count's growth from the last sample at or before ``since`` (else the first after it) to the newest
         start = next((s for s in reversed(self.samples) if s[0] <= since), recent[0])
         end = recent[-1]
         seconds = end[0] - start[0]
-        return (end[2] - start[2]) / seconds if seconds > 0 else 0.0
+        return (end[1] - start[1]) / seconds if seconds > 0 else 0.0
 
     def desired(self, now: float, current: int, last_request_at: float) -> int:
-        panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
-        burst = math.ceil(self._figure(now - panic_window) / self.target)
         steady = math.ceil(self._figure(now - self.window) / self.target)
+        if self.metric in STEADY_METRICS:
+            burst = steady
+        else:
+            panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
+            burst = math.ceil(self._figure(now - panic_window) / self.target)
         if burst > current:
             self.last_scale_up = now
             want = burst

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from kfbox.server.processes import ChildProcess
+from kfbox.server.processes import ChildProcess, read_proc
 from kfbox.serving.autoscaler import Autoscaler
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import FAILURE_PREFIX
@@ -39,6 +39,8 @@ class Replica:
     grpc_port: int = 0
     picked: int = 0
     """When :meth:`ReplicaPool.pick` last chose it, as the pool's pick count (no clock read on the request path)."""
+    cpu_mark: tuple[float, float] | None = None
+    """(CPU seconds, when) at the last tick that read it ready: its CPU use since comes from the next reading."""
 
     @property
     def url(self) -> str:
@@ -154,13 +156,36 @@ class ReplicaPool:
         self.last_request_at = now
         self.admitted += count
 
+    def _sample(self, now: float) -> float:
+        """The autoscaler's metric now (:mod:`kfbox.serving.autoscaler`): for cpu and memory, the ready replicas'
+        use as a percent of one replica's request (a replica still loading its model does not count, as the
+        HPA leaves out pods that are not ready)."""
+        metric = self.spec.scale_metric
+        if metric == "rps":
+            return float(self.admitted)
+        if metric not in ("cpu", "memory"):
+            return float(self.inflight + self.external_inflight)
+        used = 0.0
+        for replica in self.replicas:
+            reading = read_proc(replica.child.pid) if replica.ready else None
+            if reading is None:
+                replica.cpu_mark = None
+                continue
+            seconds, rss = reading
+            if metric == "memory":
+                used += rss
+            elif replica.cpu_mark is not None and now > replica.cpu_mark[1]:
+                used += (seconds - replica.cpu_mark[0]) / (now - replica.cpu_mark[1])
+            replica.cpu_mark = (seconds, now)
+        return 100.0 * used / self.spec.scale_request
+
     # --- reconciling ---------------------------------------------------------------------
     async def tick(self, now: float) -> None:
         if self.closed:
             return
         await self._reap(now)
         await self._probe(now)
-        self.autoscaler.observe(now, self.inflight + self.external_inflight, self.admitted)
+        self.autoscaler.observe(now, self._sample(now))
         current = len(self.replicas)
         self.desired = self.autoscaler.desired(now, current, self.last_request_at)
         if self.waiting or (not self.ever_ready and self.failure is None):

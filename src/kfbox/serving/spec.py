@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from typing import Any
 
@@ -49,8 +50,15 @@ GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
 UNSAFE_PICKLE_ANNOTATION = "serving.kfbox.io/allow-unsafe-pickle"
 DEFAULT_SCALE_TARGET = 100  # Knative's container-concurrency-target-default
 DEFAULT_RPS_TARGET = 200  # Knative's requests-per-second-target-default
-SCALE_METRICS = ("concurrency", "rps")
-"""Knative's KPA metrics, which kfbox's autoscaler follows; KServe's others (cpu, memory) are HPA's."""
+DEFAULT_UTILIZATION_TARGET = 80  # KServe's DefaultCPUUtilization: a percent of the replica's resource request
+SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+"""KServe's metrics: Knative's KPA ones (in flight, per second) and the HPA's (a percent of the request)."""
+UTILIZATION_METRICS = ("cpu", "memory")
+DEFAULT_REQUESTS = {"cpu": 1.0, "memory": 2.0 * 2**30}
+"""KServe's default resource requests of a predictor container (its inferenceservice config: 1 CPU, 2Gi)."""
+QUANTITY_RE = re.compile(r"^([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)|[eE]([-+]?[0-9]+))?$")
+QUANTITY_SUFFIXES = {None: 1.0, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+                     "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40, "Pi": 2.0**50, "Ei": 2.0**60}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +75,8 @@ class PredictorSpec:
     scale_metric: str
     scale_window: float | None
     enable_grpc: bool
+    scale_request: float = 1.0
+    """For a cpu or memory ``scale_metric``: the replica's request of it (cores, bytes), the 100% of its target."""
     allow_unsafe_pickle: bool = False
     model_name: str | None = None  # --model_name; None: the InferenceService's name
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # spec.predictor.model.env, name -> value
@@ -156,15 +166,17 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     if max_replicas < min_replicas:
         raise InvalidInput(f"spec.predictor.maxReplicas {max_replicas} is below minReplicas {min_replicas}.")
     metric = predictor.get("scaleMetric", "concurrency")
-    if metric in ("cpu", "memory"):
-        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} needs Kubernetes' HorizontalPodAutoscaler and "
-                           "metrics-server, which kfbox does not emulate; use 'concurrency' (in-flight requests per "
-                           "replica) or 'rps' (requests per second per replica), Knative's own metrics.")
     if metric not in SCALE_METRICS:
-        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not one of KServe's metrics kfbox serves: "
-                           f"{', '.join(SCALE_METRICS)}.")
-    default_target = DEFAULT_RPS_TARGET if metric == "rps" else DEFAULT_SCALE_TARGET
+        raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not one of KServe's: {', '.join(SCALE_METRICS)}.")
+    default_target = {"concurrency": DEFAULT_SCALE_TARGET, "rps": DEFAULT_RPS_TARGET}.get(metric,
+                                                                                        DEFAULT_UTILIZATION_TARGET)
     target = _int(predictor.get("scaleTarget", default_target), "scaleTarget", 1)
+    request = 1.0
+    if metric in UTILIZATION_METRICS:
+        if min_replicas == 0:
+            raise InvalidInput(f"spec.predictor.minReplicas 0 needs scaleMetric 'concurrency' or 'rps': with "
+                               f"{metric!r} (Kubernetes' HPA) a revision keeps at least one replica.")
+        request = _request(model.get("resources"), metric, f"{where}.resources")
     window = annotations.get(WINDOW_ANNOTATION)
     grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes") or _h2c(model.get("ports"))
     unsafe = str(annotations.get(UNSAFE_PICKLE_ANNOTATION, "false")).lower()
@@ -173,7 +185,7 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     python_path = annotations.get(PATH_ANNOTATION)
     return PredictorSpec(model_format=fmt, storage_uri=storage_uri, model_class=model_class,
                          python_path=str(python_path) if python_path else None, min_replicas=min_replicas,
-                         max_replicas=max_replicas, scale_target=target, scale_metric=metric,
+                         max_replicas=max_replicas, scale_target=target, scale_metric=metric, scale_request=request,
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
                          model_name=_model_name(model.get("args"), f"{where}.args"),
@@ -246,6 +258,24 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidInput(f"{where} must be a mapping, got {type(value).__name__}.")
     return value
+
+
+def _request(resources: Any, metric: str, where: str) -> float:
+    """The container's request of ``metric`` (cores or bytes) from its ``resources``; KServe's default if unset."""
+    requests = _mapping(resources or {}, where).get("requests") or {}
+    value = _mapping(requests, f"{where}.requests").get(metric)
+    if value is None:
+        return DEFAULT_REQUESTS[metric]
+    match = QUANTITY_RE.fullmatch(str(value)) if isinstance(value, (str, int, float)) else None
+    try:
+        amount = (float(match.group(1)) * QUANTITY_SUFFIXES[match.group(2)] * 10.0 ** int(match.group(3) or 0)
+                  if match else 0.0)
+    except OverflowError:  # '1e999'
+        amount = math.inf
+    if not 0 < amount < math.inf:
+        raise InvalidInput(f"{where}.requests.{metric} {value!r} must be a positive Kubernetes quantity "
+                           "(e.g. '500m', '2', '128Mi').")
+    return amount
 
 
 def _int(value: Any, field: str, minimum: int) -> int:
