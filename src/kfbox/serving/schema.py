@@ -4,9 +4,9 @@ KServe's ``v1beta1`` schema (the kserve SDK's models, generated from its CRD) is
 a field that is not in it is refused as an unknown field, as ``kubectl apply`` (strict field
 validation) does on a cluster; a field kfbox cannot honour -- a transformer, an explainer, a
 custom container, a container's volume mounts, ``envFrom`` or ``workingDir`` -- is refused naming
-it, never silently dropped; pod-level fields that mean nothing on one machine (resources,
-nodeSelector, serviceAccountName...) are accepted unused, so the same manifest runs here and on a
-cluster. ``tests/serving/test_schema.py`` checks these
+it, never silently dropped; pod-level fields that mean nothing on one machine (resources, read only
+as the 100% of a cpu or memory ``scaleMetric``; nodeSelector, serviceAccountName...) are accepted unused,
+so the same manifest runs here and on a cluster. ``tests/serving/test_schema.py`` checks these
 tables against the installed kserve package's models, field by field (the server never
 imports kserve: it is slow to import).
 
