@@ -128,6 +128,8 @@ def test_rps_scales_a_sequential_clients_load_up_and_down_after_idle(client: htt
                            scale_target=20, scale_metric="rps"))
     wait_ready(client, "rated")
     assert status(client, "rated")["replicas"] == 1
+    assert status(client, "rated")["autoscaling"] == {"metric": "rps", "target": 20, "minReplicas": 1,
+                                                      "maxReplicas": 3, "per": "requests per second a replica"}
     stop = threading.Event()
     codes: collections.Counter[int] = collections.Counter()
 
@@ -159,6 +161,8 @@ def test_cpu_scales_on_the_replicas_use_of_their_request_and_back_when_idle(clie
     body["spec"]["predictor"]["model"]["resources"] = {"requests": {"cpu": "100m"}}
     apply(client, body)
     wait_ready(client, "busy")
+    shown = kfbox("serve", "get", "busy", url=server.url)
+    assert "cpu, target 50 percent of the 0.1 CPU a replica requests; 1-3 replicas" in shown.stdout, shown.stdout
     stop = threading.Event()
     codes: collections.Counter[int] = collections.Counter()
 

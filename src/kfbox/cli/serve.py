@@ -169,6 +169,9 @@ def get(
         *([("ingress url", f"{ingress[0]}/serving/{ns}/{name}"), ("data plane", ingress[1])] if ingress else []),
         ("host url", f"{status['url']} (send 'Host: {status['url'].split('//', 1)[-1]}' to {doors})"),
         ("replicas", f"{status.get('replicas')} ready of {status.get('desiredReplicas')} desired"),
+        *([("autoscaling", f"{scaling['metric']}, target {scaling['target']} {scaling['per']}; "
+                           f"{scaling['minReplicas']}-{scaling['maxReplicas']} replicas")]
+          if (scaling := status.get("autoscaling")) else []),
         ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
     ]
     if latest.get("status") == "False" and latest.get("message") != ready.get("message"):

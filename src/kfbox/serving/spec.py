@@ -192,6 +192,16 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          env=_env(model.get("env"), f"{where}.env"))
 
 
+def autoscaling(spec: PredictorSpec) -> dict[str, Any]:
+    """How a revision scales, for its status and pages: the metric, its target a replica (``per`` says in what),
+    the replica bounds."""
+    per = {"concurrency": "requests in flight a replica", "rps": "requests per second a replica",
+           "cpu": f"percent of the {spec.scale_request:g} CPU a replica requests",
+           "memory": f"percent of the {spec.scale_request / 2**20:g} MiB a replica requests"}[spec.scale_metric]
+    return {"metric": spec.scale_metric, "target": spec.scale_target, "per": per,
+            "minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas}
+
+
 def _h2c(ports: Any) -> bool:
     """A container port named for gRPC is how a KServe manifest asks its model server for it: ``h2c``
     (Knative's name) or ``grpc``/``grpc-*`` (Istio's protocol by port name, as KServe's dual-protocol

@@ -11,6 +11,7 @@ import datetime
 from typing import Any
 
 from kfbox.serving.deployment import Deployment, traffic_split
+from kfbox.serving.spec import autoscaling
 from kfbox.serving.store import ServiceRecord, revision_name
 
 
@@ -115,6 +116,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
             **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}} if failure else {}),
         },
         "observedGeneration": record.generation,
+        **({"autoscaling": autoscaling(latest.spec)} if latest else {}),
         "replicas": sum(p.ready_count for p in deployment.pools.values()),
         "desiredReplicas": sum(p.desired for p in deployment.pools.values()),
         "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),

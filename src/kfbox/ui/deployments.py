@@ -54,6 +54,7 @@ def summary(body: dict[str, Any]) -> dict[str, Any]:
             "traffic": (status.get("components", {}).get("predictor", {}) or {}).get("traffic", []),
             "canary": predictor.get("canaryTrafficPercent"),
             "min_replicas": predictor.get("minReplicas"), "max_replicas": predictor.get("maxReplicas"),
+            "autoscaling": status.get("autoscaling"),
             "annotations": meta.get("annotations") or {}, "labels": meta.get("labels") or {}}
 
 
