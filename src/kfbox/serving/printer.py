@@ -7,8 +7,11 @@ The columns are KServe's CRD ``additionalPrinterColumns``, so ``kubectl get isvc
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
+Column = tuple[str, str, str]
+"""A column's name, type and format, as a CRD's ``additionalPrinterColumns`` declares it."""
 COLUMNS = [("Name", "string", "name"), ("URL", "string", ""), ("Ready", "string", ""), ("Prev", "integer", ""),
            ("Latest", "integer", ""), ("PrevRolledoutRevision", "string", ""), ("LatestReadyRevision", "string", ""),
            ("Age", "date", "")]
@@ -44,18 +47,20 @@ def _cells(obj: dict[str, Any]) -> list[Any]:
             latest and latest.get("revisionName"), _age(obj["metadata"].get("creationTimestamp"))]
 
 
-def _row(obj: dict[str, Any]) -> dict[str, Any]:
+def _row(obj: dict[str, Any], cells: Callable[[dict[str, Any]], list[Any]]) -> dict[str, Any]:
     meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
-    return {"cells": _cells(obj), "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+    return {"cells": cells(obj), "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                              "metadata": meta}}
 
 
-def table(objects: list[dict[str, Any]], resource_version: str | None = None) -> dict[str, Any]:
+def table(objects: list[dict[str, Any]], resource_version: str | None = None, columns: list[Column] = COLUMNS,
+          cells: Callable[[dict[str, Any]], list[Any]] = _cells) -> dict[str, Any]:
+    """A ``Table`` of ``objects``: InferenceServices by default, or another kind's ``columns`` and ``cells``."""
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
             "metadata": {"resourceVersion": resource_version} if resource_version else {},
             "columnDefinitions": [{"name": name, "type": kind, "format": fmt, "description": name,
-                                   "priority": 0} for name, kind, fmt in COLUMNS],
-            "rows": [_row(o) for o in objects]}
+                                   "priority": 0} for name, kind, fmt in columns],
+            "rows": [_row(o, cells) for o in objects]}
 
 
 def table_event(event: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ kfbox port. ``status.replicas`` / ``status.desiredReplicas`` are kfbox additions
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from typing import Any
 
@@ -19,17 +20,25 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _condition(deployment: Deployment, kind: str, ok: bool, reason: str | None = None,
-               message: str | None = None) -> dict[str, Any]:
+Check = tuple[bool, str | None, str | None]
+"""A condition's value: whether it holds, and the reason and message when it does not."""
+
+
+def condition(deployment: Deployment, kind: str, check: Check, key: str | None = None) -> dict[str, Any]:
+    """A status condition of type ``kind``; its ``lastTransitionTime`` is kept under ``key`` (default ``kind``),
+    so two objects that show the same fact under different names (the InferenceService's ``PredictorReady``,
+    its Knative Service's ``Ready``) show the same time."""
+    ok, reason, message = check
     value = "True" if ok else "False"
-    seen = deployment.transitions.get(kind)
+    slot = key or kind
+    seen = deployment.transitions.get(slot)
     if seen is None or seen[0] != value:
-        seen = deployment.transitions[kind] = (value, _now())
-    condition: dict[str, Any] = {"type": kind, "status": value, "lastTransitionTime": seen[1]}
+        seen = deployment.transitions[slot] = (value, _now())
+    result: dict[str, Any] = {"type": kind, "status": value, "lastTransitionTime": seen[1]}
     if not ok:
-        condition["reason"] = reason
-        condition["message"] = message
-    return condition
+        result["reason"] = reason
+        result["message"] = message
+    return result
 
 
 def _traffic(record: ServiceRecord, split: dict[int, int], ready: set[int]) -> list[dict[str, Any]]:
@@ -48,7 +57,26 @@ def _traffic(record: ServiceRecord, split: dict[int, int], ready: set[int]) -> l
     return traffic
 
 
-def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class PredictorState:
+    """The predictor as KServe's Knative Service reports it and the InferenceService mirrors it: one rule for
+    both objects (:func:`describe`, :mod:`kfbox.serving.knative`)."""
+
+    routes: Check
+    """A revision that takes traffic answers (Knative's ``RoutesReady``)."""
+    latest: Check
+    """The latest revision is ready (``LatestDeploymentReady``; Knative's ``ConfigurationsReady``)."""
+    ready: Check
+    """Both, and the latest generation takes its traffic (``PredictorReady``; the Knative Service's ``Ready``)."""
+    failing: bool
+    """A revision that takes traffic, or the latest, failed to load its model."""
+    failure: str | None
+    """The latest revision's load failure."""
+    component: dict[str, Any]
+    """``status.components.predictor``: revision names, traffic, the predictor's URL."""
+
+
+def predictor_state(deployment: Deployment, domain: str) -> PredictorState:
     record = deployment.record
     name, namespace = record.name, record.namespace
     split = traffic_split(record)
@@ -68,7 +96,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
     else:
         reason, message = "ReplicasStarting", "Waiting for a model replica to load and report ready."
     latest_ok = latest is not None and healthy(latest)
-    serving_ok = ok
+    routes: Check = (ok, reason, message)
     # a rollout is under way: Ready for this generation only once its revision is ready and, without a
     # canary percent, takes the traffic (the manager hands it over on its next tick)
     handed_over = record.canary_percent is not None or split.get(record.latest, 0) > 0
@@ -79,14 +107,8 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         else:
             reason, message = "RevisionNotReady", (f"Revision {revision_name(name, record.latest)} is starting; "
                                                    "the previous revision serves meanwhile.")
-    conditions = [
-        _condition(deployment, "IngressReady", True),
-        _condition(deployment, "LatestDeploymentReady", latest_ok,
-                   "ModelLoadFailed" if latest and latest.failure else "ReplicasStarting",
-                   latest.failure if latest and latest.failure else "The latest revision is starting."),
-        _condition(deployment, "PredictorReady", ok, reason, message),
-        _condition(deployment, "Ready", ok, reason, message),
-    ]
+    latest_check: Check = (latest_ok, "ModelLoadFailed" if latest and latest.failure else "ReplicasStarting",
+                           latest.failure if latest and latest.failure else "The latest revision is starting.")
     traffic = _traffic(record, split, set(ready_revisions))
     predictor: dict[str, Any] = {
         "latestCreatedRevision": revision_name(name, record.latest),
@@ -97,7 +119,22 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         predictor["latestReadyRevision"] = revision_name(name, max(ready_revisions))
     if record.stable is not None:
         predictor["latestRolledoutRevision"] = revision_name(name, record.stable)
-    failure = latest.failure if latest else None
+    return PredictorState(routes=routes, latest=latest_check, ready=(ok, reason, message),
+                          failing=failing is not None, failure=latest.failure if latest else None,
+                          component=predictor)
+
+
+def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any]:
+    record = deployment.record
+    name, namespace = record.name, record.namespace
+    state = predictor_state(deployment, domain)
+    failure = state.failure
+    conditions = [
+        condition(deployment, "IngressReady", (True, None, None)),
+        condition(deployment, "LatestDeploymentReady", state.latest),
+        condition(deployment, "PredictorReady", state.ready),
+        condition(deployment, "Ready", state.ready),
+    ]
     body = dict(record.manifest)
     body["metadata"] = {**body.get("metadata", {}), "namespace": namespace, "uid": record.uid,
                         "resourceVersion": str(record.resource_version), "generation": record.generation,
@@ -109,9 +146,10 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         "url": f"http://{name}.{namespace}.{domain}",
         "address": {"url": f"{platform_url}/serving/{namespace}/{name}"},
         "conditions": conditions,
-        "components": {"predictor": predictor},
+        "components": {"predictor": state.component},
         "modelStatus": {
-            "states": {"activeModelState": "Loaded" if serving_ok else ("FailedToLoad" if failing else "Pending"),
+            "states": {"activeModelState": "Loaded" if state.routes[0] else
+                       ("FailedToLoad" if state.failing else "Pending"),
                        "targetModelState": "Loaded"},
             **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}} if failure else {}),
         },
