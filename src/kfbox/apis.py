@@ -27,6 +27,12 @@ SERVING_VERSION = "v1beta1"
 SERVING_API_VERSION = f"{SERVING_GROUP}/{SERVING_VERSION}"
 SERVING = f"/apis/{SERVING_API_VERSION}"
 
+# the Knative Service KServe makes for each InferenceService's predictor (read-only in kfbox)
+KNATIVE_GROUP = "serving.knative.dev"
+KNATIVE_VERSION = "v1"
+KNATIVE_API_VERSION = f"{KNATIVE_GROUP}/{KNATIVE_VERSION}"
+KNATIVE = f"/apis/{KNATIVE_API_VERSION}"
+
 MODEL_NAME_ARG = "--model_name"  # the kserve ModelServer's argument naming the model in V1/V2 paths
 
 

@@ -21,6 +21,7 @@ PROTECTED = [
     "/api/model_registry/v1alpha3/registered_models",
     "/api/model_registry/v1/registered_models",
     "/apis/serving.kserve.io/v1beta1/inferenceservices",
+    "/apis/serving.knative.dev/v1/services",  # KServe's Knative Services, read-only
     "/api",  # Kubernetes discovery (kubectl)
     "/apis",
     "/openapi/v2",

@@ -118,3 +118,24 @@ def test_server_side_apply_conflict_and_discovery(kube_env: dict[str, str], tmp_
     assert "canaryTrafficPercent" in ok(kube_env, "explain", "isvc.spec.predictor")
     assert "created" in ok(kube_env, "create", "namespace", "team-x")
     ok(kube_env, "delete", "isvc", "ssa-only", "-n", NS)
+
+
+def test_get_ksvc_shows_each_predictor_as_kserves_knative_service(kube_env: dict[str, str], tmp_path: Path) -> None:
+    body = yaml.safe_load(MANIFEST.read_text())
+    body["metadata"]["name"] = "ksvc-view"
+    body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
+    path = tmp_path / "ksvc.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert "created" in ok(kube_env, "apply", "-f", str(path))
+    header, row = ok(kube_env, "get", "ksvc", "-n", NS).splitlines()[:2]
+    assert header.split() == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]  # Knative's columns
+    assert row.split()[:3] == ["ksvc-view-predictor", f"http://ksvc-view-predictor.{NS}.example.com",
+                               "ksvc-view-predictor-00001"]
+    owner = ok(kube_env, "get", "ksvc", "ksvc-view-predictor", "-n", NS, "-o",
+               "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}")
+    assert owner == "InferenceService/ksvc-view"
+    assert "services" in ok(kube_env, "api-resources", "--api-group", "serving.knative.dev")
+    refused = kubectl(kube_env, "delete", "ksvc", "ksvc-view-predictor", "-n", NS)
+    assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr, refused.stderr
+    assert f"kubectl edit isvc ksvc-view -n {NS}" in refused.stderr  # the way to change it
+    ok(kube_env, "delete", "isvc", "ksvc-view", "-n", NS)

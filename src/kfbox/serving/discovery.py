@@ -3,6 +3,7 @@
     GET /api, /api/v1                        core group: only ``namespaces``
     GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
     GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
+    GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), get and list only
     GET /version
     GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1
 
@@ -28,6 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from kfbox import __version__
+from kfbox.apis import KNATIVE_API_VERSION, KNATIVE_GROUP, KNATIVE_VERSION
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.serving.kube_api import KubeStatus, bad_request, not_found
 from kfbox.serving.openapi import core_document, serving_document, swagger_v2
@@ -42,10 +44,15 @@ KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kfbox", "git
                 "compiler": "kfbox", "platform": "linux/amd64"}
 
 
-def _group() -> dict[str, Any]:
-    version = {"groupVersion": API_VERSION, "version": VERSION}
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": GROUP, "versions": [version],
-            "preferredVersion": version}
+def _group(name: str = GROUP, group_version: str = API_VERSION, version: str = VERSION) -> dict[str, Any]:
+    versions = {"groupVersion": group_version, "version": version}
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": name, "versions": [versions],
+            "preferredVersion": versions}
+
+
+def _knative_group() -> dict[str, Any]:
+    """KServe's Knative Services (kfbox.serving.knative): read-only, so get and list."""
+    return _group(KNATIVE_GROUP, KNATIVE_API_VERSION, KNATIVE_VERSION)
 
 
 def _stamp(created_ms: int) -> str:
@@ -69,7 +76,7 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     @router.get("/apis")
     async def groups() -> dict[str, Any]:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group()]}
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(), _knative_group()]}
 
     @router.get("/apis/serving.kserve.io")
     async def group() -> dict[str, Any]:
@@ -84,6 +91,17 @@ def discovery_router(res: InferenceServices) -> APIRouter:
             {"name": "inferenceservices/status", "singularName": "", "namespaced": True, "kind": KIND,
              "verbs": ["get", "patch", "update"]},
         ]}
+
+    @router.get("/apis/serving.knative.dev")
+    async def knative_group() -> dict[str, Any]:
+        return _knative_group()
+
+    @router.get("/apis/serving.knative.dev/v1")
+    async def knative_resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": KNATIVE_API_VERSION, "resources": [
+            {"name": "services", "singularName": "service", "namespaced": True, "kind": "Service",
+             "verbs": ["get", "list"], "shortNames": ["kservice", "ksvc"], "categories": ["all", "knative", "serving"],
+             "storageVersionHash": hashlib.sha256(b"services.serving.knative.dev").hexdigest()[:11]}]}
 
     @router.get("/version")
     async def version() -> dict[str, Any]:

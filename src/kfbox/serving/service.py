@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
-from kfbox.apis import SERVING
+from kfbox.apis import KNATIVE, SERVING
 from kfbox.server.auth import TokenAuth
 from kfbox.server.lazy_routes import install_lazy
 from kfbox.server.platform import Platform
@@ -46,7 +46,8 @@ def install(app: Starlette, platform: Platform) -> None:
     platform.body_limits.append(serving_body_limit)
     resources = InferenceServices(manager)
     platform.services.inferenceservices = resources
-    for prefix in ("/apis/serving.kserve.io", "/api/v1/"):  # Kubernetes-style API: Status bodies, ahead of KFP's /apis
+    # Kubernetes-style API: Status bodies, ahead of KFP's /apis
+    for prefix in ("/apis/serving.kserve.io", "/apis/serving.knative.dev", "/api/v1/"):
         platform.error_renderers.insert(0, (prefix, lambda status, message: status_body(status, message)))
 
     async def kube_status(_request: Request, exc: Exception) -> JSONResponse:
@@ -54,8 +55,9 @@ def install(app: Starlette, platform: Platform) -> None:
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     app.add_exception_handler(KubeStatus, kube_status)
-    # both APIs' routes are built by the first request under their paths (~30 ms less to ready)
+    # the APIs' routes are built by the first request under their paths (~30 ms less to ready)
     install_lazy(app, lambda: _serving_routes(resources), prefixes=(SERVING,))
+    install_lazy(app, lambda: _knative_routes(resources), prefixes=(KNATIVE + "/",))
     install_lazy(app, lambda: _discovery_routes(resources), prefixes=("/api", "/version", "/openapi"))
     # innermost, after token auth (added before this install): auth is decided on the route served,
     # and FastAPI's routing (~1 ms a request across every API's routes) never sees a gateway request
@@ -103,6 +105,13 @@ def _serving_routes(resources: InferenceServices) -> list[BaseRoute]:
     from kfbox.serving.router import serving_router
 
     return list(serving_router(resources).routes)
+
+
+def _knative_routes(resources: InferenceServices) -> list[BaseRoute]:
+    """Each InferenceService's predictor as KServe's Knative Service, read-only (kfbox.serving.knative)."""
+    from kfbox.serving.knative import knative_router
+
+    return list(knative_router(resources).routes)
 
 
 def _discovery_routes(resources: InferenceServices) -> list[BaseRoute]:
