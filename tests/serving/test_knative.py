@@ -112,10 +112,13 @@ def test_lists_select_by_service_unset_settings_stay_unset_and_writes_are_refuse
     missing = refused(lambda: custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "ksvc-a"), 404)
     assert missing["reason"] == "NotFound" and missing["details"] == {
         "name": "ksvc-a", "group": "serving.knative.dev", "kind": "services"}
+    assert "named <isvc>-predictor" in missing["message"]  # the isvc's own name is not its Knative Service's
     patch = refused(lambda: custom.patch_namespaced_custom_object(
         GROUP, VERSION, NS, PLURAL, "ksvc-a-predictor", {"metadata": {"labels": {"x": "y"}}}), 405)
     assert patch["reason"] == "MethodNotAllowed" and 'InferenceService "ksvc-a"' in patch["message"]
     delete = refused(lambda: custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "ksvc-a-predictor"),
                      405)
     assert delete["reason"] == "MethodNotAllowed"
+    watch = client.get(f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/services", params={"watch": "true"})
+    assert (watch.status_code, watch.json()["reason"]) == (405, "MethodNotAllowed")  # discovery says get, list
     assert isvc(client, "ksvc-a")["metadata"]["name"] == "ksvc-a"  # the InferenceService is untouched

@@ -3,6 +3,7 @@
     GET /apis/serving.knative.dev/v1/services                              list, all namespaces
     GET /apis/serving.knative.dev/v1/namespaces/{ns}/services              list (labelSelector, fieldSelector)
     GET /apis/serving.knative.dev/v1/namespaces/{ns}/services/{name}       get: ``<isvc>-predictor``
+    POST, PUT, PATCH, DELETE, ?watch=true                                   405 MethodNotAllowed
 
 On a cluster in Serverless mode KServe writes ``<isvc>-predictor`` (``serving.knative.dev/v1``
 ``Service``) and Knative reports its status; clients such as KServe's own e2e tests read the
@@ -32,7 +33,7 @@ from fastapi import APIRouter, Request
 
 from kfbox.apis import KNATIVE, KNATIVE_API_VERSION, KNATIVE_GROUP, SERVING_API_VERSION
 from kfbox.serving.deployment import Deployment
-from kfbox.serving.kube_api import KubeStatus, not_found
+from kfbox.serving.kube_api import KubeNotFound, KubeStatus
 from kfbox.serving.printer import Column, table, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.selectors import field_selector, label_selector
@@ -168,6 +169,10 @@ def knative_router(res: InferenceServices) -> APIRouter:
         return knative_service(deployment, manager.platform.url, manager.settings.ingress_domain)
 
     def listing(request: Request, namespace: str | None) -> Any:
+        if request.query_params.get("watch", "").lower() in ("true", "1"):
+            raise KubeStatus(405, "MethodNotAllowed", f"watch is not served for {PLURAL}.{KNATIVE_GROUP} here (get "
+                             "and list are); watch the InferenceServices instead: kubectl get isvc -w",
+                             kind=PLURAL, group=KNATIVE_GROUP)
         matches_labels = label_selector(request.query_params.get("labelSelector"))
         matches_fields = field_selector(request.query_params.get("fieldSelector"))
         items = [show(manager.deployments[key]) for key in sorted(manager.deployments)
@@ -191,7 +196,10 @@ def knative_router(res: InferenceServices) -> APIRouter:
     async def get(namespace: str, name: str, request: Request) -> Any:
         deployment = manager.deployments.get((namespace, name.removesuffix(SUFFIX)))
         if deployment is None or not name.endswith(SUFFIX):
-            raise not_found(name, kind=PLURAL, group=KNATIVE_GROUP, namespace=namespace)
+            raise KubeNotFound(404, "NotFound", f'{PLURAL}.{KNATIVE_GROUP} "{name}" not found in namespace '
+                               f"{namespace}: kfbox shows one per InferenceService, named <isvc>{SUFFIX}; list "
+                               f"them with: kubectl get ksvc -n {namespace}", name=name, kind=PLURAL,
+                               group=KNATIVE_GROUP)
         obj = show(deployment)
         return table([obj], None, COLUMNS, _cells) if wants_table(request.headers.get("accept")) else obj
 
