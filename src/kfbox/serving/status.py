@@ -154,7 +154,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
             **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}} if failure else {}),
         },
         "observedGeneration": record.generation,
-        **({"autoscaling": autoscaling(latest.spec)} if latest else {}),
+        **({"autoscaling": autoscaling(latest.spec)} if (latest := deployment.pools.get(record.latest)) else {}),
         "replicas": sum(p.ready_count for p in deployment.pools.values()),
         "desiredReplicas": sum(p.desired for p in deployment.pools.values()),
         "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),
