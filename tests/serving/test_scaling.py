@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -88,29 +89,38 @@ def test_rollout_canary_promote_and_rollback(client: httpx.Client, server: Serve
     client.delete(API.format(ns="default") + "/flower")
 
 
+def load_until(server: ServerProcess, name: str, clients: int, reached: Callable[[], bool], timeout: float,
+               what: str) -> collections.Counter[int]:
+    """``clients`` keep-alive clients send V1 predicts to ``name``, each one request at a time, until ``reached()``
+    (bounded by ``timeout``, then it fails naming ``what``); returns the status codes they got."""
+    stop = threading.Event()
+    codes: collections.Counter[int] = collections.Counter()
+
+    def send() -> None:
+        with server.client() as c:
+            while not stop.is_set():
+                codes[v1(c, name).status_code] += 1
+
+    threads = [threading.Thread(target=send) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(reached, timeout, what)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    return codes
+
+
 def test_autoscale_up_under_load_and_down_after_idle(client: httpx.Client, server: ServerProcess) -> None:
     train_iris(server.home / "pvc" / "models" / "auto")
     apply(client, manifest("auto", "pvc://models/auto", annotations=WINDOW, min_replicas=1, max_replicas=3,
                            scale_target=2, scale_metric="concurrency"))
     wait_ready(client, "auto")
     assert status(client, "auto")["replicas"] == 1
-    stop = threading.Event()
-    codes: collections.Counter[int] = collections.Counter()
-
-    def worker() -> None:
-        with server.client() as c:
-            while not stop.is_set():
-                codes[v1(c, "auto").status_code] += 1
-
-    threads = [threading.Thread(target=worker) for _ in range(32)]
-    for thread in threads:
-        thread.start()
-    try:
-        wait_for(lambda: status(client, "auto")["replicas"] == 3, 120, "3 replicas under load")
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
+    codes = load_until(server, "auto", 32, lambda: status(client, "auto")["replicas"] == 3, 120,
+                       "3 replicas under load")
     assert set(codes) == {200}, codes
     wait_for(lambda: status(client, "auto")["replicas"] == 1, 30, "scale down to 1 after the idle window")
     metrics = client.get("/metrics").text
@@ -130,21 +140,8 @@ def test_rps_scales_a_sequential_clients_load_up_and_down_after_idle(client: htt
     assert status(client, "rated")["replicas"] == 1
     assert status(client, "rated")["autoscaling"] == {"metric": "rps", "target": 20, "minReplicas": 1,
                                                       "maxReplicas": 3, "per": "requests per second a replica"}
-    stop = threading.Event()
-    codes: collections.Counter[int] = collections.Counter()
-
-    def sequential() -> None:
-        with server.client() as c:
-            while not stop.is_set():
-                codes[v1(c, "rated").status_code] += 1
-
-    thread = threading.Thread(target=sequential)
-    thread.start()
-    try:
-        wait_for(lambda: status(client, "rated")["replicas"] == 3, 60, "3 replicas for one sequential client")
-    finally:
-        stop.set()
-        thread.join()
+    codes = load_until(server, "rated", 1, lambda: status(client, "rated")["replicas"] == 3, 60,
+                       "3 replicas for one sequential client")
     assert set(codes) == {200} and codes[200] > 60, codes
     wait_for(lambda: status(client, "rated")["replicas"] == 1, 30, "scale down to 1 after the idle window")
     client.delete(API.format(ns="default") + "/rated")
@@ -163,21 +160,8 @@ def test_cpu_scales_on_the_replicas_use_of_their_request_and_back_when_idle(clie
     wait_ready(client, "busy")
     shown = kfbox("serve", "get", "busy", url=server.url)
     assert "cpu, target 50 percent of the 0.1 CPU a replica requests; 1-3 replicas" in shown.stdout, shown.stdout
-    stop = threading.Event()
-    codes: collections.Counter[int] = collections.Counter()
-
-    def sequential() -> None:
-        with server.client() as c:
-            while not stop.is_set():
-                codes[v1(c, "busy").status_code] += 1
-
-    thread = threading.Thread(target=sequential)
-    thread.start()
-    try:
-        wait_for(lambda: status(client, "busy")["replicas"] == 3, 60, "3 replicas for one busy client")
-    finally:
-        stop.set()
-        thread.join()
+    codes = load_until(server, "busy", 1, lambda: status(client, "busy")["replicas"] == 3, 60,
+                       "3 replicas for one busy client")
     assert set(codes) == {200}, codes
     wait_for(lambda: status(client, "busy")["replicas"] == 1, 30, "scale down to 1 once idle")
     client.delete(API.format(ns="default") + "/busy")
