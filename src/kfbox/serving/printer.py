@@ -21,7 +21,7 @@ def wants_table(accept: str | None) -> bool:
     return bool(accept) and "as=Table" in str(accept) and "g=meta.k8s.io" in str(accept)
 
 
-def _age(stamp: str | None) -> str:
+def age(stamp: str | None) -> str:
     """kubectl's short age: 45s, 12m, 5h, 3d."""
     if not stamp:
         return "<unknown>"
@@ -44,7 +44,7 @@ def _cells(obj: dict[str, Any]) -> list[Any]:
     latest = next((t for t in traffic if t.get("latestRevision")), None)
     return [obj["metadata"]["name"], status.get("url"), ready, prev and prev.get("percent"),
             latest and latest.get("percent"), prev and prev.get("revisionName"),
-            latest and latest.get("revisionName"), _age(obj["metadata"].get("creationTimestamp"))]
+            latest and latest.get("revisionName"), age(obj["metadata"].get("creationTimestamp"))]
 
 
 def _row(obj: dict[str, Any], cells: Callable[[dict[str, Any]], list[Any]]) -> dict[str, Any]:

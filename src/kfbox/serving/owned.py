@@ -1,0 +1,198 @@
+"""What the objects KServe's controller writes for an InferenceService's predictor share, and their read-only routes.
+
+On a cluster KServe's controller writes ``<isvc>-predictor`` objects for each InferenceService, by its deployment
+mode (annotation ``serving.kserve.io/deploymentMode``): a Knative Service (``Knative``, formerly ``Serverless``;
+:mod:`kfbox.serving.knative`) or a Deployment and a HorizontalPodAutoscaler (``Standard``, formerly
+``RawDeployment``; :mod:`kfbox.serving.raw`). They share their metadata (KServe's ``buildObjectMeta``: labels of
+the isvc and the predictor, the isvc's annotations less KServe's disallowed ones, an owner reference to the isvc)
+and, here, their routes: :func:`owned_routes` serves one :class:`OwnedKind` read-only, get and list
+(``labelSelector``, ``fieldSelector``, server-side Tables), with 405 MethodNotAllowed for writes (``/scale``
+too) and watch.
+
+Example::
+
+    router = APIRouter()
+    owned_routes(router, res, OwnedKind(DEPLOYMENTS_API, "deployments", "Deployment", "deploy", COLUMNS, cells, build))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from kfbox.apis import SERVING_API_VERSION
+from kfbox.serving.deployment import Deployment
+from kfbox.serving.kube_api import KubeNotFound, KubeStatus
+from kfbox.serving.printer import Column, table, wants_table
+from kfbox.serving.resources import InferenceServices
+from kfbox.serving.selectors import field_selector, label_selector
+from kfbox.serving.spec import KIND as ISVC_KIND
+from kfbox.serving.spec import SHORTHAND
+from kfbox.serving.store import ServiceRecord
+
+SUFFIX = "-predictor"
+ISVC_LABEL = "serving.kserve.io/inferenceservice"
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+KNATIVE, STANDARD = "Knative", "Standard"
+LEGACY = {"Serverless": KNATIVE, "RawDeployment": STANDARD}
+"""KServe's ParseDeploymentMode: the older names of the modes."""
+DEFAULT_MODE = KNATIVE
+"""KServe's inferenceservice-config ships ``defaultDeploymentMode: Serverless``."""
+SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
+DISALLOWED = frozenset({"autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/max-scale", SOURCE_URI,
+                        "kubectl.kubernetes.io/last-applied-configuration", "modelFormat"})
+"""KServe's ServiceAnnotationDisallowedList: isvc annotations that never reach the predictor's objects."""
+
+
+def strings(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def deployment_mode(record: ServiceRecord) -> str:
+    """``Knative`` or ``Standard`` (older names read as these), ``ModelMesh``, or another value as written."""
+    annotations = strings((record.manifest.get("metadata") or {}).get("annotations"))
+    mode = annotations.get(MODE_ANNOTATION) or DEFAULT_MODE
+    return LEGACY.get(mode, mode)
+
+
+def raw_predictor(record: ServiceRecord) -> dict[str, Any]:
+    """``spec.predictor`` as applied."""
+    return (record.manifest.get("spec") or {}).get("predictor") or {}
+
+
+def model_container(record: ServiceRecord) -> dict[str, Any]:
+    """The predictor's model as applied: ``spec.predictor.model`` or a framework's shorthand (``sklearn``...)."""
+    predictor = raw_predictor(record)
+    return next((predictor[k] for k in ("model", *SHORTHAND) if isinstance(predictor.get(k), dict)), {})
+
+
+def component_labels(record: ServiceRecord) -> dict[str, str]:
+    """The isvc's labels, the predictor's over them, and KServe's two (its ``buildObjectMeta``)."""
+    meta = record.manifest.get("metadata") or {}
+    return {**strings(meta.get("labels")), **strings(raw_predictor(record).get("labels")),
+            ISVC_LABEL: record.name, "component": "predictor"}
+
+
+def component_annotations(record: ServiceRecord) -> dict[str, str]:
+    """The isvc's annotations less the disallowed ones, the storage initializer's source URI, then the
+    predictor's own annotations (less the disallowed ones) over them."""
+    isvc = strings((record.manifest.get("metadata") or {}).get("annotations"))
+    annotations = {k: v for k, v in isvc.items() if k not in DISALLOWED}
+    storage_uri = record.revisions[record.latest].storage_uri
+    if storage_uri is not None:
+        annotations[SOURCE_URI] = storage_uri
+    annotations.update({k: v for k, v in strings(raw_predictor(record).get("annotations")).items()
+                        if k not in DISALLOWED})
+    return annotations
+
+
+def object_meta(record: ServiceRecord, kind: str, labels: dict[str, str]) -> dict[str, Any]:
+    """``metadata`` of the isvc's ``<isvc>-predictor`` object of ``kind``: a uid of its own, the isvc's
+    resourceVersion (it changes whenever its InferenceService does) and creation time, owned by the isvc."""
+    suffix = "predictor" if kind == "Service" else f"predictor/{kind}"  # the Knative Service's uid as it was
+    return {
+        "name": record.name + SUFFIX, "namespace": record.namespace,
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfbox:{record.uid}/{suffix}")),
+        "resourceVersion": str(record.resource_version),
+        "creationTimestamp": datetime.datetime.fromtimestamp(record.created_ms / 1000, datetime.UTC)
+        .strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "labels": labels,
+        "ownerReferences": [{"apiVersion": SERVING_API_VERSION, "kind": ISVC_KIND, "name": record.name,
+                             "uid": record.uid, "controller": True, "blockOwnerDeletion": True}],
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class OwnedKind:
+    """One kind of object KServe writes per predictor, served read-only under ``api`` (``/apis/GROUP/VERSION``)."""
+
+    api: str
+    plural: str
+    kind: str
+    short: str
+    """kubectl's short name, for the hints in error messages."""
+    columns: list[Column]
+    cells: Callable[[dict[str, Any]], list[Any]]
+    build: Callable[[Deployment], dict[str, Any] | None]
+    """The object for one InferenceService, or None where KServe writes none of this kind for it."""
+
+    @property
+    def group(self) -> str:
+        return self.api.split("/")[2]
+
+    @property
+    def api_version(self) -> str:
+        return self.api.removeprefix("/apis/")
+
+
+def _read_only(kind: OwnedKind, namespace: str, name: str | None = None) -> KubeStatus:
+    """405: KServe's controller owns these objects; the InferenceService is what a user changes."""
+    what = f"{kind.plural}.{kind.group}"
+    if name is None:
+        return KubeStatus(405, "MethodNotAllowed", f"{what} are read-only here: kfbox shows the ones KServe writes "
+                          "for the predictor of each InferenceService. Create or delete the InferenceService "
+                          f"instead: kubectl apply -f MANIFEST -n {namespace}", kind=kind.plural, group=kind.group)
+    owner = name.removesuffix(SUFFIX)
+    return KubeStatus(405, "MethodNotAllowed", f'{what} "{name}" is read-only here: kfbox shows it for the '
+                      f'predictor of InferenceService "{owner}". Change that instead: kubectl edit isvc {owner} -n '
+                      f"{namespace}", name=name, kind=kind.plural, group=kind.group)
+
+
+def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> None:
+    """Add ``kind``'s get and list routes (namespace and cluster scope) and its 405s for writes to ``router``."""
+    manager = res.manager
+    what = f"{kind.plural}.{kind.group}"
+
+    def shown(namespace: str | None) -> list[dict[str, Any]]:
+        found = (kind.build(manager.deployments[key]) for key in sorted(manager.deployments)
+                 if namespace is None or key[0] == namespace)
+        return [obj for obj in found if obj is not None]
+
+    def listing(request: Request, namespace: str | None) -> Any:
+        if request.query_params.get("watch", "").lower() in ("true", "1"):
+            raise KubeStatus(405, "MethodNotAllowed", f"watch is not served for {what} here (get and list are); "
+                             "watch the InferenceServices instead: kubectl get isvc -w",
+                             kind=kind.plural, group=kind.group)
+        matches_labels = label_selector(request.query_params.get("labelSelector"))
+        matches_fields = field_selector(request.query_params.get("fieldSelector"))
+        items = [o for o in shown(namespace) if matches_labels(o) and matches_fields(o)]
+        latest = str(max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)]))
+        if wants_table(request.headers.get("accept")):
+            return table(items, latest, kind.columns, kind.cells)
+        return {"apiVersion": kind.api_version, "kind": kind.kind + "List", "metadata": {"resourceVersion": latest},
+                "items": items}
+
+    async def list_all(request: Request) -> Any:
+        return listing(request, None)
+
+    async def list_namespace(namespace: str, request: Request) -> Any:
+        return listing(request, namespace)
+
+    async def get(namespace: str, name: str, request: Request) -> Any:
+        deployment = manager.deployments.get((namespace, name.removesuffix(SUFFIX)))
+        obj = kind.build(deployment) if deployment is not None and name.endswith(SUFFIX) else None
+        if obj is None:
+            raise KubeNotFound(404, "NotFound", f'{what} "{name}" not found in namespace {namespace}: kfbox shows '
+                               f"one per InferenceService that KServe writes one for, named <isvc>{SUFFIX}; list "
+                               f"them with: kubectl get {kind.short} -n {namespace}", name=name, kind=kind.plural,
+                               group=kind.group)
+        return table([obj], None, kind.columns, kind.cells) if wants_table(request.headers.get("accept")) else obj
+
+    async def write_collection(namespace: str) -> None:
+        raise _read_only(kind, namespace)
+
+    async def write(namespace: str, name: str) -> None:
+        raise _read_only(kind, namespace, name)
+
+    collection = f"{kind.api}/namespaces/{{namespace}}/{kind.plural}"
+    router.add_api_route(f"{kind.api}/{kind.plural}", list_all, methods=["GET"])
+    router.add_api_route(collection, list_namespace, methods=["GET"])
+    router.add_api_route(collection + "/{name}", get, methods=["GET"])
+    router.add_api_route(collection, write_collection, methods=["POST", "DELETE"])
+    router.add_api_route(collection + "/{name}", write, methods=["PUT", "PATCH", "DELETE"])
+    router.add_api_route(collection + "/{name}/scale", write, methods=["PUT", "PATCH"])  # kubectl scale
