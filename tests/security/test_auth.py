@@ -22,6 +22,9 @@ PROTECTED = [
     "/api/model_registry/v1/registered_models",
     "/apis/serving.kserve.io/v1beta1/inferenceservices",
     "/apis/serving.knative.dev/v1/services",  # KServe's Knative Services, read-only
+    "/apis/apps/v1/deployments",  # KServe's Standard-mode Deployments and HPAs, read-only
+    "/apis/autoscaling/v2/horizontalpodautoscalers",
+    "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
     "/api",  # Kubernetes discovery (kubectl)
     "/apis",
     "/openapi/v2",

@@ -139,3 +139,26 @@ def test_get_ksvc_shows_each_predictor_as_kserves_knative_service(kube_env: dict
     assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr, refused.stderr
     assert f"kubectl edit isvc ksvc-view -n {NS}" in refused.stderr  # the way to change it
     ok(kube_env, "delete", "isvc", "ksvc-view", "-n", NS)
+
+
+def test_get_deploy_and_hpa_show_a_standard_predictor_as_kserves_raw_objects(kube_env: dict[str, str],
+                                                                             tmp_path: Path) -> None:
+    body = yaml.safe_load(MANIFEST.read_text())
+    body["metadata"]["name"] = "raw-view"
+    body["metadata"].setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = "Standard"
+    body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
+    path = tmp_path / "raw.yaml"
+    path.write_text(yaml.safe_dump(body))
+    assert "created" in ok(kube_env, "apply", "-f", str(path))
+    header, row = ok(kube_env, "get", "deploy", "-n", NS).splitlines()[:2]
+    assert header.split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]  # kubectl's usual columns
+    assert row.split()[0] == "raw-view-predictor"
+    header, row = ok(kube_env, "get", "hpa", "-n", NS).splitlines()[:2]
+    assert header.split() == ["NAME", "REFERENCE", "TARGETS", "MINPODS", "MAXPODS", "REPLICAS", "AGE"]
+    assert row.split()[:2] == ["raw-view-predictor", "Deployment/raw-view-predictor"] and "80%" in row
+    assert "No resources found" in kubectl(kube_env, "get", "ksvc", "raw-view-predictor", "-n", NS).stderr + \
+        kubectl(kube_env, "get", "ksvc", "-n", NS, "-l", "serving.kserve.io/inferenceservice=raw-view").stderr
+    refused = kubectl(kube_env, "scale", "deploy", "raw-view-predictor", "-n", NS, "--replicas", "3")
+    assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr, refused.stderr
+    assert f"kubectl edit isvc raw-view -n {NS}" in refused.stderr  # the way to change it
+    ok(kube_env, "delete", "isvc", "raw-view", "-n", NS)

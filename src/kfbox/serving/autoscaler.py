@@ -60,6 +60,10 @@ class Autoscaler:
         seconds = end[0] - start[0]
         return (end[1] - start[1]) / seconds if seconds > 0 else 0.0
 
+    def figure(self, now: float) -> float | None:
+        """The metric over the last window, the figure scaling down follows; None before the first sample."""
+        return self._figure(now - self.window) if self.samples else None
+
     def desired(self, now: float, current: int, last_request_at: float) -> int:
         steady = math.ceil(self._figure(now - self.window) / self.target)
         if self.metric in STEADY_METRICS:

@@ -4,6 +4,8 @@
     GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
     GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
     GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), get and list only
+    GET /apis/apps, /apis/apps/v1                                  ``deployments`` (deploy), get and list only
+    GET /apis/autoscaling, /apis/autoscaling/v1, .../v2            ``horizontalpodautoscalers`` (hpa), get, list
     GET /version
     GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1
 
@@ -55,6 +57,28 @@ def _knative_group() -> dict[str, Any]:
     return _group(KNATIVE_GROUP, KNATIVE_API_VERSION, KNATIVE_VERSION)
 
 
+def _apps_group() -> dict[str, Any]:
+    """KServe's Standard-mode Deployments (kfbox.serving.raw): read-only, so get and list."""
+    return _group("apps", "apps/v1", "v1")
+
+
+def _autoscaling_group() -> dict[str, Any]:
+    """Their HorizontalPodAutoscalers, in both served versions; v2 preferred, as by Kubernetes 1.23 on."""
+    v2, v1 = {"groupVersion": "autoscaling/v2", "version": "v2"}, {"groupVersion": "autoscaling/v1", "version": "v1"}
+    return {"kind": "APIGroup", "apiVersion": "v1", "name": "autoscaling", "versions": [v2, v1],
+            "preferredVersion": v2}
+
+
+def _read_only(group_version: str, name: str, singular: str, kind: str, short: str,
+               categories: list[str] | None = None) -> dict[str, Any]:
+    resource = {"name": name, "singularName": singular, "namespaced": True, "kind": kind, "verbs": ["get", "list"],
+                "shortNames": [short], "storageVersionHash": hashlib.sha256(
+                    f"{name}.{group_version}".encode()).hexdigest()[:11]}
+    if categories:
+        resource["categories"] = categories
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": [resource]}
+
+
 def _stamp(created_ms: int) -> str:
     return datetime.datetime.fromtimestamp(created_ms / 1000, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -76,7 +100,8 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     @router.get("/apis")
     async def groups() -> dict[str, Any]:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group(), _knative_group()]}
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            _group(), _knative_group(), _apps_group(), _autoscaling_group()]}
 
     @router.get("/apis/serving.kserve.io")
     async def group() -> dict[str, Any]:
@@ -102,6 +127,30 @@ def discovery_router(res: InferenceServices) -> APIRouter:
             {"name": "services", "singularName": "service", "namespaced": True, "kind": "Service",
              "verbs": ["get", "list"], "shortNames": ["kservice", "ksvc"], "categories": ["all", "knative", "serving"],
              "storageVersionHash": hashlib.sha256(b"services.serving.knative.dev").hexdigest()[:11]}]}
+
+    @router.get("/apis/apps")
+    async def apps_group() -> dict[str, Any]:
+        return _apps_group()
+
+    @router.get("/apis/apps/v1")
+    async def apps_resources() -> dict[str, Any]:
+        return _read_only("apps/v1", "deployments", "deployment", "Deployment", "deploy", ["all"])
+
+    @router.get("/apis/autoscaling")
+    async def autoscaling_group() -> dict[str, Any]:
+        return _autoscaling_group()
+
+    def hpa_resources(version: str) -> dict[str, Any]:
+        return _read_only(f"autoscaling/{version}", "horizontalpodautoscalers", "horizontalpodautoscaler",
+                          "HorizontalPodAutoscaler", "hpa", ["all"])
+
+    @router.get("/apis/autoscaling/v1")
+    async def autoscaling_v1_resources() -> dict[str, Any]:
+        return hpa_resources("v1")
+
+    @router.get("/apis/autoscaling/v2")
+    async def autoscaling_v2_resources() -> dict[str, Any]:
+        return hpa_resources("v2")
 
     @router.get("/version")
     async def version() -> dict[str, Any]:

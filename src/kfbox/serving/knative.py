@@ -15,7 +15,9 @@ the predictor sets ``scaleMetric`` / ``scaleTarget``, ``min-scale`` (default 1),
 ``maxReplicas`` is 0 or unset, and ``spec.traffic`` as KServe writes it. Its status is the
 predictor's (:func:`kfbox.serving.status.predictor_state`, the rule the InferenceService's status
 uses). No pod template: kfbox runs no containers. Writes are 405 MethodNotAllowed: the
-InferenceService owns the object. The routes are :func:`kfbox.serving.owned.owned_routes`.
+InferenceService owns the object. An InferenceService in Standard (RawDeployment) mode has no Knative Service
+but a Deployment and a HorizontalPodAutoscaler (:mod:`kfbox.serving.raw`); the routes are
+:func:`kfbox.serving.owned.owned_routes`.
 
 Example::
 
@@ -31,10 +33,12 @@ from fastapi import APIRouter
 
 from kfbox.apis import KNATIVE, KNATIVE_API_VERSION
 from kfbox.serving.deployment import Deployment
+from kfbox.serving.owned import KNATIVE as KNATIVE_MODE
 from kfbox.serving.owned import (
     OwnedKind,
     component_annotations,
     component_labels,
+    deployment_mode,
     object_meta,
     owned_routes,
     raw_predictor,
@@ -127,6 +131,9 @@ def _cells(obj: dict[str, Any]) -> list[Any]:
 
 
 def _service(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any] | None:
+    """The Knative Service of an InferenceService in Knative (Serverless) mode; a Standard one has none."""
+    if deployment_mode(deployment.record) != KNATIVE_MODE:
+        return None
     return knative_service(deployment, platform_url, domain)
 
 

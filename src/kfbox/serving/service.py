@@ -47,7 +47,8 @@ def install(app: Starlette, platform: Platform) -> None:
     resources = InferenceServices(manager)
     platform.services.inferenceservices = resources
     # Kubernetes-style API: Status bodies, ahead of KFP's /apis
-    for prefix in ("/apis/serving.kserve.io", "/apis/serving.knative.dev", "/api/v1/"):
+    for prefix in ("/apis/serving.kserve.io", "/apis/serving.knative.dev", "/apis/apps", "/apis/autoscaling",
+                   "/api/v1/"):
         platform.error_renderers.insert(0, (prefix, lambda status, message: status_body(status, message)))
 
     async def kube_status(_request: Request, exc: Exception) -> JSONResponse:
@@ -58,6 +59,8 @@ def install(app: Starlette, platform: Platform) -> None:
     # the APIs' routes are built by the first request under their paths (~30 ms less to ready)
     install_lazy(app, lambda: _serving_routes(resources), prefixes=(SERVING,))
     install_lazy(app, lambda: _knative_routes(resources), prefixes=(KNATIVE + "/",))
+    install_lazy(app, lambda: _raw_routes(resources), prefixes=("/apis/apps/v1/", "/apis/autoscaling/v1/",
+                                                                "/apis/autoscaling/v2/"))
     install_lazy(app, lambda: _discovery_routes(resources), prefixes=("/api", "/version", "/openapi"))
     # innermost, after token auth (added before this install): auth is decided on the route served,
     # and FastAPI's routing (~1 ms a request across every API's routes) never sees a gateway request
@@ -112,6 +115,13 @@ def _knative_routes(resources: InferenceServices) -> list[BaseRoute]:
     from kfbox.serving.knative import knative_router
 
     return list(knative_router(resources).routes)
+
+
+def _raw_routes(resources: InferenceServices) -> list[BaseRoute]:
+    """Standard-mode predictors as KServe's Deployments and HorizontalPodAutoscalers, read-only (kfbox.serving.raw)."""
+    from kfbox.serving.raw import raw_router
+
+    return list(raw_router(resources).routes)
 
 
 def _discovery_routes(resources: InferenceServices) -> list[BaseRoute]:

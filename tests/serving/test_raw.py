@@ -1,0 +1,152 @@
+"""A Standard-mode (RawDeployment) InferenceService's predictor as KServe's Deployment and HorizontalPodAutoscaler,
+read through the real ``kubernetes`` client (AppsV1Api, AutoscalingV2Api, CustomObjectsApi) as KServe's e2e tests
+read them on a cluster, from the serving package's shared ``kfbox up``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.serving.helpers import API, apply, manifest, train_iris, wait_ready
+from tests.support import ServerProcess
+
+NS = "raw-tests"
+STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
+HPA = "horizontalpodautoscalers"
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as http:
+        yield http
+
+
+@pytest.fixture(scope="module")
+def kube(server: ServerProcess) -> Any:
+    from kubernetes import client as k8s
+
+    return k8s.ApiClient(k8s.Configuration(host=server.url))
+
+
+def refused(call: Any, code: int) -> dict[str, Any]:
+    """The Kubernetes Status body of a call the kubernetes client raised ApiException for."""
+    from kubernetes.client import ApiException
+
+    with pytest.raises(ApiException) as info:
+        call()
+    assert info.value.status == code, info.value.body
+    body = json.loads(info.value.body)
+    assert (body["kind"], body["status"], body["code"]) == ("Status", "Failure", code), body
+    return body  # type: ignore[no-any-return]
+
+
+def scaled_by_cpu(name: str, env: list[dict[str, str]]) -> dict[str, Any]:
+    body = manifest(name, f"pvc://models/{name}", namespace=NS, annotations=STANDARD, min_replicas=2,
+                    scale_metric="cpu", scale_target=50)
+    model = body["spec"]["predictor"]["model"]
+    model["resources"] = {"requests": {"cpu": "25m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    model["env"] = env
+    body["metadata"]["labels"] = {"serving.kserve.io/test": "raw-cpu"}
+    return body
+
+
+def test_a_standard_predictor_is_a_deployment_scaled_by_an_hpa_and_follows_a_replace(
+        server: ServerProcess, client: httpx.Client, kube: Any) -> None:
+    from kubernetes import client as k8s
+
+    apps, hpas, custom = k8s.AppsV1Api(kube), k8s.AutoscalingV2Api(kube), k8s.CustomObjectsApi(kube)
+    train_iris(server.home / "pvc" / "models" / "raw-iris")
+    env = [{"name": f"TEST_ENV{suffix}", "value": str(n)} for n, suffix in ((1, ""), (2, "_2"), (3, "_3"))]
+    apply(client, scaled_by_cpu("raw-iris", env))
+    wait_ready(client, "raw-iris", NS)
+    owner = client.get(API.format(ns=NS) + "/raw-iris").json()
+
+    deadline = time.monotonic() + 60  # the second replica may still be loading when the service turns Ready
+    while True:
+        found = apps.list_namespaced_deployment(NS, label_selector="serving.kserve.io/test=raw-cpu").items
+        if (found and found[0].status.ready_replicas == 2) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert [d.metadata.name for d in found] == ["raw-iris-predictor"]
+    deployment = found[0]
+    assert deployment.spec.replicas == 2 and deployment.status.ready_replicas == 2  # minReplicas, as KServe's e2e
+    assert deployment.status.available_replicas == 2 and deployment.status.updated_replicas == 2
+    assert {c.type: c.status for c in deployment.status.conditions} == {"Available": "True", "Progressing": "True"}
+    assert deployment.metadata.labels == {"serving.kserve.io/test": "raw-cpu", "app": "isvc.raw-iris-predictor",
+                                          "serving.kserve.io/inferenceservice": "raw-iris", "component": "predictor"}
+    assert deployment.spec.selector.match_labels == {"app": "isvc.raw-iris-predictor"}
+    assert deployment.spec.template.metadata.labels == deployment.metadata.labels
+    assert deployment.metadata.annotations["serving.kserve.io/deploymentMode"] == "Standard"
+    ref = deployment.metadata.owner_references[0]
+    assert (ref.kind, ref.name, ref.uid, ref.controller) == ("InferenceService", "raw-iris",
+                                                            owner["metadata"]["uid"], True)
+    container = deployment.spec.template.spec.containers[0]
+    assert container.name == "kserve-container" and container.image is None  # kfbox runs no container image
+    assert [(e.name, e.value) for e in container.env] == [("TEST_ENV", "1"), ("TEST_ENV_2", "2"), ("TEST_ENV_3", "3")]
+    assert container.resources.requests == {"cpu": "25m", "memory": "128Mi"}
+
+    # what KServe's test_sklearn_scale_raw reads, and the v2 object it is converted from
+    v1 = custom.list_namespaced_custom_object("autoscaling", "v1", NS, HPA,
+                                              label_selector="serving.kserve.io/inferenceservice=raw-iris")
+    assert [i["metadata"]["name"] for i in v1["items"]] == ["raw-iris-predictor"]
+    assert v1["items"][0]["spec"]["targetCPUUtilizationPercentage"] == 50
+    assert v1["items"][0]["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                        "name": "raw-iris-predictor"}
+    v2 = hpas.read_namespaced_horizontal_pod_autoscaler("raw-iris-predictor", NS)
+    assert (v2.spec.min_replicas, v2.spec.max_replicas) == (2, 2)
+    (metric,) = v2.spec.metrics
+    assert (metric.type, metric.resource.name, metric.resource.target.type,
+            metric.resource.target.average_utilization) == ("Resource", "cpu", "Utilization", 50)
+    assert v2.status.desired_replicas == 2 and v2.status.current_replicas == 2
+    assert [h.metadata.name for h in hpas.list_horizontal_pod_autoscaler_for_all_namespaces(
+        label_selector="serving.kserve.io/test=raw-cpu").items] == ["raw-iris-predictor"]
+
+    # a replace that drops one env entry: the Deployment's template follows at once (a new revision)
+    apply(client, scaled_by_cpu("raw-iris", env[:2]))
+    deployment = apps.read_namespaced_deployment("raw-iris-predictor", NS)
+    assert [e.name for e in deployment.spec.template.spec.containers[0].env] == ["TEST_ENV", "TEST_ENV_2"]
+    assert deployment.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+
+
+def test_each_mode_shows_only_its_own_objects_and_they_are_read_only(client: httpx.Client, kube: Any) -> None:
+    from kubernetes import client as k8s
+
+    apps, custom = k8s.AppsV1Api(kube), k8s.CustomObjectsApi(kube)
+    # minReplicas 0: no replica starts; RawDeployment is Standard's older name
+    apply(client, manifest("raw-legacy", "pvc://models/none", namespace=NS, min_replicas=0,
+                           annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}))
+    apply(client, manifest("raw-knative", "pvc://models/none", namespace=NS, min_replicas=0))
+
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(NS).items
+            if d.metadata.name != "raw-iris-predictor"] == ["raw-legacy-predictor"]
+    ksvcs = custom.list_namespaced_custom_object("serving.knative.dev", "v1", NS, "services")["items"]
+    assert [k["metadata"]["name"] for k in ksvcs] == ["raw-knative-predictor"]  # no Knative Service in Standard
+    refused(lambda: custom.get_namespaced_custom_object("serving.knative.dev", "v1", NS, "services",
+                                                        "raw-legacy-predictor"), 404)
+    missing = refused(lambda: apps.read_namespaced_deployment("raw-knative-predictor", NS), 404)
+    assert missing["reason"] == "NotFound" and missing["details"]["kind"] == "deployments"
+    assert "kubectl get deploy -n raw-tests" in missing["message"]
+
+    # concurrency (the default) in Standard mode: KServe writes an HPA without metrics, defaulted to 80% CPU
+    hpa = custom.get_namespaced_custom_object("autoscaling", "v2", NS, HPA, "raw-legacy-predictor")
+    assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+    assert hpa["spec"]["minReplicas"] == 1  # the HPA's floor, even for minReplicas 0
+    assert hpa["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    refused(lambda: custom.get_namespaced_custom_object("autoscaling", "v1", NS, HPA, "raw-knative-predictor"), 404)
+
+    patch = refused(lambda: apps.patch_namespaced_deployment("raw-legacy-predictor", NS, {"spec": {"replicas": 3}}),
+                    405)
+    assert patch["reason"] == "MethodNotAllowed" and 'InferenceService "raw-legacy"' in patch["message"]
+    delete = refused(lambda: custom.delete_namespaced_custom_object("autoscaling", "v2", NS, HPA,
+                                                                    "raw-legacy-predictor"), 405)
+    assert delete["reason"] == "MethodNotAllowed"
+    assert apps.read_namespaced_deployment("raw-legacy-predictor", NS).spec.replicas is not None
+
+    groups = {g["name"]: [v["version"] for v in g["versions"]] for g in client.get("/apis").json()["groups"]}
+    assert groups["apps"] == ["v1"] and groups["autoscaling"] == ["v2", "v1"]
