@@ -89,3 +89,28 @@ def test_hpa_metrics_scale_on_a_percent_of_the_replicas_request(resources: dict[
 def test_hpa_metrics_refuse_what_the_hpa_cannot_do(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
         predictor(**fields)
+
+
+def standard(mode: str, **fields: Any) -> InferenceServiceSpec:
+    return InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris", "annotations": {
+                                           "serving.kserve.io/deploymentMode": mode}},
+                                       "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"},
+                                                                        "storageUri": "pvc://models/iris"},
+                                                              **fields}}})
+
+
+@pytest.mark.parametrize("mode", ["Standard", "RawDeployment"])
+def test_a_standard_predictor_scales_as_kserves_hpa_would(mode: str) -> None:
+    """KServe's Standard mode (RawDeployment, its older name) scales with an HPA: on CPU at 80% of the request
+    when no scaleMetric is given, and never below one replica (its reconciler raises a minReplicas of 0)."""
+    spec = standard(mode).predictor
+    assert (spec.scale_metric, spec.scale_target, spec.scale_request) == ("cpu", 80, 1.0)
+    assert standard(mode, minReplicas=0).predictor.min_replicas == 1
+    explicit = standard(mode, scaleMetric="memory", scaleTarget=60).predictor
+    assert (explicit.scale_metric, explicit.scale_target) == ("memory", 60)
+
+
+def test_a_serverless_predictor_keeps_knatives_defaults() -> None:
+    spec = standard("Serverless", minReplicas=0).predictor
+    assert (spec.scale_metric, spec.min_replicas) == ("concurrency", 0)

@@ -33,18 +33,18 @@ from fastapi import APIRouter
 
 from kfbox.apis import KNATIVE, KNATIVE_API_VERSION
 from kfbox.serving.deployment import Deployment
-from kfbox.serving.owned import KNATIVE as KNATIVE_MODE
 from kfbox.serving.owned import (
     OwnedKind,
     component_annotations,
     component_labels,
-    deployment_mode,
     object_meta,
     owned_routes,
     raw_predictor,
+    record_mode,
 )
 from kfbox.serving.printer import Column
 from kfbox.serving.resources import InferenceServices
+from kfbox.serving.spec import KNATIVE as KNATIVE_MODE
 from kfbox.serving.status import condition, predictor_state
 from kfbox.serving.store import revision_name
 
@@ -132,7 +132,7 @@ def _cells(obj: dict[str, Any]) -> list[Any]:
 
 def _service(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any] | None:
     """The Knative Service of an InferenceService in Knative (Serverless) mode; a Standard one has none."""
-    if deployment_mode(deployment.record) != KNATIVE_MODE:
+    if record_mode(deployment.record) != KNATIVE_MODE:
         return None
     return knative_service(deployment, platform_url, domain)
 

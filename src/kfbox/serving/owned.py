@@ -32,17 +32,11 @@ from kfbox.serving.printer import Column, table, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import KIND as ISVC_KIND
-from kfbox.serving.spec import SHORTHAND
+from kfbox.serving.spec import SHORTHAND, deployment_mode
 from kfbox.serving.store import ServiceRecord
 
 SUFFIX = "-predictor"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
-MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
-KNATIVE, STANDARD = "Knative", "Standard"
-LEGACY = {"Serverless": KNATIVE, "RawDeployment": STANDARD}
-"""KServe's ParseDeploymentMode: the older names of the modes."""
-DEFAULT_MODE = KNATIVE
-"""KServe's inferenceservice-config ships ``defaultDeploymentMode: Serverless``."""
 SOURCE_URI = "internal.serving.kserve.io/storage-initializer-sourceuri"
 DISALLOWED = frozenset({"autoscaling.knative.dev/min-scale", "autoscaling.knative.dev/max-scale", SOURCE_URI,
                         "kubectl.kubernetes.io/last-applied-configuration", "modelFormat"})
@@ -53,11 +47,9 @@ def strings(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
-def deployment_mode(record: ServiceRecord) -> str:
-    """``Knative`` or ``Standard`` (older names read as these), ``ModelMesh``, or another value as written."""
-    annotations = strings((record.manifest.get("metadata") or {}).get("annotations"))
-    mode = annotations.get(MODE_ANNOTATION) or DEFAULT_MODE
-    return LEGACY.get(mode, mode)
+def record_mode(record: ServiceRecord) -> str:
+    """The InferenceService's deployment mode (:func:`kfbox.serving.spec.deployment_mode`)."""
+    return deployment_mode(strings((record.manifest.get("metadata") or {}).get("annotations")))
 
 
 def raw_predictor(record: ServiceRecord) -> dict[str, Any]:

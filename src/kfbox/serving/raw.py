@@ -45,20 +45,19 @@ from fastapi import APIRouter
 
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.owned import (
-    MODE_ANNOTATION,
-    STANDARD,
     SUFFIX,
     OwnedKind,
     component_annotations,
     component_labels,
-    deployment_mode,
     model_container,
     object_meta,
     owned_routes,
     raw_predictor,
+    record_mode,
 )
 from kfbox.serving.printer import Column, age
 from kfbox.serving.resources import InferenceServices
+from kfbox.serving.spec import MODE_ANNOTATION, STANDARD
 from kfbox.serving.status import condition
 
 APPS = "/apis/apps/v1"
@@ -180,7 +179,7 @@ def _current(deployment: Deployment, metric: str) -> int | None:
 
 def hpa(deployment: Deployment) -> dict[str, Any] | None:
     """The ``autoscaling/v2`` HorizontalPodAutoscaler of a Standard-mode InferenceService, if KServe writes one."""
-    if deployment_mode(deployment.record) != STANDARD:
+    if record_mode(deployment.record) != STANDARD:
         return None
     meta = _meta(deployment, "HorizontalPodAutoscaler")
     if meta["annotations"].get(AUTOSCALER_CLASS, "hpa") != "hpa":
@@ -226,7 +225,7 @@ def hpa_v1(deployment: Deployment) -> dict[str, Any] | None:
 
 
 def _standard(deployment: Deployment) -> dict[str, Any] | None:
-    return raw_deployment(deployment) if deployment_mode(deployment.record) == STANDARD else None
+    return raw_deployment(deployment) if record_mode(deployment.record) == STANDARD else None
 
 
 def _deployment_cells(obj: dict[str, Any]) -> list[Any]:

@@ -44,6 +44,12 @@ CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for an env var name
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")  # one URL path segment, never '.' or '..'
 WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
+MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+KNATIVE, STANDARD = "Knative", "Standard"
+LEGACY_MODES = {"Serverless": KNATIVE, "RawDeployment": STANDARD}
+"""KServe's ParseDeploymentMode: the older names of the modes."""
+DEFAULT_MODE = KNATIVE
+"""KServe's inferenceservice-config ships ``defaultDeploymentMode: Serverless``."""
 CLASS_ANNOTATION = "serving.kfbox.io/model-class"
 PATH_ANNOTATION = "serving.kfbox.io/python-path"
 GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
@@ -160,12 +166,15 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     if storage_uri is None and fmt != "custom":
         raise InvalidInput(f"spec.predictor.model.storageUri is required for format {fmt!r} "
                            "(file:///..., pvc://NAME/path, model-registry://MODEL/VERSION or s3://...).")
+    standard = deployment_mode(annotations) == STANDARD
     min_replicas = _int(predictor.get("minReplicas", 1), "minReplicas", 0)
+    if standard:  # KServe's HPA reconciler: a Standard predictor keeps at least one replica, whatever is asked
+        min_replicas = max(min_replicas, 1)
     max_default = max(min_replicas, 1)
     max_replicas = _int(predictor.get("maxReplicas", max_default), "maxReplicas", 0) or max_default
     if max_replicas < min_replicas:
         raise InvalidInput(f"spec.predictor.maxReplicas {max_replicas} is below minReplicas {min_replicas}.")
-    metric = predictor.get("scaleMetric", "concurrency")
+    metric = predictor.get("scaleMetric", "cpu" if standard else "concurrency")  # the HPA's default, or the KPA's
     if metric not in SCALE_METRICS:
         raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not one of KServe's: {', '.join(SCALE_METRICS)}.")
     default_target = {"concurrency": DEFAULT_SCALE_TARGET, "rps": DEFAULT_RPS_TARGET}.get(metric,
@@ -190,6 +199,13 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
                          model_name=_model_name(model.get("args"), f"{where}.args"),
                          env=_env(model.get("env"), f"{where}.env"))
+
+
+def deployment_mode(annotations: dict[str, Any]) -> str:
+    """``Knative`` (Serverless: Knative's KPA scales it) or ``Standard`` (RawDeployment: the HPA does), the older
+    names read as these; ``ModelMesh`` or another value as written."""
+    mode = annotations.get(MODE_ANNOTATION) or DEFAULT_MODE
+    return LEGACY_MODES.get(str(mode), str(mode))
 
 
 def autoscaling(spec: PredictorSpec) -> dict[str, Any]:
