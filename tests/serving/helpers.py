@@ -3,6 +3,7 @@ waiting."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+import pytest
 
 from tests.support import ServerProcess, run_cli
 
@@ -313,3 +315,23 @@ def ingress_url(home: Path) -> str:
     import json
 
     return str(json.loads((home / "server.json").read_text())["ingress_url"])
+
+
+def kube_client(server: ServerProcess) -> Any:
+    """The upstream ``kubernetes`` client's ApiClient pointed at ``server`` (its APIs are built on it)."""
+    from kubernetes import client as k8s
+
+    return k8s.ApiClient(k8s.Configuration(host=server.url))
+
+
+def refused(call: Callable[[], Any], code: int) -> dict[str, Any]:
+    """The Kubernetes Status body of a ``call`` the kubernetes client raised ApiException for, with ``code``.
+    (A helper, not a test module: pytest does not rewrite these asserts; each says what it got.)"""
+    from kubernetes.client import ApiException
+
+    with pytest.raises(ApiException) as info:
+        call()
+    assert info.value.status == code, info.value.body
+    body = json.loads(info.value.body)
+    assert (body["kind"], body["status"], body["code"]) == ("Status", "Failure", code), body
+    return body  # type: ignore[no-any-return]

@@ -4,14 +4,13 @@ package's shared ``kfbox up``."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.serving.helpers import API, apply, manifest, train_iris, wait_ready
+from tests.serving.helpers import API, apply, kube_client, manifest, refused, train_iris, wait_ready
 from tests.support import ServerProcess
 
 NS = "ksvc-tests"
@@ -29,25 +28,13 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 def custom(server: ServerProcess) -> Any:
     from kubernetes import client as k8s
 
-    return k8s.CustomObjectsApi(k8s.ApiClient(k8s.Configuration(host=server.url)))
+    return k8s.CustomObjectsApi(kube_client(server))
 
 
 def isvc(client: httpx.Client, name: str) -> dict[str, Any]:
     reply = client.get(API.format(ns=NS) + f"/{name}")
     assert reply.status_code == 200, reply.text
     return reply.json()  # type: ignore[no-any-return]
-
-
-def refused(call: Any, code: int) -> dict[str, Any]:
-    """The Kubernetes Status body of a call the kubernetes client raised ApiException for."""
-    from kubernetes.client import ApiException
-
-    with pytest.raises(ApiException) as info:
-        call()
-    assert info.value.status == code, info.value.body
-    body = json.loads(info.value.body)
-    assert (body["kind"], body["status"], body["code"]) == ("Status", "Failure", code), body
-    return body  # type: ignore[no-any-return]
 
 
 def test_a_ready_predictor_shows_its_autoscaling_labels_owner_and_revisions(

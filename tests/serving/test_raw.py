@@ -4,7 +4,6 @@ read them on a cluster, from the serving package's shared ``kfbox up``."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving.helpers import API, apply, manifest, train_iris, wait_ready
+from tests.serving.helpers import API, apply, kube_client, manifest, refused, train_iris, wait_ready
 from tests.support import ServerProcess
 
 NS = "raw-tests"
@@ -28,21 +27,7 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def kube(server: ServerProcess) -> Any:
-    from kubernetes import client as k8s
-
-    return k8s.ApiClient(k8s.Configuration(host=server.url))
-
-
-def refused(call: Any, code: int) -> dict[str, Any]:
-    """The Kubernetes Status body of a call the kubernetes client raised ApiException for."""
-    from kubernetes.client import ApiException
-
-    with pytest.raises(ApiException) as info:
-        call()
-    assert info.value.status == code, info.value.body
-    body = json.loads(info.value.body)
-    assert (body["kind"], body["status"], body["code"]) == ("Status", "Failure", code), body
-    return body  # type: ignore[no-any-return]
+    return kube_client(server)
 
 
 def scaled_by_cpu(name: str, env: list[dict[str, str]]) -> dict[str, Any]:
