@@ -63,8 +63,9 @@ def table(objects: list[dict[str, Any]], resource_version: str | None = None, co
             "rows": [_row(o, cells) for o in objects]}
 
 
-def table_event(event: dict[str, Any]) -> dict[str, Any]:
+def table_event(event: dict[str, Any], columns: list[Column] = COLUMNS,
+                cells: Callable[[dict[str, Any]], list[Any]] = _cells) -> dict[str, Any]:
     """A watch event whose object is a one-row Table (bookmarks and errors pass through)."""
     if event["type"] in ("BOOKMARK", "ERROR"):
         return event
-    return {"type": event["type"], "object": table([event["object"]])}
+    return {"type": event["type"], "object": table([event["object"]], None, columns, cells)}

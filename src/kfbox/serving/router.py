@@ -40,7 +40,7 @@ from kfbox.serving.resources import InferenceServices
 from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import FORMATS, KIND, NAME_RE, InferenceServiceSpec
 from kfbox.serving.store import SERVER_METADATA
-from kfbox.serving.watch import DEFAULT_TIMEOUT_SECONDS, stream
+from kfbox.serving.watch import WatchQuery, stream, watching
 
 REGISTRY_ANNOTATION = "serving.kfbox.io/registry-inference-service-id"
 """Set by ``kfbox deploy``: the registry's InferenceService, marked UNDEPLOYED on delete."""
@@ -155,18 +155,12 @@ def serving_router(res: InferenceServices) -> APIRouter:
             inside = namespace is None or obj["metadata"]["namespace"] == namespace
             return inside and matches_labels(obj) and matches_fields(obj)
 
-        if q.get("watch", "").lower() in ("true", "1"):
-            try:
-                timeout = float(q.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
-                version = q.get("resourceVersion") or "0"
-                since = int(version)
-            except ValueError as exc:
-                raise bad_request(f"resourceVersion and timeoutSeconds must be numbers: {exc}") from exc
-            initial = [o for o in res.objects(namespace) if matches(o)] if since == 0 else None
-            since = res.log.latest if since == 0 else since
-            bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
+        if watching(q):
+            query = WatchQuery.parse(q)
+            initial = [o for o in res.objects(namespace) if matches(o)] if query.since == 0 else None
+            since = res.log.latest if query.since == 0 else query.since
             render = table_event if wants_table(request.headers.get("accept")) else None
-            return StreamingResponse(stream(res.log, initial, since, matches, timeout, bookmarks, render),
+            return StreamingResponse(stream(res.log, initial, since, matches, query.timeout, query.bookmarks, render),
                                      media_type="application/json")
         items = [o for o in res.objects(namespace) if matches(o)]
         latest = max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)])

@@ -20,11 +20,11 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
-from kfbox.serving.kube_api import status_body
+from kfbox.serving.kube_api import bad_request, status_body
 from kfbox.serving.spec import KIND
 
 HISTORY = 1000
@@ -84,11 +84,34 @@ def expired(version: int, floor: int) -> dict[str, Any]:
              "metadata.resourceVersion", "Expired")}
 
 
+@dataclasses.dataclass(frozen=True)
+class WatchQuery:
+    """A watch request's ``resourceVersion`` (0: list first), ``timeoutSeconds`` and ``allowWatchBookmarks``."""
+
+    since: int
+    timeout: float
+    bookmarks: bool
+
+    @classmethod
+    def parse(cls, query: Mapping[str, str]) -> WatchQuery:
+        try:
+            timeout = float(query.get("timeoutSeconds") or DEFAULT_TIMEOUT_SECONDS)
+            since = int(query.get("resourceVersion") or "0")
+        except ValueError as exc:
+            raise bad_request(f"resourceVersion and timeoutSeconds must be numbers: {exc}") from exc
+        return cls(since, timeout, query.get("allowWatchBookmarks", "").lower() in ("true", "1"))
+
+
+def watching(query: Mapping[str, str]) -> bool:
+    return query.get("watch", "").lower() in ("true", "1")
+
+
 async def stream(log: EventLog, initial: list[dict[str, Any]] | None, since: int, matches: Matcher,
                  timeout: float, bookmarks: bool,
-                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> AsyncIterator[bytes]:
+                 render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 kind: tuple[str, str] = (KIND, API_VERSION)) -> AsyncIterator[bytes]:
     """Newline-delimited JSON events: the initial ``ADDED`` ones (when listing), then changes after ``since``;
-    ``render`` reshapes each event (kubectl's Table form)."""
+    ``render`` reshapes each event (kubectl's Table form); bookmarks name ``kind`` (kind, apiVersion)."""
     def _line(event: dict[str, Any]) -> bytes:
         return _encode(render(event) if render else event)
 
@@ -113,7 +136,7 @@ async def stream(log: EventLog, initial: list[dict[str, Any]] | None, since: int
         if now >= deadline:
             return
         if bookmarks and now - last_sent >= BOOKMARK_SECONDS:
-            yield _line({"type": "BOOKMARK", "object": {"kind": KIND, "apiVersion": API_VERSION,
+            yield _line({"type": "BOOKMARK", "object": {"kind": kind[0], "apiVersion": kind[1],
                                                        "metadata": {"resourceVersion": str(cursor)}}})
             last_sent = now
         wait = deadline - now
