@@ -53,12 +53,12 @@ def _group(name: str = GROUP, group_version: str = API_VERSION, version: str = V
 
 
 def _knative_group() -> dict[str, Any]:
-    """KServe's Knative Services (kfbox.serving.knative): read-only, so get and list."""
+    """KServe's Knative Services (kfbox.serving.knative): read-only: get, list and watch."""
     return _group(KNATIVE_GROUP, KNATIVE_API_VERSION, KNATIVE_VERSION)
 
 
 def _apps_group() -> dict[str, Any]:
-    """KServe's Standard-mode Deployments (kfbox.serving.raw): read-only, so get and list."""
+    """KServe's Standard-mode Deployments (kfbox.serving.raw): read-only: get, list and watch."""
     return _group("apps", "apps/v1", "v1")
 
 
@@ -71,7 +71,8 @@ def _autoscaling_group() -> dict[str, Any]:
 
 def _read_only(group_version: str, name: str, singular: str, kind: str, short: str,
                categories: list[str] | None = None) -> dict[str, Any]:
-    resource = {"name": name, "singularName": singular, "namespaced": True, "kind": kind, "verbs": ["get", "list"],
+    resource = {"name": name, "singularName": singular, "namespaced": True, "kind": kind,
+                "verbs": ["get", "list", "watch"],
                 "shortNames": [short], "storageVersionHash": hashlib.sha256(
                     f"{name}.{group_version}".encode()).hexdigest()[:11]}
     if categories:
@@ -125,7 +126,8 @@ def discovery_router(res: InferenceServices) -> APIRouter:
     async def knative_resources() -> dict[str, Any]:
         return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": KNATIVE_API_VERSION, "resources": [
             {"name": "services", "singularName": "service", "namespaced": True, "kind": "Service",
-             "verbs": ["get", "list"], "shortNames": ["kservice", "ksvc"], "categories": ["all", "knative", "serving"],
+             "verbs": ["get", "list", "watch"], "shortNames": ["kservice", "ksvc"],
+             "categories": ["all", "knative", "serving"],
              "storageVersionHash": hashlib.sha256(b"services.serving.knative.dev").hexdigest()[:11]}]}
 
     @router.get("/apis/apps")

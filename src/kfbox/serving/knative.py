@@ -3,7 +3,8 @@
     GET /apis/serving.knative.dev/v1/services                              list, all namespaces
     GET /apis/serving.knative.dev/v1/namespaces/{ns}/services              list (labelSelector, fieldSelector)
     GET /apis/serving.knative.dev/v1/namespaces/{ns}/services/{name}       get: ``<isvc>-predictor``
-    POST, PUT, PATCH, DELETE, ?watch=true                                   405 MethodNotAllowed
+    GET ...services?watch=true                                              watch (kfbox.serving.owned.Projection)
+    POST, PUT, PATCH, DELETE                                                405 MethodNotAllowed
 
 On a cluster in Serverless mode KServe writes ``<isvc>-predictor`` (``serving.knative.dev/v1``
 ``Service``) and Knative reports its status; clients such as KServe's own e2e tests read the

@@ -5,9 +5,12 @@ mode (annotation ``serving.kserve.io/deploymentMode``): a Knative Service (``Kna
 :mod:`kfbox.serving.knative`) or a Deployment and a HorizontalPodAutoscaler (``Standard``, formerly
 ``RawDeployment``; :mod:`kfbox.serving.raw`). They share their metadata (KServe's ``buildObjectMeta``: labels of
 the isvc and the predictor, the isvc's annotations less KServe's disallowed ones, an owner reference to the isvc)
-and, here, their routes: :func:`owned_routes` serves one :class:`OwnedKind` read-only, get and list
-(``labelSelector``, ``fieldSelector``, server-side Tables), with 405 MethodNotAllowed for writes (``/scale``
-too) and watch.
+and, here, their routes: :func:`owned_routes` serves one :class:`OwnedKind` read-only, get, list
+(``labelSelector``, ``fieldSelector``, server-side Tables) and watch, with 405 MethodNotAllowed for writes
+(``/scale`` too). A :class:`Projection` derives the kind's watch events from the InferenceServices' own: each
+isvc event becomes the same event of its ``<isvc>-predictor`` object, built as the event is recorded (so a
+replay shows the object as it was); an unchanged object is skipped, and one that stops existing (the isvc
+deleted, or moved to another deployment mode) is ``DELETED`` as last built.
 
 Example::
 
@@ -19,21 +22,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 
 from kfbox.apis import SERVING_API_VERSION
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.kube_api import KubeNotFound, KubeStatus
-from kfbox.serving.printer import Column, table, wants_table
+from kfbox.serving.printer import Column, table, table_event, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import KIND as ISVC_KIND
 from kfbox.serving.spec import SHORTHAND, deployment_mode
 from kfbox.serving.store import ServiceRecord
+from kfbox.serving.watch import EventLog, WatchQuery, stream, watching
 
 SUFFIX = "-predictor"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
@@ -122,6 +129,45 @@ class OwnedKind:
         return self.api.removeprefix("/apis/")
 
 
+def _without_version(obj: dict[str, Any]) -> str:
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    return json.dumps({**obj, "metadata": meta}, sort_keys=True)
+
+
+class Projection:
+    """One kind's watch events, derived from the InferenceServices' as each is recorded (in :attr:`log`, whose
+    versions are the isvc events'; older ones than its start are 410 Expired)."""
+
+    def __init__(self, res: InferenceServices, build: Callable[[Deployment], dict[str, Any] | None]) -> None:
+        self.deployments = res.manager.deployments
+        self.build = build
+        self.log = EventLog(res.log.latest)
+        self.last: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        """Each object as last sent, with its JSON less the resourceVersion."""
+        for key, deployment in self.deployments.items():
+            obj = build(deployment)
+            if obj is not None:
+                self.last[key] = (_without_version(obj), obj)
+        res.followers.append(self.follow)
+
+    def follow(self, event: str, key: tuple[str, str], version: int) -> None:
+        deployment = self.deployments.get(key) if event != "DELETED" else None
+        obj = self.build(deployment) if deployment is not None else None
+        previous = self.last.get(key)
+        if obj is None:
+            if previous is not None:
+                del self.last[key]
+                gone = previous[1]
+                self.log.record("DELETED", {**gone, "metadata": {**gone["metadata"],
+                                                                 "resourceVersion": str(version)}}, version)
+            return
+        shown = _without_version(obj)
+        if previous is not None and previous[0] == shown:
+            return
+        self.last[key] = (shown, obj)
+        self.log.record("MODIFIED" if previous is not None else "ADDED", obj, version)
+
+
 def _read_only(kind: OwnedKind, namespace: str, name: str | None = None) -> KubeStatus:
     """405: KServe's controller owns these objects; the InferenceService is what a user changes."""
     what = f"{kind.plural}.{kind.group}"
@@ -136,9 +182,11 @@ def _read_only(kind: OwnedKind, namespace: str, name: str | None = None) -> Kube
 
 
 def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> None:
-    """Add ``kind``'s get and list routes (namespace and cluster scope) and its 405s for writes to ``router``."""
+    """Add ``kind``'s get, list and watch routes (namespace and cluster scope) and its 405s for writes to
+    ``router``."""
     manager = res.manager
     what = f"{kind.plural}.{kind.group}"
+    projection = Projection(res, kind.build)
 
     def shown(namespace: str | None) -> list[dict[str, Any]]:
         found = (kind.build(manager.deployments[key]) for key in sorted(manager.deployments)
@@ -146,13 +194,23 @@ def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> 
         return [obj for obj in found if obj is not None]
 
     def listing(request: Request, namespace: str | None) -> Any:
-        if request.query_params.get("watch", "").lower() in ("true", "1"):
-            raise KubeStatus(405, "MethodNotAllowed", f"watch is not served for {what} here (get and list are); "
-                             "watch the InferenceServices instead: kubectl get isvc -w",
-                             kind=kind.plural, group=kind.group)
-        matches_labels = label_selector(request.query_params.get("labelSelector"))
-        matches_fields = field_selector(request.query_params.get("fieldSelector"))
-        items = [o for o in shown(namespace) if matches_labels(o) and matches_fields(o)]
+        q = request.query_params
+        matches_labels = label_selector(q.get("labelSelector"))
+        matches_fields = field_selector(q.get("fieldSelector"))
+
+        def matches(obj: dict[str, Any]) -> bool:
+            inside = namespace is None or obj["metadata"]["namespace"] == namespace
+            return inside and matches_labels(obj) and matches_fields(obj)
+
+        if watching(q):
+            query = WatchQuery.parse(q)
+            initial = [o for o in shown(namespace) if matches(o)] if query.since == 0 else None
+            since = projection.log.latest if query.since == 0 else query.since
+            render = (functools.partial(table_event, columns=kind.columns, cells=kind.cells)
+                      if wants_table(request.headers.get("accept")) else None)
+            return StreamingResponse(stream(projection.log, initial, since, matches, query.timeout, query.bookmarks,
+                                            render, (kind.kind, kind.api_version)), media_type="application/json")
+        items = [o for o in shown(namespace) if matches(o)]
         latest = str(max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)]))
         if wants_table(request.headers.get("accept")):
             return table(items, latest, kind.columns, kind.cells)

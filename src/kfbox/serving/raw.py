@@ -2,7 +2,8 @@
 
     GET /apis/apps/v1[/namespaces/{ns}]/deployments[/{name}]                       ``<isvc>-predictor``
     GET /apis/autoscaling/v2[/namespaces/{ns}]/horizontalpodautoscalers[/{name}]   the same, and autoscaling/v1
-    POST, PUT, PATCH, DELETE, ?watch=true                                          405 MethodNotAllowed
+    ...?watch=true                                                                 watch (owned.Projection)
+    POST, PUT, PATCH, DELETE                                                       405 MethodNotAllowed
 
 An InferenceService annotated ``serving.kserve.io/deploymentMode: Standard`` (formerly ``RawDeployment``) gets
 from KServe's raw reconcilers, instead of a Knative Service, an ``apps/v1`` Deployment ``<isvc>-predictor`` and,

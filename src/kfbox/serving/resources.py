@@ -2,7 +2,9 @@
 
 The router writes through the store (which hands out resourceVersions), asks the manager to
 run the result (:meth:`ServingManager.adopt`), then :meth:`InferenceServices.emit` records the
-event watchers see. The tracker task gives status changes their own resourceVersion and event.
+event watchers see. The tracker task gives status changes their own resourceVersion and event. Each of
+:attr:`InferenceServices.followers` hears every event after it is recorded: the objects KServe would write
+for a predictor derive their own watch events from it (:class:`kfbox.serving.owned.Projection`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from kfbox.serving.deployment import Deployment
@@ -19,6 +23,8 @@ from kfbox.serving.manager import ServingManager
 from kfbox.serving.status import describe
 from kfbox.serving.store import ServiceRecord
 from kfbox.serving.watch import TRACK_SECONDS, EventLog
+
+logger = logging.getLogger(__name__)
 
 
 def _fingerprint(obj: dict[str, Any]) -> str:
@@ -32,6 +38,8 @@ class InferenceServices:
         self.log = EventLog(0)
         self._seen: dict[tuple[str, str], str] = {}
         self._task: asyncio.Task[None] | None = None
+        self.followers: list[Callable[[str, tuple[str, str], int], None]] = []
+        """Called with each event's type, (namespace, name) and resourceVersion, once it is recorded."""
         self.lock = asyncio.Lock()
         """Held around each write and its adopt, and around a status touch: versions reach memory in order."""
 
@@ -79,6 +87,11 @@ class InferenceServices:
         else:
             self._seen[key] = _fingerprint(obj)
         self.log.record(kind, obj, int(meta["resourceVersion"]))
+        for follower in self.followers:
+            try:
+                follower(kind, key, int(meta["resourceVersion"]))
+            except Exception:  # a derived view's failure must not fail the write that is already stored
+                logger.exception("a watch view of %s/%s failed on its %s event", *key, kind)
 
     async def _track(self) -> None:
         while True:
