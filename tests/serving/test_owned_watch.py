@@ -54,7 +54,8 @@ def test_a_deployment_watch_sees_it_added_rolled_out_ready_and_deleted(
     for event in events:
         deployment = event["object"]
         assert event["type"] == "MODIFIED" and deployment.metadata.name == "watch-iris-predictor"
-        first = first or deployment
+        if first is None and deployment.metadata.generation == 2:  # the replace (not a status change before it)
+            first = deployment
         if deployment.status.ready_replicas == 1:
             break
     assert first is not None and first.spec.replicas == 1 and first.metadata.generation == 2
