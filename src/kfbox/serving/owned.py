@@ -22,25 +22,23 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 
 from kfbox.apis import SERVING_API_VERSION
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.kube_api import KubeNotFound, KubeStatus
-from kfbox.serving.printer import Column, table, table_event, wants_table
+from kfbox.serving.listing import list_or_watch
+from kfbox.serving.printer import Column, table, wants_table
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import KIND as ISVC_KIND
 from kfbox.serving.spec import SHORTHAND, deployment_mode
 from kfbox.serving.store import ServiceRecord
-from kfbox.serving.watch import EventLog, WatchQuery, stream, watching
+from kfbox.serving.watch import EventLog
 
 SUFFIX = "-predictor"
 ISVC_LABEL = "serving.kserve.io/inferenceservice"
@@ -194,28 +192,8 @@ def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> 
         return [obj for obj in found if obj is not None]
 
     def listing(request: Request, namespace: str | None) -> Any:
-        q = request.query_params
-        matches_labels = label_selector(q.get("labelSelector"))
-        matches_fields = field_selector(q.get("fieldSelector"))
-
-        def matches(obj: dict[str, Any]) -> bool:
-            inside = namespace is None or obj["metadata"]["namespace"] == namespace
-            return inside and matches_labels(obj) and matches_fields(obj)
-
-        if watching(q):
-            query = WatchQuery.parse(q)
-            initial = [o for o in shown(namespace) if matches(o)] if query.since == 0 else None
-            since = projection.log.latest if query.since == 0 else query.since
-            render = (functools.partial(table_event, columns=kind.columns, cells=kind.cells)
-                      if wants_table(request.headers.get("accept")) else None)
-            return StreamingResponse(stream(projection.log, initial, since, matches, query.timeout, query.bookmarks,
-                                            render, (kind.kind, kind.api_version)), media_type="application/json")
-        items = [o for o in shown(namespace) if matches(o)]
-        latest = str(max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)]))
-        if wants_table(request.headers.get("accept")):
-            return table(items, latest, kind.columns, kind.cells)
-        return {"apiVersion": kind.api_version, "kind": kind.kind + "List", "metadata": {"resourceVersion": latest},
-                "items": items}
+        return list_or_watch(request, namespace, shown, projection.log, res.log.latest, (kind.kind, kind.api_version),
+                             (kind.columns, kind.cells))
 
     async def list_all(request: Request) -> Any:
         return listing(request, None)

@@ -26,7 +26,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from kfbox.apis import SERVING as API
@@ -34,13 +34,12 @@ from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.parsing import load_json
 from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
+from kfbox.serving.listing import list_or_watch
 from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, record_update, server_side_apply
-from kfbox.serving.printer import table, table_event, wants_table
+from kfbox.serving.printer import table, wants_table
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.spec import FORMATS, KIND, NAME_RE, InferenceServiceSpec
 from kfbox.serving.store import SERVER_METADATA
-from kfbox.serving.watch import WatchQuery, stream, watching
 
 REGISTRY_ANNOTATION = "serving.kfbox.io/registry-inference-service-id"
 """Set by ``kfbox deploy``: the registry's InferenceService, marked UNDEPLOYED on delete."""
@@ -147,27 +146,7 @@ def serving_router(res: InferenceServices) -> APIRouter:
     manager = res.manager
 
     async def listing(request: Request, namespace: str | None) -> Any:
-        q = request.query_params
-        matches_labels = label_selector(q.get("labelSelector"))
-        matches_fields = field_selector(q.get("fieldSelector"))
-
-        def matches(obj: dict[str, Any]) -> bool:
-            inside = namespace is None or obj["metadata"]["namespace"] == namespace
-            return inside and matches_labels(obj) and matches_fields(obj)
-
-        if watching(q):
-            query = WatchQuery.parse(q)
-            initial = [o for o in res.objects(namespace) if matches(o)] if query.since == 0 else None
-            since = res.log.latest if query.since == 0 else query.since
-            render = table_event if wants_table(request.headers.get("accept")) else None
-            return StreamingResponse(stream(res.log, initial, since, matches, query.timeout, query.bookmarks, render),
-                                     media_type="application/json")
-        items = [o for o in res.objects(namespace) if matches(o)]
-        latest = max([res.log.latest, *(int(o["metadata"]["resourceVersion"]) for o in items)])
-        if wants_table(request.headers.get("accept")):
-            return table(items, str(latest))
-        return {"apiVersion": API_VERSION, "kind": KIND + "List",
-                "metadata": {"resourceVersion": str(latest)}, "items": items}
+        return list_or_watch(request, namespace, res.objects, res.log, res.log.latest, (KIND, API_VERSION))
 
     @router.get("/inferenceservices")
     async def list_all(request: Request) -> Any:

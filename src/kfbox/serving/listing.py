@@ -1,0 +1,57 @@
+"""A kind's list and watch, as the Kubernetes API server answers ``GET .../<plural>``: one function for the
+InferenceServices and for the objects shown for their predictors (:mod:`kfbox.serving.owned`).
+
+Both read ``labelSelector`` and ``fieldSelector``; ``?watch=true`` streams the kind's :class:`EventLog`
+(:func:`kfbox.serving.watch.stream`), else the list carries the newest resourceVersion it saw; either comes as
+kubectl's Table when asked for one.
+
+Example::
+
+    return list_or_watch(request, namespace, res.objects, res.log, res.log.latest, (KIND, API_VERSION))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from kfbox.serving.printer import Column, table, table_event, wants_table
+from kfbox.serving.selectors import field_selector, label_selector
+from kfbox.serving.watch import EventLog, WatchQuery, stream, watching
+
+Objects = Callable[[str | None], list[dict[str, Any]]]
+"""The kind's objects in a namespace (None: every namespace)."""
+TableForm = tuple[list[Column], Callable[[dict[str, Any]], list[Any]]]
+"""A kind's Table columns and the cells of one object; None: the InferenceServices'."""
+
+
+def list_or_watch(request: Request, namespace: str | None, objects: Objects, log: EventLog, floor: int,
+                  kind: tuple[str, str], table_form: TableForm | None = None) -> Any:
+    """The list (``kind`` is (Kind, apiVersion); its resourceVersion at least ``floor``) or, with ``?watch``, the
+    stream of ``log`` from the version asked for."""
+    q = request.query_params
+    matches_labels = label_selector(q.get("labelSelector"))
+    matches_fields = field_selector(q.get("fieldSelector"))
+
+    def matches(obj: dict[str, Any]) -> bool:
+        inside = namespace is None or obj["metadata"]["namespace"] == namespace
+        return inside and matches_labels(obj) and matches_fields(obj)
+
+    as_table = wants_table(request.headers.get("accept"))
+    if watching(q):
+        query = WatchQuery.parse(q)
+        initial = [o for o in objects(namespace) if matches(o)] if query.since == 0 else None
+        since = log.latest if query.since == 0 else query.since
+        render = None if not as_table else (
+            functools.partial(table_event, columns=table_form[0], cells=table_form[1]) if table_form else table_event)
+        return StreamingResponse(stream(log, initial, since, matches, query.timeout, query.bookmarks, render, kind),
+                                 media_type="application/json")
+    items = [o for o in objects(namespace) if matches(o)]
+    latest = str(max([floor, *(int(o["metadata"]["resourceVersion"]) for o in items)]))
+    if as_table:
+        return table(items, latest, *table_form) if table_form else table(items, latest)
+    return {"apiVersion": kind[1], "kind": kind[0] + "List", "metadata": {"resourceVersion": latest}, "items": items}
