@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -94,13 +95,25 @@ def test_apply_wait_get_watch_patch_select_delete(kube_env: dict[str, str]) -> N
     assert gone.returncode == 1 and "NotFound" in gone.stderr
 
 
-def test_server_side_apply_conflict_and_discovery(kube_env: dict[str, str], tmp_path: Path) -> None:
+def created(kube_env: dict[str, str], tmp_path: Path, name: str, *, standard: bool = False,
+            replica: bool = True) -> tuple[dict[str, Any], Path]:
+    """The sample manifest as ``name``, written to a file and created with ``kubectl apply``: in KServe's Standard
+    mode if ``standard``; without ``replica``, ``minReplicas: 0`` (the API only; Standard mode keeps one replica
+    whatever is asked). Returns the manifest and its file."""
     body = yaml.safe_load(MANIFEST.read_text())
-    body["metadata"]["name"] = "ssa-only"
-    body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
-    path = tmp_path / "ssa.yaml"
+    body["metadata"]["name"] = name
+    if standard:
+        body["metadata"].setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = "Standard"
+    if not replica:
+        body["spec"]["predictor"]["minReplicas"] = 0
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(body))
-    assert "created" in ok(kube_env, "apply", "-f", str(path))  # client-side first, then moving to server-side:
+    assert "created" in ok(kube_env, "apply", "-f", str(path))
+    return body, path
+
+
+def test_server_side_apply_conflict_and_discovery(kube_env: dict[str, str], tmp_path: Path) -> None:
+    body, path = created(kube_env, tmp_path, "ssa-only", replica=False)  # client-side first, then server-side:
     body["spec"]["predictor"]["maxReplicas"] = 4  # kubectl takes the fields over without a conflict, as on a cluster
     path.write_text(yaml.safe_dump(body))
     assert "serverside-applied" in ok(kube_env, "apply", "--server-side", "-f", str(path))
@@ -121,12 +134,7 @@ def test_server_side_apply_conflict_and_discovery(kube_env: dict[str, str], tmp_
 
 
 def test_get_ksvc_shows_each_predictor_as_kserves_knative_service(kube_env: dict[str, str], tmp_path: Path) -> None:
-    body = yaml.safe_load(MANIFEST.read_text())
-    body["metadata"]["name"] = "ksvc-view"
-    body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
-    path = tmp_path / "ksvc.yaml"
-    path.write_text(yaml.safe_dump(body))
-    assert "created" in ok(kube_env, "apply", "-f", str(path))
+    created(kube_env, tmp_path, "ksvc-view", replica=False)
     header, row = ok(kube_env, "get", "ksvc", "-n", NS).splitlines()[:2]
     assert header.split() == ["NAME", "URL", "LATESTCREATED", "LATESTREADY", "READY", "REASON"]  # Knative's columns
     assert row.split()[:3] == ["ksvc-view-predictor", f"http://ksvc-view-predictor.{NS}.example.com",
@@ -143,13 +151,7 @@ def test_get_ksvc_shows_each_predictor_as_kserves_knative_service(kube_env: dict
 
 def test_get_deploy_and_hpa_show_a_standard_predictor_as_kserves_raw_objects(kube_env: dict[str, str],
                                                                              tmp_path: Path) -> None:
-    body = yaml.safe_load(MANIFEST.read_text())
-    body["metadata"]["name"] = "raw-view"
-    body["metadata"].setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = "Standard"
-    body["spec"]["predictor"]["minReplicas"] = 0  # API only: no replica
-    path = tmp_path / "raw.yaml"
-    path.write_text(yaml.safe_dump(body))
-    assert "created" in ok(kube_env, "apply", "-f", str(path))
+    created(kube_env, tmp_path, "raw-view", standard=True)
     header, row = ok(kube_env, "get", "deploy", "-n", NS).splitlines()[:2]
     assert header.split() == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]  # kubectl's usual columns
     assert row.split()[0] == "raw-view-predictor"
@@ -166,12 +168,7 @@ def test_get_deploy_and_hpa_show_a_standard_predictor_as_kserves_raw_objects(kub
 
 def test_get_deploy_watch_and_rollout_status_follow_a_standard_predictor(kube_env: dict[str, str],
                                                                          tmp_path: Path) -> None:
-    body = yaml.safe_load(MANIFEST.read_text())
-    body["metadata"]["name"] = "rollout"
-    body["metadata"].setdefault("annotations", {})["serving.kserve.io/deploymentMode"] = "Standard"
-    path = tmp_path / "rollout.yaml"
-    path.write_text(yaml.safe_dump(body))
-    assert "created" in ok(kube_env, "apply", "-f", str(path))
+    created(kube_env, tmp_path, "rollout", standard=True)
     rollout = kubectl(kube_env, "rollout", "status", "deploy/rollout-predictor", "-n", NS, "--timeout", "30s",
                       timeout=40)
     assert rollout.returncode == 0 and 'deployment "rollout-predictor" successfully rolled out' in rollout.stdout, \
