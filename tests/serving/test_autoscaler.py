@@ -95,3 +95,12 @@ def test_cpu_scales_down_to_min_replicas_once_idle_for_a_window() -> None:
     assert wants[-1] == 6
     _, wants = utilization(scaler, [0.0] * round(2 * WINDOW / TICK), start=now, current=6)
     assert wants[-1] == 2
+
+
+def test_cpu_within_the_hpas_tolerance_leaves_the_replicas_alone() -> None:
+    """Two replicas at 105% of the target each: within the HPA's 10% tolerance, so two stay (``ceil`` alone would
+    want three); at 115%, three."""
+    within = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu")
+    assert utilization(within, [105.0] * round(WINDOW / TICK), current=2)[1][-1] == 2
+    beyond = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu")
+    assert utilization(beyond, [115.0] * round(WINDOW / TICK), current=2)[1][-1] == 3

@@ -7,9 +7,9 @@ the predictor's ``scaleMetric`` as the pool samples it (:meth:`ReplicaPool.tick`
   admitted per second (every door counted: the gateway, gRPC, HAProxy). A burst (the last tenth of the
   window, Knative's "panic window") scales up at once.
 * The HPA's: ``cpu`` and ``memory``, the ready replicas' use as a percent of one replica's request, so
-  ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``. Averaged over the whole
-  window, with no panic window: a tick's CPU reading is coarse (the kernel counts in 10 ms steps), and the
-  HPA too acts on averaged metrics.
+  ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``, left alone within the HPA's
+  10% tolerance. Averaged over the whole window, with no panic window: a tick's CPU reading is coarse (the
+  kernel counts in 10 ms steps), and the HPA too acts on averaged metrics.
 
 Scaling down waits until a whole window has passed since the last scale-up and then follows the window's
 figure; zero is reached only when ``minReplicas`` is 0 and no request arrived for a whole window.
@@ -26,6 +26,8 @@ RATE_METRICS = frozenset({"rps"})
 """Sampled as a running count: the figure is its growth per second."""
 STEADY_METRICS = frozenset({"cpu", "memory"})
 """No panic window: the window's figure scales up and down."""
+HPA_TOLERANCE = 0.1
+"""The HPA's tolerance: within 10% of the target's use, the replicas are left as they are (no flapping)."""
 
 
 class Autoscaler:
@@ -65,8 +67,11 @@ class Autoscaler:
         return self._figure(now - self.window) if self.samples else None
 
     def desired(self, now: float, current: int, last_request_at: float) -> int:
-        steady = math.ceil(self._figure(now - self.window) / self.target)
+        figure = self._figure(now - self.window)
+        steady = math.ceil(figure / self.target)
         if self.metric in STEADY_METRICS:
+            if current and abs(figure / (self.target * current) - 1) <= HPA_TOLERANCE:
+                steady = current
             burst = steady
         else:
             panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
