@@ -70,6 +70,9 @@ def test_schema_errors_are_422_invalid_and_wrong_kind_400(client: httpx.Client) 
     status_of(client.post(BASE, content=b"{not json", headers={"content-type": "application/json"}), 400,
               "BadRequest")
     status_of(client.get(f"{BASE}?labelSelector=a%20in%20"), 400, "BadRequest")
+    status_of(client.get(f"{BASE}?limit=abc"), 400, "BadRequest")
+    status_of(client.get("/apis/apps/v1/deployments?limit=-1"), 400, "BadRequest")
+    assert client.get(f"{BASE}?limit=500").status_code == 200
 
 
 def test_resource_version_is_optimistic_concurrency_and_generation_counts_spec_changes(client: httpx.Client) -> None:

@@ -1,7 +1,8 @@
 """A kind's list and watch, as the Kubernetes API server answers ``GET .../<plural>``: one function for the
 InferenceServices and for the objects shown for their predictors (:mod:`kfbox.serving.owned`).
 
-Both read ``labelSelector`` and ``fieldSelector``; ``?watch=true`` streams the kind's :class:`EventLog`
+Both read ``labelSelector`` and ``fieldSelector`` (a ``limit`` must be a whole number; the list is never
+cut, which a Kubernetes client accepts); ``?watch=true`` streams the kind's :class:`EventLog`
 (:func:`kfbox.serving.watch.stream`), else the list carries the newest resourceVersion it saw; either comes as
 kubectl's Table when asked for one.
 
@@ -19,6 +20,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from kfbox.serving.kube_api import bad_request
 from kfbox.serving.printer import Column, table, table_event, wants_table
 from kfbox.serving.selectors import field_selector, label_selector
 from kfbox.serving.watch import EventLog, WatchQuery, stream, watching
@@ -34,6 +36,9 @@ def list_or_watch(request: Request, namespace: str | None, objects: Objects, log
     """The list (``kind`` is (Kind, apiVersion); its resourceVersion at least ``floor``) or, with ``?watch``, the
     stream of ``log`` from the version asked for."""
     q = request.query_params
+    limit = q.get("limit")
+    if limit is not None and not limit.isdigit():  # the list is never cut (no continue token): only checked
+        raise bad_request(f"limit {limit!r} must be a whole number >= 0.")
     matches_labels = label_selector(q.get("labelSelector"))
     matches_fields = field_selector(q.get("fieldSelector"))
 
