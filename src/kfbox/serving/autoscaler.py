@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from kfbox.serving.spec import UTILIZATION_METRICS
+
 PANIC_FRACTION = 0.1
 MIN_PANIC_SECONDS = 0.5
 RATE_METRICS = frozenset({"rps"})
 """Sampled as a running count: the figure is its growth per second."""
-STEADY_METRICS = frozenset({"cpu", "memory"})
-"""No panic window: the window's figure scales up and down."""
 HPA_TOLERANCE = 0.1
 """The HPA's tolerance: within 10% of the target's use, the replicas are left as they are (no flapping)."""
 
@@ -69,7 +69,7 @@ class Autoscaler:
     def desired(self, now: float, current: int, last_request_at: float) -> int:
         figure = self._figure(now - self.window)
         steady = math.ceil(figure / self.target)
-        if self.metric in STEADY_METRICS:
+        if self.metric in UTILIZATION_METRICS:  # no panic window: the window's figure scales up and down
             if current and abs(figure / (self.target * current) - 1) <= HPA_TOLERANCE:
                 steady = current
             burst = steady

@@ -3,9 +3,9 @@
     GET /api, /api/v1                        core group: only ``namespaces``
     GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
     GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
-    GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), get and list only
-    GET /apis/apps, /apis/apps/v1                                  ``deployments`` (deploy), get and list only
-    GET /apis/autoscaling, /apis/autoscaling/v1, .../v2            ``horizontalpodautoscalers`` (hpa), get, list
+    GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), read-only: get, list, watch
+    GET /apis/apps, /apis/apps/v1                                  ``deployments`` (deploy), read-only
+    GET /apis/autoscaling, /apis/autoscaling/v1, .../v2            ``horizontalpodautoscalers`` (hpa), read-only
     GET /version
     GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1
 
@@ -69,14 +69,12 @@ def _autoscaling_group() -> dict[str, Any]:
             "preferredVersion": v2}
 
 
-def _read_only(group_version: str, name: str, singular: str, kind: str, short: str,
-               categories: list[str] | None = None) -> dict[str, Any]:
+def _read_only(group_version: str, name: str, singular: str, kind: str, shorts: list[str],
+               categories: list[str]) -> dict[str, Any]:
+    """The APIResourceList of one namespaced resource kfbox shows read-only (get, list, watch)."""
     resource = {"name": name, "singularName": singular, "namespaced": True, "kind": kind,
-                "verbs": ["get", "list", "watch"],
-                "shortNames": [short], "storageVersionHash": hashlib.sha256(
-                    f"{name}.{group_version}".encode()).hexdigest()[:11]}
-    if categories:
-        resource["categories"] = categories
+                "verbs": ["get", "list", "watch"], "shortNames": shorts, "categories": categories,
+                "storageVersionHash": hashlib.sha256(f"{name}.{group_version}".encode()).hexdigest()[:11]}
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": [resource]}
 
 
@@ -124,11 +122,8 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     @router.get("/apis/serving.knative.dev/v1")
     async def knative_resources() -> dict[str, Any]:
-        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": KNATIVE_API_VERSION, "resources": [
-            {"name": "services", "singularName": "service", "namespaced": True, "kind": "Service",
-             "verbs": ["get", "list", "watch"], "shortNames": ["kservice", "ksvc"],
-             "categories": ["all", "knative", "serving"],
-             "storageVersionHash": hashlib.sha256(b"services.serving.knative.dev").hexdigest()[:11]}]}
+        return _read_only(KNATIVE_API_VERSION, "services", "service", "Service", ["kservice", "ksvc"],
+                          ["all", "knative", "serving"])
 
     @router.get("/apis/apps")
     async def apps_group() -> dict[str, Any]:
@@ -136,7 +131,7 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     @router.get("/apis/apps/v1")
     async def apps_resources() -> dict[str, Any]:
-        return _read_only("apps/v1", "deployments", "deployment", "Deployment", "deploy", ["all"])
+        return _read_only("apps/v1", "deployments", "deployment", "Deployment", ["deploy"], ["all"])
 
     @router.get("/apis/autoscaling")
     async def autoscaling_group() -> dict[str, Any]:
@@ -144,7 +139,7 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     def hpa_resources(version: str) -> dict[str, Any]:
         return _read_only(f"autoscaling/{version}", "horizontalpodautoscalers", "horizontalpodautoscaler",
-                          "HorizontalPodAutoscaler", "hpa", ["all"])
+                          "HorizontalPodAutoscaler", ["hpa"], ["all"])
 
     @router.get("/apis/autoscaling/v1")
     async def autoscaling_v1_resources() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from kfbox.server.processes import ChildProcess, read_proc
 from kfbox.serving.autoscaler import Autoscaler
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import FAILURE_PREFIX
-from kfbox.serving.spec import PredictorSpec
+from kfbox.serving.spec import UTILIZATION_METRICS, PredictorSpec
 from kfbox.serving.upstream import UpstreamError, Upstreams
 
 PROBE_TIMEOUT = 0.5
@@ -163,7 +163,7 @@ class ReplicaPool:
         metric = self.spec.scale_metric
         if metric == "rps":
             return float(self.admitted)
-        if metric not in ("cpu", "memory"):
+        if metric not in UTILIZATION_METRICS:
             return float(self.inflight + self.external_inflight)
         used = 0.0
         for replica in self.replicas:
