@@ -135,3 +135,39 @@ def test_each_mode_shows_only_its_own_objects_and_they_are_read_only(client: htt
 
     groups = {g["name"]: [v["version"] for v in g["versions"]] for g in client.get("/apis").json()["groups"]}
     assert groups["apps"] == ["v1"] and groups["autoscaling"] == ["v2", "v1"]
+
+
+def test_the_deployment_mode_is_fixed_when_the_inference_service_is_created(client: httpx.Client, kube: Any) -> None:
+    """KServe's rule: an update naming another mode is refused with its webhook's message (the older names read as
+    the new ones); an update that drops the annotation keeps the mode, as KServe's controller reads the status."""
+    from kubernetes import client as k8s
+
+    apps, custom = k8s.AppsV1Api(kube), k8s.CustomObjectsApi(kube)
+    isvc = ("serving.kserve.io", "v1beta1", NS, "inferenceservices")
+    apply(client, manifest("mode-knative", "pvc://models/none", namespace=NS, min_replicas=0))
+    apply(client, manifest("mode-standard", "pvc://models/none", namespace=NS, min_replicas=0,
+                           annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}))
+    assert custom.get_namespaced_custom_object(*isvc, "mode-knative")["status"]["deploymentMode"] == "Knative"
+    assert custom.get_namespaced_custom_object(*isvc, "mode-standard")["status"]["deploymentMode"] == "Standard"
+
+    to_standard = {"metadata": {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}}}
+    for dry_run in ("All", None):
+        status = refused(lambda run=dry_run: custom.patch_namespaced_custom_object(
+            *isvc, "mode-knative", to_standard, dry_run=run), 422)
+        assert status["reason"] == "Invalid"
+        assert "update rejected: deploymentMode cannot be changed from 'Knative' to 'Standard'" in status["message"]
+        assert status["details"]["causes"][0]["field"] == "metadata.annotations[serving.kserve.io/deploymentMode]"
+    unchanged = custom.get_namespaced_custom_object(*isvc, "mode-knative")
+    assert "annotations" not in unchanged["metadata"] and unchanged["metadata"]["generation"] == 1
+    custom.get_namespaced_custom_object("serving.knative.dev", "v1", NS, "services", "mode-knative-predictor")
+
+    # the same mode by its other name is no change; dropping the annotation keeps Standard, which the object says
+    custom.patch_namespaced_custom_object(*isvc, "mode-standard", {"metadata": {"annotations": {
+        "serving.kserve.io/deploymentMode": "Standard"}}})
+    kept = custom.patch_namespaced_custom_object(*isvc, "mode-standard", {"metadata": {"annotations": {
+        "serving.kserve.io/deploymentMode": None}}})
+    assert kept["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Standard"}
+    assert kept["status"]["deploymentMode"] == "Standard"
+    assert apps.read_namespaced_deployment("mode-standard-predictor", NS).spec.replicas is not None
+    refused(lambda: custom.get_namespaced_custom_object("serving.knative.dev", "v1", NS, "services",
+                                                        "mode-standard-predictor"), 404)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kfbox.errors import InvalidInput
-from kfbox.serving.spec import InferenceServiceSpec
+from kfbox.serving.spec import MODE_ANNOTATION, InferenceServiceSpec, kept_mode
 
 
 def parse(ports: list[dict[str, Any]], *, legacy: bool = False) -> InferenceServiceSpec:
@@ -114,3 +114,18 @@ def test_a_standard_predictor_scales_as_kserves_hpa_would(mode: str) -> None:
 def test_a_serverless_predictor_keeps_knatives_defaults() -> None:
     spec = standard("Serverless", minReplicas=0).predictor
     assert (spec.scale_metric, spec.min_replicas) == ("concurrency", 0)
+
+
+def test_an_update_keeps_the_deployment_mode_the_inference_service_was_created_in() -> None:
+    def annotated(mode: str | None) -> dict[str, Any]:
+        return {"metadata": {"name": "m", **({"annotations": {MODE_ANNOTATION: mode}} if mode else {})}}
+
+    assert kept_mode(annotated(None), annotated(None)) is None  # Knative, the default, either way
+    assert kept_mode(annotated("RawDeployment"), annotated("Standard")) is None  # one mode, two names
+    assert kept_mode(annotated("Standard"), annotated(None)) == "Standard"  # dropped: kept, for the manifest
+    assert kept_mode(annotated("ModelMesh"), annotated(None)) == "ModelMesh"
+    for old, new, said in ((None, "Standard", "'Knative' to 'Standard'"),
+                           ("Standard", "Serverless", "'Standard' to 'Knative'"),
+                           ("Knative", "ModelMesh", "'Knative' to 'ModelMesh'")):
+        with pytest.raises(InvalidInput, match=f"update rejected: deploymentMode cannot be changed from {said}"):
+            kept_mode(annotated(old), annotated(new))

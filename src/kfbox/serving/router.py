@@ -39,7 +39,7 @@ from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, reco
 from kfbox.serving.printer import table, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.spec import FORMATS, KIND, NAME_RE, InferenceServiceSpec
-from kfbox.serving.store import SERVER_METADATA
+from kfbox.serving.store import SERVER_METADATA, keep_mode
 
 REGISTRY_ANNOTATION = "serving.kfbox.io/registry-inference-service-id"
 """Set by ``kfbox deploy``: the registry's InferenceService, marked UNDEPLOYED on delete."""
@@ -185,6 +185,7 @@ def serving_router(res: InferenceServices) -> APIRouter:
         spec = _parse(manager.resolver, manifest, namespace)
         current = res.get(namespace, name)
         if _dry_run(request):
+            spec = keep_mode(current, spec)
             version = current["metadata"]["resourceVersion"]
             if precondition not in (None, "") and str(precondition) != version:
                 raise stale(name, str(precondition), int(version))

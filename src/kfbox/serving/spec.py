@@ -107,6 +107,14 @@ class InferenceServiceSpec:
     predictor: PredictorSpec
     canary_percent: int | None
 
+    def with_mode(self, mode: str) -> InferenceServiceSpec:
+        """The same manifest annotated with deployment mode ``mode`` (see :func:`kept_mode`), parsed again: the
+        mode decides the predictor's scaling defaults."""
+        meta = self.manifest.get("metadata") or {}
+        annotations = {**(meta.get("annotations") or {}), MODE_ANNOTATION: mode}
+        return InferenceServiceSpec.parse({**self.manifest, "metadata": {**meta, "annotations": annotations}},
+                                          default_namespace=self.namespace)
+
     @classmethod
     def parse(cls, manifest: Any, default_namespace: str = "default") -> InferenceServiceSpec:
         if not isinstance(manifest, dict):
@@ -206,6 +214,26 @@ def deployment_mode(annotations: dict[str, Any]) -> str:
     names read as these; ``ModelMesh`` or another value as written."""
     mode = annotations.get(MODE_ANNOTATION) or DEFAULT_MODE
     return LEGACY_MODES.get(str(mode), str(mode))
+
+
+def kept_mode(current: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """KServe fixes an InferenceService's deployment mode when it is created. An update whose annotation names
+    another mode is refused with the message of KServe's validating webhook (which compares the annotation, its
+    older names renamed by the defaulting webhook, with ``status.deploymentMode``); an update without the
+    annotation keeps the current mode, as KServe's controller reads the status first: returned, for the new
+    manifest to carry. None when the new manifest says it itself (or the mode is the default)."""
+    old = deployment_mode(annotations_of(current))
+    written = annotations_of(new).get(MODE_ANNOTATION)
+    if written is None:
+        return old if old != DEFAULT_MODE else None
+    if (mode := deployment_mode({MODE_ANNOTATION: written})) != old:
+        raise InvalidInput(f"update rejected: deploymentMode cannot be changed from '{old}' to '{mode}'")
+    return None
+
+
+def annotations_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    annotations = (manifest.get("metadata") or {}).get("annotations")
+    return annotations if isinstance(annotations, dict) else {}
 
 
 def autoscaling(spec: PredictorSpec) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import datetime
 from typing import Any
 
 from kfbox.serving.deployment import Deployment, traffic_split
-from kfbox.serving.spec import autoscaling
+from kfbox.serving.spec import annotations_of, autoscaling, deployment_mode
 from kfbox.serving.store import ServiceRecord, revision_name
 
 
@@ -154,6 +154,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
             **({"lastFailureInfo": {"reason": "ModelLoadFailed", "message": failure}} if failure else {}),
         },
         "observedGeneration": record.generation,
+        "deploymentMode": deployment_mode(annotations_of(record.manifest)),
         **({"autoscaling": autoscaling(latest.spec)} if (latest := deployment.pools.get(record.latest)) else {}),
         "replicas": sum(p.ready_count for p in deployment.pools.values()),
         "desiredReplicas": sum(p.desired for p in deployment.pools.values()),

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from kfbox.clock import now_ms
 from kfbox.db import Database
-from kfbox.errors import Conflict
-from kfbox.serving.kube_api import KubeStatus, already_exists, not_found, stale
-from kfbox.serving.spec import InferenceServiceSpec, PredictorSpec
+from kfbox.errors import Conflict, InvalidInput
+from kfbox.serving.kube_api import KubeStatus, already_exists, invalid, not_found, stale
+from kfbox.serving.spec import MODE_ANNOTATION, InferenceServiceSpec, PredictorSpec, kept_mode
 from kfbox.serving.tables import CounterRow, NamespaceRow, RevisionRow, ServiceRow
 
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
@@ -119,6 +119,7 @@ class ServingStore:
 
     def _update(self, session: Any, row: ServiceRow, spec: InferenceServiceSpec,
                 managed_fields: list[dict[str, Any]] | None) -> tuple[ServiceRecord, bool]:
+        spec = keep_mode(json.loads(row.manifest), spec)
         now = now_ms()
         revisions = self._revisions(session, row.id)
         created = revisions[row.latest_revision] != spec.predictor
@@ -239,6 +240,16 @@ class ServingStore:
                              created_ms=row.created_ms, uid=row.uid or "",
                              resource_version=row.resource_version,
                              managed_fields=json.loads(row.managed_fields) if row.managed_fields else [])
+
+
+def keep_mode(current: dict[str, Any], spec: InferenceServiceSpec) -> InferenceServiceSpec:
+    """``spec`` updating ``current`` (a manifest) in the deployment mode it was created in
+    (:func:`kfbox.serving.spec.kept_mode`); another mode is refused as a 422 naming the annotation."""
+    try:
+        mode = kept_mode(current, spec.manifest)
+    except InvalidInput as exc:
+        raise invalid(spec.name, exc.message, f"metadata.annotations[{MODE_ANNOTATION}]") from exc
+    return spec if mode is None else spec.with_mode(mode)
 
 
 def _stored(manifest: dict[str, Any]) -> dict[str, Any]:
