@@ -3,7 +3,12 @@ pool would take at given moments and asks for the replicas it wants then. No pro
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from kfbox.serving.autoscaler import Autoscaler
+from kfbox.serving.spec import UTILIZATION_ANNOTATION, InferenceServiceSpec
 
 WINDOW = 10.0
 TICK = 0.5
@@ -104,3 +109,38 @@ def test_cpu_within_the_hpas_tolerance_leaves_the_replicas_alone() -> None:
     assert utilization(within, [105.0] * round(WINDOW / TICK), current=2)[1][-1] == 2
     beyond = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu")
     assert utilization(beyond, [115.0] * round(WINDOW / TICK), current=2)[1][-1] == 3
+
+
+def scaler_of(utilization: str | None = None, **predictor: Any) -> Autoscaler:
+    """The autoscaler a pool makes for an InferenceService's predictor, annotated with ``utilization``."""
+    annotations = {UTILIZATION_ANNOTATION: utilization} if utilization is not None else {}
+    spec = InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris", "annotations": annotations},
+                                       "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/iris"},
+                                                              "maxReplicas": 10, **predictor}}})
+    return Autoscaler.of(spec.predictor, WINDOW)
+
+
+@pytest.mark.parametrize(("utilization", "replicas"), [(None, 2), ("70", 2), ("100", 1), ("50", 2), ("35", 3)])
+def test_concurrency_aims_at_knatives_target_utilization(utilization: str | None, replicas: int) -> None:
+    """Knative scales a replica at 70% of its target unless the annotation says otherwise: 8 in flight against a
+    target of 10 is one replica at 100%, two at the default 70% (a replica holds 7), three at 35% (3.5)."""
+    assert run(scaler_of(utilization, scaleTarget=10), 3, concurrency=8)[2] == replicas
+
+
+@pytest.mark.parametrize(("utilization", "replicas"), [(None, 6), ("100", 4), ("80", 5)])
+def test_rps_aims_at_knatives_target_utilization(utilization: str | None, replicas: int) -> None:
+    """40 requests/s against a target of 10 a replica: four replicas at 100%, six at 70% (7/s each: 40/7 = 5.7)."""
+    assert run(scaler_of(utilization, scaleMetric="rps", scaleTarget=10), 3, rps=40)[2] == replicas
+
+
+def test_a_target_of_one_is_not_lowered_below_one() -> None:
+    """Knative's ResolveMetricTarget aims at ``max(1, target * utilization)``: with ``scaleTarget: 1`` a replica
+    still takes one request in flight, so two in flight want two replicas, not three (2 / 0.7)."""
+    assert run(scaler_of(scaleTarget=1), 3, concurrency=2)[2] == 2
+
+
+def test_cpu_aims_at_its_target_whatever_the_annotation() -> None:
+    """The HPA's metrics have no target utilization: 300% of a replica's request at a target of 50% is six."""
+    scaler = scaler_of("50", scaleMetric="cpu", scaleTarget=50)
+    assert utilization(scaler, [300.0] * round(WINDOW / TICK))[1][-1] == 6

@@ -132,14 +132,20 @@ def test_rps_scales_a_sequential_clients_load_up_and_down_after_idle(client: htt
                                                                      server: ServerProcess) -> None:
     """``scaleMetric: rps`` (Knative's requests per second per replica): one client sending one request at a
     time (never more than one in flight, which ``concurrency`` would serve with one replica) at hundreds of
-    requests a second against a target of 20 scales to maxReplicas; idle, back to one."""
+    requests a second against a target of 20 (scaled at 80% by the annotation: 16) scales to maxReplicas; idle,
+    back to one."""
     train_iris(server.home / "pvc" / "models" / "rated")
-    apply(client, manifest("rated", "pvc://models/rated", annotations=WINDOW, min_replicas=1, max_replicas=3,
-                           scale_target=20, scale_metric="rps"))
+    apply(client, manifest("rated", "pvc://models/rated", min_replicas=1, max_replicas=3, scale_target=20,
+                           scale_metric="rps",
+                           annotations={**WINDOW, "autoscaling.knative.dev/target-utilization-percentage": "80"}))
     wait_ready(client, "rated")
     assert status(client, "rated")["replicas"] == 1
-    assert status(client, "rated")["autoscaling"] == {"metric": "rps", "target": 20, "minReplicas": 1,
-                                                      "maxReplicas": 3, "per": "requests per second a replica"}
+    assert status(client, "rated")["autoscaling"] == {
+        "metric": "rps", "target": 20, "minReplicas": 1, "maxReplicas": 3, "targetUtilizationPercentage": 80.0,
+        "per": "requests per second a replica (scaled at 80%: 16)"}
+    shown = kfbox("serve", "get", "rated", url=server.url)
+    assert "rps, target 20 requests per second a replica (scaled at 80%: 16); 1-3 replicas" in shown.stdout, (
+        shown.stdout)
     codes = load_until(server, "rated", 1, lambda: status(client, "rated")["replicas"] == 3, 60,
                        "3 replicas for one sequential client")
     assert set(codes) == {200} and codes[200] > 60, codes

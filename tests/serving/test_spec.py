@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from kfbox.errors import InvalidInput
-from kfbox.serving.spec import MODE_ANNOTATION, InferenceServiceSpec, kept_mode
+from kfbox.serving.spec import MODE_ANNOTATION, UTILIZATION_ANNOTATION, InferenceServiceSpec, autoscaling, kept_mode
 
 
 def parse(ports: list[dict[str, Any]], *, legacy: bool = False) -> InferenceServiceSpec:
@@ -48,6 +48,36 @@ def test_knatives_scale_metrics_are_served_with_knatives_default_targets(fields:
                                                                          target: int) -> None:
     spec = predictor(**fields).predictor
     assert (spec.scale_metric, spec.scale_target) == (metric, target)
+
+
+def utilized(value: Any, **fields: Any) -> InferenceServiceSpec:
+    return InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris", "annotations": {UTILIZATION_ANNOTATION: value}},
+                                       "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/iris"},
+                                                              **fields}}})
+
+
+@pytest.mark.parametrize(("value", "percent"), [("70", 70.0), ("100", 100.0), ("1", 1.0), ("62.5", 62.5), (85, 85.0)])
+def test_the_target_utilization_annotation_is_read_as_knative_reads_it(value: Any, percent: float) -> None:
+    assert utilized(value).predictor.scale_utilization == percent
+    assert predictor().predictor.scale_utilization == 70.0  # Knative's container-concurrency-target-percentage
+
+
+@pytest.mark.parametrize("value", ["0.5", "101", "0", "-70", "seventy", "70%", "nan", True, ""])
+def test_a_target_utilization_outside_knatives_bounds_is_refused(value: Any) -> None:
+    """Knative's webhook accepts a number from 1 to 100; so does kfbox, naming the annotation and the range."""
+    with pytest.raises(InvalidInput, match=f"Annotation {UTILIZATION_ANNOTATION} .* must be a number from 1 to 100"):
+        utilized(value)
+
+
+def test_the_scaling_summary_says_the_utilization_of_the_kpas_metrics_only() -> None:
+    summary = autoscaling(utilized("70", scaleTarget=10).predictor)
+    assert summary["per"] == "requests in flight a replica (scaled at 70%: 7)"
+    assert summary["targetUtilizationPercentage"] == 70.0
+    assert autoscaling(utilized("50", scaleMetric="rps", scaleTarget=5).predictor)["per"] == (
+        "requests per second a replica (scaled at 50%: 2.5)")
+    hpa = autoscaling(utilized("50", scaleMetric="cpu", scaleTarget=60).predictor)  # the HPA has no utilization
+    assert hpa["per"] == "percent of the 1 CPU a replica requests" and "targetUtilizationPercentage" not in hpa
 
 
 def test_other_scale_metrics_are_refused_naming_kserves() -> None:

@@ -134,10 +134,11 @@ def test_without_the_data_plane_the_snippets_use_the_gateway_and_no_ingress_is_s
 
 def test_the_page_and_serve_get_say_what_the_deployment_scales_on(server: ServerProcess, http: httpx.Client,
                                                                   deployed: str) -> None:
-    """No scaleMetric in the manifest: Knative's default, concurrency, with its default target of 100."""
+    """No scaleMetric in the manifest: Knative's default, concurrency, with its default target of 100, scaled at
+    Knative's default target utilization of 70%."""
     text = http.get(deployed, headers={"Accept": "text/html"}).text
-    assert ("Autoscaling on concurrency: target 100 requests in flight a replica; min 1, max 1 replicas; "
-            "1 ready of 1 desired.") in text
+    assert ("Autoscaling on concurrency: target 100 requests in flight a replica (scaled at 70%: 70); min 1, max 1 "
+            "replicas; 1 ready of 1 desired.") in text
     shown = kfbox("serve", "get", "iris-v2", url=server.url)
     assert shown.returncode == 0, shown.stderr
-    assert "concurrency, target 100 requests in flight a replica; 1-1 replicas" in shown.stdout
+    assert "concurrency, target 100 requests in flight a replica (scaled at 70%: 70); 1-1 replicas" in shown.stdout

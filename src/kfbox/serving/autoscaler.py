@@ -1,12 +1,15 @@
 """KServe's autoscaling in miniature: replicas follow an observed metric over a sliding window.
 
-``desired = ceil(metric / scaleTarget)``, clamped to ``[minReplicas, maxReplicas]``, where the metric is
-the predictor's ``scaleMetric`` as the pool samples it (:meth:`ReplicaPool.tick`):
+``desired = ceil(metric / target)``, clamped to ``[minReplicas, maxReplicas]``, where the metric is
+the predictor's ``scaleMetric`` as the pool samples it (:meth:`ReplicaPool.tick`) and ``target`` what a
+replica is scaled at (:func:`kfbox.serving.spec.effective_target`):
 
 * Knative's KPA metrics: ``concurrency``, the average of the requests in flight, and ``rps``, the requests
-  admitted per second (every door counted: the gateway, gRPC, HAProxy). A burst (the last tenth of the
-  window, Knative's "panic window") scales up at once.
-* The HPA's: ``cpu`` and ``memory``, the ready replicas' use as a percent of one replica's request, so
+  admitted per second (every door counted: the gateway, gRPC, HAProxy). As Knative's KPA, they aim at
+  ``max(1, scaleTarget * utilization / 100)``, the utilization from the annotation
+  ``autoscaling.knative.dev/target-utilization-percentage`` (default 70): a ``scaleTarget`` of 10 in flight
+  adds a replica at 7. A burst (the last tenth of the window, Knative's "panic window") scales up at once.
+* The HPA's: ``cpu`` and ``memory`` (aimed at ``scaleTarget`` itself), the ready replicas' use as a percent of one replica's request, so
   ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``, left alone within the HPA's
   10% tolerance. Averaged over the whole window, with no panic window: a tick's CPU reading is coarse (the
   kernel counts in 10 ms steps), and the HPA too acts on averaged metrics.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from kfbox.serving.spec import UTILIZATION_METRICS
+from kfbox.serving.spec import UTILIZATION_METRICS, PredictorSpec, effective_target
 
 PANIC_FRACTION = 0.1
 MIN_PANIC_SECONDS = 0.5
@@ -31,7 +34,7 @@ HPA_TOLERANCE = 0.1
 
 
 class Autoscaler:
-    def __init__(self, min_replicas: int, max_replicas: int, target: int, window: float,
+    def __init__(self, min_replicas: int, max_replicas: int, target: float, window: float,
                  metric: str = "concurrency") -> None:
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
@@ -41,6 +44,11 @@ class Autoscaler:
         self.samples: deque[tuple[float, float]] = deque()
         """(when, value), oldest first, a window's worth and the sample before it."""
         self.last_scale_up = 0.0
+
+    @classmethod
+    def of(cls, spec: PredictorSpec, window: float) -> Autoscaler:
+        """The autoscaler of a revision: its bounds, metric and the target a replica is scaled at."""
+        return cls(spec.min_replicas, spec.max_replicas, effective_target(spec), window, spec.scale_metric)
 
     def observe(self, now: float, value: float) -> None:
         """The metric's value now: in flight or percent of a request for an average, a running count for a rate."""

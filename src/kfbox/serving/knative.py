@@ -10,7 +10,8 @@ On a cluster in Serverless mode KServe writes ``<isvc>-predictor`` (``serving.kn
 ``Service``) and Knative reports its status; clients such as KServe's own e2e tests read the
 autoscaling annotations of ``spec.template`` there. kfbox runs no Knative, so it shows each served
 InferenceService's predictor as that object, built by KServe's rules (its ksvc reconciler and
-``SetAutoScalingAnnotations``): labels, the isvc's annotations less KServe's disallowed ones,
+``SetAutoScalingAnnotations``): labels, the isvc's annotations less KServe's disallowed ones (a
+user's ``autoscaling.knative.dev/target-utilization-percentage`` among them: KServe sets none itself),
 ``autoscaling.knative.dev/class: kpa.autoscaling.knative.dev``, ``metric`` and ``target`` only when
 the predictor sets ``scaleMetric`` / ``scaleTarget``, ``min-scale`` (default 1), ``max-scale`` unless
 ``maxReplicas`` is 0 or unset, and ``spec.traffic`` as KServe writes it. Its status is the

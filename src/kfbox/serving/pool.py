@@ -85,9 +85,8 @@ class ReplicaPool:
         self.spec = spec
         self.resolve = resolve
         self.replicas: list[Replica] = []
-        self.autoscaler = Autoscaler(spec.min_replicas, spec.max_replicas, spec.scale_target,
-                                     spec.scale_window if spec.scale_window is not None else config.scale_window,
-                                     spec.scale_metric)
+        self.autoscaler = Autoscaler.of(spec, spec.scale_window if spec.scale_window is not None
+                                        else config.scale_window)
         self.desired = max(spec.min_replicas, 1)  # a new revision starts one replica, as KServe does
         self.model_path: Path | None = None
         self.failure: str | None = None

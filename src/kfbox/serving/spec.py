@@ -2,7 +2,10 @@
 
 The manifest is kept verbatim; :class:`PredictorSpec` is the part that defines a revision.
 Knative's autoscaling annotations are honoured: ``autoscaling.knative.dev/window`` (the idle
-window before scaling down, e.g. ``"2s"``); kfbox's own live under ``serving.kfbox.io/``:
+window before scaling down, e.g. ``"2s"``) and ``autoscaling.knative.dev/target-utilization-percentage``
+(the percent of ``scaleTarget`` the KPA aims at, 1-100, default 70 as Knative's config-autoscaler
+``container-concurrency-target-percentage``; for ``concurrency`` and ``rps`` only, as Knative's KPA);
+kfbox's own live under ``serving.kfbox.io/``:
 ``model-class`` (``module:Class``, a ``kserve.Model`` subclass), ``python-path`` (a folder
 to import it from), ``enable-grpc`` and ``allow-unsafe-pickle`` (``"true"``: load pickle/joblib
 files with the unrestricted unpickler; see ``kfbox.serving.unpickle``). Of the kserve ModelServer's
@@ -44,6 +47,10 @@ CLASS_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule for an env var name
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")  # one URL path segment, never '.' or '..'
 WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
+UTILIZATION_ANNOTATION = "autoscaling.knative.dev/target-utilization-percentage"
+DEFAULT_TARGET_UTILIZATION = 70.0
+"""Knative's config-autoscaler ``container-concurrency-target-percentage`` (and its rps twin): the KPA aims at
+70% of the target, leaving headroom for a burst before the next replica is up."""
 MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 KNATIVE, STANDARD = "Knative", "Standard"
 LEGACY_MODES = {"Serverless": KNATIVE, "RawDeployment": STANDARD}
@@ -83,6 +90,9 @@ class PredictorSpec:
     enable_grpc: bool
     scale_request: float = 1.0
     """For a cpu or memory ``scale_metric``: the replica's request of it (cores, bytes), the 100% of its target."""
+    scale_utilization: float = DEFAULT_TARGET_UTILIZATION
+    """The percent of ``scale_target`` a replica is scaled at: Knative's target utilization for ``concurrency``
+    and ``rps``; 100 for ``cpu`` and ``memory`` (the HPA aims at its target itself)."""
     allow_unsafe_pickle: bool = False
     model_name: str | None = None  # --model_name; None: the InferenceService's name
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # spec.predictor.model.env, name -> value
@@ -195,6 +205,7 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                                f"{metric!r} (Kubernetes' HPA) a revision keeps at least one replica.")
         request = _request(model.get("resources"), metric, f"{where}.resources")
     window = annotations.get(WINDOW_ANNOTATION)
+    utilization = 100.0 if metric in UTILIZATION_METRICS else _utilization(annotations.get(UTILIZATION_ANNOTATION))
     grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes") or _h2c(model.get("ports"))
     unsafe = str(annotations.get(UNSAFE_PICKLE_ANNOTATION, "false")).lower()
     if unsafe not in ("true", "false"):
@@ -203,6 +214,7 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     return PredictorSpec(model_format=fmt, storage_uri=storage_uri, model_class=model_class,
                          python_path=str(python_path) if python_path else None, min_replicas=min_replicas,
                          max_replicas=max_replicas, scale_target=target, scale_metric=metric, scale_request=request,
+                         scale_utilization=utilization,
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
                          model_name=_model_name(model.get("args"), f"{where}.args"),
@@ -236,14 +248,38 @@ def annotations_of(manifest: dict[str, Any]) -> dict[str, Any]:
     return annotations if isinstance(annotations, dict) else {}
 
 
+def effective_target(spec: PredictorSpec) -> float:
+    """What a replica is scaled at: Knative's ``max(1, target * utilization)`` (its ResolveMetricTarget), so a
+    ``scaleTarget`` of 1 stays 1; for cpu and memory the target itself."""
+    return max(1.0, spec.scale_target * spec.scale_utilization / 100)
+
+
 def autoscaling(spec: PredictorSpec) -> dict[str, Any]:
-    """How a revision scales, for its status and pages: the metric, its target a replica (``per`` says in what),
-    the replica bounds."""
+    """How a revision scales, for its status and pages: the metric, its target a replica (``per`` says in what,
+    with the utilization it is scaled at for the KPA's metrics), the replica bounds."""
     per = {"concurrency": "requests in flight a replica", "rps": "requests per second a replica",
            "cpu": f"percent of the {spec.scale_request:g} CPU a replica requests",
            "memory": f"percent of the {spec.scale_request / 2**20:g} MiB a replica requests"}[spec.scale_metric]
-    return {"metric": spec.scale_metric, "target": spec.scale_target, "per": per,
-            "minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas}
+    scaling: dict[str, Any] = {"metric": spec.scale_metric, "target": spec.scale_target, "per": per,
+                               "minReplicas": spec.min_replicas, "maxReplicas": spec.max_replicas}
+    if spec.scale_metric not in UTILIZATION_METRICS:
+        scaling["targetUtilizationPercentage"] = spec.scale_utilization
+        scaling["per"] += f" (scaled at {spec.scale_utilization:g}%: {effective_target(spec):g})"
+    return scaling
+
+
+def _utilization(value: Any) -> float:
+    """The annotation's percent, validated as Knative's webhook does (a number from 1 to 100); 70 when unset."""
+    if value is None:
+        return DEFAULT_TARGET_UTILIZATION
+    try:
+        percent = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        percent = math.nan
+    if not 1 <= percent <= 100:  # NaN fails too
+        raise InvalidInput(f"Annotation {UTILIZATION_ANNOTATION} {value!r} must be a number from 1 to 100 "
+                           '(e.g. "70"): the percent of scaleTarget a replica is scaled at.')
+    return percent
 
 
 def _h2c(ports: Any) -> bool:
