@@ -54,6 +54,7 @@ def test_a_ready_predictor_shows_its_autoscaling_labels_owner_and_revisions(
     assert template[AUTOSCALING + "metric"] == "concurrency" and template[AUTOSCALING + "target"] == "2"
     assert template[AUTOSCALING + "class"] == "kpa.autoscaling.knative.dev"
     assert (template[AUTOSCALING + "min-scale"], template[AUTOSCALING + "max-scale"]) == ("1", "3")
+    assert AUTOSCALING + "target-utilization-percentage" not in template  # KServe writes none: Knative's 70% applies
     assert template["team"] == "fraud"  # the isvc's own annotations propagate; kubectl's last-applied does not
     assert "kubectl.kubernetes.io/last-applied-configuration" not in template
     assert template["internal.serving.kserve.io/storage-initializer-sourceuri"] == "pvc://models/ksvc-iris"

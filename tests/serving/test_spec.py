@@ -70,6 +70,14 @@ def test_a_target_utilization_outside_knatives_bounds_is_refused(value: Any) -> 
         utilized(value)
 
 
+def test_the_predictors_own_autoscaling_annotations_win_as_on_the_knative_revision() -> None:
+    """KServe writes the predictor's annotations over the InferenceService's on the Knative revision, where
+    Knative reads them: the window and the target utilization there win."""
+    spec = utilized("90", annotations={UTILIZATION_ANNOTATION: "60", "autoscaling.knative.dev/window": "7s"})
+    assert (spec.predictor.scale_utilization, spec.predictor.scale_window) == (60.0, 7.0)
+    assert utilized("90").predictor.scale_window is None
+
+
 def test_the_scaling_summary_says_the_utilization_of_the_kpas_metrics_only() -> None:
     summary = autoscaling(utilized("70", scaleTarget=10).predictor)
     assert summary["per"] == "requests in flight a replica (scaled at 70%: 7)"

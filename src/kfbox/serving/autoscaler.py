@@ -9,10 +9,10 @@ replica is scaled at (:func:`kfbox.serving.spec.effective_target`):
   ``max(1, scaleTarget * utilization / 100)``, the utilization from the annotation
   ``autoscaling.knative.dev/target-utilization-percentage`` (default 70): a ``scaleTarget`` of 10 in flight
   adds a replica at 7. A burst (the last tenth of the window, Knative's "panic window") scales up at once.
-* The HPA's: ``cpu`` and ``memory`` (aimed at ``scaleTarget`` itself), the ready replicas' use as a percent of one replica's request, so
-  ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``, left alone within the HPA's
-  10% tolerance. Averaged over the whole window, with no panic window: a tick's CPU reading is coarse (the
-  kernel counts in 10 ms steps), and the HPA too acts on averaged metrics.
+* The HPA's: ``cpu`` and ``memory``, aimed at ``scaleTarget`` itself: the ready replicas' use as a percent of
+  one replica's request, so ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``, left
+  alone within the HPA's 10% tolerance. Averaged over the whole window, with no panic window: a tick's CPU
+  reading is coarse (the kernel counts in 10 ms steps), and the HPA too acts on averaged metrics.
 
 Scaling down waits until a whole window has passed since the last scale-up and then follows the window's
 figure; zero is reached only when ``minReplicas`` is 0 and no request arrived for a whole window.

@@ -37,7 +37,7 @@ SPEC_UNUSED = frozenset({"tracing"})
 # V1beta1PredictorSpec: kfbox's own fields, then what it refuses; every other field of KServe's
 # PredictorSpec (the pod spec's scheduling, security and resource fields) passes unused
 PREDICTOR_HONOURED = frozenset({"model", "minReplicas", "maxReplicas", "scaleMetric", "scaleTarget",
-                                "canaryTrafficPercent", *FORMAT_SHORTHANDS})
+                                "canaryTrafficPercent", "annotations", *FORMAT_SHORTHANDS})
 PREDICTOR_REFUSED = {
     "containers": f"a custom container predictor is not supported (use spec.predictor.model): {SEE}",
     "initContainers": f"init containers are not supported: {SEE}",
@@ -50,7 +50,7 @@ PREDICTOR_REFUSED = {
        for fmt in ("onnx", "pmml", "paddle", "pytorch", "tensorflow", "triton")},
 }
 PREDICTOR_UNUSED = frozenset({
-    "activeDeadlineSeconds", "affinity", "annotations", "autoScaling", "automountServiceAccountToken",
+    "activeDeadlineSeconds", "affinity", "autoScaling", "automountServiceAccountToken",
     "containerConcurrency", "deploymentStrategy", "dnsConfig", "dnsPolicy", "enableServiceLinks",
     "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork", "hostPID", "hostUsers", "hostname",
     "hostnameOverride", "imagePullSecrets", "labels", "name", "nodeName", "nodeSelector", "os", "overhead",

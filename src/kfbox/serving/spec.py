@@ -4,7 +4,8 @@ The manifest is kept verbatim; :class:`PredictorSpec` is the part that defines a
 Knative's autoscaling annotations are honoured: ``autoscaling.knative.dev/window`` (the idle
 window before scaling down, e.g. ``"2s"``) and ``autoscaling.knative.dev/target-utilization-percentage``
 (the percent of ``scaleTarget`` the KPA aims at, 1-100, default 70 as Knative's config-autoscaler
-``container-concurrency-target-percentage``; for ``concurrency`` and ``rps`` only, as Knative's KPA);
+``container-concurrency-target-percentage``; for ``concurrency`` and ``rps`` only, as Knative's KPA), in
+``metadata.annotations`` or ``spec.predictor.annotations`` (which win, as on the Knative revision KServe writes);
 kfbox's own live under ``serving.kfbox.io/``:
 ``model-class`` (``module:Class``, a ``kserve.Model`` subclass), ``python-path`` (a folder
 to import it from), ``enable-grpc`` and ``allow-unsafe-pickle`` (``"true"``: load pickle/joblib
@@ -204,8 +205,10 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
             raise InvalidInput(f"spec.predictor.minReplicas 0 needs scaleMetric 'concurrency' or 'rps': with "
                                f"{metric!r} (Kubernetes' HPA) a revision keeps at least one replica.")
         request = _request(model.get("resources"), metric, f"{where}.resources")
-    window = annotations.get(WINDOW_ANNOTATION)
-    utilization = 100.0 if metric in UTILIZATION_METRICS else _utilization(annotations.get(UTILIZATION_ANNOTATION))
+    # Knative reads its annotations on the revision, where KServe writes the predictor's over the isvc's
+    revision = {**annotations, **_mapping(predictor.get("annotations") or {}, "spec.predictor.annotations")}
+    window = revision.get(WINDOW_ANNOTATION)
+    utilization = 100.0 if metric in UTILIZATION_METRICS else _utilization(revision.get(UTILIZATION_ANNOTATION))
     grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes") or _h2c(model.get("ports"))
     unsafe = str(annotations.get(UNSAFE_PICKLE_ANNOTATION, "false")).lower()
     if unsafe not in ("true", "false"):
