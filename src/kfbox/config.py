@@ -49,6 +49,10 @@ class Settings:
     serving_scale_window: float = 60.0
     """Seconds without load before replicas scale down (Knative's stable window); per service:
     annotation autoscaling.knative.dev/window."""
+    serving_hpa_downscale_stabilization: float = 300.0
+    """Seconds over which a cpu- or memory-scaled predictor (Kubernetes' HPA) scales down only to the highest
+    recommendation (KFBOX_SERVING_HPA_DOWNSCALE_STABILIZATION): kube-controller-manager's
+    ``--horizontal-pod-autoscaler-downscale-stabilization``, cluster-wide there too; default 5 minutes."""
     serving_cold_start_timeout: float = 60.0
     serving_replica_start_timeout: float = 120.0
     serving_warm_standby: bool = True
@@ -156,6 +160,9 @@ class Settings:
         if not 0 <= self.data_plane_restart_backoff <= 60:
             raise InvalidInput(f"Data plane restart backoff {self.data_plane_restart_backoff}s is out of range; "
                                "use 0-60 seconds (KFBOX_DATA_PLANE_RESTART_BACKOFF).")
+        if self.serving_hpa_downscale_stabilization < 0:
+            raise InvalidInput(f"HPA downscale stabilization {self.serving_hpa_downscale_stabilization}s is negative; "
+                               "use 0 or more seconds (KFBOX_SERVING_HPA_DOWNSCALE_STABILIZATION).")
         if self.container_runtime not in CONTAINER_RUNTIMES:
             raise InvalidInput(f"Container runtime {self.container_runtime!r} is not one of "
                                f"{', '.join(CONTAINER_RUNTIMES)} (--containers / KFBOX_CONTAINER_RUNTIME).")

@@ -1,5 +1,5 @@
-"""Knative's KPA in miniature (kfbox.serving.autoscaler), with an injected clock: each test feeds the samples a
-pool would take at given moments and asks for the replicas it wants then. No process is started."""
+"""Knative's KPA and the HPA in miniature (kfbox.serving.autoscaler), with an injected clock: each test feeds the
+samples a pool would take at given moments and asks for the replicas it wants then. No process is started."""
 
 from __future__ import annotations
 
@@ -94,9 +94,11 @@ def test_cpu_follows_the_hpas_formula_over_the_window() -> None:
     assert wants[-1] == 6
 
 
-def test_cpu_scales_down_to_min_replicas_once_idle_for_a_window() -> None:
-    scaler = Autoscaler(min_replicas=2, max_replicas=10, target=50, window=WINDOW, metric="cpu")
-    now, wants = utilization(scaler, [300.0] * round(WINDOW / TICK))
+def test_cpu_scales_down_to_min_replicas_once_idle_for_the_stabilization_window() -> None:
+    """With the HPA's stabilization window as short as the averaging window, two windows idle reach minReplicas."""
+    scaler = Autoscaler(min_replicas=2, max_replicas=10, target=50, window=WINDOW, metric="cpu",
+                        downscale_stabilization=WINDOW)
+    now, wants = utilization(scaler, [300.0] * round(2 * WINDOW / TICK))  # up by at most 4 pods per 15 s
     assert wants[-1] == 6
     _, wants = utilization(scaler, [0.0] * round(2 * WINDOW / TICK), start=now, current=6)
     assert wants[-1] == 2
@@ -143,4 +145,44 @@ def test_a_target_of_one_is_not_lowered_below_one() -> None:
 def test_cpu_aims_at_its_target_whatever_the_annotation() -> None:
     """The HPA's metrics have no target utilization: 300% of a replica's request at a target of 50% is six."""
     scaler = scaler_of("50", scaleMetric="cpu", scaleTarget=50)
-    assert utilization(scaler, [300.0] * round(WINDOW / TICK))[1][-1] == 6
+    assert utilization(scaler, [300.0] * round(2 * WINDOW / TICK))[1][-1] == 6  # 4 pods at most per 15 s
+
+
+def test_cpu_scales_down_only_after_the_hpas_stabilization_window() -> None:
+    """The HPA's default behavior: after a spike, idle replicas stay until the spike's recommendations have left
+    the last 300 s (not one averaging window), then follow the window's recommendations down to minReplicas."""
+    scaler = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu")
+    now, wants = utilization(scaler, [300.0] * round(2 * WINDOW / TICK))
+    assert wants[-1] == 6
+    now, wants = utilization(scaler, [0.0] * round(290 / TICK), start=now, current=6)
+    assert set(wants) == {6}  # the recommendations dropped to 1 after a window; the replicas did not
+    _, wants = utilization(scaler, [0.0] * round(30 / TICK), start=now, current=6)
+    assert wants[-1] == 1
+    assert wants == sorted(wants, reverse=True) and len(set(wants)) > 2  # down as the spike's figures age out
+
+
+def test_a_dip_inside_the_stabilization_window_does_not_scale_down() -> None:
+    """Twenty idle seconds (two averaging windows: the recommendation falls to one) amid a steady load keep all
+    six replicas; with the stabilization as short as the window they would be cut and started again."""
+    scaler = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu")
+    now, wants = utilization(scaler, [300.0] * round(2 * WINDOW / TICK))
+    assert wants[-1] == 6
+    now, dip = utilization(scaler, [0.0] * round(2 * WINDOW / TICK), start=now, current=6)
+    _, back = utilization(scaler, [300.0] * round(2 * WINDOW / TICK), start=now, current=6)
+    assert set(dip) == set(back) == {6}
+    short = Autoscaler(min_replicas=1, max_replicas=10, target=50, window=WINDOW, metric="cpu",
+                       downscale_stabilization=WINDOW)
+    now, _ = utilization(short, [300.0] * round(2 * WINDOW / TICK))
+    assert utilization(short, [0.0] * round(2 * WINDOW / TICK), start=now, current=6)[1][-1] == 1
+
+
+def test_cpu_scales_up_by_at_most_four_pods_or_double_per_15_seconds() -> None:
+    """The HPA's default scale-up policies (the larger of 4 pods and 100% per 15 s): from one replica wanting 30,
+    five (4 pods beat doubling), held until the scale-up leaves the 15 s period, then ten (doubling beats 4 pods),
+    then twenty, then thirty."""
+    scaler = Autoscaler(min_replicas=1, max_replicas=40, target=10, window=TICK, metric="cpu")
+    _, wants = utilization(scaler, [300.0] * round(50 / TICK))  # 300% of one request / 10% = 30 replicas
+    per_tick = round(15 / TICK)
+    assert wants[:per_tick] == [5] * per_tick
+    assert wants[per_tick:2 * per_tick] == [10] * per_tick
+    assert wants[2 * per_tick] == 20 and wants[-1] == 30

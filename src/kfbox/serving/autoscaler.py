@@ -12,7 +12,10 @@ replica is scaled at (:func:`kfbox.serving.spec.effective_target`):
 * The HPA's: ``cpu`` and ``memory``, aimed at ``scaleTarget`` itself: the ready replicas' use as a percent of
   one replica's request, so ``ceil(use / target)`` is the HPA's ``ceil(replicas * utilization / target)``, left
   alone within the HPA's 10% tolerance. Averaged over the whole window, with no panic window: a tick's CPU
-  reading is coarse (the kernel counts in 10 ms steps), and the HPA too acts on averaged metrics.
+  reading is coarse (the kernel counts in 10 ms steps), and the HPA too acts on averaged metrics. Then, instead
+  of the wait below, the HPA's default ``behavior`` (KServe writes it empty): down only to the highest
+  recommendation of the last ``downscale_stabilization`` seconds (300, kube-controller-manager's
+  ``--horizontal-pod-autoscaler-downscale-stabilization``), up by at most max(4 pods, 100%) per 15 s.
 
 Scaling down waits until a whole window has passed since the last scale-up and then follows the window's
 figure; zero is reached only when ``minReplicas`` is 0 and no request arrived for a whole window.
@@ -31,11 +34,17 @@ RATE_METRICS = frozenset({"rps"})
 """Sampled as a running count: the figure is its growth per second."""
 HPA_TOLERANCE = 0.1
 """The HPA's tolerance: within 10% of the target's use, the replicas are left as they are (no flapping)."""
+HPA_DOWNSCALE_STABILIZATION = 300.0
+"""The HPA's default ``behavior.scaleDown.stabilizationWindowSeconds``, in seconds."""
+HPA_SCALE_UP_PERIOD = 15.0
+HPA_SCALE_UP_PODS = 4
+"""The HPA's default ``behavior.scaleUp.policies``: 4 pods or 100% (the larger) per 15 s."""
 
 
 class Autoscaler:
     def __init__(self, min_replicas: int, max_replicas: int, target: float, window: float,
-                 metric: str = "concurrency") -> None:
+                 metric: str = "concurrency", *,
+                 downscale_stabilization: float = HPA_DOWNSCALE_STABILIZATION) -> None:
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.target = target
@@ -44,11 +53,18 @@ class Autoscaler:
         self.samples: deque[tuple[float, float]] = deque()
         """(when, value), oldest first, a window's worth and the sample before it."""
         self.last_scale_up = 0.0
+        self.downscale_stabilization = downscale_stabilization
+        self.recommendations: deque[tuple[float, int]] = deque()
+        """The HPA's recommendations (when, replicas) of the last stabilization window, oldest first."""
+        self.scale_ups: deque[tuple[float, int]] = deque()
+        """The HPA's scale-ups (when, replicas added) of the last scale-up period."""
 
     @classmethod
-    def of(cls, spec: PredictorSpec, window: float) -> Autoscaler:
+    def of(cls, spec: PredictorSpec, window: float, *,
+           downscale_stabilization: float = HPA_DOWNSCALE_STABILIZATION) -> Autoscaler:
         """The autoscaler of a revision: its bounds, metric and the target a replica is scaled at."""
-        return cls(spec.min_replicas, spec.max_replicas, effective_target(spec), window, spec.scale_metric)
+        return cls(spec.min_replicas, spec.max_replicas, effective_target(spec), window, spec.scale_metric,
+                   downscale_stabilization=downscale_stabilization)
 
     def observe(self, now: float, value: float) -> None:
         """The metric's value now: in flight or percent of a request for an average, a running count for a rate."""
@@ -75,15 +91,12 @@ class Autoscaler:
         return self._figure(now - self.window) if self.samples else None
 
     def desired(self, now: float, current: int, last_request_at: float) -> int:
+        if self.metric in UTILIZATION_METRICS:
+            return self._hpa_desired(now, current)
         figure = self._figure(now - self.window)
         steady = math.ceil(figure / self.target)
-        if self.metric in UTILIZATION_METRICS:  # no panic window: the window's figure scales up and down
-            if current and abs(figure / (self.target * current) - 1) <= HPA_TOLERANCE:
-                steady = current
-            burst = steady
-        else:
-            panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
-            burst = math.ceil(self._figure(now - panic_window) / self.target)
+        panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
+        burst = math.ceil(self._figure(now - panic_window) / self.target)
         if burst > current:
             self.last_scale_up = now
             want = burst
@@ -94,3 +107,26 @@ class Autoscaler:
         if now - last_request_at < self.window:
             want = max(want, 1)  # recently used: keep one warm until the window passes
         return max(self.min_replicas, min(self.max_replicas, want))
+
+    def _hpa_desired(self, now: float, current: int) -> int:
+        """The HPA's replicas for cpu or memory, as its controller computes them with the default behavior
+        (``normalizeDesiredReplicasWithBehaviors``): the recommendation, down only to the highest of the
+        stabilization window's, up by at most max(4 pods, 100%) of the replicas at the start of the period."""
+        figure = self._figure(now - self.window)
+        recommendation = math.ceil(figure / self.target)
+        if current and abs(figure / (self.target * current) - 1) <= HPA_TOLERANCE:
+            recommendation = current
+        while self.recommendations and self.recommendations[0][0] <= now - self.downscale_stabilization:
+            self.recommendations.popleft()
+        highest = max([recommendation, *(replicas for _, replicas in self.recommendations)])
+        self.recommendations.append((now, recommendation))
+        want = recommendation if recommendation >= current else min(current, highest)
+        while self.scale_ups and self.scale_ups[0][0] <= now - HPA_SCALE_UP_PERIOD:
+            self.scale_ups.popleft()
+        if want > current:
+            start = current - sum(added for _, added in self.scale_ups)
+            want = min(want, max(current, start + HPA_SCALE_UP_PODS, 2 * start))
+        want = max(self.min_replicas, min(self.max_replicas, want))
+        if want > current:
+            self.scale_ups.append((now, want - current))
+        return want

@@ -195,6 +195,7 @@ class ServingManager:
                                 allow_unsafe_pickle=self.settings.allow_unsafe_pickle,
                                 queue_per_replica=self.settings.serving_queue_per_replica,
                                 drain_seconds=self.settings.serving_drain_seconds,
+                                hpa_downscale_stabilization=self.settings.serving_hpa_downscale_stabilization,
                                 release=self.release, forget=self.forget,
                                 title=f"kfbox replica {record.namespace}/{record.name} rev {number}")
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,

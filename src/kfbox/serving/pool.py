@@ -64,6 +64,9 @@ class PoolConfig:
     """The server-wide opt-in (KFBOX_ALLOW_UNSAFE_PICKLE); a service can opt in by annotation."""
     queue_per_replica: int = 128
     drain_seconds: float = 30.0
+    hpa_downscale_stabilization: float = 300.0
+    """cpu and memory scale down only to the highest recommendation of this many seconds (the HPA's
+    stabilization window: :mod:`kfbox.serving.autoscaler`)."""
     """How long a stopping replica's requests get to finish before it is stopped."""
     """Requests held per ready replica (one counted while none is ready) before the gateway answers 503
     at once: past that a replica only queues, and an overloaded service must say so fast, never time out."""
@@ -86,7 +89,8 @@ class ReplicaPool:
         self.resolve = resolve
         self.replicas: list[Replica] = []
         self.autoscaler = Autoscaler.of(spec, spec.scale_window if spec.scale_window is not None
-                                        else config.scale_window)
+                                        else config.scale_window,
+                                        downscale_stabilization=config.hpa_downscale_stabilization)
         self.desired = max(spec.min_replicas, 1)  # a new revision starts one replica, as KServe does
         self.model_path: Path | None = None
         self.failure: str | None = None
