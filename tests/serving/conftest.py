@@ -25,8 +25,11 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedSe
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
+    # the HPA's stabilization (300 s by default) would hold a cpu-scaled predictor's replicas for five minutes
+    # after its load: test_scaling's cpu test waits for the scale-down, with the 2 s window its services get
     shared = SharedServer(ServerProcess.start(tmp_path_factory.mktemp("shared-home"), extra_env=
-                                              {"KFBOX_SERVING_GRPC_PORT": str(port)}), port)
+                                              {"KFBOX_SERVING_GRPC_PORT": str(port),
+                                               "KFBOX_SERVING_HPA_DOWNSCALE_STABILIZATION": "2"}), port)
     yield shared
     shared.server.stop()
 

@@ -166,6 +166,24 @@ def test_get_deploy_and_hpa_show_a_standard_predictor_as_kserves_raw_objects(kub
     ok(kube_env, "delete", "isvc", "raw-view", "-n", NS)
 
 
+def test_apply_refuses_a_standard_predictor_whose_hpa_cannot_scale_on_its_metric(kube_env: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    """KServe's validating webhook: with autoscalerClass hpa, Standard mode scales on cpu or memory only; the
+    refusal carries its message and nothing is created."""
+    body = yaml.safe_load(MANIFEST.read_text())
+    body["metadata"]["name"] = "hpa-concurrency"
+    body["metadata"]["annotations"] = {"serving.kserve.io/deploymentMode": "Standard",
+                                       "serving.kserve.io/autoscalerClass": "hpa"}
+    body["spec"]["predictor"]["scaleMetric"] = "concurrency"
+    path = tmp_path / "hpa-concurrency.yaml"
+    path.write_text(yaml.safe_dump(body))
+    refused = kubectl(kube_env, "apply", "-f", str(path))
+    assert refused.returncode == 1 and "[concurrency] is not a supported metric" in refused.stderr, refused.stderr
+    assert 'The InferenceService "hpa-concurrency" is invalid' in refused.stderr, refused.stderr  # 422, as kfbox
+    # answers every manifest it refuses (a cluster's webhook denial is a 403 naming the webhook)
+    assert "NotFound" in kubectl(kube_env, "get", "isvc", "hpa-concurrency", "-n", NS).stderr
+
+
 def test_get_deploy_watch_and_rollout_status_follow_a_standard_predictor(kube_env: dict[str, str],
                                                                          tmp_path: Path) -> None:
     created(kube_env, tmp_path, "rollout", standard=True)

@@ -154,6 +154,53 @@ def test_a_serverless_predictor_keeps_knatives_defaults() -> None:
     assert (spec.scale_metric, spec.min_replicas) == ("concurrency", 0)
 
 
+def scaled(annotations: dict[str, str], **fields: Any) -> InferenceServiceSpec:
+    return InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris", "annotations": annotations},
+                                       "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"},
+                                                                        "storageUri": "pvc://models/iris"},
+                                                              **fields}}})
+
+
+HPA_CLASS = {"serving.kserve.io/autoscalerClass": "hpa"}
+
+
+@pytest.mark.parametrize(("annotations", "fields", "message"), [
+    ({MODE_ANNOTATION: "Standard", **HPA_CLASS}, {"scaleMetric": "concurrency"},
+     r"^\[concurrency\] is not a supported metric$"),
+    ({MODE_ANNOTATION: "RawDeployment", **HPA_CLASS}, {"scaleMetric": "rps"}, r"^\[rps\] is not a supported metric$"),
+    ({"autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"}, {"scaleMetric": "concurrency"},
+     r"^\[concurrency\] is not a supported metric$"),  # Knative mode, scaled by Knative's HPA class
+    ({MODE_ANNOTATION: "Standard", **HPA_CLASS}, {"scaleMetric": "memory", "scaleTarget": 150},
+     r"^the target utilization percentage should be a \[1-100\] integer$"),
+    ({MODE_ANNOTATION: "Standard", "serving.kserve.io/autoscalerClass": "keda"}, {"scaleMetric": "cpu"},
+     "^ScaleMetric is not supported for KEDA$"),
+    ({MODE_ANNOTATION: "Standard", "serving.kserve.io/autoscalerClass": "kpa"}, {},
+     r"^\[kpa\] is not a supported autoscaler class type$"),
+])
+def test_kserves_webhook_refuses_a_metric_the_named_autoscaler_cannot_serve(
+        annotations: dict[str, str], fields: dict[str, Any], message: str) -> None:
+    """KServe's validating webhook, with its messages: the HPA (named by autoscalerClass hpa in Standard mode, or
+    by Knative's HPA class) scales on cpu or memory only, at most 100%; KEDA takes no scaleMetric."""
+    with pytest.raises(InvalidInput, match=message):
+        scaled(annotations, **fields)
+
+
+@pytest.mark.parametrize("annotations", [
+    {MODE_ANNOTATION: "Standard"},  # KServe's HPA gets no metric: the API server defaults it to 80% CPU
+    {MODE_ANNOTATION: "Standard", "serving.kserve.io/autoscalerClass": "external"},
+    {MODE_ANNOTATION: "Standard", "serving.kserve.io/autoscalerClass": "none"},
+    {"serving.kserve.io/autoscalerClass": "hpa"},  # the class is read in Standard mode only
+])
+def test_kserves_webhook_checks_the_metric_only_where_the_manifest_names_the_hpa(annotations: dict[str, str]) -> None:
+    """Only what KServe refuses is refused: the same predictor is let through where the HPA is not named."""
+    assert scaled(annotations, scaleMetric="concurrency").predictor.scale_metric == "concurrency"
+    with pytest.raises(InvalidInput, match="concurrency"):
+        scaled({**annotations, MODE_ANNOTATION: "Standard", **HPA_CLASS}, scaleMetric="concurrency")
+    assert scaled({MODE_ANNOTATION: "Standard", **HPA_CLASS}, scaleMetric="cpu",
+                  scaleTarget=100).predictor.scale_target == 100
+
+
 def test_an_update_keeps_the_deployment_mode_the_inference_service_was_created_in() -> None:
     def annotated(mode: str | None) -> dict[str, Any]:
         return {"metadata": {"name": "m", **({"annotations": {MODE_ANNOTATION: mode}} if mode else {})}}

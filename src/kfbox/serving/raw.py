@@ -58,13 +58,12 @@ from kfbox.serving.owned import (
 )
 from kfbox.serving.printer import Column, age
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.spec import MODE_ANNOTATION, STANDARD
+from kfbox.serving.spec import AUTOSCALER_CLASS, MODE_ANNOTATION, STANDARD
 from kfbox.serving.status import condition
 
 APPS = "/apis/apps/v1"
 AUTOSCALING_V1 = "/apis/autoscaling/v1"
 AUTOSCALING_V2 = "/apis/autoscaling/v2"
-AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 V1_METRICS = "autoscaling.alpha.kubernetes.io/metrics"
 CONTAINER = "kserve-container"
 DEFAULT_UTILIZATION = 80  # KServe's DefaultCPUUtilization, and the API server's default for an HPA without metrics

@@ -58,6 +58,12 @@ LEGACY_MODES = {"Serverless": KNATIVE, "RawDeployment": STANDARD}
 """KServe's ParseDeploymentMode: the older names of the modes."""
 DEFAULT_MODE = KNATIVE
 """KServe's inferenceservice-config ships ``defaultDeploymentMode: Serverless``."""
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+AUTOSCALER_CLASSES = ("hpa", "external", "keda", "none")
+"""KServe's AutoscalerAllowedClassList."""
+KNATIVE_CLASS = "autoscaling.knative.dev/class"
+KNATIVE_HPA = "hpa.autoscaling.knative.dev"
+""":data:`KNATIVE_CLASS` naming Knative's HPA class: Knative mode scaled by an HPA."""
 CLASS_ANNOTATION = "serving.kfbox.io/model-class"
 PATH_ANNOTATION = "serving.kfbox.io/python-path"
 GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
@@ -199,6 +205,7 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     default_target = {"concurrency": DEFAULT_SCALE_TARGET, "rps": DEFAULT_RPS_TARGET}.get(metric,
                                                                                         DEFAULT_UTILIZATION_TARGET)
     target = _int(predictor.get("scaleTarget", default_target), "scaleTarget", 1)
+    _check_autoscaler(annotations, standard, predictor)
     request = 1.0
     if metric in UTILIZATION_METRICS:
         if min_replicas == 0:
@@ -222,6 +229,28 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
                          model_name=_model_name(model.get("args"), f"{where}.args"),
                          env=_env(model.get("env"), f"{where}.env"))
+
+
+def _check_autoscaler(annotations: dict[str, Any], standard: bool, predictor: dict[str, Any]) -> None:
+    """KServe's validating webhook on the autoscaler (``validateInferenceServiceAutoscaler``,
+    ``validateAutoScalingCompExtension``), with its messages. It checks the metric against the HPA only where the
+    manifest names the HPA: Standard mode with ``autoscalerClass: hpa``, or Knative's HPA class. A Standard
+    predictor without the class is not checked (KServe's HPA then gets no metric and the API server's default,
+    80% CPU: see :mod:`kfbox.serving.raw`); ``external`` and ``none`` are not either; KEDA takes no scaleMetric.
+    (Knative mode's KPA check, which refuses cpu and memory, is not made here.)"""
+    autoscaler = annotations.get(AUTOSCALER_CLASS)
+    if autoscaler is not None and autoscaler not in AUTOSCALER_CLASSES:
+        raise InvalidInput(f"[{autoscaler}] is not a supported autoscaler class type")
+    if standard and autoscaler == "keda" and predictor.get("scaleMetric") is not None:
+        raise InvalidInput("ScaleMetric is not supported for KEDA")
+    if (autoscaler != "hpa" if standard else annotations.get(KNATIVE_CLASS) != KNATIVE_HPA):
+        return
+    metric, target = predictor.get("scaleMetric") or "cpu", predictor.get("scaleTarget")
+    if metric not in UTILIZATION_METRICS:
+        raise InvalidInput(f"[{metric}] is not a supported metric")
+    # KServe's ``metric == MetricCPU && target < 1 || target > 100`` refuses memory over 100 too (under 1: above)
+    if isinstance(target, int) and target > 100:
+        raise InvalidInput("the target utilization percentage should be a [1-100] integer")
 
 
 def deployment_mode(annotations: dict[str, Any]) -> str:
