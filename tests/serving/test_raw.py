@@ -122,6 +122,11 @@ def test_each_mode_shows_only_its_own_objects_and_they_are_read_only(client: htt
     assert hpa["spec"]["metrics"] == [{"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
     assert hpa["spec"]["minReplicas"] == 1  # the HPA's floor, even for minReplicas 0
+    # KServe's empty behavior as the API server defaults it: the scale-down stabilization is left to the flag
+    assert hpa["spec"]["behavior"] == {
+        "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+            {"type": "Pods", "value": 4, "periodSeconds": 15}, {"type": "Percent", "value": 100, "periodSeconds": 15}]},
+        "scaleDown": {"selectPolicy": "Max", "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]}}
     assert hpa["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
     refused(lambda: custom.get_namespaced_custom_object("autoscaling", "v1", NS, HPA, "raw-knative-predictor"), 404)
 

@@ -26,7 +26,8 @@ replicas and container env, the HPA's target). kfbox shows them as KServe builds
   kfbox still scales such a predictor on its KPA metric. ``status.currentMetrics`` is the utilization kfbox
   measures, when the HPA's metric is the one it scales on. ``autoscaling/v1`` is the API server's
   conversion (``targetCPUUtilizationPercentage``; another metric in annotation
-  ``autoscaling.alpha.kubernetes.io/metrics``).
+  ``autoscaling.alpha.kubernetes.io/metrics``). ``spec.behavior``: KServe writes it empty, so it shows the API
+  server's defaults, which kfbox's autoscaler follows.
 
 Example::
 
@@ -44,6 +45,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from kfbox.serving.autoscaler import HPA_SCALE_UP_PERIOD, HPA_SCALE_UP_PODS
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.owned import (
     SUFFIX,
@@ -74,6 +76,18 @@ HPA_COLUMNS: list[Column] = [("Name", "string", "name"), ("Reference", "string",
                              ("MinPods", "string", ""), ("MaxPods", "integer", ""), ("Replicas", "integer", ""),
                              ("Age", "string", "")]
 """kubectl's columns for ``get deploy`` and ``get hpa``, as the API server prints them."""
+
+
+def _behavior() -> dict[str, Any]:
+    """KServe's HPA has an empty ``behavior``, which the API server fills with its defaults: scale up by 4 pods or
+    100% (the larger) per 15 s with no stabilization, down by up to 100% per 15 s; the scale-down stabilization is
+    left unset, so the controller-manager's flag applies (kfbox: KFBOX_SERVING_HPA_DOWNSCALE_STABILIZATION)."""
+    period = int(HPA_SCALE_UP_PERIOD)
+    return {"scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+                {"type": "Pods", "value": HPA_SCALE_UP_PODS, "periodSeconds": period},
+                {"type": "Percent", "value": 100, "periodSeconds": period}]},
+            "scaleDown": {"selectPolicy": "Max", "policies": [
+                {"type": "Percent", "value": 100, "periodSeconds": period}]}}
 
 
 def _meta(deployment: Deployment, kind: str) -> dict[str, Any]:
@@ -199,7 +213,8 @@ def hpa(deployment: Deployment) -> dict[str, Any] | None:
             "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"]},
                      "minReplicas": minimum, "maxReplicas": max(spec.max_replicas, minimum),
                      "metrics": [{"type": "Resource", "resource": {"name": metric, "target": {
-                         "type": "Utilization", "averageUtilization": target}}}]},
+                         "type": "Utilization", "averageUtilization": target}}}],
+                     "behavior": _behavior()},
             "status": status}
 
 
