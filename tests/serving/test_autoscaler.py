@@ -116,6 +116,8 @@ def test_cpu_within_the_hpas_tolerance_leaves_the_replicas_alone() -> None:
 def scaler_of(utilization: str | None = None, **predictor: Any) -> Autoscaler:
     """The autoscaler a pool makes for an InferenceService's predictor, annotated with ``utilization``."""
     annotations = {UTILIZATION_ANNOTATION: utilization} if utilization is not None else {}
+    if predictor.get("scaleMetric") in ("cpu", "memory"):  # Knative mode takes them with Knative's HPA class only
+        annotations["autoscaling.knative.dev/class"] = "hpa.autoscaling.knative.dev"
     spec = InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
                                        "metadata": {"name": "iris", "annotations": annotations},
                                        "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/iris"},

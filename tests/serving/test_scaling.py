@@ -155,12 +155,12 @@ def test_rps_scales_a_sequential_clients_load_up_and_down_after_idle(client: htt
 
 def test_cpu_scales_on_the_replicas_use_of_their_request_and_back_when_idle(client: httpx.Client,
                                                                            server: ServerProcess) -> None:
-    """``scaleMetric: cpu`` (the HPA's metric in KServe's Standard mode): a replica asking for 100m of CPU, with a
-    target of 50% of it, kept busy by one sequential client (far over 50m) scales to maxReplicas; idle (a
-    replica's idle use is far under 50m), back to minReplicas."""
+    """``scaleMetric: cpu`` (the HPA's metric: here Knative mode with Knative's HPA class, as KServe takes it): a
+    replica asking for 100m of CPU, with a target of 50% of it, kept busy by one sequential client (far over 50m)
+    scales to maxReplicas; idle (a replica's idle use is far under 50m), back to minReplicas."""
     train_iris(server.home / "pvc" / "models" / "busy")
-    body = manifest("busy", "pvc://models/busy", annotations=WINDOW, min_replicas=1, max_replicas=3,
-                    scale_target=50, scale_metric="cpu")
+    body = manifest("busy", "pvc://models/busy", min_replicas=1, max_replicas=3, scale_target=50, scale_metric="cpu",
+                    annotations={**WINDOW, "autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"})
     body["spec"]["predictor"]["model"]["resources"] = {"requests": {"cpu": "100m"}}
     apply(client, body)
     wait_ready(client, "busy")

@@ -32,9 +32,14 @@ def test_a_port_named_for_grpc_turns_grpc_on(ports: list[dict[str, Any]], grpc: 
     assert parse(ports, legacy=legacy).predictor.enable_grpc is grpc
 
 
-def predictor(**fields: Any) -> InferenceServiceSpec:
+KNATIVE_HPA_CLASS = {"autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"}
+"""Knative mode scaled by Knative's HPA class: where Knative mode takes cpu and memory."""
+
+
+def predictor(annotations: dict[str, str] | None = None, **fields: Any) -> InferenceServiceSpec:
     return InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                                       "metadata": {"name": "iris"}, "spec": {"predictor": {
+                                       "metadata": {"name": "iris", "annotations": annotations or {}},
+                                       "spec": {"predictor": {
                                            "model": {"modelFormat": {"name": "sklearn"},
                                                      "storageUri": "pvc://models/iris"}, **fields}}})
 
@@ -84,7 +89,8 @@ def test_the_scaling_summary_says_the_utilization_of_the_kpas_metrics_only() -> 
     assert summary["targetUtilizationPercentage"] == 70.0
     assert autoscaling(utilized("50", scaleMetric="rps", scaleTarget=5).predictor)["per"] == (
         "requests per second a replica (scaled at 50%: 2.5)")
-    hpa = autoscaling(utilized("50", scaleMetric="cpu", scaleTarget=60).predictor)  # the HPA has no utilization
+    hpa = autoscaling(scaled({**KNATIVE_HPA_CLASS, UTILIZATION_ANNOTATION: "50"}, scaleMetric="cpu",
+                             scaleTarget=60).predictor)  # the HPA has no utilization
     assert hpa["per"] == "percent of the 1 CPU a replica requests" and "targetUtilizationPercentage" not in hpa
 
 
@@ -105,7 +111,8 @@ def test_other_scale_metrics_are_refused_naming_kserves() -> None:
 def test_hpa_metrics_scale_on_a_percent_of_the_replicas_request(resources: dict[str, Any], metric: str,
                                                                  request_: float) -> None:
     spec = InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-                                       "metadata": {"name": "iris"}, "spec": {"predictor": {
+                                       "metadata": {"name": "iris", "annotations": KNATIVE_HPA_CLASS},
+                                       "spec": {"predictor": {
                                            "scaleMetric": metric, "sklearn": {"storageUri": "pvc://models/iris",
                                                                               "resources": resources}}}}).predictor
     assert (spec.scale_metric, spec.scale_target) == (metric, 80)  # KServe's DefaultCPUUtilization
@@ -126,7 +133,7 @@ def test_hpa_metrics_scale_on_a_percent_of_the_replicas_request(resources: dict[
 ])
 def test_hpa_metrics_refuse_what_the_hpa_cannot_do(fields: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidInput, match=message):
-        predictor(**fields)
+        predictor(KNATIVE_HPA_CLASS, **fields)
 
 
 def standard(mode: str, **fields: Any) -> InferenceServiceSpec:
@@ -154,6 +161,11 @@ def test_a_serverless_predictor_keeps_knatives_defaults() -> None:
     assert (spec.scale_metric, spec.min_replicas) == ("concurrency", 0)
 
 
+def test_knatives_hpa_class_scales_on_cpu_by_default_as_kserve_checks_it() -> None:
+    spec = predictor(KNATIVE_HPA_CLASS).predictor
+    assert (spec.scale_metric, spec.scale_target, spec.scale_request) == ("cpu", 80, 1.0)
+
+
 def scaled(annotations: dict[str, str], **fields: Any) -> InferenceServiceSpec:
     return InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
                                        "metadata": {"name": "iris", "annotations": annotations},
@@ -177,11 +189,18 @@ HPA_CLASS = {"serving.kserve.io/autoscalerClass": "hpa"}
      "^ScaleMetric is not supported for KEDA$"),
     ({MODE_ANNOTATION: "Standard", "serving.kserve.io/autoscalerClass": "kpa"}, {},
      r"^\[kpa\] is not a supported autoscaler class type$"),
+    # Knative mode without Knative's HPA class: Knative's KPA, which takes concurrency and rps only
+    ({}, {"scaleMetric": "cpu"}, r"^\[cpu\] is not a supported metric: Knative's KPA scales on concurrency or rps\. "
+                                 r"For cpu, annotate serving.kserve.io/deploymentMode: Standard"),
+    ({MODE_ANNOTATION: "Serverless"}, {"scaleMetric": "memory"}, r"^\[memory\] is not a supported metric"),
+    ({"autoscaling.knative.dev/class": "kpa.autoscaling.knative.dev"}, {"scaleMetric": "cpu"},
+     r"^\[cpu\] is not a supported metric"),
 ])
 def test_kserves_webhook_refuses_a_metric_the_named_autoscaler_cannot_serve(
         annotations: dict[str, str], fields: dict[str, Any], message: str) -> None:
     """KServe's validating webhook, with its messages: the HPA (named by autoscalerClass hpa in Standard mode, or
-    by Knative's HPA class) scales on cpu or memory only, at most 100%; KEDA takes no scaleMetric."""
+    by Knative's HPA class) scales on cpu or memory only, at most 100%; KEDA takes no scaleMetric; Knative's KPA
+    (Knative mode without Knative's HPA class) on concurrency or rps only (kfbox adds how to get cpu)."""
     with pytest.raises(InvalidInput, match=message):
         scaled(annotations, **fields)
 

@@ -199,7 +199,8 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     max_replicas = _int(predictor.get("maxReplicas", max_default), "maxReplicas", 0) or max_default
     if max_replicas < min_replicas:
         raise InvalidInput(f"spec.predictor.maxReplicas {max_replicas} is below minReplicas {min_replicas}.")
-    metric = predictor.get("scaleMetric", "cpu" if standard else "concurrency")  # the HPA's default, or the KPA's
+    hpa = standard or annotations.get(KNATIVE_CLASS) == KNATIVE_HPA  # KServe's HPA, or Knative's HPA class
+    metric = predictor.get("scaleMetric", "cpu" if hpa else "concurrency")  # the HPA's default, or the KPA's
     if metric not in SCALE_METRICS:
         raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not one of KServe's: {', '.join(SCALE_METRICS)}.")
     default_target = {"concurrency": DEFAULT_SCALE_TARGET, "rps": DEFAULT_RPS_TARGET}.get(metric,
@@ -237,13 +238,20 @@ def _check_autoscaler(annotations: dict[str, Any], standard: bool, predictor: di
     manifest names the HPA: Standard mode with ``autoscalerClass: hpa``, or Knative's HPA class. A Standard
     predictor without the class is not checked (KServe's HPA then gets no metric and the API server's default,
     80% CPU: see :mod:`kfbox.serving.raw`); ``external`` and ``none`` are not either; KEDA takes no scaleMetric.
-    (Knative mode's KPA check, which refuses cpu and memory, is not made here.)"""
+    Knative mode without Knative's HPA class is scaled by Knative's KPA, which refuses cpu and memory."""
     autoscaler = annotations.get(AUTOSCALER_CLASS)
     if autoscaler is not None and autoscaler not in AUTOSCALER_CLASSES:
         raise InvalidInput(f"[{autoscaler}] is not a supported autoscaler class type")
     if standard and autoscaler == "keda" and predictor.get("scaleMetric") is not None:
         raise InvalidInput("ScaleMetric is not supported for KEDA")
-    if (autoscaler != "hpa" if standard else annotations.get(KNATIVE_CLASS) != KNATIVE_HPA):
+    if not standard and annotations.get(KNATIVE_CLASS) != KNATIVE_HPA:  # Knative's KPA
+        kpa_metric = predictor.get("scaleMetric") or "concurrency"
+        if kpa_metric in UTILIZATION_METRICS:
+            raise InvalidInput(f"[{kpa_metric}] is not a supported metric: Knative's KPA scales on concurrency or "
+                               f"rps. For {kpa_metric}, annotate {MODE_ANNOTATION}: {STANDARD} (KServe's HPA) or "
+                               f"{KNATIVE_CLASS}: {KNATIVE_HPA} (Knative's HPA class).")
+        return
+    if standard and autoscaler != "hpa":
         return
     metric, target = predictor.get("scaleMetric") or "cpu", predictor.get("scaleTarget")
     if metric not in UTILIZATION_METRICS:
