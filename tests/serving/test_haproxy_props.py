@@ -63,6 +63,7 @@ class Slot:
     port: int
     weight: int
     ready: bool
+    maxconn: int = 64
 
 
 class Refused(AssertionError):
@@ -91,11 +92,11 @@ class Worker:
         for line in config.splitlines():
             if line.startswith("backend "):
                 backend = line.split()[1]
-            found = re.fullmatch(r"    server s(\d+) 127\.0\.0\.1:(\d+) weight (\d+) maxconn \d+( disabled)?", line)
+            found = re.fullmatch(r"    server s(\d+) 127\.0\.0\.1:(\d+) weight (\d+) maxconn (\d+)( disabled)?", line)
             if found and backend.startswith(("svc_", "split_")):
                 slots = backends.setdefault(backend, [])
                 assert int(found[1]) == len(slots) + 1, line  # s1, s2... in order
-                slots.append(Slot(int(found[2]), int(found[3]), found[4] is None))
+                slots.append(Slot(int(found[2]), int(found[3]), found[5] is None, int(found[4])))
         entries = [(key, value) for key, value in (line.split(" ", 1) for line in map_file.splitlines())]
         return cls(backends, entries, [line.split(" ", 1)[0] for line in split_file.splitlines()])
 
@@ -123,6 +124,8 @@ class Worker:
                 if not 0 <= int(weight) <= 256:
                     raise Refused(f"{command}: weight out of range")
                 self.slot(name)[1].weight = int(weight)
+            case ["set", "maxconn", "server", name, maxconn] if maxconn.isdigit():
+                self.slot(name)[1].maxconn = int(maxconn)
             case ["set", "server", name, "state", "ready" | "maint" as state]:
                 backend, slot = self.slot(name)
                 if state == "ready" and not slot.ready:
@@ -151,16 +154,17 @@ class Worker:
     def ready(self, backend: str) -> int:
         return sum(slot.ready for slot in self.backends[backend])
 
-    def routing(self) -> dict[str, tuple[tuple[int, int] | None, ...]]:
-        """Per backend, each slot's (port, weight) when ready, else None; and the split services (under "split")."""
-        return {**{backend: tuple((s.port, s.weight) if s.ready else None for s in slots)
+    def routing(self) -> dict[str, tuple[tuple[int, int, int] | None, ...]]:
+        """Per backend, each slot's (port, weight, maxconn) when ready, else None; and the split services (under
+        "split")."""
+        return {**{backend: tuple((s.port, s.weight, s.maxconn) if s.ready else None for s in slots)
                    for backend, slots in self.backends.items()},
                 "split": tuple(sorted(self.splits))}  # type: ignore[dict-item]
 
 
-def routing(plan: Plan) -> dict[str, tuple[tuple[int, int] | None, ...]]:
+def routing(plan: Plan) -> dict[str, tuple[tuple[int, int, int] | None, ...]]:
     """What the worker must hold for ``plan``: the same slots in both backends of a route, and its split keys."""
-    return {**{backend: tuple((s.port, s.weight) if s is not None else None for s in route.slots)
+    return {**{backend: tuple((s.port, s.weight, s.maxconn) if s is not None else None for s in route.slots)
                for route in plan.routes for backend in route.backends},
             "split": tuple(sorted(route.key for route in plan.routes if route.split))}  # type: ignore[dict-item]
 

@@ -90,17 +90,22 @@ def test_server_commands_make_the_new_replica_ready_before_the_old_goes() -> Non
     """The same slots in both of the service's backends (least connections, round robin)."""
     lc, rr = "svc_default_iris", "split_default_iris"
     assert server_commands(plan_of(route(A1, None)), plan_of(route(None, B1))) == [
-        f"set server {lc}/s2 addr 127.0.0.1 port 40003", f"set weight {lc}/s2 1", f"set server {lc}/s2 state ready",
-        f"set server {rr}/s2 addr 127.0.0.1 port 40003", f"set weight {rr}/s2 1", f"set server {rr}/s2 state ready",
+        f"set server {lc}/s2 addr 127.0.0.1 port 40003", f"set weight {lc}/s2 1", f"set maxconn server {lc}/s2 64",
+        f"set server {lc}/s2 state ready",
+        f"set server {rr}/s2 addr 127.0.0.1 port 40003", f"set weight {rr}/s2 1", f"set maxconn server {rr}/s2 64",
+        f"set server {rr}/s2 state ready",
         f"set server {lc}/s1 state maint", f"set server {rr}/s1 state maint"]
+    limited = dataclasses.replace(B1, maxconn=1)  # containerConcurrency 1: the slot is limited before it is used
+    assert f"set maxconn server {lc}/s2 1" in server_commands(plan_of(route(A1, None)), plan_of(route(A1, limited)))
     reweighted = plan_of(route(A1, dataclasses.replace(B1, weight=4)))
     assert server_commands(plan_of(route(A1, B1)), reweighted) == [f"set weight {lc}/s2 4", f"set weight {rr}/s2 4"]
     assert server_commands(reweighted, reweighted) == []
     assert server_commands(None, plan_of(route(A1, None))) == [  # unknown state: every slot, readdressed in maint
         f"set server {lc}/s1 state maint", f"set server {lc}/s1 addr 127.0.0.1 port 40001", f"set weight {lc}/s1 1",
-        f"set server {lc}/s1 state ready",
+        f"set maxconn server {lc}/s1 64", f"set server {lc}/s1 state ready",
         f"set server {rr}/s1 state maint", f"set server {rr}/s1 addr 127.0.0.1 port 40001", f"set weight {rr}/s1 1",
-        f"set server {rr}/s1 state ready", f"set server {lc}/s2 state maint", f"set server {rr}/s2 state maint"]
+        f"set maxconn server {rr}/s1 64", f"set server {rr}/s1 state ready", f"set server {lc}/s2 state maint",
+        f"set server {rr}/s2 state maint"]
 
 
 def test_split_commands_send_a_split_to_round_robin_last_and_back_first() -> None:

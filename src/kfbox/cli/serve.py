@@ -170,7 +170,9 @@ def get(
         ("host url", f"{status['url']} (send 'Host: {status['url'].split('//', 1)[-1]}' to {doors})"),
         ("replicas", f"{status.get('replicas')} ready of {status.get('desiredReplicas')} desired"),
         *([("autoscaling", f"{scaling['metric']}, target {scaling['target']} {scaling['per']}; "
-                           f"{scaling['minReplicas']}-{scaling['maxReplicas']} replicas")]
+                           f"{scaling['minReplicas']}-{scaling['maxReplicas']} replicas"
+                           + (f"; at most {cc} requests at once a replica (containerConcurrency)"
+                              if (cc := scaling.get("containerConcurrency")) else ""))]
           if (scaling := status.get("autoscaling")) else []),
         ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
     ]

@@ -2,9 +2,11 @@
 
 It proxies V1/V2 requests to a ready replica of the revision the traffic split picks, counts
 in-flight requests for the autoscaler, holds a request while a scaled-to-zero revision cold
-starts, retries on another replica when one is dead (the request never reached it, or it is
-idempotent: a GET, or an inference call, which has no side effects), and answers 503 at once
-when no replica can serve or the revision's queue is full (``KFBOX_SERVING_QUEUE_PER_REPLICA``).
+starts or while every ready replica has ``containerConcurrency`` requests in flight
+(:meth:`ReplicaPool.wait_slot`), retries on another replica when one is dead (the request never
+reached it, or it is idempotent: a GET, or an inference call, which has no side effects), and
+answers 503 at once when no replica can serve or the revision's queue is full
+(``KFBOX_SERVING_QUEUE_PER_REPLICA``).
 
 It is plain ASGI, the innermost middleware: host routing, the guard and token auth have run
 (auth is decided on the ``/serving/...`` route that is served), FastAPI's routing never sees a
@@ -211,7 +213,9 @@ class Gateway:
     async def _attempts(self, scope: Scope, receive: Receive, send: Send, pool: ReplicaPool, namespace: str,
                         name: str, rest: str, body: bytes, revision: str) -> int:
         replica = pool.pick()
-        if replica is None and pool.failure is None:  # starting or scaled to zero: wait, bounded
+        if replica is None and pool.ready_count:  # every ready replica at its containerConcurrency: wait, bounded
+            replica = await pool.wait_slot()
+        elif replica is None and pool.failure is None:  # starting or scaled to zero: wait, bounded
             replica = await self._cold_start(pool, namespace, name)
         method: str = scope["method"]
         line, headers = request_head(scope, rest, len(body))
@@ -248,7 +252,7 @@ class Gateway:
             except TimeoutError:
                 return await reply_error(send, 504, f"Replica of {revision} did not answer in time.")
             finally:
-                target.inflight -= 1
+                pool.release(target)
         reason = (pool.failure or "no replica is ready").rstrip(".")
         return await reply_error(send, 503, f"InferenceService {namespace}/{name} cannot serve ({revision}): "
                                             f"{reason}. See: kfbox serve get {name}")

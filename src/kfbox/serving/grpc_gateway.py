@@ -29,6 +29,7 @@ from grpc import aio
 from kfbox import __version__
 from kfbox.addresses import bracket
 from kfbox.serving.manager import ServingManager
+from kfbox.serving.pool import SLOT_TIMEOUT
 from kfbox.serving.store import revision_name
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,9 @@ class GrpcGateway:
         code = "OK"
         try:
             replica = pool.pick()
-            if replica is None and pool.failure is None:
+            if replica is None and pool.ready_count:  # every ready replica at its containerConcurrency
+                replica = await pool.wait_slot(context.time_remaining() or SLOT_TIMEOUT)
+            elif replica is None and pool.failure is None:
                 replica = await pool.wait_ready(self.settings.serving_cold_start_timeout, self.manager.wake)
             if replica is None:
                 code = "UNAVAILABLE"
@@ -150,7 +153,7 @@ class GrpcGateway:
                 code = exc.code().name
                 await context.abort(exc.code(), exc.details() or code)
             finally:
-                replica.inflight -= 1
+                pool.release(replica)
             await context.send_initial_metadata((("x-kfbox-revision", revision),))
             return reply
         finally:

@@ -300,8 +300,9 @@ class HaproxyDataPlane:
             ready = {pool.config.revision: [(r.index, r.port) for r in pool.replicas if r.ready]
                      for _, pool in sorted(deployment.pools.items())}
             most = max((pool.spec.max_replicas for pool in deployment.pools.values()), default=1)
+            limits = {pool.config.revision: pool.limit for pool in deployment.pools.values()}
             routes.append(service_route(namespace, name, percents, ready, previous.get(backend, ()),
-                                        self._freed.busy(backend), most))
+                                        self._freed.busy(backend), most, limits))
         token_file = None
         if self.settings.token:
             token_file = str(self.folder / "token.lst")

@@ -61,7 +61,8 @@ ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 500, 501, 502, 
 MAX_WEIGHT = 256
 REPLICA_MAXCONN = 64
 """Requests HAProxy has open to one replica at once; more wait in HAProxy's queue (kserve answers one at a
-time per process anyway: a deeper queue inside the replica only hides the wait)."""
+time per process anyway: a deeper queue inside the replica only hides the wait). A revision's
+``containerConcurrency`` replaces it (:attr:`Server.maxconn`), Knative's queue-proxy's hard limit."""
 EMPTY_SLOT_PORT = 9
 """The port an empty (``disabled``) slot names until a replica takes it: nothing is ever sent there."""
 PROBE_PATH = "/.kfbox/data-plane"
@@ -82,6 +83,9 @@ class Server:
     index: int
     port: int
     weight: int = 1
+    maxconn: int = REPLICA_MAXCONN
+    """Requests at once at most (the revision's ``containerConcurrency``, else :data:`REPLICA_MAXCONN`); more
+    wait in HAProxy's queue (``timeout queue``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,9 +325,9 @@ def _backend(route: Route, plan: Plan, name: str, balance: str) -> list[str]:
               _error(502, f"A replica of InferenceService {route.key} failed during the request."),
               _error(504, f"A replica of InferenceService {route.key} did not answer in time.")]
     for index, server in enumerate(route.slots):  # an empty slot's address is set when a replica takes it
-        where, state = (f"{server.port} weight {server.weight}", "") if server is not None else \
-            (f"{EMPTY_SLOT_PORT} weight 1", " disabled")
-        lines.append(f"    server {slot_name(index)} 127.0.0.1:{where} maxconn {REPLICA_MAXCONN}{state}")
+        where, state = (f"{server.port} weight {server.weight} maxconn {server.maxconn}", "") \
+            if server is not None else (f"{EMPTY_SLOT_PORT} weight 1 maxconn {REPLICA_MAXCONN}", " disabled")
+        lines.append(f"    server {slot_name(index)} 127.0.0.1:{where}{state}")
     return lines
 
 

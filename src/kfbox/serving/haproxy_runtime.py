@@ -32,7 +32,7 @@ import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
-from kfbox.serving.haproxy_config import Plan, Route, Server, revision_weights, slot_name
+from kfbox.serving.haproxy_config import REPLICA_MAXCONN, Plan, Route, Server, revision_weights, slot_name
 
 SLOTS_MIN = 8
 """Slots a backend starts with at least: a scale up or a new revision within them needs no reload."""
@@ -86,14 +86,15 @@ def place(current: Sequence[Server | None], servers: Sequence[Server], busy: Col
 
 def service_route(namespace: str, name: str, percents: Mapping[str, int],
                   ready: Mapping[str, Sequence[tuple[int, int]]], current: Sequence[Server | None],
-                  busy: Collection[int], max_replicas: int) -> Route:
+                  busy: Collection[int], max_replicas: int, limits: Mapping[str, int] | None = None) -> Route:
     """One InferenceService's route: each ready replica of a revision that takes traffic in a slot (:func:`place`:
     the one it holds in ``current``, else a free one not ``busy``), weighted so each revision gets its percent; a
     revision with no ready replica hands its share to the others.
 
     ``percents``: revision -> percent of the traffic (0: not routed, an old revision whose replicas are being
     stopped); ``ready``: revision -> (index, port) of each ready replica, in revision order; ``current``: the
-    backend's slots now (none: a new backend, :func:`slot_count` of ``max_replicas`` slots).
+    backend's slots now (none: a new backend, :func:`slot_count` of ``max_replicas`` slots); ``limits``: revision ->
+    its ``containerConcurrency``, each of its replicas' ``maxconn`` (0 or absent: :data:`REPLICA_MAXCONN`).
 
     Example::
 
@@ -105,7 +106,7 @@ def service_route(namespace: str, name: str, percents: Mapping[str, int],
     serving = {revision: replicas for revision, replicas in ready.items() if revision in split and replicas}
     weights = revision_weights({revision: split[revision] for revision in serving},
                                {revision: len(replicas) for revision, replicas in serving.items()}) if serving else {}
-    servers = [Server(revision, index, port, weights[revision])
+    servers = [Server(revision, index, port, weights[revision], (limits or {}).get(revision) or REPLICA_MAXCONN)
                for revision, replicas in serving.items() for index, port in replicas]
     slots = place(current, servers, busy, len(current) or slot_count(max_replicas))  # more slots: a reload
     return Route(namespace, name, slots, split=len(split) > 1)
@@ -212,8 +213,8 @@ def server_commands(before: Plan | None, after: Plan) -> list[str]:
     are made ready first and taken out last, so a revision that replaces another always has a usable server (no
     request falls back to kfbox meanwhile).
 
-    A slot gets another address only in maintenance: ``maint``, ``addr``, ``weight``, ``ready``. A slot kfbox
-    emptied is in maintenance already; from an unknown state every slot that is to hold a replica is put there
+    A slot gets another address only in maintenance: ``maint``, ``addr``, ``weight``, ``maxconn``, ``ready``. A slot
+    kfbox emptied is in maintenance already; from an unknown state every slot that is to hold a replica is put there
     first, since it may be ready with another replica's address (a change whose answer was lost), and no new
     request may pick it between its new address and its new weight. (A service's only slot resent so leaves it
     no usable server for those few commands: its requests meanwhile go to kfbox, which answers them.)"""
@@ -233,7 +234,8 @@ def server_commands(before: Plan | None, after: Plan) -> list[str]:
                     if was is not None or previous is None:  # perhaps ready (another address): out of use first
                         ready.append(f"set server {name} state maint")
                     ready += [f"set server {name} addr 127.0.0.1 port {server.port}",
-                              f"set weight {name} {server.weight}", f"set server {name} state ready"]
+                              f"set weight {name} {server.weight}", f"set maxconn server {name} {server.maxconn}",
+                              f"set server {name} state ready"]
                 elif was.weight != server.weight:
                     weights.append(f"set weight {name} {server.weight}")
     return ready + weights + out

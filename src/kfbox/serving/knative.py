@@ -14,9 +14,11 @@ InferenceService's predictor as that object, built by KServe's rules (its ksvc r
 user's ``autoscaling.knative.dev/target-utilization-percentage`` among them: KServe sets none itself),
 ``autoscaling.knative.dev/class: kpa.autoscaling.knative.dev``, ``metric`` and ``target`` only when
 the predictor sets ``scaleMetric`` / ``scaleTarget``, ``min-scale`` (default 1), ``max-scale`` unless
-``maxReplicas`` is 0 or unset, and ``spec.traffic`` as KServe writes it. Its status is the
+``maxReplicas`` is 0 or unset, ``spec.template.spec.containerConcurrency`` (the predictor's, which KServe
+copies when set; Knative's defaulting webhook writes its ``container-concurrency`` default, 0, when not) and
+``spec.traffic`` as KServe writes it. Its status is the
 predictor's (:func:`kfbox.serving.status.predictor_state`, the rule the InferenceService's status
-uses). No pod template: kfbox runs no containers. Writes are 405 MethodNotAllowed: the
+uses). No containers in the pod template: kfbox runs none. Writes are 405 MethodNotAllowed: the
 InferenceService owns the object. An InferenceService in Standard (RawDeployment) mode has no Knative Service
 but a Deployment and a HorizontalPodAutoscaler (:mod:`kfbox.serving.raw`); the routes are
 :func:`kfbox.serving.owned.owned_routes`.
@@ -120,7 +122,9 @@ def knative_service(deployment: Deployment, platform_url: str, domain: str) -> d
         metadata["annotations"] = own_annotations
     template_labels = {k: v for k, v in labels.items() if k not in TEMPLATE_LABELS_DISALLOWED}
     return {"apiVersion": KNATIVE_API_VERSION, "kind": KIND, "metadata": metadata,
-            "spec": {"template": {"metadata": {"labels": template_labels, "annotations": template_annotations}},
+            "spec": {"template": {"metadata": {"labels": template_labels, "annotations": template_annotations},
+                                  "spec": {"containerConcurrency": record.revisions[record.latest]
+                                           .container_concurrency}},
                      "traffic": _spec_traffic(deployment, template_annotations)},
             "status": status}
 

@@ -4,6 +4,11 @@ Every method runs on the server's event loop; blocking work (spawning, stopping,
 storage URI) goes to a thread. A replica that dies before it is ready is a load failure:
 its ``KFBOX_REPLICA_FAILED`` line becomes the pool's reason and restarts back off
 exponentially; one that dies after being ready is simply replaced.
+
+A revision's ``containerConcurrency`` (:attr:`PredictorSpec.container_concurrency`) is each replica's hard
+limit, as Knative's queue-proxy enforces it: :meth:`ReplicaPool.pick` never picks a replica with that many
+requests in flight, and a request finding every ready replica at its limit waits in :meth:`ReplicaPool.wait_slot`
+until one is released (:meth:`ReplicaPool.release`), within the gateway's overload bound.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import dataclasses
 import itertools
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -25,6 +31,8 @@ from kfbox.serving.upstream import UpstreamError, Upstreams
 
 PROBE_TIMEOUT = 0.5
 MAX_BACKOFF = 30.0
+SLOT_TIMEOUT = 300.0
+"""Seconds a request waits for a replica below its ``containerConcurrency`` (HAProxy's ``timeout queue``)."""
 
 
 @dataclasses.dataclass
@@ -109,6 +117,11 @@ class ReplicaPool:
         self._indexes = itertools.count(1)
         self._picks = 0
         self._draining: set[asyncio.Task[None]] = set()
+        self.limit = spec.container_concurrency
+        """Requests a replica is sent at once at most (0: no limit)."""
+        self.queued = 0
+        """Requests waiting in :meth:`wait_slot` for a replica below :attr:`limit`."""
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
 
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
@@ -116,12 +129,15 @@ class ReplicaPool:
 
         At low load one replica then serves every request, its caches and the gateway's keep-alive
         connection to it hot (a rotation among idle replicas sends each request to the coldest one);
-        as soon as it is busy the next request goes to an idle one, so load still spreads.
+        as soon as it is busy the next request goes to an idle one, so load still spreads. Never one at the
+        revision's ``containerConcurrency`` (:attr:`limit`): None when every ready replica is there.
         """
         best: Replica | None = None
         for replica in self.replicas:
-            if replica.ready and (best is None or replica.inflight < best.inflight
-                                  or (replica.inflight == best.inflight and replica.picked > best.picked)):
+            if not replica.ready or (self.limit and replica.inflight >= self.limit):
+                continue
+            if best is None or replica.inflight < best.inflight or (replica.inflight == best.inflight
+                                                                   and replica.picked > best.picked):
                 best = replica
         if best is not None:
             self._picks += 1
@@ -152,6 +168,41 @@ class ReplicaPool:
             return None
         finally:
             self.waiting -= 1
+
+    async def wait_slot(self, timeout: float = SLOT_TIMEOUT) -> Replica | None:
+        """Hold a request while every ready replica has :attr:`limit` requests in flight, as Knative's
+        queue-proxy holds it; the replica it may go to, or None after ``timeout`` or once no replica is ready
+        (the caller answers as for any request with no replica)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.queued += 1
+        try:
+            while (replica := self.pick()) is None and self.ready_count and not self.closed:
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._slot_waiters.append(waiter)
+                try:
+                    await asyncio.wait_for(waiter, deadline - loop.time())
+                except TimeoutError:
+                    return None
+                finally:
+                    if waiter in self._slot_waiters:
+                        self._slot_waiters.remove(waiter)
+            return replica
+        finally:
+            self.queued -= 1
+
+    def release(self, replica: Replica) -> None:
+        """A request sent to ``replica`` ended: one waiting for a slot (:meth:`wait_slot`) may take it."""
+        replica.inflight -= 1
+        self._wake(1)
+
+    def _wake(self, count: int | None = None) -> None:
+        """Let ``count`` requests waiting for a slot (None: all) look again, oldest first."""
+        while self._slot_waiters and (count is None or count > 0):
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count = None if count is None else count - 1
 
     def admit(self, now: float, count: int = 1) -> None:
         """``count`` requests were sent to this revision: it is in use (no scale to zero for a window), and they
@@ -186,8 +237,11 @@ class ReplicaPool:
     async def tick(self, now: float) -> None:
         if self.closed:
             return
+        ready = {r.index for r in self.replicas if r.ready}
         await self._reap(now)
         await self._probe(now)
+        if self._slot_waiters and ready != {r.index for r in self.replicas if r.ready}:
+            self._wake()  # a replica became ready or went away: the waiting requests look again
         self.autoscaler.observe(now, self._sample(now))
         current = len(self.replicas)
         self.desired = self.autoscaler.desired(now, current, self.last_request_at)
@@ -300,6 +354,7 @@ class ReplicaPool:
     async def close(self) -> None:
         """Stop every replica (draining in-flight requests briefly) and the HTTP client."""
         self.closed = True
+        self._wake()
         for replica in self.replicas:
             self._drain(replica)
         self.replicas = []

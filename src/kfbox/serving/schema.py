@@ -37,7 +37,7 @@ SPEC_UNUSED = frozenset({"tracing"})
 # V1beta1PredictorSpec: kfbox's own fields, then what it refuses; every other field of KServe's
 # PredictorSpec (the pod spec's scheduling, security and resource fields) passes unused
 PREDICTOR_HONOURED = frozenset({"model", "minReplicas", "maxReplicas", "scaleMetric", "scaleTarget",
-                                "canaryTrafficPercent", "annotations", *FORMAT_SHORTHANDS})
+                                "containerConcurrency", "canaryTrafficPercent", "annotations", *FORMAT_SHORTHANDS})
 PREDICTOR_REFUSED = {
     "containers": f"a custom container predictor is not supported (use spec.predictor.model): {SEE}",
     "initContainers": f"init containers are not supported: {SEE}",
@@ -51,7 +51,7 @@ PREDICTOR_REFUSED = {
 }
 PREDICTOR_UNUSED = frozenset({
     "activeDeadlineSeconds", "affinity", "autoScaling", "automountServiceAccountToken",
-    "containerConcurrency", "deploymentStrategy", "dnsConfig", "dnsPolicy", "enableServiceLinks",
+    "deploymentStrategy", "dnsConfig", "dnsPolicy", "enableServiceLinks",
     "ephemeralContainers", "hostAliases", "hostIPC", "hostNetwork", "hostPID", "hostUsers", "hostname",
     "hostnameOverride", "imagePullSecrets", "labels", "name", "nodeName", "nodeSelector", "os", "overhead",
     "preemptionPolicy", "priority", "priorityClassName", "readinessGates", "resourceClaims", "resources",

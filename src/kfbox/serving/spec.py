@@ -15,6 +15,10 @@ served under (``/v1/models/NAME``, ``/v2/models/NAME``) instead of the Inference
 configure a server process kfbox runs itself, so they are refused naming the argument. A
 container port named ``h2c``, ``grpc`` or ``grpc-*`` in ``spec.predictor.model.ports`` turns gRPC on, as
 ``enable-grpc`` does.
+``spec.predictor.containerConcurrency`` (0-1000, Knative mode) is a replica's hard limit of requests at once
+(:meth:`kfbox.serving.pool.ReplicaPool.pick`, HAProxy's per-server ``maxconn``) and caps a ``concurrency``
+target, as Knative's ResolveMetricTarget: ``min(scaleTarget, containerConcurrency)``, or ``containerConcurrency``
+itself when ``scaleTarget`` is unset; KServe ignores it in Standard mode (no queue-proxy), and so does kfbox.
 ``spec.predictor.model.env`` (``name``/``value``) is the replica's environment over the server's,
 e.g. ``OMP_NUM_THREADS`` (see ``kfbox.serving.native_threads``); ``valueFrom`` is refused, and so are
 ``envFrom``, ``volumeMounts``, ``volumeDevices`` and ``workingDir`` (``kfbox.serving.schema``).
@@ -69,6 +73,9 @@ PATH_ANNOTATION = "serving.kfbox.io/python-path"
 GRPC_ANNOTATION = "serving.kfbox.io/enable-grpc"
 UNSAFE_PICKLE_ANNOTATION = "serving.kfbox.io/allow-unsafe-pickle"
 DEFAULT_SCALE_TARGET = 100  # Knative's container-concurrency-target-default
+MAX_CONTAINER_CONCURRENCY = 1000
+"""Knative's config-defaults ``container-concurrency-max-limit``: its webhook refuses a revision's
+``containerConcurrency`` above it (and below 0)."""
 DEFAULT_RPS_TARGET = 200  # Knative's requests-per-second-target-default
 DEFAULT_UTILIZATION_TARGET = 80  # KServe's DefaultCPUUtilization: a percent of the replica's resource request
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
@@ -103,6 +110,9 @@ class PredictorSpec:
     allow_unsafe_pickle: bool = False
     model_name: str | None = None  # --model_name; None: the InferenceService's name
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # spec.predictor.model.env, name -> value
+    container_concurrency: int = 0
+    """``spec.predictor.containerConcurrency``: the most requests one replica is sent at once, the rest wait
+    (Knative's queue-proxy); 0: no limit. Always 0 in Standard mode, where KServe has no queue-proxy."""
 
     def served_name(self, service: str) -> str:
         """The model name in the V1/V2 paths of this revision (``service`` unless ``--model_name`` set one)."""
@@ -207,6 +217,9 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                                                                                         DEFAULT_UTILIZATION_TARGET)
     target = _int(predictor.get("scaleTarget", default_target), "scaleTarget", 1)
     _check_autoscaler(annotations, standard, predictor)
+    concurrency = _container_concurrency(predictor.get("containerConcurrency"), standard)
+    if concurrency and metric == "concurrency":  # Knative's ResolveMetricTarget: never aim above the hard limit
+        target = min(target, concurrency) if predictor.get("scaleTarget") is not None else concurrency
     request = 1.0
     if metric in UTILIZATION_METRICS:
         if min_replicas == 0:
@@ -229,7 +242,7 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
                          model_name=_model_name(model.get("args"), f"{where}.args"),
-                         env=_env(model.get("env"), f"{where}.env"))
+                         env=_env(model.get("env"), f"{where}.env"), container_concurrency=concurrency)
 
 
 def _check_autoscaler(annotations: dict[str, Any], standard: bool, predictor: dict[str, Any]) -> None:
@@ -305,7 +318,27 @@ def autoscaling(spec: PredictorSpec) -> dict[str, Any]:
     if spec.scale_metric not in UTILIZATION_METRICS:
         scaling["targetUtilizationPercentage"] = spec.scale_utilization
         scaling["per"] += f" (scaled at {spec.scale_utilization:g}%: {effective_target(spec):g})"
+    if spec.container_concurrency:
+        scaling["containerConcurrency"] = spec.container_concurrency
     return scaling
+
+
+def _container_concurrency(value: Any, standard: bool) -> int:
+    """``containerConcurrency`` as KServe's webhook (>= 0) and, for the Knative revision it becomes, Knative's
+    (at most :data:`MAX_CONTAINER_CONCURRENCY`) accept it; Standard mode has no queue-proxy to enforce it, so
+    KServe ignores it there: 0."""
+    if value is None:
+        return 0
+    field = "spec.predictor.containerConcurrency"
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise FieldInvalid(field, f"{value!r} must be an integer from 0 (no limit) to {MAX_CONTAINER_CONCURRENCY}: "
+                                  "the most requests a replica is sent at once")
+    if standard:
+        return 0
+    if value > MAX_CONTAINER_CONCURRENCY:
+        raise FieldInvalid(field, f"{value} is above Knative's container-concurrency-max-limit "
+                                  f"{MAX_CONTAINER_CONCURRENCY} (0 means no limit)")
+    return value
 
 
 def _utilization(value: Any) -> float:

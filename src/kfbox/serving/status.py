@@ -160,6 +160,8 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         "desiredReplicas": sum(p.desired for p in deployment.pools.values()),
         "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),
                                                "desired": p.desired, "failure": p.failure,
+                                               # held by kfbox's gateway: every replica at containerConcurrency
+                                               "queued": p.queued,
                                                # each ready replica's own address, for benchmarks and debugging
                                                "endpoints": [r.url for r in p.replicas if r.ready],
                                                "pids": [r.child.pid for r in p.replicas if r.ready],
