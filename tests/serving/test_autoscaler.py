@@ -188,3 +188,15 @@ def test_cpu_scales_up_by_at_most_four_pods_or_double_per_15_seconds() -> None:
     assert wants[:per_tick] == [5] * per_tick
     assert wants[per_tick:2 * per_tick] == [10] * per_tick
     assert wants[2 * per_tick] == 20 and wants[-1] == 30
+
+
+@pytest.mark.parametrize(("predictor", "concurrency", "replicas"), [
+    ({"containerConcurrency": 2}, 5, 4),  # min(default 100, 2) at 70%: 1.4 a replica
+    ({"containerConcurrency": 10, "scaleTarget": 100}, 15, 3),  # min(100, 10) at 70%: 7 a replica
+    ({"containerConcurrency": 10, "scaleTarget": 100, "annotations": {UTILIZATION_ANNOTATION: "100"}}, 15, 2),
+])
+def test_container_concurrency_caps_the_target_before_utilization(predictor: dict[str, Any], concurrency: float,
+                                                                  replicas: int) -> None:
+    """Knative never aims above the hard limit: ``max(1, min(target, containerConcurrency) * utilization)`` (without
+    it, each of these would want one replica)."""
+    assert run(scaler_of(**predictor), 3, concurrency=concurrency)[2] == replicas

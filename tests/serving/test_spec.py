@@ -233,3 +233,41 @@ def test_an_update_keeps_the_deployment_mode_the_inference_service_was_created_i
                            ("Knative", "ModelMesh", "'Knative' to 'ModelMesh'")):
         with pytest.raises(InvalidInput, match=f"update rejected: deploymentMode cannot be changed from {said}"):
             kept_mode(annotated(old), annotated(new))
+
+
+@pytest.mark.parametrize(("fields", "target"), [
+    ({"containerConcurrency": 5}, 5),  # no scaleTarget: Knative aims at containerConcurrency itself
+    ({"containerConcurrency": 500}, 500),  # even above the default target of 100
+    ({"containerConcurrency": 5, "scaleTarget": 10}, 5),  # min(target annotation, containerConcurrency)
+    ({"containerConcurrency": 20, "scaleTarget": 10}, 10),
+    ({"containerConcurrency": 0, "scaleTarget": 10}, 10),  # 0: no limit, nothing capped
+    ({"containerConcurrency": 2, "scaleMetric": "rps", "scaleTarget": 10}, 10),  # rps: the limit caps nothing
+])
+def test_container_concurrency_caps_the_concurrency_target_as_knatives_resolve_metric_target(
+        fields: dict[str, Any], target: int) -> None:
+    spec = predictor(**fields).predictor
+    assert (spec.container_concurrency, spec.scale_target) == (fields["containerConcurrency"], target)
+    assert autoscaling(spec).get("containerConcurrency") == (fields["containerConcurrency"] or None)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (-1, "must be an integer from 0"),  # KServe's webhook: parallelism cannot be less than 0
+    (1001, "above Knative's container-concurrency-max-limit 1000"),
+    ("4", "must be an integer from 0"),
+    (True, "must be an integer from 0"),
+    (2.5, "must be an integer from 0"),
+])
+def test_a_container_concurrency_outside_the_webhooks_bounds_is_refused_naming_the_field(value: Any,
+                                                                                        message: str) -> None:
+    with pytest.raises(InvalidInput, match=message) as caught:
+        predictor(containerConcurrency=value)
+    assert getattr(caught.value, "field", None) == "spec.predictor.containerConcurrency"
+
+
+def test_standard_mode_has_no_queue_proxy_so_container_concurrency_is_ignored_there() -> None:
+    """KServe copies containerConcurrency only to the Knative revision; its raw reconcilers do not read it."""
+    spec = standard("RawDeployment", containerConcurrency=1, scaleMetric="concurrency", scaleTarget=10).predictor
+    assert (spec.container_concurrency, spec.scale_target) == (0, 10)
+    assert standard("Standard", containerConcurrency=5000).predictor.container_concurrency == 0
+    with pytest.raises(InvalidInput, match="must be an integer from 0"):
+        standard("Standard", containerConcurrency=-1)
