@@ -47,6 +47,7 @@ class Gated(Model):
 
     def load(self):
         self.ready = True
+        self.inside = 0
         return True
 
     async def predict(self, payload, headers=None):
@@ -55,7 +56,18 @@ class Gated(Model):
         gate = pathlib.Path(payload["gate"])
         if payload.get("stream"):
             return self.stream(gate)
+        if payload.get("count"):
+            return {"predictions": [await self.counted(gate, pathlib.Path(payload["count"]))]}
         return {"predictions": [await self.wait(gate)]}
+
+    async def counted(self, gate, record):
+        self.inside += 1
+        try:
+            most = max(self.inside, int(record.read_text()) if record.exists() else 0)
+            record.write_text(str(most))
+            return await self.wait(gate)
+        finally:
+            self.inside -= 1
 
     async def wait(self, gate):
         for _ in range(2400):
@@ -76,7 +88,9 @@ class Gated(Model):
 '''
 """A custom ``kserve.Model`` whose reply waits for a *gate* file the test creates, so no assertion depends on
 timing: ``{"gate": PATH}`` holds a reply (``"released"``, or ``"timed out"`` after 120 s), ``{"gate": PATH,
-"stream": true}`` streams a token at once and one when released, ``{"echo": true}`` returns the headers it got."""
+"stream": true}`` streams a token at once and one when released, ``{"gate": PATH, "count": FILE}`` holds it and
+writes into FILE the most requests the replica has held at once so far, ``{"echo": true}`` returns the headers
+it got."""
 
 
 def gated_model(folder: Path) -> dict[str, str]:

@@ -171,7 +171,7 @@ def get(
         ("replicas", f"{status.get('replicas')} ready of {status.get('desiredReplicas')} desired"),
         *([("autoscaling", f"{scaling['metric']}, target {scaling['target']} {scaling['per']}; "
                            f"{scaling['minReplicas']}-{scaling['maxReplicas']} replicas"
-                           + (f"; at most {cc} requests at once a replica (containerConcurrency)"
+                           + (f"; containerConcurrency {cc} (requests at once a replica, the rest wait)"
                               if (cc := scaling.get("containerConcurrency")) else ""))]
           if (scaling := status.get("autoscaling")) else []),
         ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
