@@ -125,3 +125,14 @@ def test_the_limit_is_shown_where_kserve_and_knative_show_it(server: ServerProce
     shown = kfbox("serve", "get", NAME, url=server.url)
     assert shown.returncode == 0, shown.stderr
     assert "containerConcurrency 1" in shown.stdout, shown.stdout
+
+
+def test_an_unset_limit_reads_as_knatives_default_zero(server: ServerProcess) -> None:
+    """KServe leaves the revision's containerConcurrency unset; Knative's defaulting webhook writes its
+    config-defaults ``container-concurrency``, 0 (no limit), which ``kubectl get ksvc -o yaml`` then shows."""
+    with server.client() as client:
+        apply(client, manifest("unlimited", "pvc://models/none", min_replicas=0))  # minReplicas 0: no replica
+        ksvc = client.get("/apis/serving.knative.dev/v1/namespaces/default/services/unlimited-predictor")
+        assert ksvc.status_code == 200, ksvc.text
+        assert ksvc.json()["spec"]["template"]["spec"] == {"containerConcurrency": 0}
+        assert "containerConcurrency" not in status(client, "unlimited")["autoscaling"]
