@@ -136,3 +136,13 @@ def test_an_unset_limit_reads_as_knatives_default_zero(server: ServerProcess) ->
         assert ksvc.status_code == 200, ksvc.text
         assert ksvc.json()["spec"]["template"]["spec"] == {"containerConcurrency": 0}
         assert "containerConcurrency" not in status(client, "unlimited")["autoscaling"]
+
+
+def test_a_limit_above_knatives_maximum_is_refused_naming_the_field(server: ServerProcess) -> None:
+    with server.client() as client:
+        reply = client.post(API.format(ns="default"), json=manifest("toomany", "pvc://models/none", min_replicas=0,
+                                                                    container_concurrency=1001))
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert body["reason"] == "Invalid" and "container-concurrency-max-limit 1000" in body["message"], body
+    assert [c["field"] for c in body["details"]["causes"]] == ["spec.predictor.containerConcurrency"], body
