@@ -112,7 +112,7 @@ def test_haproxy_sends_one_request_at_a_time_and_queues_the_others(server: Serve
 
 
 def test_the_limit_is_shown_where_kserve_and_knative_show_it(server: ServerProcess) -> None:
-    """The InferenceService's status and ``kfbox serve get`` say it; the Knative Service has it in
+    """The InferenceService's status, its page and ``kfbox serve get`` say it; the Knative Service has it in
     ``spec.template.spec``, where KServe copies it; Knative's KPA aims at min(target, containerConcurrency)."""
     with server.client() as client:
         scaling = status(client, NAME)["autoscaling"]
@@ -122,6 +122,8 @@ def test_the_limit_is_shown_where_kserve_and_knative_show_it(server: ServerProce
         assert ksvc.json()["spec"]["template"]["spec"] == {"containerConcurrency": 1}
         listed = client.get(API.format(ns="default") + f"/{NAME}").json()
         assert listed["spec"]["predictor"]["containerConcurrency"] == 1  # kept as written
+        page = client.get(f"/deployments/default/{NAME}", headers={"Accept": "text/html"})
+        assert page.status_code == 200 and "containerConcurrency 1 (requests at once a replica" in page.text
     shown = kfbox("serve", "get", NAME, url=server.url)
     assert shown.returncode == 0, shown.stderr
     assert "containerConcurrency 1" in shown.stdout, shown.stdout
