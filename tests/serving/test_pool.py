@@ -3,6 +3,7 @@ no process is started (``pick`` reads only the replicas' readiness and in-flight
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,57 @@ def test_only_ready_replicas_are_picked(pool: ReplicaPool) -> None:
     assert serve_one_at_a_time(pool, 3) == [ready.port] * 3
     ready.broken = True
     assert pool.pick() is None
+
+
+def limited(tmp_path: Path, concurrency: int) -> ReplicaPool:
+    """A pool of one ready replica with ``containerConcurrency``."""
+    spec = PredictorSpec(model_format="sklearn", storage_uri=None, model_class=None, python_path=None,
+                         min_replicas=1, max_replicas=1, scale_target=1, scale_metric="concurrency",
+                         scale_window=None, enable_grpc=False, container_concurrency=concurrency)
+    config = PoolConfig(model_name="m", revision="m-predictor-00001", log_dir=tmp_path, scale_window=60.0,
+                        start_timeout=60.0)
+    launcher: Any = None
+    pool = ReplicaPool(config, spec, Path, launcher)
+    child: Any = None
+    pool.replicas = [Replica(index=1, port=9001, child=child, started_at=0.0, ready_at=0.0)]
+    return pool
+
+
+def test_a_replica_at_its_container_concurrency_is_not_picked_and_a_release_hands_its_slot_on(
+        tmp_path: Path) -> None:
+    """Knative's queue-proxy: at most containerConcurrency at once; a waiting request takes the slot a finished
+    one released, and one that leaves while waiting passes its wake-up on."""
+    async def scenario() -> list[str]:
+        pool = limited(tmp_path, 1)
+        first = pool.pick()
+        assert first is not None
+        first.inflight += 1
+        assert pool.pick() is None  # at its limit
+        assert await pool.wait_slot(0) is None  # no time left to wait: the caller answers 503
+        seen: list[str] = []
+
+        async def wait(label: str) -> None:
+            replica = await pool.wait_slot(30)
+            assert replica is first
+            replica.inflight += 1
+            seen.append(label)
+
+        leaving = asyncio.ensure_future(pool.wait_slot(30))
+        second = asyncio.ensure_future(wait("second"))
+        await asyncio.sleep(0)
+        assert pool.queued == 2
+        pool.release(first)  # wakes the oldest waiter...
+        leaving.cancel()  # ...which leaves before it runs: its wake-up goes to the next
+        await asyncio.wait_for(second, 5)
+        assert (pool.queued, first.inflight) == (0, 1)
+        return seen
+
+    assert asyncio.run(scenario()) == ["second"]
+
+
+def test_no_container_concurrency_means_no_limit(tmp_path: Path) -> None:
+    pool = limited(tmp_path, 0)
+    for _ in range(200):
+        replica = pool.pick()
+        assert replica is not None
+        replica.inflight += 1

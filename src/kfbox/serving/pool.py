@@ -177,17 +177,25 @@ class ReplicaPool:
         deadline = loop.time() + timeout
         self.queued += 1
         try:
-            while (replica := self.pick()) is None and self.ready_count and not self.closed:
+            while True:
+                replica = self.pick()
+                if replica is not None or not self.ready_count or self.closed or loop.time() >= deadline:
+                    return replica
+                # a future of our own, not asyncio.wait_for: Python 3.11's swallows a cancellation that comes
+                # after the wake-up, and a client that left would still be sent
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._slot_waiters.append(waiter)
+                timer = loop.call_later(deadline - loop.time(), _settle, waiter)
                 try:
-                    await asyncio.wait_for(waiter, deadline - loop.time())
-                except TimeoutError:
-                    return None
+                    await waiter
+                except asyncio.CancelledError:  # the client left: a wake-up meant for this request goes on
+                    if waiter.done() and not waiter.cancelled():
+                        self._wake(1)
+                    raise
                 finally:
+                    timer.cancel()
                     if waiter in self._slot_waiters:
                         self._slot_waiters.remove(waiter)
-            return replica
         finally:
             self.queued -= 1
 
@@ -364,6 +372,11 @@ class ReplicaPool:
 
     def children(self) -> list[ChildProcess]:
         return [replica.child for replica in self.replicas]
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
