@@ -116,3 +116,28 @@ def test_discovery_lists_watch_for_each_projected_kind(client: httpx.Client) -> 
                                 ("autoscaling/v1", "horizontalpodautoscalers")):
         (resource,) = client.get(f"/apis/{group_version}").json()["resources"]
         assert resource["name"] == name and resource["verbs"] == ["get", "list", "watch"]
+
+
+def test_a_cluster_wide_watch_follows_every_namespace_and_a_recreate_in_the_other_mode(client: httpx.Client) -> None:
+    """Watches without a namespace (``kubectl get ksvc -A -w``) from a listed resourceVersion: the Knative Services
+    of two namespaces; an InferenceService deleted and created again in Standard mode (the mode is fixed at
+    creation) leaves the Knative Services' watch with DELETED and enters the Deployments' with ADDED."""
+    knative, deployments = "/apis/serving.knative.dev/v1/services", "/apis/apps/v1/deployments"
+    since = {path: client.get(path).json()["metadata"]["resourceVersion"] for path in (knative, deployments)}
+    for namespace in ("cw-one", "cw-two"):
+        apply(client, manifest("cw", "pvc://models/none", namespace=namespace, min_replicas=0))
+    assert client.delete(API.format(ns="cw-two") + "/cw").status_code == 200
+    apply(client, manifest("cw", "pvc://models/none", namespace="cw-two", min_replicas=0, annotations=STANDARD))
+
+    def seen(path: str) -> list[tuple[str, str]]:
+        events = lines(client, path, resourceVersion=since[path], timeoutSeconds="1.5")
+        return [(e["type"], e["object"]["metadata"]["namespace"]) for e in events
+                if e["object"]["metadata"]["name"] == "cw-predictor"]
+
+    ksvc = seen(knative)
+    one, two = ([kind for kind, namespace in ksvc if namespace == ns] for ns in ("cw-one", "cw-two"))
+    assert one[0] == "ADDED" and set(one[1:]) <= {"MODIFIED"}  # then its status changes (no model there)
+    assert two[0] == "ADDED" and two[-1] == "DELETED" and set(two[1:-1]) <= {"MODIFIED"}
+    deployed = seen(deployments)
+    assert deployed[0] == ("ADDED", "cw-two") and {namespace for _, namespace in deployed} == {"cw-two"}
+    assert "DELETED" not in {kind for kind, _ in deployed}
