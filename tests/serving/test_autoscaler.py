@@ -113,9 +113,11 @@ def test_cpu_within_the_hpas_tolerance_leaves_the_replicas_alone() -> None:
     assert utilization(beyond, [115.0] * round(WINDOW / TICK), current=2)[1][-1] == 3
 
 
-def scaler_of(utilization: str | None = None, **predictor: Any) -> Autoscaler:
-    """The autoscaler a pool makes for an InferenceService's predictor, annotated with ``utilization``."""
+def scaler_of(utilization: str | None = None, knative: dict[str, str] | None = None, **predictor: Any) -> Autoscaler:
+    """The autoscaler a pool makes for an InferenceService's predictor, annotated with ``utilization`` and the
+    other ``knative`` autoscaling annotations."""
     annotations = {UTILIZATION_ANNOTATION: utilization} if utilization is not None else {}
+    annotations.update(knative or {})
     if predictor.get("scaleMetric") in ("cpu", "memory"):  # Knative mode takes them with Knative's HPA class only
         annotations["autoscaling.knative.dev/class"] = "hpa.autoscaling.knative.dev"
     spec = InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
@@ -200,3 +202,44 @@ def test_container_concurrency_caps_the_target_before_utilization(predictor: dic
     """Knative never aims above the hard limit: ``max(1, min(target, containerConcurrency) * utilization)`` (without
     it, each of these would want one replica)."""
     assert run(scaler_of(**predictor), 3, concurrency=concurrency)[2] == replicas
+
+
+def test_initial_scale_starts_that_many_and_holds_them_until_ready_then_a_window() -> None:
+    """``autoscaling.knative.dev/initial-scale: 3``: three replicas are wanted from the first tick, idle or not,
+    until three are ready at once (Knative's "scale target initialized"); then, as after any scale-up, for one
+    window; then the metric decides (idle: minReplicas)."""
+    scaler = scaler_of(knative={"autoscaling.knative.dev/initial-scale": "3"})
+    assert scaler.desired(TICK, 0, last_request_at=0.0, ready=0) == 3
+    for tick in range(2, 40):  # three replicas, but slow to load: one ready
+        scaler.observe(tick * TICK, 0.0)
+        assert scaler.desired(tick * TICK, 3, last_request_at=0.0, ready=1) == 3
+    now, _, want = run(scaler, WINDOW - 1, start=20.0, current=3)  # all three ready from here
+    assert want == 3
+    assert run(scaler, 2, start=now, current=3)[2] == 1
+    assert run(scaler_of(), 1)[2] == 1  # without it: Knative's initial scale of one
+
+
+def test_a_wider_panic_window_averages_a_short_burst_away() -> None:
+    """``panic-window-percentage``: two seconds of 30 in flight after idle (target 10 at 100%) scale to three
+    within the default panic window (10% of 10 s); over a panic window as wide as the window they average under
+    6 in flight: the replica there is enough."""
+    scalers = [scaler_of("100", knative=knative, scaleTarget=10)
+               for knative in ({}, {"autoscaling.knative.dev/panic-window-percentage": "100"})]
+    wants = []
+    for scaler in scalers:
+        now, _, _ = run(scaler, WINDOW)
+        wants.append(run(scaler, 2, start=now, concurrency=30)[2])
+    assert wants == [3, 1]
+
+
+def test_scale_down_delay_keeps_the_highest_count_wanted_for_that_long() -> None:
+    """``scale-down-delay: 30s``: three replicas wanted under load stay until 30 s after they were last wanted
+    (without it they go a window after the scale-up), then go to minReplicas at once."""
+    delayed = scaler_of("100", knative={"autoscaling.knative.dev/scale-down-delay": "30s"}, scaleTarget=10)
+    plain = scaler_of("100", scaleTarget=10)
+    for scaler, after_20s in ((delayed, 3), (plain, 1)):
+        now, _, want = run(scaler, 3, concurrency=30)
+        assert want == 3
+        now, _, want = run(scaler, 20, start=now, current=3)
+        assert want == after_20s
+        assert run(scaler, 25, start=now, current=want)[2] == 1

@@ -188,3 +188,29 @@ def test_scale_to_zero_and_cold_start(client: httpx.Client, server: ServerProces
     assert 'kfbox_serving_cold_starts_total{name="zero",namespace="default"} 1.0' in metrics
     assert 'kfbox_serving_cold_start_seconds_count{name="zero",namespace="default"} 1.0' in metrics
     client.delete(API.format(ns="default") + "/zero")
+
+
+def test_initial_scale_starts_a_new_revision_with_that_many_replicas(client: httpx.Client,
+                                                                      server: ServerProcess) -> None:
+    """``autoscaling.knative.dev/initial-scale: 2`` on the predictor: the revision starts two replicas (not
+    Knative's default one), shown by ``kfbox serve get`` and passed to the Knative Service's revision template as
+    KServe passes it; idle once both were ready, it falls back to minReplicas after the window. 0 is refused as
+    Knative's webhook refuses it on a cluster that does not allow a zero initial scale (the default)."""
+    train_iris(server.home / "pvc" / "models" / "twice")
+    body = manifest("twice", "pvc://models/twice", min_replicas=1, max_replicas=3,
+                    annotations={"autoscaling.knative.dev/window": "3s"})
+    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "2"}
+    apply(client, body)
+    assert status(client, "twice")["desiredReplicas"] == 2
+    wait_for(lambda: status(client, "twice")["replicas"] == 2, 90, "two replicas ready")
+    shown = kfbox("serve", "get", "twice", url=server.url)
+    assert "1-3 replicas; starts with 2" in shown.stdout, shown.stdout
+    ksvc = client.get("/apis/serving.knative.dev/v1/namespaces/default/services/twice-predictor").json()
+    assert ksvc["spec"]["template"]["metadata"]["annotations"]["autoscaling.knative.dev/initial-scale"] == "2"
+    wait_for(lambda: status(client, "twice")["replicas"] == 1, 30, "back to minReplicas once idle")
+
+    client.delete(API.format(ns="default") + "/twice")
+    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "0"}
+    reply = client.post(API.format(ns="default"), json={**body, "metadata": {"name": "never"}})
+    assert (reply.status_code, reply.json()["reason"]) == (422, "Invalid"), reply.text
+    assert "autoscaling.knative.dev/initial-scale '0' must be an integer of at least 1" in reply.json()["message"]

@@ -271,3 +271,85 @@ def test_standard_mode_has_no_queue_proxy_so_container_concurrency_is_ignored_th
     assert standard("Standard", containerConcurrency=5000).predictor.container_concurrency == 0
     with pytest.raises(InvalidInput, match="must be an integer from 0"):
         standard("Standard", containerConcurrency=-1)
+
+
+TARGET, METRIC = "autoscaling.knative.dev/target", "autoscaling.knative.dev/metric"
+INITIAL, PANIC, DELAY = ("autoscaling.knative.dev/initial-scale", "autoscaling.knative.dev/panic-window-percentage",
+                         "autoscaling.knative.dev/scale-down-delay")
+
+
+@pytest.mark.parametrize(("annotations", "fields", "metric", "target"), [
+    ({TARGET: "10"}, {}, "concurrency", 10),
+    ({TARGET: "2.5"}, {}, "concurrency", 2.5),  # Knative's target is a float, down to 0.01
+    ({METRIC: "rps"}, {}, "rps", 200),  # the metric's default target, as if scaleMetric said rps
+    ({METRIC: "rps", TARGET: "5"}, {}, "rps", 5),
+    ({TARGET: "3", "autoscaling.knative.dev/target-utilization-percentage": "50"}, {"containerConcurrency": 4},
+     "concurrency", 3),
+    ({METRIC: "memory", "autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"}, {}, "memory", 80),
+])
+def test_knatives_metric_and_target_annotations_count_where_kserve_lets_them_through(
+        annotations: dict[str, str], fields: dict[str, Any], metric: str, target: float) -> None:
+    spec = scaled(annotations, **fields).predictor
+    assert (spec.scale_metric, spec.scale_target) == (metric, target)
+
+
+def test_scale_metric_and_scale_target_win_over_the_annotations_as_kserve_writes_them_over() -> None:
+    """KServe writes scaleMetric and scaleTarget over a user's metric and target annotations on the revision;
+    containerConcurrency caps an annotated target as it caps scaleTarget (Knative's ResolveMetricTarget)."""
+    annotated = {METRIC: "rps", TARGET: "50"}
+    assert (scaled(annotated).predictor.scale_metric, scaled(annotated).predictor.scale_target) == ("rps", 50)
+    spec = scaled(annotated, scaleMetric="concurrency", scaleTarget=3).predictor
+    assert (spec.scale_metric, spec.scale_target) == ("concurrency", 3)
+    assert scaled({TARGET: "50"}, containerConcurrency=4).predictor.scale_target == 4
+    assert scaled({TARGET: "2"}, containerConcurrency=4).predictor.scale_target == 2
+
+
+def test_the_predictors_metric_and_target_annotations_win_over_the_inference_services() -> None:
+    on_isvc = {TARGET: "10", METRIC: "concurrency"}
+    spec = InferenceServiceSpec.parse({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+                                       "metadata": {"name": "iris", "annotations": on_isvc},
+                                       "spec": {"predictor": {"sklearn": {"storageUri": "pvc://models/iris"},
+                                                              "annotations": {TARGET: "4", METRIC: "rps"}}}}).predictor
+    assert (spec.scale_metric, spec.scale_target) == ("rps", 4)
+
+
+def test_standard_mode_makes_no_knative_revision_so_knatives_annotations_do_nothing_there() -> None:
+    spec = scaled({MODE_ANNOTATION: "Standard", TARGET: "0", METRIC: "rps", INITIAL: "3", DELAY: "2h"}).predictor
+    assert (spec.scale_metric, spec.scale_target, spec.initial_scale, spec.scale_down_delay) == ("cpu", 80, 1, 0.0)
+
+
+@pytest.mark.parametrize(("annotations", "message"), [
+    ({TARGET: "0"}, f"Annotation {TARGET} '0' must be a number of at least 0.01"),
+    ({TARGET: "ten"}, f"Annotation {TARGET} 'ten' must be a number of at least 0.01"),
+    ({TARGET: "inf"}, f"Annotation {TARGET} 'inf' must be a number"),
+    ({METRIC: "cpu"}, f"Annotation {METRIC} 'cpu' must be concurrency or rps: the metrics of Knative's KPA"),
+    ({METRIC: "rps", "autoscaling.knative.dev/class": "hpa.autoscaling.knative.dev"},
+     f"Annotation {METRIC} 'rps' must be cpu or memory"),
+    ({INITIAL: "0"}, f"Annotation {INITIAL} '0' must be an integer of at least 1 \\(0 only where Knative's "
+                     "config-autoscaler allow-zero-initial-scale is true; it is false\\)"),
+    ({INITIAL: "-2"}, f"Annotation {INITIAL} '-2' must be an integer of at least 1: the replicas"),
+    ({INITIAL: "2.0"}, f"Annotation {INITIAL} '2.0' must be an integer"),
+    ({"autoscaling.knative.dev/initialScale": "0"}, "Annotation autoscaling.knative.dev/initialScale '0'"),
+    ({PANIC: "0.5"}, f"Annotation {PANIC} '0.5' must be a number from 1 to 100"),
+    ({PANIC: "101"}, f"Annotation {PANIC} '101' must be a number from 1 to 100"),
+    ({DELAY: "61m"}, f"Annotation {DELAY} '61m' must be a duration from 0s to 1h in whole seconds"),
+    ({DELAY: "1.5s"}, f"Annotation {DELAY} '1.5s' must be a duration from 0s to 1h in whole seconds"),
+    ({DELAY: "soon"}, f"Annotation {DELAY} 'soon' is not understood as a duration"),
+])
+def test_knatives_annotations_outside_its_webhooks_bounds_are_refused_naming_them(annotations: dict[str, str],
+                                                                                message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        scaled(annotations)
+
+
+def test_initial_scale_panic_window_and_scale_down_delay_are_read_and_summarised() -> None:
+    spec = scaled({INITIAL: "3", PANIC: "25", DELAY: "1m30s"}, maxReplicas=4).predictor
+    assert (spec.initial_scale, spec.panic_window_percentage, spec.scale_down_delay) == (3, 25.0, 90.0)
+    summary = autoscaling(spec)
+    assert (summary["initialScale"], summary["panicWindowPercentage"], summary["scaleDownDelaySeconds"]) == (
+        3, 25.0, 90.0)
+    legacy = scaled({"autoscaling.knative.dev/initialScale": "2", "autoscaling.knative.dev/scaleDownDelay": "5s",
+                     "autoscaling.knative.dev/panicWindowPercentage": "50"}).predictor  # Knative reads these too
+    assert (legacy.initial_scale, legacy.scale_down_delay, legacy.panic_window_percentage) == (2, 5.0, 50.0)
+    plain = autoscaling(scaled({}).predictor)
+    assert not {"initialScale", "panicWindowPercentage", "scaleDownDelaySeconds"} & set(plain)

@@ -172,7 +172,9 @@ def get(
         *([("autoscaling", f"{scaling['metric']}, target {scaling['target']} {scaling['per']}; "
                            f"{scaling['minReplicas']}-{scaling['maxReplicas']} replicas"
                            + (f"; containerConcurrency {cc} (requests at once a replica, the rest wait)"
-                              if (cc := scaling.get("containerConcurrency")) else ""))]
+                              if (cc := scaling.get("containerConcurrency")) else "")
+                           + (f"; starts with {n}" if (n := scaling.get("initialScale")) else "")
+                           + (f"; scale-down delay {d:g}s" if (d := scaling.get("scaleDownDelaySeconds")) else ""))]
           if (scaling := status.get("autoscaling")) else []),
         ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
     ]

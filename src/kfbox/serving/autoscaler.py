@@ -19,6 +19,12 @@ replica is scaled at (:func:`kfbox.serving.spec.effective_target`):
 
 Scaling down waits until a whole window has passed since the last scale-up and then follows the window's
 figure; zero is reached only when ``minReplicas`` is 0 and no request arrived for a whole window.
+
+Knative's per-revision annotations (parsed in :mod:`kfbox.serving.spec`): ``panic-window-percentage`` sizes the
+panic window (default 10% of the window); ``scale-down-delay`` keeps the highest count wanted in that many
+seconds before going lower, as Knative's delay window (for every metric, on top of the rules above);
+``initial-scale`` is the replicas a new revision starts with: kept until that many are ready at once (Knative's
+"scale target initialized"), and then for a window, as after any scale-up.
 """
 
 from __future__ import annotations
@@ -44,12 +50,19 @@ HPA_SCALE_UP_PODS = 4
 class Autoscaler:
     def __init__(self, min_replicas: int, max_replicas: int, target: float, window: float,
                  metric: str = "concurrency", *,
-                 downscale_stabilization: float = HPA_DOWNSCALE_STABILIZATION) -> None:
+                 downscale_stabilization: float = HPA_DOWNSCALE_STABILIZATION, initial_scale: int = 1,
+                 panic_fraction: float = PANIC_FRACTION, scale_down_delay: float = 0.0) -> None:
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.target = target
         self.window = window
         self.metric = metric
+        self.initial_scale = min(initial_scale, max_replicas)
+        """Replicas held until that many were ready at once; then 0 (done). 1 is the pool's own rule."""
+        self.panic_fraction = panic_fraction
+        self.scale_down_delay = scale_down_delay
+        self.wanted: deque[tuple[float, int]] = deque()
+        """What :meth:`desired` wanted (when, replicas) over the last ``scale_down_delay`` seconds, oldest first."""
         self.samples: deque[tuple[float, float]] = deque()
         """(when, value), oldest first, a window's worth and the sample before it."""
         self.last_scale_up = 0.0
@@ -64,7 +77,8 @@ class Autoscaler:
            downscale_stabilization: float = HPA_DOWNSCALE_STABILIZATION) -> Autoscaler:
         """The autoscaler of a revision: its bounds, metric and the target a replica is scaled at."""
         return cls(spec.min_replicas, spec.max_replicas, effective_target(spec), window, spec.scale_metric,
-                   downscale_stabilization=downscale_stabilization)
+                   downscale_stabilization=downscale_stabilization, initial_scale=spec.initial_scale,
+                   panic_fraction=spec.panic_window_percentage / 100, scale_down_delay=spec.scale_down_delay)
 
     def observe(self, now: float, value: float) -> None:
         """The metric's value now: in flight or percent of a request for an average, a running count for a rate."""
@@ -90,12 +104,27 @@ class Autoscaler:
         """The metric over the last window, the figure scaling down follows; None before the first sample."""
         return self._figure(now - self.window) if self.samples else None
 
-    def desired(self, now: float, current: int, last_request_at: float) -> int:
-        if self.metric in UTILIZATION_METRICS:
-            return self._hpa_desired(now, current)
+    def desired(self, now: float, current: int, last_request_at: float, ready: int | None = None) -> int:
+        """The replicas wanted now, with ``current`` replicas of which ``ready`` (None: all) are ready."""
+        want = (self._hpa_desired(now, current) if self.metric in UTILIZATION_METRICS
+                else self._kpa_desired(now, current, last_request_at))
+        if self.initial_scale > 1:
+            if (current if ready is None else ready) < self.initial_scale:
+                return max(want, self.initial_scale)
+            self.initial_scale = 0  # reached: the metric decides from now on, after a window
+            self.last_scale_up = now
+            want = max(want, current)
+        if self.scale_down_delay:
+            while self.wanted and self.wanted[0][0] <= now - self.scale_down_delay:
+                self.wanted.popleft()
+            self.wanted.append((now, want))
+            want = max(replicas for _, replicas in self.wanted)
+        return want
+
+    def _kpa_desired(self, now: float, current: int, last_request_at: float) -> int:
         figure = self._figure(now - self.window)
         steady = math.ceil(figure / self.target)
-        panic_window = max(self.window * PANIC_FRACTION, MIN_PANIC_SECONDS)
+        panic_window = max(self.window * self.panic_fraction, MIN_PANIC_SECONDS)
         burst = math.ceil(self._figure(now - panic_window) / self.target)
         if burst > current:
             self.last_scale_up = now

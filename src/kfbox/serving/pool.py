@@ -99,7 +99,8 @@ class ReplicaPool:
         self.autoscaler = Autoscaler.of(spec, spec.scale_window if spec.scale_window is not None
                                         else config.scale_window,
                                         downscale_stabilization=config.hpa_downscale_stabilization)
-        self.desired = max(spec.min_replicas, 1)  # a new revision starts one replica, as KServe does
+        # a new revision starts one replica, as KServe does, or its initial-scale
+        self.desired = max(spec.min_replicas, min(spec.initial_scale, spec.max_replicas), 1)
         self.model_path: Path | None = None
         self.failure: str | None = None
         self.failures = 0
@@ -252,7 +253,7 @@ class ReplicaPool:
             self._wake()  # a replica became ready or went away: the waiting requests look again
         self.autoscaler.observe(now, self._sample(now))
         current = len(self.replicas)
-        self.desired = self.autoscaler.desired(now, current, self.last_request_at)
+        self.desired = self.autoscaler.desired(now, current, self.last_request_at, self.ready_count)
         if self.waiting or (not self.ever_ready and self.failure is None):
             self.desired = max(self.desired, 1)  # a request waits, or the revision has yet to come up once
         if current < self.desired and now >= self.retry_at:

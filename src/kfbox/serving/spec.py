@@ -53,6 +53,19 @@ ENV_NAME_RE = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")  # Kubernetes' rule fo
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,252}$")  # one URL path segment, never '.' or '..'
 WINDOW_ANNOTATION = "autoscaling.knative.dev/window"
 UTILIZATION_ANNOTATION = "autoscaling.knative.dev/target-utilization-percentage"
+TARGET_ANNOTATION = "autoscaling.knative.dev/target"
+METRIC_ANNOTATION = "autoscaling.knative.dev/metric"
+INITIAL_SCALE_ANNOTATION = "autoscaling.knative.dev/initial-scale"
+PANIC_WINDOW_ANNOTATION = "autoscaling.knative.dev/panic-window-percentage"
+SCALE_DOWN_DELAY_ANNOTATION = "autoscaling.knative.dev/scale-down-delay"
+LEGACY_KEYS = {INITIAL_SCALE_ANNOTATION: "autoscaling.knative.dev/initialScale",
+               PANIC_WINDOW_ANNOTATION: "autoscaling.knative.dev/panicWindowPercentage",
+               SCALE_DOWN_DELAY_ANNOTATION: "autoscaling.knative.dev/scaleDownDelay"}
+"""The older spellings Knative still reads (its ``kmap.KeyPriority``), where the new key is unset."""
+TARGET_MIN = 0.01  # Knative's TargetMin
+DEFAULT_PANIC_WINDOW_PERCENTAGE = 10.0  # Knative's config-autoscaler panic-window-percentage
+PANIC_WINDOW_PERCENTAGE_BOUNDS = (1.0, 100.0)
+MAX_SCALE_DOWN_DELAY = 3600.0  # Knative's WindowMax: 1h
 DEFAULT_TARGET_UTILIZATION = 70.0
 """Knative's config-autoscaler ``container-concurrency-target-percentage`` (and its rps twin): the KPA aims at
 70% of the target, leaving headroom for a burst before the next replica is up."""
@@ -98,7 +111,8 @@ class PredictorSpec:
     python_path: str | None
     min_replicas: int
     max_replicas: int
-    scale_target: int
+    scale_target: float
+    """An int, but for a fractional ``autoscaling.knative.dev/target``."""
     scale_metric: str
     scale_window: float | None
     enable_grpc: bool
@@ -113,6 +127,12 @@ class PredictorSpec:
     container_concurrency: int = 0
     """``spec.predictor.containerConcurrency``: the most requests one replica is sent at once, the rest wait
     (Knative's queue-proxy); 0: no limit. Always 0 in Standard mode, where KServe has no queue-proxy."""
+    initial_scale: int = 1
+    """Replicas a new revision starts with before the autoscaler takes over (Knative's ``initial-scale``)."""
+    panic_window_percentage: float = DEFAULT_PANIC_WINDOW_PERCENTAGE
+    """The panic window as a percent of the window (Knative's ``panic-window-percentage``)."""
+    scale_down_delay: float = 0.0
+    """Seconds a higher replica count is kept after the load that asked for it is gone (``scale-down-delay``)."""
 
     def served_name(self, service: str) -> str:
         """The model name in the V1/V2 paths of this revision (``service`` unless ``--model_name`` set one)."""
@@ -210,24 +230,31 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
     if max_replicas < min_replicas:
         raise InvalidInput(f"spec.predictor.maxReplicas {max_replicas} is below minReplicas {min_replicas}.")
     hpa = standard or annotations.get(KNATIVE_CLASS) == KNATIVE_HPA  # KServe's HPA, or Knative's HPA class
-    metric = predictor.get("scaleMetric", "cpu" if hpa else "concurrency")  # the HPA's default, or the KPA's
+    # Knative reads its annotations on the revision, where KServe writes the predictor's over the isvc's
+    revision = {**annotations, **_mapping(predictor.get("annotations") or {}, "spec.predictor.annotations")}
+    knative = {} if standard else revision  # Standard mode makes no Knative revision: nothing reads these there
+    # KServe writes scaleMetric and scaleTarget over the user's metric and target annotations: those count only
+    # where these fields are unset
+    annotated_metric = None if "scaleMetric" in predictor else _metric(knative.get(METRIC_ANNOTATION), hpa)
+    metric = predictor.get("scaleMetric", annotated_metric or ("cpu" if hpa else "concurrency"))
     if metric not in SCALE_METRICS:
         raise InvalidInput(f"spec.predictor.scaleMetric {metric!r} is not one of KServe's: {', '.join(SCALE_METRICS)}.")
     default_target = {"concurrency": DEFAULT_SCALE_TARGET, "rps": DEFAULT_RPS_TARGET}.get(metric,
                                                                                         DEFAULT_UTILIZATION_TARGET)
-    target = _int(predictor.get("scaleTarget", default_target), "scaleTarget", 1)
+    annotated_target = None if "scaleTarget" in predictor else _target(knative.get(TARGET_ANNOTATION))
+    target: float = (annotated_target if annotated_target is not None
+                     else _int(predictor.get("scaleTarget", default_target), "scaleTarget", 1))
     _check_autoscaler(annotations, standard, predictor)
     concurrency = _container_concurrency(predictor.get("containerConcurrency"), standard)
     if concurrency and metric == "concurrency":  # Knative's ResolveMetricTarget: never aim above the hard limit
-        target = min(target, concurrency) if predictor.get("scaleTarget") is not None else concurrency
+        explicit = predictor.get("scaleTarget") is not None or annotated_target is not None
+        target = min(target, concurrency) if explicit else concurrency
     request = 1.0
     if metric in UTILIZATION_METRICS:
         if min_replicas == 0:
             raise InvalidInput(f"spec.predictor.minReplicas 0 needs scaleMetric 'concurrency' or 'rps': with "
                                f"{metric!r} (Kubernetes' HPA) a revision keeps at least one replica.")
         request = _request(model.get("resources"), metric, f"{where}.resources")
-    # Knative reads its annotations on the revision, where KServe writes the predictor's over the isvc's
-    revision = {**annotations, **_mapping(predictor.get("annotations") or {}, "spec.predictor.annotations")}
     window = revision.get(WINDOW_ANNOTATION)
     utilization = 100.0 if metric in UTILIZATION_METRICS else _utilization(revision.get(UTILIZATION_ANNOTATION))
     grpc = str(annotations.get(GRPC_ANNOTATION, "false")).lower() in ("1", "true", "yes") or _h2c(model.get("ports"))
@@ -242,7 +269,91 @@ def _predictor(predictor: dict[str, Any], annotations: dict[str, Any]) -> Predic
                          scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                          enable_grpc=grpc, allow_unsafe_pickle=unsafe == "true",
                          model_name=_model_name(model.get("args"), f"{where}.args"),
-                         env=_env(model.get("env"), f"{where}.env"), container_concurrency=concurrency)
+                         env=_env(model.get("env"), f"{where}.env"), container_concurrency=concurrency,
+                         initial_scale=_initial_scale(knative), panic_window_percentage=_panic_window(knative),
+                         scale_down_delay=_scale_down_delay(knative))
+
+
+def _annotation(annotations: dict[str, Any], key: str) -> tuple[str, Any]:
+    """The key Knative reads and its value: ``key``, else its older spelling (:data:`LEGACY_KEYS`)."""
+    legacy = LEGACY_KEYS.get(key)
+    if key not in annotations and legacy in annotations:
+        return legacy, annotations[legacy]
+    return key, annotations.get(key)
+
+
+def _number(value: Any) -> float:
+    """An annotation's value as a finite number, NaN when it is none."""
+    try:
+        number = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        return math.nan
+    return number if math.isfinite(number) else math.nan
+
+
+def _metric(value: Any, hpa: bool) -> str | None:
+    """The metric annotation as Knative's webhook accepts it: concurrency or rps for its KPA; under its HPA class
+    cpu or memory, what kfbox's HPA scales on."""
+    if value is None:
+        return None
+    allowed = UTILIZATION_METRICS if hpa else ("concurrency", "rps")
+    if value not in allowed:
+        scaler = f"{KNATIVE_CLASS} {KNATIVE_HPA} (the HPA)" if hpa else "Knative's KPA (the default class)"
+        raise InvalidInput(f"Annotation {METRIC_ANNOTATION} {value!r} must be {' or '.join(allowed)}: the metrics "
+                           f"of {scaler}. spec.predictor.scaleMetric, when set, wins over it.")
+    return str(value)
+
+
+def _target(value: Any) -> float | None:
+    """The target annotation (a number of at least Knative's 0.01), an int when whole; None when unset."""
+    if value is None:
+        return None
+    target = _number(value)
+    if not target >= TARGET_MIN:  # NaN fails too
+        raise InvalidInput(f"Annotation {TARGET_ANNOTATION} {value!r} must be a number of at least {TARGET_MIN} "
+                           '(e.g. "10"): the metric a replica is scaled at. spec.predictor.scaleTarget, when set, '
+                           "wins over it.")
+    return int(target) if target.is_integer() else target
+
+
+def _initial_scale(annotations: dict[str, Any]) -> int:
+    """``initial-scale`` as Knative's webhook takes it: an integer; 0 only where the cluster allows it (its
+    config-autoscaler ``allow-zero-initial-scale``, false by default and in kfbox). KServe's controller drops an
+    invalid one from the InferenceService's own annotations (Knative's webhook refuses one on the predictor's);
+    kfbox refuses either, naming it."""
+    key, value = _annotation(annotations, INITIAL_SCALE_ANNOTATION)
+    if value is None:
+        return 1
+    text = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not re.fullmatch(r"[-+]?[0-9]{1,9}", text) or int(text) < 1:
+        zero = (" (0 only where Knative's config-autoscaler allow-zero-initial-scale is true; it is false)"
+                if re.fullmatch(r"[-+]?0+", text) else "")
+        raise InvalidInput(f"Annotation {key} {value!r} must be an integer of at least 1{zero}: the replicas a "
+                           "new revision starts with.")
+    return int(text)
+
+
+def _panic_window(annotations: dict[str, Any]) -> float:
+    key, value = _annotation(annotations, PANIC_WINDOW_ANNOTATION)
+    if value is None:
+        return DEFAULT_PANIC_WINDOW_PERCENTAGE
+    low, high = PANIC_WINDOW_PERCENTAGE_BOUNDS
+    percent = _number(value)
+    if not low <= percent <= high:
+        raise InvalidInput(f"Annotation {key} {value!r} must be a number from {low:g} to {high:g} "
+                           '(e.g. "10"): the panic window as a percent of the window.')
+    return percent
+
+
+def _scale_down_delay(annotations: dict[str, Any]) -> float:
+    key, value = _annotation(annotations, SCALE_DOWN_DELAY_ANNOTATION)
+    if value is None:
+        return 0.0
+    seconds = parse_duration(value, f"Annotation {key}")
+    if seconds > MAX_SCALE_DOWN_DELAY or not seconds.is_integer():
+        raise InvalidInput(f"Annotation {key} {value!r} must be a duration from 0s to 1h in whole seconds "
+                           '(e.g. "30s"): how long a higher replica count outlasts the load that asked for it.')
+    return seconds
 
 
 def _check_autoscaler(annotations: dict[str, Any], standard: bool, predictor: dict[str, Any]) -> None:
@@ -320,6 +431,12 @@ def autoscaling(spec: PredictorSpec) -> dict[str, Any]:
         scaling["per"] += f" (scaled at {spec.scale_utilization:g}%: {effective_target(spec):g})"
     if spec.container_concurrency:
         scaling["containerConcurrency"] = spec.container_concurrency
+    if spec.initial_scale != 1:
+        scaling["initialScale"] = spec.initial_scale
+    if spec.panic_window_percentage != DEFAULT_PANIC_WINDOW_PERCENTAGE:
+        scaling["panicWindowPercentage"] = spec.panic_window_percentage
+    if spec.scale_down_delay:
+        scaling["scaleDownDelaySeconds"] = spec.scale_down_delay
     return scaling
 
 
@@ -345,10 +462,7 @@ def _utilization(value: Any) -> float:
     """The annotation's percent, validated as Knative's webhook does (a number from 1 to 100); 70 when unset."""
     if value is None:
         return DEFAULT_TARGET_UTILIZATION
-    try:
-        percent = float(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else math.nan
-    except ValueError:
-        percent = math.nan
+    percent = _number(value)
     if not 1 <= percent <= 100:  # NaN fails too
         raise InvalidInput(f"Annotation {UTILIZATION_ANNOTATION} {value!r} must be a number from 1 to 100 "
                            '(e.g. "70"): the percent of scaleTarget a replica is scaled at.')
