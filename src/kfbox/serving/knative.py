@@ -11,9 +11,10 @@ On a cluster in Serverless mode KServe writes ``<isvc>-predictor`` (``serving.kn
 autoscaling annotations of ``spec.template`` there. kfbox runs no Knative, so it shows each served
 InferenceService's predictor as that object, built by KServe's rules (its ksvc reconciler and
 ``SetAutoScalingAnnotations``): labels, the isvc's annotations less KServe's disallowed ones (a
-user's ``autoscaling.knative.dev/target-utilization-percentage`` among them: KServe sets none itself),
-``autoscaling.knative.dev/class: kpa.autoscaling.knative.dev``, ``metric`` and ``target`` only when
-the predictor sets ``scaleMetric`` / ``scaleTarget``, ``min-scale`` (default 1), ``max-scale`` unless
+user's ``autoscaling.knative.dev/target-utilization-percentage``, ``target``, ``metric``, ``initial-scale``,
+``panic-window-percentage`` and ``scale-down-delay`` among them),
+``autoscaling.knative.dev/class: kpa.autoscaling.knative.dev``, ``metric`` and ``target`` (over the user's) only
+when the predictor sets ``scaleMetric`` / ``scaleTarget``, ``min-scale`` (default 1), ``max-scale`` unless
 ``maxReplicas`` is 0 or unset, ``spec.template.spec.containerConcurrency`` (the predictor's, which KServe
 copies when set; Knative's defaulting webhook writes its ``container-concurrency`` default, 0, when not) and
 ``spec.traffic`` as KServe writes it. Its status is the

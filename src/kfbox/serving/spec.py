@@ -5,7 +5,12 @@ Knative's autoscaling annotations are honoured: ``autoscaling.knative.dev/window
 window before scaling down, e.g. ``"2s"``) and ``autoscaling.knative.dev/target-utilization-percentage``
 (the percent of ``scaleTarget`` the KPA aims at, 1-100, default 70 as Knative's config-autoscaler
 ``container-concurrency-target-percentage``; for ``concurrency`` and ``rps`` only, as Knative's KPA), in
-``metadata.annotations`` or ``spec.predictor.annotations`` (which win, as on the Knative revision KServe writes);
+``metadata.annotations`` or ``spec.predictor.annotations`` (which win, as on the Knative revision KServe writes).
+In Knative mode, so are those KServe lets through to the revision: ``target`` and ``metric`` where
+``scaleTarget`` / ``scaleMetric`` are unset (KServe writes those over them), ``initial-scale``,
+``panic-window-percentage`` and ``scale-down-delay`` (:mod:`kfbox.serving.autoscaler`), each refused outside
+Knative's bounds naming it; KServe drops a user's ``min-scale`` / ``max-scale`` (``minReplicas`` /
+``maxReplicas`` say them), and so does kfbox. Standard mode makes no Knative revision: none of these count there.
 kfbox's own live under ``serving.kfbox.io/``:
 ``model-class`` (``module:Class``, a ``kserve.Model`` subclass), ``python-path`` (a folder
 to import it from), ``enable-grpc`` and ``allow-unsafe-pickle`` (``"true"``: load pickle/joblib
