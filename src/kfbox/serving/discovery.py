@@ -1,6 +1,6 @@
 """What ``kubectl`` asks before it touches a resource: discovery, version, OpenAPI, namespaces.
 
-    GET /api, /api/v1                        core group: only ``namespaces``
+    GET /api, /api/v1                        core group: ``namespaces`` and ``events`` (kfbox.serving.event_routes)
     GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
     GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
     GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), read-only: get, list, watch
@@ -95,7 +95,9 @@ def discovery_router(res: InferenceServices) -> APIRouter:
     async def core_resources() -> dict[str, Any]:
         return {"kind": "APIResourceList", "groupVersion": "v1", "resources": [
             {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
-             "verbs": ["create", "get", "list"], "shortNames": ["ns"]}]}
+             "verbs": ["create", "get", "list"], "shortNames": ["ns"]},
+            {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",
+             "verbs": ["get", "list", "watch"], "shortNames": ["ev"]}]}
 
     @router.get("/apis")
     async def groups() -> dict[str, Any]:

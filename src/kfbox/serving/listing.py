@@ -22,7 +22,7 @@ from fastapi.responses import StreamingResponse
 
 from kfbox.serving.kube_api import bad_request
 from kfbox.serving.printer import Column, table, table_event, wants_table
-from kfbox.serving.selectors import field_selector, label_selector
+from kfbox.serving.selectors import FIELDS, field_selector, label_selector
 from kfbox.serving.watch import EventLog, WatchQuery, stream, watching
 
 Objects = Callable[[str | None], list[dict[str, Any]]]
@@ -32,7 +32,8 @@ TableForm = tuple[list[Column], Callable[[dict[str, Any]], list[Any]]]
 
 
 def list_or_watch(request: Request, namespace: str | None, objects: Objects, log: EventLog, floor: int,
-                  kind: tuple[str, str], table_form: TableForm | None = None) -> Any:
+                  kind: tuple[str, str], table_form: TableForm | None = None,
+                  fields: tuple[str, ...] = FIELDS) -> Any:
     """The list (``kind`` is (Kind, apiVersion); its resourceVersion at least ``floor``) or, with ``?watch``, the
     stream of ``log`` from the version asked for."""
     q = request.query_params
@@ -40,7 +41,7 @@ def list_or_watch(request: Request, namespace: str | None, objects: Objects, log
     if limit is not None and not limit.isdigit():  # the list is never cut (no continue token): only checked
         raise bad_request(f"limit {limit!r} must be a whole number >= 0.")
     matches_labels = label_selector(q.get("labelSelector"))
-    matches_fields = field_selector(q.get("fieldSelector"))
+    matches_fields = field_selector(q.get("fieldSelector"), fields)
 
     def matches(obj: dict[str, Any]) -> bool:
         inside = namespace is None or obj["metadata"]["namespace"] == namespace

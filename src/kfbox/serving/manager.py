@@ -22,6 +22,7 @@ from kfbox.errors import InvalidInput, NotFound
 from kfbox.server.platform import Platform
 from kfbox.server.processes import kill_group
 from kfbox.serving.deployment import Deployment
+from kfbox.serving.events import EventRecorder, Involved
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import PoolConfig, Replica, ReplicaPool
@@ -43,6 +44,8 @@ class ServingManager:
         self.metrics = ServingMetrics(platform.metrics)
         self.resolver = UriResolver(platform.settings, self._registry_lookup)
         self.deployments: dict[tuple[str, str], Deployment] = {}
+        self.events = EventRecorder()
+        """What ``kubectl get events`` and ``kubectl describe isvc`` show (in memory only)."""
         self.launcher = ReplicaLauncher(platform.settings.serving_dir / "forkserver",
                                         warm=platform.settings.serving_warm_standby)
         self.release: Callable[[int], Awaitable[None]] | None = None
@@ -57,7 +60,7 @@ class ServingManager:
         """Startup hook (runs on the server's loop): bring back every stored InferenceService."""
         self._wake = asyncio.Event()
         for record in self.store.list():
-            self._install(record)
+            self._install(record, restored=True)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def shutdown(self) -> None:
@@ -142,6 +145,8 @@ class ServingManager:
         version = await asyncio.to_thread(self.store.delete, namespace, name, resource_version)
         deployment = self.deployments.pop((namespace, name), None)
         if deployment is not None:
+            self.events.record(self._involved(deployment.record), "Deleted", "InferenceService deleted; "
+                               "stopping its replicas")
             await asyncio.gather(*(pool.close() for pool in deployment.pools.values()))
         self.metrics.forget(namespace, name)
         return version
@@ -171,18 +176,19 @@ class ServingManager:
         return sorted(paths, key=lambda p: p.stat().st_mtime)
 
     # --- internals -----------------------------------------------------------------------
-    def _install(self, record: ServiceRecord) -> None:
+    def _install(self, record: ServiceRecord, restored: bool = False) -> None:
         deployment = Deployment(record=record)
         self.deployments[record.key] = deployment
-        self._sync_pools(deployment)
+        self._sync_pools(deployment, restored)
 
     async def _update(self, deployment: Deployment, record: ServiceRecord) -> None:
         deployment.record = record
         for pool in self._sync_pools(deployment):
             await pool.close()
 
-    def _sync_pools(self, deployment: Deployment) -> list[ReplicaPool]:
-        """Create pools for revisions that should run; return the ones to close."""
+    def _sync_pools(self, deployment: Deployment, restored: bool = False) -> list[ReplicaPool]:
+        """Create pools for revisions that should run (``restored``: from the store at start, not new); return the
+        ones to close."""
         record = deployment.record
         wanted = deployment.wanted_revisions()
         for number in wanted - deployment.pools.keys():
@@ -197,10 +203,17 @@ class ServingManager:
                                 drain_seconds=self.settings.serving_drain_seconds,
                                 hpa_downscale_stabilization=self.settings.serving_hpa_downscale_stabilization,
                                 release=self.release, forget=self.forget,
+                                emit=self.events.emitter(self._involved(record)),
                                 title=f"kfbox replica {record.namespace}/{record.name} rev {number}")
             deployment.pools[number] = ReplicaPool(config, record.revisions[number], self.resolver.localize,
                                                    self.launcher)
+            if not restored and number == record.latest:
+                self.events.record(self._involved(record), "RevisionCreated", f"Created revision {config.revision}")
         return [deployment.pools.pop(n) for n in list(deployment.pools) if n not in wanted]
+
+    @staticmethod
+    def _involved(record: ServiceRecord) -> Involved:
+        return Involved(record.namespace, record.name, record.uid)
 
     def _log_dir(self, namespace: str, name: str) -> Path:
         return self.settings.logs_dir / "serving" / namespace / name

@@ -78,6 +78,8 @@ class PoolConfig:
     """How long a stopping replica's requests get to finish before it is stopped."""
     """Requests held per ready replica (one counted while none is ready) before the gateway answers 503
     at once: past that a replica only queues, and an overloaded service must say so fast, never time out."""
+    emit: Callable[[str, str, str], None] | None = None
+    """Records a Kubernetes Event about the service: (reason, message, type) (:mod:`kfbox.serving.events`)."""
     title: str = ""
     """The replicas' process title in ``ps`` (``kfbox replica NAMESPACE/NAME rev N``); empty: left as started."""
     release: Callable[[int], Awaitable[None]] | None = None
@@ -101,6 +103,8 @@ class ReplicaPool:
                                         downscale_stabilization=config.hpa_downscale_stabilization)
         # a new revision starts one replica, as KServe does, or its initial-scale
         self.desired = max(spec.min_replicas, min(spec.initial_scale, spec.max_replicas), 1)
+        self.scaled_to = self.desired
+        """The replica count of the last ScaledUp/ScaledDown event (a waiting request raises :attr:`desired` too)."""
         self.model_path: Path | None = None
         self.failure: str | None = None
         self.failures = 0
@@ -123,6 +127,10 @@ class ReplicaPool:
         self.queued = 0
         """Requests waiting in :meth:`wait_slot` for a replica below :attr:`limit`."""
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
+
+    def _event(self, reason: str, message: str, type_: str = "Normal") -> None:
+        if self.config.emit is not None:
+            self.config.emit(reason, f"Revision {self.config.revision}: {message}", type_)
 
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
@@ -256,6 +264,11 @@ class ReplicaPool:
         self.desired = self.autoscaler.desired(now, current, self.last_request_at, self.ready_count)
         if self.waiting or (not self.ever_ready and self.failure is None):
             self.desired = max(self.desired, 1)  # a request waits, or the revision has yet to come up once
+        if self.desired != self.scaled_to:
+            why = "a waiting request" if self.waiting and not self.scaled_to else f"metric {self.spec.scale_metric}"
+            self._event("ScaledUp" if self.desired > self.scaled_to else "ScaledDown",
+                        f"scaled from {self.scaled_to} to {self.desired} replicas on {why}")
+            self.scaled_to = self.desired
         if current < self.desired and now >= self.retry_at:
             await self._ensure_model_path(now)
             if self.model_path is not None or self.spec.model_format == "custom":
@@ -265,6 +278,7 @@ class ReplicaPool:
                         await asyncio.to_thread(replica.child.stop, 1.0)
                         return
                     self.replicas.append(replica)
+                    self._event("ReplicaStarted", f"started replica {replica.index} (pid {replica.child.pid})")
         elif current > self.desired:
             # drain the idlest replicas first, starting ones before ready ones
             extra = sorted(self.replicas, key=lambda r: (r.ready, r.inflight))[: current - self.desired]
@@ -284,6 +298,10 @@ class ReplicaPool:
                           f"the replica did not become ready within {self.config.start_timeout:.0f}s")
                 self._record_failure(now, reason)
                 self.model_path = None  # resolve (and check) the storage URI again: its links may have changed
+            if replica.ready_at is not None:
+                self._event("ReplicaDied", f"replica {replica.index} " + (
+                    "could not be reached; replacing it" if replica.child.alive else "exited; replacing it"),
+                    "Warning")
             await asyncio.to_thread(replica.child.stop, 1.0)
             if replica.ready_at is not None and self.config.forget is not None:
                 self.config.forget(replica.port)
@@ -297,6 +315,7 @@ class ReplicaPool:
                 if self.config.on_replica_ready is not None:
                     self.config.on_replica_ready(now - replica.started_at)
                 self.ever_ready = True
+                self._event("ReplicaReady", f"replica {replica.index} is ready ({now - replica.started_at:.1f}s)")
                 self.failure = None
                 self.failures = 0
 
@@ -320,6 +339,7 @@ class ReplicaPool:
             self._record_failure(now, f"storageUri {self.spec.storage_uri}: {getattr(exc, 'message', exc)}")
 
     def _record_failure(self, now: float, reason: str) -> None:
+        self._event("ModelLoadFailed", reason, "Warning")  # the same reason again: its count grows
         self.failure = reason
         self.failures += 1
         self.retry_at = now + min(MAX_BACKOFF, 2.0 ** self.failures)  # 2s, 4s, 8s... like CrashLoopBackOff

@@ -72,19 +72,25 @@ def label_selector(selector: str | None) -> Matcher:
     return matches
 
 
-def field_selector(selector: str | None) -> Matcher:
-    """A predicate on ``metadata.name`` / ``metadata.namespace``."""
+def field_selector(selector: str | None, fields: tuple[str, ...] = FIELDS) -> Matcher:
+    """A predicate on ``metadata.name`` / ``metadata.namespace``, or on the kind's own ``fields`` (dotted paths)."""
     checks = []
     for part in _split(selector or ""):
         match = _EQ.match(part)
-        if not match or match.group(1) not in FIELDS:
+        if not match or match.group(1) not in fields:
             raise bad_request(f"field selector {part.strip()!r} is not supported; use "
-                              f"{' or '.join(FIELDS)} with =, == or !=.")
+                              f"{' or '.join(fields)} with =, == or !=.")
         field, op, value = match.groups()
-        key = field.split(".", 1)[1]
-        checks.append((key, op != "!=", value))
+        checks.append((field.split("."), op != "!=", value))
 
     def matches(obj: dict[str, Any]) -> bool:
-        meta = obj.get("metadata") or {}
-        return all((meta.get(key) == value) == equal for key, equal, value in checks)
+        return all((_at(obj, path) == value) == equal for path, equal, value in checks)
     return matches
+
+
+def _at(obj: dict[str, Any], path: list[str]) -> Any:
+    """The value at a dotted path (``involvedObject.name``); None where a step is missing."""
+    value: Any = obj
+    for step in path:
+        value = value.get(step) if isinstance(value, dict) else None
+    return value

@@ -125,7 +125,9 @@ def _raw_routes(resources: InferenceServices) -> list[BaseRoute]:
 
 
 def _discovery_routes(resources: InferenceServices) -> list[BaseRoute]:
-    """What kubectl asks first: /api, /apis, /version, /openapi/v2 and v3 (kfbox.serving.discovery)."""
+    """What kubectl asks first: /api, /apis, /version, /openapi/v2 and v3 (kfbox.serving.discovery); and the
+    InferenceServices' events under /api/v1 (kfbox.serving.event_routes)."""
     from kfbox.serving.discovery import discovery_router
+    from kfbox.serving.event_routes import events_router
 
-    return list(discovery_router(resources).routes)
+    return [*discovery_router(resources).routes, *events_router(resources.manager.events).routes]
