@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from kfbox.serving.autoscaler import Autoscaler
-from kfbox.serving.spec import UTILIZATION_ANNOTATION, InferenceServiceSpec
+from kfbox.serving.scaling_spec import UTILIZATION_ANNOTATION
+from kfbox.serving.spec import InferenceServiceSpec
 
 WINDOW = 10.0
 TICK = 0.5

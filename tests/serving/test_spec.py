@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from kfbox.errors import InvalidInput
-from kfbox.serving.spec import MODE_ANNOTATION, UTILIZATION_ANNOTATION, InferenceServiceSpec, autoscaling, kept_mode
+from kfbox.serving.scaling_spec import MODE_ANNOTATION, UTILIZATION_ANNOTATION, autoscaling, kept_mode
+from kfbox.serving.spec import InferenceServiceSpec
 
 
 def parse(ports: list[dict[str, Any]], *, legacy: bool = False) -> InferenceServiceSpec:

@@ -2,7 +2,7 @@
 
 ``desired = ceil(metric / target)``, clamped to ``[minReplicas, maxReplicas]``, where the metric is
 the predictor's ``scaleMetric`` as the pool samples it (:meth:`ReplicaPool.tick`) and ``target`` what a
-replica is scaled at (:func:`kfbox.serving.spec.effective_target`):
+replica is scaled at (:func:`kfbox.serving.scaling_spec.effective_target`):
 
 * Knative's KPA metrics: ``concurrency``, the average of the requests in flight, and ``rps``, the requests
   admitted per second (every door counted: the gateway, gRPC, HAProxy). As Knative's KPA, they aim at
@@ -32,7 +32,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from kfbox.serving.spec import UTILIZATION_METRICS, PredictorSpec, effective_target
+from kfbox.serving.scaling_spec import UTILIZATION_METRICS, effective_target
+from kfbox.serving.spec import PredictorSpec
 
 PANIC_FRACTION = 0.1
 MIN_PANIC_SECONDS = 0.5

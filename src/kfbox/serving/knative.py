@@ -49,7 +49,7 @@ from kfbox.serving.owned import (
 )
 from kfbox.serving.printer import Column
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.spec import KNATIVE as KNATIVE_MODE
+from kfbox.serving.scaling_spec import KNATIVE as KNATIVE_MODE
 from kfbox.serving.status import condition, predictor_state
 from kfbox.serving.store import revision_name
 

@@ -35,8 +35,9 @@ from kfbox.serving.kube_api import KubeNotFound, KubeStatus
 from kfbox.serving.listing import list_or_watch
 from kfbox.serving.printer import Column, table, wants_table
 from kfbox.serving.resources import InferenceServices
+from kfbox.serving.scaling_spec import annotations_of, deployment_mode
 from kfbox.serving.spec import KIND as ISVC_KIND
-from kfbox.serving.spec import SHORTHAND, annotations_of, deployment_mode
+from kfbox.serving.spec import SHORTHAND
 from kfbox.serving.store import ServiceRecord
 from kfbox.serving.watch import EventLog
 
@@ -53,7 +54,7 @@ def strings(value: Any) -> dict[str, str]:
 
 
 def record_mode(record: ServiceRecord) -> str:
-    """The InferenceService's deployment mode (:func:`kfbox.serving.spec.deployment_mode`)."""
+    """The InferenceService's deployment mode (:func:`kfbox.serving.scaling_spec.deployment_mode`)."""
     return deployment_mode(annotations_of(record.manifest))
 
 

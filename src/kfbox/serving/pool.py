@@ -26,7 +26,8 @@ from kfbox.server.processes import ChildProcess, read_proc
 from kfbox.serving.autoscaler import Autoscaler
 from kfbox.serving.launcher import ReplicaLauncher
 from kfbox.serving.replica import FAILURE_PREFIX
-from kfbox.serving.spec import UTILIZATION_METRICS, PredictorSpec
+from kfbox.serving.scaling_spec import UTILIZATION_METRICS
+from kfbox.serving.spec import PredictorSpec
 from kfbox.serving.upstream import UpstreamError, Upstreams
 
 PROBE_TIMEOUT = 0.5

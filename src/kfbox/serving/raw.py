@@ -60,7 +60,7 @@ from kfbox.serving.owned import (
 )
 from kfbox.serving.printer import Column, age
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.spec import AUTOSCALER_CLASS, MODE_ANNOTATION, STANDARD
+from kfbox.serving.scaling_spec import AUTOSCALER_CLASS, MODE_ANNOTATION, STANDARD
 from kfbox.serving.status import condition
 
 APPS = "/apis/apps/v1"

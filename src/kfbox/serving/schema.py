@@ -126,3 +126,10 @@ def _check(obj: dict[str, Any], where: str, honoured: frozenset[str], refused: d
             close = difflib.get_close_matches(str(key), sorted(honoured | unused), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; kfbox uses {', '.join(sorted(honoured))}"
             raise FieldInvalid(path, f"unknown field {key!r} (not in KServe's v1beta1 InferenceService schema){hint}")
+
+
+def mapping(value: Any, where: str) -> dict[str, Any]:
+    """``value`` as a mapping, or a 400 naming ``where``."""
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where} must be a mapping, got {type(value).__name__}.")
+    return value

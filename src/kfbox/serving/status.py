@@ -12,7 +12,7 @@ import datetime
 from typing import Any
 
 from kfbox.serving.deployment import Deployment, traffic_split
-from kfbox.serving.spec import annotations_of, autoscaling, deployment_mode
+from kfbox.serving.scaling_spec import annotations_of, autoscaling, deployment_mode
 from kfbox.serving.store import ServiceRecord, revision_name
 
 

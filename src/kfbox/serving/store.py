@@ -20,7 +20,8 @@ from kfbox.clock import now_ms
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput
 from kfbox.serving.kube_api import KubeStatus, already_exists, invalid, not_found, stale
-from kfbox.serving.spec import MODE_ANNOTATION, InferenceServiceSpec, PredictorSpec, kept_mode
+from kfbox.serving.scaling_spec import MODE_ANNOTATION, kept_mode
+from kfbox.serving.spec import InferenceServiceSpec, PredictorSpec
 from kfbox.serving.tables import CounterRow, NamespaceRow, RevisionRow, ServiceRow
 
 SERVER_METADATA = ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink",
@@ -244,7 +245,7 @@ class ServingStore:
 
 def keep_mode(current: dict[str, Any], spec: InferenceServiceSpec) -> InferenceServiceSpec:
     """``spec`` updating ``current`` (a manifest) in the deployment mode it was created in
-    (:func:`kfbox.serving.spec.kept_mode`); another mode is refused as a 422 naming the annotation."""
+    (:func:`kfbox.serving.scaling_spec.kept_mode`); another mode is refused as a 422 naming the annotation."""
     try:
         mode = kept_mode(current, spec.manifest)
     except InvalidInput as exc:
