@@ -1,6 +1,7 @@
 """What ``kubectl`` asks before it touches a resource: discovery, version, OpenAPI, namespaces.
 
-    GET /api, /api/v1                        core group: ``namespaces`` and ``events`` (kfbox.serving.event_routes)
+    GET /api, /api/v1                        core group: ``namespaces``, ``events`` (kfbox.serving.event_routes),
+                                             ``pods`` and ``pods/log`` (kfbox.serving.pod_routes)
     GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
     GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
     GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), read-only: get, list, watch
@@ -97,7 +98,10 @@ def discovery_router(res: InferenceServices) -> APIRouter:
             {"name": "namespaces", "singularName": "namespace", "namespaced": False, "kind": "Namespace",
              "verbs": ["create", "get", "list"], "shortNames": ["ns"]},
             {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",
-             "verbs": ["get", "list", "watch"], "shortNames": ["ev"]}]}
+             "verbs": ["get", "list", "watch"], "shortNames": ["ev"]},
+            {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod",
+             "verbs": ["delete", "get", "list"], "shortNames": ["po"], "categories": ["all"]},
+            {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]}]}
 
     @router.get("/apis")
     async def groups() -> dict[str, Any]:

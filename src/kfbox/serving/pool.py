@@ -50,6 +50,8 @@ class Replica:
     """When :meth:`ReplicaPool.pick` last chose it, as the pool's pick count (no clock read on the request path)."""
     cpu_mark: tuple[float, float] | None = None
     """(CPU seconds, when) at the last tick that read it ready: its CPU use since comes from the next reading."""
+    created: float = dataclasses.field(default_factory=time.time)
+    """Wall-clock seconds at spawn (``started_at`` is the loop's monotonic clock): the Pod's ``startTime``."""
 
     @property
     def url(self) -> str:
@@ -380,6 +382,13 @@ class ReplicaPool:
         task = asyncio.get_running_loop().create_task(drain())
         self._draining.add(task)
         task.add_done_callback(self._draining.discard)
+
+    def delete(self, replica: Replica) -> None:
+        """Stop ``replica`` as ``kubectl delete pod`` asks: out of the pool at once, its requests drained first; the
+        next tick starts a replacement, as a ReplicaSet replaces a deleted pod."""
+        self.replicas.remove(replica)
+        self._event("ReplicaDeleted", f"replica {replica.index} was deleted; replacing it")
+        self._drain(replica)
 
     async def close(self) -> None:
         """Stop every replica (draining in-flight requests briefly) and the HTTP client."""

@@ -62,6 +62,7 @@ from kfbox.serving.printer import Column, age
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.scaling_spec import AUTOSCALER_CLASS, MODE_ANNOTATION, STANDARD
 from kfbox.serving.status import condition
+from kfbox.serving.store import ServiceRecord
 
 APPS = "/apis/apps/v1"
 AUTOSCALING_V1 = "/apis/autoscaling/v1"
@@ -102,24 +103,24 @@ def _meta(deployment: Deployment, kind: str) -> dict[str, Any]:
     return meta
 
 
-def _container(deployment: Deployment) -> dict[str, Any]:
-    record = deployment.record
+def kserve_container(record: ServiceRecord, number: int) -> dict[str, Any]:
+    """The pod template's ``kserve-container`` for revision ``number``: the model's image, args and resources as
+    applied, and the env that revision's replicas get (shared with the Pods, :mod:`kfbox.serving.pods`)."""
     model = model_container(record)
     container: dict[str, Any] = {"name": CONTAINER}
     for key in ("image", "args"):
         if model.get(key):
             container[key] = model[key]
-    env = record.revisions[record.latest].env
+    env = record.revisions[number].env
     if env:
         container["env"] = [{"name": name, "value": value} for name, value in env.items()]
     container["resources"] = model.get("resources") or {}
     return container
 
 
-def _replica_set(deployment: Deployment) -> str:
-    """The latest revision's ReplicaSet, named as Kubernetes does: the Deployment's name and a template hash."""
-    record = deployment.record
-    digest = hashlib.sha256(f"{record.uid}/{record.latest}".encode()).hexdigest()[:10]
+def replica_set(record: ServiceRecord, number: int) -> str:
+    """Revision ``number``'s ReplicaSet, named as Kubernetes does: the Deployment's name and a template hash."""
+    digest = hashlib.sha256(f"{record.uid}/{number}".encode()).hexdigest()[:10]
     return f"{record.name}{SUFFIX}-{digest}"
 
 
@@ -129,7 +130,7 @@ def raw_deployment(deployment: Deployment) -> dict[str, Any]:
     meta = _meta(deployment, "Deployment")
     template_meta = {"labels": meta["labels"], "annotations": meta["annotations"]}
     meta["annotations"] = {**meta["annotations"], "deployment.kubernetes.io/revision": str(record.latest)}
-    pod: dict[str, Any] = {"containers": [_container(deployment)]}
+    pod: dict[str, Any] = {"containers": [kserve_container(record, record.latest)]}
     account = raw_predictor(record).get("serviceAccountName")
     if account:
         pod["serviceAccountName"] = account
@@ -144,11 +145,11 @@ def raw_deployment(deployment: Deployment) -> dict[str, Any]:
         status["unavailableReplicas"] = replicas - ready
     status = {k: v for k, v in status.items() if v or k == "observedGeneration"}  # zeros are omitted, as in Go
     available = ready >= wanted - math.floor(wanted * 0.25)  # maxUnavailable 25%, KServe's rolling update
-    replica_set = _replica_set(deployment)
+    rs_name = replica_set(record, record.latest)
     done = latest is not None and latest.ready_count >= wanted and replicas == updated
     failure = latest.failure if latest is not None else None
-    progress = (f'ReplicaSet "{replica_set}" has successfully progressed.' if done else
-                f'ReplicaSet "{replica_set}" is progressing.' + (f" Its replicas fail: {failure}" if failure else ""))
+    progress = (f'ReplicaSet "{rs_name}" has successfully progressed.' if done else
+                f'ReplicaSet "{rs_name}" is progressing.' + (f" Its replicas fail: {failure}" if failure else ""))
     status["conditions"] = [
         _condition(deployment, "Available", available, "MinimumReplicasAvailable" if available else
                    "MinimumReplicasUnavailable", "Deployment has minimum availability." if available else

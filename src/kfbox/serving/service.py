@@ -126,8 +126,10 @@ def _raw_routes(resources: InferenceServices) -> list[BaseRoute]:
 
 def _discovery_routes(resources: InferenceServices) -> list[BaseRoute]:
     """What kubectl asks first: /api, /apis, /version, /openapi/v2 and v3 (kfbox.serving.discovery); and the
-    InferenceServices' events under /api/v1 (kfbox.serving.event_routes)."""
+    InferenceServices' events and their replicas' pods under /api/v1 (kfbox.serving.event_routes, pod_routes)."""
     from kfbox.serving.discovery import discovery_router
     from kfbox.serving.event_routes import events_router
+    from kfbox.serving.pod_routes import pods_router
 
-    return [*discovery_router(resources).routes, *events_router(resources.manager.events).routes]
+    return [*discovery_router(resources).routes, *events_router(resources.manager.events).routes,
+            *pods_router(resources).routes]
