@@ -57,6 +57,9 @@ def pod_rows(env: dict[str, str], name: str) -> list[list[str]]:
 @needs_kubectl
 def test_kubectl_lists_a_replica_pod_prints_its_log_and_restarts_it(server: ServerProcess, client: httpx.Client,
                                                                     kube_env: dict[str, str]) -> None:
+    from kubernetes import client as k8s
+    from kubernetes import watch
+
     train_iris(server.home / "pvc" / "models" / "pod-iris")
     apply(client, manifest("pod-iris", "pvc://models/pod-iris", namespace=NS))
     wait_ready(client, "pod-iris", NS)
@@ -73,6 +76,8 @@ def test_kubectl_lists_a_replica_pod_prints_its_log_and_restarts_it(server: Serv
     previous = kubectl(kube_env, "logs", pod, "-n", NS, "--previous")
     assert previous.returncode != 0 and "previous terminated container" in previous.stderr, previous.stderr
 
+    core = k8s.CoreV1Api(kube_client(server))
+    before = core.list_namespaced_pod(NS, label_selector=SELECTOR + "pod-iris").metadata.resource_version
     assert ok(kube_env, "delete", "pod", pod, "-n", NS).strip() == f'pod "{pod}" deleted'
 
     def replaced() -> list[str] | None:
@@ -84,6 +89,14 @@ def test_kubectl_lists_a_replica_pod_prints_its_log_and_restarts_it(server: Serv
     assert reply.status_code == 200 and len(reply.json()["predictions"]) == 3, reply.text
     gone = kubectl(kube_env, "get", "pod", pod, "-n", NS)
     assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+
+    seen = []  # a watch from before the delete replays it: the old pod DELETED, the new one ADDED
+    for event in watch.Watch().stream(core.list_namespaced_pod, NS, label_selector=SELECTOR + "pod-iris",
+                                      resource_version=before, timeout_seconds=5):
+        seen.append((event["type"], event["object"].metadata.name))
+        if ("ADDED", new[0]) in seen and ("DELETED", pod) in seen:
+            break
+    assert ("DELETED", pod) in seen and ("ADDED", new[0]) in seen, seen
 
 
 def test_the_kubernetes_client_lists_a_standard_predictors_pods_by_label(server: ServerProcess,

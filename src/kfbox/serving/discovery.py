@@ -100,7 +100,7 @@ def discovery_router(res: InferenceServices) -> APIRouter:
             {"name": "events", "singularName": "event", "namespaced": True, "kind": "Event",
              "verbs": ["get", "list", "watch"], "shortNames": ["ev"]},
             {"name": "pods", "singularName": "pod", "namespaced": True, "kind": "Pod",
-             "verbs": ["delete", "get", "list"], "shortNames": ["po"], "categories": ["all"]},
+             "verbs": ["delete", "get", "list", "watch"], "shortNames": ["po"], "categories": ["all"]},
             {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]}]}
 
     @router.get("/apis")

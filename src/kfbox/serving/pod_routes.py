@@ -1,6 +1,6 @@
 """The replicas' Pods (:mod:`kfbox.serving.pods`) as the Kubernetes API server serves core/v1 pods::
 
-    GET    /api/v1/pods, /api/v1/namespaces/{ns}/pods[/{name}]   list and get; labelSelector, fieldSelector
+    GET    /api/v1/pods, /api/v1/namespaces/{ns}/pods[/{name}]   list, get, watch; labelSelector, fieldSelector
                                                                 metadata.{name,namespace}, status.phase, spec.nodeName
     GET    /api/v1/namespaces/{ns}/pods/{name}/log              the replica's log (tailLines, limitBytes, follow)
     DELETE /api/v1/namespaces/{ns}/pods/{name}                  stop the replica: its pool starts a new one
@@ -8,8 +8,8 @@
 
 ``kubectl get pods`` gets the API server's Table, ``kubectl logs`` the replica's own log file (no other path is
 ever read: the file is the one its process writes), ``kubectl delete pod`` the Pod as it was, marked for
-deletion, while the replica drains and stops. Pods are not watched here (``?watch`` answers 405): their state
-changes with every replica's process, not with a recorded event.
+deletion, while the replica drains and stops. ``?watch=true`` streams their changes (:class:`PodWatch`: within
+a fraction of a second).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from fastapi.responses import Response, StreamingResponse
 from kfbox.serving.kube_api import KubeNotFound, KubeStatus, bad_request
 from kfbox.serving.listing import list_or_watch
 from kfbox.serving.owned import ISVC_LABEL
-from kfbox.serving.pods import COLUMNS, FIELDS, PodReplica, cells, pod_replicas, pods
+from kfbox.serving.pods import COLUMNS, FIELDS, PodReplica, PodWatch, cells
 from kfbox.serving.printer import table, wants_table
 from kfbox.serving.raw import CONTAINER
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.watch import EventLog, watching
+from kfbox.serving.watch import watching
 
 FOLLOW_POLL = 0.2
 """Seconds between looks at a followed log for new lines."""
@@ -59,19 +59,17 @@ def pods_router(res: InferenceServices) -> APIRouter:
     router = APIRouter(tags=["kubernetes pods"], include_in_schema=False)
     manager = res.manager
     kind = ("Pod", "v1")
-    never = EventLog(0)  # list_or_watch's watch log: unused, watches are refused first
+    watch = PodWatch(manager)
 
     def listing(request: Request, namespace: str | None) -> Any:
         if watching(request.query_params):
-            raise KubeStatus(405, "MethodNotAllowed", "watching pods is not supported here: kfbox builds them from "
-                             "its replicas as they are asked for. List again instead: kubectl get pods",
-                             kind="pods", group="")
-        return list_or_watch(request, namespace, lambda ns: pods(manager, ns), never, res.log.latest, kind,
+            watch.follow()
+        return list_or_watch(request, namespace, watch.objects, watch.log, watch.version, kind,
                              (COLUMNS, cells), fields=FIELDS)
 
     def find(namespace: str, name: str) -> PodReplica:
-        for found in pod_replicas(manager, namespace):
-            if found.pod["metadata"]["name"] == name:
+        for found in watch.refresh():
+            if found.pod["metadata"]["namespace"] == namespace and found.pod["metadata"]["name"] == name:
                 return found
         raise KubeNotFound(404, "NotFound", f'pods "{name}" not found in namespace {namespace}: kfbox shows one '
                            "per running replica of an InferenceService; list them with: kubectl get pods -n "
@@ -111,6 +109,7 @@ def pods_router(res: InferenceServices) -> APIRouter:
     async def delete(namespace: str, name: str) -> dict[str, Any]:
         found = find(namespace, name)
         found.pool.delete(found.replica)
+        watch.refresh()  # its DELETED event
         manager.wake()
         obj = found.pod
         now = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=GRACE_SECONDS)

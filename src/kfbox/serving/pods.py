@@ -15,18 +15,23 @@ Each is owned by its ReplicaSet and has one container, ``kserve-container``, wit
 resources as the Deployment view shows them; ``status`` says what the replica's process does: ``Running``
 while it lives (``Ready`` once its model answers the readiness probe), ``Failed`` once it exited (until the
 pool reaps it). ``podIP`` and ``hostIP`` are 127.0.0.1, the node is this machine. A Pod leads to its replica
-(:class:`PodReplica`) for the log and delete routes of :mod:`kfbox.serving.pod_routes`.
+(:class:`PodReplica`) for the log and delete routes of :mod:`kfbox.serving.pod_routes`; :class:`PodWatch` turns
+their changes into watch events.
 
 Example::
 
-    pods(res.manager, "default")   # [{"kind": "Pod", "metadata": {"name": "iris-predictor-00001-deployment-..."}}]
+    PodWatch(manager).objects("default")  # [{"kind": "Pod", "metadata": {"name": "iris-predictor-00001-deploy..."}}]
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import dataclasses
 import datetime
 import hashlib
+import json
+import logging
 import socket
 import uuid
 from typing import Any
@@ -46,6 +51,9 @@ from kfbox.serving.printer import Column, age
 from kfbox.serving.raw import CONTAINER, kserve_container, replica_set
 from kfbox.serving.spec import STANDARD
 from kfbox.serving.store import ServiceRecord, revision_name
+from kfbox.serving.watch import TRACK_SECONDS, EventLog
+
+logger = logging.getLogger(__name__)
 
 KNATIVE_LABEL = "serving.knative.dev/"
 SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -101,6 +109,7 @@ def pod(record: ServiceRecord, number: int, replica: Replica) -> dict[str, Any]:
     name = f"{owner}-{_safe(f'{record.uid}/{number}/{replica.index}/{replica.child.pid}', 5)}"
     meta = object_meta(record, "Pod", {**component_labels(record), **extra})
     started = _stamp(replica.created)
+    del meta["resourceVersion"]  # the Pod's own (PodWatch): not the isvc's
     meta.update(name=name, uid=_uid(record, f"pod/{number}/{replica.index}/{replica.child.pid}"),
                 creationTimestamp=started, annotations=component_annotations(record),
                 ownerReferences=[{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
@@ -155,13 +164,64 @@ def pod_replicas(manager: ServingManager, namespace: str | None = None) -> list[
     return found
 
 
-def pods(manager: ServingManager, namespace: str | None = None) -> list[dict[str, Any]]:
-    return [found.pod for found in pod_replicas(manager, namespace)]
-
-
 def cells(obj: dict[str, Any]) -> list[Any]:
     status = obj["status"]
     (container,) = status["containerStatuses"]
     shown = status["phase"] if status["phase"] != "Failed" else "Error"
     return [obj["metadata"]["name"], f"{int(container['ready'])}/1", shown, str(container["restartCount"]),
             age(status.get("startTime"))]
+
+
+class PodWatch:
+    """The Pods' watch events, found by comparing them with what was last seen: a replica's life (spawn, ready,
+    death, deletion) records no event of its own, so :meth:`refresh` runs at each list, get and delete, and every
+    :data:`~kfbox.serving.watch.TRACK_SECONDS` once a watch began. Each Pod's ``resourceVersion`` is the version
+    (this log's own count) at which it last changed."""
+
+    def __init__(self, manager: ServingManager) -> None:
+        self.manager = manager
+        self.log = EventLog(0)
+        self.version = 0
+        self.last: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def refresh(self) -> list[PodReplica]:
+        """Every Pod as it is now (with its resourceVersion), after recording what changed since the last look."""
+        found = pod_replicas(self.manager)
+        current: dict[tuple[str, str], PodReplica] = {}
+        for item in found:
+            meta = item.pod["metadata"]
+            key = (meta["namespace"], meta["name"])
+            current[key] = item
+            shown = json.dumps(item.pod, sort_keys=True)
+            previous = self.last.get(key)
+            if previous is not None and previous[0] == shown:
+                meta["resourceVersion"] = previous[1]["metadata"]["resourceVersion"]
+                continue
+            self.version += 1
+            meta["resourceVersion"] = str(self.version)
+            self.last[key] = (shown, item.pod)
+            self.log.record("MODIFIED" if previous is not None else "ADDED", copy.deepcopy(item.pod), self.version)
+        for key in set(self.last) - set(current):
+            self.version += 1
+            gone = self.last.pop(key)[1]
+            self.log.record("DELETED", {**gone, "metadata": {**gone["metadata"],
+                                                             "resourceVersion": str(self.version)}}, self.version)
+        return found
+
+    def objects(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        return [item.pod for item in self.refresh()
+                if namespace is None or item.pod["metadata"]["namespace"] == namespace]
+
+    def follow(self) -> None:
+        """Look for changes every TRACK_SECONDS from now on (a watch began); once is enough."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._track())
+
+    async def _track(self) -> None:
+        while True:
+            await asyncio.sleep(TRACK_SECONDS)
+            try:
+                self.refresh()
+            except Exception:  # a replica changing under the look: the next one sees it settled
+                logger.exception("looking at the pods failed")
