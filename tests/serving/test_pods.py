@@ -69,6 +69,11 @@ def test_kubectl_lists_a_replica_pod_prints_its_log_and_restarts_it(server: Serv
     assert (ready, phase, restarts) == ("1/1", "Running", "0")
     assert "po" in ok(kube_env, "api-resources", "--api-group=").split()
 
+    header, row = ok(kube_env, "top", "pods", "-n", NS, "-l", SELECTOR + "pod-iris").splitlines()
+    assert header.split() == ["NAME", "CPU(cores)", "MEMORY(bytes)"]
+    name, cpu, memory = row.split()
+    assert name == pod and re.fullmatch(r"\d+m", cpu) and int(memory.removesuffix("Mi")) > 10, row  # a model's RSS
+
     logged = ok(kube_env, "logs", pod, "-n", NS)
     assert "Uvicorn running" in logged or "Started server process" in logged, logged
     assert ok(kube_env, "logs", "-n", NS, "-l", SELECTOR + "pod-iris", "--tail", "1").strip() == \

@@ -7,6 +7,7 @@
     GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), read-only: get, list, watch
     GET /apis/apps, /apis/apps/v1                                  ``deployments`` (deploy), read-only
     GET /apis/autoscaling, /apis/autoscaling/v1, .../v2            ``horizontalpodautoscalers`` (hpa), read-only
+    GET /apis/metrics.k8s.io, /apis/metrics.k8s.io/v1beta1           ``pods`` (PodMetrics): get, list (kubectl top)
     GET /version
     GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1
 
@@ -63,6 +64,11 @@ def _apps_group() -> dict[str, Any]:
     return _group("apps", "apps/v1", "v1")
 
 
+def _metrics_group() -> dict[str, Any]:
+    """metrics-server's API: the replicas' PodMetrics (kfbox.serving.pod_metrics), for ``kubectl top pods``."""
+    return _group("metrics.k8s.io", "metrics.k8s.io/v1beta1", "v1beta1")
+
+
 def _autoscaling_group() -> dict[str, Any]:
     """Their HorizontalPodAutoscalers, in both served versions; v2 preferred, as by Kubernetes 1.23 on."""
     v2, v1 = {"groupVersion": "autoscaling/v2", "version": "v2"}, {"groupVersion": "autoscaling/v1", "version": "v1"}
@@ -106,7 +112,7 @@ def discovery_router(res: InferenceServices) -> APIRouter:
     @router.get("/apis")
     async def groups() -> dict[str, Any]:
         return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            _group(), _knative_group(), _apps_group(), _autoscaling_group()]}
+            _group(), _knative_group(), _apps_group(), _autoscaling_group(), _metrics_group()]}
 
     @router.get("/apis/serving.kserve.io")
     async def group() -> dict[str, Any]:
@@ -138,6 +144,16 @@ def discovery_router(res: InferenceServices) -> APIRouter:
     @router.get("/apis/apps/v1")
     async def apps_resources() -> dict[str, Any]:
         return _read_only("apps/v1", "deployments", "deployment", "Deployment", ["deploy"], ["all"])
+
+    @router.get("/apis/metrics.k8s.io")
+    async def metrics_group() -> dict[str, Any]:
+        return _metrics_group()
+
+    @router.get("/apis/metrics.k8s.io/v1beta1")
+    async def metrics_resources() -> dict[str, Any]:
+        listing = _read_only("metrics.k8s.io/v1beta1", "pods", "", "PodMetrics", [], [])
+        listing["resources"][0]["verbs"] = ["get", "list"]
+        return listing
 
     @router.get("/apis/autoscaling")
     async def autoscaling_group() -> dict[str, Any]:

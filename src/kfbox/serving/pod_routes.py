@@ -5,6 +5,7 @@
     GET    /api/v1/namespaces/{ns}/pods/{name}/log              the replica's log (tailLines, limitBytes, follow)
     DELETE /api/v1/namespaces/{ns}/pods/{name}                  stop the replica: its pool starts a new one
     POST, PUT, PATCH (and DELETE of the collection)             405: change the InferenceService instead
+    GET    /apis/metrics.k8s.io/v1beta1/...pods                 their CPU and memory (kfbox.serving.pod_metrics)
 
 ``kubectl get pods`` gets the API server's Table, ``kubectl logs`` the replica's own log file (no other path is
 ever read: the file is the one its process writes), ``kubectl delete pod`` the Pod as it was, marked for
@@ -26,6 +27,7 @@ from fastapi.responses import Response, StreamingResponse
 from kfbox.serving.kube_api import KubeNotFound, KubeStatus, bad_request
 from kfbox.serving.listing import list_or_watch
 from kfbox.serving.owned import ISVC_LABEL
+from kfbox.serving.pod_metrics import metrics_router
 from kfbox.serving.pods import COLUMNS, FIELDS, PodReplica, PodWatch, cells
 from kfbox.serving.printer import table, wants_table
 from kfbox.serving.raw import CONTAINER
@@ -127,6 +129,7 @@ def pods_router(res: InferenceServices) -> APIRouter:
                          f"{namespace} (or delete one pod to restart it: kubectl delete pod POD)",
                          kind="pods", group="")
 
+    router.routes.extend(metrics_router(watch).routes)  # kubectl top pods: the same Pods' usage
     return router
 
 
