@@ -49,7 +49,7 @@ from kfbox.serving.owned import (
 from kfbox.serving.pool import Replica, ReplicaPool
 from kfbox.serving.printer import Column, age
 from kfbox.serving.raw import CONTAINER, kserve_container, replica_set
-from kfbox.serving.spec import STANDARD
+from kfbox.serving.scaling_spec import STANDARD
 from kfbox.serving.store import ServiceRecord, revision_name
 from kfbox.serving.watch import TRACK_SECONDS, EventLog
 
