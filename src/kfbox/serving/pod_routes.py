@@ -32,7 +32,6 @@ from kfbox.serving.pods import COLUMNS, FIELDS, PodReplica, PodWatch, cells
 from kfbox.serving.printer import table, wants_table
 from kfbox.serving.raw import CONTAINER
 from kfbox.serving.resources import InferenceServices
-from kfbox.serving.watch import watching
 
 FOLLOW_POLL = 0.2
 """Seconds between looks at a followed log for new lines."""
@@ -64,10 +63,11 @@ def pods_router(res: InferenceServices) -> APIRouter:
     watch = PodWatch(manager)
 
     def listing(request: Request, namespace: str | None) -> Any:
-        if watching(request.query_params):
-            watch.follow()
-        return list_or_watch(request, namespace, watch.objects, watch.log, watch.version, kind,
-                             (COLUMNS, cells), fields=FIELDS)
+        answer = list_or_watch(request, namespace, watch.objects, watch.log, watch.version, kind,
+                               (COLUMNS, cells), fields=FIELDS)
+        if isinstance(answer, StreamingResponse):  # a watch: the pods are looked at while it is open
+            answer.body_iterator = watch.watched(answer.body_iterator)
+        return answer
 
     def find(namespace: str, name: str) -> PodReplica:
         for found in watch.refresh():

@@ -34,7 +34,8 @@ import json
 import logging
 import socket
 import uuid
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any, TypeVar
 
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.manager import ServingManager
@@ -172,10 +173,13 @@ def cells(obj: dict[str, Any]) -> list[Any]:
             age(status.get("startTime"))]
 
 
+T = TypeVar("T")
+
+
 class PodWatch:
     """The Pods' watch events, found by comparing them with what was last seen: a replica's life (spawn, ready,
     death, deletion) records no event of its own, so :meth:`refresh` runs at each list, get and delete, and every
-    :data:`~kfbox.serving.watch.TRACK_SECONDS` once a watch began. Each Pod's ``resourceVersion`` is the version
+    :data:`~kfbox.serving.watch.TRACK_SECONDS` while a watch is open. Each Pod's ``resourceVersion`` is the version
     (this log's own count) at which it last changed."""
 
     def __init__(self, manager: ServingManager) -> None:
@@ -184,6 +188,8 @@ class PodWatch:
         self.version = 0
         self.last: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
+        self.watchers = 0
+        """Watches open now: the pods are looked at while there are any."""
 
     def refresh(self) -> list[PodReplica]:
         """Every Pod as it is now (with its resourceVersion), after recording what changed since the last look."""
@@ -213,15 +219,25 @@ class PodWatch:
         return [item.pod for item in self.refresh()
                 if namespace is None or item.pod["metadata"]["namespace"] == namespace]
 
-    def follow(self) -> None:
-        """Look for changes every TRACK_SECONDS from now on (a watch began); once is enough."""
+    async def watched(self, events: AsyncIterable[T]) -> AsyncIterator[T]:
+        """A watch's stream, with the pods looked at every TRACK_SECONDS while at least one watch is open (an
+        idle server without watches does not look)."""
+        self.watchers += 1
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._track())
+        try:
+            async for line in events:
+                yield line
+        finally:
+            self.watchers -= 1
 
     async def _track(self) -> None:
-        while True:
-            await asyncio.sleep(TRACK_SECONDS)
-            try:
-                self.refresh()
-            except Exception:  # a replica changing under the look: the next one sees it settled
-                logger.exception("looking at the pods failed")
+        try:
+            while self.watchers:
+                await asyncio.sleep(TRACK_SECONDS)
+                try:
+                    self.refresh()
+                except Exception:  # a replica changing under the look: the next one sees it settled
+                    logger.exception("looking at the pods failed")
+        finally:
+            self._task = None
