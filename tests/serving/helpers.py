@@ -4,6 +4,8 @@ waiting."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -349,3 +351,26 @@ def refused(call: Callable[[], Any], code: int) -> dict[str, Any]:
     body = json.loads(info.value.body)
     assert (body["kind"], body["status"], body["code"]) == ("Status", "Failure", code), body
     return body  # type: ignore[no-any-return]
+
+
+def kubectl_env(server: ServerProcess, home: Path) -> dict[str, str]:
+    """The environment that points the real kubectl at ``server``: a kubeconfig written by ``kfbox kubeconfig``
+    into ``home`` (also kubectl's HOME, so its cache stays there)."""
+    written = kfbox("kubeconfig", "-o", str(home / "kubeconfig"), url=server.url)
+    assert written.returncode == 0, written.stderr
+    return {**os.environ, "KUBECONFIG": str(home / "kubeconfig"), "HOME": str(home)}
+
+
+def kubectl(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """The real kubectl (Debian's package; .ci/run installs it): a machine without it fails the test, not skips."""
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.fail("kubectl is not installed: sudo apt-get install kubectl")
+    return subprocess.run([binary, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def kubectl_ok(env: dict[str, str], *args: str, timeout: float = 60) -> str:
+    """kubectl's output, after asserting it succeeded."""
+    done = kubectl(env, *args, timeout=timeout)
+    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
+    return done.stdout

@@ -4,9 +4,6 @@ isvc``'s Events section, ``kubectl get events``), and the recorder's dedup and b
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,31 +12,16 @@ import pytest
 import yaml
 
 from kfbox.serving.events import WARNING, EventRecorder, Involved
-from tests.serving.helpers import ROWS, delete, kfbox, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import ROWS, delete, kubectl_env, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import kubectl_ok as ok
 from tests.support import ServerProcess
 
 NS = "events-test"
-KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
 def kube_env(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("kubectl-home")
-    written = kfbox("kubeconfig", "-o", str(home / "kubeconfig"), url=server.url)
-    assert written.returncode == 0, written.stderr
-    yield {**os.environ, "KUBECONFIG": str(home / "kubeconfig"), "HOME": str(home)}
-
-
-def kubectl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    assert KUBECTL is not None
-    return subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    done = kubectl(env, *args)
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
+    yield kubectl_env(server, tmp_path_factory.mktemp("kubectl-home"))
 
 
 def apply(env: dict[str, str], tmp_path: Path, name: str, storage_uri: str, **predictor: Any) -> None:
@@ -53,7 +35,6 @@ def events_of(env: dict[str, str], name: str) -> list[dict[str, object]]:
     return json.loads(out)["items"]  # type: ignore[no-any-return]
 
 
-@needs_kubectl
 def test_a_missing_model_shows_in_describe_and_get_events(kube_env: dict[str, str], server: ServerProcess,
                                                            tmp_path: Path) -> None:
     apply(kube_env, tmp_path, "missing", f"file://{tmp_path}/nowhere")
@@ -86,7 +67,6 @@ def test_a_missing_model_shows_in_describe_and_get_events(kube_env: dict[str, st
     assert any(e["reason"] == "Deleted" for e in events_of(kube_env, "missing"))
 
 
-@needs_kubectl
 def test_a_good_model_records_its_replica_started_and_ready(kube_env: dict[str, str], server: ServerProcess,
                                                              tmp_path: Path) -> None:
     train_iris(tmp_path / "model")
@@ -104,7 +84,6 @@ def test_a_good_model_records_its_replica_started_and_ready(kube_env: dict[str, 
             delete(client, "good", NS)
 
 
-@needs_kubectl
 def test_scaling_to_zero_and_back_is_told(kube_env: dict[str, str], server: ServerProcess, tmp_path: Path) -> None:
     train_iris(tmp_path / "model")
     apply(kube_env, tmp_path, "idle", f"file://{tmp_path}/model", min_replicas=0,

@@ -4,8 +4,6 @@ manifest (examples/iris/inference.yaml) serves a real iris model from the PVC pa
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -16,39 +14,25 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.serving.helpers import kfbox, train_iris
+from tests.serving.helpers import kubectl, kubectl_env, train_iris
+from tests.serving.helpers import kubectl_ok as ok
 from tests.support import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "examples" / "iris" / "inference.yaml"
 NS = "kubeflow-user-example-com"
 NAME = "sklearn-inference"
-KUBECTL = shutil.which("kubectl")
-pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
 def kube_env(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    home = tmp_path_factory.mktemp("kubectl-home")
-    config = home / "kubeconfig"
-    written = kfbox("kubeconfig", "-o", str(config), url=server.url)
-    assert written.returncode == 0, written.stderr
+    env = kubectl_env(server, tmp_path_factory.mktemp("kubectl-home"))
+    config = Path(env["KUBECONFIG"])
     assert yaml.safe_load(config.read_text())["current-context"] == "kfbox"
     assert (config.stat().st_mode & 0o777) == 0o600
     # the manifest's storageUri: pvc://model-pvc/models/KNN_6/v1/model
     train_iris(server.home / "pvc" / "model-pvc" / "models" / "KNN_6" / "v1" / "model")
-    yield {**os.environ, "KUBECONFIG": str(config), "HOME": str(home)}
-
-
-def kubectl(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    assert KUBECTL is not None
-    return subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def ok(env: dict[str, str], *args: str, timeout: float = 60) -> str:
-    done = kubectl(env, *args, timeout=timeout)
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
+    yield env
 
 
 def test_apply_wait_get_watch_patch_select_delete(kube_env: dict[str, str]) -> None:
@@ -62,7 +46,7 @@ def test_apply_wait_get_watch_patch_select_delete(kube_env: dict[str, str]) -> N
     assert "serverside-applied" in ok(kube_env, "apply", "--server-side", "-f", str(MANIFEST))
 
     # watch while patching: the watch prints the object again for the change
-    watcher = subprocess.Popen([KUBECTL or "kubectl", "get", "isvc", "-n", NS, "-w", "--output-watch-events"],
+    watcher = subprocess.Popen(["kubectl", "get", "isvc", "-n", NS, "-w", "--output-watch-events"],
                                env=kube_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(watcher.stdout.readline, "")))  # type: ignore[union-attr]
@@ -194,7 +178,7 @@ def test_get_deploy_watch_and_rollout_status_follow_a_standard_predictor(kube_en
     assert "watch" not in rollout.stderr.lower(), rollout.stderr  # no failed watch that the informer retried
 
     # the Deployment as listed, then its deletion with the InferenceService's, as the watch reports it
-    watcher = subprocess.Popen([KUBECTL or "kubectl", "get", "deploy", "-n", NS, "-w", "--output-watch-events",
+    watcher = subprocess.Popen(["kubectl", "get", "deploy", "-n", NS, "-w", "--output-watch-events",
                                 "--request-timeout", "60s"],
                                env=kube_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []

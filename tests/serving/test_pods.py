@@ -4,23 +4,30 @@ real ``kubernetes`` client lists them by label as KServe's e2e tests do."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.serving.helpers import ROWS, apply, kfbox, kube_client, manifest, refused, train_iris, wait_for, wait_ready
+from tests.serving.helpers import (
+    ROWS,
+    apply,
+    kube_client,
+    kubectl,
+    kubectl_env,
+    manifest,
+    refused,
+    train_iris,
+    wait_for,
+    wait_ready,
+)
+from tests.serving.helpers import kubectl_ok as ok
 from tests.support import ServerProcess
 
 NS = "pods-test"
 SELECTOR = "serving.kserve.io/inferenceservice="
-KUBECTL = shutil.which("kubectl")
-needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +38,7 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def kube_env(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    home = tmp_path_factory.mktemp("kubectl-home")
-    written = kfbox("kubeconfig", "-o", str(home / "kubeconfig"), url=server.url)
-    assert written.returncode == 0, written.stderr
-    return {**os.environ, "KUBECONFIG": str(home / "kubeconfig"), "HOME": str(home)}
-
-
-def kubectl(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    assert KUBECTL is not None
-    return subprocess.run([KUBECTL, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def ok(env: dict[str, str], *args: str) -> str:
-    done = kubectl(env, *args)
-    assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
-    return done.stdout
+    return kubectl_env(server, tmp_path_factory.mktemp("kubectl-home"))
 
 
 def pod_rows(env: dict[str, str], name: str) -> list[list[str]]:
@@ -54,7 +47,6 @@ def pod_rows(env: dict[str, str], name: str) -> list[list[str]]:
     return [row.split() for row in rows]
 
 
-@needs_kubectl
 def test_kubectl_lists_a_replica_pod_prints_its_log_and_restarts_it(server: ServerProcess, client: httpx.Client,
                                                                     kube_env: dict[str, str]) -> None:
     from kubernetes import client as k8s
