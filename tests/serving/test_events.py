@@ -4,6 +4,8 @@ isvc``'s Events section, ``kubectl get events``), and the recorder's dedup and b
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 import yaml
 
 from kfbox.serving.events import WARNING, EventRecorder, Involved
-from tests.serving.helpers import ROWS, delete, kubectl_env, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import API, ROWS, delete, kubectl_env, manifest, train_iris, wait_for, wait_ready
 from tests.serving.helpers import kubectl_ok as ok
 from tests.support import ServerProcess
 
@@ -79,6 +81,19 @@ def test_a_good_model_records_its_replica_started_and_ready(kube_env: dict[str, 
             return found if "ReplicaReady" in found else None
         assert {"RevisionCreated", "ReplicaStarted", "ReplicaReady"} <= wait_for(reasons, 30, "ReplicaReady")
         assert not {e["type"] for e in events_of(kube_env, "good")} - {"Normal"}
+
+        with server.client() as client:  # a replica killed: a Warning, then a replacement started and ready
+            revisions = client.get(f"{API.format(ns=NS)}/good").json()["status"]["revisions"]
+        (pid,) = revisions["good-predictor-00001"]["pids"]
+        os.kill(pid, signal.SIGKILL)
+        def replaced() -> list[dict[str, object]] | None:
+            events = events_of(kube_env, "good")
+            died = [e for e in events if e["reason"] == "ReplicaDied"]
+            started = [e for e in events if e["reason"] == "ReplicaStarted"]
+            return events if died and len(started) >= 2 else None
+        events = wait_for(replaced, 60, "ReplicaDied and a second ReplicaStarted")
+        (died,) = [e for e in events if e["reason"] == "ReplicaDied"]
+        assert died["type"] == WARNING and "replica 1 exited; replacing it" in str(died["message"])
     finally:
         with server.client() as client:
             delete(client, "good", NS)
