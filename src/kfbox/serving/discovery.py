@@ -5,7 +5,8 @@
     GET|POST /api/v1/namespaces, GET /api/v1/namespaces/{name}
     GET /apis, /apis/serving.kserve.io, /apis/serving.kserve.io/v1beta1
     GET /apis/serving.knative.dev, /apis/serving.knative.dev/v1   ``services`` (ksvc), read-only: get, list, watch
-    GET /apis/apps, /apis/apps/v1                                  ``deployments`` (deploy), read-only
+    GET /apis/apps, /apis/apps/v1                                  ``deployments`` (deploy), ``replicasets`` (rs),
+                                                                   read-only
     GET /apis/autoscaling, /apis/autoscaling/v1, .../v2            ``horizontalpodautoscalers`` (hpa), read-only
     GET /apis/metrics.k8s.io, /apis/metrics.k8s.io/v1beta1           ``pods`` (PodMetrics): get, list (kubectl top)
     GET /version
@@ -60,7 +61,8 @@ def _knative_group() -> dict[str, Any]:
 
 
 def _apps_group() -> dict[str, Any]:
-    """KServe's Standard-mode Deployments (kfbox.serving.raw): read-only: get, list and watch."""
+    """KServe's Standard-mode Deployments (kfbox.serving.raw) and their ReplicaSets (kfbox.serving.replica_sets):
+    read-only: get, list and watch."""
     return _group("apps", "apps/v1", "v1")
 
 
@@ -143,7 +145,10 @@ def discovery_router(res: InferenceServices) -> APIRouter:
 
     @router.get("/apis/apps/v1")
     async def apps_resources() -> dict[str, Any]:
-        return _read_only("apps/v1", "deployments", "deployment", "Deployment", ["deploy"], ["all"])
+        listing = _read_only("apps/v1", "deployments", "deployment", "Deployment", ["deploy"], ["all"])
+        listing["resources"] += _read_only("apps/v1", "replicasets", "replicaset", "ReplicaSet", ["rs"],
+                                           ["all"])["resources"]
+        return listing
 
     @router.get("/apis/metrics.k8s.io")
     async def metrics_group() -> dict[str, Any]:

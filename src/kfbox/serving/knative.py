@@ -46,6 +46,7 @@ from kfbox.serving.owned import (
     owned_routes,
     raw_predictor,
     record_mode,
+    single,
 )
 from kfbox.serving.printer import Column
 from kfbox.serving.resources import InferenceServices
@@ -149,5 +150,5 @@ def knative_router(res: InferenceServices) -> APIRouter:
     manager = res.manager
     owned_routes(router, res, OwnedKind(
         KNATIVE, PLURAL, KIND, "ksvc", COLUMNS, _cells,
-        lambda deployment: _service(deployment, manager.platform.url, manager.settings.ingress_domain)))
+        single(lambda deployment: _service(deployment, manager.platform.url, manager.settings.ingress_domain))))
     return router

@@ -76,12 +76,12 @@ def component_labels(record: ServiceRecord) -> dict[str, str]:
             ISVC_LABEL: record.name, "component": "predictor"}
 
 
-def component_annotations(record: ServiceRecord) -> dict[str, str]:
-    """The isvc's annotations less the disallowed ones, the storage initializer's source URI, then the
-    predictor's own annotations (less the disallowed ones) over them."""
+def component_annotations(record: ServiceRecord, number: int | None = None) -> dict[str, str]:
+    """The isvc's annotations less the disallowed ones, the storage initializer's source URI (of revision
+    ``number``; None: the latest), then the predictor's own annotations (less the disallowed ones) over them."""
     isvc = strings((record.manifest.get("metadata") or {}).get("annotations"))
     annotations = {k: v for k, v in isvc.items() if k not in DISALLOWED}
-    storage_uri = record.revisions[record.latest].storage_uri
+    storage_uri = record.revisions[record.latest if number is None else number].storage_uri
     if storage_uri is not None:
         annotations[SOURCE_URI] = storage_uri
     annotations.update({k: v for k, v in strings(raw_predictor(record).get("annotations")).items()
@@ -89,13 +89,17 @@ def component_annotations(record: ServiceRecord) -> dict[str, str]:
     return annotations
 
 
+def object_uid(record: ServiceRecord, kind: str) -> str:
+    """The uid of the isvc's ``<isvc>-predictor`` object of ``kind``: its own, the same across restarts."""
+    suffix = "predictor" if kind == "Service" else f"predictor/{kind}"  # the Knative Service's uid as it was
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfbox:{record.uid}/{suffix}"))
+
+
 def object_meta(record: ServiceRecord, kind: str, labels: dict[str, str]) -> dict[str, Any]:
     """``metadata`` of the isvc's ``<isvc>-predictor`` object of ``kind``: a uid of its own, the isvc's
     resourceVersion (it changes whenever its InferenceService does) and creation time, owned by the isvc."""
-    suffix = "predictor" if kind == "Service" else f"predictor/{kind}"  # the Knative Service's uid as it was
     return {
-        "name": record.name + SUFFIX, "namespace": record.namespace,
-        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfbox:{record.uid}/{suffix}")),
+        "name": record.name + SUFFIX, "namespace": record.namespace, "uid": object_uid(record, kind),
         "resourceVersion": str(record.resource_version),
         "creationTimestamp": datetime.datetime.fromtimestamp(record.created_ms / 1000, datetime.UTC)
         .strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -116,8 +120,9 @@ class OwnedKind:
     """kubectl's short name, for the hints in error messages."""
     columns: list[Column]
     cells: Callable[[dict[str, Any]], list[Any]]
-    build: Callable[[Deployment], dict[str, Any] | None]
-    """The object for one InferenceService, or None where KServe writes none of this kind for it."""
+    build: Callable[[Deployment], list[dict[str, Any]]]
+    """The objects of this kind for one InferenceService: its ``<isvc>-predictor`` (:func:`single`), none where
+    KServe writes none of this kind for it, or several (a Deployment's ReplicaSets)."""
 
     @property
     def group(self) -> str:
@@ -126,6 +131,14 @@ class OwnedKind:
     @property
     def api_version(self) -> str:
         return self.api.removeprefix("/apis/")
+
+
+def single(build: Callable[[Deployment], dict[str, Any] | None]) -> Callable[[Deployment], list[dict[str, Any]]]:
+    """An :attr:`OwnedKind.build` of a kind with at most one object per InferenceService."""
+    def built(deployment: Deployment) -> list[dict[str, Any]]:
+        obj = build(deployment)
+        return [] if obj is None else [obj]
+    return built
 
 
 def _without_version(obj: dict[str, Any]) -> str:
@@ -137,34 +150,31 @@ class Projection:
     """One kind's watch events, derived from the InferenceServices' as each is recorded (in :attr:`log`, whose
     versions are the isvc events'; older ones than its start are 410 Expired)."""
 
-    def __init__(self, res: InferenceServices, build: Callable[[Deployment], dict[str, Any] | None]) -> None:
+    def __init__(self, res: InferenceServices, build: Callable[[Deployment], list[dict[str, Any]]]) -> None:
         self.deployments = res.manager.deployments
         self.build = build
         self.log = EventLog(res.log.latest)
-        self.last: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-        """Each object as last sent, with its JSON less the resourceVersion."""
+        self.last: dict[tuple[str, str], dict[str, tuple[str, dict[str, Any]]]] = {}
+        """Each InferenceService's objects as last sent, by name, with their JSON less the resourceVersion."""
         for key, deployment in self.deployments.items():
-            obj = build(deployment)
-            if obj is not None:
-                self.last[key] = (_without_version(obj), obj)
+            self.last[key] = {obj["metadata"]["name"]: (_without_version(obj), obj) for obj in build(deployment)}
         res.followers.append(self.follow)
 
     def follow(self, event: str, key: tuple[str, str], version: int) -> None:
         deployment = self.deployments.get(key) if event != "DELETED" else None
-        obj = self.build(deployment) if deployment is not None else None
-        previous = self.last.get(key)
-        if obj is None:
-            if previous is not None:
-                del self.last[key]
-                gone = previous[1]
+        objects = self.build(deployment) if deployment is not None else []
+        previous = self.last.pop(key, {})
+        now = {obj["metadata"]["name"]: (_without_version(obj), obj) for obj in objects}
+        if now:
+            self.last[key] = now
+        for name, (_, gone) in previous.items():
+            if name not in now:
                 self.log.record("DELETED", {**gone, "metadata": {**gone["metadata"],
                                                                  "resourceVersion": str(version)}}, version)
-            return
-        shown = _without_version(obj)
-        if previous is not None and previous[0] == shown:
-            return
-        self.last[key] = (shown, obj)
-        self.log.record("MODIFIED" if previous is not None else "ADDED", obj, version)
+        for name, (shown, obj) in now.items():
+            before = previous.get(name)
+            if before is None or before[0] != shown:
+                self.log.record("MODIFIED" if before is not None else "ADDED", obj, version)
 
 
 def _read_only(kind: OwnedKind, namespace: str, name: str | None = None) -> KubeStatus:
@@ -174,7 +184,7 @@ def _read_only(kind: OwnedKind, namespace: str, name: str | None = None) -> Kube
         return KubeStatus(405, "MethodNotAllowed", f"{what} are read-only here: kfbox shows the ones KServe writes "
                           "for the predictor of each InferenceService. Create or delete the InferenceService "
                           f"instead: kubectl apply -f MANIFEST -n {namespace}", kind=kind.plural, group=kind.group)
-    owner = name.removesuffix(SUFFIX)
+    owner = name[:name.rfind(SUFFIX)] if SUFFIX in name else name  # <isvc>-predictor[-<hash>]
     return KubeStatus(405, "MethodNotAllowed", f'{what} "{name}" is read-only here: kfbox shows it for the '
                       f'predictor of InferenceService "{owner}". Change that instead: kubectl edit isvc {owner} -n '
                       f"{namespace}", name=name, kind=kind.plural, group=kind.group)
@@ -188,9 +198,8 @@ def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> 
     projection = Projection(res, kind.build)
 
     def shown(namespace: str | None) -> list[dict[str, Any]]:
-        found = (kind.build(manager.deployments[key]) for key in sorted(manager.deployments)
-                 if namespace is None or key[0] == namespace)
-        return [obj for obj in found if obj is not None]
+        return [obj for key in sorted(manager.deployments) if namespace is None or key[0] == namespace
+                for obj in kind.build(manager.deployments[key])]
 
     def listing(request: Request, namespace: str | None) -> Any:
         return list_or_watch(request, namespace, shown, projection.log, res.log.latest, (kind.kind, kind.api_version),
@@ -203,13 +212,14 @@ def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> 
         return listing(request, namespace)
 
     async def get(namespace: str, name: str, request: Request) -> Any:
-        deployment = manager.deployments.get((namespace, name.removesuffix(SUFFIX)))
-        obj = kind.build(deployment) if deployment is not None and name.endswith(SUFFIX) else None
+        owners = (d for (ns, isvc), d in manager.deployments.items()
+                  if ns == namespace and name.startswith(isvc + SUFFIX))  # <isvc>-predictor[-<hash>]
+        obj = next((o for d in owners for o in kind.build(d) if o["metadata"]["name"] == name), None)
         if obj is None:
             raise KubeNotFound(404, "NotFound", f'{what} "{name}" not found in namespace {namespace}: kfbox shows '
-                               f"one per InferenceService that KServe writes one for, named <isvc>{SUFFIX}; list "
-                               f"them with: kubectl get {kind.short} -n {namespace}", name=name, kind=kind.plural,
-                               group=kind.group)
+                               f"those KServe writes for the predictor of each InferenceService, named <isvc>{SUFFIX}"
+                               f"; list them with: kubectl get {kind.short} -n {namespace}", name=name,
+                               kind=kind.plural, group=kind.group)
         return table([obj], None, kind.columns, kind.cells) if wants_table(request.headers.get("accept")) else obj
 
     async def write_collection(namespace: str) -> None:

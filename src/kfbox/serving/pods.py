@@ -49,7 +49,7 @@ from kfbox.serving.owned import (
 )
 from kfbox.serving.pool import Replica, ReplicaPool
 from kfbox.serving.printer import Column, age
-from kfbox.serving.raw import CONTAINER, kserve_container, replica_set
+from kfbox.serving.raw import CONTAINER, kserve_container, replica_set, replica_set_uid
 from kfbox.serving.scaling_spec import STANDARD
 from kfbox.serving.store import ServiceRecord, revision_name
 from kfbox.serving.watch import TRACK_SECONDS, EventLog
@@ -114,7 +114,7 @@ def pod(record: ServiceRecord, number: int, replica: Replica) -> dict[str, Any]:
     meta.update(name=name, uid=_uid(record, f"pod/{number}/{replica.index}/{replica.child.pid}"),
                 creationTimestamp=started, annotations=component_annotations(record),
                 ownerReferences=[{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": owner,
-                                  "uid": _uid(record, f"replicaset/{number}"), "controller": True,
+                                  "uid": replica_set_uid(record, number), "controller": True,
                                   "blockOwnerDeletion": True}])
     container = kserve_container(record, number)
     container["ports"] = [{"containerPort": replica.port, "name": "http1", "protocol": "TCP"}]

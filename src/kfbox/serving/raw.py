@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import time
+import uuid
 from typing import Any
 
 from fastapi import APIRouter
@@ -57,6 +58,7 @@ from kfbox.serving.owned import (
     owned_routes,
     raw_predictor,
     record_mode,
+    single,
 )
 from kfbox.serving.printer import Column, age
 from kfbox.serving.resources import InferenceServices
@@ -68,6 +70,8 @@ APPS = "/apis/apps/v1"
 AUTOSCALING_V1 = "/apis/autoscaling/v1"
 AUTOSCALING_V2 = "/apis/autoscaling/v2"
 V1_METRICS = "autoscaling.alpha.kubernetes.io/metrics"
+REVISION = "deployment.kubernetes.io/revision"
+"""The Deployment's revision, and each ReplicaSet's: kfbox's revision number of the predictor."""
 CONTAINER = "kserve-container"
 DEFAULT_UTILIZATION = 80  # KServe's DefaultCPUUtilization, and the API server's default for an HPA without metrics
 DEPLOYMENT_COLUMNS: list[Column] = [("Name", "string", "name"), ("Ready", "string", ""),
@@ -91,16 +95,30 @@ def _behavior() -> dict[str, Any]:
                 {"type": "Percent", "value": 100, "periodSeconds": period}]}}
 
 
-def _meta(deployment: Deployment, kind: str) -> dict[str, Any]:
-    record = deployment.record
-    labels = {**component_labels(record), "app": f"isvc.{record.name}{SUFFIX}"}
-    meta = object_meta(record, kind, labels)
-    annotations = component_annotations(record)
+def _annotations(record: ServiceRecord, number: int | None = None) -> dict[str, str]:
+    annotations = component_annotations(record, number)
     if MODE_ANNOTATION in annotations:
         annotations[MODE_ANNOTATION] = STANDARD  # KServe's defaulting webhook writes the mode's current name
-    meta["annotations"] = annotations
+    return annotations
+
+
+def _meta(deployment: Deployment, kind: str) -> dict[str, Any]:
+    record = deployment.record
+    meta = object_meta(record, kind, {**component_labels(record), "app": f"isvc.{record.name}{SUFFIX}"})
+    meta["annotations"] = _annotations(record)
     meta["generation"] = record.generation
     return meta
+
+
+def pod_template(record: ServiceRecord, number: int) -> dict[str, Any]:
+    """Revision ``number``'s pod template: the Deployment's while that revision is the latest, and its
+    ReplicaSet's (:mod:`kfbox.serving.replica_sets`) less the ``pod-template-hash`` label."""
+    pod: dict[str, Any] = {"containers": [kserve_container(record, number)]}
+    account = raw_predictor(record).get("serviceAccountName")
+    if account:
+        pod["serviceAccountName"] = account
+    labels = {**component_labels(record), "app": f"isvc.{record.name}{SUFFIX}"}
+    return {"metadata": {"labels": labels, "annotations": _annotations(record, number)}, "spec": pod}
 
 
 def kserve_container(record: ServiceRecord, number: int) -> dict[str, Any]:
@@ -124,16 +142,16 @@ def replica_set(record: ServiceRecord, number: int) -> str:
     return f"{record.name}{SUFFIX}-{digest}"
 
 
+def replica_set_uid(record: ServiceRecord, number: int) -> str:
+    """The uid of revision ``number``'s ReplicaSet (its Pods' owner), the same across restarts."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfbox:{record.uid}/replicaset/{number}"))
+
+
 def raw_deployment(deployment: Deployment) -> dict[str, Any]:
     """The ``apps/v1`` Deployment ``<isvc>-predictor`` of a Standard-mode InferenceService."""
     record = deployment.record
     meta = _meta(deployment, "Deployment")
-    template_meta = {"labels": meta["labels"], "annotations": meta["annotations"]}
-    meta["annotations"] = {**meta["annotations"], "deployment.kubernetes.io/revision": str(record.latest)}
-    pod: dict[str, Any] = {"containers": [kserve_container(record, record.latest)]}
-    account = raw_predictor(record).get("serviceAccountName")
-    if account:
-        pod["serviceAccountName"] = account
+    meta["annotations"] = {**meta["annotations"], REVISION: str(record.latest)}
     latest = deployment.pools.get(record.latest)
     wanted = latest.desired if latest is not None else 0
     replicas = sum(len(p.replicas) for p in deployment.pools.values())
@@ -159,7 +177,7 @@ def raw_deployment(deployment: Deployment) -> dict[str, Any]:
     ]
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
             "spec": {"replicas": wanted, "selector": {"matchLabels": {"app": meta["labels"]["app"]}},
-                     "template": {"metadata": template_meta, "spec": pod},
+                     "template": pod_template(record, record.latest),
                      "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%",
                                                                              "maxSurge": "25%"}},
                      "revisionHistoryLimit": 10, "progressDeadlineSeconds": 600},
@@ -271,8 +289,8 @@ def _hpa_cells(obj: dict[str, Any]) -> list[Any]:
 def raw_router(res: InferenceServices) -> APIRouter:
     router = APIRouter(tags=["kserve standard-mode objects (read-only)"], include_in_schema=False)
     owned_routes(router, res, OwnedKind(APPS, "deployments", "Deployment", "deploy", DEPLOYMENT_COLUMNS,
-                                        _deployment_cells, _standard))
+                                        _deployment_cells, single(_standard)))
     for api, build in ((AUTOSCALING_V2, hpa), (AUTOSCALING_V1, hpa_v1)):
         owned_routes(router, res, OwnedKind(api, "horizontalpodautoscalers", "HorizontalPodAutoscaler", "hpa",
-                                            HPA_COLUMNS, _hpa_cells, build))
+                                            HPA_COLUMNS, _hpa_cells, single(build)))
     return router

@@ -118,10 +118,12 @@ def _knative_routes(resources: InferenceServices) -> list[BaseRoute]:
 
 
 def _raw_routes(resources: InferenceServices) -> list[BaseRoute]:
-    """Standard-mode predictors as KServe's Deployments and HorizontalPodAutoscalers, read-only (kfbox.serving.raw)."""
+    """Standard-mode predictors as KServe's Deployments, their ReplicaSets and HorizontalPodAutoscalers, read-only
+    (kfbox.serving.raw, replica_sets)."""
     from kfbox.serving.raw import raw_router
+    from kfbox.serving.replica_sets import replica_set_router
 
-    return list(raw_router(resources).routes)
+    return [*raw_router(resources).routes, *replica_set_router(resources).routes]
 
 
 def _discovery_routes(resources: InferenceServices) -> list[BaseRoute]:
