@@ -197,3 +197,36 @@ def test_get_deploy_watch_and_rollout_status_follow_a_standard_predictor(kube_en
         reader.join(10)
     assert any(line.split()[:3] == ["ADDED", "rollout-predictor", "1/1"] for line in lines), lines
     assert any(line.split()[:2] == ["DELETED", "rollout-predictor"] for line in lines), lines
+
+
+def test_describe_deploy_rollout_history_and_get_rs_show_a_standard_predictors_replica_sets(
+        kube_env: dict[str, str], tmp_path: Path) -> None:
+    body, path = created(kube_env, tmp_path, "rs-view", standard=True)
+    ok(kube_env, "rollout", "status", "deploy/rs-view-predictor", "-n", NS, "--timeout", "30s", timeout=40)
+    selector = ["-n", NS, "-l", "serving.kserve.io/inferenceservice=rs-view"]
+    (first,) = ok(kube_env, "get", "rs", *selector, "-o", "jsonpath={.items[*].metadata.name}").split()
+    described = ok(kube_env, "describe", "deploy", "rs-view-predictor", "-n", NS)
+    assert f"NewReplicaSet:   {first} (1/1 replicas created)" in described, described
+    assert "OldReplicaSets:  <none>" in described, described
+
+    # a new pod template (an env entry) is a new revision: the first ReplicaSet stays, scaled to 0
+    body["spec"]["predictor"]["model"]["env"] = [{"name": "GREETING", "value": "hello"}]
+    path.write_text(yaml.safe_dump(body))
+    assert "configured" in ok(kube_env, "apply", "-f", str(path))
+    ok(kube_env, "rollout", "status", "deploy/rs-view-predictor", "-n", NS, "--timeout", "30s", timeout=40)
+    history = ok(kube_env, "rollout", "history", "deploy/rs-view-predictor", "-n", NS).split("\n", 1)[1]
+    assert [line.split()[0] for line in history.splitlines()[1:] if line.strip()] == ["1", "2"], history
+    header, *rows = ok(kube_env, "get", "rs", *selector).splitlines()
+    assert header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]
+    shown = {row.split()[0]: row.split()[1:4] for row in rows}
+    assert len(shown) == 2 and shown[first] == ["0", "0", "0"], rows
+    (second,) = set(shown) - {first}
+    assert shown[second] == ["1", "1", "1"], rows
+    described = ok(kube_env, "describe", "deploy", "rs-view-predictor", "-n", NS)
+    assert f"NewReplicaSet:   {second} (1/1 replicas created)" in described, described
+    assert f"OldReplicaSets:  {first} (0/0 replicas created)" in described, described
+    assert "GREETING:\thello" in ok(kube_env, "rollout", "history", "deploy/rs-view-predictor", "-n", NS,
+                                    "--revision=2")
+    refused = kubectl(kube_env, "delete", "rs", first, "-n", NS)
+    assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr, refused.stderr
+    ok(kube_env, "delete", "isvc", "rs-view", "-n", NS)

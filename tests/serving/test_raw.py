@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.serving.helpers import API, apply, kube_client, manifest, refused, train_iris, wait_ready
+from tests.serving.helpers import API, apply, kube_client, manifest, refused, train_iris, wait_for, wait_ready
 from tests.support import ServerProcess
 
 NS = "raw-tests"
@@ -176,3 +176,60 @@ def test_the_deployment_mode_is_fixed_when_the_inference_service_is_created(clie
     assert apps.read_namespaced_deployment("mode-standard-predictor", NS).spec.replicas is not None
     refused(lambda: custom.get_namespaced_custom_object("serving.knative.dev", "v1", NS, "services",
                                                         "mode-standard-predictor"), 404)
+
+
+def test_each_revision_has_a_replica_set_owned_by_the_deployment_that_owns_its_pods(
+        server: ServerProcess, client: httpx.Client, kube: Any) -> None:
+    """What kubectl's describe and rollout history read through client-go, read with the ``kubernetes`` client:
+    the ReplicaSets of the Deployment (its selector, a controller reference to it), one per revision."""
+    from kubernetes import client as k8s
+    from kubernetes import watch
+
+    apps, core = k8s.AppsV1Api(kube), k8s.CoreV1Api(kube)
+    train_iris(server.home / "pvc" / "models" / "rs-iris")
+    body = manifest("rs-iris", "pvc://models/rs-iris", namespace=NS, annotations=STANDARD)
+    apply(client, body)
+    wait_ready(client, "rs-iris", NS)
+    deployment = apps.read_namespaced_deployment("rs-iris-predictor", NS)
+    selector = "app=isvc.rs-iris-predictor"
+    (first,) = apps.list_namespaced_replica_set(NS, label_selector=selector).items
+    assert first.metadata.owner_references[0].to_dict() == {
+        "api_version": "apps/v1", "kind": "Deployment", "name": "rs-iris-predictor", "uid": deployment.metadata.uid,
+        "controller": True, "block_owner_deletion": True}
+    assert first.metadata.annotations["deployment.kubernetes.io/revision"] == "1" == \
+        deployment.metadata.annotations["deployment.kubernetes.io/revision"]
+    template_hash = first.metadata.labels.pop("pod-template-hash")
+    assert first.metadata.name == f"rs-iris-predictor-{template_hash}"
+    assert first.metadata.labels == deployment.metadata.labels
+    assert first.spec.selector.match_labels == {"app": "isvc.rs-iris-predictor", "pod-template-hash": template_hash}
+    assert first.spec.template.metadata.labels.pop("pod-template-hash") == template_hash
+    assert first.spec.template == deployment.spec.template  # what kubectl matches to find the new ReplicaSet
+    assert first.spec.replicas == 1 and first.status.ready_replicas == first.status.available_replicas == 1
+    assert first.status.replicas == first.status.fully_labeled_replicas == 1
+    (pod,) = core.list_namespaced_pod(NS, label_selector=f"pod-template-hash={template_hash}").items
+    assert (pod.metadata.owner_references[0].name, pod.metadata.owner_references[0].uid) == (
+        first.metadata.name, first.metadata.uid)
+    assert apps.read_namespaced_replica_set(first.metadata.name, NS).metadata.uid == first.metadata.uid
+
+    # a new revision: a new ReplicaSet, as a watch of them reports; the first one stays, scaled to 0
+    listed = apps.list_namespaced_replica_set(NS, label_selector=selector)
+    events = watch.Watch().stream(apps.list_namespaced_replica_set, NS, label_selector=selector,
+                                  resource_version=listed.metadata.resource_version, timeout_seconds=60)
+    body["spec"]["predictor"]["model"]["env"] = [{"name": "GREETING", "value": "hello"}]
+    apply(client, body)
+    added = next(e["object"] for e in events if e["type"] == "ADDED")
+    assert added.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+    assert added.spec.template.spec.containers[0].env[0].value == "hello"
+    wait_for(lambda: apps.read_namespaced_replica_set(added.metadata.name, NS).status.ready_replicas == 1,
+             what="the second revision's replica")
+    old, new = apps.list_replica_set_for_all_namespaces(label_selector=selector).items
+    assert (old.metadata.name, old.spec.replicas, old.status.replicas) == (first.metadata.name, 0, 0)
+    assert old.status.ready_replicas is None  # zero, omitted as Go omits it
+    assert (new.metadata.name, new.spec.replicas) == (added.metadata.name, 1)
+    assert refused(lambda: apps.delete_namespaced_replica_set(old.metadata.name, NS), 405)["reason"] == \
+        "MethodNotAllowed"
+    missing = refused(lambda: apps.read_namespaced_replica_set("rs-iris-predictor-0000000000", NS), 404)
+    assert missing["details"]["kind"] == "replicasets"
+
+    assert client.delete(API.format(ns=NS) + "/rs-iris").status_code == 200
+    assert not apps.list_namespaced_replica_set(NS, label_selector=selector).items
