@@ -23,6 +23,7 @@ PROTECTED = [
     "/apis/serving.kserve.io/v1beta1/inferenceservices",
     "/apis/serving.knative.dev/v1/services",  # KServe's Knative Services, read-only
     "/apis/apps/v1/deployments",  # KServe's Standard-mode Deployments and HPAs, read-only
+    "/apis/apps/v1/namespaces/default/replicasets",  # and their ReplicaSets
     "/apis/autoscaling/v2/horizontalpodautoscalers",
     "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers",
     "/api",  # Kubernetes discovery (kubectl)

@@ -112,11 +112,12 @@ def test_an_expired_version_is_410_and_a_listed_one_gets_bookmarks(client: httpx
 
 
 def test_discovery_lists_watch_for_each_projected_kind(client: httpx.Client) -> None:
-    for group_version, name in (("serving.knative.dev/v1", "services"), ("apps/v1", "deployments"),
-                                ("autoscaling/v2", "horizontalpodautoscalers"),
-                                ("autoscaling/v1", "horizontalpodautoscalers")):
-        (resource,) = client.get(f"/apis/{group_version}").json()["resources"]
-        assert resource["name"] == name and resource["verbs"] == ["get", "list", "watch"]
+    for group_version, names in (("serving.knative.dev/v1", ["services"]), ("apps/v1", ["deployments", "replicasets"]),
+                                 ("autoscaling/v2", ["horizontalpodautoscalers"]),
+                                 ("autoscaling/v1", ["horizontalpodautoscalers"])):
+        resources = client.get(f"/apis/{group_version}").json()["resources"]
+        assert [r["name"] for r in resources] == names
+        assert all(r["verbs"] == ["get", "list", "watch"] for r in resources)
 
 
 def test_a_cluster_wide_watch_follows_every_namespace_and_a_recreate_in_the_other_mode(client: httpx.Client) -> None:
