@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 
 from kfbox.serving.events import EventRecorder
 from kfbox.serving.kube_api import KubeStatus
-from kfbox.serving.listing import list_or_watch
+from kfbox.serving.listing import list_or_watch, list_routes
 from kfbox.serving.printer import Column, age
 
 FIELDS = ("metadata.name", "metadata.namespace", "involvedObject.name", "involvedObject.namespace",
@@ -39,13 +39,7 @@ def events_router(recorder: EventRecorder) -> APIRouter:
         return list_or_watch(request, namespace, recorder.objects, recorder.log, recorder.latest, kind,
                              (COLUMNS, _cells), fields=FIELDS)
 
-    @router.get("/api/v1/events")
-    async def list_all(request: Request) -> Any:
-        return listing(request, None)
-
-    @router.get("/api/v1/namespaces/{namespace}/events")
-    async def list_namespaced(request: Request, namespace: str) -> Any:
-        return listing(request, namespace)
+    list_routes(router, "/api/v1", "events", listing)
 
     @router.get("/api/v1/namespaces/{namespace}/events/{name}")
     async def get(namespace: str, name: str) -> dict[str, Any]:

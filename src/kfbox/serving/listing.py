@@ -6,6 +6,8 @@ cut, which a Kubernetes client accepts); ``?watch=true`` streams the kind's :cla
 (:func:`kfbox.serving.watch.stream`), else the list carries the newest resourceVersion it saw; either comes as
 kubectl's Table when asked for one.
 
+:func:`list_routes` adds a kind's two list routes (every namespace, one namespace) to a router.
+
 Example::
 
     return list_or_watch(request, namespace, res.objects, res.log, res.log.latest, (KIND, API_VERSION))
@@ -17,7 +19,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from kfbox.serving.kube_api import bad_request
@@ -25,6 +27,8 @@ from kfbox.serving.printer import Column, table, table_event, wants_table
 from kfbox.serving.selectors import FIELDS, field_selector, label_selector
 from kfbox.serving.watch import EventLog, WatchQuery, stream, watching
 
+Listing = Callable[[Request, str | None], Any]
+"""A kind's list-or-watch answer for a namespace (None: every namespace)."""
 Objects = Callable[[str | None], list[dict[str, Any]]]
 """The kind's objects in a namespace (None: every namespace)."""
 TableForm = tuple[list[Column], Callable[[dict[str, Any]], list[Any]]]
@@ -61,3 +65,16 @@ def list_or_watch(request: Request, namespace: str | None, objects: Objects, log
     if as_table:
         return table(items, latest, *table_form) if table_form else table(items, latest)
     return {"apiVersion": kind[1], "kind": kind[0] + "List", "metadata": {"resourceVersion": latest}, "items": items}
+
+
+def list_routes(router: APIRouter, base: str, plural: str, listing: Listing) -> None:
+    """The two list routes of a namespaced kind, as the API server has them: ``GET {base}/{plural}`` (every
+    namespace) and ``GET {base}/namespaces/{namespace}/{plural}``, both answered by ``listing``."""
+    async def list_all(request: Request) -> Any:
+        return listing(request, None)
+
+    async def list_namespaced(namespace: str, request: Request) -> Any:
+        return listing(request, namespace)
+
+    router.add_api_route(f"{base}/{plural}", list_all, methods=["GET"])
+    router.add_api_route(f"{base}/namespaces/{{namespace}}/{plural}", list_namespaced, methods=["GET"])

@@ -32,7 +32,7 @@ from fastapi import APIRouter, Request
 from kfbox.apis import SERVING_API_VERSION
 from kfbox.serving.deployment import Deployment
 from kfbox.serving.kube_api import KubeNotFound, KubeStatus
-from kfbox.serving.listing import list_or_watch
+from kfbox.serving.listing import list_or_watch, list_routes
 from kfbox.serving.printer import Column, table, wants_table
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.scaling_spec import annotations_of, deployment_mode
@@ -205,12 +205,6 @@ def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> 
         return list_or_watch(request, namespace, shown, projection.log, res.log.latest, (kind.kind, kind.api_version),
                              (kind.columns, kind.cells))
 
-    async def list_all(request: Request) -> Any:
-        return listing(request, None)
-
-    async def list_namespace(namespace: str, request: Request) -> Any:
-        return listing(request, namespace)
-
     async def get(namespace: str, name: str, request: Request) -> Any:
         owners = (d for (ns, isvc), d in manager.deployments.items()
                   if ns == namespace and name.startswith(isvc + SUFFIX))  # <isvc>-predictor[-<hash>]
@@ -229,8 +223,7 @@ def owned_routes(router: APIRouter, res: InferenceServices, kind: OwnedKind) -> 
         raise _read_only(kind, namespace, name)
 
     collection = f"{kind.api}/namespaces/{{namespace}}/{kind.plural}"
-    router.add_api_route(f"{kind.api}/{kind.plural}", list_all, methods=["GET"])
-    router.add_api_route(collection, list_namespace, methods=["GET"])
+    list_routes(router, kind.api, kind.plural, listing)
     router.add_api_route(collection + "/{name}", get, methods=["GET"])
     router.add_api_route(collection, write_collection, methods=["POST", "DELETE"])
     router.add_api_route(collection + "/{name}", write, methods=["PUT", "PATCH", "DELETE"])

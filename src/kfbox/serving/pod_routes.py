@@ -25,7 +25,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from kfbox.serving.kube_api import KubeNotFound, KubeStatus, bad_request
-from kfbox.serving.listing import list_or_watch
+from kfbox.serving.listing import list_or_watch, list_routes
 from kfbox.serving.owned import ISVC_LABEL
 from kfbox.serving.pod_metrics import metrics_router
 from kfbox.serving.pods import COLUMNS, FIELDS, PodReplica, PodWatch, cells
@@ -77,13 +77,7 @@ def pods_router(res: InferenceServices) -> APIRouter:
                            "per running replica of an InferenceService; list them with: kubectl get pods -n "
                            f"{namespace} -l {ISVC_LABEL}=NAME", name=name, kind="pods", group="")
 
-    @router.get("/api/v1/pods")
-    async def list_all(request: Request) -> Any:
-        return listing(request, None)
-
-    @router.get("/api/v1/namespaces/{namespace}/pods")
-    async def list_namespaced(namespace: str, request: Request) -> Any:
-        return listing(request, namespace)
+    list_routes(router, "/api/v1", "pods", listing)
 
     @router.get("/api/v1/namespaces/{namespace}/pods/{name}")
     async def get(namespace: str, name: str, request: Request) -> Any:

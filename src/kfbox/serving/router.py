@@ -34,7 +34,7 @@ from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.errors import InvalidInput, KfboxError
 from kfbox.parsing import load_json
 from kfbox.serving.kube_api import GROUP, PLURAL, KubeStatus, bad_request, invalid, stale
-from kfbox.serving.listing import list_or_watch
+from kfbox.serving.listing import list_or_watch, list_routes
 from kfbox.serving.patch import APPLY, apply_patch, parse_body, patch_type, record_update, server_side_apply
 from kfbox.serving.printer import table, wants_table
 from kfbox.serving.resources import InferenceServices
@@ -145,16 +145,10 @@ def serving_router(res: InferenceServices) -> APIRouter:
     router = APIRouter(prefix=API, tags=["serving"])
     manager = res.manager
 
-    async def listing(request: Request, namespace: str | None) -> Any:
+    def listing(request: Request, namespace: str | None) -> Any:
         return list_or_watch(request, namespace, res.objects, res.log, res.log.latest, (KIND, API_VERSION))
 
-    @router.get("/inferenceservices")
-    async def list_all(request: Request) -> Any:
-        return await listing(request, None)
-
-    @router.get("/namespaces/{namespace}/inferenceservices")
-    async def list_namespace(namespace: str, request: Request) -> Any:
-        return await listing(request, namespace)
+    list_routes(router, "", "inferenceservices", listing)
 
     @router.post("/namespaces/{namespace}/inferenceservices", status_code=201)
     async def create(namespace: str, request: Request) -> JSONResponse:
