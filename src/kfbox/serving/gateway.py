@@ -67,6 +67,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfbox.serving.deployment import Deployment
+from kfbox.serving.error_body import kserve_error_body
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.metrics import ServingMetrics
 from kfbox.serving.pool import ReplicaPool
@@ -361,18 +362,3 @@ async def reply_error(send: Send, status: int, message: str,
                       headers: list[tuple[bytes, bytes]] | None = None) -> int:
     await send_reply(send, status, json.dumps({"error": message}).encode(), [JSON, *(headers or [])])
     return status
-
-
-def kserve_error_body(content: bytes) -> bytes:
-    """Replicas answer most errors as ``{"error": ...}``; FastAPI validation errors are reshaped to match."""
-    try:
-        body = json.loads(content)
-    except ValueError:
-        return json.dumps({"error": content.decode(errors="replace") or "error"}).encode()
-    if isinstance(body, dict) and "error" in body:
-        return content
-    if isinstance(body, dict) and isinstance(body.get("detail"), list):
-        parts = [f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}" for d in body["detail"]
-                 if isinstance(d, dict)]
-        return json.dumps({"error": "Invalid request: " + "; ".join(parts)}).encode()
-    return json.dumps({"error": body.get("detail", body) if isinstance(body, dict) else body}).encode()
