@@ -22,7 +22,7 @@ MAX_BODY_BYTES = 1024 * 1024
 ENV_PREFIX = "KFBOX_"
 CONTAINER_RUNTIMES = ("auto", "docker", "podman", "host")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-DATA_PLANES = ("python", "haproxy")
+DATA_PLANES = ("python", "haproxy", "handoff")
 
 
 def default_home() -> Path:
@@ -66,8 +66,9 @@ class Settings:
     """Requests the gateway holds per ready replica of a revision; the next is answered 503 at once."""
     data_plane: str = "python"
     """What carries inference traffic besides the server's own gateway (``kfbox up --data-plane``,
-    KFBOX_DATA_PLANE): python (the gateway only) or haproxy (also Debian's haproxy on ``ingress_port``,
-    configured by kfbox: kfbox.serving.haproxy)."""
+    KFBOX_DATA_PLANE): python (the gateway only), haproxy (also Debian's haproxy on ``ingress_port``,
+    configured by kfbox: kfbox.serving.haproxy) or handoff (the server's port passes a model's connections to
+    its replicas, which answer them directly: kfbox.serving.handoff)."""
     ingress_port: int = -1
     """HAProxy's port with ``data_plane=haproxy``: -1 the server's port + 1 (8081), or a free one when the
     server's port is 0; 0 a free one."""

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from kfbox.config import Settings
 from kfbox.db import Database
 from kfbox.errors import Unavailable
+from kfbox.server.protocol import Door
 from kfbox.server.shortcut import Shortcut
 
 if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, never an import at run time
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the subsystems sit above the platform: their types only, ne
     from kfbox.registry.service import Registry
     from kfbox.server.session import Sessions
     from kfbox.serving.grpc_gateway import GrpcGateway
+    from kfbox.serving.handoff_server import HandoffPlane
     from kfbox.serving.haproxy import HaproxyDataPlane
     from kfbox.serving.manager import ServingManager
     from kfbox.serving.resources import InferenceServices
@@ -47,6 +49,8 @@ class Services:
     grpc_gateway: GrpcGateway | None = None
     data_plane: HaproxyDataPlane | None = None
     """The HAProxy data plane (``--data-plane haproxy``); None with the Python gateway alone (the default)."""
+    handoff: HandoffPlane | None = None
+    """The connection hand-off (``--data-plane handoff``); None otherwise."""
     monitoring: MonitoringService | None = None
     notebooks: NotebookManager | None = None
     sessions: Sessions | None = None
@@ -86,6 +90,8 @@ class Platform:
     ``settings.max_body_bytes`` (serving takes larger inference payloads than the other APIs)."""
     shortcuts: list[Shortcut] = dataclasses.field(default_factory=list)
     """Kinds of request answered by a short middleware chain instead of the whole app (the gateway's)."""
+    door: Door = dataclasses.field(default_factory=Door)
+    """Where a feature may take new connections before the server reads them (``--data-plane handoff``)."""
     services: Services = dataclasses.field(default_factory=Services)
     """Subsystem objects (e.g. ``services.registry``), for other subsystems to call."""
     record: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -22,15 +22,22 @@ HEAD, chunked replies, flow control and the 500 on a crash are uvicorn's), and i
 and the body sent right after it leave in one write (:class:`~kfbox.server.coalesce.OneWrite`):
 uvicorn writes them separately, two syscalls and, for the client, two wake-ups on every small reply.
 
+A feature may take a new connection before anything reads it (:class:`Door`): the connection hand-off of
+``--data-plane handoff`` (:mod:`kfbox.serving.handoff_server`) passes it to a model replica, and may later give it
+back with bytes read elsewhere, which this protocol then serves as any other connection.
+
 Example::
 
-    uvicorn.Config(app, http=guarded_protocol(settings, app.state.short_lane))
+    uvicorn.Config(app, http=guarded_protocol(settings, app.state.short_lane, platform.door))
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
+import socket
+from collections.abc import Callable
 from typing import Any
 
 from kfbox.config import Settings
@@ -46,13 +53,25 @@ SWEEP_SECONDS = 1.0
 """How often overdue connections are looked for: a deadline is kept to within this."""
 
 
+@dataclasses.dataclass
+class Door:
+    """Where a feature may take a new connection before the server reads it, and give one back."""
+
+    offer: Callable[[asyncio.Transport, bytes], bool] | None = None
+    """Called with a new connection's first bytes, once; True: the feature took the connection (and aborted this
+    transport, which closes only this process's descriptor)."""
+    adopt: Callable[[socket.socket, bytes], None] | None = None
+    """Set by the server's protocol: serve this connection, whose first ``bytes`` were read elsewhere, as any
+    other (never offered again)."""
+
+
 def _reply(status: str, message: str) -> bytes:
     body = message.encode()
     return (f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
-def guarded_protocol(settings: Settings, lane: ShortLane | None = None) -> Any:
+def guarded_protocol(settings: Settings, lane: ShortLane | None = None, door: Door | None = None) -> Any:
     """A protocol class for ``uvicorn.Config(http=...)``, with its own per-address counts.
 
     Deadlines are timestamps a request's parser callbacks set (one float store each, no timer
@@ -81,13 +100,22 @@ def guarded_protocol(settings: Settings, lane: ShortLane | None = None) -> Any:
         if watched:
             sweeping.append(loop.call_later(sweep_seconds, sweep, loop))
 
+    made: dict[str, Any] = {}
+    """What uvicorn builds this protocol with (config and state), for connections given back (``door.adopt``)."""
+
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
         deadline = math.inf
         reading_body = False
         _address = ""
+        fresh = True
+        """No byte of the connection read yet: it may be offered at the door."""
+        pending = b""
+        """Bytes read elsewhere, served before any the connection brings."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            if not made:
+                made.update(config=self.config, server_state=self.server_state, app_state=self.app_state)
             self._address = self.client[0] if self.client else ""
             count = open_by_client[self._address] = open_by_client.get(self._address, 0) + 1
             watched.add(self)
@@ -98,6 +126,17 @@ def guarded_protocol(settings: Settings, lane: ShortLane | None = None) -> Any:
                 transport.close()
                 return
             self.deadline = self.loop.time() + header_timeout
+            if self.pending and not transport.is_closing():  # before the transport's first read: these come first
+                data, self.pending = self.pending, b""
+                self.data_received(data)
+
+        def data_received(self, data: bytes) -> None:
+            if self.fresh:
+                self.fresh = False
+                if door is not None and door.offer is not None and door.offer(self.transport, data):
+                    self._release()
+                    return
+            super().data_received(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._release()
@@ -154,4 +193,26 @@ def guarded_protocol(settings: Settings, lane: ShortLane | None = None) -> Any:
             self.deadline = math.inf
             self.transport.close()
 
+    if door is not None:
+        def adopt(sock: socket.socket, data: bytes) -> None:
+            if not made:  # no connection served yet: none can have been handed off either
+                sock.close()
+                return
+
+            def protocol() -> GuardedHttpToolsProtocol:
+                adopted = GuardedHttpToolsProtocol(**made)
+                adopted.fresh = False
+                adopted.pending = data
+                return adopted
+
+            loop = asyncio.get_running_loop()
+            task = loop.create_task(loop.connect_accepted_socket(protocol, sock))
+
+            def taken(task: asyncio.Task[Any]) -> None:
+                if task.cancelled() or task.exception() is not None:  # not served: closed, not leaked
+                    sock.close()
+
+            task.add_done_callback(taken)
+
+        door.adopt = adopt
     return GuardedHttpToolsProtocol

@@ -65,8 +65,9 @@ def serve(settings: Settings, on_bound: Callable[[Settings], None] | None = None
     platform.on_startup.append(_preload_later)
     # guarded_protocol: header/body read deadlines and a per-client connection cap (slowloris);
     # uvicorn's timeout_keep_alive covers the idle time between requests
+    protocol = guarded_protocol(settings, app.state.short_lane, platform.door)
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                            access_log=False, lifespan="on", http=guarded_protocol(settings, app.state.short_lane),
+                            access_log=False, lifespan="on", http=protocol,
                             timeout_keep_alive=KEEP_ALIVE_SECONDS)
     try:
         uvicorn.Server(config).run(sockets=[sock])

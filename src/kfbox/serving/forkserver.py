@@ -77,6 +77,8 @@ class ForkedReplica(ChildProcess):
         super().__init__(popen=None, log_path=log_path)  # type: ignore[arg-type]
         self._pid = pid
         self._conn = conn
+        self.channel = warm.Channel(conn)
+        """The replica's warm channel (it reads the other end): the hand-off socket goes over it."""
         self._status: int | None = None
         self._lock = threading.Lock()
 

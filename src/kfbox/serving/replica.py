@@ -123,7 +123,9 @@ def _exit_with_parent(channel: Channel | None = None) -> None:
     _watching = True
     channel = channel or warm.inherited_channel()
     if channel is not None:
-        warm.exit_when_parent_closes(channel)
+        from kfbox.serving import handoff_replica
+
+        handoff_replica.watch(channel)  # also takes the hand-off socket (--data-plane handoff) when it comes
         return
     parent = os.getppid()
 
@@ -168,6 +170,9 @@ def _loopback_server(port: int, grpc_port: int) -> Any:
                 self._rest_server.config.http = coalescing_protocol()
                 without_timing_middleware(self._rest_server)
                 self._rest_server.config.app = fast_predict(self.registered_models)
+                from kfbox.serving import handoff_replica
+
+                handoff_replica.serve_on(self._rest_server)  # connections kfbox's port hands over
             await super()._serve()
 
     return LoopbackModelServer(http_port=port, grpc_port=grpc_port or 8081, enable_grpc=bool(grpc_port),

@@ -97,6 +97,15 @@ def install(app: Starlette, platform: Platform) -> None:
         platform.health["data_plane_state"] = lambda: plane.state  # up, restarting, stopped: where to send inference
         platform.on_startup.insert(platform.on_startup.index(manager.start), plane.start)
         platform.on_shutdown.append(plane.stop)  # shutdown hooks run last to first: HAProxy stops before replicas
+    elif platform.settings.data_plane == "handoff":  # opt-in: kfbox's port passes model connections to replicas
+        from kfbox.serving import handoff_server
+
+        handoff_server.preflight()
+        handoff_plane = handoff_server.HandoffPlane(manager, platform.settings, platform.door)
+        platform.services.handoff = handoff_plane
+        platform.health["data_plane"] = lambda: handoff_plane.health
+        platform.on_startup.append(handoff_plane.start)
+        platform.on_shutdown.append(handoff_plane.stop)
 
 
 async def _not_a_gateway_request(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,170 @@
+"""Connection hand-off (``kfbox up --data-plane handoff``): what both sides agree on.
+
+With this data plane kfbox's port does not proxy a model's requests: it reads a new connection's first
+request head, and when kfbox would send that request straight to a replica without a question asked,
+it passes the connection itself (the socket, ``SCM_RIGHTS``) and the bytes read so far to one of the
+service's ready replicas (:mod:`kfbox.serving.handoff_server`). The replica answers that connection's
+requests from then on (:mod:`kfbox.serving.handoff_replica`): no hop, so a client gets the replica's own
+latency. It is how a Kubernetes Service balances (per connection), not per request.
+
+A request is sent straight only when it is plainly one for that replica, by the rules of the HAProxy data
+plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a path with no dot segment, ``//``, ``%`` or ``\\``,
+no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or ``Cookie``, a ``Content-Length`` within
+``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and ``Content-Length`` at most once, and
+with a token, ``Authorization`` exactly ``Bearer <token>``. Anything else goes to kfbox's full stack,
+which answers it as it always does: the first request, by not handing the connection off; a later one,
+by the replica handing the connection back with that request's bytes, before it reads any of them.
+
+Messages on a replica's hand-off socket (``SOCK_SEQPACKET``: one message, one datagram, its descriptor
+attached): ``{json}\\n<bytes>``, the JSON says what it is and the bytes are the client's, unread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+from typing import Any
+
+MAX_HEAD_BYTES = 16 * 1024
+"""A request head longer than this is not sent straight (kfbox's stack answers it)."""
+MAX_MESSAGE_BYTES = 128 * 1024
+"""The largest message on a hand-off socket: a head and the start of its body."""
+UNUSUAL_HEADERS = frozenset({b"origin", b"upgrade", b"transfer-encoding", b"expect", b"cookie",
+                             b"proxy-authorization"})
+UNUSUAL_PATH = (b"/.", b"//", b"%", b"\\")
+ONCE = (b"host", b"authorization", b"content-length")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Head:
+    """What the hand-off decides on, from a request head's raw bytes."""
+
+    size: int
+    """Bytes up to and including the blank line."""
+    method: bytes
+    target: bytes
+    host: bytes | None
+    authorization: bytes | None
+    content_length: int
+
+
+def read_head(data: bytes) -> Head | None:
+    """The head at the start of ``data`` when it is plain (module docstring), else None: incomplete, unusual,
+    malformed or too long."""
+    end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/"):
+        return None
+    target = parts[1]
+    path = target.split(b"?", 1)[0]
+    if any(mark in path for mark in UNUSUAL_PATH):
+        return None
+    seen: dict[bytes, bytes] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(b":")
+        name = name.lower()
+        if not colon or not name or name != name.strip() or name in UNUSUAL_HEADERS:
+            return None
+        if name in ONCE:
+            if name in seen:
+                return None
+            seen[name] = value.strip()
+    length = seen.get(b"content-length", b"0")
+    if not length.isdigit():
+        return None
+    return Head(end + 4, parts[0], target, seen.get(b"host"), seen.get(b"authorization"), int(length))
+
+
+def digest(authorization: bytes) -> str:
+    """What a replica compares ``Authorization`` with: it is never given the token itself."""
+    return hashlib.sha256(authorization).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class Grant:
+    """What a replica may answer on a connection handed to it: requests with this ``Host``, under this path
+    prefix (removed before its app sees the path; empty when the ``Host`` names the service), carrying this
+    ``Authorization`` (its digest; None without a token) and a body of at most ``max_body`` bytes."""
+
+    host: bytes | None
+    prefix: bytes
+    authorization: str | None
+    max_body: int
+    revision: str
+
+    def allows(self, head: Head) -> bool:
+        if head.host != self.host or head.content_length > self.max_body:
+            return False
+        if self.prefix and not (head.target.startswith(self.prefix) and head.target[len(self.prefix):][:1] == b"/"):
+            return False
+        if self.authorization is not None:
+            return head.authorization is not None and digest(head.authorization) == self.authorization
+        return True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"host": None if self.host is None else self.host.decode("latin-1"),
+                "prefix": self.prefix.decode("latin-1"), "authorization": self.authorization,
+                "max_body": self.max_body, "revision": self.revision}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Grant:
+        host = data["host"]
+        return cls(None if host is None else host.encode("latin-1"), data["prefix"].encode("latin-1"),
+                   data["authorization"], int(data["max_body"]), str(data["revision"]))
+
+
+def pack(message: dict[str, Any], data: bytes = b"") -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n" + data
+
+
+def unpack(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
+    line, newline, data = payload.partition(b"\n")
+    if not newline:
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return (message, data) if isinstance(message, dict) else None
+
+
+def send(sock: socket.socket, message: dict[str, Any], data: bytes = b"", fd: int | None = None) -> bool:
+    """One message, without blocking: False when the socket's buffer is full or the other side is gone."""
+    try:
+        payload = pack(message, data)
+        if fd is None:
+            sock.send(payload, socket.MSG_DONTWAIT)
+        else:
+            socket.send_fds(sock, [payload], [fd], socket.MSG_DONTWAIT)
+    except OSError:
+        return False
+    return True
+
+
+Received = tuple[dict[str, Any], bytes, int | None]
+"""A message, the client's bytes it carried and the descriptor attached to it."""
+
+
+def receive(sock: socket.socket) -> Received | None:
+    """The next message, without blocking; None when none is waiting. Raises :class:`EOFError` once the other side
+    is gone. A malformed message reads as an empty one (its descriptor closed)."""
+    try:
+        payload, fds, _flags, _address = socket.recv_fds(sock, MAX_MESSAGE_BYTES, 1, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise EOFError(str(exc)) from exc
+    unpacked = unpack(payload) if payload else None
+    if unpacked is None:
+        for fd in fds:
+            os.close(fd)
+        if not payload:
+            raise EOFError("the other side closed its hand-off socket")
+        return {}, b"", None
+    return unpacked[0], unpacked[1], (fds[0] if fds else None)

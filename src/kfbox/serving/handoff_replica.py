@@ -1,0 +1,315 @@
+"""A replica's side of the connection hand-off (``kfbox up --data-plane handoff``; :mod:`kfbox.serving.handoff`).
+
+The server sends the replica one end of a ``SOCK_SEQPACKET`` pair over its warm channel (:func:`watch`); on it
+come connections, each with the bytes the server read and a :class:`~kfbox.serving.handoff.Grant`. The replica
+serves each with its own uvicorn protocol (:class:`Adopted`), which, before it feeds a request's bytes to the
+parser, checks that the request is one kfbox would have sent here without a question: else it hands the
+connection back with those bytes, unread, and kfbox's full stack answers. What the gateway does to every request
+it proxies, :class:`Edge` does here: the ``/serving/{namespace}/{name}`` prefix off the path, the platform's
+credentials out of the headers the model sees, ``x-kfbox-revision`` on the reply, errors in KServe's body, and
+the counts kfbox's metrics and autoscaler read, reported twice a second while there is news (:class:`Stats`).
+
+Pipelined requests wait in :attr:`Adopted.held` until the reply before them is complete, so each is checked,
+and a connection is handed back only between two requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kfbox.server import warm
+from kfbox.server.coalesce import coalescing_protocol
+from kfbox.serving import handoff
+from kfbox.serving.error_body import kserve_error_body
+
+CREDENTIALS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
+"""Headers the model never sees, as through kfbox's gateway."""
+REPORT_SECONDS = 0.5
+DRAIN_POLL_SECONDS = 0.005
+JSON = (b"content-type", b"application/json")
+
+
+class Stats:
+    """What this replica served on handed connections since the last report, and what it holds now."""
+
+    def __init__(self) -> None:
+        self.requests: dict[int, int] = {}
+        self.latencies: list[float] = []
+        self.inflight = 0
+        self.adopted = 0
+        self.open = 0
+        self.changed = False
+
+    def served(self, status: int, seconds: float) -> None:
+        self.requests[status] = self.requests.get(status, 0) + 1
+        self.latencies.append(round(seconds, 6))
+        self.changed = True
+
+    def report(self) -> dict[str, Any] | None:
+        """The news since the last report that reached the server (:meth:`delivered`), or None."""
+        if not self.changed:
+            return None
+        return {"requests": self.requests, "latencies": self.latencies, "inflight": self.inflight,
+                "adopted": self.adopted, "open": self.open}
+
+    def delivered(self) -> None:
+        self.requests, self.latencies, self.changed = {}, [], False
+
+
+class Edge:
+    """The gateway's per-request work, for requests on a handed connection (module docstring)."""
+
+    def __init__(self, app: ASGIApp, grant: handoff.Grant, stats: Stats) -> None:
+        self.app = app
+        self.prefix = grant.prefix.decode("latin-1")
+        self.raw_prefix = grant.prefix
+        self.revision = (b"x-kfbox-revision", grant.revision.encode())
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.prefix:
+            scope["path"] = scope["path"][len(self.prefix):]
+            scope["raw_path"] = scope["raw_path"][len(self.raw_prefix):]
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in CREDENTIALS]
+        stats = self.stats
+        stats.inflight += 1
+        stats.changed = True
+        started = time.perf_counter()
+        reply = Reply(send, self.revision)
+        try:
+            await self.app(scope, receive, reply.send)
+        finally:
+            stats.inflight -= 1
+            stats.served(reply.status, time.perf_counter() - started)
+
+
+class Reply:
+    """The reply as the gateway relays it: ``x-kfbox-revision`` added, an error's body reshaped to KServe's."""
+
+    __slots__ = ("downstream", "parts", "revision", "start", "status")
+
+    def __init__(self, downstream: Send, revision: tuple[bytes, bytes]) -> None:
+        self.downstream = downstream
+        self.revision = revision
+        self.status = 500
+        self.start: Message | None = None
+        self.parts: list[bytes] = []
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            headers = [*message.get("headers", ()), self.revision]
+            if self.status < 400:
+                await self.downstream({**message, "headers": headers})
+                return
+            self.start = {**message, "headers": [(k, v) for k, v in headers
+                                                 if k not in (b"content-length", b"content-type")]}
+            return
+        if self.start is None or kind != "http.response.body":
+            await self.downstream(message)
+            return
+        self.parts.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        body = kserve_error_body(b"".join(self.parts))
+        start, self.start = self.start, None
+        await self.downstream({**start, "headers": [*start["headers"], JSON,
+                                                    (b"content-length", str(len(body)).encode())]})
+        await self.downstream({"type": "http.response.body", "body": body})
+
+
+class Receiver:
+    """The replica's hand-off socket, read on the event loop: each message one connection to serve."""
+
+    def __init__(self, sock: socket.socket, rest_server: Any) -> None:
+        self.sock = sock
+        self.rest_server = rest_server
+        self.stats = Stats()
+        self.loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        self.loop.add_reader(sock.fileno(), self.read)
+        self.reporter = self.loop.create_task(self.report())
+        self.base: Any = adopted_protocol()
+
+    def read(self) -> None:
+        while True:
+            try:
+                got = handoff.receive(self.sock)
+            except EOFError:  # the server is gone: the warm channel's end stops this process too
+                self.loop.remove_reader(self.sock.fileno())
+                self.reporter.cancel()
+                self.sock.close()
+                return
+            if got is None:
+                return
+            message, data, fd = got
+            if fd is None:
+                continue
+            grant = message.get("connection")
+            if not isinstance(grant, dict):
+                os.close(fd)
+                continue
+            self.serve(socket.socket(fileno=fd), handoff.Grant.from_json(grant), data)
+
+    def serve(self, sock: socket.socket, grant: handoff.Grant, data: bytes) -> None:
+        server = self.rest_server._server  # kserve's uvicorn.Server: its config and state, as its own listener's
+        config = server.config
+        edge = Edge(config.loaded_app, grant, self.stats)
+
+        def protocol() -> Any:
+            adopted = self.base(config=config, server_state=server.server_state, app_state=server.lifespan.state)
+            adopted.app = edge
+            adopted.receiver, adopted.grant, adopted.held = self, grant, data
+            return adopted
+
+        task = self.loop.create_task(self.loop.connect_accepted_socket(protocol, sock))
+        task.add_done_callback(lambda t: _close_unless_served(t, sock))
+
+    def hand_back(self, sock: socket.socket, data: bytes) -> bool:
+        return handoff.send(self.sock, {"back": {}}, data, sock.fileno())
+
+    async def report(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_SECONDS)
+            report = self.stats.report()
+            if report is not None and handoff.send(self.sock, {"report": report}):
+                self.stats.delivered()  # else it is all in the next one
+
+
+def adopted_protocol() -> Any:
+    """The replica's own uvicorn protocol, checking each request of a handed connection before it reads it."""
+    base: Any = coalescing_protocol()
+
+    class Adopted(base):  # type: ignore[misc]
+        receiver: Receiver
+        grant: handoff.Grant
+        held = b""
+        """Bytes of requests not yet checked: the next request's, or what came after the one in progress."""
+        remaining = 0
+        """Body bytes of the request in progress still to come."""
+        busy = False
+        """A request was fed whose reply is not complete."""
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            stats = self.receiver.stats
+            stats.adopted += 1
+            stats.open += 1
+            stats.changed = True
+            self.next_request()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            stats = self.receiver.stats
+            stats.open -= 1
+            stats.changed = True
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self.remaining:
+                body, data = data[:self.remaining], data[self.remaining:]
+                self.remaining -= len(body)
+                super().data_received(body)
+                if not data:
+                    return
+            self.held += data
+            self.next_request()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self.busy = False
+            if self.held:
+                self.next_request()
+
+        def next_request(self) -> None:
+            if self.busy or not self.held or self.transport.is_closing():
+                if self.busy and len(self.held) > handoff.MAX_MESSAGE_BYTES:
+                    self.transport.pause_reading()  # a client that pipelines far ahead waits for its replies
+                return
+            head = handoff.read_head(self.held)
+            if head is None or not self.grant.allows(head):
+                if head is None and b"\r\n\r\n" not in self.held and len(self.held) < handoff.MAX_HEAD_BYTES:
+                    return  # the head is still arriving
+                self.loop.call_soon(self.give_back)  # after the reply that may have just completed is written
+                return
+            end = head.size + head.content_length
+            request, self.held = self.held[:end], self.held[end:]
+            self.remaining = end - len(request)
+            self.busy = True
+            super().data_received(request)
+
+        def give_back(self) -> None:
+            """Hand the connection back to the server with the unread bytes, once every byte of the replies before
+            them is out (the last reply's leaves after its request completes: :mod:`kfbox.server.coalesce`); close
+            it if the server cannot take it."""
+            if self.transport.is_closing():
+                return
+            if self.transport.get_write_buffer_size():  # a large reply still draining: rare, so polled
+                self.loop.call_later(DRAIN_POLL_SECONDS, self.give_back)
+                return
+            data, self.held = self.held, b""
+            sock = self.transport.get_extra_info("socket")
+            if sock is None or not self.receiver.hand_back(sock, data):
+                self.transport.close()
+                return
+            self.transport.abort()  # closes this process's descriptor only: the server holds the connection now
+
+    return Adopted
+
+
+def _close_unless_served(task: asyncio.Task[Any], sock: socket.socket) -> None:
+    """A connection the loop could not take (e.g. closed by the client meanwhile) is closed, not leaked."""
+    if task.cancelled() or task.exception() is not None:
+        sock.close()
+
+
+# --- the warm channel ---------------------------------------------------------------------------------------------
+_lock = threading.Lock()
+_waiting: list[socket.socket] = []
+_started: list[Any] = []
+"""The running REST server and its loop, once :func:`serve_on` ran."""
+
+
+def watch(channel: warm.Channel) -> threading.Thread:
+    """A daemon thread reading the server's warm channel: a hand-off socket when it comes; at the channel's end
+    (the server stopped or died) the process exits, as :func:`kfbox.server.warm.exit_when_parent_closes`."""
+    def run() -> None:
+        while (got := channel.recv_with_fd()) is not None:
+            message, fd = got
+            if fd is None:
+                continue
+            if "handoff" not in message:
+                os.close(fd)
+                continue
+            _arrived(socket.socket(fileno=fd))
+        os._exit(0)
+
+    thread = threading.Thread(target=run, name="kfbox-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _arrived(sock: socket.socket) -> None:
+    with _lock:
+        if not _started:
+            _waiting.append(sock)
+            return
+        rest_server, loop = _started
+    loop.call_soon_threadsafe(Receiver, sock, rest_server)
+
+
+def serve_on(rest_server: Any) -> None:
+    """On the replica's event loop, as its REST server starts: serve the connections the server hands over."""
+    loop = asyncio.get_running_loop()
+    with _lock:
+        _started[:] = [rest_server, loop]
+        waiting, _waiting[:] = list(_waiting), []
+    for sock in waiting:
+        Receiver(sock, rest_server)
