@@ -244,3 +244,47 @@ def test_scale_down_delay_keeps_the_highest_count_wanted_for_that_long() -> None
         now, _, want = run(scaler, 20, start=now, current=3)
         assert want == after_20s
         assert run(scaler, 25, start=now, current=want)[2] == 1
+
+
+def test_a_burst_under_the_panic_threshold_waits_for_the_windows_average() -> None:
+    """Knative panics only when the panic window wants at least twice the ready replicas: two ready replicas and
+    25 in flight (target 10: three wanted, 150%) for two seconds do not scale up at once; the third replica comes
+    when the window's average asks for it (seven seconds on). With ``panic-threshold-percentage: 150`` the same
+    burst scales up at once."""
+    plain = scaler_of("100", scaleTarget=10, minReplicas=2)
+    now, _, want = run(plain, WINDOW, current=2)
+    assert want == 2
+    now, _, want = run(plain, 2, start=now, concurrency=25, current=2)
+    assert want == 2  # 3 / 2 ready is under the 200% threshold: no panic
+    wants = [run(plain, 1, start=now + second, concurrency=25, current=2)[2] for second in range(round(WINDOW))]
+    assert wants[:6] == [2] * 6 and wants[-1] == 3  # once the window's average passed 20 in flight
+    eager = scaler_of("100", knative={"autoscaling.knative.dev/panic-threshold-percentage": "150"}, scaleTarget=10,
+                      minReplicas=2)
+    now, _, _ = run(eager, WINDOW, current=2)
+    assert run(eager, 2, start=now, concurrency=25, current=2)[2] == 3
+
+
+def test_a_panic_never_scales_down_while_the_ready_replicas_lag_and_ends_a_window_after() -> None:
+    """80 in flight on one ready replica panics to eight. The load falls to 30 but the new replicas are slow to
+    load (one ready): three wanted is still 300% of the ready ones, so the panic goes on and keeps all eight
+    (a window after the scale-up, they would otherwise fall to the window's three). Once they are ready, three
+    is under the threshold; a window later the panic ends and the window's figure (three) decides."""
+    scaler = scaler_of("100", scaleTarget=10)
+    now, _, want = run(scaler, WINDOW)
+    assert want == 1
+
+    def tick(seconds: float, concurrency: float, ready: int) -> list[int]:
+        nonlocal now, want
+        wants = []
+        for _ in range(round(seconds / TICK)):
+            now += TICK
+            scaler.observe(now, concurrency)
+            want = scaler.desired(now, want, last_request_at=now, ready=ready)
+            wants.append(want)
+        return wants
+
+    assert tick(2, 80, ready=1)[-1] == 8
+    assert set(tick(2 * WINDOW, 30, ready=1)) == {8}
+    settling = tick(WINDOW + 1, 30, ready=8)
+    assert settling[:round(WINDOW / TICK)] == [8] * round(WINDOW / TICK)
+    assert settling[-1] == 3

@@ -275,6 +275,7 @@ def test_standard_mode_has_no_queue_proxy_so_container_concurrency_is_ignored_th
 
 
 TARGET, METRIC = "autoscaling.knative.dev/target", "autoscaling.knative.dev/metric"
+THRESHOLD = "autoscaling.knative.dev/panic-threshold-percentage"
 INITIAL, PANIC, DELAY = ("autoscaling.knative.dev/initial-scale", "autoscaling.knative.dev/panic-window-percentage",
                          "autoscaling.knative.dev/scale-down-delay")
 
@@ -333,6 +334,12 @@ def test_standard_mode_makes_no_knative_revision_so_knatives_annotations_do_noth
     ({"autoscaling.knative.dev/initialScale": "0"}, "Annotation autoscaling.knative.dev/initialScale '0'"),
     ({PANIC: "0.5"}, f"Annotation {PANIC} '0.5' must be a number from 1 to 100"),
     ({PANIC: "101"}, f"Annotation {PANIC} '101' must be a number from 1 to 100"),
+    ({THRESHOLD: "100"}, f"Annotation {THRESHOLD} .100. must be a number from 110 to 1000 \\(e.g. \"200\"\\): the "
+                         "replicas the panic window wants"),
+    ({THRESHOLD: "1001"}, f"Annotation {THRESHOLD} .1001. must be a number from 110 to 1000"),
+    ({THRESHOLD: "nan"}, f"Annotation {THRESHOLD} .nan. must be a number from 110 to 1000"),
+    ({"autoscaling.knative.dev/panicThresholdPercentage": "50"},
+     "Annotation autoscaling.knative.dev/panicThresholdPercentage .50. must be a number from 110"),
     ({DELAY: "61m"}, f"Annotation {DELAY} '61m' must be a duration from 0s to 1h in whole seconds"),
     ({DELAY: "1.5s"}, f"Annotation {DELAY} '1.5s' must be a duration from 0s to 1h in whole seconds"),
     ({DELAY: "soon"}, f"Annotation {DELAY} 'soon' is not understood as a duration"),
@@ -354,3 +361,16 @@ def test_initial_scale_panic_window_and_scale_down_delay_are_read_and_summarised
     assert (legacy.initial_scale, legacy.scale_down_delay, legacy.panic_window_percentage) == (2, 5.0, 50.0)
     plain = autoscaling(scaled({}).predictor)
     assert not {"initialScale", "panicWindowPercentage", "scaleDownDelaySeconds"} & set(plain)
+
+
+def test_panic_threshold_is_read_as_a_float_by_either_spelling_and_summarised() -> None:
+    """Knative's ``panic-threshold-percentage`` (a float, default 200) and its camelCase spelling; Standard mode
+    makes no Knative revision, so it counts only in Knative mode."""
+    spec = scaled({THRESHOLD: "150.5"}).predictor
+    assert spec.panic_threshold_percentage == 150.5
+    assert autoscaling(spec)["panicThresholdPercentage"] == 150.5
+    legacy = scaled({"autoscaling.knative.dev/panicThresholdPercentage": "300"}).predictor
+    assert legacy.panic_threshold_percentage == 300.0
+    assert scaled({}).predictor.panic_threshold_percentage == 200.0
+    assert "panicThresholdPercentage" not in autoscaling(scaled({}).predictor)
+    assert scaled({MODE_ANNOTATION: "Standard", THRESHOLD: "5"}).predictor.panic_threshold_percentage == 200.0

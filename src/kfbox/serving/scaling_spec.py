@@ -9,13 +9,14 @@ Knative's KPA in Knative mode (``concurrency`` or ``rps``), the HPA in Standard 
 ``container-concurrency-target-percentage``), in ``metadata.annotations`` or ``spec.predictor.annotations``
 (which win, as on the Knative revision KServe writes). In Knative mode, so are those KServe lets through to the
 revision: ``target`` and ``metric`` where ``scaleTarget`` / ``scaleMetric`` are unset (KServe writes those over
-them), ``initial-scale``, ``panic-window-percentage`` and ``scale-down-delay`` (:mod:`kfbox.serving.autoscaler`),
-each refused outside Knative's bounds naming it; KServe drops a user's ``min-scale`` / ``max-scale``
-(``minReplicas`` / ``maxReplicas`` say them), and so does kfbox. Standard mode makes no Knative revision: none of
-these count there. ``containerConcurrency`` (0-1000, Knative mode) is a replica's hard limit of requests at once
-(:meth:`kfbox.serving.pool.ReplicaPool.pick`, HAProxy's per-server ``maxconn``) and caps a ``concurrency``
-target, as Knative's ResolveMetricTarget: ``min(scaleTarget, containerConcurrency)``, or ``containerConcurrency``
-itself when ``scaleTarget`` is unset; KServe ignores it in Standard mode (no queue-proxy), and so does kfbox.
+them), ``initial-scale``, ``panic-window-percentage``, ``panic-threshold-percentage`` and ``scale-down-delay``
+(:mod:`kfbox.serving.autoscaler`), each refused outside Knative's bounds naming it; KServe drops a user's
+``min-scale`` / ``max-scale`` (``minReplicas`` / ``maxReplicas`` say them), and so does kfbox. Standard mode makes
+no Knative revision: none of these count there. ``containerConcurrency`` (0-1000, Knative mode) is a replica's hard
+limit of requests at once (:meth:`kfbox.serving.pool.ReplicaPool.pick`, HAProxy's per-server ``maxconn``) and caps
+a ``concurrency`` target, as Knative's ResolveMetricTarget: ``min(scaleTarget, containerConcurrency)``, or
+``containerConcurrency`` itself when ``scaleTarget`` is unset; KServe ignores it in Standard mode (no queue-proxy),
+and so does kfbox.
 """
 
 from __future__ import annotations
@@ -38,14 +39,18 @@ TARGET_ANNOTATION = "autoscaling.knative.dev/target"
 METRIC_ANNOTATION = "autoscaling.knative.dev/metric"
 INITIAL_SCALE_ANNOTATION = "autoscaling.knative.dev/initial-scale"
 PANIC_WINDOW_ANNOTATION = "autoscaling.knative.dev/panic-window-percentage"
+PANIC_THRESHOLD_ANNOTATION = "autoscaling.knative.dev/panic-threshold-percentage"
 SCALE_DOWN_DELAY_ANNOTATION = "autoscaling.knative.dev/scale-down-delay"
 LEGACY_KEYS = {INITIAL_SCALE_ANNOTATION: "autoscaling.knative.dev/initialScale",
                PANIC_WINDOW_ANNOTATION: "autoscaling.knative.dev/panicWindowPercentage",
+               PANIC_THRESHOLD_ANNOTATION: "autoscaling.knative.dev/panicThresholdPercentage",
                SCALE_DOWN_DELAY_ANNOTATION: "autoscaling.knative.dev/scaleDownDelay"}
 """The older spellings Knative still reads (its ``kmap.KeyPriority``), where the new key is unset."""
 TARGET_MIN = 0.01  # Knative's TargetMin
 DEFAULT_PANIC_WINDOW_PERCENTAGE = 10.0  # Knative's config-autoscaler panic-window-percentage
 PANIC_WINDOW_PERCENTAGE_BOUNDS = (1.0, 100.0)
+DEFAULT_PANIC_THRESHOLD_PERCENTAGE = 200.0  # Knative's config-autoscaler panic-threshold-percentage
+PANIC_THRESHOLD_PERCENTAGE_BOUNDS = (110.0, 1000.0)  # Knative's PanicThresholdPercentageMin and Max
 MAX_SCALE_DOWN_DELAY = 3600.0  # Knative's WindowMax: 1h
 DEFAULT_TARGET_UTILIZATION = 70.0
 """Knative's config-autoscaler ``container-concurrency-target-percentage`` (and its rps twin): the KPA aims at
@@ -92,6 +97,7 @@ class Scaling:
     container_concurrency: int
     initial_scale: int
     panic_window_percentage: float
+    panic_threshold_percentage: float
     scale_down_delay: float
 
 
@@ -138,7 +144,8 @@ def read_scaling(predictor: dict[str, Any], annotations: dict[str, Any], resourc
                    scale_request=request, scale_utilization=utilization,
                    scale_window=parse_duration(window, WINDOW_ANNOTATION) if window is not None else None,
                    container_concurrency=concurrency, initial_scale=_initial_scale(knative),
-                   panic_window_percentage=_panic_window(knative), scale_down_delay=_scale_down_delay(knative))
+                   panic_window_percentage=_panic_window(knative), panic_threshold_percentage=_panic_threshold(knative),
+                   scale_down_delay=_scale_down_delay(knative))
 
 
 def _annotation(annotations: dict[str, Any], key: str) -> tuple[str, Any]:
@@ -209,6 +216,21 @@ def _panic_window(annotations: dict[str, Any]) -> float:
     if not low <= percent <= high:
         raise InvalidInput(f"Annotation {key} {value!r} must be a number from {low:g} to {high:g} "
                            '(e.g. "10"): the panic window as a percent of the window.')
+    return percent
+
+
+def _panic_threshold(annotations: dict[str, Any]) -> float:
+    """``panic-threshold-percentage`` as Knative's webhook takes it: a number from 110 to 1000 (a panic needs the
+    panic window to want more than the replicas ready, by at least a tenth); 200 when unset."""
+    key, value = _annotation(annotations, PANIC_THRESHOLD_ANNOTATION)
+    if value is None:
+        return DEFAULT_PANIC_THRESHOLD_PERCENTAGE
+    low, high = PANIC_THRESHOLD_PERCENTAGE_BOUNDS
+    percent = _number(value)
+    if not low <= percent <= high:  # NaN fails too
+        raise InvalidInput(f"Annotation {key} {value!r} must be a number from {low:g} to {high:g} "
+                           '(e.g. "200"): the replicas the panic window wants, as a percent of those ready, '
+                           "that start a panic (scaling up at once, never down).")
     return percent
 
 
@@ -302,6 +324,8 @@ def autoscaling(spec: PredictorSpec) -> dict[str, Any]:
         scaling["initialScale"] = spec.initial_scale
     if spec.panic_window_percentage != DEFAULT_PANIC_WINDOW_PERCENTAGE:
         scaling["panicWindowPercentage"] = spec.panic_window_percentage
+    if spec.panic_threshold_percentage != DEFAULT_PANIC_THRESHOLD_PERCENTAGE:
+        scaling["panicThresholdPercentage"] = spec.panic_threshold_percentage
     if spec.scale_down_delay:
         scaling["scaleDownDelaySeconds"] = spec.scale_down_delay
     return scaling

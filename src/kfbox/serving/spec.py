@@ -33,6 +33,7 @@ from kfbox.apis import MODEL_NAME_ARG
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.errors import InvalidInput
 from kfbox.serving.scaling_spec import (
+    DEFAULT_PANIC_THRESHOLD_PERCENTAGE,
     DEFAULT_PANIC_WINDOW_PERCENTAGE,
     DEFAULT_TARGET_UTILIZATION,
     MODE_ANNOTATION,
@@ -84,6 +85,9 @@ class PredictorSpec:
     """Replicas a new revision starts with before the autoscaler takes over (Knative's ``initial-scale``)."""
     panic_window_percentage: float = DEFAULT_PANIC_WINDOW_PERCENTAGE
     """The panic window as a percent of the window (Knative's ``panic-window-percentage``)."""
+    panic_threshold_percentage: float = DEFAULT_PANIC_THRESHOLD_PERCENTAGE
+    """Replicas the panic window wants, as a percent of those ready, that start a panic (Knative's
+    ``panic-threshold-percentage``)."""
     scale_down_delay: float = 0.0
     """Seconds a higher replica count is kept after the load that asked for it is gone (``scale-down-delay``)."""
 
