@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,6 +18,7 @@ from tests.serving.helpers import (
     expected,
     kfbox,
     manifest,
+    ready,
     status,
     train_iris,
     v1,
@@ -26,6 +28,33 @@ from tests.serving.helpers import (
 from tests.support import ServerProcess
 
 WINDOW = {"autoscaling.knative.dev/window": "2s"}
+SLOW_START = '''
+import os
+import pathlib
+import time
+
+from kserve import Model
+
+
+class SlowStart(Model):
+    """The first replica to load is ready at once; the others load once the file "gate" exists beside this one."""
+
+    def load(self):
+        folder = pathlib.Path(__file__).parent
+        try:
+            os.close(os.open(folder / "first", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            for _ in range(2400):
+                if (folder / "gate").exists():
+                    break
+                time.sleep(0.05)
+        self.ready = True
+        return True
+
+    async def predict(self, payload, headers=None):
+        return {"predictions": ["loaded"]}
+'''
+"""A custom ``kserve.Model`` whose replicas become ready when the test says so, not by timing."""
 
 
 @pytest.fixture()
@@ -214,3 +243,40 @@ def test_initial_scale_starts_a_new_revision_with_that_many_replicas(client: htt
     reply = client.post(API.format(ns="default"), json={**body, "metadata": {"name": "never"}})
     assert (reply.status_code, reply.json()["reason"]) == (422, "Invalid"), reply.text
     assert "autoscaling.knative.dev/initial-scale '0' must be an integer of at least 1" in reply.json()["message"]
+
+
+def test_initial_scale_is_ready_only_once_that_many_replicas_were_ready(client: httpx.Client,
+                                                                        server: ServerProcess) -> None:
+    """Knative marks a revision Ready only once its ``initial-scale`` replicas were ready. With
+    ``initial-scale: 3`` and a model (SLOW_START) of which one replica loads at once and the others only when the
+    test opens a gate: one replica ready, the InferenceService is not Ready nor PredictorReady, names no
+    latestReadyRevision, and its Knative Service is not Ready. Gate open, all three ready: Ready; idle, back to
+    minReplicas, it stays Ready (the usual rules from then on)."""
+    folder = server.home / "slow-start"
+    folder.mkdir()
+    (folder / "slow_start.py").write_text(SLOW_START)
+    body = manifest("thrice", None, fmt="custom", min_replicas=1, max_replicas=3,
+                    annotations={"serving.kfbox.io/model-class": "slow_start:SlowStart",
+                                 "serving.kfbox.io/python-path": str(folder), "autoscaling.knative.dev/window": "3s"})
+    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "3"}
+    apply(client, body)
+    wait_for(lambda: status(client, "thrice")["replicas"] == 1, 90, "the first replica ready")
+    ksvc_url = "/apis/serving.knative.dev/v1/namespaces/default/services/thrice-predictor"
+    for _ in range(10):  # a few of the manager's ticks with one replica of three ready
+        st = status(client, "thrice")
+        assert (st["replicas"], st["desiredReplicas"]) == (1, 3), st
+        conditions = {c["type"]: c["status"] for c in st["conditions"]}
+        assert conditions["Ready"] == conditions["PredictorReady"] == "False", st["conditions"]
+        assert "latestReadyRevision" not in st["components"]["predictor"], st["components"]
+        ksvc = client.get(ksvc_url).json()["status"]
+        assert ready(ksvc)["status"] == "False", ksvc
+        time.sleep(0.2)
+    (folder / "gate").touch()
+    st = wait_ready(client, "thrice")
+    assert st["replicas"] == 3, st  # Ready came with the third replica (held a window once there)
+    assert st["components"]["predictor"]["latestReadyRevision"] == "thrice-predictor-00001"
+    assert v1(client, "thrice").json() == {"predictions": ["loaded"]}
+    wait_for(lambda: status(client, "thrice")["replicas"] == 1, 30, "back to minReplicas once idle")
+    assert ready(status(client, "thrice"))["status"] == "True"
+    assert ready(client.get(ksvc_url).json()["status"])["status"] == "True"
+    client.delete(API.format(ns="default") + "/thrice")

@@ -42,8 +42,9 @@ class Deployment:
         return {n for n, pct in traffic_split(self.record).items() if pct > 0} | {self.record.latest}
 
     def choose(self) -> tuple[int, ReplicaPool] | None:
-        """Smooth weighted round robin over the split, skipping revisions with no ready replica
-        while another has one (a canary that is not up yet sends its share to the stable one)."""
+        """Smooth weighted round robin over the split, skipping revisions with no ready replica (or fewer than
+        their initial scale so far) while another has one (a canary that is not up yet sends its share to the
+        stable one)."""
         split = traffic_split(self.record)
         if len(split) == 1:  # one revision takes it all (the usual case): nothing to weigh
             (number,) = split
@@ -52,7 +53,7 @@ class Deployment:
         split = {n: pct for n, pct in split.items() if pct > 0 and n in self.pools}
         if not split:
             return None
-        live = {n: pct for n, pct in split.items() if self.pools[n].ready_count}
+        live = {n: pct for n, pct in split.items() if self.pools[n].ready_count and self.pools[n].initialized}
         weights = live or split
         total = sum(weights.values())
         for number, pct in weights.items():

@@ -101,7 +101,7 @@ class ServingManager:
             await pool.tick(now)
         record = deployment.record
         latest = deployment.pools.get(record.latest)
-        if record.latest != record.stable and latest is not None and latest.ready_count and (
+        if record.latest != record.stable and latest is not None and latest.ready_count and latest.initialized and (
                 record.canary_percent is None or record.stable is None):
             promoted = await asyncio.to_thread(self.store.promote, record.namespace, record.name, record.latest)
             if self.deployments.get(record.key) is deployment:

@@ -120,6 +120,10 @@ class ReplicaPool:
         self.admitted = 0
         """Requests sent to this revision so far, through every door (:meth:`admit`): the autoscaler's rps."""
         self.ever_ready = False
+        self.initialized = spec.initial_scale <= 1
+        """All of ``initial-scale``'s replicas were ready at once (Knative's "scale target initialized"): until
+        then the revision is not Ready, takes no traffic from another and is not rolled out to, as on Knative,
+        which marks a revision Ready only then. Standard mode has no initial scale: True from the start."""
         self.closed = False
         self.upstreams = Upstreams()
         self._indexes = itertools.count(1)
@@ -321,6 +325,8 @@ class ReplicaPool:
                 self._event("ReplicaReady", f"replica {replica.index} is ready ({now - replica.started_at:.1f}s)")
                 self.failure = None
                 self.failures = 0
+        if not self.initialized and self.ready_count >= min(self.spec.initial_scale, self.spec.max_replicas):
+            self.initialized = True
 
     async def _is_ready(self, replica: Replica) -> bool:
         head = f"GET /v2/health/ready HTTP/1.1\r\nhost: 127.0.0.1:{replica.port}\r\n\r\n".encode()

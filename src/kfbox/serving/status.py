@@ -82,10 +82,14 @@ def predictor_state(deployment: Deployment, domain: str) -> PredictorState:
     split = traffic_split(record)
     serving = [deployment.pools[n] for n, pct in split.items() if pct > 0 and n in deployment.pools]
     latest = deployment.pools.get(record.latest)
-    ready_revisions = [n for n, p in deployment.pools.items() if p.ready_count or (p.ever_ready and p.failure is None)]
+    # a revision with an initial scale is ready only once that many replicas were ready at once (Knative's
+    # "scale target initialized"); after that, by the usual rules
+    ready_revisions = [n for n, p in deployment.pools.items()
+                       if p.initialized and (p.ready_count or (p.ever_ready and p.failure is None))]
 
     def healthy(pool: Any) -> bool:
-        return bool(pool.ready_count) or (pool.ever_ready and pool.failure is None and not pool.replicas)
+        return pool.initialized and (bool(pool.ready_count)
+                                     or (pool.ever_ready and pool.failure is None and not pool.replicas))
 
     ok = bool(serving) and any(healthy(p) for p in serving)
     failing = next((p for p in serving if p.failure), None) or (latest if latest and latest.failure else None)
