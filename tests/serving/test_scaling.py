@@ -280,3 +280,36 @@ def test_initial_scale_is_ready_only_once_that_many_replicas_were_ready(client: 
     assert ready(status(client, "thrice"))["status"] == "True"
     assert ready(client.get(ksvc_url).json()["status"])["status"] == "True"
     client.delete(API.format(ns="default") + "/thrice")
+
+
+def test_a_rollout_hands_over_only_once_the_initial_scale_was_ready(client: httpx.Client,
+                                                                     server: ServerProcess) -> None:
+    """Knative routes to the latest *ready* revision: a new revision with ``initial-scale: 2`` (SLOW_START, one
+    replica ready until the gate opens) does not take the traffic from the serving one while one of its two is
+    ready; the InferenceService says RevisionNotReady. Gate open, the rollout completes."""
+    train_iris(server.home / "pvc" / "models" / "handover")
+    apply(client, manifest("handover", "pvc://models/handover"))
+    wait_ready(client, "handover")
+    folder = server.home / "slow-handover"
+    folder.mkdir()
+    (folder / "slow_start.py").write_text(SLOW_START)
+    body = manifest("handover", None, fmt="custom", max_replicas=2,
+                    annotations={"serving.kfbox.io/model-class": "slow_start:SlowStart",
+                                 "serving.kfbox.io/python-path": str(folder)})
+    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "2"}
+    apply(client, body)
+    wait_for(lambda: status(client, "handover")["revisions"]["handover-predictor-00002"]["ready"] == 1, 90,
+             "one replica of revision 2 ready")
+    for _ in range(10):  # a few of the manager's ticks with one replica of two ready
+        st = status(client, "handover")
+        assert st["components"]["predictor"]["latestRolledoutRevision"] == "handover-predictor-00001", st
+        assert (ready(st)["status"], ready(st)["reason"]) == ("False", "RevisionNotReady"), st["conditions"]
+        assert v1(client, "handover").headers["x-kfbox-revision"] == "handover-predictor-00001"
+        time.sleep(0.2)
+    (folder / "gate").touch()
+    wait_for(lambda: status(client, "handover")["components"]["predictor"].get("latestRolledoutRevision")
+             == "handover-predictor-00002", 90, "rollout of revision 2")
+    reply = v1(client, "handover")
+    assert (reply.headers["x-kfbox-revision"], reply.json()) == ("handover-predictor-00002",
+                                                                 {"predictions": ["loaded"]})
+    client.delete(API.format(ns="default") + "/handover")
