@@ -313,3 +313,28 @@ def test_a_rollout_hands_over_only_once_the_initial_scale_was_ready(client: http
     assert (reply.headers["x-kfbox-revision"], reply.json()) == ("handover-predictor-00002",
                                                                  {"predictions": ["loaded"]})
     client.delete(API.format(ns="default") + "/handover")
+
+
+def test_a_canary_gets_its_share_only_once_its_initial_scale_was_ready(client: httpx.Client,
+                                                                         server: ServerProcess) -> None:
+    """A 50% canary with ``initial-scale: 2`` (SLOW_START) sends its share to the stable revision while one of
+    its two replicas is ready, as Knative routes only to ready revisions; gate open, it takes its half."""
+    train_iris(server.home / "pvc" / "models" / "halves")
+    apply(client, manifest("halves", "pvc://models/halves"))
+    wait_ready(client, "halves")
+    folder = server.home / "slow-canary"
+    folder.mkdir()
+    (folder / "slow_start.py").write_text(SLOW_START)
+    body = manifest("halves", None, fmt="custom", max_replicas=2, canary_traffic_percent=50,
+                    annotations={"serving.kfbox.io/model-class": "slow_start:SlowStart",
+                                 "serving.kfbox.io/python-path": str(folder)})
+    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "2"}
+    apply(client, body)
+    wait_for(lambda: status(client, "halves")["revisions"]["halves-predictor-00002"]["ready"] == 1, 90,
+             "one replica of the canary ready")
+    assert revision_share(client, "halves", 20) == {"halves-predictor-00001": 20}
+    (folder / "gate").touch()
+    wait_for(lambda: status(client, "halves")["revisions"]["halves-predictor-00002"]["ready"] == 2, 90,
+             "both replicas of the canary ready")
+    assert revision_share(client, "halves", 20) == {"halves-predictor-00001": 10, "halves-predictor-00002": 10}
+    client.delete(API.format(ns="default") + "/halves")
