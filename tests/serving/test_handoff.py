@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -37,6 +38,8 @@ TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
 PREDICT = "/serving/default/iris/v1/models/iris:predict"
+DEADLINE = 2.0
+"""The server's header and body read deadlines (seconds), which a replica keeps on a handed connection."""
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``kfbox up`` with a token and the hand-off data plane, serving ``iris`` and ``twin`` (kfbox's sklearn
     runtime) and ``held`` (a user's model class), one replica each."""
     home = tmp_path_factory.mktemp("home")
-    proc = ServerProcess.start(home, token=TOKEN, extra_env={"KFBOX_DATA_PLANE": "handoff"})
+    proc = ServerProcess.start(home, token=TOKEN, extra_env={
+        "KFBOX_DATA_PLANE": "handoff", "KFBOX_HTTP_HEADER_TIMEOUT": str(DEADLINE),
+        "KFBOX_HTTP_BODY_TIMEOUT": str(DEADLINE)})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
         apply(client, manifest("iris", "pvc://models/iris"))
@@ -171,6 +176,30 @@ def test_pipelined_requests_are_each_checked(server: ServerProcess, client: http
     assert through_kfbox(client) == before and handed(client) == connections + 1
 
 
+@pytest.mark.parametrize("stalled", ["head", "body"])
+def test_a_request_that_stalls_on_a_handed_connection_meets_the_server_s_deadline(
+        server: ServerProcess, client: httpx.Client, stalled: str) -> None:
+    """slowloris on a connection the replica holds: half a head gets the server's 408 and the close, a body that
+    stops arriving the close, after the deadline."""
+    body = json.dumps({"instances": ROWS}).encode()
+    port = int(server.url.rsplit(":", 1)[1])
+    request = (f"POST {PREDICT} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {TOKEN}\r\n"
+               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode()
+    connections = handed(client)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request + body)
+        assert _read_replies(sock, 1)[0][0] == 200
+        assert handed(client) == connections + 1  # the replica holds the connection now
+        sock.sendall(request[:40] if stalled == "head" else request + body[:5])
+        started = time.monotonic()
+        rest = b""
+        while chunk := sock.recv(65536):
+            rest += chunk
+        waited = time.monotonic() - started
+    assert DEADLINE - 0.5 < waited < DEADLINE + 5
+    assert rest.startswith(b"HTTP/1.1 408 ") if stalled == "head" else rest == b""
+
+
 def _read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
     data, replies = b"", []
     while len(replies) < count:
@@ -221,6 +250,24 @@ def test_a_replica_that_may_run_user_code_never_gets_a_connection(client: httpx.
     seen = echoed.json()["headers"]
     assert seen.get("x-request-id") == "req-9" and "authorization" not in seen
     assert through_kfbox(client) == before + 1 and handed(client) == connections
+
+
+def test_requests_on_handed_connections_count_toward_rps(server: ServerProcess, client: httpx.Client) -> None:
+    """``scaleMetric: rps`` counts the requests replicas answer on handed connections (from their reports; none
+    passes through kfbox): one sequential client against a target of 20 a second scales the service to two."""
+    apply(client, manifest("rated", "pvc://models/iris", min_replicas=1, max_replicas=2, scale_target=20,
+                           scale_metric="rps", annotations={"autoscaling.knative.dev/window": "2s"}))
+    wait_ready(client, "rated")
+    before, connections = through_kfbox(client), handed(client)
+    codes: set[int] = set()
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as own:
+        while status(client, "rated")["replicas"] < 2 and time.monotonic() < deadline:
+            codes |= {own.post("/serving/default/rated/v1/models/rated:predict",
+                               json={"instances": ROWS}).status_code for _ in range(50)}
+    assert status(client, "rated")["replicas"] == 2 and codes == {200}
+    assert through_kfbox(client) == before and handed(client) == connections + 1
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/rated")
 
 
 def test_a_canary_split_is_weighed_per_request_by_kfbox(server: ServerProcess, client: httpx.Client) -> None:

@@ -34,6 +34,8 @@ CREDENTIALS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
 REPORT_SECONDS = 0.5
 DRAIN_POLL_SECONDS = 0.005
 JSON = (b"content-type", b"application/json")
+TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: 35\r\n\r\nThe request did not arrive in time.")
 
 
 class Stats:
@@ -197,6 +199,8 @@ def adopted_protocol() -> Any:
         """Body bytes of the request in progress still to come."""
         busy = False
         """A request was fed whose reply is not complete."""
+        late: asyncio.TimerHandle | None = None
+        """The read deadline of a request that is still arriving (slowloris), as the server's protocol keeps."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -207,6 +211,7 @@ def adopted_protocol() -> Any:
             self.next_request()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self.deadline(0)
             stats = self.receiver.stats
             stats.open -= 1
             stats.changed = True
@@ -216,6 +221,7 @@ def adopted_protocol() -> Any:
             if self.remaining:
                 body, data = data[:self.remaining], data[self.remaining:]
                 self.remaining -= len(body)
+                self.deadline(self.grant.body_timeout if self.remaining else 0)
                 super().data_received(body)
                 if not data:
                     return
@@ -236,14 +242,36 @@ def adopted_protocol() -> Any:
             head = handoff.read_head(self.held)
             if head is None or not self.grant.allows(head):
                 if head is None and b"\r\n\r\n" not in self.held and len(self.held) < handoff.MAX_HEAD_BYTES:
-                    return  # the head is still arriving
+                    if self.late is None:
+                        self.deadline(self.grant.header_timeout)  # the head is still arriving
+                    return
+                self.deadline(0)
                 self.loop.call_soon(self.give_back)  # after the reply that may have just completed is written
                 return
             end = head.size + head.content_length
             request, self.held = self.held[:end], self.held[end:]
             self.remaining = end - len(request)
+            self.deadline(self.grant.body_timeout if self.remaining else 0)
             self.busy = True
             super().data_received(request)
+
+        def deadline(self, seconds: float) -> None:
+            """Close the connection unless what it is sending arrives within ``seconds`` (0: no deadline)."""
+            if self.late is not None:
+                self.late.cancel()
+                self.late = None
+            if seconds > 0:
+                self.late = self.loop.call_later(seconds, self.overdue)
+
+        def overdue(self) -> None:
+            self.late = None
+            if self.remaining and self.flow.read_paused:  # the app is behind, not the client: wait for it
+                self.deadline(self.grant.body_timeout)
+                return
+            if not self.transport.is_closing():
+                if not self.busy:  # never in the middle of a reply
+                    self.transport.write(TOO_SLOW)
+                self.transport.close()
 
         def give_back(self) -> None:
             """Hand the connection back to the server with the unread bytes, once every byte of the replies before
