@@ -14,8 +14,11 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +43,9 @@ GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
 PREDICT = "/serving/default/iris/v1/models/iris:predict"
 DEADLINE = 2.0
 """The server's header and body read deadlines (seconds), which a replica keeps on a handed connection."""
+QUEUE = 2
+"""Requests a replica may hold read and unanswered on its handed connections (KFBOX_SERVING_QUEUE_PER_REPLICA)."""
+"""The server's header and body read deadlines (seconds), which a replica keeps on a handed connection."""
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     home = tmp_path_factory.mktemp("home")
     proc = ServerProcess.start(home, token=TOKEN, extra_env={
         "KFBOX_DATA_PLANE": "handoff", "KFBOX_HTTP_HEADER_TIMEOUT": str(DEADLINE),
-        "KFBOX_HTTP_BODY_TIMEOUT": str(DEADLINE)})
+        "KFBOX_HTTP_BODY_TIMEOUT": str(DEADLINE), "KFBOX_SERVING_QUEUE_PER_REPLICA": str(QUEUE)})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
         apply(client, manifest("iris", "pvc://models/iris"))
@@ -201,7 +207,7 @@ def test_a_request_that_stalls_on_a_handed_connection_meets_the_server_s_deadlin
 
 
 def _read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    data, replies = b"", []
+    data, replies = b"", []  # type: tuple[bytes, list[tuple[int, bytes]]]
     while len(replies) < count:
         while b"\r\n\r\n" not in data:
             data += _more(sock)
@@ -250,6 +256,44 @@ def test_a_replica_that_may_run_user_code_never_gets_a_connection(client: httpx.
     seen = echoed.json()["headers"]
     assert seen.get("x-request-id") == "req-9" and "authorization" not in seen
     assert through_kfbox(client) == before + 1 and handed(client) == connections
+
+
+def test_overload_on_handed_connections_is_a_fast_503_with_kserve_body(server: ServerProcess,
+                                                                       client: httpx.Client) -> None:
+    """Eight handed connections send a heavy request each at once: the replica reads them while it computes one,
+    answers at most QUEUE of them and the rest with the gateway's 503 at once (``retry-after: 1``, KServe's body
+    naming the overload), never a timeout."""
+    heavy = {"instances": ROWS * 20000}
+    want = expected(train_iris(server.home / "check")) * 20000
+    clients = [httpx.Client(base_url=server.url, headers=AUTH, timeout=60) for _ in range(8)]
+    try:
+        connections = handed(client)
+        for own in clients:  # each connection handed to iris's replica by a small first request
+            assert own.post(PREDICT, json={"instances": ROWS}).status_code == 200
+        assert handed(client) == connections + len(clients)
+        refused: list[httpx.Response] = []
+        for _ in range(5):  # the replica reads the others while it computes the first: almost always at once
+            start = threading.Barrier(len(clients))
+            with ThreadPoolExecutor(len(clients)) as pool:
+                replies = list(pool.map(lambda own, start=start: _heavy(own, start, heavy), clients))
+            assert {r.status_code for r in replies} <= {200, 503}
+            assert all(r.json() == {"predictions": want} for r in replies if r.status_code == 200)
+            refused = [r for r in replies if r.status_code == 503]
+            if refused:
+                break
+        assert refused, "no request was refused in 5 bursts of 8"
+        for reply in refused:
+            assert reply.headers["retry-after"] == "1"
+            assert reply.json() == {"error": reply.json()["error"]} and "is overloaded" in reply.json()["error"]
+            assert reply.headers["x-kfbox-revision"] == "iris-predictor-00001"
+    finally:
+        for own in clients:
+            own.close()
+
+
+def _heavy(own: httpx.Client, start: threading.Barrier, body: Any) -> httpx.Response:
+    start.wait()
+    return own.post(PREDICT, json=body)
 
 
 def test_requests_on_handed_connections_count_toward_rps(server: ServerProcess, client: httpx.Client) -> None:

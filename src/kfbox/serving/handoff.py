@@ -90,8 +90,9 @@ def digest(authorization: bytes) -> str:
 class Grant:
     """What a replica may answer on a connection handed to it: requests with this ``Host``, under this path
     prefix (removed before its app sees the path; empty when the ``Host`` names the service), carrying this
-    ``Authorization`` (its digest; None without a token) and a body of at most ``max_body`` bytes; and the
-    server's read deadlines (seconds, 0: none), which the replica keeps for it."""
+    ``Authorization`` (its digest; None without a token) and a body of at most ``max_body`` bytes; the server's
+    read deadlines (seconds, 0: none) and overload bound (requests read and not yet answered on the replica's
+    handed connections; 0: none), which the replica keeps for it; ``service`` is ``namespace/name``."""
 
     host: bytes | None
     prefix: bytes
@@ -100,6 +101,8 @@ class Grant:
     revision: str
     header_timeout: float = 0.0
     body_timeout: float = 0.0
+    queue: int = 0
+    service: str = ""
 
     def allows(self, head: Head) -> bool:
         if head.host != self.host or head.content_length > self.max_body:
@@ -114,14 +117,15 @@ class Grant:
         return {"host": None if self.host is None else self.host.decode("latin-1"),
                 "prefix": self.prefix.decode("latin-1"), "authorization": self.authorization,
                 "max_body": self.max_body, "revision": self.revision, "header_timeout": self.header_timeout,
-                "body_timeout": self.body_timeout}
+                "body_timeout": self.body_timeout, "queue": self.queue, "service": self.service}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:
         host = data["host"]
         return cls(None if host is None else host.encode("latin-1"), data["prefix"].encode("latin-1"),
                    data["authorization"], int(data["max_body"]), str(data["revision"]),
-                   float(data.get("header_timeout", 0)), float(data.get("body_timeout", 0)))
+                   float(data.get("header_timeout", 0)), float(data.get("body_timeout", 0)),
+                   int(data.get("queue", 0)), str(data.get("service", "")))
 
 
 def pack(message: dict[str, Any], data: bytes = b"") -> bytes:

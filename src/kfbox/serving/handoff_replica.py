@@ -16,6 +16,7 @@ and a connection is handed back only between two requests.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import threading
@@ -45,6 +46,9 @@ class Stats:
         self.requests: dict[int, int] = {}
         self.latencies: list[float] = []
         self.inflight = 0
+        self.reading = 0
+        """Requests read on handed connections and not yet answered: the overload bound counts these (a model
+        that computes on the event loop has one in flight at a time, the rest read and waiting)."""
         self.adopted = 0
         self.open = 0
         self.changed = False
@@ -70,6 +74,7 @@ class Edge:
 
     def __init__(self, app: ASGIApp, grant: handoff.Grant, stats: Stats) -> None:
         self.app = app
+        self.grant = grant
         self.prefix = grant.prefix.decode("latin-1")
         self.raw_prefix = grant.prefix
         self.revision = (b"x-kfbox-revision", grant.revision.encode())
@@ -90,6 +95,17 @@ class Edge:
         finally:
             stats.inflight -= 1
             stats.served(reply.status, time.perf_counter() - started)
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The gateway's overload answer, at once: 503, ``retry-after: 1``, KServe's body."""
+        waiting = self.stats.reading
+        body = json.dumps({"error": f"InferenceService {self.grant.service} is overloaded: {waiting} requests are "
+                                    f"waiting for {self.grant.revision}. Retry shortly, or raise maxReplicas."})
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [JSON, (b"retry-after", b"1"), (b"content-length", str(len(body)).encode()),
+                                self.revision]})
+        await send({"type": "http.response.body", "body": body.encode()})
+        self.stats.served(503, 0.0)
 
 
 class Reply:
@@ -168,7 +184,7 @@ class Receiver:
 
         def protocol() -> Any:
             adopted = self.base(config=config, server_state=server.server_state, app_state=server.lifespan.state)
-            adopted.app = edge
+            adopted.app = adopted.edge = edge
             adopted.receiver, adopted.grant, adopted.held = self, grant, data
             return adopted
 
@@ -193,6 +209,7 @@ def adopted_protocol() -> Any:
     class Adopted(base):  # type: ignore[misc]
         receiver: Receiver
         grant: handoff.Grant
+        edge: Edge
         held = b""
         """Bytes of requests not yet checked: the next request's, or what came after the one in progress."""
         remaining = 0
@@ -212,6 +229,7 @@ def adopted_protocol() -> Any:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.deadline(0)
+            self.done()
             stats = self.receiver.stats
             stats.open -= 1
             stats.changed = True
@@ -230,9 +248,14 @@ def adopted_protocol() -> Any:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self.busy = False
+            self.done()
             if self.held:
                 self.next_request()
+
+        def done(self) -> None:
+            if self.busy:
+                self.busy = False
+                self.receiver.stats.reading -= 1
 
         def next_request(self) -> None:
             if self.busy or not self.held or self.transport.is_closing():
@@ -252,7 +275,11 @@ def adopted_protocol() -> Any:
             request, self.held = self.held[:end], self.held[end:]
             self.remaining = end - len(request)
             self.deadline(self.grant.body_timeout if self.remaining else 0)
+            stats = self.receiver.stats
+            over = self.grant.queue and stats.reading >= self.grant.queue
+            self.app = self.edge.refuse if over else self.edge  # read by uvicorn as the head completes
             self.busy = True
+            stats.reading += 1
             super().data_received(request)
 
         def deadline(self, seconds: float) -> None:

@@ -77,6 +77,7 @@ class HandoffPlane:
         self.authorization = handoff.digest(self.expected) if self.expected is not None else None
         self.max_body = settings.serving_max_body_bytes
         self.timeouts = (max(settings.http_header_timeout, 0.0), max(settings.http_body_timeout, 0.0))
+        self.queue = settings.serving_queue_per_replica
         self.suffix = "." + settings.ingress_domain.lower()
         self.links: dict[int, Link] = {}
         self.series: dict[tuple[str, str], Series] = {}
@@ -122,7 +123,7 @@ class HandoffPlane:
         if link is None or sock is None:
             return False
         grant = handoff.Grant(head.host, prefix, self.authorization, self.max_body, pool.config.revision,
-                              *self.timeouts)
+                              *self.timeouts, self.queue, f"{namespace}/{name}")
         if not handoff.send(link.sock, {"connection": grant.to_json()}, data, sock.fileno()):
             return False
         link.handed += 1
