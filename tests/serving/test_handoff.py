@@ -335,6 +335,34 @@ def test_a_canary_split_is_weighed_per_request_by_kfbox(server: ServerProcess, c
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/split")
 
 
+def test_a_deleted_replica_gives_its_keep_alive_connections_back_to_kfbox(server: ServerProcess,
+                                                                              client: httpx.Client) -> None:
+    """``kubectl delete pod`` (as a scale-down) stops a replica that holds keep-alive connections: they go back
+    to kfbox instead of being closed under their clients, so the next request on each is answered."""
+    apply(client, manifest("moved", "pvc://models/iris"))
+    wait_ready(client, "moved")
+    port = int(server.url.rsplit(":", 1)[1])
+    body = json.dumps({"instances": ROWS}).encode()
+    request = (f"POST /serving/default/moved/v1/models/moved:predict HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+               f"authorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\n"
+               f"content-length: {len(body)}\r\n\r\n").encode() + body
+    connections = handed(client)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        assert _read_replies(sock, 1)[0][0] == 200
+        assert handed(client) == connections + 1
+        pid = _replica_pid("moved")
+        pods = client.get("/api/v1/namespaces/default/pods",
+                          params={"labelSelector": "serving.kserve.io/inferenceservice=moved"}).json()["items"]
+        assert client.delete(f"/api/v1/namespaces/default/pods/{pods[0]['metadata']['name']}").status_code == 200
+        wait_for(lambda: not os.path.exists(f"/proc/{pid}/cmdline") or _zombie(pid), 30, "the deleted replica to exit")
+        before = through_kfbox(client)
+        sock.sendall(request)  # on the same connection, which the deleted replica held
+        assert _read_replies(sock, 1)[0][0] == 200
+        assert through_kfbox(client) == before + 1  # kfbox holds it now
+    client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/moved")
+
+
 def test_a_killed_replica_closes_its_connections_and_the_next_ones_reach_its_replacement(
         server: ServerProcess, client: httpx.Client) -> None:
     apply(client, manifest("doomed", "pvc://models/iris"))
@@ -356,6 +384,14 @@ def test_a_killed_replica_closes_its_connections_and_the_next_ones_reach_its_rep
         assert again.post(url, json={"instances": ROWS}).status_code == 200
     assert handed(client) == before + 1  # to the replacement
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/doomed")
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _replica_pid(name: str) -> int | None:

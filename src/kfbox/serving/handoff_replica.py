@@ -179,6 +179,10 @@ class Receiver:
 
     def serve(self, sock: socket.socket, grant: handoff.Grant, data: bytes) -> None:
         server = self.rest_server._server  # kserve's uvicorn.Server: its config and state, as its own listener's
+        if server.should_exit:  # stopping: kfbox serves it, as it will the connections this replica held
+            self.hand_back(sock, data)  # if the server is gone too, closing is all there is to do
+            sock.close()
+            return
         config = server.config
         edge = Edge(config.loaded_app, grant, self.stats)
 
@@ -218,6 +222,8 @@ def adopted_protocol() -> Any:
         """A request was fed whose reply is not complete."""
         late: asyncio.TimerHandle | None = None
         """The read deadline of a request that is still arriving (slowloris), as the server's protocol keeps."""
+        leaving = False
+        """The replica is stopping: the connection goes back to kfbox after the reply in progress."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -249,8 +255,15 @@ def adopted_protocol() -> Any:
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self.done()
-            if self.held:
+            if self.held or self.leaving:
                 self.next_request()
+
+        def shutdown(self) -> None:
+            """The replica is stopping (scaled down, deleted, replaced): instead of closing the connection under a
+            keep-alive client, as uvicorn does, hand it back to kfbox, now if idle, else after its reply."""
+            self.leaving = True
+            if not self.busy:
+                self.give_back()
 
         def done(self) -> None:
             if self.busy:
@@ -258,6 +271,10 @@ def adopted_protocol() -> Any:
                 self.receiver.stats.reading -= 1
 
         def next_request(self) -> None:
+            if self.leaving:
+                if not self.busy:
+                    self.loop.call_soon(self.give_back)  # after the reply that may have just completed is written
+                return
             if self.busy or not self.held or self.transport.is_closing():
                 if self.busy and len(self.held) > handoff.MAX_MESSAGE_BYTES:
                     self.transport.pause_reading()  # a client that pipelines far ahead waits for its replies
