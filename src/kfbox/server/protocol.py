@@ -61,8 +61,8 @@ class Door:
     """Called with a new connection's first bytes, once; True: the feature took the connection (and aborted this
     transport, which closes only this process's descriptor)."""
     adopt: Callable[[socket.socket, bytes], None] | None = None
-    """Set by the server's protocol: serve this connection, whose first ``bytes`` were read elsewhere, as any
-    other (never offered again)."""
+    """Set by the server's protocol: serve this connection, whose first ``bytes`` were read elsewhere, as a new
+    one (its next bytes offered at the door)."""
 
 
 def _reply(status: str, message: str) -> bytes:
@@ -201,8 +201,7 @@ def guarded_protocol(settings: Settings, lane: ShortLane | None = None, door: Do
 
             def protocol() -> GuardedHttpToolsProtocol:
                 adopted = GuardedHttpToolsProtocol(**made)
-                adopted.fresh = False
-                adopted.pending = data
+                adopted.pending = data  # offered again: a request for another model goes to that model's replica
                 return adopted
 
             loop = asyncio.get_running_loop()
