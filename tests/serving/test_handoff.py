@@ -412,7 +412,8 @@ def _replica_pid(name: str) -> int | None:
 
 # --- the rules, without a server ----------------------------------------------------------------------------------
 def head(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode() + b"\r\n\r\n"
+    """``text``'s lines ended in CRLF; ``{LF}`` and ``{CR}`` are a bare LF and CR."""
+    return text.replace("\n", "\r\n").replace("{LF}", "\n").replace("{CR}", "\r").encode() + b"\r\n\r\n"
 
 
 PLAIN = "POST /serving/default/iris/v1/models/iris:predict HTTP/1.1\nhost: 127.0.0.1:8080\nauthorization: Bearer t"
@@ -434,6 +435,7 @@ def test_a_plain_head_is_read() -> None:
     PLAIN + "\nhost: other", PLAIN + "\nauthorization: Bearer u",
     PLAIN + "\ncontent-length: 1\ncontent-length: 2", PLAIN + "\ncontent-length: -1",
     PLAIN + "\nbad header line", PLAIN + "\n folded: value",
+    PLAIN + "\nx-a: 1{LF}content-length: 5", PLAIN + "\nx-a: 1{CR}content-length: 5",  # a bare LF or CR
 ])
 def test_an_unusual_head_is_not_read(unusual: str) -> None:
     assert read_head(head(unusual)) is None

@@ -11,7 +11,8 @@ A request is sent straight only when it is plainly one for that replica, by the 
 plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a path with no dot segment, ``//``, ``%`` or ``\\``,
 no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or ``Cookie``, a ``Content-Length`` within
 ``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and ``Content-Length`` at most once, and
-with a token, ``Authorization`` exactly ``Bearer <token>``. Anything else goes to kfbox's full stack,
+with a token, ``Authorization`` exactly ``Bearer <token>``; lines end in CRLF only, so the replica's parser and
+this one agree on where each request ends. Anything else goes to kfbox's full stack,
 which answers it as it always does: the first request, by not handing the connection off; a later one,
 by the replica handing the connection back with that request's bytes, before it reads any of them.
 
@@ -57,7 +58,10 @@ def read_head(data: bytes) -> Head | None:
     end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
     if end < 0:
         return None
-    lines = data[:end].split(b"\r\n")
+    raw = data[:end]
+    if raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n"):
+        return None  # a bare CR or LF: HTTP parsers disagree on where such a line ends (request smuggling)
+    lines = raw.split(b"\r\n")
     parts = lines[0].split(b" ")
     if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/"):
         return None
