@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -40,9 +41,11 @@ TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=
 
 
 class Stats:
-    """What this replica served on handed connections since the last report, and what it holds now."""
+    """What this replica served on handed connections since the last report, and what it holds now. A change
+    schedules a report within ``REPORT_SECONDS`` (:meth:`touch`): none while nothing happens, no timer ticking."""
 
-    def __init__(self) -> None:
+    def __init__(self, schedule: Callable[[], None] = lambda: None) -> None:
+        self.schedule = schedule
         self.requests: dict[int, int] = {}
         self.latencies: list[float] = []
         self.inflight = 0
@@ -53,10 +56,15 @@ class Stats:
         self.open = 0
         self.changed = False
 
+    def touch(self) -> None:
+        if not self.changed:
+            self.changed = True
+            self.schedule()
+
     def served(self, status: int, seconds: float) -> None:
         self.requests[status] = self.requests.get(status, 0) + 1
         self.latencies.append(round(seconds, 6))
-        self.changed = True
+        self.touch()
 
     def report(self) -> dict[str, Any] | None:
         """The news since the last report that reached the server (:meth:`delivered`), or None."""
@@ -87,7 +95,7 @@ class Edge:
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in CREDENTIALS]
         stats = self.stats
         stats.inflight += 1
-        stats.changed = True
+        stats.touch()
         started = time.perf_counter()
         reply = Reply(send, self.revision)
         try:
@@ -150,11 +158,11 @@ class Receiver:
     def __init__(self, sock: socket.socket, rest_server: Any) -> None:
         self.sock = sock
         self.rest_server = rest_server
-        self.stats = Stats()
         self.loop = asyncio.get_running_loop()
+        self.stats = Stats(self.schedule)
+        self.pending: asyncio.TimerHandle | None = None
         sock.setblocking(False)
         self.loop.add_reader(sock.fileno(), self.read)
-        self.reporter = self.loop.create_task(self.report())
         self.base: Any = adopted_protocol()
 
     def read(self) -> None:
@@ -163,7 +171,8 @@ class Receiver:
                 got = handoff.receive(self.sock)
             except EOFError:  # the server is gone: the warm channel's end stops this process too
                 self.loop.remove_reader(self.sock.fileno())
-                self.reporter.cancel()
+                if self.pending is not None:
+                    self.pending.cancel()
                 self.sock.close()
                 return
             if got is None:
@@ -198,12 +207,19 @@ class Receiver:
     def hand_back(self, sock: socket.socket, data: bytes) -> bool:
         return handoff.send(self.sock, {"back": {}}, data, sock.fileno())
 
-    async def report(self) -> None:
-        while True:
-            await asyncio.sleep(REPORT_SECONDS)
-            report = self.stats.report()
-            if report is not None and handoff.send(self.sock, {"report": report}):
-                self.stats.delivered()  # else it is all in the next one
+    def schedule(self) -> None:
+        if self.pending is None:
+            self.pending = self.loop.call_later(REPORT_SECONDS, self.report)
+
+    def report(self) -> None:
+        self.pending = None
+        report = self.stats.report()
+        if report is None:
+            return
+        if handoff.send(self.sock, {"report": report}):
+            self.stats.delivered()
+        else:  # the server's side is full (or gone): all of it in the next one
+            self.schedule()
 
 
 def adopted_protocol() -> Any:
@@ -230,7 +246,7 @@ def adopted_protocol() -> Any:
             stats = self.receiver.stats
             stats.adopted += 1
             stats.open += 1
-            stats.changed = True
+            stats.touch()
             self.next_request()
 
         def connection_lost(self, exc: Exception | None) -> None:
@@ -238,7 +254,7 @@ def adopted_protocol() -> Any:
             self.done()
             stats = self.receiver.stats
             stats.open -= 1
-            stats.changed = True
+            stats.touch()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
