@@ -3,6 +3,7 @@ the same kserve replica straight, and beside a stock KServe sklearn server on th
 
     .venv/bin/python benchmarks/gateway.py [--seconds 3] [--rounds 3] [--baseline-src DIR]
     .venv/bin/python benchmarks/gateway.py --model forest [--trees 40]   # two replicas against one
+    .venv/bin/python benchmarks/gateway.py --handoff [--haproxy]   # the other data planes in the same rounds
 
 * closed loop, ``wrk -t1 -cC`` (one client kind for every path), C = 1, 8, 64; the paths take
   turns in rotating order each round, after a warm-up; the CPU milliseconds per request of the
@@ -197,9 +198,9 @@ def child(argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iter
 
 
 @contextlib.contextmanager
-def kfbox_server(home: Path, src: Path | None = None) -> Iterator[tuple[str, int]]:
+def kfbox_server(home: Path, src: Path | None = None, data_plane: str = "python") -> Iterator[tuple[str, int]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KFBOX_")}
-    env.update(KFBOX_PIPELINES_SPARE_WORKER="0", KFBOX_SERVING_WARM_STANDBY="0")
+    env.update(KFBOX_PIPELINES_SPARE_WORKER="0", KFBOX_SERVING_WARM_STANDBY="0", KFBOX_DATA_PLANE=data_plane)
     if src is not None:
         env["PYTHONPATH"] = str(src)
     argv = [sys.executable, "-m", "kfbox", "up", "--port", "0", "--home", str(home)]
@@ -363,6 +364,9 @@ def main() -> int:
     parser.add_argument("--trees", type=int, default=FOREST_TREES, help="--model forest: its number of trees")
     parser.add_argument("--baseline-src", type=Path, default=None, help="a second kfbox source tree, e.g. before")
     parser.add_argument("--haproxy", action="store_true", help="also HAProxy (Debian) in front of the same replica")
+    parser.add_argument("--handoff", action="store_true",
+                        help="also a kfbox up --data-plane handoff with its own iris replica, through its port "
+                             "('handoff') and straight ('handoff direct'): the ratio is against its own replica")
     parser.add_argument("--skip-closed", action="store_true")
     parser.add_argument("--skip-open", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
@@ -429,6 +433,16 @@ def main() -> int:
                                               work / "stock.log"))
                     stock = f"http://127.0.0.1:{stock_port}/v1/models/{name}:predict"
                     wait_for(lambda url=stock: httpx.post(url, content=BODY).status_code == 200, "the stock server")
+        if args.handoff:
+            home = work / "handoff"
+            (train_forest(home / "pvc" / "models" / name, args.trees) if forest
+             else train(home / "pvc" / "models" / name))
+            url, pid = stack.enter_context(kfbox_server(home, ROOT / "src", "handoff"))
+            one = apply_iris(url, name, 1, name)[0]
+            replica = {"replica": rp} if (rp := listening_pid(urlsplit(one).port or 80)) else {}
+            paths["handoff"] = f"{url}/serving/{NAMESPACE}/{name}/v1/models/{name}:predict"
+            paths["handoff direct"] = f"{one}/v1/models/{name}:predict"
+            watch["handoff"] = watch["handoff direct"] = {"server": pid, **replica}
         if not args.skip_closed:
             levels = tuple(int(c) for c in concurrency.split(","))
             by_c, load = {}, {}
@@ -456,6 +470,8 @@ def main() -> int:
                 for other in ("gateway before", "haproxy"):
                     if other in cells:
                         line += f"  ({other} {cells[other]['rps'] / cells['direct']['rps']:.2f})"
+                if "handoff" in cells:
+                    line += f"  (handoff/its direct {cells['handoff']['rps'] / cells['handoff direct']['rps']:.2f})"
                 line += f"  2 replicas/1 {cells['gateway 2 replicas']['rps'] / cells['gateway']['rps']:.2f}"
                 print(line + f"  (load {load[c]:.1f})")
             print("\ntwo replicas against one through the gateway: the replicas' CPU ms per request (summed) and "
