@@ -8,8 +8,8 @@ They need three test-only packages kfbox does not: install them apart and pass t
 
     .venv/bin/pip install --target /work/upstream/site --no-deps httpx-retries pytest-asyncio portforward
     .venv/bin/python benchmarks/kserve_e2e.py --upstream /work/upstream/kserve --site /work/upstream/site
-        [--url URL] [--tests predictor ...] [-k EXPR] [--workers 2] [--standin-iris] [--data-plane haproxy]
-        [--json out.json]
+        [--url URL] [--tests predictor ...] [-k EXPR] [--workers 2] [--standin-iris]
+        [--data-plane haproxy|handoff] [--json out.json]
 
 Without ``--url`` a fresh ``kfbox up`` in a temporary home serves them; with ``--data-plane haproxy``
 it also runs the HAProxy data plane and the gRPC gateway, and the tests' ingress is HAProxy's port,
@@ -156,8 +156,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=300, help="seconds per test")
     parser.add_argument("--standin-iris", action="store_true", help=f"serve {IRIS_URI} from a local stand-in")
-    parser.add_argument("--data-plane", choices=["python", "haproxy"], default="python",
-                        help="haproxy: the ingress is HAProxy's port, which also takes gRPC (the gRPC gateway on)")
+    parser.add_argument("--data-plane", choices=["python", "haproxy", "handoff"], default="python",
+                        help="haproxy: the ingress is HAProxy's port, which also takes gRPC (the gRPC gateway on); "
+                             "handoff: the ingress is the server's port, which hands plain connections to replicas")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kserve-e2e-") as tmp:
@@ -168,8 +169,9 @@ def main() -> None:
             sys.path.insert(0, str(ROOT))
             from tests.support import ServerProcess
 
-            extra = ({"KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0", "KFBOX_SERVING_GRPC_PORT": "0"}
-                     if args.data_plane == "haproxy" else {})
+            extra = {"haproxy": {"KFBOX_DATA_PLANE": "haproxy", "KFBOX_INGRESS_PORT": "0",
+                                 "KFBOX_SERVING_GRPC_PORT": "0"},
+                     "handoff": {"KFBOX_DATA_PLANE": "handoff"}}.get(args.data_plane, {})
             server = ServerProcess.start(work / "home", extra_env=extra)
             try:
                 ingress = json.loads((work / "home" / "server.json").read_text()).get("ingress_url")
