@@ -11,6 +11,7 @@ token comes back equal to the one of the first page; the last page returns ``""`
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from sqlalchemy import Select, and_, or_
@@ -21,6 +22,8 @@ from kfbox.registry.tables import Resource
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 10_000
+PAGE_SIZE = re.compile(r"[1-9][0-9]{0,8}")
+"""``pageSize`` as upstream's OpenAPI document writes it (a string of 1 to 999999999)."""
 ORDER_COLUMNS: dict[str, Any] = {"ID": Resource.id, "CREATE_TIME": Resource.created_ms,
                                  "LAST_UPDATE_TIME": Resource.updated_ms}
 _ROW_ATTR = {"ID": "id", "CREATE_TIME": "created_ms", "LAST_UPDATE_TIME": "updated_ms"}
@@ -89,8 +92,11 @@ def _scope(page: Page) -> str:
 
 
 def _page_size(raw: str | None) -> int:
+    """Upstream's pattern, ``^[1-9][0-9]{0,8}$``; a page holds at most :data:`MAX_PAGE_SIZE` items whatever is
+    asked (the reply's ``pageSize`` says so, and ``nextPageToken`` leads to the rest)."""
     if raw is None or raw == "":
         return DEFAULT_PAGE_SIZE
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise InvalidInput(f"pageSize {raw[:40]!r} is not valid; use a whole number from 1 to {MAX_PAGE_SIZE}.")
-    return int(raw)
+    if not PAGE_SIZE.fullmatch(raw):
+        raise InvalidInput(f"pageSize {raw[:40]!r} is not valid; use a whole number from 1 to 999999999 "
+                           f"(a page holds at most {MAX_PAGE_SIZE} items).")
+    return min(int(raw), MAX_PAGE_SIZE)
