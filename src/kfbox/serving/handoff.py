@@ -26,6 +26,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import socket
 from typing import Any
 
@@ -33,10 +34,6 @@ MAX_HEAD_BYTES = 16 * 1024
 """A request head longer than this is not sent straight (kfbox's stack answers it)."""
 MAX_MESSAGE_BYTES = 128 * 1024
 """The largest message on a hand-off socket: a head and the start of its body."""
-UNUSUAL_HEADERS = frozenset({b"origin", b"upgrade", b"transfer-encoding", b"expect", b"cookie",
-                             b"proxy-authorization"})
-UNUSUAL_PATH = (b"/.", b"//", b"%", b"\\")
-ONCE = (b"host", b"authorization", b"content-length")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -51,38 +48,49 @@ class Head:
     authorization: bytes | None
     content_length: int
 
+    def without_prefix(self, data: bytes, prefix: bytes) -> bytes:
+        """The head at the start of ``data`` with ``prefix`` taken off its target (the path the replica serves),
+        and the rest of ``data`` after it."""
+        start = len(self.method) + 1
+        return data[:start] + data[start + len(prefix):]
+
+
+REQUEST_LINE = re.compile(rb"([A-Z]+) (/[^ \x00-\x20\x7f]*) HTTP/1\.1\r\n")
+HEADER_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
+"""Header lines as RFC 9110 writes them: a token, a colon, a value; CRLF only, so the replica's parser and this one
+agree on where each request ends (a bare CR or LF, an obs-fold, a space before the colon: not plain)."""
+UNUSUAL_PATH_MARK = re.compile(rb"/\.|//|%|\\")
+UNUSUAL_HEADER = re.compile(rb"(?:^|\n)(?:origin|upgrade|transfer-encoding|expect|cookie|proxy-authorization):")
+ONCE_HEADER = re.compile(rb"(?:^|\n)(host|authorization|content-length):")
+
 
 def read_head(data: bytes) -> Head | None:
     """The head at the start of ``data`` when it is plain (module docstring), else None: incomplete, unusual,
-    malformed or too long."""
+    malformed or too long. Regular expressions over the whole head, not a loop over its lines: it runs before every
+    request a replica answers on a handed connection."""
     end = data.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES)
     if end < 0:
         return None
-    raw = data[:end]
-    if raw.count(b"\n") != raw.count(b"\r\n") or raw.count(b"\r") != raw.count(b"\r\n"):
-        return None  # a bare CR or LF: HTTP parsers disagree on where such a line ends (request smuggling)
-    lines = raw.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or not parts[1].startswith(b"/"):
+    line = REQUEST_LINE.match(data, 0, end + 2)
+    if line is None:
         return None
-    target = parts[1]
-    path = target.split(b"?", 1)[0]
-    if any(mark in path for mark in UNUSUAL_PATH):
+    block = data[line.end():end + 2]
+    target = line.group(2)
+    if not HEADER_LINES.fullmatch(block) or UNUSUAL_PATH_MARK.search(target.split(b"?", 1)[0]):
+        return None
+    lowered = block.lower()
+    if UNUSUAL_HEADER.search(lowered):
         return None
     seen: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        name = name.lower()
-        if not colon or not name or name != name.strip() or name in UNUSUAL_HEADERS:
+    for found in ONCE_HEADER.finditer(lowered):
+        name = found.group(1)
+        if name in seen:
             return None
-        if name in ONCE:
-            if name in seen:
-                return None
-            seen[name] = value.strip()
+        seen[name] = block[found.end():block.index(b"\r\n", found.end())].strip(b" \t")
     length = seen.get(b"content-length", b"0")
     if not length.isdigit():
         return None
-    return Head(end + 4, parts[0], target, seen.get(b"host"), seen.get(b"authorization"), int(length))
+    return Head(end + 4, line.group(1), target, seen.get(b"host"), seen.get(b"authorization"), int(length))
 
 
 def digest(authorization: bytes) -> str:

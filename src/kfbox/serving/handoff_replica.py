@@ -3,11 +3,12 @@
 The server sends the replica one end of a ``SOCK_SEQPACKET`` pair over its warm channel (:func:`watch`); on it
 come connections, each with the bytes the server read and a :class:`~kfbox.serving.handoff.Grant`. The replica
 serves each with its own uvicorn protocol (:class:`Adopted`), which, before it feeds a request's bytes to the
-parser, checks that the request is one kfbox would have sent here without a question: else it hands the
-connection back with those bytes, unread, and kfbox's full stack answers. What the gateway does to every request
-it proxies, :class:`Edge` does here: the ``/serving/{namespace}/{name}`` prefix off the path, the platform's
-credentials out of the headers the model sees, ``x-kfbox-revision`` on the reply, errors in KServe's body, and
-the counts kfbox's metrics and autoscaler read, reported twice a second while there is news (:class:`Stats`).
+parser, checks that the request is one kfbox would have sent here without a question (else it hands the connection
+back with those bytes, unread, and kfbox's full stack answers) and takes the ``/serving/{namespace}/{name}`` prefix
+off its target in those bytes, so the parser reads the path the replica serves. What else the gateway does to every
+request it proxies, :class:`Edge` does here: the platform's credentials out of the headers the model sees,
+``x-kfbox-revision`` on the reply, errors in KServe's body, and the counts kfbox's metrics and autoscaler read,
+reported within half a second of a change (:class:`Stats`).
 
 Pipelined requests wait in :attr:`Adopted.held` until the reply before them is complete, so each is checked,
 and a connection is handed back only between two requests.
@@ -83,15 +84,10 @@ class Edge:
     def __init__(self, app: ASGIApp, grant: handoff.Grant, stats: Stats) -> None:
         self.app = app
         self.grant = grant
-        self.prefix = grant.prefix.decode("latin-1")
-        self.raw_prefix = grant.prefix
         self.revision = (b"x-kfbox-revision", grant.revision.encode())
         self.stats = stats
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.prefix:
-            scope["path"] = scope["path"][len(self.prefix):]
-            scope["raw_path"] = scope["raw_path"][len(self.raw_prefix):]
         scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in CREDENTIALS]
         stats = self.stats
         stats.inflight += 1
@@ -240,6 +236,8 @@ def adopted_protocol() -> Any:
         """The read deadline of a request that is still arriving (slowloris), as the server's protocol keeps."""
         leaving = False
         """The replica is stopping: the connection goes back to kfbox after the reply in progress."""
+        last: tuple[bytes, handoff.Head, bytes] | None = None
+        """The last head let through: its bytes, what they say, and as the parser reads them (prefix off)."""
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
@@ -295,18 +293,27 @@ def adopted_protocol() -> Any:
                 if self.busy and len(self.held) > handoff.MAX_MESSAGE_BYTES:
                     self.transport.pause_reading()  # a client that pipelines far ahead waits for its replies
                 return
-            head = handoff.read_head(self.held)
-            if head is None or not self.grant.allows(head):
-                if head is None and b"\r\n\r\n" not in self.held and len(self.held) < handoff.MAX_HEAD_BYTES:
-                    if self.late is None:
-                        self.deadline(self.grant.header_timeout)  # the head is still arriving
+            held = self.held
+            size = held.find(b"\r\n\r\n", 0, handoff.MAX_HEAD_BYTES) + 4
+            if size > 3 and self.last is not None and held[:size] == self.last[0]:  # a client repeats its head
+                _, head, line = self.last
+            else:
+                read = handoff.read_head(held)
+                if read is None or not self.grant.allows(read):
+                    if size < 4 and len(held) < handoff.MAX_HEAD_BYTES:
+                        if self.late is None:
+                            self.deadline(self.grant.header_timeout)  # the head is still arriving
+                        return
+                    self.deadline(0)
+                    self.loop.call_soon(self.give_back)  # after the reply that may have just completed is written
                     return
-                self.deadline(0)
-                self.loop.call_soon(self.give_back)  # after the reply that may have just completed is written
-                return
-            end = head.size + head.content_length
-            request, self.held = self.held[:end], self.held[end:]
-            self.remaining = end - len(request)
+                # the replica serves /v1/..., not /serving/{namespace}/{name}/v1/...
+                head, line = read, read.without_prefix(held[:size], self.grant.prefix)
+                self.last = (held[:size], head, line)
+            end = size + head.content_length
+            body, self.held = held[size:end], held[end:]
+            self.remaining = head.content_length - len(body)
+            request = line + body
             self.deadline(self.grant.body_timeout if self.remaining else 0)
             stats = self.receiver.stats
             over = self.grant.queue and stats.reading >= self.grant.queue
