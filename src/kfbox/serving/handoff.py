@@ -8,7 +8,7 @@ requests from then on (:mod:`kfbox.serving.handoff_replica`): no hop, so a clien
 latency. It is how a Kubernetes Service balances (per connection), not per request.
 
 A request is sent straight only when it is plainly one for that replica, by the rules of the HAProxy data
-plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a path with no dot segment, ``//``, ``%`` or ``\\``,
+plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a method of :data:`METHODS`, a path with no dot segment, ``//``, ``%`` or ``\\``,
 no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or ``Cookie``, a ``Content-Length`` within
 ``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and ``Content-Length`` at most once, and
 with a token, ``Authorization`` exactly ``Bearer <token>``; lines end in CRLF only, so the replica's parser and
@@ -55,7 +55,9 @@ class Head:
         return data[:start] + data[start + len(prefix):]
 
 
-REQUEST_LINE = re.compile(rb"([A-Z]+) (/[^ \x00-\x20\x7f]*) HTTP/1\.1\r\n")
+REQUEST_LINE = re.compile(rb"(GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) (/[^ \x00-\x20\x7f]*) HTTP/1\.1\r\n")
+"""Methods whose request llhttp frames by ``Content-Length`` alone: not ``CONNECT``, whose head it takes as a tunnel's
+and whose body it would then parse as a request of its own, unchecked (request smuggling)."""
 HEADER_LINES = re.compile(rb"(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\r\n]*\r\n)*")
 """Header lines as RFC 9110 writes them: a token, a colon, a value; CRLF only, so the replica's parser and this one
 agree on where each request ends (a bare CR or LF, an obs-fold, a space before the colon: not plain)."""

@@ -1,0 +1,131 @@
+"""A hostile client against the connection hand-off (``kfbox up --data-plane handoff``, a token): what a replica
+answers on a connection handed to it is only what kfbox would have sent it, each request checked, whatever the
+client does with its bytes (pipelining, split segments, odd methods, big give-backs), and connections handed and
+dropped leave no descriptor behind.
+
+Whether kfbox's stack or the replica answered a request is told by ``/healthz``'s count of handed connections and
+by ``kfbox_http_requests_total`` (a request a replica answers never reaches kfbox's HTTP stack), as in
+tests/serving/test_handoff.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.serving.helpers import ROWS, apply, gated_model, manifest, train_iris, wait_for, wait_ready
+from tests.support import ServerProcess
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+PREDICT = "/serving/default/iris/v1/models/iris:predict"
+GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
+BODY = json.dumps({"instances": ROWS}).encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """``kfbox up`` with a token and the hand-off data plane, serving ``iris`` (kfbox's sklearn runtime) and
+    ``held`` (a user's model class, which echoes the headers it got)."""
+    home = tmp_path_factory.mktemp("home")
+    proc = ServerProcess.start(home, token=TOKEN, extra_env={"KFBOX_DATA_PLANE": "handoff"})
+    train_iris(home / "pvc" / "models" / "iris")
+    with proc.client() as client:
+        apply(client, manifest("iris", "pvc://models/iris"))
+        apply(client, manifest("held", None, fmt="custom", annotations=gated_model(home / "code")))
+        for name in ("iris", "held"):
+            wait_ready(client, name)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture()
+def client(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+def handed(client: httpx.Client) -> int:
+    """Connections handed to replicas so far, from ``/healthz``'s ``data_plane`` line."""
+    line = client.get("/healthz").json()["data_plane"]
+    return int(line.split(": ", 1)[1].split()[0])
+
+
+def through_kfbox(client: httpx.Client) -> float:
+    """Gateway requests kfbox's HTTP stack answered, every method."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
+               if line.startswith("kfbox_http_requests_total{") and GATEWAY_ROUTE in line)
+
+
+def request(port: int, target: str = PREDICT, *, method: str = "POST", token: str | None = TOKEN,
+            body: bytes = BODY, extra: str = "") -> bytes:
+    auth = f"authorization: Bearer {token}\r\n" if token is not None else ""
+    return (f"{method} {target} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n{auth}{extra}"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+
+
+def read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` replies (status, body), each framed by its ``content-length``."""
+    data, replies = b"", []  # type: tuple[bytes, list[tuple[int, bytes]]]
+    while len(replies) < count:
+        while b"\r\n\r\n" not in data:
+            data += more(sock)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:])
+                      if k.lower() == b"content-length")
+        while len(rest) < length:
+            rest += more(sock)
+        replies.append((int(lines[0].split()[1]), rest[:length]))
+        data = rest[length:]
+    return replies
+
+
+def more(sock: socket.socket) -> bytes:
+    chunk = sock.recv(65536)
+    assert chunk, "the connection closed before every reply came"
+    return chunk
+
+
+def open_handed(server: ServerProcess, client: httpx.Client) -> socket.socket:
+    """A raw connection whose first (plain) request a replica of iris answered: the replica holds it now."""
+    before = handed(client)
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock.sendall(request(server.port))
+    assert read_replies(sock, 1)[0][0] == 200
+    assert handed(client) == before + 1
+    return sock
+
+
+@pytest.mark.parametrize("authorization", [
+    None, "Bearer wrong", f"bearer {TOKEN}", f"Bearer  {TOKEN}", f"Bearer {TOKEN}x", f"Basic {TOKEN}",
+])
+def test_no_exact_token_no_replica(server: ServerProcess, client: httpx.Client, authorization: str | None) -> None:
+    """A first request without the exact ``Bearer <token>`` is kfbox's (401), its connection never handed."""
+    before = handed(client)
+    extra = f"authorization: {authorization}\r\n" if authorization else ""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(request(server.port, token=None, extra=extra))
+        assert read_replies(sock, 1)[0][0] == 401
+    assert handed(client) == before
+
+
+def test_a_connect_request_s_body_is_not_run_as_an_unchecked_request(server: ServerProcess,
+                                                                     client: httpx.Client) -> None:
+    """``CONNECT`` with an origin-form target and a body: llhttp takes the head as a tunnel's and reads no body, so
+    the body's bytes, arriving in a later segment, would be parsed as a request of their own that no check saw
+    (here one without a token). Such a connection is kfbox's, whose stack checks every request."""
+    before = through_kfbox(client)
+    with open_handed(server, client) as sock:
+        smuggled = request(server.port, token=None)
+        sock.sendall(request(server.port, method="CONNECT", body=smuggled)[:-len(smuggled)])
+        time.sleep(0.3)  # the head alone in a segment: the replica feeds it before the body arrives
+        sock.sendall(smuggled)
+        replies = read_replies(sock, 2)
+    assert [status for status, _ in replies] == [405, 401], replies  # the smuggled request met kfbox's token check
+    assert through_kfbox(client) == before + 1  # the CONNECT went back to kfbox, its gateway relayed it
