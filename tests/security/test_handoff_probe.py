@@ -109,7 +109,7 @@ def test_no_exact_token_no_replica(server: ServerProcess, client: httpx.Client, 
     """A first request without the exact ``Bearer <token>`` is kfbox's (401), its connection never handed."""
     before = handed(client)
     extra = f"authorization: {authorization}\r\n" if authorization else ""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(request(server.port, token=None, extra=extra))
         assert read_replies(sock, 1)[0][0] == 401
     assert handed(client) == before
@@ -129,3 +129,65 @@ def test_a_connect_request_s_body_is_not_run_as_an_unchecked_request(server: Ser
         replies = read_replies(sock, 2)
     assert [status for status, _ in replies] == [405, 401], replies  # the smuggled request met kfbox's token check
     assert through_kfbox(client) == before + 1  # the CONNECT went back to kfbox, its gateway relayed it
+
+
+def test_a_big_request_given_back_reaches_kfbox_whole(server: ServerProcess, client: httpx.Client) -> None:
+    """A request the replica must not answer (a ``Cookie``) with a body of a few hundred KiB, pipelined on a handed
+    connection behind a heavy plain one: the replica gives the connection back with every byte it read, and kfbox
+    answers it: no byte lost (a message on the hand-off socket is read whole only up to 128 KiB), no stall."""
+    big = json.dumps({"instances": ROWS * 4000}).encode()
+    heavy = json.dumps({"instances": ROWS * 20000}).encode()  # the replica computes it while the next arrives
+    assert len(big) > 200_000
+    before = through_kfbox(client)
+    with open_handed(server, client) as sock:
+        last = request(server.port, body=big, extra="cookie: a=b\r\n")
+        sock.sendall(request(server.port, body=heavy) + last)
+        replies = read_replies(sock, 2)
+    assert [status for status, _ in replies] == [200, 200], replies[-1][1][:300]
+    assert len(json.loads(replies[-1][1])["predictions"]) == 3 * 4000
+    assert through_kfbox(client) == before + 1
+
+
+def test_connections_handed_given_back_and_dropped_leave_no_descriptor_behind(server: ServerProcess,
+                                                                              client: httpx.Client) -> None:
+    """Hostile endings on handed connections: closed after the reply, reset in the middle of a body, half-closed
+    after a request, dropped right after a request the replica gives back. Neither kfbox nor the replica keeps a
+    descriptor (or a connection) for any of them once the client is gone."""
+    replica = _replica_pid("iris")
+    assert replica is not None
+    open_handed(server, client).close()  # the replica's first connection: its loop's own descriptors open
+    fds = open_fds(server.process.pid, replica)
+    before = handed(client)
+    for _ in range(10):
+        open_handed(server, client).close()
+        with open_handed(server, client) as sock:  # reset in the middle of a body
+            sock.sendall(request(server.port)[:-10])
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        with open_handed(server, client) as sock:  # half-closed after a request
+            sock.sendall(request(server.port))
+            sock.shutdown(socket.SHUT_WR)
+            assert read_replies(sock, 1)[0][0] == 200
+        with open_handed(server, client) as sock:  # given back, then gone
+            sock.sendall(request(server.port, extra="cookie: a=b\r\n"))
+    assert handed(client) == before + 40
+    wait_for(lambda: all(now <= then + 2 for now, then in zip(open_fds(server.process.pid, replica), fds,
+                                                               strict=True)),
+             15, f"descriptors of kfbox and the replica back to {fds}")
+
+
+def open_fds(*pids: int) -> tuple[int, ...]:
+    return tuple(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+
+def _replica_pid(name: str) -> int | None:
+    """The pid of the service's replica, by its process title (``kfbox replica default/NAME rev N``)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    title = cmdline.read().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            if title.startswith(f"kfbox replica default/{name} "):
+                return int(entry)
+    return None

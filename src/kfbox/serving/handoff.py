@@ -8,12 +8,12 @@ requests from then on (:mod:`kfbox.serving.handoff_replica`): no hop, so a clien
 latency. It is how a Kubernetes Service balances (per connection), not per request.
 
 A request is sent straight only when it is plainly one for that replica, by the rules of the HAProxy data
-plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a method of :data:`METHODS`, a path with no dot segment, ``//``, ``%`` or ``\\``,
-no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or ``Cookie``, a ``Content-Length`` within
-``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and ``Content-Length`` at most once, and
-with a token, ``Authorization`` exactly ``Bearer <token>``; lines end in CRLF only, so the replica's parser and
-this one agree on where each request ends. Anything else goes to kfbox's full stack,
-which answers it as it always does: the first request, by not handing the connection off; a later one,
+plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a method of :data:`METHODS` (not ``CONNECT``), a path
+with no dot segment, ``//``, ``%`` or ``\\``, no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or
+``Cookie``, a ``Content-Length`` within ``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and
+``Content-Length`` at most once, and with a token, ``Authorization`` exactly ``Bearer <token>``; lines end in
+CRLF only, so the replica's parser and this one agree on where each request ends. Anything else goes to kfbox's
+full stack, which answers it as it always does: the first request, by not handing the connection off; a later one,
 by the replica handing the connection back with that request's bytes, before it reads any of them.
 
 Messages on a replica's hand-off socket (``SOCK_SEQPACKET``: one message, one datagram, its descriptor
@@ -158,9 +158,12 @@ def unpack(payload: bytes) -> tuple[dict[str, Any], bytes] | None:
 
 
 def send(sock: socket.socket, message: dict[str, Any], data: bytes = b"", fd: int | None = None) -> bool:
-    """One message, without blocking: False when the socket's buffer is full or the other side is gone."""
+    """One message, without blocking: False when the socket's buffer is full, the other side is gone or the message
+    is longer than :data:`MAX_MESSAGE_BYTES`."""
+    payload = pack(message, data)
+    if len(payload) > MAX_MESSAGE_BYTES:  # the other side would read it cut short: the client's bytes lost
+        return False
     try:
-        payload = pack(message, data)
         if fd is None:
             sock.send(payload, socket.MSG_DONTWAIT)
         else:
@@ -176,14 +179,14 @@ Received = tuple[dict[str, Any], bytes, int | None]
 
 def receive(sock: socket.socket) -> Received | None:
     """The next message, without blocking; None when none is waiting. Raises :class:`EOFError` once the other side
-    is gone. A malformed message reads as an empty one (its descriptor closed)."""
+    is gone. A malformed or cut short message reads as an empty one (its descriptor closed)."""
     try:
-        payload, fds, _flags, _address = socket.recv_fds(sock, MAX_MESSAGE_BYTES, 1, socket.MSG_DONTWAIT)
+        payload, fds, flags, _address = socket.recv_fds(sock, MAX_MESSAGE_BYTES, 1, socket.MSG_DONTWAIT)
     except BlockingIOError:
         return None
     except OSError as exc:
         raise EOFError(str(exc)) from exc
-    unpacked = unpack(payload) if payload else None
+    unpacked = unpack(payload) if payload and not flags & socket.MSG_TRUNC else None
     if unpacked is None:
         for fd in fds:
             os.close(fd)

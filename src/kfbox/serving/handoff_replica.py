@@ -36,6 +36,11 @@ CREDENTIALS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
 """Headers the model never sees, as through kfbox's gateway."""
 REPORT_SECONDS = 0.5
 DRAIN_POLL_SECONDS = 0.005
+READ_BYTES = 32 * 1024
+"""The most a handed connection's read takes at once (the loop's own reads take up to 256 KiB)."""
+HOLD_BYTES = handoff.MAX_MESSAGE_BYTES // 2
+"""Unchecked bytes past which a busy handed connection stops reading: with one more read, what it holds still fits
+in one message if the connection goes back to kfbox (:data:`kfbox.serving.handoff.MAX_MESSAGE_BYTES`)."""
 JSON = (b"content-type", b"application/json")
 TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
             b"content-length: 35\r\n\r\nThe request did not arrive in time.")
@@ -222,7 +227,7 @@ def adopted_protocol() -> Any:
     """The replica's own uvicorn protocol, checking each request of a handed connection before it reads it."""
     base: Any = coalescing_protocol()
 
-    class Adopted(base):  # type: ignore[misc]
+    class Adopted(base, asyncio.BufferedProtocol):  # type: ignore[misc]
         receiver: Receiver
         grant: handoff.Grant
         edge: Edge
@@ -238,14 +243,25 @@ def adopted_protocol() -> Any:
         """The replica is stopping: the connection goes back to kfbox after the reply in progress."""
         last: tuple[bytes, handoff.Head, bytes] | None = None
         """The last head let through: its bytes, what they say, and as the parser reads them (prefix off)."""
+        throttled = False
+        """Reading paused: the unchecked bytes held reached :data:`HOLD_BYTES` while a request is in progress."""
+        buffer: memoryview
 
-        def connection_made(self, transport: asyncio.Transport) -> None:
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            self.buffer = memoryview(bytearray(READ_BYTES))
             super().connection_made(transport)
             stats = self.receiver.stats
             stats.adopted += 1
             stats.open += 1
             stats.touch()
             self.next_request()
+            self.throttle()
+
+        def get_buffer(self, sizehint: int) -> memoryview:
+            return self.buffer  # reads of READ_BYTES at most: what is held stays small enough to give back
+
+        def buffer_updated(self, nbytes: int) -> None:
+            self.data_received(bytes(self.buffer[:nbytes]))
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.deadline(0)
@@ -265,12 +281,26 @@ def adopted_protocol() -> Any:
                     return
             self.held += data
             self.next_request()
+            self.throttle()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self.done()
             if self.held or self.leaving:
                 self.next_request()
+            self.throttle()
+
+        def throttle(self) -> None:
+            """Stop reading while a request is in progress and the bytes after it reach :data:`HOLD_BYTES`; read
+            again once it is answered (a client that pipelines far ahead waits for its replies)."""
+            if self.busy and len(self.held) >= HOLD_BYTES:
+                if not self.transport.is_closing():  # again if uvicorn's flow control resumed it meanwhile
+                    self.throttled = True
+                    self.transport.pause_reading()
+            elif self.throttled:
+                self.throttled = False
+                if not self.flow.read_paused and not self.transport.is_closing():
+                    self.transport.resume_reading()
 
         def shutdown(self) -> None:
             """The replica is stopping (scaled down, deleted, replaced): instead of closing the connection under a
@@ -290,8 +320,6 @@ def adopted_protocol() -> Any:
                     self.loop.call_soon(self.give_back)  # after the reply that may have just completed is written
                 return
             if self.busy or not self.held or self.transport.is_closing():
-                if self.busy and len(self.held) > handoff.MAX_MESSAGE_BYTES:
-                    self.transport.pause_reading()  # a client that pipelines far ahead waits for its replies
                 return
             held = self.held
             size = held.find(b"\r\n\r\n", 0, handoff.MAX_HEAD_BYTES) + 4
