@@ -30,15 +30,16 @@ BODY = json.dumps({"instances": ROWS}).encode()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """``kfbox up`` with a token and the hand-off data plane, serving ``iris`` (kfbox's sklearn runtime) and
-    ``held`` (a user's model class, which echoes the headers it got)."""
+    """``kfbox up`` with a token and the hand-off data plane, serving ``iris`` and ``iris2`` (kfbox's sklearn
+    runtime; one name the start of the other) and ``held`` (a user's model class, which echoes the headers it got)."""
     home = tmp_path_factory.mktemp("home")
     proc = ServerProcess.start(home, token=TOKEN, extra_env={"KFBOX_DATA_PLANE": "handoff"})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
         apply(client, manifest("iris", "pvc://models/iris"))
+        apply(client, manifest("iris2", "pvc://models/iris"))
         apply(client, manifest("held", None, fmt="custom", annotations=gated_model(home / "code")))
-        for name in ("iris", "held"):
+        for name in ("iris", "iris2", "held"):
             wait_ready(client, name)
     yield proc
     proc.stop()
@@ -102,6 +103,21 @@ def open_handed(server: ServerProcess, client: httpx.Client) -> socket.socket:
     return sock
 
 
+@pytest.mark.parametrize("target", ["/serving/default/iris2/v1/models/iris2:predict",
+                                    "/serving/default/iris2/v1/models/iris:predict"])
+def test_a_service_whose_name_starts_with_another_s_is_its_own(server: ServerProcess, client: httpx.Client,
+                                                              target: str) -> None:
+    """On a connection iris's replica holds, a request for ``iris2`` is not iris's (its prefix is
+    ``/serving/default/iris`` followed by ``2``): iris2's replica answers it, or kfbox, never iris's."""
+    with open_handed(server, client) as sock:
+        sock.sendall(request(server.port, target))
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            reply += more(sock)
+    lines = reply.partition(b"\r\n\r\n")[0].lower().split(b"\r\n")
+    assert b"x-kfbox-revision: iris2-predictor-00001" in lines, reply
+
+
 @pytest.mark.parametrize("authorization", [
     None, "Bearer wrong", f"bearer {TOKEN}", f"Bearer  {TOKEN}", f"Bearer {TOKEN}x", f"Basic {TOKEN}",
 ])
@@ -113,6 +129,21 @@ def test_no_exact_token_no_replica(server: ServerProcess, client: httpx.Client, 
         sock.sendall(request(server.port, token=None, extra=extra))
         assert read_replies(sock, 1)[0][0] == 401
     assert handed(client) == before
+
+
+@pytest.mark.parametrize("second", ["authorization: Bearer wrong", "AUTHORIZATION: Bearer wrong"])
+def test_a_head_split_across_segments_is_checked_whole(server: ServerProcess, client: httpx.Client,
+                                                       second: str) -> None:
+    """A head whose first segment carries the exact token and whose next adds a second ``Authorization`` (any case):
+    the replica checks the head once it is whole, and kfbox answers it, not the model."""
+    with open_handed(server, client) as sock:
+        whole = request(server.port, extra=second + "\r\n")
+        cut = whole.index(second.encode())
+        sock.sendall(whole[:cut])
+        time.sleep(0.2)  # the replica reads the first part alone
+        sock.sendall(whole[cut:])
+        status, body = read_replies(sock, 1)[0]
+    assert status in (400, 401) and b"predictions" not in body, body  # kfbox's refusal
 
 
 def test_a_connect_request_s_body_is_not_run_as_an_unchecked_request(server: ServerProcess,
