@@ -26,6 +26,8 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PREDICT = "/serving/default/iris/v1/models/iris:predict"
 GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
 BODY = json.dumps({"instances": ROWS}).encode()
+CAP = 16
+"""KFBOX_MAX_CONNECTIONS_PER_CLIENT."""
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """``kfbox up`` with a token and the hand-off data plane, serving ``iris`` and ``iris2`` (kfbox's sklearn
     runtime; one name the start of the other) and ``held`` (a user's model class, which echoes the headers it got)."""
     home = tmp_path_factory.mktemp("home")
-    proc = ServerProcess.start(home, token=TOKEN, extra_env={"KFBOX_DATA_PLANE": "handoff"})
+    proc = ServerProcess.start(home, token=TOKEN, extra_env={"KFBOX_DATA_PLANE": "handoff",
+                                                             "KFBOX_MAX_CONNECTIONS_PER_CLIENT": str(CAP)})
     train_iris(home / "pvc" / "models" / "iris")
     with proc.client() as client:
         apply(client, manifest("iris", "pvc://models/iris"))
@@ -222,3 +225,21 @@ def _replica_pid(name: str) -> int | None:
             if title.startswith(f"kfbox replica default/{name} "):
                 return int(entry)
     return None
+
+
+def test_handed_connections_count_toward_the_cap_per_client_address(server: ServerProcess,
+                                                                    client: httpx.Client) -> None:
+    """One address may hold KFBOX_MAX_CONNECTIONS_PER_CLIENT connections (slow clients, floods): a connection handed
+    to a replica leaves kfbox's count, so the replica keeps the cap on the connections it holds; the one past it
+    gets the same 503 and the close."""
+    socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(CAP + 4)]
+    try:
+        statuses = []
+        for sock in socks:
+            sock.sendall(request(server.port))
+            statuses.append(read_replies(sock, 1)[0][0])
+    finally:
+        for sock in socks:
+            sock.close()
+    # the replica may still count a connection an earlier test closed a moment ago
+    assert statuses == sorted(statuses) and statuses.count(503) in (4, 5), statuses

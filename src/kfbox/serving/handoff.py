@@ -106,7 +106,8 @@ class Grant:
     prefix (removed before its app sees the path; empty when the ``Host`` names the service), carrying this
     ``Authorization`` (its digest; None without a token) and a body of at most ``max_body`` bytes; the server's
     read deadlines (seconds, 0: none) and overload bound (requests read and not yet answered on the replica's
-    handed connections; 0: none), which the replica keeps for it; ``service`` is ``namespace/name``."""
+    handed connections; 0: none), which the replica keeps for it, as it does the cap per client address; ``service``
+    is ``namespace/name``."""
 
     host: bytes | None
     prefix: bytes
@@ -117,6 +118,9 @@ class Grant:
     body_timeout: float = 0.0
     queue: int = 0
     service: str = ""
+    per_client: int = 0
+    """Handed connections one client address may hold on the replica (``max_connections_per_client``; 0: no cap):
+    the server no longer counts a connection once it is handed."""
 
     def allows(self, head: Head) -> bool:
         if head.host != self.host or head.content_length > self.max_body:
@@ -131,7 +135,8 @@ class Grant:
         return {"host": None if self.host is None else self.host.decode("latin-1"),
                 "prefix": self.prefix.decode("latin-1"), "authorization": self.authorization,
                 "max_body": self.max_body, "revision": self.revision, "header_timeout": self.header_timeout,
-                "body_timeout": self.body_timeout, "queue": self.queue, "service": self.service}
+                "body_timeout": self.body_timeout, "queue": self.queue, "service": self.service,
+                "per_client": self.per_client}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Grant:
@@ -139,7 +144,7 @@ class Grant:
         return cls(None if host is None else host.encode("latin-1"), data["prefix"].encode("latin-1"),
                    data["authorization"], int(data["max_body"]), str(data["revision"]),
                    float(data.get("header_timeout", 0)), float(data.get("body_timeout", 0)),
-                   int(data.get("queue", 0)), str(data.get("service", "")))
+                   int(data.get("queue", 0)), str(data.get("service", "")), int(data.get("per_client", 0)))
 
 
 def pack(message: dict[str, Any], data: bytes = b"") -> bytes:

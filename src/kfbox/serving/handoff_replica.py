@@ -165,6 +165,8 @@ class Receiver:
         sock.setblocking(False)
         self.loop.add_reader(sock.fileno(), self.read)
         self.base: Any = adopted_protocol()
+        self.by_client: dict[str, int] = {}
+        """Handed connections open, by client address (the server's cap per address, kept here)."""
 
     def read(self) -> None:
         while True:
@@ -254,6 +256,12 @@ def adopted_protocol() -> Any:
             stats.adopted += 1
             stats.open += 1
             stats.touch()
+            address = self.client[0] if self.client else ""
+            count = self.receiver.by_client[address] = self.receiver.by_client.get(address, 0) + 1
+            if self.grant.per_client and count > self.grant.per_client:
+                self.transport.write(too_many(self.grant.per_client))
+                self.transport.close()
+                return
             self.next_request()
             self.throttle()
 
@@ -266,6 +274,12 @@ def adopted_protocol() -> Any:
         def connection_lost(self, exc: Exception | None) -> None:
             self.deadline(0)
             self.done()
+            address = self.client[0] if self.client else ""
+            left = self.receiver.by_client.get(address, 1) - 1
+            if left > 0:
+                self.receiver.by_client[address] = left
+            else:
+                self.receiver.by_client.pop(address, None)
             stats = self.receiver.stats
             stats.open -= 1
             stats.touch()
@@ -385,6 +399,14 @@ def adopted_protocol() -> Any:
             self.transport.abort()  # closes this process's descriptor only: the server holds the connection now
 
     return Adopted
+
+
+def too_many(limit: int) -> bytes:
+    """The server's answer to a connection over the cap per client address."""
+    body = (f"Too many connections from your address (limit {limit}, KFBOX_MAX_CONNECTIONS_PER_CLIENT). Reuse "
+            "connections or close idle ones.").encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 def _close_unless_served(task: asyncio.Task[Any], sock: socket.socket) -> None:

@@ -78,6 +78,7 @@ class HandoffPlane:
         self.max_body = settings.serving_max_body_bytes
         self.timeouts = (max(settings.http_header_timeout, 0.0), max(settings.http_body_timeout, 0.0))
         self.queue = settings.serving_queue_per_replica
+        self.per_client = max(settings.max_connections_per_client, 0)
         self.suffix = "." + settings.ingress_domain.lower()
         self.links: dict[int, Link] = {}
         self.series: dict[tuple[str, str], Series] = {}
@@ -123,7 +124,7 @@ class HandoffPlane:
         if link is None or sock is None:
             return False
         grant = handoff.Grant(head.host, prefix, self.authorization, self.max_body, pool.config.revision,
-                              *self.timeouts, self.queue, f"{namespace}/{name}")
+                              *self.timeouts, self.queue, f"{namespace}/{name}", self.per_client)
         if not handoff.send(link.sock, {"connection": grant.to_json()}, data, sock.fileno()):
             return False
         link.handed += 1
