@@ -8,7 +8,7 @@ requests from then on (:mod:`kfbox.serving.handoff_replica`): no hop, so a clien
 latency. It is how a Kubernetes Service balances (per connection), not per request.
 
 A request is sent straight only when it is plainly one for that replica, by the rules of the HAProxy data
-plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, a method of :data:`METHODS` (not ``CONNECT``), a path
+plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, GET, HEAD, POST, PUT, DELETE, OPTIONS or PATCH (not ``CONNECT``), a path
 with no dot segment, ``//``, ``%`` or ``\\``, no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or
 ``Cookie``, a ``Content-Length`` within ``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and
 ``Content-Length`` at most once, and with a token, ``Authorization`` exactly ``Bearer <token>``; lines end in
