@@ -8,13 +8,14 @@ requests from then on (:mod:`kfbox.serving.handoff_replica`): no hop, so a clien
 latency. It is how a Kubernetes Service balances (per connection), not per request.
 
 A request is sent straight only when it is plainly one for that replica, by the rules of the HAProxy data
-plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1, GET, HEAD, POST, PUT, DELETE, OPTIONS or PATCH (not ``CONNECT``), a path
-with no dot segment, ``//``, ``%`` or ``\\``, no ``Origin``, ``Upgrade``, ``Transfer-Encoding``, ``Expect`` or
-``Cookie``, a ``Content-Length`` within ``serving_max_body_bytes``, each of ``Host``, ``Authorization`` and
-``Content-Length`` at most once, and with a token, ``Authorization`` exactly ``Bearer <token>``; lines end in
-CRLF only, so the replica's parser and this one agree on where each request ends. Anything else goes to kfbox's
-full stack, which answers it as it always does: the first request, by not handing the connection off; a later one,
-by the replica handing the connection back with that request's bytes, before it reads any of them.
+plane (:mod:`kfbox.serving.haproxy_config`): HTTP/1.1; GET, HEAD, POST, PUT, DELETE, OPTIONS or PATCH (not
+``CONNECT``); a path with no dot segment, ``//``, ``%`` or ``\\``; no ``Origin``, ``Upgrade``,
+``Transfer-Encoding``, ``Expect`` or ``Cookie``; a ``Content-Length`` within ``serving_max_body_bytes``; each of
+``Host``, ``Authorization`` and ``Content-Length`` at most once; with a token, ``Authorization`` exactly ``Bearer
+<token>``; lines end in CRLF only, so the replica's parser and this one agree on where each request ends.
+Anything else goes to kfbox's full stack, which answers it as it always does: the first request, by not handing
+the connection off; a later one, by the replica handing the connection back with that request's bytes, before it
+reads any of them.
 
 Messages on a replica's hand-off socket (``SOCK_SEQPACKET``: one message, one datagram, its descriptor
 attached): ``{json}\\n<bytes>``, the JSON says what it is and the bytes are the client's, unread.
