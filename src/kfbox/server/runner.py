@@ -12,7 +12,9 @@ import dataclasses
 import gc
 import json
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -69,6 +71,7 @@ def serve(settings: Settings, on_bound: Callable[[Settings], None] | None = None
     config = uvicorn.Config(app, log_level=settings.log_level, timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                             access_log=False, lifespan="on", http=protocol,
                             timeout_keep_alive=KEEP_ALIVE_SECONDS)
+    _stop_on_sigint_says_so()
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
@@ -81,6 +84,16 @@ def bound(settings: Settings, port: int) -> Settings:
     which nobody checked was free."""
     ingress = 0 if settings.port == 0 and settings.ingress_port < 0 else settings.ingress_port
     return dataclasses.replace(settings, port=port, ingress_port=ingress)
+
+
+def _stop_on_sigint_says_so() -> None:
+    """A server started with SIGINT ignored (a background job of a script, ``cmd &`` without job control, and
+    everything that job starts) stops on it anyway once it serves: uvicorn's handler replaces the ignore. Its
+    stop then re-raises the signal under the disposition it found, ignored, so ``kfbox up`` returned as if
+    nothing had happened and exited 0 instead of 130 (the Ctrl-C code every kfbox command exits with). Python's
+    own handler instead, from here on: start-up before this still ignores it, as the caller asked."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _settle_memory() -> None:
