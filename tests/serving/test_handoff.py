@@ -35,7 +35,7 @@ from tests.serving.helpers import (
     wait_for,
     wait_ready,
 )
-from tests.support import ServerProcess
+from tests.support import ServerProcess, run_cli
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -115,6 +115,22 @@ def test_a_plain_connection_is_answered_by_the_replica_and_counted(server: Serve
     assert handed(client) == connections + 1  # one connection, handed once
     wait_for(lambda: served(client, "iris") == counted + 5, 10, "the replica's report of 5 requests")
     assert metric(client, 'kfbox_serving_request_duration_seconds_count{name="iris"') == timed + 5
+
+
+def test_status_cli_and_page_say_where_a_service_s_connections_go(server: ServerProcess,
+                                                                   client: httpx.Client) -> None:
+    """``status.handoff``, ``kfbox serve get`` and the deployment page: iris's connections go to its replicas, and
+    kfbox keeps ``held``'s, with the reason (its replicas run the user's code)."""
+    assert status(client, "iris")["handoff"] == {"connections": "replicas"}
+    held = status(client, "held")["handoff"]
+    assert held["connections"] == "kfbox" and "your code" in held["reason"]
+    shown = run_cli("serve", "get", "held", "--home", str(server.home), "--token", TOKEN)
+    assert shown.returncode == 0, shown.stderr
+    assert "kept by kfbox: its replicas run your code" in " ".join(shown.stdout.split())
+    shown = run_cli("serve", "get", "iris", "--home", str(server.home), "--token", TOKEN)
+    assert "handed to its replicas" in " ".join(shown.stdout.split())
+    page = client.get("/deployments/default/iris")
+    assert page.status_code == 200 and 'id="handoff"' in page.text and "straight to its replicas" in page.text
 
 
 def test_a_model_host_connection_is_handed_off_too(server: ServerProcess, client: httpx.Client,
@@ -335,6 +351,7 @@ def test_a_canary_split_is_weighed_per_request_by_kfbox(server: ServerProcess, c
         revisions = [own.post("/serving/default/split/v1/models/split:predict",
                               json={"instances": ROWS}).headers["x-kfbox-revision"] for _ in range(6)]
     assert set(revisions) == {"split-predictor-00001", "split-predictor-00002"}, revisions
+    assert "canary split" in status(client, "split")["handoff"]["reason"]
     assert handed(client) == connections and through_kfbox(client) == before + 6
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/split")
 

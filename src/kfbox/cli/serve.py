@@ -177,6 +177,8 @@ def get(
                            + (f"; scale-down delay {d:g}s" if (d := scaling.get("scaleDownDelaySeconds")) else ""))]
           if (scaling := status.get("autoscaling")) else []),
         ("traffic", ", ".join(f"{t['revisionName']} {t['percent']}%" for t in predictor.get("traffic", []))),
+        *([("connections", "handed to its replicas (--data-plane handoff)" if handoff.get("connections") == "replicas"
+            else f"kept by kfbox: {handoff.get('reason')}")] if (handoff := status.get("handoff")) else []),
     ]
     if latest.get("status") == "False" and latest.get("message") != ready.get("message"):
         rows.append(("latest revision", f"{latest.get('reason')}: {latest.get('message')}"))

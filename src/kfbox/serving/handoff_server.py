@@ -36,7 +36,7 @@ from kfbox.server import warm
 from kfbox.server.hosts import HostAllowlist
 from kfbox.server.protocol import Door
 from kfbox.serving import handoff
-from kfbox.serving.deployment import traffic_split
+from kfbox.serving.deployment import Deployment, traffic_split
 from kfbox.serving.forkserver import ForkedReplica
 from kfbox.serving.gateway import PREFIX, Series
 from kfbox.serving.manager import ServingManager
@@ -86,9 +86,11 @@ class HandoffPlane:
 
     def start(self) -> None:
         self.door.offer = self.offer
+        self.manager.handoff_refusal = self.refusal
 
     def stop(self) -> None:
         self.door.offer = None
+        self.manager.handoff_refusal = None
         for link in list(self.links.values()):
             self._unlink(link)
 
@@ -112,13 +114,10 @@ class HandoffPlane:
         deployment = self.manager.deployments.get((namespace, name))
         if deployment is None or head.content_length > self.max_body:
             return False
-        split = traffic_split(deployment.record)
-        if len(split) != 1:
+        if self.refusal(deployment) is not None:
             return False
-        (number,) = split
-        pool = deployment.pools.get(number)
-        if pool is None or pool.limit or runs_user_code(pool):
-            return False
+        (number,) = traffic_split(deployment.record)
+        pool = deployment.pools[number]
         link = self._pick(pool, deployment.key)
         sock = transport.get_extra_info("socket")
         if link is None or sock is None:
@@ -131,6 +130,21 @@ class HandoffPlane:
         self.handed_off += 1
         transport.abort()  # closes only this process's descriptor: the replica holds the connection now
         return True
+
+    def refusal(self, deployment: Deployment) -> str | None:
+        """Why kfbox keeps this service's connections; None when a plain one goes to a ready replica."""
+        split = traffic_split(deployment.record)
+        if len(split) != 1:
+            return "a canary split: kfbox weighs each request"
+        pool = deployment.pools.get(next(iter(split)))
+        if pool is None or not pool.ready_count:
+            return "no replica is ready: kfbox holds the requests while one starts"
+        if pool.limit:
+            return f"containerConcurrency {pool.limit}: kfbox's gateway queues the requests past it"
+        if runs_user_code(pool):
+            return ("its replicas run your code (a model class, python_path or unrestricted unpickling), which "
+                    "must never read the token that every request on a connection carries")
+        return None
 
     def _authorized(self, authorization: bytes | None) -> bool:
         if self.expected is None:

@@ -52,6 +52,9 @@ class ServingManager:
         """An external data plane's hook, awaited before a replica stops (:attr:`PoolConfig.release`)."""
         self.forget: Callable[[int], None] | None = None
         """An external data plane's hook, called once a replica died (:attr:`PoolConfig.forget`)."""
+        self.handoff_refusal: Callable[[Deployment], str | None] | None = None
+        """With the connection hand-off: why kfbox keeps a service's connections (None: they go to its replicas);
+        shown in its status (:func:`kfbox.serving.status.describe`)."""
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
 

@@ -56,7 +56,8 @@ class InferenceServices:
 
     # --- reading -----------------------------------------------------------------------------
     def show(self, deployment: Deployment) -> dict[str, Any]:
-        return describe(deployment, self.manager.platform.url, self.manager.settings.ingress_domain)
+        return describe(deployment, self.manager.platform.url, self.manager.settings.ingress_domain,
+                        self.manager.handoff_refusal)
 
     def deployment(self, namespace: str, name: str) -> Deployment:
         deployment = self.manager.deployments.get((namespace, name))

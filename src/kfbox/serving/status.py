@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 from kfbox.serving.deployment import Deployment, traffic_split
@@ -128,7 +129,10 @@ def predictor_state(deployment: Deployment, domain: str) -> PredictorState:
                           component=predictor)
 
 
-def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str, Any]:
+def describe(deployment: Deployment, platform_url: str, domain: str,
+             handoff_refusal: Callable[[Deployment], str | None] | None = None) -> dict[str, Any]:
+    """The InferenceService as KServe's API returns it, with kfbox's own status fields (revisions, autoscaling; with
+    the connection hand-off, ``handoff``: whether plain connections go to its replicas, and if not, why)."""
     record = deployment.record
     name, namespace = record.name, record.namespace
     state = predictor_state(deployment, domain)
@@ -160,6 +164,7 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
         "observedGeneration": record.generation,
         "deploymentMode": deployment_mode(annotations_of(record.manifest)),
         **({"autoscaling": autoscaling(latest.spec)} if (latest := deployment.pools.get(record.latest)) else {}),
+        **({"handoff": handoff_status(handoff_refusal(deployment))} if handoff_refusal is not None else {}),
         "replicas": sum(p.ready_count for p in deployment.pools.values()),
         "desiredReplicas": sum(p.desired for p in deployment.pools.values()),
         "revisions": {revision_name(name, n): {"ready": p.ready_count, "replicas": len(p.replicas),
@@ -174,3 +179,8 @@ def describe(deployment: Deployment, platform_url: str, domain: str) -> dict[str
                       for n, p in sorted(deployment.pools.items())},
     }
     return body
+
+
+def handoff_status(refusal: str | None) -> dict[str, str]:
+    """``{"connections": "replicas"}``, or ``{"connections": "kfbox", "reason": ...}`` when kfbox keeps them."""
+    return {"connections": "replicas"} if refusal is None else {"connections": "kfbox", "reason": refusal}

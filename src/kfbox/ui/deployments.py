@@ -54,7 +54,7 @@ def summary(body: dict[str, Any]) -> dict[str, Any]:
             "traffic": (status.get("components", {}).get("predictor", {}) or {}).get("traffic", []),
             "canary": predictor.get("canaryTrafficPercent"),
             "min_replicas": predictor.get("minReplicas"), "max_replicas": predictor.get("maxReplicas"),
-            "autoscaling": status.get("autoscaling"),
+            "autoscaling": status.get("autoscaling"), "handoff": status.get("handoff"),
             "annotations": meta.get("annotations") or {}, "labels": meta.get("labels") or {}}
 
 
@@ -155,7 +155,7 @@ def build(platform: Platform, pages: Pages) -> APIRouter:
                fetch: bool = True) -> dict[str, Any]:
         m = manager()
         deployment = m.deployment(namespace, name)
-        body = describe(deployment, platform.url, platform.settings.ingress_domain)
+        body = describe(deployment, platform.url, platform.settings.ingress_domain, m.handoff_refusal)
         info = summary(body)
         revisions = [{"name": rev, **data} for rev, data in sorted(body["status"].get("revisions", {}).items())]
         record = deployment.record
