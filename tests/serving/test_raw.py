@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.serving.helpers import API, apply, kube_client, manifest, refused, train_iris, wait_for, wait_ready
+from tests.serving.helpers import (
+    API,
+    ROWS,
+    apply,
+    kube_client,
+    manifest,
+    refused,
+    status,
+    train_iris,
+    wait_for,
+    wait_ready,
+)
 from tests.support import ServerProcess
 
 NS = "raw-tests"
@@ -233,3 +245,101 @@ def test_each_revision_has_a_replica_set_owned_by_the_deployment_that_owns_its_p
 
     assert client.delete(API.format(ns=NS) + "/rs-iris").status_code == 200
     assert not apps.list_namespaced_replica_set(NS, label_selector=selector).items
+
+
+MERGE = {"content-type": "application/merge-patch+json"}
+
+
+def patch_predictor(client: httpx.Client, name: str, predictor: dict[str, Any], namespace: str = NS) -> None:
+    reply = client.patch(API.format(ns=namespace) + f"/{name}", json={"spec": {"predictor": predictor}},
+                         headers=MERGE)
+    assert reply.status_code == 200, reply.text
+
+
+def pids(client: httpx.Client, name: str, namespace: str = NS) -> dict[str, list[int]]:
+    """The ready replicas' pids per revision name, from the service's status."""
+    return {rev: shown["pids"] for rev, shown in status(client, name, namespace)["revisions"].items()}
+
+
+def test_a_standard_hpa_only_change_updates_the_running_revision_in_place(
+        server: ServerProcess, client: httpx.Client, kube: Any) -> None:
+    """On a cluster KServe writes minReplicas/maxReplicas/scaleMetric/scaleTarget into the HPA only: patching them
+    keeps the Deployment's pod template, so no new ReplicaSet and no pod restarted; the HPA follows. A change to the
+    pod template (storageUri) still rolls out a new revision, and so does any scaling change in Knative mode."""
+    from kubernetes import client as k8s
+
+    apps, hpas = k8s.AppsV1Api(kube), k8s.AutoscalingV2Api(kube)
+    train_iris(server.home / "pvc" / "models" / "hpa-iris")
+    apply(client, manifest("hpa-iris", "pvc://models/hpa-iris", namespace=NS, annotations=STANDARD,
+                           max_replicas=3))
+    wait_ready(client, "hpa-iris", NS)
+    (first,) = pids(client, "hpa-iris")["hpa-iris-predictor-00001"]
+    generation = client.get(API.format(ns=NS) + "/hpa-iris").json()["metadata"]["generation"]
+
+    patch_predictor(client, "hpa-iris", {"minReplicas": 2})
+    two = wait_for(lambda: (shown := pids(client, "hpa-iris")) and len(shown.get("hpa-iris-predictor-00001", []))
+                   == 2 and shown, what="a second replica of revision 1")
+    assert set(two) == {"hpa-iris-predictor-00001"} and first in two["hpa-iris-predictor-00001"]
+    body = client.get(API.format(ns=NS) + "/hpa-iris").json()
+    assert body["metadata"]["generation"] == generation + 1 == body["status"]["observedGeneration"]
+    assert body["status"]["components"]["predictor"]["latestCreatedRevision"] == "hpa-iris-predictor-00001"
+    assert body["status"]["autoscaling"]["minReplicas"] == 2
+    (rs,) = apps.list_namespaced_replica_set(NS, label_selector="app=isvc.hpa-iris-predictor").items
+    assert rs.metadata.annotations["deployment.kubernetes.io/revision"] == "1" and rs.spec.replicas == 2
+    deployment = apps.read_namespaced_deployment("hpa-iris-predictor", NS)
+    assert deployment.spec.replicas == 2
+    assert deployment.metadata.annotations["deployment.kubernetes.io/revision"] == "1"
+    hpa_v2 = hpas.read_namespaced_horizontal_pod_autoscaler("hpa-iris-predictor", NS)
+    assert (hpa_v2.spec.min_replicas, hpa_v2.spec.max_replicas) == (2, 3)
+    reply = client.post(f"/serving/{NS}/hpa-iris/v1/models/hpa-iris:predict", json={"instances": ROWS})
+    assert reply.status_code == 200 and reply.headers["x-kfbox-revision"] == "hpa-iris-predictor-00001"
+    reasons = [e["reason"] for e in client.get(f"/api/v1/namespaces/{NS}/events").json()["items"]
+               if e["involvedObject"]["name"] == "hpa-iris"]
+    assert "ScaledUp" in reasons and reasons.count("RevisionCreated") == 1
+
+    # back down, still in place: one of the two replicas stops
+    patch_predictor(client, "hpa-iris", {"minReplicas": 1, "maxReplicas": 1})
+    wait_for(lambda: (shown := pids(client, "hpa-iris")) and set(shown) == {"hpa-iris-predictor-00001"} and
+             len(shown["hpa-iris-predictor-00001"]) == 1, what="revision 1 scaled back to one replica")
+    assert (hpas.read_namespaced_horizontal_pod_autoscaler("hpa-iris-predictor", NS).spec.max_replicas) == 1
+
+    # the pod template changes: a new revision and a second ReplicaSet, as before
+    train_iris(server.home / "pvc" / "models" / "hpa-iris-2")
+    patch_predictor(client, "hpa-iris", {"model": {"storageUri": "pvc://models/hpa-iris-2"}})
+    wait_for(lambda: status(client, "hpa-iris", NS)["components"]["predictor"].get("latestReadyRevision")
+             == "hpa-iris-predictor-00002", what="revision 2 ready")
+    assert len(apps.list_namespaced_replica_set(NS, label_selector="app=isvc.hpa-iris-predictor").items) == 2
+
+
+    # the same patch in Knative mode, where minReplicas is the revision template's min-scale: a new revision
+    train_iris(server.home / "pvc" / "models" / "kn-bounds")
+    apply(client, manifest("kn-bounds", "pvc://models/kn-bounds", namespace=NS))
+    wait_ready(client, "kn-bounds", NS)
+    patch_predictor(client, "kn-bounds", {"minReplicas": 2})
+    assert status(client, "kn-bounds", NS)["components"]["predictor"]["latestCreatedRevision"] == \
+        "kn-bounds-predictor-00002"
+
+def test_an_in_place_hpa_change_survives_a_server_restart(tmp_path: Path) -> None:
+    """The stored revision holds the new bounds: after a restart the same revision comes back with them. A server
+    of its own, restarted here (the package's shared one is not restarted under the other modules)."""
+    home = tmp_path / "home"
+    train_iris(home / "pvc" / "models" / "hpa-keep")
+    own = ServerProcess.start(home)
+    try:
+        with own.client() as http:
+            apply(http, manifest("hpa-keep", "pvc://models/hpa-keep", namespace=NS, annotations=STANDARD))
+            patch_predictor(http, "hpa-keep", {"minReplicas": 2})
+        own.stop()
+        own = ServerProcess.start(home)
+        with own.client() as http:
+            wait_for(lambda: len(pids(http, "hpa-keep").get("hpa-keep-predictor-00001", [])) == 2,
+                     what="revision 1's two replicas after the restart")
+            assert set(pids(http, "hpa-keep")) == {"hpa-keep-predictor-00001"}
+            hpa_body = http.get(f"/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers/"
+                                "hpa-keep-predictor").json()
+            assert hpa_body["spec"]["minReplicas"] == 2
+            listed = http.get(f"/apis/apps/v1/namespaces/{NS}/replicasets").json()["items"]
+            assert [rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"] for rs in listed
+                    if rs["metadata"]["labels"]["app"] == "isvc.hpa-keep-predictor"] == ["1"]
+    finally:
+        own.stop()

@@ -74,3 +74,32 @@ def test_kubernetes_metadata_versions_and_conflicts(database_url: str) -> None:
         assert deleted_at == store.current_version() > replaced.resource_version
     finally:
         db.dispose()
+
+
+STANDARD = {"serving.kserve.io/deploymentMode": "Standard"}
+
+
+def test_a_standard_change_of_the_hpa_fields_alone_rewrites_the_running_revision(database_url: str) -> None:
+    """minReplicas, maxReplicas, scaleMetric and scaleTarget are the HPA's in Standard mode: the latest revision
+    takes them (stored, so a restart reads them); anything else with them, or Knative mode, makes a revision."""
+    db = Database(database_url)
+    try:
+        db.upgrade()
+        store = ServingStore(db)
+        store.apply(spec("pvc://m/v1", annotations=STANDARD))
+        record, created = store.apply(spec("pvc://m/v1", annotations=STANDARD, min_replicas=2, max_replicas=4,
+                                           scale_metric="cpu", scale_target=60))
+        assert (record.latest, created, record.generation) == (1, False, 2)
+        stored = store.get("default", "iris").revisions[1]
+        assert (stored.min_replicas, stored.max_replicas, stored.scale_metric, stored.scale_target) == (2, 4, "cpu", 60)
+        # the mode kept from creation counts, even when the update leaves the annotation out
+        record, created = store.apply(spec("pvc://m/v1", min_replicas=3, max_replicas=4))
+        assert (record.latest, created, record.revisions[1].min_replicas) == (1, False, 3)
+        record, created = store.apply(spec("pvc://m/v2", annotations=STANDARD, min_replicas=1))
+        assert (record.latest, created) == (2, True)  # storageUri is the pod template's: a new revision
+        store.delete("default", "iris")
+        store.apply(spec("pvc://m/v1"))
+        record, created = store.apply(spec("pvc://m/v1", min_replicas=2))
+        assert (record.latest, created) == (2, True)  # Knative: min-scale is the revision template's
+    finally:
+        db.dispose()

@@ -93,6 +93,19 @@ class Autoscaler:
                    panic_fraction=spec.panic_window_percentage / 100, scale_down_delay=spec.scale_down_delay,
                    panic_threshold=spec.panic_threshold_percentage / 100)
 
+    def retarget(self, spec: PredictorSpec) -> None:
+        """Take ``spec``'s bounds, metric and target in place, as an HPA whose spec was updated: the next
+        :meth:`desired` clamps to the new bounds. A new metric starts over (its samples and the HPA's
+        recommendations were in another unit)."""
+        self.min_replicas, self.max_replicas = spec.min_replicas, spec.max_replicas
+        self.target = effective_target(spec)
+        if spec.scale_metric != self.metric:
+            self.metric = spec.scale_metric
+            self.samples.clear()
+            self.recommendations.clear()
+            self.scale_ups.clear()
+            self.panic_at, self.panic_replicas = None, 0
+
     def observe(self, now: float, value: float) -> None:
         """The metric's value now: in flight or percent of a request for an average, a running count for a rate."""
         self.samples.append((now, value))

@@ -190,10 +190,14 @@ class ServingManager:
             await pool.close()
 
     def _sync_pools(self, deployment: Deployment, restored: bool = False) -> list[ReplicaPool]:
-        """Create pools for revisions that should run (``restored``: from the store at start, not new); return the
-        ones to close."""
+        """Create pools for revisions that should run (``restored``: from the store at start, not new), hand a
+        running one its revision's new HPA fields (:func:`kfbox.serving.store.hpa_only`); return the ones to
+        close."""
         record = deployment.record
         wanted = deployment.wanted_revisions()
+        for number, pool in deployment.pools.items():
+            if number in record.revisions and pool.spec != record.revisions[number]:
+                pool.rescale(record.revisions[number])  # Standard mode's HPA fields, changed in place
         for number in wanted - deployment.pools.keys():
             served = record.revisions[number].served_name(record.name)  # --model_name, else the service's
             config = PoolConfig(model_name=served, revision=revision_name(record.name, number),

@@ -139,6 +139,14 @@ class ReplicaPool:
         if self.config.emit is not None:
             self.config.emit(reason, f"Revision {self.config.revision}: {message}", type_)
 
+    def rescale(self, spec: PredictorSpec) -> None:
+        """Take a Standard-mode revision's new HPA fields (bounds, metric, target) in place: its replicas keep
+        running and the next :meth:`tick` scales to the new bounds by the usual rules."""
+        self.spec = spec
+        self.autoscaler.retarget(spec)
+        self._event("AutoscalerUpdated", f"minReplicas {spec.min_replicas}, maxReplicas {spec.max_replicas}, "
+                                         f"{spec.scale_metric} target {spec.scale_target:g}")
+
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
         """The ready replica with the fewest requests in flight; among equals, the one picked last.
@@ -273,6 +281,10 @@ class ReplicaPool:
             self.desired = max(self.desired, 1)  # a request waits, or the revision has yet to come up once
         if self.desired != self.scaled_to:
             why = "a waiting request" if self.waiting and not self.scaled_to else f"metric {self.spec.scale_metric}"
+            if self.desired == self.spec.min_replicas > self.scaled_to:
+                why = f"minReplicas {self.spec.min_replicas}"
+            elif self.desired == self.spec.max_replicas < self.scaled_to:
+                why = f"maxReplicas {self.spec.max_replicas}"
             self._event("ScaledUp" if self.desired > self.scaled_to else "ScaledDown",
                         f"scaled from {self.scaled_to} to {self.desired} replicas on {why}")
             self.scaled_to = self.desired

@@ -57,7 +57,9 @@ UNSAFE_PICKLE_ANNOTATION = "serving.kfbox.io/allow-unsafe-pickle"
 
 @dataclasses.dataclass(frozen=True)
 class PredictorSpec:
-    """Everything that makes a revision: a change here means new replicas."""
+    """Everything that makes a revision: a change here means new replicas, but for the HPA's fields of a Standard
+    predictor (bounds, metric, target), which its running revision takes in place
+    (:func:`kfbox.serving.store.hpa_only`)."""
 
     model_format: str
     storage_uri: str | None

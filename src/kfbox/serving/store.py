@@ -3,6 +3,10 @@
 Every write takes the next ``resourceVersion`` from one counter row, in the same transaction,
 so versions grow strictly across all objects (what watch and optimistic concurrency rely on);
 ``generation`` grows only when ``spec`` changes, as in Kubernetes.
+
+A changed predictor makes a new revision, except in Standard mode when only the HPA's fields changed
+(:func:`hpa_only`): KServe's raw reconciler writes those into the HorizontalPodAutoscaler, not the Deployment's
+pod template, so the running revision takes its new bounds in place (its stored predictor is rewritten).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from kfbox.clock import now_ms
 from kfbox.db import Database
 from kfbox.errors import Conflict, InvalidInput
 from kfbox.serving.kube_api import KubeStatus, already_exists, invalid, not_found, stale
-from kfbox.serving.scaling_spec import MODE_ANNOTATION, kept_mode
+from kfbox.serving.scaling_spec import MODE_ANNOTATION, STANDARD, annotations_of, deployment_mode, kept_mode
 from kfbox.serving.spec import InferenceServiceSpec, PredictorSpec
 from kfbox.serving.tables import CounterRow, NamespaceRow, RevisionRow, ServiceRow
 
@@ -124,7 +128,12 @@ class ServingStore:
         now = now_ms()
         revisions = self._revisions(session, row.id)
         created = revisions[row.latest_revision] != spec.predictor
-        if created:
+        if created and hpa_only(json.loads(row.manifest), spec, revisions[row.latest_revision]):
+            created = False  # Standard mode: the HPA is updated, the running revision keeps its replicas
+            session.execute(update(RevisionRow).where(RevisionRow.service_id == row.id,
+                                                      RevisionRow.number == row.latest_revision)
+                            .values(predictor=spec.predictor.to_json()))
+        elif created:
             number = max(revisions) + 1
             session.add(RevisionRow(service_id=row.id, number=number, predictor=spec.predictor.to_json(),
                                     created_ms=now))
@@ -251,6 +260,30 @@ def keep_mode(current: dict[str, Any], spec: InferenceServiceSpec) -> InferenceS
     except InvalidInput as exc:
         raise invalid(spec.name, exc.message, f"metadata.annotations[{MODE_ANNOTATION}]") from exc
     return spec if mode is None else spec.with_mode(mode)
+
+
+HPA_FIELDS = ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget")
+"""The predictor's fields KServe's raw reconciler writes into the HorizontalPodAutoscaler (its ``createHPA`` and
+``getHPAMetrics``) and nowhere in the Deployment's pod template."""
+
+
+def hpa_only(current: dict[str, Any], spec: InferenceServiceSpec, latest: PredictorSpec) -> bool:
+    """Whether ``spec`` (in its kept mode) differs from ``current`` (a stored manifest whose latest revision is
+    ``latest``) only in :data:`HPA_FIELDS`, in Standard mode: the new manifest with those fields as they are in
+    ``current`` makes the latest revision again. On a cluster such a change updates the HPA in place, with no new
+    ReplicaSet. In Knative mode the same fields are annotations of the revision template: a new revision there."""
+    if deployment_mode(annotations_of(spec.manifest)) != STANDARD:
+        return False
+    old = (current.get("spec") or {}).get("predictor") or {}
+    new_spec = spec.manifest.get("spec") or {}
+    predictor = {k: v for k, v in (new_spec.get("predictor") or {}).items() if k not in HPA_FIELDS}
+    predictor.update({k: old[k] for k in HPA_FIELDS if k in old})
+    try:
+        before = InferenceServiceSpec.parse({**spec.manifest, "spec": {**new_spec, "predictor": predictor}},
+                                            default_namespace=spec.namespace)
+    except InvalidInput:  # the old bounds do not fit the new manifest: compare as a new revision would
+        return False
+    return before.predictor == latest
 
 
 def _stored(manifest: dict[str, Any]) -> dict[str, Any]:
