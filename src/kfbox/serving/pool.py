@@ -143,9 +143,7 @@ class ReplicaPool:
         """Take a Standard-mode revision's new HPA fields (bounds, metric, target) in place: its replicas keep
         running and the next :meth:`tick` scales to the new bounds by the usual rules."""
         self.spec = spec
-        self.autoscaler.retarget(spec)
-        self._event("AutoscalerUpdated", f"minReplicas {spec.min_replicas}, maxReplicas {spec.max_replicas}, "
-                                         f"{spec.scale_metric} target {spec.scale_target:g}")
+        self.autoscaler.retarget(spec)  # no Event of its own: a cluster's HPA records none for a spec change
 
     # --- routing -------------------------------------------------------------------------
     def pick(self) -> Replica | None:
