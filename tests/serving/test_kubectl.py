@@ -4,6 +4,7 @@ manifest (examples/iris/inference.yaml) serves a real iris model from the PVC pa
 
 from __future__ import annotations
 
+import json
 import subprocess
 import threading
 import time
@@ -230,3 +231,63 @@ def test_describe_deploy_rollout_history_and_get_rs_show_a_standard_predictors_r
     refused = kubectl(kube_env, "delete", "rs", first, "-n", NS)
     assert refused.returncode == 1 and "(MethodNotAllowed)" in refused.stderr, refused.stderr
     ok(kube_env, "delete", "isvc", "rs-view", "-n", NS)
+
+
+@pytest.mark.parametrize(("path", "field", "words"), [
+    ("pods.spec.containers", "containers", "kserve-container"),
+    ("deploy.spec.replicas", "replicas", "desired pods"),
+    ("rs.status.readyReplicas", "readyReplicas", "model server is ready"),
+    ("hpa.spec.minReplicas", "minReplicas", "predictor's minReplicas"),
+    ("ksvc.status.url", "url", "external URL"),
+    ("events.involvedObject", "involvedObject", "InferenceService the event is about"),
+])
+def test_explain_the_read_only_kinds(kube_env: dict[str, str], path: str, field: str, words: str) -> None:
+    """``kubectl explain`` reads each group-version's OpenAPI v3 document: the fields kfbox fills, described."""
+    shown = ok(kube_env, "explain", path)
+    assert f"FIELD: {field}" in shown and "DESCRIPTION:" in shown and words in shown, shown
+
+
+def test_explain_lists_only_the_fields_kfbox_fills(kube_env: dict[str, str]) -> None:
+    """The HPA's spec lists what kfbox's HPA carries, and a field no kfbox object has is unknown to explain."""
+    shown = ok(kube_env, "explain", "hpa.spec")
+    assert "HorizontalPodAutoscaler" in shown and "minReplicas" in shown and "scaleTargetRef" in shown, shown
+    assert "autoscaling/v2" in ok(kube_env, "explain", "hpa")
+    assert "targetCPUUtilizationPercentage" in ok(kube_env, "explain", "hpa.spec", "--api-version",
+                                                  "autoscaling/v1")
+    missing = kubectl(kube_env, "explain", "pods.spec.initContainers")
+    assert missing.returncode == 1 and "initContainers" in missing.stderr, missing.stderr
+    assert "phase" in ok(kube_env, "explain", "pods.status") and "Namespace" in ok(kube_env, "explain", "ns")
+
+
+def _unlisted(value: Any, schema: dict[str, Any], at: str) -> list[str]:
+    """The paths in ``value`` that ``schema`` (an expanded OpenAPI schema) does not list."""
+    if isinstance(value, list):
+        return [p for item in value for p in _unlisted(item, schema.get("items", {}), at + "[]")]
+    if not isinstance(value, dict) or "additionalProperties" in schema:
+        return []
+    properties = schema.get("properties", {})
+    return [p for key, item in value.items()
+            for p in ([f"{at}.{key}"] if key not in properties else _unlisted(item, properties[key], f"{at}.{key}"))]
+
+
+def test_explain_schemas_list_every_field_kfbox_fills(kube_env: dict[str, str], server: ServerProcess,
+                                                      tmp_path: Path) -> None:
+    """What ``kubectl explain`` documents is what ``kubectl get -o json`` shows: every field of a Standard-mode
+    predictor's Deployment, ReplicaSet, HPA and Pod, of a Serverless one's Knative Service and of their Events."""
+    created(kube_env, tmp_path, "explain-raw", standard=True)
+    created(kube_env, tmp_path, "explain-kn")
+    ok(kube_env, "rollout", "status", "deploy/explain-raw-predictor", "-n", NS, "--timeout", "60s", timeout=70)
+    ok(kube_env, "wait", "--for=condition=Ready", "isvc/explain-kn", "-n", NS, "--timeout=90s", timeout=100)
+    with server.client() as client:
+        index = client.get("/openapi/v3").json()["paths"]
+        schemas = {(gvk["group"], gvk["version"], gvk["kind"]): schema
+                   for path in index for schema in client.get(f"/openapi/v3/{path}").json()["components"][
+                       "schemas"].values() for gvk in schema.get("x-kubernetes-group-version-kind", [])}
+    seen = set()
+    for resource in ("deploy", "rs", "hpa", "pods", "ksvc", "hpa.v1.autoscaling", "events"):
+        for obj in json.loads(ok(kube_env, "get", resource, "-n", NS, "-o", "json"))["items"]:
+            group, _, version = obj["apiVersion"].rpartition("/")
+            assert _unlisted(obj, schemas[group, version, obj["kind"]], obj["kind"]) == []
+            seen.add(obj["kind"])
+    assert seen == {"Deployment", "ReplicaSet", "HorizontalPodAutoscaler", "Pod", "Service", "Event"}
+    ok(kube_env, "delete", "isvc", "explain-raw", "explain-kn", "-n", NS)

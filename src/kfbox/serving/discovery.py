@@ -10,7 +10,8 @@
     GET /apis/autoscaling, /apis/autoscaling/v1, .../v2            ``horizontalpodautoscalers`` (hpa), read-only
     GET /apis/metrics.k8s.io, /apis/metrics.k8s.io/v1beta1           ``pods`` (PodMetrics): get, list (kubectl top)
     GET /version
-    GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1
+    GET /openapi/v2, /openapi/v3, /openapi/v3/apis/serving.kserve.io/v1beta1, /openapi/v3/api/v1, and
+        /openapi/v3/apis/{apps/v1,autoscaling/v2,autoscaling/v1,serving.knative.dev/v1} (kfbox.serving.kube_openapi)
 
 Modern kubectl first asks for *aggregated* discovery (``Accept:
 application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList``); kfbox answers the
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import hashlib
 import json
 import uuid
@@ -37,6 +39,7 @@ from kfbox import __version__
 from kfbox.apis import KNATIVE_API_VERSION, KNATIVE_GROUP, KNATIVE_VERSION
 from kfbox.apis import SERVING_API_VERSION as API_VERSION
 from kfbox.serving.kube_api import KubeStatus, bad_request, not_found
+from kfbox.serving.kube_openapi import KINDS, document
 from kfbox.serving.openapi import core_document, serving_document, swagger_v2
 from kfbox.serving.resources import InferenceServices
 from kfbox.serving.spec import KIND, NAMESPACE_RE
@@ -190,18 +193,18 @@ def discovery_router(res: InferenceServices) -> APIRouter:
     @router.get("/openapi/v3")
     async def openapi_v3_index() -> dict[str, Any]:
         paths = {}
-        for path, doc in (("apis/serving.kserve.io/v1beta1", serving_document()), ("api/v1", core_document())):
-            digest = hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
-            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
+        for path in OPENAPI_V3:
+            digest = hashlib.sha512(json.dumps(_openapi_v3(path), sort_keys=True).encode()).hexdigest()[:32]
+            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest.upper()}"}
         return {"paths": paths}
 
-    @router.get("/openapi/v3/apis/serving.kserve.io/v1beta1")
-    async def openapi_v3_serving() -> dict[str, Any]:
-        return serving_document()
+    def openapi_v3_route(path: str) -> None:
+        @router.get(f"/openapi/v3/{path}", name=f"openapi_v3_{path}")
+        async def openapi_v3() -> dict[str, Any]:
+            return _openapi_v3(path)
 
-    @router.get("/openapi/v3/api/v1")
-    async def openapi_v3_core() -> dict[str, Any]:
-        return core_document()
+    for path in OPENAPI_V3:
+        openapi_v3_route(path)
 
     # --- namespaces ----------------------------------------------------------------------
     async def namespaces() -> dict[str, dict[str, Any]]:
@@ -248,6 +251,23 @@ def discovery_router(res: InferenceServices) -> APIRouter:
                             status_code=201)
 
     return router
+
+
+OPENAPI_V3 = ("apis/serving.kserve.io/v1beta1", *KINDS)
+"""The group-versions ``/openapi/v3`` lists: the InferenceService's, and those of the read-only kinds."""
+
+
+@functools.cache
+def _openapi_v3(path: str) -> dict[str, Any]:
+    """The OpenAPI v3 document of one group-version, built on its first request (start-up builds none)."""
+    if path == "apis/serving.kserve.io/v1beta1":
+        return serving_document()
+    doc = document(path)
+    if path == "api/v1":  # the Namespace beside the Pod
+        core = core_document()
+        doc = {**doc, "paths": {**core["paths"], **doc["paths"]},
+               "components": {"schemas": {**core["components"]["schemas"], **doc["components"]["schemas"]}}}
+    return doc
 
 
 PROTOBUF_MAGIC = b"k8s\x00"
