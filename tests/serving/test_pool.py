@@ -1,15 +1,19 @@
 """How a pool picks a replica for a request (kfbox.serving.pool.ReplicaPool.pick), with replicas injected:
-no process is started (``pick`` reads only the replicas' readiness and in-flight counts)."""
+no process is started (``pick`` reads only the replicas' readiness and in-flight counts); and which replicas a
+scale down stops (ReplicaPool.tick), with real processes that serve nothing standing in for the replicas."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kfbox.serving.pool import PoolConfig, Replica, ReplicaPool
+from kfbox.server.processes import ChildProcess
+from kfbox.serving.pool import PoolConfig, Replica, ReplicaPool, free_port
 from kfbox.serving.spec import PredictorSpec
 
 
@@ -130,3 +134,64 @@ def test_no_container_concurrency_means_no_limit(tmp_path: Path) -> None:
         replica = pool.pick()
         assert replica is not None
         replica.inflight += 1
+
+
+def scaling_down(tmp_path: Path, ready_at: list[float | None], to: int) -> ReplicaPool:
+    """A pool held at ``to`` replicas (minReplicas = maxReplicas) that has one replica per ``ready_at`` (None: still
+    starting), in the order they were started. Each is a real process listening nowhere, so one still starting
+    stays so, and stopping one ends its process."""
+    spec = PredictorSpec(model_format="sklearn", storage_uri=None, model_class=None, python_path=None,
+                         min_replicas=to, max_replicas=to, scale_target=1, scale_metric="concurrency",
+                         scale_window=None, enable_grpc=False)
+    config = PoolConfig(model_name="m", revision="m-predictor-00001", log_dir=tmp_path, scale_window=60.0,
+                        start_timeout=60.0, drain_seconds=5.0)
+    launcher: Any = None  # the pool is already larger than wanted: it starts nothing
+    pool = ReplicaPool(config, spec, Path, launcher)
+    now = time.monotonic()
+    for index, ready in enumerate(ready_at, start=1):
+        child = ChildProcess.spawn([sys.executable, "-c", "import time; time.sleep(60)"],
+                                   log_path=tmp_path / f"{index}.log")
+        pool.replicas.append(Replica(index=index, port=free_port(), child=child, started_at=now,
+                                     ready_at=None if ready is None else now - 100 + ready))
+    return pool
+
+
+def scale_down(pool: ReplicaPool, busy: Replica | None = None) -> tuple[list[int], list[int]]:
+    """One tick of ``pool``: the replicas it keeps and those whose process it stopped (by index). ``busy`` has a
+    request in flight, which ends a moment after the tick took its replica out of the pool."""
+    everyone = list(pool.replicas)
+
+    async def scenario() -> tuple[list[int], list[int]]:
+        await pool.tick(time.monotonic())
+        kept = [replica.index for replica in pool.replicas]
+        if busy is not None:
+            await asyncio.sleep(0.3)
+            assert busy.child.alive, "a stopped replica's request in flight finishes first"
+            busy.inflight -= 1
+        deadline = time.monotonic() + 10
+        while any(r.child.alive for r in everyone if r.index not in kept) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stopped = [r.index for r in everyone if not r.child.alive]
+        await pool.close()
+        return kept, stopped
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        for replica in everyone:
+            replica.child.stop(0.5)
+
+
+def test_a_scale_down_stops_the_replica_ready_most_recently_as_a_replicaset_does(tmp_path: Path) -> None:
+    """Kubernetes deletes the pod ready for the shortest time: the replicas that have served longest stay, even
+    when the one stopped has a request in flight (it finishes first)."""
+    pool = scaling_down(tmp_path, [10.0, 30.0, 20.0], to=2)
+    newest_ready = pool.replicas[1]
+    newest_ready.inflight = 1
+    assert scale_down(pool, busy=newest_ready) == ([1, 3], [2])
+
+
+def test_a_scale_down_stops_starting_replicas_first_then_the_newest_ready(tmp_path: Path) -> None:
+    """Not ready before ready; among replicas ready at the same moment (one tick), the newest."""
+    pool = scaling_down(tmp_path, [10.0, 20.0, None, 20.0, None], to=2)
+    assert scale_down(pool) == ([1, 2], [3, 4, 5])

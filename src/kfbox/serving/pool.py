@@ -297,9 +297,7 @@ class ReplicaPool:
                     self.replicas.append(replica)
                     self._event("ReplicaStarted", f"started replica {replica.index} (pid {replica.child.pid})")
         elif current > self.desired:
-            # drain the idlest replicas first, starting ones before ready ones
-            extra = sorted(self.replicas, key=lambda r: (r.ready, r.inflight))[: current - self.desired]
-            for replica in extra:
+            for replica in stop_order(self.replicas)[: current - self.desired]:
                 self.replicas.remove(replica)
                 self._drain(replica)
 
@@ -419,6 +417,21 @@ class ReplicaPool:
 
     def children(self) -> list[ChildProcess]:
         return [replica.child for replica in self.replicas]
+
+
+def stop_order(replicas: list[Replica]) -> list[Replica]:
+    """The replicas in the order a scale down stops them: those not ready (still starting) first, then the one
+    ready most recently, then the newest, as a ReplicaSet picks the pods it deletes (``ActivePodsWithRanks`` in
+    Kubernetes' ``controller_utils.go``; Knative scales down through the same Deployment). The replicas that have
+    served longest stay. Requests in flight do not change the order, as Kubernetes does not look at them: a
+    stopped replica's requests still finish first (:meth:`ReplicaPool._drain`).
+
+    Kubernetes' ``LogarithmicScaleDown`` compares ready times in power-of-two buckets and breaks ties at random;
+    kfbox compares them exactly, so the order is the same every time. A replica is never restarted in place (a
+    dead one is replaced), so the restart count, the rule between ready time and age, is 0 for all.
+    """
+    return sorted(replicas, key=lambda r: (r.ready, -r.ready_at if r.ready and r.ready_at is not None else 0.0,
+                                           -r.index))
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
