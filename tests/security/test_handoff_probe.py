@@ -18,13 +18,25 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.serving.helpers import ROWS, apply, gated_model, manifest, train_iris, wait_for, wait_ready
+from tests.serving.helpers import (
+    ROWS,
+    answered_by_kfbox,
+    apply,
+    gated_model,
+    handed,
+    manifest,
+    more,
+    read_replies,
+    replica_pid,
+    train_iris,
+    wait_for,
+    wait_ready,
+)
 from tests.support import ServerProcess
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 PREDICT = "/serving/default/iris/v1/models/iris:predict"
-GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
 BODY = json.dumps({"instances": ROWS}).encode()
 CAP = 16
 """KFBOX_MAX_CONNECTIONS_PER_CLIENT."""
@@ -54,16 +66,8 @@ def client(server: ServerProcess) -> Iterator[httpx.Client]:
         yield c
 
 
-def handed(client: httpx.Client) -> int:
-    """Connections handed to replicas so far, from ``/healthz``'s ``data_plane`` line."""
-    line = client.get("/healthz").json()["data_plane"]
-    return int(line.split(": ", 1)[1].split()[0])
 
 
-def through_kfbox(client: httpx.Client) -> float:
-    """Gateway requests kfbox's HTTP stack answered, every method."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
-               if line.startswith("kfbox_http_requests_total{") and GATEWAY_ROUTE in line)
 
 
 def request(port: int, target: str = PREDICT, *, method: str = "POST", token: str | None = TOKEN,
@@ -73,27 +77,8 @@ def request(port: int, target: str = PREDICT, *, method: str = "POST", token: st
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
 
 
-def read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    """``count`` replies (status, body), each framed by its ``content-length``."""
-    data, replies = b"", []  # type: tuple[bytes, list[tuple[int, bytes]]]
-    while len(replies) < count:
-        while b"\r\n\r\n" not in data:
-            data += more(sock)
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:])
-                      if k.lower() == b"content-length")
-        while len(rest) < length:
-            rest += more(sock)
-        replies.append((int(lines[0].split()[1]), rest[:length]))
-        data = rest[length:]
-    return replies
 
 
-def more(sock: socket.socket) -> bytes:
-    chunk = sock.recv(65536)
-    assert chunk, "the connection closed before every reply came"
-    return chunk
 
 
 def open_handed(server: ServerProcess, client: httpx.Client) -> socket.socket:
@@ -154,7 +139,7 @@ def test_a_connect_request_s_body_is_not_run_as_an_unchecked_request(server: Ser
     """``CONNECT`` with an origin-form target and a body: llhttp takes the head as a tunnel's and reads no body, so
     the body's bytes, arriving in a later segment, would be parsed as a request of their own that no check saw
     (here one without a token). Such a connection is kfbox's, whose stack checks every request."""
-    before = through_kfbox(client)
+    before = answered_by_kfbox(client)
     with open_handed(server, client) as sock:
         smuggled = request(server.port, token=None)
         sock.sendall(request(server.port, method="CONNECT", body=smuggled)[:-len(smuggled)])
@@ -162,7 +147,7 @@ def test_a_connect_request_s_body_is_not_run_as_an_unchecked_request(server: Ser
         sock.sendall(smuggled)
         replies = read_replies(sock, 2)
     assert [status for status, _ in replies] == [405, 401], replies  # the smuggled request met kfbox's token check
-    assert through_kfbox(client) == before + 1  # the CONNECT went back to kfbox, its gateway relayed it
+    assert answered_by_kfbox(client) == before + 1  # the CONNECT went back to kfbox, its gateway relayed it
 
 
 def test_a_big_request_given_back_reaches_kfbox_whole(server: ServerProcess, client: httpx.Client) -> None:
@@ -172,14 +157,14 @@ def test_a_big_request_given_back_reaches_kfbox_whole(server: ServerProcess, cli
     big = json.dumps({"instances": ROWS * 4000}).encode()
     heavy = json.dumps({"instances": ROWS * 20000}).encode()  # the replica computes it while the next arrives
     assert len(big) > 200_000
-    before = through_kfbox(client)
+    before = answered_by_kfbox(client)
     with open_handed(server, client) as sock:
         last = request(server.port, body=big, extra="cookie: a=b\r\n")
         sock.sendall(request(server.port, body=heavy) + last)
         replies = read_replies(sock, 2)
     assert [status for status, _ in replies] == [200, 200], replies[-1][1][:300]
     assert len(json.loads(replies[-1][1])["predictions"]) == 3 * 4000
-    assert through_kfbox(client) == before + 1
+    assert answered_by_kfbox(client) == before + 1
 
 
 def test_connections_handed_given_back_and_dropped_leave_no_descriptor_behind(server: ServerProcess,
@@ -187,7 +172,7 @@ def test_connections_handed_given_back_and_dropped_leave_no_descriptor_behind(se
     """Hostile endings on handed connections: closed after the reply, reset in the middle of a body, half-closed
     after a request, dropped right after a request the replica gives back. Neither kfbox nor the replica keeps a
     descriptor (or a connection) for any of them once the client is gone."""
-    replica = _replica_pid("iris")
+    replica = replica_pid("iris")
     assert replica is not None
     open_handed(server, client).close()  # the replica's first connection: its loop's own descriptors open
     fds = open_fds(server.process.pid, replica)
@@ -213,18 +198,6 @@ def open_fds(*pids: int) -> tuple[int, ...]:
     return tuple(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
 
 
-def _replica_pid(name: str) -> int | None:
-    """The pid of the service's replica, by its process title (``kfbox replica default/NAME rev N``)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    title = cmdline.read().split(b"\0")[0].decode()
-            except OSError:
-                continue
-            if title.startswith(f"kfbox replica default/{name} "):
-                return int(entry)
-    return None
 
 
 def test_handed_connections_count_toward_the_cap_per_client_address(server: ServerProcess,

@@ -374,3 +374,58 @@ def kubectl_ok(env: dict[str, str], *args: str, timeout: float = 60) -> str:
     done = kubectl(env, *args, timeout=timeout)
     assert done.returncode == 0, f"kubectl {' '.join(args)}: {done.stderr}"
     return done.stdout
+
+
+# --- the connection hand-off (--data-plane handoff) ---------------------------------------------------------------
+GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
+
+
+def handed(client: httpx.Client) -> int:
+    """Connections handed to replicas so far, from ``/healthz``'s ``data_plane`` line."""
+    line = client.get("/healthz").json()["data_plane"]
+    return int(line.split(": ", 1)[1].split()[0])
+
+
+def answered_by_kfbox(client: httpx.Client) -> float:
+    """Gateway requests kfbox's own HTTP stack answered, every method (a replica answering a handed connection
+    never adds to it)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
+               if line.startswith("kfbox_http_requests_total{") and GATEWAY_ROUTE in line)
+
+
+def read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` replies (status, body) read off a raw connection, each framed by its ``content-length``."""
+    data, replies = b"", []  # type: tuple[bytes, list[tuple[int, bytes]]]
+    while len(replies) < count:
+        while b"\r\n\r\n" not in data:
+            data += more(sock)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:])
+                      if k.lower() == b"content-length")
+        while len(rest) < length:
+            rest += more(sock)
+        replies.append((int(lines[0].split()[1]), rest[:length]))
+        data = rest[length:]
+    return replies
+
+
+def more(sock: socket.socket) -> bytes:
+    """The next bytes of a raw connection; the connection must not have closed."""
+    chunk = sock.recv(65536)
+    assert chunk, "the connection closed before every reply came"
+    return chunk
+
+
+def replica_pid(name: str) -> int | None:
+    """The pid of the service's replica, by its process title (``kfbox replica default/NAME rev N``)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    title = cmdline.read().split(b"\0")[0].decode()
+            except OSError:
+                continue
+            if title.startswith(f"kfbox replica default/{name} "):
+                return int(entry)
+    return None

@@ -26,10 +26,14 @@ import pytest
 from kfbox.serving.handoff import Grant, digest, read_head
 from tests.serving.helpers import (
     ROWS,
+    answered_by_kfbox,
     apply,
     expected,
     gated_model,
+    handed,
     manifest,
+    read_replies,
+    replica_pid,
     status,
     train_iris,
     wait_for,
@@ -39,7 +43,6 @@ from tests.support import ServerProcess, run_cli
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-GATEWAY_ROUTE = 'route="/serving/{namespace}/{name}/{path}"'
 PREDICT = "/serving/default/iris/v1/models/iris:predict"
 DEADLINE = 2.0
 """The server's header and body read deadlines (seconds), which a replica keeps on a handed connection."""
@@ -86,16 +89,8 @@ def metric(client: httpx.Client, prefix: str) -> float:
                if line.startswith(prefix))
 
 
-def through_kfbox(client: httpx.Client) -> float:
-    """Gateway requests kfbox's HTTP stack answered, every method."""
-    return sum(float(line.rsplit(" ", 1)[1]) for line in client.get("/metrics").text.splitlines()
-               if line.startswith("kfbox_http_requests_total{") and GATEWAY_ROUTE in line)
 
 
-def handed(client: httpx.Client) -> int:
-    """Connections handed to replicas so far, from ``/healthz``'s ``data_plane`` line."""
-    line = client.get("/healthz").json()["data_plane"]
-    return int(line.split(": ", 1)[1].split()[0])
 
 
 def served(client: httpx.Client, name: str, code: int = 200) -> float:
@@ -105,13 +100,13 @@ def served(client: httpx.Client, name: str, code: int = 200) -> float:
 def test_a_plain_connection_is_answered_by_the_replica_and_counted(server: ServerProcess, client: httpx.Client,
                                                                     fresh: httpx.Client) -> None:
     want = {"predictions": expected(train_iris(server.home / "check"))}
-    before, connections, counted = through_kfbox(client), handed(client), served(client, "iris")
+    before, connections, counted = answered_by_kfbox(client), handed(client), served(client, "iris")
     timed = metric(client, 'kfbox_serving_request_duration_seconds_count{name="iris"')
     replies = [fresh.post(PREDICT, json={"instances": ROWS}) for _ in range(5)]
     assert [r.status_code for r in replies] == [200] * 5, replies[0].text
     assert all(r.json() == want for r in replies)
     assert {r.headers["x-kfbox-revision"] for r in replies} == {"iris-predictor-00001"}
-    assert through_kfbox(client) == before  # none passed through kfbox's stack
+    assert answered_by_kfbox(client) == before  # none passed through kfbox's stack
     assert handed(client) == connections + 1  # one connection, handed once
     wait_for(lambda: served(client, "iris") == counted + 5, 10, "the replica's report of 5 requests")
     assert metric(client, 'kfbox_serving_request_duration_seconds_count{name="iris"') == timed + 5
@@ -136,7 +131,7 @@ def test_status_cli_and_page_say_where_a_service_s_connections_go(server: Server
 def test_a_model_host_connection_is_handed_off_too(server: ServerProcess, client: httpx.Client,
                                                    fresh: httpx.Client) -> None:
     want = {"predictions": expected(train_iris(server.home / "check"))}
-    before = through_kfbox(client)
+    before = answered_by_kfbox(client)
     for _ in range(2):
         reply = fresh.post("/v1/models/iris:predict", json={"instances": ROWS},
                            headers={"Host": "iris-predictor.default.example.com"})
@@ -145,24 +140,24 @@ def test_a_model_host_connection_is_handed_off_too(server: ServerProcess, client
                     json={"inputs": [{"name": "x", "shape": [3, 4], "datatype": "FP64",
                                       "data": [v for row in ROWS for v in row]}]})
     assert v2.json()["outputs"][0]["data"] == want["predictions"]
-    assert through_kfbox(client) == before
+    assert answered_by_kfbox(client) == before
 
 
 def test_what_the_replica_must_not_answer_goes_back_to_kfbox_on_the_same_connection(
         server: ServerProcess, client: httpx.Client, fresh: httpx.Client) -> None:
     connections = handed(client)
     assert fresh.post(PREDICT, json={"instances": ROWS}).status_code == 200  # handed to iris's replica
-    before = through_kfbox(client)
+    before = answered_by_kfbox(client)
     other = fresh.post("/serving/default/twin/v1/models/twin:predict", json={"instances": ROWS})
     assert other.status_code == 200 and other.headers["x-kfbox-revision"] == "twin-predictor-00001"
     # iris's replica gave it back unread; kfbox offered it again and handed it to twin's replica
-    assert through_kfbox(client) == before and handed(client) == connections + 2
+    assert answered_by_kfbox(client) == before and handed(client) == connections + 2
     refused = fresh.post(PREDICT, json={"instances": ROWS}, headers={"Authorization": "Bearer wrong"})
     assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
     # back with kfbox, which serves the connection from then on
     assert fresh.get("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices").status_code == 200
     assert fresh.post(PREDICT, json={"instances": ROWS}).status_code == 200
-    assert through_kfbox(client) == before + 1 and handed(client) == connections + 2
+    assert answered_by_kfbox(client) == before + 1 and handed(client) == connections + 2
 
 
 @pytest.mark.parametrize(("second", "code", "says"), [
@@ -173,13 +168,13 @@ def test_what_the_replica_must_not_answer_goes_back_to_kfbox_on_the_same_connect
 def test_a_request_with_credentials_or_origin_on_a_handed_connection_is_kfbox_s(
         client: httpx.Client, fresh: httpx.Client, second: dict[str, str], code: int, says: str | None) -> None:
     assert fresh.post(PREDICT, json={"instances": ROWS}).status_code == 200
-    before = through_kfbox(client)
+    before = answered_by_kfbox(client)
     reply = fresh.post(PREDICT, json={"instances": ROWS}, headers=second)
     assert reply.status_code == code, reply.text
     if says is not None:
         assert says in reply.json()["error"]
     else:
-        assert through_kfbox(client) == before + 1
+        assert answered_by_kfbox(client) == before + 1
 
 
 def test_pipelined_requests_are_each_checked(server: ServerProcess, client: httpx.Client) -> None:
@@ -192,14 +187,14 @@ def test_pipelined_requests_are_each_checked(server: ServerProcess, client: http
         return (f"POST {PREDICT} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nauthorization: Bearer {token}\r\n"
                 f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
 
-    before, connections = through_kfbox(client), handed(client)
+    before, connections = answered_by_kfbox(client), handed(client)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(request(TOKEN) + request(TOKEN) + request("wrong"))
-        replies = _read_replies(sock, 3)
+        replies = read_replies(sock, 3)
     assert [r[0] for r in replies] == [200, 200, 401]
     assert [json.loads(r[1]) for r in replies[:2]] == [{"predictions": expected(train_iris(server.home / "c"))}] * 2
     assert "wrong bearer token" in json.loads(replies[2][1])["error"]  # kfbox's token auth answered it
-    assert through_kfbox(client) == before and handed(client) == connections + 1
+    assert answered_by_kfbox(client) == before and handed(client) == connections + 1
 
 
 @pytest.mark.parametrize("stalled", ["head", "body"])
@@ -214,7 +209,7 @@ def test_a_request_that_stalls_on_a_handed_connection_meets_the_server_s_deadlin
     connections = handed(client)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(request + body)
-        assert _read_replies(sock, 1)[0][0] == 200
+        assert read_replies(sock, 1)[0][0] == 200
         assert handed(client) == connections + 1  # the replica holds the connection now
         sock.sendall(request[:40] if stalled == "head" else request + body[:5])
         started = time.monotonic()
@@ -226,32 +221,14 @@ def test_a_request_that_stalls_on_a_handed_connection_meets_the_server_s_deadlin
     assert rest.startswith(b"HTTP/1.1 408 ") if stalled == "head" else rest == b""
 
 
-def _read_replies(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
-    data, replies = b"", []  # type: tuple[bytes, list[tuple[int, bytes]]]
-    while len(replies) < count:
-        while b"\r\n\r\n" not in data:
-            data += _more(sock)
-        head, _, rest = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        length = next(int(v) for k, _, v in (line.partition(b":") for line in lines[1:])
-                      if k.lower() == b"content-length")
-        while len(rest) < length:
-            rest += _more(sock)
-        replies.append((int(lines[0].split()[1]), rest[:length]))
-        data = rest[length:]
-    return replies
 
 
-def _more(sock: socket.socket) -> bytes:
-    chunk = sock.recv(65536)
-    assert chunk, "the connection closed before every reply came"
-    return chunk
 
 
 def test_replica_errors_on_a_handed_connection_have_kserve_bodies(client: httpx.Client,
                                                                   fresh: httpx.Client) -> None:
     assert fresh.post(PREDICT, json={"instances": ROWS}).status_code == 200
-    before = through_kfbox(client)
+    before = answered_by_kfbox(client)
     bad = fresh.post(PREDICT, json={"instances": "x"})
     assert bad.status_code == 400 and set(bad.json()) == {"error"}
     not_allowed = fresh.delete(PREDICT)
@@ -263,19 +240,19 @@ def test_replica_errors_on_a_handed_connection_have_kserve_bodies(client: httpx.
     missing = fresh.get("/serving/default/iris/v2/nothing")
     assert missing.status_code == 404 and missing.json() == {"error": "Not Found"}
     assert missing.headers["x-kfbox-revision"] == "iris-predictor-00001"
-    assert through_kfbox(client) == before  # all of them the replica's own answers
+    assert answered_by_kfbox(client) == before  # all of them the replica's own answers
 
 
 def test_a_replica_that_may_run_user_code_never_gets_a_connection(client: httpx.Client,
                                                                   fresh: httpx.Client) -> None:
     """The platform's token travels in every request of a connection: a user's model class never reads one."""
-    before, connections = through_kfbox(client), handed(client)
+    before, connections = answered_by_kfbox(client), handed(client)
     echoed = fresh.post("/serving/default/held/v1/models/held:predict", json={"echo": True},
                         headers={"x-request-id": "req-9"})
     assert echoed.status_code == 200
     seen = echoed.json()["headers"]
     assert seen.get("x-request-id") == "req-9" and "authorization" not in seen
-    assert through_kfbox(client) == before + 1 and handed(client) == connections
+    assert answered_by_kfbox(client) == before + 1 and handed(client) == connections
 
 
 def test_overload_on_handed_connections_is_a_fast_503_with_kserve_body(server: ServerProcess,
@@ -322,7 +299,7 @@ def test_requests_on_handed_connections_count_toward_rps(server: ServerProcess, 
     apply(client, manifest("rated", "pvc://models/iris", min_replicas=1, max_replicas=2, scale_target=20,
                            scale_metric="rps", annotations={"autoscaling.knative.dev/window": "2s"}))
     wait_ready(client, "rated")
-    before, connections = through_kfbox(client), handed(client)
+    before, connections = answered_by_kfbox(client), handed(client)
     codes: set[int] = set()
     deadline = time.monotonic() + 60
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as own:
@@ -330,7 +307,7 @@ def test_requests_on_handed_connections_count_toward_rps(server: ServerProcess, 
             codes |= {own.post("/serving/default/rated/v1/models/rated:predict",
                                json={"instances": ROWS}).status_code for _ in range(50)}
     assert status(client, "rated")["replicas"] == 2 and codes == {200}
-    assert through_kfbox(client) == before and handed(client) == connections + 1
+    assert answered_by_kfbox(client) == before and handed(client) == connections + 1
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/rated")
 
 
@@ -346,13 +323,13 @@ def test_a_canary_split_is_weighed_per_request_by_kfbox(server: ServerProcess, c
                            headers={"content-type": "application/merge-patch+json"})
     assert patched.status_code == 200, patched.text
     wait_for(lambda: status(client, "split")["revisions"]["split-predictor-00002"]["ready"], 90, "canary ready")
-    before, connections = through_kfbox(client), handed(client)
+    before, connections = answered_by_kfbox(client), handed(client)
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as own:
         revisions = [own.post("/serving/default/split/v1/models/split:predict",
                               json={"instances": ROWS}).headers["x-kfbox-revision"] for _ in range(6)]
     assert set(revisions) == {"split-predictor-00001", "split-predictor-00002"}, revisions
     assert "canary split" in status(client, "split")["handoff"]["reason"]
-    assert handed(client) == connections and through_kfbox(client) == before + 6
+    assert handed(client) == connections and answered_by_kfbox(client) == before + 6
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/split")
 
 
@@ -370,15 +347,16 @@ def test_a_deleted_replica_gives_its_keep_alive_connections_back_to_kfbox(server
     connections = handed(client)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(request)
-        assert _read_replies(sock, 1)[0][0] == 200
+        assert read_replies(sock, 1)[0][0] == 200
         assert handed(client) == connections + 1
-        pid = _replica_pid("moved")
+        pid = replica_pid("moved")
+        assert pid is not None
         pods = client.get("/api/v1/namespaces/default/pods",
                           params={"labelSelector": "serving.kserve.io/inferenceservice=moved"}).json()["items"]
         assert client.delete(f"/api/v1/namespaces/default/pods/{pods[0]['metadata']['name']}").status_code == 200
         wait_for(lambda: not os.path.exists(f"/proc/{pid}/cmdline") or _zombie(pid), 30, "the deleted replica to exit")
         sock.sendall(request)  # on the same connection, which the deleted replica held
-        assert _read_replies(sock, 1)[0][0] == 200  # kfbox took it back (and may have handed it to the new one)
+        assert read_replies(sock, 1)[0][0] == 200  # kfbox took it back (and may have handed it to the new one)
     client.delete("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/moved")
 
 
@@ -391,12 +369,12 @@ def test_a_killed_replica_closes_its_connections_and_the_next_ones_reach_its_rep
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as own:
         assert own.post(url, json={"instances": ROWS}).status_code == 200
         assert handed(client) == connections + 1
-        pid = _replica_pid("doomed")
+        pid = replica_pid("doomed")
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(httpx.TransportError):  # the connection died with the replica that held it
             own.post(url, json={"instances": ROWS})
-    wait_for(lambda: _replica_pid("doomed") not in (None, pid), 60, "a replacement replica")
+    wait_for(lambda: replica_pid("doomed") not in (None, pid), 60, "a replacement replica")
     wait_ready(client, "doomed")
     before = handed(client)
     with httpx.Client(base_url=server.url, headers=AUTH, timeout=60) as again:
@@ -413,18 +391,6 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def _replica_pid(name: str) -> int | None:
-    """The pid of the service's replica, by its process title (``kfbox replica default/NAME rev N``)."""
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    title = cmdline.read().split(b"\0")[0].decode()
-            except OSError:
-                continue
-            if title.startswith(f"kfbox replica default/{name} "):
-                return int(entry)
-    return None
 
 
 # --- the rules, without a server ----------------------------------------------------------------------------------
