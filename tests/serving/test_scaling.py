@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -245,6 +246,19 @@ def test_initial_scale_starts_a_new_revision_with_that_many_replicas(client: htt
     assert "autoscaling.knative.dev/initial-scale '0' must be an integer of at least 1" in reply.json()["message"]
 
 
+def slow_start(folder: Path, name: str, initial_scale: int, window: str | None = None,
+               **predictor: Any) -> tuple[Path, dict[str, Any]]:
+    """SLOW_START written into ``folder`` (its gate file goes there too) and a manifest serving it as ``name``
+    with Knative's ``initial-scale``."""
+    folder.mkdir()
+    (folder / "slow_start.py").write_text(SLOW_START)
+    annotations = {"serving.kfbox.io/model-class": "slow_start:SlowStart", "serving.kfbox.io/python-path": str(folder),
+                   **({"autoscaling.knative.dev/window": window} if window else {})}
+    body = manifest(name, None, fmt="custom", annotations=annotations, **predictor)
+    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": str(initial_scale)}
+    return folder, body
+
+
 def test_initial_scale_is_ready_only_once_that_many_replicas_were_ready(client: httpx.Client,
                                                                         server: ServerProcess) -> None:
     """Knative marks a revision Ready only once its ``initial-scale`` replicas were ready. With
@@ -252,13 +266,8 @@ def test_initial_scale_is_ready_only_once_that_many_replicas_were_ready(client: 
     test opens a gate: one replica ready, the InferenceService is not Ready nor PredictorReady, names no
     latestReadyRevision, and its Knative Service is not Ready. Gate open, all three ready: Ready; idle, back to
     minReplicas, it stays Ready (the usual rules from then on)."""
-    folder = server.home / "slow-start"
-    folder.mkdir()
-    (folder / "slow_start.py").write_text(SLOW_START)
-    body = manifest("thrice", None, fmt="custom", min_replicas=1, max_replicas=3,
-                    annotations={"serving.kfbox.io/model-class": "slow_start:SlowStart",
-                                 "serving.kfbox.io/python-path": str(folder), "autoscaling.knative.dev/window": "3s"})
-    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "3"}
+    folder, body = slow_start(server.home / "slow-start", "thrice", 3, min_replicas=1, max_replicas=3,
+                              window="3s")
     apply(client, body)
     wait_for(lambda: status(client, "thrice")["replicas"] == 1, 90, "the first replica ready")
     ksvc_url = "/apis/serving.knative.dev/v1/namespaces/default/services/thrice-predictor"
@@ -290,13 +299,7 @@ def test_a_rollout_hands_over_only_once_the_initial_scale_was_ready(client: http
     train_iris(server.home / "pvc" / "models" / "handover")
     apply(client, manifest("handover", "pvc://models/handover"))
     wait_ready(client, "handover")
-    folder = server.home / "slow-handover"
-    folder.mkdir()
-    (folder / "slow_start.py").write_text(SLOW_START)
-    body = manifest("handover", None, fmt="custom", max_replicas=2,
-                    annotations={"serving.kfbox.io/model-class": "slow_start:SlowStart",
-                                 "serving.kfbox.io/python-path": str(folder)})
-    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "2"}
+    folder, body = slow_start(server.home / "slow-handover", "handover", 2, max_replicas=2)
     apply(client, body)
     wait_for(lambda: status(client, "handover")["revisions"]["handover-predictor-00002"]["ready"] == 1, 90,
              "one replica of revision 2 ready")
@@ -322,13 +325,7 @@ def test_a_canary_gets_its_share_only_once_its_initial_scale_was_ready(client: h
     train_iris(server.home / "pvc" / "models" / "halves")
     apply(client, manifest("halves", "pvc://models/halves"))
     wait_ready(client, "halves")
-    folder = server.home / "slow-canary"
-    folder.mkdir()
-    (folder / "slow_start.py").write_text(SLOW_START)
-    body = manifest("halves", None, fmt="custom", max_replicas=2, canary_traffic_percent=50,
-                    annotations={"serving.kfbox.io/model-class": "slow_start:SlowStart",
-                                 "serving.kfbox.io/python-path": str(folder)})
-    body["spec"]["predictor"]["annotations"] = {"autoscaling.knative.dev/initial-scale": "2"}
+    folder, body = slow_start(server.home / "slow-canary", "halves", 2, max_replicas=2, canary_traffic_percent=50)
     apply(client, body)
     wait_for(lambda: status(client, "halves")["revisions"]["halves-predictor-00002"]["ready"] == 1, 90,
              "one replica of the canary ready")
