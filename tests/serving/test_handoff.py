@@ -116,6 +116,7 @@ def test_status_cli_and_page_say_where_a_service_s_connections_go(server: Server
                                                                    client: httpx.Client) -> None:
     """``status.handoff``, ``kfbox serve get`` and the deployment page: iris's connections go to its replicas, and
     kfbox keeps ``held``'s, with the reason (its replicas run the user's code)."""
+    assert "connection hand-off on: this port passes a model's plain connections" in server.log()
     assert status(client, "iris")["handoff"] == {"connections": "replicas"}
     held = status(client, "held")["handoff"]
     assert held["connections"] == "kfbox" and "your code" in held["reason"]

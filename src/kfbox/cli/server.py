@@ -85,6 +85,9 @@ def _announce_start(settings: Settings) -> None:
         port = configured_ingress_port(settings)
         where = local_url(settings.host, port) if port else "a free port"
         typer.echo(f"inference ingress (HAProxy) on {where}; its URL is ingress_url in {settings.server_record}")
+    elif settings.data_plane == "handoff":
+        typer.echo("connection hand-off on: this port passes a model's plain connections to its replicas "
+                   "(kfbox serve get NAME says whether a service's do)")
 
 
 def other_machines(host: str, port: int) -> str | None:
