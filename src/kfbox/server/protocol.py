@@ -71,6 +71,18 @@ def _reply(status: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\n\r\n").encode() + body
 
 
+def too_many_connections(limit: int) -> bytes:
+    """The reply, then the close, to a connection past the cap per client address (also a model replica's, for
+    the connections handed to it: :mod:`kfbox.serving.handoff_replica`)."""
+    return _reply("503 Service Unavailable", f"Too many connections from your address (limit {limit}, "
+                  "KFBOX_MAX_CONNECTIONS_PER_CLIENT). Reuse connections or close idle ones.")
+
+
+def headers_too_slow(timeout: float) -> bytes:
+    """The reply, then the close, to a request whose headers did not arrive within ``timeout`` seconds."""
+    return _reply("408 Request Timeout", f"The request headers did not arrive within {timeout:g}s.")
+
+
 def guarded_protocol(settings: Settings, lane: ShortLane | None = None, door: Door | None = None) -> Any:
     """A protocol class for ``uvicorn.Config(http=...)``, with its own per-address counts.
 
@@ -85,9 +97,8 @@ def guarded_protocol(settings: Settings, lane: ShortLane | None = None, door: Do
     header_timeout = header_timeout if header_timeout > 0 else math.inf
     body_timeout = body_timeout if body_timeout > 0 else math.inf
     sweep_seconds = min(SWEEP_SECONDS, header_timeout / 4, body_timeout / 4)
-    too_many = _reply("503 Service Unavailable", f"Too many connections from your address (limit {per_client}, "
-                      "KFBOX_MAX_CONNECTIONS_PER_CLIENT). Reuse connections or close idle ones.")
-    too_slow = _reply("408 Request Timeout", f"The request headers did not arrive within {header_timeout:g}s.")
+    too_many = too_many_connections(per_client)
+    too_slow = headers_too_slow(header_timeout)
     open_by_client: dict[str, int] = {}
     watched: set[GuardedHttpToolsProtocol] = set()
     sweeping: list[asyncio.TimerHandle] = []

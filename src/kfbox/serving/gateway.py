@@ -114,18 +114,23 @@ class HostRouting:
 
     def routed(self, scope: Scope) -> str | None:
         """The gateway path a model's ``Host`` names, or None when the Host is not a model's."""
-        host = next((v for k, v in scope["headers"] if k == b"host"), b"")
-        name = host.decode("latin-1").lower().rsplit(":", 1)[0]
-        if name.endswith(self.suffix):
-            labels = name[: -len(self.suffix)].split(".")
-            if len(labels) == 2 and all(labels):
-                service, namespace = labels
-                return f"{PREFIX}/{namespace}/{service.removesuffix('-predictor')}{scope['path']}"
-        return None
+        found = model_host(next((v for k, v in scope["headers"] if k == b"host"), b""), self.suffix)
+        return None if found is None else f"{PREFIX}/{found[0]}/{found[1]}{scope['path']}"
 
     def claims(self, scope: Scope) -> bool:
         """A request the gateway answers (after host routing): the test of its :class:`Shortcut`."""
         return gateway_parts(self.routed(scope) or scope["path"]) is not None
+
+
+def model_host(host: bytes, suffix: str) -> tuple[str, str] | None:
+    """(namespace, name) that ``Host: {name}[-predictor].{namespace}{suffix}`` names (``suffix``: ``.`` and the
+    ingress domain, lower case); None for any other Host. Host routing and the connection hand-off read it so."""
+    hostname = host.decode("latin-1").lower().rsplit(":", 1)[0]
+    if hostname.endswith(suffix):
+        labels = hostname[: -len(suffix)].split(".")
+        if len(labels) == 2 and all(labels):
+            return labels[1], labels[0].removesuffix("-predictor")
+    return None
 
 
 def gateway_parts(path: str) -> list[str] | None:
@@ -147,6 +152,14 @@ class Series:
         self.inflight: Gauge = metrics.inflight.labels(*deployment.key)
         self.latency: Histogram = metrics.latency.labels(*deployment.key)
         self.by_status: dict[int, Counter] = {}
+
+    @classmethod
+    def of(cls, cache: dict[tuple[str, str], Series], metrics: ServingMetrics, deployment: Deployment) -> Series:
+        """The deployment's series in ``cache``, made on first use and again for a service created anew."""
+        series = cache.get(deployment.key)
+        if series is None or series.deployment is not deployment:
+            series = cache[deployment.key] = cls(metrics, deployment)
+        return series
 
     def requests(self, status: int) -> Counter:
         counter = self.by_status.get(status)
@@ -178,9 +191,7 @@ class Gateway:
             await reply_error(send, 404, f"InferenceService {namespace}/{name} does not exist. "
                                          "List them with: kfbox serve list")
             return
-        series = self.series.get(deployment.key)
-        if series is None or series.deployment is not deployment:
-            series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
+        series = Series.of(self.series, self.manager.metrics, deployment)
         body = await read_body(receive)
         started = time.perf_counter()
         series.inflight.inc()

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kfbox.server import warm
 from kfbox.server.coalesce import coalescing_protocol
+from kfbox.server.protocol import headers_too_slow, too_many_connections
 from kfbox.serving import handoff
 from kfbox.serving.error_body import kserve_error_body
 
@@ -42,8 +43,6 @@ HOLD_BYTES = handoff.MAX_MESSAGE_BYTES // 2
 """Unchecked bytes past which a busy handed connection stops reading: with one more read, what it holds still fits
 in one message if the connection goes back to kfbox (:data:`kfbox.serving.handoff.MAX_MESSAGE_BYTES`)."""
 JSON = (b"content-type", b"application/json")
-TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-            b"content-length: 35\r\n\r\nThe request did not arrive in time.")
 
 
 class Stats:
@@ -259,7 +258,7 @@ def adopted_protocol() -> Any:
             address = self.client[0] if self.client else ""
             count = self.receiver.by_client[address] = self.receiver.by_client.get(address, 0) + 1
             if self.grant.per_client and count > self.grant.per_client:
-                self.transport.write(too_many(self.grant.per_client))
+                self.transport.write(too_many_connections(self.grant.per_client))
                 self.transport.close()
                 return
             self.next_request()
@@ -379,7 +378,7 @@ def adopted_protocol() -> Any:
                 return
             if not self.transport.is_closing():
                 if not self.busy:  # never in the middle of a reply
-                    self.transport.write(TOO_SLOW)
+                    self.transport.write(headers_too_slow(self.grant.header_timeout))
                 self.transport.close()
 
         def give_back(self) -> None:
@@ -399,14 +398,6 @@ def adopted_protocol() -> Any:
             self.transport.abort()  # closes this process's descriptor only: the server holds the connection now
 
     return Adopted
-
-
-def too_many(limit: int) -> bytes:
-    """The server's answer to a connection over the cap per client address."""
-    body = (f"Too many connections from your address (limit {limit}, KFBOX_MAX_CONNECTIONS_PER_CLIENT). Reuse "
-            "connections or close idle ones.").encode()
-    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
-            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 def _close_unless_served(task: asyncio.Task[Any], sock: socket.socket) -> None:

@@ -38,7 +38,7 @@ from kfbox.server.protocol import Door
 from kfbox.serving import handoff
 from kfbox.serving.deployment import Deployment, traffic_split
 from kfbox.serving.forkserver import ForkedReplica
-from kfbox.serving.gateway import PREFIX, Series
+from kfbox.serving.gateway import PREFIX, Series, model_host
 from kfbox.serving.manager import ServingManager
 from kfbox.serving.pool import Replica, ReplicaPool
 
@@ -153,12 +153,9 @@ class HandoffPlane:
 
     def _route(self, head: handoff.Head) -> tuple[str, str, bytes] | None:
         """(namespace, name, path prefix) as host routing and the gateway read them."""
-        host = (head.host or b"").decode("latin-1").lower().rsplit(":", 1)[0]
-        if host.endswith(self.suffix):
-            labels = host[: -len(self.suffix)].split(".")
-            if len(labels) == 2 and all(labels):
-                return labels[1], labels[0].removesuffix("-predictor"), b""
-            return None
+        found = model_host(head.host or b"", self.suffix)
+        if found is not None:
+            return found[0], found[1], b""
         if not head.target.startswith(PREFIX.encode() + b"/"):
             return None
         parts = head.target.split(b"/", 4)
@@ -226,9 +223,7 @@ class HandoffPlane:
         link.adopted, link.open = adopted, opened
         deployment = self.manager.deployments.get(link.key)
         if deployment is not None:
-            series = self.series.get(deployment.key)
-            if series is None or series.deployment is not deployment:
-                series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
+            series = Series.of(self.series, self.manager.metrics, deployment)
             for status, n in requests.items():
                 series.requests(status).inc(n)
             for seconds in latencies:

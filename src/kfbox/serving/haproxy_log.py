@@ -113,9 +113,7 @@ class RequestLog:
         deployment = self.manager.deployments.get((namespace, name))
         if deployment is None:
             return
-        series = self.series.get(deployment.key)
-        if series is None or series.deployment is not deployment:
-            series = self.series[deployment.key] = Series(self.manager.metrics, deployment)
+        series = Series.of(self.series, self.manager.metrics, deployment)
         series.requests(code).inc(times)
         for _ in range(times):
             series.latency.observe(seconds)
